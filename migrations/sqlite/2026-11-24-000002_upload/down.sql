@@ -1,0 +1,11 @@
+DROP INDEX binlog_files_upload;
+ALTER TABLE binlog_files DROP COLUMN remote_deleted_at;
+ALTER TABLE binlog_files DROP COLUMN local_deleted_at;
+ALTER TABLE binlog_files DROP COLUMN upload_verified;
+ALTER TABLE binlog_files DROP COLUMN uploaded_at;
+ALTER TABLE binlog_files DROP COLUMN object_key;
+ALTER TABLE binlog_files DROP COLUMN next_upload_at;
+ALTER TABLE binlog_files DROP COLUMN upload_error;
+ALTER TABLE binlog_files DROP COLUMN upload_attempts;
+ALTER TABLE binlog_files DROP COLUMN upload_state;
+ALTER TABLE tasks DROP COLUMN bucket_retention_days;

@@ -1,0 +1,603 @@
+//! `FileWriterActor`: the only code that writes binlog files. Runs on its own thread (a
+//! `SyncArbiter`), so blocking file I/O and fsync never touch the async executors.
+//!
+//! Invariants enforced here, and only here:
+//! - the checkpoint is never ahead of fsynced bytes: a batch's checkpoint becomes durable after
+//!   the `sync_data` covering its bytes returns, and only durable checkpoints are persisted;
+//! - a sealed file never changes again, and is SEALED in the catalog in the same transaction that
+//!   moves the checkpoint past it;
+//! - an fsync error is never retried: the writer refuses every later write until it is prepared
+//!   again from the last persisted checkpoint (reconciliation).
+//!
+//! Layout: `{data_dir}/{task_id}/{source_identity}/{file}`. A source identity gets its own
+//! folder because after a GTID switchover the new server's file names can repeat the old ones.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use slog::{Logger, debug, info, warn};
+
+use crate::binlog::event::{FileEvents, MAGIC, types};
+use crate::binlog::name::BinlogFileName;
+use crate::binlog::stream::{LocalFiles, OpenFile, WriteOp};
+use crate::domain::{TaskErrorCode, TaskId};
+use crate::meta::{Checkpoint, FileRecord, FileState, Store, StoreError};
+use crate::source::dump::SourceIdentity;
+use crate::telemetry::tracing::span;
+use opentelemetry::KeyValue;
+
+/// A write failure, classified for the task's failure policy.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("fsync of {path} failed: {source}; the task stops (an fsync is never retried)")]
+    Fsync {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("metadata: {0}")]
+    Store(#[from] StoreError),
+    #[error("the source changed from {old} to {new} while the task resumes by file position")]
+    Switchover { old: String, new: String },
+    #[error("{0}")]
+    Invariant(String),
+    #[error("the writer stopped after an earlier fsync failure")]
+    Poisoned,
+}
+
+impl WriterError {
+    fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
+        WriterError::Io { op, path: path.display().to_string(), source }
+    }
+
+    /// (code, retryable). A full disk may clear (retention, an operator); an fsync or media
+    /// error may not.
+    pub fn classify(&self) -> (TaskErrorCode, bool) {
+        match self {
+            WriterError::Io { source, .. } => {
+                let full = matches!(source.raw_os_error(), Some(28) | Some(122)); // ENOSPC, EDQUOT
+                (TaskErrorCode::LocalStorageError, full)
+            }
+            WriterError::Fsync { .. } | WriterError::Invariant(_) | WriterError::Poisoned => {
+                (TaskErrorCode::LocalStorageError, false)
+            }
+            WriterError::Store(e) => (TaskErrorCode::MetadataError, e.is_retryable()),
+            WriterError::Switchover { .. } => (TaskErrorCode::SourceSwitchover, false),
+        }
+    }
+}
+
+/// Tells the task about durable progress and finished files.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub enum WriterEvent {
+    Checkpointed { checkpoint: Checkpoint, fsync: Duration, bytes: u64 },
+    FileCreated { identity: String, name: BinlogFileName },
+    FileSealed { identity: String, name: BinlogFileName, path: PathBuf, size: u64 },
+}
+
+/// Reconcile the local copy of `identity` with the checkpoint; answer what we hold.
+#[derive(Message)]
+#[rtype(result = "Result<Prepared, WriterError>")]
+pub struct Prepare {
+    pub identity: SourceIdentity,
+    /// Whether the task resumes by GTID (a new source identity is then a switchover to follow).
+    pub gtid_mode: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub checkpoint: Option<Checkpoint>,
+    pub local: LocalFiles,
+    /// Set when the checkpoint was taken on another source (GTID-mode switchover).
+    pub switched_from: Option<String>,
+}
+
+/// A group of write ops, fsynced together; `checkpoint` (the last transaction boundary in the
+/// batch, if any) becomes durable once the fsync returns.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Option<Checkpoint>, WriterError>")]
+pub struct WriteBatch {
+    pub ops: Vec<WriteOp>,
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// Persist the durable checkpoint now if it is newer than the stored one.
+#[derive(Message)]
+#[rtype(result = "Result<(), WriterError>")]
+pub struct PersistCheckpoint;
+
+/// Flush, persist and close the open file (task stop). The writer can be prepared again.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Checkpoint>, WriterError>")]
+pub struct CloseFiles;
+
+struct OpenLocal {
+    name: BinlogFileName,
+    path: PathBuf,
+    file: File,
+    start_pos: u64,
+    header_len: u64,
+    size: u64,
+    dirty: bool,
+}
+
+impl OpenLocal {
+    /// Our file's offset of a source position in it (see `FileRecord::local_offset`).
+    fn local_offset(&self, source_pos: u64) -> u64 {
+        if self.start_pos <= 4 { source_pos } else { source_pos - self.start_pos + self.header_len }
+    }
+}
+
+pub struct FileWriterActor {
+    task_id: TaskId,
+    task_dir: PathBuf,
+    store: Store,
+    log: Logger,
+    report: Recipient<WriterEvent>,
+    checkpoint_interval: Duration,
+    identity: Option<SourceIdentity>,
+    open: Option<OpenLocal>,
+    durable: Option<Checkpoint>,
+    persisted: Option<Checkpoint>,
+    last_persist: Instant,
+    loaded: bool,
+    poisoned: bool,
+}
+
+impl Actor for FileWriterActor {
+    type Context = SyncContext<Self>;
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), WriterError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| WriterError::Fsync { path: dir.display().to_string(), source: e })
+}
+
+impl FileWriterActor {
+    pub fn new(
+        task_id: TaskId,
+        data_dir: &Path,
+        store: Store,
+        log: Logger,
+        report: Recipient<WriterEvent>,
+        checkpoint_interval: Duration,
+    ) -> Self {
+        FileWriterActor {
+            task_id,
+            task_dir: data_dir.join(task_id.0.to_string()),
+            store,
+            log,
+            report,
+            checkpoint_interval,
+            identity: None,
+            open: None,
+            durable: None,
+            persisted: None,
+            last_persist: Instant::now(),
+            loaded: false,
+            poisoned: false,
+        }
+    }
+
+    /// The folder of one source's files.
+    pub fn identity_dir(task_dir: &Path, identity: &str) -> PathBuf {
+        task_dir.join(identity)
+    }
+
+    fn ident(&self) -> Result<&SourceIdentity, WriterError> {
+        self.identity.as_ref().ok_or_else(|| WriterError::Invariant("writer used before Prepare".into()))
+    }
+
+    fn prepare(&mut self, msg: Prepare) -> Result<Prepared, WriterError> {
+        // Whatever happened before (a dropped connection mid-transaction, a full disk), start
+        // again from the last durable boundary: close the file without syncing it (everything
+        // past the checkpoint is truncated below; everything before it is already durable).
+        self.open = None;
+        if !self.loaded || self.poisoned {
+            self.durable = self.store.get_checkpoint(self.task_id)?.map(|(c, _)| c);
+            self.persisted = self.durable.clone();
+            self.loaded = true;
+            self.poisoned = false;
+        }
+        let checkpoint = self.durable.clone();
+        let mut switched_from = None;
+        if let Some(cp) = &checkpoint
+            && cp.source_identity != msg.identity.as_str()
+        {
+            if !msg.gtid_mode {
+                return Err(WriterError::Switchover { old: cp.source_identity.clone(), new: msg.identity.to_string() });
+            }
+            // GTID mode follows the new server. The old server's open file is kept as far as it
+            // is durable, and sealed: it is complete as far as that server goes for us.
+            self.seal_partial(cp)?;
+            switched_from = Some(cp.source_identity.clone());
+        }
+        self.identity = Some(msg.identity.clone());
+        let dir = Self::identity_dir(&self.task_dir, msg.identity.as_str());
+        fs::create_dir_all(&dir).map_err(|e| WriterError::io("create directory", &dir, e))?;
+        fsync_dir(&self.task_dir)?;
+
+        // The checkpoint speaks for this folder only when it was taken on this source.
+        let here = checkpoint.as_ref().filter(|c| c.source_identity == msg.identity.as_str());
+        let local = self.reconcile(&dir, here)?;
+        Ok(Prepared { checkpoint, local, switched_from })
+    }
+
+    /// Makes `dir` agree with the checkpoint: files after it are removed, the checkpoint's file
+    /// is truncated to it (this removes torn tails and partial transactions), unknown files
+    /// and leftovers are removed. Without a checkpoint for this source, only its sealed files
+    /// (history from an earlier switchover) are kept. Returns what we hold.
+    fn reconcile(&mut self, dir: &Path, cp: Option<&Checkpoint>) -> Result<LocalFiles, WriterError> {
+        let identity = self.ident()?.to_string();
+        let rows: Vec<FileRecord> =
+            self.store.list_files(self.task_id)?.into_iter().filter(|r| r.source_identity == identity).collect();
+        let mut keep: Vec<&FileRecord> = Vec::new();
+        let mut drop_rows: Vec<String> = Vec::new();
+        match cp {
+            None => {
+                for r in &rows {
+                    if r.state == FileState::Sealed {
+                        keep.push(r);
+                    } else {
+                        drop_rows.push(r.file_name.to_string());
+                    }
+                }
+            }
+            Some(cp) => match rows.iter().position(|r| r.file_name == cp.file) {
+                Some(i) => {
+                    keep.extend(&rows[..=i]);
+                    drop_rows.extend(rows[i + 1..].iter().map(|r| r.file_name.to_string()));
+                }
+                None => {
+                    return Err(WriterError::Invariant(format!(
+                        "the checkpoint names {} at {} but no such local file is recorded; local storage lost data \
+                         (delete the task's checkpoint to start over, or restore the files)",
+                        cp.file, cp.pos
+                    )));
+                }
+            },
+        }
+        for name in &drop_rows {
+            let p = dir.join(name);
+            match fs::remove_file(&p) {
+                Ok(()) => info!(self.log, "removed file beyond the checkpoint"; "file" => %p.display()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(WriterError::io("remove", &p, e)),
+            }
+        }
+        self.store.delete_file_rows(self.task_id, &identity, &drop_rows)?;
+
+        // Anything on disk the catalog does not know is a leftover of an interrupted create.
+        let known: BTreeSet<String> = keep.iter().map(|r| r.file_name.to_string()).collect();
+        for entry in fs::read_dir(dir).map_err(|e| WriterError::io("list", dir, e))? {
+            let entry = entry.map_err(|e| WriterError::io("list", dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !known.contains(&name) && entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                let p = entry.path();
+                warn!(self.log, "removing a file the catalog does not know"; "file" => %p.display());
+                fs::remove_file(&p).map_err(|e| WriterError::io("remove", &p, e))?;
+            }
+        }
+
+        let mut local = LocalFiles::default();
+        if cp.is_none() {
+            local.sealed.extend(keep.iter().map(|r| r.file_name.clone()));
+        }
+        if let Some(cp) = cp {
+            let rec = keep.last().expect("the checkpoint's file is kept");
+            for r in &keep[..keep.len() - 1] {
+                local.sealed.insert(r.file_name.clone());
+            }
+            let path = dir.join(rec.file_name.as_str());
+            if rec.state == FileState::Sealed && rec.end_pos == Some(cp.pos) {
+                local.sealed.insert(rec.file_name.clone());
+            } else {
+                let want = rec.local_offset(cp.pos);
+                let mut f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| WriterError::io("open", &path, e))?;
+                let have = f.metadata().map_err(|e| WriterError::io("stat", &path, e))?.len();
+                if have < want {
+                    return Err(WriterError::Invariant(format!(
+                        "{} holds {have} bytes but the checkpoint says {want} are durable; local storage lost data",
+                        path.display()
+                    )));
+                }
+                if have > want {
+                    info!(self.log, "truncating to the checkpoint"; "file" => %rec.file_name, "from" => have, "to" => want);
+                    f.set_len(want).map_err(|e| WriterError::io("truncate", &path, e))?;
+                }
+                f.sync_all().map_err(|e| WriterError::Fsync { path: path.display().to_string(), source: e })?;
+                let has_transactions = has_transactions(&mut f, want).map_err(|e| WriterError::io("read", &path, e))?;
+                f.seek(SeekFrom::End(0)).map_err(|e| WriterError::io("seek", &path, e))?;
+                if rec.state == FileState::Sealed {
+                    return Err(WriterError::Invariant(format!(
+                        "{} is sealed at {:?} but the checkpoint is at {}",
+                        rec.file_name, rec.end_pos, cp.pos
+                    )));
+                }
+                local.open = Some(OpenFile {
+                    name: rec.file_name.clone(),
+                    start_pos: rec.start_pos,
+                    end_pos: cp.pos,
+                    has_transactions,
+                });
+                self.open = Some(OpenLocal {
+                    name: rec.file_name.clone(),
+                    path,
+                    file: f,
+                    start_pos: rec.start_pos,
+                    header_len: rec.header_len,
+                    size: want,
+                    dirty: false,
+                });
+            }
+        }
+        fsync_dir(dir)?;
+        Ok(local)
+    }
+
+    /// GTID switchover: the old source's open file is kept up to the checkpoint and sealed.
+    fn seal_partial(&mut self, cp: &Checkpoint) -> Result<(), WriterError> {
+        let dir = Self::identity_dir(&self.task_dir, &cp.source_identity);
+        let rows = self.store.list_files(self.task_id)?;
+        if let Some(rec) = rows
+            .iter()
+            .find(|r| r.source_identity == cp.source_identity && r.file_name == cp.file && r.state == FileState::Open)
+        {
+            let path = dir.join(rec.file_name.as_str());
+            let want = rec.local_offset(cp.pos);
+            let f = OpenOptions::new().write(true).open(&path).map_err(|e| WriterError::io("open", &path, e))?;
+            f.set_len(want).map_err(|e| WriterError::io("truncate", &path, e))?;
+            f.sync_all().map_err(|e| WriterError::Fsync { path: path.display().to_string(), source: e })?;
+            self.store.seal_file(self.task_id, &cp.source_identity, cp.file.as_str(), cp.pos, want, cp)?;
+            let _ = self.report.try_send(WriterEvent::FileSealed {
+                identity: cp.source_identity.clone(),
+                name: cp.file.clone(),
+                path,
+                size: want,
+            });
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self, batch: WriteBatch) -> Result<Option<Checkpoint>, WriterError> {
+        if self.poisoned {
+            return Err(WriterError::Poisoned);
+        }
+        let mut bytes = 0u64;
+        for op in batch.ops {
+            match op {
+                WriteOp::Create { name, start_pos, header } => self.create(name, start_pos, &header)?,
+                WriteOp::Append { bytes: data, .. } => {
+                    let o = self
+                        .open
+                        .as_mut()
+                        .ok_or_else(|| WriterError::Invariant("append without an open file".into()))?;
+                    o.file.write_all(&data).map_err(|e| WriterError::io("write", &o.path, e))?;
+                    o.size += data.len() as u64;
+                    o.dirty = true;
+                    bytes += data.len() as u64;
+                }
+                WriteOp::Rebase { start_pos } => {
+                    let identity = self.ident()?.to_string();
+                    let o = self
+                        .open
+                        .as_mut()
+                        .ok_or_else(|| WriterError::Invariant("rebase without an open file".into()))?;
+                    o.start_pos = start_pos;
+                    o.header_len = o.size;
+                    self.store.update_file_layout(self.task_id, &identity, o.name.as_str(), start_pos, o.size)?;
+                }
+                WriteOp::Seal { end_pos, gtid } => self.seal(end_pos, gtid)?,
+            }
+        }
+        let started = Instant::now();
+        let mut synced = false;
+        if let Some(o) = self.open.as_mut()
+            && o.dirty
+        {
+            synced = true;
+            if let Err(e) = o.file.sync_data() {
+                self.poisoned = true;
+                return Err(WriterError::Fsync { path: o.path.display().to_string(), source: e });
+            }
+            o.dirty = false;
+        }
+        let fsync = started.elapsed();
+        if synced {
+            crate::telemetry::metrics::metrics().fsync.observe(fsync.as_secs_f64());
+        }
+        if let Some(cp) = batch.checkpoint {
+            // Only now, with the fsync returned, is the checkpoint durable.
+            debug!(self.log, "checkpoint durable";
+                "file" => %cp.file, "pos" => cp.pos, "gtid" => cp.gtid_set.as_deref().unwrap_or(""),
+                "bytes" => bytes, "fsync_us" => fsync.as_micros() as u64);
+            self.durable = Some(cp.clone());
+            if self.last_persist.elapsed() >= self.checkpoint_interval {
+                self.persist()?;
+            }
+            let _ = self.report.try_send(WriterEvent::Checkpointed { checkpoint: cp, fsync, bytes });
+        }
+        Ok(self.durable.clone())
+    }
+
+    fn create(&mut self, name: BinlogFileName, start_pos: u64, header: &[u8]) -> Result<(), WriterError> {
+        if let Some(o) = &self.open {
+            return Err(WriterError::Invariant(format!("creating {name} while {} is still open", o.name)));
+        }
+        let identity = self.ident()?.to_string();
+        let dir = Self::identity_dir(&self.task_dir, &identity);
+        let path = dir.join(name.as_str());
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| WriterError::io("create", &path, e))?;
+        file.write_all(&MAGIC).map_err(|e| WriterError::io("write", &path, e))?;
+        file.write_all(header).map_err(|e| WriterError::io("write", &path, e))?;
+        let header_len = (MAGIC.len() + header.len()) as u64;
+        self.store.insert_file(&FileRecord {
+            task_id: self.task_id.0,
+            source_identity: identity.clone(),
+            file_name: name.clone(),
+            state: FileState::Open,
+            start_pos,
+            header_len,
+            end_pos: None,
+            size: header_len,
+            sha256: None,
+            created_at: chrono::Utc::now(),
+            sealed_at: None,
+            upload: Default::default(),
+        })?;
+        // The new name must survive a crash before any checkpoint points into the file.
+        fsync_dir(&dir)?;
+        info!(self.log, "file created"; "file" => %name, "start_pos" => start_pos);
+        let _ = self.report.try_send(WriterEvent::FileCreated { identity, name: name.clone() });
+        self.open = Some(OpenLocal { name, path, file, start_pos, header_len, size: header_len, dirty: true });
+        Ok(())
+    }
+
+    fn seal(&mut self, end_pos: u64, gtid: Option<String>) -> Result<(), WriterError> {
+        let identity = self.ident()?.to_string();
+        let _span = span(
+            "file.seal",
+            vec![KeyValue::new("task.id", self.task_id.0), KeyValue::new("binlog.end_pos", end_pos as i64)],
+        );
+        let mut o = self.open.take().ok_or_else(|| WriterError::Invariant("seal without an open file".into()))?;
+        if let Err(e) = o.file.sync_data() {
+            self.poisoned = true;
+            return Err(WriterError::Fsync { path: o.path.display().to_string(), source: e });
+        }
+        o.dirty = false;
+        let cp = Checkpoint { source_identity: identity.clone(), file: o.name.clone(), pos: end_pos, gtid_set: gtid };
+        self.store.seal_file(self.task_id, &identity, o.name.as_str(), end_pos, o.size, &cp)?;
+        self.durable = Some(cp.clone());
+        self.persisted = Some(cp);
+        self.last_persist = Instant::now();
+        info!(self.log, "file sealed"; "file" => %o.name, "size" => o.size, "end_pos" => end_pos);
+        let _ = self.report.try_send(WriterEvent::FileSealed {
+            identity,
+            name: o.name.clone(),
+            path: o.path.clone(),
+            size: o.size,
+        });
+        Ok(())
+    }
+
+    fn persist(&mut self) -> Result<(), WriterError> {
+        if self.durable.is_some() && self.durable != self.persisted {
+            let cp = self.durable.clone().expect("checked");
+            let _span = span(
+                "checkpoint.persist",
+                vec![
+                    KeyValue::new("task.id", self.task_id.0),
+                    KeyValue::new("binlog.file", cp.file.to_string()),
+                    KeyValue::new("binlog.pos", cp.pos as i64),
+                ],
+            );
+            match &self.open {
+                Some(o) if o.name == cp.file => {
+                    let size = o.local_offset(cp.pos);
+                    self.store.save_checkpoint_in_open_file(self.task_id, &cp, size)?;
+                }
+                _ => self.store.save_checkpoint(self.task_id, &cp)?,
+            }
+            self.persisted = Some(cp);
+        }
+        self.last_persist = Instant::now();
+        Ok(())
+    }
+}
+
+/// Whether a file holds anything but header events (FDE, previous GTIDs, GTID list, binlog
+/// checkpoint) in its first `len` bytes: reads only as far as the first other event.
+fn has_transactions(f: &mut File, len: u64) -> io::Result<bool> {
+    f.seek(SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; len.min(64 * 1024) as usize];
+    f.read_exact(&mut buf)?;
+    let Ok(events) = FileEvents::new(&buf) else { return Ok(false) };
+    let mut seen = 0u64;
+    for (off, ev) in events {
+        seen = (off + ev.len()) as u64;
+        if !matches!(
+            ev[4],
+            types::FORMAT_DESCRIPTION
+                | types::PREVIOUS_GTIDS
+                | types::MARIA_GTID_LIST
+                | types::MARIA_BINLOG_CHECKPOINT
+                | types::MARIA_START_ENCRYPTION
+        ) {
+            return Ok(true);
+        }
+    }
+    // Only header events in the part we read: more bytes beyond it mean more events.
+    Ok(seen < len)
+}
+
+impl Handler<Prepare> for FileWriterActor {
+    type Result = Result<Prepared, WriterError>;
+
+    fn handle(&mut self, msg: Prepare, _: &mut SyncContext<Self>) -> Self::Result {
+        self.prepare(msg)
+    }
+}
+
+impl Handler<WriteBatch> for FileWriterActor {
+    type Result = Result<Option<Checkpoint>, WriterError>;
+
+    fn handle(&mut self, msg: WriteBatch, _: &mut SyncContext<Self>) -> Self::Result {
+        self.write_batch(msg)
+    }
+}
+
+impl Handler<PersistCheckpoint> for FileWriterActor {
+    type Result = Result<(), WriterError>;
+
+    fn handle(&mut self, _: PersistCheckpoint, _: &mut SyncContext<Self>) -> Self::Result {
+        if self.poisoned {
+            return Err(WriterError::Poisoned);
+        }
+        self.persist()
+    }
+}
+
+impl Handler<CloseFiles> for FileWriterActor {
+    type Result = Result<Option<Checkpoint>, WriterError>;
+
+    fn handle(&mut self, _: CloseFiles, _: &mut SyncContext<Self>) -> Self::Result {
+        if let Some(o) = self.open.as_mut()
+            && o.dirty
+        {
+            if self.poisoned {
+                return Err(WriterError::Poisoned);
+            }
+            if let Err(e) = o.file.sync_data() {
+                self.poisoned = true;
+                return Err(WriterError::Fsync { path: o.path.display().to_string(), source: e });
+            }
+            o.dirty = false;
+        }
+        if !self.poisoned {
+            self.persist()?;
+        }
+        self.open = None;
+        Ok(self.durable.clone())
+    }
+}

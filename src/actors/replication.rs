@@ -1,0 +1,538 @@
+//! `ReplicationActor`: one connection attempt to the source. Connects, identifies the source,
+//! has the writer reconcile the local copy, asks for the binlog from the checkpoint, and streams
+//! raw events through the `StreamTracker` into write batches for the `FileWriterActor`.
+//!
+//! Group commit is a pipeline: while the writer writes and fsyncs one batch, the next one
+//! accumulates; a batch goes out as soon as the writer is free and nothing more is buffered (or
+//! it holds `fsync_max_bytes`, or its oldest byte is `fsync_max_delay_ms` old). At most one batch
+//! is in flight and one accumulates, so memory stays bounded by two batches (or two events,
+//! when a single event is larger): that is the backpressure, and the socket is simply not read
+//! while both are full.
+//!
+//! The attempt ends with an error (reported to the task, which decides retry or failure) or
+//! when the actor is stopped; it never retries by itself.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::{Bytes, BytesMut};
+use slog::{Logger, debug, info, warn};
+
+use crate::actors::file_writer::{FileWriterActor, Prepare, WriteBatch, WriterError};
+use crate::binlog::gtid::StartGtid;
+use crate::binlog::stream::{GtidTracker, Seen, StreamError, StreamTracker, WriteOp};
+use crate::domain::{Flavor, StartSpec, TaskErrorCode};
+use crate::meta::Checkpoint;
+use crate::source::SourceError;
+use crate::source::conn::{ConnectParams, SourceConn};
+use crate::source::dump::{self, DumpFrom, ReplicaParams, SourceIdentity};
+use crate::telemetry::tracing::span;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Span, Status};
+
+/// Events smaller than this are copied into one buffer per batch (one write call); larger ones
+/// are written from the buffer they arrived in.
+const COALESCE_BELOW: usize = 64 * 1024;
+/// How long after the dump request an idle stream counts as accepted (RUNNING).
+const ACCEPT_GRACE: Duration = Duration::from_secs(2);
+/// How often progress is reported to the task.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Why an attempt ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("stream: {0}")]
+    Stream(#[from] StreamError),
+    #[error("local storage: {0}")]
+    Writer(#[from] WriterError),
+    #[error("the source ended the binlog stream (server shutdown?)")]
+    Eof,
+    #[error("no event or heartbeat for {0:?}: the connection is presumed dead")]
+    Silence(Duration),
+    #[error("the GTID position to resume from is unknown: {0}")]
+    NoGtid(String),
+    #[error("the file writer is gone")]
+    WriterGone,
+}
+
+impl ReplError {
+    /// (code, retryable): decides RETRY_BACKOFF or FAILED.
+    pub fn classify(&self) -> (TaskErrorCode, bool) {
+        match self {
+            ReplError::Source(e) => e.classify(),
+            ReplError::Stream(StreamError::Event(crate::binlog::event::EventError::Checksum { .. })) => {
+                (TaskErrorCode::ChecksumMismatch, true)
+            }
+            ReplError::Stream(_) => (TaskErrorCode::SourceProtocolError, true),
+            ReplError::Writer(e) => e.classify(),
+            ReplError::Eof | ReplError::Silence(_) => (TaskErrorCode::SourceUnreachable, true),
+            ReplError::NoGtid(_) => (TaskErrorCode::InvalidStartPosition, false),
+            ReplError::WriterGone => (TaskErrorCode::InternalError, true),
+        }
+    }
+}
+
+/// Reports from a replication attempt to its task.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub enum ReplicationEvent {
+    /// Connected and identified; the dump is about to be requested.
+    Connected {
+        identity: String,
+        version: String,
+        connection_id: u32,
+        tls: bool,
+    },
+    /// The dump was accepted and events flow.
+    Streaming {
+        from: String,
+    },
+    /// GTID mode followed the source to another server.
+    Switchover {
+        old: String,
+        new: String,
+    },
+    Progress(Progress),
+    /// The attempt is over (`None` only when stopped on request).
+    Ended {
+        error: Option<String>,
+        code: Option<TaskErrorCode>,
+        retryable: bool,
+        crc_error: bool,
+    },
+}
+
+/// Stream progress, for status, lag and metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub file: Option<String>,
+    pub pos: Option<u64>,
+    /// Timestamp (source clock, seconds) of the last event written.
+    pub last_event_ts: u32,
+    /// The source's heartbeat said we hold everything it has.
+    pub caught_up: bool,
+    pub events_written: u64,
+    pub bytes_written: u64,
+}
+
+/// Everything one attempt needs.
+#[derive(Clone)]
+pub struct ReplicationParams {
+    pub task_id: i64,
+    pub connect: ConnectParams,
+    pub flavor: Flavor,
+    pub start: StartSpec,
+    pub replica: ReplicaParams,
+    pub silence_timeout: Duration,
+    pub fsync_max_bytes: usize,
+    pub fsync_max_delay: Duration,
+    pub log: Logger,
+}
+
+pub struct ReplicationActor {
+    params: ReplicationParams,
+    writer: Addr<FileWriterActor>,
+    report: Recipient<ReplicationEvent>,
+    connection_id: Option<u32>,
+    finished: bool,
+}
+
+impl ReplicationActor {
+    pub fn new(params: ReplicationParams, writer: Addr<FileWriterActor>, report: Recipient<ReplicationEvent>) -> Self {
+        ReplicationActor { params, writer, report, connection_id: None, finished: false }
+    }
+}
+
+/// Stop the attempt: the connection is closed and the source's dump thread for it killed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopReplication;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ConnectionId(u32);
+
+impl Actor for ReplicationActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let params = self.params.clone();
+        let writer = self.writer.clone();
+        let report = self.report.clone();
+        let me = ctx.address();
+        let fut = async move { run_attempt(params, writer, report, me).await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.finished = true;
+            let ended = match res {
+                Ok(()) => ReplicationEvent::Ended { error: None, code: None, retryable: true, crc_error: false },
+                Err(e) => {
+                    let (code, retryable) = e.classify();
+                    let crc_error = code == TaskErrorCode::ChecksumMismatch;
+                    ReplicationEvent::Ended { error: Some(e.to_string()), code: Some(code), retryable, crc_error }
+                }
+            };
+            act.report.do_send(ended);
+            ctx.stop();
+        }));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        // Dropping the attempt's future closed our socket; the source notices at its next write.
+        // Killing the dump thread makes it go now (a user may kill its own connections).
+        if let (Some(id), false) = (self.connection_id, self.finished) {
+            let p = self.params.connect.clone();
+            let log = self.params.log.clone();
+            actix_rt::spawn(async move {
+                let kill = async {
+                    let mut c = SourceConn::connect(&p).await?;
+                    let r = c.execute(&format!("KILL CONNECTION {id}")).await;
+                    c.quit().await;
+                    r
+                };
+                match tokio::time::timeout(p.connect_timeout, kill).await {
+                    Ok(Ok(())) => debug!(log, "source dump thread killed"; "connection_id" => id),
+                    Ok(Err(e)) => {
+                        debug!(log, "could not kill the source dump thread"; "connection_id" => id, "error" => %e)
+                    }
+                    Err(_) => debug!(log, "timed out killing the source dump thread"; "connection_id" => id),
+                }
+            });
+        }
+    }
+}
+
+impl Handler<ConnectionId> for ReplicationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnectionId, _: &mut Context<Self>) {
+        self.connection_id = Some(msg.0);
+    }
+}
+
+impl Handler<StopReplication> for ReplicationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopReplication, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// A deterministic replica uuid per task (MySQL tells replicas apart by it).
+pub fn replica_uuid(cluster_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("binlog-server:{cluster_key}").as_bytes());
+    let x = hex::encode(&h[..16]);
+    format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
+}
+
+async fn run_attempt(
+    p: ReplicationParams,
+    writer: Addr<FileWriterActor>,
+    report: Recipient<ReplicationEvent>,
+    me: Addr<ReplicationActor>,
+) -> Result<(), ReplError> {
+    // From the TCP connect to the accepted dump request (never the password).
+    let mut connect_span = span(
+        "source.connect",
+        vec![
+            KeyValue::new("task.id", p.task_id),
+            KeyValue::new("source.host", p.connect.host.clone()),
+            KeyValue::new("source.port", i64::from(p.connect.port)),
+            KeyValue::new("source.flavor", p.flavor.as_str()),
+            KeyValue::new("source.tls_mode", p.connect.tls_mode.as_str()),
+        ],
+    );
+    let mut conn = match SourceConn::connect(&p.connect).await {
+        Ok(c) => c,
+        Err(e) => {
+            connect_span.set_status(Status::error(e.to_string()));
+            return Err(e.into());
+        }
+    };
+    let info = dump::inspect(&mut conn, p.flavor).await?;
+    me.do_send(ConnectionId(conn.connection_id()));
+    report.do_send(ReplicationEvent::Connected {
+        identity: info.identity.to_string(),
+        version: info.version.clone(),
+        connection_id: conn.connection_id(),
+        tls: conn.is_tls(),
+    });
+    let gtid_mode = matches!(p.start, StartSpec::Gtid { .. });
+    let prepared = writer
+        .send(Prepare { identity: info.identity.clone(), gtid_mode })
+        .await
+        .map_err(|_| ReplError::WriterGone)??;
+    if let Some(old) = &prepared.switched_from {
+        warn!(p.log, "the source is another server now; following it by GTID"; "old" => old, "new" => %info.identity);
+        report.do_send(ReplicationEvent::Switchover { old: old.clone(), new: info.identity.to_string() });
+    }
+
+    let parse_gtid = |text: &Option<String>| -> Result<Option<StartGtid>, ReplError> {
+        text.as_deref().map(|t| StartGtid::parse(p.flavor, t).map_err(|e| ReplError::NoGtid(e.to_string()))).transpose()
+    };
+    let (from, gtid_start) = match (&prepared.checkpoint, &p.start) {
+        (Some(cp), StartSpec::Gtid { .. }) => {
+            let g = parse_gtid(&cp.gtid_set)?.ok_or_else(|| {
+                ReplError::NoGtid(format!("the checkpoint at {}:{} has no GTID state", cp.file, cp.pos))
+            })?;
+            (DumpFrom::Gtid(g.clone()), Some(g))
+        }
+        (Some(cp), _) => (DumpFrom::FilePos { file: cp.file.clone(), pos: cp.pos }, parse_gtid(&cp.gtid_set)?),
+        (None, StartSpec::Latest) => {
+            let (file, pos, gtid) = dump::latest(&mut conn, &info).await?;
+            (DumpFrom::FilePos { file, pos }, gtid)
+        }
+        (None, StartSpec::FilePos { file, pos }) => (DumpFrom::FilePos { file: file.clone(), pos: *pos }, None),
+        (None, StartSpec::Gtid { gtid_set }) => (DumpFrom::Gtid(gtid_set.clone()), Some(gtid_set.clone())),
+    };
+    let from_text = match &from {
+        DumpFrom::FilePos { file, pos } => format!("{file}:{pos}"),
+        DumpFrom::Gtid(g) => format!("GTID {g}"),
+    };
+    dump::start_dump(&mut conn, &info, &p.replica, &from).await?;
+    info!(p.log, "binlog dump requested"; "from" => &from_text, "source" => %info.identity, "server_id" => p.replica.server_id);
+    connect_span.set_attribute(KeyValue::new("source.identity", info.identity.to_string()));
+    connect_span.set_attribute(KeyValue::new("dump.from", from_text.clone()));
+    connect_span.end();
+
+    let tracker = StreamTracker::new(
+        prepared.local,
+        GtidTracker::new(p.flavor, gtid_start.as_ref()),
+        info.binlog_checksum.eq_ignore_ascii_case("CRC32"),
+    );
+    let mut pump = Pump {
+        tracker,
+        identity: info.identity.clone(),
+        batch: Batch::default(),
+        boundaries_sent: 0,
+        progress: Progress::default(),
+        last_progress: Instant::now(),
+        streaming_reported: false,
+        from_text,
+    };
+    pump.run(&p, &mut conn, &writer, &report).await
+}
+
+/// A batch being accumulated: coalesced small events, pass-through large ones.
+#[derive(Default)]
+struct Batch {
+    ops: Vec<WriteOp>,
+    small: BytesMut,
+    small_end: u64,
+    bytes: usize,
+    since: Option<Instant>,
+}
+
+impl Batch {
+    fn push(&mut self, op: WriteOp) {
+        self.since.get_or_insert_with(Instant::now);
+        match op {
+            WriteOp::Append { bytes, end_pos } if bytes.len() < COALESCE_BELOW => {
+                self.small.extend_from_slice(&bytes);
+                self.small_end = end_pos;
+                self.bytes += bytes.len();
+            }
+            other => {
+                self.flush_small();
+                if let WriteOp::Append { bytes, .. } = &other {
+                    self.bytes += bytes.len();
+                }
+                self.ops.push(other);
+            }
+        }
+    }
+
+    fn flush_small(&mut self) {
+        if !self.small.is_empty() {
+            let bytes: Bytes = self.small.split().freeze();
+            self.ops.push(WriteOp::Append { bytes, end_pos: self.small_end });
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.small.is_empty()
+    }
+
+    fn take(&mut self) -> Vec<WriteOp> {
+        self.flush_small();
+        self.bytes = 0;
+        self.since = None;
+        std::mem::take(&mut self.ops)
+    }
+}
+
+struct Pump {
+    tracker: StreamTracker,
+    identity: SourceIdentity,
+    batch: Batch,
+    boundaries_sent: u64,
+    progress: Progress,
+    last_progress: Instant,
+    streaming_reported: bool,
+    from_text: String,
+}
+
+type InFlight =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Result<Option<Checkpoint>, WriterError>, MailboxError>>>>;
+
+impl Pump {
+    async fn run(
+        &mut self,
+        p: &ReplicationParams,
+        conn: &mut SourceConn,
+        writer: &Addr<FileWriterActor>,
+        report: &Recipient<ReplicationEvent>,
+    ) -> Result<(), ReplError> {
+        let mut in_flight: Option<InFlight> = None;
+        // Silence counts only while we are willing to read: a slow fsync is not the source's.
+        let mut quiet_since = Instant::now();
+        // A source refuses a bad start position right after the FDE; if nothing was refused
+        // by then, the dump is accepted even when the source is idle (no event, and heartbeats
+        // may be far apart).
+        let accepted_at = tokio::time::Instant::now() + ACCEPT_GRACE.min(p.silence_timeout / 2);
+        let mut scratch: Vec<WriteOp> = Vec::new();
+        loop {
+            let can_read = self.batch.bytes < p.fsync_max_bytes;
+            let last_heard = conn.last_activity().max(quiet_since);
+            let silence_at = tokio::time::Instant::from_std(last_heard + p.silence_timeout);
+            let delay_at = self.batch.since.map(|s| tokio::time::Instant::from_std(s + p.fsync_max_delay));
+            tokio::select! {
+                biased;
+                done = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                    in_flight = None;
+                    if !can_read {
+                        quiet_since = Instant::now();
+                    }
+                    done.map_err(|_| ReplError::WriterGone)??;
+                }
+                pkt = conn.read_packet(), if can_read => {
+                    let seen = self.on_packet(pkt?, &mut scratch)?;
+                    // RUNNING once real events or a heartbeat flow: an impossible start position
+                    // is refused only after the artificial rotate and the FDE.
+                    if !self.streaming_reported && matches!(seen, Some(Seen::Written { .. } | Seen::Heartbeat { .. })) {
+                        self.streaming_reported = true;
+                        report.do_send(ReplicationEvent::Streaming { from: self.from_text.clone() });
+                    }
+                }
+                _ = tokio::time::sleep_until(accepted_at), if !self.streaming_reported => {
+                    self.streaming_reported = true;
+                    report.do_send(ReplicationEvent::Streaming { from: self.from_text.clone() });
+                }
+                _ = tokio::time::sleep_until(delay_at.unwrap_or(silence_at)), if delay_at.is_some() && in_flight.is_none() => {}
+                _ = tokio::time::sleep_until(silence_at), if can_read => {
+                    if conn.last_activity().max(quiet_since).elapsed() >= p.silence_timeout {
+                        return Err(ReplError::Silence(p.silence_timeout));
+                    }
+                }
+            }
+            if !can_read && self.batch.bytes < p.fsync_max_bytes {
+                quiet_since = Instant::now();
+            }
+            if in_flight.is_none() && !self.batch.is_empty() {
+                let full = self.batch.bytes >= p.fsync_max_bytes;
+                let drained = !conn.has_buffered_packet();
+                let old = self.batch.since.is_some_and(|s| s.elapsed() >= p.fsync_max_delay);
+                if full || drained || old {
+                    let msg = self.cut_batch();
+                    let w = writer.clone();
+                    in_flight = Some(Box::pin(async move { w.send(msg).await }));
+                }
+            }
+            if self.last_progress.elapsed() >= PROGRESS_EVERY {
+                self.last_progress = Instant::now();
+                self.report_progress(report);
+            }
+        }
+    }
+
+    fn cut_batch(&mut self) -> WriteBatch {
+        let checkpoint = if self.tracker.boundary_count() != self.boundaries_sent {
+            self.boundaries_sent = self.tracker.boundary_count();
+            self.tracker.boundary().map(|b| Checkpoint {
+                source_identity: self.identity.to_string(),
+                file: b.file.clone(),
+                pos: b.pos,
+                gtid_set: self.tracker.gtid().snapshot(),
+            })
+        } else {
+            None
+        };
+        WriteBatch { ops: self.batch.take(), checkpoint }
+    }
+
+    fn on_packet(&mut self, pkt: Bytes, scratch: &mut Vec<WriteOp>) -> Result<Option<Seen>, ReplError> {
+        match pkt.first() {
+            Some(0x00) => {
+                let seen = self.tracker.on_event(pkt.slice(1..), scratch)?;
+                for op in scratch.drain(..) {
+                    self.batch.push(op);
+                }
+                match seen {
+                    Seen::Written { timestamp } => {
+                        self.progress.last_event_ts = timestamp;
+                        self.progress.caught_up = false;
+                    }
+                    Seen::Heartbeat { log_pos } => {
+                        self.progress.caught_up = self.tracker.next_pos() == Some(u64::from(log_pos));
+                    }
+                    Seen::Skipped => {}
+                }
+                Ok(Some(seen))
+            }
+            Some(0xFF) => Err(crate::source::conn::parse_err_packet(&pkt).into()),
+            Some(0xFE) if pkt.len() < 9 => Err(ReplError::Eof),
+            _ => Err(SourceError::Protocol(format!(
+                "unexpected packet in the binlog stream (first byte {:?})",
+                pkt.first()
+            ))
+            .into()),
+        }
+    }
+
+    fn report_progress(&mut self, report: &Recipient<ReplicationEvent>) {
+        let stats = self.tracker.stats();
+        self.progress.file = self.tracker.current_file().map(|f| f.to_string());
+        self.progress.pos = self.tracker.next_pos();
+        self.progress.events_written = stats.events_written;
+        self.progress.bytes_written = stats.bytes_written;
+        report.do_send(ReplicationEvent::Progress(self.progress.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_coalesces_small_events_and_passes_large_ones() {
+        let mut b = Batch::default();
+        b.push(WriteOp::Append { bytes: Bytes::from_static(b"aaa"), end_pos: 7 });
+        b.push(WriteOp::Append { bytes: Bytes::from_static(b"bb"), end_pos: 9 });
+        let big = Bytes::from(vec![7u8; COALESCE_BELOW]);
+        b.push(WriteOp::Append { bytes: big.clone(), end_pos: 9 + big.len() as u64 });
+        b.push(WriteOp::Append { bytes: Bytes::from_static(b"c"), end_pos: 10 + big.len() as u64 });
+        assert_eq!(b.bytes, 6 + big.len());
+        let ops = b.take();
+        assert_eq!(
+            ops,
+            vec![
+                WriteOp::Append { bytes: Bytes::from_static(b"aaabb"), end_pos: 9 },
+                WriteOp::Append { bytes: big.clone(), end_pos: 9 + big.len() as u64 },
+                WriteOp::Append { bytes: Bytes::from_static(b"c"), end_pos: 10 + big.len() as u64 },
+            ]
+        );
+        assert!(b.is_empty());
+        assert_eq!(b.bytes, 0);
+    }
+
+    #[test]
+    fn replica_uuid_is_stable_and_well_formed() {
+        let a = replica_uuid("k1");
+        assert_eq!(a, replica_uuid("k1"));
+        assert_ne!(a, replica_uuid("k2"));
+        assert_eq!(a.len(), 36);
+        assert!(crate::binlog::gtid::Uuid::parse(&a).is_ok());
+    }
+}

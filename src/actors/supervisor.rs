@@ -1,0 +1,523 @@
+//! `Supervisor`: owns one `TaskActor` per active task and is the only door for control-plane
+//! commands (create, update, delete, start, stop) and reads.
+//!
+//! Mutations run one at a time (`AtomicResponse`), so two commands on one task never interleave;
+//! the store's conditional updates enforce the state machine even across processes. Reads run
+//! concurrently. It never touches sockets; file work (quarantining a deleted task's files) runs on
+//! the blocking pool.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use slog::{Logger, error, info, o, warn};
+
+use crate::actors::task::{Stop, TaskActor, TaskContext, TaskExited};
+use crate::config::Settings;
+use crate::domain::{DesiredState, FieldError, Task, TaskEventType, TaskId, TaskSpec, TaskState};
+use crate::meta::{Checkpoint, FileRecord, LastError, Store, StoreError, TaskEvent, TaskFilter};
+use crate::telemetry::tracing::span;
+use opentelemetry::KeyValue;
+
+/// Why a control-plane command was refused or failed. The API maps each variant to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("task {0} not found")]
+    NotFound(TaskId),
+    #[error("a task with cluster_key {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("cannot {action} task {id}: it is {state}")]
+    InvalidTransition { id: TaskId, state: TaskState, action: &'static str },
+    #[error("invalid request: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    #[error("task {0} did not stop within the deadline")]
+    Timeout(TaskId),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl ControlError {
+    fn from_store(e: StoreError, id: Option<TaskId>, action: &'static str) -> Self {
+        match (e, id) {
+            (StoreError::NotFound, Some(id)) => ControlError::NotFound(id),
+            (StoreError::Conflict(state), Some(id)) => ControlError::InvalidTransition { id, state, action },
+            (other, _) => ControlError::Store(other),
+        }
+    }
+}
+
+pub type ControlResult<T> = Result<T, ControlError>;
+
+/// A task plus what only the running actors know.
+#[derive(Debug, Clone)]
+pub struct TaskView {
+    pub task: Task,
+    pub runtime: Option<crate::actors::task::RuntimeStatus>,
+}
+
+pub struct Supervisor {
+    store: Store,
+    settings: Arc<Settings>,
+    log: Logger,
+    root_log: Logger,
+    tasks: HashMap<TaskId, Addr<TaskActor>>,
+    shutting_down: bool,
+}
+
+impl Supervisor {
+    pub fn new(store: Store, settings: Arc<Settings>, log: Logger) -> Self {
+        Supervisor {
+            store,
+            settings,
+            log: log.new(o!("actor" => "supervisor")),
+            root_log: log,
+            tasks: HashMap::new(),
+            shutting_down: false,
+        }
+    }
+
+    fn spawn_task(&mut self, task: Task, ctx: &mut Context<Self>) {
+        let id = task.id;
+        let tctx = TaskContext {
+            store: self.store.clone(),
+            settings: self.settings.clone(),
+            log: self.root_log.new(o!("task_id" => id.0)),
+            supervisor: ctx.address().recipient(),
+        };
+        let addr = TaskActor::new(task, tctx).start();
+        self.tasks.insert(id, addr);
+    }
+
+    fn task_dir(&self, id: TaskId) -> PathBuf {
+        self.settings.data_dir.join(id.0.to_string())
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Bring back what the operator wants running; repair rows a killed process left behind.
+        let store = self.store.clone();
+        let log = self.log.clone();
+        let fut = async move {
+            store
+                .call(|s| {
+                    let (all, _) = s.list_tasks(&TaskFilter::default(), i64::MAX, 0)?;
+                    let mut resume = Vec::new();
+                    for t in all {
+                        match t.desired_state {
+                            // A failed task waits for its operator, restart or not.
+                            DesiredState::Running if t.state == TaskState::Failed => {}
+                            DesiredState::Running => {
+                                s.force_state(t.id, TaskState::Starting)?;
+                                s.append_event(t.id, TaskEventType::TaskStarted, "resumed at process start")?;
+                                resume.push(s.get_task(t.id)?);
+                            }
+                            DesiredState::Stopped if t.state.is_active() => {
+                                s.force_state(t.id, TaskState::Stopped)?;
+                            }
+                            DesiredState::Stopped => {}
+                        }
+                    }
+                    Ok(resume)
+                })
+                .await
+                .map_err(move |e| {
+                    error!(log, "cannot load tasks to resume"; "error" => %e);
+                    e
+                })
+        };
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| {
+            if let Ok(tasks) = res {
+                for t in tasks {
+                    info!(act.log, "resuming task"; "task_id" => t.id.0);
+                    act.spawn_task(t, ctx);
+                }
+            }
+        }));
+    }
+}
+
+macro_rules! store_call {
+    ($store:expr, |$s:ident| $body:expr) => {{
+        let store = $store.clone();
+        async move { store.call(move |$s| $body).await }
+    }};
+}
+
+/// Creates a task (STOPPED).
+#[derive(Message)]
+#[rtype(result = "ControlResult<Task>")]
+pub struct CreateTask(pub TaskSpec);
+
+impl Handler<CreateTask> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Task>>;
+
+    fn handle(&mut self, msg: CreateTask, _: &mut Context<Self>) -> Self::Result {
+        let key = msg.0.cluster_key.clone();
+        let fut = store_call!(self.store, |s| s.create_task(&msg.0));
+        Box::pin(async move {
+            fut.await.map_err(|e| match e {
+                StoreError::Duplicate(_) => ControlError::AlreadyExists(key),
+                other => ControlError::Store(other),
+            })
+        })
+    }
+}
+
+/// Replaces a task's spec (only while it is idle). `keep_password` reuses the stored one.
+#[derive(Message)]
+#[rtype(result = "ControlResult<Task>")]
+pub struct UpdateTask {
+    pub id: TaskId,
+    pub spec: TaskSpec,
+    pub keep_password: bool,
+}
+
+impl Handler<UpdateTask> for Supervisor {
+    type Result = AtomicResponse<Self, ControlResult<Task>>;
+
+    fn handle(&mut self, msg: UpdateTask, _: &mut Context<Self>) -> Self::Result {
+        let UpdateTask { id, mut spec, keep_password } = msg;
+        let key = spec.cluster_key.clone();
+        let fut = store_call!(self.store, |s| {
+            let current = s.get_task(id)?;
+            if keep_password {
+                spec.source.password = current.spec.source.password.clone();
+            }
+            let updated = s.update_task(id, &spec)?;
+            // A new start position means a new beginning: the old checkpoint no longer applies.
+            if current.spec.start != updated.spec.start {
+                s.reset_checkpoint(id)?;
+            }
+            Ok(updated)
+        });
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, _, _| {
+            res.map_err(|e| match e {
+                StoreError::Duplicate(_) => ControlError::AlreadyExists(key),
+                other => ControlError::from_store(other, Some(id), "update"),
+            })
+        })))
+    }
+}
+
+/// Deletes an idle task's metadata and moves its files aside (or removes them with `purge`).
+#[derive(Message)]
+#[rtype(result = "ControlResult<()>")]
+pub struct DeleteTask {
+    pub id: TaskId,
+    pub purge_files: bool,
+}
+
+impl Handler<DeleteTask> for Supervisor {
+    type Result = AtomicResponse<Self, ControlResult<()>>;
+
+    fn handle(&mut self, msg: DeleteTask, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.id;
+        let dir = self.task_dir(id);
+        let trash = self.settings.data_dir.join(".deleted");
+        let log = self.log.clone();
+        let fut = store_call!(self.store, |s| {
+            s.delete_task(id)?;
+            crate::telemetry::metrics::metrics().forget_task(id);
+            // Files are the product: a delete keeps them unless asked, moved where nothing will
+            // mistake them for a live task's (ids are not reused, but MySQL 5.7 can reuse one).
+            if dir.exists() {
+                let res = if msg.purge_files {
+                    std::fs::remove_dir_all(&dir)
+                } else {
+                    std::fs::create_dir_all(&trash).and_then(|_| {
+                        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+                        std::fs::rename(&dir, trash.join(format!("{}-{stamp}", id.0)))
+                    })
+                };
+                if let Err(e) = res {
+                    warn!(log, "task deleted but its files could not be moved"; "task_id" => id.0, "dir" => %dir.display(), "error" => %e);
+                }
+            }
+            Ok(())
+        });
+        AtomicResponse::new(Box::pin(
+            fut.into_actor(self).map(move |res, _, _| res.map_err(|e| ControlError::from_store(e, Some(id), "delete"))),
+        ))
+    }
+}
+
+/// Starts a STOPPED or FAILED task.
+#[derive(Message)]
+#[rtype(result = "ControlResult<Task>")]
+pub struct StartTask(pub TaskId);
+
+impl Handler<StartTask> for Supervisor {
+    type Result = AtomicResponse<Self, ControlResult<Task>>;
+
+    fn handle(&mut self, msg: StartTask, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.0;
+        let span = span("task.start", vec![KeyValue::new("task.id", id.0)]);
+        let shutting_down = self.shutting_down;
+        let fut = store_call!(self.store, |s| {
+            if shutting_down {
+                return Err(StoreError::Unavailable("shutting down".into()));
+            }
+            s.transition(
+                id,
+                &[TaskState::Stopped, TaskState::Failed],
+                TaskState::Starting,
+                Some(DesiredState::Running),
+                LastError::Clear,
+                Some((TaskEventType::TaskStarted, "start requested")),
+            )
+        });
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
+            let _span = span;
+            if shutting_down {
+                return Err(ControlError::ShuttingDown);
+            }
+            let task = res.map_err(|e| ControlError::from_store(e, Some(id), "start"))?;
+            act.spawn_task(task.clone(), ctx);
+            Ok(task)
+        })))
+    }
+}
+
+/// Stops a task and waits (bounded) until its files are flushed and its checkpoint saved.
+#[derive(Message)]
+#[rtype(result = "ControlResult<Task>")]
+pub struct StopTask(pub TaskId);
+
+impl Handler<StopTask> for Supervisor {
+    type Result = ResponseActFuture<Self, ControlResult<Task>>;
+
+    fn handle(&mut self, msg: StopTask, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.0;
+        let actor = self.tasks.get(&id).cloned();
+        let deadline = Duration::from_secs(self.settings.shutdown_timeout_sec.max(1));
+        let store = self.store.clone();
+        let span = span("task.stop", vec![KeyValue::new("task.id", id.0)]);
+        Box::pin(
+            async move {
+                let _span = span;
+                let task = store
+                    .call(move |s| s.get_task(id))
+                    .await
+                    .map_err(|e| ControlError::from_store(e, Some(id), "stop"))?;
+                if task.state == TaskState::Failed {
+                    // A failed task has no actors left; stopping it only records the intent.
+                    return store
+                        .call(move |s| {
+                            s.transition(
+                                id,
+                                &[TaskState::Failed],
+                                TaskState::Stopped,
+                                Some(DesiredState::Stopped),
+                                LastError::Keep,
+                                Some((TaskEventType::TaskStopped, "stop requested")),
+                            )
+                        })
+                        .await
+                        .map_err(|e| ControlError::from_store(e, Some(id), "stop"));
+                }
+                store
+                    .call(move |s| {
+                        s.transition(
+                            id,
+                            &[TaskState::Starting, TaskState::Running, TaskState::RetryBackoff],
+                            TaskState::Stopping,
+                            Some(DesiredState::Stopped),
+                            LastError::Keep,
+                            None,
+                        )
+                    })
+                    .await
+                    .map_err(|e| ControlError::from_store(e, Some(id), "stop"))?;
+                match actor {
+                    Some(addr) if addr.connected() => {
+                        match tokio::time::timeout(deadline, addr.send(Stop)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => {} // the actor already ended; its exit path recorded the state
+                            Err(_) => return Err(ControlError::Timeout(id)),
+                        }
+                    }
+                    _ => {
+                        // No actor (e.g. it died): finish the transition here.
+                        store
+                            .call(move |s| {
+                                s.transition(
+                                    id,
+                                    &[TaskState::Stopping],
+                                    TaskState::Stopped,
+                                    None,
+                                    LastError::Keep,
+                                    Some((TaskEventType::TaskStopped, "stopped")),
+                                )
+                            })
+                            .await
+                            .map_err(|e| ControlError::from_store(e, Some(id), "stop"))?;
+                    }
+                }
+                store.call(move |s| s.get_task(id)).await.map_err(|e| ControlError::from_store(e, Some(id), "stop"))
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+/// A TaskActor ended (stopped or failed); forget its address.
+impl Handler<TaskExited> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: TaskExited, _: &mut Context<Self>) {
+        if let Some(addr) = self.tasks.get(&msg.id)
+            && addr.connected()
+            && !msg.final_exit
+        {
+            return;
+        }
+        self.tasks.remove(&msg.id);
+    }
+}
+
+/// Task counts by state (for `/metrics`).
+#[derive(Message)]
+#[rtype(result = "ControlResult<Vec<(TaskState, i64)>>")]
+pub struct CountTasks;
+
+impl Handler<CountTasks> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Vec<(TaskState, i64)>>>;
+
+    fn handle(&mut self, _: CountTasks, _: &mut Context<Self>) -> Self::Result {
+        let fut = store_call!(self.store, |s| s.count_by_state());
+        Box::pin(async move { fut.await.map_err(ControlError::Store) })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ControlResult<TaskView>")]
+pub struct GetTask(pub TaskId);
+
+impl Handler<GetTask> for Supervisor {
+    type Result = ResponseFuture<ControlResult<TaskView>>;
+
+    fn handle(&mut self, msg: GetTask, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.0;
+        let actor = self.tasks.get(&id).cloned();
+        let fut = store_call!(self.store, |s| s.get_task(id));
+        Box::pin(async move {
+            let task = fut.await.map_err(|e| ControlError::from_store(e, Some(id), "get"))?;
+            let runtime = match actor {
+                Some(a) => a.send(crate::actors::task::GetStatus).await.ok(),
+                None => None,
+            };
+            Ok(TaskView { task, runtime })
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ControlResult<(Vec<Task>, i64)>")]
+pub struct ListTasks {
+    pub filter: TaskFilter,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Handler<ListTasks> for Supervisor {
+    type Result = ResponseFuture<ControlResult<(Vec<Task>, i64)>>;
+
+    fn handle(&mut self, msg: ListTasks, _: &mut Context<Self>) -> Self::Result {
+        let fut = store_call!(self.store, |s| s.list_tasks(&msg.filter, msg.limit, msg.offset));
+        Box::pin(async move { fut.await.map_err(ControlError::Store) })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ControlResult<Option<(Checkpoint, chrono::DateTime<chrono::Utc>)>>")]
+pub struct GetCheckpoint(pub TaskId);
+
+impl Handler<GetCheckpoint> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Option<(Checkpoint, chrono::DateTime<chrono::Utc>)>>>;
+
+    fn handle(&mut self, msg: GetCheckpoint, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.0;
+        let fut = store_call!(self.store, |s| {
+            s.get_task(id)?;
+            s.get_checkpoint(id)
+        });
+        Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ControlResult<Vec<TaskEvent>>")]
+pub struct ListEvents {
+    pub id: TaskId,
+    pub limit: i64,
+}
+
+impl Handler<ListEvents> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Vec<TaskEvent>>>;
+
+    fn handle(&mut self, msg: ListEvents, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.id;
+        let fut = store_call!(self.store, |s| {
+            s.get_task(id)?;
+            s.list_events(id, msg.limit)
+        });
+        Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ControlResult<Vec<FileRecord>>")]
+pub struct ListFiles(pub TaskId);
+
+impl Handler<ListFiles> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Vec<FileRecord>>>;
+
+    fn handle(&mut self, msg: ListFiles, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.0;
+        let fut = store_call!(self.store, |s| {
+            s.get_task(id)?;
+            s.list_files(id)
+        });
+        Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
+    }
+}
+
+/// Graceful shutdown: stop every task (flush, fsync, checkpoint) without changing what the
+/// operator asked for, so they resume at the next start. Bounded by `shutdown_timeout_sec`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        self.shutting_down = true;
+        let actors: Vec<(TaskId, Addr<TaskActor>)> = self.tasks.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let deadline = Duration::from_secs(self.settings.shutdown_timeout_sec.max(1));
+        let log = self.log.clone();
+        info!(log, "stopping tasks for shutdown"; "tasks" => actors.len());
+        Box::pin(
+            async move {
+                let stops = actors.into_iter().map(|(id, a)| {
+                    let log = log.clone();
+                    async move {
+                        match tokio::time::timeout(deadline, a.send(crate::actors::task::Shutdown)).await {
+                            Ok(_) => {}
+                            Err(_) => warn!(log, "task did not stop before the shutdown deadline"; "task_id" => id.0),
+                        }
+                    }
+                });
+                futures_util::future::join_all(stops).await;
+            }
+            .into_actor(self),
+        )
+    }
+}

@@ -1,0 +1,121 @@
+//! The one mapping from domain errors to HTTP: `{error, code}` (plus `fields` for validation).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::actors::ControlError;
+use crate::domain::FieldError;
+use crate::meta::StoreError;
+
+/// Stable, machine-readable error codes of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    InvalidRequest,
+    TaskNotFound,
+    TaskAlreadyExists,
+    InvalidStateTransition,
+    Unauthorized,
+    NotFound,
+    MethodNotAllowed,
+    RateLimited,
+    ServiceUnavailable,
+    InternalError,
+}
+
+/// One invalid field and why.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FieldMessage {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// An API error response: `{error, code}`, plus `fields` for validation errors.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ApiError {
+    #[serde(skip)]
+    pub status: StatusCode,
+    pub error: String,
+    pub code: ErrorCode,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldMessage>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, error: impl Into<String>) -> Self {
+        ApiError { status, error: error.into(), code, fields: Vec::new() }
+    }
+
+    pub fn invalid(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, error)
+    }
+
+    pub fn fields(errs: Vec<FieldError>) -> Self {
+        let msg = errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error: msg,
+            code: ErrorCode::InvalidRequest,
+            fields: errs.into_iter().map(|e| FieldMessage { field: e.field, message: e.message }).collect(),
+        }
+    }
+
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError, "internal error; see the server log")
+    }
+
+    pub fn unavailable(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ServiceUnavailable, what)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.error)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(self)
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ControlError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::TaskNotFound, msg),
+            ControlError::AlreadyExists(_) => ApiError::new(StatusCode::CONFLICT, ErrorCode::TaskAlreadyExists, msg),
+            ControlError::InvalidTransition { .. } => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::InvalidStateTransition, msg)
+            }
+            ControlError::Invalid(errs) => ApiError::fields(errs),
+            ControlError::ShuttingDown => ApiError::unavailable(msg),
+            ControlError::Timeout(_) => ApiError::unavailable(msg),
+            ControlError::Store(StoreError::Unavailable(_)) => ApiError::unavailable("metadata database unavailable"),
+            ControlError::Store(StoreError::NotFound) => {
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "not found")
+            }
+            ControlError::Store(
+                StoreError::Duplicate(_)
+                | StoreError::Conflict(_)
+                | StoreError::Migration(_)
+                | StoreError::Corrupt(_)
+                | StoreError::Secrets(_)
+                | StoreError::Query(_),
+            ) => ApiError::internal(),
+        }
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(_: actix::MailboxError) -> Self {
+        ApiError::unavailable("the service is shutting down")
+    }
+}

@@ -1,0 +1,177 @@
+//! The HTTP control plane (actix-web): routes, extractor configuration and error mapping.
+//!
+//! Handlers talk to the `Supervisor` by messages and never touch files, sockets or the store.
+
+pub mod auth;
+pub mod dto;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod rate_limit;
+pub mod tasks;
+
+use std::future::{Ready, ready};
+
+use actix::Addr;
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+
+use crate::actors::Supervisor;
+use crate::api::error::{ApiError, ErrorCode};
+use crate::domain::TaskId;
+
+/// Shared by every handler.
+pub struct ApiState {
+    pub supervisor: Addr<Supervisor>,
+    pub server_id_base: u32,
+    /// Where actix-web-prom records the HTTP families (rendered after ours at `/metrics`).
+    pub http_registry: prometheus::Registry,
+}
+
+/// Which routes the credential guards (when auth is enabled).
+#[derive(Clone)]
+pub struct Guards {
+    pub auth: Option<std::rc::Rc<auth::Authenticator>>,
+    pub protect_api: bool,
+    pub protect_metrics: bool,
+    pub rate_limit: Option<std::sync::Arc<rate_limit::RateLimiter>>,
+}
+
+/// Request bodies larger than this are refused (a task definition is a few hundred bytes).
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// `{id}` in a task path. A value that is not a task id cannot name a task: 404.
+pub struct TaskIdPath(pub TaskId);
+
+impl FromRequest for TaskIdPath {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let raw = req.match_info().get("id").unwrap_or_default();
+        ready(match raw.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(TaskIdPath(TaskId(id))),
+            _ => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::TaskNotFound,
+                format!("task {:?} not found", raw.chars().take(64).collect::<String>()),
+            )),
+        })
+    }
+}
+
+/// One span per request when tracing is on: `HTTP <method> <route pattern>`.
+pub async fn trace_request(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::Span;
+    let route = req.match_pattern().unwrap_or_else(|| "UNMATCHED".into());
+    let method = req.method().to_string();
+    let mut span = crate::telemetry::tracing::span_named(
+        format!("HTTP {method} {route}"),
+        vec![KeyValue::new("http.request.method", method), KeyValue::new("http.route", route)],
+    );
+    let res = next.call(req).await;
+    if let Ok(r) = &res {
+        span.set_attribute(KeyValue::new("http.response.status_code", i64::from(r.status().as_u16())));
+    }
+    span.end();
+    res
+}
+
+/// Liveness: `ok` (never behind auth).
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    responses((status = 200, description = "The process is up", body = String, content_type = "text/plain")))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok")
+}
+
+fn redirect(to: &'static str) -> HttpResponse {
+    HttpResponse::Found().insert_header((actix_web::http::header::LOCATION, to)).finish()
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    use actix_web::ResponseError;
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("no route for {} {}", req.method(), req.path()))
+        .error_response()
+}
+
+/// One path with its methods; any other method is 405 with `Allow`.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        use actix_web::ResponseError;
+        let mut resp =
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed, format!("allowed: {allow}"))
+                .error_response();
+        resp.headers_mut()
+            .insert(actix_web::http::header::ALLOW, actix_web::http::header::HeaderValue::from_static(allow));
+        resp
+    }))
+}
+
+/// Routes under `/api`.
+pub fn api_scope() -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::scope("/api")
+        .app_data(
+            web::JsonConfig::default()
+                .limit(MAX_JSON_BODY)
+                .error_handler(|err, _| ApiError::invalid(format!("invalid JSON body: {err}")).into()),
+        )
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|err, _| ApiError::invalid(format!("invalid query string: {err}")).into()),
+        )
+        .service(resource("/openapi.json", "GET").route(web::get().to(openapi::spec)))
+        .service(resource("/tasks", "GET, POST").route(web::post().to(tasks::create)).route(web::get().to(tasks::list)))
+        .service(
+            resource("/tasks/{id}", "GET, PUT, DELETE")
+                .route(web::get().to(tasks::get))
+                .route(web::put().to(tasks::update))
+                .route(web::delete().to(tasks::delete)),
+        )
+        .service(resource("/tasks/{id}/start", "POST").route(web::post().to(tasks::start)))
+        .service(resource("/tasks/{id}/stop", "POST").route(web::post().to(tasks::stop)))
+        .service(resource("/tasks/{id}/checkpoint", "GET").route(web::get().to(tasks::checkpoint)))
+        .service(resource("/tasks/{id}/events", "GET").route(web::get().to(tasks::events)))
+        .service(resource("/tasks/{id}/files", "GET").route(web::get().to(tasks::files)))
+        .service(resource("/tasks/{id}/replication", "GET").route(web::get().to(tasks::replication)))
+        .default_service(web::to(not_found))
+}
+
+/// The whole application's routes; `auth` (when enabled) guards `/api` if `protect_api`.
+pub fn configure(cfg: &mut web::ServiceConfig, guards: Guards) {
+    let api_guard = if guards.protect_api { guards.auth.clone() } else { None };
+    let metrics_guard = if guards.protect_metrics { guards.auth.clone() } else { None };
+    let limiter = guards.rate_limit.clone();
+    cfg.service(resource("/healthz", "GET").route(web::get().to(healthz)))
+        .service(
+            resource("/metrics", "GET")
+                .wrap(actix_web::middleware::from_fn(move |req, next| auth::require(metrics_guard.clone(), req, next)))
+                .route(web::get().to(metrics::metrics_text)),
+        )
+        // The UI fetches its own open copy of the document: the spec is no secret, while
+        // /api/openapi.json stays behind the API's auth like every /api route.
+        .service(
+            utoipa_swagger_ui::SwaggerUi::new("/swagger/{_:.*}")
+                .url("/swagger/openapi.json", <openapi::ApiDoc as utoipa::OpenApi>::openapi()),
+        )
+        .route("/swagger", web::get().to(|| async { redirect("/swagger/index.html") }))
+        .service(
+            api_scope()
+                .wrap(actix_web::middleware::from_fn(move |req, next| auth::require(api_guard.clone(), req, next)))
+                // Outermost: a flood is turned away before anything else runs.
+                .wrap(actix_web::middleware::from_fn(move |req, next| rate_limit::limit(limiter.clone(), req, next))),
+        )
+        .default_service(web::to(not_found));
+}

@@ -1,0 +1,131 @@
+//! Optional per-client-address rate limit for `/api` (off by default): a token bucket per IP,
+//! answering 429 with `Retry-After` when empty.
+//!
+//! The table is bounded: idle buckets are dropped, and past `MAX_CLIENTS` the oldest half goes,
+//! so a flood of addresses cannot grow memory without limit. The address is the TCP peer's;
+//! behind a reverse proxy, limit there instead.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::ResponseError;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderValue, RETRY_AFTER};
+use actix_web::middleware::Next;
+
+use crate::api::error::{ApiError, ErrorCode};
+
+const MAX_CLIENTS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Token buckets per client address.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+impl RateLimiter {
+    pub fn new(requests_per_second: f64, burst: u32) -> Arc<Self> {
+        Arc::new(RateLimiter {
+            rate: requests_per_second,
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Takes a token for `ip` at `now`; `Err(wait)` when none is left.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_CLIENTS && !map.contains_key(&ip) {
+            // A full bucket needs burst/rate seconds to refill: older than that is idle.
+            let idle = Duration::from_secs_f64(self.burst / self.rate);
+            map.retain(|_, b| now.duration_since(b.at) < idle);
+            if map.len() >= MAX_CLIENTS {
+                let mut ages: Vec<Instant> = map.values().map(|b| b.at).collect();
+                ages.sort();
+                let cut = ages[ages.len() / 2];
+                map.retain(|_, b| b.at > cut);
+            }
+        }
+        let b = map.entry(ip).or_insert(Bucket { tokens: self.burst, at: now });
+        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.rate))
+        }
+    }
+
+    pub fn clients(&self) -> usize {
+        self.buckets.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// Middleware: 429 when the client's bucket is empty (when a limiter is configured).
+pub async fn limit(
+    limiter: Option<Arc<RateLimiter>>,
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if let (Some(l), Some(peer)) = (limiter, req.peer_addr())
+        && let Err(wait) = l.check(peer.ip(), Instant::now())
+    {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut resp = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            format!("too many requests from this address; retry in {secs} s"),
+        )
+        .error_response();
+        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+        return Ok(req.into_response(resp));
+    }
+    next.call(req).await.map(ServiceResponse::map_into_boxed_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_rate() {
+        let l = RateLimiter::new(2.0, 3);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(l.check(ip, t0).is_ok());
+        }
+        let wait = l.check(ip, t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 0.5).abs() < 0.01, "{wait:?}");
+        // Half a second later one token is back.
+        assert!(l.check(ip, t0 + Duration::from_millis(500)).is_ok());
+        assert!(l.check(ip, t0 + Duration::from_millis(500)).is_err());
+        // Another address has its own bucket.
+        assert!(l.check("10.0.0.2".parse().unwrap(), t0).is_ok());
+    }
+
+    #[test]
+    fn the_table_stays_bounded() {
+        let l = RateLimiter::new(1.0, 1);
+        let t0 = Instant::now();
+        for i in 0..(MAX_CLIENTS as u32 + 500) {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            let _ = l.check(ip, t0 + Duration::from_millis(u64::from(i)));
+        }
+        assert!(l.clients() <= MAX_CLIENTS, "{}", l.clients());
+    }
+}

@@ -1,0 +1,129 @@
+//! Assembly: configuration -> logging -> metadata store -> actors -> HTTP server, and the one
+//! ordered shutdown path (stop HTTP, stop tasks with flush + fsync + checkpoint, exit).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use slog::{Logger, error, info, warn};
+
+use crate::actors::Supervisor;
+use crate::actors::supervisor::Shutdown;
+use crate::api::{self, ApiState};
+use crate::config::Settings;
+use crate::meta::cipher::{self, Cipher};
+use crate::meta::{MetaDsn, Store};
+use crate::telemetry::logging;
+
+/// Opens the metadata store the settings point at (SQLite is migrated on open), with the
+/// secrets cipher, and checks every stored password decrypts (legacy clear text is encrypted).
+pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let dsn = MetaDsn::parse(settings.meta_dsn.expose(), &settings.data_dir).map_err(anyhow::Error::msg)?;
+    let cipher = if settings.secrets.key.is_empty() {
+        Cipher::load_or_generate(&settings.data_dir.join(cipher::GENERATED_KEY_FILE))?
+    } else {
+        Cipher::from_text(settings.secrets.key.expose())?
+    };
+    let store = Store::open(&dsn, settings.meta_pool_size, crate::clock::system())
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_cipher(cipher);
+    store.check_and_encrypt_secrets().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(store)
+}
+
+/// Runs the service until SIGTERM/SIGINT, then shuts down in order.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let (log, _guard) = logging::init(&settings.log).context("cannot set up logging")?;
+    let result = serve(settings, log.clone()).await;
+    if let Err(e) = &result {
+        error!(log, "binlog-server stopped with an error"; "error" => %format!("{e:#}"));
+    }
+    result
+}
+
+async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let addr = settings.listen_socket_addr().map_err(|e| anyhow::anyhow!(e.message))?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", settings.data_dir.display()))?;
+
+    let store = {
+        let s = settings.clone();
+        tokio::task::spawn_blocking(move || open_store(&s)).await.context("metadata start-up")??
+    };
+    info!(log, "metadata store ready"; "meta" => %store.dsn());
+
+    let supervisor = Supervisor::new(store, settings.clone(), log.clone()).start();
+    let http_registry = prometheus::Registry::new();
+    let prom = actix_web_prom::PrometheusMetricsBuilder::new("binlog_server")
+        .registry(http_registry.clone())
+        .mask_unmatched_patterns("UNMATCHED")
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot set up HTTP metrics: {e}"))?;
+    let state = web::Data::new(ApiState {
+        supervisor: supervisor.clone(),
+        server_id_base: settings.replication.server_id_base,
+        http_registry,
+    });
+
+    let auth_settings = settings.api.auth.clone();
+    let tracing_on = settings.tracing.enabled;
+    let rl = &settings.api.rate_limit;
+    let limiter = rl.enabled.then(|| api::rate_limit::RateLimiter::new(rl.requests_per_second, rl.burst));
+    if !auth_settings.enabled && !addr.ip().is_loopback() {
+        // Only reachable with allow_insecure_remote (validation refuses it otherwise).
+        warn!(log, "API AUTHENTICATION IS DISABLED on a non-loopback address: anyone who can reach \
+                    this port controls the tasks. Set api.auth.enabled (see SECURITY.md)"; "addr" => %addr);
+    }
+    let server = HttpServer::new(move || {
+        let guards = api::Guards {
+            auth: api::auth::Authenticator::from_settings(&auth_settings),
+            protect_api: auth_settings.protect_api,
+            protect_metrics: auth_settings.protect_metrics,
+            rate_limit: limiter.clone(),
+        };
+        App::new()
+            .wrap(actix_web::middleware::Condition::new(tracing_on, actix_web::middleware::from_fn(api::trace_request)))
+            .wrap(prom.clone())
+            .app_data(state.clone())
+            .configure(|cfg| api::configure(cfg, guards))
+    })
+    .disable_signals()
+    .shutdown_timeout(2)
+    .bind(addr)
+    .with_context(|| format!("cannot listen on {addr}"))?
+    .run();
+    let handle = server.handle();
+    info!(log, "listening"; "addr" => %addr, "data_dir" => %settings.data_dir.display(), "version" => env!("CARGO_PKG_VERSION"));
+    let server_task = tokio::spawn(server);
+
+    wait_for_signal().await;
+    info!(log, "shutdown requested: stopping HTTP, then tasks");
+    handle.stop(true).await;
+    let deadline = Duration::from_secs(settings.shutdown_timeout_sec.max(1) + 5);
+    match tokio::time::timeout(deadline, supervisor.send(Shutdown)).await {
+        Ok(Ok(())) => info!(log, "all tasks stopped"),
+        Ok(Err(e)) => warn!(log, "supervisor unavailable during shutdown"; "error" => %e),
+        Err(_) => warn!(log, "shutdown deadline passed; exiting with tasks still stopping"),
+    }
+    let _ = server_task.await;
+    info!(log, "bye");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

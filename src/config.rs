@@ -1,0 +1,870 @@
+//! Typed configuration: defaults < YAML file < `BINLOG_SERVER_*` environment variables.
+//!
+//! This file is the one place where defaults live. The list of keys is derived from
+//! `Settings::default()` itself, so the environment names, the unknown-key check and the
+//! reference table in `docs/guide/configuration.md` (checked by a test) can never drift apart.
+//! It must never print a secret: `Secret` fields display as `***`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// Prefix of every environment variable the service reads.
+pub const ENV_PREFIX: &str = "BINLOG_SERVER_";
+/// The environment variable naming the config file (same as `--config`).
+pub const ENV_CONFIG_FILE: &str = "BINLOG_SERVER_CONFIG";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// HTTP listen address.
+    pub listen_addr: String,
+    /// Directory for binlog files and the embedded metadata database.
+    pub data_dir: PathBuf,
+    /// Metadata database: empty = embedded SQLite at `{data_dir}/meta.db`; `sqlite://PATH` or
+    /// `mysql://USER:PASS@HOST:PORT/DB`.
+    pub meta_dsn: Secret,
+    /// Reads `meta_dsn` from this file when set (keeps the password out of the environment).
+    pub meta_dsn_file: String,
+    /// Connections in the metadata pool.
+    pub meta_pool_size: u32,
+    /// Seconds the graceful shutdown may take before the process exits anyway.
+    pub shutdown_timeout_sec: u64,
+    pub log: LogSettings,
+    pub api: ApiSettings,
+    pub secrets: SecretsSettings,
+    pub tracing: TracingSettings,
+    pub upload: UploadSettings,
+    pub storage: StorageSettings,
+    pub replication: ReplicationSettings,
+    pub writer: WriterSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen_addr: "0.0.0.0:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            meta_dsn: Secret::default(),
+            meta_dsn_file: String::new(),
+            meta_pool_size: 8,
+            shutdown_timeout_sec: 30,
+            log: LogSettings::default(),
+            api: ApiSettings::default(),
+            secrets: SecretsSettings::default(),
+            tracing: TracingSettings::default(),
+            upload: UploadSettings::default(),
+            storage: StorageSettings::default(),
+            replication: ReplicationSettings::default(),
+            writer: WriterSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub level: LogLevel,
+    pub format: LogFormat,
+    /// Log file path; empty = standard error.
+    pub file: String,
+    /// Rotate the log file when it reaches this size.
+    pub max_size_mb: u64,
+    /// Rotated files kept (`file.1` .. `file.N`).
+    pub max_files: u32,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: LogLevel::Info,
+            format: LogFormat::Text,
+            file: String::new(),
+            max_size_mb: 100,
+            max_files: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
+}
+
+/// Per-client-address request limit on `/api` (429 with `Retry-After`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// Sustained requests per second per address.
+    pub requests_per_second: f64,
+    /// Requests an address may make at once before the rate applies.
+    pub burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        RateLimitSettings { enabled: false, requests_per_second: 20.0, burst: 40 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    Bearer,
+    ApiKey,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    pub enabled: bool,
+    pub mode: AuthMode,
+    pub bearer_token: Secret,
+    pub bearer_token_file: String,
+    pub api_key: Secret,
+    pub api_key_file: String,
+    pub api_key_header: String,
+    pub protect_api: bool,
+    pub protect_metrics: bool,
+    /// Permit a non-loopback listen address with auth disabled (warned at every start).
+    pub allow_insecure_remote: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            enabled: false,
+            mode: AuthMode::Bearer,
+            bearer_token: Secret::default(),
+            bearer_token_file: String::new(),
+            api_key: Secret::default(),
+            api_key_file: String::new(),
+            api_key_header: "X-API-Key".into(),
+            protect_api: true,
+            protect_metrics: true,
+            allow_insecure_remote: false,
+        }
+    }
+}
+
+/// Upload of sealed files to S3-compatible storage. Off by default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadSettings {
+    pub enabled: bool,
+    /// `https://s3.example.com` or `http://127.0.0.1:9000` (any S3-compatible service).
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key: Secret,
+    pub access_key_file: String,
+    pub secret_key: Secret,
+    pub secret_key_file: String,
+    pub region: String,
+    /// Objects are `{prefix}/{cluster_key}/{source_identity}/{file}`.
+    pub prefix: String,
+    /// `bucket` in the path (the default with a custom endpoint); false for virtual-host style.
+    pub path_style: bool,
+    /// Files above this size go up in parts.
+    pub multipart_threshold_mb: u64,
+    pub part_size_mb: u64,
+    /// First retry delay of a failed upload; doubles up to `retry_max_sec`.
+    pub retry_initial_sec: u64,
+    pub retry_max_sec: u64,
+    pub request_timeout_sec: u64,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        UploadSettings {
+            enabled: false,
+            endpoint: String::new(),
+            bucket: String::new(),
+            access_key: Secret::default(),
+            access_key_file: String::new(),
+            secret_key: Secret::default(),
+            secret_key_file: String::new(),
+            region: "us-east-1".into(),
+            prefix: String::new(),
+            path_style: true,
+            multipart_threshold_mb: 64,
+            part_size_mb: 16,
+            retry_initial_sec: 5,
+            retry_max_sec: 900,
+            request_timeout_sec: 120,
+        }
+    }
+}
+
+/// Local and bucket retention (the periods themselves are per task: `storage` in the API).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// How often each task looks for files past their retention.
+    pub retention_interval_sec: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings { retention_interval_sec: 3600 }
+    }
+}
+
+/// OpenTelemetry trace export over OTLP/HTTP (protobuf). Off by default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingSettings {
+    pub enabled: bool,
+    /// The OTLP/HTTP traces endpoint (a collector, an agent, or Jaeger's OTLP port).
+    pub endpoint: String,
+    /// Fraction of new traces kept, 0.0..=1.0.
+    pub sample_ratio: f64,
+    pub service_name: String,
+    /// How often finished spans are sent.
+    pub export_interval_ms: u64,
+}
+
+impl Default for TracingSettings {
+    fn default() -> Self {
+        TracingSettings {
+            enabled: false,
+            endpoint: "http://127.0.0.1:4318/v1/traces".into(),
+            sample_ratio: 1.0,
+            service_name: "binlog-server".into(),
+            export_interval_ms: 5000,
+        }
+    }
+}
+
+/// The key that encrypts source passwords in the metadata store (AES-256-GCM).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsSettings {
+    /// 32 bytes as base64 or hex. Every node sharing a metadata database needs the same key.
+    pub key: Secret,
+    /// Read the key from this file. With neither set, `{data_dir}/secrets.key` is used, and
+    /// generated (mode 0600) the first time.
+    pub key_file: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationSettings {
+    /// Default replica server_id of task N is `server_id_base + N` (unless the task sets one).
+    pub server_id_base: u32,
+    /// Heartbeat period asked of the source.
+    pub heartbeat_period_ms: u64,
+    /// Silence longer than `heartbeat_period_ms * heartbeat_timeout_factor` is a dead link.
+    pub heartbeat_timeout_factor: u32,
+    /// TCP connect + handshake timeout.
+    pub connect_timeout_ms: u64,
+    /// First retry delay after a transient error; doubles up to `retry_max_ms` (with jitter).
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// Largest packet accepted from the source (the source's max_allowed_packet is at most 1 GiB).
+    pub max_event_bytes: u64,
+}
+
+impl Default for ReplicationSettings {
+    fn default() -> Self {
+        ReplicationSettings {
+            server_id_base: 3_000_000_000,
+            heartbeat_period_ms: 1000,
+            heartbeat_timeout_factor: 5,
+            connect_timeout_ms: 10_000,
+            retry_initial_ms: 500,
+            retry_max_ms: 60_000,
+            max_event_bytes: 1 << 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WriterSettings {
+    /// An fsync starts at the latest this long after the first unsynced byte arrived.
+    pub fsync_max_delay_ms: u64,
+    /// An fsync starts once this many unsynced bytes are pending (also the batch size cap).
+    pub fsync_max_bytes: u64,
+    /// The durable checkpoint is written to the metadata store at most this often (and always
+    /// at rotation and stop). Lower = less to re-fetch after a crash; never affects safety.
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        WriterSettings { fsync_max_delay_ms: 2, fsync_max_bytes: 8 << 20, checkpoint_interval_ms: 200 }
+    }
+}
+
+/// A configuration problem: start-up stops with exit code 2 and this message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    fn new(msg: impl Into<String>) -> Self {
+        ConfigError(msg.into())
+    }
+}
+
+/// Every leaf key of the configuration as a dotted path (`api.auth.enabled`), from the defaults.
+pub fn known_keys() -> Vec<String> {
+    let value = serde_json::to_value(Settings::default()).expect("Settings serialises to JSON");
+    let mut keys = Vec::new();
+    collect_leaves(&value, String::new(), &mut keys);
+    keys
+}
+
+fn collect_leaves(value: &serde_json::Value, prefix: String, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                collect_leaves(v, path, out);
+            }
+        }
+        _ => out.push(prefix),
+    }
+}
+
+/// `api.auth.enabled` -> `BINLOG_SERVER_API_AUTH_ENABLED`.
+pub fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+/// The default value of every key, rendered for the docs table.
+pub fn default_values() -> BTreeMap<String, String> {
+    let value = serde_json::to_value(Settings::default()).expect("Settings serialises to JSON");
+    let mut out = BTreeMap::new();
+    for key in known_keys() {
+        let mut v = &value;
+        for part in key.split('.') {
+            v = &v[part];
+        }
+        let rendered = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        out.insert(key, rendered);
+    }
+    out
+}
+
+/// Loads the configuration: defaults, then `file` (if any), then the environment `env`.
+///
+/// `env` is passed in (rather than read here) so tests need not touch the process environment.
+pub fn load(file: Option<&Path>, env: &[(String, String)], purpose: Purpose) -> Result<Settings, ConfigError> {
+    let keys: BTreeSet<String> = known_keys().into_iter().collect();
+    let by_env: BTreeMap<String, &String> = keys.iter().map(|k| (env_name(k), k)).collect();
+
+    let defaults = config::Config::try_from(&Settings::default())
+        .map_err(|e| ConfigError::new(format!("internal error building defaults: {e}")))?;
+    let mut builder = config::Config::builder().add_source(defaults);
+
+    let file_label = file.map(|p| p.display().to_string());
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(ConfigError::new(format!("config file {} does not exist or is not a file", path.display())));
+        }
+        builder =
+            builder.add_source(config::File::from(path.to_path_buf()).format(config::FileFormat::Yaml).required(true));
+    }
+
+    let mut env_keys: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in env {
+        if !name.starts_with(ENV_PREFIX) || name == ENV_CONFIG_FILE {
+            continue;
+        }
+        let Some(key) = by_env.get(name.as_str()) else {
+            return Err(ConfigError::new(format!(
+                "unknown environment variable {name}: no configuration key has that name \
+                 (see docs/guide/configuration.md)"
+            )));
+        };
+        builder =
+            builder.set_override(key.as_str(), value.as_str()).map_err(|e| ConfigError::new(format!("{name}: {e}")))?;
+        env_keys.insert((*key).clone(), name.clone());
+    }
+
+    let merged = builder.build().map_err(|e| match &file_label {
+        Some(f) => ConfigError::new(format!("cannot read config file {f}: {e}")),
+        None => ConfigError::new(format!("invalid configuration: {e}")),
+    })?;
+
+    // Unknown keys can only come from the file: environment names were checked above.
+    let tree: serde_json::Value = merged
+        .clone()
+        .try_deserialize()
+        .map_err(|e| ConfigError::new(format!("invalid configuration{}: {e}", in_file(&file_label))))?;
+    let mut present = Vec::new();
+    collect_leaves(&tree, String::new(), &mut present);
+    let mut unknown: Vec<&String> =
+        present.iter().filter(|k| !keys.contains(*k) && !keys.iter().any(|known| is_prefix_key(known, k))).collect();
+    unknown.sort();
+    if let Some(first) = unknown.first() {
+        return Err(ConfigError::new(format!(
+            "unknown configuration key `{first}`{} (known keys are listed in docs/guide/configuration.md)",
+            in_file(&file_label)
+        )));
+    }
+
+    let mut settings: Settings = merged.try_deserialize().map_err(|e| {
+        let msg = e.to_string();
+        let origin = env_keys
+            .iter()
+            .find(|(k, _)| msg.contains(&format!("`{k}`")))
+            .map(|(_, name)| format!(" (from environment variable {name})"))
+            .unwrap_or_else(|| in_file(&file_label));
+        ConfigError::new(format!("invalid configuration value: {msg}{origin}"))
+    })?;
+
+    resolve_secret_files(&mut settings)?;
+    let named = |e: Invalid| {
+        let origin = e
+            .key
+            .as_ref()
+            .and_then(|k| env_keys.get(k))
+            .map(|name| format!(" (from environment variable {name})"))
+            .unwrap_or_else(|| in_file(&file_label));
+        ConfigError::new(format!("{}{origin}", e.message))
+    };
+    settings.validate().map_err(named)?;
+    if purpose == Purpose::Serve {
+        settings.check_exposure().map_err(named)?;
+    }
+    Ok(settings)
+}
+
+/// What the configuration is loaded for: serving checks more than a one-shot tool needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Serve,
+    Tool,
+}
+
+/// A YAML value that is a map where the defaults have a leaf (e.g. `meta_dsn: {}`) is reported
+/// by deserialisation as a type error, not here as an unknown key.
+fn is_prefix_key(known: &str, present: &str) -> bool {
+    present.starts_with(known) && present.as_bytes().get(known.len()) == Some(&b'.')
+}
+
+fn in_file(file: &Option<String>) -> String {
+    file.as_ref().map(|f| format!(" in {f}")).unwrap_or_default()
+}
+
+fn resolve_secret_files(s: &mut Settings) -> Result<(), ConfigError> {
+    fn read(path: &str, key: &str) -> Result<Secret, ConfigError> {
+        Secret::from_file(Path::new(path)).map_err(|e| ConfigError::new(format!("`{key}`: cannot read {path}: {e}")))
+    }
+    if !s.meta_dsn_file.is_empty() {
+        s.meta_dsn = read(&s.meta_dsn_file, "meta_dsn_file")?;
+    }
+    if !s.api.auth.bearer_token_file.is_empty() {
+        s.api.auth.bearer_token = read(&s.api.auth.bearer_token_file, "api.auth.bearer_token_file")?;
+    }
+    if !s.api.auth.api_key_file.is_empty() {
+        s.api.auth.api_key = read(&s.api.auth.api_key_file, "api.auth.api_key_file")?;
+    }
+    if !s.secrets.key_file.is_empty() {
+        s.secrets.key = read(&s.secrets.key_file, "secrets.key_file")?;
+    }
+    if !s.upload.access_key_file.is_empty() {
+        s.upload.access_key = read(&s.upload.access_key_file, "upload.access_key_file")?;
+    }
+    if !s.upload.secret_key_file.is_empty() {
+        s.upload.secret_key = read(&s.upload.secret_key_file, "upload.secret_key_file")?;
+    }
+    Ok(())
+}
+
+/// A semantic validation failure, naming its key.
+#[derive(Debug)]
+pub struct Invalid {
+    pub key: Option<String>,
+    pub message: String,
+}
+
+fn invalid(key: &str, message: impl std::fmt::Display) -> Invalid {
+    Invalid { key: Some(key.to_string()), message: format!("invalid value for `{key}`: {message}") }
+}
+
+impl Settings {
+    /// Checks what types cannot: addresses parse, ranges hold, required companions are set.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        self.listen_socket_addr()?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        if !self.meta_dsn.is_empty() {
+            crate::meta::MetaDsn::parse(self.meta_dsn.expose(), &self.data_dir).map_err(|e| invalid("meta_dsn", e))?;
+        }
+        if !self.secrets.key.is_empty() {
+            crate::meta::cipher::Cipher::from_text(self.secrets.key.expose()).map_err(|e| invalid("secrets.key", e))?;
+        }
+        let u = &self.upload;
+        if u.enabled {
+            let missing: Vec<String> = [
+                ("upload.endpoint", u.endpoint.trim().is_empty()),
+                ("upload.bucket", u.bucket.trim().is_empty()),
+                ("upload.access_key", u.access_key.is_empty()),
+                ("upload.secret_key", u.secret_key.is_empty()),
+            ]
+            .iter()
+            .filter(|(_, m)| *m)
+            .map(|(k, _)| format!("{k} ({})", env_name(k)))
+            .collect();
+            if !missing.is_empty() {
+                return Err(Invalid {
+                    key: None,
+                    message: format!("upload.enabled is true but these keys are missing: {}", missing.join(", ")),
+                });
+            }
+            let url = url::Url::parse(&u.endpoint)
+                .map_err(|e| invalid("upload.endpoint", format!("{:?} is not a URL ({e})", u.endpoint)))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(invalid("upload.endpoint", "must be an http:// or https:// URL with a host"));
+            }
+        }
+        if !(5..=5120).contains(&u.part_size_mb) {
+            return Err(invalid("upload.part_size_mb", "must be between 5 and 5120 (S3's part size limits)"));
+        }
+        if u.multipart_threshold_mb < u.part_size_mb {
+            return Err(invalid("upload.multipart_threshold_mb", "must be at least upload.part_size_mb"));
+        }
+        if u.retry_initial_sec == 0 || u.retry_max_sec < u.retry_initial_sec {
+            return Err(invalid("upload.retry_max_sec", "retry_initial_sec must be >= 1 and retry_max_sec >= it"));
+        }
+        if u.request_timeout_sec == 0 {
+            return Err(invalid("upload.request_timeout_sec", "must be at least 1"));
+        }
+        if self.storage.retention_interval_sec == 0 {
+            return Err(invalid("storage.retention_interval_sec", "must be at least 1"));
+        }
+        let rl = &self.api.rate_limit;
+        if !(rl.requests_per_second > 0.0 && rl.requests_per_second <= 1_000_000.0) {
+            return Err(invalid("api.rate_limit.requests_per_second", "must be above 0 and at most 1000000"));
+        }
+        if rl.burst == 0 {
+            return Err(invalid("api.rate_limit.burst", "must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&self.tracing.sample_ratio) {
+            return Err(invalid("tracing.sample_ratio", "must be between 0.0 and 1.0"));
+        }
+        if self.tracing.enabled {
+            let url = url::Url::parse(&self.tracing.endpoint)
+                .map_err(|e| invalid("tracing.endpoint", format!("{:?} is not a URL ({e})", self.tracing.endpoint)))?;
+            if url.scheme() != "http" {
+                return Err(invalid(
+                    "tracing.endpoint",
+                    "must be an http:// URL (the exporter speaks plain OTLP/HTTP; use a local collector for TLS)",
+                ));
+            }
+        }
+        if self.tracing.export_interval_ms == 0 || self.tracing.export_interval_ms > 600_000 {
+            return Err(invalid("tracing.export_interval_ms", "must be between 1 and 600000"));
+        }
+        if self.meta_pool_size == 0 || self.meta_pool_size > 256 {
+            return Err(invalid("meta_pool_size", "must be between 1 and 256"));
+        }
+        if self.log.max_size_mb == 0 {
+            return Err(invalid("log.max_size_mb", "must be at least 1"));
+        }
+        let auth = &self.api.auth;
+        if auth.enabled {
+            match auth.mode {
+                AuthMode::Bearer if auth.bearer_token.is_empty() => {
+                    return Err(invalid(
+                        "api.auth.bearer_token",
+                        "required when api.auth.enabled is true and api.auth.mode is bearer \
+                         (or set api.auth.bearer_token_file)",
+                    ));
+                }
+                AuthMode::ApiKey if auth.api_key.is_empty() => {
+                    return Err(invalid(
+                        "api.auth.api_key",
+                        "required when api.auth.enabled is true and api.auth.mode is api_key \
+                         (or set api.auth.api_key_file)",
+                    ));
+                }
+                _ => {}
+            }
+            if auth.api_key_header.trim().is_empty()
+                || actix_web::http::header::HeaderName::try_from(auth.api_key_header.as_str()).is_err()
+            {
+                return Err(invalid("api.auth.api_key_header", "not a valid HTTP header name"));
+            }
+        }
+        let r = &self.replication;
+        if r.heartbeat_period_ms < 100 || r.heartbeat_period_ms > 3_600_000 {
+            return Err(invalid("replication.heartbeat_period_ms", "must be between 100 and 3600000"));
+        }
+        if r.heartbeat_timeout_factor < 2 {
+            return Err(invalid("replication.heartbeat_timeout_factor", "must be at least 2"));
+        }
+        if r.connect_timeout_ms == 0 {
+            return Err(invalid("replication.connect_timeout_ms", "must be at least 1"));
+        }
+        if r.retry_initial_ms == 0 || r.retry_max_ms < r.retry_initial_ms {
+            return Err(invalid(
+                "replication.retry_max_ms",
+                "retry_initial_ms must be >= 1 and retry_max_ms >= retry_initial_ms",
+            ));
+        }
+        if r.max_event_bytes < (1 << 20) || r.max_event_bytes > (1 << 30) {
+            return Err(invalid("replication.max_event_bytes", "must be between 1 MiB and 1 GiB"));
+        }
+        let w = &self.writer;
+        if w.fsync_max_bytes < 4096 || w.fsync_max_bytes > (1 << 30) {
+            return Err(invalid("writer.fsync_max_bytes", "must be between 4096 and 1 GiB"));
+        }
+        if w.fsync_max_delay_ms > 10_000 {
+            return Err(invalid("writer.fsync_max_delay_ms", "must be at most 10000"));
+        }
+        if w.checkpoint_interval_ms > 60_000 {
+            return Err(invalid("writer.checkpoint_interval_ms", "must be at most 60000"));
+        }
+        Ok(())
+    }
+
+    /// The check only `serve` needs: a listen address other hosts can reach requires
+    /// authentication, unless the operator accepts the risk explicitly.
+    pub fn check_exposure(&self) -> Result<(), Invalid> {
+        let addr = self.listen_socket_addr()?;
+        if !addr.ip().is_loopback() && !self.api.auth.enabled && !self.api.auth.allow_insecure_remote {
+            return Err(invalid(
+                "listen_addr",
+                format!(
+                    "{addr} is reachable from other hosts but api.auth.enabled is false: enable authentication \
+                     (BINLOG_SERVER_API_AUTH_ENABLED=true with a token), listen on 127.0.0.1, or accept the risk with \
+                     api.auth.allow_insecure_remote=true"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn listen_socket_addr(&self) -> Result<SocketAddr, Invalid> {
+        self.listen_addr
+            .parse()
+            .map_err(|e| invalid("listen_addr", format!("{:?} is not HOST:PORT ({e})", self.listen_addr)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn yaml(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cfg.yaml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn local() -> Vec<(String, String)> {
+        env(&[("BINLOG_SERVER_LISTEN_ADDR", "127.0.0.1:8080")])
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let s = Settings::default();
+        assert_eq!(s.listen_addr, "0.0.0.0:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert!(s.meta_dsn.is_empty());
+        assert!(!s.api.auth.enabled);
+    }
+
+    #[test]
+    fn remote_listening_without_auth_is_refused_unless_accepted() {
+        let err = load(None, &[], Purpose::Serve).unwrap_err().0;
+        assert!(err.contains("listen_addr") && err.contains("api.auth.allow_insecure_remote"), "{err}");
+        assert!(load(None, &local(), Purpose::Serve).unwrap().check_exposure().is_ok());
+        let accepted = env(&[("BINLOG_SERVER_API_AUTH_ALLOW_INSECURE_REMOTE", "true")]);
+        assert!(load(None, &accepted, Purpose::Serve).unwrap().check_exposure().is_ok());
+        let with_auth =
+            env(&[("BINLOG_SERVER_API_AUTH_ENABLED", "true"), ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "t")]);
+        assert!(load(None, &with_auth, Purpose::Serve).unwrap().check_exposure().is_ok());
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        let (_d, p) = yaml("listen_addr: 127.0.0.1:9000\ndata_dir: /tmp/x\nlog:\n  level: debug\n");
+        let s = load(Some(&p), &env(&[("BINLOG_SERVER_LISTEN_ADDR", "127.0.0.1:9001")]), Purpose::Serve).unwrap();
+        assert_eq!(s.listen_addr, "127.0.0.1:9001");
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(s.log.level, LogLevel::Debug);
+    }
+
+    #[test]
+    fn nested_keys_map_to_single_underscore_env_names() {
+        let s = load(
+            None,
+            &env(&[
+                ("BINLOG_SERVER_LISTEN_ADDR", "127.0.0.1:1"),
+                ("BINLOG_SERVER_API_AUTH_ENABLED", "true"),
+                ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "tok"),
+                ("BINLOG_SERVER_WRITER_FSYNC_MAX_BYTES", "65536"),
+                ("UNRELATED", "x"),
+            ]),
+            Purpose::Serve,
+        )
+        .unwrap();
+        assert!(s.api.auth.enabled);
+        assert_eq!(s.api.auth.bearer_token.expose(), "tok");
+        assert_eq!(s.writer.fsync_max_bytes, 65536);
+    }
+
+    #[test]
+    fn env_names_are_unambiguous() {
+        let keys = known_keys();
+        let names: BTreeSet<String> = keys.iter().map(|k| env_name(k)).collect();
+        assert_eq!(names.len(), keys.len());
+        assert!(names.contains("BINLOG_SERVER_LISTEN_ADDR"));
+        assert!(names.contains("BINLOG_SERVER_META_DSN"));
+        assert!(names.contains("BINLOG_SERVER_API_AUTH_PROTECT_METRICS"));
+    }
+
+    #[test]
+    fn unknown_file_key_is_named_with_the_file() {
+        let (_d, p) = yaml("listen_addr: 127.0.0.1:9000\napi:\n  auth:\n    enabld: true\n");
+        let err = load(Some(&p), &[], Purpose::Serve).unwrap_err().0;
+        assert!(err.contains("`api.auth.enabld`"), "{err}");
+        assert!(err.contains(&p.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn unknown_env_var_is_named() {
+        let err = load(None, &env(&[("BINLOG_SERVER_LISTEN_ADR", "x")]), Purpose::Serve).unwrap_err().0;
+        assert!(err.contains("BINLOG_SERVER_LISTEN_ADR"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_key_and_origin() {
+        let (_d, p) = yaml("meta_pool_size: lots\n");
+        let err = load(Some(&p), &[], Purpose::Serve).unwrap_err().0;
+        assert!(err.contains("meta_pool_size"), "{err}");
+        assert!(err.contains(&p.display().to_string()), "{err}");
+
+        let err = load(None, &env(&[("BINLOG_SERVER_LISTEN_ADDR", "nowhere")]), Purpose::Serve).unwrap_err().0;
+        assert!(err.contains("listen_addr") && err.contains("BINLOG_SERVER_LISTEN_ADDR"), "{err}");
+
+        let err = load(None, &env(&[("BINLOG_SERVER_LOG_LEVEL", "loud")]), Purpose::Serve).unwrap_err().0;
+        assert!(err.contains("log.level"), "{err}");
+    }
+
+    #[test]
+    fn broken_yaml_names_the_file() {
+        let (_d, p) = yaml("listen_addr: [unclosed\n");
+        let err = load(Some(&p), &[], Purpose::Serve).unwrap_err().0;
+        assert!(err.contains(&p.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn auth_enabled_requires_a_token_and_never_prints_it() {
+        let err = load(None, &env(&[("BINLOG_SERVER_API_AUTH_ENABLED", "true")]), Purpose::Serve).unwrap_err().0;
+        assert!(err.contains("api.auth.bearer_token"), "{err}");
+        let s = load(
+            None,
+            &env(&[("BINLOG_SERVER_API_AUTH_ENABLED", "1"), ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "zz-secret")]),
+            Purpose::Serve,
+        )
+        .unwrap();
+        assert!(!format!("{s:?}").contains("zz-secret"));
+    }
+
+    #[test]
+    fn secret_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let tok = dir.path().join("token");
+        std::fs::write(&tok, "from-file\n").unwrap();
+        let s = load(
+            None,
+            &env(&[
+                ("BINLOG_SERVER_API_AUTH_ENABLED", "true"),
+                ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN_FILE", tok.to_str().unwrap()),
+            ]),
+            Purpose::Serve,
+        )
+        .unwrap();
+        assert_eq!(s.api.auth.bearer_token.expose(), "from-file");
+    }
+
+    #[test]
+    fn the_example_config_file_loads() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"));
+        let s = load(Some(path), &[], Purpose::Serve).unwrap();
+        assert_eq!(s.listen_addr, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn upload_names_every_missing_key() {
+        let err = load(
+            None,
+            &env(&[
+                ("BINLOG_SERVER_LISTEN_ADDR", "127.0.0.1:1"),
+                ("BINLOG_SERVER_UPLOAD_ENABLED", "true"),
+                ("BINLOG_SERVER_UPLOAD_BUCKET", "b"),
+            ]),
+            Purpose::Serve,
+        )
+        .unwrap_err()
+        .0;
+        for k in ["upload.endpoint", "upload.access_key", "upload.secret_key", "BINLOG_SERVER_UPLOAD_ENDPOINT"] {
+            assert!(err.contains(k), "{k} not named: {err}");
+        }
+        assert!(!err.contains("upload.bucket"), "{err}");
+        let ok = load(
+            None,
+            &env(&[
+                ("BINLOG_SERVER_LISTEN_ADDR", "127.0.0.1:1"),
+                ("BINLOG_SERVER_UPLOAD_ENABLED", "true"),
+                ("BINLOG_SERVER_UPLOAD_ENDPOINT", "http://127.0.0.1:9000"),
+                ("BINLOG_SERVER_UPLOAD_BUCKET", "b"),
+                ("BINLOG_SERVER_UPLOAD_ACCESS_KEY", "ak"),
+                ("BINLOG_SERVER_UPLOAD_SECRET_KEY", "sk-very-secret"),
+            ]),
+            Purpose::Serve,
+        )
+        .unwrap();
+        assert!(!format!("{ok:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn configuration_doc_lists_every_key() {
+        let doc = include_str!("../docs/guide/configuration.md");
+        for key in known_keys() {
+            let row = format!("| `{key}` |");
+            assert!(doc.contains(&row), "docs/guide/configuration.md lacks a row for `{key}`");
+            assert!(doc.contains(&format!("`{}`", env_name(&key))), "docs lack {}", env_name(&key));
+        }
+    }
+}

@@ -1,0 +1,603 @@
+//! Task-level domain types shared by the API, the actors and the store: ids, states and their
+//! allowed transitions, source and start specifications, and their validation.
+//!
+//! Values are parsed and validated once, here, at the edge; everything past this module can
+//! trust a `TaskSpec`. Nothing in this module does I/O.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::binlog::gtid::StartGtid;
+use crate::binlog::name::BinlogFileName;
+use crate::secret::Secret;
+
+/// A task's id (the metadata store's row id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(pub i64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Defines a string enum with `as_str`, `FromStr`, `Display` and serde in SCREAMING_SNAKE_CASE.
+macro_rules! string_enum {
+    // `$text:tt`, not `:literal`: utoipa's derive only sees a `rename` written with a token tree.
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:tt),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!(
+                        "unknown {} {:?} (expected one of: {})",
+                        stringify!($name),
+                        s,
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use string_enum;
+
+string_enum!(
+    /// Where a task is in its life. Transitions are checked by `TaskState::can_become`.
+    TaskState {
+        Stopped => "STOPPED",
+        Starting => "STARTING",
+        Running => "RUNNING",
+        RetryBackoff => "RETRY_BACKOFF",
+        Stopping => "STOPPING",
+        Failed => "FAILED",
+    }
+);
+
+impl TaskState {
+    /// The one place that says which state may follow which.
+    pub fn can_become(self, next: TaskState) -> bool {
+        use TaskState::*;
+        matches!(
+            (self, next),
+            (Stopped | Failed, Starting)
+                | (Starting, Running | RetryBackoff | Failed | Stopping)
+                | (Running, RetryBackoff | Failed | Stopping)
+                | (RetryBackoff, Starting | Running | Failed | Stopping)
+                | (Stopping, Stopped | Failed)
+                | (Failed, Stopped)
+        )
+    }
+
+    /// Whether replication actors exist (or are being set up) for a task in this state.
+    pub fn is_active(self) -> bool {
+        matches!(self, TaskState::Starting | TaskState::Running | TaskState::RetryBackoff | TaskState::Stopping)
+    }
+
+    /// A task's configuration may change (PUT) or the task be deleted only while it is idle.
+    pub fn is_idle(self) -> bool {
+        matches!(self, TaskState::Stopped | TaskState::Failed)
+    }
+}
+
+string_enum!(
+    /// What the operator asked for; restored on process start.
+    DesiredState {
+        Running => "RUNNING",
+        Stopped => "STOPPED",
+    }
+);
+
+string_enum!(
+    /// The source server's dialect of the replication protocol.
+    Flavor {
+        Mysql => "mysql",
+        Mariadb => "mariadb",
+    }
+);
+
+string_enum!(
+    /// Where a new task starts reading.
+    StartMode {
+        Latest => "LATEST",
+        FilePos => "FILE_POS",
+        Gtid => "GTID",
+    }
+);
+
+string_enum!(
+    /// TLS towards the source, with the MySQL client's names.
+    TlsMode {
+        Disabled => "disabled",
+        Preferred => "preferred",
+        Required => "required",
+        VerifyCa => "verify_ca",
+        VerifyIdentity => "verify_identity",
+    }
+);
+
+/// Validated connection details of a task's source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSpec {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    pub flavor: Flavor,
+    pub server_id: Option<u32>,
+    pub tls_mode: TlsMode,
+    pub tls_ca_file: Option<String>,
+}
+
+/// Validated start position of a task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartSpec {
+    Latest,
+    FilePos { file: BinlogFileName, pos: u64 },
+    Gtid { gtid_set: StartGtid },
+}
+
+impl StartSpec {
+    pub fn mode(&self) -> StartMode {
+        match self {
+            StartSpec::Latest => StartMode::Latest,
+            StartSpec::FilePos { .. } => StartMode::FilePos,
+            StartSpec::Gtid { .. } => StartMode::Gtid,
+        }
+    }
+}
+
+/// Everything an operator specifies about a task, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSpec {
+    pub name: String,
+    pub cluster_key: String,
+    pub source: SourceSpec,
+    pub start: StartSpec,
+    /// Local retention: sealed files older than this may go (once uploaded, when upload is on).
+    pub retention_days: u32,
+    /// Bucket retention (>= local retention).
+    pub bucket_retention_days: u32,
+}
+
+/// A stored task as the rest of the service sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: TaskId,
+    pub spec: TaskSpec,
+    pub desired_state: DesiredState,
+    pub state: TaskState,
+    pub last_error: Option<TaskError>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The replica server_id a task registers with: its own, or `base + id` (documented default).
+pub fn effective_server_id(task: &Task, base: u32) -> u32 {
+    task.spec.source.server_id.unwrap_or_else(|| {
+        // Ids beyond the u32 range wrap; 0 is not a valid replica id, so skip it.
+        let id = base.wrapping_add(task.id.0 as u32);
+        if id == 0 { 1 } else { id }
+    })
+}
+
+string_enum!(
+    /// Machine-readable cause of a task's last failure (`last_error.code`).
+    TaskErrorCode {
+        SourceAccessDenied => "SOURCE_ACCESS_DENIED",
+        SourceLogBinOff => "SOURCE_LOG_BIN_OFF",
+        SourceBinlogPurged => "SOURCE_BINLOG_PURGED",
+        SourceSwitchover => "SOURCE_SWITCHOVER",
+        InvalidStartPosition => "INVALID_START_POSITION",
+        LocalStorageError => "LOCAL_STORAGE_ERROR",
+        SourceUnreachable => "SOURCE_UNREACHABLE",
+        SourceProtocolError => "SOURCE_PROTOCOL_ERROR",
+        ChecksumMismatch => "CHECKSUM_MISMATCH",
+        MetadataError => "METADATA_ERROR",
+        InternalError => "INTERNAL_ERROR",
+    }
+);
+
+/// A task's last error: `{code, message}`.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct TaskError {
+    pub code: TaskErrorCode,
+    pub message: String,
+}
+
+string_enum!(
+    /// Kinds of rows in `task_events`.
+    TaskEventType {
+        TaskCreated => "TASK_CREATED",
+        TaskUpdated => "TASK_UPDATED",
+        TaskStarted => "TASK_STARTED",
+        TaskRunning => "TASK_RUNNING",
+        TaskFileRotated => "TASK_FILE_ROTATED",
+        TaskRetryBackoff => "TASK_RETRY_BACKOFF",
+        TaskError => "TASK_ERROR",
+        TaskStopped => "TASK_STOPPED",
+        SourceSwitchover => "SOURCE_SWITCHOVER",
+    }
+);
+
+/// Raw (unvalidated) task input: the API's body and the store's columns both convert to this.
+#[derive(Debug, Clone, Default)]
+pub struct RawTaskSpec {
+    pub name: Option<String>,
+    pub cluster_key: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub flavor: Option<String>,
+    pub server_id: Option<i64>,
+    pub tls_mode: Option<String>,
+    pub tls_ca_file: Option<String>,
+    pub start_mode: Option<String>,
+    pub start_file: Option<String>,
+    pub start_pos: Option<i64>,
+    pub start_gtid_set: Option<String>,
+    pub retention_days: Option<i64>,
+    pub bucket_retention_days: Option<i64>,
+}
+
+/// One validation failure: the field (as the API names it) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+pub const DEFAULT_RETENTION_DAYS: u32 = 7;
+/// Bucket retention when not given: at least this, and at least the local retention.
+pub const DEFAULT_BUCKET_RETENTION_DAYS: u32 = 30;
+pub const MAX_NAME_LEN: usize = 255;
+pub const MAX_CLUSTER_KEY_LEN: usize = 128;
+
+fn required(v: Option<String>, field: &'static str, errs: &mut Vec<FieldError>) -> String {
+    match v {
+        Some(s) if !s.trim().is_empty() => s,
+        Some(_) => {
+            errs.push(FieldError { field, message: "must not be empty".into() });
+            String::new()
+        }
+        None => {
+            errs.push(FieldError { field, message: "is required".into() });
+            String::new()
+        }
+    }
+}
+
+fn parse_enum<T: FromStr<Err = String>>(
+    v: Option<String>,
+    field: &'static str,
+    default: Option<T>,
+    errs: &mut Vec<FieldError>,
+) -> Option<T> {
+    match v {
+        None => {
+            if default.is_none() {
+                errs.push(FieldError { field, message: "is required".into() });
+            }
+            default
+        }
+        Some(s) => match s.parse::<T>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errs.push(FieldError { field, message: e });
+                None
+            }
+        },
+    }
+}
+
+/// Checks the `cluster_key` pattern `[A-Za-z0-9._-]{1,128}`.
+pub fn valid_cluster_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_CLUSTER_KEY_LEN
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl RawTaskSpec {
+    /// Validates every field and reports all problems at once.
+    pub fn validate(self) -> Result<TaskSpec, Vec<FieldError>> {
+        let mut errs = Vec::new();
+
+        let name = required(self.name, "name", &mut errs);
+        if name.chars().count() > MAX_NAME_LEN {
+            errs.push(FieldError { field: "name", message: format!("must be at most {MAX_NAME_LEN} characters") });
+        }
+        if name.chars().any(char::is_control) {
+            errs.push(FieldError { field: "name", message: "must not contain control characters".into() });
+        }
+
+        let cluster_key = required(self.cluster_key, "cluster_key", &mut errs);
+        if !cluster_key.is_empty() && !valid_cluster_key(&cluster_key) {
+            errs.push(FieldError {
+                field: "cluster_key",
+                message: format!("must match [A-Za-z0-9._-]{{1,{MAX_CLUSTER_KEY_LEN}}}"),
+            });
+        }
+
+        let host = required(self.host, "source.host", &mut errs);
+        if host.len() > 255 || host.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+            errs.push(FieldError { field: "source.host", message: "is not a valid host name or address".into() });
+        }
+        let port = match self.port {
+            None => {
+                errs.push(FieldError { field: "source.port", message: "is required".into() });
+                0
+            }
+            Some(p) if (1..=65535).contains(&p) => p as u16,
+            Some(p) => {
+                errs.push(FieldError { field: "source.port", message: format!("{p} is not between 1 and 65535") });
+                0
+            }
+        };
+        let user = required(self.user, "source.user", &mut errs);
+        if user.len() > 255 {
+            errs.push(FieldError { field: "source.user", message: "must be at most 255 bytes".into() });
+        }
+        let password = self.password.unwrap_or_default();
+        let flavor = parse_enum::<Flavor>(self.flavor, "source.flavor", None, &mut errs);
+        let server_id = match self.server_id {
+            None => None,
+            Some(id) if (1..=u32::MAX as i64).contains(&id) => Some(id as u32),
+            Some(id) => {
+                errs.push(FieldError {
+                    field: "source.server_id",
+                    message: format!("{id} is not between 1 and 4294967295"),
+                });
+                None
+            }
+        };
+        let tls_mode = parse_enum::<TlsMode>(self.tls_mode, "source.tls_mode", Some(TlsMode::Preferred), &mut errs);
+        let tls_ca_file = self.tls_ca_file.filter(|s| !s.is_empty());
+        if matches!(tls_mode, Some(TlsMode::VerifyCa | TlsMode::VerifyIdentity)) && tls_ca_file.is_none() {
+            // Without a CA file the system roots are used; that is valid for verify_identity
+            // against public CAs, but a private CA is the norm for databases: say so early.
+            if tls_mode == Some(TlsMode::VerifyCa) {
+                errs.push(FieldError {
+                    field: "source.tls_ca_file",
+                    message: "is required for tls_mode verify_ca".into(),
+                });
+            }
+        }
+
+        let mode = parse_enum::<StartMode>(self.start_mode, "start.mode", None, &mut errs);
+        let start = match mode {
+            Some(StartMode::Latest) => Some(StartSpec::Latest),
+            Some(StartMode::FilePos) => {
+                let file = match self.start_file.as_deref() {
+                    None | Some("") => {
+                        errs.push(FieldError { field: "start.file", message: "is required for mode FILE_POS".into() });
+                        None
+                    }
+                    Some(f) => match BinlogFileName::parse(f) {
+                        Ok(n) => Some(n),
+                        Err(e) => {
+                            errs.push(FieldError { field: "start.file", message: e.to_string() });
+                            None
+                        }
+                    },
+                };
+                let pos = match self.start_pos {
+                    None => {
+                        errs.push(FieldError { field: "start.pos", message: "is required for mode FILE_POS".into() });
+                        None
+                    }
+                    Some(p) if p < 4 => {
+                        errs.push(FieldError {
+                            field: "start.pos",
+                            message: format!("{p} is before the first event (positions start at 4)"),
+                        });
+                        None
+                    }
+                    Some(p) if p > u32::MAX as i64 => {
+                        errs.push(FieldError {
+                            field: "start.pos",
+                            message: format!("{p} is beyond the 4 GiB position range"),
+                        });
+                        None
+                    }
+                    Some(p) => Some(p as u64),
+                };
+                match (file, pos) {
+                    (Some(file), Some(pos)) => Some(StartSpec::FilePos { file, pos }),
+                    _ => None,
+                }
+            }
+            Some(StartMode::Gtid) => match (self.start_gtid_set.as_deref(), flavor) {
+                (None, _) => {
+                    errs.push(FieldError {
+                        field: "start.gtid_set",
+                        message: "is required for mode GTID (may be empty: \"\")".into(),
+                    });
+                    None
+                }
+                (Some(text), Some(flavor)) => match StartGtid::parse(flavor, text) {
+                    Ok(g) => Some(StartSpec::Gtid { gtid_set: g }),
+                    Err(e) => {
+                        errs.push(FieldError { field: "start.gtid_set", message: e.to_string() });
+                        None
+                    }
+                },
+                (Some(_), None) => None,
+            },
+            None => None,
+        };
+        if mode.is_some() && mode != Some(StartMode::FilePos) && (self.start_file.is_some() || self.start_pos.is_some())
+        {
+            errs.push(FieldError { field: "start.file", message: "file/pos are only valid with mode FILE_POS".into() });
+        }
+        if mode.is_some() && mode != Some(StartMode::Gtid) && self.start_gtid_set.is_some() {
+            errs.push(FieldError { field: "start.gtid_set", message: "gtid_set is only valid with mode GTID".into() });
+        }
+
+        let retention_days = match self.retention_days {
+            None => DEFAULT_RETENTION_DAYS,
+            Some(d) if (1..=3650).contains(&d) => d as u32,
+            Some(d) => {
+                errs.push(FieldError {
+                    field: "storage.retention_days",
+                    message: format!("{d} is not between 1 and 3650"),
+                });
+                DEFAULT_RETENTION_DAYS
+            }
+        };
+
+        let bucket_retention_days = match self.bucket_retention_days {
+            None => DEFAULT_BUCKET_RETENTION_DAYS.max(retention_days),
+            Some(d) if (1..=3650).contains(&d) && d as u32 >= retention_days => d as u32,
+            Some(d) if (1..=3650).contains(&d) => {
+                errs.push(FieldError {
+                    field: "storage.bucket_retention_days",
+                    message: format!("{d} is shorter than the local retention ({retention_days} days)"),
+                });
+                retention_days
+            }
+            Some(d) => {
+                errs.push(FieldError {
+                    field: "storage.bucket_retention_days",
+                    message: format!("{d} is not between 1 and 3650"),
+                });
+                retention_days
+            }
+        };
+
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        Ok(TaskSpec {
+            name,
+            cluster_key,
+            source: SourceSpec {
+                host,
+                port,
+                user,
+                password,
+                flavor: flavor.expect("checked above"),
+                server_id,
+                tls_mode: tls_mode.expect("checked above"),
+                tls_ca_file,
+            },
+            start: start.expect("checked above"),
+            retention_days,
+            bucket_retention_days,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> RawTaskSpec {
+        RawTaskSpec {
+            name: Some("t".into()),
+            cluster_key: Some("k-1".into()),
+            host: Some("127.0.0.1".into()),
+            port: Some(3306),
+            user: Some("repl".into()),
+            password: Some(Secret::new("pw")),
+            flavor: Some("mariadb".into()),
+            start_mode: Some("LATEST".into()),
+            ..Default::default()
+        }
+    }
+
+    fn field_errors(r: RawTaskSpec) -> Vec<&'static str> {
+        r.validate().unwrap_err().into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn a_minimal_spec_validates_with_defaults() {
+        let s = raw().validate().unwrap();
+        assert_eq!(s.retention_days, 7);
+        assert_eq!(s.source.tls_mode, TlsMode::Preferred);
+        assert_eq!(s.start, StartSpec::Latest);
+    }
+
+    #[test]
+    fn every_bad_field_is_reported() {
+        let mut r = raw();
+        r.port = Some(70000);
+        r.flavor = Some("postgres".into());
+        r.cluster_key = Some("bad key!".into());
+        r.name = Some("x".repeat(300));
+        let f = field_errors(r);
+        assert_eq!(f, vec!["name", "cluster_key", "source.port", "source.flavor"]);
+    }
+
+    #[test]
+    fn file_pos_needs_file_and_pos_from_4() {
+        let mut r = raw();
+        r.start_mode = Some("FILE_POS".into());
+        assert_eq!(field_errors(r.clone()), vec!["start.file", "start.pos"]);
+        r.start_file = Some("mysql-bin.000001".into());
+        r.start_pos = Some(3);
+        assert_eq!(field_errors(r.clone()), vec!["start.pos"]);
+        r.start_pos = Some(4);
+        assert!(r.validate().is_ok());
+    }
+
+    #[test]
+    fn port_zero_and_unknown_mode_are_rejected() {
+        let mut r = raw();
+        r.port = Some(0);
+        r.start_mode = Some("SOMETIME".into());
+        assert_eq!(field_errors(r), vec!["source.port", "start.mode"]);
+    }
+
+    #[test]
+    fn transitions_follow_the_table() {
+        use TaskState::*;
+        assert!(Stopped.can_become(Starting));
+        assert!(!Stopped.can_become(Running));
+        assert!(!Running.can_become(Starting));
+        assert!(Stopping.can_become(Stopped));
+        assert!(!Stopped.can_become(Stopping));
+        for s in TaskState::ALL {
+            assert!(!s.can_become(*s), "{s} -> {s} must not be a transition");
+        }
+    }
+
+    #[test]
+    fn cluster_key_pattern() {
+        assert!(valid_cluster_key("a.B_c-9"));
+        assert!(!valid_cluster_key(""));
+        assert!(!valid_cluster_key("a/b"));
+        assert!(!valid_cluster_key(&"a".repeat(129)));
+        assert!(valid_cluster_key(&"a".repeat(128)));
+    }
+}

@@ -1,0 +1,16 @@
+//! binlog-server: pulls MySQL/MariaDB binary logs over the replication protocol into durable,
+//! byte-identical local files, and runs many such tasks behind an HTTP control plane.
+//!
+//! Start at `app::run` (assembly) and `docs/architecture.md` (the map and the invariants).
+
+pub mod actors;
+pub mod api;
+pub mod app;
+pub mod binlog;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod meta;
+pub mod secret;
+pub mod source;
+pub mod telemetry;

@@ -1,0 +1,277 @@
+//! Connections to the metadata database: the DSN, the two-backend diesel connection, the pool,
+//! and the migrations (applied automatically for SQLite, only by `migrate up` for MySQL).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::mysql::MysqlConnection;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::meta::StoreError;
+use crate::secret::Secret;
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/mysql");
+
+/// Where the metadata lives.
+#[derive(Clone, PartialEq)]
+pub enum MetaDsn {
+    Sqlite(PathBuf),
+    Mysql(Secret),
+}
+
+impl MetaDsn {
+    /// Parses `meta_dsn`: empty means `{data_dir}/meta.db`.
+    pub fn parse(dsn: &str, data_dir: &Path) -> Result<MetaDsn, String> {
+        let dsn = dsn.trim();
+        if dsn.is_empty() {
+            return Ok(MetaDsn::Sqlite(data_dir.join("meta.db")));
+        }
+        if let Some(path) = dsn.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite:///var/lib/binlog-server/meta.db".into());
+            }
+            return Ok(MetaDsn::Sqlite(PathBuf::from(path)));
+        }
+        if dsn.starts_with("mysql://") || dsn.starts_with("mariadb://") {
+            let normalized = dsn.replacen("mariadb://", "mysql://", 1);
+            let url = url::Url::parse(&normalized).map_err(|e| format!("not a valid URL: {e}"))?;
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err("mysql:// DSN needs a host".into());
+            }
+            if url.path().trim_start_matches('/').is_empty() {
+                return Err(
+                    "mysql:// DSN needs a database name, e.g. mysql://meta:PASS@127.0.0.1:3306/binlog_meta".into()
+                );
+            }
+            return Ok(MetaDsn::Mysql(Secret::new(normalized)));
+        }
+        if dsn.contains("@tcp(") {
+            return Err("Go-style DSN (user:pass@tcp(host:port)/db) is not supported; \
+                        write it as mysql://user:pass@host:port/db"
+                .into());
+        }
+        Err("must be empty (embedded SQLite), sqlite://PATH or mysql://USER:PASS@HOST:PORT/DB".into())
+    }
+
+    pub fn is_mysql(&self) -> bool {
+        matches!(self, MetaDsn::Mysql(_))
+    }
+}
+
+/// Shows the DSN with its password replaced by `***`.
+impl fmt::Display for MetaDsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetaDsn::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
+            MetaDsn::Mysql(s) => match url::Url::parse(s.expose()) {
+                Ok(mut u) => {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("***"));
+                    }
+                    write!(f, "{u}")
+                }
+                Err(_) => f.write_str("mysql://***"),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for MetaDsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// One connection to either backend; queries are written once against it.
+#[derive(diesel::MultiConnection)]
+pub enum MetaConnection {
+    Sqlite(SqliteConnection),
+    Mysql(MysqlConnection),
+}
+
+/// Opens connections for the pool, with the per-connection settings each backend needs.
+#[derive(Debug, Clone)]
+pub struct MetaConnManager {
+    dsn: MetaDsn,
+}
+
+impl ManageConnection for MetaConnManager {
+    type Connection = MetaConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<MetaConnection, r2d2::Error> {
+        match &self.dsn {
+            MetaDsn::Sqlite(path) => {
+                let url = path.to_string_lossy();
+                let mut c = SqliteConnection::establish(&url).map_err(r2d2::Error::ConnectionError)?;
+                // WAL lets readers run beside the writer; NORMAL skips the fsync per commit,
+                // which is safe for us: a lost checkpoint update only means re-fetching bytes
+                // the source still has (the checkpoint can fall behind, never run ahead).
+                c.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(MetaConnection::Sqlite(c))
+            }
+            MetaDsn::Mysql(url) => {
+                let mut c = MysqlConnection::establish(url.expose()).map_err(|e| {
+                    // The C client's message never contains the password; the URL would.
+                    r2d2::Error::ConnectionError(e)
+                })?;
+                c.batch_execute("SET time_zone = '+00:00'").map_err(r2d2::Error::QueryError)?;
+                Ok(MetaConnection::Mysql(c))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut MetaConnection) -> Result<(), r2d2::Error> {
+        diesel::sql_query("SELECT 1").execute(conn).map(|_| ()).map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut MetaConnection) -> bool {
+        false
+    }
+}
+
+pub type MetaPool = r2d2::Pool<MetaConnManager>;
+
+pub fn build_pool(dsn: &MetaDsn, size: u32) -> Result<MetaPool, StoreError> {
+    if let MetaDsn::Sqlite(path) = dsn
+        && let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot create directory {} for the metadata database: {e}",
+                parent.display()
+            ))
+        })?;
+    }
+    r2d2::Pool::builder()
+        .max_size(size)
+        .connection_timeout(Duration::from_secs(15))
+        .test_on_check_out(dsn.is_mysql())
+        .build(MetaConnManager { dsn: dsn.clone() })
+        .map_err(|e| StoreError::Unavailable(format!("cannot connect to metadata database {dsn}: {e}")))
+}
+
+/// Migration state of a database against the migrations this binary carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub applied: Vec<String>,
+    pub pending: Vec<String>,
+    /// Applied versions this binary does not know (the schema is newer than the binary).
+    pub unknown: Vec<String>,
+}
+
+impl MigrationStatus {
+    pub fn is_current(&self) -> bool {
+        self.pending.is_empty() && self.unknown.is_empty()
+    }
+}
+
+fn mig_err(e: impl fmt::Display) -> StoreError {
+    StoreError::Migration(e.to_string())
+}
+
+fn has_migrations_table(conn: &mut MetaConnection) -> Result<bool, StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let sql = match conn {
+        MetaConnection::Sqlite(_) => {
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = '__diesel_schema_migrations'"
+        }
+        MetaConnection::Mysql(_) => {
+            "SELECT COUNT(*) AS n FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name = '__diesel_schema_migrations'"
+        }
+    };
+    let rows: Vec<Count> = diesel::sql_query(sql).load(conn)?;
+    Ok(rows.first().is_some_and(|c| c.n > 0))
+}
+
+fn status_of<DB, C>(c: &mut C, source: EmbeddedMigrations, has_table: bool) -> Result<MigrationStatus, StoreError>
+where
+    DB: diesel::backend::Backend,
+    C: MigrationHarness<DB>,
+    EmbeddedMigrations: diesel::migration::MigrationSource<DB>,
+{
+    use diesel::migration::MigrationSource;
+    let known: Vec<String> =
+        source.migrations().map_err(mig_err)?.iter().map(|m| m.name().version().to_string()).collect();
+    // Without the bookkeeping table nothing is applied; asking diesel would create it, and a
+    // status check must not write.
+    let mut applied: Vec<String> = if has_table {
+        c.applied_migrations().map_err(mig_err)?.iter().map(|v| v.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    applied.sort();
+    let pending = known.iter().filter(|k| !applied.contains(k)).cloned().collect();
+    let unknown = applied.iter().filter(|a| !known.contains(a)).cloned().collect();
+    Ok(MigrationStatus { applied, pending, unknown })
+}
+
+/// Reads the migration state without writing anything.
+pub fn migration_status(conn: &mut MetaConnection) -> Result<MigrationStatus, StoreError> {
+    let has_table = has_migrations_table(conn)?;
+    match conn {
+        MetaConnection::Sqlite(c) => status_of(c, SQLITE_MIGRATIONS, has_table),
+        MetaConnection::Mysql(c) => status_of(c, MYSQL_MIGRATIONS, has_table),
+    }
+}
+
+/// Applies every pending migration; returns the versions applied.
+pub fn migrate_up(conn: &mut MetaConnection) -> Result<Vec<String>, StoreError> {
+    let done = match conn {
+        MetaConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map_err(mig_err)?,
+        MetaConnection::Mysql(c) => c.run_pending_migrations(MYSQL_MIGRATIONS).map_err(mig_err)?,
+    };
+    Ok(done.iter().map(|v| v.to_string()).collect())
+}
+
+/// Reverts the most recent migration; returns its version.
+pub fn migrate_down(conn: &mut MetaConnection) -> Result<Option<String>, StoreError> {
+    if !has_migrations_table(conn)? {
+        return Ok(None);
+    }
+    let applied = migration_status(conn)?.applied;
+    if applied.is_empty() {
+        return Ok(None);
+    }
+    let v = match conn {
+        MetaConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS).map_err(mig_err)?,
+        MetaConnection::Mysql(c) => c.revert_last_migration(MYSQL_MIGRATIONS).map_err(mig_err)?,
+    };
+    Ok(Some(v.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dsn_parsing_and_redaction() {
+        let d = Path::new("/var/data");
+        assert_eq!(MetaDsn::parse("", d).unwrap(), MetaDsn::Sqlite(PathBuf::from("/var/data/meta.db")));
+        assert_eq!(MetaDsn::parse("sqlite:///x/m.db", d).unwrap(), MetaDsn::Sqlite(PathBuf::from("/x/m.db")));
+        let m = MetaDsn::parse("mysql://meta:s3cr3t@127.0.0.1:3306/binlog_meta", d).unwrap();
+        assert!(m.is_mysql());
+        let shown = m.to_string();
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("***"), "{shown}");
+        assert!(MetaDsn::parse("meta:pw@tcp(127.0.0.1:3306)/db", d).unwrap_err().contains("mysql://"));
+        assert!(MetaDsn::parse("mysql://meta:pw@127.0.0.1:3306/", d).is_err());
+        assert!(MetaDsn::parse("postgres://x", d).is_err());
+    }
+}

@@ -1,0 +1,81 @@
+//! The metadata store: tasks, checkpoints, task events and the binlog file catalog, on embedded
+//! SQLite (default) or MySQL/MariaDB, behind one `Store`.
+//!
+//! Diesel is blocking: every method of `Store` blocks, and async callers go through
+//! `Store::call`, which runs the closure on the blocking thread pool. Nothing here may be called
+//! directly from an async executor thread. Secrets are stored but never logged.
+
+pub mod cipher;
+mod conn;
+mod models;
+pub mod schema;
+mod store;
+
+pub use conn::{MetaConnection, MetaDsn, MigrationStatus, build_pool, migrate_down, migrate_up, migration_status};
+pub use models::{Checkpoint, FileRecord, FileState, TaskEvent, TaskFilter, UploadInfo, UploadState};
+#[doc(hidden)]
+pub use store::contract;
+pub use store::{LastError, Store};
+
+/// What can go wrong talking to the metadata database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    Duplicate(&'static str),
+    #[error("not found")]
+    NotFound,
+    /// A conditional update found the row in another state than required.
+    #[error("task is {0}")]
+    Conflict(crate::domain::TaskState),
+    #[error("metadata database unavailable: {0}")]
+    Unavailable(String),
+    #[error("metadata schema: {0}")]
+    Migration(String),
+    #[error("corrupt metadata row: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Secrets(#[from] cipher::CipherError),
+    #[error("metadata query failed: {0}")]
+    Query(#[source] diesel::result::Error),
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed (connection trouble, lock timeouts).
+    pub fn is_retryable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Query(Error::DatabaseError(kind, _)) => matches!(
+                kind,
+                DatabaseErrorKind::SerializationFailure
+                    | DatabaseErrorKind::ClosedConnection
+                    | DatabaseErrorKind::UnableToSendCommand
+                    | DatabaseErrorKind::Unknown
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match e {
+            Error::NotFound => StoreError::NotFound,
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, ref info) => {
+                if info.message().contains("cluster_key") || info.constraint_name() == Some("tasks_cluster_key") {
+                    StoreError::Duplicate("cluster_key")
+                } else {
+                    StoreError::Duplicate("row")
+                }
+            }
+            other => StoreError::Query(other),
+        }
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for StoreError {
+    fn from(e: diesel::r2d2::PoolError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}

@@ -1,0 +1,744 @@
+//! `Store`: every read and write of metadata, each a single transaction, on either backend.
+
+use std::sync::Arc;
+
+use diesel::prelude::*;
+
+use crate::clock::SharedClock;
+use crate::domain::{DesiredState, Task, TaskError, TaskEventType, TaskId, TaskSpec, TaskState};
+use crate::meta::StoreError;
+use crate::meta::cipher::{self, Cipher, CipherError};
+use crate::meta::conn::{MetaConnection, MetaDsn, MetaPool, build_pool, migrate_up, migration_status};
+use crate::meta::models::{
+    Checkpoint, CheckpointRow, FileRecord, FileRow, FileState, NewTaskEvent, TaskEvent, TaskEventRow, TaskFilter,
+    TaskRow, TaskSpecColumns, now_naive,
+};
+use crate::meta::schema::{binlog_files, checkpoints, task_events, tasks};
+use crate::secret::Secret;
+
+type Conn = diesel::r2d2::PooledConnection<crate::meta::conn::MetaConnManager>;
+
+/// How a state change treats `last_error`.
+#[derive(Debug, Clone)]
+pub enum LastError {
+    Keep,
+    Clear,
+    Set(TaskError),
+}
+
+/// Handle to the metadata database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: MetaPool,
+    dsn: Arc<MetaDsn>,
+    clock: SharedClock,
+    /// Encrypts source passwords at rest; `None` keeps them in clear (tests and tools only).
+    cipher: Option<Cipher>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.dsn)
+    }
+}
+
+impl Store {
+    /// Opens the store. SQLite is migrated on the spot; MySQL must already be at this binary's
+    /// schema version (operators migrate it with `binlog-server migrate up`).
+    pub fn open(dsn: &MetaDsn, pool_size: u32, clock: SharedClock) -> Result<Store, StoreError> {
+        let pool = build_pool(dsn, pool_size)?;
+        let store = Store { pool, dsn: Arc::new(dsn.clone()), clock, cipher: None };
+        let mut conn = store.conn()?;
+        match dsn {
+            MetaDsn::Sqlite(_) => {
+                migrate_up(&mut conn)?;
+            }
+            MetaDsn::Mysql(_) => {
+                let status = migration_status(&mut conn)?;
+                if !status.unknown.is_empty() {
+                    return Err(StoreError::Migration(format!(
+                        "the metadata schema at {dsn} is newer than this binary (unknown migrations: {}); \
+                         upgrade binlog-server",
+                        status.unknown.join(", ")
+                    )));
+                }
+                if !status.pending.is_empty() {
+                    return Err(StoreError::Migration(format!(
+                        "the metadata schema at {dsn} is not migrated ({} pending: {}); run \
+                         `binlog-server migrate up --meta-dsn ...` (or `make migrate-up META_DSN=...`) first",
+                        status.pending.len(),
+                        status.pending.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn dsn(&self) -> &MetaDsn {
+        &self.dsn
+    }
+
+    fn conn(&self) -> Result<Conn, StoreError> {
+        Ok(self.pool.get()?)
+    }
+
+    fn now(&self) -> chrono::NaiveDateTime {
+        now_naive(self.clock.now())
+    }
+
+    /// Runs blocking store work on the blocking thread pool, for async callers.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("metadata worker failed: {e}")))?
+    }
+
+    // Passwords at rest go through these two; see SECURITY.md.
+    /// Passwords are encrypted with this cipher from now on (see `meta::cipher`).
+    pub fn with_cipher(mut self, cipher: Cipher) -> Store {
+        self.cipher = Some(cipher);
+        self
+    }
+
+    // Every password goes through these two, bound to its task's cluster_key.
+    fn encode_password(&self, p: &Secret, cluster_key: &str) -> String {
+        match &self.cipher {
+            Some(c) => c.encrypt(p, cluster_key),
+            None => p.expose().to_string(),
+        }
+    }
+
+    fn decode_password(&self, stored: &str, cluster_key: &str) -> Result<Secret, StoreError> {
+        if !cipher::is_encrypted(stored) {
+            return Ok(Secret::new(stored));
+        }
+        let c = self.cipher.as_ref().ok_or(StoreError::Secrets(CipherError::NoKey))?;
+        c.decrypt(stored, cluster_key).map_err(StoreError::Secrets)
+    }
+
+    fn row_to_task(&self, row: TaskRow) -> Result<Task, StoreError> {
+        let pw = self.decode_password(&row.source_password, &row.cluster_key)?;
+        row.into_task(pw)
+    }
+
+    /// At start-up: every stored password must decrypt with the configured key (a wrong key
+    /// stops the service here, not at some later request), and legacy clear-text passwords
+    /// are encrypted. Returns how many were encrypted.
+    pub fn check_and_encrypt_secrets(&self) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        conn.transaction(|c| {
+            let rows: Vec<(i64, String, String)> =
+                tasks::table.select((tasks::id, tasks::cluster_key, tasks::source_password)).load(c)?;
+            let mut encrypted = 0;
+            for (id, key, stored) in rows {
+                let clear = self.decode_password(&stored, &key)?;
+                if !cipher::is_encrypted(&stored) && self.cipher.is_some() {
+                    diesel::update(tasks::table.find(id))
+                        .set(tasks::source_password.eq(self.encode_password(&clear, &key)))
+                        .execute(c)?;
+                    encrypted += 1;
+                }
+            }
+            Ok(encrypted)
+        })
+    }
+
+    fn load_task(&self, c: &mut MetaConnection, id: TaskId) -> Result<Task, StoreError> {
+        let row: TaskRow = tasks::table.find(id.0).select(TaskRow::as_select()).first(c)?;
+        self.row_to_task(row)
+    }
+
+    fn insert_event(
+        &self,
+        c: &mut MetaConnection,
+        id: TaskId,
+        kind: TaskEventType,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        diesel::insert_into(task_events::table)
+            .values(NewTaskEvent { task_id: id.0, event_type: kind.as_str(), message, created_at: self.now() })
+            .execute(c)?;
+        Ok(())
+    }
+
+    /// Creates a task (STOPPED, desired STOPPED) with an empty checkpoint and a TASK_CREATED event.
+    pub fn create_task(&self, spec: &TaskSpec) -> Result<Task, StoreError> {
+        let mut conn = self.conn()?;
+        let now = self.now();
+        conn.transaction(|c| {
+            let cols = TaskSpecColumns::from_spec(spec, self.encode_password(&spec.source.password, &spec.cluster_key));
+            diesel::insert_into(tasks::table)
+                .values((
+                    cols,
+                    tasks::desired_state.eq(DesiredState::Stopped.as_str()),
+                    tasks::state.eq(TaskState::Stopped.as_str()),
+                    tasks::created_at.eq(now),
+                    tasks::updated_at.eq(now),
+                ))
+                .execute(c)?;
+            // No RETURNING on MySQL: the unique cluster_key finds the row just inserted.
+            let id: i64 = tasks::table.filter(tasks::cluster_key.eq(&spec.cluster_key)).select(tasks::id).first(c)?;
+            diesel::insert_into(checkpoints::table)
+                .values(CheckpointRow {
+                    task_id: id,
+                    source_identity: None,
+                    file_name: None,
+                    pos: None,
+                    gtid_set: None,
+                    updated_at: now,
+                })
+                .execute(c)?;
+            self.insert_event(c, TaskId(id), TaskEventType::TaskCreated, &format!("task {:?} created", spec.name))?;
+            self.load_task(c, TaskId(id))
+        })
+    }
+
+    pub fn get_task(&self, id: TaskId) -> Result<Task, StoreError> {
+        let mut conn = self.conn()?;
+        self.load_task(&mut conn, id)
+    }
+
+    /// A page of tasks (by id) and the total matching the filter.
+    pub fn list_tasks(&self, filter: &TaskFilter, limit: i64, offset: i64) -> Result<(Vec<Task>, i64), StoreError> {
+        let mut conn = self.conn()?;
+        let build = || {
+            let mut q = tasks::table.into_boxed();
+            if let Some(s) = filter.state {
+                q = q.filter(tasks::state.eq(s.as_str()));
+            }
+            if let Some(h) = &filter.host {
+                q = q.filter(tasks::source_host.eq(h.clone()));
+            }
+            if let Some(p) = filter.port {
+                q = q.filter(tasks::source_port.eq(i32::from(p)));
+            }
+            if let Some(s) = filter.search.as_ref().filter(|s| !s.is_empty()) {
+                let pattern = format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+                q = q.filter(
+                    tasks::name.like(pattern.clone()).escape('\\').or(tasks::cluster_key.like(pattern).escape('\\')),
+                );
+            }
+            q
+        };
+        let total: i64 = build().count().get_result(&mut *conn)?;
+        let rows: Vec<TaskRow> =
+            build().order(tasks::id.asc()).limit(limit).offset(offset).select(TaskRow::as_select()).load(&mut *conn)?;
+        let tasks = rows.into_iter().map(|r| self.row_to_task(r)).collect::<Result<Vec<_>, _>>()?;
+        Ok((tasks, total))
+    }
+
+    /// How many tasks are in each state.
+    pub fn count_by_state(&self) -> Result<Vec<(TaskState, i64)>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows: Vec<(String, i64)> =
+            tasks::table.group_by(tasks::state).select((tasks::state, diesel::dsl::count_star())).load(&mut *conn)?;
+        Ok(rows.into_iter().filter_map(|(s, n)| s.parse::<TaskState>().ok().map(|s| (s, n))).collect())
+    }
+
+    /// Tasks the operator wants running: restarted when the process starts.
+    pub fn tasks_to_resume(&self) -> Result<Vec<Task>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows: Vec<TaskRow> = tasks::table
+            .filter(tasks::desired_state.eq(DesiredState::Running.as_str()))
+            .order(tasks::id.asc())
+            .select(TaskRow::as_select())
+            .load(&mut *conn)?;
+        rows.into_iter().map(|r| self.row_to_task(r)).collect()
+    }
+
+    /// Replaces a task's spec; only while the task is idle (STOPPED or FAILED).
+    pub fn update_task(&self, id: TaskId, spec: &TaskSpec) -> Result<Task, StoreError> {
+        let mut conn = self.conn()?;
+        let now = self.now();
+        conn.transaction(|c| {
+            let current = self.load_task(c, id)?;
+            if !current.state.is_idle() {
+                return Err(StoreError::Conflict(current.state));
+            }
+            let cols = TaskSpecColumns::from_spec(spec, self.encode_password(&spec.source.password, &spec.cluster_key));
+            let n = diesel::update(tasks::table.find(id.0))
+                .filter(tasks::state.eq_any([TaskState::Stopped.as_str(), TaskState::Failed.as_str()]))
+                .set((cols, tasks::updated_at.eq(now)))
+                .execute(c)?;
+            if n == 0 {
+                return Err(StoreError::Conflict(self.load_task(c, id)?.state));
+            }
+            self.insert_event(c, id, TaskEventType::TaskUpdated, "task configuration updated")?;
+            self.load_task(c, id)
+        })
+    }
+
+    /// Deletes a task and all its metadata; only while idle. Local files are not touched here.
+    pub fn delete_task(&self, id: TaskId) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        conn.transaction(|c| {
+            let current = self.load_task(c, id)?;
+            if !current.state.is_idle() {
+                return Err(StoreError::Conflict(current.state));
+            }
+            diesel::delete(binlog_files::table.filter(binlog_files::task_id.eq(id.0))).execute(c)?;
+            diesel::delete(task_events::table.filter(task_events::task_id.eq(id.0))).execute(c)?;
+            diesel::delete(checkpoints::table.filter(checkpoints::task_id.eq(id.0))).execute(c)?;
+            diesel::delete(tasks::table.find(id.0)).execute(c)?;
+            Ok(())
+        })
+    }
+
+    /// Moves a task to `to` if it is currently in one of `from`, in one transaction with its
+    /// event row. Returns the updated task, or `Conflict(current)` / `NotFound`.
+    pub fn transition(
+        &self,
+        id: TaskId,
+        from: &[TaskState],
+        to: TaskState,
+        desired: Option<DesiredState>,
+        last_error: LastError,
+        event: Option<(TaskEventType, &str)>,
+    ) -> Result<Task, StoreError> {
+        let mut conn = self.conn()?;
+        let now = self.now();
+        conn.transaction(|c| {
+            let from_text: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+            let target = tasks::table.find(id.0).filter(tasks::state.eq_any(from_text));
+            let n = match (&desired, &last_error) {
+                (d, LastError::Keep) => diesel::update(target)
+                    .set((
+                        tasks::state.eq(to.as_str()),
+                        d.map(|d| tasks::desired_state.eq(d.as_str())),
+                        tasks::updated_at.eq(now),
+                    ))
+                    .execute(c)?,
+                (d, LastError::Clear) => diesel::update(target)
+                    .set((
+                        tasks::state.eq(to.as_str()),
+                        d.map(|d| tasks::desired_state.eq(d.as_str())),
+                        tasks::last_error_code.eq(None::<String>),
+                        tasks::last_error_message.eq(None::<String>),
+                        tasks::updated_at.eq(now),
+                    ))
+                    .execute(c)?,
+                (d, LastError::Set(e)) => diesel::update(target)
+                    .set((
+                        tasks::state.eq(to.as_str()),
+                        d.map(|d| tasks::desired_state.eq(d.as_str())),
+                        tasks::last_error_code.eq(Some(e.code.as_str())),
+                        tasks::last_error_message.eq(Some(e.message.as_str())),
+                        tasks::updated_at.eq(now),
+                    ))
+                    .execute(c)?,
+            };
+            if n == 0 {
+                return Err(StoreError::Conflict(self.load_task(c, id)?.state));
+            }
+            if let Some((kind, message)) = event {
+                self.insert_event(c, id, kind, message)?;
+            }
+            self.load_task(c, id)
+        })
+    }
+
+    /// Sets the desired state only (used at start-up to reconcile stale rows).
+    pub fn set_desired_state(&self, id: TaskId, desired: DesiredState) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        diesel::update(tasks::table.find(id.0))
+            .set((tasks::desired_state.eq(desired.as_str()), tasks::updated_at.eq(self.now())))
+            .execute(&mut *conn)?;
+        Ok(())
+    }
+
+    /// Forces the state column (start-up repair of rows left by a killed process).
+    pub fn force_state(&self, id: TaskId, state: TaskState) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        diesel::update(tasks::table.find(id.0))
+            .set((tasks::state.eq(state.as_str()), tasks::updated_at.eq(self.now())))
+            .execute(&mut *conn)?;
+        Ok(())
+    }
+
+    pub fn append_event(&self, id: TaskId, kind: TaskEventType, message: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        self.insert_event(&mut conn, id, kind, message)
+    }
+
+    /// The newest `limit` events of a task, newest first.
+    pub fn list_events(&self, id: TaskId, limit: i64) -> Result<Vec<TaskEvent>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows: Vec<TaskEventRow> = task_events::table
+            .filter(task_events::task_id.eq(id.0))
+            .order(task_events::id.desc())
+            .limit(limit)
+            .select(TaskEventRow::as_select())
+            .load(&mut *conn)?;
+        Ok(rows.into_iter().map(TaskEvent::from).collect())
+    }
+
+    pub fn get_checkpoint(
+        &self,
+        id: TaskId,
+    ) -> Result<Option<(Checkpoint, chrono::DateTime<chrono::Utc>)>, StoreError> {
+        let mut conn = self.conn()?;
+        let row: Option<CheckpointRow> =
+            checkpoints::table.find(id.0).select(CheckpointRow::as_select()).first(&mut *conn).optional()?;
+        match row {
+            Some(r) => r.into_checkpoint(),
+            None => Ok(None),
+        }
+    }
+
+    fn write_checkpoint(&self, c: &mut MetaConnection, id: TaskId, cp: Option<&Checkpoint>) -> Result<(), StoreError> {
+        let row = CheckpointRow {
+            task_id: id.0,
+            source_identity: cp.map(|c| c.source_identity.clone()),
+            file_name: cp.map(|c| c.file.to_string()),
+            pos: cp.map(|c| c.pos as i64),
+            gtid_set: cp.and_then(|c| c.gtid_set.clone()),
+            updated_at: self.now(),
+        };
+        let n = diesel::update(checkpoints::table.find(id.0)).set(&row).execute(c)?;
+        if n == 0 {
+            // The row is created with the task; a missing one means the task was deleted.
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Persists a checkpoint. Callers guarantee the bytes up to it are fsynced.
+    pub fn save_checkpoint(&self, id: TaskId, cp: &Checkpoint) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        self.write_checkpoint(&mut conn, id, Some(cp))
+    }
+
+    /// Persists a checkpoint inside the open file together with that file's catalog size (the
+    /// local bytes up to the checkpoint), in one transaction, so readers never see one moved
+    /// without the other.
+    pub fn save_checkpoint_in_open_file(&self, id: TaskId, cp: &Checkpoint, size: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        conn.transaction(|c| {
+            self.write_checkpoint(c, id, Some(cp))?;
+            diesel::update(
+                binlog_files::table
+                    .filter(binlog_files::task_id.eq(id.0))
+                    .filter(binlog_files::source_identity.eq(&cp.source_identity))
+                    .filter(binlog_files::file_name.eq(cp.file.as_str())),
+            )
+            .set(binlog_files::size.eq(size as i64))
+            .execute(c)?;
+            Ok(())
+        })
+    }
+
+    /// Clears the checkpoint (a task whose start position was edited begins afresh).
+    pub fn reset_checkpoint(&self, id: TaskId) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        self.write_checkpoint(&mut conn, id, None)
+    }
+
+    /// The task's file catalog in stream order (by creation).
+    pub fn list_files(&self, id: TaskId) -> Result<Vec<FileRecord>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows: Vec<FileRow> = binlog_files::table
+            .filter(binlog_files::task_id.eq(id.0))
+            .order(binlog_files::id.asc())
+            .select(FileRow::as_select())
+            .load(&mut *conn)?;
+        rows.into_iter().map(FileRow::into_record).collect()
+    }
+
+    /// Records a newly created local file (OPEN).
+    pub fn insert_file(&self, rec: &FileRecord) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        diesel::insert_into(binlog_files::table).values(FileRow::from_record(rec)).execute(&mut *conn)?;
+        Ok(())
+    }
+
+    /// Marks a file SEALED and moves the checkpoint past it, in one transaction: a file is
+    /// SEALED in the catalog exactly when the checkpoint has left it.
+    pub fn seal_file(
+        &self,
+        id: TaskId,
+        identity: &str,
+        name: &str,
+        end_pos: u64,
+        size: u64,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let now = self.now();
+        conn.transaction(|c| {
+            diesel::update(
+                binlog_files::table
+                    .filter(binlog_files::task_id.eq(id.0))
+                    .filter(binlog_files::source_identity.eq(identity))
+                    .filter(binlog_files::file_name.eq(name)),
+            )
+            .set((
+                binlog_files::state.eq(FileState::Sealed.as_str()),
+                binlog_files::end_pos.eq(Some(end_pos as i64)),
+                binlog_files::size.eq(size as i64),
+                binlog_files::sealed_at.eq(Some(now)),
+            ))
+            .execute(c)?;
+            self.write_checkpoint(c, id, Some(checkpoint))
+        })
+    }
+
+    /// Moves a file's layout after a rebase: events from `start_pos` begin at `header_len`.
+    pub fn update_file_layout(
+        &self,
+        id: TaskId,
+        identity: &str,
+        name: &str,
+        start_pos: u64,
+        header_len: u64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        diesel::update(
+            binlog_files::table
+                .filter(binlog_files::task_id.eq(id.0))
+                .filter(binlog_files::source_identity.eq(identity))
+                .filter(binlog_files::file_name.eq(name)),
+        )
+        .set((binlog_files::start_pos.eq(start_pos as i64), binlog_files::header_len.eq(header_len as i64)))
+        .execute(&mut *conn)?;
+        Ok(())
+    }
+
+    /// Records a sealed file's sha256 (computed off the write path).
+    pub fn set_file_sha256(&self, id: TaskId, identity: &str, name: &str, sha256: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        diesel::update(
+            binlog_files::table
+                .filter(binlog_files::task_id.eq(id.0))
+                .filter(binlog_files::source_identity.eq(identity))
+                .filter(binlog_files::file_name.eq(name)),
+        )
+        .set(binlog_files::sha256.eq(Some(sha256)))
+        .execute(&mut *conn)?;
+        Ok(())
+    }
+
+    /// Forgets catalog rows (files removed by reconciliation).
+    pub fn delete_file_rows(&self, id: TaskId, identity: &str, names: &[String]) -> Result<(), StoreError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn()?;
+        diesel::delete(
+            binlog_files::table
+                .filter(binlog_files::task_id.eq(id.0))
+                .filter(binlog_files::source_identity.eq(identity))
+                .filter(binlog_files::file_name.eq_any(names)),
+        )
+        .execute(&mut *conn)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! The store's contract, run against SQLite here and against the harness MariaDB in the
+    //! integration suite (`tests/it/store.rs` calls `run_contract`).
+    use super::*;
+    use crate::binlog::name::BinlogFileName;
+    use crate::domain::{RawTaskSpec, TaskErrorCode};
+
+    pub fn spec(key: &str) -> TaskSpec {
+        RawTaskSpec {
+            name: Some(format!("task {key}")),
+            cluster_key: Some(key.into()),
+            host: Some("db1.example".into()),
+            port: Some(3306),
+            user: Some("repl".into()),
+            password: Some(Secret::new("pw-secret")),
+            flavor: Some("mariadb".into()),
+            start_mode: Some("LATEST".into()),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap()
+    }
+
+    fn sqlite_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let dsn = MetaDsn::Sqlite(dir.path().join("meta.db"));
+        let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn contract_on_sqlite() {
+        let (_dir, store) = sqlite_store();
+        crate::meta::store::contract::run_contract(&store);
+    }
+
+    #[test]
+    fn duplicate_cluster_key_leaves_nothing_behind() {
+        let (_dir, store) = sqlite_store();
+        store.create_task(&spec("dup")).unwrap();
+        let err = store.create_task(&spec("dup")).unwrap_err();
+        assert!(matches!(err, StoreError::Duplicate("cluster_key")), "{err:?}");
+        let (all, total) = store.list_tasks(&TaskFilter::default(), 100, 0).unwrap();
+        assert_eq!((all.len(), total), (1, 1));
+    }
+
+    #[test]
+    fn transition_is_conditional() {
+        let (_dir, store) = sqlite_store();
+        let t = store.create_task(&spec("tr")).unwrap();
+        let err = store
+            .transition(t.id, &[TaskState::Running], TaskState::Stopping, None, LastError::Keep, None)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(TaskState::Stopped)), "{err:?}");
+        let failed = store
+            .transition(
+                t.id,
+                &[TaskState::Stopped],
+                TaskState::Failed,
+                None,
+                LastError::Set(TaskError { code: TaskErrorCode::SourceAccessDenied, message: "denied".into() }),
+                Some((TaskEventType::TaskError, "denied")),
+            )
+            .unwrap();
+        assert_eq!(failed.last_error.unwrap().code, TaskErrorCode::SourceAccessDenied);
+        let _ = BinlogFileName::parse("x.000001").unwrap();
+    }
+}
+
+/// The store contract shared by the SQLite unit test and the MariaDB integration test.
+pub mod contract {
+    use super::*;
+    use crate::binlog::name::BinlogFileName;
+    use crate::domain::RawTaskSpec;
+
+    fn spec(key: &str, host: &str) -> TaskSpec {
+        RawTaskSpec {
+            name: Some(format!("task {key}")),
+            cluster_key: Some(key.into()),
+            host: Some(host.into()),
+            port: Some(3306),
+            user: Some("repl".into()),
+            password: Some(Secret::new("contract-pw")),
+            flavor: Some("mysql".into()),
+            start_mode: Some("GTID".into()),
+            start_gtid_set: Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5".into()),
+            ..Default::default()
+        }
+        .validate()
+        .expect("contract spec is valid")
+    }
+
+    /// Exercises every store operation; panics with a message on the first broken promise.
+    pub fn run_contract(store: &Store) {
+        let a = store.create_task(&spec("contract-a", "h1")).expect("create a");
+        let b = store.create_task(&spec("contract-b", "h2")).expect("create b");
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.state, TaskState::Stopped);
+        assert_eq!(a.desired_state, DesiredState::Stopped);
+        assert_eq!(a.spec.source.password.expose(), "contract-pw");
+        assert_eq!(store.get_task(a.id).expect("get a"), a);
+
+        assert!(matches!(store.create_task(&spec("contract-a", "h3")), Err(StoreError::Duplicate(_))));
+
+        let f = TaskFilter { host: Some("h2".into()), ..Default::default() };
+        let (items, total) = store.list_tasks(&f, 10, 0).expect("list by host");
+        assert_eq!(total, 1);
+        assert_eq!(items[0].id, b.id);
+        let f = TaskFilter { search: Some("contract-".into()), ..Default::default() };
+        let (items, total) = store.list_tasks(&f, 1, 1).expect("list page 2");
+        assert_eq!((items.len(), total), (1, 2));
+        assert_eq!(items[0].id, b.id);
+
+        let running = store
+            .transition(
+                a.id,
+                &[TaskState::Stopped, TaskState::Failed],
+                TaskState::Starting,
+                Some(DesiredState::Running),
+                LastError::Clear,
+                Some((TaskEventType::TaskStarted, "started")),
+            )
+            .expect("start a");
+        assert_eq!(running.state, TaskState::Starting);
+        assert!(matches!(store.delete_task(a.id), Err(StoreError::Conflict(TaskState::Starting))));
+        assert!(matches!(store.update_task(a.id, &spec("contract-a", "h9")), Err(StoreError::Conflict(_))));
+        let resumable = store.tasks_to_resume().expect("resume list");
+        assert_eq!(resumable.iter().map(|t| t.id).collect::<Vec<_>>(), vec![a.id]);
+
+        let updated = store.update_task(b.id, &spec("contract-b", "h5")).expect("update b");
+        assert_eq!(updated.spec.source.host, "h5");
+        assert!(updated.updated_at >= b.updated_at);
+
+        assert_eq!(store.get_checkpoint(a.id).expect("cp"), None);
+        let cp = Checkpoint {
+            source_identity: "srv-1".into(),
+            file: BinlogFileName::parse("bin.000001").expect("name"),
+            pos: 1234,
+            gtid_set: Some("0-1-5".into()),
+        };
+        store.save_checkpoint(a.id, &cp).expect("save cp");
+        assert_eq!(store.get_checkpoint(a.id).expect("cp").map(|c| c.0), Some(cp.clone()));
+
+        let now = chrono::Utc::now();
+        let rec = FileRecord {
+            task_id: a.id.0,
+            source_identity: "srv-1".into(),
+            file_name: BinlogFileName::parse("bin.000001").expect("name"),
+            state: FileState::Open,
+            start_pos: 4,
+            header_len: 4,
+            end_pos: None,
+            size: 4,
+            sha256: None,
+            created_at: now,
+            sealed_at: None,
+            upload: Default::default(),
+        };
+        store.insert_file(&rec).expect("insert file");
+        assert!(store.insert_file(&rec).is_err(), "a file is recorded once");
+        store.save_checkpoint_in_open_file(a.id, &cp, 999).expect("checkpoint with size");
+        assert_eq!(store.list_files(a.id).expect("files")[0].size, 999);
+        let cp2 = Checkpoint { file: BinlogFileName::parse("bin.000002").expect("name"), pos: 4, ..cp.clone() };
+        store.seal_file(a.id, "srv-1", "bin.000001", 1000, 1000, &cp2).expect("seal");
+        store.set_file_sha256(a.id, "srv-1", "bin.000001", &"ab".repeat(32)).expect("sha");
+        let files = store.list_files(a.id).expect("files");
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].state, FileState::Sealed);
+        assert_eq!(files[0].end_pos, Some(1000));
+        assert_eq!(files[0].sha256.as_deref(), Some("ab".repeat(32).as_str()));
+        assert_eq!(store.get_checkpoint(a.id).expect("cp").map(|c| c.0), Some(cp2));
+        store.delete_file_rows(a.id, "srv-1", &["bin.000001".to_string()]).expect("delete rows");
+        assert!(store.list_files(a.id).expect("files").is_empty());
+
+        for i in 0..5 {
+            store.append_event(a.id, TaskEventType::TaskRunning, &format!("e{i}")).expect("event");
+        }
+        let ev = store.list_events(a.id, 3).expect("events");
+        assert_eq!(ev.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(), vec!["e4", "e3", "e2"]);
+
+        store
+            .transition(
+                a.id,
+                &[TaskState::Starting],
+                TaskState::Stopping,
+                Some(DesiredState::Stopped),
+                LastError::Keep,
+                None,
+            )
+            .expect("stopping");
+        store
+            .transition(a.id, &[TaskState::Stopping], TaskState::Stopped, None, LastError::Keep, None)
+            .expect("stopped");
+        store.delete_task(a.id).expect("delete a");
+        assert!(matches!(store.get_task(a.id), Err(StoreError::NotFound)));
+        assert!(store.list_events(a.id, 10).expect("events").is_empty());
+        assert_eq!(store.get_checkpoint(a.id).expect("cp"), None);
+        store.delete_task(b.id).expect("delete b");
+        assert!(matches!(store.delete_task(b.id), Err(StoreError::NotFound)));
+    }
+}

@@ -1,0 +1,550 @@
+//! One client connection to the source: TCP, optional TLS upgrade, authentication
+//! (mysql_native_password, caching_sha2_password including the RSA exchange, MariaDB's
+//! client_ed25519), and the few text-protocol commands a replica needs before it asks for the
+//! binlog. Packet types and password scrambles come from `mysql_common`, the protocol crate
+//! under mysql_async; the transport is ours so the binlog bytes can be read raw.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use mysql_common::constants::{CapabilityFlags, StatusFlags};
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::{AuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse, SslRequest};
+use mysql_common::proto::MySerialize;
+use tokio::net::TcpStream;
+
+use crate::domain::TlsMode;
+use crate::secret::Secret;
+use crate::source::packet::{PacketIo, Transport};
+use crate::source::{SourceError, tls};
+
+/// utf8mb4_general_ci: understood by every server we talk to.
+const COLLATION: u8 = 45;
+/// What we announce as our own max packet size.
+const CLIENT_MAX_PACKET: u32 = 1 << 30;
+
+/// How to reach and authenticate to a source.
+#[derive(Debug, Clone)]
+pub struct ConnectParams {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    pub tls_mode: TlsMode,
+    pub tls_ca_file: Option<String>,
+    pub connect_timeout: Duration,
+    pub max_packet: usize,
+}
+
+/// An authenticated connection.
+pub struct SourceConn {
+    pub(crate) io: PacketIo<Transport>,
+    server_version: String,
+    connection_id: u32,
+    capabilities: CapabilityFlags,
+    tls: bool,
+}
+
+/// A text result set: column names and rows of nullable strings.
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+impl Rows {
+    /// The value of `column` in the first row.
+    pub fn first(&self, column: &str) -> Option<&str> {
+        let i = self.columns.iter().position(|c| c.eq_ignore_ascii_case(column))?;
+        self.rows.first()?.get(i)?.as_deref()
+    }
+}
+
+impl SourceConn {
+    pub fn server_version(&self) -> &str {
+        &self.server_version
+    }
+
+    pub fn connection_id(&self) -> u32 {
+        self.connection_id
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    pub fn is_mariadb(&self) -> bool {
+        self.server_version.to_ascii_lowercase().contains("mariadb")
+    }
+
+    /// Connects, upgrades to TLS as the mode asks, and authenticates; all within the timeout.
+    pub async fn connect(p: &ConnectParams) -> Result<SourceConn, SourceError> {
+        tokio::time::timeout(p.connect_timeout, Self::connect_inner(p))
+            .await
+            .map_err(|_| SourceError::Timeout(format!("connecting to {}:{}", p.host, p.port)))?
+    }
+
+    async fn connect_inner(p: &ConnectParams) -> Result<SourceConn, SourceError> {
+        let tls_config = tls::client_config(p.tls_mode, p.tls_ca_file.as_deref().map(std::path::Path::new))
+            .map_err(SourceError::Tls)?;
+        let tcp = TcpStream::connect((p.host.as_str(), p.port)).await.map_err(SourceError::Io)?;
+        tcp.set_nodelay(true).map_err(SourceError::Io)?;
+        let mut io = PacketIo::new(Transport::Plain(tcp), p.max_packet.max(1 << 20));
+
+        let first = io.read_packet().await?;
+        if first.first() == Some(&0xFF) {
+            return Err(parse_err_packet(&first));
+        }
+        let hs: HandshakePacket<'_> =
+            ParseBuf(&first).parse(()).map_err(|e| SourceError::Protocol(format!("malformed server greeting: {e}")))?;
+        if hs.protocol_version() != 10 {
+            return Err(SourceError::Protocol(format!("unsupported protocol version {}", hs.protocol_version())));
+        }
+        let server_version = hs.server_version_str().into_owned();
+        let version = hs.server_version_parsed().unwrap_or((5, 7, 0));
+        let server_caps = hs.capabilities();
+        let nonce = hs.nonce();
+        let plugin_name =
+            hs.auth_plugin_name_str().map(|s| s.into_owned()).unwrap_or_else(|| "mysql_native_password".into());
+        let connection_id = hs.connection_id();
+
+        let wanted = CapabilityFlags::CLIENT_PROTOCOL_41
+            | CapabilityFlags::CLIENT_SECURE_CONNECTION
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+            | CapabilityFlags::CLIENT_LONG_PASSWORD
+            | CapabilityFlags::CLIENT_LONG_FLAG
+            | CapabilityFlags::CLIENT_TRANSACTIONS
+            | CapabilityFlags::CLIENT_MULTI_RESULTS;
+        if !server_caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
+            return Err(SourceError::Unsupported(format!("server {server_version} predates protocol 4.1")));
+        }
+        let mut caps = wanted & server_caps;
+
+        let use_tls = match (p.tls_mode, server_caps.contains(CapabilityFlags::CLIENT_SSL)) {
+            (TlsMode::Disabled, _) => false,
+            (TlsMode::Preferred, has) => has,
+            (_, true) => true,
+            (mode, false) => {
+                return Err(SourceError::Tls(format!(
+                    "tls_mode is {mode} but the server at {}:{} does not offer TLS",
+                    p.host, p.port
+                )));
+            }
+        };
+        if use_tls {
+            caps |= CapabilityFlags::CLIENT_SSL;
+            let mut req = Vec::new();
+            SslRequest::new(caps, CLIENT_MAX_PACKET, COLLATION).serialize(&mut req);
+            io.write_packet(&req).await?;
+            let config = tls_config
+                .clone()
+                .ok_or_else(|| SourceError::Tls("TLS requested without a TLS configuration".into()))?;
+            let name = tls::server_name(&p.host).map_err(SourceError::Tls)?;
+            let (stream, seq) = io.into_parts();
+            let Transport::Plain(tcp) = stream else {
+                return Err(SourceError::Protocol("TLS upgrade on a non-plain transport".into()));
+            };
+            let tls_stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| SourceError::Tls(format!("TLS handshake with {}:{} failed: {e}", p.host, p.port)))?;
+            io = PacketIo::from_parts(Transport::Tls(Box::new(tls_stream)), seq, p.max_packet.max(1 << 20));
+        }
+
+        let mut conn = SourceConn { io, server_version, connection_id, capabilities: caps, tls: use_tls };
+        conn.authenticate(p, version, caps, &plugin_name, &nonce).await?;
+        Ok(conn)
+    }
+
+    async fn authenticate(
+        &mut self,
+        p: &ConnectParams,
+        version: (u16, u16, u16),
+        caps: CapabilityFlags,
+        plugin_name: &str,
+        nonce: &[u8],
+    ) -> Result<(), SourceError> {
+        let password = p.password.expose();
+        let plugin = plugin_for(plugin_name)?;
+        let data = auth_data(&plugin, password, nonce)?;
+        let mut resp = Vec::new();
+        HandshakeResponse::new(
+            Some(data.as_slice()),
+            version,
+            Some(p.user.as_bytes()),
+            None::<&[u8]>,
+            Some(plugin.clone()),
+            caps,
+            None,
+            CLIENT_MAX_PACKET,
+        )
+        .serialize(&mut resp);
+        self.io.write_packet(&resp).await?;
+
+        let mut current_plugin = plugin.into_owned();
+        let mut current_nonce = nonce.to_vec();
+        // A server may switch plugins and exchange more data; bound the dance.
+        for _ in 0..8 {
+            let pkt = self.io.read_packet().await?;
+            match pkt.first() {
+                Some(0x00) => return Ok(()),
+                Some(0xFF) => return Err(parse_err_packet(&pkt)),
+                Some(0xFE) => {
+                    let switch: AuthSwitchRequest<'_> = ParseBuf(&pkt)
+                        .parse(())
+                        .map_err(|e| SourceError::Protocol(format!("malformed auth switch request: {e}")))?;
+                    current_plugin = switch.auth_plugin().into_owned();
+                    current_nonce = switch.plugin_data().to_vec();
+                    // The nonce of a switch request may carry a trailing NUL.
+                    if current_nonce.last() == Some(&0) {
+                        current_nonce.pop();
+                    }
+                    let name = String::from_utf8_lossy(current_plugin.as_bytes()).into_owned();
+                    let plugin = plugin_for(&name)?;
+                    let data = auth_data(&plugin, password, &current_nonce)?;
+                    self.io.write_packet(&data).await?;
+                }
+                Some(0x01) => {
+                    let more = &pkt[1..];
+                    if !matches!(current_plugin, AuthPlugin::CachingSha2Password) {
+                        return Err(SourceError::Protocol("unexpected auth-more-data packet".into()));
+                    }
+                    match more.first() {
+                        Some(0x03) => {} // fast authentication succeeded; OK follows
+                        Some(0x04) => {
+                            // Full authentication: the password itself, over TLS or RSA-encrypted.
+                            if self.tls {
+                                let mut clear = password.as_bytes().to_vec();
+                                clear.push(0);
+                                self.io.write_packet(&clear).await?;
+                            } else {
+                                self.io.write_packet(&[0x02]).await?;
+                                let key_pkt = self.io.read_packet().await?;
+                                if key_pkt.first() != Some(&0x01) {
+                                    return Err(SourceError::Protocol("expected the server's RSA public key".into()));
+                                }
+                                let encrypted = rsa_encrypt(password, &current_nonce, &key_pkt[1..])?;
+                                self.io.write_packet(&encrypted).await?;
+                            }
+                        }
+                        _ => {
+                            // Public key sent unasked (a response to an earlier 0x02).
+                            return Err(SourceError::Protocol("unexpected caching_sha2_password exchange".into()));
+                        }
+                    }
+                }
+                _ => {
+                    return Err(SourceError::Protocol("unexpected packet during authentication".into()));
+                }
+            }
+        }
+        Err(SourceError::Protocol("authentication did not finish".into()))
+    }
+
+    /// Sends a text command and expects OK (rows, if any, are read and dropped).
+    pub async fn execute(&mut self, sql: &str) -> Result<(), SourceError> {
+        self.query(sql).await.map(|_| ())
+    }
+
+    /// Sends a text query and reads its result set (empty for statements without rows).
+    pub async fn query(&mut self, sql: &str) -> Result<Rows, SourceError> {
+        let mut cmd = Vec::with_capacity(sql.len() + 1);
+        cmd.push(0x03); // COM_QUERY
+        cmd.extend_from_slice(sql.as_bytes());
+        self.io.reset_seq();
+        self.io.write_packet(&cmd).await?;
+        let mut result = self.read_result().await?;
+        // Drain further result sets (none are expected; stay in sync if a server sends one).
+        while result.1 {
+            result = self.read_result().await?;
+        }
+        Ok(result.0)
+    }
+
+    /// Reads one result; the bool says whether more results follow.
+    async fn read_result(&mut self) -> Result<(Rows, bool), SourceError> {
+        let head = self.io.read_packet().await?;
+        match head.first() {
+            Some(0x00) => return Ok((Rows::default(), ok_more_results(&head))),
+            Some(0xFF) => return Err(parse_err_packet(&head)),
+            None => return Err(SourceError::Protocol("empty response".into())),
+            _ => {}
+        }
+        let mut p = &head[..];
+        let ncols = read_lenenc_int(&mut p).ok_or_else(|| SourceError::Protocol("bad column count".into()))? as usize;
+        if ncols == 0 || ncols > 4096 {
+            return Err(SourceError::Protocol(format!("unreasonable column count {ncols}")));
+        }
+        let mut columns = Vec::with_capacity(ncols);
+        for _ in 0..ncols {
+            let def = self.io.read_packet().await?;
+            columns.push(column_name(&def)?);
+        }
+        let eof = self.io.read_packet().await?;
+        if !is_eof(&eof) {
+            return Err(SourceError::Protocol("expected EOF after column definitions".into()));
+        }
+        let mut rows = Vec::new();
+        loop {
+            let pkt = self.io.read_packet().await?;
+            if is_eof(&pkt) {
+                let more = eof_more_results(&pkt);
+                return Ok((Rows { columns, rows }, more));
+            }
+            if pkt.first() == Some(&0xFF) {
+                return Err(parse_err_packet(&pkt));
+            }
+            let mut p = &pkt[..];
+            let mut row = Vec::with_capacity(ncols);
+            for _ in 0..ncols {
+                if p.first() == Some(&0xFB) {
+                    p = &p[1..];
+                    row.push(None);
+                } else {
+                    let v = read_lenenc_bytes(&mut p).ok_or_else(|| SourceError::Protocol("truncated row".into()))?;
+                    row.push(Some(String::from_utf8_lossy(v).into_owned()));
+                }
+            }
+            rows.push(row);
+        }
+    }
+
+    /// Sends a raw command packet (sequence restarts at 0).
+    pub async fn send_command(&mut self, payload: &[u8]) -> Result<(), SourceError> {
+        self.io.reset_seq();
+        self.io.write_packet(payload).await
+    }
+
+    /// Reads a packet and expects OK.
+    pub async fn expect_ok(&mut self) -> Result<(), SourceError> {
+        let pkt = self.io.read_packet().await?;
+        match pkt.first() {
+            Some(0x00) => Ok(()),
+            Some(0xFF) => Err(parse_err_packet(&pkt)),
+            _ => Err(SourceError::Protocol("expected OK".into())),
+        }
+    }
+
+    /// Reads the next packet of a binlog stream.
+    pub async fn read_packet(&mut self) -> Result<Bytes, SourceError> {
+        self.io.read_packet().await
+    }
+
+    /// When bytes last arrived from the source.
+    pub fn last_activity(&self) -> std::time::Instant {
+        self.io.last_activity()
+    }
+
+    /// Whether the next packet is already buffered.
+    pub fn has_buffered_packet(&self) -> bool {
+        self.io.has_buffered_packet()
+    }
+
+    pub fn capabilities(&self) -> CapabilityFlags {
+        self.capabilities
+    }
+
+    /// Politely ends the session (COM_QUIT), ignoring errors: the socket closes anyway.
+    pub async fn quit(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.send_command(&[0x01])).await;
+        use tokio::io::AsyncWriteExt;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.io.stream_mut().shutdown()).await;
+    }
+}
+
+fn plugin_for(name: &str) -> Result<AuthPlugin<'static>, SourceError> {
+    match name {
+        "mysql_native_password" => Ok(AuthPlugin::MysqlNativePassword),
+        "caching_sha2_password" => Ok(AuthPlugin::CachingSha2Password),
+        "client_ed25519" => Ok(AuthPlugin::Ed25519),
+        other => Err(SourceError::Unsupported(format!(
+            "authentication plugin {other:?} is not supported (use mysql_native_password, \
+             caching_sha2_password or ed25519)"
+        ))),
+    }
+}
+
+fn auth_data(plugin: &AuthPlugin<'_>, password: &str, nonce: &[u8]) -> Result<Vec<u8>, SourceError> {
+    if password.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The scrambles expect the 20-byte nonce; anything else is a broken or hostile server.
+    if nonce.len() < 20 {
+        return Err(SourceError::Protocol(format!("authentication nonce of {} bytes (expected 20)", nonce.len())));
+    }
+    let data = plugin
+        .gen_data(Some(password), &nonce[..20])
+        .ok_or_else(|| SourceError::Protocol("cannot compute authentication data".into()))?;
+    let mut out = Vec::new();
+    data.serialize(&mut out);
+    Ok(out)
+}
+
+/// caching_sha2_password without TLS: (password + NUL) XOR nonce, RSA-OAEP with the server key.
+fn rsa_encrypt(password: &str, nonce: &[u8], pem: &[u8]) -> Result<Vec<u8>, SourceError> {
+    let mut clear = password.as_bytes().to_vec();
+    clear.push(0);
+    if nonce.is_empty() {
+        return Err(SourceError::Protocol("empty nonce".into()));
+    }
+    for (i, b) in clear.iter_mut().enumerate() {
+        *b ^= nonce[i % nonce.len()];
+    }
+    let pem = pem.to_vec();
+    // mysql_common panics on a malformed key; a source must not be able to crash us.
+    std::panic::catch_unwind(move || mysql_common::crypto::encrypt(&clear, &pem))
+        .map_err(|_| SourceError::Protocol("the server sent an unusable RSA public key".into()))
+}
+
+/// Parses an ERR packet (with or without the SQL state marker).
+pub fn parse_err_packet(pkt: &[u8]) -> SourceError {
+    if pkt.len() < 3 {
+        return SourceError::Protocol("truncated error packet".into());
+    }
+    let code = u16::from_le_bytes([pkt[1], pkt[2]]);
+    let mut rest = &pkt[3..];
+    let mut state = String::new();
+    if rest.first() == Some(&b'#') && rest.len() >= 6 {
+        state = String::from_utf8_lossy(&rest[1..6]).into_owned();
+        rest = &rest[6..];
+    }
+    SourceError::Server { code, state, message: String::from_utf8_lossy(rest).into_owned() }
+}
+
+fn is_eof(pkt: &[u8]) -> bool {
+    pkt.first() == Some(&0xFE) && pkt.len() < 9
+}
+
+fn eof_more_results(pkt: &[u8]) -> bool {
+    pkt.len() >= 5
+        && StatusFlags::from_bits_truncate(u16::from_le_bytes([pkt[3], pkt[4]]))
+            .contains(StatusFlags::SERVER_MORE_RESULTS_EXISTS)
+}
+
+fn ok_more_results(pkt: &[u8]) -> bool {
+    let mut p = &pkt[1..];
+    if read_lenenc_int(&mut p).is_none() || read_lenenc_int(&mut p).is_none() || p.len() < 2 {
+        return false;
+    }
+    StatusFlags::from_bits_truncate(u16::from_le_bytes([p[0], p[1]])).contains(StatusFlags::SERVER_MORE_RESULTS_EXISTS)
+}
+
+/// Reads a length-encoded integer, advancing the slice.
+pub fn read_lenenc_int(p: &mut &[u8]) -> Option<u64> {
+    let (&first, rest) = p.split_first()?;
+    let len = match first {
+        0..=0xFA => {
+            *p = rest;
+            return Some(u64::from(first));
+        }
+        0xFC => 2,
+        0xFD => 3,
+        0xFE => 8,
+        _ => return None,
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let mut le = [0u8; 8];
+    le[..len].copy_from_slice(&rest[..len]);
+    *p = &rest[len..];
+    Some(u64::from_le_bytes(le))
+}
+
+fn read_lenenc_bytes<'a>(p: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = read_lenenc_int(p)? as usize;
+    if p.len() < len {
+        return None;
+    }
+    let (v, rest) = p.split_at(len);
+    *p = rest;
+    Some(v)
+}
+
+/// The `name` of a column definition (catalog, schema, table, org_table, name, ...).
+fn column_name(def: &[u8]) -> Result<String, SourceError> {
+    let mut p = def;
+    for _ in 0..4 {
+        read_lenenc_bytes(&mut p).ok_or_else(|| SourceError::Protocol("truncated column definition".into()))?;
+    }
+    let name = read_lenenc_bytes(&mut p).ok_or_else(|| SourceError::Protocol("truncated column definition".into()))?;
+    Ok(String::from_utf8_lossy(name).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenenc_integers() {
+        let mut p: &[u8] = &[0xFA, 0xFC, 0x34, 0x12, 0xFD, 1, 2, 3, 0xFE, 1, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(read_lenenc_int(&mut p), Some(0xFA));
+        assert_eq!(read_lenenc_int(&mut p), Some(0x1234));
+        assert_eq!(read_lenenc_int(&mut p), Some(0x030201));
+        assert_eq!(read_lenenc_int(&mut p), Some(1));
+        assert!(p.is_empty());
+        let mut short: &[u8] = &[0xFC, 1];
+        assert_eq!(read_lenenc_int(&mut short), None);
+        let mut bad: &[u8] = &[0xFF];
+        assert_eq!(read_lenenc_int(&mut bad), None);
+    }
+
+    #[test]
+    fn error_packets_with_and_without_state() {
+        let mut pkt = vec![0xFF, 0x15, 0x04, b'#'];
+        pkt.extend_from_slice(b"28000Access denied for user");
+        match parse_err_packet(&pkt) {
+            SourceError::Server { code, state, message } => {
+                assert_eq!(code, 1045);
+                assert_eq!(state, "28000");
+                assert_eq!(message, "Access denied for user");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse_err_packet(&[0xFF]), SourceError::Protocol(_)));
+    }
+
+    #[test]
+    fn short_nonce_is_refused_not_panicked_on() {
+        let err = auth_data(&AuthPlugin::MysqlNativePassword, "pw", b"short").unwrap_err();
+        assert!(matches!(err, SourceError::Protocol(_)));
+    }
+
+    #[test]
+    fn garbage_rsa_key_is_an_error() {
+        assert!(rsa_encrypt("pw", b"01234567890123456789", b"not a key").is_err());
+    }
+
+    #[test]
+    fn native_scramble_matches_the_documented_formula() {
+        // SHA1(password) XOR SHA1(nonce + SHA1(SHA1(password))).
+        use sha1::{Digest, Sha1};
+        let sha1 = |d: &[u8]| Sha1::digest(d).to_vec();
+        let nonce = b"abcdefghijklmnopqrst";
+        let data = auth_data(&AuthPlugin::MysqlNativePassword, "secret", nonce).unwrap();
+        let h1 = sha1(b"secret");
+        let h2 = sha1(&h1);
+        let mut cat = nonce.to_vec();
+        cat.extend_from_slice(&h2);
+        let h3 = sha1(&cat);
+        let expected: Vec<u8> = h1.iter().zip(h3.iter()).map(|(a, b)| a ^ b).collect();
+        assert_eq!(data, expected);
+    }
+
+    #[test]
+    fn sha256_scramble_matches_the_documented_formula() {
+        // XOR(SHA256(password), SHA256(SHA256(SHA256(password)), nonce)).
+        use sha2::{Digest, Sha256};
+        let nonce = b"abcdefghijklmnopqrst";
+        let data = auth_data(&AuthPlugin::CachingSha2Password, "secret", nonce).unwrap();
+        let h1 = Sha256::digest(b"secret");
+        let h2 = Sha256::digest(h1);
+        let mut hasher = Sha256::new();
+        hasher.update(h2);
+        hasher.update(nonce);
+        let h3 = hasher.finalize();
+        let expected: Vec<u8> = h1.iter().zip(h3.iter()).map(|(a, b)| a ^ b).collect();
+        assert_eq!(data, expected);
+    }
+}

@@ -1,0 +1,228 @@
+//! Prometheus metrics: the service's own families (`binlog_server_*`) and the HTTP families of
+//! actix-web-prom, rendered together at `/metrics`.
+//!
+//! Every family is listed (HELP and TYPE) from process start, even before it has a sample:
+//! dashboards and alerts can rely on the names. Labels are bounded: a task id, a state, or an
+//! error code; never a file name or an error text.
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::domain::{TaskId, TaskState};
+
+/// The service's metric families.
+pub struct Metrics {
+    pub tasks: IntGaugeVec,
+    pub events: IntCounterVec,
+    pub bytes_written: IntCounterVec,
+    pub lag: GaugeVec,
+    pub checkpoint_age: GaugeVec,
+    pub fsync: Histogram,
+    pub reconnects: IntCounterVec,
+    pub crc_errors: IntCounterVec,
+    pub upload_backlog: IntGaugeVec,
+    pub upload_failures: IntCounterVec,
+    pub build_info: GaugeVec,
+    pub up_since: Gauge,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(format!("binlog_server_{name}"), help)
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let m = Metrics {
+            tasks: IntGaugeVec::new(opts("tasks", "Tasks by state."), &["state"]).expect("valid metric"),
+            events: IntCounterVec::new(opts("events_total", "Binlog events written to local files."), &["task"])
+                .expect("valid metric"),
+            bytes_written: IntCounterVec::new(
+                opts("bytes_written_total", "Binlog bytes written to local files."),
+                &["task"],
+            )
+            .expect("valid metric"),
+            lag: GaugeVec::new(
+                opts(
+                    "replication_lag_seconds",
+                    "Seconds between the source's timestamp of the last event written and now; 0 when caught up.",
+                ),
+                &["task"],
+            )
+            .expect("valid metric"),
+            checkpoint_age: GaugeVec::new(
+                opts("checkpoint_age_seconds", "Seconds since the task's durable checkpoint last advanced."),
+                &["task"],
+            )
+            .expect("valid metric"),
+            fsync: Histogram::with_opts(
+                HistogramOpts::new(
+                    "binlog_server_fsync_duration_seconds",
+                    "Duration of the fsync that makes a batch (and its checkpoint) durable.",
+                )
+                .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            )
+            .expect("valid metric"),
+            reconnects: IntCounterVec::new(
+                opts("reconnects_total", "Replication attempts that ended in a retry, by error code."),
+                &["task", "reason"],
+            )
+            .expect("valid metric"),
+            crc_errors: IntCounterVec::new(
+                opts("crc_errors_total", "Events refused because their CRC32 did not match."),
+                &["task"],
+            )
+            .expect("valid metric"),
+            upload_backlog: IntGaugeVec::new(opts("upload_backlog_files", "Sealed files not yet uploaded."), &["task"])
+                .expect("valid metric"),
+            upload_failures: IntCounterVec::new(opts("upload_failures_total", "Failed upload attempts."), &["task"])
+                .expect("valid metric"),
+            build_info: GaugeVec::new(opts("build_info", "The running binary's version (always 1)."), &["version"])
+                .expect("valid metric"),
+            up_since: Gauge::with_opts(opts("start_time_seconds", "Unix time the process started."))
+                .expect("valid metric"),
+        };
+        for s in TaskState::ALL {
+            m.tasks.with_label_values(&[s.as_str()]).set(0);
+        }
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
+        m.up_since.set(chrono::Utc::now().timestamp() as f64);
+        m
+    }
+
+    fn collectors(&self) -> Vec<&dyn Collector> {
+        vec![
+            &self.tasks,
+            &self.events,
+            &self.bytes_written,
+            &self.lag,
+            &self.checkpoint_age,
+            &self.fsync,
+            &self.reconnects,
+            &self.crc_errors,
+            &self.upload_backlog,
+            &self.upload_failures,
+            &self.build_info,
+            &self.up_since,
+        ]
+    }
+
+    /// Forgets a deleted task's series (label sets must not grow forever).
+    pub fn forget_task(&self, id: TaskId) {
+        let t = id.0.to_string();
+        let _ = self.events.remove_label_values(&[&t]);
+        let _ = self.bytes_written.remove_label_values(&[&t]);
+        let _ = self.lag.remove_label_values(&[&t]);
+        let _ = self.checkpoint_age.remove_label_values(&[&t]);
+        let _ = self.crc_errors.remove_label_values(&[&t]);
+        let _ = self.upload_backlog.remove_label_values(&[&t]);
+        let _ = self.upload_failures.remove_label_values(&[&t]);
+        // reconnects has a second label; drop every reason of this task.
+        for code in crate::domain::TaskErrorCode::ALL {
+            let _ = self.reconnects.remove_label_values(&[&t, code.as_str()]);
+        }
+    }
+
+    /// Sets the per-state task counts (the other states to 0).
+    pub fn set_task_counts(&self, counts: &[(TaskState, i64)]) {
+        for s in TaskState::ALL {
+            let n = counts.iter().find(|(st, _)| st == s).map(|(_, n)| *n).unwrap_or(0);
+            self.tasks.with_label_values(&[s.as_str()]).set(n);
+        }
+    }
+
+    /// Renders our families (every one, with or without samples) and then `http`'s.
+    pub fn render(&self, http: &Registry) -> String {
+        let mut out = String::new();
+        let encoder = TextEncoder::new();
+        for c in self.collectors() {
+            for desc in c.desc() {
+                let families = c.collect();
+                let family = families.iter().find(|f| f.name() == desc.fq_name);
+                match family.filter(|f| !f.get_metric().is_empty()) {
+                    Some(f) => {
+                        let _ = encoder.encode_utf8(std::slice::from_ref(f), &mut out);
+                    }
+                    None => {
+                        let kind = families.first().map(|f| f.get_field_type()).unwrap_or_default();
+                        let _ = writeln!(out, "# HELP {} {}", desc.fq_name, desc.help);
+                        let _ = writeln!(out, "# TYPE {} {}", desc.fq_name, format!("{kind:?}").to_ascii_lowercase());
+                    }
+                }
+            }
+        }
+        let mut buf = Vec::new();
+        if encoder.encode(&http.gather(), &mut buf).is_ok() {
+            out.push_str(&String::from_utf8_lossy(&buf));
+        }
+        out
+    }
+}
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    METRICS.get_or_init(Metrics::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_rendered_even_without_samples() {
+        let text = metrics().render(&Registry::new());
+        for name in [
+            "binlog_server_tasks",
+            "binlog_server_events_total",
+            "binlog_server_bytes_written_total",
+            "binlog_server_replication_lag_seconds",
+            "binlog_server_checkpoint_age_seconds",
+            "binlog_server_fsync_duration_seconds",
+            "binlog_server_reconnects_total",
+            "binlog_server_crc_errors_total",
+            "binlog_server_upload_backlog_files",
+            "binlog_server_upload_failures_total",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing:\n{text}");
+        }
+        assert!(text.contains("binlog_server_tasks{state=\"RUNNING\"}"), "{text}");
+        assert!(text.contains("# TYPE binlog_server_events_total counter"), "{text}");
+    }
+
+    #[test]
+    fn samples_appear_and_deleted_tasks_are_forgotten() {
+        let m = metrics();
+        m.events.with_label_values(&["987654"]).inc_by(5);
+        m.reconnects.with_label_values(&["987654", "SOURCE_UNREACHABLE"]).inc();
+        let text = m.render(&Registry::new());
+        assert!(text.contains("binlog_server_events_total{task=\"987654\"} 5"), "{text}");
+        m.forget_task(TaskId(987654));
+        let text = m.render(&Registry::new());
+        assert!(!text.contains("987654"), "{text}");
+    }
+
+    #[test]
+    fn the_grafana_dashboard_queries_only_families_that_exist() {
+        let dash = include_str!("../../docs/grafana/binlog-server.json");
+        let json: serde_json::Value = serde_json::from_str(dash).expect("the dashboard is JSON");
+        assert!(json["panels"].as_array().is_some_and(|p| p.len() >= 10));
+        let text = metrics().render(&Registry::new());
+        let http = ["binlog_server_http_requests_total", "binlog_server_http_requests_duration_seconds"];
+        let mut seen = 0;
+        for word in dash.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if let Some(name) = word.strip_prefix("binlog_server_").map(|_| word) {
+                let family = ["_bucket", "_count", "_sum"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+                let known = text.contains(&format!("# TYPE {family} ")) || http.contains(&family);
+                assert!(known, "the dashboard queries {name}, which /metrics does not have");
+                seen += 1;
+            }
+        }
+        assert!(seen >= 12, "{seen}");
+    }
+}

@@ -1,0 +1,267 @@
+//! The command line as operators use it: `--version`, configuration errors (exit code 2, naming
+//! the key and where it came from, promptly, before anything is created) and the `migrate`
+//! commands on the embedded SQLite store.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::server::run_cli;
+use crate::common::{find_binary, free_port, output_with_deadline, temp_dir};
+
+/// A configuration error must stop start-up at once, not after a timeout.
+const PROMPT: Duration = Duration::from_secs(10);
+
+/// A temp dir with a data dir path (not created) and a loopback listen address, so a config
+/// that is wrongly accepted starts nothing outside the sandbox.
+struct Sandbox {
+    dir: tempfile::TempDir,
+    listen: String,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        Sandbox { dir: temp_dir("binlog-it-cli-"), listen: format!("127.0.0.1:{}", free_port()) }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn data_dir_str(&self) -> String {
+        self.data_dir().to_str().expect("temp paths are UTF-8").to_string()
+    }
+
+    /// Writes `name` in the sandbox; returns its path as a string.
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        path.to_str().expect("temp paths are UTF-8").to_string()
+    }
+
+    /// `BINLOG_SERVER_DATA_DIR` and `BINLOG_SERVER_LISTEN_ADDR` pointing into the sandbox.
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("BINLOG_SERVER_DATA_DIR".into(), self.data_dir_str()),
+            ("BINLOG_SERVER_LISTEN_ADDR".into(), self.listen.clone()),
+        ]
+    }
+}
+
+fn run(args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    run_cli(args, &env)
+}
+
+/// Runs `serve` with a configuration that must be refused: exit code 2 within [`PROMPT`], a
+/// stderr that names every string in `must_name`, and no metadata database created.
+fn assert_config_error(sandbox: &Sandbox, args: &[&str], env: &[(String, String)], must_name: &[&str]) -> String {
+    let what = format!("binlog-server {} with {env:?}", args.join(" "));
+    let started = Instant::now();
+    let (code, stdout, stderr) = run(args, env);
+    let took = started.elapsed();
+    assert_eq!(code, 2, "{what}: exit code (stdout {stdout:?}, stderr {stderr:?})");
+    assert!(took < PROMPT, "{what}: a configuration error must stop start-up promptly, took {took:?}");
+    for name in must_name {
+        assert!(stderr.contains(name), "{what}: the message must name {name:?}: {stderr:?}");
+    }
+    assert!(stderr.contains("configuration error"), "{what}: says what kind of error: {stderr:?}");
+    assert!(
+        !sandbox.data_dir().join("meta.db").exists(),
+        "{what}: nothing may be created before the configuration is valid"
+    );
+    stderr
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let (code, stdout, stderr) = run_cli(&["--version"], &[]);
+    assert_eq!(code, 0, "--version: {stderr}");
+    assert_eq!(stdout.trim(), format!("binlog-server {}", env!("CARGO_PKG_VERSION")), "--version output");
+}
+
+#[test]
+fn unknown_key_in_the_config_file_is_named_with_the_file() {
+    let sb = Sandbox::new();
+    let cfg = sb.file("typo.yaml", "log:\n  levle: debug\n");
+    assert_config_error(&sb, &["serve", "--config", &cfg], &sb.env(), &["log.levle", &cfg]);
+}
+
+#[test]
+fn bad_value_in_the_config_file_is_named_with_the_file() {
+    let sb = Sandbox::new();
+    let cfg = sb.file("bad-type.yaml", "meta_pool_size: lots\n");
+    assert_config_error(&sb, &["serve", "--config", &cfg], &sb.env(), &["meta_pool_size", &cfg]);
+    let cfg = sb.file("out-of-range.yaml", "meta_pool_size: 0\n");
+    assert_config_error(&sb, &["serve", "--config", &cfg], &sb.env(), &["meta_pool_size", &cfg]);
+    let cfg = sb.file("bad-enum.yaml", "log:\n  level: loud\n");
+    assert_config_error(&sb, &["serve", "--config", &cfg], &sb.env(), &["log.level", &cfg]);
+}
+
+#[test]
+fn broken_yaml_names_the_file() {
+    let sb = Sandbox::new();
+    let cfg = sb.file("broken.yaml", "listen_addr: [unclosed\n");
+    assert_config_error(&sb, &["serve", "--config", &cfg], &sb.env(), &[&cfg]);
+    let missing = sb.dir.path().join("missing.yaml");
+    let missing = missing.to_str().expect("UTF-8");
+    assert_config_error(&sb, &["serve", "--config", missing], &sb.env(), &[missing]);
+}
+
+#[test]
+fn bad_environment_variables_are_named() {
+    let sb = Sandbox::new();
+    let mut env = sb.env();
+    env.push(("BINLOG_SERVER_LISTEN_ADR".into(), "127.0.0.1:1".into()));
+    assert_config_error(&sb, &["serve"], &env, &["BINLOG_SERVER_LISTEN_ADR"]);
+
+    let mut env = sb.env();
+    env.push(("BINLOG_SERVER_META_POOL_SIZE".into(), "lots".into()));
+    assert_config_error(&sb, &["serve"], &env, &["meta_pool_size", "BINLOG_SERVER_META_POOL_SIZE"]);
+
+    // The environment overrides the file, and the error says which one it came from.
+    let cfg = sb.file("fine.yaml", "meta_pool_size: 4\n");
+    let mut env = sb.env();
+    env.push(("BINLOG_SERVER_META_POOL_SIZE".into(), "0".into()));
+    let stderr = assert_config_error(
+        &sb,
+        &["serve", "--config", &cfg],
+        &env,
+        &["meta_pool_size", "BINLOG_SERVER_META_POOL_SIZE"],
+    );
+    assert!(!stderr.contains(&cfg), "the bad value came from the environment, not {cfg}: {stderr}");
+}
+
+#[test]
+fn a_remote_listen_addr_without_auth_is_refused() {
+    let sb = Sandbox::new();
+    let remote = format!("0.0.0.0:{}", free_port());
+    let mut env = sb.env();
+    env.retain(|(k, _)| k != "BINLOG_SERVER_LISTEN_ADDR");
+    env.push(("BINLOG_SERVER_LISTEN_ADDR".into(), remote.clone()));
+    assert_config_error(
+        &sb,
+        &["serve"],
+        &env,
+        &["listen_addr", "api.auth.allow_insecure_remote", "BINLOG_SERVER_LISTEN_ADDR"],
+    );
+
+    let cfg = sb.file("remote.yaml", &format!("listen_addr: {remote}\n"));
+    let mut env = sb.env();
+    env.retain(|(k, _)| k != "BINLOG_SERVER_LISTEN_ADDR");
+    assert_config_error(
+        &sb,
+        &["serve", "--config", &cfg],
+        &env,
+        &["listen_addr", "api.auth.allow_insecure_remote", &cfg],
+    );
+
+    // Auth on without a token is no way around it.
+    env.push(("BINLOG_SERVER_API_AUTH_ENABLED".into(), "true".into()));
+    assert_config_error(&sb, &["serve", "--config", &cfg], &env, &["api.auth.bearer_token"]);
+}
+
+/// The versions of the SQLite migrations this source tree carries (diesel's version: the
+/// directory name up to `_`, without dashes), oldest first.
+fn sqlite_migration_versions() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let mut versions: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .map(|name| name.split('_').next().unwrap_or_default().replace('-', ""))
+        .collect();
+    versions.sort();
+    assert!(!versions.is_empty(), "no migrations in {}", dir.display());
+    versions
+}
+
+/// Table names in a SQLite file (sqlite3 CLI); `None` when the CLI is not installed.
+fn sqlite_tables(db: &Path) -> Option<Vec<String>> {
+    let Some(sqlite3) = find_binary("sqlite3") else {
+        eprintln!("sqlite3 CLI not installed: skipping the table check of {}", db.display());
+        return None;
+    };
+    let sql = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name";
+    let out = output_with_deadline(Command::new(sqlite3).arg(db).arg(sql), PROMPT, "sqlite3");
+    assert!(out.status.success(), "sqlite3 {}: {}", db.display(), String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
+}
+
+#[test]
+fn migrate_status_up_and_down_on_a_fresh_sqlite_data_dir() {
+    let sb = Sandbox::new();
+    let env = sb.env();
+    let versions = sqlite_migration_versions();
+    let last = versions.last().expect("at least one").clone();
+    let db = sb.data_dir().join("meta.db");
+
+    let (code, stdout, stderr) = run(&["migrate", "status"], &env);
+    assert_eq!(code, 0, "status on a fresh dir: {stdout}{stderr}");
+    for v in &versions {
+        assert!(stdout.contains(&format!("pending  {v}")), "status lists {v} as pending: {stdout}");
+    }
+    assert!(stdout.contains("NOT up to date"), "a fresh store is not up to date: {stdout}");
+    assert!(stdout.contains(&db.display().to_string()), "status names the database: {stdout}");
+
+    let (code, stdout, stderr) = run(&["migrate", "up"], &env);
+    assert_eq!(code, 0, "up: {stdout}{stderr}");
+    for v in &versions {
+        assert!(stdout.contains(&format!("applied {v}")), "up applies {v}: {stdout}");
+    }
+    if let Some(tables) = sqlite_tables(&db) {
+        for t in ["tasks", "checkpoints", "task_events", "binlog_files", "__diesel_schema_migrations"] {
+            assert!(tables.iter().any(|n| n == t), "after up, {t} exists: {tables:?}");
+        }
+    }
+
+    let (code, stdout, stderr) = run(&["migrate", "status"], &env);
+    assert_eq!(code, 0, "status after up: {stdout}{stderr}");
+    for v in &versions {
+        assert!(stdout.contains(&format!("applied  {v}")), "status lists {v} as applied: {stdout}");
+    }
+    assert!(!stdout.contains("pending") && !stdout.contains("NOT up to date"), "nothing pending: {stdout}");
+    assert!(stdout.contains(": up to date"), "status says up to date: {stdout}");
+
+    let (code, stdout, stderr) = run(&["migrate", "up"], &env);
+    assert_eq!(code, 0, "up again: {stdout}{stderr}");
+    assert!(stdout.contains("schema is up to date") && !stdout.contains("applied"), "a second up is a no-op: {stdout}");
+
+    let (code, stdout, stderr) = run(&["migrate", "down"], &env);
+    assert_eq!(code, 0, "down: {stdout}{stderr}");
+    assert!(stdout.contains(&format!("reverted {last}")), "down reverts the newest migration {last}: {stdout}");
+    if versions.len() == 1
+        && let Some(tables) = sqlite_tables(&db)
+    {
+        assert!(!tables.iter().any(|n| n == "tasks"), "after down, the schema is gone: {tables:?}");
+    }
+    let (code, stdout, stderr) = run(&["migrate", "status"], &env);
+    assert_eq!(code, 0, "status after down: {stdout}{stderr}");
+    assert!(stdout.contains(&format!("pending  {last}")), "the reverted migration is pending again: {stdout}");
+    assert!(stdout.contains("NOT up to date"), "{stdout}");
+}
+
+/// README, Makefile and the service's own refusal message all say
+/// `binlog-server migrate up --meta-dsn ...`: that spelling must work.
+#[test]
+fn migrate_takes_meta_dsn_after_the_action_as_documented() {
+    let sb = Sandbox::new();
+    let db = sb.dir.path().join("elsewhere.db");
+    let dsn = format!("sqlite://{}", db.display());
+    let (code, stdout, stderr) = run(&["migrate", "up", "--meta-dsn", &dsn], &sb.env());
+    assert_eq!(code, 0, "migrate up --meta-dsn {dsn}: stdout {stdout:?}, stderr {stderr:?}");
+    assert!(stdout.contains("applied"), "{stdout}");
+    let (code, stdout, stderr) = run(&["migrate", "status", "--meta-dsn", &dsn], &sb.env());
+    assert_eq!(code, 0, "migrate status --meta-dsn {dsn}: stdout {stdout:?}, stderr {stderr:?}");
+    assert!(stdout.contains(": up to date"), "{stdout}");
+    assert!(!sb.data_dir().join("meta.db").exists(), "--meta-dsn is used instead of the data dir's store");
+}
+
+/// `migrate` serves nothing: the listen address (default 0.0.0.0:8080, auth off) must not stop it.
+#[test]
+fn migrate_runs_with_the_default_listen_settings() {
+    let sb = Sandbox::new();
+    let env = vec![("BINLOG_SERVER_DATA_DIR".to_string(), sb.data_dir_str())];
+    let (code, stdout, stderr) = run(&["migrate", "up"], &env);
+    assert_eq!(code, 0, "migrate up with only a data dir configured: stdout {stdout:?}, stderr {stderr:?}");
+    assert!(stdout.contains("applied"), "{stdout}");
+}

@@ -1,0 +1,430 @@
+//! The binlog-server binary as a real process: own temp data dir, ephemeral port, debug log.
+//!
+//! HTTP helpers never turn a non-2xx status into a Rust error (tests assert on 4xx bodies); they
+//! panic only when there is no HTTP response at all. Inherited `BINLOG_SERVER_*` variables are
+//! removed so a developer's shell cannot change what a test sees. The process is killed by PID
+//! when the `Server` drops.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{
+    append_file, file_len, file_tail, free_port, kill_and_reap, output_with_deadline, pid_listens_on, poll_until,
+    read_from, send_signal, temp_dir, wait_child,
+};
+
+/// Path of the server binary cargo built for this test run.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_binlog-server");
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Above the service's default `shutdown_timeout_sec` (30 s), so a slow but orderly shutdown is
+/// not mistaken for a hang.
+const STOP_TIMEOUT: Duration = Duration::from_secs(45);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+const PORT_ATTEMPTS: usize = 5;
+const LOG_TAIL_LINES: usize = 60;
+
+/// How to start a `Server`: extra environment, an optional YAML config, default headers.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOpts {
+    /// Extra environment variables (applied after the harness defaults, so they override them).
+    pub env: Vec<(String, String)>,
+    /// Written to `<temp>/config.yaml` and passed as `--config`.
+    pub config_yaml: Option<String>,
+    /// Extra arguments after `serve`.
+    pub args: Vec<String>,
+    /// Headers every HTTP helper sends (e.g. `Authorization` when auth is on).
+    pub headers: Vec<(String, String)>,
+}
+
+impl ServerOpts {
+    /// Adds an environment variable.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the YAML config file content.
+    pub fn config_yaml(mut self, yaml: impl Into<String>) -> Self {
+        self.config_yaml = Some(yaml.into());
+        self
+    }
+
+    /// Adds an argument after `serve`.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Adds a header every HTTP helper sends.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// An HTTP response as received: status, body text, headers (names lower-case).
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl RawResponse {
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; `Null` when empty, `Value::String(body)` when it is not JSON.
+    pub fn json(&self) -> Value {
+        body_json(&self.body)
+    }
+}
+
+/// A running binlog-server owned by one test.
+pub struct Server {
+    opts: ServerOpts,
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+    agent: ureq::Agent,
+    /// Set once a panic message already carries the logs, so `Drop` does not repeat them.
+    logs_reported: bool,
+}
+
+enum LaunchError {
+    /// Another process bound the port between `free_port()` and the server's bind.
+    PortTaken,
+}
+
+impl Server {
+    /// Starts `binlog-server serve` and waits until `GET /healthz` answers `200 ok`.
+    pub fn start(opts: ServerOpts) -> Server {
+        let dir = temp_dir("binlog-it-server-");
+        std::fs::create_dir_all(dir.path().join("data")).expect("create the server data dir");
+        if let Some(yaml) = &opts.config_yaml {
+            std::fs::write(dir.path().join("config.yaml"), yaml).expect("write config.yaml");
+        }
+        let config =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(HTTP_TIMEOUT)).build();
+        let mut server = Server { opts, dir, port: 0, child: None, agent: config.into(), logs_reported: false };
+        server.launch_on_free_port();
+        server
+    }
+
+    /// The HTTP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The server's data dir (`BINLOG_SERVER_DATA_DIR`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The temp dir holding the data dir, the logs and the config file.
+    pub fn root_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server's log file (`BINLOG_SERVER_LOG_FILE`).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// The whole server log so far.
+    pub fn log_text(&self) -> String {
+        read_from(&self.log_path(), 0).unwrap_or_default()
+    }
+
+    /// The process's own stdout + stderr (panics and anything before logging is set up).
+    pub fn console_path(&self) -> PathBuf {
+        self.dir.path().join("console.log")
+    }
+
+    /// The PID of the running server; panics when it is not running.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("the server is not running (stopped or killed)")
+    }
+
+    /// Whether the process is still running (reaps it if it has exited).
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Sets an environment variable for the next (re)start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.opts.env.retain(|(k, _)| k != key);
+        self.opts.env.push((key.into(), value.into()));
+    }
+
+    /// `GET path` -> (status, JSON body).
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.request("GET", path, &[], None);
+        (r.status, r.json())
+    }
+
+    /// `POST path` with a JSON body -> (status, JSON body).
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.request("POST", path, &[], Some(json_body(body)));
+        (r.status, r.json())
+    }
+
+    /// `PUT path` with a JSON body -> (status, JSON body).
+    pub fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.request("PUT", path, &[], Some(json_body(body)));
+        (r.status, r.json())
+    }
+
+    /// `DELETE path` -> (status, JSON body).
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        let r = self.request("DELETE", path, &[], None);
+        (r.status, r.json())
+    }
+
+    /// `GET path` -> the raw response.
+    pub fn get_raw(&self, path: &str) -> RawResponse {
+        self.request("GET", path, &[], None)
+    }
+
+    /// `POST path` with a body of the given content type -> the raw response.
+    pub fn post_raw(&self, path: &str, content_type: &str, body: &[u8]) -> RawResponse {
+        self.request("POST", path, &[], Some((content_type, body.to_vec())))
+    }
+
+    /// `PUT path` with a body of the given content type -> the raw response.
+    pub fn put_raw(&self, path: &str, content_type: &str, body: &[u8]) -> RawResponse {
+        self.request("PUT", path, &[], Some((content_type, body.to_vec())))
+    }
+
+    /// `DELETE path` -> the raw response.
+    pub fn delete_raw(&self, path: &str) -> RawResponse {
+        self.request("DELETE", path, &[], None)
+    }
+
+    /// Any request: extra headers (after the default ones) and an optional
+    /// `(content type, body)`. Panics only when no HTTP response arrives.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> RawResponse {
+        let url = self.url(path);
+        let mut builder = ureq::http::Request::builder().method(method).uri(&url);
+        for (name, value) in &self.opts.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let (content_type, bytes) = body.unwrap_or(("", Vec::new()));
+        if !content_type.is_empty() {
+            builder = builder.header("content-type", content_type);
+        }
+        let request = builder.body(bytes).unwrap_or_else(|e| panic!("building {method} {url}: {e}"));
+        let mut response = self.agent.run(request).unwrap_or_else(|e| panic!("{method} {url}: no HTTP response: {e}"));
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .collect();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"));
+        RawResponse { status, body, headers }
+    }
+
+    /// SIGKILL (a crash): no graceful shutdown. The PID is reaped when this returns.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_and_reap(&mut child);
+        }
+    }
+
+    /// Graceful stop: SIGTERM, then wait (with a deadline) for the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("stop(): the server is not running");
+        send_signal(child.id(), "TERM");
+        match wait_child(&mut child, STOP_TIMEOUT) {
+            Some(status) => status,
+            None => {
+                kill_and_reap(&mut child);
+                panic!(
+                    "binlog-server (pid {}) did not exit within {STOP_TIMEOUT:?} of SIGTERM; killed it\n{}",
+                    child.id(),
+                    self.reported_diagnostics()
+                );
+            }
+        }
+    }
+
+    /// Stops the server if it runs, then starts it again with the same data dir, config and
+    /// environment, on the same port if it is still free (else on a new one: use `url()`).
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        let port = self.port;
+        if self.launch(port).is_err() {
+            eprintln!("binlog-server: port {port} was taken meanwhile, restarting on another");
+            self.launch_on_free_port();
+        }
+    }
+
+    /// The tails of the server log and of the console output, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        format!(
+            "--- {} (last {LOG_TAIL_LINES} lines) ---\n{}\n--- {} (last {LOG_TAIL_LINES} lines) ---\n{}",
+            self.log_path().display(),
+            file_tail(&self.log_path(), LOG_TAIL_LINES),
+            self.console_path().display(),
+            file_tail(&self.console_path(), LOG_TAIL_LINES)
+        )
+    }
+
+    /// The diagnostics for a panic message; `Drop` then does not print them a second time.
+    fn reported_diagnostics(&mut self) -> String {
+        self.logs_reported = true;
+        self.diagnostics()
+    }
+
+    fn launch_on_free_port(&mut self) {
+        for attempt in 1..=PORT_ATTEMPTS {
+            let port = free_port();
+            match self.launch(port) {
+                Ok(()) => return,
+                Err(LaunchError::PortTaken) => {
+                    eprintln!("binlog-server: port {port} raced (attempt {attempt}), trying another");
+                }
+            }
+        }
+        panic!("binlog-server could not bind a free port in {PORT_ATTEMPTS} attempts\n{}", self.reported_diagnostics());
+    }
+
+    /// Spawns the server on `port` and polls `/healthz` until this very process answers.
+    fn launch(&mut self, port: u16) -> Result<(), LaunchError> {
+        let console = self.console_path();
+        let log = self.log_path();
+        let (console_start, log_start) = (file_len(&console), file_len(&log));
+
+        let mut cmd = Command::new(BINARY);
+        cmd.arg("serve");
+        if self.opts.config_yaml.is_some() {
+            cmd.arg("--config").arg(self.dir.path().join("config.yaml"));
+        }
+        cmd.args(&self.opts.args);
+        scrub_env(&mut cmd);
+        cmd.env("BINLOG_SERVER_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("BINLOG_SERVER_DATA_DIR", self.data_dir())
+            .env("BINLOG_SERVER_LOG_FILE", &log)
+            .env("BINLOG_SERVER_LOG_LEVEL", "debug")
+            .envs(self.opts.env.iter().map(|(k, v)| (k, v)));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(append_file(&console))
+            .stderr(append_file(&console))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {BINARY}: {e}"));
+        self.port = port;
+        self.child = Some(child);
+
+        let health = ureq::Agent::from(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(2)))
+                .build(),
+        );
+        let url = self.url("/healthz");
+        let what = format!("binlog-server at {url} to answer 200 ok");
+        poll_until(READY_TIMEOUT, &what, || {
+            let child = self.child.as_mut().expect("child was just spawned");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                let new_output = format!(
+                    "{}{}",
+                    read_from(&console, console_start).unwrap_or_default(),
+                    read_from(&log, log_start).unwrap_or_default()
+                );
+                if new_output.contains("Address already in use") || new_output.contains("os error 98") {
+                    return Some(Err(LaunchError::PortTaken));
+                }
+                panic!("binlog-server exited during start-up ({status})\n{}", self.reported_diagnostics());
+            }
+            let mut response = health.get(&url).call().ok()?;
+            let body = response.body_mut().read_to_string().ok()?;
+            if response.status() != 200 || body.trim() != "ok" {
+                return None;
+            }
+            // Another test's server on a raced port would answer too: check it is ours.
+            pid_listens_on(child.id(), port).then_some(Ok(()))
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_and_reap(&mut child);
+        }
+        if std::thread::panicking() && !self.logs_reported {
+            eprintln!("{}", self.diagnostics());
+        }
+    }
+}
+
+/// Runs the server binary once (`migrate status`, a config error, ...) with `env` on top of a
+/// scrubbed environment; returns (exit code, stdout, stderr). A signal exit reports -1.
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(BINARY);
+    cmd.args(args);
+    scrub_env(&mut cmd);
+    cmd.envs(env.iter().copied());
+    let what = format!("binlog-server {}", args.join(" "));
+    let out = output_with_deadline(&mut cmd, CLI_TIMEOUT, &what);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Removes inherited `BINLOG_SERVER_*` variables so only what the test sets reaches the binary.
+fn scrub_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("BINLOG_SERVER_") {
+            cmd.env_remove(key);
+        }
+    }
+}
+
+fn json_body(value: &Value) -> (&'static str, Vec<u8>) {
+    let bytes = serde_json::to_vec(value).expect("a serde_json::Value always serialises");
+    ("application/json", bytes)
+}
+
+fn body_json(body: &str) -> Value {
+    if body.trim().is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()))
+}

@@ -1,0 +1,277 @@
+//! The metadata store on MariaDB: the service never creates or upgrades that schema itself (it
+//! refuses an unmigrated or newer one, naming what to do), `migrate` does, the store keeps its
+//! contract there, and the service runs on it across restarts. The DSN's password never shows.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use binlog_server::meta::{MetaDsn, Store, StoreError};
+use binlog_server::secret::Secret;
+
+use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
+use crate::common::poll_until;
+use crate::common::server::{Server, ServerOpts, run_cli};
+use crate::common::{free_port, temp_dir};
+
+const WAIT: Duration = Duration::from_secs(30);
+const META_DB: &str = "meta";
+const META_USER: &str = "meta_owner";
+/// Distinctive, so any appearance in output is a leak.
+const META_PASSWORD: &str = "Meta-Canary-5e1d7a";
+
+/// A MariaDB with an empty `meta` database and a user that owns it.
+struct MetaDb {
+    db: MariaDb,
+    dsn: String,
+    /// Data dir of CLI runs (kept alive for the test).
+    cli_dir: tempfile::TempDir,
+}
+
+impl MetaDb {
+    fn start() -> MetaDb {
+        // The meta database stays out of the binlog: tasks in these tests stream this server's
+        // binlog, and their own checkpoint writes would otherwise feed it.
+        let db = MariaDb::start(MariaDbOpts::default().arg(format!("--binlog-ignore-db={META_DB}")));
+        db.sql(&format!(
+            "CREATE DATABASE {META_DB}; \
+             CREATE USER '{META_USER}'@'%' IDENTIFIED BY '{META_PASSWORD}'; \
+             GRANT ALL ON {META_DB}.* TO '{META_USER}'@'%'"
+        ));
+        let dsn = format!("mysql://{META_USER}:{META_PASSWORD}@127.0.0.1:{}/{META_DB}", db.port());
+        MetaDb { db, dsn, cli_dir: temp_dir("binlog-it-meta-cli-") }
+    }
+
+    /// Tables in the `meta` database, sorted.
+    fn tables(&self) -> Vec<String> {
+        self.db
+            .sql(&format!(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = '{META_DB}' ORDER BY table_name"
+            ))
+            .into_iter()
+            .map(|row| row[0].clone())
+            .collect()
+    }
+
+    /// The environment of a CLI run against this meta database (`meta_dsn` from the
+    /// environment; a loopback listen address and a data dir in the sandbox).
+    fn cli_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("BINLOG_SERVER_META_DSN".into(), self.dsn.clone()),
+            ("BINLOG_SERVER_LISTEN_ADDR".into(), format!("127.0.0.1:{}", free_port())),
+            ("BINLOG_SERVER_DATA_DIR".into(), self.cli_dir.path().join("data").display().to_string()),
+        ]
+    }
+
+    /// Runs the binary; asserts the DSN's password is in neither output.
+    fn cli(&self, args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (code, stdout, stderr) = run_cli(args, &env);
+        let what = format!("binlog-server {}", args.join(" ").replace(META_PASSWORD, "<password>"));
+        assert!(!stdout.contains(META_PASSWORD), "{what}: stdout shows the meta DSN's password: {stdout}");
+        assert!(!stderr.contains(META_PASSWORD), "{what}: stderr shows the meta DSN's password: {stderr}");
+        (code, stdout, stderr)
+    }
+
+    /// `binlog-server migrate <action>` with `meta_dsn` from the environment; asserts success.
+    fn migrate(&self, action: &str) -> String {
+        let (code, stdout, stderr) = self.cli(&["migrate", action], &self.cli_env());
+        assert_eq!(code, 0, "migrate {action}: stdout {stdout:?}, stderr {stderr:?}\n{}", self.db.log_tail(20));
+        stdout
+    }
+
+    fn open_store(&self) -> Result<Store, StoreError> {
+        Store::open(&MetaDsn::Mysql(Secret::new(self.dsn.clone())), 2, binlog_server::clock::system())
+    }
+}
+
+/// The tables the migrations create (besides diesel's bookkeeping table).
+const SCHEMA_TABLES: [&str; 4] = ["binlog_files", "checkpoints", "task_events", "tasks"];
+
+#[test]
+fn an_unmigrated_database_is_refused_and_left_untouched() {
+    let meta = MetaDb::start();
+    assert!(meta.tables().is_empty(), "a fresh meta database is empty: {:?}", meta.tables());
+
+    let (code, stdout, stderr) = meta.cli(&["serve"], &meta.cli_env());
+    assert_ne!(code, 0, "serve must refuse an unmigrated MySQL meta store: stdout {stdout:?}, stderr {stderr:?}");
+    assert!(stderr.contains("binlog-server migrate up"), "the refusal names the command to run: {stderr}");
+    assert!(stderr.contains("not migrated"), "the refusal says why: {stderr}");
+    assert_eq!(meta.tables(), Vec::<String>::new(), "serve must not create anything in the meta database");
+
+    // A status check reads only.
+    let stdout = meta.migrate("status");
+    assert!(stdout.contains("pending") && stdout.contains("NOT up to date"), "status: {stdout}");
+    assert_eq!(meta.tables(), Vec::<String>::new(), "migrate status must not create anything");
+
+    // The library refuses the same way.
+    let err = meta.open_store().expect_err("Store::open on an unmigrated MySQL database");
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Migration(_)), "a migration error: {msg}");
+    assert!(msg.contains("migrate up") && !msg.contains(META_PASSWORD), "{msg}");
+    assert_eq!(meta.tables(), Vec::<String>::new(), "Store::open must not create anything");
+}
+
+#[test]
+fn migrate_up_status_and_down_on_mariadb() {
+    let meta = MetaDb::start();
+    let stdout = meta.migrate("up");
+    assert!(stdout.contains("applied"), "up applies the migrations: {stdout}");
+    assert!(stdout.contains(&format!("mysql://{META_USER}:***@127.0.0.1:")), "output names the DSN redacted: {stdout}");
+    let tables = meta.tables();
+    for t in SCHEMA_TABLES.iter().chain(&["__diesel_schema_migrations"]) {
+        assert!(tables.iter().any(|n| n == t), "after up, {t} exists: {tables:?}");
+    }
+
+    let stdout = meta.migrate("status");
+    assert!(stdout.contains("applied  ") && !stdout.contains("pending"), "status after up: {stdout}");
+    assert!(stdout.contains(": up to date"), "status says up to date: {stdout}");
+    let stdout = meta.migrate("up");
+    assert!(stdout.contains("schema is up to date"), "a second up is a no-op: {stdout}");
+
+    // down reverts (its SQL must run on MariaDB), up brings it back.
+    let stdout = meta.migrate("down");
+    assert!(stdout.contains("reverted"), "down: {stdout}");
+    let tables = meta.tables();
+    assert!(!tables.iter().any(|n| n == "tasks"), "after down, the schema is gone: {tables:?}");
+    let stdout = meta.migrate("status");
+    assert!(stdout.contains("NOT up to date"), "after down: {stdout}");
+    meta.migrate("up");
+    let stdout = meta.migrate("status");
+    assert!(stdout.contains(": up to date"), "after up again: {stdout}");
+}
+
+/// The spelling of README and of the service's refusal: `migrate up --meta-dsn DSN`.
+#[test]
+fn migrate_up_with_the_meta_dsn_flag_as_documented() {
+    let meta = MetaDb::start();
+    let mut env = meta.cli_env();
+    env.retain(|(k, _)| k != "BINLOG_SERVER_META_DSN");
+    let (code, stdout, stderr) = meta.cli(&["migrate", "up", "--meta-dsn", &meta.dsn], &env);
+    assert_eq!(code, 0, "migrate up --meta-dsn <dsn>: stdout {stdout:?}, stderr {stderr:?}");
+    assert!(stdout.contains("applied"), "{stdout}");
+    let (code, stdout, stderr) = meta.cli(&["migrate", "status", "--meta-dsn", &meta.dsn], &env);
+    assert_eq!(code, 0, "migrate status --meta-dsn <dsn>: stdout {stdout:?}, stderr {stderr:?}");
+    assert!(stdout.contains(": up to date"), "{stdout}");
+    assert!(meta.tables().iter().any(|t| t == "tasks"), "the flag's database was migrated: {:?}", meta.tables());
+}
+
+#[test]
+fn the_store_keeps_its_contract_on_mariadb() {
+    let meta = MetaDb::start();
+    meta.migrate("up");
+    let store = meta.open_store().unwrap_or_else(|e| panic!("Store::open on the migrated database: {e}"));
+    assert!(!format!("{store:?}").contains(META_PASSWORD), "Store's Debug shows the DSN redacted: {store:?}");
+    binlog_server::meta::contract::run_contract(&store);
+}
+
+fn wait_running(srv: &Server, id: i64) {
+    poll_until(WAIT, &format!("task {id} RUNNING"), || {
+        let (_, t) = srv.get(&format!("/api/tasks/{id}"));
+        match t["state"].as_str() {
+            Some("RUNNING") => Some(()),
+            Some("FAILED") => panic!("task {id} failed: {t}\n{}", srv.diagnostics()),
+            _ => None,
+        }
+    });
+}
+
+fn wait_caught_up(srv: &Server, db: &MariaDb, id: i64) {
+    let target = db.master_status().expect("binlog on");
+    poll_until(WAIT, &format!("checkpoint of task {id} at {}:{}", target.file, target.position), || {
+        let (_, cp) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
+        (cp["file"] == target.file.as_str() && cp["pos"] == target.position).then_some(())
+    });
+}
+
+fn without_moving_parts(task: &Value) -> Value {
+    let mut t = task.clone();
+    let obj = t.as_object_mut().expect("a task object");
+    for key in ["state", "desired_state", "updated_at", "last_error"] {
+        obj.remove(key);
+    }
+    t
+}
+
+#[test]
+fn the_service_runs_on_a_migrated_mariadb_store_across_restarts() {
+    let meta = MetaDb::start();
+    meta.migrate("up");
+    let mut srv = Server::start(
+        ServerOpts::default()
+            .env("BINLOG_SERVER_META_DSN", &meta.dsn)
+            .env("BINLOG_SERVER_REPLICATION_RETRY_INITIAL_MS", "100")
+            .env("BINLOG_SERVER_REPLICATION_RETRY_MAX_MS", "1000")
+            .env("BINLOG_SERVER_REPLICATION_HEARTBEAT_PERIOD_MS", "200"),
+    );
+
+    // The source is the same MariaDB (its `test` database); the task streams its binlog.
+    let body = json!({
+        "name": "on mysql meta", "cluster_key": "mysql-meta",
+        "source": {"host": "127.0.0.1", "port": meta.db.port(), "user": REPL_USER, "password": REPL_PASSWORD, "flavor": "mariadb"},
+        "start": {"mode": "FILE_POS", "file": format!("{}.000001", meta.db.binlog_basename()), "pos": 4},
+    });
+    let (status, created) = srv.post("/api/tasks", &body);
+    assert_eq!(status, 201, "create: {created}");
+    let id = created["id"].as_i64().expect("id");
+    let (status, got) = srv.get(&format!("/api/tasks/{id}"));
+    assert_eq!(status, 200, "get: {got}");
+    assert_eq!(got, created, "GET returns what POST returned");
+    assert_eq!(meta.db.query_value(&format!("SELECT COUNT(*) FROM {META_DB}.tasks")), "1", "the task is in MariaDB");
+    assert!(!srv.data_dir().join("meta.db").exists(), "no SQLite store when meta_dsn is MySQL");
+
+    let (status, t) = srv.post(&format!("/api/tasks/{id}/start"), &json!({}));
+    assert_eq!(status, 200, "start: {t}");
+    wait_running(&srv, id);
+    meta.db.sql("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)");
+    wait_caught_up(&srv, &meta.db, id);
+    let (_, cp) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
+    let stored_pos = meta.db.query_value(&format!("SELECT pos FROM {META_DB}.checkpoints WHERE task_id = {id}"));
+    assert_eq!(cp["pos"].to_string(), stored_pos, "the checkpoint is stored in MariaDB: {cp}");
+
+    for (round, how) in ["graceful restart", "kill -9"].iter().enumerate() {
+        if round == 0 {
+            let exit = srv.stop();
+            assert!(exit.success(), "SIGTERM must exit cleanly: {exit}\n{}", srv.diagnostics());
+        } else {
+            srv.kill9();
+        }
+        srv.restart();
+        let (status, page) = srv.get("/api/tasks");
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["total"], 1, "after {how}: {page}");
+        let (_, now) = srv.get(&format!("/api/tasks/{id}"));
+        assert_eq!(without_moving_parts(&now), without_moving_parts(&created), "after {how}: the task is unchanged");
+        wait_running(&srv, id);
+        meta.db.sql(&format!("INSERT INTO t VALUES ({})", round + 2));
+        wait_caught_up(&srv, &meta.db, id);
+    }
+
+    let log = srv.log_text();
+    assert!(log.contains("metadata store ready"), "the log covers start-up: {}", srv.diagnostics());
+    assert!(!log.contains(META_PASSWORD), "the server log shows the meta DSN's password");
+    let console = std::fs::read_to_string(srv.console_path()).unwrap_or_default();
+    assert!(!console.contains(META_PASSWORD), "the console output shows the meta DSN's password");
+}
+
+#[test]
+fn a_schema_newer_than_the_binary_is_refused() {
+    const FUTURE: &str = "99991231235959";
+    let meta = MetaDb::start();
+    meta.migrate("up");
+    meta.db.sql(&format!("INSERT INTO {META_DB}.__diesel_schema_migrations (version) VALUES ('{FUTURE}')"));
+
+    let (code, stdout, stderr) = meta.cli(&["serve"], &meta.cli_env());
+    assert_ne!(code, 0, "serve must refuse a newer schema: stdout {stdout:?}, stderr {stderr:?}");
+    assert!(stderr.contains("newer than this binary"), "the refusal says the binary is older: {stderr}");
+    assert!(stderr.contains(FUTURE), "the refusal names the unknown migration: {stderr}");
+    assert!(stderr.contains("upgrade binlog-server"), "the refusal says what to do: {stderr}");
+
+    let stdout = meta.migrate("status");
+    assert!(stdout.contains(&format!("unknown  {FUTURE}")), "status lists the unknown version: {stdout}");
+    assert!(stdout.contains("NOT up to date"), "status: {stdout}");
+    let err = meta.open_store().expect_err("Store::open on a newer schema");
+    assert!(err.to_string().contains("newer than this binary"), "{err}");
+    let versions = meta.db.sql(&format!("SELECT version FROM {META_DB}.__diesel_schema_migrations"));
+    assert!(versions.iter().any(|r| r[0] == FUTURE), "the refusal changes nothing: {versions:?}");
+}

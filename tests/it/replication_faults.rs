@@ -1,0 +1,379 @@
+//! Faults around a running task: the source restarting, the TCP link cut or turned into a
+//! blackhole (by a small proxy written here), and the permanent failures an operator must see
+//! as FAILED with a precise `last_error.code`: purged binlogs, a wrong password, a source without
+//! a binary log, impossible start positions, a user without REPLICATION SLAVE.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use binlog_server::binlog::event::types;
+use serde_json::{Value, json};
+
+use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
+use crate::common::poll_until;
+use crate::common::replication::{
+    LoadGenerator, WAIT, api_checkpoint, assert_copy_matches_source, assert_each_gtid_once, create_task,
+    fast_server_opts, files, flush_and_catch_up, from_first_file, last_event_id, last_event_type, local_dir,
+    source_json, start_copy_task, start_task, stop_task, task, task_events, wait_caught_up, wait_checkpoint_advances,
+    wait_event_after, wait_failed, wait_running,
+};
+use crate::common::server::Server;
+
+/// A TCP proxy for one upstream address, with switches to cut every live connection or to
+/// turn them into a blackhole (bytes are read and dropped, the sockets stay open). New
+/// connections after either switch are forwarded normally.
+struct Proxy {
+    port: u16,
+    conns: Arc<Mutex<Vec<ProxyConn>>>,
+    accepted: Arc<AtomicUsize>,
+    closing: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+struct ProxyConn {
+    client: TcpStream,
+    upstream: TcpStream,
+    blackhole: Arc<AtomicBool>,
+    /// Set by the first pump that ends (either side closed).
+    closed: Arc<AtomicBool>,
+}
+
+impl ProxyConn {
+    fn close(&self) {
+        // Errors mean the socket is already closed.
+        let _ = self.client.shutdown(Shutdown::Both);
+        let _ = self.upstream.shutdown(Shutdown::Both);
+    }
+}
+
+impl Proxy {
+    fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let conns: Arc<Mutex<Vec<ProxyConn>>> = Arc::default();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let closing = Arc::new(AtomicBool::new(false));
+        let (conns2, accepted2, closing2) = (conns.clone(), accepted.clone(), closing.clone());
+        let acceptor = thread::Builder::new()
+            .name("proxy-accept".into())
+            .spawn(move || {
+                for client in listener.incoming() {
+                    if closing2.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(client) = client else { continue };
+                    // The source is down: refuse the client the way the source itself would.
+                    let Ok(upstream) = TcpStream::connect(upstream) else { continue };
+                    accepted2.fetch_add(1, Ordering::SeqCst);
+                    let conn = ProxyConn {
+                        client: client.try_clone().expect("clone socket"),
+                        upstream: upstream.try_clone().expect("clone socket"),
+                        blackhole: Arc::default(),
+                        closed: Arc::default(),
+                    };
+                    pump(client.try_clone().expect("clone socket"), upstream.try_clone().expect("clone socket"), &conn);
+                    pump(upstream, client, &conn);
+                    let mut conns = conns2.lock().expect("proxy lock");
+                    conns.retain(|c| !c.closed.load(Ordering::SeqCst));
+                    conns.push(conn);
+                }
+            })
+            .expect("spawn the proxy");
+        Proxy { port, conns, accepted, closing, acceptor: Some(acceptor) }
+    }
+
+    /// Shuts down both sockets of every connection; returns how many were still open.
+    fn cut_all(&self) -> usize {
+        let conns = std::mem::take(&mut *self.conns.lock().expect("proxy lock"));
+        let open = conns.iter().filter(|c| !c.closed.load(Ordering::SeqCst)).count();
+        conns.iter().for_each(ProxyConn::close);
+        open
+    }
+
+    /// Every open connection stops forwarding, in both directions, and stays open; returns how
+    /// many there were.
+    fn blackhole_all(&self) -> usize {
+        let conns = self.conns.lock().expect("proxy lock");
+        let open: Vec<&ProxyConn> = conns.iter().filter(|c| !c.closed.load(Ordering::SeqCst)).collect();
+        open.iter().for_each(|c| c.blackhole.store(true, Ordering::SeqCst));
+        open.len()
+    }
+
+    /// Connections accepted (and connected upstream) so far.
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::SeqCst);
+        // Wakes the acceptor up so it sees `closing`.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        self.cut_all();
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Copies `from` -> `to` on a thread until either side closes; while the connection is a
+/// blackhole the bytes are read and dropped. At the end both sockets are shut down.
+fn pump(mut from: TcpStream, mut to: TcpStream, conn: &ProxyConn) {
+    let (blackhole, closed) = (conn.blackhole.clone(), conn.closed.clone());
+    thread::Builder::new()
+        .name("proxy-pump".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                if !blackhole.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            closed.store(true, Ordering::SeqCst);
+            let _ = from.shutdown(Shutdown::Both);
+            let _ = to.shutdown(Shutdown::Both);
+        })
+        .expect("spawn a proxy pump");
+}
+
+/// A task source pointing at `port` on loopback instead of the source's own port.
+fn source_via(port: u16) -> Value {
+    json!({"host": "127.0.0.1", "port": port, "user": REPL_USER, "password": REPL_PASSWORD, "flavor": "mariadb"})
+}
+
+/// Waits for a TASK_RETRY_BACKOFF event after event `mark`, then a TASK_RUNNING event after that
+/// one; returns the retry message.
+fn wait_retry_then_running(srv: &Server, id: i64, mark: i64) -> String {
+    let (retry_id, message) = wait_event_after(srv, id, "TASK_RETRY_BACKOFF", mark);
+    wait_event_after(srv, id, "TASK_RUNNING", retry_id);
+    message
+}
+
+#[test]
+fn source_restart_mid_stream_resumes_with_the_stop_event_and_no_gap() {
+    let mut db = MariaDb::start(MariaDbOpts::default().max_binlog_size("256K"));
+    let srv = Server::start(fast_server_opts());
+    let id = start_copy_task(&srv, &db, "restart");
+    wait_running(&srv, id);
+    let load = LoadGenerator::start(&db, "restart_load", 1);
+    wait_checkpoint_advances(&srv, id);
+    load.stop();
+    let closed = db.master_status().expect("binlog on").file;
+
+    let mark = last_event_id(&srv, id);
+    db.stop();
+    let (_, message) = wait_event_after(&srv, id, "TASK_RETRY_BACKOFF", mark);
+    assert!(message.starts_with("SOURCE_UNREACHABLE"), "a source shutdown is retried as SOURCE_UNREACHABLE: {message}");
+    assert_eq!(task(&srv, id)["state"], "RETRY_BACKOFF", "the task waits for the source");
+    db.restart();
+    wait_running(&srv, id);
+    let load = LoadGenerator::start(&db, "restart_load", 2);
+    wait_checkpoint_advances(&srv, id);
+    load.stop();
+    flush_and_catch_up(&srv, &db, id);
+
+    let copy = assert_copy_matches_source(&srv, &db, id);
+    // The source wrote a STOP event to the file it closed at shutdown (it is never streamed
+    // live: the task fetched it by resuming at its checkpoint), then opened a new file.
+    let ours = std::fs::read(local_dir(&srv, id, &db).join(&closed)).expect("the file closed at shutdown");
+    assert_eq!(last_event_type(&ours), Some(types::STOP), "{closed} must end with the source's STOP event");
+    let after = copy.sealed.iter().position(|n| *n == closed).expect("the closed file is sealed");
+    assert!(after + 1 < copy.sealed.len(), "the file opened after the restart must be copied too: {copy:?}");
+    assert_each_gtid_once(&srv, &db, id);
+}
+
+#[test]
+fn a_cut_link_is_retried_and_resumed_without_a_gap() {
+    let db = MariaDb::start(MariaDbOpts::default().max_binlog_size("128K"));
+    let proxy = Proxy::start(db.addr());
+    let srv = Server::start(fast_server_opts());
+    let id = create_task(&srv, "cut", source_via(proxy.port), from_first_file(&db));
+    start_task(&srv, id);
+    wait_running(&srv, id);
+    let load = LoadGenerator::start(&db, "cut_load", 3);
+    for round in 1..=3 {
+        wait_checkpoint_advances(&srv, id);
+        let mark = last_event_id(&srv, id);
+        let cut = proxy.cut_all();
+        assert!(cut >= 1, "round {round}: the task's connection must go through the proxy");
+        let message = wait_retry_then_running(&srv, id, mark);
+        assert!(message.starts_with("SOURCE_UNREACHABLE"), "round {round}: a cut link is retried: {message}");
+    }
+    load.stop();
+    flush_and_catch_up(&srv, &db, id);
+    assert_copy_matches_source(&srv, &db, id);
+    assert_each_gtid_once(&srv, &db, id);
+    let (_, repl) = srv.get(&format!("/api/tasks/{id}/replication"));
+    assert!(repl["reconnects"].as_u64() >= Some(3), "three cuts, three reconnects: {repl}");
+}
+
+#[test]
+fn a_blackholed_link_is_detected_by_heartbeat_silence() {
+    let db = MariaDb::start(MariaDbOpts::default());
+    let proxy = Proxy::start(db.addr());
+    // Heartbeat every 200 ms: silence for 1 s (5 periods) means the link is dead.
+    let srv = Server::start(fast_server_opts());
+    let id = create_task(&srv, "blackhole", source_via(proxy.port), from_first_file(&db));
+    start_task(&srv, id);
+    wait_running(&srv, id);
+    let load = LoadGenerator::start(&db, "blackhole_load", 4);
+    wait_checkpoint_advances(&srv, id);
+
+    let mark = last_event_id(&srv, id);
+    let before = proxy.accepted();
+    let since = Instant::now();
+    assert!(proxy.blackhole_all() >= 1, "the task's connection must go through the proxy");
+    let message = wait_retry_then_running(&srv, id, mark);
+    let detected = since.elapsed();
+    assert!(
+        message.contains("no event or heartbeat"),
+        "a silent link is detected by the missing heartbeats, not by an error: {message}"
+    );
+    // TCP itself would take minutes to notice; the heartbeat check takes about 1 s.
+    assert!(detected < Duration::from_secs(15), "a blackhole took {detected:?} to detect");
+    assert!(proxy.accepted() > before, "the task reconnected through a new connection");
+    load.stop();
+    flush_and_catch_up(&srv, &db, id);
+    assert_copy_matches_source(&srv, &db, id);
+    assert_each_gtid_once(&srv, &db, id);
+}
+
+#[test]
+fn purged_binlogs_past_the_checkpoint_fail_the_task() {
+    let db = MariaDb::start(MariaDbOpts::default());
+    let srv = Server::start(fast_server_opts());
+    let id = start_copy_task(&srv, &db, "purged");
+    wait_running(&srv, id);
+    db.sql("CREATE TABLE p (id INT PRIMARY KEY); INSERT INTO p VALUES (1), (2);");
+    wait_caught_up(&srv, &db, id);
+    stop_task(&srv, id);
+
+    for i in 3..6 {
+        db.sql(&format!("INSERT INTO p VALUES ({i})"));
+        db.flush_binary_logs();
+    }
+    let newest = db.master_status().expect("binlog on").file;
+    let (checkpoint_file, _) = api_checkpoint(&srv, id).expect("a checkpoint");
+    // The source keeps a file until its binlog checkpoint has passed it: purge until the file
+    // the task needs is gone.
+    poll_until(WAIT, &format!("PURGE BINARY LOGS TO '{newest}' to remove {checkpoint_file}"), || {
+        db.sql(&format!("PURGE BINARY LOGS TO '{newest}'"));
+        (!db.binlog_files().iter().any(|(name, _)| *name == checkpoint_file)).then_some(())
+    });
+    start_task(&srv, id);
+    let (code, message) = wait_failed(&srv, id);
+    assert_eq!(code, "SOURCE_BINLOG_PURGED", "{message}");
+    assert!(
+        task_events(&srv, id).iter().any(|e| e.1 == "TASK_ERROR" && e.2.starts_with("SOURCE_BINLOG_PURGED")),
+        "the failure is in the task's events"
+    );
+}
+
+#[test]
+fn a_wrong_password_fails_without_showing_the_password() {
+    const WRONG: &str = "Wr0ng-pw-Zq81x";
+    let db = MariaDb::start(MariaDbOpts::default());
+    let srv = Server::start(fast_server_opts());
+    let mut source = source_json(&db);
+    source["password"] = json!(WRONG);
+    let id = create_task(&srv, "badpw", source, from_first_file(&db));
+    start_task(&srv, id);
+    let (code, message) = wait_failed(&srv, id);
+    assert_eq!(code, "SOURCE_ACCESS_DENIED", "{message}");
+    assert!(message.contains("Access denied"), "the source's reason is kept: {message}");
+
+    let (_, shown) = srv.get(&format!("/api/tasks/{id}"));
+    let (_, repl) = srv.get(&format!("/api/tasks/{id}/replication"));
+    let events = format!("{:?}", task_events(&srv, id));
+    for (what, text) in [
+        ("the task", shown.to_string()),
+        ("the replication status", repl.to_string()),
+        ("the events", events),
+        ("the server log", srv.log_text()),
+        ("the console", std::fs::read_to_string(srv.console_path()).unwrap_or_default()),
+    ] {
+        assert!(!text.contains(WRONG), "the password shows in {what}");
+    }
+}
+
+#[test]
+fn a_source_without_a_binary_log_fails_the_task() {
+    let db = MariaDb::start(MariaDbOpts::default().without_log_bin());
+    let srv = Server::start(fast_server_opts());
+    let id = create_task(
+        &srv,
+        "nolog",
+        source_json(&db),
+        json!({"mode": "FILE_POS", "file": "mariadb-bin.000001", "pos": 4}),
+    );
+    start_task(&srv, id);
+    let (code, message) = wait_failed(&srv, id);
+    assert_eq!(code, "SOURCE_LOG_BIN_OFF", "{message}");
+    assert!(files(&srv, id).is_empty(), "nothing is written");
+}
+
+#[test]
+fn impossible_start_positions_fail_the_task() {
+    let db = MariaDb::start(MariaDbOpts::default());
+    db.sql("CREATE TABLE s (id INT PRIMARY KEY, v TEXT); INSERT INTO s VALUES (1, 'a'), (2, 'b');");
+    db.flush_binary_logs();
+    db.sql("INSERT INTO s VALUES (3, 'c')");
+    let srv = Server::start(fast_server_opts());
+    let files_now = db.binlog_files();
+    let (closed, closed_size) = files_now[0].clone();
+    let active = db.master_status().expect("binlog on");
+    // A position inside an event: the first GTID event of the closed file starts after the
+    // header events; 3 bytes into it is no event boundary.
+    let events = db.sql(&format!("SHOW BINLOG EVENTS IN '{closed}'"));
+    let gtid_at: u64 =
+        events.iter().find(|r| r[2] == "Gtid").map(|r| r[1].parse().expect("Pos")).expect("a GTID event");
+    let cases = [
+        ("inside the FDE", closed.clone(), 5),
+        ("inside a GTID event", closed.clone(), gtid_at + 3),
+        ("beyond the end of a closed file", closed.clone(), closed_size + 1000),
+        ("beyond the end of the active file", active.file.clone(), active.position + 1000),
+    ];
+    for (i, (what, file, pos)) in cases.iter().enumerate() {
+        let id = create_task(
+            &srv,
+            &format!("badpos{i}"),
+            source_json(&db),
+            json!({"mode": "FILE_POS", "file": file, "pos": pos}),
+        );
+        start_task(&srv, id);
+        let (code, message) = wait_failed(&srv, id);
+        assert_eq!(code, "INVALID_START_POSITION", "{what} ({file}:{pos}): {message}");
+        assert!(files(&srv, id).is_empty(), "{what}: nothing is written");
+    }
+}
+
+#[test]
+fn a_user_without_replication_slave_is_access_denied() {
+    let db = MariaDb::start(MariaDbOpts::default());
+    // Everything a replica needs except REPLICATION SLAVE.
+    db.sql(
+        "SET SESSION sql_log_bin = 0;
+         CREATE USER 'norepl'@'%' IDENTIFIED BY 'norepl-Pass-1';
+         GRANT BINLOG MONITOR, SLAVE MONITOR, SELECT ON *.* TO 'norepl'@'%';",
+    );
+    let srv = Server::start(fast_server_opts());
+    let mut source = source_json(&db);
+    source["user"] = json!("norepl");
+    source["password"] = json!("norepl-Pass-1");
+    let id = create_task(&srv, "norepl", source, from_first_file(&db));
+    start_task(&srv, id);
+    let (code, message) = wait_failed(&srv, id);
+    assert_eq!(code, "SOURCE_ACCESS_DENIED", "{message}");
+    assert!(files(&srv, id).is_empty(), "nothing is written");
+}

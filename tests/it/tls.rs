@@ -1,0 +1,151 @@
+//! TLS towards the source, against a real MariaDB with certificates made by `openssl` for the
+//! test: every `tls_mode` connects or refuses as the MySQL client's modes do.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
+use crate::common::server::{Server, ServerOpts};
+use crate::common::{poll_until, require_binary, temp_dir};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new(require_binary("openssl")).current_dir(dir).args(args).output().expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA and a server certificate signed by it for `san` (e.g. `IP:127.0.0.1`).
+fn make_pki(dir: &Path, prefix: &str, san: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = format!("{prefix}-ca.key");
+    let ca = format!("{prefix}-ca.pem");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={prefix} test CA"),
+        ],
+    );
+    let key = format!("{prefix}-server.key");
+    let csr = format!("{prefix}-server.csr");
+    let cert = format!("{prefix}-server.pem");
+    openssl(
+        dir,
+        &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", "/CN=binlog test server"],
+    );
+    let ext = format!("{prefix}-ext.cnf");
+    std::fs::write(dir.join(&ext), format!("subjectAltName={san}\n")).expect("ext file");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+    (dir.join(ca), dir.join(cert), dir.join(key))
+}
+
+fn task(srv: &Server, db: &MariaDb, key: &str, tls_mode: &str, ca: Option<&Path>) -> i64 {
+    let mut source = json!({"host": "127.0.0.1", "port": db.port(), "user": REPL_USER, "password": REPL_PASSWORD,
+                            "flavor": "mariadb", "tls_mode": tls_mode});
+    if let Some(ca) = ca {
+        source["tls_ca_file"] = json!(ca.to_str().expect("utf-8 path"));
+    }
+    let (status, t) = srv
+        .post("/api/tasks", &json!({"name": key, "cluster_key": key, "source": source, "start": {"mode": "LATEST"}}));
+    assert_eq!(status, 201, "{t}");
+    let id = t["id"].as_i64().expect("id");
+    assert_eq!(srv.post(&format!("/api/tasks/{id}/start"), &json!({})).0, 200);
+    id
+}
+
+/// Waits for RUNNING or FAILED; returns the replication status.
+fn settle(srv: &Server, id: i64) -> Value {
+    poll_until(WAIT, &format!("task {id} RUNNING or FAILED"), || {
+        let (_, r) = srv.get(&format!("/api/tasks/{id}/replication"));
+        matches!(r["state"].as_str(), Some("RUNNING" | "FAILED")).then_some(r)
+    })
+}
+
+#[test]
+fn each_tls_mode_connects_or_refuses_like_the_mysql_client() {
+    let pki = temp_dir("tls-pki");
+    let (ca, cert, key) = make_pki(pki.path(), "good", "IP:127.0.0.1");
+    let (other_ca, _, _) = make_pki(pki.path(), "other", "IP:127.0.0.1");
+    let (_, wrong_name_cert, wrong_name_key) = make_pki(pki.path(), "named", "DNS:db.example.invalid");
+    let db = MariaDb::start(
+        MariaDbOpts::default()
+            .arg(format!("--ssl-ca={}", ca.display()))
+            .arg(format!("--ssl-cert={}", cert.display()))
+            .arg(format!("--ssl-key={}", key.display())),
+    );
+    let srv = Server::start(ServerOpts::default());
+
+    for (mode, ca_file) in
+        [("preferred", None), ("required", None), ("verify_ca", Some(&ca)), ("verify_identity", Some(&ca))]
+    {
+        let id = task(&srv, &db, &format!("ok-{mode}"), mode, ca_file.map(|p| p.as_path()));
+        let r = settle(&srv, id);
+        assert_eq!(r["state"], "RUNNING", "{mode}: {r}");
+        assert_eq!(r["tls"], true, "{mode} must encrypt: {r}");
+    }
+    let id = task(&srv, &db, "ok-disabled", "disabled", None);
+    let r = settle(&srv, id);
+    assert_eq!((r["state"].as_str(), r["tls"].as_bool()), (Some("RUNNING"), Some(false)), "{r}");
+
+    // A certificate from another CA fails verification: permanent, with a readable reason.
+    let id = task(&srv, &db, "bad-ca", "verify_ca", Some(&other_ca));
+    let r = settle(&srv, id);
+    assert_eq!(r["state"], "FAILED", "{r}");
+    assert!(r["last_error"]["message"].as_str().unwrap_or_default().contains("TLS"), "{r}");
+
+    // A server whose certificate names another host: verify_identity refuses, verify_ca accepts.
+    let named = MariaDb::start(
+        MariaDbOpts::default()
+            .arg(format!("--ssl-ca={}", ca.display()))
+            .arg(format!("--ssl-cert={}", wrong_name_cert.display()))
+            .arg(format!("--ssl-key={}", wrong_name_key.display())),
+    );
+    let named_ca = pki.path().join("named-ca.pem");
+    let id = task(&srv, &named, "name-identity", "verify_identity", Some(&named_ca));
+    assert_eq!(settle(&srv, id)["state"], "FAILED");
+    let id = task(&srv, &named, "name-ca", "verify_ca", Some(&named_ca));
+    assert_eq!(settle(&srv, id)["state"], "RUNNING");
+
+    // A server without TLS: `required` refuses, `preferred` falls back to plain text.
+    let plain = MariaDb::start(MariaDbOpts::default());
+    let id = task(&srv, &plain, "plain-required", "required", None);
+    let r = settle(&srv, id);
+    assert_eq!(r["state"], "FAILED", "{r}");
+    assert!(r["last_error"]["message"].as_str().unwrap_or_default().contains("does not offer TLS"), "{r}");
+    let id = task(&srv, &plain, "plain-preferred", "preferred", None);
+    let r = settle(&srv, id);
+    assert_eq!((r["state"].as_str(), r["tls"].as_bool()), (Some("RUNNING"), Some(false)), "{r}");
+}
