@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Catch-up throughput: binlog-server (fsync before every checkpoint) against
+# `mariadb-binlog --read-from-remote-server --raw` (no fsync), on the same backlog.
+#
+#   scripts/bench/catchup.sh
+#
+# Builds the release binary, starts a throwaway mariadbd (own datadir and loopback port; the
+# machine's own MariaDB is never touched), generates >= 1 GiB of binlog per profile (bulk: 1-4 KB
+# rows in 12 MB transactions; oltp: single-row transactions of ~460 bytes), then times both tools
+# BENCH_RUNS times each, checks that the files are byte-identical, and prints medians and the ratio.
+#
+# Environment (all optional):
+#   BENCH_RUNS=3                runs per tool and profile (medians are reported)
+#   BENCH_PROFILES="bulk oltp"  which profiles
+#   BENCH_BULK_MIB=1024         backlog size of the bulk profile
+#   BENCH_OLTP_MIB=1024         backlog size of the oltp profile
+#   BENCH_SYSCALLS=1            one extra (untimed) run of each tool under `perf stat` (syscall counts)
+#   BENCH_PERF=0                one extra run of binlog-server under `perf record` (needs perf)
+#   BENCH_KEEP=0                1 keeps the work dir (source datadir, logs, fetched files)
+#   BENCH_TMPDIR                where the work dir goes (default: $TMPDIR or /tmp)
+#   BENCH_OUT                   also write the results as JSON to this file
+#   BINLOG_SERVER_WRITER_*      writer settings passed to binlog-server (default: built-in defaults)
+#
+# Every process it starts is stopped by PID on exit; the work dir is removed unless BENCH_KEEP=1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+echo "== building the release binary: cargo build --release --bin binlog-server"
+cargo build --release --quiet --bin binlog-server
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+export BENCH_SERVER_BIN="$target_dir/release/binlog-server"
+
+exec python3 scripts/bench/catchup.py "$@"
