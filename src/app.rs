@@ -55,7 +55,14 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     };
     info!(log, "metadata store ready"; "meta" => %store.dsn());
 
-    let supervisor = Supervisor::new(store, settings.clone(), log.clone()).start();
+    let objects = if settings.upload.enabled {
+        let o = crate::upload::ObjectStore::new(&settings.upload).map_err(|e| anyhow::anyhow!("upload: {e}"))?;
+        info!(log, "upload enabled"; "endpoint" => &settings.upload.endpoint, "bucket" => &settings.upload.bucket);
+        Some(Arc::new(o))
+    } else {
+        None
+    };
+    let supervisor = Supervisor::new(store, settings.clone(), objects, log.clone()).start();
     let http_registry = prometheus::Registry::new();
     let prom = actix_web_prom::PrometheusMetricsBuilder::new("binlog_server")
         .registry(http_registry.clone())

@@ -14,3 +14,4 @@ pub mod meta;
 pub mod secret;
 pub mod source;
 pub mod telemetry;
+pub mod upload;

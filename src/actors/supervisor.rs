@@ -14,11 +14,12 @@ use std::time::Duration;
 use actix::prelude::*;
 use slog::{Logger, error, info, o, warn};
 
-use crate::actors::task::{Stop, TaskActor, TaskContext, TaskExited};
+use crate::actors::task::{Stop, TaskActor, TaskContext, TaskExited, WakeUploads};
 use crate::config::Settings;
 use crate::domain::{DesiredState, FieldError, Task, TaskEventType, TaskId, TaskSpec, TaskState};
 use crate::meta::{Checkpoint, FileRecord, LastError, Store, StoreError, TaskEvent, TaskFilter};
 use crate::telemetry::tracing::span;
+use crate::upload::ObjectStore;
 use opentelemetry::KeyValue;
 
 /// Why a control-plane command was refused or failed. The API maps each variant to a status.
@@ -66,11 +67,14 @@ pub struct Supervisor {
     root_log: Logger,
     tasks: HashMap<TaskId, Addr<TaskActor>>,
     shutting_down: bool,
+    /// The bucket, when upload is enabled.
+    objects: Option<Arc<ObjectStore>>,
 }
 
 impl Supervisor {
-    pub fn new(store: Store, settings: Arc<Settings>, log: Logger) -> Self {
+    pub fn new(store: Store, settings: Arc<Settings>, objects: Option<Arc<ObjectStore>>, log: Logger) -> Self {
         Supervisor {
+            objects,
             store,
             settings,
             log: log.new(o!("actor" => "supervisor")),
@@ -87,6 +91,7 @@ impl Supervisor {
             settings: self.settings.clone(),
             log: self.root_log.new(o!("task_id" => id.0)),
             supervisor: ctx.address().recipient(),
+            objects: self.objects.clone(),
         };
         let addr = TaskActor::new(task, tctx).start();
         self.tasks.insert(id, addr);
@@ -484,6 +489,54 @@ impl Handler<ListFiles> for Supervisor {
         let fut = store_call!(self.store, |s| {
             s.get_task(id)?;
             s.list_files(id)
+        });
+        Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
+    }
+}
+
+/// Operator retry: makes up to `limit` failed uploads due now and wakes the task's uploader.
+#[derive(Message)]
+#[rtype(result = "ControlResult<usize>")]
+pub struct RetryUploads {
+    pub id: TaskId,
+    pub limit: i64,
+}
+
+impl Handler<RetryUploads> for Supervisor {
+    type Result = ResponseFuture<ControlResult<usize>>;
+
+    fn handle(&mut self, msg: RetryUploads, _: &mut Context<Self>) -> Self::Result {
+        let RetryUploads { id, limit } = msg;
+        let actor = self.tasks.get(&id).cloned();
+        let fut = store_call!(self.store, |s| {
+            s.get_task(id)?;
+            s.retry_uploads(id, limit)
+        });
+        Box::pin(async move {
+            let n = fut.await.map_err(|e| ControlError::from_store(e, Some(id), "update"))?;
+            if let Some(a) = actor {
+                a.do_send(WakeUploads);
+            }
+            Ok(n)
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ControlResult<Vec<FileRecord>>")]
+pub struct ListUploadFailures {
+    pub id: TaskId,
+    pub limit: i64,
+}
+
+impl Handler<ListUploadFailures> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Vec<FileRecord>>>;
+
+    fn handle(&mut self, msg: ListUploadFailures, _: &mut Context<Self>) -> Self::Result {
+        let ListUploadFailures { id, limit } = msg;
+        let fut = store_call!(self.store, |s| {
+            s.get_task(id)?;
+            s.upload_failures(id, limit)
         });
         Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
     }

@@ -21,12 +21,14 @@ use crate::actors::file_writer::{CloseFiles, FileWriterActor, PersistCheckpoint,
 use crate::actors::replication::{
     Progress, ReplicationActor, ReplicationEvent, ReplicationParams, StopReplication, replica_uuid,
 };
+use crate::actors::upload::{StopUploads, UploadActor, UploadNow, UploadParams};
 use crate::config::Settings;
 use crate::domain::{Task, TaskError, TaskErrorCode, TaskEventType, TaskId, TaskState, effective_server_id};
 use crate::meta::{Checkpoint, LastError, Store};
 use crate::source::conn::ConnectParams;
 use crate::source::dump::ReplicaParams;
 use crate::telemetry::metrics::metrics;
+use crate::upload::ObjectStore;
 
 /// What a TaskActor needs from its parent.
 #[derive(Clone)]
@@ -35,7 +37,14 @@ pub struct TaskContext {
     pub settings: Arc<Settings>,
     pub log: Logger,
     pub supervisor: Recipient<TaskExited>,
+    /// The bucket, when upload is enabled.
+    pub objects: Option<Arc<ObjectStore>>,
 }
+
+/// Retry-upload was asked for: wake the uploader.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WakeUploads;
 
 /// Told to the supervisor when a TaskActor ends.
 #[derive(Message, Debug, Clone, Copy)]
@@ -95,6 +104,7 @@ pub struct TaskActor {
     state: TaskState,
     writer: Option<Addr<FileWriterActor>>,
     replication: Option<Addr<ReplicationActor>>,
+    uploader: Option<Addr<UploadActor>>,
     attempt: u32,
     retry: Option<SpawnHandle>,
     stopping: bool,
@@ -118,6 +128,7 @@ impl TaskActor {
             state,
             writer: None,
             replication: None,
+            uploader: None,
             attempt: 0,
             retry: None,
             stopping: false,
@@ -267,6 +278,9 @@ impl TaskActor {
             ctx.cancel_future(h);
         }
         let replication = self.replication.take();
+        if let Some(u) = self.uploader.take() {
+            u.do_send(StopUploads);
+        }
         let writer = self.writer.clone();
         let log = self.ctx.log.clone();
         ctx.wait(
@@ -324,6 +338,10 @@ impl TaskActor {
             .into_actor(self)
             .map(|_, act, ctx| {
                 act.hashing = false;
+                // The file is in the upload queue once its sha256 is recorded.
+                if let Some(u) = &act.uploader {
+                    u.do_send(UploadNow);
+                }
                 act.hash_next(ctx);
             }),
         );
@@ -380,6 +398,21 @@ impl Actor for TaskActor {
                 act.hash_next(ctx);
             },
         ));
+        let up = &s.upload;
+        self.uploader = Some(
+            UploadActor::new(UploadParams {
+                task_id: id,
+                cluster_key: self.task.spec.cluster_key.clone(),
+                data_dir: s.data_dir.clone(),
+                store: self.ctx.store.clone(),
+                objects: self.ctx.objects.clone(),
+                retry_initial: Duration::from_secs(up.retry_initial_sec),
+                retry_max: Duration::from_secs(up.retry_max_sec),
+                retention_interval: Duration::from_secs(s.storage.retention_interval_sec),
+                log: self.ctx.log.new(slog::o!("actor" => "upload")),
+            })
+            .start(),
+        );
         self.start_attempt(ctx);
     }
 
@@ -601,6 +634,16 @@ impl Handler<Shutdown> for TaskActor {
             }
             .into_actor(self),
         )
+    }
+}
+
+impl Handler<WakeUploads> for TaskActor {
+    type Result = ();
+
+    fn handle(&mut self, _: WakeUploads, _: &mut Context<Self>) {
+        if let Some(u) = &self.uploader {
+            u.do_send(UploadNow);
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::actors::supervisor::TaskView;
 use crate::domain::{DesiredState, Flavor, RawTaskSpec, StartMode, StartSpec, Task, TaskError, TaskState, TlsMode};
-use crate::meta::{FileRecord, FileState};
+use crate::meta::{FileRecord, FileState, UploadState};
 use crate::secret::Secret;
 
 /// What every response shows in place of a password.
@@ -337,6 +337,39 @@ pub struct FileDto {
     pub sha256: Option<String>,
     pub created_at: DateTime<Utc>,
     pub sealed_at: Option<DateTime<Utc>>,
+    pub upload: FileUploadDto,
+}
+
+/// Where a file stands with the bucket, and what retention did to it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FileUploadDto {
+    /// LOCAL_ONLY until uploaded; UPLOAD_FAILED retries with backoff.
+    pub state: UploadState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// When a failed upload is tried again.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub object_key: Option<String>,
+    pub uploaded_at: Option<DateTime<Utc>>,
+    /// Size, sha256 metadata and ETag checked against the bucket after the upload.
+    pub verified: bool,
+    /// Set when local retention removed the local copy.
+    pub local_deleted_at: Option<DateTime<Utc>>,
+    /// Set when bucket retention removed the object.
+    pub remote_deleted_at: Option<DateTime<Utc>>,
+}
+
+/// Failed uploads of a task.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UploadFailurePage {
+    pub items: Vec<FileDto>,
+}
+
+/// Result of a retry-upload request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RetryUploadDto {
+    /// How many failed uploads were made due now.
+    pub retried: usize,
 }
 
 impl FileDto {
@@ -351,6 +384,17 @@ impl FileDto {
             sha256: r.sha256.clone(),
             created_at: r.created_at,
             sealed_at: r.sealed_at,
+            upload: FileUploadDto {
+                state: r.upload.state,
+                attempts: r.upload.attempts,
+                last_error: r.upload.last_error.clone(),
+                next_attempt_at: r.upload.next_attempt_at,
+                object_key: r.upload.object_key.clone(),
+                uploaded_at: r.upload.uploaded_at,
+                verified: r.upload.verified,
+                local_deleted_at: r.upload.local_deleted_at,
+                remote_deleted_at: r.upload.remote_deleted_at,
+            },
         }
     }
 }

@@ -145,6 +145,8 @@ pub fn api_scope() -> actix_web::Scope<
         .service(resource("/tasks/{id}/checkpoint", "GET").route(web::get().to(tasks::checkpoint)))
         .service(resource("/tasks/{id}/events", "GET").route(web::get().to(tasks::events)))
         .service(resource("/tasks/{id}/files", "GET").route(web::get().to(tasks::files)))
+        .service(resource("/tasks/{id}/files/retry-upload", "POST").route(web::post().to(tasks::retry_upload)))
+        .service(resource("/tasks/{id}/upload-failures", "GET").route(web::get().to(tasks::upload_failures)))
         .service(resource("/tasks/{id}/replication", "GET").route(web::get().to(tasks::replication)))
         .default_service(web::to(not_found))
 }

@@ -32,6 +32,8 @@ use crate::api::{metrics, tasks};
         tasks::checkpoint,
         tasks::events,
         tasks::files,
+        tasks::retry_upload,
+        tasks::upload_failures,
         tasks::replication,
     ),
     modifiers(&Security),

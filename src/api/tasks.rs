@@ -6,11 +6,12 @@ use actix_web::{HttpResponse, web};
 
 use crate::actors::Supervisor;
 use crate::actors::supervisor::{
-    CreateTask, DeleteTask, GetCheckpoint, GetTask, ListEvents, ListFiles, ListTasks, StartTask, StopTask, UpdateTask,
+    CreateTask, DeleteTask, GetCheckpoint, GetTask, ListEvents, ListFiles, ListTasks, ListUploadFailures, RetryUploads,
+    StartTask, StopTask, UpdateTask,
 };
 use crate::api::dto::{
-    CheckpointDto, DeleteQuery, EventPage, FileDto, FilePage, LimitQuery, ListQuery, ReplicationDto, TaskBody, TaskDto,
-    TaskPage,
+    CheckpointDto, DeleteQuery, EventPage, FileDto, FilePage, LimitQuery, ListQuery, ReplicationDto, RetryUploadDto,
+    TaskBody, TaskDto, TaskPage, UploadFailurePage,
 };
 use crate::api::error::ApiError;
 use crate::api::{ApiState, TaskIdPath};
@@ -193,6 +194,34 @@ pub async fn events(state: web::Data<ApiState>, id: TaskIdPath, q: web::Query<Li
 pub async fn files(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse> {
     let files = sup(&state).send(ListFiles(id.0)).await??;
     Ok(HttpResponse::Ok().json(FilePage { items: files.iter().map(FileDto::from_record).collect() }))
+}
+
+#[utoipa::path(post, path = "/api/tasks/{id}/files/retry-upload", tag = "tasks", params(("id" = i64, Path, description = "Task id", minimum = 1), LimitQuery),
+    responses((status = 200, description = "Up to `limit` (default 100) failed uploads, oldest first, are due now with a fresh backoff", body = RetryUploadDto), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 404, description = "No such task", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
+              (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
+    security((), ("bearer" = []), ("api_key" = [])))]
+pub async fn retry_upload(
+    state: web::Data<ApiState>,
+    id: TaskIdPath,
+    q: web::Query<LimitQuery>,
+) -> Result<HttpResponse> {
+    let limit = bounded(q.limit, 100, 1000, "limit")?;
+    let retried = sup(&state).send(RetryUploads { id: id.0, limit }).await??;
+    Ok(HttpResponse::Ok().json(RetryUploadDto { retried }))
+}
+
+#[utoipa::path(get, path = "/api/tasks/{id}/upload-failures", tag = "tasks", params(("id" = i64, Path, description = "Task id", minimum = 1), LimitQuery),
+    responses((status = 200, description = "Files whose last upload failed, with the reason, oldest first", body = UploadFailurePage), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 404, description = "No such task", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
+              (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
+    security((), ("bearer" = []), ("api_key" = [])))]
+pub async fn upload_failures(
+    state: web::Data<ApiState>,
+    id: TaskIdPath,
+    q: web::Query<LimitQuery>,
+) -> Result<HttpResponse> {
+    let limit = bounded(q.limit, 100, 1000, "limit")?;
+    let files = sup(&state).send(ListUploadFailures { id: id.0, limit }).await??;
+    Ok(HttpResponse::Ok().json(UploadFailurePage { items: files.iter().map(FileDto::from_record).collect() }))
 }
 
 #[utoipa::path(get, path = "/api/tasks/{id}/replication", tag = "tasks", params(("id" = i64, Path, description = "Task id", minimum = 1)),

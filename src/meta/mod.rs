@@ -10,6 +10,7 @@ mod conn;
 mod models;
 pub mod schema;
 mod store;
+mod uploads;
 
 pub use conn::{MetaConnection, MetaDsn, MigrationStatus, build_pool, migrate_down, migrate_up, migration_status};
 pub use models::{Checkpoint, FileRecord, FileState, TaskEvent, TaskFilter, UploadInfo, UploadState};

@@ -306,6 +306,8 @@ pub struct UploadInfo {
     pub remote_deleted_at: Option<DateTime<Utc>>,
 }
 
+// `string_enum!` defines the enum, so `#[derive(Default)]` + `#[default]` cannot be attached.
+#[allow(clippy::derivable_impls)]
 impl Default for UploadState {
     fn default() -> Self {
         UploadState::LocalOnly

@@ -79,7 +79,12 @@ impl Store {
         &self.dsn
     }
 
-    fn conn(&self) -> Result<Conn, StoreError> {
+    /// The clock every stored time comes from (injectable in tests).
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    pub(super) fn conn(&self) -> Result<Conn, StoreError> {
         Ok(self.pool.get()?)
     }
 
@@ -633,6 +638,45 @@ pub mod contract {
         .expect("contract spec is valid")
     }
 
+    /// The upload queue on the sealed, hashed `bin.000001` of `id`.
+    fn upload_contract(store: &Store, id: TaskId, now: chrono::DateTime<chrono::Utc>) {
+        use crate::meta::UploadState;
+        let state = |s: &Store| s.list_files(id).expect("files")[0].upload.clone();
+        assert_eq!(store.upload_backlog(id).expect("backlog"), 1);
+        let next = store.next_upload(id, now).expect("next").expect("the sealed file is due");
+        assert_eq!(next.file_name.as_str(), "bin.000001");
+        store.mark_uploading(id, "srv-1", "bin.000001", "p/k/srv-1/bin.000001").expect("uploading");
+        assert_eq!(state(store).state, UploadState::Uploading);
+        // A row left UPLOADING (interrupted run) is due again.
+        assert!(store.next_upload(id, now).expect("next").is_some());
+        let later = now + chrono::Duration::seconds(600);
+        store.mark_upload_failed(id, "srv-1", "bin.000001", 3, "HTTP 403 AccessDenied: no", later).expect("failed");
+        let u = state(store);
+        assert_eq!(
+            (u.state, u.attempts, u.last_error.as_deref()),
+            (UploadState::UploadFailed, 3, Some("HTTP 403 AccessDenied: no"))
+        );
+        assert!(store.next_upload(id, now).expect("next").is_none(), "not due before its retry time");
+        assert!(store.next_upload(id, later).expect("next").is_some(), "due at its retry time");
+        let due = store.next_upload_due(id).expect("due").expect("a retry time");
+        assert!((due - later).num_seconds().abs() <= 1, "{due} vs {later}");
+        assert_eq!(store.upload_failures(id, 10).expect("failures").len(), 1);
+        assert_eq!(store.retry_uploads(id, 10).expect("retry"), 1);
+        assert_eq!(state(store).attempts, 0);
+        assert!(store.next_upload(id, now).expect("next").is_some(), "due now after retry-upload");
+        store.mark_uploaded(id, "srv-1", "bin.000001", now).expect("uploaded");
+        let u = state(store);
+        assert_eq!((u.state, u.verified, u.last_error), (UploadState::Uploaded, true, None));
+        assert_eq!(u.object_key.as_deref(), Some("p/k/srv-1/bin.000001"));
+        assert_eq!(store.upload_backlog(id).expect("backlog"), 0);
+        assert!(store.next_upload(id, later).expect("next").is_none());
+        assert_eq!(store.retry_uploads(id, 10).expect("retry"), 0);
+        store.mark_local_deleted(id, "srv-1", "bin.000001", now).expect("local deleted");
+        store.mark_remote_deleted(id, "srv-1", "bin.000001", now).expect("remote deleted");
+        let u = state(store);
+        assert!(u.local_deleted_at.is_some() && u.remote_deleted_at.is_some());
+    }
+
     /// Exercises every store operation; panics with a message on the first broken promise.
     pub fn run_contract(store: &Store) {
         let a = store.create_task(&spec("contract-a", "h1")).expect("create a");
@@ -712,6 +756,7 @@ pub mod contract {
         assert_eq!(files[0].end_pos, Some(1000));
         assert_eq!(files[0].sha256.as_deref(), Some("ab".repeat(32).as_str()));
         assert_eq!(store.get_checkpoint(a.id).expect("cp").map(|c| c.0), Some(cp2));
+        upload_contract(store, a.id, now);
         store.delete_file_rows(a.id, "srv-1", &["bin.000001".to_string()]).expect("delete rows");
         assert!(store.list_files(a.id).expect("files").is_empty());
 

@@ -24,3 +24,6 @@ mod replication_replay;
 mod secrets;
 mod tls;
 mod tracing;
+
+// Upload to S3-compatible storage, retention.
+mod upload;

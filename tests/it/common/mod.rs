@@ -12,6 +12,7 @@
 
 pub mod mariadb;
 pub mod replication;
+pub mod s3;
 pub mod server;
 
 use std::fs;
