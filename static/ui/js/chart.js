@@ -2,12 +2,14 @@
 import { h } from './dom.js';
 import { seconds } from './format.js';
 
-const W = 600;
-const H = 140;
+const H = 150;
 const PAD = { left: 48, right: 8, top: 10, bottom: 22 };
 
-/** `samples`: [{t: ms since epoch, lag: seconds or null}], oldest first. */
-export function lagChart(samples, windowMs) {
+/**
+ * `samples`: [{t: ms since epoch, lag: seconds or null}], oldest first. `W` is the width in CSS
+ * pixels: drawn at its real size, text stays legible from a phone to a wide screen.
+ */
+export function lagChart(samples, windowMs, W) {
   const now = samples.length ? samples[samples.length - 1].t : Date.now();
   const from = now - windowMs;
   const known = samples.filter((s) => s.lag !== null && s.t >= from);
@@ -38,7 +40,7 @@ export function lagChart(samples, windowMs) {
     h('svg:line', { x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v), class: 'grid' }),
     h('svg:text', { x: PAD.left - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'axis' }, seconds(v)),
   ]);
-  return h('svg:svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': label },
+  return h('svg:svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: 'chart', role: 'img', 'aria-label': label },
     h('svg:title', null, label),
     grid,
     h('svg:text', { x: PAD.left, y: H - 4, class: 'axis' }, `${Math.round(windowMs / 60000)} min ago`),

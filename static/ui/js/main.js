@@ -75,6 +75,8 @@ function mount() {
     main.append(container);
     view = route.module.mount(container, route.params, ctx);
   }
+  // A view that does not poll (the form) shows no stale "Updated" time.
+  if (!view || !view.refresh) { status.textContent = ''; status.classList.remove('error'); }
   // Moves focus to the new view's heading so keyboard and screen-reader users start there.
   const heading = main.querySelector('h1');
   if (heading) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); }

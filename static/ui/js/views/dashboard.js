@@ -51,7 +51,7 @@ export function mount(el, _params, ctx) {
     const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
     for (const t of tasks) counts[t.state] = (counts[t.state] || 0) + 1;
     replaceIfChanged(byState, JSON.stringify(counts), () => STATES.map((s) => h('li', null,
-      h('a', { href: `#/tasks?state=${s}`, class: `state-card state-${s.toLowerCase().replace(/_/g, '-')}` },
+      h('a', { href: `#/tasks?state=${s}`, class: `state-card ${counts[s] ? `state-${s.toLowerCase().replace(/_/g, '-')}` : 'none'}` },
         h('span', { class: 'count' }, String(counts[s])), ' ', h('span', { class: 'label' }, s.replace('_', ' ').toLowerCase())))));
 
     let worst = null;
@@ -72,7 +72,7 @@ export function mount(el, _params, ctx) {
       || (live.get(b.id)?.lag_seconds ?? -1) - (live.get(a.id)?.lag_seconds ?? -1)
       || a.name.localeCompare(b.name));
     const shown = rows.slice(0, 50);
-    const key = JSON.stringify(shown.map((t) => [t.id, t.name, t.state, t.last_error, live.get(t.id)?.lag_seconds?.toFixed(1), Math.round((rates.get(t.id) || 0) / 1024)]));
+    const key = JSON.stringify(shown.map((t) => [t.id, t.name, t.state, t.last_error, live.get(t.id)?.lag_seconds?.toFixed(1), rates.has(t.id) && Math.round(rates.get(t.id) / 1024)]));
     replaceIfChanged(urgent, key, () => (shown.length === 0
       ? h('p', { class: 'empty' }, 'No tasks yet. ', h('a', { href: '#/tasks/new' }, 'Create the first one.'))
       : table('Tasks, most urgent first', [

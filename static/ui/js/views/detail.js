@@ -47,8 +47,8 @@ export function mount(el, params, ctx) {
     h('div', { class: 'detail-grid' },
       section('Status', 'd-status', status),
       section('Checkpoint', 'd-checkpoint', checkpoint),
-      section('Lag over time', 'd-lag', chart, chartNote),
       section('Definition', 'd-def', definition)),
+    section('Lag over time', 'd-lag', chart, chartNote),
     section('Files', 'd-files', files),
     section('Events', 'd-events', events),
   );
@@ -118,7 +118,9 @@ export function mount(el, params, ctx) {
     samples.push({ t: now, lag: ACTIVE.has(t.state) && r.lag_seconds != null ? r.lag_seconds : null });
     while (samples.length && samples[0].t < now - CHART_WINDOW_MS) samples.shift();
     lagSamples.set(id, samples);
-    replace(chart, lagChart(samples, CHART_WINDOW_MS));
+    // The window grows with the page's age, up to five minutes: a fresh page shows a line.
+    const windowMs = Math.min(CHART_WINDOW_MS, Math.max(60_000, now - samples[0].t));
+    replace(chart, lagChart(samples, windowMs, Math.max(240, Math.floor(chart.clientWidth) || 600)));
     chartNote.textContent = 'Sampled every poll while this page is open.';
 
     replaceIfChanged(definition, JSON.stringify([t.cluster_key, t.source, t.start, t.storage]), () => dl([

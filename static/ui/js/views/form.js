@@ -21,7 +21,7 @@ const SECTIONS = [
     ['source.tls_ca_file', 'CA file (PEM)', 'text', { help: 'Path on the server; required for verify_ca.', spellcheck: 'false' }],
   ]],
   ['Start position', [
-    ['start.mode', 'Start from', 'select', { required: true, options: [['LATEST', 'LATEST: the source\'s current position'], ['FILE_POS', 'FILE_POS: a file and position'], ['GTID', 'GTID: after a GTID set']] }],
+    ['start.mode', 'Start from', 'select', { required: true, options: [['LATEST', 'LATEST'], ['FILE_POS', 'FILE_POS'], ['GTID', 'GTID']], help: 'LATEST: where the source is now. FILE_POS: a file and position. GTID: after a GTID set.' }],
     ['start.file', 'Binlog file', 'text', { only: 'FILE_POS', spellcheck: 'false', placeholder: 'mysql-bin.000001' }],
     ['start.pos', 'Position', 'int', { only: 'FILE_POS', placeholder: '4' }],
     ['start.gtid_set', 'GTID set', 'text', { only: 'GTID', spellcheck: 'false', help: 'MariaDB domain-server-seq,… or MySQL uuid:1-5,…; may be empty.' }],
