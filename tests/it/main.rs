@@ -24,3 +24,6 @@ mod replication_replay;
 mod secrets;
 mod tls;
 mod tracing;
+
+// Operator UI in a browser.
+mod ui_e2e;
