@@ -116,7 +116,7 @@ export async function request(method, path, body) {
     }
     if (resp.status === 401) {
       const rejected = hasToken();
-      if (rejected) sessionStorage.removeItem(TOKEN_KEY);
+      if (rejected) forgetToken();
       await askForToken(parseChallenge(resp.headers.get('WWW-Authenticate')),
         rejected ? 'The server did not accept this credential. Try again.' : '');
       continue;
