@@ -84,6 +84,37 @@ pip_install() {
 pip_install moto_server 'moto[server]'          # the S3-compatible test server
 pip_install schemathesis 'schemathesis>=4,<5'    # the API checked against its OpenAPI document
 
-# --- browser end-to-end tests (reserved) ---------------------------------------------------
-# TODO(browser-e2e): install chromium (apt) and playwright-core (npm) here, following the same
-# pattern: check first, install only when missing, print "present"/"installed".
+# --- browser end-to-end tests -------------------------------------------------------------
+# tests/it/ui_e2e.rs drives the UI with playwright-core (npm, pinned by tests/e2e's lock file)
+# and Debian's chromium: playwright never downloads a browser of its own.
+if dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q '^install ok installed$'; then
+  report chromium present
+else
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  report chromium installed
+fi
+
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  report nodejs present
+else
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  report nodejs installed
+fi
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then
+  echo "setup-test-deps: node $(node --version) is older than 20, which playwright-core needs;" \
+    "the browser tests will be skipped" >&2
+fi
+
+e2e_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/e2e"
+playwright_pkg="$e2e_dir/node_modules/playwright-core/package.json"
+want_playwright="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["packages"]["node_modules/playwright-core"]["version"])' "$e2e_dir/package-lock.json")"
+have_playwright="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$playwright_pkg" 2>/dev/null || true)"
+if [ "$have_playwright" = "$want_playwright" ]; then
+  report "playwright-core@$want_playwright" present
+else
+  # No browser download: playwright-core has none, and chromium comes from apt above.
+  (cd "$e2e_dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  report "playwright-core@$want_playwright" installed
+fi

@@ -84,6 +84,10 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         warn!(log, "API AUTHENTICATION IS DISABLED on a non-loopback address: anyone who can reach \
                     this port controls the tasks. Set api.auth.enabled (see SECURITY.md)"; "addr" => %addr);
     }
+    let ui_source = api::ui::UiSource::from_dev_dir(&settings.ui.dev_dir);
+    if let api::ui::UiSource::Dir(dir) = &ui_source {
+        info!(log, "serving the UI from disk (ui.dev_dir)"; "dir" => %dir.display());
+    }
     let server = HttpServer::new(move || {
         let guards = api::Guards {
             auth: api::auth::Authenticator::from_settings(&auth_settings),
@@ -95,7 +99,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
             .wrap(actix_web::middleware::Condition::new(tracing_on, actix_web::middleware::from_fn(api::trace_request)))
             .wrap(prom.clone())
             .app_data(state.clone())
-            .configure(|cfg| api::configure(cfg, guards))
+            .configure(|cfg| api::configure(cfg, guards, &ui_source))
     })
     .disable_signals()
     .shutdown_timeout(2)

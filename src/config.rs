@@ -36,6 +36,7 @@ pub struct Settings {
     pub shutdown_timeout_sec: u64,
     pub log: LogSettings,
     pub api: ApiSettings,
+    pub ui: UiSettings,
     pub secrets: SecretsSettings,
     pub tracing: TracingSettings,
     pub upload: UploadSettings,
@@ -55,6 +56,7 @@ impl Default for Settings {
             shutdown_timeout_sec: 30,
             log: LogSettings::default(),
             api: ApiSettings::default(),
+            ui: UiSettings::default(),
             secrets: SecretsSettings::default(),
             tracing: TracingSettings::default(),
             upload: UploadSettings::default(),
@@ -112,6 +114,15 @@ impl Default for LogSettings {
 pub struct ApiSettings {
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
+}
+
+/// The operator UI at `/ui/`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiSettings {
+    /// Serve the UI from this directory (e.g. `static/ui`) instead of the copy compiled into the
+    /// binary: for UI development, every request reads the disk.
+    pub dev_dir: String,
 }
 
 /// Per-client-address request limit on `/api` (429 with `Retry-After`).
@@ -565,6 +576,9 @@ impl Settings {
         if self.storage.retention_interval_sec == 0 {
             return Err(invalid("storage.retention_interval_sec", "must be at least 1"));
         }
+        if !self.ui.dev_dir.is_empty() && !Path::new(&self.ui.dev_dir).join("index.html").is_file() {
+            return Err(invalid("ui.dev_dir", format!("{:?} has no index.html", self.ui.dev_dir)));
+        }
         let rl = &self.api.rate_limit;
         if !(rl.requests_per_second > 0.0 && rl.requests_per_second <= 1_000_000.0) {
             return Err(invalid("api.rate_limit.requests_per_second", "must be above 0 and at most 1000000"));
@@ -856,6 +870,17 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{ok:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn ui_dev_dir_must_hold_an_index_html() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap().to_string();
+        let vars = env(&[("BINLOG_SERVER_LISTEN_ADDR", "127.0.0.1:1"), ("BINLOG_SERVER_UI_DEV_DIR", &path)]);
+        let err = load(None, &vars, Purpose::Serve).unwrap_err().0;
+        assert!(err.contains("ui.dev_dir") && err.contains("BINLOG_SERVER_UI_DEV_DIR"), "{err}");
+        std::fs::write(dir.path().join("index.html"), "<!doctype html>").unwrap();
+        assert_eq!(load(None, &vars, Purpose::Serve).unwrap().ui.dev_dir, path);
     }
 
     #[test]

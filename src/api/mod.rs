@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
 pub mod tasks;
+pub mod ui;
 
 use std::future::{Ready, ready};
 
@@ -151,8 +152,10 @@ pub fn api_scope() -> actix_web::Scope<
         .default_service(web::to(not_found))
 }
 
-/// The whole application's routes; `auth` (when enabled) guards `/api` if `protect_api`.
-pub fn configure(cfg: &mut web::ServiceConfig, guards: Guards) {
+/// The whole application's routes; `auth` (when enabled) guards `/api` if `protect_api`. The UI
+/// (`/`, `/ui/`) is never guarded: it asks for the token when the API answers 401.
+pub fn configure(cfg: &mut web::ServiceConfig, guards: Guards, ui_source: &ui::UiSource) {
+    ui::configure(cfg, ui_source);
     let api_guard = if guards.protect_api { guards.auth.clone() } else { None };
     let metrics_guard = if guards.protect_metrics { guards.auth.clone() } else { None };
     let limiter = guards.rate_limit.clone();

@@ -27,3 +27,6 @@ mod tracing;
 
 // Upload to S3-compatible storage, retention.
 mod upload;
+
+// Operator UI in a browser.
+mod ui_e2e;

@@ -1,0 +1,314 @@
+// End-to-end test of the operator UI in a real browser: playwright-core driving the system's
+// chromium (no browser download). Started by tests/it/ui_e2e.rs, which owns the MariaDB and the
+// binlog-server processes and passes their addresses in the environment:
+//
+//   UI_BASE_URL      http://127.0.0.1:PORT of binlog-server
+//   UI_OUT_DIR       where screenshots go
+//   UI_SCENARIO      lifecycle (default) | auth
+//   UI_SOURCE_HOST, UI_SOURCE_PORT, UI_SOURCE_USER, UI_SOURCE_PASSWORD, UI_START_FILE  (lifecycle)
+//   UI_TOKEN         the bearer token (auth)
+//   CHROMIUM         the browser binary (default /usr/bin/chromium)
+//
+// Every wait is a poll with a deadline. Prints `ok - ...` per check, `screenshot PATH` per
+// screenshot, and `ui e2e: ok (N checks)` at the end; exits non-zero on the first failure.
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const env = (name, fallback) => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined) throw new Error(`${name} is not set`);
+  return v;
+};
+const BASE = env('UI_BASE_URL').replace(/\/$/, '');
+const OUT = env('UI_OUT_DIR');
+const SCENARIO = env('UI_SCENARIO', 'lifecycle');
+const TIMEOUT = 30_000;
+
+let checks = 0;
+function check(cond, what) {
+  assert.ok(cond, what);
+  checks += 1;
+  console.log(`ok - ${what}`);
+}
+
+/** Calls `fn` until it returns a truthy value or `timeout` passes (then throws naming `what`). */
+async function eventually(what, fn, timeout = TIMEOUT) {
+  const deadline = Date.now() + timeout;
+  let last = null;
+  for (let interval = 50; ; interval = Math.min(interval * 2, 500)) {
+    try {
+      const v = await fn();
+      if (v) return v;
+      last = null;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await new Promise((resolve) => { setTimeout(resolve, interval); }); // the polling interval
+  }
+}
+
+async function shot(page, name) {
+  const file = path.join(OUT, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  console.log(`screenshot ${file}`);
+}
+
+const openPages = [];
+
+/** Watches a page for script errors and CSP violations (a blocked asset is a bug). */
+function watch(page, problems) {
+  openPages.push(page);
+  page.on('pageerror', (e) => { problems.push(`page error: ${e.message}`); console.log(`page error: ${e.stack || e.message}`); });
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    const text = m.text();
+    // An API answer of 401/404/409 is logged by the browser as a failed resource; the UI handles it.
+    if (/Failed to load resource: the server responded with a status of (400|401|404|409)/.test(text)) return;
+    problems.push(`console error: ${text}`);
+    console.log(`console error: ${text}`);
+  });
+}
+
+/** A form control by its accessible name (the label without the decorative "*"). */
+const field = (page, name) => page.getByRole('textbox', { name, exact: true }).or(page.getByRole('combobox', { name, exact: true }));
+const heading = (page) => page.getByRole('heading', { level: 1 });
+const updated = (page) => eventually('the status line to say "Updated"', async () => /Updated/.test(await page.locator('#refresh-status').textContent()));
+const badgeText = (page) => page.locator('.title-badge .badge').textContent();
+
+async function lifecycle(browser) {
+  const source = {
+    host: env('UI_SOURCE_HOST'), port: env('UI_SOURCE_PORT'), user: env('UI_SOURCE_USER'),
+    password: env('UI_SOURCE_PASSWORD'), file: env('UI_START_FILE'),
+  };
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  const problems = [];
+  watch(page, problems);
+
+  await page.goto(`${BASE}/`);
+  check(new URL(page.url()).pathname === '/ui/', `/ redirects to /ui/ (${page.url()})`);
+  await eventually('the dashboard heading', async () => (await heading(page).textContent()) === 'Dashboard');
+  await updated(page);
+  await eventually('the empty state', () => page.getByText('No tasks yet.').isVisible());
+  check(true, 'the dashboard loads and polls');
+  await shot(page, '01-dashboard-empty');
+
+  // The form shows the API's own validation messages next to the fields.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'New task' }).click();
+  await eventually('the form', async () => (await heading(page).textContent()) === 'New task');
+  await page.getByRole('button', { name: 'Create task' }).click();
+  const nameError = page.locator('#f-name-error');
+  await eventually('an error next to Name', () => nameError.isVisible());
+  check(/^Name .+/.test(await nameError.textContent()), `Name shows the API's message: "${await nameError.textContent()}"`);
+  check(await field(page, 'Name').getAttribute('aria-invalid') === 'true', 'Name is marked aria-invalid');
+  check(await page.locator('#f-source-host-error').isVisible(), 'Host shows an error too');
+  check(await page.getByRole('alert').filter({ hasText: 'Please correct the following' }).isVisible(), 'an error summary is shown');
+  check(await page.evaluate(() => document.activeElement && document.activeElement.id) === 'f-name', 'focus moves to the first invalid field');
+  await field(page, 'Name').fill('ui-e2e');
+  await field(page, 'Cluster key').fill('ui-e2e');
+  await field(page, 'Host').fill(source.host);
+  await field(page, 'Port').fill('70000');
+  await field(page, 'User').fill(source.user);
+  await page.getByLabel('Password', { exact: true }).fill(source.password);
+  await field(page, 'Flavor').selectOption('mariadb');
+  await field(page, 'Start from').selectOption('FILE_POS');
+  await field(page, 'Binlog file').fill(source.file);
+  await field(page, 'Position').fill('4');
+  await page.getByRole('button', { name: 'Create task' }).click();
+  const portError = page.locator('#f-source-port-error');
+  await eventually('an error next to Port', () => portError.isVisible());
+  check(/70000/.test(await portError.textContent()), `Port shows the API's range message: "${await portError.textContent()}"`);
+  check(!(await nameError.isVisible()), 'the fixed Name error is gone');
+  await shot(page, '02-form-errors');
+  await field(page, 'Port').fill(source.port);
+  await page.getByRole('button', { name: 'Create task' }).click();
+  await eventually('the new task page', async () => /#\/tasks\/\d+$/.test(page.url()) && (await heading(page).textContent()) === 'ui-e2e');
+  const taskUrl = page.url();
+  check(await page.getByRole('status').filter({ hasText: 'Created task' }).isVisible(), 'a confirmation is shown after create');
+  await eventually('the STOPPED badge', async () => (await badgeText(page)) === 'STOPPED');
+
+  // Escape cancels a confirmation: nothing happens.
+  await page.getByRole('button', { name: 'Start', exact: true }).click();
+  const confirm = page.getByRole('dialog');
+  await eventually('the confirmation dialog', () => confirm.isVisible());
+  check(await page.evaluate(() => document.activeElement.id) === 'confirm-cancel', 'the confirmation focuses Cancel');
+  await page.keyboard.press('Escape');
+  await eventually('the dialog to close', async () => !(await confirm.isVisible()));
+  check((await badgeText(page)) === 'STOPPED', 'Escape started nothing');
+
+  await page.getByRole('button', { name: 'Start', exact: true }).click();
+  await eventually('the confirmation dialog', () => confirm.isVisible());
+  await shot(page, '03-start-confirm');
+  await confirm.getByRole('button', { name: 'Start task' }).click();
+  await eventually('the RUNNING badge', async () => (await badgeText(page)) === 'RUNNING');
+  check(true, 'the task becomes RUNNING');
+  const fileRows = page.getByRole('region', { name: /^Files of/ }).locator('tbody tr');
+  await eventually('files to appear', async () => (await fileRows.count()) >= 2);
+  check(true, `files appear (${await fileRows.count()} rows)`);
+  const firstRow = await fileRows.last().textContent();
+  check(firstRow.includes(source.file) && firstRow.includes('SEALED'), `the first file is listed as SEALED: ${firstRow}`);
+  await eventually('the checkpoint', () => page.getByRole('region', { name: 'Checkpoint' }).getByText('Position').isVisible());
+  await eventually('events', async () => (await page.locator('.timeline li').count()) >= 2);
+  await eventually('a lag line in the chart', async () => (await page.locator('svg.chart polyline').count()) >= 1);
+  check(true, 'checkpoint, events and the lag chart are shown');
+  await shot(page, '04-detail-running');
+
+  // Task list with filters; the filters live in the address.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Tasks' }).click();
+  await eventually('the task row', () => page.getByRole('link', { name: 'ui-e2e' }).isVisible());
+  await page.getByLabel('State').selectOption('STOPPED');
+  await eventually('the empty filtered list', () => page.getByText('No task matches the filters.').isVisible());
+  check(page.url().includes('state=STOPPED'), 'the state filter is in the address');
+  await page.getByLabel('State').selectOption('RUNNING');
+  await eventually('the running task', () => page.getByRole('link', { name: 'ui-e2e' }).isVisible());
+  await page.getByLabel('Search').fill('no-such-task');
+  await eventually('the search to filter', () => page.getByText('No task matches the filters.').isVisible());
+  await page.getByLabel('Search').fill('e2e');
+  await eventually('the search to match', () => page.getByRole('link', { name: 'ui-e2e' }).isVisible());
+  await page.getByLabel('Source host').fill(source.host);
+  await eventually('the host filter to match', async () => page.url().includes(`host=${source.host}`) && page.getByRole('link', { name: 'ui-e2e' }).isVisible());
+  check(true, 'state, search and host filters narrow the list');
+  check(await page.getByText('Page 1 of 1').isVisible(), 'the pager shows the page');
+  await shot(page, '05-task-list');
+
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Dashboard' }).click();
+  const runningCard = page.getByRole('link', { name: /running/i }).first();
+  await eventually('the RUNNING count', async () => /^1\s/.test((await runningCard.textContent()).trim()));
+  await eventually('a throughput figure', async () => /\/s$/.test(await page.locator('.summary-card').nth(1).locator('.value').textContent()));
+  check(await page.getByRole('region', { name: 'Tasks, most urgent first' }).getByRole('link', { name: 'ui-e2e' }).isVisible(), 'the dashboard lists the task');
+  await shot(page, '06-dashboard');
+
+  // A phone-sized screen: nothing wider than the viewport but the scrollable tables.
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  const small = await phone.newPage();
+  watch(small, problems);
+  for (const [hash, name] of [['#/', '07-phone-dashboard'], [new URL(taskUrl).hash, '08-phone-detail'], ['#/tasks/new', '09-phone-form']]) {
+    await small.goto(`${BASE}/ui/${hash}`);
+    if (name !== '09-phone-form') await updated(small); // the form does not poll
+    await eventually(`${name} to render`, async () => (await heading(small).count()) === 1);
+    if (name === '08-phone-detail') await eventually('the phone detail data', async () => (await badgeText(small)) === 'RUNNING');
+    const overflow = await small.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 0, `${name}: the page fits the phone width (overflow ${overflow}px)`);
+    await shot(small, name);
+  }
+  await phone.close();
+
+  // Stop, edit, delete.
+  await page.goto(taskUrl);
+  await eventually('the RUNNING badge', async () => (await badgeText(page)) === 'RUNNING');
+  await page.getByRole('button', { name: 'Stop', exact: true }).click();
+  await confirm.getByRole('button', { name: 'Stop task' }).click();
+  await eventually('the STOPPED badge', async () => (await badgeText(page)) === 'STOPPED');
+  check(true, 'the task stops');
+
+  await page.getByRole('link', { name: 'Edit', exact: true }).click();
+  await eventually('the edit form filled in', async () => (await field(page, 'Name').inputValue()) === 'ui-e2e');
+  check(await field(page, 'Start from').inputValue() === 'FILE_POS', 'the edit form shows the stored start mode');
+  await field(page, 'Name').fill('ui-e2e renamed');
+  await shot(page, '10-edit-form');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await eventually('the renamed task page', async () => (await heading(page).textContent()) === 'ui-e2e renamed');
+  check(true, 'edit saves (the stored password is kept)');
+
+  await page.getByRole('button', { name: 'Delete', exact: true }).click();
+  await eventually('the delete confirmation', () => confirm.getByRole('button', { name: 'Delete task' }).isVisible());
+  await confirm.getByLabel(/Also delete its local binlog files/).check();
+  await shot(page, '11-delete-confirm');
+  await confirm.getByRole('button', { name: 'Delete task' }).click();
+  await eventually('the task list after delete', async () => page.url().endsWith('#/tasks') && page.getByText('No tasks yet.').isVisible());
+  check(await page.getByRole('status').filter({ hasText: 'Deleted task' }).isVisible(), 'a confirmation is shown after delete');
+  const left = await page.evaluate(async () => (await (await fetch('/api/tasks')).json()).total);
+  check(left === 0, 'the API has no task left');
+  await shot(page, '12-task-list-after-delete');
+
+  check(problems.length === 0, `no script error or blocked asset: ${JSON.stringify(problems)}`);
+  await context.close();
+}
+
+async function auth(browser) {
+  const token = env('UI_TOKEN');
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const problems = [];
+  watch(page, problems);
+  const dialog = page.getByRole('dialog', { name: 'Sign in' });
+  const input = dialog.getByLabel('API token');
+
+  await page.goto(`${BASE}/`);
+  await eventually('the sign-in prompt', () => dialog.isVisible());
+  check(true, 'the page loads without a credential and asks for the token');
+  check(await page.evaluate(() => document.activeElement.id) === 'auth-token', 'the token field has the focus');
+  await shot(page, 'a1-auth-prompt');
+
+  await input.fill('not-the-token');
+  await input.press('Enter');
+  await eventually('the rejection message', async () => (await dialog.isVisible()) && /did not accept/.test(await dialog.textContent()));
+  check(true, 'a wrong token brings the prompt back with a message');
+  await shot(page, 'a2-auth-rejected');
+
+  await input.fill(token);
+  await input.press('Enter');
+  await eventually('the prompt to close', async () => !(await dialog.isVisible()));
+  await updated(page);
+  check(await page.evaluate(() => sessionStorage.getItem('binlog-server.token')) === token, 'the token is kept in sessionStorage');
+  check(await page.getByRole('button', { name: 'Forget token' }).isVisible(), 'a "Forget token" button is offered');
+  await shot(page, 'a3-auth-dashboard');
+
+  await page.reload();
+  await updated(page);
+  check(!(await dialog.isVisible()), 'a reload does not ask again');
+
+  // A token that stops working (rotated on the server) brings the prompt back at the next poll.
+  await page.evaluate(() => sessionStorage.setItem('binlog-server.token', 'rotated-away'));
+  await eventually('the prompt after a 401', () => dialog.isVisible());
+  check(true, 'a 401 brings the prompt back');
+  await input.fill(token);
+  await input.press('Enter');
+  await eventually('the prompt to close', async () => !(await dialog.isVisible()));
+
+  // Dismissing the prompt stops asking until the user chooses to sign in.
+  await page.getByRole('button', { name: 'Forget token' }).click();
+  await eventually('the prompt after forgetting', () => dialog.isVisible());
+  await page.keyboard.press('Escape');
+  const banner = page.locator('#banner');
+  await eventually('the sign-in banner', async () => (await banner.isVisible()) && /Sign-in needed/.test(await banner.textContent()));
+  check(!(await dialog.isVisible()), 'Escape dismisses the prompt and a banner offers to sign in');
+  await banner.getByRole('button', { name: 'Sign in' }).click();
+  await eventually('the prompt again', () => dialog.isVisible());
+  await input.fill(token);
+  await input.press('Enter');
+  await updated(page);
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Tasks' }).click();
+  await eventually('the task list', () => page.getByText('No tasks yet.').isVisible());
+  check(!(await dialog.isVisible()), 'signed in again, the task list loads');
+
+  check(problems.length === 0, `no script error or blocked asset: ${JSON.stringify(problems)}`);
+  await context.close();
+}
+
+await mkdir(OUT, { recursive: true });
+const browser = await chromium.launch({
+  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+  headless: true,
+  // Root (CI containers) cannot use chromium's sandbox.
+  args: process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : [],
+});
+try {
+  if (SCENARIO === 'lifecycle') await lifecycle(browser);
+  else if (SCENARIO === 'auth') await auth(browser);
+  else throw new Error(`unknown UI_SCENARIO ${SCENARIO}`);
+} catch (e) {
+  // What the browser showed when it failed, for the report.
+  for (const [i, page] of openPages.entries()) {
+    if (page.isClosed()) continue;
+    console.log(`failed on ${page.url()}`);
+    await shot(page, `failure-${i}`).catch(() => {});
+  }
+  throw e;
+} finally {
+  await browser.close();
+}
+console.log(`ui e2e: ok (${checks} checks)`);

@@ -1,0 +1,177 @@
+//! The operator UI (`/ui/`) in a real browser: `tests/e2e/ui.spec.mjs` drives Debian's chromium
+//! with playwright-core against a real binlog-server and a real MariaDB started here.
+//!
+//! The lifecycle scenario creates a task through the form, starts it, sees it RUNNING with files
+//! appearing, stops, edits and deletes it; the auth scenario checks the token prompt. Screenshots
+//! of every view go to `$CARGO_TARGET_TMPDIR/ui-e2e/<scenario>/` (the path is printed). Without
+//! chromium, node or `tests/e2e/node_modules` the tests say so and pass without running:
+//! `scripts/setup-test-deps.sh` installs all three, so `make test` and CI run them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
+use crate::common::replication::fast_server_opts;
+use crate::common::server::Server;
+use crate::common::{find_binary, output_with_deadline};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// The lifecycle scenario takes ~20 s on an idle machine; two busy cores can triple that.
+const SPEC_TIMEOUT: Duration = Duration::from_secs(300);
+const TOKEN: &str = "ui-e2e-token-0123456789";
+
+fn e2e_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e")
+}
+
+/// Why the browser test cannot run on this machine, if it cannot.
+fn missing_tool() -> Option<String> {
+    if !Path::new(CHROMIUM).is_file() {
+        return Some(format!("{CHROMIUM} is not installed (apt package `chromium`)"));
+    }
+    let Some(node) = find_binary("node") else {
+        return Some("node is not installed".into());
+    };
+    // playwright-core 1.65 needs Node.js 20 or later.
+    let version = Command::new(node).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let major = version
+        .as_deref()
+        .unwrap_or("")
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok());
+    if major.is_none_or(|m| m < 20) {
+        return Some(format!("node {version:?} is older than 20 (playwright-core needs 20+)"));
+    }
+    if !e2e_dir().join("node_modules/playwright-core/package.json").is_file() {
+        return Some("tests/e2e/node_modules has no playwright-core (`npm ci` in tests/e2e)".into());
+    }
+    None
+}
+
+/// Prints why and returns true when the browser test must be skipped.
+fn skip() -> bool {
+    match missing_tool() {
+        Some(why) => {
+            eprintln!(
+                "SKIPPED: the UI browser test needs chromium, node and playwright-core: {why}. Run scripts/setup-test-deps.sh."
+            );
+            true
+        }
+        None => false,
+    }
+}
+
+/// Runs one scenario of the spec against `srv`; returns its stdout and the screenshot dir.
+fn run_spec(srv: &Server, scenario: &str, env: &[(&str, String)]) -> (String, PathBuf) {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-e2e").join(scenario);
+    // Screenshots of an earlier run would pass for this run's.
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap_or_else(|e| panic!("creating {}: {e}", out.display()));
+    eprintln!("ui e2e ({scenario}): screenshots in {}", out.display());
+    let node = find_binary("node").expect("checked by skip()");
+    let mut cmd = Command::new(node);
+    cmd.arg(e2e_dir().join("ui.spec.mjs"))
+        .current_dir(e2e_dir())
+        .env("UI_BASE_URL", srv.url(""))
+        .env("UI_OUT_DIR", &out)
+        .env("UI_SCENARIO", scenario)
+        .env("CHROMIUM", CHROMIUM)
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    let output = output_with_deadline(&mut cmd, SPEC_TIMEOUT, &format!("node tests/e2e/ui.spec.mjs ({scenario})"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success() && stdout.contains("ui e2e: ok"),
+        "the browser test ({scenario}) failed ({}); screenshots in {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n{}",
+        output.status,
+        out.display(),
+        srv.diagnostics()
+    );
+    eprintln!("{stdout}");
+    (stdout, out)
+}
+
+/// Every named screenshot exists, is a PNG of some substance, and was reported by the spec.
+fn assert_screenshots(stdout: &str, dir: &Path, names: &[&str]) {
+    for name in names {
+        let path = dir.join(format!("{name}.png"));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("screenshot {}: {e}", path.display()));
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 2000, "{} is not a real PNG", path.display());
+        assert!(stdout.contains(&format!("screenshot {}", path.display())), "the spec did not report {name}");
+    }
+}
+
+#[test]
+fn ui_creates_starts_stops_and_deletes_a_task_in_a_browser() {
+    if skip() {
+        return;
+    }
+    let db = MariaDb::start(MariaDbOpts::default());
+    // History in two files, so the task has a sealed file and an open one as soon as it runs.
+    db.sql("CREATE TABLE ui_rows (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)");
+    db.sql("INSERT INTO ui_rows (v) SELECT REPEAT('u', 200) FROM seq_1_to_50");
+    db.flush_binary_logs();
+    db.sql("INSERT INTO ui_rows (v) SELECT REPEAT('i', 200) FROM seq_1_to_50");
+    let first_file = db.binlog_files().first().map(|(name, _)| name.clone()).expect("the source has binlog files");
+    let srv = Server::start(fast_server_opts());
+
+    let (stdout, dir) = run_spec(
+        &srv,
+        "lifecycle",
+        &[
+            ("UI_SOURCE_HOST", db.host().to_string()),
+            ("UI_SOURCE_PORT", db.port().to_string()),
+            ("UI_SOURCE_USER", REPL_USER.to_string()),
+            ("UI_SOURCE_PASSWORD", REPL_PASSWORD.to_string()),
+            ("UI_START_FILE", first_file),
+        ],
+    );
+    assert_screenshots(
+        &stdout,
+        &dir,
+        &[
+            "01-dashboard-empty",
+            "02-form-errors",
+            "03-start-confirm",
+            "04-detail-running",
+            "05-task-list",
+            "06-dashboard",
+            "07-phone-dashboard",
+            "08-phone-detail",
+            "09-phone-form",
+            "10-edit-form",
+            "11-delete-confirm",
+            "12-task-list-after-delete",
+        ],
+    );
+    // What the browser did, seen from the server: the task is gone, and so are its files (the
+    // spec ticked "also delete its local binlog files"), instead of being moved to .deleted/.
+    let (status, page) = srv.get("/api/tasks");
+    assert_eq!((status, page["total"].as_i64()), (200, Some(0)), "{page}");
+    let data = srv.data_dir();
+    assert!(!data.join("1").exists(), "the task's files are still in {}", data.display());
+    assert!(!data.join(".deleted").exists(), "the purge option was ignored: files moved to .deleted/");
+}
+
+#[test]
+fn ui_asks_for_the_token_when_auth_is_on() {
+    if skip() {
+        return;
+    }
+    let srv = Server::start(
+        fast_server_opts()
+            .env("BINLOG_SERVER_API_AUTH_ENABLED", "true")
+            .env("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", TOKEN),
+    );
+    // The UI itself is open; the API is not.
+    assert_eq!(srv.get_raw("/ui/").status, 200);
+    assert_eq!(srv.get_raw("/api/tasks").status, 401);
+
+    let (stdout, dir) = run_spec(&srv, "auth", &[("UI_TOKEN", TOKEN.to_string())]);
+    assert_screenshots(&stdout, &dir, &["a1-auth-prompt", "a2-auth-rejected", "a3-auth-dashboard"]);
+    assert!(stdout.contains("ok - a 401 brings the prompt back"), "{stdout}");
+}
