@@ -64,7 +64,7 @@ impl fmt::Display for Gtid {
 }
 
 /// The catalog facts of one file, as far as `summary_pos`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FileSummary {
     /// Earliest and latest event timestamp (Unix seconds) of the events held.
     pub first_event_at: Option<u32>,
@@ -324,6 +324,17 @@ pub fn summarize(
     limit: u64,
     gtid_before: Option<String>,
 ) -> io::Result<FileSummary> {
+    rebuild(r, start_pos, header_len, limit, gtid_before).map(|b| b.durable)
+}
+
+/// `summarize`, returning a builder that can go on with appends after `limit`.
+pub fn rebuild(
+    r: impl Read,
+    start_pos: u64,
+    header_len: u64,
+    limit: u64,
+    gtid_before: Option<String>,
+) -> io::Result<SummaryBuilder> {
     let mut b = SummaryBuilder::new(&[], gtid_before);
     let to_pos = |off: u64| if start_pos <= 4 { off } else { off - header_len + start_pos };
     let mut end = None;
@@ -345,7 +356,7 @@ pub fn summarize(
     let end = end.unwrap_or(start_pos.max(4));
     let state = derive_end_state(&b);
     b.commit(end, state.as_deref());
-    Ok(b.durable)
+    Ok(b)
 }
 
 /// The GTID state after the pending events: the start state plus the GTIDs seen.
