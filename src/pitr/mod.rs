@@ -7,6 +7,7 @@
 //! It never writes a binlog file and never changes a checkpoint. Its only write is a missing
 //! summary rebuilt from the file (`load_catalog`). Blocking: callers run it off the executors.
 
+pub mod client;
 pub mod files;
 pub mod plan;
 pub mod window;
@@ -20,7 +21,7 @@ use crate::domain::TaskId;
 use crate::meta::{FileRecord, FileState, Store, StoreError};
 
 /// Where a file's bytes can be read from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Location {
     /// Under the task's data directory.

@@ -47,7 +47,7 @@ pub struct Request {
 }
 
 /// One file of a plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct PlanFile {
     pub name: String,
     pub source_identity: String,
@@ -57,7 +57,7 @@ pub struct PlanFile {
 }
 
 /// The answer of `GET /api/tasks/{id}/replay`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Plan {
     pub flavor: Flavor,
     pub files: Vec<PlanFile>,

@@ -20,6 +20,7 @@ mod replication_faults;
 mod replication_identity;
 mod replication_lifecycle;
 mod replication_modes;
+mod pitr;
 mod replication_replay;
 mod secrets;
 mod tls;
