@@ -327,7 +327,8 @@ impl FileWriterActor {
                 }
                 f.sync_all().map_err(|e| WriterError::Fsync { path: path.display().to_string(), source: e })?;
                 let has_transactions = has_transactions(&mut f, want).map_err(|e| WriterError::io("read", &path, e))?;
-                let summary = self.resume_summary(&mut f, rec, cp.pos, want).map_err(|e| WriterError::io("read", &path, e))?;
+                let summary =
+                    self.resume_summary(&mut f, rec, cp.pos, want).map_err(|e| WriterError::io("read", &path, e))?;
                 f.seek(SeekFrom::End(0)).map_err(|e| WriterError::io("seek", &path, e))?;
                 if rec.state == FileState::Sealed {
                     return Err(WriterError::Invariant(format!(

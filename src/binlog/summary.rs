@@ -162,7 +162,9 @@ impl SummaryBuilder {
     fn on_event(&mut self, ev: &[u8], end: u64) {
         if let Some(fact) = fact(ev, end, &mut self.has_crc) {
             match self.pending.last_mut() {
-                Some(last) if last.gtid.is_none() && last.state.is_none() && fact.gtid.is_none() && fact.state.is_none() => {
+                Some(last)
+                    if last.gtid.is_none() && last.state.is_none() && fact.gtid.is_none() && fact.state.is_none() =>
+                {
                     last.end = fact.end;
                     if fact.min_ts != 0 {
                         last.min_ts = if last.min_ts == 0 { fact.min_ts } else { last.min_ts.min(fact.min_ts) };
@@ -361,11 +363,7 @@ pub fn rebuild(
 
 /// The GTID state after the pending events: the start state plus the GTIDs seen.
 fn derive_end_state(b: &SummaryBuilder) -> Option<String> {
-    let start = b
-        .pending
-        .iter()
-        .find_map(|f| f.state.clone())
-        .or_else(|| b.durable.gtid_start.clone());
+    let start = b.pending.iter().find_map(|f| f.state.clone()).or_else(|| b.durable.gtid_start.clone());
     let gtids: Vec<&Gtid> = b.pending.iter().filter_map(|f| f.gtid.as_ref()).collect();
     if start.is_none() && gtids.is_empty() {
         return None;
@@ -441,7 +439,9 @@ mod tests {
     /// Feeding a real file event by event with a checkpoint at the end equals reading it.
     #[test]
     fn builder_and_rebuild_agree_on_real_files() {
-        for name in ["mariadb-bin.000001", "binlog_transaction_with_GTID.000001", "binlog_transaction_with_GTID_TAG.000001"] {
+        for name in
+            ["mariadb-bin.000001", "binlog_transaction_with_GTID.000001", "binlog_transaction_with_GTID_TAG.000001"]
+        {
             let Ok(data) = std::fs::read(crate::binlog::fixture_dir().join(name)) else { continue };
             let rebuilt = summarize(&data[..], 4, 4, data.len() as u64, None).unwrap();
             let mut b = SummaryBuilder::new(&[], None);

@@ -30,7 +30,10 @@ pub enum FileAccessError {
 /// Validates a file name from a URL: a binlog file name, nothing that walks the tree.
 pub fn validate_name(raw: &str) -> Result<BinlogFileName, FileAccessError> {
     if raw.contains('/') || raw.contains('\\') || raw == ".." || raw.contains("..") {
-        return Err(FileAccessError::InvalidName(format!("{:?} is not a file name", raw.chars().take(64).collect::<String>())));
+        return Err(FileAccessError::InvalidName(format!(
+            "{:?} is not a file name",
+            raw.chars().take(64).collect::<String>()
+        )));
     }
     BinlogFileName::parse(raw).map_err(|e| FileAccessError::InvalidName(e.to_string()))
 }
@@ -46,11 +49,10 @@ pub fn open_local(task_dir: &Path, path: &Path) -> Result<File, FileAccessError>
     if !real_parent.starts_with(&root) || real_parent == root {
         return Err(FileAccessError::Refused(shown()));
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| if e.raw_os_error() == Some(libc::ELOOP) { FileAccessError::Refused(shown()) } else { io(e) })?;
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path).map_err(
+            |e| if e.raw_os_error() == Some(libc::ELOOP) { FileAccessError::Refused(shown()) } else { io(e) },
+        )?;
     let meta = file.metadata().map_err(io)?;
     if !meta.file_type().is_file() {
         return Err(FileAccessError::Refused(shown()));

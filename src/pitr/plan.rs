@@ -23,7 +23,10 @@ use crate::pitr::{CatalogFile, Location};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
     /// A source position, as `mariadb-dump --master-data` records it.
-    FilePos { file: String, pos: u64 },
+    FilePos {
+        file: String,
+        pos: u64,
+    },
     /// The GTID state a snapshot already holds (`--gtid` dumps, `gtid_slave_pos`).
     GtidSet(String),
     Datetime(DateTime<Utc>),
@@ -35,7 +38,10 @@ pub enum Stop {
     Datetime(DateTime<Utc>),
     /// The first transaction not to replay.
     Gtid(String),
-    FilePos { file: String, pos: u64 },
+    FilePos {
+        file: String,
+        pos: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,9 +124,7 @@ impl State {
                     a.entries().filter(|(au, at, _)| *au == u && *at == t).flat_map(|(_, _, i)| i.iter()).collect();
                 iv.iter().all(|(s, e)| mine.iter().any(|&(ms, me)| ms <= s && e <= me))
             }),
-            (State::Mariadb(a), State::Mariadb(b)) => {
-                b.iter().all(|g| a.get(g.domain).is_some_and(|c| c.seq >= g.seq))
-            }
+            (State::Mariadb(a), State::Mariadb(b)) => b.iter().all(|g| a.get(g.domain).is_some_and(|c| c.seq >= g.seq)),
             _ => false,
         }
     }
@@ -132,10 +136,8 @@ fn held_state(flavor: Flavor, text: &Option<String>) -> Option<State> {
 
 /// Plans a replay over `files` (the catalog, stream order).
 pub fn plan(flavor: Flavor, files: &[CatalogFile], req: &Request, reader: &dyn TxnReader) -> Result<Plan> {
-    let files: Vec<&CatalogFile> = files
-        .iter()
-        .filter(|f| req.source_identity.as_ref().is_none_or(|s| *s == f.record.source_identity))
-        .collect();
+    let files: Vec<&CatalogFile> =
+        files.iter().filter(|f| req.source_identity.as_ref().is_none_or(|s| *s == f.record.source_identity)).collect();
     if files.is_empty() {
         return nc("no binlog files are held for this task");
     }
@@ -335,7 +337,8 @@ fn resolve_start(
                     ));
                 }
             }
-            let starts = reader.starts(f).map_err(|e| NotCovered(format!("cannot read {}: {e}", f.record.file_name)))?;
+            let starts =
+                reader.starts(f).map_err(|e| NotCovered(format!("cannot read {}: {e}", f.record.file_name)))?;
             let k = starts.iter().position(|s| s.gtid.as_ref().is_some_and(|g| !have.contains(g)));
             let Some(k) = k else {
                 return nc(format!("{} holds no transaction missing from start_gtid_set", f.record.file_name));
@@ -371,8 +374,8 @@ fn resolve_stop(
             Ok((j, Some(f.record.local_offset(*pos)), None))
         }
         Stop::Datetime(t) => {
-            let j = (first..files.len())
-                .find(|&j| time_of(files[j].record.summary.last_event_at).is_some_and(|l| l >= *t));
+            let j =
+                (first..files.len()).find(|&j| time_of(files[j].record.summary.last_event_at).is_some_and(|l| l >= *t));
             match j {
                 Some(j) => Ok((j, None, Some(*t))),
                 None => {
@@ -388,9 +391,8 @@ fn resolve_stop(
         }
         Stop::Gtid(text) => {
             let g = Gtid::parse(flavor, text).map_err(|e| NotCovered(format!("stop_gtid: {e}")))?;
-            let j = (first..files.len()).find(|&j| {
-                held_state(flavor, &files[j].record.summary.gtid_end).is_some_and(|end| end.contains(&g))
-            });
+            let j = (first..files.len())
+                .find(|&j| held_state(flavor, &files[j].record.summary.gtid_end).is_some_and(|end| end.contains(&g)));
             let Some(j) = j else {
                 let latest = files.last().and_then(|f| f.record.summary.gtid_end.clone());
                 return nc(format!(
@@ -500,7 +502,10 @@ mod tests {
         let p = plan(
             Flavor::Mariadb,
             &catalog(),
-            &req(Start::FilePos { file: "bin.000001".into(), pos: 5000 }, Stop::FilePos { file: "bin.000003".into(), pos: 900 }),
+            &req(
+                Start::FilePos { file: "bin.000001".into(), pos: 5000 },
+                Stop::FilePos { file: "bin.000003".into(), pos: 900 },
+            ),
             &Fake,
         )
         .unwrap();
@@ -514,11 +519,23 @@ mod tests {
         let err = |start, stop| plan(Flavor::Mariadb, &cat, &req(start, stop), &Fake).unwrap_err().0;
         let from = || Start::FilePos { file: "bin.000001".into(), pos: 4 };
         assert!(err(from(), Stop::Datetime(at(5_000))).contains("after the latest event held"));
-        assert!(err(Start::FilePos { file: "bin.000009".into(), pos: 4 }, Stop::Datetime(at(1_150))).contains("bin.000009 is not held"));
-        assert!(err(Start::FilePos { file: "bin.000001".into(), pos: 6000 }, Stop::Datetime(at(1_150))).contains("held up to position 5000"));
+        assert!(
+            err(Start::FilePos { file: "bin.000009".into(), pos: 4 }, Stop::Datetime(at(1_150)))
+                .contains("bin.000009 is not held")
+        );
+        assert!(
+            err(Start::FilePos { file: "bin.000001".into(), pos: 6000 }, Stop::Datetime(at(1_150)))
+                .contains("held up to position 5000")
+        );
         assert!(err(Start::Datetime(at(900)), Stop::Datetime(at(1_150))).contains("not after the earliest event"));
         assert!(err(from(), Stop::Gtid("0-1-99".into())).contains("not in the held files"));
-        assert!(err(Start::FilePos { file: "bin.000003".into(), pos: 4 }, Stop::FilePos { file: "bin.000001".into(), pos: 9 }).contains("before the start"));
+        assert!(
+            err(
+                Start::FilePos { file: "bin.000003".into(), pos: 4 },
+                Stop::FilePos { file: "bin.000001".into(), pos: 9 }
+            )
+            .contains("before the start")
+        );
 
         // Missing and gapped files inside the range.
         let mut missing = catalog();
@@ -536,9 +553,10 @@ mod tests {
     #[test]
     fn a_gtid_start_with_transactions_before_the_first_file_is_refused() {
         let cat = catalog();
-        let e = plan(Flavor::Mariadb, &cat[1..], &req(Start::GtidSet("0-1-5".into()), Stop::Gtid("0-1-25".into())), &Fake)
-            .unwrap_err()
-            .0;
+        let e =
+            plan(Flavor::Mariadb, &cat[1..], &req(Start::GtidSet("0-1-5".into()), Stop::Gtid("0-1-25".into())), &Fake)
+                .unwrap_err()
+                .0;
         assert!(e.contains("lacks transactions before bin.000002"), "{e}");
     }
 

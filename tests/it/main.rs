@@ -15,12 +15,12 @@ mod meta_mysql;
 // Replication core.
 mod disk_full;
 mod metrics;
+mod pitr;
 mod replication_crash;
 mod replication_faults;
 mod replication_identity;
 mod replication_lifecycle;
 mod replication_modes;
-mod pitr;
 mod replication_replay;
 mod secrets;
 mod tls;
