@@ -36,7 +36,7 @@ enum Command {
     },
     /// Plan a point-in-time replay through a running server's API; print the decoder command
     /// (or, with --fetch, download the files and print the command over them).
-    Replay(ReplayCli),
+    Replay(Box<ReplayCli>),
 }
 
 #[derive(clap::Args)]

@@ -280,7 +280,7 @@ pub fn for_each_event(mut r: impl Read, mut f: impl FnMut(u64, &[u8]) -> bool) -
         return Err(io::Error::new(io::ErrorKind::InvalidData, "not a binlog file (no magic)"));
     }
     let mut offset = 4u64;
-    let mut buf = Vec::new();
+    let mut buf = vec![0u8; HEADER_LEN];
     loop {
         buf.resize(HEADER_LEN, 0);
         match read_full(&mut r, &mut buf)? {

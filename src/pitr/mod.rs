@@ -90,13 +90,10 @@ pub fn load_catalog(store: &Store, data_dir: &Path, task: TaskId) -> Result<Vec<
                     rec.summary.gtid_start.clone().or_else(|| gtid_before.clone()),
                 )
             });
-            match rebuilt {
-                Ok(s) => {
-                    store.set_file_summary(task, &rec.source_identity, rec.file_name.as_str(), &s)?;
-                    rec.summary = s;
-                }
-                // An unreadable file is reported by the window as a break, not as an error here.
-                Err(_) => {}
+            // An unreadable file keeps its row as it is; it is not an error of the catalog.
+            if let Ok(s) = rebuilt {
+                store.set_file_summary(task, &rec.source_identity, rec.file_name.as_str(), &s)?;
+                rec.summary = s;
             }
         }
         gtid_before = rec.summary.gtid_end.clone();

@@ -238,7 +238,7 @@ fn time_of(t: Option<u32>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(i64::from(t), 0))
 }
 
-fn find_file<'a>(files: &[&'a CatalogFile], name: &str, from: usize, what: &str) -> Result<usize> {
+fn find_file(files: &[&CatalogFile], name: &str, from: usize, what: &str) -> Result<usize> {
     let hits: Vec<usize> = (from..files.len()).filter(|&i| files[i].record.file_name.as_str() == name).collect();
     match hits.as_slice() {
         [] => {
