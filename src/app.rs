@@ -73,6 +73,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         supervisor: supervisor.clone(),
         server_id_base: settings.replication.server_id_base,
         http_registry,
+        data_dir: settings.data_dir.clone(),
     });
 
     let auth_settings = settings.api.auth.clone();

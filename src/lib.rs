@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod meta;
+pub mod pitr;
 pub mod secret;
 pub mod source;
 pub mod telemetry;

@@ -34,6 +34,78 @@ enum Command {
         #[arg(long, global = true)]
         meta_dsn: Option<String>,
     },
+    /// Plan a point-in-time replay through a running server's API; print the decoder command
+    /// (or, with --fetch, download the files and print the command over them).
+    Replay(Box<ReplayCli>),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("stop").required(true).args(["stop_datetime", "stop_gtid", "stop_file"])))]
+struct ReplayCli {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Task id.
+    #[arg(long)]
+    task: i64,
+    /// API bearer token.
+    #[arg(long, env = "BINLOG_SERVER_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Start at this source file (with --start-pos), as a --master-data dump records it.
+    #[arg(long, requires = "start_pos")]
+    start_file: Option<String>,
+    #[arg(long, requires = "start_file")]
+    start_pos: Option<u64>,
+    /// Start after this GTID state (what the snapshot holds).
+    #[arg(long)]
+    start_gtid_set: Option<String>,
+    /// Start at this time (UTC: RFC 3339 or 'YYYY-MM-DD HH:MM:SS').
+    #[arg(long)]
+    start_datetime: Option<String>,
+    /// Stop before this time (UTC: RFC 3339 or 'YYYY-MM-DD HH:MM:SS').
+    #[arg(long)]
+    stop_datetime: Option<String>,
+    /// Stop before this GTID's transaction.
+    #[arg(long)]
+    stop_gtid: Option<String>,
+    /// Stop at this source file and position (with --stop-pos).
+    #[arg(long, requires = "stop_pos")]
+    stop_file: Option<String>,
+    #[arg(long, requires = "stop_file")]
+    stop_pos: Option<u64>,
+    /// Only needed when a file name exists under two sources.
+    #[arg(long)]
+    source_identity: Option<String>,
+    /// Download the files into this directory and print the command over the copies.
+    #[arg(long)]
+    fetch: Option<PathBuf>,
+}
+
+impl ReplayCli {
+    fn into_args(self) -> binlog_server::pitr::client::ReplayArgs {
+        let mut params = Vec::new();
+        let mut put = |k: &'static str, v: Option<String>| {
+            if let Some(v) = v {
+                params.push((k, v));
+            }
+        };
+        put("start_file", self.start_file);
+        put("start_pos", self.start_pos.map(|p| p.to_string()));
+        put("start_gtid_set", self.start_gtid_set);
+        put("start_datetime", self.start_datetime);
+        put("stop_datetime", self.stop_datetime);
+        put("stop_gtid", self.stop_gtid);
+        put("stop_file", self.stop_file);
+        put("stop_pos", self.stop_pos.map(|p| p.to_string()));
+        put("source_identity", self.source_identity);
+        binlog_server::pitr::client::ReplayArgs {
+            server: self.server,
+            task: self.task,
+            token: self.token.filter(|t| !t.is_empty()),
+            params,
+            fetch: self.fetch,
+        }
+    }
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -59,7 +131,20 @@ fn load_settings(cli: &Cli) -> Result<Settings, ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // A client of the API: no configuration of this host is needed.
+    if let Some(Command::Replay(r)) = cli.command.take_if(|c| matches!(c, Command::Replay(_))) {
+        return match binlog_server::pitr::client::run(&r.into_args()) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("binlog-server replay: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let settings = match load_settings(&cli) {
         Ok(s) => s,
         Err(code) => return code,
@@ -87,6 +172,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Migrate { action, meta_dsn } => migrate(settings, action, meta_dsn),
+        // Taken before the configuration is loaded.
+        Command::Replay(_) => ExitCode::from(2),
     }
 }
 

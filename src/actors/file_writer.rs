@@ -24,6 +24,7 @@ use slog::{Logger, debug, info, warn};
 use crate::binlog::event::{FileEvents, MAGIC, types};
 use crate::binlog::name::BinlogFileName;
 use crate::binlog::stream::{LocalFiles, OpenFile, WriteOp};
+use crate::binlog::summary::{self, SummaryBuilder};
 use crate::domain::{TaskErrorCode, TaskId};
 use crate::meta::{Checkpoint, FileRecord, FileState, Store, StoreError};
 use crate::source::dump::SourceIdentity;
@@ -131,6 +132,8 @@ struct OpenLocal {
     header_len: u64,
     size: u64,
     dirty: bool,
+    /// The catalog summary of what is durable in the file (see `binlog::summary`).
+    summary: SummaryBuilder,
 }
 
 impl OpenLocal {
@@ -324,6 +327,8 @@ impl FileWriterActor {
                 }
                 f.sync_all().map_err(|e| WriterError::Fsync { path: path.display().to_string(), source: e })?;
                 let has_transactions = has_transactions(&mut f, want).map_err(|e| WriterError::io("read", &path, e))?;
+                let summary =
+                    self.resume_summary(&mut f, rec, cp.pos, want).map_err(|e| WriterError::io("read", &path, e))?;
                 f.seek(SeekFrom::End(0)).map_err(|e| WriterError::io("seek", &path, e))?;
                 if rec.state == FileState::Sealed {
                     return Err(WriterError::Invariant(format!(
@@ -345,6 +350,7 @@ impl FileWriterActor {
                     header_len: rec.header_len,
                     size: want,
                     dirty: false,
+                    summary,
                 });
             }
         }
@@ -365,7 +371,16 @@ impl FileWriterActor {
             let f = OpenOptions::new().write(true).open(&path).map_err(|e| WriterError::io("open", &path, e))?;
             f.set_len(want).map_err(|e| WriterError::io("truncate", &path, e))?;
             f.sync_all().map_err(|e| WriterError::Fsync { path: path.display().to_string(), source: e })?;
-            self.store.seal_file(self.task_id, &cp.source_identity, cp.file.as_str(), cp.pos, want, cp)?;
+            let read = File::open(&path).map_err(|e| WriterError::io("open", &path, e))?;
+            let summary = summary::summarize(
+                io::BufReader::new(read),
+                rec.start_pos,
+                rec.header_len,
+                want,
+                rec.summary.gtid_start.clone(),
+            )
+            .map_err(|e| WriterError::io("read", &path, e))?;
+            self.store.seal_file(self.task_id, &cp.source_identity, cp.file.as_str(), cp.pos, want, &summary, cp)?;
             let _ = self.report.try_send(WriterEvent::FileSealed {
                 identity: cp.source_identity.clone(),
                 name: cp.file.clone(),
@@ -384,7 +399,7 @@ impl FileWriterActor {
         for op in batch.ops {
             match op {
                 WriteOp::Create { name, start_pos, header } => self.create(name, start_pos, &header)?,
-                WriteOp::Append { bytes: data, .. } => {
+                WriteOp::Append { bytes: data, end_pos } => {
                     let o = self
                         .open
                         .as_mut()
@@ -392,6 +407,7 @@ impl FileWriterActor {
                     o.file.write_all(&data).map_err(|e| WriterError::io("write", &o.path, e))?;
                     o.size += data.len() as u64;
                     o.dirty = true;
+                    o.summary.on_events(&data, end_pos);
                     bytes += data.len() as u64;
                 }
                 WriteOp::Rebase { start_pos } => {
@@ -402,6 +418,7 @@ impl FileWriterActor {
                         .ok_or_else(|| WriterError::Invariant("rebase without an open file".into()))?;
                     o.start_pos = start_pos;
                     o.header_len = o.size;
+                    o.summary.rebase();
                     self.store.update_file_layout(self.task_id, &identity, o.name.as_str(), start_pos, o.size)?;
                 }
                 WriteOp::Seal { end_pos, gtid } => self.seal(end_pos, gtid)?,
@@ -428,6 +445,11 @@ impl FileWriterActor {
             debug!(self.log, "checkpoint durable";
                 "file" => %cp.file, "pos" => cp.pos, "gtid" => cp.gtid_set.as_deref().unwrap_or(""),
                 "bytes" => bytes, "fsync_us" => fsync.as_micros() as u64);
+            if let Some(o) = self.open.as_mut()
+                && o.name == cp.file
+            {
+                o.summary.commit(cp.pos, cp.gtid_set.as_deref());
+            }
             self.durable = Some(cp.clone());
             if self.last_persist.elapsed() >= self.checkpoint_interval {
                 self.persist()?;
@@ -465,12 +487,15 @@ impl FileWriterActor {
             created_at: chrono::Utc::now(),
             sealed_at: None,
             upload: Default::default(),
+            summary: Default::default(),
         })?;
         // The new name must survive a crash before any checkpoint points into the file.
         fsync_dir(&dir)?;
         info!(self.log, "file created"; "file" => %name, "start_pos" => start_pos);
         let _ = self.report.try_send(WriterEvent::FileCreated { identity, name: name.clone() });
-        self.open = Some(OpenLocal { name, path, file, start_pos, header_len, size: header_len, dirty: true });
+        // Where the previous file ended is where this one begins, GTID-wise.
+        let summary = SummaryBuilder::new(header, self.durable.as_ref().and_then(|c| c.gtid_set.clone()));
+        self.open = Some(OpenLocal { name, path, file, start_pos, header_len, size: header_len, dirty: true, summary });
         Ok(())
     }
 
@@ -486,8 +511,9 @@ impl FileWriterActor {
             return Err(WriterError::Fsync { path: o.path.display().to_string(), source: e });
         }
         o.dirty = false;
+        o.summary.commit(end_pos, gtid.as_deref());
         let cp = Checkpoint { source_identity: identity.clone(), file: o.name.clone(), pos: end_pos, gtid_set: gtid };
-        self.store.seal_file(self.task_id, &identity, o.name.as_str(), end_pos, o.size, &cp)?;
+        self.store.seal_file(self.task_id, &identity, o.name.as_str(), end_pos, o.size, o.summary.summary(), &cp)?;
         self.durable = Some(cp.clone());
         self.persisted = Some(cp);
         self.last_persist = Instant::now();
@@ -499,6 +525,24 @@ impl FileWriterActor {
             size: o.size,
         });
         Ok(())
+    }
+
+    /// The summary builder of an open file resumed at checkpoint `pos` (`len` local bytes):
+    /// from its catalog row when that was saved with this checkpoint, else read from the file.
+    fn resume_summary(&self, f: &mut File, rec: &FileRecord, pos: u64, len: u64) -> io::Result<SummaryBuilder> {
+        f.seek(SeekFrom::Start(0))?;
+        let reader = io::BufReader::new(Read::by_ref(f).take(len));
+        if rec.summary.summary_pos == pos {
+            let mut has_crc = true;
+            summary::for_each_event(reader, |_, ev| {
+                if let Ok(fde) = crate::binlog::event::Fde::parse(ev) {
+                    has_crc = fde.checksum.has_crc();
+                }
+                false
+            })?;
+            return Ok(SummaryBuilder::resume(rec.summary.clone(), has_crc));
+        }
+        summary::rebuild(reader, rec.start_pos, rec.header_len, len, rec.summary.gtid_start.clone())
     }
 
     fn persist(&mut self) -> Result<(), WriterError> {
@@ -515,7 +559,7 @@ impl FileWriterActor {
             match &self.open {
                 Some(o) if o.name == cp.file => {
                     let size = o.local_offset(cp.pos);
-                    self.store.save_checkpoint_in_open_file(self.task_id, &cp, size)?;
+                    self.store.save_checkpoint_in_open_file(self.task_id, &cp, size, o.summary.summary())?;
                 }
                 _ => self.store.save_checkpoint(self.task_id, &cp)?,
             }

@@ -18,6 +18,7 @@ use crate::actors::task::{Stop, TaskActor, TaskContext, TaskExited, WakeUploads}
 use crate::config::Settings;
 use crate::domain::{DesiredState, FieldError, Task, TaskEventType, TaskId, TaskSpec, TaskState};
 use crate::meta::{Checkpoint, FileRecord, LastError, Store, StoreError, TaskEvent, TaskFilter};
+use crate::pitr::{self, plan::Plan, plan::PlanFile, window::Window};
 use crate::telemetry::tracing::span;
 use crate::upload::ObjectStore;
 use opentelemetry::KeyValue;
@@ -37,6 +38,8 @@ pub enum ControlError {
     ShuttingDown,
     #[error("task {0} did not stop within the deadline")]
     Timeout(TaskId),
+    #[error("{0}")]
+    NotCovered(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -539,6 +542,122 @@ impl Handler<ListUploadFailures> for Supervisor {
             s.upload_failures(id, limit)
         });
         Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
+    }
+}
+
+/// The task's recovery window.
+#[derive(Message)]
+#[rtype(result = "ControlResult<Window>")]
+pub struct GetWindow(pub TaskId);
+
+impl Handler<GetWindow> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Window>>;
+
+    fn handle(&mut self, msg: GetWindow, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.0;
+        let data_dir = self.settings.data_dir.clone();
+        let fut = store_call!(self.store, |s| {
+            s.get_task(id)?;
+            pitr::load_catalog(s, &data_dir, id)
+        });
+        Box::pin(async move {
+            let files = fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read"))?;
+            Ok(pitr::window::window(&files))
+        })
+    }
+}
+
+/// Plans a replay (`GET /api/tasks/{id}/replay`). Reads files only to place GTIDs.
+#[derive(Message)]
+#[rtype(result = "ControlResult<Plan>")]
+pub struct PlanReplay {
+    pub id: TaskId,
+    pub request: pitr::plan::Request,
+}
+
+impl Handler<PlanReplay> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Plan>>;
+
+    fn handle(&mut self, msg: PlanReplay, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.id;
+        let data_dir = self.settings.data_dir.clone();
+        let fut = store_call!(self.store, |s| {
+            let task = s.get_task(id)?;
+            let files = pitr::load_catalog(s, &data_dir, id)?;
+            let reader = LocalTxnReader { task_dir: data_dir.join(id.0.to_string()) };
+            Ok(pitr::plan::plan(task.spec.source.flavor, &files, &msg.request, &reader))
+        });
+        Box::pin(async move {
+            let planned = fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read"))?;
+            planned.map_err(|e| ControlError::NotCovered(e.0))
+        })
+    }
+}
+
+/// Reads transaction starts from local files (bucket-only files cannot be read yet).
+struct LocalTxnReader {
+    task_dir: PathBuf,
+}
+
+impl pitr::plan::TxnReader for LocalTxnReader {
+    fn starts(&self, f: &pitr::CatalogFile) -> std::io::Result<Vec<crate::binlog::summary::TxnStart>> {
+        let loc = f.location.as_ref().ok_or_else(|| std::io::Error::other("missing"))?;
+        let file = pitr::files::open_location(&self.task_dir, loc).map_err(std::io::Error::other)?;
+        let limit = f.record.local_offset(f.held_end());
+        crate::binlog::summary::transaction_starts(std::io::BufReader::new(file), limit).map(|(s, _)| s)
+    }
+}
+
+/// One catalogued file of a task, for download: `(task_dir, file)`.
+#[derive(Message)]
+#[rtype(result = "ControlResult<(PathBuf, PlanFile)>")]
+pub struct LocateFile {
+    pub id: TaskId,
+    pub name: crate::binlog::name::BinlogFileName,
+    pub source_identity: Option<String>,
+}
+
+impl Handler<LocateFile> for Supervisor {
+    type Result = ResponseFuture<ControlResult<(PathBuf, PlanFile)>>;
+
+    fn handle(&mut self, msg: LocateFile, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.id;
+        let data_dir = self.settings.data_dir.clone();
+        let task_dir = self.task_dir(id);
+        let fut = store_call!(self.store, |s| {
+            s.get_task(id)?;
+            pitr::load_catalog(s, &data_dir, id)
+        });
+        Box::pin(async move {
+            let files = fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read"))?;
+            let hits: Vec<&pitr::CatalogFile> = files
+                .iter()
+                .filter(|f| f.record.file_name == msg.name)
+                .filter(|f| msg.source_identity.as_ref().is_none_or(|s| *s == f.record.source_identity))
+                .collect();
+            let f = match hits.as_slice() {
+                [] => return Err(ControlError::Store(StoreError::NotFound)),
+                [f] => *f,
+                _ => {
+                    return Err(ControlError::Invalid(vec![FieldError {
+                        field: "source_identity",
+                        message: format!("{} exists under several sources; name one", msg.name),
+                    }]));
+                }
+            };
+            let location = f.location.clone().ok_or_else(|| {
+                ControlError::NotCovered(format!("{} is missing on local disk and in the bucket", msg.name))
+            })?;
+            Ok((
+                task_dir,
+                PlanFile {
+                    name: f.record.file_name.to_string(),
+                    source_identity: f.record.source_identity.clone(),
+                    size: f.record.local_offset(f.held_end()),
+                    location,
+                },
+            ))
+        })
     }
 }
 

@@ -467,3 +467,38 @@ pub struct EventPage {
 pub struct FilePage {
     pub items: Vec<FileDto>,
 }
+
+/// The range of `GET /api/tasks/{id}/replay` (and `/replay/archive`): one start (`start_file` +
+/// `start_pos`, `start_gtid_set`, or `start_datetime`) and one stop (`stop_datetime`,
+/// `stop_gtid`, or `stop_file` + `stop_pos`). Times are RFC 3339 or `YYYY-MM-DD HH:MM:SS`
+/// (UTC), whole seconds. Stops are exclusive.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReplayQuery {
+    /// A source binlog file name, as a `--master-data` dump records it (with `start_pos`).
+    pub start_file: Option<String>,
+    #[param(minimum = 4)]
+    pub start_pos: Option<u64>,
+    /// The GTID state the snapshot holds (MySQL set, MariaDB `domain-server-seq,...`).
+    pub start_gtid_set: Option<String>,
+    pub start_datetime: Option<String>,
+    /// Events at or after this time are not replayed.
+    pub stop_datetime: Option<String>,
+    /// The first transaction not to replay.
+    pub stop_gtid: Option<String>,
+    pub stop_file: Option<String>,
+    /// The event at this source position is the first not replayed.
+    pub stop_pos: Option<u64>,
+    /// Only needed when a file name exists under two sources (after a switchover).
+    pub source_identity: Option<String>,
+}
+
+/// `?source_identity=` of a file download.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FileQuery {
+    /// Only needed when the name exists under two sources (after a switchover).
+    pub source_identity: Option<String>,
+}

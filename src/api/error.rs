@@ -16,6 +16,7 @@ pub enum ErrorCode {
     TaskNotFound,
     TaskAlreadyExists,
     InvalidStateTransition,
+    RangeNotCovered,
     Unauthorized,
     NotFound,
     MethodNotAllowed,
@@ -96,6 +97,9 @@ impl From<ControlError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::InvalidStateTransition, msg)
             }
             ControlError::Invalid(errs) => ApiError::fields(errs),
+            ControlError::NotCovered(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::RangeNotCovered, msg)
+            }
             ControlError::ShuttingDown => ApiError::unavailable(msg),
             ControlError::Timeout(_) => ApiError::unavailable(msg),
             ControlError::Store(StoreError::Unavailable(_)) => ApiError::unavailable("metadata database unavailable"),

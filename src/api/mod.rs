@@ -7,6 +7,7 @@ pub mod dto;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod pitr;
 pub mod rate_limit;
 pub mod tasks;
 pub mod ui;
@@ -28,6 +29,8 @@ pub struct ApiState {
     pub server_id_base: u32,
     /// Where actix-web-prom records the HTTP families (rendered after ours at `/metrics`).
     pub http_registry: prometheus::Registry,
+    /// Where task files live (downloads check every path is inside it).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Which routes the credential guards (when auth is enabled).
@@ -149,6 +152,10 @@ pub fn api_scope() -> actix_web::Scope<
         .service(resource("/tasks/{id}/files/retry-upload", "POST").route(web::post().to(tasks::retry_upload)))
         .service(resource("/tasks/{id}/upload-failures", "GET").route(web::get().to(tasks::upload_failures)))
         .service(resource("/tasks/{id}/replication", "GET").route(web::get().to(tasks::replication)))
+        .service(resource("/tasks/{id}/window", "GET").route(web::get().to(pitr::window)))
+        .service(resource("/tasks/{id}/replay", "GET").route(web::get().to(pitr::replay)))
+        .service(resource("/tasks/{id}/replay/archive", "GET").route(web::get().to(pitr::archive)))
+        .service(resource("/tasks/{id}/files/{name}", "GET").route(web::get().to(pitr::download)))
         .default_service(web::to(not_found))
 }
 

@@ -8,7 +8,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{metrics, tasks};
+use crate::api::{metrics, pitr, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,9 +35,13 @@ use crate::api::{metrics, tasks};
         tasks::retry_upload,
         tasks::upload_failures,
         tasks::replication,
+        pitr::window,
+        pitr::replay,
+        pitr::archive,
+        pitr::download,
     ),
     modifiers(&Security),
-    tags((name = "tasks", description = "Replication tasks"), (name = "service", description = "Health, metrics, this document"))
+    tags((name = "tasks", description = "Replication tasks"), (name = "recovery", description = "Point-in-time recovery: window, replay plans, file downloads"), (name = "service", description = "Health, metrics, this document"))
 )]
 pub struct ApiDoc;
 

@@ -9,6 +9,7 @@ pub mod event;
 pub mod gtid;
 pub mod name;
 pub mod stream;
+pub mod summary;
 
 /// Where the real MySQL binlog fixtures live: `$BINLOG_FIXTURES`, else the workplace's
 /// `shared/fixtures/mysql-binlogs` next to the checkout, else at its absolute home.

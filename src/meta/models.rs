@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::binlog::name::BinlogFileName;
+use crate::binlog::summary::FileSummary;
 use crate::domain::{
     DesiredState, RawTaskSpec, StartSpec, Task, TaskError, TaskErrorCode, TaskId, TaskSpec, TaskState,
 };
@@ -287,6 +288,8 @@ pub struct FileRecord {
     pub created_at: DateTime<Utc>,
     pub sealed_at: Option<DateTime<Utc>>,
     pub upload: UploadInfo,
+    /// What the file holds by time and GTID (the point-in-time recovery catalog).
+    pub summary: FileSummary,
 }
 
 /// A file's upload and retention bookkeeping.
@@ -346,6 +349,53 @@ pub(crate) struct FileRow {
     pub upload_verified: bool,
     pub local_deleted_at: Option<NaiveDateTime>,
     pub remote_deleted_at: Option<NaiveDateTime>,
+    pub first_event_at: Option<NaiveDateTime>,
+    pub last_event_at: Option<NaiveDateTime>,
+    pub first_gtid: Option<String>,
+    pub last_gtid: Option<String>,
+    pub gtid_start: Option<String>,
+    pub gtid_end: Option<String>,
+    pub gtid_added: Option<String>,
+    pub summary_pos: i64,
+}
+
+/// Event timestamps (Unix seconds) as stored.
+pub(crate) fn unix_to_naive(t: u32) -> NaiveDateTime {
+    DateTime::from_timestamp(i64::from(t), 0).unwrap_or_default().naive_utc()
+}
+
+fn naive_to_unix(t: NaiveDateTime) -> u32 {
+    u32::try_from(t.and_utc().timestamp()).unwrap_or(0)
+}
+
+/// The catalog columns of a file, for the updates that record them.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = binlog_files)]
+#[diesel(treat_none_as_null = true)]
+pub(crate) struct SummaryColumns {
+    pub first_event_at: Option<NaiveDateTime>,
+    pub last_event_at: Option<NaiveDateTime>,
+    pub first_gtid: Option<String>,
+    pub last_gtid: Option<String>,
+    pub gtid_start: Option<String>,
+    pub gtid_end: Option<String>,
+    pub gtid_added: Option<String>,
+    pub summary_pos: i64,
+}
+
+impl SummaryColumns {
+    pub fn from_summary(s: &FileSummary) -> Self {
+        SummaryColumns {
+            first_event_at: s.first_event_at.map(unix_to_naive),
+            last_event_at: s.last_event_at.map(unix_to_naive),
+            first_gtid: s.first_gtid.clone(),
+            last_gtid: s.last_gtid.clone(),
+            gtid_start: s.gtid_start.clone(),
+            gtid_end: s.gtid_end.clone(),
+            gtid_added: s.gtid_added.clone(),
+            summary_pos: s.summary_pos as i64,
+        }
+    }
 }
 
 impl FileRow {
@@ -374,6 +424,16 @@ impl FileRow {
                 local_deleted_at: self.local_deleted_at.map(to_utc),
                 remote_deleted_at: self.remote_deleted_at.map(to_utc),
             },
+            summary: FileSummary {
+                first_event_at: self.first_event_at.map(naive_to_unix),
+                last_event_at: self.last_event_at.map(naive_to_unix),
+                first_gtid: self.first_gtid,
+                last_gtid: self.last_gtid,
+                gtid_start: self.gtid_start,
+                gtid_end: self.gtid_end,
+                gtid_added: self.gtid_added,
+                summary_pos: self.summary_pos.max(0) as u64,
+            },
         })
     }
 
@@ -400,6 +460,14 @@ impl FileRow {
             upload_verified: r.upload.verified,
             local_deleted_at: r.upload.local_deleted_at.map(now_naive),
             remote_deleted_at: r.upload.remote_deleted_at.map(now_naive),
+            first_event_at: r.summary.first_event_at.map(unix_to_naive),
+            last_event_at: r.summary.last_event_at.map(unix_to_naive),
+            first_gtid: r.summary.first_gtid.clone(),
+            last_gtid: r.summary.last_gtid.clone(),
+            gtid_start: r.summary.gtid_start.clone(),
+            gtid_end: r.summary.gtid_end.clone(),
+            gtid_added: r.summary.gtid_added.clone(),
+            summary_pos: r.summary.summary_pos as i64,
         }
     }
 }

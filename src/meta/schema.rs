@@ -73,6 +73,14 @@ diesel::table! {
         upload_verified -> Bool,
         local_deleted_at -> Nullable<Timestamp>,
         remote_deleted_at -> Nullable<Timestamp>,
+        first_event_at -> Nullable<Timestamp>,
+        last_event_at -> Nullable<Timestamp>,
+        first_gtid -> Nullable<Text>,
+        last_gtid -> Nullable<Text>,
+        gtid_start -> Nullable<Text>,
+        gtid_end -> Nullable<Text>,
+        gtid_added -> Nullable<Text>,
+        summary_pos -> BigInt,
     }
 }
 

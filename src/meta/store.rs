@@ -4,14 +4,15 @@ use std::sync::Arc;
 
 use diesel::prelude::*;
 
+use crate::binlog::summary::FileSummary;
 use crate::clock::SharedClock;
 use crate::domain::{DesiredState, Task, TaskError, TaskEventType, TaskId, TaskSpec, TaskState};
 use crate::meta::StoreError;
 use crate::meta::cipher::{self, Cipher, CipherError};
 use crate::meta::conn::{MetaConnection, MetaDsn, MetaPool, build_pool, migrate_up, migration_status};
 use crate::meta::models::{
-    Checkpoint, CheckpointRow, FileRecord, FileRow, FileState, NewTaskEvent, TaskEvent, TaskEventRow, TaskFilter,
-    TaskRow, TaskSpecColumns, now_naive,
+    Checkpoint, CheckpointRow, FileRecord, FileRow, FileState, NewTaskEvent, SummaryColumns, TaskEvent, TaskEventRow,
+    TaskFilter, TaskRow, TaskSpecColumns, now_naive,
 };
 use crate::meta::schema::{binlog_files, checkpoints, task_events, tasks};
 use crate::secret::Secret;
@@ -420,9 +421,15 @@ impl Store {
     }
 
     /// Persists a checkpoint inside the open file together with that file's catalog size (the
-    /// local bytes up to the checkpoint), in one transaction, so readers never see one moved
-    /// without the other.
-    pub fn save_checkpoint_in_open_file(&self, id: TaskId, cp: &Checkpoint, size: u64) -> Result<(), StoreError> {
+    /// local bytes up to the checkpoint) and summary (what those bytes hold), in one
+    /// transaction, so readers never see one moved without the others.
+    pub fn save_checkpoint_in_open_file(
+        &self,
+        id: TaskId,
+        cp: &Checkpoint,
+        size: u64,
+        summary: &FileSummary,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         conn.transaction(|c| {
             self.write_checkpoint(c, id, Some(cp))?;
@@ -432,10 +439,31 @@ impl Store {
                     .filter(binlog_files::source_identity.eq(&cp.source_identity))
                     .filter(binlog_files::file_name.eq(cp.file.as_str())),
             )
-            .set(binlog_files::size.eq(size as i64))
+            .set((binlog_files::size.eq(size as i64), SummaryColumns::from_summary(summary)))
             .execute(c)?;
             Ok(())
         })
+    }
+
+    /// Records a file's summary rebuilt from its bytes (a row that predates the catalog, or
+    /// whose summary a crash left behind its seal).
+    pub fn set_file_summary(
+        &self,
+        id: TaskId,
+        identity: &str,
+        name: &str,
+        summary: &FileSummary,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        diesel::update(
+            binlog_files::table
+                .filter(binlog_files::task_id.eq(id.0))
+                .filter(binlog_files::source_identity.eq(identity))
+                .filter(binlog_files::file_name.eq(name)),
+        )
+        .set(SummaryColumns::from_summary(summary))
+        .execute(&mut *conn)?;
+        Ok(())
     }
 
     /// Clears the checkpoint (a task whose start position was edited begins afresh).
@@ -462,8 +490,9 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a file SEALED and moves the checkpoint past it, in one transaction: a file is
-    /// SEALED in the catalog exactly when the checkpoint has left it.
+    /// Marks a file SEALED with its final summary and moves the checkpoint past it, in one
+    /// transaction: a file is SEALED in the catalog exactly when the checkpoint has left it.
+    #[allow(clippy::too_many_arguments)]
     pub fn seal_file(
         &self,
         id: TaskId,
@@ -471,6 +500,7 @@ impl Store {
         name: &str,
         end_pos: u64,
         size: u64,
+        summary: &FileSummary,
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
@@ -487,6 +517,7 @@ impl Store {
                 binlog_files::end_pos.eq(Some(end_pos as i64)),
                 binlog_files::size.eq(size as i64),
                 binlog_files::sealed_at.eq(Some(now)),
+                SummaryColumns::from_summary(summary),
             ))
             .execute(c)?;
             self.write_checkpoint(c, id, Some(checkpoint))
@@ -742,13 +773,30 @@ pub mod contract {
             created_at: now,
             sealed_at: None,
             upload: Default::default(),
+            summary: Default::default(),
         };
         store.insert_file(&rec).expect("insert file");
         assert!(store.insert_file(&rec).is_err(), "a file is recorded once");
-        store.save_checkpoint_in_open_file(a.id, &cp, 999).expect("checkpoint with size");
-        assert_eq!(store.list_files(a.id).expect("files")[0].size, 999);
+        let partial = FileSummary {
+            first_event_at: Some(1_700_000_000),
+            last_event_at: Some(1_700_000_100),
+            first_gtid: Some("0-1-1".into()),
+            last_gtid: Some("0-1-5".into()),
+            gtid_start: Some("0-1-0".into()),
+            gtid_end: Some("0-1-5".into()),
+            gtid_added: None,
+            summary_pos: 999,
+        };
+        store.save_checkpoint_in_open_file(a.id, &cp, 999, &partial).expect("checkpoint with size");
+        let open = store.list_files(a.id).expect("files");
+        assert_eq!((open[0].size, &open[0].summary), (999, &partial));
         let cp2 = Checkpoint { file: BinlogFileName::parse("bin.000002").expect("name"), pos: 4, ..cp.clone() };
-        store.seal_file(a.id, "srv-1", "bin.000001", 1000, 1000, &cp2).expect("seal");
+        let sealed = FileSummary { last_gtid: Some("0-1-6".into()), summary_pos: 1000, ..partial.clone() };
+        store.seal_file(a.id, "srv-1", "bin.000001", 1000, 1000, &sealed, &cp2).expect("seal");
+        assert_eq!(store.list_files(a.id).expect("files")[0].summary, sealed);
+        let rebuilt = FileSummary { gtid_added: Some("x".into()), ..sealed.clone() };
+        store.set_file_summary(a.id, "srv-1", "bin.000001", &rebuilt).expect("summary");
+        assert_eq!(store.list_files(a.id).expect("files")[0].summary, rebuilt);
         store.set_file_sha256(a.id, "srv-1", "bin.000001", &"ab".repeat(32)).expect("sha");
         let files = store.list_files(a.id).expect("files");
         assert_eq!(files.len(), 1);

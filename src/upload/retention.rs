@@ -193,6 +193,7 @@ mod tests {
                 object_key: (upload == UploadState::Uploaded).then(|| format!("k/{n}")),
                 ..UploadInfo::default()
             },
+            summary: Default::default(),
         }
     }
 

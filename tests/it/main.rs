@@ -15,6 +15,7 @@ mod meta_mysql;
 // Replication core.
 mod disk_full;
 mod metrics;
+mod pitr;
 mod replication_crash;
 mod replication_faults;
 mod replication_identity;

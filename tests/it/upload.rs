@@ -325,6 +325,7 @@ mod retention {
                     created_at: day(0),
                     sealed_at: None,
                     upload: Default::default(),
+                    summary: Default::default(),
                 })
         }
 
@@ -347,7 +348,8 @@ mod retention {
                 Some(d) => {
                     self.clock.set(day(d));
                     let len = bytes.len() as u64;
-                    self.store.seal_file(self.id, IDENTITY, &name(n), len, len, &cp(n + 1, 4)).expect("seal");
+                    let summary = binlog_server::binlog::summary::FileSummary::default();
+                    self.store.seal_file(self.id, IDENTITY, &name(n), len, len, &summary, &cp(n + 1, 4)).expect("seal");
                     let sha = binlog_server::actors::task::sha256_file(&path).expect("sha256");
                     self.store.set_file_sha256(self.id, IDENTITY, &name(n), &sha).expect("sha");
                 }

@@ -1,0 +1,9 @@
+ALTER TABLE binlog_files
+    DROP COLUMN summary_pos,
+    DROP COLUMN gtid_added,
+    DROP COLUMN gtid_end,
+    DROP COLUMN gtid_start,
+    DROP COLUMN last_gtid,
+    DROP COLUMN first_gtid,
+    DROP COLUMN last_event_at,
+    DROP COLUMN first_event_at;

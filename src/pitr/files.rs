@@ -1,0 +1,172 @@
+//! Safe access to a task's files for download and archives: names are validated, symlinks are
+//! never followed, and a path must resolve inside the task's directory. Plus a minimal ustar
+//! writer for `replay/archive` (regular files only, names under 100 bytes).
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::binlog::name::BinlogFileName;
+use crate::pitr::Location;
+
+/// Why a file cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum FileAccessError {
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("{0} is not a regular file inside the task's directory (symlinks are never followed)")]
+    Refused(String),
+    #[error("{0} is only in the bucket; fetching from the bucket is not available in this version")]
+    OnlyInBucket(String),
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Validates a file name from a URL: a binlog file name, nothing that walks the tree.
+pub fn validate_name(raw: &str) -> Result<BinlogFileName, FileAccessError> {
+    if raw.contains('/') || raw.contains('\\') || raw == ".." || raw.contains("..") {
+        return Err(FileAccessError::InvalidName(format!(
+            "{:?} is not a file name",
+            raw.chars().take(64).collect::<String>()
+        )));
+    }
+    BinlogFileName::parse(raw).map_err(|e| FileAccessError::InvalidName(e.to_string()))
+}
+
+/// Opens a catalogued local file for reading: without following a symlink at the last
+/// component (`O_NOFOLLOW`), and only when its real parent directory is inside `task_dir`.
+pub fn open_local(task_dir: &Path, path: &Path) -> Result<File, FileAccessError> {
+    let shown = || path.display().to_string();
+    let io = |source| FileAccessError::Io { path: shown(), source };
+    let root = task_dir.canonicalize().map_err(io)?;
+    let parent = path.parent().ok_or_else(|| FileAccessError::Refused(shown()))?;
+    let real_parent = parent.canonicalize().map_err(io)?;
+    if !real_parent.starts_with(&root) || real_parent == root {
+        return Err(FileAccessError::Refused(shown()));
+    }
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path).map_err(
+            |e| if e.raw_os_error() == Some(libc::ELOOP) { FileAccessError::Refused(shown()) } else { io(e) },
+        )?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.file_type().is_file() {
+        return Err(FileAccessError::Refused(shown()));
+    }
+    Ok(file)
+}
+
+/// Opens a plan file's bytes wherever they are.
+pub fn open_location(task_dir: &Path, loc: &Location) -> Result<File, FileAccessError> {
+    match loc {
+        Location::Local { path } => open_local(task_dir, path),
+        Location::Object { key } => open_object(key),
+    }
+}
+
+/// Extension point: reading a file that is only in the bucket. The upload module (S3 client)
+/// provides this; until it does, such files are reported, not served.
+pub fn open_object(key: &str) -> Result<File, FileAccessError> {
+    Err(FileAccessError::OnlyInBucket(key.to_string()))
+}
+
+/// A ustar header block for a regular file.
+pub fn tar_header(name: &str, size: u64, mtime: u64) -> io::Result<[u8; 512]> {
+    if name.len() > 99 || size >= 0o77777777777 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name}: too long or too large for ustar")));
+    }
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    let octal = |h: &mut [u8; 512], at: usize, len: usize, v: u64| {
+        let s = format!("{v:0w$o}\0", w = len - 1);
+        h[at..at + len].copy_from_slice(s.as_bytes());
+    };
+    octal(&mut h, 100, 8, 0o644);
+    octal(&mut h, 108, 8, 0);
+    octal(&mut h, 116, 8, 0);
+    octal(&mut h, 124, 12, size);
+    octal(&mut h, 136, 12, mtime);
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    let s = format!("{sum:06o}\0 ");
+    h[148..156].copy_from_slice(s.as_bytes());
+    Ok(h)
+}
+
+/// Padding after `size` bytes of content, to the next 512-byte block.
+pub fn tar_padding(size: u64) -> usize {
+    ((512 - size % 512) % 512) as usize
+}
+
+/// Reads exactly `len` bytes of `file` in chunks, calling `sink` for each; fails if the file
+/// is shorter (it changed under us).
+pub fn copy_exact(file: File, len: u64, mut sink: impl FnMut(Vec<u8>) -> bool) -> io::Result<bool> {
+    let mut r = file.take(len);
+    let mut left = len;
+    while left > 0 {
+        let mut buf = vec![0u8; left.min(256 * 1024) as usize];
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shorter than its catalog size"));
+        }
+        buf.truncate(n);
+        left -= n as u64;
+        if !sink(buf) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_walk_the_tree_are_refused() {
+        for bad in ["../x", "..", "a/../../etc/passwd", "/etc/passwd", "a\\b", ".hidden", "", "x..000001", "a b"] {
+            assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(validate_name("mysql-bin.000042").unwrap().as_str(), "mysql-bin.000042");
+    }
+
+    #[test]
+    fn symlinks_and_paths_outside_the_task_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let task = root.path().join("1");
+        let ident = task.join("src");
+        std::fs::create_dir_all(&ident).unwrap();
+        std::fs::write(ident.join("bin.000001"), b"data").unwrap();
+        std::fs::write(root.path().join("secret"), b"secret").unwrap();
+        std::os::unix::fs::symlink(root.path().join("secret"), ident.join("bin.000002")).unwrap();
+        assert!(open_local(&task, &ident.join("bin.000001")).is_ok());
+        assert!(matches!(open_local(&task, &ident.join("bin.000002")), Err(FileAccessError::Refused(_))));
+        // A symlinked identity directory pointing outside the task is refused too.
+        let outside = root.path().join("elsewhere");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("bin.000003"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, task.join("evil")).unwrap();
+        assert!(matches!(open_local(&task, &task.join("evil").join("bin.000003")), Err(FileAccessError::Refused(_))));
+        assert!(matches!(open_local(&task, &root.path().join("secret")), Err(FileAccessError::Refused(_))));
+    }
+
+    #[test]
+    fn tar_headers_have_valid_checksums() {
+        let h = tar_header("bin.000001", 1234, 1_700_000_000).unwrap();
+        let stored = u32::from_str_radix(std::str::from_utf8(&h[148..154]).unwrap(), 8).unwrap();
+        let mut copy = h;
+        copy[148..156].copy_from_slice(b"        ");
+        assert_eq!(stored, copy.iter().map(|&b| u32::from(b)).sum::<u32>());
+        assert_eq!(&h[124..135], b"00000002322");
+        assert_eq!(tar_padding(1234), 512 - 1234 % 512);
+        assert_eq!(tar_padding(1024), 0);
+        assert!(tar_header(&"x".repeat(100), 1, 0).is_err());
+    }
+}
