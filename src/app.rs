@@ -58,7 +58,9 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     let objects = if settings.upload.enabled {
         let o = crate::upload::ObjectStore::new(&settings.upload).map_err(|e| anyhow::anyhow!("upload: {e}"))?;
         info!(log, "upload enabled"; "endpoint" => &settings.upload.endpoint, "bucket" => &settings.upload.bucket);
-        Some(Arc::new(o))
+        let o = Arc::new(o);
+        crate::upload::install_global(o.clone());
+        Some(o)
     } else {
         None
     };

@@ -594,7 +594,7 @@ impl Handler<PlanReplay> for Supervisor {
     }
 }
 
-/// Reads transaction starts from local files (bucket-only files cannot be read yet).
+/// Reads transaction starts from the files (local, or fetched from the bucket).
 struct LocalTxnReader {
     task_dir: PathBuf,
 }

@@ -17,7 +17,7 @@ pub enum FileAccessError {
     InvalidName(String),
     #[error("{0} is not a regular file inside the task's directory (symlinks are never followed)")]
     Refused(String),
-    #[error("{0} is only in the bucket; fetching from the bucket is not available in this version")]
+    #[error("{0} is only in the bucket, and upload (the bucket client) is not enabled")]
     OnlyInBucket(String),
     #[error("reading {path}: {source}")]
     Io {
@@ -68,10 +68,21 @@ pub fn open_location(task_dir: &Path, loc: &Location) -> Result<File, FileAccess
     }
 }
 
-/// Extension point: reading a file that is only in the bucket. The upload module (S3 client)
-/// provides this; until it does, such files are reported, not served.
+/// A file that only the bucket still holds: downloaded into an unlinked temporary file (so it
+/// disappears with its handle). Called from blocking threads inside the runtime.
 pub fn open_object(key: &str) -> Result<File, FileAccessError> {
-    Err(FileAccessError::OnlyInBucket(key.to_string()))
+    let only = || FileAccessError::OnlyInBucket(key.to_string());
+    let objects = crate::upload::global().ok_or_else(only)?;
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| only())?;
+    let dir = std::env::temp_dir();
+    let path = dir.join(format!("binlog-server-fetch-{}-{}", std::process::id(), rand::random::<u64>()));
+    let fetched = handle.block_on(objects.download_to(key, &path));
+    let file = fetched.and_then(|_| File::open(&path).map_err(|e| crate::upload::UploadError::Remote(e.to_string())));
+    let _ = std::fs::remove_file(&path);
+    file.map_err(|e| FileAccessError::Io {
+        path: format!("bucket object {key}"),
+        source: io::Error::other(e.to_string()),
+    })
 }
 
 /// A ustar header block for a regular file.

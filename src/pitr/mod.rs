@@ -29,8 +29,7 @@ pub enum Location {
         #[schema(value_type = String)]
         path: PathBuf,
     },
-    /// Only in the bucket (the local copy went with retention). Reading these is the upload
-    /// module's job: see `files::open_object`, the one place to connect it.
+    /// Only in the bucket (the local copy went with retention); `files::open_object` fetches it.
     Object { key: String },
 }
 

@@ -290,11 +290,32 @@ impl ObjectStore {
         self.bucket.delete_object(key).await.map(|_| ()).map_err(|e| UploadError::Remote(describe(&e)))
     }
 
+    /// Streams an object into `dest` (created or truncated); returns its size.
+    pub async fn download_to(&self, key: &str, dest: &Path) -> Result<u64, UploadError> {
+        let mut f = tokio::fs::File::create(dest).await.map_err(|e| local(dest, e))?;
+        self.bucket.get_object_to_writer(key, &mut f).await.map_err(|e| UploadError::Remote(describe(&e)))?;
+        f.sync_all().await.map_err(|e| local(dest, e))?;
+        Ok(f.metadata().await.map_err(|e| local(dest, e))?.len())
+    }
+
     /// Downloads a whole object.
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, UploadError> {
         let r = self.bucket.get_object(key).await.map_err(|e| UploadError::Remote(describe(&e)))?;
         Ok(r.to_vec())
     }
+}
+
+static GLOBAL: std::sync::OnceLock<std::sync::Arc<ObjectStore>> = std::sync::OnceLock::new();
+
+/// Makes the bucket reachable from blocking code that has no actor to ask (point-in-time
+/// recovery reading a file that only the bucket still holds). Set once at start-up.
+pub fn install_global(objects: std::sync::Arc<ObjectStore>) {
+    let _ = GLOBAL.set(objects);
+}
+
+/// The bucket, when upload is enabled.
+pub fn global() -> Option<std::sync::Arc<ObjectStore>> {
+    GLOBAL.get().cloned()
 }
 
 fn meta_header() -> http::HeaderName {

@@ -74,7 +74,7 @@ fn replay_plan(srv: &Server, id: i64, query: &str) -> (u16, Value) {
 }
 
 /// (status, content type, body bytes) of a GET: downloads are binary.
-fn get_bytes(srv: &Server, path: &str) -> (u16, String, Vec<u8>) {
+pub(crate) fn get_bytes(srv: &Server, path: &str) -> (u16, String, Vec<u8>) {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut resp = agent.get(&srv.url(path)).call().expect("GET");
     let ctype = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();

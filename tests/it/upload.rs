@@ -114,6 +114,20 @@ fn sealed_files_reach_the_bucket_byte_identical_and_big_ones_go_multipart() {
     assert_eq!(metric(&srv, "binlog_server_upload_backlog_files", id), Some(0.0));
     assert!(srv.log_text().contains("file uploaded and verified"), "{}", srv.diagnostics());
     assert!(!srv.log_text().contains(&s3.secret_key), "the secret key is never logged");
+
+    // A file only the bucket still holds (local copy gone) is still served for recovery.
+    let dir = local_dir(&srv, id, &db);
+    let name = small["name"].as_str().unwrap();
+    std::fs::remove_file(dir.join(name)).unwrap();
+    let (status, _, body) = crate::pitr::get_bytes(&srv, &format!("/api/tasks/{id}/files/{name}"));
+    assert_eq!(status, 200, "download of a bucket-only file: {}", String::from_utf8_lossy(&body));
+    assert!(
+        body == std::fs::read(db.binlog_dir().join(name)).unwrap(),
+        "{name} from the bucket equals the source's file"
+    );
+    let (status, window) = srv.get(&format!("/api/tasks/{id}/window"));
+    assert_eq!(status, 200, "{window}");
+    assert_eq!(window["breaks"], json!([]), "a file in the bucket is no break: {window}");
 }
 
 #[test]
