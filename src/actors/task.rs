@@ -388,11 +388,11 @@ impl Actor for TaskActor {
         ctx.run_interval(Duration::from_secs(1), |act, _| act.refresh_gauges());
         // Sealed files whose sha256 is still missing (a crash interrupted hashing).
         let store = self.ctx.store.clone();
-        let task_dir = s.data_dir.join(id.0.to_string());
+        let data_dir = s.data_dir.clone();
         ctx.spawn(async move { store.call(move |s| s.list_files(id)).await.unwrap_or_default() }.into_actor(self).map(
             move |files, act, ctx| {
                 for f in files.into_iter().filter(|f| f.state == crate::meta::FileState::Sealed && f.sha256.is_none()) {
-                    let path = FileWriterActor::identity_dir(&task_dir, &f.source_identity).join(f.file_name.as_str());
+                    let path = f.local_path(&data_dir);
                     act.to_hash.push_back((f.source_identity, f.file_name.to_string(), path));
                 }
                 act.hash_next(ctx);

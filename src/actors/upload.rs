@@ -165,7 +165,7 @@ async fn step(p: &UploadParams) -> Step {
             return Step::StoreDown;
         }
     }
-    let path = retention::local_path(&p.data_dir, id, &next);
+    let path = next.local_path(&p.data_dir);
     let mut span = otel::span(
         "upload",
         vec![

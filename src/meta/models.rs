@@ -318,6 +318,11 @@ impl Default for UploadState {
 }
 
 impl FileRecord {
+    /// Where the writer keeps this file: `{data_dir}/{task_id}/{source_identity}/{file_name}`.
+    pub fn local_path(&self, data_dir: &std::path::Path) -> std::path::PathBuf {
+        data_dir.join(self.task_id.to_string()).join(&self.source_identity).join(self.file_name.as_str())
+    }
+
     /// Local file offset of a source position inside this file.
     pub fn local_offset(&self, source_pos: u64) -> u64 {
         if self.start_pos <= 4 { source_pos } else { source_pos - self.start_pos + self.header_len }

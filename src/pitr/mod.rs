@@ -51,13 +51,8 @@ impl CatalogFile {
     }
 }
 
-/// The task's folder of one source's files.
-pub fn identity_dir(data_dir: &Path, task: TaskId, identity: &str) -> PathBuf {
-    data_dir.join(task.0.to_string()).join(identity)
-}
-
 fn locate(data_dir: &Path, rec: &FileRecord) -> Option<Location> {
-    let path = identity_dir(data_dir, TaskId(rec.task_id), &rec.source_identity).join(rec.file_name.as_str());
+    let path = rec.local_path(data_dir);
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_file() && m.len() >= rec.size => return Some(Location::Local { path }),
         _ => {}

@@ -297,12 +297,6 @@ impl ObjectStore {
         f.sync_all().await.map_err(|e| local(dest, e))?;
         Ok(f.metadata().await.map_err(|e| local(dest, e))?.len())
     }
-
-    /// Downloads a whole object.
-    pub async fn get(&self, key: &str) -> Result<Vec<u8>, UploadError> {
-        let r = self.bucket.get_object(key).await.map_err(|e| UploadError::Remote(describe(&e)))?;
-        Ok(r.to_vec())
-    }
 }
 
 static GLOBAL: std::sync::OnceLock<std::sync::Arc<ObjectStore>> = std::sync::OnceLock::new();

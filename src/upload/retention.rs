@@ -7,12 +7,11 @@
 //! never touched, nor is an OPEN file, nor a file that was never sealed. Catalog rows stay (with
 //! `local_deleted_at` / `remote_deleted_at` set) so the history stays readable.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
 use slog::{Logger, info, warn};
 
-use crate::actors::file_writer::FileWriterActor;
 use crate::clock::SharedClock;
 use crate::domain::TaskId;
 use crate::meta::{Checkpoint, FileRecord, FileState, Store, UploadState};
@@ -77,10 +76,6 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
-pub fn local_path(data_dir: &Path, task: TaskId, f: &FileRecord) -> PathBuf {
-    FileWriterActor::identity_dir(&data_dir.join(task.0.to_string()), &f.source_identity).join(f.file_name.as_str())
-}
-
 /// Applies the task's retention once. `objects` is the bucket when upload is enabled.
 pub async fn sweep(
     store: &Store,
@@ -109,7 +104,7 @@ pub async fn sweep(
     let mut report = Report { held_for_upload: p.held_for_upload, ..Report::default() };
 
     for f in p.delete_local {
-        let path = local_path(data_dir, task_id, &f);
+        let path = f.local_path(data_dir);
         let removed = tokio::task::spawn_blocking({
             let path = path.clone();
             move || match std::fs::remove_file(&path) {

@@ -317,7 +317,7 @@ mod retention {
 
     impl Fixture {
         fn path(&self, n: u32) -> PathBuf {
-            retention::local_path(&self.data_dir, self.id, &self.record(n))
+            self.record(n).local_path(&self.data_dir)
         }
 
         fn record(&self, n: u32) -> FileRecord {
@@ -347,7 +347,7 @@ mod retention {
         /// checkpoint to the next file) unless `None`.
         fn add(&self, n: u32, sealed_on: Option<i64>) {
             let rec = self.record(n);
-            let path = retention::local_path(&self.data_dir, self.id, &rec);
+            let path = rec.local_path(&self.data_dir);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             let bytes: Vec<u8> = format!("\u{fe}bin file {n} ").repeat(100 + n as usize).into_bytes();
             std::fs::write(&path, &bytes).unwrap();
