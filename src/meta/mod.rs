@@ -5,6 +5,16 @@
 //! `Store::call`, which runs the closure on the blocking thread pool. Nothing here may be called
 //! directly from an async executor thread. Secrets are stored but never logged.
 
+/// The catalog row of one file: `one_file!(task_id, source_identity, file_name)`.
+macro_rules! one_file {
+    ($id:expr, $identity:expr, $name:expr) => {
+        crate::meta::schema::binlog_files::table
+            .filter(crate::meta::schema::binlog_files::task_id.eq($id.0))
+            .filter(crate::meta::schema::binlog_files::source_identity.eq($identity))
+            .filter(crate::meta::schema::binlog_files::file_name.eq($name))
+    };
+}
+
 pub mod cipher;
 mod conn;
 mod models;

@@ -433,14 +433,9 @@ impl Store {
         let mut conn = self.conn()?;
         conn.transaction(|c| {
             self.write_checkpoint(c, id, Some(cp))?;
-            diesel::update(
-                binlog_files::table
-                    .filter(binlog_files::task_id.eq(id.0))
-                    .filter(binlog_files::source_identity.eq(&cp.source_identity))
-                    .filter(binlog_files::file_name.eq(cp.file.as_str())),
-            )
-            .set((binlog_files::size.eq(size as i64), SummaryColumns::from_summary(summary)))
-            .execute(c)?;
+            diesel::update(one_file!(id, &cp.source_identity, cp.file.as_str()))
+                .set((binlog_files::size.eq(size as i64), SummaryColumns::from_summary(summary)))
+                .execute(c)?;
             Ok(())
         })
     }
@@ -455,14 +450,7 @@ impl Store {
         summary: &FileSummary,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        diesel::update(
-            binlog_files::table
-                .filter(binlog_files::task_id.eq(id.0))
-                .filter(binlog_files::source_identity.eq(identity))
-                .filter(binlog_files::file_name.eq(name)),
-        )
-        .set(SummaryColumns::from_summary(summary))
-        .execute(&mut *conn)?;
+        diesel::update(one_file!(id, identity, name)).set(SummaryColumns::from_summary(summary)).execute(&mut *conn)?;
         Ok(())
     }
 
@@ -506,20 +494,15 @@ impl Store {
         let mut conn = self.conn()?;
         let now = self.now();
         conn.transaction(|c| {
-            diesel::update(
-                binlog_files::table
-                    .filter(binlog_files::task_id.eq(id.0))
-                    .filter(binlog_files::source_identity.eq(identity))
-                    .filter(binlog_files::file_name.eq(name)),
-            )
-            .set((
-                binlog_files::state.eq(FileState::Sealed.as_str()),
-                binlog_files::end_pos.eq(Some(end_pos as i64)),
-                binlog_files::size.eq(size as i64),
-                binlog_files::sealed_at.eq(Some(now)),
-                SummaryColumns::from_summary(summary),
-            ))
-            .execute(c)?;
+            diesel::update(one_file!(id, identity, name))
+                .set((
+                    binlog_files::state.eq(FileState::Sealed.as_str()),
+                    binlog_files::end_pos.eq(Some(end_pos as i64)),
+                    binlog_files::size.eq(size as i64),
+                    binlog_files::sealed_at.eq(Some(now)),
+                    SummaryColumns::from_summary(summary),
+                ))
+                .execute(c)?;
             self.write_checkpoint(c, id, Some(checkpoint))
         })
     }
@@ -534,28 +517,16 @@ impl Store {
         header_len: u64,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        diesel::update(
-            binlog_files::table
-                .filter(binlog_files::task_id.eq(id.0))
-                .filter(binlog_files::source_identity.eq(identity))
-                .filter(binlog_files::file_name.eq(name)),
-        )
-        .set((binlog_files::start_pos.eq(start_pos as i64), binlog_files::header_len.eq(header_len as i64)))
-        .execute(&mut *conn)?;
+        diesel::update(one_file!(id, identity, name))
+            .set((binlog_files::start_pos.eq(start_pos as i64), binlog_files::header_len.eq(header_len as i64)))
+            .execute(&mut *conn)?;
         Ok(())
     }
 
     /// Records a sealed file's sha256 (computed off the write path).
     pub fn set_file_sha256(&self, id: TaskId, identity: &str, name: &str, sha256: &str) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        diesel::update(
-            binlog_files::table
-                .filter(binlog_files::task_id.eq(id.0))
-                .filter(binlog_files::source_identity.eq(identity))
-                .filter(binlog_files::file_name.eq(name)),
-        )
-        .set(binlog_files::sha256.eq(Some(sha256)))
-        .execute(&mut *conn)?;
+        diesel::update(one_file!(id, identity, name)).set(binlog_files::sha256.eq(Some(sha256))).execute(&mut *conn)?;
         Ok(())
     }
 

@@ -11,15 +11,6 @@ use crate::meta::models::{FileRecord, FileRow, FileState, UploadState, now_naive
 use crate::meta::schema::binlog_files;
 use crate::meta::store::Store;
 
-macro_rules! one_file {
-    ($id:expr, $identity:expr, $name:expr) => {
-        binlog_files::table
-            .filter(binlog_files::task_id.eq($id.0))
-            .filter(binlog_files::source_identity.eq($identity))
-            .filter(binlog_files::file_name.eq($name))
-    };
-}
-
 impl Store {
     /// The next file to upload at `now`: sealed, hashed, still on disk, and either never
     /// uploaded, failed with its retry due, or left UPLOADING by an interrupted run (the caller
