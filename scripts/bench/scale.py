@@ -7,10 +7,10 @@ docs/performance.md for what is measured and how to read the output.
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     MariaDB, RssSampler, Server, busy_pct, cpu_stat, env_int, gtid_seq, machine_facts, median, open_fds,
     output_root, print_facts, proc_cpu, proc_status, run_main, say, shell_join, thread_cpu, thread_cpu_delta,
-    work_dir,
+    wait_quiet, work_dir,
 )
 
 
@@ -95,23 +95,13 @@ def run_wrk(url, seconds, conns):
 
 
 def start_sources(root, n, tasks_per_source):
-    dbs = [MariaDB(root / f"mariadb-{i}", source_args(i, tasks_per_source)) for i in range(n)]
-    errors = []
-
-    def start(db):
-        try:
-            db.start()
-            db.sql("DELIMITER //\n" + LOAD_SQL + "//\nDELIMITER ;\n")
-        except BaseException as e:  # SystemExit from a thread: report it in the main thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=start, args=(db,)) for db in dbs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise SystemExit(f"a source did not start: {errors[0]}")
+    # One after the other: parallel mariadb-install-db runs were seen to clash on their
+    # temporary tables in the shared /tmp.
+    dbs = []
+    for i in range(n):
+        db = MariaDB(root / f"mariadb-{i}", source_args(i, tasks_per_source)).start()
+        db.sql("DELIMITER //\n" + LOAD_SQL + "//\nDELIMITER ;\n")
+        dbs.append(db)
     return dbs
 
 
@@ -174,6 +164,8 @@ def main():
 
     # 1,000 tasks, round-robin over the sources; the streaming ones are the first n_streaming
     # ids, so they are spread evenly too.
+    busy, waited = wait_quiet()
+    say(f"waited {waited:.0f} s for a quiet machine ({busy:.0f}% busy)")
     t = time.monotonic()
     ids = []
     for i in range(n_tasks):
@@ -255,7 +247,9 @@ def main():
     c1, thr1, m1 = proc_cpu(pid), thread_cpu(pid), cpu_stat()
     db1 = [proc_cpu(db.proc.pid)[0] for db in dbs]
     steady_rss = sampler.between(t0, t1)
+    own = (c1[0] - c0[0]) + (sum(db1) - sum(db0))
     steady = {
+        "others_busy_pct": busy_pct(m0, m1) - 100 * own / ((t1 - t0) * os.cpu_count()),
         "rss_median_mib": median(steady_rss) / 1024, "rss_max_mib": max(steady_rss) / 1024,
         "cpu_pct": 100 * (c1[0] - c0[0]) / (t1 - t0),
         "user_pct": 100 * (c1[1] - c0[1]) / (t1 - t0), "sys_pct": 100 * (c1[2] - c0[2]) / (t1 - t0),
@@ -267,21 +261,31 @@ def main():
     say(f"binlog-server RSS median {steady['rss_median_mib']:.1f} MiB (max {steady['rss_max_mib']:.1f}); cpu "
         f"{steady['cpu_pct']:.0f}% of one core (user {steady['user_pct']:.0f}%, sys {steady['sys_pct']:.0f}%); "
         f"busiest threads {steady['threads']}; {proc_status(pid).get('Threads')} threads, {open_fds(pid)} fds; "
-        f"the {n_sources} mariadbd {steady['sources_cpu_pct']:.0f}%; machine {steady['machine_busy_pct']:.0f}% busy")
+        f"the {n_sources} mariadbd {steady['sources_cpu_pct']:.0f}%; machine {steady['machine_busy_pct']:.0f}% busy, of "
+        f"which other processes {steady['others_busy_pct']:.0f}%")
     results["steady"] = steady
 
     say(f"\n== API latency under that load ({runs} runs per endpoint, round robin)")
     per = {name: [] for name in urls}
     for run in range(runs):
         for name, url in urls.items():
-            c0, m0 = proc_cpu(pid), cpu_stat()
+            c0, m0, ru0 = proc_cpu(pid), cpu_stat(), resource.getrusage(resource.RUSAGE_CHILDREN)
+            d0 = sum(proc_cpu(db.proc.pid)[0] for db in dbs)
+            w0 = time.monotonic()
             r = run_wrk(url, wrk_s, wrk_conns)
-            r["server_cpu_pct"] = 100 * (proc_cpu(pid)[0] - c0[0]) / wrk_s
+            wall = time.monotonic() - w0
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wrk_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+            own = proc_cpu(pid)[0] - c0[0] + sum(proc_cpu(db.proc.pid)[0] for db in dbs) - d0 + wrk_cpu
+            r["server_cpu_pct"] = 100 * (proc_cpu(pid)[0] - c0[0]) / wall
+            r["wrk_cpu_pct"] = 100 * wrk_cpu / wall
             r["machine_busy_pct"] = busy_pct(m0, cpu_stat())
+            r["others_busy_pct"] = r["machine_busy_pct"] - 100 * own / (wall * os.cpu_count())
             per[name].append(r)
             say(f"  run {run + 1} {name:26} p50 {r['p50']:6.2f} ms p75 {r['p75']:6.2f} p90 {r['p90']:6.2f} "
                 f"p99 {r['p99']:6.2f} ms  {r['rps']:7.0f} req/s non-2xx {r['non_2xx']} {r['errors']}; "
-                f"binlog-server cpu {r['server_cpu_pct']:.0f}%, machine {r['machine_busy_pct']:.0f}% busy")
+                f"cpu binlog-server {r['server_cpu_pct']:.0f}%, wrk {r['wrk_cpu_pct']:.0f}%; machine "
+                f"{r['machine_busy_pct']:.0f}% busy, other processes {r['others_busy_pct']:.0f}%")
     results["wrk"] = per
 
     for p in loads:
