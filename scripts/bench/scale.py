@@ -130,6 +130,21 @@ def failed_reasons(server, ids):
     return out
 
 
+def metric_sums(server):
+    """Sums over all label sets of a few /metrics families, and the response's size."""
+    with urllib.request.urlopen(server.url("/metrics"), timeout=30) as r:
+        text = r.read().decode()
+    sums = {"bytes": len(text)}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in ("binlog_server_fsync_duration_seconds_count", "binlog_server_fsync_duration_seconds_sum",
+                    "binlog_server_events_total", "binlog_server_bytes_written_total"):
+            sums[name] = sums.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return sums
+
+
 def rss_mib(pid):
     return proc_status(pid).get("VmRSS", 0) / 1024
 
@@ -239,6 +254,7 @@ def main():
     time.sleep(3)  # the load is flowing everywhere before the steady window
 
     say(f"\n== steady streaming, no API load ({steady_s} s)")
+    ms0 = metric_sums(server)
     t0 = time.monotonic()
     c0, thr0, m0 = proc_cpu(pid), thread_cpu(pid), cpu_stat()
     db0 = [proc_cpu(db.proc.pid)[0] for db in dbs]
@@ -246,6 +262,7 @@ def main():
     t1 = time.monotonic()
     c1, thr1, m1 = proc_cpu(pid), thread_cpu(pid), cpu_stat()
     db1 = [proc_cpu(db.proc.pid)[0] for db in dbs]
+    ms1 = metric_sums(server)
     steady_rss = sampler.between(t0, t1)
     own = (c1[0] - c0[0]) + (sum(db1) - sum(db0))
     steady = {
@@ -255,9 +272,22 @@ def main():
         "user_pct": 100 * (c1[1] - c0[1]) / (t1 - t0), "sys_pct": 100 * (c1[2] - c0[2]) / (t1 - t0),
         "sources_cpu_pct": 100 * (sum(db1) - sum(db0)) / (t1 - t0),
         "machine_busy_pct": busy_pct(m0, m1),
+        "events_per_s": (ms1.get("binlog_server_events_total", 0) - ms0.get("binlog_server_events_total", 0)) / (t1 - t0),
+        "bytes_per_s": (ms1.get("binlog_server_bytes_written_total", 0)
+                        - ms0.get("binlog_server_bytes_written_total", 0)) / (t1 - t0),
+        "fsyncs_per_s": (ms1.get("binlog_server_fsync_duration_seconds_count", 0)
+                         - ms0.get("binlog_server_fsync_duration_seconds_count", 0)) / (t1 - t0),
+        "fsync_mean_ms": 1000 * (ms1.get("binlog_server_fsync_duration_seconds_sum", 0)
+                                 - ms0.get("binlog_server_fsync_duration_seconds_sum", 0))
+                         / max(1, ms1.get("binlog_server_fsync_duration_seconds_count", 0)
+                               - ms0.get("binlog_server_fsync_duration_seconds_count", 0)),
+        "metrics_bytes": ms1["bytes"],
         "threads": {k: round(100 * (u + s) / (t1 - t0), 1)
                     for k, (u, s) in list(thread_cpu_delta(pid, thr0, thr1).items())[:6]},
     }
+    say(f"all tasks together: {steady['events_per_s']:.0f} events/s, {steady['bytes_per_s'] / 1024:.0f} KiB/s written, "
+        f"{steady['fsyncs_per_s']:.0f} fsyncs/s (mean {steady['fsync_mean_ms']:.2f} ms); /metrics is now "
+        f"{steady['metrics_bytes']} bytes")
     say(f"binlog-server RSS median {steady['rss_median_mib']:.1f} MiB (max {steady['rss_max_mib']:.1f}); cpu "
         f"{steady['cpu_pct']:.0f}% of one core (user {steady['user_pct']:.0f}%, sys {steady['sys_pct']:.0f}%); "
         f"busiest threads {steady['threads']}; {proc_status(pid).get('Threads')} threads, {open_fds(pid)} fds; "

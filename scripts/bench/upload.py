@@ -10,15 +10,17 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     LogTail, MariaDB, Server, busy_pct, cleanup, cpu_stat, env_int, find_bin, free_port, machine_facts, median,
-    output_root, parse_ts_ns, pid_listens_on, print_facts, proc_cpu, proc_status, run_main, say, shell_join,
-    stop_process, wait_quiet, work_dir,
+    output_root, parse_ts_ns, percentile, pid_listens_on, print_facts, proc_cpu, proc_status, run_main, say,
+    shell_join, stop_process, thread_cpu, thread_cpu_delta, wait_quiet, work_dir,
 )
 from catchup import generate  # noqa: E402
 
@@ -116,6 +118,36 @@ def file_sha256(path):
     return h.hexdigest()
 
 
+class Prober:
+    """GET /api/tasks/{id} in a loop (one request at a time, 20 ms apart) while a run goes on:
+    the handler asks the Supervisor actor, so its latency shows how long the actix System
+    arbiter (where the task, replication and upload actors run) is kept busy."""
+
+    def __init__(self, server, task_id):
+        self.url = server.url(f"/api/tasks/{task_id}")
+        self.ms = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            t = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.url, timeout=30) as r:
+                    r.read()
+            except OSError:
+                pass
+            self.ms.append(1000 * (time.monotonic() - t))
+            self._stop.wait(0.02)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        xs = sorted(self.ms)
+        return {"n": len(xs), "p50": percentile(xs, 50), "p99": percentile(xs, 99), "max": xs[-1] if xs else 0}
+
+
 def one_run(db, backlog, root, moto=None, check_objects=False):
     """A fresh binlog-server catches up on the backlog (with upload to `moto` when given).
     Streaming ends at the 'checkpoint durable' log line at the source's position; with upload,
@@ -128,13 +160,14 @@ def one_run(db, backlog, root, moto=None, check_objects=False):
     quiet = wait_quiet()
     target_file, target_pos = backlog["target"]
     n_sealed = len(backlog["files"]) - 1
-    cpu0, m0 = proc_cpu(pid), cpu_stat()
+    cpu0, m0, thr0 = proc_cpu(pid), cpu_stat(), thread_cpu(pid)
     moto0 = proc_cpu(moto.proc.pid) if moto else None
     t0_wall = time.time()
     t0 = time.monotonic()
     st, body = server.request("POST", f"/api/tasks/{task_id}/start")
     if st != 200:
         raise SystemExit(f"starting the task failed: {st} {body}")
+    prober = Prober(server, task_id)
     stream_end = None
     uploads = []  # (ts, bytes, ms, parts) from 'file uploaded and verified'
     problems = []
@@ -146,7 +179,7 @@ def one_run(db, backlog, root, moto=None, check_objects=False):
                 if line.get("file") == target_file and int(line.get("pos", 0)) >= target_pos:
                     stream_end = parse_ts_ns(line["ts"]) / 1e9
                     uploaded_at_stream_end = sum(u[1] for u in uploads)
-                    cpu_stream = proc_cpu(pid)
+                    cpu_stream, thr_stream = proc_cpu(pid), thread_cpu(pid)
             elif msg == "file uploaded and verified":
                 uploads.append((parse_ts_ns(line["ts"]) / 1e9, int(line.get("bytes", 0)), int(line.get("ms", 0)),
                                 int(line.get("parts", 0))))
@@ -162,7 +195,8 @@ def one_run(db, backlog, root, moto=None, check_objects=False):
                              f"log {server.log_path}")
         time.sleep(0.02)
     end_wall = time.time()
-    cpu1, m1 = proc_cpu(pid), cpu_stat()
+    probe = prober.stop()
+    cpu1, m1, thr1 = proc_cpu(pid), cpu_stat(), thread_cpu(pid)
     moto1 = proc_cpu(moto.proc.pid) if moto else None
     peak_rss = proc_status(pid).get("VmHWM", 0) / 1024
     res = {
@@ -170,11 +204,16 @@ def one_run(db, backlog, root, moto=None, check_objects=False):
         "stream_s": stream_end - t0_wall,
         "stream_mib_s": backlog["bytes"] / MIB / (stream_end - t0_wall),
         "stream_cpu_s": cpu_stream[0] - cpu0[0],
+        # Per thread, in % of the streaming time; 'main' runs the actix System arbiter.
+        "stream_threads": {k: round(100 * (u + s_) / (stream_end - t0_wall))
+                           for k, (u, s_) in list(thread_cpu_delta(pid, thr0, thr_stream).items())[:4]},
+        "all_threads_cpu_s": {k: round(u + s_, 2) for k, (u, s_) in list(thread_cpu_delta(pid, thr0, thr1).items())[:4]},
         "peak_rss_mib": peak_rss,
         "machine_busy_pct": busy_pct(m0, m1),
         "quiet_wait_s": quiet[1],
         "problems": problems,
         "command": server.command_line(),
+        "probe_ms": probe,
     }
     if moto:
         st, page = server.request("GET", f"/api/tasks/{task_id}/files")
@@ -246,7 +285,7 @@ def main():
             subprocess.run(["rm", "-rf", str(run_root)], check=False)
             what = "with upload   " if with_upload else "without upload"
             say(f"run {i + 1} {what}: streaming {r['stream_s']:.2f} s = {r['stream_mib_s']:.0f} MiB/s "
-                f"(cpu {r['stream_cpu_s']:.1f} s); peak RSS {r['peak_rss_mib']:.0f} MiB; machine "
+                f"(cpu {r['stream_cpu_s']:.1f} s; threads in % of that time {r['stream_threads']}); peak RSS {r['peak_rss_mib']:.0f} MiB; machine "
                 f"{r['machine_busy_pct']:.0f}% busy")
             if with_upload:
                 say(f"    uploaded {r['files_uploaded']} files ({r['uploaded_mib']:.0f} MiB, "
@@ -254,11 +293,15 @@ def main():
                     f"MiB/s from the task start, {r['upload_mib_s_from_first_seal']:.1f} MiB/s from the first seal; "
                     f"one file p50 {r['upload_per_file_mib_s_p50']:.1f} MiB/s; {r['uploaded_while_streaming_mib']:.0f} "
                     f"MiB were up when streaming ended, the last file {r['last_upload_after_stream_s']:.1f} s later; "
-                    f"cpu binlog-server {r['server_cpu_pct']:.0f}%, moto_server {r['moto_cpu_pct']:.0f}%")
+                    f"cpu binlog-server {r['server_cpu_pct']:.0f}% (threads, cpu-s over the whole run: "
+                    f"{r['all_threads_cpu_s']}), moto_server {r['moto_cpu_pct']:.0f}%")
                 if "objects_check" in r:
                     say(f"    bucket: {r['objects_check']}")
                     if r["objects_check"].startswith("FAILED"):
                         raise SystemExit("objects differ from the source's files")
+            pr = r["probe_ms"]
+            say(f"    GET /api/tasks/{{id}} every 20 ms during the run: p50 {pr['p50']:.1f} ms, p99 {pr['p99']:.1f} ms, "
+                f"max {pr['max']:.1f} ms ({pr['n']} requests)")
             if r["problems"]:
                 say(f"    warnings in the server log: {r['problems'][:5]}")
             r["run"] = i + 1
@@ -278,6 +321,9 @@ def main():
         f"{median([r['upload_mib_s_from_first_seal'] for r in up]):.1f} MiB/s from the first seal; one file "
         f"{median([r['upload_per_file_mib_s_p50'] for r in up]):.1f} MiB/s; moto_server cpu "
         f"{median([r['moto_cpu_pct'] for r in up]):.0f}%, binlog-server {median([r['server_cpu_pct'] for r in up]):.0f}%")
+    for name, rs in (("without upload", plain), ("with upload", up)):
+        say(f"GET /api/tasks/{{id}} during the runs {name}: p50 {median([r['probe_ms']['p50'] for r in rs]):.1f} ms, "
+            f"p99 {median([r['probe_ms']['p99'] for r in rs]):.1f} ms, max {max(r['probe_ms']['max'] for r in rs):.1f} ms")
     say("loadavg at the end: " + Path("/proc/loadavg").read_text().strip())
     out = os.environ.get("BENCH_OUT")
     if out:
