@@ -159,11 +159,13 @@ def main():
         r["largest_event_mib"] = largest / MIB
         r["peak_over_event"] = r["peak_rss_mib"] / r["largest_event_mib"]
         r["excess_mib"] = r["peak_rss_mib"] - 2 * r["largest_event_mib"]
+        r["growth_over_event"] = (r["peak_rss_mib"] - r["base_rss_mib"]) / r["largest_event_mib"]
         say(f"run {i + 1} ({mode}): {r['elapsed_s']:.1f} s to the source's position {r['target'][0]}:"
             f"{r['target'][1]}, cpu {r['cpu_s']:.1f} s; RSS at start {r['base_rss_mib']:.1f} MiB, peak (VmHWM) "
             f"{r['peak_rss_mib']:.1f} MiB (sampled max {r['sampled_max_rss_mib']:.1f}), at the end "
             f"{r['end_rss_mib']:.1f} MiB; peak = {r['peak_over_event']:.2f}x the largest event "
-            f"(2x event + {r['excess_mib']:.1f} MiB)")
+            f"(2x event {r['excess_mib']:+.1f} MiB); growth over the RSS at start = {r['growth_over_event']:.2f}x "
+            f"the largest event")
         say(f"  byte identity: {r['check']}")
         if r["check"].startswith("FAILED"):
             raise SystemExit("byte identity check failed")
@@ -177,7 +179,7 @@ def main():
             say(f"{mode:8} peak RSS {[round(r['peak_rss_mib'], 1) for r in rs]} MiB, median "
                 f"{median([r['peak_rss_mib'] for r in rs]):.1f} MiB = "
                 f"{median([r['peak_over_event'] for r in rs]):.2f}x the largest event; max over runs "
-                f"{max(r['peak_rss_mib'] for r in rs):.1f} MiB = 2x event + {max(r['excess_mib'] for r in rs):.1f} MiB")
+                f"{max(r['peak_rss_mib'] for r in rs):.1f} MiB = 2x event {max(r['excess_mib'] for r in rs):+.1f} MiB")
     say("loadavg at the end: " + Path("/proc/loadavg").read_text().strip())
     out = os.environ.get("BENCH_OUT")
     if out:
