@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     MariaDB, RssSampler, Server, busy_pct, cpu_stat, env_int, gtid_seq, machine_facts, median, open_fds,
-    output_root, print_facts, proc_cpu, proc_status, run_main, say, shell_join, thread_cpu, thread_cpu_delta,
-    wait_quiet, work_dir,
+    output_root, poll_until, print_facts, proc_cpu, proc_status, run_main, say, shell_join, thread_cpu,
+    thread_cpu_delta, wait_quiet, work_dir,
 )
 
 
@@ -145,6 +145,12 @@ def metric_sums(server):
     return sums
 
 
+def nofile(pid):
+    """'soft hard' of the process's open-files limit."""
+    with open(f"/proc/{pid}/limits") as f:
+        return " ".join(f.read().split("Max open files")[1].split()[:2])
+
+
 def rss_mib(pid):
     return proc_status(pid).get("VmRSS", 0) / 1024
 
@@ -175,7 +181,7 @@ def main():
     sampler = RssSampler(pid, 0.1)
     say("binlog-server: " + server.command_line())
     say(f"binlog-server at start: RSS {rss_mib(pid):.1f} MiB, {proc_status(pid).get('Threads')} threads, "
-        f"{open_fds(pid)} fds; RLIMIT_NOFILE {open(f'/proc/{pid}/limits').read().split('Max open files')[1].split()[:2]}")
+        f"{open_fds(pid)} fds; RLIMIT_NOFILE {nofile(pid)}")
 
     # 1,000 tasks, round-robin over the sources; the streaming ones are the first n_streaming
     # ids, so they are spread evenly too.
@@ -251,7 +257,12 @@ def main():
         p.stdin.close()
         loads.append(p)
     say(f"load: `CALL bench.load({rate}, {load_s})` on each source (INSERT then DO SLEEP(1/{rate}) in a loop)")
-    time.sleep(3)  # the load is flowing everywhere before the steady window
+    # The steady window starts once every source has committed a second's worth of the load.
+    def flowing():
+        return all((gtid_seq(db.value("SELECT @@gtid_binlog_pos"), i) or 0) >= g + rate
+                   for i, (db, g) in enumerate(zip(dbs, gtid0)))
+
+    poll_until(60, "the load to flow on every source", flowing, interval=0.2)
 
     say(f"\n== steady streaming, no API load ({steady_s} s)")
     ms0 = metric_sums(server)
@@ -272,7 +283,8 @@ def main():
         "user_pct": 100 * (c1[1] - c0[1]) / (t1 - t0), "sys_pct": 100 * (c1[2] - c0[2]) / (t1 - t0),
         "sources_cpu_pct": 100 * (sum(db1) - sum(db0)) / (t1 - t0),
         "machine_busy_pct": busy_pct(m0, m1),
-        "events_per_s": (ms1.get("binlog_server_events_total", 0) - ms0.get("binlog_server_events_total", 0)) / (t1 - t0),
+        "events_per_s": (ms1.get("binlog_server_events_total", 0)
+                         - ms0.get("binlog_server_events_total", 0)) / (t1 - t0),
         "bytes_per_s": (ms1.get("binlog_server_bytes_written_total", 0)
                         - ms0.get("binlog_server_bytes_written_total", 0)) / (t1 - t0),
         "fsyncs_per_s": (ms1.get("binlog_server_fsync_duration_seconds_count", 0)
@@ -291,7 +303,8 @@ def main():
     say(f"binlog-server RSS median {steady['rss_median_mib']:.1f} MiB (max {steady['rss_max_mib']:.1f}); cpu "
         f"{steady['cpu_pct']:.0f}% of one core (user {steady['user_pct']:.0f}%, sys {steady['sys_pct']:.0f}%); "
         f"busiest threads {steady['threads']}; {proc_status(pid).get('Threads')} threads, {open_fds(pid)} fds; "
-        f"the {n_sources} mariadbd {steady['sources_cpu_pct']:.0f}%; machine {steady['machine_busy_pct']:.0f}% busy, of "
+        f"the {n_sources} mariadbd {steady['sources_cpu_pct']:.0f}%; machine {steady['machine_busy_pct']:.0f}% "
+        f"busy, of "
         f"which other processes {steady['others_busy_pct']:.0f}%")
     results["steady"] = steady
 

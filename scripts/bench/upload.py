@@ -207,7 +207,8 @@ def one_run(db, backlog, root, moto=None, check_objects=False):
         # Per thread, in % of the streaming time; 'main' runs the actix System arbiter.
         "stream_threads": {k: round(100 * (u + s_) / (stream_end - t0_wall))
                            for k, (u, s_) in list(thread_cpu_delta(pid, thr0, thr_stream).items())[:4]},
-        "all_threads_cpu_s": {k: round(u + s_, 2) for k, (u, s_) in list(thread_cpu_delta(pid, thr0, thr1).items())[:4]},
+        "all_threads_cpu_s": {k: round(u + s_, 2)
+                              for k, (u, s_) in list(thread_cpu_delta(pid, thr0, thr1).items())[:4]},
         "peak_rss_mib": peak_rss,
         "machine_busy_pct": busy_pct(m0, m1),
         "quiet_wait_s": quiet[1],
@@ -285,11 +286,13 @@ def main():
             subprocess.run(["rm", "-rf", str(run_root)], check=False)
             what = "with upload   " if with_upload else "without upload"
             say(f"run {i + 1} {what}: streaming {r['stream_s']:.2f} s = {r['stream_mib_s']:.0f} MiB/s "
-                f"(cpu {r['stream_cpu_s']:.1f} s; threads in % of that time {r['stream_threads']}); peak RSS {r['peak_rss_mib']:.0f} MiB; machine "
+                f"(cpu {r['stream_cpu_s']:.1f} s; threads in % of that time {r['stream_threads']}); peak RSS "
+                f"{r['peak_rss_mib']:.0f} MiB; machine "
                 f"{r['machine_busy_pct']:.0f}% busy")
             if with_upload:
                 say(f"    uploaded {r['files_uploaded']} files ({r['uploaded_mib']:.0f} MiB, "
-                    f"{r['parts_per_file']:.0f} parts each) in {r['total_s']:.1f} s: {r['upload_mib_s_from_start']:.1f} "
+                    f"{r['parts_per_file']:.0f} parts each) in {r['total_s']:.1f} s: "
+                    f"{r['upload_mib_s_from_start']:.1f} "
                     f"MiB/s from the task start, {r['upload_mib_s_from_first_seal']:.1f} MiB/s from the first seal; "
                     f"one file p50 {r['upload_per_file_mib_s_p50']:.1f} MiB/s; {r['uploaded_while_streaming_mib']:.0f} "
                     f"MiB were up when streaming ended, the last file {r['last_upload_after_stream_s']:.1f} s later; "
@@ -300,7 +303,8 @@ def main():
                     if r["objects_check"].startswith("FAILED"):
                         raise SystemExit("objects differ from the source's files")
             pr = r["probe_ms"]
-            say(f"    GET /api/tasks/{{id}} every 20 ms during the run: p50 {pr['p50']:.1f} ms, p99 {pr['p99']:.1f} ms, "
+            say(f"    GET /api/tasks/{{id}} every 20 ms during the run: p50 {pr['p50']:.1f} ms, "
+                f"p99 {pr['p99']:.1f} ms, "
                 f"max {pr['max']:.1f} ms ({pr['n']} requests)")
             if r["problems"]:
                 say(f"    warnings in the server log: {r['problems'][:5]}")
@@ -320,10 +324,12 @@ def main():
         f"start (runs {[round(r['upload_mib_s_from_start'], 1) for r in up]}), "
         f"{median([r['upload_mib_s_from_first_seal'] for r in up]):.1f} MiB/s from the first seal; one file "
         f"{median([r['upload_per_file_mib_s_p50'] for r in up]):.1f} MiB/s; moto_server cpu "
-        f"{median([r['moto_cpu_pct'] for r in up]):.0f}%, binlog-server {median([r['server_cpu_pct'] for r in up]):.0f}%")
+        f"{median([r['moto_cpu_pct'] for r in up]):.0f}%, binlog-server "
+        f"{median([r['server_cpu_pct'] for r in up]):.0f}%")
     for name, rs in (("without upload", plain), ("with upload", up)):
         say(f"GET /api/tasks/{{id}} during the runs {name}: p50 {median([r['probe_ms']['p50'] for r in rs]):.1f} ms, "
-            f"p99 {median([r['probe_ms']['p99'] for r in rs]):.1f} ms, max {max(r['probe_ms']['max'] for r in rs):.1f} ms")
+            f"p99 {median([r['probe_ms']['p99'] for r in rs]):.1f} ms, "
+            f"max {max(r['probe_ms']['max'] for r in rs):.1f} ms")
     say("loadavg at the end: " + Path("/proc/loadavg").read_text().strip())
     out = os.environ.get("BENCH_OUT")
     if out:
