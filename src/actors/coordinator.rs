@@ -63,6 +63,8 @@ pub struct Coordinator {
     busy: bool,
     again: bool,
     last_renew: Option<Instant>,
+    /// When the renewal of the round in flight started (`None`: the round does not renew).
+    renew_started: Option<Instant>,
     last_repair: Option<Instant>,
     degraded: bool,
     leaving: bool,
@@ -99,6 +101,7 @@ impl Coordinator {
             busy: false,
             again: false,
             last_renew: None,
+            renew_started: None,
             last_repair: None,
             degraded: false,
             leaving: false,
@@ -113,6 +116,20 @@ impl Coordinator {
         Duration::from_secs(self.settings.cluster.lease_renew_interval_sec)
     }
 
+    /// Rounds run twice per renew interval (at most a second apart), so a renewal is never
+    /// skipped because a round came a little early.
+    fn tick_period(&self) -> Duration {
+        (self.renew_interval() / 2).min(Duration::from_secs(1))
+    }
+
+    fn set_degraded(&mut self, why: String) {
+        warn!(self.log, "cannot renew leases"; "error" => &why, "tasks" => self.held.len());
+        self.degraded = true;
+        for id in self.held.keys() {
+            self.supervisor.do_send(LeaseHealth { id: *id, degraded: true });
+        }
+    }
+
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if self.busy {
             self.again = true;
@@ -121,9 +138,12 @@ impl Coordinator {
         self.busy = true;
         self.again = false;
         let now = Instant::now();
-        let renew_due = self.last_renew.is_none_or(|t| now.duration_since(t) >= self.renew_interval());
+        let slack = self.tick_period() / 2;
+        let renew_due = self.last_renew.is_none_or(|t| now.duration_since(t) + slack >= self.renew_interval());
+        self.renew_started = None;
         if renew_due {
             self.last_renew = Some(now);
+            self.renew_started = Some(now);
         }
         let repair_due = self.last_repair.is_none_or(|t| now.duration_since(t) >= self.renew_interval());
         if repair_due {
@@ -235,13 +255,7 @@ impl Coordinator {
                     });
                 }
             }
-            Some(Err(e)) if !self.degraded => {
-                warn!(self.log, "cannot renew leases"; "error" => &e, "tasks" => self.held.len());
-                self.degraded = true;
-                for id in self.held.keys() {
-                    self.supervisor.do_send(LeaseHealth { id: *id, degraded: true });
-                }
-            }
+            Some(Err(e)) if !self.degraded => self.set_degraded(e),
             Some(Err(_)) | None => {}
         }
         for id in out.stop_requested {
@@ -273,13 +287,35 @@ impl Coordinator {
         }
     }
 
+    /// A local task ended: give its lease back. If it was no longer ours (the task noticed
+    /// before a renewal did: its writer found the guard expired or a write fenced), say so on
+    /// the task's timeline.
     fn release(&mut self, id: TaskId) {
         let Some(h) = self.held.remove(&id) else { return };
         h.guard.revoke();
         let (store, node, log) = (self.store.clone(), self.node_id.clone(), self.log.clone());
         actix::spawn(async move {
-            if let Err(e) = store.call(move |s| s.release_lease(id, &node, h.epoch)).await {
-                warn!(log, "could not release a lease (it will expire)"; "task_id" => id.0, "error" => %e);
+            let res = store
+                .call(move |s| {
+                    if s.release_lease(id, &node, h.epoch)? {
+                        return Ok(None);
+                    }
+                    let whom = match s.get_lease(id)? {
+                        Some(l) if l.live && l.owner != node => format!("now held by {} (epoch {})", l.owner, l.epoch),
+                        _ => "it expired".to_string(),
+                    };
+                    let message = format!("node {node} lost the lease (epoch {}): {whom}", h.epoch);
+                    s.append_event(id, TaskEventType::TaskLeaseLost, &message)?;
+                    Ok(Some(message))
+                })
+                .await;
+            match res {
+                Ok(Some(message)) => {
+                    crate::telemetry::metrics::metrics().lease_losses.inc();
+                    warn!(log, "lease lost"; "task_id" => id.0, "detail" => message);
+                }
+                Ok(None) => {}
+                Err(e) => warn!(log, "could not release a lease (it will expire)"; "task_id" => id.0, "error" => %e),
             }
         });
     }
@@ -342,8 +378,15 @@ impl Actor for Coordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let period = self.renew_interval().min(Duration::from_secs(1));
-        ctx.run_interval(period, |act, ctx| act.tick(ctx));
+        ctx.run_interval(self.tick_period(), |act, ctx| act.tick(ctx));
+        // Independent of the rounds, which can block on an unreachable database: a renewal that
+        // takes too long means degraded, and a guard that ran out stops its task at once.
+        ctx.run_interval(Duration::from_millis(100), |act, _| {
+            if act.busy && !act.degraded && act.renew_started.is_some_and(|t| t.elapsed() >= act.renew_interval()) {
+                act.set_degraded("a lease renewal has not answered within the renew interval".into());
+            }
+            act.enforce_guards();
+        });
         self.tick(ctx);
     }
 }

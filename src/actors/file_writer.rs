@@ -481,7 +481,9 @@ impl FileWriterActor {
                 &summary,
                 Some(cp),
             )?;
-            let _ = self.report.try_send(WriterEvent::FileSealed {
+            // Never dropped (unlike progress reports): a sealed file enters the upload queue
+            // only once the task hashes it.
+            self.report.do_send(WriterEvent::FileSealed {
                 identity: cp.source_identity.clone(),
                 name: cp.file.clone(),
                 path,
@@ -550,6 +552,10 @@ impl FileWriterActor {
                 && o.name == cp.file
             {
                 o.summary.commit(cp.pos, cp.gtid_set.as_deref());
+            }
+            if !self.below_floor(&cp) {
+                // The re-fetch has caught up with the stored checkpoint: back to normal.
+                self.floor = None;
             }
             self.durable = Some(cp.clone());
             if self.last_persist.elapsed() >= self.checkpoint_interval {
@@ -639,7 +645,9 @@ impl FileWriterActor {
         }
         self.last_persist = Instant::now();
         info!(self.log, "file sealed"; "file" => %o.name, "size" => o.size, "end_pos" => end_pos);
-        let _ = self.report.try_send(WriterEvent::FileSealed {
+        // Never dropped (unlike progress reports): a sealed file enters the upload queue
+        // only once the task hashes it.
+        self.report.do_send(WriterEvent::FileSealed {
             identity,
             name: o.name.clone(),
             path: o.path.clone(),
@@ -667,13 +675,12 @@ impl FileWriterActor {
     }
 
     fn persist(&mut self) -> Result<(), WriterError> {
-        if let Some(cp) = &self.durable {
-            if self.below_floor(cp) {
-                // A takeover still re-fetching: the stored checkpoint is ahead; leave it.
-                self.last_persist = Instant::now();
-                return Ok(());
-            }
-            self.floor = None;
+        if let Some(cp) = &self.durable
+            && self.below_floor(cp)
+        {
+            // A takeover still re-fetching: the stored checkpoint is ahead; leave it.
+            self.last_persist = Instant::now();
+            return Ok(());
         }
         if self.durable.is_some() && self.durable != self.persisted {
             self.check_lease()?;
