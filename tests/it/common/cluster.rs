@@ -100,8 +100,12 @@ impl Cluster {
     /// Like [`Cluster::start`]; `tweak(i, opts)` adjusts node `i`'s options, and `meta_binlog`
     /// turns on the metadata server's binlog (see [`MetaDb::start`]).
     pub fn start_with(n: usize, meta_binlog: bool, tweak: impl Fn(usize, ServerOpts) -> ServerOpts) -> Cluster {
-        let s3 = S3Server::start(false);
-        let meta = MetaDb::start(meta_binlog);
+        // The bucket and the database start side by side: each takes seconds.
+        let (s3, meta) = std::thread::scope(|scope| {
+            let s3 = scope.spawn(|| S3Server::start(false));
+            let meta = MetaDb::start(meta_binlog);
+            (s3.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), meta)
+        });
         let mut cluster = Cluster { nodes: Vec::new(), s3, meta };
         for i in 0..n {
             let id = node_name(i);
@@ -170,6 +174,15 @@ impl Cluster {
             })
             .collect()
     }
+}
+
+/// A source (MariaDB, binlog on, `opts`) and a cluster of `nodes` nodes, started side by side.
+pub fn source_and_cluster(opts: MariaDbOpts, nodes: usize) -> (MariaDb, Cluster) {
+    std::thread::scope(|scope| {
+        let source = scope.spawn(|| MariaDb::start(opts));
+        let cluster = Cluster::start(nodes);
+        (source.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), cluster)
+    })
 }
 
 /// `node-a`, `node-b`, ...
