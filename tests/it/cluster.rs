@@ -41,11 +41,12 @@ use crate::common::{free_port, poll_until, send_signal, temp_dir};
 /// The source's `max_binlog_size`: 256 KiB, so the test load rotates a file every second or two.
 const FILE_SIZE: &str = "262144";
 
-/// On top of 2 x TTL for a takeover: a lease expires at most TTL after its holder's last renewal
-/// (so at most TTL after the crash); a survivor notices at its next placement tick (every
-/// `RENEW_SEC` = 1 s) and acquires it; the rest covers the test's polling interval (up to 200 ms)
-/// and HTTP round trips on a busy two-core machine. 2 s is twice what the mechanism itself needs
-/// beyond 1 x TTL, and still far below the bound being violated by a missed tick.
+/// On top of the 2 x TTL for a takeover. The mechanism itself needs at most TTL + one
+/// tick: a lease runs TTL past its last renewal (made at most `RENEW_SEC` before the crash, so it
+/// ends at most TTL after it), and a survivor claims it at its next placement tick (every
+/// `RENEW_SEC` = 1 s). That is 4 s, inside 2 x TTL = 6 s; the 2 s on top absorb the test's own
+/// polling (up to 200 ms between reads), the HTTP round trips, and a placement tick delayed by a
+/// busy two-core machine running three nodes, two MariaDB servers and moto.
 const TAKEOVER_ALLOWANCE: Duration = Duration::from_secs(2);
 
 fn takeover_deadline() -> Duration {
