@@ -64,7 +64,20 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     } else {
         None
     };
-    let supervisor = Supervisor::new(store, settings.clone(), objects, log.clone()).start();
+    let node_id = crate::cluster::resolve_node_id(&settings.cluster.node_id, &settings.data_dir)
+        .with_context(|| format!("cannot read or create the node id in {}", settings.data_dir.display()))?;
+    let supervisor = Supervisor::new(store.clone(), settings.clone(), objects, log.clone()).start();
+    let coordinator = if settings.mode == crate::config::Mode::Cluster {
+        let c = crate::actors::coordinator::start(node_id.clone(), store, settings.clone(), supervisor.clone(), &log)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot join the cluster: {e}"))?;
+        info!(log, "cluster mode: node registered"; "node_id" => &node_id,
+              "lease_ttl_sec" => settings.cluster.lease_ttl_sec,
+              "lease_renew_interval_sec" => settings.cluster.lease_renew_interval_sec);
+        Some(c)
+    } else {
+        None
+    };
     let http_registry = prometheus::Registry::new();
     let prom = actix_web_prom::PrometheusMetricsBuilder::new("binlog_server")
         .registry(http_registry.clone())
@@ -76,6 +89,12 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         server_id_base: settings.replication.server_id_base,
         http_registry,
         data_dir: settings.data_dir.clone(),
+        cluster: api::ClusterInfo {
+            node_id: node_id.clone(),
+            lease_ttl_sec: settings.cluster.lease_ttl_sec,
+            started_at: chrono::Utc::now(),
+            coordinator: coordinator.clone(),
+        },
     });
 
     let auth_settings = settings.api.auth.clone();
@@ -116,11 +135,18 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     wait_for_signal().await;
     info!(log, "shutdown requested: stopping HTTP, then tasks");
     handle.stop(true).await;
+    if let Some(c) = &coordinator {
+        // Claim nothing more while the tasks stop; release their leases once they have.
+        let _ = c.send(crate::actors::coordinator::StopPlacing).await;
+    }
     let deadline = Duration::from_secs(settings.shutdown_timeout_sec.max(1) + 5);
     match tokio::time::timeout(deadline, supervisor.send(Shutdown)).await {
         Ok(Ok(())) => info!(log, "all tasks stopped"),
         Ok(Err(e)) => warn!(log, "supervisor unavailable during shutdown"; "error" => %e),
         Err(_) => warn!(log, "shutdown deadline passed; exiting with tasks still stopping"),
+    }
+    if let Some(c) = &coordinator {
+        let _ = tokio::time::timeout(Duration::from_secs(10), c.send(crate::actors::coordinator::Leave)).await;
     }
     let _ = server_task.await;
     info!(log, "bye");

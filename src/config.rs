@@ -21,6 +21,9 @@ pub const ENV_CONFIG_FILE: &str = "BINLOG_SERVER_CONFIG";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
+    /// `standalone` (one process, any metadata backend) or `cluster` (several nodes on one
+    /// MySQL/MariaDB metadata database, coordinated by leases; see docs/guide/cluster.md).
+    pub mode: Mode,
     /// HTTP listen address.
     pub listen_addr: String,
     /// Directory for binlog files and the embedded metadata database.
@@ -43,11 +46,13 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub replication: ReplicationSettings,
     pub writer: WriterSettings,
+    pub cluster: ClusterSettings,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            mode: Mode::Standalone,
             listen_addr: "0.0.0.0:8080".into(),
             data_dir: PathBuf::from("./data"),
             meta_dsn: Secret::default(),
@@ -63,8 +68,47 @@ impl Default for Settings {
             storage: StorageSettings::default(),
             replication: ReplicationSettings::default(),
             writer: WriterSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Standalone,
+    Cluster,
+}
+
+/// Cluster mode: who this node is and how long its leases last (see docs/guide/cluster.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// This node's stable name, `[A-Za-z0-9._-]{1,64}`. Empty: generated once and kept in
+    /// `{data_dir}/node_id`.
+    pub node_id: String,
+    /// A lease not renewed for this long (by the metadata database's clock) may be taken over.
+    pub lease_ttl_sec: u64,
+    /// How often a node renews its leases and heartbeats; at most half the TTL.
+    pub lease_renew_interval_sec: u64,
+    /// Most tasks one node runs at once; 0 = no limit.
+    pub max_tasks_per_node: u32,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            node_id: String::new(),
+            lease_ttl_sec: 15,
+            lease_renew_interval_sec: 5,
+            max_tasks_per_node: 0,
+        }
+    }
+}
+
+/// Checks a node id: `[A-Za-z0-9._-]{1,64}`.
+pub fn valid_node_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -662,6 +706,50 @@ impl Settings {
         if w.checkpoint_interval_ms > 60_000 {
             return Err(invalid("writer.checkpoint_interval_ms", "must be at most 60000"));
         }
+        self.validate_cluster()
+    }
+
+    /// Cluster mode needs a shared metadata database, a shared bucket and a shared secrets key.
+    fn validate_cluster(&self) -> Result<(), Invalid> {
+        let c = &self.cluster;
+        if !c.node_id.is_empty() && !valid_node_id(&c.node_id) {
+            return Err(invalid("cluster.node_id", "must match [A-Za-z0-9._-]{1,64}"));
+        }
+        if !(2..=3600).contains(&c.lease_ttl_sec) {
+            return Err(invalid("cluster.lease_ttl_sec", "must be between 2 and 3600"));
+        }
+        if c.lease_renew_interval_sec == 0 || c.lease_renew_interval_sec * 2 > c.lease_ttl_sec {
+            return Err(invalid(
+                "cluster.lease_renew_interval_sec",
+                "must be at least 1 and at most half of cluster.lease_ttl_sec (a node needs time to renew \
+                 again before its lease can expire)",
+            ));
+        }
+        if self.mode != Mode::Cluster {
+            return Ok(());
+        }
+        let mysql = crate::meta::MetaDsn::parse(self.meta_dsn.expose(), &self.data_dir).is_ok_and(|d| d.is_mysql());
+        if !mysql {
+            return Err(invalid(
+                "meta_dsn",
+                "mode cluster needs a shared MySQL/MariaDB metadata database (mysql://USER:PASS@HOST:PORT/DB); \
+                 the embedded SQLite database belongs to one node",
+            ));
+        }
+        if !self.upload.enabled {
+            return Err(invalid(
+                "upload.enabled",
+                "mode cluster needs upload enabled: the bucket is where a node that takes a task over finds its \
+                 sealed files",
+            ));
+        }
+        if self.secrets.key.is_empty() {
+            return Err(invalid(
+                "secrets.key",
+                "mode cluster needs secrets.key (or secrets.key_file) set to the same key on every node: a key \
+                 generated in one node's data_dir cannot decrypt source passwords on the others",
+            ));
+        }
         Ok(())
     }
 
@@ -695,6 +783,43 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn cluster_mode_needs_a_shared_database_bucket_and_key() {
+        let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let base = [
+            ("BINLOG_SERVER_LISTEN_ADDR", "127.0.0.1:8080"),
+            ("BINLOG_SERVER_MODE", "cluster"),
+            ("BINLOG_SERVER_META_DSN", "mysql://u:p@127.0.0.1:3306/meta"),
+            ("BINLOG_SERVER_UPLOAD_ENABLED", "true"),
+            ("BINLOG_SERVER_UPLOAD_ENDPOINT", "http://127.0.0.1:9000"),
+            ("BINLOG_SERVER_UPLOAD_BUCKET", "b"),
+            ("BINLOG_SERVER_UPLOAD_ACCESS_KEY", "a"),
+            ("BINLOG_SERVER_UPLOAD_SECRET_KEY", "s"),
+            ("BINLOG_SERVER_SECRETS_KEY", key),
+        ];
+        let s = load(None, &env(&base), Purpose::Serve).expect("a complete cluster config loads");
+        assert_eq!(s.mode, Mode::Cluster);
+        assert_eq!((s.cluster.lease_ttl_sec, s.cluster.lease_renew_interval_sec), (15, 5));
+        let without = |key: &str| -> String {
+            let rest: Vec<(&str, &str)> = base.iter().copied().filter(|(k, _)| *k != key).collect();
+            load(None, &env(&rest), Purpose::Serve).unwrap_err().0
+        };
+        assert!(without("BINLOG_SERVER_META_DSN").contains("`meta_dsn`"));
+        assert!(without("BINLOG_SERVER_UPLOAD_ENABLED").contains("`upload.enabled`"));
+        assert!(without("BINLOG_SERVER_SECRETS_KEY").contains("`secrets.key`"));
+        let mut bad = base.to_vec();
+        bad.push(("BINLOG_SERVER_CLUSTER_LEASE_RENEW_INTERVAL_SEC", "10"));
+        let err = load(None, &env(&bad), Purpose::Serve).unwrap_err().0;
+        assert!(
+            err.contains("cluster.lease_renew_interval_sec")
+                && err.contains("BINLOG_SERVER_CLUSTER_LEASE_RENEW_INTERVAL_SEC"),
+            "{err}"
+        );
+        let mut bad = base.to_vec();
+        bad.push(("BINLOG_SERVER_CLUSTER_NODE_ID", "no spaces"));
+        assert!(load(None, &env(&bad), Purpose::Serve).unwrap_err().0.contains("cluster.node_id"));
     }
 
     fn yaml(text: &str) -> (tempfile::TempDir, PathBuf) {

@@ -75,6 +75,7 @@ string_enum!(
         RetryBackoff => "RETRY_BACKOFF",
         Stopping => "STOPPING",
         Failed => "FAILED",
+        LeaseDegraded => "LEASE_DEGRADED",
     }
 );
 
@@ -90,12 +91,23 @@ impl TaskState {
                 | (RetryBackoff, Starting | Running | Failed | Stopping)
                 | (Stopping, Stopped | Failed)
                 | (Failed, Stopped)
+                // Cluster mode: lease renewals failing; the task stops writing before the lease
+                // could expire, and comes back when renewals succeed again.
+                | (Starting | Running | RetryBackoff, LeaseDegraded)
+                | (LeaseDegraded, Starting | Running | RetryBackoff | Stopping | Failed)
         )
     }
 
     /// Whether replication actors exist (or are being set up) for a task in this state.
     pub fn is_active(self) -> bool {
-        matches!(self, TaskState::Starting | TaskState::Running | TaskState::RetryBackoff | TaskState::Stopping)
+        matches!(
+            self,
+            TaskState::Starting
+                | TaskState::Running
+                | TaskState::RetryBackoff
+                | TaskState::Stopping
+                | TaskState::LeaseDegraded
+        )
     }
 
     /// A task's configuration may change (PUT) or the task be deleted only while it is idle.
@@ -218,6 +230,7 @@ string_enum!(
         SourceProtocolError => "SOURCE_PROTOCOL_ERROR",
         ChecksumMismatch => "CHECKSUM_MISMATCH",
         MetadataError => "METADATA_ERROR",
+        LeaseLost => "LEASE_LOST",
         InternalError => "INTERNAL_ERROR",
     }
 );
@@ -241,6 +254,9 @@ string_enum!(
         TaskError => "TASK_ERROR",
         TaskStopped => "TASK_STOPPED",
         SourceSwitchover => "SOURCE_SWITCHOVER",
+        TaskLeaseAcquired => "TASK_LEASE_ACQUIRED",
+        TaskLeaseLost => "TASK_LEASE_LOST",
+        TaskLeaseDegraded => "TASK_LEASE_DEGRADED",
     }
 );
 
@@ -587,6 +603,9 @@ mod tests {
         assert!(!Running.can_become(Starting));
         assert!(Stopping.can_become(Stopped));
         assert!(!Stopped.can_become(Stopping));
+        assert!(Running.can_become(LeaseDegraded) && LeaseDegraded.can_become(Running));
+        assert!(!LeaseDegraded.can_become(Stopped), "a stop passes through STOPPING");
+        assert!(LeaseDegraded.is_active());
         for s in TaskState::ALL {
             assert!(!s.can_become(*s), "{s} -> {s} must not be a transition");
         }

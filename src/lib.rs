@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod binlog;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod meta;

@@ -55,6 +55,10 @@ pub enum WriterError {
     Invariant(String),
     #[error("the writer stopped after an earlier fsync failure")]
     Poisoned,
+    /// Cluster mode: this node's lease could not be renewed in time (or was lost); writing stops
+    /// before another node may take the task over.
+    #[error("this node's lease on the task is no longer valid; writing stopped")]
+    LeaseExpired,
 }
 
 impl WriterError {
@@ -73,6 +77,7 @@ impl WriterError {
             WriterError::Fsync { .. } | WriterError::Invariant(_) | WriterError::Poisoned => {
                 (TaskErrorCode::LocalStorageError, false)
             }
+            WriterError::LeaseExpired | WriterError::Store(StoreError::Fenced(_)) => (TaskErrorCode::LeaseLost, false),
             WriterError::Store(e) => (TaskErrorCode::MetadataError, e.is_retryable()),
             WriterError::Switchover { .. } => (TaskErrorCode::SourceSwitchover, false),
         }
@@ -103,6 +108,24 @@ pub struct Prepared {
     pub local: LocalFiles,
     /// Set when the checkpoint was taken on another source (GTID-mode switchover).
     pub switched_from: Option<String>,
+    /// Cluster takeover: files up to the checkpoint are missing here and not in the bucket;
+    /// fetch again from the start of this one (see `FileWriterActor::reconcile`).
+    pub rebuild_from: Option<RebuildFrom>,
+}
+
+/// Where a takeover re-fetches from: a catalogued file, from its first event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildFrom {
+    pub name: BinlogFileName,
+    pub start_pos: u64,
+    /// The GTID state where the file begins, when the catalog knows it.
+    pub gtid_start: Option<String>,
+}
+
+/// Cluster mode: the lease this writer works under.
+#[derive(Debug, Clone)]
+pub struct WriterLease {
+    pub guard: crate::cluster::LeaseGuard,
 }
 
 /// A group of write ops, fsynced together; `checkpoint` (the last transaction boundary in the
@@ -157,6 +180,12 @@ pub struct FileWriterActor {
     last_persist: Instant,
     loaded: bool,
     poisoned: bool,
+    /// Cluster mode: checked before every write; `None` standalone.
+    lease: Option<WriterLease>,
+    /// While a takeover re-fetches files, the stored checkpoint (ahead of what is rewritten) is
+    /// not moved back: checkpoints before this one are durable locally but not persisted.
+    floor: Option<Checkpoint>,
+    rebuild: Option<RebuildFrom>,
 }
 
 impl Actor for FileWriterActor {
@@ -192,6 +221,30 @@ impl FileWriterActor {
             last_persist: Instant::now(),
             loaded: false,
             poisoned: false,
+            lease: None,
+            floor: None,
+            rebuild: None,
+        }
+    }
+
+    /// Cluster mode: every write first checks `lease`, and files missing here are re-fetched.
+    pub fn with_lease(mut self, lease: WriterLease) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    fn check_lease(&self) -> Result<(), WriterError> {
+        match &self.lease {
+            Some(l) if !l.guard.is_valid() => Err(WriterError::LeaseExpired),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `cp` is behind the floor (a takeover still re-fetching what the store has).
+    fn below_floor(&self, cp: &Checkpoint) -> bool {
+        match &self.floor {
+            Some(f) if f.source_identity == cp.source_identity => (&cp.file, cp.pos) < (&f.file, f.pos),
+            _ => false,
         }
     }
 
@@ -209,6 +262,11 @@ impl FileWriterActor {
         // again from the last durable boundary: close the file without syncing it (everything
         // past the checkpoint is truncated below; everything before it is already durable).
         self.open = None;
+        if let Some(floor) = &self.floor {
+            // Interrupted while re-fetching for a takeover: reconcile against the stored
+            // checkpoint again (the partial file is fetched anew).
+            self.durable = Some(floor.clone());
+        }
         if !self.loaded || self.poisoned {
             self.durable = self.store.get_checkpoint(self.task_id)?.map(|(c, _)| c);
             self.persisted = self.durable.clone();
@@ -235,8 +293,10 @@ impl FileWriterActor {
 
         // The checkpoint speaks for this folder only when it was taken on this source.
         let here = checkpoint.as_ref().filter(|c| c.source_identity == msg.identity.as_str());
+        self.check_lease()?;
+        self.rebuild = None;
         let local = self.reconcile(&dir, here)?;
-        Ok(Prepared { checkpoint, local, switched_from })
+        Ok(Prepared { checkpoint, local, switched_from, rebuild_from: self.rebuild.clone() })
     }
 
     /// Makes `dir` agree with the checkpoint: files after it are removed, the checkpoint's file
@@ -298,6 +358,35 @@ impl FileWriterActor {
         let mut local = LocalFiles::default();
         if cp.is_none() {
             local.sealed.extend(keep.iter().map(|r| r.file_name.clone()));
+        }
+        // Cluster mode: what this node lacks (a takeover, or files another node wrote) and the
+        // bucket does not hold is fetched again from the source, from the first such file on.
+        let rebuild_at = match (cp, &self.lease) {
+            (Some(cp), Some(_)) => first_missing(dir, &keep, cp, &self.log)?,
+            _ => None,
+        };
+        if let (Some(cp), Some(j)) = (cp, rebuild_at) {
+            for r in &keep[j..] {
+                let p = dir.join(r.file_name.as_str());
+                match fs::remove_file(&p) {
+                    Ok(()) => info!(self.log, "removed a partial copy to fetch it again"; "file" => %p.display()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(WriterError::io("remove", &p, e)),
+                }
+            }
+            local.sealed.extend(keep[..j].iter().map(|r| r.file_name.clone()));
+            let from = keep[j];
+            warn!(self.log, "files up to the checkpoint are not on this node nor in the bucket; fetching them again \
+                             from the source";
+                "from_file" => %from.file_name, "checkpoint_file" => %cp.file, "checkpoint_pos" => cp.pos);
+            self.floor = Some(cp.clone());
+            self.rebuild = Some(RebuildFrom {
+                name: from.file_name.clone(),
+                start_pos: from.start_pos,
+                gtid_start: from.summary.gtid_start.clone(),
+            });
+            fsync_dir(dir)?;
+            return Ok(local);
         }
         if let Some(cp) = cp {
             let rec = keep.last().expect("the checkpoint's file is kept");
@@ -380,7 +469,15 @@ impl FileWriterActor {
                 rec.summary.gtid_start.clone(),
             )
             .map_err(|e| WriterError::io("read", &path, e))?;
-            self.store.seal_file(self.task_id, &cp.source_identity, cp.file.as_str(), cp.pos, want, &summary, cp)?;
+            self.store.seal_file(
+                self.task_id,
+                &cp.source_identity,
+                cp.file.as_str(),
+                cp.pos,
+                want,
+                &summary,
+                Some(cp),
+            )?;
             let _ = self.report.try_send(WriterEvent::FileSealed {
                 identity: cp.source_identity.clone(),
                 name: cp.file.clone(),
@@ -395,6 +492,7 @@ impl FileWriterActor {
         if self.poisoned {
             return Err(WriterError::Poisoned);
         }
+        self.check_lease()?;
         let mut bytes = 0u64;
         for op in batch.ops {
             match op {
@@ -474,7 +572,7 @@ impl FileWriterActor {
         file.write_all(&MAGIC).map_err(|e| WriterError::io("write", &path, e))?;
         file.write_all(header).map_err(|e| WriterError::io("write", &path, e))?;
         let header_len = (MAGIC.len() + header.len()) as u64;
-        self.store.insert_file(&FileRecord {
+        let inserted = self.store.insert_file(&FileRecord {
             task_id: self.task_id.0,
             source_identity: identity.clone(),
             file_name: name.clone(),
@@ -488,13 +586,27 @@ impl FileWriterActor {
             sealed_at: None,
             upload: Default::default(),
             summary: Default::default(),
-        })?;
+        });
+        match inserted {
+            Ok(()) => {}
+            // A takeover re-fetching a catalogued file: its row stays as it is (it tells what
+            // the file must hold, should this node crash before the file is whole again).
+            Err(StoreError::Duplicate(_)) if self.floor.is_some() => {
+                self.store.update_file_layout(self.task_id, &identity, name.as_str(), start_pos, header_len)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         // The new name must survive a crash before any checkpoint points into the file.
         fsync_dir(&dir)?;
         info!(self.log, "file created"; "file" => %name, "start_pos" => start_pos);
         let _ = self.report.try_send(WriterEvent::FileCreated { identity, name: name.clone() });
-        // Where the previous file ended is where this one begins, GTID-wise.
-        let summary = SummaryBuilder::new(header, self.durable.as_ref().and_then(|c| c.gtid_set.clone()));
+        // Where the previous file ended is where this one begins, GTID-wise (for the first file a
+        // takeover re-fetches, the catalog knows; the durable checkpoint is still the floor).
+        let gtid_start = match self.rebuild.take() {
+            Some(r) if r.name == name => r.gtid_start,
+            _ => self.durable.as_ref().and_then(|c| c.gtid_set.clone()),
+        };
+        let summary = SummaryBuilder::new(header, gtid_start);
         self.open = Some(OpenLocal { name, path, file, start_pos, header_len, size: header_len, dirty: true, summary });
         Ok(())
     }
@@ -513,9 +625,15 @@ impl FileWriterActor {
         o.dirty = false;
         o.summary.commit(end_pos, gtid.as_deref());
         let cp = Checkpoint { source_identity: identity.clone(), file: o.name.clone(), pos: end_pos, gtid_set: gtid };
-        self.store.seal_file(self.task_id, &identity, o.name.as_str(), end_pos, o.size, o.summary.summary(), &cp)?;
+        // A takeover re-fetching files behind the stored checkpoint seals them without moving it.
+        let behind = self.below_floor(&cp);
+        let stored = (!behind).then_some(&cp);
+        self.store.seal_file(self.task_id, &identity, o.name.as_str(), end_pos, o.size, o.summary.summary(), stored)?;
         self.durable = Some(cp.clone());
-        self.persisted = Some(cp);
+        if !behind {
+            self.floor = None;
+            self.persisted = Some(cp);
+        }
         self.last_persist = Instant::now();
         info!(self.log, "file sealed"; "file" => %o.name, "size" => o.size, "end_pos" => end_pos);
         let _ = self.report.try_send(WriterEvent::FileSealed {
@@ -546,7 +664,16 @@ impl FileWriterActor {
     }
 
     fn persist(&mut self) -> Result<(), WriterError> {
+        if let Some(cp) = &self.durable {
+            if self.below_floor(cp) {
+                // A takeover still re-fetching: the stored checkpoint is ahead; leave it.
+                self.last_persist = Instant::now();
+                return Ok(());
+            }
+            self.floor = None;
+        }
         if self.durable.is_some() && self.durable != self.persisted {
+            self.check_lease()?;
             let cp = self.durable.clone().expect("checked");
             let _span = span(
                 "checkpoint.persist",
@@ -568,6 +695,44 @@ impl FileWriterActor {
         self.last_persist = Instant::now();
         Ok(())
     }
+}
+
+/// The index in `keep` (the catalog up to the checkpoint's file) of the first file this node
+/// does not hold in full and the bucket does not hold either. A short local copy of a file the
+/// bucket holds is removed, so that readers fetch the bucket's.
+fn first_missing(
+    dir: &Path,
+    keep: &[&FileRecord],
+    cp: &Checkpoint,
+    log: &Logger,
+) -> Result<Option<usize>, WriterError> {
+    for (j, r) in keep.iter().enumerate() {
+        let last = j + 1 == keep.len();
+        let complete_at_cp = r.state == FileState::Sealed && r.end_pos == Some(cp.pos);
+        let expected = if last && !complete_at_cp { r.local_offset(cp.pos) } else { r.size };
+        let path = dir.join(r.file_name.as_str());
+        let have = match fs::metadata(&path) {
+            Ok(m) => Some(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(WriterError::io("stat", &path, e)),
+        };
+        if have.is_some_and(|h| h >= expected) {
+            continue;
+        }
+        let in_bucket = r.state == FileState::Sealed
+            && r.upload.state == crate::meta::UploadState::Uploaded
+            && r.upload.verified
+            && r.upload.remote_deleted_at.is_none();
+        if in_bucket {
+            if have.is_some() {
+                warn!(log, "removing a short local copy of a file the bucket holds"; "file" => %path.display());
+                fs::remove_file(&path).map_err(|e| WriterError::io("remove", &path, e))?;
+            }
+            continue;
+        }
+        return Ok(Some(j));
+    }
+    Ok(None)
 }
 
 /// Whether a file holds anything but header events (FDE, previous GTIDs, GTID list, binlog
@@ -626,6 +791,11 @@ impl Handler<CloseFiles> for FileWriterActor {
     type Result = Result<Option<Checkpoint>, WriterError>;
 
     fn handle(&mut self, _: CloseFiles, _: &mut SyncContext<Self>) -> Self::Result {
+        if self.check_lease().is_err() {
+            // The lease is gone: nothing more is written or persisted under it.
+            self.open = None;
+            return Err(WriterError::LeaseExpired);
+        }
         if let Some(o) = self.open.as_mut()
             && o.dirty
         {

@@ -273,6 +273,11 @@ async fn run_attempt(
         text.as_deref().map(|t| StartGtid::parse(p.flavor, t).map_err(|e| ReplError::NoGtid(e.to_string()))).transpose()
     };
     let (from, gtid_start) = match (&prepared.checkpoint, &p.start) {
+        // A cluster takeover re-fetches a file from its first event, by position in any mode.
+        (Some(_), _) if prepared.rebuild_from.is_some() => {
+            let r = prepared.rebuild_from.as_ref().expect("checked");
+            (DumpFrom::FilePos { file: r.name.clone(), pos: r.start_pos }, parse_gtid(&r.gtid_start)?)
+        }
         (Some(cp), StartSpec::Gtid { .. }) => {
             let g = parse_gtid(&cp.gtid_set)?.ok_or_else(|| {
                 ReplError::NoGtid(format!("the checkpoint at {}:{} has no GTID state", cp.file, cp.pos))

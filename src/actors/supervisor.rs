@@ -15,8 +15,10 @@ use actix::prelude::*;
 use slog::{Logger, error, info, o, warn};
 
 use crate::actors::task::{Stop, TaskActor, TaskContext, TaskExited, WakeUploads};
+use crate::cluster::LeaseGuard;
 use crate::config::Settings;
 use crate::domain::{DesiredState, FieldError, Task, TaskEventType, TaskId, TaskSpec, TaskState};
+use crate::meta::leases::Fence;
 use crate::meta::{Checkpoint, FileRecord, LastError, Store, StoreError, TaskEvent, TaskFilter};
 use crate::pitr::{self, plan::Plan, plan::PlanFile, window::Window};
 use crate::telemetry::tracing::span;
@@ -72,6 +74,8 @@ pub struct Supervisor {
     shutting_down: bool,
     /// The bucket, when upload is enabled.
     objects: Option<Arc<ObjectStore>>,
+    /// Cluster mode: the coordinator decides which tasks run here (see `actors::coordinator`).
+    coordinator: Option<Recipient<crate::actors::coordinator::LocalEvent>>,
 }
 
 impl Supervisor {
@@ -84,17 +88,28 @@ impl Supervisor {
             root_log: log,
             tasks: HashMap::new(),
             shutting_down: false,
+            coordinator: None,
         }
     }
 
-    fn spawn_task(&mut self, task: Task, ctx: &mut Context<Self>) {
+    fn cluster_mode(&self) -> bool {
+        self.settings.mode == crate::config::Mode::Cluster
+    }
+
+    /// Starts a task's actors; in cluster mode under `lease`, with a store fenced by it.
+    fn spawn_task(&mut self, task: Task, lease: Option<(LeaseGuard, Fence)>, ctx: &mut Context<Self>) {
         let id = task.id;
+        let (store, guard) = match lease {
+            Some((guard, fence)) => (self.store.fenced(fence), Some(guard)),
+            None => (self.store.clone(), None),
+        };
         let tctx = TaskContext {
-            store: self.store.clone(),
+            store,
             settings: self.settings.clone(),
             log: self.root_log.new(o!("task_id" => id.0)),
             supervisor: ctx.address().recipient(),
             objects: self.objects.clone(),
+            lease: guard,
         };
         let addr = TaskActor::new(task, tctx).start();
         self.tasks.insert(id, addr);
@@ -109,6 +124,10 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.cluster_mode() {
+            // Tasks run where the coordinator places them; rows are repaired there too.
+            return;
+        }
         // Bring back what the operator wants running; repair rows a killed process left behind.
         let store = self.store.clone();
         let log = self.log.clone();
@@ -144,7 +163,7 @@ impl Actor for Supervisor {
             if let Ok(tasks) = res {
                 for t in tasks {
                     info!(act.log, "resuming task"; "task_id" => t.id.0);
-                    act.spawn_task(t, ctx);
+                    act.spawn_task(t, None, ctx);
                 }
             }
         }));
@@ -287,7 +306,14 @@ impl Handler<StartTask> for Supervisor {
                 return Err(ControlError::ShuttingDown);
             }
             let task = res.map_err(|e| ControlError::from_store(e, Some(id), "start"))?;
-            act.spawn_task(task.clone(), ctx);
+            if act.cluster_mode() {
+                // Whichever node has room takes its lease (this one is told to look now).
+                if let Some(c) = &act.coordinator {
+                    c.do_send(crate::actors::coordinator::LocalEvent::PlaceNow);
+                }
+            } else {
+                act.spawn_task(task.clone(), None, ctx);
+            }
             Ok(task)
         })))
     }
@@ -306,6 +332,7 @@ impl Handler<StopTask> for Supervisor {
         let actor = self.tasks.get(&id).cloned();
         let deadline = Duration::from_secs(self.settings.shutdown_timeout_sec.max(1));
         let store = self.store.clone();
+        let cluster = self.cluster_mode();
         let span = span("task.stop", vec![KeyValue::new("task.id", id.0)]);
         Box::pin(
             async move {
@@ -334,7 +361,12 @@ impl Handler<StopTask> for Supervisor {
                     .call(move |s| {
                         s.transition(
                             id,
-                            &[TaskState::Starting, TaskState::Running, TaskState::RetryBackoff],
+                            &[
+                                TaskState::Starting,
+                                TaskState::Running,
+                                TaskState::RetryBackoff,
+                                TaskState::LeaseDegraded,
+                            ],
                             TaskState::Stopping,
                             Some(DesiredState::Stopped),
                             LastError::Keep,
@@ -349,6 +381,43 @@ impl Handler<StopTask> for Supervisor {
                             Ok(Ok(())) => {}
                             Ok(Err(_)) => {} // the actor already ended; its exit path recorded the state
                             Err(_) => return Err(ControlError::Timeout(id)),
+                        }
+                    }
+                    _ if cluster => {
+                        // Another node runs it: its coordinator sees the request and stops it.
+                        // If no node holds its lease, nobody will: finish the transition here.
+                        let started = tokio::time::Instant::now();
+                        loop {
+                            let (state, live) = store
+                                .call(move |s| {
+                                    let t = s.get_task(id)?;
+                                    let live = s.get_lease(id)?.is_some_and(|l| l.live);
+                                    Ok((t.state, live))
+                                })
+                                .await
+                                .map_err(|e| ControlError::from_store(e, Some(id), "stop"))?;
+                            if !state.is_active() {
+                                break;
+                            }
+                            if !live {
+                                let _ = store
+                                    .call(move |s| {
+                                        s.transition(
+                                            id,
+                                            &[TaskState::Stopping],
+                                            TaskState::Stopped,
+                                            None,
+                                            LastError::Keep,
+                                            Some((TaskEventType::TaskStopped, "stopped (no node held its lease)")),
+                                        )
+                                    })
+                                    .await;
+                                break;
+                            }
+                            if started.elapsed() > deadline {
+                                return Err(ControlError::Timeout(id));
+                            }
+                            tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                     }
                     _ => {
@@ -387,6 +456,104 @@ impl Handler<TaskExited> for Supervisor {
             return;
         }
         self.tasks.remove(&msg.id);
+        if let Some(c) = &self.coordinator {
+            c.do_send(crate::actors::coordinator::LocalEvent::TaskEnded(msg.id));
+        }
+    }
+}
+
+// --- cluster mode: what the coordinator asks of the supervisor --------------------------------
+
+/// Wires the coordinator in (cluster mode, once at start).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetCoordinator(pub Recipient<crate::actors::coordinator::LocalEvent>);
+
+impl Handler<SetCoordinator> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetCoordinator, _: &mut Context<Self>) {
+        self.coordinator = Some(msg.0);
+    }
+}
+
+/// Runs a task here under a lease this node just acquired.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RunLeased {
+    pub task: Task,
+    pub guard: LeaseGuard,
+    pub fence: Fence,
+}
+
+impl Handler<RunLeased> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunLeased, ctx: &mut Context<Self>) {
+        let id = msg.task.id;
+        if self.shutting_down || self.tasks.get(&id).is_some_and(|a| a.connected()) {
+            return;
+        }
+        info!(self.log, "running task under lease"; "task_id" => id.0, "epoch" => msg.fence.epoch);
+        self.spawn_task(msg.task, Some((msg.guard, msg.fence)), ctx);
+    }
+}
+
+/// Stops a local task without recording anything (its lease is lost or about to be).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RelinquishLocal {
+    pub id: TaskId,
+    pub reason: String,
+}
+
+impl Handler<RelinquishLocal> for Supervisor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: RelinquishLocal, _: &mut Context<Self>) -> Self::Result {
+        let actor = self.tasks.remove(&msg.id);
+        Box::pin(async move {
+            if let Some(a) = actor {
+                let _ = a.send(crate::actors::task::Relinquish { reason: msg.reason }).await;
+            }
+        })
+    }
+}
+
+/// The operator asked (on any node) to stop a task this node runs: stop it as `StopTask` does.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopLocal(pub TaskId);
+
+impl Handler<StopLocal> for Supervisor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: StopLocal, _: &mut Context<Self>) -> Self::Result {
+        let actor = self.tasks.get(&msg.0).cloned();
+        let deadline = Duration::from_secs(self.settings.shutdown_timeout_sec.max(1));
+        Box::pin(async move {
+            if let Some(a) = actor {
+                let _ = tokio::time::timeout(deadline, a.send(Stop)).await;
+            }
+        })
+    }
+}
+
+/// Tells a local task that lease renewals fail (`true`) or work again (`false`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeaseHealth {
+    pub id: TaskId,
+    pub degraded: bool,
+}
+
+impl Handler<LeaseHealth> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LeaseHealth, _: &mut Context<Self>) {
+        if let Some(a) = self.tasks.get(&msg.id) {
+            a.do_send(crate::actors::task::LeaseDegraded(msg.degraded));
+        }
     }
 }
 
@@ -443,18 +610,22 @@ impl Handler<ListTasks> for Supervisor {
     }
 }
 
+/// The stored checkpoint and when it was written; in cluster mode also by which node, under
+/// which lease epoch.
+pub type CheckpointView = (Option<(Checkpoint, chrono::DateTime<chrono::Utc>)>, Option<(String, i64)>);
+
 #[derive(Message)]
-#[rtype(result = "ControlResult<Option<(Checkpoint, chrono::DateTime<chrono::Utc>)>>")]
+#[rtype(result = "ControlResult<CheckpointView>")]
 pub struct GetCheckpoint(pub TaskId);
 
 impl Handler<GetCheckpoint> for Supervisor {
-    type Result = ResponseFuture<ControlResult<Option<(Checkpoint, chrono::DateTime<chrono::Utc>)>>>;
+    type Result = ResponseFuture<ControlResult<CheckpointView>>;
 
     fn handle(&mut self, msg: GetCheckpoint, _: &mut Context<Self>) -> Self::Result {
         let id = msg.0;
         let fut = store_call!(self.store, |s| {
             s.get_task(id)?;
-            s.get_checkpoint(id)
+            Ok((s.get_checkpoint(id)?, s.checkpoint_writer(id)?))
         });
         Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
     }

@@ -39,7 +39,22 @@ pub struct TaskContext {
     pub supervisor: Recipient<TaskExited>,
     /// The bucket, when upload is enabled.
     pub objects: Option<Arc<ObjectStore>>,
+    /// Cluster mode: the lease this task runs under (its `store` is fenced by the same lease).
+    pub lease: Option<crate::cluster::LeaseGuard>,
 }
+
+/// Cluster mode: the lease is lost or about to be; stop writing at once. Nothing is recorded in
+/// the store (it is another node's task now, or the store is unreachable). Replies when done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Relinquish {
+    pub reason: String,
+}
+
+/// Cluster mode: lease renewals are failing (`true`) or succeed again (`false`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeaseDegraded(pub bool);
 
 /// Retry-upload was asked for: wake the uploader.
 #[derive(Message)]
@@ -116,6 +131,11 @@ pub struct TaskActor {
     hashing: bool,
     /// The task id as a metric label value.
     label: String,
+    /// Cluster mode: renewals failing. The stored state says LEASE_DEGRADED; the state the
+    /// replication reached meanwhile is recorded once renewals succeed again.
+    degraded: Option<TaskState>,
+    /// Set once the lease is gone: nothing more is recorded.
+    relinquished: bool,
 }
 
 impl TaskActor {
@@ -138,6 +158,8 @@ impl TaskActor {
             to_hash: VecDeque::new(),
             hashing: false,
             label,
+            degraded: None,
+            relinquished: false,
         }
     }
 
@@ -170,6 +192,19 @@ impl TaskActor {
         then: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
     ) {
         let id = self.id();
+        if self.relinquished {
+            then(self, ctx);
+            return;
+        }
+        if let Some(underlying) = self.degraded.as_mut()
+            && !matches!(to, TaskState::LeaseDegraded | TaskState::Stopping | TaskState::Stopped | TaskState::Failed)
+        {
+            // Degraded wins in the store until renewals succeed again; remember the real state.
+            *underlying = to;
+            self.status.state = Some(TaskState::LeaseDegraded);
+            then(self, ctx);
+            return;
+        }
         let from = self.state;
         if (from == to && event.is_none()) || (from != to && !from.can_become(to)) {
             if from != to {
@@ -255,6 +290,13 @@ impl TaskActor {
     }
 
     fn fail(&mut self, code: TaskErrorCode, message: String, ctx: &mut Context<Self>) {
+        if code == TaskErrorCode::LeaseLost {
+            // Not a failure of the task: this node may no longer run it. Stop, record nothing.
+            warn!(self.ctx.log, "stopping: the lease is no longer ours"; "error" => &message);
+            self.relinquished = true;
+            self.shutdown_children(ctx, |_, ctx| ctx.stop());
+            return;
+        }
         error!(self.ctx.log, "task failed"; "code" => %code, "error" => &message);
         let err = TaskError { code, message: message.clone() };
         self.status.last_error = Some(err.clone());
@@ -376,8 +418,13 @@ impl Actor for TaskActor {
             (self.id(), self.ctx.store.clone(), self.ctx.log.clone(), ctx.address().recipient());
         let interval = Duration::from_millis(s.writer.checkpoint_interval_ms);
         let data_dir = s.data_dir.clone();
+        let lease = self.ctx.lease.clone();
         self.writer = Some(SyncArbiter::start(1, move || {
-            FileWriterActor::new(id, &data_dir, store.clone(), log.clone(), report.clone(), interval)
+            let w = FileWriterActor::new(id, &data_dir, store.clone(), log.clone(), report.clone(), interval);
+            match &lease {
+                Some(guard) => w.with_lease(crate::actors::file_writer::WriterLease { guard: guard.clone() }),
+                None => w,
+            }
         }));
         // Idle streams still get their last checkpoint persisted.
         ctx.run_interval(interval.max(Duration::from_millis(50)), |act, _| {
@@ -410,6 +457,7 @@ impl Actor for TaskActor {
                 retry_max: Duration::from_secs(up.retry_max_sec),
                 retention_interval: Duration::from_secs(s.storage.retention_interval_sec),
                 log: self.ctx.log.new(slog::o!("actor" => "upload")),
+                guard: self.ctx.lease.clone(),
             })
             .start(),
         );
@@ -634,6 +682,62 @@ impl Handler<Shutdown> for TaskActor {
             }
             .into_actor(self),
         )
+    }
+}
+
+impl Handler<Relinquish> for TaskActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: Relinquish, ctx: &mut Context<Self>) -> Self::Result {
+        warn!(self.ctx.log, "giving the task up on this node"; "reason" => &msg.reason);
+        if let Some(g) = &self.ctx.lease {
+            g.revoke();
+        }
+        self.relinquished = true;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.shutdown_children(ctx, move |_, ctx| {
+            ctx.stop();
+            let _ = tx.send(());
+        });
+        Box::pin(
+            async move {
+                let _ = rx.await;
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<LeaseDegraded> for TaskActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LeaseDegraded, ctx: &mut Context<Self>) {
+        if self.stopping || self.relinquished {
+            return;
+        }
+        match (msg.0, self.degraded) {
+            (true, None) => {
+                let left = self.ctx.lease.as_ref().map(|g| g.remaining().as_secs_f64()).unwrap_or(0.0);
+                warn!(self.ctx.log, "lease renewal failed; writing stops if it does not succeed in time";
+                      "seconds_left" => left);
+                let msg = format!("lease renewal failed; writing stops in {left:.1} s unless a renewal succeeds");
+                let before = self.state;
+                self.record(
+                    TaskState::LeaseDegraded,
+                    LastError::Keep,
+                    Some((TaskEventType::TaskLeaseDegraded, msg)),
+                    ctx,
+                );
+                self.degraded = Some(before);
+            }
+            (false, Some(underlying)) => {
+                info!(self.ctx.log, "lease renewed again");
+                self.degraded = None;
+                let to = if underlying == TaskState::LeaseDegraded { TaskState::Running } else { underlying };
+                self.record(to, LastError::Keep, Some((TaskEventType::TaskRunning, "lease renewed again".into())), ctx);
+            }
+            _ => {}
+        }
     }
 }
 

@@ -39,6 +39,8 @@ pub struct UploadParams {
     pub retry_max: Duration,
     pub retention_interval: Duration,
     pub log: Logger,
+    /// Cluster mode: nothing is uploaded or deleted once this node's lease is not valid.
+    pub guard: Option<crate::cluster::LeaseGuard>,
 }
 
 /// A file was sealed and hashed, or an operator asked for a retry: look at the queue now.
@@ -117,6 +119,9 @@ impl UploadActor {
     }
 
     fn sweep(&mut self, ctx: &mut Context<Self>) {
+        if self.p.guard.as_ref().is_some_and(|g| !g.is_valid()) {
+            return;
+        }
         let p = self.p.clone();
         ctx.spawn(
             async move {
@@ -145,6 +150,9 @@ pub fn backoff(initial: Duration, max: Duration, attempts: u32) -> Duration {
 /// Uploads and verifies the next due file, recording the outcome.
 async fn step(p: &UploadParams) -> Step {
     let Some(objects) = p.objects.clone() else { return Step::Idle(None) };
+    if p.guard.as_ref().is_some_and(|g| !g.is_valid()) {
+        return Step::StoreDown;
+    }
     let id = p.task_id;
     let now = p.store.clock().now();
     let next = match p.store.call(move |s| s.next_upload(id, now)).await {
@@ -166,6 +174,25 @@ async fn step(p: &UploadParams) -> Step {
         }
     }
     let path = next.local_path(&p.data_dir);
+    if p.guard.is_some() && std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) < next.size {
+        // Cluster takeover: the writer is fetching this file again; it is uploaded once whole.
+        debug!(p.log, "file not whole on this node yet; upload waits"; "file" => &name);
+        let (i, n) = (identity.clone(), name.clone());
+        let _ = p
+            .store
+            .call(move |s| {
+                s.mark_upload_failed(
+                    id,
+                    &i,
+                    &n,
+                    0,
+                    "waiting for the file to be fetched again",
+                    now + chrono::Duration::seconds(2),
+                )
+            })
+            .await;
+        return Step::Idle(Some(now + chrono::Duration::seconds(2)));
+    }
     let mut span = otel::span(
         "upload",
         vec![

@@ -283,6 +283,65 @@ pub struct CheckpointDto {
     pub pos: Option<u64>,
     pub gtid_set: Option<String>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// Cluster mode: the node that wrote it (null standalone).
+    pub node_id: Option<String>,
+    /// Cluster mode: the lease epoch it was written under (null standalone).
+    pub epoch: Option<i64>,
+}
+
+/// `GET /api/tasks/{id}/lease`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LeaseDto {
+    pub task_id: i64,
+    /// The node holding (or that last held) the lease.
+    pub owner: String,
+    /// Grows each time another node takes the task over.
+    pub epoch: i64,
+    /// By the metadata database's clock.
+    pub expires_at: DateTime<Utc>,
+    /// Whether it had not expired when read.
+    pub live: bool,
+}
+
+/// One node of the cluster.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkerDto {
+    pub node_id: String,
+    /// Heartbeat within the lease TTL and not left.
+    pub alive: bool,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    /// Set when the node stopped gracefully.
+    pub left_at: Option<DateTime<Utc>>,
+    /// Live leases held.
+    pub leases: i64,
+    /// `cluster.max_tasks_per_node` (null = no limit).
+    pub max_tasks: Option<i64>,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkerList {
+    pub workers: Vec<WorkerDto>,
+}
+
+/// `GET /api/cluster/overview`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClusterOverviewDto {
+    /// `standalone` or `cluster`.
+    pub mode: String,
+    /// The node that answered.
+    pub node_id: String,
+    pub lease_ttl_sec: u64,
+    pub workers: i64,
+    pub workers_alive: i64,
+    /// Tasks whose operator wants them running and that have not failed.
+    pub tasks_wanted_running: i64,
+    /// Of those, held by a live lease.
+    pub tasks_leased: i64,
+    /// Wanted running, but no node holds them (capacity, or a takeover in progress).
+    pub tasks_unplaced: i64,
+    pub leases_by_node: std::collections::BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]

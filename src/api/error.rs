@@ -112,6 +112,7 @@ impl From<ControlError> for ApiError {
                 | StoreError::Migration(_)
                 | StoreError::Corrupt(_)
                 | StoreError::Secrets(_)
+                | StoreError::Fenced(_)
                 | StoreError::Query(_),
             ) => ApiError::internal(),
         }

@@ -3,6 +3,7 @@
 //! Handlers talk to the `Supervisor` by messages and never touch files, sockets or the store.
 
 pub mod auth;
+pub mod cluster;
 pub mod dto;
 pub mod error;
 pub mod metrics;
@@ -31,6 +32,17 @@ pub struct ApiState {
     pub http_registry: prometheus::Registry,
     /// Where task files live (downloads check every path is inside it).
     pub data_dir: std::path::PathBuf,
+    pub cluster: ClusterInfo,
+}
+
+/// What the cluster endpoints need to know about this node.
+#[derive(Clone)]
+pub struct ClusterInfo {
+    pub node_id: String,
+    pub lease_ttl_sec: u64,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Cluster mode only.
+    pub coordinator: Option<actix::Addr<crate::actors::coordinator::Coordinator>>,
 }
 
 /// Which routes the credential guards (when auth is enabled).
@@ -156,6 +168,9 @@ pub fn api_scope() -> actix_web::Scope<
         .service(resource("/tasks/{id}/replay", "GET").route(web::get().to(pitr::replay)))
         .service(resource("/tasks/{id}/replay/archive", "GET").route(web::get().to(pitr::archive)))
         .service(resource("/tasks/{id}/files/{name}", "GET").route(web::get().to(pitr::download)))
+        .service(resource("/tasks/{id}/lease", "GET").route(web::get().to(cluster::lease)))
+        .service(resource("/workers", "GET").route(web::get().to(cluster::workers)))
+        .service(resource("/cluster/overview", "GET").route(web::get().to(cluster::overview)))
         .default_service(web::to(not_found))
 }
 

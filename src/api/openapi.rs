@@ -8,7 +8,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{metrics, pitr, tasks};
+use crate::api::{cluster, metrics, pitr, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,9 +39,12 @@ use crate::api::{metrics, pitr, tasks};
         pitr::replay,
         pitr::archive,
         pitr::download,
+        cluster::workers,
+        cluster::overview,
+        cluster::lease,
     ),
     modifiers(&Security),
-    tags((name = "tasks", description = "Replication tasks"), (name = "recovery", description = "Point-in-time recovery: window, replay plans, file downloads"), (name = "service", description = "Health, metrics, this document"))
+    tags((name = "tasks", description = "Replication tasks"), (name = "recovery", description = "Point-in-time recovery: window, replay plans, file downloads"), (name = "cluster", description = "Cluster mode: nodes, leases, placement"), (name = "service", description = "Health, metrics, this document"))
 )]
 pub struct ApiDoc;
 

@@ -155,7 +155,8 @@ pub async fn stop(state: web::Data<ApiState>, id: TaskIdPath, body: web::Bytes) 
               (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn checkpoint(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse> {
-    let cp = sup(&state).send(GetCheckpoint(id.0)).await??;
+    let (cp, writer) = sup(&state).send(GetCheckpoint(id.0)).await??;
+    let (node_id, epoch) = writer.map_or((None, None), |(n, e)| (Some(n), Some(e)));
     let dto = match cp {
         Some((cp, at)) => CheckpointDto {
             task_id: id.0.0,
@@ -164,6 +165,8 @@ pub async fn checkpoint(state: web::Data<ApiState>, id: TaskIdPath) -> Result<Ht
             pos: Some(cp.pos),
             gtid_set: cp.gtid_set,
             updated_at: Some(at),
+            node_id,
+            epoch,
         },
         None => CheckpointDto {
             task_id: id.0.0,
@@ -172,6 +175,8 @@ pub async fn checkpoint(state: web::Data<ApiState>, id: TaskIdPath) -> Result<Ht
             pos: None,
             gtid_set: None,
             updated_at: None,
+            node_id,
+            epoch,
         },
     };
     Ok(HttpResponse::Ok().json(dto))

@@ -17,6 +17,7 @@ macro_rules! one_file {
 
 pub mod cipher;
 mod conn;
+pub mod leases;
 mod models;
 pub mod schema;
 mod store;
@@ -46,6 +47,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Secrets(#[from] cipher::CipherError),
+    /// A fenced write found the writer's lease gone (expired, or another node took it).
+    #[error("lease lost: {0} no longer holds this task's lease; the write was refused")]
+    Fenced(String),
     #[error("metadata query failed: {0}")]
     Query(#[source] diesel::result::Error),
 }

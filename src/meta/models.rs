@@ -191,6 +191,9 @@ pub(crate) struct CheckpointRow {
     pub pos: Option<i64>,
     pub gtid_set: Option<String>,
     pub updated_at: NaiveDateTime,
+    /// Cluster mode: the node and lease epoch that wrote it.
+    pub node_id: Option<String>,
+    pub epoch: Option<i64>,
 }
 
 impl CheckpointRow {

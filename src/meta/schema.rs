@@ -37,6 +37,8 @@ diesel::table! {
         pos -> Nullable<BigInt>,
         gtid_set -> Nullable<Text>,
         updated_at -> Timestamp,
+        node_id -> Nullable<Text>,
+        epoch -> Nullable<BigInt>,
     }
 }
 
@@ -84,4 +86,34 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(tasks, checkpoints, task_events, binlog_files);
+diesel::table! {
+    cluster_nodes (node_id) {
+        node_id -> Text,
+        version -> Text,
+        max_tasks -> Integer,
+        started_at -> Timestamp,
+        heartbeat_at -> Timestamp,
+        left_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    task_leases (task_id) {
+        task_id -> BigInt,
+        owner -> Text,
+        epoch -> BigInt,
+        expires_at -> Timestamp,
+        acquired_at -> Timestamp,
+        renewed_at -> Timestamp,
+        fence_checks -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    tasks,
+    checkpoints,
+    task_events,
+    binlog_files,
+    cluster_nodes,
+    task_leases
+);

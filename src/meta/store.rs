@@ -10,6 +10,7 @@ use crate::domain::{DesiredState, Task, TaskError, TaskEventType, TaskId, TaskSp
 use crate::meta::StoreError;
 use crate::meta::cipher::{self, Cipher, CipherError};
 use crate::meta::conn::{MetaConnection, MetaDsn, MetaPool, build_pool, migrate_up, migration_status};
+use crate::meta::leases::Fence;
 use crate::meta::models::{
     Checkpoint, CheckpointRow, FileRecord, FileRow, FileState, NewTaskEvent, SummaryColumns, TaskEvent, TaskEventRow,
     TaskFilter, TaskRow, TaskSpecColumns, now_naive,
@@ -35,6 +36,8 @@ pub struct Store {
     clock: SharedClock,
     /// Encrypts source passwords at rest; `None` keeps them in clear (tests and tools only).
     cipher: Option<Cipher>,
+    /// Cluster mode: the lease every write of this handle is fenced by (see `meta::leases`).
+    fence: Option<Arc<Fence>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -48,7 +51,7 @@ impl Store {
     /// schema version (operators migrate it with `binlog-server migrate up`).
     pub fn open(dsn: &MetaDsn, pool_size: u32, clock: SharedClock) -> Result<Store, StoreError> {
         let pool = build_pool(dsn, pool_size)?;
-        let store = Store { pool, dsn: Arc::new(dsn.clone()), clock, cipher: None };
+        let store = Store { pool, dsn: Arc::new(dsn.clone()), clock, cipher: None, fence: None };
         let mut conn = store.conn()?;
         match dsn {
             MetaDsn::Sqlite(_) => {
@@ -87,6 +90,38 @@ impl Store {
 
     pub(super) fn conn(&self) -> Result<Conn, StoreError> {
         Ok(self.pool.get()?)
+    }
+
+    /// A handle whose task writes commit only while `fence`'s lease holds (cluster mode).
+    pub fn fenced(&self, fence: Fence) -> Store {
+        Store { fence: Some(Arc::new(fence)), ..self.clone() }
+    }
+
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_deref()
+    }
+
+    /// Checks the fence inside a write's transaction (no-op for an unfenced handle).
+    pub(super) fn check_fence(&self, c: &mut MetaConnection) -> Result<(), StoreError> {
+        match &self.fence {
+            Some(f) => crate::meta::leases::check_fence(c, f),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a write in one transaction, behind the fence when there is one.
+    pub(super) fn write_tx<T>(
+        &self,
+        f: impl FnOnce(&mut MetaConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn()?;
+        if self.fence.is_none() {
+            return f(&mut conn);
+        }
+        conn.transaction(|c| {
+            self.check_fence(c)?;
+            f(c)
+        })
     }
 
     fn now(&self) -> chrono::NaiveDateTime {
@@ -198,6 +233,8 @@ impl Store {
                     pos: None,
                     gtid_set: None,
                     updated_at: now,
+                    node_id: None,
+                    epoch: None,
                 })
                 .execute(c)?;
             self.insert_event(c, TaskId(id), TaskEventType::TaskCreated, &format!("task {:?} created", spec.name))?;
@@ -310,6 +347,7 @@ impl Store {
         let mut conn = self.conn()?;
         let now = self.now();
         conn.transaction(|c| {
+            self.check_fence(c)?;
             let from_text: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
             let target = tasks::table.find(id.0).filter(tasks::state.eq_any(from_text));
             let n = match (&desired, &last_error) {
@@ -368,8 +406,7 @@ impl Store {
     }
 
     pub fn append_event(&self, id: TaskId, kind: TaskEventType, message: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        self.insert_event(&mut conn, id, kind, message)
+        self.write_tx(|conn| self.insert_event(conn, id, kind, message))
     }
 
     /// The newest `limit` events of a task, newest first.
@@ -405,6 +442,8 @@ impl Store {
             pos: cp.map(|c| c.pos as i64),
             gtid_set: cp.and_then(|c| c.gtid_set.clone()),
             updated_at: self.now(),
+            node_id: self.fence.as_ref().map(|f| f.node_id.clone()),
+            epoch: self.fence.as_ref().map(|f| f.epoch),
         };
         let n = diesel::update(checkpoints::table.find(id.0)).set(&row).execute(c)?;
         if n == 0 {
@@ -416,8 +455,7 @@ impl Store {
 
     /// Persists a checkpoint. Callers guarantee the bytes up to it are fsynced.
     pub fn save_checkpoint(&self, id: TaskId, cp: &Checkpoint) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        self.write_checkpoint(&mut conn, id, Some(cp))
+        self.write_tx(|conn| self.write_checkpoint(conn, id, Some(cp)))
     }
 
     /// Persists a checkpoint inside the open file together with that file's catalog size (the
@@ -432,6 +470,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         conn.transaction(|c| {
+            self.check_fence(c)?;
             self.write_checkpoint(c, id, Some(cp))?;
             diesel::update(one_file!(id, &cp.source_identity, cp.file.as_str()))
                 .set((binlog_files::size.eq(size as i64), SummaryColumns::from_summary(summary)))
@@ -449,15 +488,15 @@ impl Store {
         name: &str,
         summary: &FileSummary,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        diesel::update(one_file!(id, identity, name)).set(SummaryColumns::from_summary(summary)).execute(&mut *conn)?;
-        Ok(())
+        self.write_tx(|conn| {
+            diesel::update(one_file!(id, identity, name)).set(SummaryColumns::from_summary(summary)).execute(conn)?;
+            Ok(())
+        })
     }
 
     /// Clears the checkpoint (a task whose start position was edited begins afresh).
     pub fn reset_checkpoint(&self, id: TaskId) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        self.write_checkpoint(&mut conn, id, None)
+        self.write_tx(|conn| self.write_checkpoint(conn, id, None))
     }
 
     /// The task's file catalog in stream order (by creation).
@@ -473,13 +512,16 @@ impl Store {
 
     /// Records a newly created local file (OPEN).
     pub fn insert_file(&self, rec: &FileRecord) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        diesel::insert_into(binlog_files::table).values(FileRow::from_record(rec)).execute(&mut *conn)?;
-        Ok(())
+        self.write_tx(|conn| {
+            diesel::insert_into(binlog_files::table).values(FileRow::from_record(rec)).execute(conn)?;
+            Ok(())
+        })
     }
 
     /// Marks a file SEALED with its final summary and moves the checkpoint past it, in one
     /// transaction: a file is SEALED in the catalog exactly when the checkpoint has left it.
+    /// (`checkpoint` is `None` only while a cluster takeover re-fetches files the stored
+    /// checkpoint is already past.)
     #[allow(clippy::too_many_arguments)]
     pub fn seal_file(
         &self,
@@ -489,11 +531,12 @@ impl Store {
         end_pos: u64,
         size: u64,
         summary: &FileSummary,
-        checkpoint: &Checkpoint,
+        checkpoint: Option<&Checkpoint>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let now = self.now();
         conn.transaction(|c| {
+            self.check_fence(c)?;
             diesel::update(one_file!(id, identity, name))
                 .set((
                     binlog_files::state.eq(FileState::Sealed.as_str()),
@@ -503,7 +546,10 @@ impl Store {
                     SummaryColumns::from_summary(summary),
                 ))
                 .execute(c)?;
-            self.write_checkpoint(c, id, Some(checkpoint))
+            match checkpoint {
+                Some(cp) => self.write_checkpoint(c, id, Some(cp)),
+                None => Ok(()),
+            }
         })
     }
 
@@ -516,18 +562,20 @@ impl Store {
         start_pos: u64,
         header_len: u64,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        diesel::update(one_file!(id, identity, name))
-            .set((binlog_files::start_pos.eq(start_pos as i64), binlog_files::header_len.eq(header_len as i64)))
-            .execute(&mut *conn)?;
-        Ok(())
+        self.write_tx(|conn| {
+            diesel::update(one_file!(id, identity, name))
+                .set((binlog_files::start_pos.eq(start_pos as i64), binlog_files::header_len.eq(header_len as i64)))
+                .execute(conn)?;
+            Ok(())
+        })
     }
 
     /// Records a sealed file's sha256 (computed off the write path).
     pub fn set_file_sha256(&self, id: TaskId, identity: &str, name: &str, sha256: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        diesel::update(one_file!(id, identity, name)).set(binlog_files::sha256.eq(Some(sha256))).execute(&mut *conn)?;
-        Ok(())
+        self.write_tx(|conn| {
+            diesel::update(one_file!(id, identity, name)).set(binlog_files::sha256.eq(Some(sha256))).execute(conn)?;
+            Ok(())
+        })
     }
 
     /// Forgets catalog rows (files removed by reconciliation).
@@ -535,15 +583,16 @@ impl Store {
         if names.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn()?;
-        diesel::delete(
-            binlog_files::table
-                .filter(binlog_files::task_id.eq(id.0))
-                .filter(binlog_files::source_identity.eq(identity))
-                .filter(binlog_files::file_name.eq_any(names)),
-        )
-        .execute(&mut *conn)?;
-        Ok(())
+        self.write_tx(|conn| {
+            diesel::delete(
+                binlog_files::table
+                    .filter(binlog_files::task_id.eq(id.0))
+                    .filter(binlog_files::source_identity.eq(identity))
+                    .filter(binlog_files::file_name.eq_any(names)),
+            )
+            .execute(conn)?;
+            Ok(())
+        })
     }
 }
 
@@ -763,7 +812,7 @@ pub mod contract {
         assert_eq!((open[0].size, &open[0].summary), (999, &partial));
         let cp2 = Checkpoint { file: BinlogFileName::parse("bin.000002").expect("name"), pos: 4, ..cp.clone() };
         let sealed = FileSummary { last_gtid: Some("0-1-6".into()), summary_pos: 1000, ..partial.clone() };
-        store.seal_file(a.id, "srv-1", "bin.000001", 1000, 1000, &sealed, &cp2).expect("seal");
+        store.seal_file(a.id, "srv-1", "bin.000001", 1000, 1000, &sealed, Some(&cp2)).expect("seal");
         assert_eq!(store.list_files(a.id).expect("files")[0].summary, sealed);
         let rebuilt = FileSummary { gtid_added: Some("x".into()), ..sealed.clone() };
         store.set_file_summary(a.id, "srv-1", "bin.000001", &rebuilt).expect("summary");

@@ -50,29 +50,31 @@ impl Store {
     }
 
     pub fn mark_uploading(&self, id: TaskId, identity: &str, name: &str, key: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        diesel::update(one_file!(id, identity, name))
-            .set((
-                binlog_files::upload_state.eq(UploadState::Uploading.as_str()),
-                binlog_files::object_key.eq(Some(key)),
-                binlog_files::upload_verified.eq(false),
-            ))
-            .execute(&mut *conn)?;
-        Ok(())
+        self.write_tx(|conn| {
+            diesel::update(one_file!(id, identity, name))
+                .set((
+                    binlog_files::upload_state.eq(UploadState::Uploading.as_str()),
+                    binlog_files::object_key.eq(Some(key)),
+                    binlog_files::upload_verified.eq(false),
+                ))
+                .execute(conn)?;
+            Ok(())
+        })
     }
 
     pub fn mark_uploaded(&self, id: TaskId, identity: &str, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        diesel::update(one_file!(id, identity, name))
-            .set((
-                binlog_files::upload_state.eq(UploadState::Uploaded.as_str()),
-                binlog_files::uploaded_at.eq(Some(now_naive(at))),
-                binlog_files::upload_verified.eq(true),
-                binlog_files::upload_error.eq(None::<String>),
-                binlog_files::next_upload_at.eq(None::<chrono::NaiveDateTime>),
-            ))
-            .execute(&mut *conn)?;
-        Ok(())
+        self.write_tx(|conn| {
+            diesel::update(one_file!(id, identity, name))
+                .set((
+                    binlog_files::upload_state.eq(UploadState::Uploaded.as_str()),
+                    binlog_files::uploaded_at.eq(Some(now_naive(at))),
+                    binlog_files::upload_verified.eq(true),
+                    binlog_files::upload_error.eq(None::<String>),
+                    binlog_files::next_upload_at.eq(None::<chrono::NaiveDateTime>),
+                ))
+                .execute(conn)?;
+            Ok(())
+        })
     }
 
     pub fn mark_upload_failed(
@@ -84,19 +86,20 @@ impl Store {
         error: &str,
         next_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        // Long S3 bodies are cut: the column is TEXT, but an operator needs the first line.
-        let error: String = error.chars().take(2000).collect();
-        diesel::update(one_file!(id, identity, name))
-            .set((
-                binlog_files::upload_state.eq(UploadState::UploadFailed.as_str()),
-                binlog_files::upload_attempts.eq(attempts as i32),
-                binlog_files::upload_error.eq(Some(error)),
-                binlog_files::next_upload_at.eq(Some(now_naive(next_at))),
-                binlog_files::upload_verified.eq(false),
-            ))
-            .execute(&mut *conn)?;
-        Ok(())
+        self.write_tx(|conn| {
+            // Long S3 bodies are cut: the column is TEXT, but an operator needs the first line.
+            let error: String = error.chars().take(2000).collect();
+            diesel::update(one_file!(id, identity, name))
+                .set((
+                    binlog_files::upload_state.eq(UploadState::UploadFailed.as_str()),
+                    binlog_files::upload_attempts.eq(attempts as i32),
+                    binlog_files::upload_error.eq(Some(error)),
+                    binlog_files::next_upload_at.eq(Some(now_naive(next_at))),
+                    binlog_files::upload_verified.eq(false),
+                ))
+                .execute(conn)?;
+            Ok(())
+        })
     }
 
     /// Makes up to `limit` failed uploads due now with a fresh backoff; returns how many.
@@ -153,11 +156,12 @@ impl Store {
         name: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        diesel::update(one_file!(id, identity, name))
-            .set(binlog_files::local_deleted_at.eq(Some(now_naive(at))))
-            .execute(&mut *conn)?;
-        Ok(())
+        self.write_tx(|conn| {
+            diesel::update(one_file!(id, identity, name))
+                .set(binlog_files::local_deleted_at.eq(Some(now_naive(at))))
+                .execute(conn)?;
+            Ok(())
+        })
     }
 
     pub fn mark_remote_deleted(
@@ -167,10 +171,11 @@ impl Store {
         name: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        diesel::update(one_file!(id, identity, name))
-            .set(binlog_files::remote_deleted_at.eq(Some(now_naive(at))))
-            .execute(&mut *conn)?;
-        Ok(())
+        self.write_tx(|conn| {
+            diesel::update(one_file!(id, identity, name))
+                .set(binlog_files::remote_deleted_at.eq(Some(now_naive(at))))
+                .execute(conn)?;
+            Ok(())
+        })
     }
 }

@@ -363,7 +363,9 @@ mod retention {
                     self.clock.set(day(d));
                     let len = bytes.len() as u64;
                     let summary = binlog_server::binlog::summary::FileSummary::default();
-                    self.store.seal_file(self.id, IDENTITY, &name(n), len, len, &summary, &cp(n + 1, 4)).expect("seal");
+                    self.store
+                        .seal_file(self.id, IDENTITY, &name(n), len, len, &summary, Some(&cp(n + 1, 4)))
+                        .expect("seal");
                     let sha = binlog_server::actors::task::sha256_file(&path).expect("sha256");
                     self.store.set_file_sha256(self.id, IDENTITY, &name(n), &sha).expect("sha");
                 }

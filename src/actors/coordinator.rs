@@ -1,0 +1,469 @@
+//! `Coordinator` (cluster mode): this node's part in sharing tasks with the others.
+//!
+//! Every tick (at most a second apart) it, in order:
+//! 1. heartbeats and renews all of this node's leases (every `lease_renew_interval_sec`); a lease
+//!    missing from the answer is lost: its task is stopped here without recording anything, and
+//!    TASK_LEASE_LOST is logged. When renewing fails (database unreachable), its tasks are
+//!    LEASE_DEGRADED, and each stops writing when its local guard runs out, before the lease
+//!    can expire in the database;
+//! 2. stops the tasks it runs that an operator asked (on any node) to stop;
+//! 3. finishes stops whose node is gone;
+//! 4. claims tasks that should run and have no live lease, up to its fair share
+//!    (`cluster::claim_budget`), and starts them under their lease.
+//!
+//! It never touches sockets; its store work runs on the blocking pool.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use rand::seq::SliceRandom;
+use slog::{Logger, info, warn};
+
+use crate::actors::supervisor::{LeaseHealth, RelinquishLocal, RunLeased, StopLocal, Supervisor};
+use crate::cluster::{LeaseGuard, adopt_task_dir, claim_budget, local_validity};
+use crate::config::Settings;
+use crate::domain::{DesiredState, Task, TaskEventType, TaskId, TaskState};
+use crate::meta::leases::{ClusterCounts, Fence, Lease, NodeInfo};
+use crate::meta::{LastError, Store, StoreError};
+
+/// What the supervisor tells the coordinator.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub enum LocalEvent {
+    /// A task was started through the API: look for work now.
+    PlaceNow,
+    /// A local task's actors ended (stopped, failed, or gave the lease up).
+    TaskEnded(TaskId),
+}
+
+/// Graceful shutdown, before the supervisor stops the tasks: claim nothing more.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopPlacing;
+
+/// Graceful shutdown, after the tasks stopped: release every lease and leave.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave;
+
+struct Held {
+    epoch: i64,
+    guard: LeaseGuard,
+}
+
+pub struct Coordinator {
+    node_id: String,
+    store: Store,
+    settings: Arc<Settings>,
+    supervisor: Addr<Supervisor>,
+    log: Logger,
+    held: HashMap<TaskId, Held>,
+    busy: bool,
+    again: bool,
+    last_renew: Option<Instant>,
+    last_repair: Option<Instant>,
+    degraded: bool,
+    leaving: bool,
+}
+
+/// A renewal's answer: when it was sent, and the (task, epoch) leases held after it.
+type Renewal = Result<(Instant, Vec<(TaskId, i64)>), String>;
+
+#[derive(Default)]
+struct Outcome {
+    /// `Some` when a renewal was attempted.
+    renewed: Option<Renewal>,
+    stop_requested: Vec<TaskId>,
+    acquired: Vec<(Task, i64, Instant)>,
+    /// Leases found taken by another node, with who holds them now.
+    lost_to: HashMap<TaskId, Option<Lease>>,
+}
+
+impl Coordinator {
+    pub fn new(
+        node_id: String,
+        store: Store,
+        settings: Arc<Settings>,
+        supervisor: Addr<Supervisor>,
+        log: &Logger,
+    ) -> Self {
+        Coordinator {
+            log: log.new(slog::o!("actor" => "coordinator", "node_id" => node_id.clone())),
+            node_id,
+            store,
+            settings,
+            supervisor,
+            held: HashMap::new(),
+            busy: false,
+            again: false,
+            last_renew: None,
+            last_repair: None,
+            degraded: false,
+            leaving: false,
+        }
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_secs(self.settings.cluster.lease_ttl_sec)
+    }
+
+    fn renew_interval(&self) -> Duration {
+        Duration::from_secs(self.settings.cluster.lease_renew_interval_sec)
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            self.again = true;
+            return;
+        }
+        self.busy = true;
+        self.again = false;
+        let now = Instant::now();
+        let renew_due = self.last_renew.is_none_or(|t| now.duration_since(t) >= self.renew_interval());
+        if renew_due {
+            self.last_renew = Some(now);
+        }
+        let repair_due = self.last_repair.is_none_or(|t| now.duration_since(t) >= self.renew_interval());
+        if repair_due {
+            self.last_repair = Some(now);
+        }
+        let held: Vec<(TaskId, i64)> = self.held.iter().map(|(id, h)| (*id, h.epoch)).collect();
+        let (node, ttl_ms) = (self.node_id.clone(), self.ttl().as_millis() as u64);
+        let max_tasks = self.settings.cluster.max_tasks_per_node;
+        let data_dir = self.settings.data_dir.clone();
+        let placing = !self.leaving;
+        let log = self.log.clone();
+        let store = self.store.clone();
+        let fut = async move {
+            store
+                .call(move |s| {
+                    let mut out = Outcome::default();
+                    if renew_due {
+                        let sent = Instant::now();
+                        match s.heartbeat_node(&node).and_then(|()| s.renew_leases(&node, ttl_ms)) {
+                            Ok(leases) => {
+                                for (id, epoch) in &held {
+                                    if !leases.iter().any(|(i, e)| i == id && e == epoch) {
+                                        out.lost_to.insert(*id, s.get_lease(*id).ok().flatten());
+                                    }
+                                }
+                                out.renewed = Some(Ok((sent, leases)));
+                            }
+                            Err(e) => {
+                                out.renewed = Some(Err(e.to_string()));
+                                return Ok(out);
+                            }
+                        }
+                    }
+                    let ids: Vec<TaskId> = held.iter().map(|(id, _)| *id).collect();
+                    out.stop_requested = s.desired_stopped_among(&ids)?;
+                    if repair_due {
+                        for id in s.orphaned_stops()? {
+                            let _ = s.transition(
+                                id,
+                                &[
+                                    TaskState::Starting,
+                                    TaskState::Running,
+                                    TaskState::RetryBackoff,
+                                    TaskState::Stopping,
+                                    TaskState::LeaseDegraded,
+                                ],
+                                TaskState::Stopped,
+                                None,
+                                LastError::Keep,
+                                Some((TaskEventType::TaskStopped, "stopped (the node that ran it is gone)")),
+                            );
+                        }
+                    }
+                    if placing {
+                        out.acquired = place(s, &node, ttl_ms, max_tasks, held.len(), &data_dir, &log)?;
+                    }
+                    Ok(out)
+                })
+                .await
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.busy = false;
+            match res {
+                Ok(out) => act.apply(out),
+                Err(e) => warn!(act.log, "cluster round failed"; "error" => %e),
+            }
+            act.enforce_guards();
+            if act.again {
+                act.tick(ctx);
+            }
+        }));
+    }
+
+    fn apply(&mut self, out: Outcome) {
+        let validity = local_validity(self.ttl());
+        match out.renewed {
+            Some(Ok((sent, leases))) => {
+                for (id, epoch) in &leases {
+                    if let Some(h) = self.held.get(id)
+                        && h.epoch == *epoch
+                    {
+                        h.guard.extend(sent + validity);
+                    }
+                }
+                if self.degraded {
+                    info!(self.log, "lease renewals succeed again");
+                    self.degraded = false;
+                    for id in self.held.keys() {
+                        self.supervisor.do_send(LeaseHealth { id: *id, degraded: false });
+                    }
+                }
+                for (id, now_held_by) in out.lost_to {
+                    let Some(h) = self.held.remove(&id) else { continue };
+                    h.guard.revoke();
+                    let whom = match &now_held_by {
+                        Some(l) if l.live && l.owner != self.node_id => {
+                            format!("now held by {} (epoch {})", l.owner, l.epoch)
+                        }
+                        _ => "it expired".to_string(),
+                    };
+                    let message = format!("node {} lost the lease (epoch {}): {whom}", self.node_id, h.epoch);
+                    warn!(self.log, "lease lost"; "task_id" => id.0, "epoch" => h.epoch, "detail" => &whom);
+                    self.supervisor.do_send(RelinquishLocal { id, reason: message.clone() });
+                    let store = self.store.clone();
+                    actix::spawn(async move {
+                        let _ = store.call(move |s| s.append_event(id, TaskEventType::TaskLeaseLost, &message)).await;
+                    });
+                }
+            }
+            Some(Err(e)) if !self.degraded => {
+                warn!(self.log, "cannot renew leases"; "error" => &e, "tasks" => self.held.len());
+                self.degraded = true;
+                for id in self.held.keys() {
+                    self.supervisor.do_send(LeaseHealth { id: *id, degraded: true });
+                }
+            }
+            Some(Err(_)) | None => {}
+        }
+        for id in out.stop_requested {
+            if self.held.contains_key(&id) {
+                info!(self.log, "stop requested for a task running here"; "task_id" => id.0);
+                self.supervisor.do_send(StopLocal(id));
+            }
+        }
+        for (task, epoch, sent) in out.acquired {
+            let id = task.id;
+            let guard = LeaseGuard::new(epoch, sent + validity);
+            self.held.insert(id, Held { epoch, guard: guard.clone() });
+            let fence = Fence { task_id: id, node_id: self.node_id.clone(), epoch };
+            self.supervisor.do_send(RunLeased { task, guard, fence });
+        }
+    }
+
+    /// A task whose guard ran out (renewals failed for too long) stops writing here now.
+    fn enforce_guards(&mut self) {
+        let expired: Vec<TaskId> = self.held.iter().filter(|(_, h)| !h.guard.is_valid()).map(|(id, _)| *id).collect();
+        for id in expired {
+            let h = self.held.remove(&id).expect("listed");
+            warn!(self.log, "lease not renewed in time; the task stops writing here"; "task_id" => id.0, "epoch" => h.epoch);
+            self.supervisor.do_send(RelinquishLocal {
+                id,
+                reason: format!("lease (epoch {}) could not be renewed before it could expire", h.epoch),
+            });
+        }
+    }
+
+    fn release(&mut self, id: TaskId) {
+        let Some(h) = self.held.remove(&id) else { return };
+        h.guard.revoke();
+        let (store, node, log) = (self.store.clone(), self.node_id.clone(), self.log.clone());
+        actix::spawn(async move {
+            if let Err(e) = store.call(move |s| s.release_lease(id, &node, h.epoch)).await {
+                warn!(log, "could not release a lease (it will expire)"; "task_id" => id.0, "error" => %e);
+            }
+        });
+    }
+}
+
+/// Claims up to this node's share of unplaced tasks; returns those acquired (task, epoch, when
+/// the acquisition was sent).
+fn place(
+    s: &Store,
+    node: &str,
+    ttl_ms: u64,
+    max_tasks: u32,
+    mine: usize,
+    data_dir: &std::path::Path,
+    log: &Logger,
+) -> Result<Vec<(Task, i64, Instant)>, StoreError> {
+    let counts: ClusterCounts = s.cluster_counts(ttl_ms)?;
+    let mut unplaced = s.unplaced_tasks(1000)?;
+    if unplaced.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mine = (mine as i64).max(counts.leases_by_node.get(node).copied().unwrap_or(0));
+    let budget = claim_budget(counts.wanted, counts.alive_nodes.len(), mine, max_tasks, unplaced.len());
+    // Nodes race for the same tasks; shuffling spreads them instead of colliding on the first.
+    unplaced.shuffle(&mut rand::rng());
+    let mut acquired = Vec::new();
+    for id in unplaced {
+        if acquired.len() >= budget {
+            break;
+        }
+        let sent = Instant::now();
+        let Some(acq) = s.acquire_lease(id, node, ttl_ms)? else { continue };
+        let task = s.get_task(id)?;
+        if task.desired_state != DesiredState::Running || task.state == TaskState::Failed {
+            s.release_lease(id, node, acq.epoch)?;
+            continue;
+        }
+        match adopt_task_dir(data_dir, id.0, node, acq.epoch) {
+            Ok(Some(moved)) => {
+                info!(log, "files from another lease moved aside"; "task_id" => id.0, "to" => %moved.display())
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(log, "cannot prepare the task's directory; giving the lease back"; "task_id" => id.0, "error" => %e);
+                s.release_lease(id, node, acq.epoch)?;
+                continue;
+            }
+        }
+        let previous = acq.previous_owner.map(|p| format!("; previous owner {p}")).unwrap_or_default();
+        let message = format!("node {node} acquired the lease (epoch {}{previous})", acq.epoch);
+        s.force_state(id, TaskState::Starting)?;
+        s.append_event(id, TaskEventType::TaskLeaseAcquired, &message)?;
+        info!(log, "lease acquired"; "task_id" => id.0, "epoch" => acq.epoch);
+        acquired.push((s.get_task(id)?, acq.epoch, sent));
+    }
+    Ok(acquired)
+}
+
+impl Actor for Coordinator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let period = self.renew_interval().min(Duration::from_secs(1));
+        ctx.run_interval(period, |act, ctx| act.tick(ctx));
+        self.tick(ctx);
+    }
+}
+
+impl Handler<LocalEvent> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: LocalEvent, ctx: &mut Context<Self>) {
+        match msg {
+            LocalEvent::PlaceNow => self.tick(ctx),
+            LocalEvent::TaskEnded(id) => self.release(id),
+        }
+    }
+}
+
+impl Handler<StopPlacing> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, _: StopPlacing, _: &mut Context<Self>) {
+        self.leaving = true;
+    }
+}
+
+impl Handler<Leave> for Coordinator {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Leave, _: &mut Context<Self>) -> Self::Result {
+        self.leaving = true;
+        let held: Vec<(TaskId, i64)> = self.held.drain().map(|(id, h)| (id, h.epoch)).collect();
+        let (store, node, log) = (self.store.clone(), self.node_id.clone(), self.log.clone());
+        Box::pin(async move {
+            let n = held.len();
+            let res = store
+                .call(move |s| {
+                    for (id, epoch) in held {
+                        s.release_lease(id, &node, epoch)?;
+                    }
+                    s.node_left(&node)
+                })
+                .await;
+            match res {
+                Ok(()) => info!(log, "left the cluster"; "leases_released" => n),
+                Err(e) => warn!(log, "could not release every lease (they will expire)"; "error" => %e),
+            }
+        })
+    }
+}
+
+// --- reads for the API ---------------------------------------------------------------------------
+
+/// `GET /api/workers`.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<NodeInfo>, StoreError>")]
+pub struct ListWorkers;
+
+impl Handler<ListWorkers> for Coordinator {
+    type Result = ResponseFuture<Result<Vec<NodeInfo>, StoreError>>;
+
+    fn handle(&mut self, _: ListWorkers, _: &mut Context<Self>) -> Self::Result {
+        let (store, ttl) = (self.store.clone(), self.ttl().as_millis() as u64);
+        Box::pin(async move { store.call(move |s| s.list_nodes(ttl)).await })
+    }
+}
+
+/// `GET /api/cluster/overview`: counts and who holds how many leases.
+#[derive(Message)]
+#[rtype(result = "Result<(ClusterCounts, Vec<NodeInfo>, usize), StoreError>")]
+pub struct Overview;
+
+impl Handler<Overview> for Coordinator {
+    type Result = ResponseFuture<Result<(ClusterCounts, Vec<NodeInfo>, usize), StoreError>>;
+
+    fn handle(&mut self, _: Overview, _: &mut Context<Self>) -> Self::Result {
+        let (store, ttl) = (self.store.clone(), self.ttl().as_millis() as u64);
+        Box::pin(async move {
+            store
+                .call(move |s| {
+                    let counts = s.cluster_counts(ttl)?;
+                    let nodes = s.list_nodes(ttl)?;
+                    let unplaced = s.unplaced_tasks(100_000)?.len();
+                    Ok((counts, nodes, unplaced))
+                })
+                .await
+        })
+    }
+}
+
+/// `GET /api/tasks/{id}/lease`.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Lease>, crate::actors::ControlError>")]
+pub struct GetLease(pub TaskId);
+
+impl Handler<GetLease> for Coordinator {
+    type Result = ResponseFuture<Result<Option<Lease>, crate::actors::ControlError>>;
+
+    fn handle(&mut self, msg: GetLease, _: &mut Context<Self>) -> Self::Result {
+        let (store, id) = (self.store.clone(), msg.0);
+        Box::pin(async move {
+            store
+                .call(move |s| {
+                    s.get_task(id)?;
+                    s.get_lease(id)
+                })
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound => crate::actors::ControlError::NotFound(id),
+                    other => crate::actors::ControlError::Store(other),
+                })
+        })
+    }
+}
+
+/// Registers the node and starts its coordinator (cluster mode).
+pub async fn start(
+    node_id: String,
+    store: Store,
+    settings: Arc<Settings>,
+    supervisor: Addr<Supervisor>,
+    log: &Logger,
+) -> Result<Addr<Coordinator>, StoreError> {
+    let (n, max) = (node_id.clone(), settings.cluster.max_tasks_per_node);
+    store.call(move |s| s.register_node(&n, env!("CARGO_PKG_VERSION"), max)).await?;
+    let addr = Coordinator::new(node_id, store, settings, supervisor.clone(), log).start();
+    supervisor.do_send(crate::actors::supervisor::SetCoordinator(addr.clone().recipient()));
+    Ok(addr)
+}
