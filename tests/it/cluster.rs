@@ -14,6 +14,11 @@
 //!   task's timeline records TASK_LEASE_LOST naming the frozen node.
 //! - `a_graceful_stop_...`: SIGTERM exits 0 and releases the node's leases at once; its tasks run
 //!   on the others; no task is ever FAILED or records TASK_ERROR; the bucket is byte-identical.
+//! - `the_metadata_database_down_...`: with the metadata database gone (kill -9) past the TTL,
+//!   every node stops writing its tasks' files before their leases can have expired and writes
+//!   nothing while the source goes on; it notices the failing renewals within the TTL; once the
+//!   database is back the tasks run again without FAILED or TASK_ERROR, and the bucket is
+//!   byte-identical to the source.
 //! - `placement_...`: workers and the overview describe the cluster, a node without a configured
 //!   id generates one and keeps it across restarts, a never-started task has no lease (404), any
 //!   node serves any task, and `max_tasks_per_node` caps placement (the rest stays unplaced).
@@ -28,7 +33,7 @@
 //! renewal cadence (measured by the database's clock, not the test's).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 
@@ -443,6 +448,82 @@ fn a_graceful_stop_hands_the_tasks_over_without_a_failure() {
             events(observer, *id).into_iter().filter(|(t, _)| t == "TASK_ERROR").collect();
         assert!(errors.is_empty(), "task {id} recorded errors: {errors:?}");
     }
+}
+
+/// The newest modification time among the files in `dir`.
+fn newest_mtime(dir: &std::path::Path) -> Option<SystemTime> {
+    std::fs::read_dir(dir).ok()?.filter_map(Result::ok).filter_map(|e| e.metadata().ok()?.modified().ok()).max()
+}
+
+#[test]
+fn the_metadata_database_down_past_the_ttl_stops_every_writer_in_time_and_the_cluster_recovers() {
+    let (source, mut cluster) = source_and_cluster(MariaDbOpts::default().max_binlog_size(FILE_SIZE), 2);
+    let nodes = cluster.ids();
+    let tasks = cluster.create_running_tasks(&source, 4);
+    let ids = ids_of(&tasks);
+    let leases = wait_spread(&cluster.nodes[0].srv, &ids, &nodes);
+    let load = Trickle::start(&source, "t", 4);
+    wait_streaming(&cluster.nodes[0].srv, &source, &leases);
+
+    // No node can renew from here on. Every lease was renewed before the database died (it is
+    // reaped when kill() returns), so each expires, by the database's clock (this host's), at
+    // most TTL after `down_at`: by then every writer must have stopped.
+    cluster.meta.db.kill();
+    let down_at = SystemTime::now();
+    let expiry_bound = down_at + Duration::from_secs(TTL_SEC);
+    // No HTTP to the nodes from here until the database is back: what they serve from it is
+    // unavailable. Files, logs and the source tell what happens.
+    let grown = |from: &crate::common::mariadb::MasterStatus| {
+        let now = source.master_status().expect("binlog on");
+        now.file > from.file || now.position >= from.position + 65536
+    };
+    let at_kill = source.master_status().expect("binlog on");
+    poll_until(WAIT, "the leases' latest expiry to pass while the source writes on", || {
+        (SystemTime::now() > expiry_bound && grown(&at_kill)).then_some(())
+    });
+    let mut stopped = BTreeMap::new();
+    for (id, l) in &leases {
+        let dir = node_task_dir(&cluster.nodes[cluster.index_of(&l.owner)].srv, *id, &source);
+        let newest = newest_mtime(&dir).unwrap_or_else(|| panic!("{} holds files of task {id}", l.owner));
+        assert!(
+            newest <= expiry_bound,
+            "task {id}: {} wrote at {newest:?}, after its lease could have expired ({expiry_bound:?}; the \
+             database went down at {down_at:?})",
+            l.owner
+        );
+        stopped.insert(*id, (dir.clone(), dir_snapshot(&dir)));
+    }
+    let later = source.master_status().expect("binlog on");
+    poll_until(WAIT, "the source to write another 64 KiB", || grown(&later).then_some(()));
+    for (id, (dir, before)) in &stopped {
+        assert_eq!(&dir_snapshot(dir), before, "task {id}: files changed while the lease could not be renewed");
+    }
+    // When did each node notice? Checked at the end, so that recovery is tested either way.
+    poll_until(WAIT, "every node to log that it cannot renew its leases", || {
+        cluster.nodes.iter().all(|n| n.srv.log_text().contains("cannot renew leases")).then_some(())
+    });
+    let noticed_after = SystemTime::now().duration_since(down_at).unwrap_or_default();
+
+    // The database comes back: the tasks are leased again and run; nothing failed, no data is lost.
+    cluster.meta.db.restart();
+    let srv = &cluster.nodes[0].srv;
+    poll_until(WAIT, "every task leased and RUNNING again", || {
+        let leased = live_leases(srv, &ids).is_some();
+        (leased && ids.iter().all(|id| crate::common::replication::task(srv, *id)["state"] == "RUNNING")).then_some(())
+    });
+    finish_and_compare(&cluster, srv, &source, &tasks, load);
+    assert_none_failed(srv, &ids);
+    for id in &ids {
+        let errors: Vec<(String, String)> = events(srv, *id).into_iter().filter(|(t, _)| t == "TASK_ERROR").collect();
+        assert!(errors.is_empty(), "task {id} recorded errors: {errors:?}");
+    }
+    // LEASE_DEGRADED is only worth its name if it comes while the leases are still valid.
+    assert!(
+        noticed_after <= Duration::from_secs(TTL_SEC),
+        "the nodes logged \"cannot renew leases\" only {noticed_after:.1?} after the metadata database went \
+         down, past the lease TTL ({TTL_SEC} s): the renewal failure (and LEASE_DEGRADED) comes after the \
+         leases could have expired"
+    );
 }
 
 #[test]
