@@ -191,6 +191,7 @@ impl Coordinator {
                 Err(e) => warn!(act.log, "cluster round failed"; "error" => %e),
             }
             act.enforce_guards();
+            crate::telemetry::metrics::metrics().leases_held.set(act.held.len() as i64);
             if act.again {
                 act.tick(ctx);
             }
@@ -224,6 +225,7 @@ impl Coordinator {
                         }
                         _ => "it expired".to_string(),
                     };
+                    crate::telemetry::metrics::metrics().lease_losses.inc();
                     let message = format!("node {} lost the lease (epoch {}): {whom}", self.node_id, h.epoch);
                     warn!(self.log, "lease lost"; "task_id" => id.0, "epoch" => h.epoch, "detail" => &whom);
                     self.supervisor.do_send(RelinquishLocal { id, reason: message.clone() });
@@ -262,6 +264,7 @@ impl Coordinator {
         let expired: Vec<TaskId> = self.held.iter().filter(|(_, h)| !h.guard.is_valid()).map(|(id, _)| *id).collect();
         for id in expired {
             let h = self.held.remove(&id).expect("listed");
+            crate::telemetry::metrics::metrics().lease_losses.inc();
             warn!(self.log, "lease not renewed in time; the task stops writing here"; "task_id" => id.0, "epoch" => h.epoch);
             self.supervisor.do_send(RelinquishLocal {
                 id,

@@ -186,6 +186,8 @@ pub struct FileWriterActor {
     /// not moved back: checkpoints before this one are durable locally but not persisted.
     floor: Option<Checkpoint>,
     rebuild: Option<RebuildFrom>,
+    /// The last error of a timer-driven persist, logged once.
+    persist_error: Option<String>,
 }
 
 impl Actor for FileWriterActor {
@@ -224,6 +226,7 @@ impl FileWriterActor {
             lease: None,
             floor: None,
             rebuild: None,
+            persist_error: None,
         }
     }
 
@@ -783,7 +786,24 @@ impl Handler<PersistCheckpoint> for FileWriterActor {
         if self.poisoned {
             return Err(WriterError::Poisoned);
         }
-        self.persist()
+        // The timer that sends this ignores the answer: say here when persisting fails (once per
+        // distinct error), so a checkpoint that stops moving is never silent.
+        let res = self.persist();
+        match &res {
+            Err(e) => {
+                let msg = e.to_string();
+                if self.persist_error.as_deref() != Some(msg.as_str()) {
+                    warn!(self.log, "cannot persist the durable checkpoint (will retry)"; "error" => &msg);
+                    self.persist_error = Some(msg);
+                }
+            }
+            Ok(()) => {
+                if self.persist_error.take().is_some() {
+                    info!(self.log, "the durable checkpoint is persisted again");
+                }
+            }
+        }
+        res
     }
 }
 

@@ -323,7 +323,9 @@ impl TaskActor {
         if let Some(u) = self.uploader.take() {
             u.do_send(StopUploads);
         }
-        let writer = self.writer.clone();
+        // A task giving its lease up writes nothing more: its files are not even flushed (what is
+        // not yet fsynced is not checkpointed either; the next owner fetches it again).
+        let writer = if self.relinquished { None } else { self.writer.clone() };
         let log = self.ctx.log.clone();
         ctx.wait(
             async move {

@@ -1,13 +1,13 @@
 //! Cluster endpoints: `/api/workers`, `/api/cluster/overview`, `/api/tasks/{id}/lease`. They ask
 //! the coordinator (cluster mode); standalone, they describe this one process.
 
-use actix_web::{HttpResponse, http::StatusCode, web};
+use actix_web::{HttpResponse, web};
 
 use crate::actors::ControlError;
 use crate::actors::coordinator::{GetLease, ListWorkers, Overview};
-use crate::actors::supervisor::CountTasks;
+use crate::actors::supervisor::{CountTasks, GetTask};
 use crate::api::dto::{ClusterOverviewDto, LeaseDto, WorkerDto, WorkerList};
-use crate::api::error::{ApiError, ErrorCode};
+use crate::api::error::ApiError;
 use crate::api::{ApiState, TaskIdPath};
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -98,28 +98,29 @@ pub async fn overview(state: web::Data<ApiState>) -> Result<HttpResponse> {
 }
 
 #[utoipa::path(get, path = "/api/tasks/{id}/lease", tag = "cluster", params(("id" = i64, Path, description = "Task id", minimum = 1)),
-    responses((status = 200, description = "The task's lease: owner, epoch, expiry by the database's clock", body = LeaseDto),
+    responses((status = 200, description = "The task's lease: owner, epoch, expiry by the database's clock (nulls when never leased, and in standalone mode)", body = LeaseDto),
               (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError),
-              (status = 404, description = "No such task, never leased, or standalone mode", body = ApiError),
+              (status = 404, description = "No such task", body = ApiError),
               (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
               (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn lease(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse> {
-    let Some(coord) = &state.cluster.coordinator else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "standalone mode: tasks have no leases"));
+    let lease = match &state.cluster.coordinator {
+        Some(coord) => coord.send(GetLease(id.0)).await??,
+        None => {
+            // Standalone: no leases, but the task must exist.
+            state.supervisor.send(GetTask(id.0)).await??;
+            None
+        }
     };
-    match coord.send(GetLease(id.0)).await?? {
-        Some(l) => Ok(HttpResponse::Ok().json(LeaseDto {
+    Ok(HttpResponse::Ok().json(match lease {
+        Some(l) => LeaseDto {
             task_id: l.task_id.0,
-            owner: l.owner,
-            epoch: l.epoch,
-            expires_at: l.expires_at,
+            owner: Some(l.owner),
+            epoch: Some(l.epoch),
+            expires_at: Some(l.expires_at),
             live: l.live,
-        })),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NotFound,
-            format!("task {} has never been leased", id.0.0),
-        )),
-    }
+        },
+        None => LeaseDto { task_id: id.0.0, owner: None, epoch: None, expires_at: None, live: false },
+    }))
 }

@@ -289,16 +289,17 @@ pub struct CheckpointDto {
     pub epoch: Option<i64>,
 }
 
-/// `GET /api/tasks/{id}/lease`.
+/// `GET /api/tasks/{id}/lease`. A task that was never leased (or any task in standalone mode)
+/// has nulls and `live: false`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LeaseDto {
     pub task_id: i64,
     /// The node holding (or that last held) the lease.
-    pub owner: String,
+    pub owner: Option<String>,
     /// Grows each time another node takes the task over.
-    pub epoch: i64,
+    pub epoch: Option<i64>,
     /// By the metadata database's clock.
-    pub expires_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
     /// Whether it had not expired when read.
     pub live: bool,
 }

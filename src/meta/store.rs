@@ -15,7 +15,7 @@ use crate::meta::models::{
     Checkpoint, CheckpointRow, FileRecord, FileRow, FileState, NewTaskEvent, SummaryColumns, TaskEvent, TaskEventRow,
     TaskFilter, TaskRow, TaskSpecColumns, now_naive,
 };
-use crate::meta::schema::{binlog_files, checkpoints, task_events, tasks};
+use crate::meta::schema::{binlog_files, checkpoints, task_events, task_leases, tasks};
 use crate::secret::Secret;
 
 type Conn = diesel::r2d2::PooledConnection<crate::meta::conn::MetaConnManager>;
@@ -328,6 +328,8 @@ impl Store {
             diesel::delete(binlog_files::table.filter(binlog_files::task_id.eq(id.0))).execute(c)?;
             diesel::delete(task_events::table.filter(task_events::task_id.eq(id.0))).execute(c)?;
             diesel::delete(checkpoints::table.filter(checkpoints::task_id.eq(id.0))).execute(c)?;
+            // An idle task holds no live lease; its row (cluster mode) goes with it.
+            diesel::delete(task_leases::table.filter(task_leases::task_id.eq(id.0))).execute(c)?;
             diesel::delete(tasks::table.find(id.0)).execute(c)?;
             Ok(())
         })
@@ -687,6 +689,85 @@ pub mod contract {
         }
         .validate()
         .expect("contract spec is valid")
+    }
+
+    /// Leases and fencing (MySQL/MariaDB only: cluster mode's backend). Uses the database's
+    /// clock, so the waits are real: the TTLs here are short.
+    pub fn run_lease_contract(store: &Store) {
+        use crate::meta::leases::Fence;
+        let t = store.create_task(&spec("lease-contract", "db1")).expect("create");
+        let id = t.id;
+        assert_eq!(store.get_lease(id).expect("read"), None, "never leased");
+
+        // a takes it (epoch 1); b cannot while it is live; a again keeps the epoch.
+        let a = store.acquire_lease(id, "node-a", 60_000).expect("acquire").expect("free lease");
+        assert_eq!((a.epoch, a.previous_owner.as_deref()), (1, None));
+        assert_eq!(store.acquire_lease(id, "node-b", 60_000).expect("acquire"), None, "held by a");
+        assert_eq!(store.acquire_lease(id, "node-a", 60_000).expect("acquire").map(|x| x.epoch), Some(1));
+        let l = store.get_lease(id).expect("read").expect("leased");
+        assert!(l.live && l.owner == "node-a" && l.epoch == 1, "{l:?}");
+        assert_eq!(store.renew_leases("node-a", 60_000).expect("renew"), vec![(id, 1)]);
+        assert_eq!(store.renew_leases("node-b", 60_000).expect("renew"), vec![]);
+
+        // Fenced writes pass for the holder, and record who wrote the checkpoint.
+        let fenced_a = store.fenced(Fence { task_id: id, node_id: "node-a".into(), epoch: 1 });
+        let cp = |pos: u64| Checkpoint {
+            source_identity: "srv-1".into(),
+            file: BinlogFileName::parse("bin.000001").expect("name"),
+            pos,
+            gtid_set: None,
+        };
+        fenced_a.save_checkpoint(id, &cp(100)).expect("the holder writes");
+        assert_eq!(store.checkpoint_writer(id).expect("writer"), Some(("node-a".into(), 1)));
+
+        // Released: b takes it over with a larger epoch; a's fenced writes are refused and
+        // change nothing; a can no longer renew or release it.
+        assert!(store.release_lease(id, "node-a", 1).expect("release"));
+        let b = store.acquire_lease(id, "node-b", 60_000).expect("acquire").expect("released lease");
+        assert_eq!((b.epoch, b.previous_owner.as_deref()), (2, Some("node-a")));
+        let err = fenced_a.save_checkpoint(id, &cp(200)).expect_err("a stale owner is fenced");
+        assert!(matches!(err, StoreError::Fenced(_)), "{err:?}");
+        let err = fenced_a
+            .transition(id, &[TaskState::Stopped], TaskState::Starting, None, LastError::Keep, None)
+            .expect_err("state writes are fenced too");
+        assert!(matches!(err, StoreError::Fenced(_)), "{err:?}");
+        assert_eq!(store.get_checkpoint(id).expect("cp").map(|(c, _)| c.pos), Some(100));
+        assert_eq!(store.get_task(id).expect("task").state, TaskState::Stopped);
+        assert!(!store.release_lease(id, "node-a", 1).expect("release"), "only the holder releases");
+        assert_eq!(store.renew_leases("node-a", 60_000).expect("renew"), vec![]);
+        let fenced_b = store.fenced(Fence { task_id: id, node_id: "node-b".into(), epoch: 2 });
+        fenced_b.save_checkpoint(id, &cp(300)).expect("the new holder writes");
+        assert_eq!(store.checkpoint_writer(id).expect("writer"), Some(("node-b".into(), 2)));
+
+        // Expiry by the database's clock: a short lease runs out without anyone releasing it.
+        assert!(store.acquire_lease(id, "node-b", 200).expect("renew own").is_some());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let c = loop {
+            if let Some(c) = store.acquire_lease(id, "node-c", 60_000).expect("acquire") {
+                break c;
+            }
+            assert!(std::time::Instant::now() < deadline, "a 200 ms lease must expire");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert_eq!(c.epoch, 3);
+        assert!(matches!(fenced_b.save_checkpoint(id, &cp(400)), Err(StoreError::Fenced(_))));
+
+        // Placement's reads.
+        store.set_desired_state(id, DesiredState::Running).expect("desired");
+        assert_eq!(store.unplaced_tasks(10).expect("unplaced"), vec![], "c holds it");
+        let counts = store.cluster_counts(60_000).expect("counts");
+        assert_eq!(counts.leases_by_node.get("node-c"), Some(&1));
+        assert!(counts.wanted >= 1);
+        assert!(store.release_lease(id, "node-c", 3).expect("release"));
+        assert_eq!(store.unplaced_tasks(10).expect("unplaced"), vec![id]);
+        assert_eq!(store.desired_stopped_among(&[id]).expect("stopped"), vec![]);
+        store.register_node("node-c", "test", 5).expect("register");
+        store.heartbeat_node("node-c").expect("heartbeat");
+        let nodes = store.list_nodes(60_000).expect("nodes");
+        assert!(nodes.iter().any(|n| n.node_id == "node-c" && n.alive && n.max_tasks == 5), "{nodes:?}");
+        store.node_left("node-c").expect("leave");
+        assert!(store.list_nodes(60_000).expect("nodes").iter().any(|n| n.node_id == "node-c" && !n.alive));
+        store.set_desired_state(id, DesiredState::Stopped).expect("desired");
     }
 
     /// The upload queue on the sealed, hashed `bin.000001` of `id`.

@@ -29,6 +29,9 @@ pub struct Metrics {
     pub upload_failures: IntCounterVec,
     pub build_info: GaugeVec,
     pub up_since: Gauge,
+    /// Cluster mode: leases this node holds, and leases it lost (taken over or expired).
+    pub leases_held: prometheus::IntGauge,
+    pub lease_losses: prometheus::IntCounter,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -85,6 +88,16 @@ impl Metrics {
                 .expect("valid metric"),
             up_since: Gauge::with_opts(opts("start_time_seconds", "Unix time the process started."))
                 .expect("valid metric"),
+            leases_held: prometheus::IntGauge::with_opts(opts(
+                "leases_held",
+                "Cluster mode: task leases this node holds.",
+            ))
+            .expect("valid metric"),
+            lease_losses: prometheus::IntCounter::with_opts(opts(
+                "lease_losses_total",
+                "Cluster mode: leases this node lost (taken over, or not renewed in time).",
+            ))
+            .expect("valid metric"),
         };
         for s in TaskState::ALL {
             m.tasks.with_label_values(&[s.as_str()]).set(0);
@@ -108,6 +121,8 @@ impl Metrics {
             &self.upload_failures,
             &self.build_info,
             &self.up_since,
+            &self.leases_held,
+            &self.lease_losses,
         ]
     }
 

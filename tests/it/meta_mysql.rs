@@ -86,7 +86,8 @@ impl MetaDb {
 }
 
 /// The tables the migrations create (besides diesel's bookkeeping table).
-const SCHEMA_TABLES: [&str; 4] = ["binlog_files", "checkpoints", "task_events", "tasks"];
+const SCHEMA_TABLES: [&str; 6] =
+    ["binlog_files", "checkpoints", "cluster_nodes", "task_events", "task_leases", "tasks"];
 
 #[test]
 fn an_unmigrated_database_is_refused_and_left_untouched() {
@@ -172,6 +173,7 @@ fn the_store_keeps_its_contract_on_mariadb() {
     let store = meta.open_store().unwrap_or_else(|e| panic!("Store::open on the migrated database: {e}"));
     assert!(!format!("{store:?}").contains(META_PASSWORD), "Store's Debug shows the DSN redacted: {store:?}");
     binlog_server::meta::contract::run_contract(&store);
+    binlog_server::meta::contract::run_lease_contract(&store);
 }
 
 fn wait_running(srv: &Server, id: i64) {

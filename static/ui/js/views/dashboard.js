@@ -3,10 +3,10 @@ import { get, mapLimit } from '../api.js';
 import { h, replaceIfChanged, stateBadge, table } from '../dom.js';
 import { rate, seconds } from '../format.js';
 
-export const STATES = ['RUNNING', 'STARTING', 'RETRY_BACKOFF', 'STOPPING', 'FAILED', 'STOPPED'];
-const ACTIVE = new Set(['STARTING', 'RUNNING', 'RETRY_BACKOFF', 'STOPPING']);
+export const STATES = ['RUNNING', 'STARTING', 'RETRY_BACKOFF', 'LEASE_DEGRADED', 'STOPPING', 'FAILED', 'STOPPED'];
+const ACTIVE = new Set(['STARTING', 'RUNNING', 'RETRY_BACKOFF', 'LEASE_DEGRADED', 'STOPPING']);
 /** Most urgent first: failing, then retrying, then anything with an error, then the rest. */
-const URGENCY = { FAILED: 0, RETRY_BACKOFF: 1, STARTING: 3, STOPPING: 3, RUNNING: 4, STOPPED: 5 };
+const URGENCY = { FAILED: 0, RETRY_BACKOFF: 1, LEASE_DEGRADED: 1, STARTING: 3, STOPPING: 3, RUNNING: 4, STOPPED: 5 };
 const MAX_TASKS = 1000;
 
 // Byte counters seen at the previous poll, per task: throughput is their difference over time.
@@ -19,16 +19,36 @@ export function mount(el, _params, ctx) {
   const summary = h('div', { class: 'summary-cards' });
   const urgent = h('div');
   const note = h('p', { class: 'muted' });
+  // Cluster mode only: the nodes and how many task leases each holds.
+  const nodes = h('section', { 'aria-labelledby': 'dash-nodes', hidden: true });
   el.append(
     h('h1', null, 'Dashboard'),
     h('section', { 'aria-labelledby': 'dash-states' }, h('h2', { id: 'dash-states' }, 'Tasks by state'), byState),
     h('section', { 'aria-labelledby': 'dash-health' }, h('h2', { id: 'dash-health', class: 'visually-hidden' }, 'Replication'), summary),
+    nodes,
     h('section', { 'aria-labelledby': 'dash-urgent' }, h('h2', { id: 'dash-urgent' }, 'Tasks, most urgent first'), urgent, note),
   );
 
   async function refresh(isCurrent) {
     const page = await get(`/api/tasks?limit=${MAX_TASKS}`);
     const tasks = page.items;
+    const overview = await get('/api/cluster/overview').catch(() => null);
+    const workers = overview?.mode === 'cluster' ? (await get('/api/workers').catch(() => null))?.workers : null;
+    nodes.hidden = !workers;
+    if (workers) {
+      replaceIfChanged(nodes, JSON.stringify([workers.map((w) => [w.node_id, w.alive, w.leases]), overview.tasks_unplaced]), () => [
+        h('h2', { id: 'dash-nodes' }, 'Cluster nodes'),
+        table('Cluster nodes', ['Node', 'Alive', { label: 'Leases', cls: 'num' }, 'Version'], workers.map((w) => [
+          w.node_id + (w.node_id === overview.node_id ? ' (this node)' : ''),
+          w.alive ? 'yes' : 'no',
+          String(w.leases),
+          w.version,
+        ]), { class: 'data' }),
+        h('p', { class: 'muted' }, overview.tasks_unplaced
+          ? `${overview.tasks_unplaced} task(s) want to run but no node holds them yet.`
+          : 'Every task that should run has a node.'),
+      ]);
+    }
     const active = tasks.filter((t) => ACTIVE.has(t.state));
     const repl = await mapLimit(active, 6, (t) => get(`/api/tasks/${t.id}/replication`).catch(() => null));
     if (!isCurrent()) return;
@@ -60,7 +80,7 @@ export function mount(el, _params, ctx) {
       if (lag !== null && lag !== undefined && (!worst || lag > worst.lag)) worst = { task: t, lag };
     }
     const total = [...rates.values()].reduce((a, b) => a + b, 0);
-    const failing = (counts.FAILED || 0) + (counts.RETRY_BACKOFF || 0);
+    const failing = (counts.FAILED || 0) + (counts.RETRY_BACKOFF || 0) + (counts.LEASE_DEGRADED || 0);
     replaceIfChanged(summary, JSON.stringify([worst && [worst.task.id, worst.lag.toFixed(1)], Math.round(total / 1024), rates.size, failing, active.length]), () => [
       card('Worst lag', worst ? seconds(worst.lag) : '—',
         worst ? h('a', { href: `#/tasks/${worst.task.id}` }, worst.task.name) : (active.length ? 'no lag measured yet' : 'no task streaming')),

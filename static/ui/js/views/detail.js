@@ -6,9 +6,9 @@ import { confirmAction } from '../dialogs.js';
 import { dl, h, replace, replaceIfChanged, stateBadge, table } from '../dom.js';
 import { bytes, number, seconds, timeEl } from '../format.js';
 
-const ACTIVE = new Set(['STARTING', 'RUNNING', 'RETRY_BACKOFF', 'STOPPING']);
+const ACTIVE = new Set(['STARTING', 'RUNNING', 'RETRY_BACKOFF', 'LEASE_DEGRADED', 'STOPPING']);
 const CAN_START = new Set(['STOPPED', 'FAILED']);
-const CAN_STOP = new Set(['STARTING', 'RUNNING', 'RETRY_BACKOFF']);
+const CAN_STOP = new Set(['STARTING', 'RUNNING', 'RETRY_BACKOFF', 'LEASE_DEGRADED']);
 const CAN_DELETE = new Set(['STOPPED', 'FAILED']);
 const CHART_WINDOW_MS = 5 * 60 * 1000;
 const EVENTS_SHOWN = 50;
