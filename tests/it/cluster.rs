@@ -20,7 +20,7 @@
 //!   database is back the tasks run again without FAILED or TASK_ERROR, and the bucket is
 //!   byte-identical to the source.
 //! - `placement_...`: workers and the overview describe the cluster, a node without a configured
-//!   id generates one and keeps it across restarts, a never-started task has no lease (404), any
+//!   id generates one and keeps it across restarts, a never-started task has no lease (nulls), any
 //!   node serves any task, and `max_tasks_per_node` caps placement (the rest stays unplaced).
 //! - `a_lease_is_renewed_...`: renewals keep to `lease_renew_interval_sec` (measured on the
 //!   database's clock through `expires_at`); a skipped renewal halves the margin before expiry.
@@ -40,7 +40,8 @@ use serde_json::json;
 use crate::common::cluster::{
     Cluster, Lease, RENEW_SEC, SECRETS_KEY, StoredCheckpoint, TTL_SEC, Trickle, assert_bucket_matches_source,
     assert_none_failed, count_by_owner, dir_snapshot, events, generated_node_id, lease, live_leases, node_task_dir,
-    overview, source_and_cluster, stored_checkpoint, wait_all_caught_up, wait_all_uploaded, wait_spread, workers,
+    overview, panic_text, source_and_cluster, stored_checkpoint, wait_all_caught_up, wait_all_uploaded, wait_spread,
+    workers,
 };
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::replication::{WAIT, create_task, source_json};
@@ -120,7 +121,9 @@ fn wait_streaming(srv: &Server, source: &MariaDb, leases: &BTreeMap<i64, Lease>)
             all.then_some(())
         })
     }));
-    waited.unwrap_or_else(|_| panic!("not every task streamed; (checkpoint, lease) last seen: {last:#?}"));
+    waited.unwrap_or_else(|e| {
+        panic!("{}\nnot every task streamed; (checkpoint, lease) last seen: {last:#?}", panic_text(&e))
+    });
 }
 
 /// Polls (through `srv`) until each task of `lost` has a live lease held by another node of
@@ -149,7 +152,7 @@ fn wait_taken_over(
         })
     }));
     waited.unwrap_or_else(|e| {
-        let why = e.downcast_ref::<String>().cloned().unwrap_or_default();
+        let why = panic_text(&e);
         panic!("{why}\n(lease before, lease now) last seen: {last:#?}")
     })
 }
@@ -214,7 +217,7 @@ fn wait_new_owners_write(
         })
     }));
     waited.unwrap_or_else(|e| {
-        let why = e.downcast_ref::<String>().cloned().unwrap_or_default();
+        let why = panic_text(&e);
         panic!("{why}\n(checkpoint, new lease) last seen: {last:#?}")
     });
 }
@@ -508,6 +511,7 @@ fn the_metadata_database_down_past_the_ttl_stops_every_writer_in_time_and_the_cl
     cluster.meta.db.restart();
     let srv = &cluster.nodes[0].srv;
     poll_until(WAIT, "every task leased and RUNNING again", || {
+        assert_none_failed(srv, &ids);
         let leased = live_leases(srv, &ids).is_some();
         (leased && ids.iter().all(|id| crate::common::replication::task(srv, *id)["state"] == "RUNNING")).then_some(())
     });
@@ -548,16 +552,18 @@ fn placement_respects_max_tasks_per_node_and_nodes_keep_a_generated_id() {
         );
     }
 
-    // A task created but never started is never leased: 404 on every node. Any node serves it.
+    // A task created but never started is never leased (nulls on every node); any node serves it;
+    // a task that does not exist is 404.
     let source = &cluster.meta.db;
     let first = source.binlog_files()[0].0.clone();
     let start = json!({"mode": "FILE_POS", "file": first, "pos": 4});
     let idle = create_task(&cluster.nodes[0].srv, "idle", source_json(source), start.clone());
     for node in &cluster.nodes {
-        let (status, body) = node.srv.get(&format!("/api/tasks/{idle}/lease"));
-        assert_eq!((status, body["code"].clone()), (404, json!("NOT_FOUND")), "{}: {body}", node.id);
+        assert_eq!(lease(&node.srv, idle), None, "{}: task {idle} was never started", node.id);
         let (status, t) = node.srv.get(&format!("/api/tasks/{idle}"));
         assert_eq!((status, t["name"].clone()), (200, json!("idle")), "{}: {t}", node.id);
+        let (status, body) = node.srv.get("/api/tasks/999/lease");
+        assert_eq!((status, body["code"].clone()), (404, json!("TASK_NOT_FOUND")), "{}: {body}", node.id);
     }
 
     // Three running tasks, capacity two: one stays unplaced.
@@ -636,8 +642,9 @@ fn standalone_mode_reports_itself_and_has_no_leases() {
     );
     assert_eq!(status, 201, "{t}");
     let id = t["id"].as_i64().expect("id");
-    let (status, body) = srv.get(&format!("/api/tasks/{id}/lease"));
-    assert_eq!((status, body["code"].clone()), (404, json!("NOT_FOUND")), "no leases in standalone mode: {body}");
+    assert_eq!(lease(&srv, id), None, "no leases in standalone mode");
+    let (status, body) = srv.get("/api/tasks/999/lease");
+    assert_eq!((status, body["code"].clone()), (404, json!("TASK_NOT_FOUND")), "no such task: {body}");
     let (status, cp) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
     assert_eq!(status, 200, "{cp}");
     assert_eq!((cp.get("node_id"), cp.get("epoch")), (Some(&json!(null)), Some(&json!(null))), "{cp}");

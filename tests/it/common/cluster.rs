@@ -185,6 +185,11 @@ pub fn source_and_cluster(opts: MariaDbOpts, nodes: usize) -> (MariaDb, Cluster)
     })
 }
 
+/// The message of a caught panic (what `poll_until` or an assertion said).
+pub fn panic_text(e: &Box<dyn std::any::Any + Send>) -> String {
+    e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+}
+
 /// `node-a`, `node-b`, ...
 pub fn node_name(i: usize) -> String {
     format!("node-{}", (b'a' + i as u8) as char)
@@ -216,17 +221,21 @@ pub struct Lease {
     pub live: bool,
 }
 
-/// The task's lease; `None` on `404 NOT_FOUND` (never leased). Panics on any other answer.
+/// The task's lease; `None` when it was never leased (`200` with `owner`, `epoch` and
+/// `expires_at` null and `live: false`). Panics on any other answer (`404` means no such task).
 pub fn lease(srv: &Server, id: i64) -> Option<Lease> {
     let (status, body) = srv.get(&format!("/api/tasks/{id}/lease"));
-    if status == 404 {
-        assert_eq!(body["code"], "NOT_FOUND", "a lease 404 carries code NOT_FOUND: {body}");
-        return None;
-    }
     assert_eq!(status, 200, "GET lease of task {id}: {body}");
     assert_eq!(body["task_id"], id, "the lease names its task: {body}");
+    if body["owner"].is_null() {
+        assert!(
+            body["epoch"].is_null() && body["expires_at"].is_null() && body["live"] == false,
+            "a task never leased has nulls and live false: {body}"
+        );
+        return None;
+    }
     Some(Lease {
-        owner: body["owner"].as_str().unwrap_or_else(|| panic!("lease without owner: {body}")).to_string(),
+        owner: body["owner"].as_str().unwrap_or_else(|| panic!("lease owner is a string: {body}")).to_string(),
         epoch: body["epoch"].as_i64().unwrap_or_else(|| panic!("lease without integer epoch: {body}")),
         expires_at: body["expires_at"]
             .as_str()
@@ -267,7 +276,9 @@ pub fn wait_spread(srv: &Server, ids: &[i64], nodes: &[String]) -> BTreeMap<i64,
             count_by_owner(nodes, &leases).values().all(|&n| n >= 1).then_some(leases)
         })
     }));
-    let leases = waited.unwrap_or_else(|_| panic!("placement did not spread the tasks; last leases seen: {last:#?}"));
+    let leases = waited.unwrap_or_else(|e| {
+        panic!("{}\nplacement did not spread the tasks; last leases seen: {last:#?}", panic_text(&e))
+    });
     let fair = ids.len().div_ceil(nodes.len());
     let counts = count_by_owner(nodes, &leases);
     assert_eq!(counts.len(), nodes.len(), "a lease names an owner that is not a node: {leases:#?}");
@@ -353,6 +364,7 @@ pub fn wait_all_caught_up(srv: &Server, source: &MariaDb, ids: &[i64]) {
     let mut last = BTreeMap::new();
     let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         poll_until(WAIT, &format!("the checkpoints of tasks {ids:?} to reach the source's end"), || {
+            assert_none_failed(srv, ids);
             let end = source.master_status().expect("the source's binary log is on");
             let mut all = true;
             for &id in ids {
@@ -363,7 +375,9 @@ pub fn wait_all_caught_up(srv: &Server, source: &MariaDb, ids: &[i64]) {
             all.then_some(())
         })
     }));
-    waited.unwrap_or_else(|_| panic!("not every task caught up; (checkpoint, source end) last seen: {last:#?}"));
+    waited.unwrap_or_else(|e| {
+        panic!("{}\nnot every task caught up; (checkpoint, source end) last seen: {last:#?}", panic_text(&e))
+    });
 }
 
 /// The source's closed files (all but the one being written), in order.
@@ -388,6 +402,7 @@ pub fn wait_all_uploaded(srv: &Server, source: &MariaDb, tasks: &[(i64, String)]
     let mut last = BTreeMap::new();
     let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         poll_until(WAIT, &format!("every task to hold {} sealed, uploaded files", expected.len()), || {
+            assert_none_failed(srv, &tasks.iter().map(|(id, _)| *id).collect::<Vec<_>>());
             let mut all = true;
             for (id, key) in tasks {
                 let fs = super::replication::files(srv, *id);
@@ -407,18 +422,25 @@ pub fn wait_all_uploaded(srv: &Server, source: &MariaDb, tasks: &[(i64, String)]
             all.then_some(())
         })
     }));
-    waited.unwrap_or_else(|_| {
+    waited.unwrap_or_else(|e| {
+        let why = panic_text(&e);
         let summary: BTreeMap<i64, Vec<String>> = last
             .iter()
             .map(|(id, fs)| {
                 let rows = fs
                     .iter()
-                    .map(|f| format!("{} {} {} {}", f["name"], f["state"], f["upload"]["state"], f["upload"]["object_key"]))
+                    .map(|f| {
+                        let up = &f["upload"];
+                        format!("{} {} {} {}", f["name"], f["state"], up["state"], up["object_key"])
+                    })
                     .collect();
                 (*id, rows)
             })
             .collect();
-        panic!("not every task's closed files were uploaded; expected sealed {expected:?}; catalogs last seen: {summary:#?}")
+        panic!(
+            "{why}\nnot every task's closed files were uploaded; expected sealed {expected:?}; \
+             catalogs last seen: {summary:#?}"
+        )
     });
 }
 
@@ -440,7 +462,8 @@ pub fn assert_bucket_matches_source(s3: &S3Server, source: &MariaDb, tasks: &[(i
             let theirs = std::fs::read(source.binlog_dir().join(name)).unwrap_or_else(|e| panic!("source {name}: {e}"));
             assert!(
                 object == theirs,
-                "task {id}: {task_prefix}{name} differs from the source's file ({} vs {} bytes, first difference at {:?})",
+                "task {id}: {task_prefix}{name} differs from the source's file ({} vs {} bytes, first \
+                 difference at {:?})",
                 object.len(),
                 theirs.len(),
                 super::replication::first_difference(&object, &theirs)
