@@ -29,8 +29,10 @@
 //!   naming the setting. `standalone_...`: a standalone server says so and has no leases.
 //!
 //! Every wait is a poll with a deadline. The timing claims are the takeover within 2 x TTL plus an
-//! allowance (measured from the kill; the allowance is justified at `TAKEOVER_ALLOWANCE`) and the
-//! renewal cadence (measured by the database's clock, not the test's).
+//! allowance (measured from the kill; the allowance is justified at `TAKEOVER_ALLOWANCE`), the
+//! renewal cadence (measured by the database's clock, not the test's), and, with the metadata
+//! database down, no write after the moment the leases could have expired (file mtimes against
+//! the database's death + TTL; the test polls until that moment has passed, then looks).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
