@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -346,6 +347,50 @@ def proc_io(pid):
     return out
 
 
+def proc_status(pid):
+    """VmRSS, VmHWM, Threads ... of /proc/<pid>/status as ints (kB for the Vm* fields)."""
+    out = {}
+    for line in _read(f"/proc/{pid}/status").splitlines():
+        k, _, v = line.partition(":")
+        v = v.split()
+        if v and v[0].isdigit():
+            out[k] = int(v[0])
+    return out
+
+
+def open_fds(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+class RssSampler:
+    """Samples VmRSS of `pid` every `interval` seconds in a thread: [(monotonic, rss_kb)]."""
+
+    def __init__(self, pid, interval=0.1):
+        self.pid, self.interval = pid, interval
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            rss = proc_status(self.pid).get("VmRSS")
+            if rss is not None:
+                self.samples.append((time.monotonic(), rss))
+            self._stop.wait(self.interval)
+
+    def between(self, t0, t1):
+        return [kb for (t, kb) in self.samples if t0 <= t <= t1]
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return self.samples
+
+
 # ---------------------------------------------------------------------------------------------
 # Log timestamps.
 
@@ -548,12 +593,15 @@ def writer_settings():
 
 
 class Server:
-    def __init__(self, root):
+    def __init__(self, root, extra_env=None):
+        """`extra_env`: more BINLOG_SERVER_* settings (upload, log level ...); they win over the
+        defaults below."""
         self.root = Path(root)
         self.data = self.root / "data"
         self.log_path = self.root / "server.log"
         self.port = None
         self.proc = None
+        self.extra_env = dict(extra_env or {})
 
     def start(self):
         self.data.mkdir(parents=True, exist_ok=True)
@@ -569,6 +617,7 @@ class Server:
                 "BINLOG_SERVER_LOG_LEVEL": "debug",
                 "BINLOG_SERVER_LOG_MAX_SIZE_MB": "4096",
             })
+            env.update(self.extra_env)
             self.env_shown = {k: v for k, v in env.items() if k.startswith("BINLOG_SERVER_")}
             self.argv = [server_binary(), "serve"]
             self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL,
@@ -608,9 +657,9 @@ class Server:
             text = e.read().decode()
             return e.code, text
 
-    def create_task(self, db, start):
+    def create_task(self, db, start, name="bench", cluster_key="bench"):
         body = {
-            "name": "bench", "cluster_key": "bench",
+            "name": name, "cluster_key": cluster_key,
             "source": {"host": "127.0.0.1", "port": db.port, "user": REPL_USER, "password": REPL_PASSWORD,
                        "flavor": "mariadb", "tls_mode": "disabled"},
             "start": start,

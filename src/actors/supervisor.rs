@@ -76,9 +76,12 @@ pub struct Supervisor {
     objects: Option<Arc<ObjectStore>>,
     /// Cluster mode: the coordinator decides which tasks run here (see `actors::coordinator`).
     coordinator: Option<Recipient<crate::actors::coordinator::LocalEvent>>,
+    /// The thread every task's `UploadActor` runs on (see `TaskContext::uploads`).
+    uploads: actix::ArbiterHandle,
 }
 
 impl Supervisor {
+    /// Must run inside an actix `System` (it starts the uploads' arbiter).
     pub fn new(store: Store, settings: Arc<Settings>, objects: Option<Arc<ObjectStore>>, log: Logger) -> Self {
         Supervisor {
             objects,
@@ -89,6 +92,7 @@ impl Supervisor {
             tasks: HashMap::new(),
             shutting_down: false,
             coordinator: None,
+            uploads: actix::Arbiter::new().handle(),
         }
     }
 
@@ -110,6 +114,7 @@ impl Supervisor {
             supervisor: ctx.address().recipient(),
             objects: self.objects.clone(),
             lease: guard,
+            uploads: self.uploads.clone(),
         };
         let addr = TaskActor::new(task, tctx).start();
         self.tasks.insert(id, addr);

@@ -41,6 +41,9 @@ pub struct TaskContext {
     pub objects: Option<Arc<ObjectStore>>,
     /// Cluster mode: the lease this task runs under (its `store` is fenced by the same lease).
     pub lease: Option<crate::cluster::LeaseGuard>,
+    /// Where upload actors run: their own thread, because uploading means hashing every byte
+    /// (rust-s3 hashes each request body to sign it), which must not delay the tasks' actors.
+    pub uploads: actix::ArbiterHandle,
 }
 
 /// Cluster mode: the lease is lost or about to be; stop writing at once. Nothing is recorded in
@@ -448,21 +451,19 @@ impl Actor for TaskActor {
             },
         ));
         let up = &s.upload;
-        self.uploader = Some(
-            UploadActor::new(UploadParams {
-                task_id: id,
-                cluster_key: self.task.spec.cluster_key.clone(),
-                data_dir: s.data_dir.clone(),
-                store: self.ctx.store.clone(),
-                objects: self.ctx.objects.clone(),
-                retry_initial: Duration::from_secs(up.retry_initial_sec),
-                retry_max: Duration::from_secs(up.retry_max_sec),
-                retention_interval: Duration::from_secs(s.storage.retention_interval_sec),
-                log: self.ctx.log.new(slog::o!("actor" => "upload")),
-                guard: self.ctx.lease.clone(),
-            })
-            .start(),
-        );
+        let params = UploadParams {
+            task_id: id,
+            cluster_key: self.task.spec.cluster_key.clone(),
+            data_dir: s.data_dir.clone(),
+            store: self.ctx.store.clone(),
+            objects: self.ctx.objects.clone(),
+            retry_initial: Duration::from_secs(up.retry_initial_sec),
+            retry_max: Duration::from_secs(up.retry_max_sec),
+            retention_interval: Duration::from_secs(s.storage.retention_interval_sec),
+            log: self.ctx.log.new(slog::o!("actor" => "upload")),
+            guard: self.ctx.lease.clone(),
+        };
+        self.uploader = Some(UploadActor::start_in_arbiter(&self.ctx.uploads, move |_| UploadActor::new(params)));
         self.start_attempt(ctx);
     }
 

@@ -129,12 +129,16 @@ impl ObjectStore {
     }
 
     async fn put_single(&self, path: &Path, key: &str, sha256: &str) -> Result<Uploaded, UploadError> {
-        let p = path.to_path_buf();
-        let data = tokio::task::spawn_blocking(move || std::fs::read(&p).map_err(|e| local(&p, e)))
-            .await
-            .map_err(|e| UploadError::Remote(format!("reader task failed: {e}")))??;
-        check_sha256(path, &data, sha256)?;
-        let md5 = hex::encode(Md5::digest(&data));
+        let (p, want) = (path.to_path_buf(), sha256.to_string());
+        // Reading and hashing run on the blocking pool, never on an actor's thread.
+        let (data, md5) = tokio::task::spawn_blocking(move || {
+            let data = std::fs::read(&p).map_err(|e| local(&p, e))?;
+            check_sha256(&p, &data, &want)?;
+            let md5 = hex::encode(Md5::digest(&data));
+            Ok::<_, UploadError>((data, md5))
+        })
+        .await
+        .map_err(|e| UploadError::Remote(format!("reader task failed: {e}")))??;
         let mut headers = http::HeaderMap::new();
         headers.insert(meta_header(), sha256.parse().map_err(|_| UploadError::Corrupt("bad sha256 text".into()))?);
         self.bucket
@@ -176,14 +180,12 @@ impl ObjectStore {
         let mut parts = Vec::new();
         let mut size = 0u64;
         for number in 1u32.. {
-            let (chunk, f) = read_chunk(file, self.part_size, path).await?;
-            file = f;
+            let (chunk, md5, f, w) = read_chunk(file, whole, self.part_size, path).await?;
+            (file, whole) = (f, w);
             if chunk.is_empty() && number > 1 {
                 break;
             }
-            whole.update(&chunk);
             size += chunk.len() as u64;
-            let md5 = Md5::digest(&chunk);
             let last = chunk.len() < self.part_size;
             let part = self
                 .bucket
@@ -333,13 +335,23 @@ fn check_sha256(path: &Path, data: &[u8], want: &str) -> Result<(), UploadError>
     if got == want { Ok(()) } else { Err(corrupt(path, &got, want)) }
 }
 
-/// Reads up to `n` bytes on the blocking pool; hands the file back.
-async fn read_chunk(mut f: std::fs::File, n: usize, path: &Path) -> Result<(Vec<u8>, std::fs::File), UploadError> {
+type Md5Digest = md5::digest::Output<Md5>;
+
+/// Reads up to `n` bytes on the blocking pool and hashes them there (the part's MD5, and the
+/// whole file's running sha256); hands the file and the hasher back.
+async fn read_chunk(
+    mut f: std::fs::File,
+    mut whole: Sha256,
+    n: usize,
+    path: &Path,
+) -> Result<(Vec<u8>, Md5Digest, std::fs::File, Sha256), UploadError> {
     let p = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let mut buf = Vec::with_capacity(n);
         (&mut f).take(n as u64).read_to_end(&mut buf).map_err(|e| local(&p, e))?;
-        Ok((buf, f))
+        whole.update(&buf);
+        let md5 = Md5::digest(&buf);
+        Ok((buf, md5, f, whole))
     })
     .await
     .map_err(|e| UploadError::Remote(format!("reader task failed: {e}")))?

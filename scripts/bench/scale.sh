@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Scale: one binlog-server with 1,000 tasks configured and 100 of them streaming at once.
+#
+#   scripts/bench/scale.sh
+#
+# Builds the release binary, starts BENCH_SCALE_SOURCES throwaway mariadbd (own datadirs and
+# loopback ports; the machine's own MariaDB is never touched) and binlog-server, creates the
+# tasks (LATEST, round robin over the sources, distinct cluster_key values), starts the first
+# BENCH_SCALE_STREAMING of them, puts a paced single-row write load on every source, and
+# measures the RSS (sampled every 100 ms, and VmHWM) and CPU of binlog-server, then the API
+# latency under that load with wrk (GET /api/tasks?limit=50, GET /api/tasks/{id}, /metrics).
+# At the end every streaming task must hold its source's final position as its checkpoint.
+#
+# Environment (all optional):
+#   BENCH_SCALE_TASKS=1000      tasks configured
+#   BENCH_SCALE_STREAMING=100   tasks started (streaming)
+#   BENCH_SCALE_SOURCES=4       mariadbd instances (tasks are spread round robin)
+#   BENCH_SCALE_TX_PER_S=50     write load per source (transactions per second, paced in SQL)
+#   BENCH_SCALE_STEADY_S=15     window for RSS and CPU before the API load
+#   BENCH_SCALE_WRK_S=10        seconds per wrk run
+#   BENCH_SCALE_WRK_CONNS=4     wrk connections (one thread)
+#   BENCH_SCALE_IDLE_WRK=1      also one wrk run per endpoint before any task streams
+#   BENCH_RUNS=3                wrk runs per endpoint under load (medians are reported)
+#   BENCH_KEEP=0, BENCH_TMPDIR, BENCH_OUT, BENCH_OUTPUT_DIR   as in catchup.sh
+#
+# Needs wrk (Debian: apt-get install -y wrk). Every process it starts is stopped by PID on exit.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+command -v wrk >/dev/null || { echo "scale.sh: wrk not found (Debian: apt-get install -y wrk)" >&2; exit 1; }
+echo "== building the release binary: cargo build --release --bin binlog-server"
+cargo build --release --quiet --bin binlog-server
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+export BENCH_SERVER_BIN="$target_dir/release/binlog-server"
+
+exec python3 scripts/bench/scale.py "$@"
