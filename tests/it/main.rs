@@ -29,5 +29,8 @@ mod tracing;
 // Upload to S3-compatible storage, retention.
 mod upload;
 
+// Cluster mode: nodes on one metadata database, leases, failover.
+mod cluster;
+
 // Operator UI in a browser.
 mod ui_e2e;

@@ -10,6 +10,7 @@
 // Not every test module uses every helper; the harness is shared by all of them.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod mariadb;
 pub mod replication;
 pub mod s3;

@@ -147,6 +147,24 @@ for page in p.paginate(Bucket=B):
         out.lines().map(str::to_string).collect()
     }
 
+    /// Downloads every object under `prefix` into `dir` (at `dir/<key>`) in one boto3 run;
+    /// returns the keys.
+    pub fn download_prefix(&self, prefix: &str, dir: &std::path::Path) -> Vec<String> {
+        let out = self.python(
+            r#"
+p = s3.get_paginator("list_objects_v2")
+for page in p.paginate(Bucket=B, Prefix=sys.argv[1]):
+    for o in page.get("Contents", []):
+        dest = os.path.join(sys.argv[2], o["Key"])
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        s3.download_file(B, o["Key"], dest)
+        print(o["Key"])
+"#,
+            &[prefix, dir.to_str().expect("utf-8 path")],
+        );
+        out.lines().map(str::to_string).collect()
+    }
+
     /// An object's bytes, downloaded by boto3.
     pub fn get(&self, key: &str) -> Vec<u8> {
         let path: PathBuf = self.dir.path().join("download");
