@@ -63,8 +63,8 @@ pub struct Coordinator {
     busy: bool,
     again: bool,
     last_renew: Option<Instant>,
-    /// When the renewal of the round in flight started (`None`: the round does not renew).
-    renew_started: Option<Instant>,
+    /// When the round in flight (or the last one) started.
+    round_started: Option<Instant>,
     last_repair: Option<Instant>,
     degraded: bool,
     leaving: bool,
@@ -101,7 +101,7 @@ impl Coordinator {
             busy: false,
             again: false,
             last_renew: None,
-            renew_started: None,
+            round_started: None,
             last_repair: None,
             degraded: false,
             leaving: false,
@@ -140,10 +140,9 @@ impl Coordinator {
         let now = Instant::now();
         let slack = self.tick_period() / 2;
         let renew_due = self.last_renew.is_none_or(|t| now.duration_since(t) + slack >= self.renew_interval());
-        self.renew_started = None;
+        self.round_started = Some(now);
         if renew_due {
             self.last_renew = Some(now);
-            self.renew_started = Some(now);
         }
         let repair_due = self.last_repair.is_none_or(|t| now.duration_since(t) >= self.renew_interval());
         if repair_due {
@@ -208,7 +207,9 @@ impl Coordinator {
             act.busy = false;
             match res {
                 Ok(out) => act.apply(out),
-                Err(e) => warn!(act.log, "cluster round failed"; "error" => %e),
+                // Whatever the round was doing, the database did not answer: renewals will not either.
+                Err(e) if !act.degraded => act.set_degraded(e.to_string()),
+                Err(e) => slog::debug!(act.log, "cluster round failed"; "error" => %e),
             }
             act.enforce_guards();
             crate::telemetry::metrics::metrics().leases_held.set(act.held.len() as i64);
@@ -284,6 +285,7 @@ impl Coordinator {
                 id,
                 reason: format!("lease (epoch {}) could not be renewed before it could expire", h.epoch),
             });
+            self.settle(id, h.epoch, false);
         }
     }
 
@@ -293,25 +295,33 @@ impl Coordinator {
     fn release(&mut self, id: TaskId) {
         let Some(h) = self.held.remove(&id) else { return };
         h.guard.revoke();
+        self.settle(id, h.epoch, true);
+    }
+
+    /// Releases the lease if it is still ours; otherwise records on the task's timeline that
+    /// this node lost it (and counts the loss, unless the caller already did).
+    fn settle(&self, id: TaskId, epoch: i64, count: bool) {
         let (store, node, log) = (self.store.clone(), self.node_id.clone(), self.log.clone());
         actix::spawn(async move {
             let res = store
                 .call(move |s| {
-                    if s.release_lease(id, &node, h.epoch)? {
+                    if s.release_lease(id, &node, epoch)? {
                         return Ok(None);
                     }
                     let whom = match s.get_lease(id)? {
                         Some(l) if l.live && l.owner != node => format!("now held by {} (epoch {})", l.owner, l.epoch),
                         _ => "it expired".to_string(),
                     };
-                    let message = format!("node {node} lost the lease (epoch {}): {whom}", h.epoch);
+                    let message = format!("node {node} lost the lease (epoch {epoch}): {whom}");
                     s.append_event(id, TaskEventType::TaskLeaseLost, &message)?;
                     Ok(Some(message))
                 })
                 .await;
             match res {
                 Ok(Some(message)) => {
-                    crate::telemetry::metrics::metrics().lease_losses.inc();
+                    if count {
+                        crate::telemetry::metrics::metrics().lease_losses.inc();
+                    }
                     warn!(log, "lease lost"; "task_id" => id.0, "detail" => message);
                 }
                 Ok(None) => {}
@@ -382,8 +392,9 @@ impl Actor for Coordinator {
         // Independent of the rounds, which can block on an unreachable database: a renewal that
         // takes too long means degraded, and a guard that ran out stops its task at once.
         ctx.run_interval(Duration::from_millis(100), |act, _| {
-            if act.busy && !act.degraded && act.renew_started.is_some_and(|t| t.elapsed() >= act.renew_interval()) {
-                act.set_degraded("a lease renewal has not answered within the renew interval".into());
+            // A round stuck that long (waiting for a connection, say) also holds back renewals.
+            if act.busy && !act.degraded && act.round_started.is_some_and(|t| t.elapsed() >= act.renew_interval()) {
+                act.set_degraded("the metadata database has not answered within the renew interval".into());
             }
             act.enforce_guards();
         });

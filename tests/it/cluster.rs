@@ -503,11 +503,17 @@ fn the_metadata_database_down_past_the_ttl_stops_every_writer_in_time_and_the_cl
     for (id, (dir, before)) in &stopped {
         assert_eq!(&dir_snapshot(dir), before, "task {id}: files changed while the lease could not be renewed");
     }
-    // When did each node notice? Checked at the end, so that recovery is tested either way.
-    poll_until(WAIT, "every node to log that it cannot renew its leases", || {
-        cluster.nodes.iter().all(|n| n.srv.log_text().contains("cannot renew leases")).then_some(())
+    // When did each node notice? Read from the time of its first "cannot renew leases" line (the
+    // nodes log in UTC); checked at the end, so that recovery is tested either way.
+    let noticed = poll_until(WAIT, "every node to log that it cannot renew its leases", || {
+        cluster
+            .nodes
+            .iter()
+            .map(|n| first_logged_at(&n.srv.log_text(), "cannot renew leases"))
+            .collect::<Option<Vec<_>>>()
     });
-    let noticed_after = SystemTime::now().duration_since(down_at).unwrap_or_default();
+    let last_noticed = noticed.into_iter().max().expect("nodes");
+    let noticed_after = last_noticed.duration_since(down_at).unwrap_or_default();
 
     // The database comes back: the tasks are leased again and run; nothing failed, no data is lost.
     cluster.meta.db.restart();
@@ -596,6 +602,18 @@ fn placement_respects_max_tasks_per_node_and_nodes_keep_a_generated_id() {
         let ws = workers(&cluster.nodes[0].srv);
         (ws.len() == 2 && ws.values().all(|w| w["alive"] == true)).then_some(())
     });
+}
+
+/// When a node's text log first has a line containing `needle` (`Nov 24 19:14:25.688 WARN ...`,
+/// logged in UTC, of this year).
+fn first_logged_at(log: &str, needle: &str) -> Option<SystemTime> {
+    use chrono::Datelike;
+    let line = log.lines().find(|l| l.contains(needle))?;
+    let stamp = line.get(..19)?;
+    let year = chrono::Utc::now().year();
+    let t = chrono::NaiveDateTime::parse_from_str(&format!("{year} {stamp}"), "%Y %b %d %H:%M:%S%.3f")
+        .unwrap_or_else(|e| panic!("cannot read the time of log line {line:?}: {e}"));
+    Some(SystemTime::from(t.and_utc()))
 }
 
 #[test]

@@ -127,6 +127,8 @@ impl Cluster {
             .env("BINLOG_SERVER_UPLOAD_RETRY_MAX_SEC", "2")
             .env("BINLOG_SERVER_UPLOAD_REQUEST_TIMEOUT_SEC", "5")
             .env("BINLOG_SERVER_MODE", "cluster")
+            // Log times in UTC, so that tests can read when a node logged something.
+            .env("TZ", "UTC")
             .env("BINLOG_SERVER_META_DSN", &self.meta.dsn)
             .env("BINLOG_SERVER_SECRETS_KEY", SECRETS_KEY)
             .env("BINLOG_SERVER_CLUSTER_LEASE_TTL_SEC", TTL_SEC.to_string())
