@@ -50,12 +50,10 @@ fn wait_running(srv: &Server, id: i64) {
 }
 
 /// Waits until the task's durable checkpoint is at the source's current end.
+/// The source's end is read again at every poll: after a FLUSH BINARY LOGS, MariaDB appends a
+/// binlog checkpoint event to the new file a moment later, so an end read once can be stale.
 fn wait_caught_up(srv: &Server, db: &MariaDb, id: i64) {
-    let target = db.master_status().expect("binlog on");
-    poll_until(WAIT, &format!("checkpoint of task {id} at {}:{}", target.file, target.position), || {
-        let (_, cp) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
-        (cp["file"] == target.file.as_str() && cp["pos"] == target.position).then_some(())
-    });
+    crate::common::replication::wait_caught_up(srv, db, id);
 }
 
 fn local_dir(srv: &Server, id: i64) -> PathBuf {
