@@ -40,13 +40,13 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 
 use crate::common::cluster::{
-    Cluster, Lease, RENEW_SEC, SECRETS_KEY, StoredCheckpoint, TTL_SEC, Trickle, assert_bucket_matches_source,
+    Cluster, Lease, RENEW_SEC, SECRETS_KEY, StoredCheckpoint, TTL_SEC, assert_bucket_matches_source,
     assert_none_failed, count_by_owner, dir_snapshot, events, generated_node_id, lease, live_leases, node_task_dir,
-    overview, panic_text, source_and_cluster, stored_checkpoint, wait_all_caught_up, wait_all_uploaded, wait_spread,
-    workers,
+    overview, panic_text, source_and_cluster, stored_checkpoint, trickle, wait_all_caught_up, wait_all_uploaded,
+    wait_spread, workers,
 };
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
-use crate::common::replication::{WAIT, create_task, source_json};
+use crate::common::replication::{LoadGenerator, WAIT, create_task, source_json};
 use crate::common::server::{Server, ServerOpts, run_cli};
 use crate::common::{free_port, poll_until, send_signal, temp_dir};
 
@@ -226,7 +226,7 @@ fn wait_new_owners_write(
 
 /// Stops the load, closes the source's file, waits until every task caught up and uploaded every
 /// closed file, and compares the bucket with the source. Returns the objects compared.
-fn finish_and_compare(cluster: &Cluster, srv: &Server, source: &MariaDb, tasks: &[(i64, String)], load: Trickle) {
+fn finish_and_compare(cluster: &Cluster, srv: &Server, source: &MariaDb, tasks: &[(i64, String)], load: LoadGenerator) {
     let sent = load.stop();
     source.flush_binary_logs();
     let ids = ids_of(tasks);
@@ -247,7 +247,7 @@ fn kill_9_of_a_node_moves_its_tasks_within_two_ttls_and_the_bucket_has_no_gap() 
 
     let leases = wait_spread(&cluster.nodes[0].srv, &ids, &nodes);
     assert_overviews(&cluster, &ids, &leases);
-    let load = Trickle::start(&source, "t", 1);
+    let load = trickle(&source, "t", 1);
     wait_streaming(&cluster.nodes[0].srv, &source, &leases);
 
     let victim_id = most_loaded(&nodes, &leases);
@@ -294,7 +294,7 @@ fn a_node_frozen_past_its_ttl_writes_nothing_more_for_the_tasks_it_lost() {
     let tasks = cluster.create_running_tasks(&source, 6);
     let ids = ids_of(&tasks);
     let leases = wait_spread(&cluster.nodes[0].srv, &ids, &nodes);
-    let load = Trickle::start(&source, "t", 2);
+    let load = trickle(&source, "t", 2);
     wait_streaming(&cluster.nodes[0].srv, &source, &leases);
 
     let victim_id = most_loaded(&nodes, &leases);
@@ -416,7 +416,7 @@ fn a_graceful_stop_hands_the_tasks_over_without_a_failure() {
     let tasks = cluster.create_running_tasks(&source, 6);
     let ids = ids_of(&tasks);
     let leases = wait_spread(&cluster.nodes[0].srv, &ids, &nodes);
-    let load = Trickle::start(&source, "t", 3);
+    let load = trickle(&source, "t", 3);
     wait_streaming(&cluster.nodes[0].srv, &source, &leases);
 
     let victim_id = most_loaded(&nodes, &leases);
@@ -467,7 +467,7 @@ fn the_metadata_database_down_past_the_ttl_stops_every_writer_in_time_and_the_cl
     let tasks = cluster.create_running_tasks(&source, 4);
     let ids = ids_of(&tasks);
     let leases = wait_spread(&cluster.nodes[0].srv, &ids, &nodes);
-    let load = Trickle::start(&source, "t", 4);
+    let load = trickle(&source, "t", 4);
     wait_streaming(&cluster.nodes[0].srv, &source, &leases);
 
     // No node can renew from here on. Every lease was renewed before the database died (it is

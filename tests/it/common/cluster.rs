@@ -9,24 +9,18 @@
 //! is a poll with a deadline that names what it waited for; every process dies by PID on drop.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::mariadb::{MariaDb, MariaDbOpts, TEST_DB};
-use super::replication::{WAIT, create_task, fast_server_opts, source_identity, source_json, start_task};
+use super::mariadb::{MariaDb, MariaDbOpts};
+use super::replication::{
+    LoadGenerator, LoadShape, WAIT, create_task, fast_server_opts, source_identity, source_json, start_task,
+};
 use super::s3::S3Server;
 use super::server::{Server, ServerOpts, run_cli};
-use super::{kill_and_reap, poll_until, require_binary, temp_dir, wait_child};
+use super::{poll_until, temp_dir};
 
 /// Lease TTL of the cluster tests: short, so a takeover happens within seconds.
 pub const TTL_SEC: u64 = 3;
@@ -495,121 +489,10 @@ pub fn dir_snapshot(dir: &Path) -> BTreeMap<String, (u64, String)> {
         .collect()
 }
 
-/// A light, steady write load: one `mariadb` session (root, database `test`) fed small InnoDB
-/// transactions (single-row inserts of 100-3000 bytes, a few multi-row transactions with an
-/// update, deletes) from a seeded RNG until [`Trickle::stop`]. Far lighter than
-/// `LoadGenerator`: ten tasks copy everything it writes, and each copy goes to the bucket.
-///
-/// The pause between statements paces the load (on the order of 100 per second); no test relies
-/// on it for ordering.
-pub struct Trickle {
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-    thread: Option<JoinHandle<Result<(), String>>>,
-}
-
-impl Trickle {
-    /// Creates table `table` and starts writing to it.
-    pub fn start(db: &MariaDb, table: &str, seed: u64) -> Trickle {
-        db.sql(&format!(
-            "CREATE TABLE IF NOT EXISTS {table} (id BIGINT AUTO_INCREMENT PRIMARY KEY, v TEXT) ENGINE=InnoDB"
-        ));
-        let mut child = Command::new(require_binary("mariadb"))
-            .args(["--no-defaults", "-h127.0.0.1", &format!("-P{}", db.port()), "-uroot", "--batch"])
-            .arg(format!("--database={TEST_DB}"))
-            .env_remove("MYSQL_PWD")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning the trickle client: {e}"));
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
-        let (stop2, sent2, table2) = (stop.clone(), sent.clone(), table.to_string());
-        let thread = thread::Builder::new()
-            .name(format!("trickle-{table}"))
-            .spawn(move || run_trickle(child, stdin, &table2, seed, &stop2, &sent2))
-            .expect("spawn the trickle thread");
-        Trickle { stop, sent, thread: Some(thread) }
-    }
-
-    /// Statements handed to the client so far.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
-    }
-
-    /// Stops writing and waits until the client executed everything; returns the count sent.
-    pub fn stop(mut self) -> u64 {
-        self.finish().unwrap_or_else(|e| panic!("trickle load: {e}"));
-        self.sent()
-    }
-
-    fn finish(&mut self) -> Result<(), String> {
-        self.stop.store(true, Ordering::Relaxed);
-        match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|_| Err("the trickle thread panicked".into())),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Trickle {
-    fn drop(&mut self) {
-        // A test that panicked mid-way: end the client too (its result no longer matters).
-        let _ = self.finish();
-    }
-}
-
-fn run_trickle(
-    mut child: Child,
-    mut stdin: ChildStdin,
-    t: &str,
-    seed: u64,
-    stop: &AtomicBool,
-    sent: &AtomicU64,
-) -> Result<(), String> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut write_err = None;
-    while !stop.load(Ordering::Relaxed) {
-        let sql = match rng.random_range(0..10) {
-            0..=6 => format!(
-                "INSERT INTO {t} (v) VALUES (REPEAT('{}', {}));\n",
-                (b'a' + rng.random_range(0..26u8)) as char,
-                rng.random_range(100..=3000)
-            ),
-            7..=8 => format!(
-                "BEGIN; INSERT INTO {t} (v) SELECT REPEAT('m', {}) FROM seq_1_to_{}; \
-                 UPDATE {t} SET v = CONCAT(LEFT(v, 20), 'u') WHERE id = LAST_INSERT_ID(); COMMIT;\n",
-                rng.random_range(50..=800),
-                rng.random_range(2..=6)
-            ),
-            _ => format!("DELETE FROM {t} ORDER BY id LIMIT 1;\n"),
-        };
-        if let Err(e) = stdin.write_all(sql.as_bytes()).and_then(|()| stdin.flush()) {
-            write_err = Some(e);
-            break;
-        }
-        sent.fetch_add(1, Ordering::Relaxed);
-        thread::sleep(Duration::from_millis(8));
-    }
-    drop(stdin);
-    let status = match wait_child(&mut child, Duration::from_secs(60)) {
-        Some(s) => s,
-        None => {
-            kill_and_reap(&mut child);
-            return Err("the trickle client did not finish within 60 s of its input ending".into());
-        }
-    };
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read as _;
-        let _ = e.read_to_string(&mut stderr);
-    }
-    match (status.success(), write_err) {
-        (true, None) => Ok(()),
-        (_, err) => Err(format!("the trickle client ended with {status} (write error: {err:?}): {}", stderr.trim())),
-    }
+/// A light, steady write load (see `LoadShape::Trickle`): ten tasks copy everything it writes,
+/// and each copy goes to the bucket.
+pub fn trickle(db: &MariaDb, table: &str, seed: u64) -> LoadGenerator {
+    LoadGenerator::start_shaped(db, table, seed, LoadShape::Trickle)
 }
 
 /// The local directory where node `srv` keeps task `id`'s files of `source`.

@@ -445,6 +445,11 @@ pub struct LoadGenerator {
 impl LoadGenerator {
     /// Creates table `table` (if needed) and starts the load on it.
     pub fn start(db: &MariaDb, table: &str, seed: u64) -> LoadGenerator {
+        Self::start_shaped(db, table, seed, LoadShape::Mixed)
+    }
+
+    /// Like [`LoadGenerator::start`], with another shape of load.
+    pub fn start_shaped(db: &MariaDb, table: &str, seed: u64, shape: LoadShape) -> LoadGenerator {
         db.sql(&format!(
             "CREATE TABLE IF NOT EXISTS {table} (id BIGINT AUTO_INCREMENT PRIMARY KEY, k INT, v TEXT) ENGINE=InnoDB;
              CREATE TABLE IF NOT EXISTS {table}_myisam (id BIGINT AUTO_INCREMENT PRIMARY KEY, v TEXT) ENGINE=MyISAM;"
@@ -464,7 +469,7 @@ impl LoadGenerator {
         let (stop2, sent2, table2) = (stop.clone(), sent.clone(), table.to_string());
         let thread = thread::Builder::new()
             .name(format!("load-{table}"))
-            .spawn(move || run_load(child, stdin, &table2, seed, &stop2, &sent2))
+            .spawn(move || run_load(child, stdin, &table2, seed, shape, &stop2, &sent2))
             .expect("spawn the load thread");
         LoadGenerator { stop, sent, thread: Some(thread), table: table.to_string() }
     }
@@ -503,24 +508,39 @@ impl Drop for LoadGenerator {
     }
 }
 
+/// What a [`LoadGenerator`] writes.
+#[derive(Debug, Clone, Copy)]
+pub enum LoadShape {
+    /// The transactions described on [`LoadGenerator`], a few hundred per second.
+    Mixed,
+    /// Light: about 100 small statements per second (inserts of 100-3000 bytes, small
+    /// insert-and-update transactions, deletes), for tests where many tasks copy everything.
+    Trickle,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_load(
     mut child: Child,
     mut stdin: ChildStdin,
     table: &str,
     seed: u64,
+    shape: LoadShape,
     stop: &AtomicBool,
     sent: &AtomicU64,
 ) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut write_err = None;
     while !stop.load(Ordering::Relaxed) {
-        let sql = load_transaction(&mut rng, table);
+        let (sql, pause) = match shape {
+            LoadShape::Mixed => (load_transaction(&mut rng, table), Duration::from_micros(rng.random_range(0..4000))),
+            LoadShape::Trickle => (trickle_statement(&mut rng, table), Duration::from_millis(8)),
+        };
         if let Err(e) = stdin.write_all(sql.as_bytes()).and_then(|()| stdin.flush()) {
             write_err = Some(e);
             break;
         }
         sent.fetch_add(1, Ordering::Relaxed);
-        thread::sleep(Duration::from_micros(rng.random_range(0..4000)));
+        thread::sleep(pause);
     }
     drop(stdin);
     let status = match wait_child(&mut child, Duration::from_secs(120)) {
@@ -538,6 +558,24 @@ fn run_load(
     match (status.success(), write_err) {
         (true, None) => Ok(()),
         (_, err) => Err(format!("the load client ended with {status} (write error: {err:?}): {}", stderr.trim())),
+    }
+}
+
+/// One statement of the trickle load, as SQL text ending in a newline.
+fn trickle_statement(rng: &mut StdRng, t: &str) -> String {
+    match rng.random_range(0..10) {
+        0..=6 => format!(
+            "INSERT INTO {t} (v) VALUES (REPEAT('{}', {}));\n",
+            (b'a' + rng.random_range(0..26u8)) as char,
+            rng.random_range(100..=3000)
+        ),
+        7..=8 => format!(
+            "BEGIN; INSERT INTO {t} (v) SELECT REPEAT('m', {}) FROM seq_1_to_{}; \
+             UPDATE {t} SET v = CONCAT(LEFT(v, 20), 'u') WHERE id = LAST_INSERT_ID(); COMMIT;\n",
+            rng.random_range(50..=800),
+            rng.random_range(2..=6)
+        ),
+        _ => format!("DELETE FROM {t} ORDER BY id LIMIT 1;\n"),
     }
 }
 
