@@ -1,9 +1,10 @@
 //! `Coordinator` (cluster mode): this node's part in sharing tasks with the others.
 //!
-//! Every tick (at most a second apart) it, in order:
+//! Every round (twice per renew interval, at most a second apart) it, in order:
 //! 1. heartbeats and renews all of this node's leases (every `lease_renew_interval_sec`); a lease
 //!    missing from the answer is lost: its task is stopped here without recording anything, and
-//!    TASK_LEASE_LOST is logged. When renewing fails (database unreachable), its tasks are
+//!    TASK_LEASE_LOST is logged. When the database does not answer (a round fails, or takes
+//!    longer than the renew interval: a separate 100 ms timer watches), its tasks are
 //!    LEASE_DEGRADED, and each stops writing when its local guard runs out, before the lease
 //!    can expire in the database;
 //! 2. stops the tasks it runs that an operator asked (on any node) to stop;
