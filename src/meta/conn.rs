@@ -135,8 +135,12 @@ impl ManageConnection for MetaConnManager {
         diesel::sql_query("SELECT 1").execute(conn).map(|_| ()).map_err(r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut MetaConnection) -> bool {
-        false
+    /// A connection left inside a transaction, or whose transaction manager is in an error state
+    /// (a COMMIT that failed on a full disk, say), must not go back into the pool: a later
+    /// caller would read an old snapshot through it, or fail every transaction.
+    fn has_broken(&self, conn: &mut MetaConnection) -> bool {
+        use diesel::r2d2::R2D2Connection;
+        std::thread::panicking() || conn.is_broken()
     }
 }
 

@@ -56,8 +56,9 @@ fn replaying_our_files_rebuilds_the_source_tables() {
     }
     source.sql("ALTER TABLE accounts ADD COLUMN flags INT NOT NULL DEFAULT 0; UPDATE accounts SET flags = id % 3;");
     source.sql("DELETE FROM ledger WHERE id % 10 = 0");
-    let target = source.master_status().expect("binlog on");
+    // The source's end is read at every poll (a binlog checkpoint event can land after a read).
     poll_until(WAIT, "the checkpoint to reach the source's end", || {
+        let target = source.master_status().expect("binlog on");
         let (_, cp) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
         (cp["file"] == target.file.as_str() && cp["pos"] == target.position).then_some(())
     });
