@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_PRIVILEGES, REPL_USER};
+use crate::common::replication::wait_caught_up;
 use crate::common::server::{RawResponse, Server, ServerOpts};
 use crate::common::{find_binary, free_port, output_with_deadline, poll_until};
 
@@ -638,12 +639,6 @@ fn tasks_and_their_states_survive_graceful_and_crash_restarts() {
         moved.iter().any(|n| n.starts_with(&format!("{run_id}-"))),
         "the task's files are kept under .deleted/: {moved:?}"
     );
-}
-
-/// Waits until the task's durable checkpoint is at the source's current end.
-fn wait_caught_up(srv: &Server, db: &MariaDb, id: i64) {
-    // The source's end is read at every poll (a binlog checkpoint event can land after a read).
-    crate::common::replication::wait_caught_up(srv, db, id);
 }
 
 /// Every route of the README's table, with a body where the route takes one.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
+use crate::common::replication::wait_caught_up;
 use crate::common::server::{Server, ServerOpts};
 use crate::common::{is_root, poll_until, temp_dir};
 
@@ -86,7 +87,7 @@ fn a_full_disk_pauses_the_task_and_loses_nothing() {
     fs.resize("64m");
     // The source's end is read again at every poll: after a rotation MariaDB appends a binlog
     // checkpoint event a moment later, so an end read once can be stale (seen under load).
-    crate::common::replication::wait_caught_up(&srv, &db, id);
+    wait_caught_up(&srv, &db, id);
     let (_, r) = srv.get(&format!("/api/tasks/{id}/replication"));
     assert_eq!(r["state"], "RUNNING", "{r}");
 

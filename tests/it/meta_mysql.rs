@@ -11,6 +11,7 @@ use binlog_server::secret::Secret;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
 use crate::common::poll_until;
+use crate::common::replication::wait_caught_up;
 use crate::common::server::{Server, ServerOpts, run_cli};
 use crate::common::{free_port, temp_dir};
 
@@ -185,11 +186,6 @@ fn wait_running(srv: &Server, id: i64) {
             _ => None,
         }
     });
-}
-
-fn wait_caught_up(srv: &Server, db: &MariaDb, id: i64) {
-    // The source's end is read at every poll (a binlog checkpoint event can land after a read).
-    crate::common::replication::wait_caught_up(srv, db, id);
 }
 
 fn without_moving_parts(task: &Value) -> Value {

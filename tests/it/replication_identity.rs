@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
 use crate::common::poll_until;
+use crate::common::replication::wait_caught_up;
 use crate::common::server::{Server, ServerOpts};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -60,7 +61,7 @@ fn every_sealed_file_equals_the_source_and_big_events_stay_bounded() {
     let source_files = db.binlog_files();
     assert!(source_files.len() >= 4, "the workload must span at least 3 rotations: {source_files:?}");
     // The source's end is read at every poll (a binlog checkpoint event can land after a read).
-    let target = crate::common::replication::wait_caught_up(&srv, &db, id);
+    let target = wait_caught_up(&srv, &db, id);
 
     let local_dir: PathBuf = srv.data_dir().join(id.to_string()).join("mariadb-1-0");
     let (_, files) = srv.get(&format!("/api/tasks/{id}/files"));

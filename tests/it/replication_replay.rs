@@ -3,15 +3,14 @@
 //! for; it proves the files are not only identical but usable.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
+use crate::common::replication::wait_caught_up;
+use crate::common::require_binary;
 use crate::common::server::{Server, ServerOpts};
-use crate::common::{poll_until, require_binary};
 
-const WAIT: Duration = Duration::from_secs(120);
 const TABLES: [&str; 3] = ["accounts", "ledger", "notes"];
 
 fn checksums(db: &MariaDb) -> Vec<String> {
@@ -56,12 +55,7 @@ fn replaying_our_files_rebuilds_the_source_tables() {
     }
     source.sql("ALTER TABLE accounts ADD COLUMN flags INT NOT NULL DEFAULT 0; UPDATE accounts SET flags = id % 3;");
     source.sql("DELETE FROM ledger WHERE id % 10 = 0");
-    // The source's end is read at every poll (a binlog checkpoint event can land after a read).
-    poll_until(WAIT, "the checkpoint to reach the source's end", || {
-        let target = source.master_status().expect("binlog on");
-        let (_, cp) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
-        (cp["file"] == target.file.as_str() && cp["pos"] == target.position).then_some(())
-    });
+    wait_caught_up(&srv, &source, id);
 
     // Replay every local file, in order, into a fresh server.
     let (_, files) = srv.get(&format!("/api/tasks/{id}/files"));
