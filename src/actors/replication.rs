@@ -43,6 +43,10 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 pub enum ReplError {
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The source refused the position the dump asked for (a purged file, an impossible
+    /// position): the message names that position, which the source's own text does not.
+    #[error("binlog dump from {from}: {source}")]
+    Dump { from: String, source: SourceError },
     #[error("stream: {0}")]
     Stream(#[from] StreamError),
     #[error("local storage: {0}")]
@@ -61,7 +65,7 @@ impl ReplError {
     /// (code, retryable): decides RETRY_BACKOFF or FAILED.
     pub fn classify(&self) -> (TaskErrorCode, bool) {
         match self {
-            ReplError::Source(e) => e.classify(),
+            ReplError::Source(e) | ReplError::Dump { source: e, .. } => e.classify(),
             ReplError::Stream(StreamError::Event(crate::binlog::event::EventError::Checksum { .. })) => {
                 (TaskErrorCode::ChecksumMismatch, true)
             }
@@ -315,9 +319,19 @@ async fn run_attempt(
         progress: Progress::default(),
         last_progress: Instant::now(),
         streaming_reported: false,
-        from_text,
+        from_text: from_text.clone(),
     };
-    pump.run(&p, &mut conn, &writer, &report).await
+    pump.run(&p, &mut conn, &writer, &report).await.map_err(|e| match e {
+        ReplError::Source(source)
+            if matches!(
+                source.classify().0,
+                TaskErrorCode::SourceBinlogPurged | TaskErrorCode::InvalidStartPosition
+            ) =>
+        {
+            ReplError::Dump { from: from_text, source }
+        }
+        e => e,
+    })
 }
 
 /// A batch being accumulated: coalesced small events, pass-through large ones.

@@ -19,6 +19,10 @@
 //!   nothing while the source goes on; it notices the failing renewals within the TTL; once the
 //!   database is back the tasks run again without FAILED or TASK_ERROR, and the bucket is
 //!   byte-identical to the source.
+//! - `a_takeover_that_needs_a_file_the_source_purged_...`: when the dead node's open file is
+//!   neither in the bucket nor on the source any more (purged before the takeover), the new
+//!   owner fails the task with SOURCE_BINLOG_PURGED naming the file, on the timeline, and leaves
+//!   the stored checkpoint exactly as the dead node wrote it; the other tasks run on.
 //! - `placement_...`: workers and the overview describe the cluster, a node without a configured
 //!   id generates one and keeps it across restarts, a never-started task has no lease (nulls), any
 //!   node serves any task, and `max_tasks_per_node` caps placement (the rest stays unplaced).
@@ -46,7 +50,7 @@ use crate::common::cluster::{
     wait_spread, workers,
 };
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
-use crate::common::replication::{LoadGenerator, WAIT, create_task, source_json};
+use crate::common::replication::{LoadGenerator, WAIT, create_task, source_json, wait_failed};
 use crate::common::server::{Server, ServerOpts, run_cli};
 use crate::common::{free_port, poll_until, send_signal, temp_dir};
 
@@ -453,6 +457,86 @@ fn a_graceful_stop_hands_the_tasks_over_without_a_failure() {
             events(observer, *id).into_iter().filter(|(t, _)| t == "TASK_ERROR").collect();
         assert!(errors.is_empty(), "task {id} recorded errors: {errors:?}");
     }
+}
+
+#[test]
+fn a_takeover_that_needs_a_file_the_source_purged_fails_loudly_and_moves_nothing_back() {
+    let (source, mut cluster) = source_and_cluster(MariaDbOpts::default().max_binlog_size(FILE_SIZE), 2);
+    let nodes = cluster.ids();
+    let tasks = cluster.create_running_tasks(&source, 2);
+    let ids = ids_of(&tasks);
+    let leases = wait_spread(&cluster.nodes[0].srv, &ids, &nodes);
+    let load = trickle(&source, "t", 4);
+    wait_streaming(&cluster.nodes[0].srv, &source, &leases);
+    load.stop();
+    wait_all_caught_up(&cluster.nodes[0].srv, &source, &ids);
+
+    let victim_id = most_loaded(&nodes, &leases);
+    let victim = cluster.index_of(&victim_id);
+    let survivor_at = (victim + 1) % nodes.len();
+    let lost: BTreeMap<i64, Lease> =
+        leases.iter().filter(|(_, l)| l.owner == victim_id).map(|(i, l)| (*i, l.clone())).collect();
+    let others: Vec<i64> = ids.iter().filter(|id| !lost.contains_key(id)).copied().collect();
+    let before: BTreeMap<i64, StoredCheckpoint> = lost
+        .keys()
+        .map(|id| {
+            (*id, stored_checkpoint(&cluster.nodes[survivor_at].srv, *id).expect("the victim wrote a checkpoint"))
+        })
+        .collect();
+
+    // The victim dies holding its open file, which the bucket never has; the source then drops
+    // every file but a new one, before the victim's leases can expire (TTL after their last
+    // renewal), so the new owner finds neither the bucket nor the source holding what it needs.
+    cluster.nodes[victim].srv.kill9();
+    let survivor = &cluster.nodes[survivor_at].srv;
+    source.flush_binary_logs();
+    let newest = source.master_status().expect("binlog on").file;
+    poll_until(WAIT, &format!("PURGE BINARY LOGS TO '{newest}' to leave only {newest}"), || {
+        source.sql(&format!("PURGE BINARY LOGS TO '{newest}'"));
+        (source.binlog_files().len() == 1).then_some(())
+    });
+    for (id, l) in &lost {
+        let now = lease(survivor, *id).expect("a lease row");
+        assert_eq!(
+            (&now.owner, now.epoch),
+            (&l.owner, l.epoch),
+            "task {id} was taken over before the purge finished: the test raced the lease TTL"
+        );
+    }
+
+    for (id, cp) in &before {
+        let (code, message) = wait_failed(survivor, *id);
+        assert_eq!(code, "SOURCE_BINLOG_PURGED", "task {id}: {message}");
+        // It names the file it needed: the dead node's open file, or an earlier one the bucket
+        // did not hold yet, and either way one the source no longer has.
+        let needed = message
+            .split_once("binlog dump from ")
+            .and_then(|(_, rest)| rest.split_once(':'))
+            .map(|(file, _)| file.to_string())
+            .unwrap_or_else(|| panic!("task {id}: the error does not name the dump's start: {message}"));
+        assert!(needed <= cp.file, "task {id}: {needed} is past the checkpoint's file {}", cp.file);
+        assert!(
+            !source.binlog_files().iter().any(|(f, _)| *f == needed),
+            "task {id}: {needed} is still on the source, yet the task failed: {message}"
+        );
+        let taken = lease(survivor, *id).expect("a lease row");
+        assert!(
+            taken.owner != victim_id && taken.epoch > lost[id].epoch,
+            "task {id} failed under a new owner's lease, not the dead node's: {taken:?}"
+        );
+        assert!(
+            events(survivor, *id).iter().any(|(t, m)| t == "TASK_ERROR" && m.starts_with("SOURCE_BINLOG_PURGED")),
+            "task {id}: the failure is on the task's timeline"
+        );
+        assert_eq!(
+            stored_checkpoint(survivor, *id).as_ref(),
+            Some(cp),
+            "task {id}: the checkpoint the dead node stored is kept as it was (nothing moved back)"
+        );
+    }
+    // The survivor's own tasks read past the purge from the new file and are not affected.
+    assert_none_failed(survivor, &others);
+    wait_all_caught_up(survivor, &source, &others);
 }
 
 /// The newest modification time among the files in `dir`.

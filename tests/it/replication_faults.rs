@@ -275,6 +275,10 @@ fn purged_binlogs_past_the_checkpoint_fail_the_task() {
     let (code, message) = wait_failed(&srv, id);
     assert_eq!(code, "SOURCE_BINLOG_PURGED", "{message}");
     assert!(
+        message.contains(&format!("binlog dump from {checkpoint_file}:")),
+        "the error names the position: {message}"
+    );
+    assert!(
         task_events(&srv, id).iter().any(|e| e.1 == "TASK_ERROR" && e.2.starts_with("SOURCE_BINLOG_PURGED")),
         "the failure is in the task's events"
     );
