@@ -397,13 +397,23 @@ impl FileWriterActor {
             _ => None,
         };
         if let (Some(cp), Some(j)) = (cp, rebuild_at) {
+            // The copies from the first missing file on are fetched again; what is here of them
+            // is set aside, not deleted (should the source no longer have them, these bytes may
+            // be the only ones left).
+            let aside = self.task_dir.parent().unwrap_or(&self.task_dir).join(".stale").join(format!(
+                "{}-{}",
+                self.task_id.0,
+                chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f")
+            ));
             for r in &keep[j..] {
                 let p = dir.join(r.file_name.as_str());
-                match fs::remove_file(&p) {
-                    Ok(()) => info!(self.log, "removed a partial copy to fetch it again"; "file" => %p.display()),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(WriterError::io("remove", &p, e)),
+                if !p.exists() {
+                    continue;
                 }
+                fs::create_dir_all(&aside).map_err(|e| WriterError::io("create", &aside, e))?;
+                let to = aside.join(r.file_name.as_str());
+                fs::rename(&p, &to).map_err(|e| WriterError::io("rename", &p, e))?;
+                info!(self.log, "set a copy aside to fetch the file again"; "file" => %p.display(), "to" => %to.display());
             }
             local.sealed.extend(keep[..j].iter().map(|r| r.file_name.clone()));
             let from = keep[j];
@@ -786,6 +796,11 @@ fn first_missing(
             }
             continue;
         }
+        // Retention removed it from the bucket on purpose (and from here, or it would be whole
+        // here): it is history the operator let go, not a gap to fetch again.
+        if r.state == FileState::Sealed && r.upload.remote_deleted_at.is_some() {
+            continue;
+        }
         return Ok(Some(j));
     }
     Ok(None)
@@ -886,5 +901,66 @@ impl Handler<CloseFiles> for FileWriterActor {
         }
         self.open = None;
         Ok(self.durable.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::{UploadInfo, UploadState};
+
+    fn record(name: &str, size: u64, sealed: bool, upload: UploadInfo) -> FileRecord {
+        FileRecord {
+            task_id: 1,
+            source_identity: "srv-1".into(),
+            file_name: BinlogFileName::parse(name).expect("name"),
+            state: if sealed { FileState::Sealed } else { FileState::Open },
+            start_pos: 4,
+            header_len: 4,
+            end_pos: sealed.then_some(size),
+            size,
+            sha256: None,
+            created_at: chrono::Utc::now(),
+            sealed_at: None,
+            upload,
+            summary: Default::default(),
+        }
+    }
+
+    fn uploaded() -> UploadInfo {
+        UploadInfo { state: UploadState::Uploaded, verified: true, ..Default::default() }
+    }
+
+    #[test]
+    fn first_missing_skips_what_retention_removed_and_what_the_bucket_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Logger::root(slog::Discard, slog::o!());
+        let now = Some(chrono::Utc::now());
+        // 1: removed from the bucket and from here by retention; 2: only in the bucket;
+        // 3: sealed, not uploaded, whole here; 4: the open file, whole up to the checkpoint.
+        let retired = UploadInfo { local_deleted_at: now, remote_deleted_at: now, ..uploaded() };
+        let rows = [
+            record("bin.000001", 100, true, retired),
+            record("bin.000002", 100, true, uploaded()),
+            record("bin.000003", 100, true, UploadInfo::default()),
+            record("bin.000004", 500, false, UploadInfo::default()),
+        ];
+        fs::write(dir.path().join("bin.000003"), vec![0u8; 100]).unwrap();
+        fs::write(dir.path().join("bin.000004"), vec![0u8; 300]).unwrap();
+        let keep: Vec<&FileRecord> = rows.iter().collect();
+        let cp = Checkpoint {
+            source_identity: "srv-1".into(),
+            file: BinlogFileName::parse("bin.000004").expect("name"),
+            pos: 300,
+            gtid_set: None,
+        };
+        assert_eq!(first_missing(dir.path(), &keep, &cp, &log).unwrap(), None, "nothing to fetch again");
+
+        // The open file short of the checkpoint: it is the first missing one.
+        fs::write(dir.path().join("bin.000004"), vec![0u8; 200]).unwrap();
+        assert_eq!(first_missing(dir.path(), &keep, &cp, &log).unwrap(), Some(3));
+        // A sealed file neither here nor in the bucket (retention did not remove it): missing.
+        fs::remove_file(dir.path().join("bin.000003")).unwrap();
+        assert_eq!(first_missing(dir.path(), &keep, &cp, &log).unwrap(), Some(2));
     }
 }
