@@ -162,7 +162,8 @@ impl Coordinator {
                     let mut out = Outcome::default();
                     if renew_due {
                         let sent = Instant::now();
-                        match s.heartbeat_node(&node).and_then(|()| s.renew_leases(&node, ttl_ms)) {
+                        let ids: Vec<TaskId> = held.iter().map(|(id, _)| *id).collect();
+                        match s.heartbeat_node(&node).and_then(|()| s.renew_leases(&node, &ids, ttl_ms)) {
                             Ok(leases) => {
                                 for (id, epoch) in &held {
                                     if !leases.iter().any(|(i, e)| i == id && e == epoch) {

@@ -232,15 +232,18 @@ impl Store {
     }
 
     /// Takes the task's lease for `node_id` if it is free (none yet, expired, or released) or
-    /// already ours. The epoch grows when the owner changes.
+    /// already ours and live. The epoch grows with every new holding: when the owner changes,
+    /// and when a node takes back a lease of its own that had expired, so that whatever a former
+    /// holding of the same node still has in flight is fenced like another node's would be.
     pub fn acquire_lease(&self, id: TaskId, node_id: &str, ttl_ms: u64) -> Result<Option<Acquired>, StoreError> {
         let mut conn = self.conn()?;
         require_mysql(&conn)?;
         conn.transaction(|c| {
             let before = lease_row(c, id)?;
-            // MySQL assigns left to right: `epoch` still sees the old owner.
+            // MySQL assigns left to right: `epoch` still sees the old owner and expiry.
             let n = diesel::sql_query(format!(
-                "UPDATE task_leases SET epoch = CASE WHEN owner = ? THEN epoch ELSE epoch + 1 END, owner = ?, \
+                "UPDATE task_leases SET epoch = CASE WHEN owner = ? AND expires_at > NOW(6) THEN epoch ELSE epoch + 1 END, \
+                 owner = ?, \
                  expires_at = {}, acquired_at = NOW(6), renewed_at = NOW(6) \
                  WHERE task_id = ? AND (owner = ? OR expires_at <= NOW(6))",
                 now_plus(ttl_ms)
@@ -273,21 +276,30 @@ impl Store {
         })
     }
 
-    /// Renews every live lease `node_id` holds; returns them (task, epoch) as they now stand.
-    pub fn renew_leases(&self, node_id: &str, ttl_ms: u64) -> Result<Vec<(TaskId, i64)>, StoreError> {
+    /// Renews the live leases of `tasks` that `node_id` holds; returns them (task, epoch) as they
+    /// now stand. Only the tasks the node runs: a live lease of its own it does not run (left by
+    /// a crashed predecessor of the same node id, or acquired by a round that then failed) is
+    /// left to expire, so that placement can give the task to a node that will run it.
+    pub fn renew_leases(&self, node_id: &str, tasks: &[TaskId], ttl_ms: u64) -> Result<Vec<(TaskId, i64)>, StoreError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Integers only, so they can be written into the statement.
+        let ids = tasks.iter().map(|t| t.0.to_string()).collect::<Vec<_>>().join(",");
         let mut conn = self.conn()?;
         require_mysql(&conn)?;
         conn.transaction(|c| {
             diesel::sql_query(format!(
-                "UPDATE task_leases SET expires_at = {}, renewed_at = NOW(6) WHERE owner = ? AND expires_at > NOW(6)",
+                "UPDATE task_leases SET expires_at = {}, renewed_at = NOW(6) \
+                 WHERE owner = ? AND expires_at > NOW(6) AND task_id IN ({ids})",
                 now_plus(ttl_ms)
             ))
             .bind::<Text, _>(node_id)
             .execute(c)?;
-            let rows: Vec<LeaseRow> = diesel::sql_query(
+            let rows: Vec<LeaseRow> = diesel::sql_query(format!(
                 "SELECT task_id, owner, epoch, expires_at, CAST(1 AS SIGNED) AS live FROM task_leases \
-                 WHERE owner = ? AND expires_at > NOW(6)",
-            )
+                 WHERE owner = ? AND expires_at > NOW(6) AND task_id IN ({ids})"
+            ))
             .bind::<Text, _>(node_id)
             .load(c)?;
             Ok(rows.into_iter().map(|r| (TaskId(r.task_id), r.epoch)).collect())

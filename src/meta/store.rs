@@ -706,8 +706,40 @@ pub mod contract {
         assert_eq!(store.acquire_lease(id, "node-a", 60_000).expect("acquire").map(|x| x.epoch), Some(1));
         let l = store.get_lease(id).expect("read").expect("leased");
         assert!(l.live && l.owner == "node-a" && l.epoch == 1, "{l:?}");
-        assert_eq!(store.renew_leases("node-a", 60_000).expect("renew"), vec![(id, 1)]);
-        assert_eq!(store.renew_leases("node-b", 60_000).expect("renew"), vec![]);
+        assert_eq!(store.renew_leases("node-a", &[id], 60_000).expect("renew"), vec![(id, 1)]);
+        assert_eq!(store.renew_leases("node-b", &[id], 60_000).expect("renew"), vec![]);
+        assert_eq!(store.renew_leases("node-a", &[], 60_000).expect("renew"), vec![]);
+        // Only the tasks named are renewed: a lease the node holds but does not run expires.
+        let other = store.create_task(&spec("lease-contract-2", "db2")).expect("create").id;
+        assert_eq!(store.acquire_lease(other, "node-a", 300).expect("acquire").map(|x| x.epoch), Some(1));
+        let wait_free = |who: &str, ttl_ms: u64| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                assert_eq!(store.renew_leases("node-a", &[id], 60_000).expect("renew"), vec![(id, 1)]);
+                if let Some(x) = store.acquire_lease(other, who, ttl_ms).expect("acquire") {
+                    break x;
+                }
+                assert!(std::time::Instant::now() < deadline, "a lease nobody renews must expire");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        };
+        let b2 = wait_free("node-b", 300);
+        assert_eq!((b2.epoch, b2.previous_owner.as_deref()), (2, Some("node-a")));
+        // The same node taking back its own expired lease gets a new epoch: its former holding is
+        // fenced like another node's.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.get_lease(other).expect("read").is_some_and(|l| l.live) {
+            assert!(std::time::Instant::now() < deadline, "a 300 ms lease must expire");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let b3 = store.acquire_lease(other, "node-b", 60_000).expect("acquire").expect("expired, so free");
+        assert_eq!((b3.epoch, b3.previous_owner.as_deref()), (3, None));
+        let stale_b = store.fenced(Fence { task_id: other, node_id: "node-b".into(), epoch: 2 });
+        let err = stale_b
+            .transition(other, &[TaskState::Stopped], TaskState::Starting, None, LastError::Keep, None)
+            .expect_err("a former holding of the same node is fenced");
+        assert!(matches!(err, StoreError::Fenced(_)), "{err:?}");
+        assert!(store.release_lease(other, "node-b", 3).expect("release"));
 
         // Fenced writes pass for the holder, and record who wrote the checkpoint.
         let fenced_a = store.fenced(Fence { task_id: id, node_id: "node-a".into(), epoch: 1 });
@@ -734,7 +766,7 @@ pub mod contract {
         assert_eq!(store.get_checkpoint(id).expect("cp").map(|(c, _)| c.pos), Some(100));
         assert_eq!(store.get_task(id).expect("task").state, TaskState::Stopped);
         assert!(!store.release_lease(id, "node-a", 1).expect("release"), "only the holder releases");
-        assert_eq!(store.renew_leases("node-a", 60_000).expect("renew"), vec![]);
+        assert_eq!(store.renew_leases("node-a", &[id], 60_000).expect("renew"), vec![]);
         let fenced_b = store.fenced(Fence { task_id: id, node_id: "node-b".into(), epoch: 2 });
         fenced_b.save_checkpoint(id, &cp(300)).expect("the new holder writes");
         assert_eq!(store.checkpoint_writer(id).expect("writer"), Some(("node-b".into(), 2)));

@@ -19,6 +19,10 @@
 //!   nothing while the source goes on; it notices the failing renewals within the TTL; once the
 //!   database is back the tasks run again without FAILED or TASK_ERROR, and the bucket is
 //!   byte-identical to the source.
+//! - `a_node_restarted_within_its_ttl_...`: a node killed and restarted at once, with the same
+//!   node id, while its leases are still live, does not keep them alive without running them:
+//!   within 2 x TTL it holds its tasks again under larger epochs, they stream, and the bucket is
+//!   byte-identical to the source.
 //! - `a_takeover_that_needs_a_file_the_source_purged_...`: when the dead node's open file is
 //!   neither in the bucket nor on the source any more (purged before the takeover), the new
 //!   owner fails the task with SOURCE_BINLOG_PURGED naming the file, on the timeline, and leaves
@@ -161,6 +165,29 @@ fn wait_taken_over(
         let why = panic_text(&e);
         panic!("{why}\n(lease before, lease now) last seen: {last:#?}")
     })
+}
+
+/// Polls until each task of `before` has a live lease held by `node` under a larger epoch than
+/// in `before` (the same node taking its tasks back). Panics after `deadline`.
+fn wait_taken_over_by(
+    srv: &Server,
+    before: &BTreeMap<i64, Lease>,
+    node: &str,
+    deadline: Duration,
+) -> BTreeMap<i64, Lease> {
+    let mut last = BTreeMap::new();
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        poll_until(deadline, &format!("{node} to hold tasks {:?} again under new epochs", before.keys()), || {
+            let mut all = true;
+            for (id, old) in before {
+                let now = lease(srv, *id);
+                all &= now.as_ref().is_some_and(|l| l.live && l.owner == node && l.epoch > old.epoch);
+                last.insert(*id, (old.clone(), now));
+            }
+            all.then(|| last.iter().map(|(id, (_, l))| (*id, l.clone().expect("checked above"))).collect())
+        })
+    }));
+    waited.unwrap_or_else(|e| panic!("{}\n(lease before, lease now) last seen: {last:#?}", panic_text(&e)))
 }
 
 /// Tasks that were not the lost node's keep their lease: same owner, same epoch (placement only
@@ -457,6 +484,32 @@ fn a_graceful_stop_hands_the_tasks_over_without_a_failure() {
             events(observer, *id).into_iter().filter(|(t, _)| t == "TASK_ERROR").collect();
         assert!(errors.is_empty(), "task {id} recorded errors: {errors:?}");
     }
+}
+
+#[test]
+fn a_node_restarted_within_its_ttl_after_a_crash_runs_its_tasks_again_under_new_epochs() {
+    let (source, mut cluster) = source_and_cluster(MariaDbOpts::default().max_binlog_size(FILE_SIZE), 1);
+    let nodes = cluster.ids();
+    let tasks = cluster.create_running_tasks(&source, 2);
+    let ids = ids_of(&tasks);
+    let leases = wait_spread(&cluster.nodes[0].srv, &ids, &nodes);
+    let load = trickle(&source, "t", 5);
+    wait_streaming(&cluster.nodes[0].srv, &source, &leases);
+
+    // A crash and an immediate restart with the same node id, well within the TTL: the leases
+    // of the crashed process are still live. The new process does not run them, so it must not
+    // renew them: they expire, and it takes them again under new epochs and runs the tasks.
+    cluster.nodes[0].srv.kill9();
+    let killed = Instant::now();
+    cluster.nodes[0].srv.restart();
+    let srv = &cluster.nodes[0].srv;
+    let taken = wait_taken_over_by(srv, &leases, &nodes[0], takeover_deadline());
+    eprintln!("tasks running again {:.1?} after kill -9 and restart: {taken:?}", killed.elapsed());
+    assert_acquired_events(srv, &taken);
+    let mark = source.master_status().expect("binlog on");
+    wait_new_owners_write(srv, &taken, &mark.file, &mut |_, _| ());
+    finish_and_compare(&cluster, srv, &source, &tasks, load);
+    assert_none_failed(srv, &ids);
 }
 
 #[test]
