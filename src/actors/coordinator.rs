@@ -154,6 +154,7 @@ impl Coordinator {
         let max_tasks = self.settings.cluster.max_tasks_per_node;
         let data_dir = self.settings.data_dir.clone();
         let placing = !self.leaving;
+        let place_for = self.tick_period();
         let log = self.log.clone();
         let store = self.store.clone();
         let fut = async move {
@@ -199,7 +200,8 @@ impl Coordinator {
                         }
                     }
                     if placing {
-                        out.acquired = place(s, &node, ttl_ms, max_tasks, held.len(), &data_dir, &log)?;
+                        let limits = PlaceLimits { ttl_ms, max_tasks, mine: held.len(), time: place_for };
+                        out.acquired = place(s, &node, limits, &data_dir, &log);
                     }
                     Ok(out)
                 })
@@ -335,35 +337,74 @@ impl Coordinator {
 
 /// Claims up to this node's share of unplaced tasks; returns those acquired (task, epoch, when
 /// the acquisition was sent).
+/// How much one placement round may claim.
+struct PlaceLimits {
+    ttl_ms: u64,
+    max_tasks: u32,
+    /// Leases this node holds now.
+    mine: usize,
+    /// How long the round may spend claiming: renewals wait for the round to end, so a node
+    /// taking over hundreds of tasks does it over several rounds instead of starving its own.
+    time: Duration,
+}
+
+/// Claims unplaced tasks up to this node's share. Never fails the round: an error stops the
+/// claiming and what was claimed until then is kept (a lease acquired for a task that could not
+/// be prepared is given back, or, if even that fails, left to expire: only held leases are
+/// renewed).
 fn place(
     s: &Store,
     node: &str,
-    ttl_ms: u64,
-    max_tasks: u32,
-    mine: usize,
+    limits: PlaceLimits,
     data_dir: &std::path::Path,
     log: &Logger,
-) -> Result<Vec<(Task, i64, Instant)>, StoreError> {
-    let counts: ClusterCounts = s.cluster_counts(ttl_ms)?;
-    let mut unplaced = s.unplaced_tasks(1000)?;
-    if unplaced.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mine = (mine as i64).max(counts.leases_by_node.get(node).copied().unwrap_or(0));
-    let budget = claim_budget(counts.wanted, counts.alive_nodes.len(), mine, max_tasks, unplaced.len());
+) -> Vec<(Task, i64, Instant)> {
+    let started = Instant::now();
+    let listed = s.cluster_counts(limits.ttl_ms).and_then(|c| Ok((c, s.unplaced_tasks(1000)?)));
+    let (counts, mut unplaced): (ClusterCounts, Vec<TaskId>) = match listed {
+        Ok(x) => x,
+        Err(e) => {
+            warn!(log, "placement skipped this round"; "error" => %e);
+            return Vec::new();
+        }
+    };
+    let mine = (limits.mine as i64).max(counts.leases_by_node.get(node).copied().unwrap_or(0));
+    let budget = claim_budget(counts.wanted, counts.alive_nodes.len(), mine, limits.max_tasks, unplaced.len());
     // Nodes race for the same tasks; shuffling spreads them instead of colliding on the first.
     unplaced.shuffle(&mut rand::rng());
     let mut acquired = Vec::new();
     for id in unplaced {
-        if acquired.len() >= budget {
+        if acquired.len() >= budget || started.elapsed() >= limits.time {
             break;
         }
-        let sent = Instant::now();
-        let Some(acq) = s.acquire_lease(id, node, ttl_ms)? else { continue };
+        match claim(s, node, id, limits.ttl_ms, data_dir, log) {
+            Ok(Some(claimed)) => acquired.push(claimed),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(log, "placement stopped for this round"; "task_id" => id.0, "error" => %e);
+                break;
+            }
+        }
+    }
+    acquired
+}
+
+/// Takes the lease of `id` and prepares the task to run here; `None` if another node was faster
+/// or the task no longer wants to run.
+fn claim(
+    s: &Store,
+    node: &str,
+    id: TaskId,
+    ttl_ms: u64,
+    data_dir: &std::path::Path,
+    log: &Logger,
+) -> Result<Option<(Task, i64, Instant)>, StoreError> {
+    let sent = Instant::now();
+    let Some(acq) = s.acquire_lease(id, node, ttl_ms)? else { return Ok(None) };
+    let prepared = (|| {
         let task = s.get_task(id)?;
         if task.desired_state != DesiredState::Running || task.state == TaskState::Failed {
-            s.release_lease(id, node, acq.epoch)?;
-            continue;
+            return Ok(None);
         }
         match adopt_task_dir(data_dir, id.0, node, acq.epoch) {
             Ok(Some(moved)) => {
@@ -372,18 +413,20 @@ fn place(
             Ok(None) => {}
             Err(e) => {
                 warn!(log, "cannot prepare the task's directory; giving the lease back"; "task_id" => id.0, "error" => %e);
-                s.release_lease(id, node, acq.epoch)?;
-                continue;
+                return Ok(None);
             }
         }
-        let previous = acq.previous_owner.map(|p| format!("; previous owner {p}")).unwrap_or_default();
+        let previous = acq.previous_owner.as_ref().map(|p| format!("; previous owner {p}")).unwrap_or_default();
         let message = format!("node {node} acquired the lease (epoch {}{previous})", acq.epoch);
         s.force_state(id, TaskState::Starting)?;
         s.append_event(id, TaskEventType::TaskLeaseAcquired, &message)?;
         info!(log, "lease acquired"; "task_id" => id.0, "epoch" => acq.epoch);
-        acquired.push((s.get_task(id)?, acq.epoch, sent));
+        Ok(Some((s.get_task(id)?, acq.epoch, sent)))
+    })();
+    if !matches!(prepared, Ok(Some(_))) {
+        let _ = s.release_lease(id, node, acq.epoch);
     }
-    Ok(acquired)
+    prepared
 }
 
 impl Actor for Coordinator {
