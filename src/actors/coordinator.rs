@@ -35,8 +35,9 @@ use crate::meta::{LastError, Store, StoreError};
 pub enum LocalEvent {
     /// A task was started through the API: look for work now.
     PlaceNow,
-    /// A local task's actors ended (stopped, failed, or gave the lease up).
-    TaskEnded(TaskId),
+    /// A local task's actors ended (stopped, failed, or gave the lease up), having run under
+    /// `epoch`: the lease is given back if it is still that holding.
+    TaskEnded { id: TaskId, epoch: Option<i64> },
 }
 
 /// Graceful shutdown, before the supervisor stops the tasks: claim nothing more.
@@ -453,7 +454,11 @@ impl Handler<LocalEvent> for Coordinator {
     fn handle(&mut self, msg: LocalEvent, ctx: &mut Context<Self>) {
         match msg {
             LocalEvent::PlaceNow => self.tick(ctx),
-            LocalEvent::TaskEnded(id) => self.release(id),
+            LocalEvent::TaskEnded { id, epoch } => {
+                if self.held.get(&id).is_some_and(|h| epoch.is_none_or(|e| e == h.epoch)) {
+                    self.release(id);
+                }
+            }
         }
     }
 }

@@ -454,15 +454,13 @@ impl Handler<TaskExited> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: TaskExited, _: &mut Context<Self>) {
-        if let Some(addr) = self.tasks.get(&msg.id)
-            && addr.connected()
-            && !msg.final_exit
-        {
-            return;
+        // Only the actor that ended leaves the table: after a lease was taken again, a newer
+        // actor may run the task already.
+        if self.tasks.get(&msg.id).is_some_and(|a| *a == msg.actor) {
+            self.tasks.remove(&msg.id);
         }
-        self.tasks.remove(&msg.id);
         if let Some(c) = &self.coordinator {
-            c.do_send(crate::actors::coordinator::LocalEvent::TaskEnded(msg.id));
+            c.do_send(crate::actors::coordinator::LocalEvent::TaskEnded { id: msg.id, epoch: msg.epoch });
         }
     }
 }

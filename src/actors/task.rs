@@ -65,12 +65,14 @@ pub struct LeaseDegraded(pub bool);
 pub struct WakeUploads;
 
 /// Told to the supervisor when a TaskActor ends.
-#[derive(Message, Debug, Clone, Copy)]
+#[derive(Message)]
 #[rtype(result = "()")]
 pub struct TaskExited {
     pub id: TaskId,
-    /// True when the actor is really gone (as opposed to an intermediate notice).
-    pub final_exit: bool,
+    /// The actor that ended: a newer one may run the task by now (a lease taken again).
+    pub actor: Addr<TaskActor>,
+    /// Cluster mode: the lease epoch it ran under.
+    pub epoch: Option<i64>,
 }
 
 /// Operator stop: stop streaming, flush + fsync + persist the checkpoint, then STOPPED.
@@ -467,12 +469,13 @@ impl Actor for TaskActor {
         self.start_attempt(ctx);
     }
 
-    fn stopped(&mut self, _: &mut Context<Self>) {
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
         info!(self.ctx.log, "task actor stopped"; "state" => %self.state);
         // Lag and age mean nothing for a task that does not run; counters stay.
         let _ = metrics().lag.remove_label_values(&[&self.label]);
         let _ = metrics().checkpoint_age.remove_label_values(&[&self.label]);
-        self.ctx.supervisor.do_send(TaskExited { id: self.id(), final_exit: true });
+        let epoch = self.ctx.lease.as_ref().map(|l| l.epoch());
+        self.ctx.supervisor.do_send(TaskExited { id: self.id(), actor: ctx.address(), epoch });
     }
 }
 
