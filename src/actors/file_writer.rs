@@ -613,6 +613,9 @@ impl FileWriterActor {
     }
 
     fn create(&mut self, name: BinlogFileName, start_pos: u64, header: &[u8]) -> Result<(), WriterError> {
+        // Checked again here, not only per batch: a holding that ended while this batch ran
+        // must not create a file in the directory of the holding that follows it.
+        self.check_lease()?;
         if let Some(o) = &self.open {
             return Err(WriterError::Invariant(format!("creating {name} while {} is still open", o.name)));
         }
@@ -677,6 +680,7 @@ impl FileWriterActor {
     }
 
     fn seal(&mut self, end_pos: u64, gtid: Option<String>) -> Result<(), WriterError> {
+        self.check_lease()?;
         let identity = self.ident()?.to_string();
         let _span = span(
             "file.seal",
