@@ -336,8 +336,6 @@ impl Coordinator {
     }
 }
 
-/// Claims up to this node's share of unplaced tasks; returns those acquired (task, epoch, when
-/// the acquisition was sent).
 /// How much one placement round may claim.
 struct PlaceLimits {
     ttl_ms: u64,
@@ -349,7 +347,8 @@ struct PlaceLimits {
     time: Duration,
 }
 
-/// Claims unplaced tasks up to this node's share. Never fails the round: an error stops the
+/// Claims unplaced tasks up to this node's share; returns those acquired (task, epoch, when the
+/// acquisition was sent). Never fails the round: an error stops the
 /// claiming and what was claimed until then is kept (a lease acquired for a task that could not
 /// be prepared is given back, or, if even that fails, left to expire: only held leases are
 /// renewed).
