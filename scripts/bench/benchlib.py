@@ -146,6 +146,15 @@ class Cleanup:
 CLEANUP = None
 
 
+def finish(results):
+    """Ends a benchmark's report: the load average, and the results as JSON to BENCH_OUT if set."""
+    say("loadavg at the end: " + Path("/proc/loadavg").read_text().strip())
+    out = os.environ.get("BENCH_OUT")
+    if out:
+        Path(out).write_text(json.dumps(results, indent=2, default=str))
+        say(f"results written to {out}")
+
+
 def run_main(main):
     """Runs `main`; a failure (not an interruption) keeps the work dir for a post-mortem."""
     try:

@@ -4,7 +4,6 @@ Run through scripts/bench/bigevents.sh, which builds the release binary first. S
 docs/performance.md for what is measured and how to read the output.
 """
 
-import json
 import os
 import struct
 import sys
@@ -13,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    MariaDB, RssSampler, Server, env_int, machine_facts, median, output_root, print_facts, proc_cpu, proc_status,
-    run_main, say, shell_join, work_dir,
+    MariaDB, RssSampler, Server, env_int, finish, machine_facts, median, output_root, print_facts, proc_cpu,
+    proc_status, run_main, say, shell_join, work_dir,
 )
 from catchup import diff_offsets  # noqa: E402
 
@@ -180,11 +179,7 @@ def main():
                 f"{median([r['peak_rss_mib'] for r in rs]):.1f} MiB = "
                 f"{median([r['peak_over_event'] for r in rs]):.2f}x the largest event; max over runs "
                 f"{max(r['peak_rss_mib'] for r in rs):.1f} MiB = 2x event {max(r['excess_mib'] for r in rs):+.1f} MiB")
-    say("loadavg at the end: " + Path("/proc/loadavg").read_text().strip())
-    out = os.environ.get("BENCH_OUT")
-    if out:
-        Path(out).write_text(json.dumps(results, indent=2, default=str))
-        say(f"results written to {out}")
+    finish(results)
 
 
 if __name__ == "__main__":

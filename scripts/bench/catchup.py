@@ -4,7 +4,6 @@ Run through scripts/bench/catchup.sh, which builds the release binary first. See
 docs/performance.md for what is measured and how to read the output.
 """
 
-import json
 import os
 import resource
 import struct
@@ -16,9 +15,9 @@ from shutil import which
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    REPL_PASSWORD, REPL_USER, LogTail, MariaDB, Server, busy_pct, cleanup, cpu_stat, env_int, env_list, find_bin,
-    machine_facts, median, parse_ts_ns, percentile, print_facts, proc_cpu, proc_io, run_main, say, shell_join,
-    output_root, thread_cpu, thread_cpu_delta, wait_quiet, work_dir, writer_settings,
+    LogTail, MariaDB, REPL_PASSWORD, REPL_USER, Server, busy_pct, cleanup, cpu_stat, env_int, env_list, find_bin,
+    finish, machine_facts, median, output_root, parse_ts_ns, percentile, print_facts, proc_cpu, proc_io, run_main,
+    say, shell_join, thread_cpu, thread_cpu_delta, wait_quiet, work_dir, writer_settings,
 )
 
 MIB = 1024 * 1024
@@ -485,11 +484,7 @@ def main():
         say(f"{'':8} runs: mariadb-binlog {s['runs_mariadb_binlog_mib_s']}, binlog-server "
             f"{s['runs_binlog_server_mib_s']}; other processes used {s['others_busy_pct']:.0f}% of the machine "
             f"(median over runs)")
-    say("loadavg at the end: " + Path("/proc/loadavg").read_text().strip())
-    out = os.environ.get("BENCH_OUT")
-    if out:
-        Path(out).write_text(json.dumps(results, indent=2, default=str))
-        say(f"results written to {out}")
+    finish(results)
 
 
 if __name__ == "__main__":

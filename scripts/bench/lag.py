@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    LogTail, MariaDB, Server, busy_pct, cpu_stat, env_int, env_list, gtid_seq, machine_facts, median, output_root,
-    parse_ts_ns, percentile, print_facts, proc_cpu, run_main, say, shell_join, thread_cpu, thread_cpu_delta,
-    wait_quiet, work_dir, writer_settings,
+    LogTail, MariaDB, Server, busy_pct, cpu_stat, env_int, env_list, finish, gtid_seq, machine_facts, median,
+    output_root, parse_ts_ns, percentile, print_facts, proc_cpu, run_main, say, shell_join, thread_cpu,
+    thread_cpu_delta, wait_quiet, work_dir, writer_settings,
 )
 
 SOURCE_VARS = ["binlog_commit_wait_count", "binlog_commit_wait_usec", "sync_binlog", "innodb_flush_log_at_trx_commit",
@@ -223,11 +223,7 @@ def main():
             f"{median([p['fsync_ms']['p50'] for p in per]):>7.2f}ms "
             f"{median([p['server_cpu_pct'] for p in per]):>7.0f}% "
             f"{median([p['others_busy_pct'] for p in per]):>6.0f}%")
-    say("loadavg at the end: " + Path("/proc/loadavg").read_text().strip())
-    out = os.environ.get("BENCH_OUT")
-    if out:
-        Path(out).write_text(json.dumps(results, indent=2, default=str))
-        say(f"results written to {out}")
+    finish(results)
 
 
 if __name__ == "__main__":

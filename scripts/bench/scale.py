@@ -4,7 +4,6 @@ Run through scripts/bench/scale.sh, which builds the release binary first. See
 docs/performance.md for what is measured and how to read the output.
 """
 
-import json
 import os
 import re
 import resource
@@ -17,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    MariaDB, RssSampler, Server, busy_pct, cpu_stat, env_int, gtid_seq, machine_facts, median, open_fds,
+    MariaDB, RssSampler, Server, busy_pct, cpu_stat, env_int, finish, gtid_seq, machine_facts, median, open_fds,
     output_root, poll_until, print_facts, proc_cpu, proc_status, run_main, say, shell_join, thread_cpu,
     thread_cpu_delta, wait_quiet, work_dir,
 )
@@ -381,11 +380,7 @@ def main():
     for name, rs in per.items():
         say(f"  {name:26} p50 {median([r['p50'] for r in rs]):6.2f} ms  p99 {median([r['p99'] for r in rs]):6.2f} "
             f"ms (runs {[round(r['p99'], 2) for r in rs]})  {median([r['rps'] for r in rs]):7.0f} req/s")
-    say("loadavg at the end: " + Path("/proc/loadavg").read_text().strip())
-    out = os.environ.get("BENCH_OUT")
-    if out:
-        Path(out).write_text(json.dumps(results, indent=2, default=str))
-        say(f"results written to {out}")
+    finish(results)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,6 @@ docs/performance.md for what is measured and how to read the output.
 """
 
 import hashlib
-import json
-import os
 import subprocess
 import sys
 import threading
@@ -18,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    LogTail, MariaDB, Server, busy_pct, cleanup, cpu_stat, env_int, find_bin, free_port, machine_facts, median,
-    output_root, parse_ts_ns, percentile, pid_listens_on, print_facts, proc_cpu, proc_status, run_main, say,
+    LogTail, MariaDB, Server, busy_pct, cleanup, cpu_stat, env_int, find_bin, finish, free_port, machine_facts,
+    median, output_root, parse_ts_ns, percentile, pid_listens_on, print_facts, proc_cpu, proc_status, run_main, say,
     shell_join, stop_process, thread_cpu, thread_cpu_delta, wait_quiet, work_dir,
 )
 from catchup import generate  # noqa: E402
@@ -330,11 +328,7 @@ def main():
         say(f"GET /api/tasks/{{id}} during the runs {name}: p50 {median([r['probe_ms']['p50'] for r in rs]):.1f} ms, "
             f"p99 {median([r['probe_ms']['p99'] for r in rs]):.1f} ms, "
             f"max {max(r['probe_ms']['max'] for r in rs):.1f} ms")
-    say("loadavg at the end: " + Path("/proc/loadavg").read_text().strip())
-    out = os.environ.get("BENCH_OUT")
-    if out:
-        Path(out).write_text(json.dumps(results, indent=2, default=str))
-        say(f"results written to {out}")
+    finish(results)
 
 
 if __name__ == "__main__":
