@@ -329,6 +329,23 @@ impl Handler<StartTask> for Supervisor {
 #[rtype(result = "ControlResult<Task>")]
 pub struct StopTask(pub TaskId);
 
+/// Finishes a stop that no task actor will finish: STOPPING becomes STOPPED, with a TASK_STOPPED
+/// event saying `why`.
+async fn finish_stop(store: &Store, id: TaskId, why: &'static str) -> Result<Task, StoreError> {
+    store
+        .call(move |s| {
+            s.transition(
+                id,
+                &[TaskState::Stopping],
+                TaskState::Stopped,
+                None,
+                LastError::Keep,
+                Some((TaskEventType::TaskStopped, why)),
+            )
+        })
+        .await
+}
+
 impl Handler<StopTask> for Supervisor {
     type Result = ResponseActFuture<Self, ControlResult<Task>>;
 
@@ -405,18 +422,7 @@ impl Handler<StopTask> for Supervisor {
                                 break;
                             }
                             if !live {
-                                let _ = store
-                                    .call(move |s| {
-                                        s.transition(
-                                            id,
-                                            &[TaskState::Stopping],
-                                            TaskState::Stopped,
-                                            None,
-                                            LastError::Keep,
-                                            Some((TaskEventType::TaskStopped, "stopped (no node held its lease)")),
-                                        )
-                                    })
-                                    .await;
+                                let _ = finish_stop(&store, id, "stopped (no node held its lease)").await;
                                 break;
                             }
                             if started.elapsed() > deadline {
@@ -427,17 +433,7 @@ impl Handler<StopTask> for Supervisor {
                     }
                     _ => {
                         // No actor (e.g. it died): finish the transition here.
-                        store
-                            .call(move |s| {
-                                s.transition(
-                                    id,
-                                    &[TaskState::Stopping],
-                                    TaskState::Stopped,
-                                    None,
-                                    LastError::Keep,
-                                    Some((TaskEventType::TaskStopped, "stopped")),
-                                )
-                            })
+                        finish_stop(&store, id, "stopped")
                             .await
                             .map_err(|e| ControlError::from_store(e, Some(id), "stop"))?;
                     }
