@@ -48,8 +48,12 @@ pub mod flags {
     pub const ARTIFICIAL: u16 = 0x0020;
 }
 
+/// Byte offset of the `log_pos` field inside an event.
+pub const LOG_POS_OFFSET: usize = 13;
 /// Byte offset of the flags field inside an event.
 pub const FLAGS_OFFSET: usize = 17;
+/// Byte offset of an FDE's `created` timestamp (header, binlog version, server version).
+pub const FDE_CREATED_OFFSET: usize = HEADER_LEN + 2 + 50;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
@@ -108,7 +112,7 @@ impl EventHeader {
             type_code: event[4],
             server_id: le32(event, 5),
             event_size: le32(event, 9),
-            log_pos: le32(event, 13),
+            log_pos: le32(event, LOG_POS_OFFSET),
             flags: le16(event, FLAGS_OFFSET),
         };
         if h.event_size as usize != event.len() {
@@ -254,6 +258,41 @@ pub fn verify_crc32(event: &[u8]) -> Result<(), EventError> {
         return Err(EventError::Checksum { stored, computed });
     }
     Ok(())
+}
+
+/// Verifies the CRC32 an FDE carries for itself (every FDE from 5.6.1 has one, whatever the
+/// algorithm it announces for the other events).
+///
+/// A source that re-sends a file's FDE for a dump starting past position 4 zeroes its `log_pos`
+/// and its `created` timestamp and clears the in-use flag, but recomputes the CRC only when the
+/// file's algorithm is CRC32 (MariaDB's `send_format_descriptor_event` and MySQL's
+/// `Binlog_sender` alike). Under `binlog_checksum=NONE` the stored CRC still covers the event as
+/// written in the file: there the FDE, always the first event, ended at `4 + event_size`, and
+/// `created` was either 0 (a file opened by a rotation) or the header's own timestamp (the first
+/// file after a server start). Those are the two originals a re-sent FDE is checked against; any
+/// other difference is still a mismatch. The in-use flag is tolerated by `verify_crc32` itself.
+pub fn verify_fde_crc32(event: &[u8], fde: &Fde) -> Result<(), EventError> {
+    if !fde.self_has_crc() {
+        return Ok(());
+    }
+    let err = match verify_crc32(event) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    let h = EventHeader::parse(event)?;
+    if fde.checksum != ChecksumAlg::Off || h.log_pos != 0 || fde.create_timestamp != 0 {
+        return Err(err);
+    }
+    let Some(end_in_file) = h.event_size.checked_add(4) else { return Err(err) };
+    let mut as_written = event.to_vec();
+    as_written[LOG_POS_OFFSET..LOG_POS_OFFSET + 4].copy_from_slice(&end_in_file.to_le_bytes());
+    for created in [0, h.timestamp] {
+        as_written[FDE_CREATED_OFFSET..FDE_CREATED_OFFSET + 4].copy_from_slice(&created.to_le_bytes());
+        if verify_crc32(&as_written).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(err)
 }
 
 /// The body of an event: after the header, before the checksum (if any).
@@ -521,6 +560,81 @@ mod tests {
         let fde = Fde::parse(e).unwrap();
         assert_eq!(fde.checksum, ChecksumAlg::Crc32);
         assert_eq!(fde.post_header_len(types::QUERY), Some(13));
+    }
+
+    /// The FDE of a file as a source re-sends it for a dump that starts past position 4:
+    /// `log_pos` and `created` 0, in-use flag cleared, the CRC recomputed only when `recompute`.
+    fn resent(fde: &[u8], recompute: bool) -> Vec<u8> {
+        let mut ev = fde.to_vec();
+        clear_in_use_flag(&mut ev);
+        ev[LOG_POS_OFFSET..LOG_POS_OFFSET + 4].copy_from_slice(&0u32.to_le_bytes());
+        ev[FDE_CREATED_OFFSET..FDE_CREATED_OFFSET + 4].copy_from_slice(&0u32.to_le_bytes());
+        if recompute {
+            let n = ev.len() - CRC_LEN;
+            let crc = crc32fast::hash(&ev[..n]);
+            ev[n..].copy_from_slice(&crc.to_le_bytes());
+        }
+        ev
+    }
+
+    #[test]
+    fn a_resent_fde_is_verified_against_the_header_it_had_in_the_file() {
+        let first = |data: &[u8]| FileEvents::new(data).unwrap().next().unwrap().1.to_vec();
+        let maria_none = first(&crate::binlog::maria_checksum_fixture("mysql-bin.000001"));
+        let maria_crc = first(&crate::binlog::maria_checksum_fixture("mysql-bin.000002"));
+        // Opened by a rotation: its `created` is 0 in the file already.
+        let maria_none_rotated = first(&crate::binlog::maria_checksum_fixture("mysql-bin.000003"));
+        assert_eq!(Fde::parse(&maria_none_rotated).unwrap().create_timestamp, 0);
+        assert_ne!(Fde::parse(&maria_none).unwrap().create_timestamp, 0);
+        let mysql_none = first(&fixture("bug11747887-bin.000003")); // 5.6.4, checksum NONE
+        let mysql_crc = first(&fixture("json.binlog.000001")); // 8.0.22, CRC32
+        let mysql_50 = first(&fixture("binlog_transaction.000001")); // 5.0.86, no CRC at all
+        // What MariaDB 10.11 actually sent for a dump from mysql-bin.000001:435 (NONE).
+        let wire = crate::binlog::maria_checksum_fixture("dump-from-435.mysql-bin.000001");
+        let wire_fde = first(&wire);
+        assert_eq!(EventHeader::parse(&wire_fde).unwrap().log_pos, 0, "the fixture holds the re-sent FDE");
+        let flipped = |mut ev: Vec<u8>| {
+            ev[40] ^= 0x04;
+            ev
+        };
+        // (case, event, verifies)
+        let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+            ("MariaDB NONE, as in the file", maria_none.clone(), true),
+            ("MariaDB NONE, re-sent by a real source", wire_fde.clone(), true),
+            ("MariaDB NONE, re-sent (model)", resent(&maria_none, false), true),
+            ("MariaDB NONE, re-sent, a flipped bit", flipped(wire_fde.clone()), false),
+            (
+                "MariaDB NONE, re-sent with another log_pos",
+                {
+                    let mut e = wire_fde.clone();
+                    e[LOG_POS_OFFSET] = 1;
+                    e
+                },
+                false,
+            ),
+            (
+                "MariaDB NONE, re-sent with another timestamp",
+                {
+                    let mut e = wire_fde.clone();
+                    e[0] ^= 1;
+                    e
+                },
+                false,
+            ),
+            ("MariaDB NONE rotated (created 0), re-sent", resent(&maria_none_rotated, false), true),
+            ("MariaDB CRC32, re-sent with the CRC recomputed", resent(&maria_crc, true), true),
+            ("MariaDB CRC32, re-sent with a stale CRC", resent(&maria_crc, false), false),
+            ("MySQL 5.6 NONE, re-sent", resent(&mysql_none, false), true),
+            ("MySQL 5.6 NONE, re-sent, a flipped bit", flipped(resent(&mysql_none, false)), false),
+            ("MySQL 8.0 CRC32, re-sent with the CRC recomputed", resent(&mysql_crc, true), true),
+            ("MySQL 8.0 CRC32, re-sent with a stale CRC", resent(&mysql_crc, false), false),
+            ("MySQL 5.0, no CRC to check", mysql_50.clone(), true),
+        ];
+        assert_eq!(wire_fde, resent(&maria_none, false), "the model of the re-send is what the server sends");
+        for (case, ev, ok) in cases {
+            let fde = Fde::parse(&ev).unwrap();
+            assert_eq!(verify_fde_crc32(&ev, &fde).is_ok(), ok, "{case}");
+        }
     }
 
     #[test]

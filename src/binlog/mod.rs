@@ -34,3 +34,11 @@ pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let p = fixture_dir().join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
 }
+
+/// Files a real MariaDB 10.11 wrote under `binlog_checksum` NONE and CRC32, and the FDE as it
+/// re-sends it (`tests/fixtures/mariadb-10.11-checksum/README.md` says how they were made).
+#[cfg(test)]
+pub(crate) fn maria_checksum_fixture(name: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mariadb-10.11-checksum").join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
+}

@@ -412,9 +412,7 @@ impl StreamTracker {
 
     fn on_fde(&mut self, h: &EventHeader, ev: Bytes, ops: &mut Vec<WriteOp>) -> Result<Seen, StreamError> {
         let fde = Fde::parse(&ev)?;
-        if fde.self_has_crc() {
-            event::verify_crc32(&ev)?;
-        }
+        event::verify_fde_crc32(&ev, &fde)?;
         self.has_crc = fde.checksum.has_crc();
         self.fde = Some(fde);
         let cursor = self.cursor.as_mut().ok_or(StreamError::NoFile(h.type_code))?;
@@ -585,15 +583,18 @@ mod tests {
         out
     }
 
-    /// An FDE as a source sends it: in-use flag cleared, and for a mid-file start log_pos 0;
-    /// the CRC (when the FDE has one) recomputed.
+    /// An FDE as a source sends it: in-use flag cleared, and for a mid-file start log_pos and
+    /// `created` 0; the CRC recomputed only when the file's algorithm is CRC32 (under NONE the
+    /// source leaves the CRC of the FDE as written in the file).
     fn as_sent_fde(ev: &[u8], mid_file: bool) -> Bytes {
         let mut fde = ev.to_vec();
         event::clear_in_use_flag(&mut fde);
         if mid_file {
-            fde[13..17].copy_from_slice(&0u32.to_le_bytes());
+            fde[event::LOG_POS_OFFSET..event::LOG_POS_OFFSET + 4].copy_from_slice(&0u32.to_le_bytes());
+            let created = event::FDE_CREATED_OFFSET;
+            fde[created..created + 4].copy_from_slice(&0u32.to_le_bytes());
         }
-        if Fde::parse(&fde).unwrap().self_has_crc() {
+        if Fde::parse(&fde).unwrap().checksum.has_crc() {
             let n = fde.len() - 4;
             let crc = crc32fast::hash(&fde[..n]);
             fde[n..].copy_from_slice(&crc.to_le_bytes());
@@ -603,8 +604,14 @@ mod tests {
 
     /// An artificial rotate as a checksum-enabled source sends it (with a CRC32).
     pub(crate) fn fake_rotate(name: &str, pos: u64) -> Bytes {
+        fake_rotate_with(name, pos, true)
+    }
+
+    /// An artificial rotate, with a CRC32 when `crc` (it follows the checksum setting the
+    /// replica announced at connect, not the file's).
+    fn fake_rotate_with(name: &str, pos: u64, crc: bool) -> Bytes {
         let mut ev = Vec::new();
-        let size = (19 + 8 + name.len() + 4) as u32;
+        let size = (19 + 8 + name.len() + if crc { 4 } else { 0 }) as u32;
         ev.extend_from_slice(&0u32.to_le_bytes());
         ev.push(types::ROTATE);
         ev.extend_from_slice(&1u32.to_le_bytes());
@@ -613,8 +620,10 @@ mod tests {
         ev.extend_from_slice(&event::flags::ARTIFICIAL.to_le_bytes());
         ev.extend_from_slice(&pos.to_le_bytes());
         ev.extend_from_slice(name.as_bytes());
-        let crc = crc32fast::hash(&ev);
-        ev.extend_from_slice(&crc.to_le_bytes());
+        if crc {
+            let crc = crc32fast::hash(&ev);
+            ev.extend_from_slice(&crc.to_le_bytes());
+        }
         Bytes::from(ev)
     }
 
@@ -779,6 +788,62 @@ mod tests {
             .collect();
         assert_eq!(&appended[..], &data[held_end..]);
         assert!(!ops.iter().any(|o| matches!(o, WriteOp::Create { .. })));
+    }
+
+    /// The checksum-NONE resume bug: a restart inside a NONE file gets the file's FDE re-sent
+    /// with `log_pos` 0 and the CRC of the FDE as written (the source does not recompute it
+    /// under NONE). It must resume, and carry on across files whose checksum setting changes
+    /// (NONE, then CRC32, then NONE), whatever the setting was when the replica connected.
+    #[test]
+    fn a_restart_inside_a_checksum_none_file_resumes_across_checksum_changes() {
+        use crate::binlog::maria_checksum_fixture as maria;
+        let files = [maria("mysql-bin.000001"), maria("mysql-bin.000002"), maria("mysql-bin.000003")];
+        let wire = maria("dump-from-435.mysql-bin.000001");
+        let resent_fde = FileEvents::new(&wire).unwrap().next().unwrap().1;
+        let held_end = 435usize;
+        for connect_crc in [false, true] {
+            let local = LocalFiles {
+                open: Some(OpenFile {
+                    name: BinlogFileName::parse("mysql-bin.000001").unwrap(),
+                    start_pos: 4,
+                    end_pos: held_end as u64,
+                    has_transactions: true,
+                }),
+                sealed: BTreeSet::new(),
+            };
+            let mut stream = vec![fake_rotate_with("mysql-bin.000001", held_end as u64, connect_crc)];
+            stream.push(Bytes::copy_from_slice(resent_fde));
+            for (off, ev) in FileEvents::new(&files[0]).unwrap() {
+                if off >= held_end {
+                    stream.push(Bytes::copy_from_slice(ev));
+                }
+            }
+            for (i, f) in files[1..].iter().enumerate() {
+                // After a real ROTATE the next file follows from its FDE, without an artificial rotate.
+                stream.extend(stream_from_start(&format!("mysql-bin.00000{}", i + 2), f).into_iter().skip(1));
+            }
+            let mut t = StreamTracker::new(local, GtidTracker::new(Flavor::Mariadb, None), connect_crc);
+            let mut ops = Vec::new();
+            for (i, e) in stream.into_iter().enumerate() {
+                t.on_event(e, &mut ops).unwrap_or_else(|err| panic!("connect_crc={connect_crc}, event {i}: {err}"));
+            }
+            let appended: Vec<u8> = ops
+                .iter()
+                .take_while(|o| !matches!(o, WriteOp::Seal { .. }))
+                .filter_map(|o| if let WriteOp::Append { bytes, .. } = o { Some(bytes.to_vec()) } else { None })
+                .flatten()
+                .collect();
+            assert_eq!(&appended[..], &files[0][held_end..], "connect_crc={connect_crc}: the rest of the open file");
+            let mut disk = Disk::default();
+            disk.apply(&ops[ops.iter().position(|o| matches!(o, WriteOp::Seal { .. })).unwrap() + 1..]);
+            let names: Vec<&str> = disk.files.iter().map(|f| f.0.as_str()).collect();
+            assert_eq!(names, ["mysql-bin.000002", "mysql-bin.000003"], "connect_crc={connect_crc}");
+            assert_eq!(disk.files[0].1, files[1], "connect_crc={connect_crc}: the CRC32 file, byte for byte");
+            assert_eq!(disk.files[1].1, files[2], "connect_crc={connect_crc}: the NONE file, byte for byte");
+            assert!(disk.files[0].3, "the CRC32 file is sealed by its rotate");
+            assert!(!t.has_crc(), "the last file has no checksums");
+            assert_eq!(t.boundary().unwrap().pos, files[2].len() as u64, "checkpoint at the end");
+        }
     }
 
     #[test]
