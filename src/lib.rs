@@ -7,6 +7,7 @@ pub mod actors;
 pub mod api;
 pub mod app;
 pub mod binlog;
+pub mod cli_docs;
 pub mod clock;
 pub mod cluster;
 pub mod config;
