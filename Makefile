@@ -1,5 +1,7 @@
 # Entry points for developers and CI. `make test` is the one command the README and .ci/run use.
 #
+# Each target first runs scripts/setup-deps.sh at its level (build, demo, test): it installs
+# what is missing and prints nothing when all is there. SKIP_SETUP_DEPS=1 skips it.
 # Every target respects CARGO_TARGET_DIR from the environment; nothing here assumes ./target.
 
 CARGO ?= cargo
@@ -13,16 +15,18 @@ cargo_meta = $(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import
 .PHONY: run build test lint migrate-up demo release-assets
 
 run:
+	@scripts/setup-deps.sh build
 	BINLOG_SERVER_LISTEN_ADDR=$(BINLOG_SERVER_LISTEN_ADDR) BINLOG_SERVER_DATA_DIR=$(BINLOG_SERVER_DATA_DIR) \
 		$(CARGO) run -- serve
 
 build:
+	@scripts/setup-deps.sh build
 	$(CARGO) build
 
 # cargo-nextest runs test binaries in parallel processes when it is installed; doctests are not
 # part of --all-targets either way, so both paths run the same tests.
 test:
-	scripts/setup-test-deps.sh
+	@scripts/setup-deps.sh test
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "$(CARGO) nextest run --all-targets"; \
 		$(CARGO) nextest run --all-targets; \
@@ -40,10 +44,12 @@ migrate-up:
 	$(CARGO) run --quiet -- migrate up --meta-dsn "$(META_DSN)"
 
 demo:
+	@scripts/setup-deps.sh demo
 	scripts/demo.sh
 
 # dist/binlog-server_<version>_linux_amd64.tar.gz plus dist/checksums.txt.
 release-assets:
+	@scripts/setup-deps.sh build
 	$(CARGO) build --release --locked
 	@set -eu; \
 	version="$$($(call cargo_meta,m["packages"][0]["version"]))"; \

@@ -15,7 +15,7 @@ demo_wait="${DEMO_WAIT:-$([ -t 0 ] && echo 1 || echo 0)}"
 
 say() { printf '\n== %s\n' "$*"; }
 die() { echo "demo: $*" >&2; exit 1; }
-find_bin() { command -v "$1" 2>/dev/null || { for d in /usr/sbin /usr/bin; do [ -x "$d/$1" ] && { echo "$d/$1"; return; }; done; die "$1 not found: run scripts/setup-test-deps.sh"; }; }
+find_bin() { command -v "$1" 2>/dev/null || { for d in /usr/sbin /usr/bin; do [ -x "$d/$1" ] && { echo "$d/$1"; return; }; done; die "$1 not found: run scripts/setup-deps.sh demo"; }; }
 
 # Polls "$@" until it succeeds, for at most $1 seconds ($2 names what we wait for).
 wait_for() {

@@ -20,7 +20,7 @@ find_bin() {
       if [ -x "$d/$c" ]; then echo "$d/$c"; return 0; fi
     done
   done
-  echo "error: none of $* found; run scripts/setup-test-deps.sh" >&2
+  echo "error: none of $* found; run scripts/setup-deps.sh demo" >&2
   exit 1
 }
 
