@@ -25,9 +25,9 @@ pub fn man_page(cmd: Command, out: &mut dyn Write) -> io::Result<()> {
     // No apostrophes in our text: the generated page's preamble handles them for its own part.
     let ours = operator_sections().to_roff();
     let at = generated.find(".SH VERSION").unwrap_or(generated.len());
-    out.write_all(generated[..at].as_bytes())?;
+    out.write_all(&generated.as_bytes()[..at])?;
     out.write_all(ours.as_bytes())?;
-    out.write_all(generated[at..].as_bytes())
+    out.write_all(&generated.as_bytes()[at..])
 }
 
 /// Writes `binlog-server.1` and one `binlog-server-<command>.1` per command (nested ones too)
