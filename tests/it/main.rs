@@ -36,4 +36,5 @@ mod cluster;
 mod ui_e2e;
 
 // From a fresh machine to a running service: the set-up script, the Debian package.
+mod package;
 mod setup_deps;
