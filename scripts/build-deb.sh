@@ -30,7 +30,8 @@ case "$profile" in
   dev) profile_dir=debug ;;
   *) die "--profile must be release or dev" ;;
 esac
-command -v cargo-deb >/dev/null 2>&1 || die "cargo-deb is not installed: run scripts/setup-deps.sh package"
+# (cargo also finds subcommands in $CARGO_HOME/bin when that is not on PATH.)
+cargo deb --version >/dev/null 2>&1 || die "cargo-deb is not installed: run scripts/setup-deps.sh package"
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
 bin="$target_dir/$profile_dir/binlog-server"

@@ -119,6 +119,7 @@ if in_level package; then
   if [ "$have_cargo_deb" != "$CARGO_DEB_VERSION" ]; then
     echo "$me: installing cargo-deb $CARGO_DEB_VERSION (cargo install; a few minutes, once)"
     cargo install --quiet --locked cargo-deb --version "$CARGO_DEB_VERSION"
+    cargo deb --version >/dev/null 2>&1 || { echo "$me: cargo-deb installed, but cargo deb does not run" >&2; exit 1; }
   fi
 fi
 
