@@ -11,7 +11,8 @@
 //! (`ProtectSystem=strict`), with empty `/tmp` and `/var/tmp` (`PrivateTmp`) and hidden homes
 //! (`ProtectHome`), and `$NOTIFY_SOCKET` (`Type=notify`). The system-call filter and the other
 //! kernel-level settings are not reproduced; `systemd-analyze` checks the unit's syntax and
-//! rates its exposure.
+//! rates its exposure. In a chroot (the root is no mount point) the file-system part cannot be
+//! reproduced safely either, and the test says so on stderr.
 //!
 //! The test needs root (dpkg) and takes a machine-wide lock: two runs on one machine would
 //! install over each other. It refuses to touch a binlog-server this test did not install.
@@ -358,19 +359,30 @@ impl Unit {
         ));
         // LogsDirectory= is systemd's to create, owned by the user.
         script.push(format!("install -d -m 0750 -o {user} -g {group} {logs}"));
-        // ProtectSystem=strict: every mount read-only but the API file systems, then the
-        // writable paths bound over themselves first, so they stay writable.
-        for dir in &writable {
-            script.push(format!("mount --bind {dir} {dir}"));
-        }
-        for mount_point in read_only_mount_points() {
-            script.push(format!("mount -o remount,bind,ro {mount_point}"));
-        }
-        for dir in ["/tmp", "/var/tmp"] {
-            script.push(format!("mount -t tmpfs -o mode=1777 tmpfs {dir}"));
-        }
-        for dir in ["/home", "/root", "/run/user"].into_iter().filter(|d| Path::new(d).is_dir()) {
-            script.push(format!("mount -t tmpfs -o ro,mode=0755 tmpfs {dir}"));
+        // In a chroot the root is no mount point: a mount namespace cannot be made private
+        // there, and mounts made in a shared one would reach the host. The file-system part of
+        // the sandbox is then left out, and the test says so.
+        let mount_sandbox = root_is_a_mount_point();
+        if mount_sandbox {
+            // ProtectSystem=strict: every mount read-only but the API file systems, then the
+            // writable paths bound over themselves first, so they stay writable.
+            for dir in &writable {
+                script.push(format!("mount --bind {dir} {dir}"));
+            }
+            for mount_point in read_only_mount_points() {
+                script.push(format!("mount -o remount,bind,ro {mount_point}"));
+            }
+            for dir in ["/tmp", "/var/tmp"] {
+                script.push(format!("mount -t tmpfs -o mode=1777 tmpfs {dir}"));
+            }
+            for dir in ["/home", "/root", "/run/user"].into_iter().filter(|d| Path::new(d).is_dir()) {
+                script.push(format!("mount -t tmpfs -o ro,mode=0755 tmpfs {dir}"));
+            }
+        } else {
+            eprintln!(
+                "package test: / is not a mount point (a chroot?): ProtectSystem, ProtectHome and \
+                 PrivateTmp are NOT reproduced in this run"
+            );
         }
         script.push(format!(
             "exec setpriv --reuid={user} --regid={group} --init-groups --no-new-privs --bounding-set=-all \
@@ -381,15 +393,20 @@ impl Unit {
         fs::write(&path, script.join("\n") + "\n").unwrap();
         eprintln!("package test: starting the unit's ExecStart with {}", path.display());
         // unshare execs in place: the server's PID is the child's, as the harness expects.
-        vec![
-            "unshare".into(),
-            "--mount".into(),
-            "--propagation".into(),
-            "private".into(),
-            "sh".into(),
-            path.display().to_string(),
-        ]
+        let mut argv: Vec<String> = Vec::new();
+        if mount_sandbox {
+            argv.extend(["unshare", "--mount", "--propagation", "private"].map(String::from));
+        }
+        argv.extend(["sh".to_string(), path.display().to_string()]);
+        argv
     }
+}
+
+/// Whether `/` is a mount point of this process's view (it is not inside a chroot).
+fn root_is_a_mount_point() -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").expect("/proc/self/mountinfo");
+    // Fields: id parent major:minor root mount-point ...
+    info.lines().any(|l| l.split_whitespace().nth(4) == Some("/"))
 }
 
 /// The mount points ProtectSystem=strict makes read-only: all but /proc, /sys and /dev.
