@@ -309,7 +309,7 @@ async fn run_attempt(
     let tracker = StreamTracker::new(
         prepared.local,
         GtidTracker::new(p.flavor, gtid_start.as_ref()),
-        info.binlog_checksum.eq_ignore_ascii_case("CRC32"),
+        info.binlog_checksum.has_crc(),
     );
     let mut pump = Pump {
         tracker,

@@ -204,8 +204,10 @@ pub struct StreamTracker {
 }
 
 impl StreamTracker {
-    /// `crc` says whether the source's events carry a CRC32 (its `binlog_checksum`), needed
-    /// before the first format description arrives (the artificial rotate already has one).
+    /// `crc` says whether the dump's first event, the artificial rotate, carries a CRC32: the
+    /// source adds one as the replica announced at connect (`@master_binlog_checksum`, set to
+    /// the `binlog_checksum` read just before), whatever the setting of the file it names. From
+    /// the first format description on, each file's own setting applies.
     pub fn new(local: LocalFiles, gtid: GtidTracker, crc: bool) -> Self {
         let cursor = local.open.as_ref().map(|o| Cursor {
             name: o.name.clone(),
@@ -329,7 +331,12 @@ impl StreamTracker {
                 return Ok(Seen::Heartbeat { log_pos: h.log_pos });
             }
             types::ROTATE if h.is_artificial() => {
-                let (_, name) = event::parse_rotate(&ev, self.has_crc)?;
+                // The source puts a CRC32 on an artificial rotate as the replica announced (the
+                // dump's first one) or as the file it just left (the one after a real rotate):
+                // `has_crc` follows both. A CRC where none was expected is still recognised (its
+                // last four bytes are the CRC32 of the rest), so it never becomes part of the name.
+                let crc = self.has_crc || event::verify_crc32(&ev).is_ok();
+                let (_, name) = event::parse_rotate(&ev, crc)?;
                 self.switch_to(name, ops);
                 self.stats.events_skipped += 1;
                 return Ok(Seen::Skipped);
@@ -843,6 +850,117 @@ mod tests {
             assert!(disk.files[0].3, "the CRC32 file is sealed by its rotate");
             assert!(!t.has_crc(), "the last file has no checksums");
             assert_eq!(t.boundary().unwrap().pos, files[2].len() as u64, "checkpoint at the end");
+        }
+    }
+
+    /// The events of a captured dump, one after another as they came off the wire (each is
+    /// framed by its own size field).
+    fn wire_events(mut data: &[u8]) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        while !data.is_empty() {
+            let size = u32::from_le_bytes(data[9..13].try_into().unwrap()) as usize;
+            out.push(Bytes::copy_from_slice(&data[..size]));
+            data = &data[size..];
+        }
+        out
+    }
+
+    /// Two dumps a real MariaDB 10.11 sent for files whose checksum setting alternates (CRC32,
+    /// NONE, CRC32, NONE), each announcing the setting that differs from the file it resumes:
+    /// the artificial rotate that opens the dump carries a CRC32 as announced, the one after each
+    /// real rotate as the file just left, the re-sent FDE keeps its stale CRC in the NONE file.
+    /// Both resume the open file and rebuild every later file byte for byte.
+    #[test]
+    fn a_resume_whose_announced_checksum_differs_from_the_file_rebuilds_every_file() {
+        let dir = "mariadb-10.11-checksum-wire";
+        let files: Vec<Vec<u8>> =
+            (1..=4).map(|i| crate::binlog::local_fixture(dir, &format!("mysql-bin.00000{i}"))).collect();
+        // (capture, the open file, where our copy of it ends, the checksum announced at connect)
+        for (wire, open, held_end, announced_crc) in [
+            ("wire-000001-734-announce-NONE", 1usize, 734usize, false),
+            ("wire-000002-588-announce-CRC32", 2, 588, true),
+        ] {
+            let stream = wire_events(&crate::binlog::local_fixture(dir, wire));
+            assert_eq!(
+                stream[0].len(),
+                19 + 8 + "mysql-bin.00000x".len() + if announced_crc { 4 } else { 0 },
+                "{wire}: the first artificial rotate carries a CRC32 exactly as announced"
+            );
+            let local = LocalFiles {
+                open: Some(OpenFile {
+                    name: BinlogFileName::parse(&format!("mysql-bin.00000{open}")).unwrap(),
+                    start_pos: 4,
+                    end_pos: held_end as u64,
+                    has_transactions: true,
+                }),
+                sealed: BTreeSet::new(),
+            };
+            let mut t = StreamTracker::new(local, GtidTracker::new(Flavor::Mariadb, None), announced_crc);
+            let mut ops = Vec::new();
+            for (i, e) in stream.into_iter().enumerate() {
+                t.on_event(e, &mut ops).unwrap_or_else(|err| panic!("{wire}, event {i}: {err}"));
+            }
+            let seal = ops.iter().position(|o| matches!(o, WriteOp::Seal { .. })).unwrap();
+            let appended: Vec<u8> = ops[..seal]
+                .iter()
+                .filter_map(|o| if let WriteOp::Append { bytes, .. } = o { Some(bytes.to_vec()) } else { None })
+                .flatten()
+                .collect();
+            assert_eq!(&appended[..], &files[open - 1][held_end..], "{wire}: the rest of the open file");
+            let mut disk = Disk::default();
+            disk.apply(&ops[seal + 1..]);
+            let names: Vec<&str> = disk.files.iter().map(|f| f.0.as_str()).collect();
+            let expected: Vec<String> = (open + 1..=4).map(|i| format!("mysql-bin.00000{i}")).collect();
+            assert_eq!(names, expected, "{wire}");
+            for (i, f) in disk.files.iter().enumerate() {
+                let source = &files[open + i];
+                if f.3 {
+                    assert_eq!(f.1, *source, "{wire}: sealed {} byte for byte", f.0);
+                } else {
+                    // The source still had its last file open: our copy is a prefix (in-use flag
+                    // cleared by the sender; the fixture was taken after a clean shutdown).
+                    assert_eq!(f.1[..], source[..f.1.len()], "{wire}: open {} is a prefix", f.0);
+                }
+            }
+            assert!(!t.has_crc(), "{wire}: the last file has no checksums");
+            assert_eq!(t.gtid().snapshot().as_deref(), Some("0-1-8"), "{wire}: the last transaction");
+        }
+    }
+
+    /// A CRC32 on the first artificial rotate where none was expected (a `SET GLOBAL
+    /// binlog_checksum` between reading the setting and announcing it, or a source that adds one
+    /// anyway) is recognised as a CRC, not read as the end of the file name; an expected CRC that
+    /// is missing or wrong is refused, never guessed around.
+    #[test]
+    fn an_artificial_rotate_is_never_misread_whatever_was_announced() {
+        // A position whose rotate's CRC32 bytes are all letters or digits: read without the CRC,
+        // the name would be a valid file name, and the wrong one.
+        let (pos, with_crc) = (4u64..)
+            .map(|p| (p, fake_rotate_with("mysql-bin.000002", p, true)))
+            .find(|(_, ev)| ev[ev.len() - 4..].iter().all(u8::is_ascii_alphanumeric))
+            .unwrap();
+        let without = fake_rotate_with("mysql-bin.000002", pos, false);
+        let mut corrupt = with_crc.to_vec();
+        corrupt[30] ^= 1;
+        // (announced a CRC, the rotate as sent, the file it names or None when refused)
+        let cases = [
+            (false, with_crc.clone(), Some("mysql-bin.000002")),
+            (true, with_crc, Some("mysql-bin.000002")),
+            (false, without.clone(), Some("mysql-bin.000002")),
+            (true, without, None),
+            (true, Bytes::from(corrupt), None),
+        ];
+        for (i, (announced, ev, expected)) in cases.into_iter().enumerate() {
+            let mut t = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mariadb, None), announced);
+            let mut ops = Vec::new();
+            match (t.on_event(ev, &mut ops), expected) {
+                (Ok(_), Some(name)) => assert_eq!(t.current_file().map(|f| f.as_str()), Some(name), "case {i}"),
+                (Err(e), None) => {
+                    assert!(matches!(e, StreamError::Event(EventError::Checksum { .. })), "case {i}: {e}")
+                }
+                (got, want) => panic!("case {i}: got {got:?}, expected {want:?}"),
+            }
+            assert!(ops.is_empty(), "case {i}: an artificial rotate writes nothing");
         }
     }
 
