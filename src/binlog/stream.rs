@@ -521,9 +521,11 @@ impl StreamTracker {
                     Group::InMulti
                 };
             }
-            types::QUERY => {
-                let phl = self.fde.as_ref().and_then(|f| f.post_header_len(types::QUERY)).unwrap_or(13);
-                let kind = classify_query(event::query_text(ev, crc, phl)?);
+            // A compressed statement (MariaDB `log_bin_compress`) means what its text means: a
+            // compressed standalone DDL ends its transaction like any other.
+            types::QUERY | types::MARIA_QUERY_COMPRESSED => {
+                let phl = self.fde.as_ref().and_then(|f| f.post_header_len(h.type_code)).unwrap_or(13);
+                let kind = classify_query(&event::statement_prefix(ev, crc, phl)?);
                 match (self.group, kind) {
                     (Group::InMulti, QueryKind::Commit | QueryKind::Rollback | QueryKind::XaEnd) => {
                         self.boundary_at(end)
@@ -1237,6 +1239,58 @@ mod tests {
         }
         assert!(ends.contains(&(274 + 157)), "{ends:?}");
         assert!(!ends.iter().any(|&p| p > 197 && p < 274 + 157), "a checkpoint inside the transaction: {ends:?}");
+    }
+
+    /// MariaDB `log_bin_compress`: statements and rows compressed (a real 10.11, in a NONE and a
+    /// CRC32 file, with ROW, STATEMENT and MIXED events). A compressed standalone DDL ends its
+    /// transaction, a compressed statement inside BEGIN does not: the checkpoint may sit exactly
+    /// where each transaction starts, and at the end of the file, and nowhere inside one.
+    #[test]
+    fn compressed_events_keep_their_transaction_boundaries() {
+        for name in ["mysql-bin.000001", "mysql-bin.000002"] {
+            let data = crate::binlog::local_fixture("mariadb-10.11-compressed", name);
+            let events: Vec<(usize, &[u8])> = FileEvents::new(&data).unwrap().collect();
+            assert!(events.iter().any(|(_, e)| e[4] == types::MARIA_QUERY_COMPRESSED), "{name}");
+            assert!(events.iter().any(|(_, e)| e[4] == types::MARIA_WRITE_ROWS_COMPRESSED_V1), "{name}");
+            // Independent of the tracker: a transaction starts at every GTID event; inside one
+            // (from its GTID event to the next transaction or header event) no checkpoint may sit.
+            let starts: BTreeSet<u64> =
+                events.iter().filter(|(_, e)| e[4] == types::MARIA_GTID).map(|(o, _)| *o as u64).collect();
+            let mut t = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mariadb, None), true);
+            let mut ops = Vec::new();
+            let mut boundaries = BTreeSet::new();
+            for e in stream_from_start(name, &data) {
+                let before = t.boundary_count();
+                t.on_event(e, &mut ops).unwrap_or_else(|err| panic!("{name}: {err}"));
+                if t.boundary_count() != before {
+                    boundaries.insert(t.boundary().unwrap().pos);
+                }
+            }
+            for s in &starts {
+                assert!(boundaries.contains(s), "{name}: a transaction starts at {s} but no checkpoint may sit there");
+            }
+            // Every transaction is followed by another one, a header event or the file's end:
+            // a checkpoint anywhere else is inside a transaction.
+            let mut allowed = starts.clone();
+            allowed.insert(data.len() as u64);
+            for (off, e) in &events {
+                if [
+                    types::FORMAT_DESCRIPTION,
+                    types::MARIA_GTID_LIST,
+                    types::MARIA_BINLOG_CHECKPOINT,
+                    types::ROTATE,
+                    types::STOP,
+                ]
+                .contains(&e[4])
+                {
+                    allowed.extend([*off as u64, (*off + e.len()) as u64]);
+                }
+            }
+            let inside: Vec<&u64> = boundaries.difference(&allowed).collect();
+            assert!(inside.is_empty(), "{name}: checkpoints inside a transaction at {inside:?}");
+            let seqs = if name.ends_with('1') { "0-1-14" } else { "0-1-28" };
+            assert_eq!(t.gtid().snapshot().as_deref(), Some(seqs), "{name}: every transaction committed");
+        }
     }
 
     #[test]
