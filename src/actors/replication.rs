@@ -282,7 +282,11 @@ async fn run_attempt(
             let r = prepared.rebuild_from.as_ref().expect("checked");
             (DumpFrom::FilePos { file: r.name.clone(), pos: r.start_pos }, parse_gtid(&r.gtid_start)?)
         }
-        (Some(cp), StartSpec::Gtid { .. }) => {
+        // GTID mode resumes by GTID only on another server (a switchover). On the server that
+        // wrote the checkpoint the position is exact, while a GTID dump starts at the next file
+        // when the checkpoint follows a file's last transaction: the rest of that file (the STOP
+        // of a clean shutdown, a ROTATE) would be missing from a copy then sealed as complete.
+        (Some(cp), StartSpec::Gtid { .. }) if prepared.switched_from.is_some() => {
             let g = parse_gtid(&cp.gtid_set)?.ok_or_else(|| {
                 ReplError::NoGtid(format!("the checkpoint at {}:{} has no GTID state", cp.file, cp.pos))
             })?;
