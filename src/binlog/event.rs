@@ -273,14 +273,17 @@ pub fn verify_crc32(event: &[u8]) -> Result<(), EventError> {
 /// Verifies the CRC32 an FDE carries for itself (every FDE from 5.6.1 has one, whatever the
 /// algorithm it announces for the other events).
 ///
-/// A source that re-sends a file's FDE for a dump starting past position 4 zeroes its `log_pos`
-/// and its `created` timestamp and clears the in-use flag, but recomputes the CRC only when the
-/// file's algorithm is CRC32 (MariaDB's `send_format_descriptor_event` and MySQL's
-/// `Binlog_sender` alike). Under `binlog_checksum=NONE` the stored CRC still covers the event as
-/// written in the file: there the FDE, always the first event, ended at `4 + event_size`, and
-/// `created` was either 0 (a file opened by a rotation) or the header's own timestamp (the first
-/// file after a server start). Those are the two originals a re-sent FDE is checked against; any
-/// other difference is still a mismatch. The in-use flag is tolerated by `verify_crc32` itself.
+/// A source re-sending a file's FDE may change its header and body, and recomputes the CRC only
+/// when the file's algorithm is CRC32 (MariaDB's `send_format_descriptor_event` and MySQL's
+/// `Binlog_sender` alike): for a dump that starts past position 4 it zeroes `log_pos` and the
+/// `created` timestamp, for a GTID dump it zeroes `created` alone (MariaDB, so that the replica
+/// keeps its temporary tables), and it always clears the in-use flag. Under
+/// `binlog_checksum=NONE` the stored CRC therefore still covers the FDE as written in the file:
+/// there it was the first event, ending at `4 + event_size`, and its `created` was either 0 (a
+/// file opened by a rotation) or the header's own timestamp (the first file after a server
+/// start). A NONE file's FDE whose `created` is 0 and whose `log_pos` is 0 or that end is checked
+/// against those originals; any other difference is still a mismatch. The in-use flag is
+/// tolerated by `verify_crc32` itself.
 pub fn verify_fde_crc32(event: &[u8], fde: &Fde) -> Result<(), EventError> {
     if !fde.self_has_crc() {
         return Ok(());
@@ -290,10 +293,10 @@ pub fn verify_fde_crc32(event: &[u8], fde: &Fde) -> Result<(), EventError> {
         Err(e) => e,
     };
     let h = EventHeader::parse(event)?;
-    if fde.checksum != ChecksumAlg::Off || h.log_pos != 0 || fde.create_timestamp != 0 {
+    let Some(end_in_file) = h.event_size.checked_add(4) else { return Err(err) };
+    if fde.checksum != ChecksumAlg::Off || !(h.log_pos == 0 || h.log_pos == end_in_file) || fde.create_timestamp != 0 {
         return Err(err);
     }
-    let Some(end_in_file) = h.event_size.checked_add(4) else { return Err(err) };
     let mut as_written = event.to_vec();
     as_written[LOG_POS_OFFSET..LOG_POS_OFFSET + 4].copy_from_slice(&end_in_file.to_le_bytes());
     for created in [0, h.timestamp] {
@@ -636,6 +639,22 @@ mod tests {
         // What MariaDB 10.11 actually sent for a dump from mysql-bin.000001:435 (NONE).
         let wire = crate::binlog::maria_checksum_fixture("dump-from-435.mysql-bin.000001");
         let wire_fde = first(&wire);
+        // ... and for a GTID dump (from 0-1-3) of the first NONE file after a server start: the
+        // FDE from position 4, `log_pos` kept, `created` zeroed, the CRC left as in the file.
+        let wire_dir = "mariadb-10.11-checksum-wire";
+        let gtid_file = first(&crate::binlog::local_fixture(wire_dir, "gtid-start.mysql-bin.000001"));
+        let gtid_wire = crate::binlog::local_fixture(wire_dir, "wire-gtid-0-1-3-announce-NONE");
+        let gtid_wire_fde = gtid_wire[43..43 + 252].to_vec();
+        assert_eq!(gtid_wire_fde[4], types::FORMAT_DESCRIPTION, "the capture's second event is the FDE");
+        assert_eq!(EventHeader::parse(&gtid_wire_fde).unwrap().log_pos, 256, "a GTID dump keeps log_pos");
+        assert_ne!(Fde::parse(&gtid_file).unwrap().create_timestamp, 0, "the file's FDE has its created time");
+        assert!(verify_crc32(&gtid_wire_fde).is_err(), "the GTID dump's FDE fails a plain CRC check");
+        let created_zeroed = |fde: &[u8]| {
+            let mut ev = fde.to_vec();
+            clear_in_use_flag(&mut ev);
+            ev[FDE_CREATED_OFFSET..FDE_CREATED_OFFSET + 4].copy_from_slice(&0u32.to_le_bytes());
+            ev
+        };
         assert_eq!(EventHeader::parse(&wire_fde).unwrap().log_pos, 0, "the fixture holds the re-sent FDE");
         let flipped = |mut ev: Vec<u8>| {
             ev[40] ^= 0x04;
@@ -666,6 +685,18 @@ mod tests {
                 false,
             ),
             ("MariaDB NONE rotated (created 0), re-sent", resent(&maria_none_rotated, false), true),
+            ("MariaDB NONE, sent for a GTID dump by a real source", gtid_wire_fde.clone(), true),
+            ("MariaDB NONE, sent for a GTID dump (model)", created_zeroed(&gtid_file), true),
+            ("MariaDB NONE, GTID dump, a flipped bit", flipped(gtid_wire_fde.clone()), false),
+            (
+                "MariaDB NONE, GTID dump, another log_pos",
+                {
+                    let mut e = gtid_wire_fde.clone();
+                    e[LOG_POS_OFFSET] = 1;
+                    e
+                },
+                false,
+            ),
             ("MariaDB CRC32, re-sent with the CRC recomputed", resent(&maria_crc, true), true),
             ("MariaDB CRC32, re-sent with a stale CRC", resent(&maria_crc, false), false),
             ("MySQL 5.6 NONE, re-sent", resent(&mysql_none, false), true),
@@ -675,6 +706,7 @@ mod tests {
             ("MySQL 5.0, no CRC to check", mysql_50.clone(), true),
         ];
         assert_eq!(wire_fde, resent(&maria_none, false), "the model of the re-send is what the server sends");
+        assert_eq!(gtid_wire_fde, created_zeroed(&gtid_file), "the model of the GTID dump's FDE is what it sends");
         for (case, ev, ok) in cases {
             let fde = Fde::parse(&ev).unwrap();
             assert_eq!(verify_fde_crc32(&ev, &fde).is_ok(), ok, "{case}");

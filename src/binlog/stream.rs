@@ -929,6 +929,33 @@ mod tests {
         }
     }
 
+    /// A GTID dump of the first NONE file after a server start, as a real MariaDB 10.11 sent it:
+    /// the FDE from position 4 with `created` zeroed and its CRC left as in the file. The copy
+    /// starts with the file's own header events and joins the file where the source resumes.
+    #[test]
+    fn a_gtid_start_in_a_checksum_none_file_keeps_the_header_and_joins_mid_way() {
+        let dir = "mariadb-10.11-checksum-wire";
+        let file = crate::binlog::local_fixture(dir, "gtid-start.mysql-bin.000001");
+        let stream = wire_events(&crate::binlog::local_fixture(dir, "wire-gtid-0-1-3-announce-NONE"));
+        let start = crate::binlog::gtid::StartGtid::parse(Flavor::Mariadb, "0-1-3").unwrap();
+        let mut t = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mariadb, Some(&start)), false);
+        let mut ops = Vec::new();
+        for (i, e) in stream.into_iter().enumerate() {
+            t.on_event(e, &mut ops).unwrap_or_else(|err| panic!("event {i}: {err}"));
+        }
+        let mut disk = Disk::default();
+        disk.apply(&ops);
+        let (name, bytes, start_pos, _) = &disk.files[0];
+        assert_eq!(name, "mysql-bin.000001");
+        // The header is the file's first three events (the FDE as sent: flag and `created`
+        // cleared), and the source resumes at the file's end: nothing after 0-1-3 yet.
+        assert_eq!(*start_pos, file.len() as u64 - 19, "joined where the source resumes (before the STOP)");
+        assert_eq!(bytes.len(), 4 + 252 + 25 + 39);
+        assert_eq!(bytes[4 + 252..], file[4 + 252..4 + 252 + 25 + 39], "GTID list and binlog checkpoint as in the file");
+        assert_eq!(t.boundary().map(|b| b.pos), Some(*start_pos), "the checkpoint may sit there");
+        assert_eq!(t.gtid().snapshot().as_deref(), Some("0-1-3"));
+    }
+
     /// A CRC32 on the first artificial rotate where none was expected (a `SET GLOBAL
     /// binlog_checksum` between reading the setting and announcing it, or a source that adds one
     /// anyway) is recognised as a CRC, not read as the end of the file name; an expected CRC that
