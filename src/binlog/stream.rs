@@ -951,7 +951,11 @@ mod tests {
         // cleared), and the source resumes at the file's end: nothing after 0-1-3 yet.
         assert_eq!(*start_pos, file.len() as u64 - 19, "joined where the source resumes (before the STOP)");
         assert_eq!(bytes.len(), 4 + 252 + 25 + 39);
-        assert_eq!(bytes[4 + 252..], file[4 + 252..4 + 252 + 25 + 39], "GTID list and binlog checkpoint as in the file");
+        assert_eq!(
+            bytes[4 + 252..],
+            file[4 + 252..4 + 252 + 25 + 39],
+            "GTID list and binlog checkpoint as in the file"
+        );
         assert_eq!(t.boundary().map(|b| b.pos), Some(*start_pos), "the checkpoint may sit there");
         assert_eq!(t.gtid().snapshot().as_deref(), Some("0-1-3"));
     }
