@@ -16,6 +16,7 @@ mod meta_mysql;
 mod disk_full;
 mod metrics;
 mod pitr;
+mod replica_source;
 mod replication_checksum;
 mod replication_crash;
 mod replication_faults;

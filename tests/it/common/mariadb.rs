@@ -30,6 +30,8 @@ pub const TEST_DB: &str = "test";
 pub const REPL_PRIVILEGES: &str = "REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR, SELECT";
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long [`MariaDb::wait_replicated`] waits for a replica to catch up.
+const WAIT_REPLICATED: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 const PORT_ATTEMPTS: usize = 5;
@@ -273,6 +275,34 @@ impl MariaDb {
     /// `@@gtid_binlog_pos` (empty on a fresh server).
     pub fn gtid_binlog_pos(&self) -> String {
         self.query_value("SELECT @@gtid_binlog_pos")
+    }
+
+    /// Makes this server a replica of `primary` through the named connection `name` (MariaDB
+    /// multi-source replication), by GTID (`MASTER_USE_GTID = slave_pos`), as the `repl` user,
+    /// and starts it. With `--log-slave-updates` the replicated transactions land in this
+    /// server's own binary log, in the primary's GTID domain and with its server id.
+    pub fn start_replicating(&self, name: &str, primary: &MariaDb) {
+        self.sql(&format!(
+            "CHANGE MASTER '{name}' TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, MASTER_USER = '{REPL_USER}', \
+             MASTER_PASSWORD = '{REPL_PASSWORD}', MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1; \
+             START SLAVE '{name}';",
+            primary.port()
+        ));
+    }
+
+    /// Waits until this replica has applied everything `primary` has logged so far
+    /// (`MASTER_GTID_WAIT` on the primary's `@@gtid_binlog_pos`); panics with the replica's
+    /// status after `WAIT_REPLICATED`.
+    pub fn wait_replicated(&self, primary: &MariaDb) {
+        let pos = primary.gtid_binlog_pos();
+        if pos.is_empty() {
+            return;
+        }
+        let reached = self.query_value(&format!("SELECT MASTER_GTID_WAIT('{pos}', {})", WAIT_REPLICATED.as_secs()));
+        if reached != "0" {
+            let status = self.sql("SHOW ALL SLAVES STATUS");
+            panic!("the replica on port {} did not reach {pos} within {WAIT_REPLICATED:?}: {status:?}", self.port);
+        }
     }
 
     /// `FLUSH BINARY LOGS`: closes the current file and starts the next one.
