@@ -24,6 +24,7 @@ mod replication_identity;
 mod replication_lifecycle;
 mod replication_modes;
 mod replication_replay;
+mod retry_policy;
 mod secrets;
 mod source_matrix;
 mod tls;

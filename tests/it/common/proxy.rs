@@ -126,9 +126,9 @@ impl Proxy {
     }
 
     /// From now on, every occurrence of `marker` in what the source sends is replaced by
-    /// `replacement` (same length), on every connection. While a rewrite is on, the last
-    /// `marker.len() - 1` bytes read are held back until more arrive (a marker may span two
-    /// reads); the source's heartbeats push them through.
+    /// `replacement` (same length), on every connection. While a rewrite is on, a tail of what
+    /// was read that could be the beginning of a marker is held back until more arrives (a marker
+    /// may span two reads).
     pub fn rewrite(&self, marker: &[u8], replacement: &[u8]) {
         assert_eq!(marker.len(), replacement.len(), "a rewrite keeps the stream's length");
         assert!(!marker.is_empty(), "an empty marker");
@@ -192,7 +192,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, dir: Direction) {
                             count.fetch_add(1, Ordering::SeqCst);
                             at += i + marker.len();
                         }
-                        (marker.len() - 1).min(held.len())
+                        // Hold back only a tail that could begin a marker completed by the
+                        // next read; anything else (a handshake, a heartbeat) passes at once.
+                        (1..marker.len()).rev().find(|&k| held.ends_with(&marker[..k])).unwrap_or(0)
                     }
                     None => 0,
                 };
