@@ -870,7 +870,7 @@ mod tests {
         // The GTID state there is the tracker's, as for the checkpoint placed there: here what the
         // PREVIOUS_GTIDS header said (empty).
         let rebase = WriteOp::Rebase { start_pos: events[next_gtid].0 as u64, gtid: Some(String::new()) };
-        assert!(ops.iter().any(|o| *o == rebase), "{ops:?}");
+        assert!(ops.contains(&rebase), "{ops:?}");
 
         // The same hole after a transaction was written is an error.
         let mut t = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mysql, None), true);
