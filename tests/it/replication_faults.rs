@@ -6,23 +6,18 @@
 use std::time::{Duration, Instant};
 
 use binlog_server::binlog::event::types;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
+use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::poll_until;
 use crate::common::proxy::Proxy;
 use crate::common::replication::{
     LoadGenerator, WAIT, api_checkpoint, assert_copy_matches_source, assert_each_gtid_once, create_task,
     fast_server_opts, files, flush_and_catch_up, from_first_file, last_event_id, last_event_type, local_dir,
-    source_json, start_copy_task, start_task, stop_task, task, task_events, wait_caught_up, wait_checkpoint_advances,
-    wait_event_after, wait_failed, wait_running,
+    source_json, source_via, start_copy_task, start_task, stop_task, task, task_events, wait_caught_up,
+    wait_checkpoint_advances, wait_event_after, wait_failed, wait_running,
 };
 use crate::common::server::Server;
-
-/// A task source pointing at `port` on loopback instead of the source's own port.
-fn source_via(port: u16) -> Value {
-    json!({"host": "127.0.0.1", "port": port, "user": REPL_USER, "password": REPL_PASSWORD, "flavor": "mariadb"})
-}
 
 /// Waits for a TASK_RETRY_BACKOFF event after event `mark`, then a TASK_RUNNING event after that
 /// one; returns the retry message.
