@@ -252,6 +252,7 @@ fn a_failover_that_lost_transactions_is_a_break_naming_them() {
     let (code, message) = wait_failed(&srv, id);
     assert_eq!(code, "INVALID_START_POSITION", "{message}");
     assert!(message.contains(&format!("0-1-{reached}")), "{message}");
+    assert!(message.contains("This source replaced mariadb-1-0") && message.contains("give the task a GTID start"));
 
     // The operator accepts the loss and archives the new primary from where it took over.
     let current = task(&srv, id);
