@@ -161,65 +161,88 @@ pub fn plan(flavor: Flavor, files: &[CatalogFile], req: &Request, reader: &dyn T
     {
         return nc("the stop lies before the start");
     }
+    let range = Range { first, last, start_off, stop_off, stop_by_time: stop_dt.is_some() };
+    let (segs, stop_off) = cut(flavor, &files, &range, reader)?;
+    Ok(assemble(flavor, &files, &segs, stop_off, start_dt, stop_dt))
+}
 
-    let mut segs = vec![Seg { from: first, to: first, start: start_off, exclude: None }];
-    let mut stop_off = stop_off;
-    let mut i = first;
-    while i <= last {
+/// The resolved range: files `first..=last`, the local offsets in them.
+struct Range {
+    first: usize,
+    last: usize,
+    start_off: Option<u64>,
+    stop_off: Option<u64>,
+    stop_by_time: bool,
+}
+
+/// Cuts the range into segments, one per source: every file present, files of one source
+/// joined, every switchover proven lossless, and each new source's segment starting at its
+/// first transaction not applied before. Returns the segments and the stop offset in the last
+/// one (none when the stop lay among copies of applied transactions and was a time).
+fn cut(flavor: Flavor, files: &[&CatalogFile], r: &Range, reader: &dyn TxnReader) -> Result<(Vec<Seg>, Option<u64>)> {
+    let mut segs = vec![Seg { from: r.first, to: r.first, start: r.start_off, exclude: None }];
+    present(files[r.first])?;
+    let mut i = r.first + 1;
+    while i <= r.last {
         present(files[i])?;
-        if i == first {
-            i += 1;
-            continue;
-        }
         let (prev, f) = (files[i - 1], files[i]);
         let crosses = |reason: BreakReason, detail: &str| {
             let p = end_point(prev);
-            format!("the range crosses a break ({reason:?}) after {} at {}: {detail}", p.file, p.pos)
+            NotCovered(format!("the range crosses a break ({reason:?}) after {} at {}: {detail}", p.file, p.pos))
         };
         if prev.record.source_identity == f.record.source_identity {
             if let Some((reason, detail)) = join_break(prev, f) {
-                return nc(crosses(reason, &detail));
+                return Err(crosses(reason, &detail));
             }
             segs.last_mut().expect("one segment at least").to = i;
             i += 1;
             continue;
         }
         let reached = State::held(flavor, &prev.record.summary.gtid_end);
-        let repeats = match switchover(flavor, &files, i, reached.as_ref(), reader) {
-            Ok(repeats) => repeats,
-            Err((detail, missing)) => {
-                let named = missing.map(|m| format!(" (missing: {m})")).unwrap_or_default();
-                return nc(crosses(BreakReason::SourceSwitchover, &format!("{detail}{named}")));
-            }
-        };
+        let repeats = switchover(flavor, files, i, reached.as_ref(), reader).map_err(|(detail, missing)| {
+            let named = missing.map(|m| format!(" (missing: {m})")).unwrap_or_default();
+            crosses(BreakReason::SourceSwitchover, &format!("{detail}{named}"))
+        })?;
         let reached = reached.expect("a switchover with an unknown state is a break");
-        let (k, off, exclude) =
-            if repeats { skip_applied(flavor, &files, i, last, stop_off, &reached, reader)? } else { (i, None, None) };
-        let empty = k > last || (k == last && off.zip(stop_off).is_some_and(|(o, s)| s <= o));
-        if empty {
+        let (k, off, exclude) = if repeats {
+            skip_applied(flavor, files, i, r.last, r.stop_off, &reached, reader)?
+        } else {
+            (i, None, None)
+        };
+        if k > r.last || (k == r.last && off.zip(r.stop_off).is_some_and(|(o, s)| s <= o)) {
             // Everything up to the stop repeats what earlier segments apply.
-            if stop_dt.is_none() {
+            if !r.stop_by_time {
                 return nc(format!(
                     "the stop lies in {}'s copies of transactions that {}'s files hold; give it as a GTID or \
                      in {}'s files",
                     f.record.source_identity, prev.record.source_identity, prev.record.source_identity
                 ));
             }
-            stop_off = None;
-            break;
+            return Ok((segs, None));
         }
         for j in i..=k {
             present(files[j])?;
             if j > i
                 && let Some((reason, detail)) = join_break(files[j - 1], files[j])
             {
-                return nc(crosses(reason, &detail));
+                return Err(crosses(reason, &detail));
             }
         }
         segs.push(Seg { from: k, to: k, start: off, exclude });
         i = k + 1;
     }
+    Ok((segs, r.stop_off))
+}
 
+/// The plan of `segs`: their files, options and commands (over the files at their server paths).
+fn assemble(
+    flavor: Flavor,
+    files: &[&CatalogFile],
+    segs: &[Seg],
+    stop_off: Option<u64>,
+    start_dt: Option<DateTime<Utc>>,
+    stop_dt: Option<DateTime<Utc>>,
+) -> Plan {
     let plan_file = |f: &CatalogFile| PlanFile {
         name: f.record.file_name.to_string(),
         source_identity: f.record.source_identity.clone(),
@@ -261,7 +284,7 @@ pub fn plan(flavor: Flavor, files: &[CatalogFile], req: &Request, reader: &dyn T
         plan.segments[seg].command = command::segment(&plan, &plan.segments[seg], &at_server);
     }
     plan.command = command::whole(&plan, &at_server);
-    Ok(plan)
+    plan
 }
 
 fn present(f: &CatalogFile) -> Result<()> {
