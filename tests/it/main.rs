@@ -16,6 +16,7 @@ mod meta_mysql;
 mod disk_full;
 mod metrics;
 mod pitr;
+mod pitr_failover;
 mod replication_crash;
 mod replication_faults;
 mod replication_identity;
