@@ -1,12 +1,15 @@
 //! `binlog-server replay`: asks a running server for a replay plan and prints it, or downloads
-//! the plan's files into a directory and prints the command to run over them. Talks HTTP only
-//! (the API), never to the metadata database or the data directory.
+//! the plan's files into a directory (a folder per source when the plan crosses a switchover)
+//! and prints the command to run over them. Talks HTTP only (the API), never to the metadata
+//! database or the data directory.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use crate::pitr::plan::{self, Plan};
+use crate::pitr::command;
+use crate::pitr::files;
+use crate::pitr::plan::{Plan, PlanFile};
 
 /// What the command line gave.
 #[derive(Debug, Clone, Default)]
@@ -47,11 +50,29 @@ fn get(args: &ReplayArgs, path: &str, query: &[(&str, String)]) -> Result<ureq::
     Ok(resp)
 }
 
+/// A path component a server may name (a source identity): no separator, no dot-dot.
+fn safe_component(s: &str) -> bool {
+    !s.is_empty() && !s.starts_with('.') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 /// Runs the command; returns what to print on stdout.
 pub fn run(args: &ReplayArgs) -> Result<String, String> {
     let mut resp = get(args, &format!("/api/tasks/{}/replay", args.task), &args.params)?;
     let plan: Plan = resp.body_mut().read_json().map_err(|e| format!("reading the plan: {e}"))?;
     let mut out = String::new();
+    let segments = command::segments(&plan);
+    if segments.len() > 1 {
+        for (k, s) in segments.iter().enumerate() {
+            out.push_str(&format!(
+                "# segment {} of {}: source {}, {} file(s){}\n",
+                k + 1,
+                segments.len(),
+                s.source_identity,
+                s.files.len(),
+                s.exclude_gtids.as_deref().map(|g| format!(", leaving out {g}")).unwrap_or_default()
+            ));
+        }
+    }
     let Some(dir) = &args.fetch else {
         for f in &plan.files {
             out.push_str(&format!("# {} ({} bytes, source {})\n", f.name, f.size, f.source_identity));
@@ -60,13 +81,22 @@ pub fn run(args: &ReplayArgs) -> Result<String, String> {
         out.push('\n');
         return Ok(out);
     };
-    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut paths = Vec::new();
     for f in &plan.files {
-        let path = dir.join(&f.name);
+        if files::validate_name(&f.name).is_err() || !safe_component(&f.source_identity) {
+            return Err(format!(
+                "the plan names a file this client will not write: {:?} of {:?}",
+                f.name, f.source_identity
+            ));
+        }
+    }
+    let local = |f: &PlanFile| dir.join(plan.copy_path(f));
+    for f in &plan.files {
+        let path = local(f);
+        let parent = path.parent().unwrap_or(dir);
+        fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         let query = [("source_identity", f.source_identity.clone())];
         let mut resp = get(args, &format!("/api/tasks/{}/files/{}", args.task, f.name), &query)?;
-        let tmp = dir.join(format!(".{}.part", f.name));
+        let tmp = parent.join(format!(".{}.part", f.name));
         let mut file = fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
         let n = io::copy(&mut resp.body_mut().as_reader(), &mut file).map_err(|e| format!("{}: {e}", f.name))?;
         if n != f.size {
@@ -75,9 +105,23 @@ pub fn run(args: &ReplayArgs) -> Result<String, String> {
         file.flush().and_then(|_| file.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
         fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
         out.push_str(&format!("# fetched {} ({n} bytes)\n", path.display()));
-        paths.push(path.display().to_string());
     }
-    out.push_str(&plan::command(&plan, &paths));
+    out.push_str(&command::whole(&plan, &|f| local(f).display().to_string()));
     out.push('\n');
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_components_become_paths() {
+        for ok in ["mariadb-2-0", "3e11fa47-71ca-11e1-9e33-c80aa9429562"] {
+            assert!(safe_component(ok), "{ok}");
+        }
+        for bad in ["", "..", ".hidden", "a/b", "a\\b", "../x", "a b"] {
+            assert!(!safe_component(bad), "{bad:?}");
+        }
+    }
 }

@@ -16,6 +16,7 @@ mod meta_mysql;
 mod disk_full;
 mod metrics;
 mod pitr;
+mod pitr_failover;
 mod replica_source;
 mod replication_checksum;
 mod replication_crash;

@@ -78,14 +78,14 @@ fn a_replica_relaying_two_gtid_domains_is_copied_and_resumed_in_gtid_mode() {
         ];
         handles.map(|h| h.join().expect("a server started"))
     });
-    replica.start_replicating("a", &a);
-    replica.start_replicating("b", &b);
+    replica.replicate_from_as("a", &a);
+    replica.replicate_from_as("b", &b);
     // A few transactions from each primary before the tasks: the GTID tasks start after them.
     for (db, table) in [(&a, "from_a"), (&b, "from_b")] {
         db.sql(&format!("CREATE TABLE {table}_setup (id INT PRIMARY KEY); INSERT INTO {table}_setup VALUES (1), (2);"));
     }
-    replica.wait_replicated(&a);
-    replica.wait_replicated(&b);
+    replica.sync_with(&a);
+    replica.sync_with(&b);
     let start = replica.gtid_binlog_pos();
     assert_eq!(positions(&start).len(), 2, "the replica's binlog holds both domains: {start}");
 
@@ -147,8 +147,8 @@ fn a_replica_relaying_two_gtid_domains_is_copied_and_resumed_in_gtid_mode() {
     for l in loads {
         l.stop();
     }
-    replica.wait_replicated(&a);
-    replica.wait_replicated(&b);
+    replica.sync_with(&a);
+    replica.sync_with(&b);
     let end = replica.gtid_binlog_pos();
     for (what, id) in tasks {
         flush_and_catch_up(&srv, &replica, id);

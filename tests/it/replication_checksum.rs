@@ -14,8 +14,8 @@ use crate::common::poll_until;
 use crate::common::proxy::Proxy;
 use crate::common::replication::{
     LoadGenerator, LoadShape, WAIT, api_checkpoint, assert_copy_matches_source, assert_each_gtid_once, create_task,
-    fast_server_opts, files, flush_and_catch_up, from_first_file, last_event_id, local_dir, source_json, start_task,
-    task, task_events, wait_checkpoint_advances, wait_event_after, wait_running,
+    fast_server_opts, files, flush_and_catch_up, from_first_file, last_event_id, local_dir, source_json, source_via,
+    start_task, task, task_events, wait_checkpoint_advances, wait_event_after, wait_running,
 };
 use crate::common::server::Server;
 
@@ -63,8 +63,8 @@ fn a_checksum_none_source_resumes_after_every_kind_of_interruption() {
     let first = from_first_file(&db);
     assert_eq!(first["pos"], 4);
     let ids = [
-        create_task(&srv, "none-pos", proxy.source_json(), first),
-        create_task(&srv, "none-gtid", proxy.source_json(), from_no_gtid()),
+        create_task(&srv, "none-pos", source_via(proxy.port()), first),
+        create_task(&srv, "none-gtid", source_via(proxy.port()), from_no_gtid()),
     ];
     for &id in &ids {
         start_task(&srv, id);

@@ -1,7 +1,7 @@
 //! Faults around a running task: the source restarting, the TCP link cut or turned into a
-//! blackhole (by the harness's proxy), and the permanent failures an operator must see
-//! as FAILED with a precise `last_error.code`: purged binlogs, a wrong password, a source without
-//! a binary log, impossible start positions, a user without REPLICATION SLAVE.
+//! blackhole (by the harness's proxy, `common::proxy`), and the permanent failures an operator
+//! must see as FAILED with a precise `last_error.code`: purged binlogs, a wrong password, a
+//! source without a binary log, impossible start positions, a user without REPLICATION SLAVE.
 
 use std::time::{Duration, Instant};
 
@@ -14,8 +14,8 @@ use crate::common::proxy::Proxy;
 use crate::common::replication::{
     LoadGenerator, WAIT, api_checkpoint, assert_copy_matches_source, assert_each_gtid_once, create_task,
     fast_server_opts, files, flush_and_catch_up, from_first_file, last_event_id, last_event_type, local_dir,
-    source_json, start_copy_task, start_task, stop_task, task, task_events, wait_caught_up, wait_checkpoint_advances,
-    wait_event_after, wait_failed, wait_running,
+    source_json, source_via, start_copy_task, start_task, stop_task, task, task_events, wait_caught_up,
+    wait_checkpoint_advances, wait_event_after, wait_failed, wait_running,
 };
 use crate::common::server::Server;
 
@@ -92,7 +92,7 @@ fn a_cut_link_is_retried_and_resumed_without_a_gap() {
     let db = MariaDb::start(MariaDbOpts::default().max_binlog_size("128K"));
     let proxy = Proxy::start(db.addr());
     let srv = Server::start(fast_server_opts());
-    let id = create_task(&srv, "cut", proxy.source_json(), from_first_file(&db));
+    let id = create_task(&srv, "cut", source_via(proxy.port()), from_first_file(&db));
     start_task(&srv, id);
     wait_running(&srv, id);
     let load = LoadGenerator::start(&db, "cut_load", 3);
@@ -118,7 +118,7 @@ fn a_blackholed_link_is_detected_by_heartbeat_silence() {
     let proxy = Proxy::start(db.addr());
     // Heartbeat every 200 ms: silence for 1 s (5 periods) means the link is dead.
     let srv = Server::start(fast_server_opts());
-    let id = create_task(&srv, "blackhole", proxy.source_json(), from_first_file(&db));
+    let id = create_task(&srv, "blackhole", source_via(proxy.port()), from_first_file(&db));
     start_task(&srv, id);
     wait_running(&srv, id);
     let load = LoadGenerator::start(&db, "blackhole_load", 4);

@@ -16,7 +16,8 @@ use crate::common::poll_until;
 use crate::common::proxy::Proxy;
 use crate::common::replication::{
     WAIT, api_checkpoint, assert_copy_matches_source, create_task, fast_server_opts, flush_and_catch_up,
-    from_first_file, start_copy_task, start_task, task, task_events, wait_caught_up, wait_failed, wait_running,
+    from_first_file, source_via, start_copy_task, start_task, task, task_events, wait_caught_up, wait_failed,
+    wait_running,
 };
 use crate::common::server::Server;
 
@@ -99,7 +100,7 @@ fn the_same_checksum_error_at_the_same_position_fails_the_task_naming_file_and_p
     let db = MariaDb::start(MariaDbOpts::default());
     let proxy = Proxy::start(db.addr());
     let srv = Server::start(fast_server_opts());
-    let id = create_task(&srv, "corrupt", proxy.source_json(), from_first_file(&db));
+    let id = create_task(&srv, "corrupt", source_via(proxy.port()), from_first_file(&db));
     start_task(&srv, id);
     wait_running(&srv, id);
     db.sql("CREATE TABLE c (id INT PRIMARY KEY, v VARCHAR(100)); INSERT INTO c VALUES (1, 'fine');");

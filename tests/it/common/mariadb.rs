@@ -30,12 +30,11 @@ pub const TEST_DB: &str = "test";
 pub const REPL_PRIVILEGES: &str = "REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR, SELECT";
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long [`MariaDb::wait_replicated`] waits for a replica to catch up.
-const WAIT_REPLICATED: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 const PORT_ATTEMPTS: usize = 5;
 const LOG_TAIL_LINES: usize = 40;
+const REPLICA_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How to start a `MariaDb`; `Default` is a binlog-enabled primary (ROW, CRC32).
 #[derive(Debug, Clone)]
@@ -96,6 +95,13 @@ impl MariaDbOpts {
     pub fn max_allowed_packet(mut self, size: impl Into<String>) -> Self {
         self.max_allowed_packet = size.into();
         self
+    }
+
+    /// A failover candidate: `--server-id=<server_id>` and `--log-slave-updates` (the
+    /// transactions it applies are in its own binlog, with their original GTIDs), in the same
+    /// GTID domain as the primary.
+    pub fn replica(self, server_id: u32) -> Self {
+        self.server_id(server_id).arg("--log-slave-updates")
     }
 
     /// Appends a free-form `mariadbd` argument.
@@ -277,32 +283,51 @@ impl MariaDb {
         self.query_value("SELECT @@gtid_binlog_pos")
     }
 
-    /// Makes this server a replica of `primary` through the named connection `name` (MariaDB
-    /// multi-source replication), by GTID (`MASTER_USE_GTID = slave_pos`), as the `repl` user,
-    /// and starts it. With `--log-slave-updates` the replicated transactions land in this
-    /// server's own binary log, in the primary's GTID domain and with its server id.
-    pub fn start_replicating(&self, name: &str, primary: &MariaDb) {
+    /// Makes this server a GTID replica of `primary` (as the `repl` user, from its binlog's
+    /// start, `MASTER_USE_GTID=slave_pos`) and starts replicating. Start the replica with
+    /// [`MariaDbOpts::replica`] so that it logs what it applies, as a failover candidate does.
+    pub fn replicate_from(&self, primary: &MariaDb) {
         self.sql(&format!(
-            "CHANGE MASTER '{name}' TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, MASTER_USER = '{REPL_USER}', \
-             MASTER_PASSWORD = '{REPL_PASSWORD}', MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1; \
-             START SLAVE '{name}';",
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='{REPL_USER}', \
+             MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE",
             primary.port()
         ));
     }
 
-    /// Waits until this replica has applied everything `primary` has logged so far
-    /// (`MASTER_GTID_WAIT` on the primary's `@@gtid_binlog_pos`); panics with the replica's
-    /// status after `WAIT_REPLICATED`.
-    pub fn wait_replicated(&self, primary: &MariaDb) {
+    /// Like [`MariaDb::replicate_from`], through the named connection `name` (MariaDB
+    /// multi-source replication): one server can replicate several primaries, each in its own
+    /// GTID domain.
+    pub fn replicate_from_as(&self, name: &str, primary: &MariaDb) {
+        self.sql(&format!(
+            "CHANGE MASTER '{name}' TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='{REPL_USER}', \
+             MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE '{name}'",
+            primary.port()
+        ));
+    }
+
+    /// Waits until this replica has applied everything `primary` has binlogged so far; panics
+    /// with the replica's `SHOW SLAVE STATUS` when it does not within the deadline.
+    pub fn sync_with(&self, primary: &MariaDb) {
         let pos = primary.gtid_binlog_pos();
-        if pos.is_empty() {
-            return;
+        let waited = self.query_value(&format!("SELECT MASTER_GTID_WAIT('{pos}', {})", REPLICA_SYNC_TIMEOUT.as_secs()));
+        if waited != "0" {
+            panic!(
+                "replica on port {} did not reach {pos} within {REPLICA_SYNC_TIMEOUT:?}: {:?}",
+                self.port,
+                self.sql("SHOW SLAVE STATUS")
+            );
         }
-        let reached = self.query_value(&format!("SELECT MASTER_GTID_WAIT('{pos}', {})", WAIT_REPLICATED.as_secs()));
-        if reached != "0" {
-            let status = self.sql("SHOW ALL SLAVES STATUS");
-            panic!("the replica on port {} did not reach {pos} within {WAIT_REPLICATED:?}: {status:?}", self.port);
-        }
+    }
+
+    /// Stops the replica threads (the server falls behind its primary from here on).
+    pub fn stop_replica(&self) {
+        self.sql("STOP SLAVE");
+    }
+
+    /// A failover's promotion: replication stops and the primary is forgotten; the server takes
+    /// writes of its own (`gtid_slave_pos` is kept, as in a real promotion).
+    pub fn promote(&self) {
+        self.sql("STOP SLAVE; RESET SLAVE ALL");
     }
 
     /// `FLUSH BINARY LOGS`: closes the current file and starts the next one.

@@ -12,6 +12,7 @@
 
 pub mod cluster;
 pub mod mariadb;
+pub mod pitr;
 pub mod proxy;
 pub mod replication;
 pub mod s3;

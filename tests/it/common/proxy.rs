@@ -1,10 +1,12 @@
-//! A TCP proxy between binlog-server and a source, to make the link fail on purpose: cut every
-//! live connection, turn them into a blackhole (bytes read and dropped, sockets left open), or
+//! A small TCP proxy in front of a source, for faults and failovers: cut every live connection,
+//! turn them into a blackhole (bytes are read and dropped, the sockets stay open), move the
+//! target to another server (a failover behind a virtual IP or a DNS name, as a task sees it), or
 //! rewrite bytes the source sends (a marker replaced by bytes of the same length, as a damaged
-//! link or a faulty middlebox would). New connections after a cut or a blackhole are forwarded
-//! normally; a rewrite applies to every connection until it is turned off.
+//! link or a faulty middlebox would).
 //!
-//! It forwards real bytes between real processes; it never answers for the source.
+//! New connections after a cut, a blackhole or a move are forwarded normally, to the current
+//! target; a rewrite applies to every connection until it is turned off. Threads only: one
+//! acceptor, two pumps per connection; everything is shut down when the `Proxy` drops.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -12,20 +14,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
-use serde_json::{Value, json};
-
-use super::mariadb::{REPL_PASSWORD, REPL_USER};
-
 /// `(marker, replacement)`: every occurrence of the marker in the source's bytes is replaced.
 type Rewrite = Arc<Mutex<Option<(Vec<u8>, Vec<u8>)>>>;
 
-/// A proxy for one upstream address on an ephemeral loopback port.
+/// A TCP proxy on 127.0.0.1 (ephemeral port) to a target that can move.
 pub struct Proxy {
     port: u16,
+    target: Arc<Mutex<SocketAddr>>,
     conns: Arc<Mutex<Vec<ProxyConn>>>,
     accepted: Arc<AtomicUsize>,
-    rewrites: Arc<AtomicUsize>,
     rewrite: Rewrite,
+    rewritten: Arc<AtomicUsize>,
     closing: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -46,27 +45,19 @@ impl ProxyConn {
     }
 }
 
-/// What one direction of a connection does with the bytes it reads.
-#[derive(Clone)]
-struct Direction {
-    blackhole: Arc<AtomicBool>,
-    closed: Arc<AtomicBool>,
-    /// Only the source-to-client direction rewrites.
-    rewrite: Option<(Rewrite, Arc<AtomicUsize>)>,
-}
-
 impl Proxy {
-    /// Starts forwarding `127.0.0.1:<port()>` to `upstream`.
-    pub fn start(upstream: SocketAddr) -> Proxy {
+    /// Listens on an ephemeral loopback port and forwards every connection to `target`.
+    pub fn start(target: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
+        let target = Arc::new(Mutex::new(target));
         let conns: Arc<Mutex<Vec<ProxyConn>>> = Arc::default();
         let accepted = Arc::new(AtomicUsize::new(0));
-        let rewrites = Arc::new(AtomicUsize::new(0));
-        let rewrite: Rewrite = Arc::default();
         let closing = Arc::new(AtomicBool::new(false));
-        let (conns2, accepted2, closing2) = (conns.clone(), accepted.clone(), closing.clone());
-        let (rewrite2, rewrites2) = (rewrite.clone(), rewrites.clone());
+        let rewrite: Rewrite = Arc::default();
+        let rewritten = Arc::new(AtomicUsize::new(0));
+        let (target2, conns2, accepted2, closing2) = (target.clone(), conns.clone(), accepted.clone(), closing.clone());
+        let (rewrite2, rewritten2) = (rewrite.clone(), rewritten.clone());
         let acceptor = thread::Builder::new()
             .name("proxy-accept".into())
             .spawn(move || {
@@ -75,8 +66,9 @@ impl Proxy {
                         return;
                     }
                     let Ok(client) = client else { continue };
-                    // The source is down: refuse the client the way the source itself would.
-                    let Ok(upstream) = TcpStream::connect(upstream) else { continue };
+                    let to = *target2.lock().expect("proxy lock");
+                    // The target is down: refuse the client the way the server itself would.
+                    let Ok(upstream) = TcpStream::connect(to) else { continue };
                     accepted2.fetch_add(1, Ordering::SeqCst);
                     let conn = ProxyConn {
                         client: client.try_clone().expect("clone socket"),
@@ -86,7 +78,7 @@ impl Proxy {
                     };
                     let up =
                         Direction { blackhole: conn.blackhole.clone(), closed: conn.closed.clone(), rewrite: None };
-                    let down = Direction { rewrite: Some((rewrite2.clone(), rewrites2.clone())), ..up.clone() };
+                    let down = Direction { rewrite: Some((rewrite2.clone(), rewritten2.clone())), ..up.clone() };
                     pump(client.try_clone().expect("clone socket"), upstream.try_clone().expect("clone socket"), up);
                     pump(upstream, client, down);
                     let mut conns = conns2.lock().expect("proxy lock");
@@ -95,17 +87,12 @@ impl Proxy {
                 }
             })
             .expect("spawn the proxy");
-        Proxy { port, conns, accepted, rewrites, rewrite, closing, acceptor: Some(acceptor) }
+        Proxy { port, target, conns, accepted, rewrite, rewritten, closing, acceptor: Some(acceptor) }
     }
 
-    /// The proxy's port on 127.0.0.1.
+    /// The port clients connect to (on 127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// A task's `source` object (the `repl` user, MariaDB) pointing at the proxy.
-    pub fn source_json(&self) -> Value {
-        json!({"host": "127.0.0.1", "port": self.port, "user": REPL_USER, "password": REPL_PASSWORD, "flavor": "mariadb"})
     }
 
     /// Shuts down both sockets of every connection; returns how many were still open.
@@ -125,6 +112,14 @@ impl Proxy {
         open.len()
     }
 
+    /// A failover: new connections go to `target` from now on, and every live connection (to
+    /// the old target) is cut, so clients reconnect and land on the new one. Returns how many
+    /// connections were cut.
+    pub fn move_to(&self, target: SocketAddr) -> usize {
+        *self.target.lock().expect("proxy lock") = target;
+        self.cut_all()
+    }
+
     /// From now on, every occurrence of `marker` in what the source sends is replaced by
     /// `replacement` (same length), on every connection. While a rewrite is on, a tail of what
     /// was read that could be the beginning of a marker is held back until more arrives (a marker
@@ -142,7 +137,7 @@ impl Proxy {
 
     /// How many markers were rewritten so far.
     pub fn rewritten(&self) -> usize {
-        self.rewrites.load(Ordering::SeqCst)
+        self.rewritten.load(Ordering::SeqCst)
     }
 
     /// Connections accepted (and connected upstream) so far.
@@ -161,6 +156,15 @@ impl Drop for Proxy {
             let _ = t.join();
         }
     }
+}
+
+/// What one direction of a connection does with the bytes it reads.
+#[derive(Clone)]
+struct Direction {
+    blackhole: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
+    /// Only the source-to-client direction rewrites.
+    rewrite: Option<(Rewrite, Arc<AtomicUsize>)>,
 }
 
 /// Copies `from` -> `to` on a thread until either side closes; while the connection is a
