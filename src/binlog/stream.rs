@@ -856,6 +856,52 @@ mod tests {
         }
     }
 
+    /// The checksum-NONE resume on MySQL's bytes: a 5.6 file without checksums (the FDE still has
+    /// its own CRC32), resumed after each of its transactions, its FDE re-sent with `log_pos` and
+    /// `created` zeroed and the CRC left as in the file.
+    #[test]
+    fn a_restart_inside_a_mysql_checksum_none_file_resumes_after_every_transaction() {
+        let data = fixture("bug11747887-bin.000003");
+        let events: Vec<(usize, &[u8])> = FileEvents::new(&data).unwrap().collect();
+        let fde = Fde::parse(events[0].1).unwrap();
+        assert_eq!(fde.checksum, event::ChecksumAlg::Off, "a NONE file");
+        let mut resumed = 0;
+        // Every boundary of a stream from the start is a place a restart can resume from.
+        let mut t = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mysql, None), false);
+        let mut boundaries = BTreeSet::new();
+        let mut ops = Vec::new();
+        for e in stream_from_start("mysql-bin.000003", &data) {
+            t.on_event(e, &mut ops).unwrap();
+            boundaries.extend(t.boundary().map(|b| b.pos));
+        }
+        for &held in boundaries.iter().filter(|&&p| p > 4 && p < data.len() as u64) {
+            let local = LocalFiles {
+                open: Some(OpenFile {
+                    name: BinlogFileName::parse("mysql-bin.000003").unwrap(),
+                    start_pos: 4,
+                    end_pos: held,
+                    has_transactions: true,
+                }),
+                sealed: BTreeSet::new(),
+            };
+            let mut stream = vec![fake_rotate_with("mysql-bin.000003", held, false), as_sent_fde(events[0].1, true)];
+            stream.extend(events.iter().filter(|(o, _)| *o as u64 >= held).map(|(_, e)| Bytes::copy_from_slice(e)));
+            let mut t = StreamTracker::new(local, GtidTracker::new(Flavor::Mysql, None), false);
+            let mut ops = Vec::new();
+            for (i, e) in stream.into_iter().enumerate() {
+                t.on_event(e, &mut ops).unwrap_or_else(|err| panic!("resumed at {held}, event {i}: {err}"));
+            }
+            let appended: Vec<u8> = ops
+                .iter()
+                .filter_map(|o| if let WriteOp::Append { bytes, .. } = o { Some(bytes.to_vec()) } else { None })
+                .flatten()
+                .collect();
+            assert_eq!(&appended[..], &data[held as usize..], "resumed at {held}: the rest of the file");
+            resumed += 1;
+        }
+        assert!(resumed >= 3, "{resumed} resume points");
+    }
+
     /// The events of a captured dump, one after another as they came off the wire (each is
     /// framed by its own size field).
     fn wire_events(mut data: &[u8]) -> Vec<Bytes> {
