@@ -52,8 +52,9 @@ fn never_a_checksum_error(srv: &Server, id: i64) {
 
 /// The report (a NONE source, FILE_POS from the first file at 4, catch up, SIGTERM,
 /// `serve` again: the task must stream again), then kill -9, a source restart and a cut link,
-/// for a FILE_POS and a GTID task on the same source. Each interruption lands inside a NONE
-/// file, past position 4: the case that re-sends the FDE with the stale CRC.
+/// for a FILE_POS, a GTID and a LATEST task on the same source (LATEST joins the first file
+/// mid-way, after its header). Each interruption lands inside a NONE file, past position 4: the
+/// case that re-sends the FDE with the stale CRC.
 #[test]
 fn a_checksum_none_source_resumes_after_every_kind_of_interruption() {
     let mut db = MariaDb::start(MariaDbOpts::default().max_binlog_size("64K").arg("--binlog-checksum=NONE"));
@@ -65,6 +66,7 @@ fn a_checksum_none_source_resumes_after_every_kind_of_interruption() {
     let ids = [
         create_task(&srv, "none-pos", source_via(proxy.port()), first),
         create_task(&srv, "none-gtid", source_via(proxy.port()), from_no_gtid()),
+        create_task(&srv, "none-latest", source_via(proxy.port()), json!({"mode": "LATEST"})),
     ];
     for &id in &ids {
         start_task(&srv, id);
@@ -91,7 +93,7 @@ fn a_checksum_none_source_resumes_after_every_kind_of_interruption() {
     streams_again(&srv, &m, "source restart");
 
     let m = marks(&srv, &ids);
-    assert!(proxy.cut_all() >= ids.len(), "both tasks' connections go through the proxy");
+    assert!(proxy.cut_all() >= ids.len(), "every task's connection goes through the proxy");
     streams_again(&srv, &m, "cut link");
 
     load.stop();
@@ -99,7 +101,12 @@ fn a_checksum_none_source_resumes_after_every_kind_of_interruption() {
         flush_and_catch_up(&srv, &db, id);
         let copy = assert_copy_matches_source(&srv, &db, id);
         assert!(copy.sealed.len() >= 3, "task {id}: the load and the restarts rotate the binlog: {copy:?}");
-        assert_each_gtid_once(&srv, &db, id);
+        // The LATEST copy's first file starts mid-way without the source's GTID list, which
+        // mariadb-binlog's strict mode refuses to read together with the next files from their
+        // start; its byte identity from the start position on already holds every transaction once.
+        if id != ids[2] {
+            assert_each_gtid_once(&srv, &db, id);
+        }
         never_a_checksum_error(&srv, id);
     }
 }
