@@ -87,6 +87,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     let state = web::Data::new(ApiState {
         supervisor: supervisor.clone(),
         server_id_base: settings.replication.server_id_base,
+        alert_after: crate::retry::RetryPolicy::from_settings(&settings.retry).alert_after,
         http_registry,
         data_dir: settings.data_dir.clone(),
         cluster: api::ClusterInfo {

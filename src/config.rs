@@ -45,6 +45,7 @@ pub struct Settings {
     pub upload: UploadSettings,
     pub storage: StorageSettings,
     pub replication: ReplicationSettings,
+    pub retry: RetrySettings,
     pub writer: WriterSettings,
     pub cluster: ClusterSettings,
 }
@@ -67,6 +68,7 @@ impl Default for Settings {
             upload: UploadSettings::default(),
             storage: StorageSettings::default(),
             replication: ReplicationSettings::default(),
+            retry: RetrySettings::default(),
             writer: WriterSettings::default(),
             cluster: ClusterSettings::default(),
         }
@@ -354,6 +356,25 @@ impl Default for ReplicationSettings {
             retry_max_ms: 60_000,
             max_event_bytes: 1 << 30,
         }
+    }
+}
+
+/// When retrying stops being the answer (the failure policy, `src/retry.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// The same retryable failure at the same source position this many times in a row, with no
+    /// progress in between, fails the task (SOURCE_EVENT_CORRUPT, SOURCE_STREAM_UNREADABLE);
+    /// 0 never does.
+    pub same_error_limit: u32,
+    /// A task retrying for longer than this counts as stuck (`binlog_server_tasks_stuck`, first
+    /// on the UI's dashboard).
+    pub alert_after_sec: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings { same_error_limit: 5, alert_after_sec: 300 }
     }
 }
 
@@ -696,6 +717,15 @@ impl Settings {
         if r.max_event_bytes < (1 << 20) || r.max_event_bytes > (1 << 30) {
             return Err(invalid("replication.max_event_bytes", "must be between 1 MiB and 1 GiB"));
         }
+        if self.retry.same_error_limit == 1 {
+            return Err(invalid(
+                "retry.same_error_limit",
+                "must be 0 (never fail a task for a repeated error) or at least 2 (1 would fail on the first error)",
+            ));
+        }
+        if self.retry.alert_after_sec == 0 {
+            return Err(invalid("retry.alert_after_sec", "must be at least 1"));
+        }
         let w = &self.writer;
         if w.fsync_max_bytes < 4096 || w.fsync_max_bytes > (1 << 30) {
             return Err(invalid("writer.fsync_max_bytes", "must be between 4096 and 1 GiB"));
@@ -820,6 +850,25 @@ mod tests {
         let mut bad = base.to_vec();
         bad.push(("BINLOG_SERVER_CLUSTER_NODE_ID", "no spaces"));
         assert!(load(None, &env(&bad), Purpose::Serve).unwrap_err().0.contains("cluster.node_id"));
+    }
+
+    #[test]
+    fn retry_policy_keys() {
+        let s = load(None, &local(), Purpose::Serve).unwrap();
+        assert_eq!((s.retry.same_error_limit, s.retry.alert_after_sec), (5, 300));
+        let mut e = local();
+        e.extend(env(&[("BINLOG_SERVER_RETRY_SAME_ERROR_LIMIT", "0"), ("BINLOG_SERVER_RETRY_ALERT_AFTER_SEC", "60")]));
+        let s = load(None, &e, Purpose::Serve).unwrap();
+        assert_eq!((s.retry.same_error_limit, s.retry.alert_after_sec), (0, 60));
+        for (name, value, key) in [
+            ("BINLOG_SERVER_RETRY_SAME_ERROR_LIMIT", "1", "retry.same_error_limit"),
+            ("BINLOG_SERVER_RETRY_ALERT_AFTER_SEC", "0", "retry.alert_after_sec"),
+        ] {
+            let mut e = local();
+            e.push((name.to_string(), value.to_string()));
+            let err = load(None, &e, Purpose::Serve).unwrap_err().0;
+            assert!(err.contains(key) && err.contains(name), "{err}");
+        }
     }
 
     fn yaml(text: &str) -> (tempfile::TempDir, PathBuf) {

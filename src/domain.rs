@@ -229,17 +229,30 @@ string_enum!(
         SourceUnreachable => "SOURCE_UNREACHABLE",
         SourceProtocolError => "SOURCE_PROTOCOL_ERROR",
         ChecksumMismatch => "CHECKSUM_MISMATCH",
+        SourceEventCorrupt => "SOURCE_EVENT_CORRUPT",
+        SourceStreamUnreadable => "SOURCE_STREAM_UNREADABLE",
         MetadataError => "METADATA_ERROR",
         LeaseLost => "LEASE_LOST",
         InternalError => "INTERNAL_ERROR",
     }
 );
 
-/// A task's last error: `{code, message}`.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// A task's last error: what failed, and since when the task has been failing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TaskError {
     pub code: TaskErrorCode,
     pub message: String,
+    /// When the task began failing: the first failed attempt since it last streamed.
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// Failed attempts since then (this one included).
+    pub attempts: u32,
+}
+
+impl TaskError {
+    /// A first failure, at `now`.
+    pub fn first(code: TaskErrorCode, message: impl Into<String>, now: chrono::DateTime<chrono::Utc>) -> Self {
+        TaskError { code, message: message.into(), since: now, attempts: 1 }
+    }
 }
 
 string_enum!(

@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod meta;
 pub mod pitr;
+pub mod retry;
 pub mod secret;
 pub mod source;
 pub mod telemetry;

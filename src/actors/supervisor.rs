@@ -570,6 +570,32 @@ impl Handler<CountTasks> for Supervisor {
     }
 }
 
+/// How many tasks are stuck (`retry::is_stuck`), for `/metrics`. Like `CountTasks`, it counts
+/// every task of the metadata store (in cluster mode, every node's).
+#[derive(Message)]
+#[rtype(result = "ControlResult<i64>")]
+pub struct CountStuck;
+
+impl Handler<CountStuck> for Supervisor {
+    type Result = ResponseFuture<ControlResult<i64>>;
+
+    fn handle(&mut self, _: CountStuck, _: &mut Context<Self>) -> Self::Result {
+        let alert_after = crate::retry::RetryPolicy::from_settings(&self.settings.retry).alert_after;
+        let retrying = TaskFilter { state: Some(TaskState::RetryBackoff), ..TaskFilter::default() };
+        let fut = store_call!(self.store, |s| s.list_tasks(&retrying, i64::MAX, 0));
+        Box::pin(async move {
+            let (tasks, _) = fut.await.map_err(ControlError::Store)?;
+            let now = chrono::Utc::now();
+            Ok(
+                tasks
+                    .iter()
+                    .filter(|t| crate::retry::is_stuck(t.state, t.last_error.as_ref(), now, alert_after))
+                    .count() as i64,
+            )
+        })
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "ControlResult<TaskView>")]
 pub struct GetTask(pub TaskId);

@@ -224,13 +224,26 @@ pub struct TaskDto {
     pub storage: StorageDto,
     pub state: TaskState,
     pub desired_state: DesiredState,
+    /// The error of the last failed attempt, with since when the task has been failing and how
+    /// many attempts failed; null once the task streams again.
     pub last_error: Option<TaskError>,
+    /// Retrying (RETRY_BACKOFF) for longer than `retry.alert_after_sec`: needs a look.
+    pub stuck: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+/// What shaping a `TaskDto` needs besides the task.
+#[derive(Debug, Clone, Copy)]
+pub struct DtoContext {
+    pub server_id_base: u32,
+    pub alert_after: chrono::Duration,
+    pub now: DateTime<Utc>,
+}
+
 impl TaskDto {
-    pub fn from_task(t: &Task, server_id_base: u32) -> Self {
+    pub fn from_task(t: &Task, ctx: &DtoContext) -> Self {
+        let server_id_base = ctx.server_id_base;
         let (file, pos, gtid_set) = match &t.spec.start {
             StartSpec::Latest => (None, None, None),
             StartSpec::FilePos { file, pos } => (Some(file.to_string()), Some(*pos), None),
@@ -261,6 +274,7 @@ impl TaskDto {
             state: t.state,
             desired_state: t.desired_state,
             last_error: t.last_error.clone(),
+            stuck: crate::retry::is_stuck(t.state, t.last_error.as_ref(), ctx.now, ctx.alert_after),
             created_at: t.created_at,
             updated_at: t.updated_at,
         }

@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::actors::supervisor::CountTasks;
+use crate::actors::supervisor::{CountStuck, CountTasks};
 use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::telemetry::metrics::metrics;
@@ -16,7 +16,9 @@ use crate::telemetry::metrics::metrics;
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn metrics_text(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let counts = state.supervisor.send(CountTasks).await??;
+    let stuck = state.supervisor.send(CountStuck).await??;
     let m = metrics();
     m.set_task_counts(&counts);
+    m.tasks_stuck.set(stuck);
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(m.render(&state.http_registry)))
 }

@@ -28,11 +28,20 @@ use crate::domain::TaskId;
 pub struct ApiState {
     pub supervisor: Addr<Supervisor>,
     pub server_id_base: u32,
+    /// `retry.alert_after_sec`: a task retrying for longer is shown as stuck.
+    pub alert_after: chrono::Duration,
     /// Where actix-web-prom records the HTTP families (rendered after ours at `/metrics`).
     pub http_registry: prometheus::Registry,
     /// Where task files live (downloads check every path is inside it).
     pub data_dir: std::path::PathBuf,
     pub cluster: ClusterInfo,
+}
+
+impl ApiState {
+    /// What `TaskDto::from_task` needs, as of now.
+    pub fn dto_context(&self) -> dto::DtoContext {
+        dto::DtoContext { server_id_base: self.server_id_base, alert_after: self.alert_after, now: chrono::Utc::now() }
+    }
 }
 
 /// What the cluster endpoints need to know about this node.

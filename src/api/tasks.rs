@@ -48,7 +48,7 @@ pub async fn create(state: web::Data<ApiState>, body: web::Json<serde_json::Valu
     let task = sup(&state).send(CreateTask(spec)).await??;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/tasks/{}", task.id)))
-        .json(TaskDto::from_task(&task, state.server_id_base)))
+        .json(TaskDto::from_task(&task, &state.dto_context())))
 }
 
 #[utoipa::path(get, path = "/api/tasks", tag = "tasks", params(ListQuery),
@@ -83,8 +83,9 @@ pub async fn list(state: web::Data<ApiState>, q: web::Query<ListQuery>) -> Resul
     }
     let filter = TaskFilter { state: st, host: q.host.filter(|h| !h.is_empty()), port, search: q.q };
     let (tasks, total) = sup(&state).send(ListTasks { filter, limit, offset }).await??;
+    let ctx = state.dto_context();
     Ok(HttpResponse::Ok().json(TaskPage {
-        items: tasks.iter().map(|t| TaskDto::from_task(t, state.server_id_base)).collect(),
+        items: tasks.iter().map(|t| TaskDto::from_task(t, &ctx)).collect(),
         total,
         limit,
         offset,
@@ -97,7 +98,7 @@ pub async fn list(state: web::Data<ApiState>, q: web::Query<ListQuery>) -> Resul
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn get(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse> {
     let view = sup(&state).send(GetTask(id.0)).await??;
-    Ok(HttpResponse::Ok().json(TaskDto::from_task(&view.task, state.server_id_base)))
+    Ok(HttpResponse::Ok().json(TaskDto::from_task(&view.task, &state.dto_context())))
 }
 
 #[utoipa::path(put, path = "/api/tasks/{id}", tag = "tasks", params(("id" = i64, Path, description = "Task id", minimum = 1)), request_body = TaskBody,
@@ -114,7 +115,7 @@ pub async fn update(
     let keep_password = body.keeps_password();
     let spec = body.into_raw().validate().map_err(ApiError::fields)?;
     let task = sup(&state).send(UpdateTask { id: id.0, spec, keep_password }).await??;
-    Ok(HttpResponse::Ok().json(TaskDto::from_task(&task, state.server_id_base)))
+    Ok(HttpResponse::Ok().json(TaskDto::from_task(&task, &state.dto_context())))
 }
 
 #[utoipa::path(delete, path = "/api/tasks/{id}", tag = "tasks", params(("id" = i64, Path, description = "Task id", minimum = 1), DeleteQuery),
@@ -136,7 +137,7 @@ pub async fn start(state: web::Data<ApiState>, id: TaskIdPath, body: web::Bytes)
     // A body is ignored, but read: a body left unread makes actix close the connection.
     drop(body);
     let task = sup(&state).send(StartTask(id.0)).await??;
-    Ok(HttpResponse::Ok().json(TaskDto::from_task(&task, state.server_id_base)))
+    Ok(HttpResponse::Ok().json(TaskDto::from_task(&task, &state.dto_context())))
 }
 
 #[utoipa::path(post, path = "/api/tasks/{id}/stop", tag = "tasks", params(("id" = i64, Path, description = "Task id", minimum = 1)),
@@ -147,7 +148,7 @@ pub async fn start(state: web::Data<ApiState>, id: TaskIdPath, body: web::Bytes)
 pub async fn stop(state: web::Data<ApiState>, id: TaskIdPath, body: web::Bytes) -> Result<HttpResponse> {
     drop(body);
     let task = sup(&state).send(StopTask(id.0)).await??;
-    Ok(HttpResponse::Ok().json(TaskDto::from_task(&task, state.server_id_base)))
+    Ok(HttpResponse::Ok().json(TaskDto::from_task(&task, &state.dto_context())))
 }
 
 #[utoipa::path(get, path = "/api/tasks/{id}/checkpoint", tag = "tasks", params(("id" = i64, Path, description = "Task id", minimum = 1)),

@@ -63,6 +63,8 @@ pub(crate) struct TaskRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub bucket_retention_days: i32,
+    pub last_error_since: Option<NaiveDateTime>,
+    pub last_error_attempts: Option<i32>,
 }
 
 /// The spec columns of `tasks`, for insert and update.
@@ -146,6 +148,9 @@ impl TaskRow {
             (Some(code), message) => Some(TaskError {
                 code: code.parse::<TaskErrorCode>().unwrap_or(TaskErrorCode::InternalError),
                 message: message.unwrap_or_default(),
+                // An error recorded before these columns existed: when the row last changed.
+                since: to_utc(self.last_error_since.unwrap_or(self.updated_at)),
+                attempts: self.last_error_attempts.and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
             }),
             (None, _) => None,
         };

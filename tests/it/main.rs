@@ -17,13 +17,17 @@ mod disk_full;
 mod metrics;
 mod pitr;
 mod pitr_failover;
+mod replica_source;
+mod replication_checksum;
 mod replication_crash;
 mod replication_faults;
 mod replication_identity;
 mod replication_lifecycle;
 mod replication_modes;
 mod replication_replay;
+mod retry_policy;
 mod secrets;
+mod source_matrix;
 mod tls;
 mod tracing;
 

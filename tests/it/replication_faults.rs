@@ -27,37 +27,64 @@ fn wait_retry_then_running(srv: &Server, id: i64, mark: i64) -> String {
     message
 }
 
+/// Both start modes: a GTID-mode task resumes by position on the same server too, so that the
+/// STOP event after its checkpoint is fetched (a GTID dump would start at the next file).
 #[test]
 fn source_restart_mid_stream_resumes_with_the_stop_event_and_no_gap() {
     let mut db = MariaDb::start(MariaDbOpts::default().max_binlog_size("256K"));
     let srv = Server::start(fast_server_opts());
-    let id = start_copy_task(&srv, &db, "restart");
-    wait_running(&srv, id);
+    let by_pos = start_copy_task(&srv, &db, "restart");
+    let by_gtid = create_task(&srv, "restart-gtid", source_json(&db), json!({"mode": "GTID", "gtid_set": ""}));
+    start_task(&srv, by_gtid);
+    let ids = [by_pos, by_gtid];
     let load = LoadGenerator::start(&db, "restart_load", 1);
-    wait_checkpoint_advances(&srv, id);
+    for id in ids {
+        wait_running(&srv, id);
+        wait_checkpoint_advances(&srv, id);
+    }
     load.stop();
+    // Caught up: each checkpoint follows the last transaction, so the STOP the source writes at
+    // shutdown is the only thing left in the file.
+    for id in ids {
+        wait_caught_up(&srv, &db, id);
+    }
     let closed = db.master_status().expect("binlog on").file;
 
-    let mark = last_event_id(&srv, id);
+    let marks: Vec<i64> = ids.iter().map(|&id| last_event_id(&srv, id)).collect();
     db.stop();
-    let (_, message) = wait_event_after(&srv, id, "TASK_RETRY_BACKOFF", mark);
-    assert!(message.starts_with("SOURCE_UNREACHABLE"), "a source shutdown is retried as SOURCE_UNREACHABLE: {message}");
-    assert_eq!(task(&srv, id)["state"], "RETRY_BACKOFF", "the task waits for the source");
+    for (&id, &mark) in ids.iter().zip(&marks) {
+        let (_, message) = wait_event_after(&srv, id, "TASK_RETRY_BACKOFF", mark);
+        assert!(
+            message.starts_with("SOURCE_UNREACHABLE"),
+            "a source shutdown is retried as SOURCE_UNREACHABLE: {message}"
+        );
+        assert_eq!(task(&srv, id)["state"], "RETRY_BACKOFF", "the task waits for the source");
+    }
     db.restart();
-    wait_running(&srv, id);
     let load = LoadGenerator::start(&db, "restart_load", 2);
-    wait_checkpoint_advances(&srv, id);
+    for id in ids {
+        wait_running(&srv, id);
+        wait_checkpoint_advances(&srv, id);
+    }
     load.stop();
-    flush_and_catch_up(&srv, &db, id);
-
-    let copy = assert_copy_matches_source(&srv, &db, id);
-    // The source wrote a STOP event to the file it closed at shutdown (it is never streamed
-    // live: the task fetched it by resuming at its checkpoint), then opened a new file.
-    let ours = std::fs::read(local_dir(&srv, id, &db).join(&closed)).expect("the file closed at shutdown");
-    assert_eq!(last_event_type(&ours), Some(types::STOP), "{closed} must end with the source's STOP event");
-    let after = copy.sealed.iter().position(|n| *n == closed).expect("the closed file is sealed");
-    assert!(after + 1 < copy.sealed.len(), "the file opened after the restart must be copied too: {copy:?}");
-    assert_each_gtid_once(&srv, &db, id);
+    for id in ids {
+        flush_and_catch_up(&srv, &db, id);
+        let copy = assert_copy_matches_source(&srv, &db, id);
+        // The source wrote a STOP event to the file it closed at shutdown (it is never streamed
+        // live: the task fetched it by resuming at its checkpoint), then opened a new file.
+        let ours = std::fs::read(local_dir(&srv, id, &db).join(&closed)).expect("the file closed at shutdown");
+        assert_eq!(
+            last_event_type(&ours),
+            Some(types::STOP),
+            "task {id}: {closed} must end with the source's STOP event"
+        );
+        let after = copy.sealed.iter().position(|n| *n == closed).expect("the closed file is sealed");
+        assert!(
+            after + 1 < copy.sealed.len(),
+            "task {id}: the file opened after the restart must be copied too: {copy:?}"
+        );
+        assert_each_gtid_once(&srv, &db, id);
+    }
 }
 
 #[test]

@@ -294,6 +294,17 @@ impl MariaDb {
         ));
     }
 
+    /// Like [`MariaDb::replicate_from`], through the named connection `name` (MariaDB
+    /// multi-source replication): one server can replicate several primaries, each in its own
+    /// GTID domain.
+    pub fn replicate_from_as(&self, name: &str, primary: &MariaDb) {
+        self.sql(&format!(
+            "CHANGE MASTER '{name}' TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='{REPL_USER}', \
+             MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE '{name}'",
+            primary.port()
+        ));
+    }
+
     /// Waits until this replica has applied everything `primary` has binlogged so far; panics
     /// with the replica's `SHOW SLAVE STATUS` when it does not within the deadline.
     pub fn sync_with(&self, primary: &MariaDb) {

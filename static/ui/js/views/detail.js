@@ -116,9 +116,11 @@ export function mount(el, params, ctx) {
     deleteBtn.disabled = !CAN_DELETE.has(t.state);
 
     const err = t.last_error || repl?.last_error;
-    replaceIfChanged(lastError, JSON.stringify(err || null), () => (err
-      ? h('div', { class: `callout ${t.state === 'FAILED' ? 'bad' : 'warn'}` },
-        h('h2', null, 'Last error'), h('p', null, h('code', null, err.code), ' ', err.message),
+    replaceIfChanged(lastError, JSON.stringify([err || null, t.stuck]), () => (err
+      ? h('div', { class: `callout ${t.state === 'FAILED' || t.stuck ? 'bad' : 'warn'}` },
+        h('h2', null, t.stuck ? 'Last error (stuck: retrying for too long)' : 'Last error'),
+        h('p', null, h('code', null, err.code), ' ', err.message),
+        h('p', { class: 'error-since' }, 'Failing since ', timeEl(err.since), `, ${err.attempts} failed attempt${err.attempts === 1 ? '' : 's'}.`),
         t.state === 'RETRY_BACKOFF' && repl?.retry_in_ms != null ? h('p', null, `Next attempt in ${seconds(repl.retry_in_ms / 1000)}.`) : null)
       : null));
 
