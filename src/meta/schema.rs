@@ -26,6 +26,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         bucket_retention_days -> Integer,
+        source_server_public_key -> Nullable<Text>,
     }
 }
 

@@ -204,7 +204,7 @@ fn fake_source_speaks_enough_protocol_for_a_real_client() {
         .tcp_port(fake.port())
         .user(Some("probe"))
         .pass(Some("pw"));
-    let err = rt.block_on(mysql_async::Conn::new(opts)).err().expect("the fake denies access");
+    let err = rt.block_on(mysql_async::Conn::new(opts)).expect_err("the fake denies access");
     assert!(err.to_string().contains("Access denied for user 'probe'"), "{err}");
     let sessions = fake.wait_sessions(1, Duration::from_secs(30));
     assert_eq!(sessions[0].error, None, "the script ran to its end: {sessions:?}");

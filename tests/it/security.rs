@@ -299,7 +299,9 @@ fn cross_site_requests_and_foreign_host_names_are_refused() {
     let state = || task(&srv, id)["state"].as_str().unwrap_or_default().to_string();
 
     // What a page on another site can make a browser send without a preflight.
-    let simple: &[(&str, Option<(&str, &[u8])>, u16)] = &[
+    // (what, (content type, body), expected status)
+    type Simple<'a> = (&'a str, Option<(&'a str, &'a [u8])>, u16);
+    let simple: &[Simple] = &[
         ("text/plain", Some(("text/plain", &b"x"[..])), 415),
         ("a form", Some(("application/x-www-form-urlencoded", &b"a=b"[..])), 415),
         ("multipart", Some(("multipart/form-data; boundary=x", &b"--x--"[..])), 415),
