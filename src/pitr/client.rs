@@ -1,11 +1,13 @@
 //! `binlog-server replay`: asks a running server for a replay plan and prints it, or downloads
 //! the plan's files into a directory and prints the command to run over them. Talks HTTP only
-//! (the API), never to the metadata database or the data directory.
+//! (the API), never to the metadata database or the data directory. What the server answers is
+//! input like any other: a file name must be a bare binlog file name before it becomes a path.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use crate::pitr::files;
 use crate::pitr::plan::{self, Plan};
 
 /// What the command line gave.
@@ -47,10 +49,28 @@ fn get(args: &ReplayArgs, path: &str, query: &[(&str, String)]) -> Result<ureq::
     Ok(resp)
 }
 
+/// Refuses a plan unless every file it names is a bare binlog file name, by the rule the server
+/// applies to names it serves (`pitr::files::validate_name`): a server, or anyone in the middle
+/// of plain http, must not be able to make `--fetch` write outside its directory, nor put a
+/// line of its own into the output.
+fn check_names(plan: &Plan) -> Result<(), String> {
+    for f in &plan.files {
+        if let Err(e) = files::validate_name(&f.name) {
+            let shown: String = f.name.chars().take(64).collect();
+            return Err(format!(
+                "the plan names {shown:?}, which is not a file name ({e}): refusing the whole plan, nothing was \
+                 downloaded"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the command; returns what to print on stdout.
 pub fn run(args: &ReplayArgs) -> Result<String, String> {
     let mut resp = get(args, &format!("/api/tasks/{}/replay", args.task), &args.params)?;
     let plan: Plan = resp.body_mut().read_json().map_err(|e| format!("reading the plan: {e}"))?;
+    check_names(&plan)?;
     let mut out = String::new();
     let Some(dir) = &args.fetch else {
         for f in &plan.files {
@@ -80,4 +100,41 @@ pub fn run(args: &ReplayArgs) -> Result<String, String> {
     out.push_str(&plan::command(&plan, &paths));
     out.push('\n');
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Flavor;
+    use crate::pitr::Location;
+    use crate::pitr::plan::PlanFile;
+
+    fn plan(names: &[&str]) -> Plan {
+        Plan {
+            flavor: Flavor::Mariadb,
+            files: names
+                .iter()
+                .map(|n| PlanFile {
+                    name: n.to_string(),
+                    source_identity: "s".into(),
+                    size: 1,
+                    location: Location::Object { key: "k".into() },
+                })
+                .collect(),
+            start_position: None,
+            stop_position: None,
+            start_datetime: None,
+            stop_datetime: None,
+            command: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_plan_is_refused_when_any_name_is_not_a_file_name() {
+        assert!(check_names(&plan(&["mariadb-bin.000001", "mariadb-bin.000002"])).is_ok());
+        for bad in ["/../../tmp/x", "../x", "a/b.000001", "..", "", "x.000001\nrm -rf ~", ".hidden.000001"] {
+            let err = check_names(&plan(&["mariadb-bin.000001", bad])).unwrap_err();
+            assert!(err.contains("not a file name"), "{bad:?}: {err}");
+        }
+    }
 }
