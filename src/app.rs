@@ -106,6 +106,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         warn!(log, "API AUTHENTICATION IS DISABLED on a non-loopback address: anyone who can reach \
                     this port controls the tasks. Set api.auth.enabled (see SECURITY.md)"; "addr" => %addr);
     }
+    let cross_site = Arc::new(api::cross_site::Policy::from_settings(&settings));
     let ui_source = api::ui::UiSource::from_dev_dir(&settings.ui.dev_dir);
     if let api::ui::UiSource::Dir(dir) = &ui_source {
         info!(log, "serving the UI from disk (ui.dev_dir)"; "dir" => %dir.display());
@@ -117,7 +118,11 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
             protect_metrics: auth_settings.protect_metrics,
             rate_limit: limiter.clone(),
         };
+        let cross_site = cross_site.clone();
         App::new()
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                api::cross_site::guard(cross_site.clone(), req, next)
+            }))
             .wrap(actix_web::middleware::Condition::new(tracing_on, actix_web::middleware::from_fn(api::trace_request)))
             .wrap(prom.clone())
             .app_data(state.clone())

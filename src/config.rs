@@ -38,6 +38,7 @@ pub struct Settings {
     /// Seconds the graceful shutdown may take before the process exits anyway.
     pub shutdown_timeout_sec: u64,
     pub log: LogSettings,
+    pub http: HttpSettings,
     pub api: ApiSettings,
     pub ui: UiSettings,
     pub secrets: SecretsSettings,
@@ -60,6 +61,7 @@ impl Default for Settings {
             meta_pool_size: 8,
             shutdown_timeout_sec: 30,
             log: LogSettings::default(),
+            http: HttpSettings::default(),
             api: ApiSettings::default(),
             ui: UiSettings::default(),
             secrets: SecretsSettings::default(),
@@ -150,6 +152,27 @@ impl Default for LogSettings {
             max_size_mb: 100,
             max_files: 5,
         }
+    }
+}
+
+/// The HTTP listener: what every request must respect, whatever its route.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Host names (comma-separated, no port) answered besides `localhost` and IP addresses while
+    /// a route is open without authentication: e.g. a reverse proxy's name. Every other `Host`
+    /// is refused then (DNS rebinding), and an `Origin` naming one of these counts as ours.
+    pub allowed_hosts: String,
+}
+
+impl HttpSettings {
+    /// `allowed_hosts` as lower-case names.
+    pub fn allowed_host_names(&self) -> Vec<String> {
+        self.allowed_hosts
+            .split(',')
+            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect()
     }
 }
 
@@ -623,6 +646,17 @@ impl Settings {
         if !self.ui.dev_dir.is_empty() && !Path::new(&self.ui.dev_dir).join("index.html").is_file() {
             return Err(invalid("ui.dev_dir", format!("{:?} has no index.html", self.ui.dev_dir)));
         }
+        if let Some(bad) = self
+            .http
+            .allowed_host_names()
+            .into_iter()
+            .find(|h| !h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')))
+        {
+            return Err(invalid(
+                "http.allowed_hosts",
+                format!("{:?} is not a host name (a comma-separated list of names, without ports)", bad),
+            ));
+        }
         let rl = &self.api.rate_limit;
         if !(rl.requests_per_second > 0.0 && rl.requests_per_second <= 1_000_000.0) {
             return Err(invalid("api.rate_limit.requests_per_second", "must be above 0 and at most 1000000"));
@@ -751,6 +785,13 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// Whether a route answers without a credential (auth off, or a route left unprotected):
+    /// the `Host` header must then name this server (`api::cross_site`).
+    pub fn has_open_routes(&self) -> bool {
+        let a = &self.api.auth;
+        !(a.enabled && a.protect_api && a.protect_metrics)
     }
 
     /// The check only `serve` needs: a listen address other hosts can reach requires

@@ -18,8 +18,11 @@ pub enum ErrorCode {
     InvalidStateTransition,
     RangeNotCovered,
     Unauthorized,
+    /// Cross-site request or foreign `Host` refused (`api::cross_site`).
+    Forbidden,
     NotFound,
     MethodNotAllowed,
+    UnsupportedMediaType,
     RateLimited,
     ServiceUnavailable,
     InternalError,

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod cross_site;
 pub mod dto;
 pub mod error;
 pub mod metrics;

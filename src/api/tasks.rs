@@ -40,7 +40,7 @@ fn bounded(value: Option<i64>, default: i64, max: i64, field: &'static str) -> R
 
 #[utoipa::path(post, path = "/api/tasks", tag = "tasks", request_body = TaskBody,
     responses((status = 201, description = "Created", body = TaskDto, headers(("Location" = String, description = "The new task's URL"))),
-              (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 409, description = "A task with this cluster_key exists", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
+              (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 403, description = "Cross-site request refused: a foreign Origin or Host, or neither a JSON body nor the X-Requested-With header", body = ApiError), (status = 415, description = "A body that is not JSON (Content-Type: application/json)", body = ApiError), (status = 409, description = "A task with this cluster_key exists", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
               (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn create(state: web::Data<ApiState>, body: web::Json<serde_json::Value>) -> Result<HttpResponse> {
@@ -102,7 +102,7 @@ pub async fn get(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpRespo
 
 #[utoipa::path(put, path = "/api/tasks/{id}", tag = "tasks", params(("id" = i64, Path, description = "Task id", minimum = 1)), request_body = TaskBody,
     responses((status = 200, description = "Replaced (the task must be STOPPED or FAILED)", body = TaskDto),
-              (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 404, description = "No such task", body = ApiError), (status = 409, description = "The task is active, or the cluster_key is taken", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
+              (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 403, description = "Cross-site request refused: a foreign Origin or Host, or neither a JSON body nor the X-Requested-With header", body = ApiError), (status = 415, description = "A body that is not JSON (Content-Type: application/json)", body = ApiError), (status = 404, description = "No such task", body = ApiError), (status = 409, description = "The task is active, or the cluster_key is taken", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
               (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn update(
@@ -119,7 +119,7 @@ pub async fn update(
 
 #[utoipa::path(delete, path = "/api/tasks/{id}", tag = "tasks", params(("id" = i64, Path, description = "Task id", minimum = 1), DeleteQuery),
     responses((status = 204, description = "Deleted (the task must be STOPPED or FAILED)"),
-              (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 404, description = "No such task", body = ApiError), (status = 409, description = "The task is active", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
+              (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 403, description = "Cross-site request refused: a foreign Origin or Host, or neither a JSON body nor the X-Requested-With header", body = ApiError), (status = 415, description = "A body that is not JSON (Content-Type: application/json)", body = ApiError), (status = 404, description = "No such task", body = ApiError), (status = 409, description = "The task is active", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
               (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn delete(state: web::Data<ApiState>, id: TaskIdPath, q: web::Query<DeleteQuery>) -> Result<HttpResponse> {
@@ -128,7 +128,7 @@ pub async fn delete(state: web::Data<ApiState>, id: TaskIdPath, q: web::Query<De
 }
 
 #[utoipa::path(post, path = "/api/tasks/{id}/start", tag = "tasks", params(("id" = i64, Path, description = "Task id", minimum = 1)),
-    responses((status = 200, description = "Starting", body = TaskDto), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 404, description = "No such task", body = ApiError),
+    responses((status = 200, description = "Starting", body = TaskDto), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 403, description = "Cross-site request refused: a foreign Origin or Host, or neither a JSON body nor the X-Requested-With header", body = ApiError), (status = 415, description = "A body that is not JSON (Content-Type: application/json)", body = ApiError), (status = 404, description = "No such task", body = ApiError),
               (status = 409, description = "INVALID_STATE_TRANSITION: the task is already active", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
               (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
@@ -140,7 +140,7 @@ pub async fn start(state: web::Data<ApiState>, id: TaskIdPath, body: web::Bytes)
 }
 
 #[utoipa::path(post, path = "/api/tasks/{id}/stop", tag = "tasks", params(("id" = i64, Path, description = "Task id", minimum = 1)),
-    responses((status = 200, description = "Stopped: files flushed and the checkpoint saved", body = TaskDto), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 404, description = "No such task", body = ApiError),
+    responses((status = 200, description = "Stopped: files flushed and the checkpoint saved", body = TaskDto), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 403, description = "Cross-site request refused: a foreign Origin or Host, or neither a JSON body nor the X-Requested-With header", body = ApiError), (status = 415, description = "A body that is not JSON (Content-Type: application/json)", body = ApiError), (status = 404, description = "No such task", body = ApiError),
               (status = 409, description = "INVALID_STATE_TRANSITION: the task is not active", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
               (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
@@ -202,7 +202,7 @@ pub async fn files(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpRes
 }
 
 #[utoipa::path(post, path = "/api/tasks/{id}/files/retry-upload", tag = "tasks", params(("id" = i64, Path, description = "Task id", minimum = 1), LimitQuery),
-    responses((status = 200, description = "Up to `limit` (default 100) failed uploads, oldest first, are due now with a fresh backoff", body = RetryUploadDto), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 404, description = "No such task", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
+    responses((status = 200, description = "Up to `limit` (default 100) failed uploads, oldest first, are due now with a fresh backoff", body = RetryUploadDto), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 403, description = "Cross-site request refused: a foreign Origin or Host, or neither a JSON body nor the X-Requested-With header", body = ApiError), (status = 415, description = "A body that is not JSON (Content-Type: application/json)", body = ApiError), (status = 404, description = "No such task", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
               (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn retry_upload(

@@ -355,7 +355,12 @@ fn bad_input_is_refused_with_a_status_a_code_and_the_field() {
     ];
     for (what, content_type, bytes) in refused_raw {
         let r = srv.post_raw("/api/tasks", content_type, bytes);
-        assert_error(what, r.status, &r.json(), 400, "INVALID_REQUEST", &[]);
+        let (status, code) = if content_type.starts_with("application/json") {
+            (400, "INVALID_REQUEST")
+        } else {
+            (415, "UNSUPPORTED_MEDIA_TYPE")
+        };
+        assert_error(what, r.status, &r.json(), status, code, &[]);
         assert_eq!(list_total(&srv), total, "{what}: nothing may be created");
     }
 

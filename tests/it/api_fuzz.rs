@@ -26,6 +26,8 @@ fn schemathesis(srv: &Server, seconds: u64, exclude: &str, extra: &[&str]) {
     cmd.args(["run", &srv.url("/api/openapi.json")])
         .args(["--checks", "all", "--exclude-checks", exclude])
         .args(["--max-time", &max_time, "--workers", "1", "--generation-database", "none"])
+        // Like the UI: requests that change state without a JSON body carry this header.
+        .args(["--header", "X-Requested-With: schemathesis"])
         .args(extra)
         .env("NO_COLOR", "1")
         .env("SCHEMATHESIS_HOOKS", "");
