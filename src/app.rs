@@ -124,6 +124,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
                 api::cross_site::guard(cross_site.clone(), req, next)
             }))
             .wrap(actix_web::middleware::Condition::new(tracing_on, actix_web::middleware::from_fn(api::trace_request)))
+            .wrap(actix_web::middleware::from_fn(api::metrics::fold_unknown_method))
             .wrap(prom.clone())
             .app_data(state.clone())
             .configure(|cfg| api::configure(cfg, guards, &ui_source))

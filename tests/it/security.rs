@@ -395,6 +395,7 @@ fn made_up_methods_and_paths_add_no_metric_series() {
         round(i);
     }
     let after = http_series(&srv);
+    assert!(after.iter().any(|s| s.contains("method=\"OTHER\"")), "made-up methods are counted, as OTHER");
     let new: Vec<&String> = after.iter().filter(|s| !before.contains(s)).collect();
     assert!(
         new.is_empty(),
