@@ -101,6 +101,8 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     let tracing_on = settings.tracing.enabled;
     let rl = &settings.api.rate_limit;
     let limiter = rl.enabled.then(|| api::rate_limit::RateLimiter::new(rl.requests_per_second, rl.burst));
+    let fl = &settings.api.auth.failure_limit;
+    let failed_auth = fl.enabled.then(|| api::rate_limit::FailedAuthLimiter::new(fl.per_minute, fl.burst));
     if !auth_settings.enabled && !addr.ip().is_loopback() {
         // Only reachable with allow_insecure_remote (validation refuses it otherwise).
         warn!(log, "API AUTHENTICATION IS DISABLED on a non-loopback address: anyone who can reach \
@@ -117,6 +119,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
             protect_api: auth_settings.protect_api,
             protect_metrics: auth_settings.protect_metrics,
             rate_limit: limiter.clone(),
+            failed_auth: failed_auth.clone(),
         };
         let cross_site = cross_site.clone();
         App::new()

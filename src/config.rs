@@ -230,6 +230,24 @@ pub struct AuthSettings {
     pub protect_metrics: bool,
     /// Permit a non-loopback listen address with auth disabled (warned at every start).
     pub allow_insecure_remote: bool,
+    pub failure_limit: FailureLimitSettings,
+}
+
+/// Wrong credentials per client address, on every route behind authentication (on by default).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailureLimitSettings {
+    pub enabled: bool,
+    /// Wrong credentials an address may present in a row.
+    pub burst: u32,
+    /// Then this many per minute; meanwhile its requests to protected routes get 429.
+    pub per_minute: u32,
+}
+
+impl Default for FailureLimitSettings {
+    fn default() -> Self {
+        FailureLimitSettings { enabled: true, burst: 10, per_minute: 6 }
+    }
 }
 
 impl Default for AuthSettings {
@@ -245,6 +263,7 @@ impl Default for AuthSettings {
             protect_api: true,
             protect_metrics: true,
             allow_insecure_remote: false,
+            failure_limit: FailureLimitSettings::default(),
         }
     }
 }
@@ -656,6 +675,13 @@ impl Settings {
                 "http.allowed_hosts",
                 format!("{:?} is not a host name (a comma-separated list of names, without ports)", bad),
             ));
+        }
+        let fl = &self.api.auth.failure_limit;
+        if fl.burst == 0 || fl.burst > 10_000 {
+            return Err(invalid("api.auth.failure_limit.burst", "must be between 1 and 10000"));
+        }
+        if fl.per_minute == 0 || fl.per_minute > 60_000 {
+            return Err(invalid("api.auth.failure_limit.per_minute", "must be between 1 and 60000"));
         }
         let rl = &self.api.rate_limit;
         if !(rl.requests_per_second > 0.0 && rl.requests_per_second <= 1_000_000.0) {

@@ -18,6 +18,7 @@ use crate::telemetry::metrics::metrics;
     responses((status = 200, description = "Every binlog_server_* family, then the HTTP families", body = String,
                content_type = "text/plain; version=0.0.4"),
               (status = 401, description = "Missing or invalid credentials (when metrics are protected)", body = ApiError),
+              (status = 429, description = "Too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError),
               (status = 503, description = "Unavailable", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn metrics_text(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {

@@ -53,6 +53,8 @@ pub struct Guards {
     pub protect_api: bool,
     pub protect_metrics: bool,
     pub rate_limit: Option<std::sync::Arc<rate_limit::RateLimiter>>,
+    /// Wrong credentials per address, on every guarded route (`api.auth.failure_limit`).
+    pub failed_auth: Option<std::sync::Arc<rate_limit::FailedAuthLimiter>>,
 }
 
 /// Request bodies larger than this are refused (a task definition is a few hundred bytes).
@@ -182,10 +184,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, guards: Guards, ui_source: &ui::U
     let api_guard = if guards.protect_api { guards.auth.clone() } else { None };
     let metrics_guard = if guards.protect_metrics { guards.auth.clone() } else { None };
     let limiter = guards.rate_limit.clone();
+    let (api_failures, metrics_failures) = (guards.failed_auth.clone(), guards.failed_auth.clone());
     cfg.service(resource("/healthz", "GET").route(web::get().to(healthz)))
         .service(
             resource("/metrics", "GET")
-                .wrap(actix_web::middleware::from_fn(move |req, next| auth::require(metrics_guard.clone(), req, next)))
+                .wrap(actix_web::middleware::from_fn(move |req, next| {
+                    auth::require(metrics_guard.clone(), metrics_failures.clone(), req, next)
+                }))
                 .route(web::get().to(metrics::metrics_text)),
         )
         // The UI fetches its own open copy of the document: the spec is no secret, while
@@ -197,7 +202,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, guards: Guards, ui_source: &ui::U
         .route("/swagger", web::get().to(|| async { redirect("/swagger/index.html") }))
         .service(
             api_scope()
-                .wrap(actix_web::middleware::from_fn(move |req, next| auth::require(api_guard.clone(), req, next)))
+                .wrap(actix_web::middleware::from_fn(move |req, next| {
+                    auth::require(api_guard.clone(), api_failures.clone(), req, next)
+                }))
                 // Outermost: a flood is turned away before anything else runs.
                 .wrap(actix_web::middleware::from_fn(move |req, next| rate_limit::limit(limiter.clone(), req, next))),
         )

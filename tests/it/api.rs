@@ -686,7 +686,10 @@ fn bearer_auth_guards_every_api_route() {
         ServerOpts::default()
             .env("BINLOG_SERVER_API_AUTH_ENABLED", "true")
             .env("BINLOG_SERVER_API_AUTH_MODE", "bearer")
-            .env("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", TOKEN),
+            .env("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", TOKEN)
+            // Dozens of wrong credentials on purpose: each must be a 401, not the 429 that
+            // slows guessing down (security::failed_authentication_is_slowed_down_per_address).
+            .env("BINLOG_SERVER_API_AUTH_FAILURE_LIMIT_BURST", "10000"),
     );
     let good = format!("Bearer {TOKEN}");
     let auth = [("Authorization", good.as_str())];
@@ -767,7 +770,8 @@ fn api_key_auth_uses_its_header() {
         ServerOpts::default()
             .env("BINLOG_SERVER_API_AUTH_ENABLED", "true")
             .env("BINLOG_SERVER_API_AUTH_MODE", "api_key")
-            .env("BINLOG_SERVER_API_AUTH_API_KEY", KEY),
+            .env("BINLOG_SERVER_API_AUTH_API_KEY", KEY)
+            .env("BINLOG_SERVER_API_AUTH_FAILURE_LIMIT_BURST", "10000"),
     );
     let wrong_same_len = format!("{}X", &KEY[..KEY.len() - 1]);
     let bearer = format!("Bearer {KEY}");
