@@ -103,10 +103,12 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     let limiter = rl.enabled.then(|| api::rate_limit::RateLimiter::new(rl.requests_per_second, rl.burst));
     let fl = &settings.api.auth.failure_limit;
     let failed_auth = fl.enabled.then(|| api::rate_limit::FailedAuthLimiter::new(fl.per_minute, fl.burst));
-    if !auth_settings.enabled && !addr.ip().is_loopback() {
-        // Only reachable with allow_insecure_remote (validation refuses it otherwise).
-        warn!(log, "API AUTHENTICATION IS DISABLED on a non-loopback address: anyone who can reach \
-                    this port controls the tasks. Set api.auth.enabled (see SECURITY.md)"; "addr" => %addr);
+    if !settings.api_is_protected() && !addr.ip().is_loopback() {
+        // Only reachable with allow_insecure_remote (check_exposure refuses it otherwise).
+        warn!(log, "THE API IS NOT PROTECTED on a non-loopback address: anyone who can reach this port \
+                    controls the tasks. Set api.auth.enabled and api.auth.protect_api (see SECURITY.md)"; "addr" => %addr);
+    } else if !(addr.ip().is_loopback() || auth_settings.enabled && auth_settings.protect_metrics) {
+        warn!(log, "/metrics answers anyone who can reach this port (api.auth.protect_metrics is false)"; "addr" => %addr);
     }
     let cross_site = Arc::new(api::cross_site::Policy::from_settings(&settings));
     let ui_source = api::ui::UiSource::from_dev_dir(&settings.ui.dev_dir);

@@ -820,21 +820,32 @@ impl Settings {
         !(a.enabled && a.protect_api && a.protect_metrics)
     }
 
-    /// The check only `serve` needs: a listen address other hosts can reach requires
-    /// authentication, unless the operator accepts the risk explicitly.
+    /// Whether `/api` asks for a credential: authentication on and `protect_api`.
+    pub fn api_is_protected(&self) -> bool {
+        self.api.auth.enabled && self.api.auth.protect_api
+    }
+
+    /// The check only `serve` needs: a listen address other hosts can reach requires the API to
+    /// be protected (what is actually guarded, not only `api.auth.enabled`), unless the operator
+    /// accepts the risk explicitly.
     pub fn check_exposure(&self) -> Result<(), Invalid> {
         let addr = self.listen_socket_addr()?;
-        if !addr.ip().is_loopback() && !self.api.auth.enabled && !self.api.auth.allow_insecure_remote {
-            return Err(invalid(
-                "listen_addr",
-                format!(
-                    "{addr} is reachable from other hosts but api.auth.enabled is false: enable authentication \
-                     (BINLOG_SERVER_API_AUTH_ENABLED=true with a token), listen on 127.0.0.1, or accept the risk with \
-                     api.auth.allow_insecure_remote=true"
-                ),
-            ));
+        let auth = &self.api.auth;
+        if addr.ip().is_loopback() || auth.allow_insecure_remote || self.api_is_protected() {
+            return Ok(());
         }
-        Ok(())
+        let why = if auth.enabled {
+            "api.auth.protect_api is false, so /api answers without a credential: set api.auth.protect_api=true"
+        } else {
+            "api.auth.enabled is false: enable authentication (BINLOG_SERVER_API_AUTH_ENABLED=true with a token)"
+        };
+        Err(invalid(
+            "listen_addr",
+            format!(
+                "{addr} is reachable from other hosts but {why}, listen on 127.0.0.1, or accept the risk with \
+                 api.auth.allow_insecure_remote=true"
+            ),
+        ))
     }
 
     pub fn listen_socket_addr(&self) -> Result<SocketAddr, Invalid> {
@@ -916,9 +927,19 @@ mod tests {
         assert!(load(None, &local(), Purpose::Serve).unwrap().check_exposure().is_ok());
         let accepted = env(&[("BINLOG_SERVER_API_AUTH_ALLOW_INSECURE_REMOTE", "true")]);
         assert!(load(None, &accepted, Purpose::Serve).unwrap().check_exposure().is_ok());
-        let with_auth =
-            env(&[("BINLOG_SERVER_API_AUTH_ENABLED", "true"), ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "t")]);
+        let with_auth = env(&[
+            ("BINLOG_SERVER_API_AUTH_ENABLED", "true"),
+            ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "t-0123456789abcdef"),
+        ]);
         assert!(load(None, &with_auth, Purpose::Serve).unwrap().check_exposure().is_ok());
+        // Enabled but protecting nothing that matters is no protection.
+        let mut open_api = with_auth.clone();
+        open_api.push(("BINLOG_SERVER_API_AUTH_PROTECT_API".into(), "false".into()));
+        let err = load(None, &open_api, Purpose::Serve).unwrap_err().0;
+        assert!(err.contains("api.auth.protect_api") && err.contains("allow_insecure_remote"), "{err}");
+        let mut open_metrics = with_auth;
+        open_metrics.push(("BINLOG_SERVER_API_AUTH_PROTECT_METRICS".into(), "false".into()));
+        assert!(load(None, &open_metrics, Purpose::Serve).is_ok(), "open metrics alone are a warning, not an error");
     }
 
     #[test]
