@@ -111,6 +111,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         warn!(log, "/metrics answers anyone who can reach this port (api.auth.protect_metrics is false)"; "addr" => %addr);
     }
     let cross_site = Arc::new(api::cross_site::Policy::from_settings(&settings));
+    let body_timeout = Duration::from_secs(settings.http.body_timeout_sec);
     let ui_source = api::ui::UiSource::from_dev_dir(&settings.ui.dev_dir);
     if let api::ui::UiSource::Dir(dir) = &ui_source {
         info!(log, "serving the UI from disk (ui.dev_dir)"; "dir" => %dir.display());
@@ -122,6 +123,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
             protect_metrics: auth_settings.protect_metrics,
             rate_limit: limiter.clone(),
             failed_auth: failed_auth.clone(),
+            body: api::body::BodyLimits { timeout: body_timeout, max_bytes: api::MAX_JSON_BODY },
         };
         let cross_site = cross_site.clone();
         App::new()

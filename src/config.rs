@@ -156,13 +156,21 @@ impl Default for LogSettings {
 }
 
 /// The HTTP listener: what every request must respect, whatever its route.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
+    /// Seconds a client has to send a request body once its headers arrived (then 408).
+    pub body_timeout_sec: u64,
     /// Host names (comma-separated, no port) answered besides `localhost` and IP addresses while
     /// a route is open without authentication: e.g. a reverse proxy's name. Every other `Host`
     /// is refused then (DNS rebinding), and an `Origin` naming one of these counts as ours.
     pub allowed_hosts: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings { body_timeout_sec: 10, allowed_hosts: String::new() }
+    }
 }
 
 impl HttpSettings {
@@ -664,6 +672,9 @@ impl Settings {
         }
         if !self.ui.dev_dir.is_empty() && !Path::new(&self.ui.dev_dir).join("index.html").is_file() {
             return Err(invalid("ui.dev_dir", format!("{:?} has no index.html", self.ui.dev_dir)));
+        }
+        if !(1..=3600).contains(&self.http.body_timeout_sec) {
+            return Err(invalid("http.body_timeout_sec", "must be between 1 and 3600"));
         }
         if let Some(bad) = self
             .http

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     Forbidden,
     NotFound,
     MethodNotAllowed,
+    RequestTimeout,
+    PayloadTooLarge,
     UnsupportedMediaType,
     RateLimited,
     ServiceUnavailable,

@@ -3,6 +3,7 @@
 //! Handlers talk to the `Supervisor` by messages and never touch files, sockets or the store.
 
 pub mod auth;
+pub mod body;
 pub mod cluster;
 pub mod cross_site;
 pub mod dto;
@@ -55,6 +56,8 @@ pub struct Guards {
     pub rate_limit: Option<std::sync::Arc<rate_limit::RateLimiter>>,
     /// Wrong credentials per address, on every guarded route (`api.auth.failure_limit`).
     pub failed_auth: Option<std::sync::Arc<rate_limit::FailedAuthLimiter>>,
+    /// Request bodies under `/api` (`http.body_timeout_sec`, `MAX_JSON_BODY`).
+    pub body: body::BodyLimits,
 }
 
 /// Request bodies larger than this are refused (a task definition is a few hundred bytes).
@@ -184,6 +187,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, guards: Guards, ui_source: &ui::U
     let api_guard = if guards.protect_api { guards.auth.clone() } else { None };
     let metrics_guard = if guards.protect_metrics { guards.auth.clone() } else { None };
     let limiter = guards.rate_limit.clone();
+    let body_limits = guards.body;
     let (api_failures, metrics_failures) = (guards.failed_auth.clone(), guards.failed_auth.clone());
     cfg.service(resource("/healthz", "GET").route(web::get().to(healthz)))
         .service(
@@ -202,6 +206,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, guards: Guards, ui_source: &ui::U
         .route("/swagger", web::get().to(|| async { redirect("/swagger/index.html") }))
         .service(
             api_scope()
+                // Innermost: an unauthenticated or refused client is answered before its body is read.
+                .wrap(actix_web::middleware::from_fn(move |req, next| body::read_whole(body_limits, req, next)))
                 .wrap(actix_web::middleware::from_fn(move |req, next| {
                     auth::require(api_guard.clone(), api_failures.clone(), req, next)
                 }))
