@@ -391,6 +391,9 @@ pub struct ReplicationSettings {
     pub retry_max_ms: u64,
     /// Largest packet accepted from the source (the source's max_allowed_packet is at most 1 GiB).
     pub max_event_bytes: u64,
+    /// The directory a task's `source.tls_ca_file` names a file in; empty: no CA file can be
+    /// used (verify_identity then checks against the bundled public roots).
+    pub tls_ca_dir: String,
 }
 
 impl Default for ReplicationSettings {
@@ -403,6 +406,7 @@ impl Default for ReplicationSettings {
             retry_initial_ms: 500,
             retry_max_ms: 60_000,
             max_event_bytes: 1 << 30,
+            tls_ca_dir: String::new(),
         }
     }
 }
@@ -766,6 +770,9 @@ impl Settings {
         }
         if r.max_event_bytes < (1 << 20) || r.max_event_bytes > (1 << 30) {
             return Err(invalid("replication.max_event_bytes", "must be between 1 MiB and 1 GiB"));
+        }
+        if !r.tls_ca_dir.is_empty() && !Path::new(&r.tls_ca_dir).is_dir() {
+            return Err(invalid("replication.tls_ca_dir", format!("{:?} is not a directory", r.tls_ca_dir)));
         }
         let w = &self.writer;
         if w.fsync_max_bytes < 4096 || w.fsync_max_bytes > (1 << 30) {

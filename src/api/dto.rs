@@ -73,7 +73,8 @@ pub struct SourceBody {
     pub server_id: Option<i64>,
     #[schema(value_type = Option<TlsMode>)]
     pub tls_mode: Option<String>,
-    /// PEM file with the CA (required for `verify_ca`).
+    /// A PEM file with the CA (required for `verify_ca`): its name in the server's
+    /// `replication.tls_ca_dir` (no file outside that directory is read).
     pub tls_ca_file: Option<String>,
     /// The source's RSA public key (PEM, at least 2048 bits), pinned for
     /// `caching_sha2_password` without TLS: the password is then encrypted under this key, never

@@ -43,6 +43,8 @@ pub struct ConnectParams {
     pub password: Secret,
     pub tls_mode: TlsMode,
     pub tls_ca_file: Option<String>,
+    /// `replication.tls_ca_dir`: the only place `tls_ca_file` is read from.
+    pub tls_ca_dir: Option<std::path::PathBuf>,
     /// PEM, checked when the task was written (`source::rsa`).
     pub server_public_key: Option<String>,
     pub connect_timeout: Duration,
@@ -98,8 +100,8 @@ impl SourceConn {
     }
 
     async fn connect_inner(p: &ConnectParams) -> Result<SourceConn, SourceError> {
-        let tls_config = tls::client_config(p.tls_mode, p.tls_ca_file.as_deref().map(std::path::Path::new))
-            .map_err(SourceError::Tls)?;
+        let ca_file = p.tls_ca_file.as_deref().map(|name| tls::CaFile { dir: p.tls_ca_dir.as_deref(), name });
+        let tls_config = tls::client_config(p.tls_mode, ca_file).map_err(SourceError::Tls)?;
         let tcp = TcpStream::connect((p.host.as_str(), p.port)).await.map_err(SourceError::Io)?;
         tcp.set_nodelay(true).map_err(SourceError::Io)?;
         let mut io = PacketIo::new(Transport::Plain(tcp), p.max_packet.max(1 << 20));

@@ -18,7 +18,7 @@ const SECTIONS = [
     ['source.flavor', 'Flavor', 'select', { required: true, options: [['mariadb', 'MariaDB'], ['mysql', 'MySQL']] }],
     ['source.server_id', 'Replica server_id', 'int', { help: 'Empty: the server picks a unique one (server_id_base + task id).' }],
     ['source.tls_mode', 'TLS', 'select', { options: [['preferred', 'preferred'], ['disabled', 'disabled'], ['required', 'required'], ['verify_ca', 'verify_ca'], ['verify_identity', 'verify_identity']] }],
-    ['source.tls_ca_file', 'CA file (PEM)', 'text', { help: 'Path on the server; required for verify_ca.', spellcheck: 'false' }],
+    ['source.tls_ca_file', 'CA file (PEM)', 'text', { help: 'A file name in the server\'s replication.tls_ca_dir; required for verify_ca.', spellcheck: 'false' }],
     ['source.server_public_key', 'Pinned RSA public key (PEM)', 'textarea', { help: 'MySQL without TLS only: the password is encrypted under this key, never under one the server sends. SHOW STATUS LIKE \'Caching_sha2_password_rsa_public_key\' on the source shows it.', spellcheck: 'false', placeholder: '-----BEGIN PUBLIC KEY-----' }],
   ]],
   ['Start position', [
