@@ -46,8 +46,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let addr = settings.listen_socket_addr().map_err(|e| anyhow::anyhow!(e.message))?;
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", settings.data_dir.display()))?;
+    let tightened = crate::fsmode::prepare(&settings.data_dir)
+        .with_context(|| format!("cannot create data_dir {} or make it private", settings.data_dir.display()))?;
+    if let Some((first, was)) = tightened.dirs.first().or(tightened.files.first()) {
+        warn!(log, "tightened permissions under data_dir: binlogs and the metadata database hold row data and \
+                    secrets, readable only by this user from now on (an older version created them with the \
+                    umask of its day)";
+              "data_dir" => %settings.data_dir.display(), "directories" => tightened.dirs.len(),
+              "files" => tightened.files.len(), "example" => format!("{} was {was:o}", first.display()));
+    }
 
     let store = {
         let s = settings.clone();

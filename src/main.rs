@@ -131,6 +131,8 @@ fn load_settings(cli: &Cli) -> Result<Settings, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // Before anything is created (log, data_dir, meta.db, fetched files): private to the owner.
+    binlog_server::fsmode::restrict_umask();
     let mut cli = Cli::parse();
     // A client of the API: no configuration of this host is needed.
     if let Some(Command::Replay(r)) = cli.command.take_if(|c| matches!(c, Command::Replay(_))) {
