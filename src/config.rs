@@ -611,6 +611,25 @@ fn resolve_secret_files(s: &mut Settings) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The shortest API credential accepted.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Why a token would be a weak or unusable credential (never quoting it).
+fn weak_token(token: &str) -> Option<String> {
+    if token.trim().chars().count() < MIN_TOKEN_CHARS {
+        return Some(format!(
+            "must be at least {MIN_TOKEN_CHARS} characters besides spaces (`openssl rand -hex 32` makes a good one)"
+        ));
+    }
+    if token.trim() != token {
+        return Some("must not begin or end with whitespace (a presented credential is trimmed)".into());
+    }
+    if token.chars().any(char::is_control) {
+        return Some("must not contain control characters (it travels in an HTTP header)".into());
+    }
+    None
+}
+
 /// A semantic validation failure, naming its key.
 #[derive(Debug)]
 pub struct Invalid {
@@ -745,6 +764,15 @@ impl Settings {
                     ));
                 }
                 _ => {}
+            }
+            let (key, token) = match (auth.mode, auth.bearer_token_file.is_empty(), auth.api_key_file.is_empty()) {
+                (AuthMode::Bearer, true, _) => ("api.auth.bearer_token", &auth.bearer_token),
+                (AuthMode::Bearer, false, _) => ("api.auth.bearer_token_file", &auth.bearer_token),
+                (AuthMode::ApiKey, _, true) => ("api.auth.api_key", &auth.api_key),
+                (AuthMode::ApiKey, _, false) => ("api.auth.api_key_file", &auth.api_key),
+            };
+            if let Some(why) = weak_token(token.expose()) {
+                return Err(invalid(key, why));
             }
             if auth.api_key_header.trim().is_empty()
                 || actix_web::http::header::HeaderName::try_from(auth.api_key_header.as_str()).is_err()
@@ -976,7 +1004,7 @@ mod tests {
             &env(&[
                 ("BINLOG_SERVER_LISTEN_ADDR", "127.0.0.1:1"),
                 ("BINLOG_SERVER_API_AUTH_ENABLED", "true"),
-                ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "tok"),
+                ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "tok-0123456789abcdef"),
                 ("BINLOG_SERVER_WRITER_FSYNC_MAX_BYTES", "65536"),
                 ("UNRELATED", "x"),
             ]),
@@ -984,7 +1012,7 @@ mod tests {
         )
         .unwrap();
         assert!(s.api.auth.enabled);
-        assert_eq!(s.api.auth.bearer_token.expose(), "tok");
+        assert_eq!(s.api.auth.bearer_token.expose(), "tok-0123456789abcdef");
         assert_eq!(s.writer.fsync_max_bytes, 65536);
     }
 
@@ -1039,7 +1067,10 @@ mod tests {
         assert!(err.contains("api.auth.bearer_token"), "{err}");
         let s = load(
             None,
-            &env(&[("BINLOG_SERVER_API_AUTH_ENABLED", "1"), ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "zz-secret")]),
+            &env(&[
+                ("BINLOG_SERVER_API_AUTH_ENABLED", "1"),
+                ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "zz-secret-0123456789"),
+            ]),
             Purpose::Serve,
         )
         .unwrap();
@@ -1047,10 +1078,34 @@ mod tests {
     }
 
     #[test]
+    fn weak_tokens_are_refused_without_being_printed() {
+        let with = |token: &str| {
+            load(
+                None,
+                &env(&[
+                    ("BINLOG_SERVER_LISTEN_ADDR", "127.0.0.1:1"),
+                    ("BINLOG_SERVER_API_AUTH_ENABLED", "true"),
+                    ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", token),
+                ]),
+                Purpose::Serve,
+            )
+        };
+        for weak in ["x", "short-token-15c", "   ", " padded-token-0123456789 ", "tab\tin-token-0123456789"] {
+            let err = with(weak).unwrap_err().0;
+            assert!(
+                err.contains("api.auth.bearer_token") && err.contains("BINLOG_SERVER_API_AUTH_BEARER_TOKEN"),
+                "{err}"
+            );
+            assert!(weak.trim().len() < 4 || !err.contains(weak.trim()), "the token is printed: {err}");
+        }
+        assert!(with("tok-4b1d9e0c7a2f").is_ok(), "16 characters are enough");
+    }
+
+    #[test]
     fn secret_files_are_read() {
         let dir = tempfile::tempdir().unwrap();
         let tok = dir.path().join("token");
-        std::fs::write(&tok, "from-file\n").unwrap();
+        std::fs::write(&tok, "from-file-0123456789\n").unwrap();
         let s = load(
             None,
             &env(&[
@@ -1060,7 +1115,7 @@ mod tests {
             Purpose::Serve,
         )
         .unwrap();
-        assert_eq!(s.api.auth.bearer_token.expose(), "from-file");
+        assert_eq!(s.api.auth.bearer_token.expose(), "from-file-0123456789");
     }
 
     #[test]

@@ -764,7 +764,7 @@ fn bearer_auth_guards_every_api_route() {
 
 #[test]
 fn api_key_auth_uses_its_header() {
-    const KEY: &str = "key-8c3f5a71e2";
+    const KEY: &str = "key-8c3f5a71e2d90b4a";
     let srv = server_with(
         ServerOpts::default()
             .env("BINLOG_SERVER_API_AUTH_ENABLED", "true")
@@ -777,7 +777,7 @@ fn api_key_auth_uses_its_header() {
     let refused: &[(&str, Vec<(&str, &str)>)] = &[
         ("no credential", vec![]),
         ("a wrong key of the same length", vec![("X-API-Key", wrong_same_len.as_str())]),
-        ("a longer key", vec![("X-API-Key", "key-8c3f5a71e2-and-more")]),
+        ("a longer key", vec![("X-API-Key", "key-8c3f5a71e2d90b4a-and-more")]),
         ("the key as a bearer token", vec![("Authorization", bearer.as_str())]),
     ];
     for (method, path, body) in api_routes(1) {
