@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use crate::pitr::files;
 use crate::pitr::plan::{self, Plan};
+use crate::secret::Secret;
 
 /// What the command line gave.
 #[derive(Debug, Clone, Default)]
@@ -16,7 +17,7 @@ pub struct ReplayArgs {
     /// Base URL of the server, e.g. `http://127.0.0.1:8080`.
     pub server: String,
     pub task: i64,
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// `(name, value)` query parameters of `/replay` (start_*, stop_*, source_identity).
     pub params: Vec<(&'static str, String)>,
     /// Download the files here and print the command over the downloaded copies.
@@ -34,7 +35,7 @@ fn get(args: &ReplayArgs, path: &str, query: &[(&str, String)]) -> Result<ureq::
         req = req.query(*k, v);
     }
     if let Some(t) = &args.token {
-        req = req.header("Authorization", format!("Bearer {t}"));
+        req = req.header("Authorization", format!("Bearer {}", t.expose()));
     }
     let mut resp = req.call().map_err(|e| format!("GET {url}: {e}"))?;
     if resp.status() != 200 {

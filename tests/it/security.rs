@@ -631,7 +631,8 @@ fn replay_reads_its_token_from_a_file_or_the_environment() {
     let token_file = srv.root_dir().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
     let replay = |extra: &[&str], env: &[(&str, &str)]| {
-        let mut args = vec!["replay", "--server", &url, "--task", "999", "--stop-datetime", "2030-01-01 00:00:00"];
+        let mut args = vec!["replay", "--server", &url, "--task", "999"];
+        args.extend_from_slice(&["--start-datetime", "2020-01-01 00:00:00", "--stop-datetime", "2030-01-01 00:00:00"]);
         args.extend_from_slice(extra);
         run_cli(&args, env)
     };
