@@ -50,7 +50,7 @@ macro_rules! string_enum {
                     _ => Err(format!(
                         "unknown {} {:?} (expected one of: {})",
                         stringify!($name),
-                        s,
+                        s.chars().take(64).collect::<String>(),
                         [$($text),+].join(", ")
                     )),
                 }

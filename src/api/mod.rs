@@ -117,7 +117,8 @@ fn redirect(to: &'static str) -> HttpResponse {
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
     use actix_web::ResponseError;
-    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("no route for {} {}", req.method(), req.path()))
+    let path: String = req.path().chars().take(128).collect();
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("no route for {} {path}", req.method()))
         .error_response()
 }
 

@@ -32,7 +32,10 @@ fn parse_time(field: &'static str, raw: &str, errs: &mut Vec<FieldError>) -> Opt
         Err(_) => {
             errs.push(FieldError {
                 field,
-                message: format!("{raw:?} is not an RFC 3339 time or YYYY-MM-DD HH:MM:SS (UTC)"),
+                message: format!(
+                    "{:?} is not an RFC 3339 time or YYYY-MM-DD HH:MM:SS (UTC)",
+                    raw.chars().take(64).collect::<String>()
+                ),
             });
             None
         }
