@@ -137,6 +137,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
             .wrap(actix_web::middleware::from_fn(move |req, next| {
                 api::cross_site::guard(cross_site.clone(), req, next)
             }))
+            .wrap(actix_web::middleware::from_fn(api::ui::security_headers))
             .wrap(actix_web::middleware::Condition::new(tracing_on, actix_web::middleware::from_fn(api::trace_request)))
             .wrap(actix_web::middleware::from_fn(api::metrics::fold_unknown_method))
             .wrap(prom.clone())
