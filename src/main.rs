@@ -79,9 +79,16 @@ struct ReplayCli {
     stop_file: Option<String>,
     #[arg(long, requires = "stop_file")]
     stop_pos: Option<u64>,
-    /// Only needed when a file name exists under two sources.
+    /// The source whose files --start-file and --stop-file name, when a name exists under
+    /// several sources (after a switchover).
     #[arg(long)]
     source_identity: Option<String>,
+    /// The same for --start-file only.
+    #[arg(long, requires = "start_file")]
+    start_source_identity: Option<String>,
+    /// The same for --stop-file only.
+    #[arg(long, requires = "stop_file")]
+    stop_source_identity: Option<String>,
     /// Download the files into this directory and print the command over the copies.
     #[arg(long)]
     fetch: Option<PathBuf>,
@@ -115,6 +122,8 @@ impl ReplayCli {
         put("stop_file", self.stop_file);
         put("stop_pos", self.stop_pos.map(|p| p.to_string()));
         put("source_identity", self.source_identity);
+        put("start_source_identity", self.start_source_identity);
+        put("stop_source_identity", self.stop_source_identity);
         Ok(binlog_server::pitr::client::ReplayArgs {
             server: self.server,
             task: self.task,

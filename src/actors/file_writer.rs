@@ -560,7 +560,7 @@ impl FileWriterActor {
                     o.summary.on_events(&data, end_pos);
                     bytes += data.len() as u64;
                 }
-                WriteOp::Rebase { start_pos } => {
+                WriteOp::Rebase { start_pos, gtid } => {
                     let identity = self.ident()?.to_string();
                     let o = self
                         .open
@@ -568,7 +568,7 @@ impl FileWriterActor {
                         .ok_or_else(|| WriterError::Invariant("rebase without an open file".into()))?;
                     o.start_pos = start_pos;
                     o.header_len = o.size;
-                    o.summary.rebase();
+                    o.summary.rebase(gtid);
                     self.store.update_file_layout(self.task_id, &identity, o.name.as_str(), start_pos, o.size)?;
                 }
                 WriteOp::Seal { end_pos, gtid } => self.seal(end_pos, gtid)?,

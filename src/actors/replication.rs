@@ -44,9 +44,10 @@ pub enum ReplError {
     #[error(transparent)]
     Source(#[from] SourceError),
     /// The source refused the position the dump asked for (a purged file, an impossible
-    /// position): the message names that position, which the source's own text does not.
-    #[error("binlog dump from {from}: {source}")]
-    Dump { from: String, source: SourceError },
+    /// position): the message names that position, which the source's own text does not, and
+    /// (`hint`) what to do when this source just replaced another one.
+    #[error("binlog dump from {from}: {source}{hint}")]
+    Dump { from: String, source: SourceError, hint: String },
     #[error("stream: {0}")]
     Stream(#[from] StreamError),
     #[error("local storage: {0}")]
@@ -328,7 +329,16 @@ async fn run_attempt(
                 TaskErrorCode::SourceBinlogPurged | TaskErrorCode::InvalidStartPosition
             ) =>
         {
-            ReplError::Dump { from: from_text, source }
+            let hint = match &prepared.switched_from {
+                Some(old) if matches!(from, DumpFrom::Gtid(_)) => format!(
+                    ". This source replaced {old} and does not have the GTID state the task reached there: the \
+                     failover may have lost transactions. To archive this source from here on, give the task a GTID \
+                     start this source has (its gtid_binlog_pos when it was promoted) and start it; the recovery \
+                     window then shows the switchover as a break naming what is missing"
+                ),
+                _ => String::new(),
+            };
+            ReplError::Dump { from: from_text, source, hint }
         }
         e => e,
     })

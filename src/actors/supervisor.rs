@@ -730,14 +730,14 @@ impl Handler<GetWindow> for Supervisor {
     fn handle(&mut self, msg: GetWindow, _: &mut Context<Self>) -> Self::Result {
         let id = msg.0;
         let data_dir = self.settings.data_dir.clone();
+        // Reads files only to check a switchover the GTID states alone do not decide.
         let fut = store_call!(self.store, |s| {
-            s.get_task(id)?;
-            pitr::load_catalog(s, &data_dir, id)
+            let task = s.get_task(id)?;
+            let files = pitr::load_catalog(s, &data_dir, id)?;
+            let reader = LocalTxnReader { task_dir: data_dir.join(id.0.to_string()) };
+            Ok(pitr::window::window(task.spec.source.flavor, &files, &reader))
         });
-        Box::pin(async move {
-            let files = fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read"))?;
-            Ok(pitr::window::window(&files))
-        })
+        Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
     }
 }
 
@@ -773,7 +773,7 @@ struct LocalTxnReader {
     task_dir: PathBuf,
 }
 
-impl pitr::plan::TxnReader for LocalTxnReader {
+impl pitr::TxnReader for LocalTxnReader {
     fn starts(&self, f: &pitr::CatalogFile) -> std::io::Result<Vec<crate::binlog::summary::TxnStart>> {
         let loc = f.location.as_ref().ok_or_else(|| std::io::Error::other("missing"))?;
         let file = pitr::files::open_location(&self.task_dir, loc).map_err(std::io::Error::other)?;

@@ -562,8 +562,13 @@ pub struct ReplayQuery {
     pub stop_file: Option<String>,
     /// The event at this source position is the first not replayed.
     pub stop_pos: Option<u64>,
-    /// Only needed when a file name exists under two sources (after a switchover).
+    /// The source whose files `start_file` and `stop_file` name, when a name exists under
+    /// several sources (after a switchover).
     pub source_identity: Option<String>,
+    /// The same for `start_file` only (overrides `source_identity`).
+    pub start_source_identity: Option<String>,
+    /// The same for `stop_file` only (overrides `source_identity`).
+    pub stop_source_identity: Option<String>,
 }
 
 /// `?source_identity=` of a file download.

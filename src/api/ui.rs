@@ -55,6 +55,7 @@ pub const ASSETS: &[Asset] = assets![
     "js/dom.js",
     "js/format.js",
     "js/main.js",
+    "js/window.js",
     "js/views/dashboard.js",
     "js/views/detail.js",
     "js/views/form.js",

@@ -28,8 +28,9 @@ pub enum WriteOp {
     /// Append events; the last ends at source position `end_pos`.
     Append { bytes: Bytes, end_pos: u64 },
     /// Everything appended so far to the open file becomes its header, and the next event
-    /// starts at `start_pos` (a GTID dump skipped transactions we were not asked for).
-    Rebase { start_pos: u64 },
+    /// starts at `start_pos` (a GTID dump skipped transactions we were not asked for); `gtid` is
+    /// the GTID state there (what the skipped transactions are covered by), when known.
+    Rebase { start_pos: u64, gtid: Option<String> },
     /// The open file is complete (the source rotated away from it at `end_pos`); `gtid` is
     /// the GTID state there, for the checkpoint saved with the seal.
     Seal { end_pos: u64, gtid: Option<String> },
@@ -387,7 +388,7 @@ impl StreamTracker {
                     if has_transactions {
                         return Err(StreamError::Gap { file: cursor.name.to_string(), expected: next, got: start });
                     }
-                    ops.push(WriteOp::Rebase { start_pos: start });
+                    ops.push(WriteOp::Rebase { start_pos: start, gtid: self.gtid.snapshot() });
                 }
             }
         }
@@ -404,7 +405,7 @@ impl StreamTracker {
             && pos > next
             && self.group == Group::Idle
         {
-            ops.push(WriteOp::Rebase { start_pos: pos });
+            ops.push(WriteOp::Rebase { start_pos: pos, gtid: self.gtid.snapshot() });
             c.local = Local::Open { next: pos, has_transactions: false };
             self.boundary_at(pos);
         }
@@ -643,7 +644,7 @@ mod tests {
                         self.files.push((name.to_string(), b, *start_pos, false));
                     }
                     WriteOp::Append { bytes, .. } => self.files.last_mut().unwrap().1.extend_from_slice(bytes),
-                    WriteOp::Rebase { start_pos } => self.files.last_mut().unwrap().2 = *start_pos,
+                    WriteOp::Rebase { start_pos, .. } => self.files.last_mut().unwrap().2 = *start_pos,
                     WriteOp::Seal { .. } => self.files.last_mut().unwrap().3 = true,
                 }
             }
@@ -866,7 +867,10 @@ mod tests {
         for e in stream {
             t.on_event(e, &mut ops).unwrap();
         }
-        assert!(ops.iter().any(|o| *o == WriteOp::Rebase { start_pos: events[next_gtid].0 as u64 }));
+        // The GTID state there is the tracker's, as for the checkpoint placed there: here what the
+        // PREVIOUS_GTIDS header said (empty).
+        let rebase = WriteOp::Rebase { start_pos: events[next_gtid].0 as u64, gtid: Some(String::new()) };
+        assert!(ops.contains(&rebase), "{ops:?}");
 
         // The same hole after a transaction was written is an error.
         let mut t = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mysql, None), true);
@@ -913,7 +917,9 @@ mod tests {
         let n = fake.len() - 4;
         let crc = crc32fast::hash(&fake[..n]);
         fake[n..].copy_from_slice(&crc.to_le_bytes());
-        let mut t = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mariadb, None), true);
+        // The state the dump was asked to start from covers what the source skipped.
+        let asked = StartGtid::Mariadb(MariadbGtidState::parse("0-1-2").unwrap());
+        let mut t = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mariadb, Some(&asked)), true);
         let mut ops = Vec::new();
         t.on_event(fake_rotate("m.000001", 4), &mut ops).unwrap();
         t.on_event(as_sent_fde(events[0].1, false), &mut ops).unwrap();
@@ -921,7 +927,7 @@ mod tests {
         assert_eq!(t.on_event(Bytes::from(fake), &mut ops).unwrap(), Seen::Skipped);
         // Not written; it only says where the source resumes (so the header-only copy rebases).
         assert!(!ops[before..].iter().any(|o| matches!(o, WriteOp::Append { .. } | WriteOp::Create { .. })), "{ops:?}");
-        assert_eq!(ops[before..], [WriteOp::Rebase { start_pos: 285 }]);
+        assert_eq!(ops[before..], [WriteOp::Rebase { start_pos: 285, gtid: Some("0-1-2".into()) }]);
     }
 
     #[test]
@@ -1171,7 +1177,7 @@ mod tests {
         let crc = crc32fast::hash(&hb);
         hb.extend_from_slice(&crc.to_le_bytes());
         assert_eq!(t.on_event(Bytes::from(hb.clone()), &mut ops).unwrap(), Seen::Heartbeat { log_pos: end as u32 });
-        assert_eq!(ops.last(), Some(&WriteOp::Rebase { start_pos: end }));
+        assert_eq!(ops.last(), Some(&WriteOp::Rebase { start_pos: end, gtid: Some("".into()) }));
         assert_eq!(t.boundary().unwrap().pos, end);
         assert_eq!(t.next_pos(), Some(end));
         // Once transactions are in the copy, a heartbeat only informs.

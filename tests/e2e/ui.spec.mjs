@@ -4,9 +4,10 @@
 //
 //   UI_BASE_URL      http://127.0.0.1:PORT of binlog-server
 //   UI_OUT_DIR       where screenshots go
-//   UI_SCENARIO      lifecycle (default) | auth
+//   UI_SCENARIO      lifecycle (default) | auth | switchover
 //   UI_SOURCE_HOST, UI_SOURCE_PORT, UI_SOURCE_USER, UI_SOURCE_PASSWORD, UI_START_FILE  (lifecycle)
 //   UI_TOKEN         the bearer token (auth)
+//   UI_TASK_ID       a task that followed a GTID switchover (switchover)
 //   CHROMIUM         the browser binary (default /usr/bin/chromium)
 //
 // Every wait is a poll with a deadline. Prints `ok - ...` per check, `screenshot PATH` per
@@ -289,6 +290,29 @@ async function auth(browser) {
   await context.close();
 }
 
+// A task that followed its source's failover: the task page's recovery window shows the
+// switchover as a point of one continuous timeline, not as a hole.
+async function switchover(browser) {
+  const id = env('UI_TASK_ID');
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const problems = [];
+  watch(page, problems);
+  await page.goto(`${BASE}/ui/#/tasks/${id}`);
+  const section = page.locator('section[aria-labelledby="d-window"]');
+  await eventually('the recovery window to say CONTINUOUS', async () => (await section.locator('.badge.good', { hasText: 'CONTINUOUS' }).count()) === 1);
+  check(await section.getByRole('heading', { name: 'Recovery window' }).isVisible(), 'the task page has a recovery window');
+  check(await section.locator('svg.window-chart g.switchover').count() === 1, 'the switchover is one point on the timeline');
+  check(await section.locator('svg.window-chart .break').count() === 0, 'the timeline has no hole');
+  const mark = await section.locator('.window-marks li.switchover').textContent();
+  check(/mariadb-1-0 → mariadb-2-0/.test(mark), `the switchover is listed with both sources: "${mark.trim()}"`);
+  check(/through 1 source switchover/.test(await section.textContent()), 'the summary counts it');
+  await section.scrollIntoViewIfNeeded();
+  await shot(page, 'w1-detail-switchover');
+  check(problems.length === 0, `no script error or blocked asset: ${JSON.stringify(problems)}`);
+  await context.close();
+}
+
 await mkdir(OUT, { recursive: true });
 const browser = await chromium.launch({
   executablePath: env('CHROMIUM', '/usr/bin/chromium'),
@@ -299,6 +323,7 @@ const browser = await chromium.launch({
 try {
   if (SCENARIO === 'lifecycle') await lifecycle(browser);
   else if (SCENARIO === 'auth') await auth(browser);
+  else if (SCENARIO === 'switchover') await switchover(browser);
   else throw new Error(`unknown UI_SCENARIO ${SCENARIO}`);
 } catch (e) {
   // What the browser showed when it failed, for the report.

@@ -17,6 +17,7 @@ mod security;
 mod disk_full;
 mod metrics;
 mod pitr;
+mod pitr_failover;
 mod replication_crash;
 mod replication_faults;
 mod replication_identity;

@@ -503,7 +503,7 @@ fn downloads_refuse_hard_links_and_name_no_server_path() {
     let victim = dir.join(&name);
     let size = std::fs::metadata(&victim).expect("the sealed copy").len() as usize;
     let download = format!("/api/tasks/{id}/files/{name}");
-    assert_eq!(crate::pitr::get_bytes(&srv, &download).0, 200, "the file downloads");
+    assert_eq!(crate::common::pitr::get_bytes(&srv, &download).0, 200, "the file downloads");
     let root = srv.root_dir().to_str().expect("utf-8").to_string();
 
     // A hard link in the task directory to a file outside it.
@@ -512,7 +512,7 @@ fn downloads_refuse_hard_links_and_name_no_server_path() {
     let aside = srv.root_dir().join("aside");
     std::fs::rename(&victim, &aside).expect("move the copy aside");
     std::fs::hard_link(&secret, &victim).expect("hard link");
-    let (status, _, body) = crate::pitr::get_bytes(&srv, &download);
+    let (status, _, body) = crate::common::pitr::get_bytes(&srv, &download);
     assert!(!body.starts_with(b"SSSS"), "a hard link to a file outside the task was served ({status})");
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, 404, "{text}");
@@ -524,7 +524,7 @@ fn downloads_refuse_hard_links_and_name_no_server_path() {
     let elsewhere = srv.root_dir().join("elsewhere");
     std::fs::rename(&dir, &elsewhere).expect("move the directory out");
     std::os::unix::fs::symlink(&elsewhere, &dir).expect("symlink");
-    let (status, _, body) = crate::pitr::get_bytes(&srv, &download);
+    let (status, _, body) = crate::common::pitr::get_bytes(&srv, &download);
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, 404, "a directory outside the task was followed: {text}");
     assert!(text.contains(&name) && !text.contains(&root), "the error names the file, not a server path: {text}");

@@ -2,7 +2,9 @@
 //! with playwright-core against a real binlog-server and a real MariaDB started here.
 //!
 //! The lifecycle scenario creates a task through the form, starts it, sees it RUNNING with files
-//! appearing, stops, edits and deletes it; the auth scenario checks the token prompt. Screenshots
+//! appearing, stops, edits and deletes it; the auth scenario checks the token prompt; the
+//! switchover scenario shows a task that followed a failover, its recovery window continuous
+//! through the switchover. Screenshots
 //! of every view go to `$CARGO_TARGET_TMPDIR/ui-e2e/<scenario>/` (the path is printed). Without
 //! chromium, node or `tests/e2e/node_modules` the tests say so and pass without running:
 //! `scripts/setup-test-deps.sh` installs all three, so `make test` and CI run them.
@@ -12,7 +14,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
-use crate::common::replication::fast_server_opts;
+use crate::common::replication::{
+    fail_over, fast_server_opts, primary_replica_proxy, start_gtid_task_via, wait_caught_up, wait_following,
+};
 use crate::common::server::Server;
 use crate::common::{find_binary, output_with_deadline};
 
@@ -174,4 +178,30 @@ fn ui_asks_for_the_token_when_auth_is_on() {
     let (stdout, dir) = run_spec(&srv, "auth", &[("UI_TOKEN", TOKEN.to_string())]);
     assert_screenshots(&stdout, &dir, &["a1-auth-prompt", "a2-auth-rejected", "a3-auth-dashboard"]);
     assert!(stdout.contains("ok - a 401 brings the prompt back"), "{stdout}");
+}
+
+#[test]
+fn ui_shows_a_followed_failover_as_a_point_of_the_recovery_window() {
+    if skip() {
+        return;
+    }
+    let (mut primary, replica, proxy) = primary_replica_proxy("16K");
+    let srv = Server::start(fast_server_opts());
+    let id = start_gtid_task_via(&srv, proxy.port(), "ui-failover");
+    primary.sql("CREATE TABLE rows_ (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)");
+    for _ in 0..8 {
+        primary.sql("INSERT INTO rows_ (v) SELECT REPEAT('p', 200) FROM seq_1_to_20");
+    }
+    replica.sync_with(&primary);
+    wait_caught_up(&srv, &primary, id);
+    fail_over(&mut primary, &replica, &proxy);
+    for _ in 0..8 {
+        replica.sql("INSERT INTO rows_ (v) SELECT REPEAT('r', 200) FROM seq_1_to_20");
+    }
+    wait_following(&srv, id, "mariadb-2-0");
+    wait_caught_up(&srv, &replica, id);
+
+    let (stdout, dir) = run_spec(&srv, "switchover", &[("UI_TASK_ID", id.to_string())]);
+    assert_screenshots(&stdout, &dir, &["w1-detail-switchover"]);
+    assert!(stdout.contains("ok - the switchover is one point on the timeline"), "{stdout}");
 }

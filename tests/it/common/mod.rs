@@ -14,6 +14,8 @@
 pub mod cluster;
 pub mod fake_source;
 pub mod mariadb;
+pub mod pitr;
+pub mod proxy;
 pub mod replication;
 pub mod s3;
 pub mod server;

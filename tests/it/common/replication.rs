@@ -21,7 +21,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use super::mariadb::{MariaDb, MasterStatus, REPL_PASSWORD, REPL_USER, TEST_DB};
+use super::mariadb::{MariaDb, MariaDbOpts, MasterStatus, REPL_PASSWORD, REPL_USER, TEST_DB};
+use super::proxy::Proxy;
 use super::server::{Server, ServerOpts};
 use super::{kill_and_reap, output_with_deadline, poll_until, require_binary, wait_child};
 
@@ -44,6 +45,48 @@ pub fn fast_server_opts() -> ServerOpts {
 /// The `source` object of a task body for `db`, as the `repl` user.
 pub fn source_json(db: &MariaDb) -> Value {
     json!({"host": db.host(), "port": db.port(), "user": REPL_USER, "password": REPL_PASSWORD, "flavor": "mariadb"})
+}
+
+/// A task source pointing at `port` on loopback (a `Proxy` in front of a source) as the `repl`
+/// user every harness `MariaDb` has.
+pub fn source_via(port: u16) -> Value {
+    json!({"host": "127.0.0.1", "port": port, "user": REPL_USER, "password": REPL_PASSWORD, "flavor": "mariadb"})
+}
+
+/// A failover-ready pair: a primary (server 1), its replica (server 2, logging what it applies,
+/// same GTID domain) replicating from it, and a proxy in front of the primary for tasks to
+/// connect through. Small binlog files (`max_binlog_size`) make both rotate.
+pub fn primary_replica_proxy(max_binlog_size: &str) -> (MariaDb, MariaDb, Proxy) {
+    let primary = MariaDb::start(MariaDbOpts::default().max_binlog_size(max_binlog_size));
+    let replica = MariaDb::start(MariaDbOpts::default().max_binlog_size(max_binlog_size).replica(2));
+    replica.replicate_from(&primary);
+    let proxy = Proxy::start(primary.addr());
+    (primary, replica, proxy)
+}
+
+/// The failover: the primary dies (SIGKILL), the replica is promoted, and the proxy's address
+/// moves to it (its live connections are cut, so clients reconnect to the new primary).
+pub fn fail_over(primary: &mut MariaDb, replica: &MariaDb, proxy: &Proxy) {
+    primary.kill();
+    replica.promote();
+    proxy.move_to(replica.addr());
+}
+
+/// Creates and starts a GTID-mode task (from the binlog's beginning) whose source is the proxy
+/// at `port`; returns its id once RUNNING.
+pub fn start_gtid_task_via(srv: &Server, port: u16, key: &str) -> i64 {
+    let id = create_task(srv, key, source_via(port), json!({"mode": "GTID", "gtid_set": ""}));
+    start_task(srv, id);
+    wait_running(srv, id);
+    id
+}
+
+/// Polls until the task's checkpoint was taken on source `identity` (it followed a switchover).
+pub fn wait_following(srv: &Server, id: i64, identity: &str) {
+    poll_until(WAIT, &format!("task {id} to follow source {identity}"), || {
+        let (_, cp) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
+        (cp["source_identity"] == identity).then_some(())
+    });
 }
 
 /// `{"mode": "FILE_POS", "file": <db's first binlog file>, "pos": 4}`: copy everything.
