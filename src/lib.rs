@@ -11,6 +11,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod domain;
+pub mod fsmode;
 pub mod meta;
 pub mod pitr;
 pub mod retry;

@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use binlog_server::config::{self, ENV_CONFIG_FILE, Settings};
 use binlog_server::meta::{self, MetaDsn};
+use binlog_server::secret::Secret;
 
 #[derive(Parser)]
 #[command(
@@ -48,9 +49,14 @@ struct ReplayCli {
     /// Task id.
     #[arg(long)]
     task: i64,
-    /// API bearer token.
+    /// API bearer token. On the command line it is visible to every local user (ps, /proc):
+    /// prefer the BINLOG_SERVER_API_TOKEN environment variable or --token-file.
     #[arg(long, env = "BINLOG_SERVER_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Read the API bearer token from this file (one trailing newline is ignored); it wins over
+    /// --token and BINLOG_SERVER_API_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Start at this source file (with --start-pos), as a --master-data dump records it.
     #[arg(long, requires = "start_pos")]
     start_file: Option<String>,
@@ -89,7 +95,18 @@ struct ReplayCli {
 }
 
 impl ReplayCli {
-    fn into_args(self) -> binlog_server::pitr::client::ReplayArgs {
+    fn into_args(self) -> Result<binlog_server::pitr::client::ReplayArgs, String> {
+        let token = match &self.token_file {
+            Some(path) => {
+                let t =
+                    Secret::from_file(path).map_err(|e| format!("cannot read --token-file {}: {e}", path.display()))?;
+                if t.expose().trim().is_empty() {
+                    return Err(format!("--token-file {} is empty", path.display()));
+                }
+                Some(t)
+            }
+            None => self.token.clone().filter(|t| !t.is_empty()).map(Secret::new),
+        };
         let mut params = Vec::new();
         let mut put = |k: &'static str, v: Option<String>| {
             if let Some(v) = v {
@@ -107,13 +124,13 @@ impl ReplayCli {
         put("source_identity", self.source_identity);
         put("start_source_identity", self.start_source_identity);
         put("stop_source_identity", self.stop_source_identity);
-        binlog_server::pitr::client::ReplayArgs {
+        Ok(binlog_server::pitr::client::ReplayArgs {
             server: self.server,
             task: self.task,
-            token: self.token.filter(|t| !t.is_empty()),
+            token,
             params,
             fetch: self.fetch,
-        }
+        })
     }
 }
 
@@ -140,10 +157,29 @@ fn load_settings(cli: &Cli) -> Result<Settings, ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    // Before anything is created (log, data_dir, meta.db, fetched files): private to the owner.
+    binlog_server::fsmode::restrict_umask();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // A client of the API: no configuration of this host is needed.
     if let Some(Command::Replay(r)) = cli.command.take_if(|c| matches!(c, Command::Replay(_))) {
-        return match binlog_server::pitr::client::run(&r.into_args()) {
+        let token_in_argv = matches
+            .subcommand_matches("replay")
+            .is_some_and(|m| m.value_source("token") == Some(clap::parser::ValueSource::CommandLine));
+        if token_in_argv {
+            eprintln!(
+                "binlog-server replay: warning: --token is visible to every local user (ps, /proc); use \
+                 --token-file or BINLOG_SERVER_API_TOKEN"
+            );
+        }
+        let args = match r.into_args() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("binlog-server replay: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        return match binlog_server::pitr::client::run(&args) {
             Ok(out) => {
                 print!("{out}");
                 ExitCode::SUCCESS

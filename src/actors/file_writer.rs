@@ -15,6 +15,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -625,6 +626,7 @@ impl FileWriterActor {
         let mut file = OpenOptions::new()
             .create_new(true)
             .append(true)
+            .mode(0o600) // row data: the owner's only (the umask is 077 as well, see fsmode)
             .open(&path)
             .map_err(|e| WriterError::io("create", &path, e))?;
         file.write_all(&MAGIC).map_err(|e| WriterError::io("write", &path, e))?;

@@ -202,7 +202,8 @@ impl Handler<CreateTask> for Supervisor {
     }
 }
 
-/// Replaces a task's spec (only while it is idle). `keep_password` reuses the stored one.
+/// Replaces a task's spec (only while it is idle). `keep_password` reuses the stored one, as far
+/// as `domain::kept_password` allows.
 #[derive(Message)]
 #[rtype(result = "ControlResult<Task>")]
 pub struct UpdateTask {
@@ -220,20 +221,23 @@ impl Handler<UpdateTask> for Supervisor {
         let fut = store_call!(self.store, |s| {
             let current = s.get_task(id)?;
             if keep_password {
-                spec.source.password = current.spec.source.password.clone();
+                match crate::domain::kept_password(&current.spec.source, &spec.source) {
+                    Ok(password) => spec.source.password = password,
+                    Err(refused) => return Ok(Err(refused)),
+                }
             }
             let updated = s.update_task(id, &spec)?;
             // A new start position means a new beginning: the old checkpoint no longer applies.
             if current.spec.start != updated.spec.start {
                 s.reset_checkpoint(id)?;
             }
-            Ok(updated)
+            Ok(Ok(updated))
         });
-        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, _, _| {
-            res.map_err(|e| match e {
-                StoreError::Duplicate(_) => ControlError::AlreadyExists(key),
-                other => ControlError::from_store(other, Some(id), "update"),
-            })
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, _, _| match res {
+            Ok(Ok(task)) => Ok(task),
+            Ok(Err(refused)) => Err(ControlError::Invalid(vec![refused])),
+            Err(StoreError::Duplicate(_)) => Err(ControlError::AlreadyExists(key)),
+            Err(other) => Err(ControlError::from_store(other, Some(id), "update")),
         })))
     }
 }

@@ -266,6 +266,8 @@ impl TaskActor {
                 password: src.password.clone(),
                 tls_mode: src.tls_mode,
                 tls_ca_file: src.tls_ca_file.clone(),
+                tls_ca_dir: (!s.replication.tls_ca_dir.is_empty()).then(|| s.replication.tls_ca_dir.clone().into()),
+                server_public_key: src.server_public_key.clone(),
                 connect_timeout: Duration::from_millis(s.replication.connect_timeout_ms),
                 max_packet: s.replication.max_event_bytes as usize + 1,
             },

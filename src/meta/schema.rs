@@ -28,6 +28,7 @@ diesel::table! {
         bucket_retention_days -> Integer,
         last_error_since -> Nullable<Timestamp>,
         last_error_attempts -> Nullable<Integer>,
+        source_server_public_key -> Nullable<Text>,
     }
 }
 

@@ -1,7 +1,9 @@
 //! `binlog-server replay`: asks a running server for a replay plan and prints it, or downloads
 //! the plan's files into a directory (a folder per source when the plan crosses a switchover)
 //! and prints the command to run over them. Talks HTTP only (the API), never to the metadata
-//! database or the data directory.
+//! database or the data directory. What the server answers is input like any other: a file name
+//! must be a bare binlog file name, and a source identity a plain name, before either becomes a
+//! path or a line of output.
 
 use std::fs;
 use std::io::{self, Write};
@@ -10,6 +12,7 @@ use std::path::PathBuf;
 use crate::pitr::command;
 use crate::pitr::files;
 use crate::pitr::plan::{Plan, PlanFile};
+use crate::secret::Secret;
 
 /// What the command line gave.
 #[derive(Debug, Clone, Default)]
@@ -17,7 +20,7 @@ pub struct ReplayArgs {
     /// Base URL of the server, e.g. `http://127.0.0.1:8080`.
     pub server: String,
     pub task: i64,
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// `(name, value)` query parameters of `/replay` (start_*, stop_*, source_identity).
     pub params: Vec<(&'static str, String)>,
     /// Download the files here and print the command over the downloaded copies.
@@ -35,7 +38,7 @@ fn get(args: &ReplayArgs, path: &str, query: &[(&str, String)]) -> Result<ureq::
         req = req.query(*k, v);
     }
     if let Some(t) = &args.token {
-        req = req.header("Authorization", format!("Bearer {t}"));
+        req = req.header("Authorization", format!("Bearer {}", t.expose()));
     }
     let mut resp = req.call().map_err(|e| format!("GET {url}: {e}"))?;
     if resp.status() != 200 {
@@ -55,10 +58,35 @@ fn safe_component(s: &str) -> bool {
     !s.is_empty() && !s.starts_with('.') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+/// Refuses a plan unless every file it names is a bare binlog file name, by the rule the server
+/// applies to names it serves (`pitr::files::validate_name`), and every source identity a plain
+/// name: a server, or anyone in the middle of plain http, must not be able to make `--fetch`
+/// write outside its directory, nor put a line of its own into the output.
+fn check_names(plan: &Plan) -> Result<(), String> {
+    let shown = |s: &str| s.chars().take(64).collect::<String>();
+    for f in &plan.files {
+        if let Err(e) = files::validate_name(&f.name) {
+            return Err(format!(
+                "the plan names {:?}, which is not a file name ({e}): refusing the whole plan, nothing was downloaded",
+                shown(&f.name)
+            ));
+        }
+        if !safe_component(&f.source_identity) {
+            return Err(format!(
+                "the plan names the source {:?}, which is not a plain name: refusing the whole plan, nothing was \
+                 downloaded",
+                shown(&f.source_identity)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the command; returns what to print on stdout.
 pub fn run(args: &ReplayArgs) -> Result<String, String> {
     let mut resp = get(args, &format!("/api/tasks/{}/replay", args.task), &args.params)?;
     let plan: Plan = resp.body_mut().read_json().map_err(|e| format!("reading the plan: {e}"))?;
+    check_names(&plan)?;
     let mut out = String::new();
     let segments = command::segments(&plan);
     if segments.len() > 1 {
@@ -81,14 +109,6 @@ pub fn run(args: &ReplayArgs) -> Result<String, String> {
         out.push('\n');
         return Ok(out);
     };
-    for f in &plan.files {
-        if files::validate_name(&f.name).is_err() || !safe_component(&f.source_identity) {
-            return Err(format!(
-                "the plan names a file this client will not write: {:?} of {:?}",
-                f.name, f.source_identity
-            ));
-        }
-    }
     let local = |f: &PlanFile| dir.join(plan.copy_path(f));
     for f in &plan.files {
         let path = local(f);
@@ -114,6 +134,43 @@ pub fn run(args: &ReplayArgs) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Flavor;
+    use crate::pitr::Location;
+
+    fn plan(files: &[(&str, &str)]) -> Plan {
+        Plan {
+            flavor: Flavor::Mariadb,
+            files: files
+                .iter()
+                .map(|(name, source)| PlanFile {
+                    name: name.to_string(),
+                    source_identity: source.to_string(),
+                    size: 1,
+                    location: Location::Object { key: "k".into() },
+                })
+                .collect(),
+            segments: Vec::new(),
+            start_position: None,
+            stop_position: None,
+            start_datetime: None,
+            stop_datetime: None,
+            command: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_plan_is_refused_when_any_name_is_not_a_file_name() {
+        let good = ("mariadb-bin.000001", "mariadb-1-0");
+        assert!(check_names(&plan(&[good, ("mariadb-bin.000002", "mariadb-2-0")])).is_ok());
+        for bad in ["/../../tmp/x", "../x", "a/b.000001", "..", "", "x.000001\nrm -rf ~", ".hidden.000001"] {
+            let err = check_names(&plan(&[good, (bad, "mariadb-1-0")])).unwrap_err();
+            assert!(err.contains("not a file name"), "{bad:?}: {err}");
+        }
+        for bad in ["../x", "a/b", "s\n# rm -rf ~", ""] {
+            let err = check_names(&plan(&[good, ("mariadb-bin.000002", bad)])).unwrap_err();
+            assert!(err.contains("not a plain name"), "{bad:?}: {err}");
+        }
+    }
 
     #[test]
     fn only_plain_components_become_paths() {

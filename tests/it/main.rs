@@ -11,6 +11,7 @@ mod api;
 mod api_fuzz;
 mod cli;
 mod meta_mysql;
+mod security;
 
 // Replication core.
 mod disk_full;
