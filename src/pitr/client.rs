@@ -105,7 +105,9 @@ pub fn run(args: &ReplayArgs) -> Result<String, String> {
         for f in &plan.files {
             out.push_str(&format!("# {} ({} bytes, source {})\n", f.name, f.size, f.source_identity));
         }
-        out.push_str(&plan.command);
+        // Built here from the plan's typed fields, never the server's `command` text: a hostile
+        // server (or anyone in the middle of plain http) must not choose what the operator runs.
+        out.push_str(&command::whole(&plan, &command::at_server));
         out.push('\n');
         return Ok(out);
     };

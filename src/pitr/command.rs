@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use crate::domain::Flavor;
+use crate::pitr::Location;
 use crate::pitr::plan::{Plan, PlanFile, PlanSegment};
 
 /// One segment's command over its files at `path(file)`.
@@ -70,6 +71,14 @@ pub fn whole(plan: &Plan, path: &dyn Fn(&PlanFile) -> String) -> String {
     match cmds.as_slice() {
         [one] => one.clone(),
         many => format!("{{ {}; }}", many.join(" && ")),
+    }
+}
+
+/// Where a plan's file is on the server (the path the server's own `command` names).
+pub fn at_server(f: &PlanFile) -> String {
+    match &f.location {
+        Location::Local { path } => path.display().to_string(),
+        Location::Object { key } => format!("s3-object:{key}"),
     }
 }
 

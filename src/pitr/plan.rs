@@ -276,14 +276,10 @@ fn assemble(
         segments,
         command: String::new(),
     };
-    let at_server = |f: &PlanFile| match &f.location {
-        Location::Local { path } => path.display().to_string(),
-        Location::Object { key } => format!("s3-object:{key}"),
-    };
     for seg in 0..n {
-        plan.segments[seg].command = command::segment(&plan, &plan.segments[seg], &at_server);
+        plan.segments[seg].command = command::segment(&plan, &plan.segments[seg], &command::at_server);
     }
-    plan.command = command::whole(&plan, &at_server);
+    plan.command = command::whole(&plan, &command::at_server);
     plan
 }
 

