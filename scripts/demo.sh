@@ -80,7 +80,7 @@ task=$(curl -sS -X POST "$base_url/api/tasks" -H 'Content-Type: application/json
 echo "$task"
 task_id=$(printf '%s' "$task" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("id", ""))' 2>/dev/null || true)
 [ -n "$task_id" ] || die "task creation did not return an id"
-curl -sS -X POST "$base_url/api/tasks/$task_id/start"; echo
+curl -sS -X POST "$base_url/api/tasks/$task_id/start" -H "X-Requested-With: demo.sh"; echo
 
 say "writing to the source and rotating its binlog"
 sql "INSERT INTO demo.orders VALUES (3, 'cocoa'), (4, 'water'); FLUSH BINARY LOGS;

@@ -51,8 +51,15 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         Notifier::off()
     });
     let addr = settings.listen_socket_addr().map_err(|e| anyhow::anyhow!(e.message))?;
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", settings.data_dir.display()))?;
+    let tightened = crate::fsmode::prepare(&settings.data_dir)
+        .with_context(|| format!("cannot create data_dir {} or make it private", settings.data_dir.display()))?;
+    if let Some((first, was)) = tightened.dirs.first().or(tightened.files.first()) {
+        warn!(log, "tightened permissions under data_dir: binlogs and the metadata database hold row data and \
+                    secrets, readable only by this user from now on (an older version created them with the \
+                    umask of its day)";
+              "data_dir" => %settings.data_dir.display(), "directories" => tightened.dirs.len(),
+              "files" => tightened.files.len(), "example" => format!("{} was {was:o}", first.display()));
+    }
 
     let store = {
         let s = settings.clone();
@@ -92,6 +99,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     let state = web::Data::new(ApiState {
         supervisor: supervisor.clone(),
         server_id_base: settings.replication.server_id_base,
+        alert_after: crate::retry::RetryPolicy::from_settings(&settings.retry).alert_after,
         http_registry,
         data_dir: settings.data_dir.clone(),
         cluster: api::ClusterInfo {
@@ -106,11 +114,17 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     let tracing_on = settings.tracing.enabled;
     let rl = &settings.api.rate_limit;
     let limiter = rl.enabled.then(|| api::rate_limit::RateLimiter::new(rl.requests_per_second, rl.burst));
-    if !auth_settings.enabled && !addr.ip().is_loopback() {
-        // Only reachable with allow_insecure_remote (validation refuses it otherwise).
-        warn!(log, "API AUTHENTICATION IS DISABLED on a non-loopback address: anyone who can reach \
-                    this port controls the tasks. Set api.auth.enabled (see SECURITY.md)"; "addr" => %addr);
+    let fl = &settings.api.auth.failure_limit;
+    let failed_auth = fl.enabled.then(|| api::rate_limit::FailedAuthLimiter::new(fl.per_minute, fl.burst));
+    if !settings.api_is_protected() && !addr.ip().is_loopback() {
+        // Only reachable with allow_insecure_remote (check_exposure refuses it otherwise).
+        warn!(log, "THE API IS NOT PROTECTED on a non-loopback address: anyone who can reach this port \
+                    controls the tasks. Set api.auth.enabled and api.auth.protect_api (see SECURITY.md)"; "addr" => %addr);
+    } else if !(addr.ip().is_loopback() || auth_settings.enabled && auth_settings.protect_metrics) {
+        warn!(log, "/metrics answers anyone who can reach this port (api.auth.protect_metrics is false)"; "addr" => %addr);
     }
+    let cross_site = Arc::new(api::cross_site::Policy::from_settings(&settings));
+    let body_timeout = Duration::from_secs(settings.http.body_timeout_sec);
     let ui_source = api::ui::UiSource::from_dev_dir(&settings.ui.dev_dir);
     if let api::ui::UiSource::Dir(dir) = &ui_source {
         info!(log, "serving the UI from disk (ui.dev_dir)"; "dir" => %dir.display());
@@ -121,9 +135,17 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
             protect_api: auth_settings.protect_api,
             protect_metrics: auth_settings.protect_metrics,
             rate_limit: limiter.clone(),
+            failed_auth: failed_auth.clone(),
+            body: api::body::BodyLimits { timeout: body_timeout, max_bytes: api::MAX_JSON_BODY },
         };
+        let cross_site = cross_site.clone();
         App::new()
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                api::cross_site::guard(cross_site.clone(), req, next)
+            }))
+            .wrap(actix_web::middleware::from_fn(api::ui::security_headers))
             .wrap(actix_web::middleware::Condition::new(tracing_on, actix_web::middleware::from_fn(api::trace_request)))
+            .wrap(actix_web::middleware::from_fn(api::metrics::fold_unknown_method))
             .wrap(prom.clone())
             .app_data(state.clone())
             .configure(|cfg| api::configure(cfg, guards, &ui_source))

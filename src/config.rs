@@ -38,6 +38,7 @@ pub struct Settings {
     /// Seconds the graceful shutdown may take before the process exits anyway.
     pub shutdown_timeout_sec: u64,
     pub log: LogSettings,
+    pub http: HttpSettings,
     pub api: ApiSettings,
     pub ui: UiSettings,
     pub secrets: SecretsSettings,
@@ -45,6 +46,7 @@ pub struct Settings {
     pub upload: UploadSettings,
     pub storage: StorageSettings,
     pub replication: ReplicationSettings,
+    pub retry: RetrySettings,
     pub writer: WriterSettings,
     pub cluster: ClusterSettings,
 }
@@ -60,6 +62,7 @@ impl Default for Settings {
             meta_pool_size: 8,
             shutdown_timeout_sec: 30,
             log: LogSettings::default(),
+            http: HttpSettings::default(),
             api: ApiSettings::default(),
             ui: UiSettings::default(),
             secrets: SecretsSettings::default(),
@@ -67,6 +70,7 @@ impl Default for Settings {
             upload: UploadSettings::default(),
             storage: StorageSettings::default(),
             replication: ReplicationSettings::default(),
+            retry: RetrySettings::default(),
             writer: WriterSettings::default(),
             cluster: ClusterSettings::default(),
         }
@@ -153,6 +157,35 @@ impl Default for LogSettings {
     }
 }
 
+/// The HTTP listener: what every request must respect, whatever its route.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Seconds a client has to send a request body once its headers arrived (then 408).
+    pub body_timeout_sec: u64,
+    /// Host names (comma-separated, no port) answered besides `localhost` and IP addresses while
+    /// a route is open without authentication: e.g. a reverse proxy's name. Every other `Host`
+    /// is refused then (DNS rebinding), and an `Origin` naming one of these counts as ours.
+    pub allowed_hosts: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings { body_timeout_sec: 10, allowed_hosts: String::new() }
+    }
+}
+
+impl HttpSettings {
+    /// `allowed_hosts` as lower-case names.
+    pub fn allowed_host_names(&self) -> Vec<String> {
+        self.allowed_hosts
+            .split(',')
+            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSettings {
@@ -207,6 +240,24 @@ pub struct AuthSettings {
     pub protect_metrics: bool,
     /// Permit a non-loopback listen address with auth disabled (warned at every start).
     pub allow_insecure_remote: bool,
+    pub failure_limit: FailureLimitSettings,
+}
+
+/// Wrong credentials per client address, on every route behind authentication (on by default).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailureLimitSettings {
+    pub enabled: bool,
+    /// Wrong credentials an address may present in a row.
+    pub burst: u32,
+    /// Then this many per minute; meanwhile its requests to protected routes get 429.
+    pub per_minute: u32,
+}
+
+impl Default for FailureLimitSettings {
+    fn default() -> Self {
+        FailureLimitSettings { enabled: true, burst: 10, per_minute: 6 }
+    }
 }
 
 impl Default for AuthSettings {
@@ -222,6 +273,7 @@ impl Default for AuthSettings {
             protect_api: true,
             protect_metrics: true,
             allow_insecure_remote: false,
+            failure_limit: FailureLimitSettings::default(),
         }
     }
 }
@@ -341,6 +393,9 @@ pub struct ReplicationSettings {
     pub retry_max_ms: u64,
     /// Largest packet accepted from the source (the source's max_allowed_packet is at most 1 GiB).
     pub max_event_bytes: u64,
+    /// The directory a task's `source.tls_ca_file` names a file in; empty: no CA file can be
+    /// used (verify_identity then checks against the bundled public roots).
+    pub tls_ca_dir: String,
 }
 
 impl Default for ReplicationSettings {
@@ -353,7 +408,27 @@ impl Default for ReplicationSettings {
             retry_initial_ms: 500,
             retry_max_ms: 60_000,
             max_event_bytes: 1 << 30,
+            tls_ca_dir: String::new(),
         }
+    }
+}
+
+/// When retrying stops being the answer (the failure policy, `src/retry.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// The same retryable failure at the same source position this many times in a row, with no
+    /// progress in between, fails the task (SOURCE_EVENT_CORRUPT, SOURCE_STREAM_UNREADABLE);
+    /// 0 never does.
+    pub same_error_limit: u32,
+    /// A task retrying for longer than this counts as stuck (`binlog_server_tasks_stuck`, first
+    /// on the UI's dashboard).
+    pub alert_after_sec: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings { same_error_limit: 5, alert_after_sec: 300 }
     }
 }
 
@@ -557,6 +632,25 @@ fn resolve_secret_files(s: &mut Settings) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The shortest API credential accepted.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Why a token would be a weak or unusable credential (never quoting it).
+fn weak_token(token: &str) -> Option<String> {
+    if token.trim().chars().count() < MIN_TOKEN_CHARS {
+        return Some(format!(
+            "must be at least {MIN_TOKEN_CHARS} characters besides spaces (`openssl rand -hex 32` makes a good one)"
+        ));
+    }
+    if token.trim() != token {
+        return Some("must not begin or end with whitespace (a presented credential is trimmed)".into());
+    }
+    if token.chars().any(char::is_control) {
+        return Some("must not contain control characters (it travels in an HTTP header)".into());
+    }
+    None
+}
+
 /// A semantic validation failure, naming its key.
 #[derive(Debug)]
 pub struct Invalid {
@@ -623,6 +717,27 @@ impl Settings {
         if !self.ui.dev_dir.is_empty() && !Path::new(&self.ui.dev_dir).join("index.html").is_file() {
             return Err(invalid("ui.dev_dir", format!("{:?} has no index.html", self.ui.dev_dir)));
         }
+        if !(1..=3600).contains(&self.http.body_timeout_sec) {
+            return Err(invalid("http.body_timeout_sec", "must be between 1 and 3600"));
+        }
+        if let Some(bad) = self
+            .http
+            .allowed_host_names()
+            .into_iter()
+            .find(|h| !h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')))
+        {
+            return Err(invalid(
+                "http.allowed_hosts",
+                format!("{:?} is not a host name (a comma-separated list of names, without ports)", bad),
+            ));
+        }
+        let fl = &self.api.auth.failure_limit;
+        if fl.burst == 0 || fl.burst > 10_000 {
+            return Err(invalid("api.auth.failure_limit.burst", "must be between 1 and 10000"));
+        }
+        if fl.per_minute == 0 || fl.per_minute > 60_000 {
+            return Err(invalid("api.auth.failure_limit.per_minute", "must be between 1 and 60000"));
+        }
         let rl = &self.api.rate_limit;
         if !(rl.requests_per_second > 0.0 && rl.requests_per_second <= 1_000_000.0) {
             return Err(invalid("api.rate_limit.requests_per_second", "must be above 0 and at most 1000000"));
@@ -671,6 +786,15 @@ impl Settings {
                 }
                 _ => {}
             }
+            let (key, token) = match (auth.mode, auth.bearer_token_file.is_empty(), auth.api_key_file.is_empty()) {
+                (AuthMode::Bearer, true, _) => ("api.auth.bearer_token", &auth.bearer_token),
+                (AuthMode::Bearer, false, _) => ("api.auth.bearer_token_file", &auth.bearer_token),
+                (AuthMode::ApiKey, _, true) => ("api.auth.api_key", &auth.api_key),
+                (AuthMode::ApiKey, _, false) => ("api.auth.api_key_file", &auth.api_key),
+            };
+            if let Some(why) = weak_token(token.expose()) {
+                return Err(invalid(key, why));
+            }
             if auth.api_key_header.trim().is_empty()
                 || actix_web::http::header::HeaderName::try_from(auth.api_key_header.as_str()).is_err()
             {
@@ -695,6 +819,18 @@ impl Settings {
         }
         if r.max_event_bytes < (1 << 20) || r.max_event_bytes > (1 << 30) {
             return Err(invalid("replication.max_event_bytes", "must be between 1 MiB and 1 GiB"));
+        }
+        if self.retry.same_error_limit == 1 {
+            return Err(invalid(
+                "retry.same_error_limit",
+                "must be 0 (never fail a task for a repeated error) or at least 2 (1 would fail on the first error)",
+            ));
+        }
+        if self.retry.alert_after_sec == 0 {
+            return Err(invalid("retry.alert_after_sec", "must be at least 1"));
+        }
+        if !r.tls_ca_dir.is_empty() && !Path::new(&r.tls_ca_dir).is_dir() {
+            return Err(invalid("replication.tls_ca_dir", format!("{:?} is not a directory", r.tls_ca_dir)));
         }
         let w = &self.writer;
         if w.fsync_max_bytes < 4096 || w.fsync_max_bytes > (1 << 30) {
@@ -753,21 +889,39 @@ impl Settings {
         Ok(())
     }
 
-    /// The check only `serve` needs: a listen address other hosts can reach requires
-    /// authentication, unless the operator accepts the risk explicitly.
+    /// Whether a route answers without a credential (auth off, or a route left unprotected):
+    /// the `Host` header must then name this server (`api::cross_site`).
+    pub fn has_open_routes(&self) -> bool {
+        let a = &self.api.auth;
+        !(a.enabled && a.protect_api && a.protect_metrics)
+    }
+
+    /// Whether `/api` asks for a credential: authentication on and `protect_api`.
+    pub fn api_is_protected(&self) -> bool {
+        self.api.auth.enabled && self.api.auth.protect_api
+    }
+
+    /// The check only `serve` needs: a listen address other hosts can reach requires the API to
+    /// be protected (what is actually guarded, not only `api.auth.enabled`), unless the operator
+    /// accepts the risk explicitly.
     pub fn check_exposure(&self) -> Result<(), Invalid> {
         let addr = self.listen_socket_addr()?;
-        if !addr.ip().is_loopback() && !self.api.auth.enabled && !self.api.auth.allow_insecure_remote {
-            return Err(invalid(
-                "listen_addr",
-                format!(
-                    "{addr} is reachable from other hosts but api.auth.enabled is false: enable authentication \
-                     (BINLOG_SERVER_API_AUTH_ENABLED=true with a token), listen on 127.0.0.1, or accept the risk with \
-                     api.auth.allow_insecure_remote=true"
-                ),
-            ));
+        let auth = &self.api.auth;
+        if addr.ip().is_loopback() || auth.allow_insecure_remote || self.api_is_protected() {
+            return Ok(());
         }
-        Ok(())
+        let why = if auth.enabled {
+            "api.auth.protect_api is false, so /api answers without a credential: set api.auth.protect_api=true"
+        } else {
+            "api.auth.enabled is false: enable authentication (BINLOG_SERVER_API_AUTH_ENABLED=true with a token)"
+        };
+        Err(invalid(
+            "listen_addr",
+            format!(
+                "{addr} is reachable from other hosts but {why}, listen on 127.0.0.1, or accept the risk with \
+                 api.auth.allow_insecure_remote=true"
+            ),
+        ))
     }
 
     pub fn listen_socket_addr(&self) -> Result<SocketAddr, Invalid> {
@@ -822,6 +976,25 @@ mod tests {
         assert!(load(None, &env(&bad), Purpose::Serve).unwrap_err().0.contains("cluster.node_id"));
     }
 
+    #[test]
+    fn retry_policy_keys() {
+        let s = load(None, &local(), Purpose::Serve).unwrap();
+        assert_eq!((s.retry.same_error_limit, s.retry.alert_after_sec), (5, 300));
+        let mut e = local();
+        e.extend(env(&[("BINLOG_SERVER_RETRY_SAME_ERROR_LIMIT", "0"), ("BINLOG_SERVER_RETRY_ALERT_AFTER_SEC", "60")]));
+        let s = load(None, &e, Purpose::Serve).unwrap();
+        assert_eq!((s.retry.same_error_limit, s.retry.alert_after_sec), (0, 60));
+        for (name, value, key) in [
+            ("BINLOG_SERVER_RETRY_SAME_ERROR_LIMIT", "1", "retry.same_error_limit"),
+            ("BINLOG_SERVER_RETRY_ALERT_AFTER_SEC", "0", "retry.alert_after_sec"),
+        ] {
+            let mut e = local();
+            e.push((name.to_string(), value.to_string()));
+            let err = load(None, &e, Purpose::Serve).unwrap_err().0;
+            assert!(err.contains(key) && err.contains(name), "{err}");
+        }
+    }
+
     fn yaml(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cfg.yaml");
@@ -849,9 +1022,19 @@ mod tests {
         assert!(load(None, &local(), Purpose::Serve).unwrap().check_exposure().is_ok());
         let accepted = env(&[("BINLOG_SERVER_API_AUTH_ALLOW_INSECURE_REMOTE", "true")]);
         assert!(load(None, &accepted, Purpose::Serve).unwrap().check_exposure().is_ok());
-        let with_auth =
-            env(&[("BINLOG_SERVER_API_AUTH_ENABLED", "true"), ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "t")]);
+        let with_auth = env(&[
+            ("BINLOG_SERVER_API_AUTH_ENABLED", "true"),
+            ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "t-0123456789abcdef"),
+        ]);
         assert!(load(None, &with_auth, Purpose::Serve).unwrap().check_exposure().is_ok());
+        // Enabled but protecting nothing that matters is no protection.
+        let mut open_api = with_auth.clone();
+        open_api.push(("BINLOG_SERVER_API_AUTH_PROTECT_API".into(), "false".into()));
+        let err = load(None, &open_api, Purpose::Serve).unwrap_err().0;
+        assert!(err.contains("api.auth.protect_api") && err.contains("allow_insecure_remote"), "{err}");
+        let mut open_metrics = with_auth;
+        open_metrics.push(("BINLOG_SERVER_API_AUTH_PROTECT_METRICS".into(), "false".into()));
+        assert!(load(None, &open_metrics, Purpose::Serve).is_ok(), "open metrics alone are a warning, not an error");
     }
 
     #[test]
@@ -870,7 +1053,7 @@ mod tests {
             &env(&[
                 ("BINLOG_SERVER_LISTEN_ADDR", "127.0.0.1:1"),
                 ("BINLOG_SERVER_API_AUTH_ENABLED", "true"),
-                ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "tok"),
+                ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "tok-0123456789abcdef"),
                 ("BINLOG_SERVER_WRITER_FSYNC_MAX_BYTES", "65536"),
                 ("UNRELATED", "x"),
             ]),
@@ -878,7 +1061,7 @@ mod tests {
         )
         .unwrap();
         assert!(s.api.auth.enabled);
-        assert_eq!(s.api.auth.bearer_token.expose(), "tok");
+        assert_eq!(s.api.auth.bearer_token.expose(), "tok-0123456789abcdef");
         assert_eq!(s.writer.fsync_max_bytes, 65536);
     }
 
@@ -933,7 +1116,10 @@ mod tests {
         assert!(err.contains("api.auth.bearer_token"), "{err}");
         let s = load(
             None,
-            &env(&[("BINLOG_SERVER_API_AUTH_ENABLED", "1"), ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "zz-secret")]),
+            &env(&[
+                ("BINLOG_SERVER_API_AUTH_ENABLED", "1"),
+                ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "zz-secret-0123456789"),
+            ]),
             Purpose::Serve,
         )
         .unwrap();
@@ -941,10 +1127,34 @@ mod tests {
     }
 
     #[test]
+    fn weak_tokens_are_refused_without_being_printed() {
+        let with = |token: &str| {
+            load(
+                None,
+                &env(&[
+                    ("BINLOG_SERVER_LISTEN_ADDR", "127.0.0.1:1"),
+                    ("BINLOG_SERVER_API_AUTH_ENABLED", "true"),
+                    ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", token),
+                ]),
+                Purpose::Serve,
+            )
+        };
+        for weak in ["x", "short-token-15c", "   ", " padded-token-0123456789 ", "tab\tin-token-0123456789"] {
+            let err = with(weak).unwrap_err().0;
+            assert!(
+                err.contains("api.auth.bearer_token") && err.contains("BINLOG_SERVER_API_AUTH_BEARER_TOKEN"),
+                "{err}"
+            );
+            assert!(weak.trim().len() < 4 || !err.contains(weak.trim()), "the token is printed: {err}");
+        }
+        assert!(with("tok-4b1d9e0c7a2f").is_ok(), "16 characters are enough");
+    }
+
+    #[test]
     fn secret_files_are_read() {
         let dir = tempfile::tempdir().unwrap();
         let tok = dir.path().join("token");
-        std::fs::write(&tok, "from-file\n").unwrap();
+        std::fs::write(&tok, "from-file-0123456789\n").unwrap();
         let s = load(
             None,
             &env(&[
@@ -954,7 +1164,7 @@ mod tests {
             Purpose::Serve,
         )
         .unwrap();
-        assert_eq!(s.api.auth.bearer_token.expose(), "from-file");
+        assert_eq!(s.api.auth.bearer_token.expose(), "from-file-0123456789");
     }
 
     #[test]

@@ -50,7 +50,7 @@ macro_rules! string_enum {
                     _ => Err(format!(
                         "unknown {} {:?} (expected one of: {})",
                         stringify!($name),
-                        s,
+                        s.chars().take(64).collect::<String>(),
                         [$($text),+].join(", ")
                     )),
                 }
@@ -163,6 +163,46 @@ pub struct SourceSpec {
     pub server_id: Option<u32>,
     pub tls_mode: TlsMode,
     pub tls_ca_file: Option<String>,
+    /// The source's RSA public key (PEM), pinned for caching_sha2_password without TLS.
+    pub server_public_key: Option<String>,
+}
+
+impl SourceSpec {
+    /// The settings that decide where the password goes and how it travels, among those that
+    /// differ between `self` and `other` (API field names).
+    pub fn changed_destination(&self, other: &SourceSpec) -> Vec<&'static str> {
+        [
+            ("source.host", self.host != other.host),
+            ("source.port", self.port != other.port),
+            ("source.user", self.user != other.user),
+            ("source.tls_mode", self.tls_mode != other.tls_mode),
+            ("source.tls_ca_file", self.tls_ca_file != other.tls_ca_file),
+            ("source.server_public_key", self.server_public_key != other.server_public_key),
+        ]
+        .into_iter()
+        .filter_map(|(field, changed)| changed.then_some(field))
+        .collect()
+    }
+}
+
+/// The password of an update that leaves it out: the stored one, but only while it would go to
+/// the same server the same way (host, port, user, TLS settings and pinned key unchanged).
+/// Otherwise whoever redirects the task must know the password: the API credential alone must
+/// not be enough to have it sent to a server of one's choosing. An empty stored password has
+/// nothing to disclose and is kept.
+pub fn kept_password(stored: &SourceSpec, updated: &SourceSpec) -> Result<Secret, FieldError> {
+    let changed = stored.changed_destination(updated);
+    if changed.is_empty() || stored.password.is_empty() {
+        return Ok(stored.password.clone());
+    }
+    Err(FieldError {
+        field: "source.password",
+        message: format!(
+            "is required because {} changed (a stored password is kept only for the same host, port, user \
+             and TLS settings)",
+            changed.join(", ")
+        ),
+    })
 }
 
 /// Validated start position of a task.
@@ -229,17 +269,30 @@ string_enum!(
         SourceUnreachable => "SOURCE_UNREACHABLE",
         SourceProtocolError => "SOURCE_PROTOCOL_ERROR",
         ChecksumMismatch => "CHECKSUM_MISMATCH",
+        SourceEventCorrupt => "SOURCE_EVENT_CORRUPT",
+        SourceStreamUnreadable => "SOURCE_STREAM_UNREADABLE",
         MetadataError => "METADATA_ERROR",
         LeaseLost => "LEASE_LOST",
         InternalError => "INTERNAL_ERROR",
     }
 );
 
-/// A task's last error: `{code, message}`.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// A task's last error: what failed, and since when the task has been failing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TaskError {
     pub code: TaskErrorCode,
     pub message: String,
+    /// When the task began failing: the first failed attempt since it last streamed.
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// Failed attempts since then (this one included).
+    pub attempts: u32,
+}
+
+impl TaskError {
+    /// A first failure, at `now`.
+    pub fn first(code: TaskErrorCode, message: impl Into<String>, now: chrono::DateTime<chrono::Utc>) -> Self {
+        TaskError { code, message: message.into(), since: now, attempts: 1 }
+    }
 }
 
 string_enum!(
@@ -273,6 +326,7 @@ pub struct RawTaskSpec {
     pub server_id: Option<i64>,
     pub tls_mode: Option<String>,
     pub tls_ca_file: Option<String>,
+    pub server_public_key: Option<String>,
     pub start_mode: Option<String>,
     pub start_file: Option<String>,
     pub start_pos: Option<i64>,
@@ -410,6 +464,27 @@ impl RawTaskSpec {
             }
         }
 
+        let server_public_key = match self.server_public_key.filter(|k| !k.trim().is_empty()) {
+            None => None,
+            Some(pem) => match crate::source::rsa::public_key_bits(&pem) {
+                Ok(bits) if bits >= crate::source::rsa::MIN_BITS => Some(crate::source::rsa::normalize(&pem)),
+                Ok(bits) => {
+                    errs.push(FieldError {
+                        field: "source.server_public_key",
+                        message: format!(
+                            "is a {bits}-bit key; at least {} bits are required",
+                            crate::source::rsa::MIN_BITS
+                        ),
+                    });
+                    None
+                }
+                Err(e) => {
+                    errs.push(FieldError { field: "source.server_public_key", message: e });
+                    None
+                }
+            },
+        };
+
         let mode = parse_enum::<StartMode>(self.start_mode, "start.mode", None, &mut errs);
         let start = match mode {
             Some(StartMode::Latest) => Some(StartSpec::Latest),
@@ -526,6 +601,7 @@ impl RawTaskSpec {
                 server_id,
                 tls_mode: tls_mode.expect("checked above"),
                 tls_ca_file,
+                server_public_key,
             },
             start: start.expect("checked above"),
             retention_days,
@@ -609,6 +685,51 @@ mod tests {
         for s in TaskState::ALL {
             assert!(!s.can_become(*s), "{s} -> {s} must not be a transition");
         }
+    }
+
+    #[test]
+    fn a_stored_password_is_kept_only_for_the_same_destination() {
+        let stored = raw().validate().unwrap().source;
+        type Edit = fn(&mut SourceSpec);
+        let table: &[(&str, Edit, Option<&str>)] = &[
+            ("nothing changed", |_| {}, None),
+            ("another host", |s| s.host = "db.attacker.example".into(), Some("source.host")),
+            ("another port", |s| s.port = 3307, Some("source.port")),
+            ("another user", |s| s.user = "root".into(), Some("source.user")),
+            ("TLS off", |s| s.tls_mode = TlsMode::Disabled, Some("source.tls_mode")),
+            ("TLS verified", |s| s.tls_mode = TlsMode::VerifyIdentity, Some("source.tls_mode")),
+            ("another CA", |s| s.tls_ca_file = Some("ca.pem".into()), Some("source.tls_ca_file")),
+            ("a pinned key", |s| s.server_public_key = Some("k".into()), Some("source.server_public_key")),
+            ("flavor and server_id", |s| (s.flavor, s.server_id) = (Flavor::Mysql, Some(9)), None),
+        ];
+        for (what, edit, changed) in table {
+            let mut updated = stored.clone();
+            updated.password = Secret::default();
+            edit(&mut updated);
+            match (kept_password(&stored, &updated), changed) {
+                (Ok(pw), None) => assert_eq!(pw.expose(), "pw", "{what}"),
+                (Err(e), Some(field)) => {
+                    assert_eq!(e.field, "source.password", "{what}");
+                    assert!(e.message.contains(field), "{what}: {}", e.message);
+                }
+                (got, want) => panic!("{what}: got {got:?}, expected a change of {want:?}"),
+            }
+        }
+        // With no stored password there is nothing to disclose.
+        let mut empty = stored.clone();
+        empty.password = Secret::default();
+        let mut moved = empty.clone();
+        moved.port = 1;
+        assert_eq!(kept_password(&empty, &moved).unwrap(), Secret::default());
+    }
+
+    #[test]
+    fn a_pinned_server_key_must_be_an_rsa_public_key() {
+        let mut r = raw();
+        r.server_public_key = Some("not a key".into());
+        assert_eq!(field_errors(r.clone()), vec!["source.server_public_key"]);
+        r.server_public_key = Some("  ".into());
+        assert_eq!(r.validate().unwrap().source.server_public_key, None, "blank is no key");
     }
 
     #[test]

@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use binlog_server::cli_docs;
 use binlog_server::config::{self, ENV_CONFIG_FILE, Settings};
 use binlog_server::meta::{self, MetaDsn};
+use binlog_server::secret::Secret;
 
 #[derive(Parser)]
 #[command(
@@ -61,9 +62,14 @@ struct ReplayCli {
     /// Task id.
     #[arg(long)]
     task: i64,
-    /// API bearer token.
+    /// API bearer token. On the command line it is visible to every local user (ps, /proc):
+    /// prefer the BINLOG_SERVER_API_TOKEN environment variable or --token-file.
     #[arg(long, env = "BINLOG_SERVER_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Read the API bearer token from this file (one trailing newline is ignored); it wins over
+    /// --token and BINLOG_SERVER_API_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Start at this source file (with --start-pos), as a --master-data dump records it.
     #[arg(long, requires = "start_pos")]
     start_file: Option<String>,
@@ -86,16 +92,34 @@ struct ReplayCli {
     stop_file: Option<String>,
     #[arg(long, requires = "stop_file")]
     stop_pos: Option<u64>,
-    /// Only needed when a file name exists under two sources.
+    /// The source whose files --start-file and --stop-file name, when a name exists under
+    /// several sources (after a switchover).
     #[arg(long)]
     source_identity: Option<String>,
+    /// The same for --start-file only.
+    #[arg(long, requires = "start_file")]
+    start_source_identity: Option<String>,
+    /// The same for --stop-file only.
+    #[arg(long, requires = "stop_file")]
+    stop_source_identity: Option<String>,
     /// Download the files into this directory and print the command over the copies.
     #[arg(long)]
     fetch: Option<PathBuf>,
 }
 
 impl ReplayCli {
-    fn into_args(self) -> binlog_server::pitr::client::ReplayArgs {
+    fn into_args(self) -> Result<binlog_server::pitr::client::ReplayArgs, String> {
+        let token = match &self.token_file {
+            Some(path) => {
+                let t =
+                    Secret::from_file(path).map_err(|e| format!("cannot read --token-file {}: {e}", path.display()))?;
+                if t.expose().trim().is_empty() {
+                    return Err(format!("--token-file {} is empty", path.display()));
+                }
+                Some(t)
+            }
+            None => self.token.clone().filter(|t| !t.is_empty()).map(Secret::new),
+        };
         let mut params = Vec::new();
         let mut put = |k: &'static str, v: Option<String>| {
             if let Some(v) = v {
@@ -111,13 +135,15 @@ impl ReplayCli {
         put("stop_file", self.stop_file);
         put("stop_pos", self.stop_pos.map(|p| p.to_string()));
         put("source_identity", self.source_identity);
-        binlog_server::pitr::client::ReplayArgs {
+        put("start_source_identity", self.start_source_identity);
+        put("stop_source_identity", self.stop_source_identity);
+        Ok(binlog_server::pitr::client::ReplayArgs {
             server: self.server,
             task: self.task,
-            token: self.token.filter(|t| !t.is_empty()),
+            token,
             params,
             fetch: self.fetch,
-        }
+        })
     }
 }
 
@@ -144,7 +170,10 @@ fn load_settings(cli: &Cli) -> Result<Settings, ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    // Before anything is created (log, data_dir, meta.db, fetched files): private to the owner.
+    binlog_server::fsmode::restrict_umask();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // Generated from this definition; no configuration is read.
     match &cli.command {
         Some(Command::Completions { shell }) => {
@@ -156,7 +185,23 @@ fn main() -> ExitCode {
     }
     // A client of the API: no configuration of this host is needed.
     if let Some(Command::Replay(r)) = cli.command.take_if(|c| matches!(c, Command::Replay(_))) {
-        return match binlog_server::pitr::client::run(&r.into_args()) {
+        let token_in_argv = matches
+            .subcommand_matches("replay")
+            .is_some_and(|m| m.value_source("token") == Some(clap::parser::ValueSource::CommandLine));
+        if token_in_argv {
+            eprintln!(
+                "binlog-server replay: warning: --token is visible to every local user (ps, /proc); use \
+                 --token-file or BINLOG_SERVER_API_TOKEN"
+            );
+        }
+        let args = match r.into_args() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("binlog-server replay: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        return match binlog_server::pitr::client::run(&args) {
             Ok(out) => {
                 print!("{out}");
                 ExitCode::SUCCESS

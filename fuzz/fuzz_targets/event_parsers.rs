@@ -95,6 +95,10 @@ fn every_parser(ev: &[u8], phl: usize) {
                 assert!(q.len() <= body.len().saturating_sub(p), "query text outside the body");
                 let _ = event::classify_query(q);
             }
+            if let Ok(prefix) = event::statement_prefix(ev, crc, p) {
+                assert!(prefix.len() <= event::STATEMENT_PREFIX_LEN, "a statement prefix past its bound");
+                let _ = event::classify_query(&prefix);
+            }
         }
         let _ = event::parse_mysql_gtid(ev, crc);
         let _ = event::parse_tagged_gtid(ev, crc);

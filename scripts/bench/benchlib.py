@@ -656,8 +656,11 @@ class Server:
 
     def request(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url(path), data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+        # X-Requested-With: what the server asks of a request that changes state without a body.
+        headers = {"X-Requested-With": "benchlib"}
+        if data:
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.url(path), data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 text = r.read().decode()

@@ -15,6 +15,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -559,7 +560,7 @@ impl FileWriterActor {
                     o.summary.on_events(&data, end_pos);
                     bytes += data.len() as u64;
                 }
-                WriteOp::Rebase { start_pos } => {
+                WriteOp::Rebase { start_pos, gtid } => {
                     let identity = self.ident()?.to_string();
                     let o = self
                         .open
@@ -567,7 +568,7 @@ impl FileWriterActor {
                         .ok_or_else(|| WriterError::Invariant("rebase without an open file".into()))?;
                     o.start_pos = start_pos;
                     o.header_len = o.size;
-                    o.summary.rebase();
+                    o.summary.rebase(gtid);
                     self.store.update_file_layout(self.task_id, &identity, o.name.as_str(), start_pos, o.size)?;
                 }
                 WriteOp::Seal { end_pos, gtid } => self.seal(end_pos, gtid)?,
@@ -625,6 +626,7 @@ impl FileWriterActor {
         let mut file = OpenOptions::new()
             .create_new(true)
             .append(true)
+            .mode(0o600) // row data: the owner's only (the umask is 077 as well, see fsmode)
             .open(&path)
             .map_err(|e| WriterError::io("create", &path, e))?;
         file.write_all(&MAGIC).map_err(|e| WriterError::io("write", &path, e))?;

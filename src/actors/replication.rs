@@ -23,6 +23,7 @@ use crate::binlog::gtid::StartGtid;
 use crate::binlog::stream::{GtidTracker, Seen, StreamError, StreamTracker, WriteOp};
 use crate::domain::{Flavor, StartSpec, TaskErrorCode};
 use crate::meta::Checkpoint;
+use crate::retry::SourcePos;
 use crate::source::SourceError;
 use crate::source::conn::{ConnectParams, SourceConn};
 use crate::source::dump::{self, DumpFrom, ReplicaParams, SourceIdentity};
@@ -44,11 +45,14 @@ pub enum ReplError {
     #[error(transparent)]
     Source(#[from] SourceError),
     /// The source refused the position the dump asked for (a purged file, an impossible
-    /// position): the message names that position, which the source's own text does not.
-    #[error("binlog dump from {from}: {source}")]
-    Dump { from: String, source: SourceError },
-    #[error("stream: {0}")]
-    Stream(#[from] StreamError),
+    /// position): the message names that position, which the source's own text does not, and
+    /// (`hint`) what to do when this source just replaced another one.
+    #[error("binlog dump from {from}: {source}{hint}")]
+    Dump { from: String, source: SourceError, hint: String },
+    /// The tracker refused the stream; `at` is where our copy of the current file ends (where
+    /// the refused event starts), when a file is open.
+    #[error("stream{}: {source}", at.as_ref().map(|p| format!(" at {p}")).unwrap_or_default())]
+    Stream { at: Option<SourcePos>, source: StreamError },
     #[error("local storage: {0}")]
     Writer(#[from] WriterError),
     #[error("the source ended the binlog stream (server shutdown?)")]
@@ -66,14 +70,22 @@ impl ReplError {
     pub fn classify(&self) -> (TaskErrorCode, bool) {
         match self {
             ReplError::Source(e) | ReplError::Dump { source: e, .. } => e.classify(),
-            ReplError::Stream(StreamError::Event(crate::binlog::event::EventError::Checksum { .. })) => {
-                (TaskErrorCode::ChecksumMismatch, true)
-            }
-            ReplError::Stream(_) => (TaskErrorCode::SourceProtocolError, true),
+            ReplError::Stream {
+                source: StreamError::Event(crate::binlog::event::EventError::Checksum { .. }), ..
+            } => (TaskErrorCode::ChecksumMismatch, true),
+            ReplError::Stream { .. } => (TaskErrorCode::SourceProtocolError, true),
             ReplError::Writer(e) => e.classify(),
             ReplError::Eof | ReplError::Silence(_) => (TaskErrorCode::SourceUnreachable, true),
             ReplError::NoGtid(_) => (TaskErrorCode::InvalidStartPosition, false),
             ReplError::WriterGone => (TaskErrorCode::InternalError, true),
+        }
+    }
+
+    /// Where in the source's binlog the attempt failed, when the error is about the stream.
+    pub fn at(&self) -> Option<SourcePos> {
+        match self {
+            ReplError::Stream { at, .. } => at.clone(),
+            _ => None,
         }
     }
 }
@@ -105,6 +117,8 @@ pub enum ReplicationEvent {
         code: Option<TaskErrorCode>,
         retryable: bool,
         crc_error: bool,
+        /// Where in the source's binlog it failed (stream errors only).
+        at: Option<SourcePos>,
     },
 }
 
@@ -170,11 +184,14 @@ impl Actor for ReplicationActor {
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.finished = true;
             let ended = match res {
-                Ok(()) => ReplicationEvent::Ended { error: None, code: None, retryable: true, crc_error: false },
+                Ok(()) => {
+                    ReplicationEvent::Ended { error: None, code: None, retryable: true, crc_error: false, at: None }
+                }
                 Err(e) => {
                     let (code, retryable) = e.classify();
                     let crc_error = code == TaskErrorCode::ChecksumMismatch;
-                    ReplicationEvent::Ended { error: Some(e.to_string()), code: Some(code), retryable, crc_error }
+                    let at = e.at();
+                    ReplicationEvent::Ended { error: Some(e.to_string()), code: Some(code), retryable, crc_error, at }
                 }
             };
             act.report.do_send(ended);
@@ -282,7 +299,11 @@ async fn run_attempt(
             let r = prepared.rebuild_from.as_ref().expect("checked");
             (DumpFrom::FilePos { file: r.name.clone(), pos: r.start_pos }, parse_gtid(&r.gtid_start)?)
         }
-        (Some(cp), StartSpec::Gtid { .. }) => {
+        // GTID mode resumes by GTID only on another server (a switchover). On the server that
+        // wrote the checkpoint the position is exact, while a GTID dump starts at the next file
+        // when the checkpoint follows a file's last transaction: the rest of that file (the STOP
+        // of a clean shutdown, a ROTATE) would be missing from a copy then sealed as complete.
+        (Some(cp), StartSpec::Gtid { .. }) if prepared.switched_from.is_some() => {
             let g = parse_gtid(&cp.gtid_set)?.ok_or_else(|| {
                 ReplError::NoGtid(format!("the checkpoint at {}:{} has no GTID state", cp.file, cp.pos))
             })?;
@@ -309,7 +330,7 @@ async fn run_attempt(
     let tracker = StreamTracker::new(
         prepared.local,
         GtidTracker::new(p.flavor, gtid_start.as_ref()),
-        info.binlog_checksum.eq_ignore_ascii_case("CRC32"),
+        info.binlog_checksum.has_crc(),
     );
     let mut pump = Pump {
         tracker,
@@ -328,7 +349,16 @@ async fn run_attempt(
                 TaskErrorCode::SourceBinlogPurged | TaskErrorCode::InvalidStartPosition
             ) =>
         {
-            ReplError::Dump { from: from_text, source }
+            let hint = match &prepared.switched_from {
+                Some(old) if matches!(from, DumpFrom::Gtid(_)) => format!(
+                    ". This source replaced {old} and does not have the GTID state the task reached there: the \
+                     failover may have lost transactions. To archive this source from here on, give the task a GTID \
+                     start this source has (its gtid_binlog_pos when it was promoted) and start it; the recovery \
+                     window then shows the switchover as a break naming what is missing"
+                ),
+                _ => String::new(),
+            };
+            ReplError::Dump { from: from_text, source, hint }
         }
         e => e,
     })
@@ -484,7 +514,10 @@ impl Pump {
     fn on_packet(&mut self, pkt: Bytes, scratch: &mut Vec<WriteOp>) -> Result<Option<Seen>, ReplError> {
         match pkt.first() {
             Some(0x00) => {
-                let seen = self.tracker.on_event(pkt.slice(1..), scratch)?;
+                let seen = self.tracker.on_event(pkt.slice(1..), scratch).map_err(|source| {
+                    let at = self.tracker.current_file().zip(self.tracker.next_pos());
+                    ReplError::Stream { at: at.map(|(f, pos)| SourcePos { file: f.to_string(), pos }), source }
+                })?;
                 for op in scratch.drain(..) {
                     self.batch.push(op);
                 }

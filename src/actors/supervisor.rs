@@ -202,7 +202,8 @@ impl Handler<CreateTask> for Supervisor {
     }
 }
 
-/// Replaces a task's spec (only while it is idle). `keep_password` reuses the stored one.
+/// Replaces a task's spec (only while it is idle). `keep_password` reuses the stored one, as far
+/// as `domain::kept_password` allows.
 #[derive(Message)]
 #[rtype(result = "ControlResult<Task>")]
 pub struct UpdateTask {
@@ -220,20 +221,23 @@ impl Handler<UpdateTask> for Supervisor {
         let fut = store_call!(self.store, |s| {
             let current = s.get_task(id)?;
             if keep_password {
-                spec.source.password = current.spec.source.password.clone();
+                match crate::domain::kept_password(&current.spec.source, &spec.source) {
+                    Ok(password) => spec.source.password = password,
+                    Err(refused) => return Ok(Err(refused)),
+                }
             }
             let updated = s.update_task(id, &spec)?;
             // A new start position means a new beginning: the old checkpoint no longer applies.
             if current.spec.start != updated.spec.start {
                 s.reset_checkpoint(id)?;
             }
-            Ok(updated)
+            Ok(Ok(updated))
         });
-        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, _, _| {
-            res.map_err(|e| match e {
-                StoreError::Duplicate(_) => ControlError::AlreadyExists(key),
-                other => ControlError::from_store(other, Some(id), "update"),
-            })
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, _, _| match res {
+            Ok(Ok(task)) => Ok(task),
+            Ok(Err(refused)) => Err(ControlError::Invalid(vec![refused])),
+            Err(StoreError::Duplicate(_)) => Err(ControlError::AlreadyExists(key)),
+            Err(other) => Err(ControlError::from_store(other, Some(id), "update")),
         })))
     }
 }
@@ -570,6 +574,32 @@ impl Handler<CountTasks> for Supervisor {
     }
 }
 
+/// How many tasks are stuck (`retry::is_stuck`), for `/metrics`. Like `CountTasks`, it counts
+/// every task of the metadata store (in cluster mode, every node's).
+#[derive(Message)]
+#[rtype(result = "ControlResult<i64>")]
+pub struct CountStuck;
+
+impl Handler<CountStuck> for Supervisor {
+    type Result = ResponseFuture<ControlResult<i64>>;
+
+    fn handle(&mut self, _: CountStuck, _: &mut Context<Self>) -> Self::Result {
+        let alert_after = crate::retry::RetryPolicy::from_settings(&self.settings.retry).alert_after;
+        let retrying = TaskFilter { state: Some(TaskState::RetryBackoff), ..TaskFilter::default() };
+        let fut = store_call!(self.store, |s| s.list_tasks(&retrying, i64::MAX, 0));
+        Box::pin(async move {
+            let (tasks, _) = fut.await.map_err(ControlError::Store)?;
+            let now = chrono::Utc::now();
+            Ok(
+                tasks
+                    .iter()
+                    .filter(|t| crate::retry::is_stuck(t.state, t.last_error.as_ref(), now, alert_after))
+                    .count() as i64,
+            )
+        })
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "ControlResult<TaskView>")]
 pub struct GetTask(pub TaskId);
@@ -726,14 +756,14 @@ impl Handler<GetWindow> for Supervisor {
     fn handle(&mut self, msg: GetWindow, _: &mut Context<Self>) -> Self::Result {
         let id = msg.0;
         let data_dir = self.settings.data_dir.clone();
+        // Reads files only to check a switchover the GTID states alone do not decide.
         let fut = store_call!(self.store, |s| {
-            s.get_task(id)?;
-            pitr::load_catalog(s, &data_dir, id)
+            let task = s.get_task(id)?;
+            let files = pitr::load_catalog(s, &data_dir, id)?;
+            let reader = LocalTxnReader { task_dir: data_dir.join(id.0.to_string()) };
+            Ok(pitr::window::window(task.spec.source.flavor, &files, &reader))
         });
-        Box::pin(async move {
-            let files = fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read"))?;
-            Ok(pitr::window::window(&files))
-        })
+        Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
     }
 }
 
@@ -769,7 +799,7 @@ struct LocalTxnReader {
     task_dir: PathBuf,
 }
 
-impl pitr::plan::TxnReader for LocalTxnReader {
+impl pitr::TxnReader for LocalTxnReader {
     fn starts(&self, f: &pitr::CatalogFile) -> std::io::Result<Vec<crate::binlog::summary::TxnStart>> {
         let loc = f.location.as_ref().ok_or_else(|| std::io::Error::other("missing"))?;
         let file = pitr::files::open_location(&self.task_dir, loc).map_err(std::io::Error::other)?;

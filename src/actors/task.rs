@@ -25,6 +25,7 @@ use crate::actors::upload::{StopUploads, UploadActor, UploadNow, UploadParams};
 use crate::config::Settings;
 use crate::domain::{Task, TaskError, TaskErrorCode, TaskEventType, TaskId, TaskState, effective_server_id};
 use crate::meta::{Checkpoint, LastError, Store};
+use crate::retry::{Failure, RetryPolicy, RetryState, SourcePos, Verdict};
 use crate::source::conn::ConnectParams;
 use crate::source::dump::ReplicaParams;
 use crate::telemetry::metrics::metrics;
@@ -141,6 +142,8 @@ pub struct TaskActor {
     degraded: Option<TaskState>,
     /// Set once the lease is gone: nothing more is recorded.
     relinquished: bool,
+    /// The failure policy's memory: the current retry period and the repeated failure.
+    failures: RetryState,
 }
 
 impl TaskActor {
@@ -165,6 +168,7 @@ impl TaskActor {
             label,
             degraded: None,
             relinquished: false,
+            failures: RetryState::default(),
         }
     }
 
@@ -228,7 +232,9 @@ impl TaskActor {
                 let res = store
                     .call(move |s| {
                         let ev = event.as_ref().map(|(k, m)| (*k, m.as_str()));
-                        if from == to {
+                        // The same state again with a new error (another failed attempt) updates
+                        // the error in place; otherwise only the event is added.
+                        if from == to && !matches!(last_error, LastError::Set(_)) {
                             if let Some((k, m)) = ev {
                                 s.append_event(id, k, m)?;
                             }
@@ -260,6 +266,8 @@ impl TaskActor {
                 password: src.password.clone(),
                 tls_mode: src.tls_mode,
                 tls_ca_file: src.tls_ca_file.clone(),
+                tls_ca_dir: (!s.replication.tls_ca_dir.is_empty()).then(|| s.replication.tls_ca_dir.clone().into()),
+                server_public_key: src.server_public_key.clone(),
                 connect_timeout: Duration::from_millis(s.replication.connect_timeout_ms),
                 max_packet: s.replication.max_event_bytes as usize + 1,
             },
@@ -294,18 +302,17 @@ impl TaskActor {
         Duration::from_millis(rand::rng().random_range(d / 2..=d))
     }
 
-    fn fail(&mut self, code: TaskErrorCode, message: String, ctx: &mut Context<Self>) {
-        if code == TaskErrorCode::LeaseLost {
+    fn fail(&mut self, err: TaskError, ctx: &mut Context<Self>) {
+        if err.code == TaskErrorCode::LeaseLost {
             // Not a failure of the task: this node may no longer run it. Stop, record nothing.
-            warn!(self.ctx.log, "stopping: the lease is no longer ours"; "error" => &message);
+            warn!(self.ctx.log, "stopping: the lease is no longer ours"; "error" => &err.message);
             self.relinquished = true;
             self.shutdown_children(ctx, |_, ctx| ctx.stop());
             return;
         }
-        error!(self.ctx.log, "task failed"; "code" => %code, "error" => &message);
-        let err = TaskError { code, message: message.clone() };
+        error!(self.ctx.log, "task failed"; "code" => %err.code, "error" => &err.message, "attempts" => err.attempts);
         self.status.last_error = Some(err.clone());
-        let event = Some((TaskEventType::TaskError, format!("{code}: {message}")));
+        let event = Some((TaskEventType::TaskError, format!("{}: {}", err.code, err.message)));
         // Children first (flush what is durable), then the state, then the actor ends; the task
         // waits for its operator. Chained, because actix runs `ctx.wait` futures last-in first
         // and drops them once the actor stops.
@@ -353,8 +360,7 @@ impl TaskActor {
                 if let Err(e) = res
                     && act.state != TaskState::Failed
                 {
-                    act.status.last_error =
-                        Some(TaskError { code: TaskErrorCode::LocalStorageError, message: e.clone() });
+                    act.status.last_error = Some(TaskError::first(TaskErrorCode::LocalStorageError, e, Utc::now()));
                 }
                 done(act, ctx);
             }),
@@ -494,6 +500,7 @@ impl Handler<ReplicationEvent> for TaskActor {
             }
             ReplicationEvent::Streaming { from } => {
                 self.attempt = 0;
+                self.failures.streaming();
                 self.status.connected_since = Some(Utc::now());
                 self.status.streaming_from = Some(from.clone());
                 self.status.last_error = None;
@@ -516,7 +523,7 @@ impl Handler<ReplicationEvent> for TaskActor {
                 self.record(state, LastError::Keep, Some((TaskEventType::SourceSwitchover, msg)), ctx);
             }
             ReplicationEvent::Progress(p) => self.apply_progress(p),
-            ReplicationEvent::Ended { error, code, retryable, crc_error } => {
+            ReplicationEvent::Ended { error, code, retryable, crc_error, at } => {
                 self.replication = None;
                 self.base_events = self.status.events_written;
                 self.base_bytes = self.status.bytes_written;
@@ -524,30 +531,42 @@ impl Handler<ReplicationEvent> for TaskActor {
                     self.status.crc_errors += 1;
                     metrics().crc_errors.with_label_values(&[&self.label]).inc();
                 }
-                let message = error.unwrap_or_else(|| "replication ended".into());
-                let code = code.unwrap_or(TaskErrorCode::InternalError);
-                if retryable {
-                    let delay = self.backoff();
-                    self.status.reconnects += 1;
-                    metrics().reconnects.with_label_values(&[&self.label, code.as_str()]).inc();
-                    self.status.retry_in_ms = Some(delay.as_millis() as u64);
-                    self.status.last_error = Some(TaskError { code, message: message.clone() });
-                    warn!(self.ctx.log, "replication interrupted; retrying"; "error" => &message, "retry_in_ms" => delay.as_millis() as u64);
-                    self.record(
-                        TaskState::RetryBackoff,
-                        LastError::Keep,
-                        Some((
-                            TaskEventType::TaskRetryBackoff,
-                            format!("{code}: {message}; retrying in {} ms", delay.as_millis()),
-                        )),
-                        ctx,
-                    );
-                    self.retry = Some(ctx.run_later(delay, |act, ctx| act.start_attempt(ctx)));
-                } else {
-                    self.fail(code, message, ctx);
+                let failure = Failure {
+                    code: code.unwrap_or(TaskErrorCode::InternalError),
+                    message: error.unwrap_or_else(|| "replication ended".into()),
+                    retryable,
+                    at,
+                    checkpoint: self
+                        .status
+                        .checkpoint
+                        .as_ref()
+                        .map(|c| SourcePos { file: c.file.to_string(), pos: c.pos }),
+                };
+                let policy = RetryPolicy::from_settings(&self.ctx.settings.retry);
+                match self.failures.failed(failure, Utc::now(), &policy) {
+                    Verdict::Retry(err) => self.retry_later(err, ctx),
+                    Verdict::Fail(err) => self.fail(err, ctx),
                 }
             }
         }
+    }
+}
+
+impl TaskActor {
+    /// RETRY_BACKOFF with `err` as the task's last error (stored, so every node's API shows
+    /// it), and a new attempt after the backoff.
+    fn retry_later(&mut self, err: TaskError, ctx: &mut Context<Self>) {
+        let delay = self.backoff();
+        self.status.reconnects += 1;
+        metrics().reconnects.with_label_values(&[&self.label, err.code.as_str()]).inc();
+        self.status.retry_in_ms = Some(delay.as_millis() as u64);
+        self.status.last_error = Some(err.clone());
+        warn!(self.ctx.log, "replication interrupted; retrying"; "error" => &err.message, "code" => %err.code,
+              "attempts" => err.attempts, "retry_in_ms" => delay.as_millis() as u64);
+        let event =
+            format!("{}: {}; attempt {}, retrying in {} ms", err.code, err.message, err.attempts, delay.as_millis());
+        self.record(TaskState::RetryBackoff, LastError::Set(err), Some((TaskEventType::TaskRetryBackoff, event)), ctx);
+        self.retry = Some(ctx.run_later(delay, |act, ctx| act.start_attempt(ctx)));
     }
 }
 

@@ -1,9 +1,13 @@
 //! API authentication: a bearer token or an API key header, compared in constant time.
-//! `/healthz` is never protected; `/api/*` and `/metrics` are when configured.
+//! `/healthz` is never protected; `/api/*` and `/metrics` are when configured. Wrong
+//! credentials are counted per client address (`rate_limit::FailedAuthLimiter`): once an
+//! address has spent its budget, it gets 429 before its credential is looked at.
 //!
 //! Never logs or echoes the presented or configured credential.
 
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -13,6 +17,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::api::error::{ApiError, ErrorCode};
+use crate::api::rate_limit::{FailedAuthLimiter, too_many};
 use crate::config::{AuthMode, AuthSettings};
 use crate::secret::{Secret, constant_time_eq};
 
@@ -42,18 +47,24 @@ impl Authenticator {
 
     /// Whether the request carries the configured credential.
     pub fn check(&self, req: &ServiceRequest) -> bool {
-        let Some(value) = req.headers().get(&self.header) else { return false };
+        self.attempt(req) == Some(true)
+    }
+
+    /// `None` when the request presents no credential (no header: not a guess), else whether it
+    /// is the configured one.
+    fn attempt(&self, req: &ServiceRequest) -> Option<bool> {
+        let value = req.headers().get(&self.header)?;
         let presented: &[u8] = match self.mode {
             AuthMode::Bearer => {
                 let v = value.as_bytes();
                 if v.len() < 7 || !v[..7].eq_ignore_ascii_case(b"bearer ") {
-                    return false;
+                    return Some(false);
                 }
                 v[7..].trim_ascii()
             }
             AuthMode::ApiKey => value.as_bytes().trim_ascii(),
         };
-        constant_time_eq(presented, self.secret.expose().as_bytes())
+        Some(constant_time_eq(presented, self.secret.expose().as_bytes()))
     }
 
     fn challenge(&self) -> HeaderValue {
@@ -79,19 +90,38 @@ impl Authenticator {
     }
 }
 
-/// Middleware: lets the request through only with the credential (when `auth` is set).
+/// Middleware: lets the request through only with the credential (when `auth` is set). An
+/// address whose wrong credentials spent its budget (`failures`) gets 429, right credential or
+/// not; a request without any credential gets 401 (the UI's cue to ask for the token).
 pub async fn require(
     auth: Option<Rc<Authenticator>>,
+    failures: Option<Arc<FailedAuthLimiter>>,
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    match auth {
-        Some(a) if !a.check(&req) => {
-            let resp = a.unauthorized();
-            Ok(req.into_response(resp))
-        }
-        _ => next.call(req).await.map(ServiceResponse::map_into_boxed_body),
+    let Some(a) = auth else {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    };
+    let Some(right) = a.attempt(&req) else {
+        let resp = a.unauthorized();
+        return Ok(req.into_response(resp));
+    };
+    let now = Instant::now();
+    let limited = failures.zip(req.peer_addr().map(|p| p.ip()));
+    if let Some((l, ip)) = &limited
+        && let Err(wait) = l.admit(*ip, now)
+    {
+        let resp = too_many(wait, "too many failed authentication attempts from this address");
+        return Ok(req.into_response(resp));
     }
+    if !right {
+        if let Some((l, ip)) = &limited {
+            l.record_failure(*ip, now);
+        }
+        let resp = a.unauthorized();
+        return Ok(req.into_response(resp));
+    }
+    next.call(req).await.map(ServiceResponse::map_into_boxed_body)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ fn store_error(e: crate::meta::StoreError) -> ApiError {
     responses((status = 200, description = "The nodes sharing the metadata database (standalone: this process)", body = WorkerList),
               (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError),
               (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
-              (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
+              (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn workers(state: web::Data<ApiState>) -> Result<HttpResponse> {
     let workers = match &state.cluster.coordinator {
@@ -58,7 +58,7 @@ pub async fn workers(state: web::Data<ApiState>) -> Result<HttpResponse> {
     responses((status = 200, description = "Mode, nodes, and how the wanted tasks are placed", body = ClusterOverviewDto),
               (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError),
               (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
-              (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
+              (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn overview(state: web::Data<ApiState>) -> Result<HttpResponse> {
     let c = &state.cluster;
@@ -102,7 +102,7 @@ pub async fn overview(state: web::Data<ApiState>) -> Result<HttpResponse> {
               (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError),
               (status = 404, description = "No such task", body = ApiError),
               (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
-              (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
+              (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn lease(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse> {
     let lease = match &state.cluster.coordinator {

@@ -62,7 +62,8 @@ pub struct SourceBody {
     pub port: Option<i64>,
     #[schema(value_type = String, required = true, min_length = 1, max_length = 255, pattern = r"\S")]
     pub user: Option<String>,
-    /// Write-only. On PUT, leave it out (or send `***`) to keep the stored one.
+    /// Write-only. On PUT, leave it out (or send `***`) to keep the stored one; that is refused
+    /// when host, port, user, TLS settings or the pinned key change (send it again then).
     #[schema(value_type = Option<String>, format = Password)]
     pub password: Option<Secret>,
     #[schema(value_type = Flavor, required = true)]
@@ -72,8 +73,15 @@ pub struct SourceBody {
     pub server_id: Option<i64>,
     #[schema(value_type = Option<TlsMode>)]
     pub tls_mode: Option<String>,
-    /// PEM file with the CA (required for `verify_ca`).
+    /// A PEM file with the CA (required for `verify_ca`): its name in the server's
+    /// `replication.tls_ca_dir` (no file outside that directory is read).
     pub tls_ca_file: Option<String>,
+    /// The source's RSA public key (PEM, at least 2048 bits), pinned for
+    /// `caching_sha2_password` without TLS: the password is then encrypted under this key, never
+    /// under one the server sends. MySQL shows it with `SHOW STATUS LIKE
+    /// 'Caching_sha2_password_rsa_public_key'`. Changing it requires the password again.
+    #[schema(max_length = 8192)]
+    pub server_public_key: Option<String>,
 }
 
 /// Where a new task starts: LATEST; FILE_POS with `file` and `pos` (>= 4); GTID with
@@ -168,6 +176,7 @@ impl TaskBody {
             server_id: s.server_id,
             tls_mode: s.tls_mode,
             tls_ca_file: s.tls_ca_file,
+            server_public_key: s.server_public_key,
             start_mode: st.mode,
             start_file: st.file,
             start_pos: st.pos,
@@ -194,6 +203,8 @@ pub struct SourceDto {
     #[schema(value_type = TlsMode)]
     pub tls_mode: &'static str,
     pub tls_ca_file: Option<String>,
+    /// The pinned RSA public key (PEM), if any: public, shown as stored.
+    pub server_public_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -224,13 +235,26 @@ pub struct TaskDto {
     pub storage: StorageDto,
     pub state: TaskState,
     pub desired_state: DesiredState,
+    /// The error of the last failed attempt, with since when the task has been failing and how
+    /// many attempts failed; null once the task streams again.
     pub last_error: Option<TaskError>,
+    /// Retrying (RETRY_BACKOFF) for longer than `retry.alert_after_sec`: needs a look.
+    pub stuck: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+/// What shaping a `TaskDto` needs besides the task.
+#[derive(Debug, Clone, Copy)]
+pub struct DtoContext {
+    pub server_id_base: u32,
+    pub alert_after: chrono::Duration,
+    pub now: DateTime<Utc>,
+}
+
 impl TaskDto {
-    pub fn from_task(t: &Task, server_id_base: u32) -> Self {
+    pub fn from_task(t: &Task, ctx: &DtoContext) -> Self {
+        let server_id_base = ctx.server_id_base;
         let (file, pos, gtid_set) = match &t.spec.start {
             StartSpec::Latest => (None, None, None),
             StartSpec::FilePos { file, pos } => (Some(file.to_string()), Some(*pos), None),
@@ -251,6 +275,7 @@ impl TaskDto {
                 effective_server_id: crate::domain::effective_server_id(t, server_id_base),
                 tls_mode: src.tls_mode.as_str(),
                 tls_ca_file: src.tls_ca_file.clone(),
+                server_public_key: src.server_public_key.clone(),
             },
             start: StartDto { mode: t.spec.start.mode().as_str(), file, pos, gtid_set },
             storage: StorageDto {
@@ -261,6 +286,7 @@ impl TaskDto {
             state: t.state,
             desired_state: t.desired_state,
             last_error: t.last_error.clone(),
+            stuck: crate::retry::is_stuck(t.state, t.last_error.as_ref(), ctx.now, ctx.alert_after),
             created_at: t.created_at,
             updated_at: t.updated_at,
         }
@@ -550,8 +576,13 @@ pub struct ReplayQuery {
     pub stop_file: Option<String>,
     /// The event at this source position is the first not replayed.
     pub stop_pos: Option<u64>,
-    /// Only needed when a file name exists under two sources (after a switchover).
+    /// The source whose files `start_file` and `stop_file` name, when a name exists under
+    /// several sources (after a switchover).
     pub source_identity: Option<String>,
+    /// The same for `start_file` only (overrides `source_identity`).
+    pub start_source_identity: Option<String>,
+    /// The same for `stop_file` only (overrides `source_identity`).
+    pub stop_source_identity: Option<String>,
 }
 
 /// `?source_identity=` of a file download.

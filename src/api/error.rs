@@ -18,8 +18,13 @@ pub enum ErrorCode {
     InvalidStateTransition,
     RangeNotCovered,
     Unauthorized,
+    /// Cross-site request or foreign `Host` refused (`api::cross_site`).
+    Forbidden,
     NotFound,
     MethodNotAllowed,
+    RequestTimeout,
+    PayloadTooLarge,
+    UnsupportedMediaType,
     RateLimited,
     ServiceUnavailable,
     InternalError,
@@ -77,13 +82,37 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// Most characters of `error` an answer carries, and of each field message: messages quote
+/// client input (a value, a field name, a path), and an answer must not echo it at any length.
+pub const MAX_ERROR_CHARS: usize = 1024;
+pub const MAX_FIELD_MESSAGE_CHARS: usize = 300;
+
+/// `text` cut to `max` characters, saying so.
+pub fn capped(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((at, _)) => format!("{}... (cut at {max} characters)", &text[..at]),
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status
     }
 
+    /// The one way out for every error answer: lengths capped here.
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(self)
+        let capped = ApiError {
+            status: self.status,
+            error: capped(&self.error, MAX_ERROR_CHARS),
+            code: self.code,
+            fields: self
+                .fields
+                .iter()
+                .map(|f| FieldMessage { field: f.field, message: capped(&f.message, MAX_FIELD_MESSAGE_CHARS) })
+                .collect(),
+        };
+        HttpResponse::build(self.status).json(capped)
     }
 }
 
@@ -122,5 +151,23 @@ impl From<ControlError> for ApiError {
 impl From<actix::MailboxError> for ApiError {
     fn from(_: actix::MailboxError) -> Self {
         ApiError::unavailable("the service is shutting down")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_never_echo_input_at_length() {
+        assert_eq!(capped("short", 10), "short");
+        assert_eq!(capped("ééééé", 3), "ééé... (cut at 3 characters)");
+        let long = "A".repeat(50_000);
+        let mut e = ApiError::invalid(format!("unknown field `{long}`"));
+        e.fields.push(FieldMessage { field: "name", message: long.clone() });
+        let body = e.error_response().into_body();
+        let bytes = actix_web::body::to_bytes_limited(body, 1 << 20);
+        let bytes = futures_util::FutureExt::now_or_never(bytes).unwrap().unwrap().unwrap();
+        assert!(bytes.len() < 2048, "{} bytes", bytes.len());
     }
 }

@@ -1,8 +1,14 @@
-//! `GET /metrics`: the Prometheus text exposition of every family (see `telemetry::metrics`).
+//! `GET /metrics`: the Prometheus text exposition of every family (see `telemetry::metrics`),
+//! and what keeps the HTTP families' labels bounded whatever clients send: route patterns, not
+//! paths (`UNMATCHED` for no route), and one `OTHER` for every method HTTP does not define.
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 
-use crate::actors::supervisor::CountTasks;
+use crate::actors::supervisor::{CountStuck, CountTasks};
 use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::telemetry::metrics::metrics;
@@ -12,11 +18,61 @@ use crate::telemetry::metrics::metrics;
     responses((status = 200, description = "Every binlog_server_* family, then the HTTP families", body = String,
                content_type = "text/plain; version=0.0.4"),
               (status = 401, description = "Missing or invalid credentials (when metrics are protected)", body = ApiError),
+              (status = 429, description = "Too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError),
               (status = 503, description = "Unavailable", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn metrics_text(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let counts = state.supervisor.send(CountTasks).await??;
+    let stuck = state.supervisor.send(CountStuck).await??;
     let m = metrics();
     m.set_task_counts(&counts);
+    m.tasks_stuck.set(stuck);
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(m.render(&state.http_registry)))
+}
+
+/// What a made-up method is called from the first middleware on (metrics, traces, errors).
+pub const OTHER_METHOD: &str = "OTHER";
+
+/// Whether `m` is one of the methods HTTP defines (RFC 9110, and PATCH).
+pub fn is_known_method(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET
+            | Method::HEAD
+            | Method::POST
+            | Method::PUT
+            | Method::DELETE
+            | Method::PATCH
+            | Method::OPTIONS
+            | Method::TRACE
+            | Method::CONNECT
+    )
+}
+
+/// Middleware, inside the HTTP metrics: renames a method HTTP does not define to `OTHER`
+/// before anything reads it, so that `M0000XYZ /healthz` and its thousand variations add one set
+/// of series, not a set each. No route takes such a method: the answer (404 or 405) is the same.
+pub async fn fold_unknown_method(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if !is_known_method(req.method()) {
+        req.head_mut().method = Method::from_bytes(OTHER_METHOD.as_bytes()).expect("OTHER is an HTTP token");
+    }
+    next.call(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_made_up_methods_fold() {
+        for m in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"] {
+            assert!(is_known_method(&Method::from_bytes(m.as_bytes()).unwrap()), "{m}");
+        }
+        for m in ["M0000XYZ", "get", "PROPFIND", "OTHER"] {
+            assert!(!is_known_method(&Method::from_bytes(m.as_bytes()).unwrap()), "{m}");
+        }
+    }
 }

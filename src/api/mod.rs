@@ -3,7 +3,9 @@
 //! Handlers talk to the `Supervisor` by messages and never touch files, sockets or the store.
 
 pub mod auth;
+pub mod body;
 pub mod cluster;
+pub mod cross_site;
 pub mod dto;
 pub mod error;
 pub mod metrics;
@@ -28,11 +30,20 @@ use crate::domain::TaskId;
 pub struct ApiState {
     pub supervisor: Addr<Supervisor>,
     pub server_id_base: u32,
+    /// `retry.alert_after_sec`: a task retrying for longer is shown as stuck.
+    pub alert_after: chrono::Duration,
     /// Where actix-web-prom records the HTTP families (rendered after ours at `/metrics`).
     pub http_registry: prometheus::Registry,
     /// Where task files live (downloads check every path is inside it).
     pub data_dir: std::path::PathBuf,
     pub cluster: ClusterInfo,
+}
+
+impl ApiState {
+    /// What `TaskDto::from_task` needs, as of now.
+    pub fn dto_context(&self) -> dto::DtoContext {
+        dto::DtoContext { server_id_base: self.server_id_base, alert_after: self.alert_after, now: chrono::Utc::now() }
+    }
 }
 
 /// What the cluster endpoints need to know about this node.
@@ -52,6 +63,10 @@ pub struct Guards {
     pub protect_api: bool,
     pub protect_metrics: bool,
     pub rate_limit: Option<std::sync::Arc<rate_limit::RateLimiter>>,
+    /// Wrong credentials per address, on every guarded route (`api.auth.failure_limit`).
+    pub failed_auth: Option<std::sync::Arc<rate_limit::FailedAuthLimiter>>,
+    /// Request bodies under `/api` (`http.body_timeout_sec`, `MAX_JSON_BODY`).
+    pub body: body::BodyLimits,
 }
 
 /// Request bodies larger than this are refused (a task definition is a few hundred bytes).
@@ -111,7 +126,8 @@ fn redirect(to: &'static str) -> HttpResponse {
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
     use actix_web::ResponseError;
-    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("no route for {} {}", req.method(), req.path()))
+    let path: String = req.path().chars().take(128).collect();
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("no route for {} {path}", req.method()))
         .error_response()
 }
 
@@ -181,10 +197,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, guards: Guards, ui_source: &ui::U
     let api_guard = if guards.protect_api { guards.auth.clone() } else { None };
     let metrics_guard = if guards.protect_metrics { guards.auth.clone() } else { None };
     let limiter = guards.rate_limit.clone();
+    let body_limits = guards.body;
+    let (api_failures, metrics_failures) = (guards.failed_auth.clone(), guards.failed_auth.clone());
     cfg.service(resource("/healthz", "GET").route(web::get().to(healthz)))
         .service(
             resource("/metrics", "GET")
-                .wrap(actix_web::middleware::from_fn(move |req, next| auth::require(metrics_guard.clone(), req, next)))
+                .wrap(actix_web::middleware::from_fn(move |req, next| {
+                    auth::require(metrics_guard.clone(), metrics_failures.clone(), req, next)
+                }))
                 .route(web::get().to(metrics::metrics_text)),
         )
         // The UI fetches its own open copy of the document: the spec is no secret, while
@@ -196,7 +216,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, guards: Guards, ui_source: &ui::U
         .route("/swagger", web::get().to(|| async { redirect("/swagger/index.html") }))
         .service(
             api_scope()
-                .wrap(actix_web::middleware::from_fn(move |req, next| auth::require(api_guard.clone(), req, next)))
+                // Innermost: an unauthenticated or refused client is answered before its body is read.
+                .wrap(actix_web::middleware::from_fn(move |req, next| body::read_whole(body_limits, req, next)))
+                .wrap(actix_web::middleware::from_fn(move |req, next| {
+                    auth::require(api_guard.clone(), api_failures.clone(), req, next)
+                }))
                 // Outermost: a flood is turned away before anything else runs.
                 .wrap(actix_web::middleware::from_fn(move |req, next| rate_limit::limit(limiter.clone(), req, next))),
         )

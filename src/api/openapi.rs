@@ -71,7 +71,8 @@ pub fn document() -> &'static str {
 /// This document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "service",
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"),
-              (status = 401, description = "Missing or invalid credentials (when auth is on)", body = crate::api::error::ApiError)),
+              (status = 401, description = "Missing or invalid credentials (when auth is on)", body = crate::api::error::ApiError),
+              (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = crate::api::error::ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn spec() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(document())

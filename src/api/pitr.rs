@@ -32,7 +32,10 @@ fn parse_time(field: &'static str, raw: &str, errs: &mut Vec<FieldError>) -> Opt
         Err(_) => {
             errs.push(FieldError {
                 field,
-                message: format!("{raw:?} is not an RFC 3339 time or YYYY-MM-DD HH:MM:SS (UTC)"),
+                message: format!(
+                    "{:?} is not an RFC 3339 time or YYYY-MM-DD HH:MM:SS (UTC)",
+                    raw.chars().take(64).collect::<String>()
+                ),
             });
             None
         }
@@ -84,7 +87,8 @@ pub fn to_request(q: ReplayQuery) -> std::result::Result<Request, Vec<FieldError
     Ok(Request {
         start: starts.pop().expect("exactly one"),
         stop: stops.pop().expect("exactly one"),
-        source_identity: q.source_identity,
+        start_source: q.start_source_identity.or_else(|| q.source_identity.clone()),
+        stop_source: q.stop_source_identity.or(q.source_identity),
     })
 }
 
@@ -105,7 +109,7 @@ impl From<FileAccessError> for ApiError {
 
 #[utoipa::path(get, path = "/api/tasks/{id}/window", tag = "recovery", params(("id" = i64, Path, description = "Task id", minimum = 1)),
     responses((status = 200, description = "From where to where the held files allow a replay, and every break", body = Window), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 404, description = "No such task", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
-              (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
+              (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn window(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse> {
     let w = state.supervisor.send(GetWindow(id.0)).await??;
@@ -118,9 +122,9 @@ async fn planned(state: &ApiState, id: TaskIdPath, q: ReplayQuery) -> Result<Pla
 }
 
 #[utoipa::path(get, path = "/api/tasks/{id}/replay", tag = "recovery", params(("id" = i64, Path, description = "Task id", minimum = 1), ReplayQuery),
-    responses((status = 200, description = "The files and the exact decoder command for the range", body = Plan), (status = 400, description = "Invalid request (not exactly one start and one stop)", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 404, description = "No such task", body = ApiError),
+    responses((status = 200, description = "The files, one segment per source, and the exact decoder command(s) for the range", body = Plan), (status = 400, description = "Invalid request (not exactly one start and one stop)", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 404, description = "No such task", body = ApiError),
               (status = 422, description = "RANGE_NOT_COVERED: the held files do not cover the range; the message says what is missing", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
-              (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
+              (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn replay(state: web::Data<ApiState>, id: TaskIdPath, q: web::Query<ReplayQuery>) -> Result<HttpResponse> {
     let plan = planned(&state, id, q.into_inner()).await?;
@@ -152,20 +156,22 @@ async fn open_all(task_dir: PathBuf, plan_files: Vec<PlanFile>) -> Result<Vec<(P
 }
 
 #[utoipa::path(get, path = "/api/tasks/{id}/replay/archive", tag = "recovery", params(("id" = i64, Path, description = "Task id", minimum = 1), ReplayQuery),
-    responses((status = 200, description = "A tar of exactly the plan's files (an open file up to its checkpoint)", content_type = "application/x-tar", body = Vec<u8>), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 404, description = "No such task", body = ApiError),
+    responses((status = 200, description = "A tar of exactly the plan's files (an open file up to its checkpoint); across a switchover each under a folder named after its source", content_type = "application/x-tar", body = Vec<u8>), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 404, description = "No such task", body = ApiError),
               (status = 422, description = "RANGE_NOT_COVERED", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
-              (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
+              (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn archive(state: web::Data<ApiState>, id: TaskIdPath, q: web::Query<ReplayQuery>) -> Result<HttpResponse> {
     let task = id.0;
     let plan = planned(&state, id, q.into_inner()).await?;
     let task_dir = state.data_dir.join(task.0.to_string());
+    // Entry names: the file names, under a folder per source when the plan reads several.
+    let names: Vec<String> = plan.files.iter().map(|f| plan.copy_path(f)).collect();
     let opened = open_all(task_dir, plan.files).await?;
     let total: u64 = opened.iter().map(|(f, _)| 512 + f.size + files::tar_padding(f.size) as u64).sum::<u64>() + 1024;
     let mtime = Utc::now().timestamp().max(0) as u64;
     let body = byte_stream(move |tx| {
-        for (f, handle) in opened {
-            let header = match files::tar_header(&f.name, f.size, mtime) {
+        for ((f, handle), name) in opened.into_iter().zip(names) {
+            let header = match files::tar_header(&name, f.size, mtime) {
                 Ok(h) => h,
                 Err(e) => {
                     let _ = tx.blocking_send(Err(e));
@@ -202,7 +208,7 @@ pub async fn archive(state: web::Data<ApiState>, id: TaskIdPath, q: web::Query<R
     responses((status = 200, description = "The file's bytes (an open file up to its checkpoint)", content_type = "application/octet-stream", body = Vec<u8>), (status = 400, description = "Invalid file name", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError),
               (status = 404, description = "No such task or file, or the file is not a regular file inside the task directory", body = ApiError),
               (status = 422, description = "The file is missing locally and in the bucket, or only in the bucket", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
-              (status = 429, description = "Too many requests (when api.rate_limit is on)", body = ApiError)),
+              (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn download(
     state: web::Data<ApiState>,

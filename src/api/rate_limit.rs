@@ -1,9 +1,14 @@
-//! Optional per-client-address rate limit for `/api` (off by default): a token bucket per IP,
-//! answering 429 with `Retry-After` when empty.
+//! Per-client-address token buckets, and the two limits built on them:
 //!
-//! The table is bounded: idle buckets are dropped, and past `MAX_CLIENTS` the oldest half goes,
-//! so a flood of addresses cannot grow memory without limit. The address is the TCP peer's;
-//! behind a reverse proxy, limit there instead.
+//! - `RateLimiter` (`api.rate_limit`, off by default): requests to `/api` per second;
+//! - `FailedAuthLimiter` (`api.auth.failure_limit`, on by default): wrong credentials per
+//!   minute, on every route behind authentication (`/metrics` too). While an address has spent
+//!   its budget, protected routes answer it 429 before looking at what it presents.
+//!
+//! Both answer 429 `RATE_LIMITED` with `Retry-After`. The table is bounded: idle buckets are
+//! dropped, and past `MAX_CLIENTS` the oldest half goes, so a flood of addresses cannot grow
+//! memory without limit. The address is the TCP peer's; behind a reverse proxy, limit there
+//! instead (every client would share the proxy's budget here).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -46,6 +51,23 @@ impl RateLimiter {
 
     /// Takes a token for `ip` at `now`; `Err(wait)` when none is left.
     pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.refilled(ip, now, |b| {
+            if b.tokens >= 1.0 {
+                b.tokens -= 1.0;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// Whether `ip` has a token left at `now`, without taking it; `Err(wait)` when it has none.
+    pub fn peek(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.refilled(ip, now, |b| b.tokens >= 1.0)
+    }
+
+    /// Refills `ip`'s bucket up to `now`, then lets `take` decide (and maybe take a token).
+    fn refilled(&self, ip: IpAddr, now: Instant, take: impl FnOnce(&mut Bucket) -> bool) -> Result<(), Duration> {
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_CLIENTS && !map.contains_key(&ip) {
             // A full bucket needs burst/rate seconds to refill: older than that is idle.
@@ -62,17 +84,42 @@ impl RateLimiter {
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
         b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
         b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.rate))
-        }
+        if take(b) { Ok(()) } else { Err(Duration::from_secs_f64((1.0 - b.tokens).max(0.0) / self.rate)) }
     }
 
     pub fn clients(&self) -> usize {
         self.buckets.lock().map(|m| m.len()).unwrap_or(0)
     }
+}
+
+/// Wrong credentials per client address: `burst` in a row, then `per_minute`.
+#[derive(Debug)]
+pub struct FailedAuthLimiter(Arc<RateLimiter>);
+
+impl FailedAuthLimiter {
+    pub fn new(per_minute: u32, burst: u32) -> Arc<Self> {
+        Arc::new(FailedAuthLimiter(RateLimiter::new(f64::from(per_minute.max(1)) / 60.0, burst)))
+    }
+
+    /// Whether `ip` may present a credential now; `Err(wait)` while its budget is spent.
+    pub fn admit(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.0.peek(ip, now)
+    }
+
+    /// Counts a wrong credential from `ip`.
+    pub fn record_failure(&self, ip: IpAddr, now: Instant) {
+        let _ = self.0.check(ip, now);
+    }
+}
+
+/// The 429 answer: `RATE_LIMITED`, `Retry-After` in whole seconds (at least 1).
+pub fn too_many(wait: Duration, what: &str) -> actix_web::HttpResponse {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut resp =
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, format!("{what}; retry in {secs} s"))
+            .error_response();
+    resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    resp
 }
 
 /// Middleware: 429 when the client's bucket is empty (when a limiter is configured).
@@ -84,15 +131,7 @@ pub async fn limit(
     if let (Some(l), Some(peer)) = (limiter, req.peer_addr())
         && let Err(wait) = l.check(peer.ip(), Instant::now())
     {
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        let mut resp = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            format!("too many requests from this address; retry in {secs} s"),
-        )
-        .error_response();
-        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
-        return Ok(req.into_response(resp));
+        return Ok(req.into_response(too_many(wait, "too many requests from this address")));
     }
     next.call(req).await.map(ServiceResponse::map_into_boxed_body)
 }
@@ -116,6 +155,23 @@ mod tests {
         assert!(l.check(ip, t0 + Duration::from_millis(500)).is_err());
         // Another address has its own bucket.
         assert!(l.check("10.0.0.2".parse().unwrap(), t0).is_ok());
+    }
+
+    #[test]
+    fn failed_attempts_spend_a_budget_that_comes_back() {
+        let l = FailedAuthLimiter::new(6, 3);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(l.admit(ip, t0).is_ok(), "looking does not spend");
+            l.record_failure(ip, t0);
+        }
+        let wait = l.admit(ip, t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 10.0).abs() < 0.01, "one attempt per 10 s: {wait:?}");
+        assert!(l.admit("10.0.0.2".parse().unwrap(), t0).is_ok(), "per address");
+        assert!(l.admit(ip, t0 + Duration::from_secs(10)).is_ok());
+        l.record_failure(ip, t0 + Duration::from_secs(10));
+        assert!(l.admit(ip, t0 + Duration::from_secs(10)).is_err());
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //!
 //! The UI is a client of `/api` like any other: it holds no business logic and no route here is
 //! behind auth (the page asks for the token when the API answers 401). It must never load
-//! anything from another origin: the Content-Security-Policy below forbids it.
+//! anything from another origin: the Content-Security-Policy below forbids it. The same security
+//! headers reach every other answer through `security_headers` (Swagger UI with a policy of its
+//! own).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -53,6 +55,7 @@ pub const ASSETS: &[Asset] = assets![
     "js/dom.js",
     "js/format.js",
     "js/main.js",
+    "js/window.js",
     "js/views/dashboard.js",
     "js/views/detail.js",
     "js/views/form.js",
@@ -87,7 +90,39 @@ fn etags() -> &'static [String] {
     })
 }
 
-fn security_headers(resp: &mut HttpResponse) {
+/// What the Swagger UI (`/swagger/`, from utoipa-swagger-ui) needs: its own scripts and the
+/// inline styles its components set; nothing from another origin, no framing.
+const SWAGGER_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                           img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; \
+                           base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Every other answer (JSON, metrics, errors) is no document: it runs nothing and is framed by
+/// nobody.
+const DATA_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// Middleware for every route: the headers the UI's pages carry, on every answer that does not
+/// set its own (`/swagger` gets a policy of its own).
+pub async fn security_headers(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let csp = if req.path().starts_with("/swagger") { SWAGGER_CSP } else { DATA_CSP };
+    let mut res = next.call(req).await?;
+    let h = res.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ] {
+        if !h.contains_key(&name) {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    Ok(res)
+}
+
+fn security_headers_of_the_ui(resp: &mut HttpResponse) {
     let h = resp.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -119,7 +154,7 @@ async fn embedded(req: HttpRequest) -> HttpResponse {
     if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, v);
     }
-    security_headers(&mut resp);
+    security_headers_of_the_ui(&mut resp);
     resp
 }
 

@@ -38,6 +38,16 @@ pub mod types {
     pub const MARIA_GTID: u8 = 162;
     pub const MARIA_GTID_LIST: u8 = 163;
     pub const MARIA_START_ENCRYPTION: u8 = 164;
+    /// MariaDB `log_bin_compress`: a QUERY whose statement is zlib-compressed.
+    pub const MARIA_QUERY_COMPRESSED: u8 = 165;
+    /// MariaDB `log_bin_compress`: rows events (v1 and v2) with compressed rows; inside a group,
+    /// never a boundary of their own.
+    pub const MARIA_WRITE_ROWS_COMPRESSED_V1: u8 = 166;
+    pub const MARIA_UPDATE_ROWS_COMPRESSED_V1: u8 = 167;
+    pub const MARIA_DELETE_ROWS_COMPRESSED_V1: u8 = 168;
+    pub const MARIA_WRITE_ROWS_COMPRESSED: u8 = 169;
+    pub const MARIA_UPDATE_ROWS_COMPRESSED: u8 = 170;
+    pub const MARIA_DELETE_ROWS_COMPRESSED: u8 = 171;
 }
 
 /// Header flag bits.
@@ -263,14 +273,17 @@ pub fn verify_crc32(event: &[u8]) -> Result<(), EventError> {
 /// Verifies the CRC32 an FDE carries for itself (every FDE from 5.6.1 has one, whatever the
 /// algorithm it announces for the other events).
 ///
-/// A source that re-sends a file's FDE for a dump starting past position 4 zeroes its `log_pos`
-/// and its `created` timestamp and clears the in-use flag, but recomputes the CRC only when the
-/// file's algorithm is CRC32 (MariaDB's `send_format_descriptor_event` and MySQL's
-/// `Binlog_sender` alike). Under `binlog_checksum=NONE` the stored CRC still covers the event as
-/// written in the file: there the FDE, always the first event, ended at `4 + event_size`, and
-/// `created` was either 0 (a file opened by a rotation) or the header's own timestamp (the first
-/// file after a server start). Those are the two originals a re-sent FDE is checked against; any
-/// other difference is still a mismatch. The in-use flag is tolerated by `verify_crc32` itself.
+/// A source re-sending a file's FDE may change its header and body, and recomputes the CRC only
+/// when the file's algorithm is CRC32 (MariaDB's `send_format_descriptor_event` and MySQL's
+/// `Binlog_sender` alike): for a dump that starts past position 4 it zeroes `log_pos` and the
+/// `created` timestamp, for a GTID dump it zeroes `created` alone (MariaDB, so that the replica
+/// keeps its temporary tables), and it always clears the in-use flag. Under
+/// `binlog_checksum=NONE` the stored CRC therefore still covers the FDE as written in the file:
+/// there it was the first event, ending at `4 + event_size`, and its `created` was either 0 (a
+/// file opened by a rotation) or the header's own timestamp (the first file after a server
+/// start). A NONE file's FDE whose `created` is 0 and whose `log_pos` is 0 or that end is checked
+/// against those originals; any other difference is still a mismatch. The in-use flag is
+/// tolerated by `verify_crc32` itself.
 pub fn verify_fde_crc32(event: &[u8], fde: &Fde) -> Result<(), EventError> {
     if !fde.self_has_crc() {
         return Ok(());
@@ -280,10 +293,10 @@ pub fn verify_fde_crc32(event: &[u8], fde: &Fde) -> Result<(), EventError> {
         Err(e) => e,
     };
     let h = EventHeader::parse(event)?;
-    if fde.checksum != ChecksumAlg::Off || h.log_pos != 0 || fde.create_timestamp != 0 {
+    let Some(end_in_file) = h.event_size.checked_add(4) else { return Err(err) };
+    if fde.checksum != ChecksumAlg::Off || !(h.log_pos == 0 || h.log_pos == end_in_file) || fde.create_timestamp != 0 {
         return Err(err);
     }
-    let Some(end_in_file) = h.event_size.checked_add(4) else { return Err(err) };
     let mut as_written = event.to_vec();
     as_written[LOG_POS_OFFSET..LOG_POS_OFFSET + 4].copy_from_slice(&end_in_file.to_le_bytes());
     for created in [0, h.timestamp] {
@@ -329,6 +342,40 @@ pub fn query_text(event: &[u8], has_crc: bool, post_header_len: usize) -> Result
         return Err(malformed("QUERY", "status variables or schema past the end"));
     }
     Ok(&b[start..])
+}
+
+/// How many bytes of a statement `statement_prefix` returns: what `classify_query` needs (16
+/// bytes after leading whitespace), with room for that whitespace.
+pub const STATEMENT_PREFIX_LEN: usize = 256;
+
+/// The beginning (at most `STATEMENT_PREFIX_LEN` bytes) of the statement of a QUERY event or of
+/// a MariaDB QUERY_COMPRESSED one, whose statement is `[0x80 | n][length, n bytes big-endian]
+/// [zlib stream]` (MariaDB's `binlog_buf_compress`). A compressed statement is inflated only as
+/// far as the prefix needs, whatever length it claims: these bytes come from the network.
+pub fn statement_prefix(event: &[u8], has_crc: bool, post_header_len: usize) -> Result<Vec<u8>, EventError> {
+    let text = query_text(event, has_crc, post_header_len)?;
+    if event[4] != types::MARIA_QUERY_COMPRESSED {
+        return Ok(text[..text.len().min(STATEMENT_PREFIX_LEN)].to_vec());
+    }
+    let bad = |detail: &str| malformed("QUERY_COMPRESSED", detail);
+    let (&head, rest) = text.split_first().ok_or_else(|| bad("empty statement"))?;
+    let len_bytes = usize::from(head & 0x07);
+    if head & 0x80 == 0 || !(1..=4).contains(&len_bytes) || rest.len() < len_bytes {
+        return Err(bad(&format!("compression header {head:#04x}")));
+    }
+    let claimed = rest[..len_bytes].iter().fold(0usize, |n, &b| (n << 8) | usize::from(b));
+    let mut out = vec![0u8; claimed.min(STATEMENT_PREFIX_LEN)];
+    let mut z = flate2::Decompress::new(true);
+    let status = z
+        .decompress(&rest[len_bytes..], &mut out, flate2::FlushDecompress::Finish)
+        .map_err(|e| bad(&format!("zlib: {e}")))?;
+    let produced = z.total_out() as usize;
+    // A short output is only acceptable when the stream really ended there.
+    if produced < out.len() && status != flate2::Status::StreamEnd {
+        return Err(bad("the compressed statement ends early"));
+    }
+    out.truncate(produced);
+    Ok(out)
 }
 
 /// What a QUERY statement means for transaction boundaries.
@@ -592,6 +639,22 @@ mod tests {
         // What MariaDB 10.11 actually sent for a dump from mysql-bin.000001:435 (NONE).
         let wire = crate::binlog::maria_checksum_fixture("dump-from-435.mysql-bin.000001");
         let wire_fde = first(&wire);
+        // ... and for a GTID dump (from 0-1-3) of the first NONE file after a server start: the
+        // FDE from position 4, `log_pos` kept, `created` zeroed, the CRC left as in the file.
+        let wire_dir = "mariadb-10.11-checksum-wire";
+        let gtid_file = first(&crate::binlog::local_fixture(wire_dir, "gtid-start.mysql-bin.000001"));
+        let gtid_wire = crate::binlog::local_fixture(wire_dir, "wire-gtid-0-1-3-announce-NONE");
+        let gtid_wire_fde = gtid_wire[43..43 + 252].to_vec();
+        assert_eq!(gtid_wire_fde[4], types::FORMAT_DESCRIPTION, "the capture's second event is the FDE");
+        assert_eq!(EventHeader::parse(&gtid_wire_fde).unwrap().log_pos, 256, "a GTID dump keeps log_pos");
+        assert_ne!(Fde::parse(&gtid_file).unwrap().create_timestamp, 0, "the file's FDE has its created time");
+        assert!(verify_crc32(&gtid_wire_fde).is_err(), "the GTID dump's FDE fails a plain CRC check");
+        let created_zeroed = |fde: &[u8]| {
+            let mut ev = fde.to_vec();
+            clear_in_use_flag(&mut ev);
+            ev[FDE_CREATED_OFFSET..FDE_CREATED_OFFSET + 4].copy_from_slice(&0u32.to_le_bytes());
+            ev
+        };
         assert_eq!(EventHeader::parse(&wire_fde).unwrap().log_pos, 0, "the fixture holds the re-sent FDE");
         let flipped = |mut ev: Vec<u8>| {
             ev[40] ^= 0x04;
@@ -622,6 +685,18 @@ mod tests {
                 false,
             ),
             ("MariaDB NONE rotated (created 0), re-sent", resent(&maria_none_rotated, false), true),
+            ("MariaDB NONE, sent for a GTID dump by a real source", gtid_wire_fde.clone(), true),
+            ("MariaDB NONE, sent for a GTID dump (model)", created_zeroed(&gtid_file), true),
+            ("MariaDB NONE, GTID dump, a flipped bit", flipped(gtid_wire_fde.clone()), false),
+            (
+                "MariaDB NONE, GTID dump, another log_pos",
+                {
+                    let mut e = gtid_wire_fde.clone();
+                    e[LOG_POS_OFFSET] = 1;
+                    e
+                },
+                false,
+            ),
             ("MariaDB CRC32, re-sent with the CRC recomputed", resent(&maria_crc, true), true),
             ("MariaDB CRC32, re-sent with a stale CRC", resent(&maria_crc, false), false),
             ("MySQL 5.6 NONE, re-sent", resent(&mysql_none, false), true),
@@ -631,9 +706,101 @@ mod tests {
             ("MySQL 5.0, no CRC to check", mysql_50.clone(), true),
         ];
         assert_eq!(wire_fde, resent(&maria_none, false), "the model of the re-send is what the server sends");
+        assert_eq!(gtid_wire_fde, created_zeroed(&gtid_file), "the model of the GTID dump's FDE is what it sends");
         for (case, ev, ok) in cases {
             let fde = Fde::parse(&ev).unwrap();
             assert_eq!(verify_fde_crc32(&ev, &fde).is_ok(), ok, "{case}");
+        }
+    }
+
+    /// Every compressed statement a real MariaDB 10.11 wrote with `log_bin_compress=ON` (in a
+    /// NONE and a CRC32 file) reads back as its SQL; damaged or hostile compressed statements are
+    /// errors, and a claimed size is never trusted.
+    #[test]
+    fn compressed_statements_of_a_real_server_read_back() {
+        let mut seen = Vec::new();
+        for name in ["mysql-bin.000001", "mysql-bin.000002"] {
+            let data = crate::binlog::local_fixture("mariadb-10.11-compressed", name);
+            let mut crc = true;
+            for (off, ev) in FileEvents::new(&data).unwrap() {
+                if ev[4] == types::FORMAT_DESCRIPTION {
+                    crc = Fde::parse(ev).unwrap().checksum.has_crc();
+                }
+                if ev[4] == types::MARIA_QUERY_COMPRESSED {
+                    let p = statement_prefix(ev, crc, 13).unwrap_or_else(|e| panic!("{name} at {off}: {e}"));
+                    seen.push(String::from_utf8(p).unwrap());
+                }
+            }
+        }
+        // The workload's statements (file 2 ran it with the tables renamed c2 and cm2), each
+        // shorter than the prefix: every compressed one must read back whole.
+        let workload =
+            String::from_utf8(crate::binlog::local_fixture("mariadb-10.11-compressed", "workload.sql")).unwrap();
+        let statements: Vec<&str> = workload.split(';').map(str::trim).collect();
+        assert_eq!(seen.len(), 18, "{seen:?}");
+        for text in &seen {
+            let as_in_workload = text.replace(" c2 ", " c ").replace(" cm2 ", " cm ");
+            assert!(statements.contains(&as_in_workload.as_str()), "{text:?} is none of the workload's statements");
+            assert_eq!(classify_query(text.as_bytes()), QueryKind::Other, "{text:?}");
+        }
+
+        // A compressed event built like the server does, then damaged in each part.
+        let compressed = |statement: &[u8], claimed: u32, len_bytes: u8| -> Vec<u8> {
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut z, statement).unwrap();
+            let mut payload = vec![0x80 | len_bytes];
+            payload.extend_from_slice(&claimed.to_be_bytes()[4 - usize::from(len_bytes)..]);
+            payload.extend_from_slice(&z.finish().unwrap());
+            let mut body = vec![0u8; 13]; // thread id, exec time, db length 0, error code, no status
+            body.push(0); // the schema's terminating zero
+            body.extend_from_slice(&payload);
+            let mut ev = vec![0u8; HEADER_LEN];
+            ev[4] = types::MARIA_QUERY_COMPRESSED;
+            ev.extend_from_slice(&body);
+            let size = ev.len() as u32;
+            ev[9..13].copy_from_slice(&size.to_le_bytes());
+            ev
+        };
+        let long = format!("BEGIN /* {} */", "x".repeat(5000));
+        let ok = compressed(b"XA PREPARE 'x'", 14, 1);
+        assert_eq!(statement_prefix(&ok, false, 13).unwrap(), b"XA PREPARE 'x'");
+        assert_eq!(classify_query(&statement_prefix(&ok, false, 13).unwrap()), QueryKind::XaEnd);
+        // The claimed size is an upper bound on what is inflated, not a promise: a bomb's claim
+        // (4 GiB) inflates 256 bytes, and a short claim is what is read.
+        let bomb = compressed(long.as_bytes(), u32::MAX, 4);
+        assert_eq!(statement_prefix(&bomb, false, 13).unwrap().len(), STATEMENT_PREFIX_LEN);
+        assert_eq!(classify_query(&statement_prefix(&bomb, false, 13).unwrap()), QueryKind::Begin);
+        assert_eq!(statement_prefix(&compressed(long.as_bytes(), 5, 2), false, 13).unwrap(), b"BEGIN");
+        // (what is damaged, the event)
+        let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+        let mut no_flag = ok.clone();
+        no_flag[HEADER_LEN + 14] = 0x01;
+        cases.push(("no compression flag", no_flag));
+        let mut no_len = ok.clone();
+        no_len[HEADER_LEN + 14] = 0x80;
+        cases.push(("a length of 0 bytes", no_len));
+        let mut five = ok.clone();
+        five[HEADER_LEN + 14] = 0x85;
+        cases.push(("a length of 5 bytes", five));
+        let mut garbage = ok.clone();
+        let n = garbage.len();
+        garbage[HEADER_LEN + 16..n].iter_mut().for_each(|b| *b ^= 0x5a);
+        cases.push(("not zlib", garbage));
+        let cut = compressed(b"CREATE TABLE t (a INT, b INT, c INT)", 36, 1);
+        let (n, mut cut) = (cut.len(), cut);
+        cut.truncate(n - 8);
+        let size = cut.len() as u32;
+        cut[9..13].copy_from_slice(&size.to_le_bytes());
+        cases.push(("the zlib stream cut short", cut));
+        cases.push(("an empty statement", ok[..HEADER_LEN + 14].to_vec()));
+        for (what, mut ev) in cases {
+            let size = ev.len() as u32;
+            ev[9..13].copy_from_slice(&size.to_le_bytes());
+            assert!(
+                matches!(statement_prefix(&ev, false, 13), Err(EventError::Malformed { .. })),
+                "{what}: {:?}",
+                statement_prefix(&ev, false, 13)
+            );
         }
     }
 
@@ -758,6 +925,9 @@ mod tests {
                     let _ = parse_rotate(bytes, crc);
                     if let Ok(q) = query_text(bytes, crc, phl) {
                         let _ = classify_query(q);
+                    }
+                    if let Ok(p) = statement_prefix(bytes, crc, phl) {
+                        prop_assert!(p.len() <= STATEMENT_PREFIX_LEN);
                     }
                     let _ = parse_mysql_gtid(bytes, crc);
                     let _ = parse_tagged_gtid(bytes, crc);

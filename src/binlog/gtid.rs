@@ -1,7 +1,8 @@
 //! GTID sets: MySQL's `uuid[:tag]:interval...` sets and MariaDB's `domain-server-seq` lists.
 //!
-//! Parsing, canonical printing, set algebra (add, union, contains) and MySQL's binary encoding
-//! (the one used by PREVIOUS_GTIDS events and COM_BINLOG_DUMP_GTID). Pure code, property-tested.
+//! Parsing, canonical printing, set algebra (add, union, difference, intersection, subset,
+//! contains) and MySQL's binary encoding (the one used by PREVIOUS_GTIDS events and
+//! COM_BINLOG_DUMP_GTID). Pure code, property-tested.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -89,6 +90,59 @@ impl Intervals {
         }
     }
 
+    /// Whether every number of `self` is in `other`.
+    pub fn is_subset(&self, other: &Intervals) -> bool {
+        // Intervals are disjoint and non-adjacent: a covered interval lies inside one of other's.
+        self.0.iter().all(|&(s, e)| {
+            let i = other.0.partition_point(|&(_, oe)| oe <= s);
+            other.0.get(i).is_some_and(|&(os, oe)| os <= s && e <= oe)
+        })
+    }
+
+    /// The numbers of `self` that are not in `other`.
+    pub fn difference(&self, other: &Intervals) -> Intervals {
+        let mut out = Vec::new();
+        let mut j = 0;
+        for &(s, e) in &self.0 {
+            let mut from = s;
+            // Skip other's intervals that end before this one starts.
+            while j < other.0.len() && other.0[j].1 <= from {
+                j += 1;
+            }
+            let mut k = j;
+            while from < e && k < other.0.len() && other.0[k].0 < e {
+                let (os, oe) = other.0[k];
+                if os > from {
+                    out.push((from, os));
+                }
+                from = from.max(oe);
+                k += 1;
+            }
+            if from < e {
+                out.push((from, e));
+            }
+        }
+        Intervals(out)
+    }
+
+    /// The numbers in both.
+    pub fn intersection(&self, other: &Intervals) -> Intervals {
+        let (mut i, mut j, mut out) = (0, 0, Vec::new());
+        while i < self.0.len() && j < other.0.len() {
+            let (a, b) = (self.0[i], other.0[j]);
+            let (s, e) = (a.0.max(b.0), a.1.min(b.1));
+            if s < e {
+                out.push((s, e));
+            }
+            if a.1 <= b.1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        Intervals(out)
+    }
+
     pub fn add(&mut self, gno: u64) {
         // The common case: the next transaction number extends the last interval.
         if let Some(last) = self.0.last_mut()
@@ -135,6 +189,33 @@ impl GtidSet {
                 mine.add_range(s, e);
             }
         }
+    }
+
+    /// Whether every transaction of `self` is in `other`.
+    pub fn is_subset(&self, other: &GtidSet) -> bool {
+        self.sets.iter().all(|(k, iv)| iv.is_empty() || other.sets.get(k).is_some_and(|o| iv.is_subset(o)))
+    }
+
+    /// The transactions of `self` that are not in `other`.
+    pub fn difference(&self, other: &GtidSet) -> GtidSet {
+        let sets = self
+            .sets
+            .iter()
+            .map(|(k, iv)| (k.clone(), other.sets.get(k).map_or_else(|| iv.clone(), |o| iv.difference(o))))
+            .filter(|(_, iv)| !iv.is_empty())
+            .collect();
+        GtidSet { sets }
+    }
+
+    /// The transactions in both.
+    pub fn intersection(&self, other: &GtidSet) -> GtidSet {
+        let sets = self
+            .sets
+            .iter()
+            .filter_map(|(k, iv)| Some((k.clone(), iv.intersection(other.sets.get(k)?))))
+            .filter(|(_, iv)| !iv.is_empty())
+            .collect();
+        GtidSet { sets }
     }
 
     /// (uuid, tag, intervals) in canonical order: by uuid, untagged first, then tags.
@@ -387,6 +468,23 @@ impl MariadbGtidState {
         self.by_domain.values()
     }
 
+    /// Whether `g` is at or before this state's position in its domain. A MariaDB domain's
+    /// history is one line ordered by sequence number (what `gtid_strict_mode` enforces), so a
+    /// lower sequence number in the same domain is an earlier transaction of that line.
+    pub fn covers(&self, g: &MariadbGtid) -> bool {
+        self.by_domain.get(&g.domain).is_some_and(|c| c.seq >= g.seq)
+    }
+
+    /// Whether this state is at or past `other` in every domain `other` has.
+    pub fn includes(&self, other: &MariadbGtidState) -> bool {
+        other.iter().all(|g| self.covers(g))
+    }
+
+    /// The domains this state has a position in.
+    pub fn domains(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_domain.keys().copied()
+    }
+
     /// Parses `0-1-100,1-2-5`; one GTID per domain.
     pub fn parse(text: &str) -> Result<Self, GtidParseError> {
         let mut state = MariadbGtidState::default();
@@ -557,6 +655,24 @@ mod tests {
         assert!(MariadbGtidState::parse("").unwrap().is_empty());
     }
 
+    #[test]
+    fn set_algebra_on_real_text() {
+        let e = GtidSet::parse(&format!("{U1}:1-20,{U2}:1-3")).unwrap();
+        let n = GtidSet::parse(&format!("{U1}:1-15:21-30")).unwrap();
+        assert_eq!(e.difference(&n).to_string(), format!("{U2}:1-3,{U1}:16-20"));
+        assert_eq!(e.intersection(&n).to_string(), format!("{U1}:1-15"));
+        assert!(!e.is_subset(&n) && GtidSet::parse(&format!("{U1}:2-9")).unwrap().is_subset(&e));
+        assert!(GtidSet::new().is_subset(&GtidSet::new()));
+
+        let m = MariadbGtidState::parse("0-1-20,1-5-3").unwrap();
+        assert!(m.covers(&MariadbGtid { domain: 0, server_id: 2, seq: 20 }));
+        assert!(!m.covers(&MariadbGtid { domain: 0, server_id: 1, seq: 21 }));
+        assert!(!m.covers(&MariadbGtid { domain: 2, server_id: 1, seq: 1 }));
+        assert!(m.includes(&MariadbGtidState::parse("0-2-7").unwrap()));
+        assert!(!MariadbGtidState::parse("0-2-7").unwrap().includes(&m));
+        assert_eq!(m.domains().collect::<Vec<_>>(), vec![0, 1]);
+    }
+
     fn arb_ranges() -> impl Strategy<Value = Vec<(u64, u64)>> {
         prop::collection::vec((1u64..200, 1u64..20), 0..30)
             .prop_map(|v| v.into_iter().map(|(s, l)| (s, s + l)).collect())
@@ -591,6 +707,60 @@ mod tests {
             }
             prop_assert_eq!(GtidSet::parse(&s.to_string()).unwrap(), s.clone());
             prop_assert_eq!(GtidSet::decode(&s.encode()).unwrap(), s.clone());
+        }
+
+        #[test]
+        fn intervals_difference_intersection_and_subset_match_a_model(a in arb_ranges(), b in arb_ranges()) {
+            let build = |ranges: &Vec<(u64, u64)>| {
+                let mut iv = Intervals::default();
+                let mut model = std::collections::BTreeSet::new();
+                for (s, e) in ranges {
+                    iv.add_range(*s, *e);
+                    model.extend(*s..*e);
+                }
+                (iv, model)
+            };
+            let ((x, mx), (y, my)) = (build(&a), build(&b));
+            let canonical = |iv: &Intervals| iv.0.windows(2).all(|w| w[0].1 < w[1].0) && iv.0.iter().all(|(s, e)| s < e);
+            let d = x.difference(&y);
+            let i = x.intersection(&y);
+            prop_assert!(canonical(&d) && canonical(&i));
+            let members = |iv: &Intervals| iv.iter().flat_map(|(s, e)| s..e).collect::<std::collections::BTreeSet<u64>>();
+            prop_assert_eq!(members(&d), mx.difference(&my).copied().collect());
+            prop_assert_eq!(members(&i), mx.intersection(&my).copied().collect());
+            prop_assert_eq!(x.is_subset(&y), mx.is_subset(&my));
+            // A set minus what it shares with another is its difference; both parts rebuild it.
+            let mut back = d.clone();
+            for (s, e) in i.iter() {
+                back.add_range(s, e);
+            }
+            prop_assert_eq!(back, x.clone());
+            prop_assert!(d.is_subset(&x) && i.is_subset(&y) && x.difference(&x).is_empty());
+        }
+
+        #[test]
+        fn gtid_set_algebra_over_sources_and_tags(a in arb_ranges(), b in arb_ranges(), split in 1u64..200) {
+            let u1 = Uuid::parse(U1).unwrap();
+            let u2 = Uuid::parse(U2).unwrap();
+            let mut x = GtidSet::new();
+            let mut y = GtidSet::new();
+            // The same numbers land on different (uuid, tag) keys: only equal keys may meet.
+            for (s, e) in &a { for g in *s..*e { x.add(if g < split { u1 } else { u2 }, "", g); } }
+            for (s, e) in &b { for g in *s..*e { y.add(if g % 3 == 0 { u1 } else { u2 }, if g % 5 == 0 { "t" } else { "" }, g); } }
+            let d = x.difference(&y);
+            let i = x.intersection(&y);
+            for g in 1u64..260 {
+                for (u, t) in [(u1, ""), (u2, ""), (u1, "t"), (u2, "t")] {
+                    let (inx, iny) = (x.contains(&u, t, g), y.contains(&u, t, g));
+                    prop_assert_eq!(d.contains(&u, t, g), inx && !iny);
+                    prop_assert_eq!(i.contains(&u, t, g), inx && iny);
+                }
+            }
+            prop_assert_eq!(x.is_subset(&y), d.is_empty());
+            let mut u = y.clone();
+            u.union_with(&x);
+            prop_assert!(x.is_subset(&u) && y.is_subset(&u) && !d.entries().any(|(_, _, iv)| iv.is_empty()));
+            prop_assert_eq!(GtidSet::parse(&d.to_string()).unwrap(), d);
         }
 
         #[test]

@@ -35,10 +35,17 @@ pub(crate) fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
 }
 
+/// A file of this repository's `tests/fixtures/<dir>/`: bytes a real MariaDB 10.11 wrote or
+/// sent (each folder's README says how they were made).
+#[cfg(test)]
+pub(crate) fn local_fixture(dir: &str, name: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir).join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
+}
+
 /// Files a real MariaDB 10.11 wrote under `binlog_checksum` NONE and CRC32, and the FDE as it
 /// re-sends it (`tests/fixtures/mariadb-10.11-checksum/README.md` says how they were made).
 #[cfg(test)]
 pub(crate) fn maria_checksum_fixture(name: &str) -> Vec<u8> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mariadb-10.11-checksum").join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
+    local_fixture("mariadb-10.11-checksum", name)
 }

@@ -28,8 +28,9 @@ pub enum WriteOp {
     /// Append events; the last ends at source position `end_pos`.
     Append { bytes: Bytes, end_pos: u64 },
     /// Everything appended so far to the open file becomes its header, and the next event
-    /// starts at `start_pos` (a GTID dump skipped transactions we were not asked for).
-    Rebase { start_pos: u64 },
+    /// starts at `start_pos` (a GTID dump skipped transactions we were not asked for); `gtid` is
+    /// the GTID state there (what the skipped transactions are covered by), when known.
+    Rebase { start_pos: u64, gtid: Option<String> },
     /// The open file is complete (the source rotated away from it at `end_pos`); `gtid` is
     /// the GTID state there, for the checkpoint saved with the seal.
     Seal { end_pos: u64, gtid: Option<String> },
@@ -204,8 +205,10 @@ pub struct StreamTracker {
 }
 
 impl StreamTracker {
-    /// `crc` says whether the source's events carry a CRC32 (its `binlog_checksum`), needed
-    /// before the first format description arrives (the artificial rotate already has one).
+    /// `crc` says whether the dump's first event, the artificial rotate, carries a CRC32: the
+    /// source adds one as the replica announced at connect (`@master_binlog_checksum`, set to
+    /// the `binlog_checksum` read just before), whatever the setting of the file it names. From
+    /// the first format description on, each file's own setting applies.
     pub fn new(local: LocalFiles, gtid: GtidTracker, crc: bool) -> Self {
         let cursor = local.open.as_ref().map(|o| Cursor {
             name: o.name.clone(),
@@ -329,7 +332,12 @@ impl StreamTracker {
                 return Ok(Seen::Heartbeat { log_pos: h.log_pos });
             }
             types::ROTATE if h.is_artificial() => {
-                let (_, name) = event::parse_rotate(&ev, self.has_crc)?;
+                // The source puts a CRC32 on an artificial rotate as the replica announced (the
+                // dump's first one) or as the file it just left (the one after a real rotate):
+                // `has_crc` follows both. A CRC where none was expected is still recognised (its
+                // last four bytes are the CRC32 of the rest), so it never becomes part of the name.
+                let crc = self.has_crc || event::verify_crc32(&ev).is_ok();
+                let (_, name) = event::parse_rotate(&ev, crc)?;
                 self.switch_to(name, ops);
                 self.stats.events_skipped += 1;
                 return Ok(Seen::Skipped);
@@ -387,7 +395,7 @@ impl StreamTracker {
                     if has_transactions {
                         return Err(StreamError::Gap { file: cursor.name.to_string(), expected: next, got: start });
                     }
-                    ops.push(WriteOp::Rebase { start_pos: start });
+                    ops.push(WriteOp::Rebase { start_pos: start, gtid: self.gtid.snapshot() });
                 }
             }
         }
@@ -404,7 +412,7 @@ impl StreamTracker {
             && pos > next
             && self.group == Group::Idle
         {
-            ops.push(WriteOp::Rebase { start_pos: pos });
+            ops.push(WriteOp::Rebase { start_pos: pos, gtid: self.gtid.snapshot() });
             c.local = Local::Open { next: pos, has_transactions: false };
             self.boundary_at(pos);
         }
@@ -514,9 +522,11 @@ impl StreamTracker {
                     Group::InMulti
                 };
             }
-            types::QUERY => {
-                let phl = self.fde.as_ref().and_then(|f| f.post_header_len(types::QUERY)).unwrap_or(13);
-                let kind = classify_query(event::query_text(ev, crc, phl)?);
+            // A compressed statement (MariaDB `log_bin_compress`) means what its text means: a
+            // compressed standalone DDL ends its transaction like any other.
+            types::QUERY | types::MARIA_QUERY_COMPRESSED => {
+                let phl = self.fde.as_ref().and_then(|f| f.post_header_len(h.type_code)).unwrap_or(13);
+                let kind = classify_query(&event::statement_prefix(ev, crc, phl)?);
                 match (self.group, kind) {
                     (Group::InMulti, QueryKind::Commit | QueryKind::Rollback | QueryKind::XaEnd) => {
                         self.boundary_at(end)
@@ -643,7 +653,7 @@ mod tests {
                         self.files.push((name.to_string(), b, *start_pos, false));
                     }
                     WriteOp::Append { bytes, .. } => self.files.last_mut().unwrap().1.extend_from_slice(bytes),
-                    WriteOp::Rebase { start_pos } => self.files.last_mut().unwrap().2 = *start_pos,
+                    WriteOp::Rebase { start_pos, .. } => self.files.last_mut().unwrap().2 = *start_pos,
                     WriteOp::Seal { .. } => self.files.last_mut().unwrap().3 = true,
                 }
             }
@@ -846,6 +856,194 @@ mod tests {
         }
     }
 
+    /// The checksum-NONE resume on MySQL's bytes: a 5.6 file without checksums (the FDE still has
+    /// its own CRC32), resumed after each of its transactions, its FDE re-sent with `log_pos` and
+    /// `created` zeroed and the CRC left as in the file.
+    #[test]
+    fn a_restart_inside_a_mysql_checksum_none_file_resumes_after_every_transaction() {
+        let data = fixture("bug11747887-bin.000003");
+        let events: Vec<(usize, &[u8])> = FileEvents::new(&data).unwrap().collect();
+        let fde = Fde::parse(events[0].1).unwrap();
+        assert_eq!(fde.checksum, event::ChecksumAlg::Off, "a NONE file");
+        let mut resumed = 0;
+        // Every boundary of a stream from the start is a place a restart can resume from.
+        let mut t = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mysql, None), false);
+        let mut boundaries = BTreeSet::new();
+        let mut ops = Vec::new();
+        for e in stream_from_start("mysql-bin.000003", &data) {
+            t.on_event(e, &mut ops).unwrap();
+            boundaries.extend(t.boundary().map(|b| b.pos));
+        }
+        for &held in boundaries.iter().filter(|&&p| p > 4 && p < data.len() as u64) {
+            let local = LocalFiles {
+                open: Some(OpenFile {
+                    name: BinlogFileName::parse("mysql-bin.000003").unwrap(),
+                    start_pos: 4,
+                    end_pos: held,
+                    has_transactions: true,
+                }),
+                sealed: BTreeSet::new(),
+            };
+            let mut stream = vec![fake_rotate_with("mysql-bin.000003", held, false), as_sent_fde(events[0].1, true)];
+            stream.extend(events.iter().filter(|(o, _)| *o as u64 >= held).map(|(_, e)| Bytes::copy_from_slice(e)));
+            let mut t = StreamTracker::new(local, GtidTracker::new(Flavor::Mysql, None), false);
+            let mut ops = Vec::new();
+            for (i, e) in stream.into_iter().enumerate() {
+                t.on_event(e, &mut ops).unwrap_or_else(|err| panic!("resumed at {held}, event {i}: {err}"));
+            }
+            let appended: Vec<u8> = ops
+                .iter()
+                .filter_map(|o| if let WriteOp::Append { bytes, .. } = o { Some(bytes.to_vec()) } else { None })
+                .flatten()
+                .collect();
+            assert_eq!(&appended[..], &data[held as usize..], "resumed at {held}: the rest of the file");
+            resumed += 1;
+        }
+        assert!(resumed >= 3, "{resumed} resume points");
+    }
+
+    /// The events of a captured dump, one after another as they came off the wire (each is
+    /// framed by its own size field).
+    fn wire_events(mut data: &[u8]) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        while !data.is_empty() {
+            let size = u32::from_le_bytes(data[9..13].try_into().unwrap()) as usize;
+            out.push(Bytes::copy_from_slice(&data[..size]));
+            data = &data[size..];
+        }
+        out
+    }
+
+    /// Two dumps a real MariaDB 10.11 sent for files whose checksum setting alternates (CRC32,
+    /// NONE, CRC32, NONE), each announcing the setting that differs from the file it resumes:
+    /// the artificial rotate that opens the dump carries a CRC32 as announced, the one after each
+    /// real rotate as the file just left, the re-sent FDE keeps its stale CRC in the NONE file.
+    /// Both resume the open file and rebuild every later file byte for byte.
+    #[test]
+    fn a_resume_whose_announced_checksum_differs_from_the_file_rebuilds_every_file() {
+        let dir = "mariadb-10.11-checksum-wire";
+        let files: Vec<Vec<u8>> =
+            (1..=4).map(|i| crate::binlog::local_fixture(dir, &format!("mysql-bin.00000{i}"))).collect();
+        // (capture, the open file, where our copy of it ends, the checksum announced at connect)
+        for (wire, open, held_end, announced_crc) in [
+            ("wire-000001-734-announce-NONE", 1usize, 734usize, false),
+            ("wire-000002-588-announce-CRC32", 2, 588, true),
+        ] {
+            let stream = wire_events(&crate::binlog::local_fixture(dir, wire));
+            assert_eq!(
+                stream[0].len(),
+                19 + 8 + "mysql-bin.00000x".len() + if announced_crc { 4 } else { 0 },
+                "{wire}: the first artificial rotate carries a CRC32 exactly as announced"
+            );
+            let local = LocalFiles {
+                open: Some(OpenFile {
+                    name: BinlogFileName::parse(&format!("mysql-bin.00000{open}")).unwrap(),
+                    start_pos: 4,
+                    end_pos: held_end as u64,
+                    has_transactions: true,
+                }),
+                sealed: BTreeSet::new(),
+            };
+            let mut t = StreamTracker::new(local, GtidTracker::new(Flavor::Mariadb, None), announced_crc);
+            let mut ops = Vec::new();
+            for (i, e) in stream.into_iter().enumerate() {
+                t.on_event(e, &mut ops).unwrap_or_else(|err| panic!("{wire}, event {i}: {err}"));
+            }
+            let seal = ops.iter().position(|o| matches!(o, WriteOp::Seal { .. })).unwrap();
+            let appended: Vec<u8> = ops[..seal]
+                .iter()
+                .filter_map(|o| if let WriteOp::Append { bytes, .. } = o { Some(bytes.to_vec()) } else { None })
+                .flatten()
+                .collect();
+            assert_eq!(&appended[..], &files[open - 1][held_end..], "{wire}: the rest of the open file");
+            let mut disk = Disk::default();
+            disk.apply(&ops[seal + 1..]);
+            let names: Vec<&str> = disk.files.iter().map(|f| f.0.as_str()).collect();
+            let expected: Vec<String> = (open + 1..=4).map(|i| format!("mysql-bin.00000{i}")).collect();
+            assert_eq!(names, expected, "{wire}");
+            for (i, f) in disk.files.iter().enumerate() {
+                let source = &files[open + i];
+                if f.3 {
+                    assert_eq!(f.1, *source, "{wire}: sealed {} byte for byte", f.0);
+                } else {
+                    // The source still had its last file open: our copy is a prefix (in-use flag
+                    // cleared by the sender; the fixture was taken after a clean shutdown).
+                    assert_eq!(f.1[..], source[..f.1.len()], "{wire}: open {} is a prefix", f.0);
+                }
+            }
+            assert!(!t.has_crc(), "{wire}: the last file has no checksums");
+            assert_eq!(t.gtid().snapshot().as_deref(), Some("0-1-8"), "{wire}: the last transaction");
+        }
+    }
+
+    /// A GTID dump of the first NONE file after a server start, as a real MariaDB 10.11 sent it:
+    /// the FDE from position 4 with `created` zeroed and its CRC left as in the file. The copy
+    /// starts with the file's own header events and joins the file where the source resumes.
+    #[test]
+    fn a_gtid_start_in_a_checksum_none_file_keeps_the_header_and_joins_mid_way() {
+        let dir = "mariadb-10.11-checksum-wire";
+        let file = crate::binlog::local_fixture(dir, "gtid-start.mysql-bin.000001");
+        let stream = wire_events(&crate::binlog::local_fixture(dir, "wire-gtid-0-1-3-announce-NONE"));
+        let start = crate::binlog::gtid::StartGtid::parse(Flavor::Mariadb, "0-1-3").unwrap();
+        let mut t = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mariadb, Some(&start)), false);
+        let mut ops = Vec::new();
+        for (i, e) in stream.into_iter().enumerate() {
+            t.on_event(e, &mut ops).unwrap_or_else(|err| panic!("event {i}: {err}"));
+        }
+        let mut disk = Disk::default();
+        disk.apply(&ops);
+        let (name, bytes, start_pos, _) = &disk.files[0];
+        assert_eq!(name, "mysql-bin.000001");
+        // The header is the file's first three events (the FDE as sent: flag and `created`
+        // cleared), and the source resumes at the file's end: nothing after 0-1-3 yet.
+        assert_eq!(*start_pos, file.len() as u64 - 19, "joined where the source resumes (before the STOP)");
+        assert_eq!(bytes.len(), 4 + 252 + 25 + 39);
+        assert_eq!(
+            bytes[4 + 252..],
+            file[4 + 252..4 + 252 + 25 + 39],
+            "GTID list and binlog checkpoint as in the file"
+        );
+        assert_eq!(t.boundary().map(|b| b.pos), Some(*start_pos), "the checkpoint may sit there");
+        assert_eq!(t.gtid().snapshot().as_deref(), Some("0-1-3"));
+    }
+
+    /// A CRC32 on the first artificial rotate where none was expected (a `SET GLOBAL
+    /// binlog_checksum` between reading the setting and announcing it, or a source that adds one
+    /// anyway) is recognised as a CRC, not read as the end of the file name; an expected CRC that
+    /// is missing or wrong is refused, never guessed around.
+    #[test]
+    fn an_artificial_rotate_is_never_misread_whatever_was_announced() {
+        // A position whose rotate's CRC32 bytes are all letters or digits: read without the CRC,
+        // the name would be a valid file name, and the wrong one.
+        let (pos, with_crc) = (4u64..)
+            .map(|p| (p, fake_rotate_with("mysql-bin.000002", p, true)))
+            .find(|(_, ev)| ev[ev.len() - 4..].iter().all(u8::is_ascii_alphanumeric))
+            .unwrap();
+        let without = fake_rotate_with("mysql-bin.000002", pos, false);
+        let mut corrupt = with_crc.to_vec();
+        corrupt[30] ^= 1;
+        // (announced a CRC, the rotate as sent, the file it names or None when refused)
+        let cases = [
+            (false, with_crc.clone(), Some("mysql-bin.000002")),
+            (true, with_crc, Some("mysql-bin.000002")),
+            (false, without.clone(), Some("mysql-bin.000002")),
+            (true, without, None),
+            (true, Bytes::from(corrupt), None),
+        ];
+        for (i, (announced, ev, expected)) in cases.into_iter().enumerate() {
+            let mut t = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mariadb, None), announced);
+            let mut ops = Vec::new();
+            match (t.on_event(ev, &mut ops), expected) {
+                (Ok(_), Some(name)) => assert_eq!(t.current_file().map(|f| f.as_str()), Some(name), "case {i}"),
+                (Err(e), None) => {
+                    assert!(matches!(e, StreamError::Event(EventError::Checksum { .. })), "case {i}: {e}")
+                }
+                (got, want) => panic!("case {i}: got {got:?}, expected {want:?}"),
+            }
+            assert!(ops.is_empty(), "case {i}: an artificial rotate writes nothing");
+        }
+    }
+
     #[test]
     fn a_gap_after_transactions_is_refused_and_a_gap_after_headers_rebases() {
         let data = fixture("json.binlog.000001");
@@ -866,7 +1064,10 @@ mod tests {
         for e in stream {
             t.on_event(e, &mut ops).unwrap();
         }
-        assert!(ops.iter().any(|o| *o == WriteOp::Rebase { start_pos: events[next_gtid].0 as u64 }));
+        // The GTID state there is the tracker's, as for the checkpoint placed there: here what the
+        // PREVIOUS_GTIDS header said (empty).
+        let rebase = WriteOp::Rebase { start_pos: events[next_gtid].0 as u64, gtid: Some(String::new()) };
+        assert!(ops.contains(&rebase), "{ops:?}");
 
         // The same hole after a transaction was written is an error.
         let mut t = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mysql, None), true);
@@ -913,7 +1114,9 @@ mod tests {
         let n = fake.len() - 4;
         let crc = crc32fast::hash(&fake[..n]);
         fake[n..].copy_from_slice(&crc.to_le_bytes());
-        let mut t = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mariadb, None), true);
+        // The state the dump was asked to start from covers what the source skipped.
+        let asked = StartGtid::Mariadb(MariadbGtidState::parse("0-1-2").unwrap());
+        let mut t = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mariadb, Some(&asked)), true);
         let mut ops = Vec::new();
         t.on_event(fake_rotate("m.000001", 4), &mut ops).unwrap();
         t.on_event(as_sent_fde(events[0].1, false), &mut ops).unwrap();
@@ -921,7 +1124,7 @@ mod tests {
         assert_eq!(t.on_event(Bytes::from(fake), &mut ops).unwrap(), Seen::Skipped);
         // Not written; it only says where the source resumes (so the header-only copy rebases).
         assert!(!ops[before..].iter().any(|o| matches!(o, WriteOp::Append { .. } | WriteOp::Create { .. })), "{ops:?}");
-        assert_eq!(ops[before..], [WriteOp::Rebase { start_pos: 285 }]);
+        assert_eq!(ops[before..], [WriteOp::Rebase { start_pos: 285, gtid: Some("0-1-2".into()) }]);
     }
 
     #[test]
@@ -1121,6 +1324,58 @@ mod tests {
         assert!(!ends.iter().any(|&p| p > 197 && p < 274 + 157), "a checkpoint inside the transaction: {ends:?}");
     }
 
+    /// MariaDB `log_bin_compress`: statements and rows compressed (a real 10.11, in a NONE and a
+    /// CRC32 file, with ROW, STATEMENT and MIXED events). A compressed standalone DDL ends its
+    /// transaction, a compressed statement inside BEGIN does not: the checkpoint may sit exactly
+    /// where each transaction starts, and at the end of the file, and nowhere inside one.
+    #[test]
+    fn compressed_events_keep_their_transaction_boundaries() {
+        for name in ["mysql-bin.000001", "mysql-bin.000002"] {
+            let data = crate::binlog::local_fixture("mariadb-10.11-compressed", name);
+            let events: Vec<(usize, &[u8])> = FileEvents::new(&data).unwrap().collect();
+            assert!(events.iter().any(|(_, e)| e[4] == types::MARIA_QUERY_COMPRESSED), "{name}");
+            assert!(events.iter().any(|(_, e)| e[4] == types::MARIA_WRITE_ROWS_COMPRESSED_V1), "{name}");
+            // Independent of the tracker: a transaction starts at every GTID event; inside one
+            // (from its GTID event to the next transaction or header event) no checkpoint may sit.
+            let starts: BTreeSet<u64> =
+                events.iter().filter(|(_, e)| e[4] == types::MARIA_GTID).map(|(o, _)| *o as u64).collect();
+            let mut t = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mariadb, None), true);
+            let mut ops = Vec::new();
+            let mut boundaries = BTreeSet::new();
+            for e in stream_from_start(name, &data) {
+                let before = t.boundary_count();
+                t.on_event(e, &mut ops).unwrap_or_else(|err| panic!("{name}: {err}"));
+                if t.boundary_count() != before {
+                    boundaries.insert(t.boundary().unwrap().pos);
+                }
+            }
+            for s in &starts {
+                assert!(boundaries.contains(s), "{name}: a transaction starts at {s} but no checkpoint may sit there");
+            }
+            // Every transaction is followed by another one, a header event or the file's end:
+            // a checkpoint anywhere else is inside a transaction.
+            let mut allowed = starts.clone();
+            allowed.insert(data.len() as u64);
+            for (off, e) in &events {
+                if [
+                    types::FORMAT_DESCRIPTION,
+                    types::MARIA_GTID_LIST,
+                    types::MARIA_BINLOG_CHECKPOINT,
+                    types::ROTATE,
+                    types::STOP,
+                ]
+                .contains(&e[4])
+                {
+                    allowed.extend([*off as u64, (*off + e.len()) as u64]);
+                }
+            }
+            let inside: Vec<&u64> = boundaries.difference(&allowed).collect();
+            assert!(inside.is_empty(), "{name}: checkpoints inside a transaction at {inside:?}");
+            let seqs = if name.ends_with('1') { "0-1-14" } else { "0-1-28" };
+            assert_eq!(t.gtid().snapshot().as_deref(), Some(seqs), "{name}: every transaction committed");
+        }
+    }
+
     #[test]
     fn rollback_to_savepoint_does_not_end_the_transaction() {
         // binlog_savepoint is a relay log: from offset 106 on it holds a 5.1 source's stream (an
@@ -1171,7 +1426,7 @@ mod tests {
         let crc = crc32fast::hash(&hb);
         hb.extend_from_slice(&crc.to_le_bytes());
         assert_eq!(t.on_event(Bytes::from(hb.clone()), &mut ops).unwrap(), Seen::Heartbeat { log_pos: end as u32 });
-        assert_eq!(ops.last(), Some(&WriteOp::Rebase { start_pos: end }));
+        assert_eq!(ops.last(), Some(&WriteOp::Rebase { start_pos: end, gtid: Some("".into()) }));
         assert_eq!(t.boundary().unwrap().pos, end);
         assert_eq!(t.next_pos(), Some(end));
         // Once transactions are in the copy, a heartbeat only informs.

@@ -177,11 +177,12 @@ impl SummaryBuilder {
     }
 
     /// The events appended so far become the file's header: transactions before the next one
-    /// were skipped by the source, so nothing about them may be claimed.
-    pub fn rebase(&mut self) {
+    /// were skipped by the source, so nothing about them may be claimed, except the GTID state
+    /// `gtid_start` that covers them (the state a GTID dump was asked to start from), when known.
+    pub fn rebase(&mut self, gtid_start: Option<String>) {
         self.pending.clear();
         self.added = GtidSet::new();
-        self.durable = FileSummary::default();
+        self.durable = FileSummary { gtid_start, ..FileSummary::default() };
     }
 
     /// A durable checkpoint at `pos` with GTID state `gtid_state`: the events it covers count.
@@ -482,8 +483,20 @@ mod tests {
         let after = events[gtid_at].0 + events[gtid_at].1.len() as u64;
         b.commit(after, None);
         assert!(b.summary().first_gtid.is_some());
-        b.rebase();
+        b.rebase(None);
         assert_eq!(b.summary(), &FileSummary::default());
+        // A rebase where the GTID state is known keeps it as the state the file begins with,
+        // also once the first transaction after it is checkpointed.
+        for (off, ev) in &events[..=gtid_at] {
+            b.on_events(ev, off + ev.len() as u64);
+        }
+        b.rebase(Some("0-1-7".into()));
+        for (off, ev) in &events[gtid_at..] {
+            b.on_events(ev, off + ev.len() as u64);
+        }
+        b.commit(data.len() as u64, Some("0-1-8"));
+        assert_eq!(b.summary().gtid_start.as_deref(), Some("0-1-7"));
+        assert!(b.summary().first_gtid.is_some());
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub(crate) struct TaskRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub bucket_retention_days: i32,
+    pub last_error_since: Option<NaiveDateTime>,
+    pub last_error_attempts: Option<i32>,
+    pub source_server_public_key: Option<String>,
 }
 
 /// The spec columns of `tasks`, for insert and update.
@@ -86,6 +89,7 @@ pub(crate) struct TaskSpecColumns {
     pub start_gtid_set: Option<String>,
     pub retention_days: i32,
     pub bucket_retention_days: i32,
+    pub source_server_public_key: Option<String>,
 }
 
 impl TaskSpecColumns {
@@ -112,6 +116,7 @@ impl TaskSpecColumns {
             start_gtid_set,
             retention_days: spec.retention_days as i32,
             bucket_retention_days: spec.bucket_retention_days as i32,
+            source_server_public_key: spec.source.server_public_key.clone(),
         }
     }
 }
@@ -132,6 +137,7 @@ impl TaskRow {
             server_id: self.source_server_id,
             tls_mode: Some(self.source_tls_mode),
             tls_ca_file: self.source_tls_ca_file,
+            server_public_key: self.source_server_public_key,
             start_mode: Some(self.start_mode),
             start_file: self.start_file,
             start_pos: self.start_pos,
@@ -146,6 +152,9 @@ impl TaskRow {
             (Some(code), message) => Some(TaskError {
                 code: code.parse::<TaskErrorCode>().unwrap_or(TaskErrorCode::InternalError),
                 message: message.unwrap_or_default(),
+                // An error recorded before these columns existed: when the row last changed.
+                since: to_utc(self.last_error_since.unwrap_or(self.updated_at)),
+                attempts: self.last_error_attempts.and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
             }),
             (None, _) => None,
         };

@@ -26,6 +26,9 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         bucket_retention_days -> Integer,
+        last_error_since -> Nullable<Timestamp>,
+        last_error_attempts -> Nullable<Integer>,
+        source_server_public_key -> Nullable<Text>,
     }
 }
 

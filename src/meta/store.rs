@@ -366,6 +366,8 @@ impl Store {
                         d.map(|d| tasks::desired_state.eq(d.as_str())),
                         tasks::last_error_code.eq(None::<String>),
                         tasks::last_error_message.eq(None::<String>),
+                        tasks::last_error_since.eq(None::<chrono::NaiveDateTime>),
+                        tasks::last_error_attempts.eq(None::<i32>),
                         tasks::updated_at.eq(now),
                     ))
                     .execute(c)?,
@@ -375,6 +377,8 @@ impl Store {
                         d.map(|d| tasks::desired_state.eq(d.as_str())),
                         tasks::last_error_code.eq(Some(e.code.as_str())),
                         tasks::last_error_message.eq(Some(e.message.as_str())),
+                        tasks::last_error_since.eq(Some(now_naive(e.since))),
+                        tasks::last_error_attempts.eq(Some(i32::try_from(e.attempts).unwrap_or(i32::MAX))),
                         tasks::updated_at.eq(now),
                     ))
                     .execute(c)?,
@@ -648,6 +652,8 @@ pub(crate) mod tests {
     #[test]
     fn transition_is_conditional() {
         let (_dir, store) = sqlite_store();
+        let since = chrono::DateTime::<chrono::Utc>::from_timestamp(1_800_000_000, 123_456_000).unwrap();
+        let error = TaskError { code: TaskErrorCode::SourceAccessDenied, message: "denied".into(), since, attempts: 7 };
         let t = store.create_task(&spec("tr")).unwrap();
         let err = store
             .transition(t.id, &[TaskState::Running], TaskState::Stopping, None, LastError::Keep, None)
@@ -659,11 +665,20 @@ pub(crate) mod tests {
                 &[TaskState::Stopped],
                 TaskState::Failed,
                 None,
-                LastError::Set(TaskError { code: TaskErrorCode::SourceAccessDenied, message: "denied".into() }),
+                LastError::Set(error.clone()),
                 Some((TaskEventType::TaskError, "denied")),
             )
             .unwrap();
-        assert_eq!(failed.last_error.unwrap().code, TaskErrorCode::SourceAccessDenied);
+        assert_eq!(failed.last_error.as_ref(), Some(&error), "code, message, since and attempts round-trip");
+        // Retrying again records the new attempt count in place (a transition to the same state).
+        let retrying = TaskError { attempts: 8, ..error.clone() };
+        let again = store
+            .transition(t.id, &[TaskState::Failed], TaskState::Failed, None, LastError::Set(retrying.clone()), None)
+            .unwrap();
+        assert_eq!(again.last_error, Some(retrying));
+        let cleared =
+            store.transition(t.id, &[TaskState::Failed], TaskState::Stopped, None, LastError::Clear, None).unwrap();
+        assert_eq!(cleared.last_error, None);
         let _ = BinlogFileName::parse("x.000001").unwrap();
     }
 }
@@ -672,7 +687,7 @@ pub(crate) mod tests {
 pub mod contract {
     use super::*;
     use crate::binlog::name::BinlogFileName;
-    use crate::domain::RawTaskSpec;
+    use crate::domain::{RawTaskSpec, TaskErrorCode};
 
     fn spec(key: &str, host: &str) -> TaskSpec {
         RawTaskSpec {
@@ -873,6 +888,31 @@ pub mod contract {
             )
             .expect("start a");
         assert_eq!(running.state, TaskState::Starting);
+        // A retrying task's error, with since when and how many attempts, round-trips (microseconds
+        // kept, as DATETIME(6) does); the next attempt updates it in place; streaming clears it.
+        let since = chrono::DateTime::<chrono::Utc>::from_timestamp(1_800_000_000, 654_321_000).expect("a time");
+        let err =
+            TaskError { code: TaskErrorCode::ChecksumMismatch, message: "CRC32 mismatch".into(), since, attempts: 1 };
+        let retrying = store
+            .transition(a.id, &[TaskState::Starting], TaskState::RetryBackoff, None, LastError::Set(err.clone()), None)
+            .expect("retry a");
+        assert_eq!(retrying.last_error.as_ref(), Some(&err));
+        let again = TaskError { attempts: 2, ..err };
+        let retrying = store
+            .transition(
+                a.id,
+                &[TaskState::RetryBackoff],
+                TaskState::RetryBackoff,
+                None,
+                LastError::Set(again.clone()),
+                None,
+            )
+            .expect("retry a again");
+        assert_eq!(store.get_task(a.id).expect("get a").last_error, Some(again));
+        let running = store
+            .transition(a.id, &[retrying.state], TaskState::Starting, None, LastError::Clear, None)
+            .expect("a streams again");
+        assert_eq!(running.last_error, None);
         assert!(matches!(store.delete_task(a.id), Err(StoreError::Conflict(TaskState::Starting))));
         assert!(matches!(store.update_task(a.id, &spec("contract-a", "h9")), Err(StoreError::Conflict(_))));
         let resumable = store.tasks_to_resume().expect("resume list");

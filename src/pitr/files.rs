@@ -4,18 +4,19 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::binlog::name::BinlogFileName;
 use crate::pitr::Location;
 
-/// Why a file cannot be served.
+/// Why a file cannot be served. Messages name the file, never a path on this server: they
+/// reach API clients.
 #[derive(Debug, thiserror::Error)]
 pub enum FileAccessError {
     #[error("{0}")]
     InvalidName(String),
-    #[error("{0} is not a regular file inside the task's directory (symlinks are never followed)")]
+    #[error("{0} is not a regular file of the task's own (symlinks are never followed, hard links never served)")]
     Refused(String),
     #[error("{0} is only in the bucket, and upload (the bucket client) is not enabled")]
     OnlyInBucket(String),
@@ -39,9 +40,10 @@ pub fn validate_name(raw: &str) -> Result<BinlogFileName, FileAccessError> {
 }
 
 /// Opens a catalogued local file for reading: without following a symlink at the last
-/// component (`O_NOFOLLOW`), and only when its real parent directory is inside `task_dir`.
+/// component (`O_NOFOLLOW`), only when its real parent directory is inside `task_dir`, and
+/// only when it has no other name (a hard link could be to any file of the filesystem).
 pub fn open_local(task_dir: &Path, path: &Path) -> Result<File, FileAccessError> {
-    let shown = || path.display().to_string();
+    let shown = || path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let io = |source| FileAccessError::Io { path: shown(), source };
     let root = task_dir.canonicalize().map_err(io)?;
     let parent = path.parent().ok_or_else(|| FileAccessError::Refused(shown()))?;
@@ -54,7 +56,7 @@ pub fn open_local(task_dir: &Path, path: &Path) -> Result<File, FileAccessError>
             |e| if e.raw_os_error() == Some(libc::ELOOP) { FileAccessError::Refused(shown()) } else { io(e) },
         )?;
     let meta = file.metadata().map_err(io)?;
-    if !meta.file_type().is_file() {
+    if !meta.file_type().is_file() || meta.nlink() != 1 {
         return Err(FileAccessError::Refused(shown()));
     }
     Ok(file)
@@ -166,6 +168,12 @@ mod tests {
         std::os::unix::fs::symlink(&outside, task.join("evil")).unwrap();
         assert!(matches!(open_local(&task, &task.join("evil").join("bin.000003")), Err(FileAccessError::Refused(_))));
         assert!(matches!(open_local(&task, &root.path().join("secret")), Err(FileAccessError::Refused(_))));
+        // A hard link to a file outside the task: same inode, second name.
+        std::fs::hard_link(root.path().join("secret"), ident.join("bin.000004")).unwrap();
+        let refused = open_local(&task, &ident.join("bin.000004")).unwrap_err();
+        let text = refused.to_string();
+        assert!(matches!(refused, FileAccessError::Refused(_)), "{text}");
+        assert!(text.starts_with("bin.000004 ") && !text.contains('/'), "names the file, no path: {text}");
     }
 
     #[test]

@@ -8,7 +8,11 @@
 //! summary rebuilt from the file (`load_catalog`). Blocking: callers run it off the executors.
 
 pub mod client;
+pub mod command;
+pub mod continuity;
 pub mod files;
+#[cfg(test)]
+mod mysql_fixtures;
 pub mod plan;
 pub mod window;
 
@@ -19,6 +23,11 @@ use serde::Serialize;
 use crate::binlog::summary;
 use crate::domain::TaskId;
 use crate::meta::{FileRecord, FileState, Store, StoreError};
+
+/// Reads the GTID transaction starts of a file up to its held size (`summary::transaction_starts`).
+pub trait TxnReader {
+    fn starts(&self, f: &CatalogFile) -> std::io::Result<Vec<summary::TxnStart>>;
+}
 
 /// Where a file's bytes can be read from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]

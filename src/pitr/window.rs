@@ -1,11 +1,14 @@
 //! The recovery window: from which point to which point the held files form one unbroken
-//! stream, and where and why it breaks.
+//! stream, where and why it breaks, and where it passes from one source to another (a GTID
+//! switchover the GTID state proves lossless is a point of the stream, not a break).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::domain::Flavor;
 use crate::meta::FileState;
-use crate::pitr::CatalogFile;
+use crate::pitr::continuity::{self, State, Verdict};
+use crate::pitr::{CatalogFile, TxnReader};
 
 /// A point of the stream: a source position with what is known of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -25,7 +28,8 @@ pub struct Point {
 pub enum BreakReason {
     /// Two consecutive files do not join (a file was never fetched, or one starts mid-way).
     Gap,
-    /// The task followed a different source server from here on.
+    /// The task followed a different source server from here on, and the GTID states do not
+    /// prove that nothing was lost (`missing_gtids` names what is missing, when known).
     SourceSwitchover,
     /// A catalogued file is neither on local disk nor in the bucket.
     FileMissing,
@@ -40,6 +44,25 @@ pub struct Break {
     /// The first point held after the break (absent when the break is at the very end).
     pub before: Option<Point>,
     pub detail: String,
+    /// SOURCE_SWITCHOVER: the GTIDs a replay across would miss (a MySQL GTID set; MariaDB
+    /// GTIDs and ranges): transactions of the old source the new one lacks, and transactions
+    /// the new source executed before the first file held from it. `detail` says which.
+    pub missing_gtids: Option<String>,
+}
+
+/// A GTID switchover the window passes through: the task followed a new source server here,
+/// and the GTID states prove that the new source's stream continues the old one's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Switchover {
+    pub from_source: String,
+    pub to_source: String,
+    /// The last point held from the old source.
+    pub after: Point,
+    /// The first point held from the new source.
+    pub before: Point,
+    /// The new source's first held transactions repeat ones the old source's files hold (it
+    /// logged them as a replica); a replay applies them once, from the old source's files.
+    pub repeats: bool,
 }
 
 /// `GET /api/tasks/{id}/window`.
@@ -52,6 +75,8 @@ pub struct Window {
     /// The GTID state at `latest`: what a server restored up to there has executed.
     pub gtid_set: Option<String>,
     pub breaks: Vec<Break>,
+    /// Source switchovers inside the window (points of the stream, in stream order).
+    pub switchovers: Vec<Switchover>,
 }
 
 fn to_time(t: Option<u32>) -> Option<DateTime<Utc>> {
@@ -82,7 +107,8 @@ pub fn end_point(f: &CatalogFile) -> Point {
     }
 }
 
-/// Why `b` does not continue `a` (both present, `a` directly before `b` in the catalog).
+/// Why `b` does not continue `a` (both present, `a` directly before `b` in the catalog, from
+/// one source; a change of source is judged by `switchover`).
 pub fn join_break(a: &CatalogFile, b: &CatalogFile) -> Option<(BreakReason, String)> {
     let (ra, rb) = (&a.record, &b.record);
     if ra.source_identity != rb.source_identity {
@@ -108,26 +134,77 @@ pub fn join_break(a: &CatalogFile, b: &CatalogFile) -> Option<(BreakReason, Stri
     None
 }
 
-/// Computes the window of a catalog (stream order).
-pub fn window(files: &[CatalogFile]) -> Window {
+/// What a switchover from `files[junction - 1]` to `files[junction]` (another source) is, for a
+/// replay that has reached `reached` there: `Ok(repeats)` when continuous, else the break's
+/// detail and the missing GTIDs.
+pub fn switchover(
+    flavor: Flavor,
+    files: &[&CatalogFile],
+    junction: usize,
+    reached: Option<&State>,
+    reader: &dyn TxnReader,
+) -> Result<bool, (String, Option<String>)> {
+    let (old, new) = (&files[junction - 1].record, &files[junction].record);
+    let head = format!("the task switched from source {} to {}", old.source_identity, new.source_identity);
+    let Some(reached) = reached else {
+        return Err((format!("{head}; the GTID state where {} ends is unknown", old.file_name), None));
+    };
+    match continuity::examine(flavor, files, junction, reached, reader) {
+        Ok(Verdict::Continuous { repeats }) => Ok(repeats),
+        Ok(Verdict::Lost { missing, detail }) => Err((format!("{head}: {detail}"), Some(missing))),
+        Err(why) => Err((format!("{head}; nothing proves that no transaction was lost: {why}"), None)),
+    }
+}
+
+/// Computes the window of a catalog (stream order); `reader` is used only to check a
+/// switchover whose GTID states alone do not decide it.
+pub fn window(flavor: Flavor, files: &[CatalogFile], reader: &dyn TxnReader) -> Window {
+    let all: Vec<&CatalogFile> = files.iter().collect();
     let mut breaks = Vec::new();
-    let mut last_present: Option<&CatalogFile> = None;
+    let mut switchovers = Vec::new();
+    let mut last_present: Option<usize> = None;
     let mut missing: Vec<&CatalogFile> = Vec::new();
-    for f in files {
+    for (i, f) in files.iter().enumerate() {
         if f.location.is_none() {
             missing.push(f);
             continue;
         }
+        let prev = last_present.map(|p| &files[p]);
         if !missing.is_empty() {
-            breaks.push(missing_break(&missing, last_present, Some(f)));
+            breaks.push(missing_break(&missing, prev, Some(f)));
             missing.clear();
-        } else if let Some(prev) = last_present
-            && let Some((reason, detail)) = join_break(prev, f)
-        {
-            breaks.push(Break { reason, after: Some(end_point(prev)), before: Some(start_point(f)), detail });
+        } else if let Some(prev) = prev {
+            if prev.record.source_identity != f.record.source_identity {
+                let reached = State::held(flavor, &prev.record.summary.gtid_end);
+                match switchover(flavor, &all, i, reached.as_ref(), reader) {
+                    Ok(repeats) => switchovers.push(Switchover {
+                        from_source: prev.record.source_identity.clone(),
+                        to_source: f.record.source_identity.clone(),
+                        after: end_point(prev),
+                        before: start_point(f),
+                        repeats,
+                    }),
+                    Err((detail, missing_gtids)) => breaks.push(Break {
+                        reason: BreakReason::SourceSwitchover,
+                        after: Some(end_point(prev)),
+                        before: Some(start_point(f)),
+                        detail,
+                        missing_gtids,
+                    }),
+                }
+            } else if let Some((reason, detail)) = join_break(prev, f) {
+                breaks.push(Break {
+                    reason,
+                    after: Some(end_point(prev)),
+                    before: Some(start_point(f)),
+                    detail,
+                    missing_gtids: None,
+                });
+            }
         }
-        last_present = Some(f);
+        last_present = Some(i);
     }
+    let last_present = last_present.map(|p| &files[p]);
     if !missing.is_empty() {
         breaks.push(missing_break(&missing, last_present, None));
     }
@@ -139,6 +216,7 @@ pub fn window(files: &[CatalogFile]) -> Window {
         gtid_set: latest.as_ref().and_then(|p| p.gtid.clone()),
         latest,
         breaks,
+        switchovers,
     }
 }
 
@@ -149,16 +227,50 @@ fn missing_break(missing: &[&CatalogFile], after: Option<&CatalogFile>, before: 
         after: after.map(end_point),
         before: before.map(start_point),
         detail: format!("{} missing on local disk and in the bucket", names.join(", ")),
+        missing_gtids: None,
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::binlog::gtid::MariadbGtid;
     use crate::binlog::name::BinlogFileName;
-    use crate::binlog::summary::FileSummary;
+    use crate::binlog::summary::{FileSummary, Gtid, TxnStart};
     use crate::meta::FileRecord;
     use crate::pitr::Location;
+
+    /// Each file holds one transaction per sequence number after its `gtid_start` up to its
+    /// `gtid_end`, with `gtid_end`'s server id, 100 bytes apart from offset 200.
+    pub struct Fake;
+    impl TxnReader for Fake {
+        fn starts(&self, f: &CatalogFile) -> std::io::Result<Vec<TxnStart>> {
+            let s = &f.record.summary;
+            let parts = |t: &Option<String>| -> Vec<u64> {
+                t.as_ref().unwrap().split('-').map(|x| x.parse().unwrap()).collect()
+            };
+            let (g0, end) = (parts(&s.gtid_start)[2], parts(&s.gtid_end));
+            Ok((g0 + 1..=end[2])
+                .enumerate()
+                .map(|(k, seq)| TxnStart {
+                    offset: 200 + 100 * k as u64,
+                    timestamp: 0,
+                    gtid: Some(Gtid::Mariadb(MariadbGtid { domain: 0, server_id: end[1] as u32, seq })),
+                })
+                .collect())
+        }
+    }
+
+    /// `file()` from another source whose transactions after `from` are written by `server_id`.
+    pub fn from_source(mut f: CatalogFile, identity: &str, server_id: u32, from: &str) -> CatalogFile {
+        let s = &mut f.record.summary;
+        let end = s.gtid_end.as_ref().unwrap().rsplit('-').next().unwrap().to_string();
+        s.gtid_start = Some(from.to_string());
+        s.gtid_end = Some(format!("0-{server_id}-{end}"));
+        f.record.source_identity = identity.into();
+        f.location = Some(Location::Local { path: format!("/data/1/{identity}/{}", f.record.file_name).into() });
+        f
+    }
 
     /// A sealed, present file `bin.00000{n}` covering positions 4..end, events at t0..t1 and
     /// MariaDB GTIDs 0-1-(g0+1)..=g1.
@@ -196,7 +308,7 @@ pub(crate) mod tests {
     #[test]
     fn contiguous_files_make_one_window() {
         let files = vec![file(1, 4, 1000, (100, 200), (0, 10)), file(2, 4, 900, (200, 300), (10, 20))];
-        let w = window(&files);
+        let w = window(Flavor::Mariadb, &files, &Fake);
         assert!(w.continuous, "{w:?}");
         assert!(w.breaks.is_empty());
         assert_eq!(w.earliest.as_ref().unwrap().file, "bin.000001");
@@ -205,7 +317,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_missing_file_a_skipped_number_and_a_switchover_are_breaks() {
+    fn a_missing_file_and_a_skipped_number_are_breaks() {
         let mut files = vec![
             file(1, 4, 1000, (100, 200), (0, 10)),
             file(2, 4, 900, (200, 300), (10, 20)),
@@ -213,7 +325,7 @@ pub(crate) mod tests {
             file(5, 4, 900, (500, 600), (40, 50)),
         ];
         files[1].location = None;
-        let w = window(&files);
+        let w = window(Flavor::Mariadb, &files, &Fake);
         assert!(!w.continuous);
         let reasons: Vec<BreakReason> = w.breaks.iter().map(|b| b.reason).collect();
         assert_eq!(reasons, vec![BreakReason::FileMissing, BreakReason::Gap]);
@@ -221,12 +333,11 @@ pub(crate) mod tests {
         assert_eq!(w.breaks[0].before.as_ref().unwrap().file, "bin.000003");
         assert!(w.breaks[0].detail.contains("bin.000002"));
 
-        let mut other = file(6, 4, 900, (600, 700), (50, 60));
-        other.record.source_identity = "other".into();
-        let w = window(&[file(5, 4, 900, (500, 600), (40, 50)), other]);
-        assert_eq!(w.breaks[0].reason, BreakReason::SourceSwitchover);
-
-        let w = window(&[file(1, 4, 1000, (100, 200), (0, 10)), file(2, 500, 900, (200, 300), (10, 20))]);
+        let w = window(
+            Flavor::Mariadb,
+            &[file(1, 4, 1000, (100, 200), (0, 10)), file(2, 500, 900, (200, 300), (10, 20))],
+            &Fake,
+        );
         assert_eq!(w.breaks[0].reason, BreakReason::Gap);
         assert!(w.breaks[0].detail.contains("only from position 500"));
     }
@@ -235,8 +346,50 @@ pub(crate) mod tests {
     fn an_object_only_file_is_no_break_and_an_empty_catalog_is_not_continuous() {
         let mut files = vec![file(1, 4, 1000, (100, 200), (0, 10)), file(2, 4, 900, (200, 300), (10, 20))];
         files[0].location = Some(Location::Object { key: "t/1/bin.000001".into() });
-        assert!(window(&files).continuous);
-        let w = window(&[]);
+        assert!(window(Flavor::Mariadb, &files, &Fake).continuous);
+        let w = window(Flavor::Mariadb, &[], &Fake);
         assert!(!w.continuous && w.earliest.is_none());
+    }
+
+    #[test]
+    fn a_switchover_the_gtid_state_proves_is_a_point_not_a_break() {
+        // Followed by GTID: the new source resumes at 0-1-50, where the old files end.
+        let old = file(5, 4, 900, (500, 600), (40, 50));
+        let new = from_source(file(2, 300, 900, (600, 700), (50, 60)), "other", 2, "0-1-50");
+        let w = window(Flavor::Mariadb, &[old.clone(), new.clone()], &Fake);
+        assert!(w.continuous && w.breaks.is_empty(), "{w:?}");
+        assert_eq!(w.switchovers.len(), 1);
+        let s = &w.switchovers[0];
+        assert_eq!((s.from_source.as_str(), s.to_source.as_str(), s.repeats), ("src", "other", false));
+        assert_eq!((s.after.file.as_str(), s.after.pos, s.before.pos), ("bin.000005", 900, 300));
+        assert_eq!(w.gtid_set.as_deref(), Some("0-2-60"));
+
+        // Resumed earlier, repeating 0-1-46..50 (it logged them as a replica).
+        let mut repeating = file(2, 4, 900, (590, 700), (45, 60));
+        repeating.record.source_identity = "other".into();
+        let w = window(Flavor::Mariadb, &[old.clone(), repeating], &Fake);
+        assert!(w.continuous, "{w:?}");
+        assert!(w.switchovers[0].repeats);
+    }
+
+    #[test]
+    fn a_switchover_that_lost_transactions_is_a_break_naming_them() {
+        // The new source was at 0-1-45 when it took over: 0-1-46..50 never reached it.
+        let old = file(5, 4, 900, (500, 600), (40, 50));
+        let new = from_source(file(2, 300, 900, (600, 700), (45, 60)), "other", 2, "0-1-45");
+        let w = window(Flavor::Mariadb, &[old.clone(), new], &Fake);
+        assert!(!w.continuous && w.switchovers.is_empty(), "{w:?}");
+        let b = &w.breaks[0];
+        assert_eq!(b.reason, BreakReason::SourceSwitchover);
+        assert_eq!(b.missing_gtids.as_deref(), Some("0-1-46..0-1-50"));
+        assert!(b.detail.contains("from source src to other") && b.detail.contains("lacks 0-1-46..0-1-50"), "{b:?}");
+
+        // A state nobody knows proves nothing.
+        let mut unknown = from_source(file(2, 300, 900, (600, 700), (50, 60)), "other", 2, "0-1-50");
+        unknown.record.summary.gtid_start = None;
+        let w = window(Flavor::Mariadb, &[old, unknown], &Fake);
+        assert_eq!(w.breaks[0].reason, BreakReason::SourceSwitchover);
+        assert!(w.breaks[0].detail.contains("begins is unknown"), "{:?}", w.breaks[0]);
+        assert_eq!(w.breaks[0].missing_gtids, None);
     }
 }

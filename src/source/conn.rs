@@ -1,8 +1,12 @@
 //! One client connection to the source: TCP, optional TLS upgrade, authentication
-//! (mysql_native_password, caching_sha2_password including the RSA exchange, MariaDB's
-//! client_ed25519), and the few text-protocol commands a replica needs before it asks for the
-//! binlog. Packet types and password scrambles come from `mysql_common`, the protocol crate
-//! under mysql_async; the transport is ours so the binlog bytes can be read raw.
+//! (mysql_native_password, caching_sha2_password, MariaDB's client_ed25519), and the few
+//! text-protocol commands a replica needs before it asks for the binlog. Packet types and
+//! password scrambles come from `mysql_common`, the protocol crate under mysql_async; the
+//! transport is ours so the binlog bytes can be read raw.
+//!
+//! The password itself leaves only over TLS, or encrypted under a key the operator pinned
+//! (`source.server_public_key`): never under an RSA key the server hands out, which an
+//! impostor on the path (or a server the task was pointed at) could have made.
 
 use std::time::Duration;
 
@@ -23,6 +27,13 @@ const COLLATION: u8 = 45;
 /// What we announce as our own max packet size.
 const CLIENT_MAX_PACKET: u32 = 1 << 30;
 
+/// Why a caching_sha2_password full authentication without TLS stops here (a permanent error).
+const FULL_AUTH_WITHOUT_TLS: &str = "the source asks for the password itself (caching_sha2_password full \
+    authentication) on a connection without TLS, and binlog-server does not encrypt it under a key the server \
+    sends (an impostor could send its own): use TLS (source.tls_mode required, verify_ca or verify_identity) or \
+    pin the source's RSA public key in source.server_public_key (MySQL: SHOW STATUS LIKE \
+    'Caching_sha2_password_rsa_public_key')";
+
 /// How to reach and authenticate to a source.
 #[derive(Debug, Clone)]
 pub struct ConnectParams {
@@ -32,6 +43,10 @@ pub struct ConnectParams {
     pub password: Secret,
     pub tls_mode: TlsMode,
     pub tls_ca_file: Option<String>,
+    /// `replication.tls_ca_dir`: the only place `tls_ca_file` is read from.
+    pub tls_ca_dir: Option<std::path::PathBuf>,
+    /// PEM, checked when the task was written (`source::rsa`).
+    pub server_public_key: Option<String>,
     pub connect_timeout: Duration,
     pub max_packet: usize,
 }
@@ -85,8 +100,8 @@ impl SourceConn {
     }
 
     async fn connect_inner(p: &ConnectParams) -> Result<SourceConn, SourceError> {
-        let tls_config = tls::client_config(p.tls_mode, p.tls_ca_file.as_deref().map(std::path::Path::new))
-            .map_err(SourceError::Tls)?;
+        let ca_file = p.tls_ca_file.as_deref().map(|name| tls::CaFile { dir: p.tls_ca_dir.as_deref(), name });
+        let tls_config = tls::client_config(p.tls_mode, ca_file).map_err(SourceError::Tls)?;
         let tcp = TcpStream::connect((p.host.as_str(), p.port)).await.map_err(SourceError::Io)?;
         tcp.set_nodelay(true).map_err(SourceError::Io)?;
         let mut io = PacketIo::new(Transport::Plain(tcp), p.max_packet.max(1 << 20));
@@ -213,19 +228,17 @@ impl SourceConn {
                     match more.first() {
                         Some(0x03) => {} // fast authentication succeeded; OK follows
                         Some(0x04) => {
-                            // Full authentication: the password itself, over TLS or RSA-encrypted.
+                            // Full authentication: the password itself, over TLS or encrypted
+                            // under the pinned key.
                             if self.tls {
                                 let mut clear = password.as_bytes().to_vec();
                                 clear.push(0);
                                 self.io.write_packet(&clear).await?;
-                            } else {
-                                self.io.write_packet(&[0x02]).await?;
-                                let key_pkt = self.io.read_packet().await?;
-                                if key_pkt.first() != Some(&0x01) {
-                                    return Err(SourceError::Protocol("expected the server's RSA public key".into()));
-                                }
-                                let encrypted = rsa_encrypt(password, &current_nonce, &key_pkt[1..])?;
+                            } else if let Some(pem) = &p.server_public_key {
+                                let encrypted = rsa_encrypt(password, &current_nonce, pem.as_bytes())?;
                                 self.io.write_packet(&encrypted).await?;
+                            } else {
+                                return Err(SourceError::Tls(FULL_AUTH_WITHOUT_TLS.into()));
                             }
                         }
                         _ => {
@@ -381,7 +394,7 @@ fn auth_data(plugin: &AuthPlugin<'_>, password: &str, nonce: &[u8]) -> Result<Ve
     Ok(out)
 }
 
-/// caching_sha2_password without TLS: (password + NUL) XOR nonce, RSA-OAEP with the server key.
+/// caching_sha2_password without TLS: (password + NUL) XOR nonce, RSA-OAEP under the pinned key.
 fn rsa_encrypt(password: &str, nonce: &[u8], pem: &[u8]) -> Result<Vec<u8>, SourceError> {
     let mut clear = password.as_bytes().to_vec();
     clear.push(0);
@@ -392,9 +405,11 @@ fn rsa_encrypt(password: &str, nonce: &[u8], pem: &[u8]) -> Result<Vec<u8>, Sour
         *b ^= nonce[i % nonce.len()];
     }
     let pem = pem.to_vec();
-    // mysql_common panics on a malformed key; a source must not be able to crash us.
-    std::panic::catch_unwind(move || mysql_common::crypto::encrypt(&clear, &pem))
-        .map_err(|_| SourceError::Protocol("the server sent an unusable RSA public key".into()))
+    // mysql_common panics on a malformed key or a password too long for it. The pinned key was
+    // checked when it was stored; this is the last guard, not the check.
+    std::panic::catch_unwind(move || mysql_common::crypto::encrypt(&clear, &pem)).map_err(|_| {
+        SourceError::Tls("cannot encrypt the password under source.server_public_key (key too short for it?)".into())
+    })
 }
 
 /// Parses an ERR packet (with or without the SQL state marker).

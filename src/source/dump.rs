@@ -41,6 +41,39 @@ impl fmt::Display for SourceIdentity {
     }
 }
 
+/// The source's `binlog_checksum` when we connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinlogChecksum {
+    None,
+    Crc32,
+}
+
+impl BinlogChecksum {
+    /// Reads `@@global.binlog_checksum` (`NONE` or `CRC32`, any case).
+    pub fn parse(value: &str) -> Result<Self, SourceError> {
+        if value.eq_ignore_ascii_case("NONE") {
+            Ok(BinlogChecksum::None)
+        } else if value.eq_ignore_ascii_case("CRC32") {
+            Ok(BinlogChecksum::Crc32)
+        } else {
+            Err(SourceError::Unsupported(format!("binlog_checksum {value:?} (only NONE and CRC32 exist)")))
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BinlogChecksum::None => "NONE",
+            BinlogChecksum::Crc32 => "CRC32",
+        }
+    }
+
+    /// Whether the first event of a dump (the artificial rotate) carries a CRC32 when we
+    /// announce this setting.
+    pub fn has_crc(self) -> bool {
+        self == BinlogChecksum::Crc32
+    }
+}
+
 /// What the source told us about itself.
 #[derive(Debug, Clone)]
 pub struct SourceInfo {
@@ -49,7 +82,8 @@ pub struct SourceInfo {
     pub flavor: Flavor,
     pub server_id: u32,
     pub identity: SourceIdentity,
-    pub binlog_checksum: String,
+    /// `@@global.binlog_checksum` as read; it is also what `start_dump` announces.
+    pub binlog_checksum: BinlogChecksum,
 }
 
 impl SourceInfo {
@@ -117,7 +151,7 @@ pub async fn inspect(conn: &mut SourceConn, expected: Flavor) -> Result<SourceIn
         flavor: expected,
         server_id,
         identity,
-        binlog_checksum: col(&rows, "checksum")?.to_string(),
+        binlog_checksum: BinlogChecksum::parse(col(&rows, "checksum")?)?,
     })
 }
 
@@ -194,10 +228,16 @@ pub async fn start_dump(
     from: &DumpFrom,
 ) -> Result<(), SourceError> {
     let new_names = info.flavor == Flavor::Mysql && info.at_least((8, 0, 26));
-    // Ask for events exactly as stored: the source's own checksum setting.
-    conn.execute("SET @master_binlog_checksum = @@global.binlog_checksum").await?;
+    // Declares us checksum-aware, so events come exactly as stored, each file's with its own
+    // checksum setting. The announced value only decides whether the dump's first event (the
+    // artificial rotate) carries a CRC32; later artificial rotates follow the file just left.
+    // It is the value `inspect` read, not `@@global.binlog_checksum` again: the stream tracker
+    // starts from that value, and a `SET GLOBAL binlog_checksum` in between must not make it
+    // misread the first rotate.
+    let checksum = info.binlog_checksum.as_str();
+    conn.execute(&format!("SET @master_binlog_checksum = '{checksum}'")).await?;
     if new_names {
-        conn.execute("SET @source_binlog_checksum = @@global.binlog_checksum").await?;
+        conn.execute(&format!("SET @source_binlog_checksum = '{checksum}'")).await?;
     }
     let nanos = params.heartbeat.as_nanos().min(u128::from(u64::MAX)) as u64;
     conn.execute(&format!("SET @master_heartbeat_period = {nanos}")).await?;
@@ -346,5 +386,15 @@ mod tests {
         assert_eq!(SourceIdentity::mariadb(1, 0).as_str(), "mariadb-1-0");
         assert_eq!(parse_version("10.11.19-MariaDB-0+deb12u1-log"), (10, 11, 19));
         assert_eq!(parse_version("8.4.3"), (8, 4, 3));
+    }
+
+    #[test]
+    fn binlog_checksum_values() {
+        for (value, parsed) in [("NONE", BinlogChecksum::None), ("crc32", BinlogChecksum::Crc32)] {
+            assert_eq!(BinlogChecksum::parse(value).unwrap(), parsed, "{value}");
+        }
+        assert_eq!(BinlogChecksum::parse("CRC32").unwrap().as_str(), "CRC32");
+        assert!(BinlogChecksum::Crc32.has_crc() && !BinlogChecksum::None.has_crc());
+        assert!(matches!(BinlogChecksum::parse("SHA1"), Err(SourceError::Unsupported(_))));
     }
 }

@@ -9,6 +9,7 @@
 pub mod conn;
 pub mod dump;
 pub mod packet;
+pub mod rsa;
 pub mod tls;
 
 use crate::domain::TaskErrorCode;

@@ -18,6 +18,8 @@ use crate::domain::{TaskId, TaskState};
 /// The service's metric families.
 pub struct Metrics {
     pub tasks: IntGaugeVec,
+    /// Tasks retrying for longer than `retry.alert_after_sec`.
+    pub tasks_stuck: prometheus::IntGauge,
     pub events: IntCounterVec,
     pub bytes_written: IntCounterVec,
     pub lag: GaugeVec,
@@ -42,6 +44,11 @@ impl Metrics {
     fn new() -> Metrics {
         let m = Metrics {
             tasks: IntGaugeVec::new(opts("tasks", "Tasks by state."), &["state"]).expect("valid metric"),
+            tasks_stuck: prometheus::IntGauge::with_opts(opts(
+                "tasks_stuck",
+                "Tasks retrying (RETRY_BACKOFF) for longer than retry.alert_after_sec: a failure that does not pass.",
+            ))
+            .expect("valid metric"),
             events: IntCounterVec::new(opts("events_total", "Binlog events written to local files."), &["task"])
                 .expect("valid metric"),
             bytes_written: IntCounterVec::new(
@@ -110,6 +117,7 @@ impl Metrics {
     fn collectors(&self) -> Vec<&dyn Collector> {
         vec![
             &self.tasks,
+            &self.tasks_stuck,
             &self.events,
             &self.bytes_written,
             &self.lag,
@@ -194,6 +202,7 @@ mod tests {
         let text = metrics().render(&Registry::new());
         for name in [
             "binlog_server_tasks",
+            "binlog_server_tasks_stuck",
             "binlog_server_events_total",
             "binlog_server_bytes_written_total",
             "binlog_server_replication_lag_seconds",

@@ -4,9 +4,11 @@
 //
 //   UI_BASE_URL      http://127.0.0.1:PORT of binlog-server
 //   UI_OUT_DIR       where screenshots go
-//   UI_SCENARIO      lifecycle (default) | auth
+//   UI_SCENARIO      lifecycle (default) | auth | switchover | stuck
 //   UI_SOURCE_HOST, UI_SOURCE_PORT, UI_SOURCE_USER, UI_SOURCE_PASSWORD, UI_START_FILE  (lifecycle)
 //   UI_TOKEN         the bearer token (auth)
+//   UI_TASK_ID       a task that followed a GTID switchover (switchover)
+//   UI_STUCK_TASK, UI_FAILED_TASK  names of a stuck and a FAILED task the test set up (stuck)
 //   CHROMIUM         the browser binary (default /usr/bin/chromium)
 //
 // Every wait is a poll with a deadline. Prints `ok - ...` per check, `screenshot PATH` per
@@ -289,6 +291,69 @@ async function auth(browser) {
   await context.close();
 }
 
+// A task that followed its source's failover: the task page's recovery window shows the
+// switchover as a point of one continuous timeline, not as a hole.
+async function switchover(browser) {
+  const id = env('UI_TASK_ID');
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const problems = [];
+  watch(page, problems);
+  await page.goto(`${BASE}/ui/#/tasks/${id}`);
+  const section = page.locator('section[aria-labelledby="d-window"]');
+  await eventually('the recovery window to say CONTINUOUS', async () => (await section.locator('.badge.good', { hasText: 'CONTINUOUS' }).count()) === 1);
+  check(await section.getByRole('heading', { name: 'Recovery window' }).isVisible(), 'the task page has a recovery window');
+  check(await section.locator('svg.window-chart g.switchover').count() === 1, 'the switchover is one point on the timeline');
+  check(await section.locator('svg.window-chart .break').count() === 0, 'the timeline has no hole');
+  const mark = await section.locator('.window-marks li.switchover').textContent();
+  check(/mariadb-1-0 → mariadb-2-0/.test(mark), `the switchover is listed with both sources: "${mark.trim()}"`);
+  check(/through 1 source switchover/.test(await section.textContent()), 'the summary counts it');
+  await section.scrollIntoViewIfNeeded();
+  await shot(page, 'w1-detail-switchover');
+  check(problems.length === 0, `no script error or blocked asset: ${JSON.stringify(problems)}`);
+  await context.close();
+}
+
+async function stuck(browser) {
+  const stuckName = env('UI_STUCK_TASK');
+  const failedName = env('UI_FAILED_TASK');
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  const problems = [];
+  watch(page, problems);
+
+  await page.goto(`${BASE}/ui/`);
+  await eventually('the dashboard heading', async () => (await heading(page).textContent()) === 'Dashboard');
+  await updated(page);
+  const rows = page.getByRole('region', { name: 'Tasks, most urgent first' }).locator('tbody tr');
+  await eventually('three tasks on the dashboard', async () => (await rows.count()) === 3);
+  const first = rows.first();
+  await eventually('the stuck task first', async () => (await first.textContent()).includes(stuckName));
+  check(/STUCK/.test(await first.textContent()), 'the stuck task is first, marked STUCK (before the FAILED one)');
+  check((await rows.nth(1).textContent()).includes(failedName), 'the FAILED task comes next');
+  const error = first.locator('.error-text');
+  const errorText = await error.textContent();
+  check(/^SOURCE_UNREACHABLE ×\d+$/.test(errorText), `its last error shows the code and the failed attempts: "${errorText}"`);
+  check(/Failing since /.test(await error.getAttribute('title')), 'the tooltip says since when it has been failing');
+  check(await page.getByText(/^1 stuck retrying$/).isVisible(), 'the summary card counts the stuck task');
+  await shot(page, 's1-dashboard-stuck');
+
+  await first.getByRole('link', { name: stuckName }).click();
+  await eventually('the stuck task page', async () => (await heading(page).textContent()) === stuckName);
+  await eventually('the stuck callout', () => page.getByRole('heading', { name: /stuck: retrying for too long/ }).isVisible());
+  const since = await page.locator('.error-since').textContent();
+  check(/^Failing since .+, \d+ failed attempts?\.$/.test(since), `the task page says since when and how often: "${since}"`);
+  await shot(page, 's2-detail-stuck');
+
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Tasks' }).click();
+  await eventually('the task list', () => page.getByRole('link', { name: stuckName }).isVisible());
+  const listed = page.getByRole('row').filter({ hasText: stuckName });
+  check(/STUCK/.test(await listed.textContent()) && /SOURCE_UNREACHABLE ×\d+/.test(await listed.textContent()), 'the task list marks it too');
+
+  check(problems.length === 0, `no script error or blocked asset: ${JSON.stringify(problems)}`);
+  await context.close();
+}
+
 await mkdir(OUT, { recursive: true });
 const browser = await chromium.launch({
   executablePath: env('CHROMIUM', '/usr/bin/chromium'),
@@ -299,6 +364,8 @@ const browser = await chromium.launch({
 try {
   if (SCENARIO === 'lifecycle') await lifecycle(browser);
   else if (SCENARIO === 'auth') await auth(browser);
+  else if (SCENARIO === 'switchover') await switchover(browser);
+  else if (SCENARIO === 'stuck') await stuck(browser);
   else throw new Error(`unknown UI_SCENARIO ${SCENARIO}`);
 } catch (e) {
   // What the browser showed when it failed, for the report.

@@ -161,6 +161,56 @@ fn a_remote_listen_addr_without_auth_is_refused() {
     assert_config_error(&sb, &["serve", "--config", &cfg], &env, &["api.auth.bearer_token"]);
 }
 
+/// `api.auth.enabled` alone is no protection: a remote address needs the API actually guarded.
+#[test]
+fn a_remote_listen_addr_needs_the_api_protected_not_just_auth_enabled() {
+    let sb = Sandbox::new();
+    let mut env = sb.env();
+    env.retain(|(k, _)| k != "BINLOG_SERVER_LISTEN_ADDR");
+    env.push(("BINLOG_SERVER_LISTEN_ADDR".into(), format!("0.0.0.0:{}", free_port())));
+    env.push(("BINLOG_SERVER_API_AUTH_ENABLED".into(), "true".into()));
+    env.push(("BINLOG_SERVER_API_AUTH_BEARER_TOKEN".into(), "a-token-of-32-characters-0123456".into()));
+    env.push(("BINLOG_SERVER_API_AUTH_PROTECT_API".into(), "false".into()));
+    env.push(("BINLOG_SERVER_API_AUTH_PROTECT_METRICS".into(), "false".into()));
+    assert_config_error(
+        &sb,
+        &["serve"],
+        &env,
+        &["listen_addr", "api.auth.protect_api", "api.auth.allow_insecure_remote"],
+    );
+}
+
+/// A token anyone could guess (blank, one character, short) stops start-up, without printing it.
+#[test]
+fn short_or_blank_tokens_are_refused_at_start_up() {
+    let sb = Sandbox::new();
+    let cases: &[(&str, &str, &str)] = &[
+        ("bearer", "BINLOG_SERVER_API_AUTH_BEARER_TOKEN_FILE", "   \n"),
+        ("bearer", "BINLOG_SERVER_API_AUTH_BEARER_TOKEN_FILE", "x\n"),
+        ("bearer", "BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "short-token-15c"),
+        ("api_key", "BINLOG_SERVER_API_AUTH_API_KEY", "key-8c3f5a71e2"),
+        ("bearer", "BINLOG_SERVER_API_AUTH_BEARER_TOKEN", " padded-token-0123456789 "),
+    ];
+    for (i, (mode, var, value)) in cases.iter().enumerate() {
+        let mut env = sb.env();
+        env.push(("BINLOG_SERVER_API_AUTH_ENABLED".into(), "true".into()));
+        env.push(("BINLOG_SERVER_API_AUTH_MODE".into(), (*mode).into()));
+        let value = if var.ends_with("_FILE") { sb.file(&format!("token-{i}"), value) } else { value.to_string() };
+        env.push(((*var).into(), value.clone()));
+        let key = var.trim_start_matches("BINLOG_SERVER_").to_ascii_lowercase().replacen('_', ".", 2);
+        let stderr = assert_config_error(&sb, &["serve"], &env, &[key.as_str()]);
+        if !var.ends_with("_FILE") {
+            assert!(!stderr.contains(value.trim()), "the token is not printed: {stderr}");
+        }
+    }
+    // 16 characters are enough.
+    let mut env = sb.env();
+    env.push(("BINLOG_SERVER_API_AUTH_ENABLED".into(), "true".into()));
+    env.push(("BINLOG_SERVER_API_AUTH_BEARER_TOKEN".into(), "tok-4b1d9e0c7a2f".into()));
+    let (code, stdout, stderr) = run(&["migrate", "status"], &env);
+    assert_eq!(code, 0, "a 16-character token is accepted: {stdout}{stderr}");
+}
+
 /// The versions of the SQLite migrations this source tree carries (diesel's version: the
 /// directory name up to `_`, without dashes), oldest first.
 fn sqlite_migration_versions() -> Vec<String> {

@@ -188,3 +188,25 @@ fn server_restart_moves_off_a_taken_port() {
     assert_ne!(server.port(), old_port);
     assert_eq!(server.get_raw("/healthz").body, "ok");
 }
+
+#[test]
+fn fake_source_speaks_enough_protocol_for_a_real_client() {
+    use crate::common::fake_source::{FakeSource, Greeting};
+    let fake = FakeSource::start(|s| {
+        s.greet(&Greeting::default())?;
+        let hello = s.read_handshake_response()?;
+        assert_eq!(hello.auth_plugin.as_deref(), Some("caching_sha2_password"), "{hello:?}");
+        s.send_err(1045, "28000", &format!("Access denied for user '{}'", hello.user))
+    });
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(fake.port())
+        .user(Some("probe"))
+        .pass(Some("pw"));
+    let err = rt.block_on(mysql_async::Conn::new(opts)).expect_err("the fake denies access");
+    assert!(err.to_string().contains("Access denied for user 'probe'"), "{err}");
+    let sessions = fake.wait_sessions(1, Duration::from_secs(30));
+    assert_eq!(sessions[0].error, None, "the script ran to its end: {sessions:?}");
+    assert_eq!(sessions[0].received.len(), 1, "one packet, the handshake response: {sessions:?}");
+}

@@ -11,18 +11,24 @@ mod api;
 mod api_fuzz;
 mod cli;
 mod meta_mysql;
+mod security;
 
 // Replication core.
 mod disk_full;
 mod metrics;
 mod pitr;
+mod pitr_failover;
+mod replica_source;
+mod replication_checksum;
 mod replication_crash;
 mod replication_faults;
 mod replication_identity;
 mod replication_lifecycle;
 mod replication_modes;
 mod replication_replay;
+mod retry_policy;
 mod secrets;
+mod source_matrix;
 mod tls;
 mod tracing;
 

@@ -27,10 +27,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
+use crate::common::pitr::get_bytes;
 use crate::common::replication::{create_task, files, from_first_file, source_json, start_task, wait_caught_up};
 use crate::common::server::{BINARY, Server, ServerOpts};
 use crate::common::{find_binary, is_root, keep_temp_dirs, output_with_deadline, poll_until, temp_dir};
-use crate::pitr::get_bytes;
 
 const PACKAGE: &str = "binlog-server";
 const UNIT: &str = "/usr/lib/systemd/system/binlog-server.service";

@@ -1,156 +1,23 @@
 //! Faults around a running task: the source restarting, the TCP link cut or turned into a
-//! blackhole (by a small proxy written here), and the permanent failures an operator must see
-//! as FAILED with a precise `last_error.code`: purged binlogs, a wrong password, a source without
-//! a binary log, impossible start positions, a user without REPLICATION SLAVE.
+//! blackhole (by the harness's proxy, `common::proxy`), and the permanent failures an operator
+//! must see as FAILED with a precise `last_error.code`: purged binlogs, a wrong password, a
+//! source without a binary log, impossible start positions, a user without REPLICATION SLAVE.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use binlog_server::binlog::event::types;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
+use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::poll_until;
+use crate::common::proxy::Proxy;
 use crate::common::replication::{
     LoadGenerator, WAIT, api_checkpoint, assert_copy_matches_source, assert_each_gtid_once, create_task,
     fast_server_opts, files, flush_and_catch_up, from_first_file, last_event_id, last_event_type, local_dir,
-    source_json, start_copy_task, start_task, stop_task, task, task_events, wait_caught_up, wait_checkpoint_advances,
-    wait_event_after, wait_failed, wait_running,
+    source_json, source_via, start_copy_task, start_task, stop_task, task, task_events, wait_caught_up,
+    wait_checkpoint_advances, wait_event_after, wait_failed, wait_running,
 };
 use crate::common::server::Server;
-
-/// A TCP proxy for one upstream address, with switches to cut every live connection or to
-/// turn them into a blackhole (bytes are read and dropped, the sockets stay open). New
-/// connections after either switch are forwarded normally.
-struct Proxy {
-    port: u16,
-    conns: Arc<Mutex<Vec<ProxyConn>>>,
-    accepted: Arc<AtomicUsize>,
-    closing: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-struct ProxyConn {
-    client: TcpStream,
-    upstream: TcpStream,
-    blackhole: Arc<AtomicBool>,
-    /// Set by the first pump that ends (either side closed).
-    closed: Arc<AtomicBool>,
-}
-
-impl ProxyConn {
-    fn close(&self) {
-        // Errors mean the socket is already closed.
-        let _ = self.client.shutdown(Shutdown::Both);
-        let _ = self.upstream.shutdown(Shutdown::Both);
-    }
-}
-
-impl Proxy {
-    fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-        let port = listener.local_addr().expect("proxy address").port();
-        let conns: Arc<Mutex<Vec<ProxyConn>>> = Arc::default();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let closing = Arc::new(AtomicBool::new(false));
-        let (conns2, accepted2, closing2) = (conns.clone(), accepted.clone(), closing.clone());
-        let acceptor = thread::Builder::new()
-            .name("proxy-accept".into())
-            .spawn(move || {
-                for client in listener.incoming() {
-                    if closing2.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(client) = client else { continue };
-                    // The source is down: refuse the client the way the source itself would.
-                    let Ok(upstream) = TcpStream::connect(upstream) else { continue };
-                    accepted2.fetch_add(1, Ordering::SeqCst);
-                    let conn = ProxyConn {
-                        client: client.try_clone().expect("clone socket"),
-                        upstream: upstream.try_clone().expect("clone socket"),
-                        blackhole: Arc::default(),
-                        closed: Arc::default(),
-                    };
-                    pump(client.try_clone().expect("clone socket"), upstream.try_clone().expect("clone socket"), &conn);
-                    pump(upstream, client, &conn);
-                    let mut conns = conns2.lock().expect("proxy lock");
-                    conns.retain(|c| !c.closed.load(Ordering::SeqCst));
-                    conns.push(conn);
-                }
-            })
-            .expect("spawn the proxy");
-        Proxy { port, conns, accepted, closing, acceptor: Some(acceptor) }
-    }
-
-    /// Shuts down both sockets of every connection; returns how many were still open.
-    fn cut_all(&self) -> usize {
-        let conns = std::mem::take(&mut *self.conns.lock().expect("proxy lock"));
-        let open = conns.iter().filter(|c| !c.closed.load(Ordering::SeqCst)).count();
-        conns.iter().for_each(ProxyConn::close);
-        open
-    }
-
-    /// Every open connection stops forwarding, in both directions, and stays open; returns how
-    /// many there were.
-    fn blackhole_all(&self) -> usize {
-        let conns = self.conns.lock().expect("proxy lock");
-        let open: Vec<&ProxyConn> = conns.iter().filter(|c| !c.closed.load(Ordering::SeqCst)).collect();
-        open.iter().for_each(|c| c.blackhole.store(true, Ordering::SeqCst));
-        open.len()
-    }
-
-    /// Connections accepted (and connected upstream) so far.
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.closing.store(true, Ordering::SeqCst);
-        // Wakes the acceptor up so it sees `closing`.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        self.cut_all();
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Copies `from` -> `to` on a thread until either side closes; while the connection is a
-/// blackhole the bytes are read and dropped. At the end both sockets are shut down.
-fn pump(mut from: TcpStream, mut to: TcpStream, conn: &ProxyConn) {
-    let (blackhole, closed) = (conn.blackhole.clone(), conn.closed.clone());
-    thread::Builder::new()
-        .name("proxy-pump".into())
-        .spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = match from.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                };
-                if !blackhole.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-            closed.store(true, Ordering::SeqCst);
-            let _ = from.shutdown(Shutdown::Both);
-            let _ = to.shutdown(Shutdown::Both);
-        })
-        .expect("spawn a proxy pump");
-}
-
-/// A task source pointing at `port` on loopback instead of the source's own port.
-fn source_via(port: u16) -> Value {
-    json!({"host": "127.0.0.1", "port": port, "user": REPL_USER, "password": REPL_PASSWORD, "flavor": "mariadb"})
-}
 
 /// Waits for a TASK_RETRY_BACKOFF event after event `mark`, then a TASK_RUNNING event after that
 /// one; returns the retry message.
@@ -160,37 +27,64 @@ fn wait_retry_then_running(srv: &Server, id: i64, mark: i64) -> String {
     message
 }
 
+/// Both start modes: a GTID-mode task resumes by position on the same server too, so that the
+/// STOP event after its checkpoint is fetched (a GTID dump would start at the next file).
 #[test]
 fn source_restart_mid_stream_resumes_with_the_stop_event_and_no_gap() {
     let mut db = MariaDb::start(MariaDbOpts::default().max_binlog_size("256K"));
     let srv = Server::start(fast_server_opts());
-    let id = start_copy_task(&srv, &db, "restart");
-    wait_running(&srv, id);
+    let by_pos = start_copy_task(&srv, &db, "restart");
+    let by_gtid = create_task(&srv, "restart-gtid", source_json(&db), json!({"mode": "GTID", "gtid_set": ""}));
+    start_task(&srv, by_gtid);
+    let ids = [by_pos, by_gtid];
     let load = LoadGenerator::start(&db, "restart_load", 1);
-    wait_checkpoint_advances(&srv, id);
+    for id in ids {
+        wait_running(&srv, id);
+        wait_checkpoint_advances(&srv, id);
+    }
     load.stop();
+    // Caught up: each checkpoint follows the last transaction, so the STOP the source writes at
+    // shutdown is the only thing left in the file.
+    for id in ids {
+        wait_caught_up(&srv, &db, id);
+    }
     let closed = db.master_status().expect("binlog on").file;
 
-    let mark = last_event_id(&srv, id);
+    let marks: Vec<i64> = ids.iter().map(|&id| last_event_id(&srv, id)).collect();
     db.stop();
-    let (_, message) = wait_event_after(&srv, id, "TASK_RETRY_BACKOFF", mark);
-    assert!(message.starts_with("SOURCE_UNREACHABLE"), "a source shutdown is retried as SOURCE_UNREACHABLE: {message}");
-    assert_eq!(task(&srv, id)["state"], "RETRY_BACKOFF", "the task waits for the source");
+    for (&id, &mark) in ids.iter().zip(&marks) {
+        let (_, message) = wait_event_after(&srv, id, "TASK_RETRY_BACKOFF", mark);
+        assert!(
+            message.starts_with("SOURCE_UNREACHABLE"),
+            "a source shutdown is retried as SOURCE_UNREACHABLE: {message}"
+        );
+        assert_eq!(task(&srv, id)["state"], "RETRY_BACKOFF", "the task waits for the source");
+    }
     db.restart();
-    wait_running(&srv, id);
     let load = LoadGenerator::start(&db, "restart_load", 2);
-    wait_checkpoint_advances(&srv, id);
+    for id in ids {
+        wait_running(&srv, id);
+        wait_checkpoint_advances(&srv, id);
+    }
     load.stop();
-    flush_and_catch_up(&srv, &db, id);
-
-    let copy = assert_copy_matches_source(&srv, &db, id);
-    // The source wrote a STOP event to the file it closed at shutdown (it is never streamed
-    // live: the task fetched it by resuming at its checkpoint), then opened a new file.
-    let ours = std::fs::read(local_dir(&srv, id, &db).join(&closed)).expect("the file closed at shutdown");
-    assert_eq!(last_event_type(&ours), Some(types::STOP), "{closed} must end with the source's STOP event");
-    let after = copy.sealed.iter().position(|n| *n == closed).expect("the closed file is sealed");
-    assert!(after + 1 < copy.sealed.len(), "the file opened after the restart must be copied too: {copy:?}");
-    assert_each_gtid_once(&srv, &db, id);
+    for id in ids {
+        flush_and_catch_up(&srv, &db, id);
+        let copy = assert_copy_matches_source(&srv, &db, id);
+        // The source wrote a STOP event to the file it closed at shutdown (it is never streamed
+        // live: the task fetched it by resuming at its checkpoint), then opened a new file.
+        let ours = std::fs::read(local_dir(&srv, id, &db).join(&closed)).expect("the file closed at shutdown");
+        assert_eq!(
+            last_event_type(&ours),
+            Some(types::STOP),
+            "task {id}: {closed} must end with the source's STOP event"
+        );
+        let after = copy.sealed.iter().position(|n| *n == closed).expect("the closed file is sealed");
+        assert!(
+            after + 1 < copy.sealed.len(),
+            "task {id}: the file opened after the restart must be copied too: {copy:?}"
+        );
+        assert_each_gtid_once(&srv, &db, id);
+    }
 }
 
 #[test]
@@ -198,7 +92,7 @@ fn a_cut_link_is_retried_and_resumed_without_a_gap() {
     let db = MariaDb::start(MariaDbOpts::default().max_binlog_size("128K"));
     let proxy = Proxy::start(db.addr());
     let srv = Server::start(fast_server_opts());
-    let id = create_task(&srv, "cut", source_via(proxy.port), from_first_file(&db));
+    let id = create_task(&srv, "cut", source_via(proxy.port()), from_first_file(&db));
     start_task(&srv, id);
     wait_running(&srv, id);
     let load = LoadGenerator::start(&db, "cut_load", 3);
@@ -224,7 +118,7 @@ fn a_blackholed_link_is_detected_by_heartbeat_silence() {
     let proxy = Proxy::start(db.addr());
     // Heartbeat every 200 ms: silence for 1 s (5 periods) means the link is dead.
     let srv = Server::start(fast_server_opts());
-    let id = create_task(&srv, "blackhole", source_via(proxy.port), from_first_file(&db));
+    let id = create_task(&srv, "blackhole", source_via(proxy.port()), from_first_file(&db));
     start_task(&srv, id);
     wait_running(&srv, id);
     let load = LoadGenerator::start(&db, "blackhole_load", 4);

@@ -1,6 +1,7 @@
 //! The three start modes on MariaDB (LATEST, FILE_POS, GTID) and resume across restarts:
 //! where the local copy begins, that it matches the source byte for byte from there, and that a
-//! GTID-mode task resumes by GTID with no gap and no duplicate.
+//! GTID-mode task resumes (by position on the server that wrote its checkpoint, by GTID after a
+//! switchover) with no gap and no duplicate.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -157,7 +158,7 @@ fn file_pos_mid_file_starts_with_magic_and_fde_then_the_events_from_pos() {
 }
 
 #[test]
-fn gtid_mode_starts_after_the_given_gtid_and_resumes_by_gtid_across_restarts() {
+fn gtid_mode_starts_after_the_given_gtid_and_resumes_across_restarts() {
     let db = MariaDb::start(MariaDbOpts::default());
     insert_rows(&db, "g", 12);
     // Start after the 7th transaction of domain 0 (the table creation is the first).

@@ -76,7 +76,8 @@ fn task(srv: &Server, db: &MariaDb, key: &str, tls_mode: &str, ca: Option<&Path>
     let mut source = json!({"host": "127.0.0.1", "port": db.port(), "user": REPL_USER, "password": REPL_PASSWORD,
                             "flavor": "mariadb", "tls_mode": tls_mode});
     if let Some(ca) = ca {
-        source["tls_ca_file"] = json!(ca.to_str().expect("utf-8 path"));
+        // A name in replication.tls_ca_dir (the PKI directory, see the server's options).
+        source["tls_ca_file"] = json!(ca.file_name().and_then(|n| n.to_str()).expect("a file name"));
     }
     let (status, t) = srv
         .post("/api/tasks", &json!({"name": key, "cluster_key": key, "source": source, "start": {"mode": "LATEST"}}));
@@ -106,7 +107,9 @@ fn each_tls_mode_connects_or_refuses_like_the_mysql_client() {
             .arg(format!("--ssl-cert={}", cert.display()))
             .arg(format!("--ssl-key={}", key.display())),
     );
-    let srv = Server::start(ServerOpts::default());
+    let srv = Server::start(
+        ServerOpts::default().env("BINLOG_SERVER_REPLICATION_TLS_CA_DIR", pki.path().to_str().expect("utf-8 path")),
+    );
 
     for (mode, ca_file) in
         [("preferred", None), ("required", None), ("verify_ca", Some(&ca)), ("verify_identity", Some(&ca))]

@@ -2,7 +2,10 @@
 //! with playwright-core against a real binlog-server and a real MariaDB started here.
 //!
 //! The lifecycle scenario creates a task through the form, starts it, sees it RUNNING with files
-//! appearing, stops, edits and deletes it; the auth scenario checks the token prompt. Screenshots
+//! appearing, stops, edits and deletes it; the auth scenario checks the token prompt; the
+//! switchover scenario shows a task that followed a failover, its recovery window continuous
+//! through the switchover; the stuck scenario checks that a task retrying for too long is first
+//! on the dashboard and marked. Screenshots
 //! of every view go to `$CARGO_TARGET_TMPDIR/ui-e2e/<scenario>/` (the path is printed). Without
 //! chromium, node or `tests/e2e/node_modules` the tests say so and pass without running:
 //! `scripts/setup-deps.sh test` installs all three, so `make test` and CI run them.
@@ -11,10 +14,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use serde_json::json;
+
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
-use crate::common::replication::fast_server_opts;
+use crate::common::replication::{
+    WAIT, create_task, fail_over, fast_server_opts, from_first_file, primary_replica_proxy, source_json,
+    start_gtid_task_via, start_task, task, wait_caught_up, wait_failed, wait_following, wait_running,
+};
 use crate::common::server::Server;
-use crate::common::{find_binary, output_with_deadline};
+use crate::common::{find_binary, output_with_deadline, poll_until};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The lifecycle scenario takes ~20 s on an idle machine; two busy cores can triple that.
@@ -157,6 +165,39 @@ fn ui_creates_starts_stops_and_deletes_a_task_in_a_browser() {
     assert!(!data.join(".deleted").exists(), "the purge option was ignored: files moved to .deleted/");
 }
 
+/// A task retrying for longer than `retry.alert_after_sec` is first on the dashboard, ahead of
+/// a FAILED one, and marked stuck with its error's attempts and since when.
+#[test]
+fn ui_puts_a_stuck_task_first_on_the_dashboard() {
+    if skip() {
+        return;
+    }
+    let db = MariaDb::start(MariaDbOpts::default());
+    let srv = Server::start(fast_server_opts().env("BINLOG_SERVER_RETRY_ALERT_AFTER_SEC", "1"));
+    let mut failed_source = source_json(&db);
+    failed_source["password"] = json!("not-the-password");
+    let failed = create_task(&srv, "a-failed", failed_source, from_first_file(&db));
+    let running = create_task(&srv, "b-running", source_json(&db), from_first_file(&db));
+    // Nothing listens there: every attempt is refused.
+    let mut dead_source = source_json(&db);
+    dead_source["port"] = json!(crate::common::free_port());
+    let stuck = create_task(&srv, "c-stuck", dead_source, from_first_file(&db));
+    for id in [failed, running, stuck] {
+        start_task(&srv, id);
+    }
+    wait_failed(&srv, failed);
+    wait_running(&srv, running);
+    poll_until(WAIT, "the task on the dead port to be stuck", || (task(&srv, stuck)["stuck"] == true).then_some(()));
+
+    let (stdout, dir) = run_spec(
+        &srv,
+        "stuck",
+        &[("UI_STUCK_TASK", "c-stuck".to_string()), ("UI_FAILED_TASK", "a-failed".to_string())],
+    );
+    assert_screenshots(&stdout, &dir, &["s1-dashboard-stuck", "s2-detail-stuck"]);
+    assert!(stdout.contains("ok - the stuck task is first, marked STUCK"), "{stdout}");
+}
+
 #[test]
 fn ui_asks_for_the_token_when_auth_is_on() {
     if skip() {
@@ -174,4 +215,30 @@ fn ui_asks_for_the_token_when_auth_is_on() {
     let (stdout, dir) = run_spec(&srv, "auth", &[("UI_TOKEN", TOKEN.to_string())]);
     assert_screenshots(&stdout, &dir, &["a1-auth-prompt", "a2-auth-rejected", "a3-auth-dashboard"]);
     assert!(stdout.contains("ok - a 401 brings the prompt back"), "{stdout}");
+}
+
+#[test]
+fn ui_shows_a_followed_failover_as_a_point_of_the_recovery_window() {
+    if skip() {
+        return;
+    }
+    let (mut primary, replica, proxy) = primary_replica_proxy("16K");
+    let srv = Server::start(fast_server_opts());
+    let id = start_gtid_task_via(&srv, proxy.port(), "ui-failover");
+    primary.sql("CREATE TABLE rows_ (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)");
+    for _ in 0..8 {
+        primary.sql("INSERT INTO rows_ (v) SELECT REPEAT('p', 200) FROM seq_1_to_20");
+    }
+    replica.sync_with(&primary);
+    wait_caught_up(&srv, &primary, id);
+    fail_over(&mut primary, &replica, &proxy);
+    for _ in 0..8 {
+        replica.sql("INSERT INTO rows_ (v) SELECT REPEAT('r', 200) FROM seq_1_to_20");
+    }
+    wait_following(&srv, id, "mariadb-2-0");
+    wait_caught_up(&srv, &replica, id);
+
+    let (stdout, dir) = run_spec(&srv, "switchover", &[("UI_TASK_ID", id.to_string())]);
+    assert_screenshots(&stdout, &dir, &["w1-detail-switchover"]);
+    assert!(stdout.contains("ok - the switchover is one point on the timeline"), "{stdout}");
 }

@@ -119,7 +119,7 @@ fn sealed_files_reach_the_bucket_byte_identical_and_big_ones_go_multipart() {
     let dir = local_dir(&srv, id, &db);
     let name = small["name"].as_str().unwrap();
     std::fs::remove_file(dir.join(name)).unwrap();
-    let (status, _, body) = crate::pitr::get_bytes(&srv, &format!("/api/tasks/{id}/files/{name}"));
+    let (status, _, body) = crate::common::pitr::get_bytes(&srv, &format!("/api/tasks/{id}/files/{name}"));
     assert_eq!(status, 200, "download of a bucket-only file: {}", String::from_utf8_lossy(&body));
     assert!(
         body == std::fs::read(db.binlog_dir().join(name)).unwrap(),

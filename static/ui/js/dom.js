@@ -55,6 +55,23 @@ export function stateBadge(state) {
   return h('span', { class: `badge state-${cls}` }, state || 'UNKNOWN');
 }
 
+/** A task's state badge, and a "stuck" one beside it when the API says the task is stuck. */
+export function taskStateBadges(t) {
+  return [stateBadge(t.state), t.stuck ? [' ', h('span', { class: 'badge bad stuck', title: 'Retrying for longer than retry.alert_after_sec' }, 'STUCK')] : null];
+}
+
+/**
+ * A task's last error for a table cell: the code and, once it repeats, how many attempts failed;
+ * the message and since when in the tooltip. An em dash without an error.
+ */
+export function lastErrorCell(err) {
+  if (!err) return '—';
+  const tries = err.attempts > 1 ? ` ×${err.attempts}` : '';
+  const since = new Date(err.since);
+  const when = Number.isNaN(since.getTime()) ? err.since : since.toLocaleString();
+  return h('span', { class: 'error-text', title: `${err.message}\nFailing since ${when}` }, `${err.code}${tries}`);
+}
+
 /** A `<dl>` from [term, description] pairs; a null description shows as an em dash. */
 export function dl(pairs, cls = 'facts') {
   return h('dl', { class: cls }, pairs.map(([term, desc]) => [

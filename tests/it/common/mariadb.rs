@@ -34,6 +34,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 const PORT_ATTEMPTS: usize = 5;
 const LOG_TAIL_LINES: usize = 40;
+const REPLICA_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How to start a `MariaDb`; `Default` is a binlog-enabled primary (ROW, CRC32).
 #[derive(Debug, Clone)]
@@ -94,6 +95,13 @@ impl MariaDbOpts {
     pub fn max_allowed_packet(mut self, size: impl Into<String>) -> Self {
         self.max_allowed_packet = size.into();
         self
+    }
+
+    /// A failover candidate: `--server-id=<server_id>` and `--log-slave-updates` (the
+    /// transactions it applies are in its own binlog, with their original GTIDs), in the same
+    /// GTID domain as the primary.
+    pub fn replica(self, server_id: u32) -> Self {
+        self.server_id(server_id).arg("--log-slave-updates")
     }
 
     /// Appends a free-form `mariadbd` argument.
@@ -273,6 +281,53 @@ impl MariaDb {
     /// `@@gtid_binlog_pos` (empty on a fresh server).
     pub fn gtid_binlog_pos(&self) -> String {
         self.query_value("SELECT @@gtid_binlog_pos")
+    }
+
+    /// Makes this server a GTID replica of `primary` (as the `repl` user, from its binlog's
+    /// start, `MASTER_USE_GTID=slave_pos`) and starts replicating. Start the replica with
+    /// [`MariaDbOpts::replica`] so that it logs what it applies, as a failover candidate does.
+    pub fn replicate_from(&self, primary: &MariaDb) {
+        self.sql(&format!(
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='{REPL_USER}', \
+             MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE",
+            primary.port()
+        ));
+    }
+
+    /// Like [`MariaDb::replicate_from`], through the named connection `name` (MariaDB
+    /// multi-source replication): one server can replicate several primaries, each in its own
+    /// GTID domain.
+    pub fn replicate_from_as(&self, name: &str, primary: &MariaDb) {
+        self.sql(&format!(
+            "CHANGE MASTER '{name}' TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='{REPL_USER}', \
+             MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE '{name}'",
+            primary.port()
+        ));
+    }
+
+    /// Waits until this replica has applied everything `primary` has binlogged so far; panics
+    /// with the replica's `SHOW SLAVE STATUS` when it does not within the deadline.
+    pub fn sync_with(&self, primary: &MariaDb) {
+        let pos = primary.gtid_binlog_pos();
+        let waited = self.query_value(&format!("SELECT MASTER_GTID_WAIT('{pos}', {})", REPLICA_SYNC_TIMEOUT.as_secs()));
+        if waited != "0" {
+            panic!(
+                "replica on port {} did not reach {pos} within {REPLICA_SYNC_TIMEOUT:?}: {:?}",
+                self.port,
+                self.sql("SHOW SLAVE STATUS")
+            );
+        }
+    }
+
+    /// Stops the replica threads (the server falls behind its primary from here on).
+    pub fn stop_replica(&self) {
+        self.sql("STOP SLAVE");
+    }
+
+    /// A failover's promotion: replication stops and the primary is forgotten; the server takes
+    /// writes of its own (`gtid_slave_pos` is kept, as in a real promotion).
+    pub fn promote(&self) {
+        self.sql("STOP SLAVE; RESET SLAVE ALL");
     }
 
     /// `FLUSH BINARY LOGS`: closes the current file and starts the next one.

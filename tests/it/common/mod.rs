@@ -1,7 +1,8 @@
 //! The integration-test harness: real processes on ephemeral ports in temp dirs.
 //!
-//! `mariadb` starts a `mariadbd` per test, `server` runs the binlog-server binary; this module
-//! holds what both need (polling with a deadline, ports, process and log helpers). It must never
+//! `mariadb` starts a `mariadbd` per test, `server` runs the binlog-server binary, `fake_source`
+//! plays a source that misbehaves on purpose (an impostor asking for the password); this module
+//! holds what they all need (polling with a deadline, ports, process and log helpers). It must never
 //! mock MySQL or sleep to synchronise: every wait is a poll with a deadline and a message that
 //! says what was being waited for. Every process it starts is killed by PID when its owner drops.
 //!
@@ -11,7 +12,10 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod fake_source;
 pub mod mariadb;
+pub mod pitr;
+pub mod proxy;
 pub mod replication;
 pub mod s3;
 pub mod server;

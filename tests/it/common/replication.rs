@@ -15,13 +15,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use binlog_server::binlog::event::{FileEvents, parse_mariadb_gtid, types};
+use binlog_server::binlog::event::{EventHeader, FileEvents, parse_mariadb_gtid, types};
 use binlog_server::binlog::gtid::MariadbGtid;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use super::mariadb::{MariaDb, MasterStatus, REPL_PASSWORD, REPL_USER, TEST_DB};
+use super::mariadb::{MariaDb, MariaDbOpts, MasterStatus, REPL_PASSWORD, REPL_USER, TEST_DB};
+use super::proxy::Proxy;
 use super::server::{Server, ServerOpts};
 use super::{kill_and_reap, output_with_deadline, poll_until, require_binary, wait_child};
 
@@ -44,6 +45,48 @@ pub fn fast_server_opts() -> ServerOpts {
 /// The `source` object of a task body for `db`, as the `repl` user.
 pub fn source_json(db: &MariaDb) -> Value {
     json!({"host": db.host(), "port": db.port(), "user": REPL_USER, "password": REPL_PASSWORD, "flavor": "mariadb"})
+}
+
+/// A task source pointing at `port` on loopback (a `Proxy` in front of a source) as the `repl`
+/// user every harness `MariaDb` has.
+pub fn source_via(port: u16) -> Value {
+    json!({"host": "127.0.0.1", "port": port, "user": REPL_USER, "password": REPL_PASSWORD, "flavor": "mariadb"})
+}
+
+/// A failover-ready pair: a primary (server 1), its replica (server 2, logging what it applies,
+/// same GTID domain) replicating from it, and a proxy in front of the primary for tasks to
+/// connect through. Small binlog files (`max_binlog_size`) make both rotate.
+pub fn primary_replica_proxy(max_binlog_size: &str) -> (MariaDb, MariaDb, Proxy) {
+    let primary = MariaDb::start(MariaDbOpts::default().max_binlog_size(max_binlog_size));
+    let replica = MariaDb::start(MariaDbOpts::default().max_binlog_size(max_binlog_size).replica(2));
+    replica.replicate_from(&primary);
+    let proxy = Proxy::start(primary.addr());
+    (primary, replica, proxy)
+}
+
+/// The failover: the primary dies (SIGKILL), the replica is promoted, and the proxy's address
+/// moves to it (its live connections are cut, so clients reconnect to the new primary).
+pub fn fail_over(primary: &mut MariaDb, replica: &MariaDb, proxy: &Proxy) {
+    primary.kill();
+    replica.promote();
+    proxy.move_to(replica.addr());
+}
+
+/// Creates and starts a GTID-mode task (from the binlog's beginning) whose source is the proxy
+/// at `port`; returns its id once RUNNING.
+pub fn start_gtid_task_via(srv: &Server, port: u16, key: &str) -> i64 {
+    let id = create_task(srv, key, source_via(port), json!({"mode": "GTID", "gtid_set": ""}));
+    start_task(srv, id);
+    wait_running(srv, id);
+    id
+}
+
+/// Polls until the task's checkpoint was taken on source `identity` (it followed a switchover).
+pub fn wait_following(srv: &Server, id: i64, identity: &str) {
+    poll_until(WAIT, &format!("task {id} to follow source {identity}"), || {
+        let (_, cp) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
+        (cp["source_identity"] == identity).then_some(())
+    });
 }
 
 /// `{"mode": "FILE_POS", "file": <db's first binlog file>, "pos": 4}`: copy everything.
@@ -218,10 +261,12 @@ pub struct CopySummary {
     pub open: Option<String>,
 }
 
-/// Asserts that a task copying `db` from the start of its first file holds an exact copy: every
-/// SEALED local file is byte-identical (`==`) to the source's file; the OPEN one (at most one, the
-/// newest) is a prefix of the source's file apart from the in-use flag at byte 21; no source file
-/// from the first local one on is missing locally, and there is no local file the source lacks.
+/// Asserts that a task copying `db` holds an exact copy: every SEALED local file is
+/// byte-identical (`==`) to the source's file; the OPEN one (at most one, the newest) is a prefix
+/// of the source's file apart from the in-use flag at byte 21; no source file from the first
+/// local one on is missing locally, and there is no local file the source lacks. The first local
+/// file may be joined mid-way (a GTID or FILE_POS start inside it): then what follows its header
+/// events equals the source's file from its `start_pos` on.
 ///
 /// Run it when the copy is caught up, after `FLUSH BINARY LOGS` (or a clean source shutdown) if
 /// every file must be sealed.
@@ -244,40 +289,49 @@ pub fn assert_copy_matches_source(srv: &Server, db: &MariaDb, id: i64) -> CopySu
     let mut summary = CopySummary { sealed: Vec::new(), open: None };
     for (i, f) in local.iter().enumerate() {
         let name = &local_names[i];
-        assert_eq!(f["start_pos"], 4, "{name}: this comparison is for files copied from position 4: {f}");
-        let ours = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("local {name} in {}: {e}", dir.display()));
-        let theirs = std::fs::read(db.binlog_dir().join(name)).unwrap_or_else(|e| panic!("source {name}: {e}"));
+        let start_pos = f["start_pos"].as_u64().expect("start_pos");
+        assert!(start_pos == 4 || i == 0, "{name}: only the first local file may be joined mid-way: {f}");
+        let whole = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("local {name} in {}: {e}", dir.display()));
+        let source = std::fs::read(db.binlog_dir().join(name)).unwrap_or_else(|e| panic!("source {name}: {e}"));
+        // A file joined mid-way: compare what follows its header with the source from start_pos.
+        let (ours, theirs) = if start_pos == 4 {
+            (&whole[..], &source[..])
+        } else {
+            let body_at = FileEvents::new(&whole)
+                .expect("magic")
+                .find(|(_, ev)| EventHeader::parse(ev).ok().and_then(|h| h.start_pos()) == Some(start_pos))
+                .map_or(whole.len(), |(off, _)| off);
+            (&whole[body_at..], &source[start_pos as usize..])
+        };
         match f["state"].as_str() {
             Some("SEALED") => {
                 // (An OPEN file's catalog size is only refreshed when a checkpoint is persisted.)
-                assert_eq!(f["size"], ours.len() as u64, "{name}: the catalog's size differs from the sealed file's");
+                assert_eq!(f["size"], whole.len() as u64, "{name}: the catalog's size differs from the sealed file's");
                 assert!(
                     ours == theirs,
                     "{name}: the sealed copy differs from the source's file ({} vs {} bytes, first difference at {:?})",
                     ours.len(),
                     theirs.len(),
-                    first_difference(&ours, &theirs)
+                    first_difference(ours, theirs)
                 );
                 summary.sealed.push(name.clone());
             }
             Some("OPEN") => {
                 assert_eq!(i, local.len() - 1, "{name}: only the newest local file may be OPEN: {local:?}");
                 if let Some((cp_file, cp_pos)) = api_checkpoint(srv, id).filter(|(f, _)| f == name) {
-                    assert!(
-                        ours.len() as u64 >= cp_pos,
-                        "{name}: {} bytes, below the checkpoint {cp_file}:{cp_pos}",
-                        ours.len()
-                    );
+                    // The source position the copy reaches (a mid-way body starts at start_pos).
+                    let held = ours.len() as u64 + if start_pos == 4 { 0 } else { start_pos };
+                    assert!(held >= cp_pos, "{name}: holds up to {held}, below the checkpoint {cp_file}:{cp_pos}");
                 }
                 assert!(ours.len() <= theirs.len(), "{name}: the open copy is longer than the source's file");
                 let mut expected = theirs[..ours.len()].to_vec();
-                if expected.len() > IN_USE_FLAG_OFFSET {
+                if start_pos == 4 && expected.len() > IN_USE_FLAG_OFFSET {
                     expected[IN_USE_FLAG_OFFSET] &= !1;
                 }
                 assert!(
                     ours == expected,
                     "{name}: the open copy is not a prefix of the source's file (first difference at {:?})",
-                    first_difference(&ours, &expected)
+                    first_difference(ours, &expected)
                 );
                 summary.open = Some(name.clone());
             }
@@ -450,6 +504,12 @@ impl LoadGenerator {
 
     /// Like [`LoadGenerator::start`], with another shape of load.
     pub fn start_shaped(db: &MariaDb, table: &str, seed: u64, shape: LoadShape) -> LoadGenerator {
+        Self::start_session(db, table, seed, shape, "")
+    }
+
+    /// Like [`LoadGenerator::start_shaped`], with `session_sql` run first in the load's session
+    /// (`SET SESSION binlog_format = STATEMENT;`, ...).
+    pub fn start_session(db: &MariaDb, table: &str, seed: u64, shape: LoadShape, session_sql: &str) -> LoadGenerator {
         db.sql(&format!(
             "CREATE TABLE IF NOT EXISTS {table} (id BIGINT AUTO_INCREMENT PRIMARY KEY, k INT, v TEXT) ENGINE=InnoDB;
              CREATE TABLE IF NOT EXISTS {table}_myisam (id BIGINT AUTO_INCREMENT PRIMARY KEY, v TEXT) ENGINE=MyISAM;"
@@ -466,10 +526,10 @@ impl LoadGenerator {
         let stdin = child.stdin.take().expect("piped stdin");
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
-        let (stop2, sent2, table2) = (stop.clone(), sent.clone(), table.to_string());
+        let (stop2, sent2, table2, init) = (stop.clone(), sent.clone(), table.to_string(), session_sql.to_string());
         let thread = thread::Builder::new()
             .name(format!("load-{table}"))
-            .spawn(move || run_load(child, stdin, &table2, seed, shape, &stop2, &sent2))
+            .spawn(move || run_load(child, stdin, &table2, &init, seed, shape, &stop2, &sent2))
             .expect("spawn the load thread");
         LoadGenerator { stop, sent, thread: Some(thread), table: table.to_string() }
     }
@@ -516,6 +576,10 @@ pub enum LoadShape {
     /// Light: about 100 small statements per second (inserts of 100-3000 bytes, small
     /// insert-and-update transactions, deletes), for tests where many tasks copy everything.
     Trickle,
+    /// The trickle, with now and then a standalone DDL, a MyISAM insert (non-transactional, a
+    /// QUERY COMMIT terminator) and an XA transaction (PREPARE, then COMMIT in a group of its
+    /// own): every kind of group a MariaDB binlog has, for the source-configuration matrix.
+    Varied,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -523,17 +587,19 @@ fn run_load(
     mut child: Child,
     mut stdin: ChildStdin,
     table: &str,
+    session_sql: &str,
     seed: u64,
     shape: LoadShape,
     stop: &AtomicBool,
     sent: &AtomicU64,
 ) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut write_err = None;
-    while !stop.load(Ordering::Relaxed) {
+    let mut write_err = stdin.write_all(format!("{session_sql}\n").as_bytes()).err();
+    while write_err.is_none() && !stop.load(Ordering::Relaxed) {
         let (sql, pause) = match shape {
             LoadShape::Mixed => (load_transaction(&mut rng, table), Duration::from_micros(rng.random_range(0..4000))),
             LoadShape::Trickle => (trickle_statement(&mut rng, table), Duration::from_millis(8)),
+            LoadShape::Varied => (varied_statement(&mut rng, table), Duration::from_millis(8)),
         };
         if let Err(e) = stdin.write_all(sql.as_bytes()).and_then(|()| stdin.flush()) {
             write_err = Some(e);
@@ -576,6 +642,22 @@ fn trickle_statement(rng: &mut StdRng, t: &str) -> String {
             rng.random_range(2..=6)
         ),
         _ => format!("DELETE FROM {t} ORDER BY id LIMIT 1;\n"),
+    }
+}
+
+/// One statement or transaction of the varied load, as SQL text ending in a newline.
+fn varied_statement(rng: &mut StdRng, t: &str) -> String {
+    let k: u32 = rng.random_range(0..1_000_000);
+    match rng.random_range(0..100) {
+        0..=79 => trickle_statement(rng, t),
+        80..=87 => format!("INSERT INTO {t}_myisam (v) VALUES (REPEAT('y', {}));\n", rng.random_range(10..=300)),
+        88..=93 => format!(
+            "CREATE OR REPLACE TABLE {t}_ddl (id INT PRIMARY KEY, v VARCHAR(64)) COMMENT 'standalone DDL {k}';\n"
+        ),
+        _ => format!(
+            "XA START '{t}{k}'; INSERT INTO {t} (v) VALUES ('xa {k}'); XA END '{t}{k}'; XA PREPARE '{t}{k}'; \
+             XA COMMIT '{t}{k}';\n"
+        ),
     }
 }
 
@@ -630,6 +712,12 @@ pub fn source_last_seq(db: &MariaDb) -> u64 {
 /// no duplicate and no gap, all of the source's domain and server id. `mariadb-binlog` decodes
 /// the same files independently and must list the same GTIDs. Returns how many there are.
 pub fn assert_each_gtid_once(srv: &Server, db: &MariaDb, id: i64) -> u64 {
+    assert_each_gtid_once_after(srv, db, id, 0)
+}
+
+/// Like [`assert_each_gtid_once`], for a task that started after the source's transaction
+/// `after` (a GTID start): sequence numbers `after + 1` to the source's last.
+pub fn assert_each_gtid_once_after(srv: &Server, db: &MariaDb, id: i64, after: u64) -> u64 {
     let dir = local_dir(srv, id, db);
     let paths: Vec<PathBuf> = files(srv, id).iter().map(|f| dir.join(f["name"].as_str().expect("file name"))).collect();
     let mut gtids = Vec::new();
@@ -646,8 +734,8 @@ pub fn assert_each_gtid_once(srv: &Server, db: &MariaDb, id: i64) -> u64 {
         assert!(w[1] == w[0] + 1, "GTID sequence jumps from {} to {} (a duplicate or a gap)", w[0], w[1]);
     }
     let last = source_last_seq(db);
-    assert_eq!(seqs.first().copied(), Some(1).filter(|_| last > 0), "the first transaction must be there");
-    assert_eq!(seqs.last().copied().unwrap_or(0), last, "the source's last transaction must be there");
+    assert_eq!(seqs.first().copied(), Some(after + 1).filter(|_| last > after), "the first transaction must be there");
+    assert_eq!(seqs.last().copied().unwrap_or(after), last, "the source's last transaction must be there");
     let theirs = mariadb_binlog_gtids(&paths);
     let ours: Vec<String> = gtids.iter().map(|g| format!("{}-{}-{}", g.domain, g.server_id, g.seq)).collect();
     assert!(theirs == ours, "mariadb-binlog reads other GTIDs from our files ({} vs {})", theirs.len(), ours.len());

@@ -1,7 +1,10 @@
 //! The binlog-server binary as a real process: own temp data dir, ephemeral port, debug log.
 //!
 //! HTTP helpers never turn a non-2xx status into a Rust error (tests assert on 4xx bodies); they
-//! panic only when there is no HTTP response at all. Inherited `BINLOG_SERVER_*` variables are
+//! panic only when there is no HTTP response at all. Like the UI, they send
+//! `X-Requested-With` (what the service asks of a request that changes state without a JSON
+//! body); `request_bare` and `raw_exchange` send exactly what the test gives, to play a browser
+//! on another site. Inherited `BINLOG_SERVER_*` variables are
 //! removed so a developer's shell cannot change what a test sees. The process is killed by PID
 //! when the `Server` drops.
 
@@ -39,6 +42,8 @@ pub struct ServerOpts {
     pub args: Vec<String>,
     /// Headers every HTTP helper sends (e.g. `Authorization` when auth is on).
     pub headers: Vec<(String, String)>,
+    /// The file mode creation mask the server process starts with (default: inherited).
+    pub umask: Option<u32>,
     /// A whole command line to run instead of this build's `binlog-server serve` (an installed
     /// package, started the way its unit does): the harness then sets only the listen address,
     /// and the data dir, the log and `config_yaml`/`args` are the command's business.
@@ -75,7 +80,16 @@ impl ServerOpts {
         self.headers.push((name.into(), value.into()));
         self
     }
+
+    /// Starts the server process with this umask (e.g. `0o000`, the most permissive).
+    pub fn umask(mut self, mask: u32) -> Self {
+        self.umask = Some(mask);
+        self
+    }
 }
+
+/// The header the UI (and these helpers) send with every API request.
+pub const REQUESTED_WITH: (&str, &str) = ("X-Requested-With", "binlog-server-tests");
 
 /// An HTTP response as received: status, body text, headers (names lower-case).
 #[derive(Debug, Clone)]
@@ -226,9 +240,24 @@ impl Server {
         self.request("DELETE", path, &[], None)
     }
 
-    /// Any request: extra headers (after the default ones) and an optional
-    /// `(content type, body)`. Panics only when no HTTP response arrives.
+    /// Any request: extra headers (after the default ones and [`REQUESTED_WITH`]) and an
+    /// optional `(content type, body)`. Panics only when no HTTP response arrives.
     pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> RawResponse {
+        let mut all: Vec<(&str, &str)> = self.opts.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        all.push(REQUESTED_WITH);
+        all.extend_from_slice(headers);
+        self.request_bare(method, path, &all, body)
+    }
+
+    /// A request with exactly `headers` (no default header, no [`REQUESTED_WITH`]): what a
+    /// page on another site can make a browser send.
+    pub fn request_bare(
         &self,
         method: &str,
         path: &str,
@@ -237,9 +266,6 @@ impl Server {
     ) -> RawResponse {
         let url = self.url(path);
         let mut builder = ureq::http::Request::builder().method(method).uri(&url);
-        for (name, value) in &self.opts.headers {
-            builder = builder.header(name.as_str(), value.as_str());
-        }
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
@@ -262,6 +288,31 @@ impl Server {
             .read_to_string()
             .unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"));
         RawResponse { status, body, headers }
+    }
+
+    /// Writes `request` (a whole HTTP/1.1 request, e.g. with a `Host` header of the test's
+    /// choosing) on a new connection and reads the answer until the server closes it or
+    /// `timeout` passes; `None` when no status line arrived in time.
+    pub fn raw_exchange(&self, request: &[u8], timeout: Duration) -> Option<RawResponse> {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect to the server");
+        conn.set_read_timeout(Some(timeout)).expect("set a read timeout");
+        conn.write_all(request).expect("write the request");
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 8192];
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            }
+            if let Some(r) = parse_http_response(&bytes)
+                && r.header("content-length").and_then(|l| l.parse::<usize>().ok()) == Some(r.body.len())
+            {
+                return Some(r);
+            }
+        }
+        parse_http_response(&bytes)
     }
 
     /// SIGKILL (a crash): no graceful shutdown. The PID is reaped when this returns.
@@ -358,6 +409,16 @@ impl Server {
                 cmd
             }
         };
+        if let Some(mask) = self.opts.umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask(2) is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::umask(mask as libc::mode_t);
+                    Ok(())
+                });
+            }
+        }
         cmd.env("BINLOG_SERVER_LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         let program = cmd.get_program().to_string_lossy().into_owned();
@@ -442,6 +503,19 @@ fn scrub_env(cmd: &mut Command) {
 fn json_body(value: &Value) -> (&'static str, Vec<u8>) {
     let bytes = serde_json::to_vec(value).expect("a serde_json::Value always serialises");
     ("application/json", bytes)
+}
+
+/// Status, headers and body of a raw HTTP/1.1 answer (`None` until the head is complete).
+pub fn parse_http_response(bytes: &[u8]) -> Option<RawResponse> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&bytes[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(RawResponse { status, body: String::from_utf8_lossy(&bytes[end + 4..]).into_owned(), headers })
 }
 
 fn body_json(body: &str) -> Value {

@@ -1,11 +1,12 @@
 // Dashboard: tasks by state, worst lag, total throughput, and the tasks that need attention first.
 import { get, mapLimit } from '../api.js';
-import { h, replaceIfChanged, stateBadge, table } from '../dom.js';
+import { h, lastErrorCell, replaceIfChanged, table, taskStateBadges } from '../dom.js';
 import { rate, seconds } from '../format.js';
 
 export const STATES = ['RUNNING', 'STARTING', 'RETRY_BACKOFF', 'LEASE_DEGRADED', 'STOPPING', 'FAILED', 'STOPPED'];
 const ACTIVE = new Set(['STARTING', 'RUNNING', 'RETRY_BACKOFF', 'LEASE_DEGRADED', 'STOPPING']);
-/** Most urgent first: failing, then retrying, then anything with an error, then the rest. */
+/** Most urgent first: stuck (retrying for too long, the API says), failing, then retrying, then
+ * anything with an error, then the rest. */
 const URGENCY = { FAILED: 0, RETRY_BACKOFF: 1, LEASE_DEGRADED: 1, STARTING: 3, STOPPING: 3, RUNNING: 4, STOPPED: 5 };
 const MAX_TASKS = 1000;
 
@@ -81,28 +82,32 @@ export function mount(el, _params, ctx) {
     }
     const total = [...rates.values()].reduce((a, b) => a + b, 0);
     const failing = (counts.FAILED || 0) + (counts.RETRY_BACKOFF || 0) + (counts.LEASE_DEGRADED || 0);
-    replaceIfChanged(summary, JSON.stringify([worst && [worst.task.id, worst.lag.toFixed(1)], Math.round(total / 1024), rates.size, failing, active.length]), () => [
+    const stuck = tasks.filter((t) => t.stuck).length;
+    replaceIfChanged(summary, JSON.stringify([worst && [worst.task.id, worst.lag.toFixed(1)], Math.round(total / 1024), rates.size, failing, stuck, active.length]), () => [
       card('Worst lag', worst ? seconds(worst.lag) : '—',
         worst ? h('a', { href: `#/tasks/${worst.task.id}` }, worst.task.name) : (active.length ? 'no lag measured yet' : 'no task streaming')),
       card('Total throughput', rates.size || !active.length ? rate(total) : 'measuring…', `${active.length} active task${active.length === 1 ? '' : 's'}`),
-      card('Failing or retrying', String(failing), failing ? h('a', { href: '#/tasks?state=FAILED' }, 'show failed') : 'all healthy', failing ? 'bad' : 'good'),
+      card('Failing or retrying', String(failing),
+        stuck ? h('a', { href: '#/tasks?state=RETRY_BACKOFF' }, `${stuck} stuck retrying`)
+          : (failing ? h('a', { href: '#/tasks?state=FAILED' }, 'show failed') : 'all healthy'),
+        failing ? 'bad' : 'good'),
     ]);
 
     const rows = [...tasks].sort((a, b) => rank(a) - rank(b)
       || (live.get(b.id)?.lag_seconds ?? -1) - (live.get(a.id)?.lag_seconds ?? -1)
       || a.name.localeCompare(b.name));
     const shown = rows.slice(0, 50);
-    const key = JSON.stringify(shown.map((t) => [t.id, t.name, t.state, t.last_error, live.get(t.id)?.lag_seconds?.toFixed(1), rates.has(t.id) && Math.round(rates.get(t.id) / 1024)]));
+    const key = JSON.stringify(shown.map((t) => [t.id, t.name, t.state, t.stuck, t.last_error, live.get(t.id)?.lag_seconds?.toFixed(1), rates.has(t.id) && Math.round(rates.get(t.id) / 1024)]));
     replaceIfChanged(urgent, key, () => (shown.length === 0
       ? h('p', { class: 'empty' }, 'No tasks yet. ', h('a', { href: '#/tasks/new' }, 'Create the first one.'))
       : table('Tasks, most urgent first', [
         'Task', 'State', { label: 'Lag', cls: 'num' }, { label: 'Throughput', cls: 'num' }, 'Last error',
       ], shown.map((t) => [
         h('a', { href: `#/tasks/${t.id}` }, t.name),
-        stateBadge(t.state),
+        taskStateBadges(t),
         ACTIVE.has(t.state) ? seconds(live.get(t.id)?.lag_seconds) : '—',
         rates.has(t.id) ? rate(rates.get(t.id)) : '—',
-        t.last_error ? h('span', { class: 'error-text', title: t.last_error.message }, t.last_error.code) : '—',
+        lastErrorCell(t.last_error),
       ]), { class: 'data' })));
     note.textContent = [
       rows.length > shown.length ? `Showing the 50 most urgent of ${rows.length} tasks; the task list has them all.` : '',
@@ -114,6 +119,7 @@ export function mount(el, _params, ctx) {
 }
 
 function rank(t) {
+  if (t.stuck) return -1;
   const r = URGENCY[t.state] ?? 5;
   return t.last_error && r > 2 ? 2 : r;
 }

@@ -1,10 +1,12 @@
-// Task detail: state and last error, checkpoint, lag over time, files, event timeline, and the
-// start / stop / delete actions (each confirmed first).
+// Task detail: state and last error, checkpoint, lag over time, the recovery window (source
+// switchovers as points, breaks as holes), files, event timeline, and the start / stop / delete
+// actions (each confirmed first).
 import { ApiError, del, get, post } from '../api.js';
 import { lagChart } from '../chart.js';
 import { confirmAction } from '../dialogs.js';
 import { dl, h, replace, replaceIfChanged, stateBadge, table } from '../dom.js';
 import { bytes, number, seconds, timeEl } from '../format.js';
+import { windowChart, windowMarks } from '../window.js';
 
 const ACTIVE = new Set(['STARTING', 'RUNNING', 'RETRY_BACKOFF', 'LEASE_DEGRADED', 'STOPPING']);
 const CAN_START = new Set(['STOPPED', 'FAILED']);
@@ -13,6 +15,8 @@ const CAN_DELETE = new Set(['STOPPED', 'FAILED']);
 const CHART_WINDOW_MS = 5 * 60 * 1000;
 const EVENTS_SHOWN = 50;
 const FILES_SHOWN = 100;
+// The window changes when files do; between such changes it is read again at this pace.
+const WINDOW_EVERY_MS = 15_000;
 
 // Lag samples per task id, kept while the page is open (the API has no lag history).
 const lagSamples = new Map();
@@ -34,6 +38,10 @@ export function mount(el, params, ctx) {
   const checkpoint = h('div');
   const chart = h('div', { class: 'chart-box' });
   const chartNote = h('p', { class: 'muted' });
+  const recovery = h('div', { class: 'window-box' });
+  let windowKey = null;
+  let windowAt = 0;
+  let win = null;
   const files = h('div');
   const events = h('div');
   const definition = h('div');
@@ -49,6 +57,7 @@ export function mount(el, params, ctx) {
       section('Checkpoint', 'd-checkpoint', checkpoint),
       section('Definition', 'd-def', definition)),
     section('Lag over time', 'd-lag', chart, chartNote),
+    section('Recovery window', 'd-window', recovery),
     section('Files', 'd-files', files),
     section('Events', 'd-events', events),
   );
@@ -67,9 +76,35 @@ export function mount(el, params, ctx) {
       get(`/api/tasks/${id}/files`),
       get(`/api/tasks/${id}/events?limit=${EVENTS_SHOWN}`),
     ]);
+    const fileKey = JSON.stringify(fl.items.map((f) => [f.source_identity, f.name, f.state]));
+    if (fileKey !== windowKey || Date.now() - windowAt > WINDOW_EVERY_MS) {
+      win = await get(`/api/tasks/${id}/window`).catch(() => null);
+      windowKey = fileKey;
+      windowAt = Date.now();
+    }
     if (!isCurrent()) return;
     task = t;
     render(t, repl, cp, fl.items, ev.items);
+  }
+
+  function renderWindow() {
+    if (!win) return h('p', { class: 'muted' }, 'The recovery window is not available right now.');
+    if (!win.earliest) return h('p', { class: 'muted' }, 'No file held yet: nothing to replay.');
+    const marks = windowMarks(win);
+    const switchovers = (win.switchovers || []).length;
+    return [
+      h('p', null,
+        win.continuous
+          ? h('span', { class: 'badge good' }, 'CONTINUOUS')
+          : h('span', { class: 'badge bad' }, `${win.breaks.length} BREAK${win.breaks.length === 1 ? '' : 'S'}`),
+        ' from ', timeEl(win.earliest.time), ' to ', timeEl(win.latest.time),
+        switchovers ? `, through ${switchovers} source switchover${switchovers === 1 ? '' : 's'}` : '', '.'),
+      windowChart(win, Math.max(240, Math.floor(recovery.clientWidth) || 600)),
+      marks.length
+        ? h('ol', { class: 'timeline window-marks', 'aria-label': 'Switchovers and breaks, in stream order' }, marks.map((m) => h('li', { class: m.kind },
+          timeEl(m.at), ' ', h('span', { class: `badge event ${m.tone}` }, m.label), ' ', h('span', { class: 'message' }, m.text))))
+        : null,
+    ];
   }
 
   function render(t, repl, cp, fileItems, eventItems) {
@@ -81,9 +116,11 @@ export function mount(el, params, ctx) {
     deleteBtn.disabled = !CAN_DELETE.has(t.state);
 
     const err = t.last_error || repl?.last_error;
-    replaceIfChanged(lastError, JSON.stringify(err || null), () => (err
-      ? h('div', { class: `callout ${t.state === 'FAILED' ? 'bad' : 'warn'}` },
-        h('h2', null, 'Last error'), h('p', null, h('code', null, err.code), ' ', err.message),
+    replaceIfChanged(lastError, JSON.stringify([err || null, t.stuck]), () => (err
+      ? h('div', { class: `callout ${t.state === 'FAILED' || t.stuck ? 'bad' : 'warn'}` },
+        h('h2', null, t.stuck ? 'Last error (stuck: retrying for too long)' : 'Last error'),
+        h('p', null, h('code', null, err.code), ' ', err.message),
+        h('p', { class: 'error-since' }, 'Failing since ', timeEl(err.since), `, ${err.attempts} failed attempt${err.attempts === 1 ? '' : 's'}.`),
         t.state === 'RETRY_BACKOFF' && repl?.retry_in_ms != null ? h('p', null, `Next attempt in ${seconds(repl.retry_in_ms / 1000)}.`) : null)
       : null));
 
@@ -123,6 +160,9 @@ export function mount(el, params, ctx) {
     replace(chart, lagChart(samples, windowMs, Math.max(240, Math.floor(chart.clientWidth) || 600)));
     chartNote.textContent = 'Sampled every poll while this page is open.';
 
+    const width = Math.floor(recovery.clientWidth / 40);
+    replaceIfChanged(recovery, JSON.stringify([win, width]), renderWindow);
+
     replaceIfChanged(definition, JSON.stringify([t.cluster_key, t.source, t.start, t.storage]), () => dl([
       ['Cluster key', h('code', null, t.cluster_key)],
       ['User', t.source.user],
@@ -136,14 +176,17 @@ export function mount(el, params, ctx) {
     // Newest first: the open file is what an operator looks for.
     const newest = [...fileItems].reverse();
     const upload = newest.some((f) => f.upload && f.upload.state);
+    // After a source switchover the names can repeat: each file's source tells them apart.
+    const sources = new Set(newest.map((f) => f.source_identity)).size > 1;
     const shownFiles = newest.slice(0, FILES_SHOWN);
     replaceIfChanged(files, JSON.stringify(shownFiles), () => (shownFiles.length === 0
       ? h('p', { class: 'muted' }, 'No local file yet.')
       : [table(`Files of ${t.name}, newest first`, [
-        'Name', 'State', { label: 'Size', cls: 'num' }, { label: 'Start', cls: 'num' }, { label: 'End', cls: 'num' },
-        upload ? 'Upload' : null, 'SHA-256', 'Sealed',
+        'Name', sources ? 'Source' : null, 'State', { label: 'Size', cls: 'num' }, { label: 'Start', cls: 'num' },
+        { label: 'End', cls: 'num' }, upload ? 'Upload' : null, 'SHA-256', 'Sealed',
       ].filter(Boolean), shownFiles.map((f) => [
         h('code', null, f.name),
+        sources ? h('code', null, f.source_identity) : null,
         h('span', { class: `badge file-${String(f.state).toLowerCase()}` }, f.state),
         h('span', { title: `${number(f.size)} bytes` }, bytes(f.size)),
         number(f.start_pos),

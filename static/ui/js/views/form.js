@@ -18,7 +18,8 @@ const SECTIONS = [
     ['source.flavor', 'Flavor', 'select', { required: true, options: [['mariadb', 'MariaDB'], ['mysql', 'MySQL']] }],
     ['source.server_id', 'Replica server_id', 'int', { help: 'Empty: the server picks a unique one (server_id_base + task id).' }],
     ['source.tls_mode', 'TLS', 'select', { options: [['preferred', 'preferred'], ['disabled', 'disabled'], ['required', 'required'], ['verify_ca', 'verify_ca'], ['verify_identity', 'verify_identity']] }],
-    ['source.tls_ca_file', 'CA file (PEM)', 'text', { help: 'Path on the server; required for verify_ca.', spellcheck: 'false' }],
+    ['source.tls_ca_file', 'CA file (PEM)', 'text', { help: 'A file name in the server\'s replication.tls_ca_dir; required for verify_ca.', spellcheck: 'false' }],
+    ['source.server_public_key', 'Pinned RSA public key (PEM)', 'textarea', { help: 'MySQL without TLS only: the password is encrypted under this key, never under one the server sends. SHOW STATUS LIKE \'Caching_sha2_password_rsa_public_key\' on the source shows it.', spellcheck: 'false', placeholder: '-----BEGIN PUBLIC KEY-----' }],
   ]],
   ['Start position', [
     ['start.mode', 'Start from', 'select', { required: true, options: [['LATEST', 'LATEST'], ['FILE_POS', 'FILE_POS'], ['GTID', 'GTID']], help: 'LATEST: where the source is now. FILE_POS: a file and position. GTID: after a GTID set.' }],
@@ -91,6 +92,11 @@ export function mount(el, params, ctx) {
     if (kind === 'select') {
       input = h('select', { id, name: path, 'aria-describedby': described, required: !!extra.required },
         extra.options.map(([value, text]) => h('option', { value }, text)));
+    } else if (kind === 'textarea') {
+      input = h('textarea', {
+        id, name: path, 'aria-describedby': described, rows: 4,
+        autocomplete: 'off', spellcheck: extra.spellcheck || null, placeholder: extra.placeholder || null,
+      });
     } else {
       input = h('input', {
         id, name: path, 'aria-describedby': described, required: !!extra.required,
@@ -102,7 +108,7 @@ export function mount(el, params, ctx) {
     inputs.set(path, input);
     errors.set(path, err);
     const pwHelp = editing && path === 'source.password'
-      ? h('p', { class: 'help', id: `${id}-help` }, 'Leave empty to keep the stored password.') : null;
+      ? h('p', { class: 'help', id: `${id}-help` }, 'Leave empty to keep the stored password (not possible when host, port, user, TLS or the pinned key change).') : null;
     if (pwHelp) input.setAttribute('aria-describedby', `${pwHelp.id} ${err.id}`);
     const row = h('div', { class: `field${kind === 'select' || kind === 'int' ? '' : ' wide'}`, 'data-only': extra.only || null },
       h('label', { for: id }, label, extra.required ? h('span', { class: 'req', 'aria-hidden': 'true' }, ' *') : null),
@@ -141,12 +147,14 @@ export function mount(el, params, ctx) {
         host: opt(val('source.host')),
         port: int('source.port'),
         user: opt(val('source.user')),
-        // Empty: on create the task has no password; on edit the stored one is kept.
+        // Empty: on create the task has no password; on edit the stored one is kept (the server
+        // asks for it again when host, port, user, TLS or the pinned key change).
         password: opt(inputs.get('source.password').value),
         flavor: opt(val('source.flavor')),
         server_id: int('source.server_id'),
         tls_mode: opt(val('source.tls_mode')),
         tls_ca_file: opt(val('source.tls_ca_file')),
+        server_public_key: opt(val('source.server_public_key')),
       },
       start,
       storage: Object.values(storage).some((v) => v !== undefined) ? storage : undefined,

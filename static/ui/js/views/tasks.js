@@ -1,7 +1,7 @@
 // Task list: filters (state, host, search) and pagination, all reflected in the address so a
 // filtered view can be bookmarked or shared.
 import { get } from '../api.js';
-import { h, replaceIfChanged, stateBadge, table } from '../dom.js';
+import { h, lastErrorCell, replaceIfChanged, table, taskStateBadges } from '../dom.js';
 import { timeEl } from '../format.js';
 import { STATES } from './dashboard.js';
 
@@ -88,7 +88,7 @@ export function mount(el, params, ctx) {
     pageInfo.textContent = `Page ${filters.page} of ${pages}`;
     prev.disabled = filters.page <= 1;
     next.disabled = filters.page >= pages;
-    const key = JSON.stringify(page.items.map((t) => [t.id, t.name, t.cluster_key, t.source.host, t.source.port, t.state, t.last_error?.code, t.updated_at]));
+    const key = JSON.stringify(page.items.map((t) => [t.id, t.name, t.cluster_key, t.source.host, t.source.port, t.state, t.stuck, t.last_error?.code, t.last_error?.attempts, t.updated_at]));
     replaceIfChanged(results, key, () => (page.items.length === 0
       ? h('p', { class: 'empty' }, filtered ? 'Nothing here: change or clear the filters.' : h('a', { href: '#/tasks/new' }, 'Create the first task.'))
       : table('Tasks', [
@@ -98,8 +98,8 @@ export function mount(el, params, ctx) {
         h('a', { href: `#/tasks/${t.id}` }, t.name),
         h('code', null, t.cluster_key),
         `${t.source.host}:${t.source.port}`,
-        stateBadge(t.state),
-        t.last_error ? h('span', { class: 'error-text', title: t.last_error.message }, t.last_error.code) : '—',
+        taskStateBadges(t),
+        lastErrorCell(t.last_error),
         timeEl(t.updated_at),
       ]), { class: 'data' })));
   }

@@ -1,0 +1,2 @@
+-- A task's pinned RSA public key of its source, for caching_sha2_password without TLS (MySQL/MariaDB).
+ALTER TABLE tasks ADD COLUMN source_server_public_key TEXT NULL;
