@@ -231,7 +231,10 @@ impl Drop for Installed {
 impl Installed {
     fn install(deb: &Path) -> Installed {
         dpkg(&["-i", deb.to_str().expect("UTF-8 temp path")]);
-        fs::write(Path::new(DATA_DIR).join(MARKER), "").expect("marking the data dir as this test's");
+        // 0600: the service tightens (and, as another user, fails on) anything wider in its data dir.
+        let marker = Path::new(DATA_DIR).join(MARKER);
+        fs::write(&marker, "").expect("marking the data dir as this test's");
+        fs::set_permissions(&marker, fs::Permissions::from_mode(0o600)).expect("chmod the marker");
         let id = |flag: &str| -> u32 {
             let out = Command::new("id").args([flag, "binlog-server"]).output().expect("id");
             assert!(out.status.success(), "the postinst must create the binlog-server user and group");
@@ -243,7 +246,7 @@ impl Installed {
     fn assert_layout(&self) {
         let data = fs::metadata(DATA_DIR).expect("the postinst creates the data dir");
         assert_eq!((data.uid(), data.gid()), (self.uid, self.gid), "{DATA_DIR}: owned by binlog-server");
-        assert_eq!(data.permissions().mode() & 0o7777, 0o750, "{DATA_DIR}: mode");
+        assert_eq!(data.permissions().mode() & 0o7777, 0o700, "{DATA_DIR}: mode");
         let config = fs::metadata(CONFIG).expect("the config is installed");
         assert_eq!((config.uid(), config.gid(), config.permissions().mode() & 0o777), (0, self.gid, 0o640), "{CONFIG}");
         let conffiles = Command::new("dpkg-query").args(["-W", "-f=${Conffiles}", PACKAGE]).output().unwrap();
