@@ -15,7 +15,7 @@ demo_wait="${DEMO_WAIT:-$([ -t 0 ] && echo 1 || echo 0)}"
 
 say() { printf '\n== %s\n' "$*"; }
 die() { echo "demo: $*" >&2; exit 1; }
-find_bin() { command -v "$1" 2>/dev/null || { for d in /usr/sbin /usr/bin; do [ -x "$d/$1" ] && { echo "$d/$1"; return; }; done; die "$1 not found: run scripts/setup-test-deps.sh"; }; }
+find_bin() { command -v "$1" 2>/dev/null || { for d in /usr/sbin /usr/bin; do [ -x "$d/$1" ] && { echo "$d/$1"; return; }; done; die "$1 not found: run scripts/setup-deps.sh demo"; }; }
 
 # Polls "$@" until it succeeds, for at most $1 seconds ($2 names what we wait for).
 wait_for() {
@@ -89,16 +89,17 @@ sql "SHOW BINARY LOGS"
 
 say "waiting (up to 20 s) for the checkpoint to reach the source's position"
 want=$(sql "SHOW MASTER STATUS" | cut -f1,2)
-checkpoint=""
+checkpoint="" got=""
 deadline=$((SECONDS + 20))
 while [ "$SECONDS" -lt "$deadline" ]; do
   checkpoint=$(curl -sS "$base_url/api/tasks/$task_id/checkpoint")
-  got=$(printf '%s' "$checkpoint" | python3 -c 'import json, sys; c = json.load(sys.stdin); print(f"{c.get(\"file\")}\t{c.get(\"pos\")}")' 2>/dev/null || true)
+  got=$(printf '%s' "$checkpoint" | python3 -c 'import json, sys; c = json.load(sys.stdin); print(c.get("file"), c.get("pos"), sep="\t")' 2>/dev/null || true)
   [ "$got" = "$want" ] && break
   sleep 0.5
 done
 echo "source at:  $want"
 echo "checkpoint: $checkpoint"
+[ "$got" = "$want" ] || echo "demo: the checkpoint did not reach the source's position within 20 s" >&2
 
 say "the task and its local files"
 curl -sS "$base_url/api/tasks/$task_id"; echo

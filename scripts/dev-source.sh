@@ -20,7 +20,7 @@ find_bin() {
       if [ -x "$d/$c" ]; then echo "$d/$c"; return 0; fi
     done
   done
-  echo "error: none of $* found; run scripts/setup-test-deps.sh" >&2
+  echo "error: none of $* found; run scripts/setup-deps.sh demo" >&2
   exit 1
 }
 
@@ -41,8 +41,11 @@ case "$cmd" in
     user_opt=()
     [ "$(id -u)" = 0 ] && user_opt=(--user=root)
     if [ ! -d "$dir/data/mysql" ]; then
+      # --force --skip-name-resolve: a host whose own name does not resolve (a chroot without
+      # /etc/hosts) must not stop the set-up (--force skips only that check); clients connect
+      # by IP anyway.
       "$install_db" --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
-        --skip-test-db "${user_opt[@]}" >"$dir/install.log" 2>&1 \
+        --skip-test-db --force --skip-name-resolve "${user_opt[@]}" >"$dir/install.log" 2>&1 \
         || { cat "$dir/install.log" >&2; exit 1; }
     fi
     echo "$port" >"$dir/port"

@@ -15,6 +15,7 @@ use crate::api::{self, ApiState};
 use crate::config::Settings;
 use crate::meta::cipher::{self, Cipher};
 use crate::meta::{MetaDsn, Store};
+use crate::sd_notify::{Notifier, NotifyError};
 use crate::telemetry::logging;
 
 /// Opens the metadata store the settings point at (SQLite is migrated on open), with the
@@ -45,6 +46,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
 async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
+    let notifier = Notifier::from_env().unwrap_or_else(|e| {
+        warn!(log, "service manager notifications are off"; "error" => %e);
+        Notifier::off()
+    });
     let addr = settings.listen_socket_addr().map_err(|e| anyhow::anyhow!(e.message))?;
     let tightened = crate::fsmode::prepare(&settings.data_dir)
         .with_context(|| format!("cannot create data_dir {} or make it private", settings.data_dir.display()))?;
@@ -153,9 +158,12 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     let handle = server.handle();
     info!(log, "listening"; "addr" => %addr, "data_dir" => %settings.data_dir.display(), "version" => env!("CARGO_PKG_VERSION"));
     let server_task = tokio::spawn(server);
+    // The listener is bound and the store open: a service manager may start what depends on us.
+    notify(&log, &notifier, |n| n.ready(&format!("listening on {addr}")));
 
     wait_for_signal().await;
     info!(log, "shutdown requested: stopping HTTP, then tasks");
+    notify(&log, &notifier, |n| n.stopping("stopping HTTP, then tasks"));
     handle.stop(true).await;
     if let Some(c) = &coordinator {
         // Claim nothing more while the tasks stop; release their leases once they have.
@@ -173,6 +181,13 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     let _ = server_task.await;
     info!(log, "bye");
     Ok(())
+}
+
+/// Sends a notification to the service manager; a failure is logged, never fatal.
+fn notify(log: &Logger, notifier: &Notifier, send: impl FnOnce(&Notifier) -> Result<(), NotifyError>) {
+    if let Err(e) = send(notifier) {
+        warn!(log, "cannot notify the service manager"; "error" => %e);
+    }
 }
 
 async fn wait_for_signal() {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use binlog_server::cli_docs;
 use binlog_server::config::{self, ENV_CONFIG_FILE, Settings};
 use binlog_server::meta::{self, MetaDsn};
 use binlog_server::secret::Secret;
@@ -38,6 +39,18 @@ enum Command {
     /// Plan a point-in-time replay through a running server's API; print the decoder command
     /// (or, with --fetch, download the files and print the command over them).
     Replay(Box<ReplayCli>),
+    /// Print the shell completion script (e.g. `binlog-server completions bash >
+    /// /etc/bash_completion.d/binlog-server`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into --dir.
+    Man {
+        /// Write binlog-server.1 and binlog-server-<command>.1 here instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -161,6 +174,15 @@ fn main() -> ExitCode {
     binlog_server::fsmode::restrict_umask();
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Generated from this definition; no configuration is read.
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            cli_docs::completions(*shell, &mut Cli::command(), &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Man { dir }) => return man(dir.as_deref()),
+        _ => {}
+    }
     // A client of the API: no configuration of this host is needed.
     if let Some(Command::Replay(r)) = cli.command.take_if(|c| matches!(c, Command::Replay(_))) {
         let token_in_argv = matches
@@ -218,7 +240,26 @@ fn main() -> ExitCode {
         }
         Command::Migrate { action, meta_dsn } => migrate(settings, action, meta_dsn),
         // Taken before the configuration is loaded.
-        Command::Replay(_) => ExitCode::from(2),
+        Command::Replay(_) | Command::Completions { .. } | Command::Man { .. } => ExitCode::from(2),
+    }
+}
+
+fn man(dir: Option<&std::path::Path>) -> ExitCode {
+    let written = match dir {
+        None => cli_docs::man_page(Cli::command(), &mut std::io::stdout()).map(|()| Vec::new()),
+        Some(dir) => cli_docs::write_man_pages(Cli::command(), dir),
+    };
+    match written {
+        Ok(paths) => {
+            for p in paths {
+                println!("{}", p.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("binlog-server man: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

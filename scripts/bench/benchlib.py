@@ -89,7 +89,7 @@ def find_bin(*names):
         for d in ("/usr/sbin", "/usr/bin", "/sbin", "/usr/local/bin"):
             if os.access(f"{d}/{n}", os.X_OK):
                 return f"{d}/{n}"
-    sys.exit(f"error: none of {names} found; run scripts/setup-test-deps.sh")
+    sys.exit(f"error: none of {names} found; run scripts/setup-deps.sh test")
 
 
 def median(xs):

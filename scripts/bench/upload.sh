@@ -20,12 +20,12 @@
 #   BENCH_KEEP=0, BENCH_TMPDIR, BENCH_OUT, BENCH_OUTPUT_DIR   as in catchup.sh
 #   BINLOG_SERVER_WRITER_*        writer settings passed to binlog-server
 #
-# Needs moto_server and boto3 (scripts/setup-test-deps.sh). Every process it starts is stopped
+# Needs moto_server and boto3 (scripts/setup-deps.sh test). Every process it starts is stopped
 # by PID on exit; the work dir is removed unless BENCH_KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-command -v moto_server >/dev/null || { echo "upload.sh: moto_server not found; run scripts/setup-test-deps.sh" >&2; exit 1; }
+command -v moto_server >/dev/null || { echo "upload.sh: moto_server not found; run scripts/setup-deps.sh test" >&2; exit 1; }
 echo "== building the release binary: cargo build --release --bin binlog-server"
 cargo build --release --quiet --bin binlog-server
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')

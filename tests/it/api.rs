@@ -125,9 +125,9 @@ fn event_types(srv: &Server, id: i64) -> Vec<String> {
 }
 
 /// `SELECT <column> FROM tasks WHERE id = <id>` in the server's SQLite file, with the sqlite3 CLI
-/// (installed by scripts/setup-test-deps.sh).
+/// (installed by scripts/setup-deps.sh test).
 fn sqlite_task_column(data_dir: &Path, id: i64, column: &str) -> Option<String> {
-    let sqlite3 = find_binary("sqlite3").expect("sqlite3 CLI (scripts/setup-test-deps.sh installs it)");
+    let sqlite3 = find_binary("sqlite3").expect("sqlite3 CLI (scripts/setup-deps.sh test installs it)");
     let db = data_dir.join("meta.db");
     let sql = format!("SELECT {column} FROM tasks WHERE id = {id}");
     let out = output_with_deadline(Command::new(sqlite3).arg(&db).arg(&sql), WAIT, "sqlite3");

@@ -315,3 +315,41 @@ fn migrate_runs_with_the_default_listen_settings() {
     assert_eq!(code, 0, "migrate up with only a data dir configured: stdout {stdout:?}, stderr {stderr:?}");
     assert!(stdout.contains("applied"), "{stdout}");
 }
+
+/// Completions and man pages come from the real command line: bash completes a command name,
+/// and `man --dir` writes a page for every command the top page lists. Neither reads a
+/// configuration (a broken one in the environment does not matter).
+#[test]
+fn completions_and_man_pages_cover_every_command() {
+    let sb = Sandbox::new();
+    let env = vec![("BINLOG_SERVER_NO_SUCH_KEY".to_string(), "x".to_string())];
+
+    let (code, script, stderr) = run(&["completions", "bash"], &env);
+    assert_eq!(code, 0, "completions bash: {stderr}");
+    let completion = sb.file("binlog-server.bash", &script);
+    let bash = find_binary("bash").expect("bash");
+    let out = output_with_deadline(
+        Command::new(bash).arg("-c").arg(format!(
+            "source {completion}; COMP_WORDS=(binlog-server mig); COMP_CWORD=1; \
+             _binlog__server binlog-server mig binlog-server; echo \"${{COMPREPLY[@]}}\""
+        )),
+        PROMPT,
+        "bash completion",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "migrate", "{}", String::from_utf8_lossy(&out.stderr));
+
+    let pages = sb.dir.path().join("man");
+    std::fs::create_dir_all(&pages).unwrap();
+    let (code, stdout, stderr) = run(&["man", "--dir", pages.to_str().unwrap()], &env);
+    assert_eq!(code, 0, "man --dir: {stderr}");
+    let top = std::fs::read_to_string(pages.join("binlog-server.1")).expect("the top page");
+    for command in ["serve", "migrate", "replay", "completions", "man"] {
+        let page = format!("binlog-server-{command}.1");
+        assert!(top.contains(&format!("binlog\\-server\\-{command}(1)")), "the top page lists {command}");
+        assert!(pages.join(&page).is_file(), "{page} is written (stdout: {stdout})");
+    }
+    assert!(pages.join("binlog-server-migrate-up.1").is_file(), "nested commands get pages too");
+
+    let (code, printed, _) = run(&["man"], &env);
+    assert_eq!((code, printed.as_str()), (0, top.as_str()), "`man` prints the top page");
+}

@@ -40,3 +40,7 @@ mod cluster;
 
 // Operator UI in a browser.
 mod ui_e2e;
+
+// From a fresh machine to a running service: the set-up script, the Debian package.
+mod package;
+mod setup_deps;

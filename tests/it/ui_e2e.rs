@@ -8,7 +8,7 @@
 //! on the dashboard and marked. Screenshots
 //! of every view go to `$CARGO_TARGET_TMPDIR/ui-e2e/<scenario>/` (the path is printed). Without
 //! chromium, node or `tests/e2e/node_modules` the tests say so and pass without running:
-//! `scripts/setup-test-deps.sh` installs all three, so `make test` and CI run them.
+//! `scripts/setup-deps.sh test` installs all three, so `make test` and CI run them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,7 +65,7 @@ fn skip() -> bool {
     match missing_tool() {
         Some(why) => {
             eprintln!(
-                "SKIPPED: the UI browser test needs chromium, node and playwright-core: {why}. Run scripts/setup-test-deps.sh."
+                "SKIPPED: the UI browser test needs chromium, node and playwright-core: {why}. Run scripts/setup-deps.sh test."
             );
             true
         }

@@ -395,6 +395,9 @@ impl MariaDb {
             .arg("--auth-root-authentication-method=normal")
             .arg("--skip-test-db")
             .arg("--skip-name-resolve")
+            // Only skips its check that the host name or localhost resolves (a root without
+            // /etc/hosts, e.g. debootstrap's, fails it); grants are by IP anyway.
+            .arg("--force")
             // Passed through to the bootstrap mariadbd; the same InnoDB sizes as at run time.
             .arg("--innodb-buffer-pool-size=32M")
             .arg("--innodb-log-file-size=16M");

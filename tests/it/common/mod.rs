@@ -92,7 +92,7 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
 /// Like [`find_binary`], but panics with a hint to run the set-up script.
 pub fn require_binary(name: &str) -> PathBuf {
     find_binary(name).unwrap_or_else(|| {
-        panic!("`{name}` not found on PATH or in /usr/sbin, /usr/bin: run scripts/setup-test-deps.sh")
+        panic!("`{name}` not found on PATH or in /usr/sbin, /usr/bin: run scripts/setup-deps.sh test")
     })
 }
 

@@ -1,5 +1,5 @@
 //! A real S3-compatible server per test: `moto_server` (PyPI `moto[server]`, installed by
-//! `scripts/setup-test-deps.sh`) on an ephemeral loopback port, killed by PID on drop.
+//! `scripts/setup-deps.sh test`) on an ephemeral loopback port, killed by PID on drop.
 //!
 //! With `auth`, moto enforces IAM: the harness creates a user, its access key and an `s3:*`
 //! policy in moto's first unauthenticated calls (`INITIAL_NO_AUTH_ACTION_COUNT`), so a wrong

@@ -44,6 +44,10 @@ pub struct ServerOpts {
     pub headers: Vec<(String, String)>,
     /// The file mode creation mask the server process starts with (default: inherited).
     pub umask: Option<u32>,
+    /// A whole command line to run instead of this build's `binlog-server serve` (an installed
+    /// package, started the way its unit does): the harness then sets only the listen address,
+    /// and the data dir, the log and `config_yaml`/`args` are the command's business.
+    pub command: Option<Vec<String>>,
 }
 
 impl ServerOpts {
@@ -62,6 +66,12 @@ impl ServerOpts {
     /// Adds an argument after `serve`.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Runs `argv` instead of this build's `binlog-server serve` (see [`ServerOpts::command`]).
+    pub fn command(mut self, argv: Vec<String>) -> Self {
+        self.command = Some(argv);
         self
     }
 
@@ -378,13 +388,27 @@ impl Server {
         let log = self.log_path();
         let (console_start, log_start) = (file_len(&console), file_len(&log));
 
-        let mut cmd = Command::new(BINARY);
-        cmd.arg("serve");
-        if self.opts.config_yaml.is_some() {
-            cmd.arg("--config").arg(self.dir.path().join("config.yaml"));
-        }
-        cmd.args(&self.opts.args);
-        scrub_env(&mut cmd);
+        let mut cmd = match &self.opts.command {
+            Some(argv) => {
+                let mut cmd = Command::new(&argv[0]);
+                cmd.args(&argv[1..]);
+                scrub_env(&mut cmd);
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new(BINARY);
+                cmd.arg("serve");
+                if self.opts.config_yaml.is_some() {
+                    cmd.arg("--config").arg(self.dir.path().join("config.yaml"));
+                }
+                cmd.args(&self.opts.args);
+                scrub_env(&mut cmd);
+                cmd.env("BINLOG_SERVER_DATA_DIR", self.data_dir())
+                    .env("BINLOG_SERVER_LOG_FILE", &log)
+                    .env("BINLOG_SERVER_LOG_LEVEL", "debug");
+                cmd
+            }
+        };
         if let Some(mask) = self.opts.umask {
             use std::os::unix::process::CommandExt;
             // SAFETY: umask(2) is async-signal-safe and touches no memory of the parent.
@@ -396,16 +420,14 @@ impl Server {
             }
         }
         cmd.env("BINLOG_SERVER_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("BINLOG_SERVER_DATA_DIR", self.data_dir())
-            .env("BINLOG_SERVER_LOG_FILE", &log)
-            .env("BINLOG_SERVER_LOG_LEVEL", "debug")
             .envs(self.opts.env.iter().map(|(k, v)| (k, v)));
+        let program = cmd.get_program().to_string_lossy().into_owned();
         let child = cmd
             .stdin(Stdio::null())
             .stdout(append_file(&console))
             .stderr(append_file(&console))
             .spawn()
-            .unwrap_or_else(|e| panic!("spawning {BINARY}: {e}"));
+            .unwrap_or_else(|e| panic!("spawning {program}: {e}"));
         self.port = port;
         self.child = Some(child);
 
