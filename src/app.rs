@@ -51,6 +51,12 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         Notifier::off()
     });
     let addr = settings.listen_socket_addr().map_err(|e| anyhow::anyhow!(e.message))?;
+    let ignored = settings.ignored_upload_keys();
+    if !ignored.is_empty() {
+        warn!(log, "upload settings are set but upload.enabled is false: they are ignored and no file is \
+                    uploaded (set upload.enabled=true, BINLOG_SERVER_UPLOAD_ENABLED=true, to upload)";
+              "keys" => ignored.join(", "));
+    }
     let tightened = crate::fsmode::prepare(&settings.data_dir)
         .with_context(|| format!("cannot create data_dir {} or make it private", settings.data_dir.display()))?;
     if let Some((first, was)) = tightened.dirs.first().or(tightened.files.first()) {
