@@ -167,11 +167,14 @@ pub struct HttpSettings {
     /// a route is open without authentication: e.g. a reverse proxy's name. Every other `Host`
     /// is refused then (DNS rebinding), and an `Origin` naming one of these counts as ours.
     pub allowed_hosts: String,
+    /// Largest request body under `/api` (then 413): a task definition is a few hundred bytes,
+    /// a batch of 100 some tens of KiB.
+    pub max_body_bytes: u64,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings { body_timeout_sec: 10, allowed_hosts: String::new() }
+        HttpSettings { body_timeout_sec: 10, allowed_hosts: String::new(), max_body_bytes: 64 * 1024 }
     }
 }
 
@@ -809,6 +812,9 @@ impl Settings {
         }
         if !(1..=3600).contains(&self.http.body_timeout_sec) {
             return Err(invalid("http.body_timeout_sec", "must be between 1 and 3600"));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.http.max_body_bytes) {
+            return Err(invalid("http.max_body_bytes", "must be between 1024 and 67108864 (64 MiB)"));
         }
         if let Some(bad) = self
             .http

@@ -5,6 +5,7 @@
 //! dashboards and alerts can rely on the names. Labels are bounded: a task id, a state, or an
 //! error code; never a file name or an error text.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
@@ -148,6 +149,34 @@ impl Metrics {
         for code in crate::domain::TaskErrorCode::ALL {
             let _ = self.reconnects.remove_label_values(&[&t, code.as_str()]);
         }
+    }
+
+    /// Per task id: the replication lag gauge, and the events and bytes counters, as this
+    /// process has them now (for `/api/summary`).
+    pub fn task_snapshot(&self) -> (BTreeMap<i64, f64>, BTreeMap<i64, crate::overview::Counters>) {
+        fn by_task(c: &dyn Collector, value: impl Fn(&prometheus::proto::Metric) -> f64) -> BTreeMap<i64, f64> {
+            let mut out = BTreeMap::new();
+            for family in c.collect() {
+                for m in family.get_metric() {
+                    let id = m.get_label().iter().find(|l| l.name() == "task").and_then(|l| l.value().parse().ok());
+                    if let Some(id) = id {
+                        out.insert(id, value(m));
+                    }
+                }
+            }
+            out
+        }
+        let lag = by_task(&self.lag, |m| m.get_gauge().get_value());
+        let events = by_task(&self.events, |m| m.get_counter().get_value());
+        let bytes = by_task(&self.bytes_written, |m| m.get_counter().get_value());
+        let mut counters: BTreeMap<i64, crate::overview::Counters> = BTreeMap::new();
+        for (id, n) in events {
+            counters.entry(id).or_default().events = n as u64;
+        }
+        for (id, n) in bytes {
+            counters.entry(id).or_default().bytes = n as u64;
+        }
+        (lag, counters)
     }
 
     /// Sets the per-state task counts (the other states to 0).
