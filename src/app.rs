@@ -117,6 +117,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         },
         store: query_store,
         rates: std::sync::Mutex::new(crate::overview::RateMeter::new(Duration::from_secs(60))),
+        recovery_refreshed: std::sync::Mutex::new(None),
         upload_enabled: settings.upload.enabled,
     });
 

@@ -44,6 +44,8 @@ pub struct ApiState {
     pub store: crate::meta::Store,
     /// Throughput between summary requests.
     pub rates: std::sync::Mutex<crate::overview::RateMeter>,
+    /// When `/metrics` last recomputed the recovery-window families.
+    pub recovery_refreshed: std::sync::Mutex<Option<std::time::Instant>>,
     pub upload_enabled: bool,
 }
 
