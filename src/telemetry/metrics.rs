@@ -154,7 +154,7 @@ impl Metrics {
         for s in TaskState::ALL {
             m.tasks.with_label_values(&[s.as_str()]).set(0);
         }
-        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), env!("BINLOG_SERVER_GIT_COMMIT")]).set(1.0);
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), env!("BUILD_GIT_COMMIT")]).set(1.0);
         m.cluster_nodes_online.set(1);
         m.up_since.set(chrono::Utc::now().timestamp() as f64);
         m
