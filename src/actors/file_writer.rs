@@ -439,6 +439,14 @@ impl FileWriterActor {
             if rec.state == FileState::Sealed && rec.end_pos == Some(cp.pos) {
                 local.sealed.insert(rec.file_name.clone());
             } else {
+                // Refused before anything is opened: a sealed file never changes, so a checkpoint
+                // inside one is a damaged catalog, never a reason to cut the file back.
+                if rec.state == FileState::Sealed {
+                    return Err(WriterError::Invariant(format!(
+                        "{} is sealed at {:?} but the checkpoint is at {}",
+                        rec.file_name, rec.end_pos, cp.pos
+                    )));
+                }
                 let want = rec.local_offset(cp.pos);
                 let mut f = OpenOptions::new()
                     .read(true)
@@ -461,12 +469,6 @@ impl FileWriterActor {
                 let summary =
                     self.resume_summary(&mut f, rec, cp.pos, want).map_err(|e| WriterError::io("read", &path, e))?;
                 f.seek(SeekFrom::End(0)).map_err(|e| WriterError::io("seek", &path, e))?;
-                if rec.state == FileState::Sealed {
-                    return Err(WriterError::Invariant(format!(
-                        "{} is sealed at {:?} but the checkpoint is at {}",
-                        rec.file_name, rec.end_pos, cp.pos
-                    )));
-                }
                 local.open = Some(OpenFile {
                     name: rec.file_name.clone(),
                     start_pos: rec.start_pos,
@@ -935,6 +937,64 @@ mod tests {
 
     fn uploaded() -> UploadInfo {
         UploadInfo { state: UploadState::Uploaded, verified: true, ..Default::default() }
+    }
+
+    /// Takes the writer's reports and drops them (the tests here look at the disk and the store).
+    struct Probe;
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<WriterEvent> for Probe {
+        type Result = ();
+
+        fn handle(&mut self, _: WriterEvent, _: &mut Context<Self>) {}
+    }
+
+    #[test]
+    fn a_checkpoint_inside_a_sealed_file_is_refused_and_the_file_is_left_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
+        let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
+        let spec = crate::domain::RawTaskSpec {
+            name: Some("sealed".into()),
+            cluster_key: Some("sealed".into()),
+            host: Some("db1.example".into()),
+            port: Some(3306),
+            user: Some("repl".into()),
+            password: Some(crate::secret::Secret::new("pw")),
+            flavor: Some("mariadb".into()),
+            start_mode: Some("LATEST".into()),
+            ..Default::default()
+        };
+        let task = store.create_task(&spec.validate().unwrap()).unwrap();
+        let sealed = FileRecord { task_id: task.id.0, ..record("bin.000001", 1000, true, UploadInfo::default()) };
+        store.insert_file(&sealed).unwrap();
+        // A damaged catalog: the checkpoint points into the middle of a sealed file.
+        let cp = Checkpoint {
+            source_identity: "srv-1".into(),
+            file: BinlogFileName::parse("bin.000001").unwrap(),
+            pos: 500,
+            gtid_set: None,
+        };
+        store.save_checkpoint(task.id, &cp).unwrap();
+        let dir = data_dir.join(task.id.0.to_string()).join("srv-1");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("bin.000001"), vec![7u8; 1000]).unwrap();
+
+        actix::System::new().block_on(async {
+            let log = Logger::root(slog::Discard, slog::o!());
+            let report = Probe.start().recipient();
+            let mut writer = FileWriterActor::new(task.id, &data_dir, store, log, report, Duration::from_secs(1));
+            let err = writer
+                .prepare(Prepare { identity: SourceIdentity::from_stored("srv-1"), gtid_mode: false })
+                .expect_err("a checkpoint inside a sealed file is refused");
+            assert!(err.to_string().contains("is sealed at"), "{err}");
+            assert_eq!(err.classify(), (TaskErrorCode::LocalStorageError, false), "the task fails, loudly");
+        });
+        assert_eq!(fs::metadata(dir.join("bin.000001")).unwrap().len(), 1000, "the sealed file is left whole");
     }
 
     #[test]
