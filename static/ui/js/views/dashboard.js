@@ -4,7 +4,6 @@ import { h, lastErrorCell, replaceIfChanged, table, taskStateBadges } from '../d
 import { rate, seconds } from '../format.js';
 
 export const STATES = ['RUNNING', 'STARTING', 'RETRY_BACKOFF', 'LEASE_DEGRADED', 'STOPPING', 'FAILED', 'STOPPED'];
-const ACTIVE = new Set(['STARTING', 'RUNNING', 'RETRY_BACKOFF', 'LEASE_DEGRADED', 'STOPPING']);
 /** Most urgent first: stuck (retrying for too long, the API says), failing, then retrying, then
  * anything with an error, then the rest. */
 const URGENCY = { FAILED: 0, RETRY_BACKOFF: 1, LEASE_DEGRADED: 1, STARTING: 3, STOPPING: 3, RUNNING: 4, STOPPED: 5 };
@@ -50,7 +49,7 @@ export function mount(el, _params, ctx) {
           : 'Every task that should run has a node.'),
       ]);
     }
-    const active = tasks.filter((t) => ACTIVE.has(t.state));
+    const active = tasks.filter((t) => t.active);
     const repl = await mapLimit(active, 6, (t) => get(`/api/tasks/${t.id}/replication`).catch(() => null));
     if (!isCurrent()) return;
     const now = Date.now();
@@ -105,7 +104,7 @@ export function mount(el, _params, ctx) {
       ], shown.map((t) => [
         h('a', { href: `#/tasks/${t.id}` }, t.name),
         taskStateBadges(t),
-        ACTIVE.has(t.state) ? seconds(live.get(t.id)?.lag_seconds) : '—',
+        t.active ? seconds(live.get(t.id)?.lag_seconds) : '—',
         rates.has(t.id) ? rate(rates.get(t.id)) : '—',
         lastErrorCell(t.last_error),
       ]), { class: 'data' })));
