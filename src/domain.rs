@@ -24,47 +24,7 @@ impl fmt::Display for TaskId {
     }
 }
 
-/// Defines a string enum with `as_str`, `FromStr`, `Display` and serde in SCREAMING_SNAKE_CASE.
-macro_rules! string_enum {
-    // `$text:tt`, not `:literal`: utoipa's derive only sees a `rename` written with a token tree.
-    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:tt),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema)]
-        pub enum $name {
-            $(#[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl ::std::str::FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(format!(
-                        "unknown {} {:?} (expected one of: {})",
-                        stringify!($name),
-                        s.chars().take(64).collect::<String>(),
-                        [$($text),+].join(", ")
-                    )),
-                }
-            }
-        }
-
-        impl ::std::fmt::Display for $name {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-pub(crate) use string_enum;
+pub(crate) use crate::string_enum::string_enum;
 
 string_enum!(
     /// Where a task is in its life. Changes follow one table, `TaskState::allows`.
@@ -169,13 +129,8 @@ string_enum!(
     }
 );
 
-string_enum!(
-    /// The source server's dialect of the replication protocol.
-    Flavor {
-        Mysql => "mysql",
-        Mariadb => "mariadb",
-    }
-);
+/// The source server's dialect (defined with the binlog code, which reads it).
+pub use crate::binlog::Flavor;
 
 string_enum!(
     /// Where a new task starts reading.

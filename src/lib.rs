@@ -20,5 +20,6 @@ pub mod retry;
 pub mod sd_notify;
 pub mod secret;
 pub mod source;
+mod string_enum;
 pub mod telemetry;
 pub mod upload;

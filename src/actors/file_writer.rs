@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use slog::{Logger, debug, info, warn};
 
-use crate::binlog::event::{FileEvents, MAGIC, types};
+use crate::binlog::event::{FileEvents, MAGIC, is_header_event};
 use crate::binlog::name::BinlogFileName;
 use crate::binlog::stream::{LocalFiles, OpenFile, WriteOp};
 use crate::binlog::summary::{self, SummaryBuilder};
@@ -163,7 +163,7 @@ struct OpenLocal {
 impl OpenLocal {
     /// Our file's offset of a source position in it (see `FileRecord::local_offset`).
     fn local_offset(&self, source_pos: u64) -> u64 {
-        if self.start_pos <= 4 { source_pos } else { source_pos - self.start_pos + self.header_len }
+        crate::binlog::local_offset(self.start_pos, self.header_len, source_pos)
     }
 }
 
@@ -756,14 +756,7 @@ fn has_transactions(f: &mut File, len: u64) -> io::Result<bool> {
     let mut seen = 0u64;
     for (off, ev) in events {
         seen = (off + ev.len()) as u64;
-        if !matches!(
-            ev[4],
-            types::FORMAT_DESCRIPTION
-                | types::PREVIOUS_GTIDS
-                | types::MARIA_GTID_LIST
-                | types::MARIA_BINLOG_CHECKPOINT
-                | types::MARIA_START_ENCRYPTION
-        ) {
+        if !is_header_event(ev[4]) {
             return Ok(true);
         }
     }

@@ -1,6 +1,8 @@
 //! The HTTP control plane (actix-web): routes, extractor configuration and error mapping.
 //!
-//! Handlers talk to the `Supervisor` by messages and never touch files, sockets or the store.
+//! Handlers talk to the `Supervisor` by messages and decide nothing. The exception is
+//! `api::pitr`, whose download and archive handlers stream binlog files (opened only through
+//! `pitr::files`, which enforces where they may come from).
 
 pub mod auth;
 pub mod body;
