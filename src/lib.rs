@@ -15,6 +15,7 @@ pub mod domain;
 pub mod fsmode;
 pub mod meta;
 pub mod pitr;
+pub mod relay;
 pub mod retry;
 pub mod sd_notify;
 pub mod secret;

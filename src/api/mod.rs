@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pitr;
 pub mod rate_limit;
+pub mod relay;
 pub mod tasks;
 pub mod ui;
 
@@ -180,6 +181,11 @@ pub fn api_scope() -> actix_web::Scope<
         .service(resource("/tasks/{id}/files/retry-upload", "POST").route(web::post().to(tasks::retry_upload)))
         .service(resource("/tasks/{id}/upload-failures", "GET").route(web::get().to(tasks::upload_failures)))
         .service(resource("/tasks/{id}/replication", "GET").route(web::get().to(tasks::replication)))
+        .service(
+            resource("/tasks/{id}/relay", "GET, PUT")
+                .route(web::get().to(relay::get_users))
+                .route(web::put().to(relay::put_users)),
+        )
         .service(resource("/tasks/{id}/window", "GET").route(web::get().to(pitr::window)))
         .service(resource("/tasks/{id}/replay", "GET").route(web::get().to(pitr::replay)))
         .service(resource("/tasks/{id}/replay/archive", "GET").route(web::get().to(pitr::archive)))

@@ -8,7 +8,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{cluster, metrics, pitr, tasks};
+use crate::api::{cluster, metrics, pitr, relay, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,6 +35,8 @@ use crate::api::{cluster, metrics, pitr, tasks};
         tasks::retry_upload,
         tasks::upload_failures,
         tasks::replication,
+        relay::put_users,
+        relay::get_users,
         pitr::window,
         pitr::replay,
         pitr::archive,
@@ -44,7 +46,7 @@ use crate::api::{cluster, metrics, pitr, tasks};
         cluster::lease,
     ),
     modifiers(&Security),
-    tags((name = "tasks", description = "Replication tasks"), (name = "recovery", description = "Point-in-time recovery: window, replay plans, file downloads"), (name = "cluster", description = "Cluster mode: nodes, leases, placement"), (name = "service", description = "Health, metrics, this document"))
+    tags((name = "tasks", description = "Replication tasks"), (name = "recovery", description = "Point-in-time recovery: window, replay plans, file downloads"), (name = "cluster", description = "Cluster mode: nodes, leases, placement"), (name = "relay", description = "Relay users: who may read a task's binlog over the replication protocol (relay.listen_addr)"), (name = "service", description = "Health, metrics, this document"))
 )]
 pub struct ApiDoc;
 

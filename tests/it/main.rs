@@ -18,6 +18,7 @@ mod disk_full;
 mod metrics;
 mod pitr;
 mod pitr_failover;
+mod relay;
 mod replica_source;
 mod replication_checksum;
 mod replication_crash;
