@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER, TEST_DB};
-use crate::common::replication::{LoadGenerator, fast_server_opts, flush_and_catch_up, start_copy_task};
+use crate::common::replication::{
+    LoadGenerator, fast_server_opts, flush_and_catch_up, start_copy_task, wait_caught_up,
+};
 use crate::common::server::Server;
 use crate::common::{free_port, output_with_deadline, require_binary, temp_dir};
 
@@ -18,8 +20,12 @@ const DEADLINE: Duration = Duration::from_secs(90);
 
 /// binlog-server with the relay on a free loopback port; returns it and the port.
 fn relay_server() -> (Server, u16) {
+    relay_server_with(fast_server_opts())
+}
+
+fn relay_server_with(opts: crate::common::server::ServerOpts) -> (Server, u16) {
     let port = free_port();
-    let srv = Server::start(fast_server_opts().env("BINLOG_SERVER_RELAY_LISTEN_ADDR", format!("127.0.0.1:{port}")));
+    let srv = Server::start(opts.env("BINLOG_SERVER_RELAY_LISTEN_ADDR", format!("127.0.0.1:{port}")));
     (srv, port)
 }
 
@@ -120,6 +126,23 @@ fn mariadb_replicas_follow_the_relay_by_gtid_and_by_position() {
     assert_eq!(checksum(&by_gtid, "relayed"), checksum(&source, "relayed"));
     assert_eq!(checksum(&by_pos, "relayed"), checksum(&source, "relayed"));
 
+    // The source dies: what binlog-server fsynced before still reaches a replica that was
+    // stopped meanwhile, by GTID, from the relay alone.
+    by_gtid.sql("STOP SLAVE");
+    source.sql("INSERT INTO relayed (k, v) VALUES (1, 'written before the source died')");
+    wait_caught_up(&srv, &source, id);
+    let last = source.gtid_binlog_pos();
+    let want = checksum(&source, "relayed");
+    let mut source = source;
+    source.kill();
+    by_gtid.sql("START SLAVE");
+    let deadline = Instant::now() + DEADLINE;
+    while by_gtid.query_value("SELECT @@gtid_slave_pos") != last {
+        assert!(Instant::now() < deadline, "the replica did not reach {last}: {:?}", slave_status(&by_gtid));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(checksum(&by_gtid, "relayed"), want);
+
     // A GTID the archive does not hold: 1236, naming it.
     let lost = MariaDb::start(MariaDbOpts::default().replica(23));
     lost.sql("SET GLOBAL gtid_slave_pos='0-1-999999'");
@@ -193,23 +216,20 @@ fn mariadb_binlog_reads_the_same_bytes_from_the_relay_as_from_the_source() {
 #[test]
 fn wrong_passwords_get_1045_and_unknown_queries_an_error_on_a_live_connection() {
     let source = MariaDb::start(MariaDbOpts::default());
-    let (srv, relay_port) = relay_server();
+    let (srv, relay_port) = relay_server_with(fast_server_opts().env("BINLOG_SERVER_RELAY_FAILURE_BURST", "2"));
     let id = start_copy_task(&srv, &source, "relay-auth");
     grant(&srv, id);
-    let client = |user: &str, password: &str, sql: &str| {
+    // The relay tells the source's server id from the archive's first file.
+    wait_caught_up(&srv, &source, id);
+    let client = |user: &str, password: &str| {
         let mut cmd = Command::new(require_binary("mariadb"));
         cmd.args(["--no-defaults", "-h127.0.0.1", &format!("-P{relay_port}"), "--batch", "--skip-column-names"])
             .arg(format!("-u{user}"))
-            .arg("--force")
             .env("MYSQL_PWD", password)
-            .args(["-e", sql]);
+            .args(["-e", "SELECT @@server_id"]);
         let out = output_with_deadline(&mut cmd, Duration::from_secs(30), "mariadb");
         (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    let (_, err) = client(RELAY_USER, "wrong", "SELECT 1");
-    assert!(err.contains("ERROR 1045"), "{err}");
-    let (_, err) = client("nobody", RELAY_PASSWORD, "SELECT 1");
-    assert!(err.contains("ERROR 1045"), "{err}");
     // A client library (mysql_async): an unknown query is an error, and the same connection
     // answers the next one.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
@@ -227,6 +247,18 @@ fn wrong_passwords_get_1045_and_unknown_queries_an_error_on_a_live_connection() 
         assert_eq!(id, Some(1), "the source's server id");
         conn.disconnect().await.expect("COM_QUIT");
     });
-    assert!(srv.log_text().contains("relay query not answered"), "the unknown query is logged");
-    assert!(!srv.log_text().contains(RELAY_PASSWORD), "a password is never logged");
+    assert_eq!(client(RELAY_USER, RELAY_PASSWORD).0.trim(), "1", "the mariadb client logs in too");
+    let (_, err) = client(RELAY_USER, "Wr0ng-guess-77");
+    assert!(err.contains("ERROR 1045"), "{err}");
+    let (_, err) = client("nobody", RELAY_PASSWORD);
+    assert!(err.contains("ERROR 1045"), "{err}");
+    // relay.failure_burst=2 spent: this address is refused, even with the right password.
+    let (out, err) = client(RELAY_USER, RELAY_PASSWORD);
+    assert!(err.contains("1129") && err.contains("too many failed relay logins") && out.is_empty(), "{out} {err}");
+    let log = srv.log_text();
+    assert!(
+        log.contains("relay query not answered") && log.contains("SHOW PROCESSLIST"),
+        "the unknown query is logged"
+    );
+    assert!(!log.contains(RELAY_PASSWORD) && !log.contains("Wr0ng-guess-77"), "a password is never logged");
 }
