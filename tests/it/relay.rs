@@ -262,3 +262,52 @@ fn wrong_passwords_get_1045_and_unknown_queries_an_error_on_a_live_connection() 
     );
     assert!(!log.contains(RELAY_PASSWORD) && !log.contains("Wr0ng-guess-77"), "a password is never logged");
 }
+
+#[test]
+fn mariadb_binlog_stop_never_tails_the_relay_live() {
+    let source = MariaDb::start(MariaDbOpts::default().max_binlog_size("16K"));
+    let first = source.binlog_files()[0].0.clone();
+    let (srv, relay_port) = relay_server();
+    let id = start_copy_task(&srv, &source, "relay-tail");
+    grant(&srv, id);
+    wait_caught_up(&srv, &source, id);
+    let out = temp_dir("raw-tail-");
+    let mut tail = Command::new(require_binary("mariadb-binlog"))
+        .args(["--no-defaults", "--read-from-remote-server", "--raw", "--stop-never", "--host=127.0.0.1"])
+        .arg(format!("--port={relay_port}"))
+        .arg(format!("--user={RELAY_USER}"))
+        .env("MYSQL_PWD", RELAY_PASSWORD)
+        .arg(format!("--result-file={}/", out.path().display()))
+        .arg(&first)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn mariadb-binlog --stop-never");
+    // Written while the tail is connected: it arrives live, file after file.
+    let load = LoadGenerator::start(&source, "tailed", 5);
+    let deadline = Instant::now() + DEADLINE;
+    while source.binlog_files().len() < 4 {
+        assert!(Instant::now() < deadline, "the source did not rotate");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    load.stop();
+    flush_and_catch_up(&srv, &source, id);
+    let sealed: Vec<String> = source.binlog_files().iter().rev().skip(1).rev().map(|(n, _)| n.clone()).collect();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let same = sealed.iter().all(|f| {
+            let theirs = std::fs::read(source.binlog_dir().join(f)).unwrap();
+            std::fs::read(out.path().join(f)).is_ok_and(|ours| ours == theirs)
+        });
+        if same {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && tail.try_wait().unwrap().is_none(),
+            "the live tail did not deliver {sealed:?} byte-identical"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+}
