@@ -37,6 +37,8 @@ pub struct ApiState {
     pub http_registry: prometheus::Registry,
     /// Where task files live (downloads check every path is inside it).
     pub data_dir: std::path::PathBuf,
+    /// Who is connected to the relay listener (empty when it is off).
+    pub relay_clients: crate::relay::clients::Clients,
     pub cluster: ClusterInfo,
 }
 
@@ -181,6 +183,7 @@ pub fn api_scope() -> actix_web::Scope<
         .service(resource("/tasks/{id}/files/retry-upload", "POST").route(web::post().to(tasks::retry_upload)))
         .service(resource("/tasks/{id}/upload-failures", "GET").route(web::get().to(tasks::upload_failures)))
         .service(resource("/tasks/{id}/replication", "GET").route(web::get().to(tasks::replication)))
+        .service(resource("/tasks/{id}/replicas", "GET").route(web::get().to(relay::replicas)))
         .service(
             resource("/tasks/{id}/relay", "GET, PUT")
                 .route(web::get().to(relay::get_users))

@@ -37,6 +37,7 @@ use crate::api::{cluster, metrics, pitr, relay, tasks};
         tasks::replication,
         relay::put_users,
         relay::get_users,
+        relay::replicas,
         pitr::window,
         pitr::replay,
         pitr::archive,

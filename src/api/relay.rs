@@ -94,6 +94,22 @@ pub async fn get_users(state: web::Data<ApiState>, id: TaskIdPath) -> Result<Htt
     Ok(HttpResponse::Ok().json(RelayUsersDto { task_id: id.0.0, users: names }))
 }
 
+/// The clients connected to a task through the relay.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReplicaPage {
+    pub items: Vec<crate::relay::clients::RelayClient>,
+}
+
+#[utoipa::path(get, path = "/api/tasks/{id}/replicas", tag = "relay", params(("id" = i64, Path, description = "Task id", minimum = 1)),
+    responses((status = 200, description = "Clients connected through the relay now: server id, address, user, mode, file and position reached, bytes sent, connected since", body = ReplicaPage), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 404, description = "No such task", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
+              (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
+    security((), ("bearer" = []), ("api_key" = [])))]
+pub async fn replicas(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse, ApiError> {
+    // 404 for a task that does not exist.
+    state.supervisor.send(crate::actors::supervisor::GetTask(id.0)).await??;
+    Ok(HttpResponse::Ok().json(ReplicaPage { items: state.relay_clients.of_task(id.0) }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

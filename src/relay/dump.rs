@@ -13,6 +13,7 @@ use crate::binlog::event::{EventHeader, Fde, HEADER_LEN, parse_mariadb_gtid, typ
 use crate::binlog::gtid::MariadbGtidState;
 use crate::domain::{Flavor, TaskId};
 use crate::meta::FileRecord;
+use crate::relay::clients::ClientGuard;
 use crate::relay::codes::ER_MASTER_FATAL_ERROR_READING_BINLOG;
 use crate::relay::plan::{self, DumpRefused, GtidSkip};
 use crate::relay::query::Session;
@@ -63,6 +64,7 @@ pub async fn run(
     session: &Session,
     req: DumpRequest,
     log: &Logger,
+    client: &ClientGuard,
 ) -> Result<(), SourceError> {
     let mut rx = ctx.hub.subscribe(task);
     rx.borrow_and_update();
@@ -88,9 +90,15 @@ pub async fn run(
     info!(log, "relay dump"; "replica_server_id" => req.server_id, "file" => %archive.files[start.file].file_name,
           "pos" => start.pos, "gtid" => session.connect_state().unwrap_or(""),
           "non_block" => req.flags & BINLOG_DUMP_NON_BLOCK != 0);
+    client.update(|c| {
+        c.mode = if gtid_state.is_some() { "gtid" } else { "position" }.into();
+        c.server_id = Some(req.server_id);
+    });
     let mut d = Dumper {
         ctx,
         log,
+        client,
+        at: (archive.files[start.file].file_name.to_string(), start.pos),
         wants_crc: session.wants_crc(),
         heartbeat: session.heartbeat_period(),
         index: start.file,
@@ -133,6 +141,9 @@ struct OpenFile {
 struct Dumper<'a> {
     ctx: &'a RelayContext,
     log: &'a Logger,
+    client: &'a ClientGuard,
+    /// The source file and position the bytes sent so far reach.
+    at: (String, u64),
     wants_crc: Option<bool>,
     heartbeat: Option<Duration>,
     index: usize,
@@ -172,6 +183,7 @@ impl Dumper<'_> {
         if !self.out.is_empty() {
             let out = std::mem::take(&mut self.out);
             io.write_framed(&out).await?;
+            self.client.sent(out.len() as u64, &self.at.0, self.at.1);
             self.out = out;
             self.out.clear();
         }
@@ -219,10 +231,13 @@ impl Dumper<'_> {
                 continue;
             }
             self.flush(io).await?;
-            if f.state == crate::meta::FileState::Sealed
-                && self.offset >= f.size
-                && self.index + 1 < archive.files.len()
-            {
+            // The next file once it holds durable bytes (its FDE may not even be written before).
+            let next_ready = archive
+                .files
+                .get(self.index + 1)
+                .and_then(|n| plan::readable_len(n, archive.durable.as_ref()))
+                .is_some_and(|len| len > 4);
+            if f.state == crate::meta::FileState::Sealed && self.offset >= f.size && next_ready {
                 // The next file: announced by an artificial ROTATE whose CRC follows the file left.
                 let crc = self.file.as_ref().is_some_and(|o| o.fde.checksum.has_crc());
                 let server_id = self.file.as_ref().map_or(0, |o| o.server_id);
@@ -369,6 +384,7 @@ impl Dumper<'_> {
             used += size;
             if self.out.len() >= WRITE_BATCH {
                 self.offset = at + used as u64;
+                self.at = (f.file_name.to_string(), plan::source_pos(f, self.offset));
                 self.flush(io).await?;
             }
         }
@@ -379,6 +395,7 @@ impl Dumper<'_> {
             )));
         }
         self.offset = at + used as u64;
+        self.at = (f.file_name.to_string(), plan::source_pos(f, self.offset));
         Ok(())
     }
 }

@@ -13,6 +13,7 @@
 //! slows replication from the source: each client has its own socket buffers and backpressure.
 
 pub mod auth;
+pub mod clients;
 pub mod dump;
 pub mod events;
 pub mod hub;
@@ -52,14 +53,24 @@ pub struct RelayContext {
     pub log: Logger,
     /// Failed logins per client address (`relay.failure_per_minute`, `relay.failure_burst`).
     pub failures: Arc<RateLimiter>,
+    /// Who is connected (the API's `/replicas`, the relay metrics).
+    pub clients: clients::Clients,
     next_connection_id: AtomicU32,
 }
 
 impl RelayContext {
-    pub fn new(store: Store, hub: CheckpointHub, data_dir: PathBuf, settings: &RelaySettings, log: Logger) -> Self {
+    pub fn new(
+        store: Store,
+        hub: CheckpointHub,
+        clients: clients::Clients,
+        data_dir: PathBuf,
+        settings: &RelaySettings,
+        log: Logger,
+    ) -> Self {
         RelayContext {
             store,
             hub,
+            clients,
             data_dir,
             log,
             failures: RateLimiter::new(f64::from(settings.failure_per_minute.max(1)) / 60.0, settings.failure_burst),

@@ -95,7 +95,12 @@ pub fn plan_position(
         )));
     }
     let offset = f.local_offset(pos);
-    let end = readable_len(f, durable).unwrap_or(f.header_len);
+    let Some(end) = readable_len(f, durable) else {
+        return Err(DumpRefused(format!(
+            "binlog file {} holds nothing durable yet (it was just created); retry in a moment",
+            f.file_name
+        )));
+    };
     if offset > end {
         return Err(DumpRefused(format!(
             "Client requested master to start replication from impossible position {pos} in {}: binlog-server holds that file up to position {}",
@@ -146,7 +151,13 @@ pub fn plan_mariadb_gtid(
         .iter()
         .enumerate()
         .rev()
-        .find(|(i, s)| files[*i].start_pos <= 4 && s.as_ref().is_some_and(|s| state.includes(s)))
+        .find(|(i, s)| {
+            // From the file's start, and only a file with durable bytes (a file just created may
+            // not even hold its FDE yet).
+            files[*i].start_pos <= 4
+                && readable_len(&files[*i], durable).is_some_and(|len| len > 4)
+                && s.as_ref().is_some_and(|s| state.includes(s))
+        })
         .map(|(i, _)| i)
         .ok_or_else(|| {
             DumpRefused(format!(
@@ -296,6 +307,9 @@ mod tests {
         assert!(e.0.contains("impossible position 3001") && e.0.contains("up to position 3000"), "{e}");
         let e = plan_position(&files, Some(&durable), "bin.000009", 4).unwrap_err();
         assert!(e.0.contains("no file bin.000009") && e.0.contains("bin.000001 to bin.000003"), "{e}");
+        // A file created after the durable checkpoint's file has nothing to serve yet.
+        let older = cp("bin.000002", 2000, "0-1-20");
+        assert!(plan_position(&files, Some(&older), "bin.000003", 4).unwrap_err().0.contains("nothing durable yet"));
         let mut gone = files.clone();
         gone[0].upload.local_deleted_at = Some(chrono::Utc::now());
         assert!(

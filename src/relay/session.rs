@@ -14,6 +14,7 @@ use crate::binlog::event::{EventHeader, Fde};
 use crate::domain::{Flavor, TaskId};
 use crate::meta::{Checkpoint, FileRecord, StoreError};
 use crate::relay::auth::UserHashes;
+use crate::relay::clients::{ClientGuard, RelayClient};
 use crate::relay::codes::*;
 use crate::relay::query::{Answer, Facts, Session};
 use crate::relay::{RelayContext, dump, plan, proto};
@@ -62,15 +63,28 @@ async fn run(ctx: &RelayContext, io: &mut Io, peer: SocketAddr, log: &Logger) ->
         Flavor::Mariadb => "mysql_native_password",
         Flavor::Mysql => "caching_sha2_password",
     };
-    io.write_packet(&proto::greeting(&greet.version, ctx.connection_id(), &scramble, plugin)).await?;
+    let connection_id = ctx.connection_id();
+    io.write_packet(&proto::greeting(&greet.version, connection_id, &scramble, plugin)).await?;
     let task = match tokio::time::timeout(LOGIN_TIMEOUT, login(ctx, io, peer, &scramble, log)).await {
         Ok(r) => r?,
         Err(_) => return send_err(io, ER_HANDSHAKE_ERROR, "08S01", "Bad handshake: login timed out").await,
     };
     let Some((task, user)) = task else { return Ok(()) };
+    let client = ctx.clients.register(RelayClient {
+        connection_id,
+        task_id: task.0,
+        server_id: None,
+        address: peer.to_string(),
+        user: user.clone(),
+        mode: "connected".into(),
+        file: None,
+        pos: None,
+        bytes_sent: 0,
+        connected_since: chrono::Utc::now(),
+    });
     let log = log.new(o!("task_id" => task.0, "relay_user" => user));
     io.write_packet(&proto::ok()).await?;
-    commands(ctx, io, task, &log).await
+    commands(ctx, io, task, &log, &client).await
 }
 
 /// Reads the handshake response and checks the password; `None` once refused (and answered).
@@ -147,7 +161,13 @@ fn scramble_text(s: &[u8; 20]) -> String {
     format!("unknown-user-{}", String::from_utf8_lossy(s))
 }
 
-async fn commands(ctx: &RelayContext, io: &mut Io, task: TaskId, log: &Logger) -> Result<(), SourceError> {
+async fn commands(
+    ctx: &RelayContext,
+    io: &mut Io,
+    task: TaskId,
+    log: &Logger,
+    client: &ClientGuard,
+) -> Result<(), SourceError> {
     let mut session = Session::default();
     loop {
         io.reset_seq();
@@ -190,6 +210,7 @@ async fn commands(ctx: &RelayContext, io: &mut Io, task: TaskId, log: &Logger) -
                 // COM_REGISTER_SLAVE: the replica's server id, for the log.
                 let server_id = pkt.get(1..5).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
                 info!(log, "replica registered"; "replica_server_id" => server_id);
+                client.update(|c| c.server_id = Some(server_id));
                 io.write_packet(&proto::ok()).await?;
             }
             0x12 => {
@@ -197,7 +218,7 @@ async fn commands(ctx: &RelayContext, io: &mut Io, task: TaskId, log: &Logger) -
                     return send_err(io, ER_MASTER_FATAL_ERROR_READING_BINLOG, "HY000", "malformed COM_BINLOG_DUMP")
                         .await;
                 };
-                return dump::run(ctx, io, task, &session, req, log).await;
+                return dump::run(ctx, io, task, &session, req, log, client).await;
             }
             0x1e => {
                 return send_err(

@@ -34,6 +34,9 @@ pub struct Metrics {
     /// Cluster mode: leases this node holds, and leases it lost (taken over or expired).
     pub leases_held: prometheus::IntGauge,
     pub lease_losses: prometheus::IntCounter,
+    /// Relay: clients connected per task, and binlog bytes sent to them.
+    pub relay_clients: IntGaugeVec,
+    pub relay_bytes_sent: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -105,6 +108,16 @@ impl Metrics {
                 "Cluster mode: leases this node lost (taken over, or not renewed in time).",
             ))
             .expect("valid metric"),
+            relay_clients: IntGaugeVec::new(
+                opts("relay_clients", "Relay: clients logged in to the relay listener, by task."),
+                &["task"],
+            )
+            .expect("valid metric"),
+            relay_bytes_sent: IntCounterVec::new(
+                opts("relay_bytes_sent_total", "Relay: bytes of binlog dumps sent to clients, by task."),
+                &["task"],
+            )
+            .expect("valid metric"),
         };
         for s in TaskState::ALL {
             m.tasks.with_label_values(&[s.as_str()]).set(0);
@@ -131,6 +144,8 @@ impl Metrics {
             &self.up_since,
             &self.leases_held,
             &self.lease_losses,
+            &self.relay_clients,
+            &self.relay_bytes_sent,
         ]
     }
 
@@ -144,6 +159,8 @@ impl Metrics {
         let _ = self.crc_errors.remove_label_values(&[&t]);
         let _ = self.upload_backlog.remove_label_values(&[&t]);
         let _ = self.upload_failures.remove_label_values(&[&t]);
+        let _ = self.relay_clients.remove_label_values(&[&t]);
+        let _ = self.relay_bytes_sent.remove_label_values(&[&t]);
         // reconnects has a second label; drop every reason of this task.
         for code in crate::domain::TaskErrorCode::ALL {
             let _ = self.reconnects.remove_label_values(&[&t, code.as_str()]);

@@ -108,6 +108,30 @@ fn mariadb_replicas_follow_the_relay_by_gtid_and_by_position() {
         assert_eq!(checksum(r, "relayed_myisam"), checksum(&source, "relayed_myisam"));
     }
 
+    // Each connected replica is visible, with what it was sent.
+    let (status, page) = srv.get(&format!("/api/tasks/{id}/replicas"));
+    assert_eq!(status, 200, "{page}");
+    let mut seen: Vec<(u64, String, String)> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|c| {
+            assert!(c["bytes_sent"].as_u64().unwrap_or(0) > 0, "{c}");
+            assert_eq!(c["user"], RELAY_USER, "{c}");
+            (c["server_id"].as_u64().unwrap_or(0), c["mode"].as_str().unwrap_or("").to_string(), c["file"].to_string())
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen.iter().map(|s| (s.0, s.1.as_str())).collect::<Vec<_>>(),
+        vec![(21, "gtid"), (22, "position")],
+        "{page}"
+    );
+    let metrics = srv.get_raw("/metrics");
+    let text = &metrics.body;
+    assert!(text.contains(&format!("binlog_server_relay_clients{{task=\"{id}\"}} 2")), "relay client gauge");
+    assert!(text.contains(&format!("binlog_server_relay_bytes_sent_total{{task=\"{id}\"}}")), "relay bytes counter");
+
     // A restarted replica resumes by GTID; writes made meanwhile arrive through the relay.
     by_gtid.sql("STOP SLAVE");
     let load = LoadGenerator::start(&source, "relayed", 8);
@@ -302,10 +326,27 @@ fn mariadb_binlog_stop_never_tails_the_relay_live() {
         if same {
             break;
         }
-        assert!(
-            Instant::now() < deadline && tail.try_wait().unwrap().is_none(),
-            "the live tail did not deliver {sealed:?} byte-identical"
-        );
+        let exited = tail.try_wait().expect("try_wait");
+        if Instant::now() >= deadline || exited.is_some() {
+            let _ = tail.kill();
+            let out_tail = tail.wait_with_output().expect("the tail's output");
+            let differs: Vec<String> = sealed
+                .iter()
+                .filter(|f| {
+                    let theirs = std::fs::read(source.binlog_dir().join(f)).unwrap();
+                    std::fs::read(out.path().join(f)).map_or(true, |ours| ours != theirs)
+                })
+                .map(|f| {
+                    let len = std::fs::metadata(out.path().join(f)).map_or(0, |m| m.len());
+                    format!("{f} ({len} bytes here)")
+                })
+                .collect();
+            panic!(
+                "the live tail did not deliver every sealed file byte-identical: {differs:?}; exited: {exited:?}; \
+                 stderr: {}",
+                String::from_utf8_lossy(&out_tail.stderr)
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     let _ = tail.kill();
