@@ -1,9 +1,10 @@
 //! `Supervisor`: owns one `TaskActor` per active task and is the only door for control-plane
 //! commands (create, update, delete, start, stop) and reads.
 //!
-//! Mutations run one at a time (`AtomicResponse`), so two commands on one task never interleave;
-//! the store's conditional updates enforce the state machine even across processes. Reads run
-//! concurrently. It never touches sockets; file work (quarantining a deleted task's files) runs on
+//! Update, delete and start run one at a time (`AtomicResponse`); create and stop do not (the
+//! store's unique `cluster_key` decides between two creates; a stop waits for the task's actors).
+//! The store's conditional updates keep every state change within the state table
+//! (`TaskState::allows`), even across processes. Reads run concurrently. It never touches sockets; file work (quarantining a deleted task's files) runs on
 //! the blocking pool.
 
 use std::collections::HashMap;
@@ -17,9 +18,9 @@ use slog::{Logger, error, info, o, warn};
 use crate::actors::task::{Stop, TaskActor, TaskContext, TaskExited, WakeUploads};
 use crate::cluster::LeaseGuard;
 use crate::config::Settings;
-use crate::domain::{DesiredState, FieldError, Task, TaskEventType, TaskId, TaskSpec, TaskState};
+use crate::domain::{DesiredState, FieldError, Mover, Task, TaskEventType, TaskId, TaskSpec, TaskState};
 use crate::meta::leases::Fence;
-use crate::meta::{Checkpoint, FileRecord, LastError, Store, StoreError, TaskEvent, TaskFilter};
+use crate::meta::{Checkpoint, FileRecord, LastError, Store, StoreError, TaskEvent, TaskFilter, Transition};
 use crate::pitr::{self, plan::Plan, plan::PlanFile, window::Window};
 use crate::telemetry::tracing::span;
 use crate::upload::ObjectStore;
@@ -78,6 +79,8 @@ pub struct Supervisor {
     coordinator: Option<Recipient<crate::actors::coordinator::LocalEvent>>,
     /// The thread every task's `UploadActor` runs on (see `TaskContext::uploads`).
     uploads: actix::ArbiterHandle,
+    /// Each task's durable checkpoint, for the relay (`relay::hub`).
+    relay: crate::relay::CheckpointHub,
 }
 
 impl Supervisor {
@@ -93,7 +96,14 @@ impl Supervisor {
             shutting_down: false,
             coordinator: None,
             uploads: actix::Arbiter::new().handle(),
+            relay: crate::relay::CheckpointHub::default(),
         }
+    }
+
+    /// Shares `hub` with the relay: task writers publish their durable checkpoints there.
+    pub fn with_relay(mut self, hub: crate::relay::CheckpointHub) -> Self {
+        self.relay = hub;
+        self
     }
 
     fn cluster_mode(&self) -> bool {
@@ -115,6 +125,7 @@ impl Supervisor {
             objects: self.objects.clone(),
             lease: guard,
             uploads: self.uploads.clone(),
+            relay: self.relay.clone(),
         };
         let addr = TaskActor::new(task, tctx).start();
         self.tasks.insert(id, addr);
@@ -146,12 +157,12 @@ impl Actor for Supervisor {
                             // A failed task waits for its operator, restart or not.
                             DesiredState::Running if t.state == TaskState::Failed => {}
                             DesiredState::Running => {
-                                s.force_state(t.id, TaskState::Starting)?;
-                                s.append_event(t.id, TaskEventType::TaskStarted, "resumed at process start")?;
-                                resume.push(s.get_task(t.id)?);
+                                let resumed = Transition::to(TaskState::Starting, Mover::Repair)
+                                    .event(TaskEventType::TaskStarted, "resumed at process start");
+                                resume.push(s.transition(t.id, resumed)?);
                             }
                             DesiredState::Stopped if t.state.is_active() => {
-                                s.force_state(t.id, TaskState::Stopped)?;
+                                s.transition(t.id, Transition::to(TaskState::Stopped, Mover::Repair))?;
                             }
                             DesiredState::Stopped => {}
                         }
@@ -323,11 +334,10 @@ impl Handler<StartTask> for Supervisor {
             }
             s.transition(
                 id,
-                &[TaskState::Stopped, TaskState::Failed],
-                TaskState::Starting,
-                Some(DesiredState::Running),
-                LastError::Clear,
-                Some((TaskEventType::TaskStarted, "start requested")),
+                Transition::to(TaskState::Starting, Mover::Operator)
+                    .desired(DesiredState::Running)
+                    .last_error(LastError::Clear)
+                    .event(TaskEventType::TaskStarted, "start requested"),
             )
         });
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
@@ -359,14 +369,7 @@ pub struct StopTask(pub TaskId);
 async fn finish_stop(store: &Store, id: TaskId, why: &'static str) -> Result<Task, StoreError> {
     store
         .call(move |s| {
-            s.transition(
-                id,
-                &[TaskState::Stopping],
-                TaskState::Stopped,
-                None,
-                LastError::Keep,
-                Some((TaskEventType::TaskStopped, why)),
-            )
+            s.transition(id, Transition::to(TaskState::Stopped, Mover::Operator).event(TaskEventType::TaskStopped, why))
         })
         .await
 }
@@ -394,11 +397,9 @@ impl Handler<StopTask> for Supervisor {
                         .call(move |s| {
                             s.transition(
                                 id,
-                                &[TaskState::Failed],
-                                TaskState::Stopped,
-                                Some(DesiredState::Stopped),
-                                LastError::Keep,
-                                Some((TaskEventType::TaskStopped, "stop requested")),
+                                Transition::to(TaskState::Stopped, Mover::Operator)
+                                    .desired(DesiredState::Stopped)
+                                    .event(TaskEventType::TaskStopped, "stop requested"),
                             )
                         })
                         .await
@@ -408,16 +409,7 @@ impl Handler<StopTask> for Supervisor {
                     .call(move |s| {
                         s.transition(
                             id,
-                            &[
-                                TaskState::Starting,
-                                TaskState::Running,
-                                TaskState::RetryBackoff,
-                                TaskState::LeaseDegraded,
-                            ],
-                            TaskState::Stopping,
-                            Some(DesiredState::Stopped),
-                            LastError::Keep,
-                            None,
+                            Transition::to(TaskState::Stopping, Mover::Operator).desired(DesiredState::Stopped),
                         )
                     })
                     .await
@@ -713,6 +705,56 @@ impl Handler<ListFiles> for Supervisor {
         let fut = store_call!(self.store, |s| {
             s.get_task(id)?;
             s.list_files(id)
+        });
+        Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
+    }
+}
+
+/// Replaces a task's relay users (only their password hashes are stored). Replies with the names.
+#[derive(Message)]
+#[rtype(result = "ControlResult<Vec<String>>")]
+pub struct SetRelayUsers {
+    pub id: TaskId,
+    pub users: Vec<(String, crate::relay::auth::UserHashes)>,
+}
+
+impl Handler<SetRelayUsers> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Vec<String>>>;
+
+    fn handle(&mut self, msg: SetRelayUsers, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.id;
+        let log = self.log.clone();
+        let fut = store_call!(self.store, |s| {
+            s.set_relay_users(id, &msg.users)?;
+            s.relay_user_names(id)
+        });
+        Box::pin(async move {
+            let names = fut.await.map_err(|e| match e {
+                StoreError::Duplicate(_) => ControlError::Invalid(vec![crate::domain::FieldError {
+                    field: "users",
+                    message: "a relay user name is already granted another task (names are unique across tasks)".into(),
+                }]),
+                e => ControlError::from_store(e, Some(id), "set relay users"),
+            })?;
+            slog::info!(log, "relay users set"; "task_id" => id.0, "users" => names.join(","));
+            Ok(names)
+        })
+    }
+}
+
+/// The names of a task's relay users.
+#[derive(Message)]
+#[rtype(result = "ControlResult<Vec<String>>")]
+pub struct GetRelayUsers(pub TaskId);
+
+impl Handler<GetRelayUsers> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Vec<String>>>;
+
+    fn handle(&mut self, msg: GetRelayUsers, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.0;
+        let fut = store_call!(self.store, |s| {
+            s.get_task(id)?;
+            s.relay_user_names(id)
         });
         Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
     }

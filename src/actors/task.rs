@@ -23,8 +23,8 @@ use crate::actors::replication::{
 };
 use crate::actors::upload::{StopUploads, UploadActor, UploadNow, UploadParams};
 use crate::config::Settings;
-use crate::domain::{Task, TaskError, TaskErrorCode, TaskEventType, TaskId, TaskState, effective_server_id};
-use crate::meta::{Checkpoint, LastError, Store};
+use crate::domain::{Mover, Task, TaskError, TaskErrorCode, TaskEventType, TaskId, TaskState, effective_server_id};
+use crate::meta::{Checkpoint, LastError, Store, Transition};
 use crate::retry::{Failure, RetryPolicy, RetryState, SourcePos, Verdict};
 use crate::source::conn::ConnectParams;
 use crate::source::dump::ReplicaParams;
@@ -45,6 +45,8 @@ pub struct TaskContext {
     /// Where upload actors run: their own thread, because uploading means hashing every byte
     /// (rust-s3 hashes each request body to sign it), which must not delay the tasks' actors.
     pub uploads: actix::ArbiterHandle,
+    /// Where the writer publishes the durable checkpoint for the relay.
+    pub relay: crate::relay::CheckpointHub,
 }
 
 /// Cluster mode: the lease is lost or about to be; stop writing at once. Nothing is recorded in
@@ -240,7 +242,9 @@ impl TaskActor {
                             }
                             return Ok(());
                         }
-                        s.transition(id, &[from], to, None, last_error, ev).map(|_| ())
+                        let mut t = Transition::to(to, Mover::Task).from(from).last_error(last_error);
+                        t.event = ev;
+                        s.transition(id, t).map(|_| ())
                     })
                     .await;
                 match res {
@@ -432,8 +436,10 @@ impl Actor for TaskActor {
         let interval = Duration::from_millis(s.writer.checkpoint_interval_ms);
         let data_dir = s.data_dir.clone();
         let lease = self.ctx.lease.clone();
+        let relay = self.ctx.relay.publisher(id);
         self.writer = Some(SyncArbiter::start(1, move || {
-            let w = FileWriterActor::new(id, &data_dir, store.clone(), log.clone(), report.clone(), interval);
+            let w = FileWriterActor::new(id, &data_dir, store.clone(), log.clone(), report.clone(), interval)
+                .with_relay(relay.clone());
             match &lease {
                 Some(guard) => w.with_lease(crate::actors::file_writer::WriterLease { guard: guard.clone() }),
                 None => w,

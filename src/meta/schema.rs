@@ -1,5 +1,7 @@
-// The diesel schema, one for both backends. Must match migrations/sqlite and migrations/mysql;
-// the test `meta::tests::schema_matches_migrations` checks column names on both backends.
+// The diesel schema, one for both backends. Must match migrations/sqlite and migrations/mysql:
+// nothing compares them directly, but the store's contract runs every query against freshly
+// migrated databases of both (`meta::store::tests::contract_on_sqlite`, `meta_mysql::*` in the
+// integration suite), so a column missing from either fails there.
 
 diesel::table! {
     tasks (id) {
@@ -112,11 +114,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    relay_users (name) {
+        name -> Text,
+        task_id -> BigInt,
+        native_hash -> Text,
+        sha2_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     tasks,
     checkpoints,
     task_events,
     binlog_files,
     cluster_nodes,
-    task_leases
+    task_leases,
+    relay_users
 );
