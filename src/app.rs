@@ -186,6 +186,11 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     })
     .disable_signals()
     .shutdown_timeout(2)
+    .client_request_timeout(Duration::from_secs(settings.http.request_timeout_sec))
+    .keep_alive(match settings.http.keep_alive_sec {
+        0 => actix_web::http::KeepAlive::Disabled,
+        s => actix_web::http::KeepAlive::Timeout(Duration::from_secs(s)),
+    })
     .bind(addr)
     .with_context(|| format!("cannot listen on {addr}"))?
     .run();

@@ -37,6 +37,9 @@ pub struct Settings {
     pub meta_pool_size: u32,
     /// Seconds the graceful shutdown may take before the process exits anyway.
     pub shutdown_timeout_sec: u64,
+    /// Refuse to start unless the API and metrics ask for a credential and the listener is
+    /// loopback (the rules `check_production` names).
+    pub production: bool,
     pub log: LogSettings,
     pub http: HttpSettings,
     pub api: ApiSettings,
@@ -62,6 +65,7 @@ impl Default for Settings {
             meta_dsn_file: String::new(),
             meta_pool_size: 8,
             shutdown_timeout_sec: 30,
+            production: false,
             log: LogSettings::default(),
             http: HttpSettings::default(),
             api: ApiSettings::default(),
@@ -172,11 +176,22 @@ pub struct HttpSettings {
     /// Largest request body under `/api` (then 413): a task definition is a few hundred bytes,
     /// a batch of 100 some tens of KiB.
     pub max_body_bytes: u64,
+    /// Seconds a client has to send its request headers once connected (then 408).
+    pub request_timeout_sec: u64,
+    /// Seconds an idle keep-alive connection stays open; 0 closes every connection after its
+    /// response.
+    pub keep_alive_sec: u64,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings { body_timeout_sec: 10, allowed_hosts: String::new(), max_body_bytes: 64 * 1024 }
+        HttpSettings {
+            body_timeout_sec: 10,
+            allowed_hosts: String::new(),
+            max_body_bytes: 64 * 1024,
+            request_timeout_sec: 5,
+            keep_alive_sec: 5,
+        }
     }
 }
 
@@ -654,6 +669,7 @@ pub fn load(file: Option<&Path>, env: &[(String, String)], purpose: Purpose) -> 
     settings.validate().map_err(named)?;
     if purpose == Purpose::Serve {
         settings.check_exposure().map_err(named)?;
+        settings.check_production().map_err(named)?;
     }
     Ok(settings)
 }
@@ -869,6 +885,12 @@ impl Settings {
         }
         if !(1..=3600).contains(&self.http.body_timeout_sec) {
             return Err(invalid("http.body_timeout_sec", "must be between 1 and 3600"));
+        }
+        if !(1..=3600).contains(&self.http.request_timeout_sec) {
+            return Err(invalid("http.request_timeout_sec", "must be between 1 and 3600"));
+        }
+        if self.http.keep_alive_sec > 3600 {
+            return Err(invalid("http.keep_alive_sec", "must be at most 3600 (0: no keep-alive)"));
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.http.max_body_bytes) {
             return Err(invalid("http.max_body_bytes", "must be between 1024 and 67108864 (64 MiB)"));
@@ -1089,6 +1111,38 @@ impl Settings {
                 "{addr} is reachable from other hosts but {why}, listen on 127.0.0.1, or accept the risk with \
                  api.auth.allow_insecure_remote=true"
             ),
+        ))
+    }
+
+    /// With `production: true`, every rule a production deployment must meet, each unmet one
+    /// named in the refusal: the API and metrics ask for a credential, the insecure override is
+    /// off, and the listener is loopback (TLS is terminated in front; the listener has none).
+    pub fn check_production(&self) -> Result<(), Invalid> {
+        if !self.production {
+            return Ok(());
+        }
+        let a = &self.api.auth;
+        let loopback = self.listen_socket_addr().is_ok_and(|addr| addr.ip().is_loopback());
+        let unmet: Vec<&str> = [
+            (!a.enabled, "api.auth.enabled must be true"),
+            (!a.protect_api, "api.auth.protect_api must be true"),
+            (!a.protect_metrics, "api.auth.protect_metrics must be true"),
+            (a.allow_insecure_remote, "api.auth.allow_insecure_remote must be false"),
+            (
+                !loopback,
+                "listen_addr must be a loopback address (the listener has no TLS: terminate TLS in a \
+                 reverse proxy on this host, see docs/security.md)",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(bad, rule)| bad.then_some(rule))
+        .collect();
+        if unmet.is_empty() {
+            return Ok(());
+        }
+        Err(invalid(
+            "production",
+            format!("production is true but {} rule(s) are unmet: {}", unmet.len(), unmet.join("; ")),
         ))
     }
 
@@ -1444,6 +1498,33 @@ mod tests {
         on.push(("BINLOG_SERVER_UPLOAD_ENABLED".into(), "true".into()));
         on.push(("BINLOG_SERVER_UPLOAD_ACCESS_KEY".into(), "ak".into()));
         assert!(load(None, &on, Purpose::Serve).unwrap().ignored_upload_keys().is_empty());
+    }
+
+    #[test]
+    fn production_names_every_unmet_rule() {
+        let err = load(None, &env(&[("BINLOG_SERVER_PRODUCTION", "true")]), Purpose::Serve).unwrap_err().0;
+        for rule in ["api.auth.enabled", "production", "BINLOG_SERVER_PRODUCTION"] {
+            assert!(err.contains(rule), "{rule}: {err}");
+        }
+        assert!(!err.contains("listen_addr must"), "the default listener is loopback: {err}");
+        let ok = env(&[
+            ("BINLOG_SERVER_PRODUCTION", "true"),
+            ("BINLOG_SERVER_API_AUTH_ENABLED", "true"),
+            ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "tok-0123456789abcdef"),
+        ]);
+        assert!(load(None, &ok, Purpose::Serve).is_ok());
+        assert!(
+            load(None, &env(&[("BINLOG_SERVER_PRODUCTION", "true")]), Purpose::Tool).is_ok(),
+            "tools serve nothing"
+        );
+        let mut remote = ok.clone();
+        remote.push(("BINLOG_SERVER_LISTEN_ADDR".into(), "0.0.0.0:8080".into()));
+        remote.push(("BINLOG_SERVER_API_AUTH_PROTECT_METRICS".into(), "false".into()));
+        let err = load(None, &remote, Purpose::Serve).unwrap_err().0;
+        assert!(
+            err.contains("2 rule(s)") && err.contains("listen_addr must") && err.contains("protect_metrics"),
+            "{err}"
+        );
     }
 
     #[test]

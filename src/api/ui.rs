@@ -60,6 +60,7 @@ pub const ASSETS: &[Asset] = assets![
     "js/views/detail.js",
     "js/views/form.js",
     "js/views/import.js",
+    "js/views/recovery.js",
     "js/views/tasks.js",
 ];
 

@@ -318,6 +318,25 @@ async function switchover(browser) {
   check(/through 1 source switchover/.test(await section.textContent()), 'the summary counts it');
   await section.scrollIntoViewIfNeeded();
   await shot(page, 'w1-detail-switchover');
+
+  // The recovery page: the same window, and a replay planned by time.
+  await section.getByRole('link', { name: 'Plan a replay' }).click();
+  await eventually('the recovery page', async () => /^Recovery of /.test(await heading(page).textContent()));
+  await eventually('the window on the recovery page', () => page.locator('svg.window-chart').isVisible());
+  const start = page.getByRole('textbox', { name: 'Start at (UTC)' });
+  await eventually('the start filled with the earliest point', async () => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/.test(await start.inputValue()));
+  await page.getByRole('button', { name: 'Plan the replay' }).click();
+  await eventually('a message next to the stop field', async () => (await page.locator('#r-stop_datetime-error').isVisible())
+    && /stop/i.test(await page.locator('#r-stop_datetime-error').textContent()));
+  check(true, 'without a stop, the message of the API is shown next to the stop field');
+  const latest = await page.locator('.window-box p time').nth(1).getAttribute('datetime');
+  const stop = new Date(latest).toISOString().slice(0, 19).replace('T', ' ');
+  await page.getByRole('textbox', { name: 'Stop before (UTC)' }).fill(stop);
+  await page.getByRole('button', { name: 'Plan the replay' }).click();
+  await eventually('the plan or a refusal', async () => (await page.locator('pre.command').isVisible()) || page.locator('.error-summary').isVisible());
+  check(await page.locator('pre.command').isVisible(), `a plan by time, up to ${stop}${await page.locator('.error-summary').isVisible() ? `, not: ${await page.locator('.error-summary').textContent()}` : ''}`);
+  check(/mariadb-binlog/.test(await page.locator('pre.command').textContent()), 'the plan shows the command to copy');
+  await shot(page, 'w2-recovery-plan');
   check(problems.length === 0, `no script error or blocked asset: ${JSON.stringify(problems)}`);
   await context.close();
 }

@@ -476,3 +476,58 @@ fn upload_settings_without_upload_enabled_are_warned_about() {
     assert!(!line.contains("upload.region"), "keys left at their default are not named: {line}");
     assert!(!log.contains("sk-it-never-logged-0123"), "the secret is never logged");
 }
+
+/// `production: true` refuses to start, naming every unmet rule, until auth protects the API and
+/// metrics and the listener is loopback.
+#[test]
+fn production_refuses_to_start_naming_each_unmet_rule() {
+    let sb = Sandbox::new();
+    let mut env = sb.env();
+    env.push(("BINLOG_SERVER_PRODUCTION".into(), "true".into()));
+    let stderr =
+        assert_config_error(&sb, &["serve"], &env, &["production", "api.auth.enabled", "BINLOG_SERVER_PRODUCTION"]);
+    assert!(!stderr.contains("listen_addr must"), "the sandbox listens on loopback: {stderr}");
+    env.push(("BINLOG_SERVER_API_AUTH_ENABLED".into(), "true".into()));
+    env.push(("BINLOG_SERVER_API_AUTH_BEARER_TOKEN".into(), "prod-token-0123456789abcdef".into()));
+    env.push(("BINLOG_SERVER_API_AUTH_PROTECT_METRICS".into(), "false".into()));
+    env.push(("BINLOG_SERVER_API_AUTH_ALLOW_INSECURE_REMOTE".into(), "true".into()));
+    env.retain(|(k, _)| k != "BINLOG_SERVER_LISTEN_ADDR");
+    env.push(("BINLOG_SERVER_LISTEN_ADDR".into(), format!("0.0.0.0:{}", free_port())));
+    let stderr = assert_config_error(
+        &sb,
+        &["serve"],
+        &env,
+        &["3 rule(s)", "api.auth.protect_metrics", "api.auth.allow_insecure_remote", "listen_addr must"],
+    );
+    assert!(!stderr.contains("prod-token-0123456789abcdef"), "the token is not printed");
+    // Meeting every rule, the server starts.
+    let server = crate::common::server::Server::start(
+        crate::common::server::ServerOpts::default()
+            .env("BINLOG_SERVER_PRODUCTION", "true")
+            .env("BINLOG_SERVER_API_AUTH_ENABLED", "true")
+            .env("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "prod-token-0123456789abcdef")
+            .header("Authorization", "Bearer prod-token-0123456789abcdef"),
+    );
+    let (status, body) = server.get("/api/tasks");
+    assert_eq!(status, 200, "{body}");
+}
+
+/// `http.request_timeout_sec` bounds the time to send headers (408); `http.keep_alive_sec: 0`
+/// closes every connection after its response.
+#[test]
+fn request_timeout_and_keep_alive_are_configurable() {
+    use crate::common::server::{Server, ServerOpts};
+    let server = Server::start(
+        ServerOpts::default()
+            .env("BINLOG_SERVER_HTTP_REQUEST_TIMEOUT_SEC", "1")
+            .env("BINLOG_SERVER_HTTP_KEEP_ALIVE_SEC", "0"),
+    );
+    let r = server
+        .raw_exchange(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", Duration::from_secs(10))
+        .expect("an answer");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("connection"), Some("close"), "keep_alive_sec 0: {r:?}");
+    // Headers never finished: the server answers 408 after request_timeout_sec, within the deadline.
+    let r = server.raw_exchange(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n", Duration::from_secs(10));
+    assert_eq!(r.map(|r| r.status), Some(408), "unfinished headers time out");
+}

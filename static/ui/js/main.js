@@ -7,6 +7,7 @@ import * as dashboard from './views/dashboard.js';
 import * as detail from './views/detail.js';
 import * as form from './views/form.js';
 import * as importView from './views/import.js';
+import * as recovery from './views/recovery.js';
 import * as tasks from './views/tasks.js';
 
 /** How often the visible view asks the API for fresh data. */
@@ -35,6 +36,7 @@ function parseRoute() {
     if (parts[1] === 'import' && parts.length === 2) return { name: 'import', module: importView, params };
     if (/^\d+$/.test(parts[1])) {
       if (parts.length === 2) return { name: 'tasks', module: detail, params: { ...params, id: parts[1] } };
+      if (parts[2] === 'recovery' && parts.length === 3) return { name: 'tasks', module: recovery, params: { ...params, id: parts[1] } };
       if (parts[2] === 'edit' && parts.length === 3) return { name: 'tasks', module: form, params: { ...params, mode: 'edit', id: parts[1] } };
     }
   }

@@ -98,6 +98,7 @@ export function mount(el, params, ctx) {
         ' from ', timeEl(win.earliest.time), ' to ', timeEl(win.latest.time),
         switchovers ? `, through ${switchovers} source switchover${switchovers === 1 ? '' : 's'}` : '', '.'),
       windowChart(win, Math.max(240, Math.floor(recovery.clientWidth) || 600)),
+      h('p', null, h('a', { href: `#/tasks/${id}/recovery` }, 'Plan a replay')),
       marks.length
         ? h('ol', { class: 'timeline window-marks', 'aria-label': 'Switchovers and breaks, in stream order' }, marks.map((m) => h('li', { class: m.kind },
           timeEl(m.at), ' ', h('span', { class: `badge event ${m.tone}` }, m.label), ' ', h('span', { class: 'message' }, m.text))))
