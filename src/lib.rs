@@ -14,6 +14,7 @@ pub mod config;
 pub mod domain;
 pub mod fsmode;
 pub mod meta;
+pub mod overview;
 pub mod pitr;
 pub mod relay;
 pub mod retry;

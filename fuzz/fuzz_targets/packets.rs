@@ -9,7 +9,8 @@
 //! continuation packet (over 16 MiB) costs a few input bytes but stays rare (each costs ~100 ms).
 //!
 //! Checks: no panic; `read_packet` returns exactly what an independent model of the framing
-//! returns (payloads, then the first error's kind); it is cancel-safe (dropping the future at
+//! returns (payloads, then the first error's kind; an event packet declaring more than the limit
+//! is refused at its first chunk); it is cancel-safe (dropping the future at
 //! every Pending and calling again gives the same packets); `has_buffered_packet()` true means
 //! the next `read_packet` completes without touching the socket; a payload never exceeds
 //! `max_payload`; `write_packet` output reads back as the same payload; `read_lenenc_int`
@@ -125,6 +126,13 @@ fn model(s: &[u8], max: usize) -> (Vec<Vec<u8>>, Kind) {
         let last = len < MAX_PACKET_CHUNK;
         match partial.take() {
             None if last => out.push(chunk.to_vec()),
+            // An event packet (0x00, then the event header) that declares more than the limit
+            // is refused at its first chunk.
+            None if chunk[0] == 0
+                && u32::from_le_bytes([chunk[10], chunk[11], chunk[12], chunk[13]]) as usize + 1 > max =>
+            {
+                return (out, Kind::Protocol);
+            }
             None => partial = Some(chunk.to_vec()),
             Some(mut w) => {
                 if w.len() + len > max {

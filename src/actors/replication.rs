@@ -327,11 +327,14 @@ async fn run_attempt(
     connect_span.set_attribute(KeyValue::new("dump.from", from_text.clone()));
     connect_span.end();
 
-    let tracker = StreamTracker::new(
+    let mut tracker = StreamTracker::new(
         prepared.local,
         GtidTracker::new(p.flavor, gtid_start.as_ref()),
         info.binlog_checksum.has_crc(),
     );
+    if let DumpFrom::FilePos { file, pos } = &from {
+        tracker = tracker.expecting_start(file.clone(), *pos);
+    }
     let mut pump = Pump {
         tracker,
         identity: info.identity.clone(),

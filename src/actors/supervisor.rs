@@ -212,6 +212,27 @@ impl Handler<CreateTask> for Supervisor {
     }
 }
 
+/// Creates several tasks (STOPPED) in one metadata transaction: all or none.
+#[derive(Message)]
+#[rtype(result = "ControlResult<Vec<Task>>")]
+pub struct CreateTasks(pub Vec<TaskSpec>);
+
+impl Handler<CreateTasks> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Vec<Task>>>;
+
+    fn handle(&mut self, msg: CreateTasks, _: &mut Context<Self>) -> Self::Result {
+        let keys = msg.0.iter().map(|s| s.cluster_key.as_str()).collect::<Vec<_>>().join(", ");
+        let fut = store_call!(self.store, |s| s.create_tasks(&msg.0));
+        Box::pin(async move {
+            fut.await.map_err(|e| match e {
+                // Another client took a key between the handler's check and this transaction.
+                StoreError::Duplicate(_) => ControlError::AlreadyExists(format!("among {keys}")),
+                other => ControlError::Store(other),
+            })
+        })
+    }
+}
+
 /// Replaces a task's spec (only while it is idle). `keep_password` reuses the stored one, as far
 /// as `domain::kept_password` allows.
 #[derive(Message)]

@@ -522,6 +522,7 @@ impl Handler<ReplicationEvent> for TaskActor {
                 );
             }
             ReplicationEvent::Switchover { old, new } => {
+                metrics().source_switchovers.with_label_values(&[&self.label]).inc();
                 let msg = format!("source changed from {old} to {new}; following it by GTID");
                 let state = self.state;
                 self.record(state, LastError::Keep, Some((TaskEventType::SourceSwitchover, msg)), ctx);

@@ -216,6 +216,12 @@ impl Fde {
         } else {
             (rest, ChecksumAlg::Absent)
         };
+        if binlog_version != 4 {
+            return Err(malformed(
+                "FORMAT_DESCRIPTION",
+                format!("binlog version {binlog_version} (only version 4, MySQL 5.0 and later, is supported)"),
+            ));
+        }
         if header_len as usize != HEADER_LEN {
             return Err(malformed(
                 "FORMAT_DESCRIPTION",
@@ -607,6 +613,26 @@ mod tests {
         let fde = Fde::parse(e).unwrap();
         assert_eq!(fde.checksum, ChecksumAlg::Crc32);
         assert_eq!(fde.post_header_len(types::QUERY), Some(13));
+    }
+
+    #[test]
+    fn an_fde_of_another_binlog_version_or_header_length_is_refused() {
+        let maria = fixture("mariadb-bin.000001");
+        let (_, e) = FileEvents::new(&maria).unwrap().next().unwrap();
+        for (at, value, says) in [
+            (HEADER_LEN, 3u8, "binlog version 3"),
+            (HEADER_LEN, 0xFF, "binlog version 65535"),
+            (HEADER_LEN + 2 + 50 + 4, 13, "header length 13"),
+            (HEADER_LEN + 2 + 50 + 4, 0xFF, "header length 255"),
+        ] {
+            let mut bad = e.to_vec();
+            bad[at] = value;
+            if at == HEADER_LEN && value == 0xFF {
+                bad[at + 1] = 0xFF;
+            }
+            let err = Fde::parse(&bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     /// The FDE of a file as a source re-sends it for a dump that starts past position 4:

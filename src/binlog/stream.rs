@@ -202,6 +202,10 @@ pub struct StreamTracker {
     stats: StreamStats,
     /// The last event appended was a STOP (the source shut down cleanly after it).
     last_was_stop: bool,
+    /// Where a dump by position asked to start: the first event appended to that file must
+    /// start exactly there (a source that sends from elsewhere would leave a hole at the
+    /// beginning of our copy, or a copy joined mid-way that we never asked for).
+    requested: Option<(BinlogFileName, u64)>,
 }
 
 impl StreamTracker {
@@ -231,6 +235,25 @@ impl StreamTracker {
             boundaries: 0,
             stats: StreamStats::default(),
             last_was_stop: false,
+            requested: None,
+        }
+    }
+
+    /// The stream answers a dump by position from `file`:`pos`: the first event the source
+    /// sends of that file (after a re-sent format description) must start there.
+    pub fn expecting_start(mut self, file: BinlogFileName, pos: u64) -> Self {
+        self.requested = Some((file, pos));
+        self
+    }
+
+    /// Refuses a first event of the requested file that starts anywhere but where the dump
+    /// asked for.
+    fn check_requested(&self, name: &BinlogFileName, start: u64) -> Result<(), StreamError> {
+        match &self.requested {
+            Some((file, pos)) if file == name && start != *pos => Err(StreamError::Unexpected(format!(
+                "the dump asked for {file} from position {pos}, but the source's first event there starts at {start}"
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -377,6 +400,9 @@ impl StreamTracker {
                         )));
                     }
                 };
+                let name = cursor.name.clone();
+                self.check_requested(&name, start)?;
+                let cursor = self.cursor.as_mut().expect("checked above");
                 ops.push(WriteOp::Create { name: cursor.name.clone(), start_pos: start, header });
                 cursor.local = Local::Open { next: start, has_transactions: false };
             }
@@ -395,6 +421,8 @@ impl StreamTracker {
                     if has_transactions {
                         return Err(StreamError::Gap { file: cursor.name.to_string(), expected: next, got: start });
                     }
+                    let name = cursor.name.clone();
+                    self.check_requested(&name, start)?;
                     ops.push(WriteOp::Rebase { start_pos: start, gtid: self.gtid.snapshot() });
                 }
             }
@@ -442,6 +470,9 @@ impl StreamTracker {
             Local::Absent { header } => {
                 if h.start_pos() == Some(4) && h.log_pos != 0 && header.is_none() {
                     // The file from its beginning: the FDE is its first event.
+                    let name = cursor.name.clone();
+                    self.check_requested(&name, 4)?;
+                    let cursor = self.cursor.as_mut().expect("checked above");
                     ops.push(WriteOp::Create { name: cursor.name.clone(), start_pos: 4, header: Bytes::new() });
                     cursor.local = Local::Open { next: 4, has_transactions: false };
                     self.append(*h, ev, 4, ops)
@@ -468,6 +499,9 @@ impl StreamTracker {
         self.track_group(&h, &ev, end)?;
         let cursor = self.cursor.as_mut().expect("append is only called with a cursor");
         cursor.resending = false;
+        if self.requested.as_ref().is_some_and(|(file, _)| *file == cursor.name) {
+            self.requested = None;
+        }
         if let Local::Open { next, has_transactions } = &mut cursor.local {
             *next = end;
             *has_transactions |= !is_header_event;
@@ -772,6 +806,58 @@ mod tests {
         disk.apply(&ops);
         let body = &disk.files[0].1[4 + fde.len()..];
         assert_eq!(body, &data[start_off..]);
+    }
+
+    #[test]
+    fn a_position_dump_must_start_where_it_asked() {
+        let data = fixture("bug27213339-bin.000001");
+        let events: Vec<(usize, &[u8])> = FileEvents::new(&data).unwrap().collect();
+        let (off, _) = events[10];
+        let name = BinlogFileName::parse("b.000001").unwrap();
+        // The source sends from event 10 with the FDE as for a start there.
+        let mut stream = vec![fake_rotate("b.000001", 4), as_sent_fde(events[0].1, true)];
+        stream.extend(events[10..].iter().map(|(_, e)| Bytes::copy_from_slice(e)));
+        let fresh = || StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mysql, None), true);
+        // (asked from, accepted?)
+        for (from, accepted) in
+            [(None, true), (Some(off as u64), true), (Some(4), false), (Some(off as u64 + 1), false)]
+        {
+            let mut t = fresh();
+            if let Some(pos) = from {
+                t = t.expecting_start(name.clone(), pos);
+            }
+            let mut ops = Vec::new();
+            let res: Result<Vec<Seen>, StreamError> = stream.iter().map(|e| t.on_event(e.clone(), &mut ops)).collect();
+            match res {
+                Ok(_) => assert!(accepted, "from {from:?}: accepted"),
+                Err(e) => {
+                    assert!(!accepted, "from {from:?}: {e}");
+                    assert!(e.to_string().contains(&format!("starts at {off}")), "{e}");
+                    assert!(!ops.iter().any(|o| matches!(o, WriteOp::Create { .. })), "nothing created: {ops:?}");
+                }
+            }
+        }
+        // From position 4, the file's own FDE comes first: accepted, and whole.
+        let mut t = fresh().expecting_start(name.clone(), 4);
+        let ops = run(&mut t, &stream_from_start("b.000001", &data));
+        assert!(matches!(&ops[0], WriteOp::Create { start_pos: 4, .. }), "{ops:?}");
+        // A resume of a header-only copy by position may not be moved further on either.
+        let local = LocalFiles {
+            open: Some(OpenFile {
+                name: name.clone(),
+                start_pos: 4,
+                end_pos: events[1].0 as u64,
+                has_transactions: false,
+            }),
+            sealed: BTreeSet::new(),
+        };
+        let mut t = StreamTracker::new(local, GtidTracker::new(Flavor::Mysql, None), true)
+            .expecting_start(name.clone(), events[1].0 as u64);
+        let mut ops = Vec::new();
+        t.on_event(fake_rotate("b.000001", events[1].0 as u64), &mut ops).unwrap();
+        t.on_event(as_sent_fde(events[0].1, true), &mut ops).unwrap();
+        let err = t.on_event(Bytes::copy_from_slice(events[10].1), &mut ops).unwrap_err();
+        assert!(err.to_string().contains("the dump asked for b.000001"), "{err}");
     }
 
     #[test]

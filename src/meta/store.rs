@@ -212,7 +212,29 @@ impl Store {
     pub fn create_task(&self, spec: &TaskSpec) -> Result<Task, StoreError> {
         let mut conn = self.conn()?;
         let now = self.now();
-        conn.transaction(|c| {
+        conn.transaction(|c| self.insert_task(c, spec, now))
+    }
+
+    /// Creates every task of `specs` in one transaction, as `create_task` does each: all or none.
+    pub fn create_tasks(&self, specs: &[TaskSpec]) -> Result<Vec<Task>, StoreError> {
+        let mut conn = self.conn()?;
+        let now = self.now();
+        conn.transaction(|c| specs.iter().map(|spec| self.insert_task(c, spec, now)).collect())
+    }
+
+    /// Which of these cluster keys are taken.
+    pub fn existing_cluster_keys(&self, keys: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn()?;
+        Ok(tasks::table.filter(tasks::cluster_key.eq_any(keys)).select(tasks::cluster_key).load(&mut *conn)?)
+    }
+
+    fn insert_task(
+        &self,
+        c: &mut MetaConnection,
+        spec: &TaskSpec,
+        now: chrono::NaiveDateTime,
+    ) -> Result<Task, StoreError> {
+        {
             let cols = TaskSpecColumns::from_spec(spec, self.encode_password(&spec.source.password, &spec.cluster_key));
             diesel::insert_into(tasks::table)
                 .values((
@@ -239,7 +261,7 @@ impl Store {
                 .execute(c)?;
             self.insert_event(c, TaskId(id), TaskEventType::TaskCreated, &format!("task {:?} created", spec.name))?;
             self.load_task(c, TaskId(id))
-        })
+        }
     }
 
     pub fn get_task(&self, id: TaskId) -> Result<Task, StoreError> {

@@ -26,6 +26,13 @@ use crate::source::{SourceError, tls};
 const COLLATION: u8 = 45;
 /// What we announce as our own max packet size.
 const CLIENT_MAX_PACKET: u32 = 1 << 30;
+/// The largest packet accepted before the binlog stream starts (greeting, authentication,
+/// query replies: a real server's are a few hundred bytes; a result row is one packet). A
+/// hostile server's 16 MiB greeting is refused from its first four bytes.
+pub const COMMAND_MAX_PACKET: usize = 1 << 20;
+const COMMAND_LIMIT: &str = "for a greeting, an authentication step or a query reply";
+/// How many authentication round trips (plugin switches, extra data) a server may ask for.
+const MAX_AUTH_ROUNDS: usize = 8;
 
 /// Why a caching_sha2_password full authentication without TLS stops here (a permanent error).
 const FULL_AUTH_WITHOUT_TLS: &str = "the source asks for the password itself (caching_sha2_password full \
@@ -47,7 +54,10 @@ pub struct ConnectParams {
     pub tls_ca_dir: Option<std::path::PathBuf>,
     /// PEM, checked when the task was written (`source::rsa`).
     pub server_public_key: Option<String>,
+    /// For the TCP connect and authentication together, and again for each command before
+    /// the binlog stream (a server that stops answering a query must not hold the task).
     pub connect_timeout: Duration,
+    /// The largest binlog event packet (`replication.max_event_bytes` + 1), from the dump on.
     pub max_packet: usize,
 }
 
@@ -58,6 +68,10 @@ pub struct SourceConn {
     connection_id: u32,
     capabilities: CapabilityFlags,
     tls: bool,
+    /// How long a command may wait for its reply.
+    command_timeout: Duration,
+    /// The packet limit once the binlog stream flows.
+    max_event_packet: usize,
 }
 
 /// A text result set: column names and rows of nullable strings.
@@ -104,7 +118,8 @@ impl SourceConn {
         let tls_config = tls::client_config(p.tls_mode, ca_file).map_err(SourceError::Tls)?;
         let tcp = TcpStream::connect((p.host.as_str(), p.port)).await.map_err(SourceError::Io)?;
         tcp.set_nodelay(true).map_err(SourceError::Io)?;
-        let mut io = PacketIo::new(Transport::Plain(tcp), p.max_packet.max(1 << 20));
+        let mut io = PacketIo::new(Transport::Plain(tcp), COMMAND_MAX_PACKET);
+        io.set_max_payload(COMMAND_MAX_PACKET, COMMAND_LIMIT);
 
         let first = io.read_packet().await?;
         if first.first() == Some(&0xFF) {
@@ -164,10 +179,19 @@ impl SourceConn {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| SourceError::Tls(format!("TLS handshake with {}:{} failed: {e}", p.host, p.port)))?;
-            io = PacketIo::from_parts(Transport::Tls(Box::new(tls_stream)), seq, p.max_packet.max(1 << 20));
+            io = PacketIo::from_parts(Transport::Tls(Box::new(tls_stream)), seq, COMMAND_MAX_PACKET);
+            io.set_max_payload(COMMAND_MAX_PACKET, COMMAND_LIMIT);
         }
 
-        let mut conn = SourceConn { io, server_version, connection_id, capabilities: caps, tls: use_tls };
+        let mut conn = SourceConn {
+            io,
+            server_version,
+            connection_id,
+            capabilities: caps,
+            tls: use_tls,
+            command_timeout: p.connect_timeout,
+            max_event_packet: p.max_packet.max(COMMAND_MAX_PACKET),
+        };
         conn.authenticate(p, version, caps, &plugin_name, &nonce).await?;
         Ok(conn)
     }
@@ -200,7 +224,7 @@ impl SourceConn {
         let mut current_plugin = plugin.into_owned();
         let mut current_nonce = nonce.to_vec();
         // A server may switch plugins and exchange more data; bound the dance.
-        for _ in 0..8 {
+        for _ in 0..MAX_AUTH_ROUNDS {
             let pkt = self.io.read_packet().await?;
             match pkt.first() {
                 Some(0x00) => return Ok(()),
@@ -252,7 +276,10 @@ impl SourceConn {
                 }
             }
         }
-        Err(SourceError::Protocol("authentication did not finish".into()))
+        Err(SourceError::Protocol(format!(
+            "authentication did not finish after {MAX_AUTH_ROUNDS} exchanges (the server keeps switching plugins \
+             or asking for more data)"
+        )))
     }
 
     /// Sends a text command and expects OK (rows, if any, are read and dropped).
@@ -260,8 +287,16 @@ impl SourceConn {
         self.query(sql).await.map(|_| ())
     }
 
-    /// Sends a text query and reads its result set (empty for statements without rows).
+    /// Sends a text query and reads its result set (empty for statements without rows), within
+    /// the command timeout.
     pub async fn query(&mut self, sql: &str) -> Result<Rows, SourceError> {
+        let timeout = self.command_timeout;
+        tokio::time::timeout(timeout, self.query_inner(sql)).await.map_err(|_| {
+            SourceError::Timeout(format!("waiting {timeout:?} for the source to answer {:?}", short(sql)))
+        })?
+    }
+
+    async fn query_inner(&mut self, sql: &str) -> Result<Rows, SourceError> {
         let mut cmd = Vec::with_capacity(sql.len() + 1);
         cmd.push(0x03); // COM_QUERY
         cmd.extend_from_slice(sql.as_bytes());
@@ -329,14 +364,22 @@ impl SourceConn {
         self.io.write_packet(payload).await
     }
 
-    /// Reads a packet and expects OK.
+    /// Reads a packet and expects OK, within the command timeout.
     pub async fn expect_ok(&mut self) -> Result<(), SourceError> {
-        let pkt = self.io.read_packet().await?;
+        let timeout = self.command_timeout;
+        let pkt = tokio::time::timeout(timeout, self.io.read_packet()).await.map_err(|_| {
+            SourceError::Timeout(format!("waiting {timeout:?} for the source to acknowledge a command"))
+        })??;
         match pkt.first() {
             Some(0x00) => Ok(()),
             Some(0xFF) => Err(parse_err_packet(&pkt)),
             _ => Err(SourceError::Protocol("expected OK".into())),
         }
+    }
+
+    /// From now on packets are binlog events: accept them up to `replication.max_event_bytes`.
+    pub fn enter_binlog_stream(&mut self) {
+        self.io.set_max_payload(self.max_event_packet, "replication.max_event_bytes");
     }
 
     /// Reads the next packet of a binlog stream.
@@ -366,14 +409,21 @@ impl SourceConn {
     }
 }
 
+/// The beginning of a statement, for an error message.
+fn short(sql: &str) -> &str {
+    let end = sql.char_indices().nth(60).map_or(sql.len(), |(i, _)| i);
+    &sql[..end]
+}
+
 fn plugin_for(name: &str) -> Result<AuthPlugin<'static>, SourceError> {
     match name {
         "mysql_native_password" => Ok(AuthPlugin::MysqlNativePassword),
         "caching_sha2_password" => Ok(AuthPlugin::CachingSha2Password),
         "client_ed25519" => Ok(AuthPlugin::Ed25519),
         other => Err(SourceError::Unsupported(format!(
-            "authentication plugin {other:?} is not supported (use mysql_native_password, \
-             caching_sha2_password or ed25519)"
+            "authentication plugin {:?} is not supported (use mysql_native_password, \
+             caching_sha2_password or ed25519)",
+            short(other)
         ))),
     }
 }
@@ -424,8 +474,13 @@ pub fn parse_err_packet(pkt: &[u8]) -> SourceError {
         state = String::from_utf8_lossy(&rest[1..6]).into_owned();
         rest = &rest[6..];
     }
-    SourceError::Server { code, state, message: String::from_utf8_lossy(rest).into_owned() }
+    // The text comes from the server: keep what an operator reads, not what a hostile one sends.
+    let message = String::from_utf8_lossy(&rest[..rest.len().min(MAX_ERROR_MESSAGE)]).into_owned();
+    SourceError::Server { code, state, message }
 }
+
+/// The longest server error text kept (MySQL's own are at most 512 bytes).
+const MAX_ERROR_MESSAGE: usize = 512;
 
 fn is_eof(pkt: &[u8]) -> bool {
     pkt.first() == Some(&0xFE) && pkt.len() < 9
@@ -518,6 +573,20 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(parse_err_packet(&[0xFF]), SourceError::Protocol(_)));
+    }
+
+    #[test]
+    fn a_server_error_text_is_kept_short() {
+        let mut pkt = vec![0xFF, 0x15, 0x04, b'#'];
+        pkt.extend_from_slice(b"28000");
+        pkt.extend(std::iter::repeat_n(b'x', 1 << 20));
+        match parse_err_packet(&pkt) {
+            SourceError::Server { message, .. } => assert_eq!(message.len(), MAX_ERROR_MESSAGE),
+            other => panic!("{other:?}"),
+        }
+        let long_plugin = "p".repeat(10_000);
+        let err = plugin_for(&long_plugin).unwrap_err().to_string();
+        assert!(err.len() < 300, "{err}");
     }
 
     #[test]

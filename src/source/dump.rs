@@ -280,7 +280,9 @@ pub async fn start_dump(
             return Err(SourceError::InvalidStart("a MariaDB GTID position cannot start a MySQL dump".into()));
         }
     };
-    conn.send_command(&cmd).await
+    conn.send_command(&cmd).await?;
+    conn.enter_binlog_stream();
+    Ok(())
 }
 
 /// COM_REGISTER_SLAVE with empty host/user/password: visible in SHOW SLAVE HOSTS by server_id.

@@ -4,7 +4,10 @@
 //! Reads are buffered (one `read` call fetches as much as the socket has, up to the buffer's
 //! spare capacity) and payloads come out as `Bytes` that share the read buffer, so a stream of
 //! small events costs neither a syscall nor an allocation per event. A payload larger than the
-//! configured limit is an error, never an unbounded allocation.
+//! current limit is an error, never an unbounded allocation: the limit is small while the
+//! connection is set up (greeting, authentication, query replies) and `replication.max_event_bytes`
+//! once the binlog stream flows, and an event that declares more than that is refused from its
+//! first chunk, before its bytes are gathered.
 
 use std::io;
 use std::pin::Pin;
@@ -73,6 +76,8 @@ pub struct PacketIo<S = Transport> {
     rbuf: BytesMut,
     seq: u8,
     max_payload: usize,
+    /// What the limit is, for the error message (the setting that raises it, if any).
+    limit_name: &'static str,
     eof: bool,
     /// A payload of 16 MiB or more being reassembled. Kept here, not on the stack, so that
     /// `read_packet` can be cancelled (by `select!`) and resumed without losing bytes.
@@ -89,10 +94,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             seq: 0,
             max_payload,
+            limit_name: "replication.max_event_bytes",
             eof: false,
             partial: None,
             last_activity: std::time::Instant::now(),
         }
+    }
+
+    /// Changes the largest payload accepted from now on; `name` says what the limit is (the
+    /// setting that raises it, or the phase it is for) in the error a larger payload gets.
+    pub fn set_max_payload(&mut self, max_payload: usize, name: &'static str) {
+        self.max_payload = max_payload;
+        self.limit_name = name;
     }
 
     pub fn stream_mut(&mut self) -> &mut S {
@@ -160,6 +173,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
             match self.partial.take() {
                 None if last => return Ok(chunk),
                 None => {
+                    if let Some(declared) = declared_event_size(&chunk)
+                        && declared.saturating_add(1) > self.max_payload
+                    {
+                        return Err(SourceError::Protocol(format!(
+                            "an event declares {declared} bytes, more than the limit of {} bytes ({})",
+                            self.max_payload.saturating_sub(1),
+                            self.limit_name
+                        )));
+                    }
                     let mut whole = BytesMut::with_capacity(self.size_hint(&chunk));
                     whole.extend_from_slice(&chunk);
                     self.partial = Some(whole);
@@ -167,8 +189,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
                 Some(mut whole) => {
                     if whole.len() + chunk.len() > self.max_payload {
                         return Err(SourceError::Protocol(format!(
-                            "packet larger than the configured limit of {} bytes (replication.max_event_bytes)",
-                            self.max_payload
+                            "a packet chain longer than the limit of {} bytes ({})",
+                            self.max_payload, self.limit_name
                         )));
                     }
                     whole.extend_from_slice(&chunk);
@@ -186,14 +208,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
     /// allocated once at the right size: growing it by doubling would briefly hold about three
     /// times a 1 GiB event. Other payloads grow as needed.
     fn size_hint(&self, first: &[u8]) -> usize {
-        if first.first() == Some(&0x00) && first.len() > 13 {
-            let event_size = u32::from_le_bytes([first[10], first[11], first[12], first[13]]) as usize;
+        if let Some(event_size) = declared_event_size(first) {
             let total = event_size.saturating_add(1);
             if total >= first.len() && total <= self.max_payload {
                 return total;
             }
         }
-        first.len() * 2
+        (first.len() * 2).min(self.max_payload)
     }
 
     /// One wire packet. Cancel-safe: nothing is consumed until the whole packet is buffered.
@@ -206,8 +227,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
         }
         if len > self.max_payload {
             return Err(SourceError::Protocol(format!(
-                "packet of {len} bytes exceeds the configured limit of {} bytes (replication.max_event_bytes)",
-                self.max_payload
+                "a packet of {len} bytes exceeds the limit of {} bytes ({})",
+                self.max_payload, self.limit_name
             )));
         }
         self.fill(4 + len).await?;
@@ -258,6 +279,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
     }
 }
 
+/// The size a binlog event packet (0x00, then the 19-byte event header) declares for its
+/// event, when the payload looks like one.
+fn declared_event_size(first: &[u8]) -> Option<usize> {
+    (first.first() == Some(&0x00) && first.len() > 13)
+        .then(|| u32::from_le_bytes([first[10], first[11], first[12], first[13]]) as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,7 +322,8 @@ mod tests {
     fn reassembles_payloads_over_16_mib() {
         rt().block_on(async {
             let total = MAX_PACKET_CHUNK + 1000;
-            let payload: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+            // Not an event packet (those start with 0x00 and declare their size).
+            let payload: Vec<u8> = (0..total).map(|i| (i % 251) as u8 + 1).collect();
             let (mut a, b) = duplex(64 << 20);
             let writer = tokio::spawn(async move {
                 let mut w = PacketIo::new(&mut a, 64 << 20);
@@ -320,6 +349,35 @@ mod tests {
             drop(w);
             let mut io = PacketIo::new(b, 64 << 20);
             assert_eq!(io.read_packet().await.unwrap().len(), MAX_PACKET_CHUNK);
+        });
+    }
+
+    #[test]
+    fn an_event_declaring_more_than_the_limit_is_refused_at_its_first_chunk() {
+        rt().block_on(async {
+            // A continuing packet (16 MiB - 1) whose event header declares 4 GiB - 1 bytes.
+            let mut payload = vec![0u8; MAX_PACKET_CHUNK];
+            payload[10..14].copy_from_slice(&u32::MAX.to_le_bytes());
+            let (mut a, b) = duplex(64 << 20);
+            let writer = tokio::spawn(async move { a.write_all(&frame(0, &payload)).await.map(|_| a) });
+            let mut io = PacketIo::new(b, 32 << 20);
+            let err = io.read_packet().await.unwrap_err().to_string();
+            assert!(err.contains("declares 4294967295 bytes") && err.contains("replication.max_event_bytes"), "{err}");
+            assert!(io.partial.is_none(), "nothing was gathered");
+            drop(writer.await.unwrap().unwrap());
+        });
+    }
+
+    #[test]
+    fn the_limit_names_the_phase_it_belongs_to() {
+        rt().block_on(async {
+            let (mut a, b) = duplex(1 << 20);
+            // The header of a 16 MiB greeting: refused from its four bytes.
+            a.write_all(&[0xFF, 0xFF, 0xFF, 0]).await.unwrap();
+            let mut io = PacketIo::new(b, 1 << 30);
+            io.set_max_payload(1 << 20, "for a greeting");
+            let err = io.read_packet().await.unwrap_err().to_string();
+            assert!(err.contains("16777215 bytes exceeds the limit of 1048576 bytes (for a greeting)"), "{err}");
         });
     }
 

@@ -15,6 +15,7 @@ mod security;
 
 // Replication core.
 mod disk_full;
+mod hostile_source;
 mod metrics;
 mod pitr;
 mod pitr_failover;

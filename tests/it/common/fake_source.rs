@@ -1,8 +1,14 @@
 //! A fake MySQL/MariaDB source: a small server-side speaker of the client/server protocol for
 //! tests that need a source to behave as no real server here will (a MySQL 8 that asks for
-//! `caching_sha2_password` full authentication without TLS, an impostor, a broken server). It
-//! is the attacker or the broken peer of a test, never a stand-in for MySQL: replication itself
-//! is tested against a real `mariadbd`.
+//! `caching_sha2_password` full authentication without TLS, an impostor, a broken server, a
+//! source that lies in its binlog stream). It is the attacker or the broken peer of a test,
+//! never a stand-in for MySQL: replication itself is tested against a real `mariadbd`.
+//!
+//! Playing a replication source takes three steps: [`Session::accept_login`] (any
+//! credentials), [`Session::serve_until_dump`] (answers a replica's set-up queries about
+//! itself, its `SET`s and `COM_REGISTER_SLAVE`, until `COM_BINLOG_DUMP`), then events built
+//! with [`events`] (a [`events::Binlog`] keeps their positions right, or wrong on purpose) sent
+//! with [`Session::send_event`], or raw frames with [`Session::write_frame`].
 //!
 //! A `FakeSource` listens on an ephemeral loopback port and runs a *script* (a closure over a
 //! [`Session`]) for every connection, on a thread of its own. Everything a client sends is
@@ -90,6 +96,57 @@ fn rand_byte() -> u8 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(std::process::id().into());
     (h.finish() & 0xff) as u8
+}
+
+impl Greeting {
+    /// A MariaDB 10.11 proposing `mysql_native_password`.
+    pub fn mariadb() -> Self {
+        Greeting {
+            server_version: "5.5.5-10.11.99-MariaDB-fake".into(),
+            auth_plugin: "mysql_native_password".into(),
+            ..Greeting::default()
+        }
+    }
+}
+
+/// What a fake replication source says about itself (`SELECT @@... AS name` of a replica).
+#[derive(Debug, Clone)]
+pub struct SourceFacts {
+    pub version: String,
+    pub server_id: u32,
+    pub domain_id: u32,
+    /// `@@global.binlog_checksum`: `CRC32` or `NONE`.
+    pub checksum: String,
+}
+
+impl Default for SourceFacts {
+    fn default() -> Self {
+        SourceFacts { version: "10.11.99-MariaDB-fake".into(), server_id: 1, domain_id: 0, checksum: "CRC32".into() }
+    }
+}
+
+impl SourceFacts {
+    /// The value of a column a replica asks for by its alias.
+    fn value(&self, alias: &str) -> Option<String> {
+        Some(match alias {
+            "version" => self.version.clone(),
+            "server_id" => self.server_id.to_string(),
+            "domain_id" => self.domain_id.to_string(),
+            "log_bin" => "1".into(),
+            "checksum" => self.checksum.clone(),
+            "pos" => String::new(),
+            _ => return None,
+        })
+    }
+}
+
+/// What a `COM_BINLOG_DUMP` asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpRequest {
+    pub pos: u32,
+    pub flags: u16,
+    pub server_id: u32,
+    pub file: String,
 }
 
 /// What the client answered to the greeting (HandshakeResponse41).
@@ -214,8 +271,138 @@ impl Session {
         }
     }
 
+    /// Greets with `g`, takes whatever credentials come, and answers OK.
+    pub fn accept_login(&mut self, g: &Greeting) -> io::Result<HandshakeResponse> {
+        self.greet(g)?;
+        let hello = self.read_handshake_response()?;
+        self.send_ok()?;
+        Ok(hello)
+    }
+
+    /// Plays a replication source through a replica's set-up: answers its queries about the
+    /// source (`facts`), acknowledges its `SET`s and `COM_REGISTER_SLAVE`, and returns its
+    /// `COM_BINLOG_DUMP`. The events that follow carry on this sequence.
+    pub fn serve_until_dump(&mut self, facts: &SourceFacts) -> io::Result<DumpRequest> {
+        loop {
+            let cmd = self.read_packet()?;
+            match cmd.first() {
+                Some(0x03) => {
+                    let sql = String::from_utf8_lossy(&cmd[1..]).into_owned();
+                    self.answer_query(&sql, facts)?;
+                }
+                Some(0x15) => self.send_ok()?,
+                Some(0x12) if cmd.len() >= 11 => {
+                    return Ok(DumpRequest {
+                        pos: u32::from_le_bytes(cmd[1..5].try_into().expect("4 bytes")),
+                        flags: u16::from_le_bytes([cmd[5], cmd[6]]),
+                        server_id: u32::from_le_bytes(cmd[7..11].try_into().expect("4 bytes")),
+                        file: String::from_utf8_lossy(&cmd[11..]).into_owned(),
+                    });
+                }
+                Some(0x01) => return Err(io::Error::other("the client quit before asking for the binlog")),
+                other => self.send_err(1047, "08S01", &format!("unknown command {other:?}"))?,
+            }
+        }
+    }
+
+    fn answer_query(&mut self, sql: &str, facts: &SourceFacts) -> io::Result<()> {
+        let upper = sql.trim_start().to_ascii_uppercase();
+        if upper.starts_with("SET ") {
+            return self.send_ok();
+        }
+        if upper.starts_with("SELECT ") {
+            // `SELECT @@a AS x, @@b AS y`: one row, a value per alias.
+            let columns: Vec<String> =
+                sql.split(',').filter_map(|part| part.rsplit_once(" AS ").map(|(_, a)| a.trim().to_string())).collect();
+            let row: Vec<Option<String>> = columns.iter().map(|c| facts.value(c)).collect();
+            return self.send_result_set(&columns, &[row]);
+        }
+        self.send_err(1064, "42000", &format!("the fake source does not answer {sql:?}"))
+    }
+
+    /// Sends a text result set: column count, definitions, EOF, rows, EOF.
+    pub fn send_result_set(&mut self, columns: &[String], rows: &[Vec<Option<String>>]) -> io::Result<()> {
+        self.write_packet(&lenenc(columns.len() as u64))?;
+        for name in columns {
+            let mut def = Vec::new();
+            for part in ["def", "", "", "", name.as_str(), name.as_str()] {
+                def.extend(lenenc(part.len() as u64));
+                def.extend_from_slice(part.as_bytes());
+            }
+            def.push(0x0c);
+            def.extend_from_slice(&45u16.to_le_bytes()); // utf8mb4_general_ci
+            def.extend_from_slice(&1024u32.to_le_bytes());
+            def.push(0xfd); // VAR_STRING
+            def.extend_from_slice(&[0, 0, 0, 0, 0]); // flags, decimals, filler
+            self.write_packet(&def)?;
+        }
+        self.write_packet(&[0xfe, 0, 0, 0x02, 0])?;
+        for row in rows {
+            let mut p = Vec::new();
+            for value in row {
+                match value {
+                    Some(v) => {
+                        p.extend(lenenc(v.len() as u64));
+                        p.extend_from_slice(v.as_bytes());
+                    }
+                    None => p.push(0xfb),
+                }
+            }
+            self.write_packet(&p)?;
+        }
+        self.write_packet(&[0xfe, 0, 0, 0x02, 0])
+    }
+
+    /// Sends one binlog event in a packet of its own (the 0x00 marker, then the event).
+    pub fn send_event(&mut self, event: &[u8]) -> io::Result<()> {
+        let mut p = Vec::with_capacity(event.len() + 1);
+        p.push(0x00);
+        p.extend_from_slice(event);
+        self.write_packet(&p)
+    }
+
+    /// Writes one frame with the current sequence id and whatever `length` field (24 bits) the
+    /// test wants, followed by `payload`: the tool for lies about lengths and 16 MiB chunks.
+    pub fn write_frame(&mut self, length: u32, payload: &[u8]) -> io::Result<()> {
+        let mut head = length.to_le_bytes()[..3].to_vec();
+        head.push(self.seq);
+        self.seq = self.seq.wrapping_add(1);
+        self.stream.write_all(&head)?;
+        self.stream.write_all(payload)
+    }
+
+    /// Writes bytes as they are (no framing).
+    pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Keeps the connection open, sending nothing, until the client hangs up or `timeout`
+    /// passes (a source stalled mid-packet); says whether the client hung up.
+    pub fn stall(&mut self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            if self.client_hung_up(left.max(Duration::from_millis(1))) {
+                return true;
+            }
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, SessionLog> {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A length-encoded integer.
+fn lenenc(n: u64) -> Vec<u8> {
+    match n {
+        0..=0xFA => vec![n as u8],
+        0xFB..=0xFFFF => [&[0xFC][..], &(n as u16).to_le_bytes()].concat(),
+        0x1_0000..=0xFF_FFFF => [&[0xFD][..], &(n as u32).to_le_bytes()[..3]].concat(),
+        _ => [&[0xFE][..], &n.to_le_bytes()].concat(),
     }
 }
 
@@ -324,6 +511,121 @@ impl Drop for FakeSource {
         let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
         if let Some(t) = self.acceptor.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// Binlog v4 events as a MariaDB source sends them, for scripts that lie in their stream.
+pub mod events {
+    pub const QUERY: u8 = 2;
+    pub const ROTATE: u8 = 4;
+    pub const FORMAT_DESCRIPTION: u8 = 15;
+    pub const PREVIOUS_GTIDS: u8 = 35;
+    pub const MARIA_GTID: u8 = 162;
+    pub const MARIA_GTID_LIST: u8 = 163;
+    /// The header flag of events the source made up (the dump's first ROTATE).
+    pub const ARTIFICIAL: u16 = 0x0020;
+    pub const HEADER_LEN: usize = 19;
+
+    /// An event: the 19-byte header (timestamp 1700000000, server id 1, the size of what
+    /// follows, `log_pos`, `flags`), the body, and its CRC32.
+    pub fn event(type_code: u8, log_pos: u32, flags: u16, body: &[u8]) -> Vec<u8> {
+        let size = (HEADER_LEN + body.len() + 4) as u32;
+        let mut ev = Vec::with_capacity(size as usize);
+        ev.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+        ev.push(type_code);
+        ev.extend_from_slice(&1u32.to_le_bytes());
+        ev.extend_from_slice(&size.to_le_bytes());
+        ev.extend_from_slice(&log_pos.to_le_bytes());
+        ev.extend_from_slice(&flags.to_le_bytes());
+        ev.extend_from_slice(body);
+        with_crc(ev)
+    }
+
+    /// Appends the CRC32 of `ev`.
+    fn with_crc(mut ev: Vec<u8>) -> Vec<u8> {
+        let crc = crc32fast::hash(&ev);
+        ev.extend_from_slice(&crc.to_le_bytes());
+        ev
+    }
+
+    /// `ev` with its size field saying `size` and its CRC32 recomputed: a lie only the size tells.
+    pub fn claiming_size(ev: &[u8], size: u32) -> Vec<u8> {
+        let mut ev = ev[..ev.len() - 4].to_vec();
+        ev[9..13].copy_from_slice(&size.to_le_bytes());
+        with_crc(ev)
+    }
+
+    /// The artificial ROTATE that opens a dump: "continue in `name` at `pos`" (any bytes).
+    pub fn artificial_rotate(name: &[u8], pos: u64) -> Vec<u8> {
+        let mut body = pos.to_le_bytes().to_vec();
+        body.extend_from_slice(name);
+        event(ROTATE, 0, ARTIFICIAL, &body)
+    }
+
+    /// A format description of a MariaDB 10.11 with CRC32 checksums, ending at `log_pos`,
+    /// with the given binlog version and header length.
+    pub fn fde(binlog_version: u16, header_len: u8, log_pos: u32) -> Vec<u8> {
+        let mut body = binlog_version.to_le_bytes().to_vec();
+        let mut version = [0u8; 50];
+        version[..16].copy_from_slice(b"10.11.99-MariaDB");
+        body.extend_from_slice(&version);
+        body.extend_from_slice(&0u32.to_le_bytes()); // created
+        body.push(header_len);
+        let mut post_header = vec![0u8; 171];
+        post_header[usize::from(QUERY) - 1] = 13;
+        post_header[usize::from(ROTATE) - 1] = 8;
+        body.extend_from_slice(&post_header);
+        body.push(1); // checksum algorithm: CRC32
+        event(FORMAT_DESCRIPTION, log_pos, 0, &body)
+    }
+
+    /// The size of [`fde`]'s event.
+    pub fn fde_len() -> u32 {
+        fde(4, 19, 0).len() as u32
+    }
+
+    /// The body of a QUERY event running `sql` (no schema, no status variables).
+    pub fn query_body(sql: &str) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&7u32.to_le_bytes()); // thread id
+        body.extend_from_slice(&0u32.to_le_bytes()); // exec time
+        body.push(0); // schema length
+        body.extend_from_slice(&0u16.to_le_bytes()); // error code
+        body.extend_from_slice(&0u16.to_le_bytes()); // status variables length
+        body.push(0); // the schema's NUL
+        body.extend_from_slice(sql.as_bytes());
+        body
+    }
+
+    /// A binlog file as the fake streams it: positions follow the events sent, unless a test
+    /// says otherwise.
+    pub struct Binlog {
+        /// Where the next event starts in the source's file.
+        pub pos: u32,
+    }
+
+    impl Binlog {
+        /// The opening of a dump from `name`:4: the artificial rotate and the file's FDE.
+        pub fn open(name: &str) -> (Binlog, Vec<Vec<u8>>) {
+            let fde_end = 4 + fde_len();
+            let opening = vec![artificial_rotate(name.as_bytes(), 4), fde(4, 19, fde_end)];
+            (Binlog { pos: fde_end }, opening)
+        }
+
+        /// The next event, at the current position (its `log_pos` is its end); moves on.
+        pub fn next(&mut self, type_code: u8, body: &[u8]) -> Vec<u8> {
+            let size = (HEADER_LEN + body.len() + 4) as u32;
+            let ev = event(type_code, self.pos + size, 0, body);
+            self.pos += size;
+            ev
+        }
+
+        /// An event claiming to start at `start` (its `log_pos` is `start` + its size); the
+        /// file's position does not move.
+        pub fn at(&self, start: u32, type_code: u8, body: &[u8]) -> Vec<u8> {
+            let size = (HEADER_LEN + body.len() + 4) as u32;
+            event(type_code, start.wrapping_add(size), 0, body)
         }
     }
 }
