@@ -1393,33 +1393,6 @@ mod tests {
     }
 
     #[test]
-    fn the_relay_is_off_by_default_and_plaintext_only_on_loopback_unless_accepted() {
-        let s = load(None, &local(), Purpose::Serve).unwrap();
-        assert_eq!(s.relay.socket_addr().unwrap(), None);
-        let with = |pairs: &[(&str, &str)]| {
-            let mut e = local();
-            e.extend(env(pairs));
-            load(None, &e, Purpose::Serve)
-        };
-        let on = with(&[("BINLOG_SERVER_RELAY_LISTEN_ADDR", "127.0.0.1:3307")]).unwrap();
-        assert_eq!(on.relay.socket_addr().unwrap().map(|a| a.port()), Some(3307));
-        let err = with(&[("BINLOG_SERVER_RELAY_LISTEN_ADDR", "0.0.0.0:3307")]).unwrap_err().to_string();
-        assert!(
-            err.contains("relay.allow_plaintext_remote") && err.contains("BINLOG_SERVER_RELAY_LISTEN_ADDR"),
-            "{err}"
-        );
-        assert!(
-            with(&[
-                ("BINLOG_SERVER_RELAY_LISTEN_ADDR", "0.0.0.0:3307"),
-                ("BINLOG_SERVER_RELAY_ALLOW_PLAINTEXT_REMOTE", "true")
-            ])
-            .is_ok()
-        );
-        let err = with(&[("BINLOG_SERVER_RELAY_LISTEN_ADDR", "nonsense")]).unwrap_err().to_string();
-        assert!(err.contains("not HOST:PORT"), "{err}");
-    }
-
-    #[test]
     fn placeholders_expand_from_the_environment() {
         let vars = [("DIR", "/srv/binlog"), ("EMPTY", ""), ("P", "s3cr$t")];
         let lookup = |n: &str| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string());
@@ -1471,6 +1444,33 @@ mod tests {
         on.push(("BINLOG_SERVER_UPLOAD_ENABLED".into(), "true".into()));
         on.push(("BINLOG_SERVER_UPLOAD_ACCESS_KEY".into(), "ak".into()));
         assert!(load(None, &on, Purpose::Serve).unwrap().ignored_upload_keys().is_empty());
+    }
+
+    #[test]
+    fn the_relay_is_off_by_default_and_plaintext_only_on_loopback_unless_accepted() {
+        let s = load(None, &local(), Purpose::Serve).unwrap();
+        assert_eq!(s.relay.socket_addr().unwrap(), None);
+        let with = |pairs: &[(&str, &str)]| {
+            let mut e = local();
+            e.extend(env(pairs));
+            load(None, &e, Purpose::Serve)
+        };
+        let on = with(&[("BINLOG_SERVER_RELAY_LISTEN_ADDR", "127.0.0.1:3307")]).unwrap();
+        assert_eq!(on.relay.socket_addr().unwrap().map(|a| a.port()), Some(3307));
+        let err = with(&[("BINLOG_SERVER_RELAY_LISTEN_ADDR", "0.0.0.0:3307")]).unwrap_err().to_string();
+        assert!(
+            err.contains("relay.allow_plaintext_remote") && err.contains("BINLOG_SERVER_RELAY_LISTEN_ADDR"),
+            "{err}"
+        );
+        assert!(
+            with(&[
+                ("BINLOG_SERVER_RELAY_LISTEN_ADDR", "0.0.0.0:3307"),
+                ("BINLOG_SERVER_RELAY_ALLOW_PLAINTEXT_REMOTE", "true")
+            ])
+            .is_ok()
+        );
+        let err = with(&[("BINLOG_SERVER_RELAY_LISTEN_ADDR", "nonsense")]).unwrap_err().to_string();
+        assert!(err.contains("not HOST:PORT"), "{err}");
     }
 
     #[test]

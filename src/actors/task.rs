@@ -23,8 +23,8 @@ use crate::actors::replication::{
 };
 use crate::actors::upload::{StopUploads, UploadActor, UploadNow, UploadParams};
 use crate::config::Settings;
-use crate::domain::{Task, TaskError, TaskErrorCode, TaskEventType, TaskId, TaskState, effective_server_id};
-use crate::meta::{Checkpoint, LastError, Store};
+use crate::domain::{Mover, Task, TaskError, TaskErrorCode, TaskEventType, TaskId, TaskState, effective_server_id};
+use crate::meta::{Checkpoint, LastError, Store, Transition};
 use crate::retry::{Failure, RetryPolicy, RetryState, SourcePos, Verdict};
 use crate::source::conn::ConnectParams;
 use crate::source::dump::ReplicaParams;
@@ -242,7 +242,9 @@ impl TaskActor {
                             }
                             return Ok(());
                         }
-                        s.transition(id, &[from], to, None, last_error, ev).map(|_| ())
+                        let mut t = Transition::to(to, Mover::Task).from(from).last_error(last_error);
+                        t.event = ev;
+                        s.transition(id, t).map(|_| ())
                     })
                     .await;
                 match res {

@@ -159,6 +159,7 @@ impl From<ControlError> for ApiError {
             ControlError::Store(
                 StoreError::Duplicate(_)
                 | StoreError::Conflict(_)
+                | StoreError::Forbidden { .. }
                 | StoreError::Migration(_)
                 | StoreError::Corrupt(_)
                 | StoreError::Secrets(_)

@@ -1,7 +1,9 @@
 //! The HTTP control plane (actix-web): routes, extractor configuration and error mapping.
 //!
-//! Handlers talk to the `Supervisor` by messages and never touch files or sockets; the store only
-//! for read-only queries (`summary`).
+//! Handlers talk to the `Supervisor` by messages and decide nothing; they use the store only for
+//! read-only queries (`summary`). The exception to "no files" is `api::pitr`, whose download and
+//! archive handlers stream binlog files (opened only through `pitr::files`, which enforces where
+//! they may come from).
 
 pub mod auth;
 pub mod batch;

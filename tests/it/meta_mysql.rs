@@ -196,7 +196,7 @@ fn wait_running(srv: &Server, id: i64) {
 fn without_moving_parts(task: &Value) -> Value {
     let mut t = task.clone();
     let obj = t.as_object_mut().expect("a task object");
-    for key in ["state", "desired_state", "updated_at", "last_error"] {
+    for key in ["state", "active", "desired_state", "updated_at", "last_error"] {
         obj.remove(key);
     }
     t

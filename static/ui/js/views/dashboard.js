@@ -6,7 +6,6 @@ import { h, lastErrorCell, replaceIfChanged, table, taskStateBadges } from '../d
 import { number, rate, seconds, timeEl } from '../format.js';
 
 export const STATES = ['RUNNING', 'STARTING', 'RETRY_BACKOFF', 'LEASE_DEGRADED', 'STOPPING', 'FAILED', 'STOPPED'];
-const ACTIVE = new Set(['STARTING', 'RUNNING', 'RETRY_BACKOFF', 'LEASE_DEGRADED', 'STOPPING']);
 
 export function mount(el, _params, ctx) {
   ctx.setTitle('Dashboard');
@@ -62,7 +61,7 @@ export function mount(el, _params, ctx) {
       ], shown.map(({ task: t, lag_seconds: lag, bytes_per_second: tbps }) => [
         h('a', { href: `#/tasks/${t.id}` }, t.name),
         taskStateBadges(t),
-        ACTIVE.has(t.state) ? seconds(lag) : '—',
+        t.active ? seconds(lag) : '—',
         tbps !== null ? rate(tbps) : '—',
         lastErrorCell(t.last_error),
       ]), { class: 'data' })));
