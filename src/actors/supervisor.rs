@@ -192,7 +192,8 @@ impl Handler<CreateTask> for Supervisor {
 
     fn handle(&mut self, msg: CreateTask, _: &mut Context<Self>) -> Self::Result {
         let key = msg.0.cluster_key.clone();
-        let fut = store_call!(self.store, |s| s.create_task(&msg.0));
+        let max_tasks = self.settings.max_tasks;
+        let fut = store_call!(self.store, |s| s.create_task_within(&msg.0, max_tasks));
         Box::pin(async move {
             fut.await.map_err(|e| match e {
                 StoreError::Duplicate(_) => ControlError::AlreadyExists(key),

@@ -210,9 +210,19 @@ impl Store {
 
     /// Creates a task (STOPPED, desired STOPPED) with an empty checkpoint and a TASK_CREATED event.
     pub fn create_task(&self, spec: &TaskSpec) -> Result<Task, StoreError> {
+        self.create_task_within(spec, u32::MAX)
+    }
+
+    /// Creates a task unless `max_tasks` tasks exist already (`StoreError::TaskLimit`), counted
+    /// in the insert's own transaction.
+    pub fn create_task_within(&self, spec: &TaskSpec, max_tasks: u32) -> Result<Task, StoreError> {
         let mut conn = self.conn()?;
         let now = self.now();
         conn.transaction(|c| {
+            let existing: i64 = tasks::table.count().get_result(c)?;
+            if existing >= i64::from(max_tasks) {
+                return Err(StoreError::TaskLimit(max_tasks));
+            }
             let cols = TaskSpecColumns::from_spec(spec, self.encode_password(&spec.source.password, &spec.cluster_key));
             diesel::insert_into(tasks::table)
                 .values((
