@@ -356,52 +356,57 @@ impl Handler<StopTask> for Supervisor {
 
     fn handle(&mut self, msg: StopTask, _: &mut Context<Self>) -> Self::Result {
         let id = msg.0;
-        let actor = self.tasks.get(&id).cloned();
         let deadline = Duration::from_secs(self.settings.shutdown_timeout_sec.max(1));
         let store = self.store.clone();
         let cluster = self.cluster_mode();
         let span = span("task.stop", vec![KeyValue::new("task.id", id.0)]);
-        Box::pin(
-            async move {
-                let _span = span;
-                let task = store
-                    .call(move |s| s.get_task(id))
-                    .await
-                    .map_err(|e| ControlError::from_store(e, Some(id), "stop"))?;
-                if task.state == TaskState::Failed {
-                    // A failed task has no actors left; stopping it only records the intent.
-                    return store
-                        .call(move |s| {
-                            s.transition(
-                                id,
-                                &[TaskState::Failed],
-                                TaskState::Stopped,
-                                Some(DesiredState::Stopped),
-                                LastError::Keep,
-                                Some((TaskEventType::TaskStopped, "stop requested")),
-                            )
-                        })
-                        .await
-                        .map_err(|e| ControlError::from_store(e, Some(id), "stop"));
-                }
-                store
+        let stop_store = store.clone();
+        let recorded = async move {
+            let task =
+                store.call(move |s| s.get_task(id)).await.map_err(|e| ControlError::from_store(e, Some(id), "stop"))?;
+            if task.state == TaskState::Failed {
+                // A failed task has no actors left; stopping it only records the intent.
+                return store
                     .call(move |s| {
                         s.transition(
                             id,
-                            &[
-                                TaskState::Starting,
-                                TaskState::Running,
-                                TaskState::RetryBackoff,
-                                TaskState::LeaseDegraded,
-                            ],
-                            TaskState::Stopping,
+                            &[TaskState::Failed],
+                            TaskState::Stopped,
                             Some(DesiredState::Stopped),
                             LastError::Keep,
-                            None,
+                            Some((TaskEventType::TaskStopped, "stop requested")),
                         )
                     })
                     .await
-                    .map_err(|e| ControlError::from_store(e, Some(id), "stop"))?;
+                    .map(Some)
+                    .map_err(|e| ControlError::from_store(e, Some(id), "stop"));
+            }
+            store
+                .call(move |s| {
+                    s.transition(
+                        id,
+                        &[TaskState::Starting, TaskState::Running, TaskState::RetryBackoff, TaskState::LeaseDegraded],
+                        TaskState::Stopping,
+                        Some(DesiredState::Stopped),
+                        LastError::Keep,
+                        None,
+                    )
+                })
+                .await
+                .map_err(|e| ControlError::from_store(e, Some(id), "stop"))?;
+            Ok(None)
+        };
+        // The actor is looked up once STOPPING is recorded, not when the request arrived: a
+        // start handled in between may have spawned one, which would otherwise keep running
+        // (and fight the next start's actor for the source) while the task says STOPPED.
+        Box::pin(recorded.into_actor(self).then(move |res, act, _| {
+            let actor = act.tasks.get(&id).cloned();
+            let store = stop_store;
+            async move {
+                let _span = span;
+                if let Some(done) = res? {
+                    return Ok(done);
+                }
                 match actor {
                     Some(addr) if addr.connected() => {
                         match tokio::time::timeout(deadline, addr.send(Stop)).await {
@@ -445,8 +450,8 @@ impl Handler<StopTask> for Supervisor {
                 }
                 store.call(move |s| s.get_task(id)).await.map_err(|e| ControlError::from_store(e, Some(id), "stop"))
             }
-            .into_actor(self),
-        )
+            .into_actor(act)
+        }))
     }
 }
 

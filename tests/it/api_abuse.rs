@@ -98,3 +98,125 @@ fn a_deeply_nested_json_body_is_refused_and_the_service_keeps_answering() {
     let (status, _) = srv.post("/api/tasks", &body("after", "after"));
     assert_eq!(status, 201);
 }
+
+/// 1,000 start/stop/delete requests from 16 clients at once on four tasks of a real source
+/// (two of which may be deleted):
+/// every answer is a decision (never a server error), and afterwards no task is between two
+/// states, each is where its operator last asked it to be, its start/stop events alternate,
+/// the source serves exactly one dump per running task (no orphan replication actor), and the
+/// running ones still stream.
+#[test]
+fn a_thousand_concurrent_start_stop_delete_requests_leave_every_task_settled() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use crate::common::mariadb::{MariaDb, MariaDbOpts};
+    use crate::common::poll_until;
+    use crate::common::replication::{
+        WAIT, api_checkpoint, binlog_dump_threads, create_task, fast_server_opts, from_first_file, source_json,
+        stop_task, task, task_events, wait_checkpoint_moves,
+    };
+
+    let db = MariaDb::start(MariaDbOpts::default());
+    let srv = Arc::new(Server::start(fast_server_opts()));
+    let ids: Vec<i64> =
+        (0..4).map(|i| create_task(&srv, &format!("churn-{i}"), source_json(&db), from_first_file(&db))).collect();
+    let ids = Arc::new(ids);
+    let statuses: Vec<BTreeMap<(String, u16), usize>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16u64)
+            .map(|client| {
+                let (srv, ids) = (srv.clone(), ids.clone());
+                scope.spawn(move || {
+                    let mut seen = BTreeMap::new();
+                    // A small LCG per client: the same interleaving of requests every run.
+                    let mut x = client.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                    for _ in 0..1000 / 16 + usize::from(client < 1000 % 16) {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        let id = ids[(x >> 33) as usize % ids.len()];
+                        // Only the first two tasks may be deleted: the others always remain.
+                        let (op, status) = match (x >> 40) % 20 {
+                            0 if id <= ids[1] => ("delete", srv.delete(&format!("/api/tasks/{id}")).0),
+                            1..=10 => ("start", srv.post(&format!("/api/tasks/{id}/start"), &json!({})).0),
+                            _ => ("stop", srv.post(&format!("/api/tasks/{id}/stop"), &json!({})).0),
+                        };
+                        *seen.entry((op.to_string(), status)).or_insert(0) += 1;
+                    }
+                    seen
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a client thread")).collect()
+    });
+    let mut total: BTreeMap<(String, u16), usize> = BTreeMap::new();
+    for s in statuses {
+        for (k, n) in s {
+            *total.entry(k).or_insert(0) += n;
+        }
+    }
+    eprintln!("answers (op, status) -> count: {total:?}");
+    assert_eq!(total.values().sum::<usize>(), 1000);
+    for ((op, status), n) in &total {
+        assert!(matches!(status, 200 | 204 | 404 | 409), "{n} {op} requests answered {status}: {total:?}");
+    }
+
+    // Afterwards: every remaining task settles where it was last asked to be.
+    let mut running = Vec::new();
+    for &id in ids.iter() {
+        let (status, _) = srv.get(&format!("/api/tasks/{id}"));
+        if status == 404 {
+            continue;
+        }
+        let deadline = std::time::Instant::now() + WAIT;
+        let t = loop {
+            let t = task(&srv, id);
+            let settled = matches!(
+                (t["desired_state"].as_str(), t["state"].as_str()),
+                (Some("RUNNING"), Some("RUNNING")) | (Some("STOPPED"), Some("STOPPED"))
+            );
+            if settled {
+                break t;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "task {id} did not settle in its desired state within {WAIT:?}: {t}\nevents: {:?}\n{}",
+                task_events(&srv, id).into_iter().take(12).collect::<Vec<_>>(),
+                srv.diagnostics()
+            );
+            // The polling interval, not synchronisation: the state is what is waited for.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        if t["state"] == "RUNNING" {
+            running.push(id);
+        }
+        // Its start and stop events alternate, beginning with a start, ending as it is now.
+        let marks: Vec<String> = task_events(&srv, id)
+            .into_iter()
+            .rev()
+            .map(|e| e.1)
+            .filter(|e| e == "TASK_STARTED" || e == "TASK_STOPPED")
+            .collect();
+        for (i, pair) in marks.windows(2).enumerate() {
+            assert_ne!(pair[0], pair[1], "task {id}: two {} in a row at {i}: {marks:?}", pair[0]);
+        }
+        let expected_last = if t["state"] == "RUNNING" { "TASK_STARTED" } else { "TASK_STOPPED" };
+        if let Some(last) = marks.last() {
+            assert_eq!(last, expected_last, "task {id} is {}: {marks:?}", t["state"]);
+        }
+    }
+    eprintln!("running afterwards: {running:?}");
+    // One dump thread per running task: no replication actor survived its task's stop or delete.
+    poll_until(WAIT, "one binlog dump per running task on the source", || {
+        (binlog_dump_threads(&db).len() == running.len()).then_some(())
+    });
+    // The running ones still stream; then they stop cleanly.
+    db.sql("CREATE TABLE churn (id INT PRIMARY KEY)");
+    for &id in &running {
+        let before = api_checkpoint(&srv, id);
+        db.sql(&format!("INSERT INTO churn VALUES ({id})"));
+        wait_checkpoint_moves(&srv, id, before.as_ref());
+        stop_task(&srv, id);
+    }
+    poll_until(WAIT, "every dump to end once every task is stopped", || {
+        binlog_dump_threads(&db).is_empty().then_some(())
+    });
+}
