@@ -51,6 +51,12 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         Notifier::off()
     });
     let addr = settings.listen_socket_addr().map_err(|e| anyhow::anyhow!(e.message))?;
+    let ignored = settings.ignored_upload_keys();
+    if !ignored.is_empty() {
+        warn!(log, "upload settings are set but upload.enabled is false: they are ignored and no file is \
+                    uploaded (set upload.enabled=true, BINLOG_SERVER_UPLOAD_ENABLED=true, to upload)";
+              "keys" => ignored.join(", "));
+    }
     let tightened = crate::fsmode::prepare(&settings.data_dir)
         .with_context(|| format!("cannot create data_dir {} or make it private", settings.data_dir.display()))?;
     if let Some((first, was)) = tightened.dirs.first().or(tightened.files.first()) {
@@ -78,6 +84,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     };
     let node_id = crate::cluster::resolve_node_id(&settings.cluster.node_id, &settings.data_dir)
         .with_context(|| format!("cannot read or create the node id in {}", settings.data_dir.display()))?;
+    let query_store = store.clone();
     let supervisor = Supervisor::new(store.clone(), settings.clone(), objects, log.clone()).start();
     let coordinator = if settings.mode == crate::config::Mode::Cluster {
         let c = crate::actors::coordinator::start(node_id.clone(), store, settings.clone(), supervisor.clone(), &log)
@@ -108,6 +115,10 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
             started_at: chrono::Utc::now(),
             coordinator: coordinator.clone(),
         },
+        store: query_store,
+        rates: std::sync::Mutex::new(crate::overview::RateMeter::new(Duration::from_secs(60))),
+        recovery_refreshed: std::sync::Mutex::new(None),
+        upload_enabled: settings.upload.enabled,
     });
 
     let auth_settings = settings.api.auth.clone();
@@ -125,6 +136,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     }
     let cross_site = Arc::new(api::cross_site::Policy::from_settings(&settings));
     let body_timeout = Duration::from_secs(settings.http.body_timeout_sec);
+    let max_body_bytes = settings.http.max_body_bytes as usize;
     let ui_source = api::ui::UiSource::from_dev_dir(&settings.ui.dev_dir);
     if let api::ui::UiSource::Dir(dir) = &ui_source {
         info!(log, "serving the UI from disk (ui.dev_dir)"; "dir" => %dir.display());
@@ -136,7 +148,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
             protect_metrics: auth_settings.protect_metrics,
             rate_limit: limiter.clone(),
             failed_auth: failed_auth.clone(),
-            body: api::body::BodyLimits { timeout: body_timeout, max_bytes: api::MAX_JSON_BODY },
+            body: api::body::BodyLimits { timeout: body_timeout, max_bytes: max_body_bytes },
         };
         let cross_site = cross_site.clone();
         App::new()

@@ -66,6 +66,8 @@ fn operator_sections() -> Roff {
     item(&mut roff, "0", "The service stopped in order (SIGTERM or SIGINT), or the command succeeded.");
     item(&mut roff, "1", "A runtime error: the metadata store, the listener, a migration.");
     item(&mut roff, "2", "Invalid configuration or arguments; the message names the key and where it came from.");
+    item(&mut roff, "3", "migrate status: migrations are pending (run migrate up).");
+    item(&mut roff, "4", "migrate status: the schema is newer than this binary (upgrade binlog-server).");
 
     section(&mut roff, "ENVIRONMENT");
     item(&mut roff, "BINLOG_SERVER_CONFIG", "The YAML configuration file, as --config.");

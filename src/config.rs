@@ -24,7 +24,7 @@ pub struct Settings {
     /// `standalone` (one process, any metadata backend) or `cluster` (several nodes on one
     /// MySQL/MariaDB metadata database, coordinated by leases; see docs/guide/cluster.md).
     pub mode: Mode,
-    /// HTTP listen address.
+    /// HTTP listen address. Loopback by default: another address needs the API protected.
     pub listen_addr: String,
     /// Directory for binlog files and the embedded metadata database.
     pub data_dir: PathBuf,
@@ -58,7 +58,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             mode: Mode::Standalone,
-            listen_addr: "0.0.0.0:8080".into(),
+            listen_addr: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
             meta_dsn: Secret::default(),
             meta_dsn_file: String::new(),
@@ -171,11 +171,14 @@ pub struct HttpSettings {
     /// a route is open without authentication: e.g. a reverse proxy's name. Every other `Host`
     /// is refused then (DNS rebinding), and an `Origin` naming one of these counts as ours.
     pub allowed_hosts: String,
+    /// Largest request body under `/api` (then 413): a task definition is a few hundred bytes,
+    /// a batch of 100 some tens of KiB.
+    pub max_body_bytes: u64,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings { body_timeout_sec: 10, allowed_hosts: String::new() }
+        HttpSettings { body_timeout_sec: 10, allowed_hosts: String::new(), max_body_bytes: 64 * 1024 }
     }
 }
 
@@ -525,8 +528,17 @@ pub fn load(file: Option<&Path>, env: &[(String, String)], purpose: Purpose) -> 
         if !path.is_file() {
             return Err(ConfigError::new(format!("config file {} does not exist or is not a file", path.display())));
         }
-        builder =
-            builder.add_source(config::File::from(path.to_path_buf()).format(config::FileFormat::Yaml).required(true));
+        let label = path.display().to_string();
+        let mut tree: serde_json::Value = config::Config::builder()
+            .add_source(config::File::from(path.to_path_buf()).format(config::FileFormat::Yaml).required(true))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::new(format!("cannot read config file {label}: {e}")))?;
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        expand_tree(&mut tree, "", &lookup).map_err(|e| ConfigError::new(format!("{e} in {label}")))?;
+        let expanded = config::Config::try_from(&tree)
+            .map_err(|e| ConfigError::new(format!("cannot read config file {label}: {e}")))?;
+        builder = builder.add_source(expanded);
     }
 
     let mut env_keys: BTreeMap<String, String> = BTreeMap::new();
@@ -592,6 +604,87 @@ pub fn load(file: Option<&Path>, env: &[(String, String)], purpose: Purpose) -> 
         settings.check_exposure().map_err(named)?;
     }
     Ok(settings)
+}
+
+/// A `${VAR}` placeholder in the config file that cannot be expanded (never quoting a value).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceholderError {
+    #[error("`{key}`: environment variable {var} is not set (write ${{{var}:-default}} to give a default)")]
+    Unset { key: String, var: String },
+    #[error("`{key}`: `${{` without a closing `}}` or with an invalid variable name (write $${{ for a literal ${{)")]
+    Malformed { key: String },
+}
+
+/// Expands `${VAR}` and `${VAR:-default}` in every string value of the file's tree; `key` paths
+/// name the value in errors.
+fn expand_tree(
+    value: &mut serde_json::Value,
+    key: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), PlaceholderError> {
+    match value {
+        serde_json::Value::String(text) => {
+            *text = expand_placeholders(text, key, lookup)?;
+        }
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let path = if key.is_empty() { k.clone() } else { format!("{key}.{k}") };
+                expand_tree(v, &path, lookup)?;
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                expand_tree(v, &format!("{key}[{i}]"), lookup)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `${VAR}`: the variable's value (unset is an error); `${VAR:-default}`: the default when the
+/// variable is unset or empty, as in a shell; `$${` is a literal `${`. Any other `$` stays as it
+/// is, so a password holding `$` needs no escaping.
+pub fn expand_placeholders(
+    text: &str,
+    key: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, PlaceholderError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+        } else if let Some(inner) = tail.strip_prefix("${") {
+            let malformed = || PlaceholderError::Malformed { key: key.to_string() };
+            let end = inner.find('}').ok_or_else(malformed)?;
+            let body = &inner[..end];
+            let (var, default) = match body.split_once(":-") {
+                Some((v, d)) => (v, Some(d)),
+                None => (body, None),
+            };
+            let valid_name = var.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid_name {
+                return Err(malformed());
+            }
+            match (lookup(var), default) {
+                (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => return Err(PlaceholderError::Unset { key: key.to_string(), var: var.to_string() }),
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// What the configuration is loaded for: serving checks more than a one-shot tool needs.
@@ -726,6 +819,9 @@ impl Settings {
         }
         if !(1..=3600).contains(&self.http.body_timeout_sec) {
             return Err(invalid("http.body_timeout_sec", "must be between 1 and 3600"));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.http.max_body_bytes) {
+            return Err(invalid("http.max_body_bytes", "must be between 1024 and 67108864 (64 MiB)"));
         }
         if let Some(bad) = self
             .http
@@ -896,6 +992,21 @@ impl Settings {
         Ok(())
     }
 
+    /// `upload.*` keys set to something other than their default while `upload.enabled` is false:
+    /// ignored, which whoever set them most likely did not mean (start-up warns, naming them).
+    pub fn ignored_upload_keys(&self) -> Vec<String> {
+        if self.upload.enabled {
+            return Vec::new();
+        }
+        // Compared as JSON trees, never printed: secrets stay inside this function.
+        let set = serde_json::to_value(&self.upload).expect("UploadSettings serialises to JSON");
+        let default = serde_json::to_value(UploadSettings::default()).expect("UploadSettings serialises to JSON");
+        let (Some(set), Some(default)) = (set.as_object(), default.as_object()) else {
+            return Vec::new();
+        };
+        set.iter().filter(|(k, v)| default.get(*k) != Some(v)).map(|(k, _)| format!("upload.{k}")).collect()
+    }
+
     /// Whether a route answers without a credential (auth off, or a route left unprotected):
     /// the `Host` header must then name this server (`api::cross_site`).
     pub fn has_open_routes(&self) -> bool {
@@ -1016,7 +1127,7 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_ones() {
         let s = Settings::default();
-        assert_eq!(s.listen_addr, "0.0.0.0:8080");
+        assert_eq!(s.listen_addr, "127.0.0.1:8080");
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert!(s.meta_dsn.is_empty());
         assert!(!s.api.auth.enabled);
@@ -1024,12 +1135,18 @@ mod tests {
 
     #[test]
     fn remote_listening_without_auth_is_refused_unless_accepted() {
-        let err = load(None, &[], Purpose::Serve).unwrap_err().0;
+        assert!(load(None, &[], Purpose::Serve).is_ok(), "the defaults start: loopback without auth");
+        let remote = env(&[("BINLOG_SERVER_LISTEN_ADDR", "0.0.0.0:8080")]);
+        let err = load(None, &remote, Purpose::Serve).unwrap_err().0;
         assert!(err.contains("listen_addr") && err.contains("api.auth.allow_insecure_remote"), "{err}");
         assert!(load(None, &local(), Purpose::Serve).unwrap().check_exposure().is_ok());
-        let accepted = env(&[("BINLOG_SERVER_API_AUTH_ALLOW_INSECURE_REMOTE", "true")]);
+        let accepted = env(&[
+            ("BINLOG_SERVER_LISTEN_ADDR", "0.0.0.0:8080"),
+            ("BINLOG_SERVER_API_AUTH_ALLOW_INSECURE_REMOTE", "true"),
+        ]);
         assert!(load(None, &accepted, Purpose::Serve).unwrap().check_exposure().is_ok());
         let with_auth = env(&[
+            ("BINLOG_SERVER_LISTEN_ADDR", "0.0.0.0:8080"),
             ("BINLOG_SERVER_API_AUTH_ENABLED", "true"),
             ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "t-0123456789abcdef"),
         ]);
@@ -1223,6 +1340,60 @@ mod tests {
         assert!(err.contains("ui.dev_dir") && err.contains("BINLOG_SERVER_UI_DEV_DIR"), "{err}");
         std::fs::write(dir.path().join("index.html"), "<!doctype html>").unwrap();
         assert_eq!(load(None, &vars, Purpose::Serve).unwrap().ui.dev_dir, path);
+    }
+
+    #[test]
+    fn placeholders_expand_from_the_environment() {
+        let vars = [("DIR", "/srv/binlog"), ("EMPTY", ""), ("P", "s3cr$t")];
+        let lookup = |n: &str| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string());
+        let x = |t: &str| expand_placeholders(t, "k", &lookup);
+        assert_eq!(x("${DIR}/data").unwrap(), "/srv/binlog/data");
+        assert_eq!(x("${NOPE:-./data}").unwrap(), "./data");
+        assert_eq!(x("${EMPTY:-fallback}").unwrap(), "fallback", "empty counts as unset with :-");
+        assert_eq!(x("${EMPTY}").unwrap(), "");
+        assert_eq!(x("${DIR:-x}").unwrap(), "/srv/binlog");
+        assert_eq!(x("${NOPE:-}").unwrap(), "");
+        assert_eq!(x("a${DIR}b${P}c").unwrap(), "a/srv/binlogbs3cr$tc", "expanded values are not expanded again");
+        assert_eq!(x("pa$$word $5 $${DIR}").unwrap(), "pa$$word $5 ${DIR}", "only ${{ starts a placeholder");
+        assert_eq!(x("no placeholders").unwrap(), "no placeholders");
+        assert_eq!(x("${NOPE}"), Err(PlaceholderError::Unset { key: "k".into(), var: "NOPE".into() }));
+        for bad in ["${DIR", "${}", "${1X}", "${A-B}", "${:-x}"] {
+            assert_eq!(x(bad), Err(PlaceholderError::Malformed { key: "k".into() }), "{bad}");
+        }
+    }
+
+    #[test]
+    fn placeholders_in_the_file_name_key_and_variable() {
+        let (_d, p) = yaml("data_dir: ${IT_DIR}\nmeta_pool_size: ${IT_POOL:-3}\nlog:\n  level: ${IT_LEVEL}\n");
+        let vars = env(&[("IT_DIR", "/tmp/expanded"), ("IT_LEVEL", "debug")]);
+        let s = load(Some(&p), &vars, Purpose::Tool).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/expanded"));
+        assert_eq!(s.meta_pool_size, 3, "a default fills a number");
+        assert_eq!(s.log.level, LogLevel::Debug);
+        let err = load(Some(&p), &env(&[("IT_DIR", "/tmp/x")]), Purpose::Tool).unwrap_err().0;
+        assert!(err.contains("`log.level`") && err.contains("IT_LEVEL"), "{err}");
+        assert!(err.contains(&p.display().to_string()), "{err}");
+        // Environment overrides are taken literally: no expansion there.
+        let mut over = vars.clone();
+        over.push(("BINLOG_SERVER_DATA_DIR".into(), "${IT_DIR}".into()));
+        assert_eq!(load(Some(&p), &over, Purpose::Tool).unwrap().data_dir, PathBuf::from("${IT_DIR}"));
+    }
+
+    #[test]
+    fn upload_keys_set_while_upload_is_off_are_named() {
+        let s = load(None, &[], Purpose::Serve).unwrap();
+        assert!(s.ignored_upload_keys().is_empty(), "defaults are not 'set'");
+        let vars = env(&[
+            ("BINLOG_SERVER_UPLOAD_ENDPOINT", "http://127.0.0.1:9000"),
+            ("BINLOG_SERVER_UPLOAD_BUCKET", "b"),
+            ("BINLOG_SERVER_UPLOAD_SECRET_KEY", "sk-never-shown"),
+        ]);
+        let s = load(None, &vars, Purpose::Serve).unwrap();
+        assert_eq!(s.ignored_upload_keys(), ["upload.bucket", "upload.endpoint", "upload.secret_key"]);
+        let mut on = vars.clone();
+        on.push(("BINLOG_SERVER_UPLOAD_ENABLED".into(), "true".into()));
+        on.push(("BINLOG_SERVER_UPLOAD_ACCESS_KEY".into(), "ak".into()));
+        assert!(load(None, &on, Purpose::Serve).unwrap().ignored_upload_keys().is_empty());
     }
 
     #[test]

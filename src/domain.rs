@@ -24,50 +24,10 @@ impl fmt::Display for TaskId {
     }
 }
 
-/// Defines a string enum with `as_str`, `FromStr`, `Display` and serde in SCREAMING_SNAKE_CASE.
-macro_rules! string_enum {
-    // `$text:tt`, not `:literal`: utoipa's derive only sees a `rename` written with a token tree.
-    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:tt),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema)]
-        pub enum $name {
-            $(#[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl ::std::str::FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(format!(
-                        "unknown {} {:?} (expected one of: {})",
-                        stringify!($name),
-                        s.chars().take(64).collect::<String>(),
-                        [$($text),+].join(", ")
-                    )),
-                }
-            }
-        }
-
-        impl ::std::fmt::Display for $name {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-pub(crate) use string_enum;
+pub(crate) use crate::string_enum::string_enum;
 
 string_enum!(
-    /// Where a task is in its life. Transitions are checked by `TaskState::can_become`.
+    /// Where a task is in its life. Changes follow one table, `TaskState::allows`.
     TaskState {
         Stopped => "STOPPED",
         Starting => "STARTING",
@@ -79,35 +39,80 @@ string_enum!(
     }
 );
 
+/// Who moves a task from one state to another: the state table's rows differ by mover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mover {
+    /// The task's own actors (`TaskActor`), from the state they hold.
+    Task,
+    /// An operator's command (start, stop), and the end of a stop no actor will finish.
+    Operator,
+    /// A row whose actors are gone: left by a killed process (found at start-up), taken over with
+    /// a lease, or stopping on a node that left the cluster.
+    Repair,
+}
+
+impl Mover {
+    pub const ALL: &'static [Mover] = &[Mover::Task, Mover::Operator, Mover::Repair];
+}
+
 impl TaskState {
-    /// The one place that says which state may follow which.
-    pub fn can_become(self, next: TaskState) -> bool {
+    /// The states in which replication actors exist (or are being set up or torn down). The one
+    /// list: the API reports it per task (`active`), the UI and the cluster's queries follow it.
+    pub const ACTIVE: &'static [TaskState] = &[
+        TaskState::Starting,
+        TaskState::Running,
+        TaskState::RetryBackoff,
+        TaskState::Stopping,
+        TaskState::LeaseDegraded,
+    ];
+
+    /// The one task state table: whether `mover` may move a task from `self` to `next`.
+    pub fn allows(self, next: TaskState, mover: Mover) -> bool {
         use TaskState::*;
-        matches!(
-            (self, next),
-            (Stopped | Failed, Starting)
-                | (Starting, Running | RetryBackoff | Failed | Stopping)
-                | (Running, RetryBackoff | Failed | Stopping)
-                | (RetryBackoff, Starting | Running | Failed | Stopping)
-                | (Stopping, Stopped | Failed)
-                | (Failed, Stopped)
-                // Cluster mode: lease renewals failing; the task stops writing before the lease
-                // could expire, and comes back when renewals succeed again.
-                | (Starting | Running | RetryBackoff, LeaseDegraded)
-                | (LeaseDegraded, Starting | Running | RetryBackoff | Stopping | Failed)
-        )
+        match mover {
+            Mover::Task => matches!(
+                (self, next),
+                (Starting, Running | RetryBackoff | Failed | Stopping)
+                    | (Running, RetryBackoff | Failed | Stopping)
+                    | (RetryBackoff, Starting | Running | Failed | Stopping)
+                    | (Stopping, Stopped | Failed)
+                    // Cluster mode: lease renewals failing; the task stops writing before the
+                    // lease could expire, and comes back when renewals succeed again.
+                    | (Starting | Running | RetryBackoff, LeaseDegraded)
+                    | (LeaseDegraded, Starting | Running | RetryBackoff | Stopping | Failed)
+            ),
+            Mover::Operator => matches!(
+                (self, next),
+                // Start an idle task; stop one (a failed one has no actors: it stops at once).
+                (Stopped | Failed, Starting)
+                    | (Failed, Stopped)
+                    | (Starting | Running | RetryBackoff | LeaseDegraded, Stopping)
+                    // A stop no actor will finish (no actor here, no live lease anywhere).
+                    | (Stopping, Stopped)
+            ),
+            // What the operator wants is restored: resumed (STARTING again, even from
+            // STARTING) or stopped. A FAILED task waits for its operator.
+            Mover::Repair => match next {
+                Starting => self == Stopped || self.is_active(),
+                Stopped => self.is_active(),
+                _ => false,
+            },
+        }
+    }
+
+    /// Whether a task's own actors may move it from `self` to `next`.
+    pub fn can_become(self, next: TaskState) -> bool {
+        self.allows(next, Mover::Task)
+    }
+
+    /// The states from which `mover` may move a task to `next` (a conditional update's origins).
+    pub fn origins(next: TaskState, mover: Mover) -> Vec<TaskState> {
+        TaskState::ALL.iter().copied().filter(|s| s.allows(next, mover)).collect()
     }
 
     /// Whether replication actors exist (or are being set up) for a task in this state.
     pub fn is_active(self) -> bool {
-        matches!(
-            self,
-            TaskState::Starting
-                | TaskState::Running
-                | TaskState::RetryBackoff
-                | TaskState::Stopping
-                | TaskState::LeaseDegraded
-        )
+        TaskState::ACTIVE.contains(&self)
     }
 
     /// A task's configuration may change (PUT) or the task be deleted only while it is idle.
@@ -124,13 +129,8 @@ string_enum!(
     }
 );
 
-string_enum!(
-    /// The source server's dialect of the replication protocol.
-    Flavor {
-        Mysql => "mysql",
-        Mariadb => "mariadb",
-    }
-);
+/// The source server's dialect (defined with the binlog code, which reads it).
+pub use crate::binlog::Flavor;
 
 string_enum!(
     /// Where a new task starts reading.
@@ -671,20 +671,46 @@ mod tests {
         assert_eq!(field_errors(r), vec!["source.port", "start.mode"]);
     }
 
+    /// Every (from, to, mover) of the state table: the allowed moves are listed here in full,
+    /// every other one must be refused.
     #[test]
     fn transitions_follow_the_table() {
+        use Mover::*;
         use TaskState::*;
-        assert!(Stopped.can_become(Starting));
-        assert!(!Stopped.can_become(Running));
-        assert!(!Running.can_become(Starting));
-        assert!(Stopping.can_become(Stopped));
-        assert!(!Stopped.can_become(Stopping));
-        assert!(Running.can_become(LeaseDegraded) && LeaseDegraded.can_become(Running));
-        assert!(!LeaseDegraded.can_become(Stopped), "a stop passes through STOPPING");
-        assert!(LeaseDegraded.is_active());
-        for s in TaskState::ALL {
-            assert!(!s.can_become(*s), "{s} -> {s} must not be a transition");
+        let allowed: &[(Mover, TaskState, &[TaskState])] = &[
+            (Task, Starting, &[Running, RetryBackoff, Failed, Stopping, LeaseDegraded]),
+            (Task, Running, &[RetryBackoff, Failed, Stopping, LeaseDegraded]),
+            (Task, RetryBackoff, &[Starting, Running, Failed, Stopping, LeaseDegraded]),
+            (Task, Stopping, &[Stopped, Failed]),
+            (Task, LeaseDegraded, &[Starting, Running, RetryBackoff, Stopping, Failed]),
+            (Operator, Stopped, &[Starting]),
+            (Operator, Failed, &[Starting, Stopped]),
+            (Operator, Starting, &[Stopping]),
+            (Operator, Running, &[Stopping]),
+            (Operator, RetryBackoff, &[Stopping]),
+            (Operator, LeaseDegraded, &[Stopping]),
+            (Operator, Stopping, &[Stopped]),
+            (Repair, Stopped, &[Starting]),
+            (Repair, Starting, &[Starting, Stopped]),
+            (Repair, Running, &[Starting, Stopped]),
+            (Repair, RetryBackoff, &[Starting, Stopped]),
+            (Repair, Stopping, &[Starting, Stopped]),
+            (Repair, LeaseDegraded, &[Starting, Stopped]),
+        ];
+        for &mover in Mover::ALL {
+            for &from in TaskState::ALL {
+                for &to in TaskState::ALL {
+                    let listed = allowed.iter().any(|(m, f, tos)| *m == mover && *f == from && tos.contains(&to));
+                    assert_eq!(from.allows(to, mover), listed, "{mover:?}: {from} -> {to}");
+                }
+            }
         }
+        assert!(!LeaseDegraded.can_become(Stopped), "a stop passes through STOPPING");
+        assert!(!Failed.allows(Starting, Repair), "a failed task waits for its operator, restart or not");
+        assert_eq!(TaskState::origins(Stopping, Operator), vec![Starting, Running, RetryBackoff, LeaseDegraded]);
+        assert_eq!(TaskState::origins(Stopped, Operator), vec![Stopping, Failed]);
+        let active: Vec<TaskState> = TaskState::ALL.iter().copied().filter(|s| s.is_active()).collect();
+        assert_eq!(active, vec![Starting, Running, RetryBackoff, Stopping, LeaseDegraded]);
     }
 
     #[test]

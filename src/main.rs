@@ -272,7 +272,7 @@ fn migrate(settings: Settings, action: MigrateAction, dsn: Option<String>) -> Ex
             return ExitCode::from(2);
         }
     };
-    let run = || -> Result<(), meta::StoreError> {
+    let run = || -> Result<ExitCode, meta::StoreError> {
         let pool = meta::build_pool(&dsn, 1)?;
         let mut conn = pool.get()?;
         match action {
@@ -300,16 +300,40 @@ fn migrate(settings: Settings, action: MigrateAction, dsn: Option<String>) -> Ex
                 for v in &st.unknown {
                     println!("unknown  {v} (applied by a newer binlog-server)");
                 }
-                println!("{dsn}: {}", if st.is_current() { "up to date" } else { "NOT up to date" });
+                let verdict = migrate_status_verdict(&st);
+                println!("{dsn}: {}", verdict.text);
+                return Ok(ExitCode::from(verdict.code));
             }
         }
-        Ok(())
+        Ok(ExitCode::SUCCESS)
     };
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("binlog-server: migrate failed: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `migrate status` exit code when migrations are pending (`migrate up` would apply them).
+const EXIT_MIGRATIONS_PENDING: u8 = 3;
+/// `migrate status` exit code when the schema is ahead of this binary (a newer one migrated it).
+const EXIT_SCHEMA_AHEAD: u8 = 4;
+
+/// What `migrate status` prints last and exits with, for scripts and health checks.
+struct StatusVerdict {
+    code: u8,
+    text: &'static str,
+}
+
+fn migrate_status_verdict(st: &meta::MigrationStatus) -> StatusVerdict {
+    // Ahead wins over pending: `migrate up` cannot fix it, an upgrade of the binary can.
+    if !st.unknown.is_empty() {
+        StatusVerdict { code: EXIT_SCHEMA_AHEAD, text: "NOT up to date: the schema is newer than this binary" }
+    } else if !st.pending.is_empty() {
+        StatusVerdict { code: EXIT_MIGRATIONS_PENDING, text: "NOT up to date: run `binlog-server migrate up`" }
+    } else {
+        StatusVerdict { code: 0, text: "up to date" }
     }
 }

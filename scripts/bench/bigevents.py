@@ -1,6 +1,6 @@
 """Peak memory of binlog-server under a stream of very large events (256 MiB rows).
 
-Run through scripts/bench/bigevents.sh, which builds the release binary first. See
+Run through scripts/bench/run.sh bigevents, which builds the release binary first. See
 docs/performance.md for what is measured and how to read the output.
 """
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peak memory of binlog-server under a stream of 256 MiB events.
 #
-#   scripts/bench/bigevents.sh
+#   scripts/bench/bigevents.sh   (the same as: scripts/bench/run.sh bigevents)
 #
 # Builds the release binary, starts a throwaway mariadbd (max_allowed_packet=1G, own datadir
 # and loopback port; the machine's own MariaDB is never touched), then per run a fresh
@@ -20,11 +20,4 @@
 #
 # Every process it starts is stopped by PID on exit; the work dir is removed unless BENCH_KEEP=1.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-
-echo "== building the release binary: cargo build --release --bin binlog-server"
-cargo build --release --quiet --bin binlog-server
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-export BENCH_SERVER_BIN="$target_dir/release/binlog-server"
-
-exec python3 scripts/bench/bigevents.py "$@"
+exec "$(dirname "$0")/run.sh" bigevents "$@"

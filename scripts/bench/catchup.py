@@ -1,6 +1,6 @@
 """Catch-up throughput: binlog-server (with fsync) against mariadb-binlog --raw (no fsync).
 
-Run through scripts/bench/catchup.sh, which builds the release binary first. See
+Run through scripts/bench/run.sh catchup, which builds the release binary first. See
 docs/performance.md for what is measured and how to read the output.
 """
 

@@ -2,7 +2,7 @@
 # Catch-up throughput: binlog-server (fsync before every checkpoint) against
 # `mariadb-binlog --read-from-remote-server --raw` (no fsync), on the same backlog.
 #
-#   scripts/bench/catchup.sh
+#   scripts/bench/catchup.sh   (the same as: scripts/bench/run.sh catchup)
 #
 # Builds the release binary, starts a throwaway mariadbd (own datadir and loopback port; the
 # machine's own MariaDB is never touched), generates >= 1 GiB of binlog per profile (bulk: 1-4 KB
@@ -23,11 +23,4 @@
 #
 # Every process it starts is stopped by PID on exit; the work dir is removed unless BENCH_KEEP=1.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-
-echo "== building the release binary: cargo build --release --bin binlog-server"
-cargo build --release --quiet --bin binlog-server
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-export BENCH_SERVER_BIN="$target_dir/release/binlog-server"
-
-exec python3 scripts/bench/catchup.py "$@"
+exec "$(dirname "$0")/run.sh" catchup "$@"

@@ -1,6 +1,6 @@
 """Commit -> durable checkpoint latency at steady transaction rates.
 
-Run through scripts/bench/lag.sh, which builds the release binary and the load generator
+Run through scripts/bench/run.sh lag, which builds the release binary and the load generator
 (benches/lag_load.rs) first. See docs/performance.md for what is measured and how to read it.
 """
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Commit -> durable checkpoint latency of binlog-server at steady transaction rates.
 #
-#   scripts/bench/lag.sh
+#   scripts/bench/lag.sh   (the same as: scripts/bench/run.sh lag)
 #
 # Builds the release binary and the load generator (benches/lag_load.rs), starts a throwaway
 # mariadbd (own datadir and loopback port; the machine's own MariaDB is never touched) and
@@ -22,19 +22,4 @@
 #
 # Every process it starts is stopped by PID on exit; the work dir is removed unless BENCH_KEEP=1.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-
-echo "== building: cargo build --release --bin binlog-server; cargo bench --bench lag_load --no-run"
-cargo build --release --quiet --bin binlog-server
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-export BENCH_SERVER_BIN="$target_dir/release/binlog-server"
-BENCH_LOAD_BIN=$(cargo bench --quiet --bench lag_load --no-run --message-format=json \
-  | python3 -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "lag_load" and m.get("executable"):
-        print(m["executable"])')
-[ -x "$BENCH_LOAD_BIN" ] || { echo "lag.sh: could not find the lag_load binary" >&2; exit 1; }
-export BENCH_LOAD_BIN
-
-exec python3 scripts/bench/lag.py "$@"
+exec "$(dirname "$0")/run.sh" lag "$@"

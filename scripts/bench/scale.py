@@ -1,6 +1,6 @@
 """Scale: one binlog-server with many tasks configured and some of them streaming at once.
 
-Run through scripts/bench/scale.sh, which builds the release binary first. See
+Run through scripts/bench/run.sh scale, which builds the release binary first. See
 docs/performance.md for what is measured and how to read the output.
 """
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Scale: one binlog-server with 1,000 tasks configured and 100 of them streaming at once.
 #
-#   scripts/bench/scale.sh
+#   scripts/bench/scale.sh   (the same as: scripts/bench/run.sh scale)
 #
 # Builds the release binary, starts BENCH_SCALE_SOURCES throwaway mariadbd (own datadirs and
 # loopback ports; the machine's own MariaDB is never touched) and binlog-server, creates the
@@ -25,12 +25,4 @@
 #
 # Needs wrk (Debian: apt-get install -y wrk). Every process it starts is stopped by PID on exit.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-
-command -v wrk >/dev/null || { echo "scale.sh: wrk not found (Debian: apt-get install -y wrk)" >&2; exit 1; }
-echo "== building the release binary: cargo build --release --bin binlog-server"
-cargo build --release --quiet --bin binlog-server
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-export BENCH_SERVER_BIN="$target_dir/release/binlog-server"
-
-exec python3 scripts/bench/scale.py "$@"
+exec "$(dirname "$0")/run.sh" scale "$@"

@@ -1,7 +1,7 @@
 """Upload throughput to an S3 test server (moto) while a task streams a >= 1 GiB backlog, and
 the streaming throughput with and without upload.
 
-Run through scripts/bench/upload.sh, which builds the release binary first. See
+Run through scripts/bench/run.sh upload, which builds the release binary first. See
 docs/performance.md for what is measured and how to read the output.
 """
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Upload throughput to an S3 test server while a task streams, and streaming with and without upload.
 #
-#   scripts/bench/upload.sh
+#   scripts/bench/upload.sh   (the same as: scripts/bench/run.sh upload)
 #
 # Builds the release binary, starts a throwaway mariadbd with a small max_binlog_size (own
 # datadir and loopback port; the machine's own MariaDB is never touched), generates a >= 1 GiB
@@ -23,12 +23,4 @@
 # Needs moto_server and boto3 (scripts/setup-deps.sh test). Every process it starts is stopped
 # by PID on exit; the work dir is removed unless BENCH_KEEP=1.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-
-command -v moto_server >/dev/null || { echo "upload.sh: moto_server not found; run scripts/setup-deps.sh test" >&2; exit 1; }
-echo "== building the release binary: cargo build --release --bin binlog-server"
-cargo build --release --quiet --bin binlog-server
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-export BENCH_SERVER_BIN="$target_dir/release/binlog-server"
-
-exec python3 scripts/bench/upload.py "$@"
+exec "$(dirname "$0")/run.sh" upload "$@"

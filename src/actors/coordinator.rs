@@ -25,9 +25,9 @@ use slog::{Logger, info, warn};
 use crate::actors::supervisor::{LeaseHealth, RelinquishLocal, RunLeased, StopLocal, Supervisor};
 use crate::cluster::{LeaseGuard, adopt_task_dir, claim_budget, local_validity};
 use crate::config::Settings;
-use crate::domain::{DesiredState, Task, TaskEventType, TaskId, TaskState};
+use crate::domain::{DesiredState, Mover, Task, TaskEventType, TaskId, TaskState};
 use crate::meta::leases::{ClusterCounts, Fence, Lease, NodeInfo};
-use crate::meta::{LastError, Store, StoreError};
+use crate::meta::{Store, StoreError, Transition};
 
 /// What the supervisor tells the coordinator.
 #[derive(Message, Debug, Clone, Copy)]
@@ -186,17 +186,8 @@ impl Coordinator {
                         for id in s.orphaned_stops()? {
                             let _ = s.transition(
                                 id,
-                                &[
-                                    TaskState::Starting,
-                                    TaskState::Running,
-                                    TaskState::RetryBackoff,
-                                    TaskState::Stopping,
-                                    TaskState::LeaseDegraded,
-                                ],
-                                TaskState::Stopped,
-                                None,
-                                LastError::Keep,
-                                Some((TaskEventType::TaskStopped, "stopped (the node that ran it is gone)")),
+                                Transition::to(TaskState::Stopped, Mover::Repair)
+                                    .event(TaskEventType::TaskStopped, "stopped (the node that ran it is gone)"),
                             );
                         }
                     }
@@ -418,10 +409,12 @@ fn claim(
         }
         let previous = acq.previous_owner.as_ref().map(|p| format!("; previous owner {p}")).unwrap_or_default();
         let message = format!("node {node} acquired the lease (epoch {}{previous})", acq.epoch);
-        s.force_state(id, TaskState::Starting)?;
-        s.append_event(id, TaskEventType::TaskLeaseAcquired, &message)?;
+        let task = s.transition(
+            id,
+            Transition::to(TaskState::Starting, Mover::Repair).event(TaskEventType::TaskLeaseAcquired, &message),
+        )?;
         info!(log, "lease acquired"; "task_id" => id.0, "epoch" => acq.epoch);
-        Ok(Some((s.get_task(id)?, acq.epoch, sent)))
+        Ok(Some((task, acq.epoch, sent)))
     })();
     if !matches!(prepared, Ok(Some(_))) {
         let _ = s.release_lease(id, node, acq.epoch);

@@ -12,7 +12,7 @@
 //! Layout: `{data_dir}/{task_id}/{source_identity}/{file}`. A source identity gets its own
 //! folder because after a GTID switchover the new server's file names can repeat the old ones.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -22,12 +22,13 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use slog::{Logger, debug, info, warn};
 
-use crate::binlog::event::{FileEvents, MAGIC, types};
+use crate::binlog::event::{FileEvents, MAGIC, is_header_event};
 use crate::binlog::name::BinlogFileName;
 use crate::binlog::stream::{LocalFiles, OpenFile, WriteOp};
 use crate::binlog::summary::{self, SummaryBuilder};
 use crate::domain::{TaskErrorCode, TaskId};
 use crate::meta::{Checkpoint, FileRecord, FileState, Store, StoreError};
+use crate::reconcile::{self, Facts, Refusal, Removal};
 use crate::source::dump::SourceIdentity;
 use crate::telemetry::tracing::span;
 use opentelemetry::KeyValue;
@@ -54,6 +55,9 @@ pub enum WriterError {
     Switchover { old: String, new: String },
     #[error("{0}")]
     Invariant(String),
+    /// The local copy disagrees with the checkpoint in a way only lost data explains.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error("the writer stopped after an earlier fsync failure")]
     Poisoned,
     /// Cluster mode: this node's lease could not be renewed in time (or was lost); writing stops
@@ -75,7 +79,7 @@ impl WriterError {
                 let full = matches!(source.raw_os_error(), Some(28) | Some(122)); // ENOSPC, EDQUOT
                 (TaskErrorCode::LocalStorageError, full)
             }
-            WriterError::Fsync { .. } | WriterError::Invariant(_) | WriterError::Poisoned => {
+            WriterError::Fsync { .. } | WriterError::Invariant(_) | WriterError::Refused(_) | WriterError::Poisoned => {
                 (TaskErrorCode::LocalStorageError, false)
             }
             WriterError::LeaseExpired | WriterError::Store(StoreError::Fenced(_)) => (TaskErrorCode::LeaseLost, false),
@@ -110,18 +114,11 @@ pub struct Prepared {
     /// Set when the checkpoint was taken on another source (GTID-mode switchover).
     pub switched_from: Option<String>,
     /// Cluster takeover: files up to the checkpoint are missing here and not in the bucket;
-    /// fetch again from the start of this one (see `FileWriterActor::reconcile`).
-    pub rebuild_from: Option<RebuildFrom>,
+    /// fetch again from the start of this one (see `reconcile::plan`).
+    pub refetch_from: Option<RefetchFrom>,
 }
 
-/// Where a takeover re-fetches from: a catalogued file, from its first event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RebuildFrom {
-    pub name: BinlogFileName,
-    pub start_pos: u64,
-    /// The GTID state where the file begins, when the catalog knows it.
-    pub gtid_start: Option<String>,
-}
+pub use crate::reconcile::RefetchFrom;
 
 /// Cluster mode: the lease this writer works under.
 #[derive(Debug, Clone)]
@@ -166,7 +163,7 @@ struct OpenLocal {
 impl OpenLocal {
     /// Our file's offset of a source position in it (see `FileRecord::local_offset`).
     fn local_offset(&self, source_pos: u64) -> u64 {
-        if self.start_pos <= 4 { source_pos } else { source_pos - self.start_pos + self.header_len }
+        crate::binlog::local_offset(self.start_pos, self.header_len, source_pos)
     }
 }
 
@@ -183,13 +180,13 @@ pub struct FileWriterActor {
     persisted: Option<Checkpoint>,
     last_persist: Instant,
     loaded: bool,
-    poisoned: bool,
+    fsync: Fsync,
     /// Cluster mode: checked before every write; `None` standalone.
     lease: Option<WriterLease>,
     /// While a takeover re-fetches files, the stored checkpoint (ahead of what is rewritten) is
     /// not moved back: checkpoints before this one are durable locally but not persisted.
     floor: Option<Checkpoint>,
-    rebuild: Option<RebuildFrom>,
+    rebuild: Option<RefetchFrom>,
     /// The last error of a timer-driven persist, logged once.
     persist_error: Option<String>,
 }
@@ -223,10 +220,42 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
-fn fsync_dir(dir: &Path) -> Result<(), WriterError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| WriterError::Fsync { path: dir.display().to_string(), source: e })
+/// What an fsync makes durable: the data (and the size), or all metadata as well.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    Data,
+    All,
+}
+
+/// The writer's one way to fsync. A failed fsync poisons the writer: the kernel may have dropped
+/// the pages it could not write and a second fsync would report success over lost bytes, so
+/// nothing more is written until `Prepare` starts again from the stored checkpoint.
+#[derive(Debug, Default)]
+struct Fsync {
+    poisoned: bool,
+}
+
+impl Fsync {
+    fn file(&mut self, file: &File, path: &Path, scope: Scope) -> Result<(), WriterError> {
+        let synced = match scope {
+            Scope::Data => file.sync_data(),
+            Scope::All => file.sync_all(),
+        };
+        synced.map_err(|source| {
+            self.poisoned = true;
+            WriterError::Fsync { path: path.display().to_string(), source }
+        })
+    }
+
+    /// A directory, so that the names created or removed in it survive a crash.
+    fn dir(&mut self, dir: &Path) -> Result<(), WriterError> {
+        let d = File::open(dir).map_err(|e| WriterError::io("open", dir, e))?;
+        self.file(&d, dir, Scope::All)
+    }
+
+    fn check(&self) -> Result<(), WriterError> {
+        if self.poisoned { Err(WriterError::Poisoned) } else { Ok(()) }
+    }
 }
 
 impl FileWriterActor {
@@ -251,7 +280,7 @@ impl FileWriterActor {
             persisted: None,
             last_persist: Instant::now(),
             loaded: false,
-            poisoned: false,
+            fsync: Fsync::default(),
             lease: None,
             floor: None,
             rebuild: None,
@@ -299,11 +328,11 @@ impl FileWriterActor {
             // checkpoint again (the partial file is fetched anew).
             self.durable = Some(floor.clone());
         }
-        if !self.loaded || self.poisoned {
+        if !self.loaded || self.fsync.poisoned {
             self.durable = self.store.get_checkpoint(self.task_id)?.map(|(c, _)| c);
             self.persisted = self.durable.clone();
             self.loaded = true;
-            self.poisoned = false;
+            self.fsync.poisoned = false;
         }
         let checkpoint = self.durable.clone();
         let mut switched_from = None;
@@ -321,173 +350,116 @@ impl FileWriterActor {
         self.identity = Some(msg.identity.clone());
         let dir = Self::identity_dir(&self.task_dir, msg.identity.as_str());
         fs::create_dir_all(&dir).map_err(|e| WriterError::io("create directory", &dir, e))?;
-        fsync_dir(&self.task_dir)?;
+        self.fsync.dir(&self.task_dir)?;
 
         // The checkpoint speaks for this folder only when it was taken on this source.
         let here = checkpoint.as_ref().filter(|c| c.source_identity == msg.identity.as_str());
         self.check_lease()?;
         self.rebuild = None;
         let local = self.reconcile(&dir, here)?;
-        Ok(Prepared { checkpoint, local, switched_from, rebuild_from: self.rebuild.clone() })
+        Ok(Prepared { checkpoint, local, switched_from, refetch_from: self.rebuild.clone() })
     }
 
-    /// Makes `dir` agree with the checkpoint: files after it are removed, the checkpoint's file
-    /// is truncated to it (this removes torn tails and partial transactions), unknown files
-    /// and leftovers are removed. Without a checkpoint for this source, only its sealed files
-    /// (history from an earlier switchover) are kept. Returns what we hold.
+    /// Makes `dir` agree with the checkpoint, as `reconcile::plan` decides (files after it
+    /// removed, the checkpoint's file cut back to it, leftovers removed, a takeover's missing files
+    /// set aside to be fetched again). Returns what we hold.
     fn reconcile(&mut self, dir: &Path, cp: Option<&Checkpoint>) -> Result<LocalFiles, WriterError> {
         let identity = self.ident()?.to_string();
         let rows: Vec<FileRecord> =
             self.store.list_files(self.task_id)?.into_iter().filter(|r| r.source_identity == identity).collect();
-        let mut keep: Vec<&FileRecord> = Vec::new();
-        let mut drop_rows: Vec<String> = Vec::new();
-        match cp {
-            None => {
-                for r in &rows {
-                    if r.state == FileState::Sealed {
-                        keep.push(r);
-                    } else {
-                        drop_rows.push(r.file_name.to_string());
-                    }
-                }
-            }
-            Some(cp) => match rows.iter().position(|r| r.file_name == cp.file) {
-                Some(i) => {
-                    keep.extend(&rows[..=i]);
-                    drop_rows.extend(rows[i + 1..].iter().map(|r| r.file_name.to_string()));
-                }
-                None => {
-                    return Err(WriterError::Invariant(format!(
-                        "the checkpoint names {} at {} but no such local file is recorded; local storage lost data \
-                         (delete the task's checkpoint to start over, or restore the files)",
-                        cp.file, cp.pos
-                    )));
-                }
-            },
-        }
-        for name in &drop_rows {
+        let on_disk = files_in(dir)?;
+        let facts = Facts { rows: &rows, checkpoint: cp, on_disk: &on_disk, refetch: self.lease.is_some() };
+        let plan = reconcile::plan(facts)?;
+
+        for (name, why) in &plan.remove {
             let p = dir.join(name);
             match fs::remove_file(&p) {
-                Ok(()) => info!(self.log, "removed file beyond the checkpoint"; "file" => %p.display()),
+                Ok(()) => match why {
+                    Removal::BeyondCheckpoint => {
+                        info!(self.log, "removed file beyond the checkpoint"; "file" => %p.display())
+                    }
+                    Removal::Unknown => {
+                        warn!(self.log, "removed a file the catalog does not know"; "file" => %p.display())
+                    }
+                    Removal::ShortCopyOfBucketFile => {
+                        warn!(self.log, "removed a short local copy of a file the bucket holds"; "file" => %p.display())
+                    }
+                },
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(WriterError::io("remove", &p, e)),
             }
         }
-        self.store.delete_file_rows(self.task_id, &identity, &drop_rows)?;
-
-        // Anything on disk the catalog does not know is a leftover of an interrupted create.
-        let known: BTreeSet<String> = keep.iter().map(|r| r.file_name.to_string()).collect();
-        for entry in fs::read_dir(dir).map_err(|e| WriterError::io("list", dir, e))? {
-            let entry = entry.map_err(|e| WriterError::io("list", dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !known.contains(&name) && entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
-                let p = entry.path();
-                warn!(self.log, "removing a file the catalog does not know"; "file" => %p.display());
-                fs::remove_file(&p).map_err(|e| WriterError::io("remove", &p, e))?;
+        self.store.delete_file_rows(self.task_id, &identity, &plan.forget)?;
+        if !plan.set_aside.is_empty() {
+            let aside = self.layout_stale_dir();
+            fs::create_dir_all(&aside).map_err(|e| WriterError::io("create", &aside, e))?;
+            for name in &plan.set_aside {
+                let (from, to) = (dir.join(name), aside.join(name));
+                fs::rename(&from, &to).map_err(|e| WriterError::io("rename", &from, e))?;
+                info!(self.log, "set a copy aside to fetch the file again"; "file" => %from.display(), "to" => %to.display());
             }
         }
 
-        let mut local = LocalFiles::default();
-        if cp.is_none() {
-            local.sealed.extend(keep.iter().map(|r| r.file_name.clone()));
-        }
-        // Cluster mode: what this node lacks (a takeover, or files another node wrote) and the
-        // bucket does not hold is fetched again from the source, from the first such file on.
-        let rebuild_at = match (cp, &self.lease) {
-            (Some(cp), Some(_)) => first_missing(dir, &keep, cp, &self.log)?,
-            _ => None,
-        };
-        if let (Some(cp), Some(j)) = (cp, rebuild_at) {
-            // The copies from the first missing file on are fetched again; what is here of them
-            // is set aside, not deleted (should the source no longer have them, these bytes may
-            // be the only ones left).
-            let aside = self.task_dir.parent().unwrap_or(&self.task_dir).join(".stale").join(format!(
-                "{}-{}",
-                self.task_id.0,
-                chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f")
-            ));
-            for r in &keep[j..] {
-                let p = dir.join(r.file_name.as_str());
-                if !p.exists() {
-                    continue;
-                }
-                fs::create_dir_all(&aside).map_err(|e| WriterError::io("create", &aside, e))?;
-                let to = aside.join(r.file_name.as_str());
-                fs::rename(&p, &to).map_err(|e| WriterError::io("rename", &p, e))?;
-                info!(self.log, "set a copy aside to fetch the file again"; "file" => %p.display(), "to" => %to.display());
+        let mut local = LocalFiles { open: None, sealed: plan.sealed };
+        match (cp, plan.refetch_from, plan.open) {
+            (Some(cp), Some(from), _) => {
+                warn!(self.log, "files up to the checkpoint are not on this node nor in the bucket; fetching them again \
+                                 from the source";
+                    "from_file" => %from.name, "checkpoint_file" => %cp.file, "checkpoint_pos" => cp.pos);
+                self.floor = Some(cp.clone());
+                self.rebuild = Some(from);
             }
-            local.sealed.extend(keep[..j].iter().map(|r| r.file_name.clone()));
-            let from = keep[j];
-            warn!(self.log, "files up to the checkpoint are not on this node nor in the bucket; fetching them again \
-                             from the source";
-                "from_file" => %from.file_name, "checkpoint_file" => %cp.file, "checkpoint_pos" => cp.pos);
-            self.floor = Some(cp.clone());
-            self.rebuild = Some(RebuildFrom {
-                name: from.file_name.clone(),
-                start_pos: from.start_pos,
-                gtid_start: from.summary.gtid_start.clone(),
-            });
-            fsync_dir(dir)?;
-            return Ok(local);
-        }
-        if let Some(cp) = cp {
-            let rec = keep.last().expect("the checkpoint's file is kept");
-            for r in &keep[..keep.len() - 1] {
-                local.sealed.insert(r.file_name.clone());
-            }
-            let path = dir.join(rec.file_name.as_str());
-            if rec.state == FileState::Sealed && rec.end_pos == Some(cp.pos) {
-                local.sealed.insert(rec.file_name.clone());
-            } else {
-                let want = rec.local_offset(cp.pos);
+            (Some(cp), None, Some(resume)) => {
+                let rec = rows.iter().find(|r| r.file_name == resume.name).expect("the plan resumes a catalogued file");
+                let path = dir.join(resume.name.as_str());
                 let mut f = OpenOptions::new()
                     .read(true)
                     .write(true)
                     .open(&path)
                     .map_err(|e| WriterError::io("open", &path, e))?;
-                let have = f.metadata().map_err(|e| WriterError::io("stat", &path, e))?.len();
-                if have < want {
-                    return Err(WriterError::Invariant(format!(
-                        "{} holds {have} bytes but the checkpoint says {want} are durable; local storage lost data",
-                        path.display()
-                    )));
+                if let Some(len) = plan.truncate_to {
+                    info!(self.log, "truncating to the checkpoint";
+                        "file" => %resume.name, "from" => on_disk.get(resume.name.as_str()).copied(), "to" => len);
+                    f.set_len(len).map_err(|e| WriterError::io("truncate", &path, e))?;
                 }
-                if have > want {
-                    info!(self.log, "truncating to the checkpoint"; "file" => %rec.file_name, "from" => have, "to" => want);
-                    f.set_len(want).map_err(|e| WriterError::io("truncate", &path, e))?;
-                }
-                f.sync_all().map_err(|e| WriterError::Fsync { path: path.display().to_string(), source: e })?;
-                let has_transactions = has_transactions(&mut f, want).map_err(|e| WriterError::io("read", &path, e))?;
-                let summary =
-                    self.resume_summary(&mut f, rec, cp.pos, want).map_err(|e| WriterError::io("read", &path, e))?;
+                self.fsync.file(&f, &path, Scope::All)?;
+                let has_transactions =
+                    has_transactions(&mut f, resume.len).map_err(|e| WriterError::io("read", &path, e))?;
+                let summary = self
+                    .resume_summary(&mut f, rec, cp.pos, resume.len)
+                    .map_err(|e| WriterError::io("read", &path, e))?;
                 f.seek(SeekFrom::End(0)).map_err(|e| WriterError::io("seek", &path, e))?;
-                if rec.state == FileState::Sealed {
-                    return Err(WriterError::Invariant(format!(
-                        "{} is sealed at {:?} but the checkpoint is at {}",
-                        rec.file_name, rec.end_pos, cp.pos
-                    )));
-                }
                 local.open = Some(OpenFile {
-                    name: rec.file_name.clone(),
-                    start_pos: rec.start_pos,
+                    name: resume.name.clone(),
+                    start_pos: resume.start_pos,
                     end_pos: cp.pos,
                     has_transactions,
                 });
                 self.open = Some(OpenLocal {
-                    name: rec.file_name.clone(),
+                    name: resume.name,
                     path,
                     file: f,
-                    start_pos: rec.start_pos,
-                    header_len: rec.header_len,
-                    size: want,
+                    start_pos: resume.start_pos,
+                    header_len: resume.header_len,
+                    size: resume.len,
                     dirty: false,
-                    kicked: want,
+                    kicked: resume.len,
                     summary,
                 });
             }
+            _ => {}
         }
-        fsync_dir(dir)?;
+        self.fsync.dir(dir)?;
         Ok(local)
+    }
+
+    /// Where a takeover sets aside the copies it fetches again: `{data_dir}/.stale/{task}-{time}`.
+    fn layout_stale_dir(&self) -> PathBuf {
+        self.task_dir.parent().unwrap_or(&self.task_dir).join(".stale").join(format!(
+            "{}-{}",
+            self.task_id.0,
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f")
+        ))
     }
 
     /// GTID switchover: the old source's open file is kept up to the checkpoint and sealed.
@@ -502,7 +474,7 @@ impl FileWriterActor {
             let want = rec.local_offset(cp.pos);
             let f = OpenOptions::new().write(true).open(&path).map_err(|e| WriterError::io("open", &path, e))?;
             f.set_len(want).map_err(|e| WriterError::io("truncate", &path, e))?;
-            f.sync_all().map_err(|e| WriterError::Fsync { path: path.display().to_string(), source: e })?;
+            self.fsync.file(&f, &path, Scope::All)?;
             let read = File::open(&path).map_err(|e| WriterError::io("open", &path, e))?;
             let summary = summary::summarize(
                 io::BufReader::new(read),
@@ -534,9 +506,7 @@ impl FileWriterActor {
     }
 
     fn write_batch(&mut self, batch: WriteBatch) -> Result<Option<Checkpoint>, WriterError> {
-        if self.poisoned {
-            return Err(WriterError::Poisoned);
-        }
+        self.fsync.check()?;
         self.check_lease()?;
         let mut bytes = 0u64;
         for op in batch.ops {
@@ -580,10 +550,7 @@ impl FileWriterActor {
             && o.dirty
         {
             synced = true;
-            if let Err(e) = o.file.sync_data() {
-                self.poisoned = true;
-                return Err(WriterError::Fsync { path: o.path.display().to_string(), source: e });
-            }
+            self.fsync.file(&o.file, &o.path, Scope::Data)?;
             o.dirty = false;
         }
         let fsync = started.elapsed();
@@ -657,7 +624,7 @@ impl FileWriterActor {
             Err(e) => return Err(e.into()),
         }
         // The new name must survive a crash before any checkpoint points into the file.
-        fsync_dir(&dir)?;
+        self.fsync.dir(&dir)?;
         info!(self.log, "file created"; "file" => %name, "start_pos" => start_pos);
         let _ = self.report.try_send(WriterEvent::FileCreated { identity, name: name.clone() });
         // Where the previous file ended is where this one begins, GTID-wise (for the first file a
@@ -689,10 +656,7 @@ impl FileWriterActor {
             vec![KeyValue::new("task.id", self.task_id.0), KeyValue::new("binlog.end_pos", end_pos as i64)],
         );
         let mut o = self.open.take().ok_or_else(|| WriterError::Invariant("seal without an open file".into()))?;
-        if let Err(e) = o.file.sync_data() {
-            self.poisoned = true;
-            return Err(WriterError::Fsync { path: o.path.display().to_string(), source: e });
-        }
+        self.fsync.file(&o.file, &o.path, Scope::Data)?;
         o.dirty = false;
         o.summary.commit(end_pos, gtid.as_deref());
         let cp = Checkpoint { source_identity: identity.clone(), file: o.name.clone(), pos: end_pos, gtid_set: gtid };
@@ -769,47 +733,17 @@ impl FileWriterActor {
     }
 }
 
-/// The index in `keep` (the catalog up to the checkpoint's file) of the first file this node
-/// does not hold in full and the bucket does not hold either. A short local copy of a file the
-/// bucket holds is removed, so that readers fetch the bucket's.
-fn first_missing(
-    dir: &Path,
-    keep: &[&FileRecord],
-    cp: &Checkpoint,
-    log: &Logger,
-) -> Result<Option<usize>, WriterError> {
-    for (j, r) in keep.iter().enumerate() {
-        let last = j + 1 == keep.len();
-        let complete_at_cp = r.state == FileState::Sealed && r.end_pos == Some(cp.pos);
-        let expected = if last && !complete_at_cp { r.local_offset(cp.pos) } else { r.size };
-        let path = dir.join(r.file_name.as_str());
-        let have = match fs::metadata(&path) {
-            Ok(m) => Some(m.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(WriterError::io("stat", &path, e)),
-        };
-        if have.is_some_and(|h| h >= expected) {
-            continue;
+/// The regular files in `dir` and their sizes.
+fn files_in(dir: &Path) -> Result<BTreeMap<String, u64>, WriterError> {
+    let mut files = BTreeMap::new();
+    for entry in fs::read_dir(dir).map_err(|e| WriterError::io("list", dir, e))? {
+        let entry = entry.map_err(|e| WriterError::io("list", dir, e))?;
+        let meta = entry.metadata().map_err(|e| WriterError::io("stat", &entry.path(), e))?;
+        if meta.is_file() {
+            files.insert(entry.file_name().to_string_lossy().into_owned(), meta.len());
         }
-        let in_bucket = r.state == FileState::Sealed
-            && r.upload.state == crate::meta::UploadState::Uploaded
-            && r.upload.verified
-            && r.upload.remote_deleted_at.is_none();
-        if in_bucket {
-            if have.is_some() {
-                warn!(log, "removing a short local copy of a file the bucket holds"; "file" => %path.display());
-                fs::remove_file(&path).map_err(|e| WriterError::io("remove", &path, e))?;
-            }
-            continue;
-        }
-        // Retention removed it from the bucket on purpose (and from here, or it would be whole
-        // here): it is history the operator let go, not a gap to fetch again.
-        if r.state == FileState::Sealed && r.upload.remote_deleted_at.is_some() {
-            continue;
-        }
-        return Ok(Some(j));
     }
-    Ok(None)
+    Ok(files)
 }
 
 /// Whether a file holds anything but header events (FDE, previous GTIDs, GTID list, binlog
@@ -822,14 +756,7 @@ fn has_transactions(f: &mut File, len: u64) -> io::Result<bool> {
     let mut seen = 0u64;
     for (off, ev) in events {
         seen = (off + ev.len()) as u64;
-        if !matches!(
-            ev[4],
-            types::FORMAT_DESCRIPTION
-                | types::PREVIOUS_GTIDS
-                | types::MARIA_GTID_LIST
-                | types::MARIA_BINLOG_CHECKPOINT
-                | types::MARIA_START_ENCRYPTION
-        ) {
+        if !is_header_event(ev[4]) {
             return Ok(true);
         }
     }
@@ -857,9 +784,7 @@ impl Handler<PersistCheckpoint> for FileWriterActor {
     type Result = Result<(), WriterError>;
 
     fn handle(&mut self, _: PersistCheckpoint, _: &mut SyncContext<Self>) -> Self::Result {
-        if self.poisoned {
-            return Err(WriterError::Poisoned);
-        }
+        self.fsync.check()?;
         // The timer that sends this ignores the answer: say here when persisting fails (once per
         // distinct error), so a checkpoint that stops moving is never silent.
         let res = self.persist();
@@ -893,16 +818,11 @@ impl Handler<CloseFiles> for FileWriterActor {
         if let Some(o) = self.open.as_mut()
             && o.dirty
         {
-            if self.poisoned {
-                return Err(WriterError::Poisoned);
-            }
-            if let Err(e) = o.file.sync_data() {
-                self.poisoned = true;
-                return Err(WriterError::Fsync { path: o.path.display().to_string(), source: e });
-            }
+            self.fsync.check()?;
+            self.fsync.file(&o.file, &o.path, Scope::Data)?;
             o.dirty = false;
         }
-        if !self.poisoned {
+        if !self.fsync.poisoned {
             self.persist()?;
         }
         self.open = None;
@@ -913,7 +833,7 @@ impl Handler<CloseFiles> for FileWriterActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::{UploadInfo, UploadState};
+    use crate::meta::UploadInfo;
 
     fn record(name: &str, size: u64, sealed: bool, upload: UploadInfo) -> FileRecord {
         FileRecord {
@@ -933,40 +853,61 @@ mod tests {
         }
     }
 
-    fn uploaded() -> UploadInfo {
-        UploadInfo { state: UploadState::Uploaded, verified: true, ..Default::default() }
+    /// Takes the writer's reports and drops them (the tests here look at the disk and the store).
+    struct Probe;
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<WriterEvent> for Probe {
+        type Result = ();
+
+        fn handle(&mut self, _: WriterEvent, _: &mut Context<Self>) {}
     }
 
     #[test]
-    fn first_missing_skips_what_retention_removed_and_what_the_bucket_holds() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Logger::root(slog::Discard, slog::o!());
-        let now = Some(chrono::Utc::now());
-        // 1: removed from the bucket and from here by retention; 2: only in the bucket;
-        // 3: sealed, not uploaded, whole here; 4: the open file, whole up to the checkpoint.
-        let retired = UploadInfo { local_deleted_at: now, remote_deleted_at: now, ..uploaded() };
-        let rows = [
-            record("bin.000001", 100, true, retired),
-            record("bin.000002", 100, true, uploaded()),
-            record("bin.000003", 100, true, UploadInfo::default()),
-            record("bin.000004", 500, false, UploadInfo::default()),
-        ];
-        fs::write(dir.path().join("bin.000003"), vec![0u8; 100]).unwrap();
-        fs::write(dir.path().join("bin.000004"), vec![0u8; 300]).unwrap();
-        let keep: Vec<&FileRecord> = rows.iter().collect();
+    fn a_checkpoint_inside_a_sealed_file_is_refused_and_the_file_is_left_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
+        let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
+        let spec = crate::domain::RawTaskSpec {
+            name: Some("sealed".into()),
+            cluster_key: Some("sealed".into()),
+            host: Some("db1.example".into()),
+            port: Some(3306),
+            user: Some("repl".into()),
+            password: Some(crate::secret::Secret::new("pw")),
+            flavor: Some("mariadb".into()),
+            start_mode: Some("LATEST".into()),
+            ..Default::default()
+        };
+        let task = store.create_task(&spec.validate().unwrap()).unwrap();
+        let sealed = FileRecord { task_id: task.id.0, ..record("bin.000001", 1000, true, UploadInfo::default()) };
+        store.insert_file(&sealed).unwrap();
+        // A damaged catalog: the checkpoint points into the middle of a sealed file.
         let cp = Checkpoint {
             source_identity: "srv-1".into(),
-            file: BinlogFileName::parse("bin.000004").expect("name"),
-            pos: 300,
+            file: BinlogFileName::parse("bin.000001").unwrap(),
+            pos: 500,
             gtid_set: None,
         };
-        assert_eq!(first_missing(dir.path(), &keep, &cp, &log).unwrap(), None, "nothing to fetch again");
+        store.save_checkpoint(task.id, &cp).unwrap();
+        let dir = data_dir.join(task.id.0.to_string()).join("srv-1");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("bin.000001"), vec![7u8; 1000]).unwrap();
 
-        // The open file short of the checkpoint: it is the first missing one.
-        fs::write(dir.path().join("bin.000004"), vec![0u8; 200]).unwrap();
-        assert_eq!(first_missing(dir.path(), &keep, &cp, &log).unwrap(), Some(3));
-        // A sealed file neither here nor in the bucket (retention did not remove it): missing.
-        fs::remove_file(dir.path().join("bin.000003")).unwrap();
-        assert_eq!(first_missing(dir.path(), &keep, &cp, &log).unwrap(), Some(2));
+        actix::System::new().block_on(async {
+            let log = Logger::root(slog::Discard, slog::o!());
+            let report = Probe.start().recipient();
+            let mut writer = FileWriterActor::new(task.id, &data_dir, store, log, report, Duration::from_secs(1));
+            let err = writer
+                .prepare(Prepare { identity: SourceIdentity::from_stored("srv-1"), gtid_mode: false })
+                .expect_err("a checkpoint inside a sealed file is refused");
+            assert!(err.to_string().contains("is sealed at"), "{err}");
+            assert_eq!(err.classify(), (TaskErrorCode::LocalStorageError, false), "the task fails, loudly");
+        });
+        assert_eq!(fs::metadata(dir.join("bin.000001")).unwrap().len(), 1000, "the sealed file is left whole");
     }
 }

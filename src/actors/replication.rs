@@ -295,8 +295,8 @@ async fn run_attempt(
     };
     let (from, gtid_start) = match (&prepared.checkpoint, &p.start) {
         // A cluster takeover re-fetches a file from its first event, by position in any mode.
-        (Some(_), _) if prepared.rebuild_from.is_some() => {
-            let r = prepared.rebuild_from.as_ref().expect("checked");
+        (Some(_), _) if prepared.refetch_from.is_some() => {
+            let r = prepared.refetch_from.as_ref().expect("checked");
             (DumpFrom::FilePos { file: r.name.clone(), pos: r.start_pos }, parse_gtid(&r.gtid_start)?)
         }
         // GTID mode resumes by GTID only on another server (a switchover). On the server that

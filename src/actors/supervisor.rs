@@ -1,9 +1,10 @@
 //! `Supervisor`: owns one `TaskActor` per active task and is the only door for control-plane
 //! commands (create, update, delete, start, stop) and reads.
 //!
-//! Mutations run one at a time (`AtomicResponse`), so two commands on one task never interleave;
-//! the store's conditional updates enforce the state machine even across processes. Reads run
-//! concurrently. It never touches sockets; file work (quarantining a deleted task's files) runs on
+//! Update, delete and start run one at a time (`AtomicResponse`); create and stop do not (the
+//! store's unique `cluster_key` decides between two creates; a stop waits for the task's actors).
+//! The store's conditional updates keep every state change within the state table
+//! (`TaskState::allows`), even across processes. Reads run concurrently. It never touches sockets; file work (quarantining a deleted task's files) runs on
 //! the blocking pool.
 
 use std::collections::HashMap;
@@ -17,9 +18,9 @@ use slog::{Logger, error, info, o, warn};
 use crate::actors::task::{Stop, TaskActor, TaskContext, TaskExited, WakeUploads};
 use crate::cluster::LeaseGuard;
 use crate::config::Settings;
-use crate::domain::{DesiredState, FieldError, Task, TaskEventType, TaskId, TaskSpec, TaskState};
+use crate::domain::{DesiredState, FieldError, Mover, Task, TaskEventType, TaskId, TaskSpec, TaskState};
 use crate::meta::leases::Fence;
-use crate::meta::{Checkpoint, FileRecord, LastError, Store, StoreError, TaskEvent, TaskFilter};
+use crate::meta::{Checkpoint, FileRecord, LastError, Store, StoreError, TaskEvent, TaskFilter, Transition};
 use crate::pitr::{self, plan::Plan, plan::PlanFile, window::Window};
 use crate::telemetry::tracing::span;
 use crate::upload::ObjectStore;
@@ -146,12 +147,12 @@ impl Actor for Supervisor {
                             // A failed task waits for its operator, restart or not.
                             DesiredState::Running if t.state == TaskState::Failed => {}
                             DesiredState::Running => {
-                                s.force_state(t.id, TaskState::Starting)?;
-                                s.append_event(t.id, TaskEventType::TaskStarted, "resumed at process start")?;
-                                resume.push(s.get_task(t.id)?);
+                                let resumed = Transition::to(TaskState::Starting, Mover::Repair)
+                                    .event(TaskEventType::TaskStarted, "resumed at process start");
+                                resume.push(s.transition(t.id, resumed)?);
                             }
                             DesiredState::Stopped if t.state.is_active() => {
-                                s.force_state(t.id, TaskState::Stopped)?;
+                                s.transition(t.id, Transition::to(TaskState::Stopped, Mover::Repair))?;
                             }
                             DesiredState::Stopped => {}
                         }
@@ -197,6 +198,28 @@ impl Handler<CreateTask> for Supervisor {
         Box::pin(async move {
             fut.await.map_err(|e| match e {
                 StoreError::Duplicate(_) => ControlError::AlreadyExists(key),
+                other => ControlError::Store(other),
+            })
+        })
+    }
+}
+
+/// Creates several tasks (STOPPED) in one metadata transaction: all or none.
+#[derive(Message)]
+#[rtype(result = "ControlResult<Vec<Task>>")]
+pub struct CreateTasks(pub Vec<TaskSpec>);
+
+impl Handler<CreateTasks> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Vec<Task>>>;
+
+    fn handle(&mut self, msg: CreateTasks, _: &mut Context<Self>) -> Self::Result {
+        let keys = msg.0.iter().map(|s| s.cluster_key.as_str()).collect::<Vec<_>>().join(", ");
+        let max_tasks = self.settings.max_tasks;
+        let fut = store_call!(self.store, |s| s.create_tasks_within(&msg.0, max_tasks));
+        Box::pin(async move {
+            fut.await.map_err(|e| match e {
+                // Another client took a key between the handler's check and this transaction.
+                StoreError::Duplicate(_) => ControlError::AlreadyExists(format!("among {keys}")),
                 other => ControlError::Store(other),
             })
         })
@@ -303,11 +326,10 @@ impl Handler<StartTask> for Supervisor {
             }
             s.transition(
                 id,
-                &[TaskState::Stopped, TaskState::Failed],
-                TaskState::Starting,
-                Some(DesiredState::Running),
-                LastError::Clear,
-                Some((TaskEventType::TaskStarted, "start requested")),
+                Transition::to(TaskState::Starting, Mover::Operator)
+                    .desired(DesiredState::Running)
+                    .last_error(LastError::Clear)
+                    .event(TaskEventType::TaskStarted, "start requested"),
             )
         });
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
@@ -339,14 +361,7 @@ pub struct StopTask(pub TaskId);
 async fn finish_stop(store: &Store, id: TaskId, why: &'static str) -> Result<Task, StoreError> {
     store
         .call(move |s| {
-            s.transition(
-                id,
-                &[TaskState::Stopping],
-                TaskState::Stopped,
-                None,
-                LastError::Keep,
-                Some((TaskEventType::TaskStopped, why)),
-            )
+            s.transition(id, Transition::to(TaskState::Stopped, Mover::Operator).event(TaskEventType::TaskStopped, why))
         })
         .await
 }
@@ -358,9 +373,9 @@ impl Handler<StopTask> for Supervisor {
         let id = msg.0;
         let deadline = Duration::from_secs(self.settings.shutdown_timeout_sec.max(1));
         let store = self.store.clone();
+        let stop_store = store.clone();
         let cluster = self.cluster_mode();
         let span = span("task.stop", vec![KeyValue::new("task.id", id.0)]);
-        let stop_store = store.clone();
         let recorded = async move {
             let task =
                 store.call(move |s| s.get_task(id)).await.map_err(|e| ControlError::from_store(e, Some(id), "stop"))?;
@@ -370,11 +385,9 @@ impl Handler<StopTask> for Supervisor {
                     .call(move |s| {
                         s.transition(
                             id,
-                            &[TaskState::Failed],
-                            TaskState::Stopped,
-                            Some(DesiredState::Stopped),
-                            LastError::Keep,
-                            Some((TaskEventType::TaskStopped, "stop requested")),
+                            Transition::to(TaskState::Stopped, Mover::Operator)
+                                .desired(DesiredState::Stopped)
+                                .event(TaskEventType::TaskStopped, "stop requested"),
                         )
                     })
                     .await
@@ -385,11 +398,7 @@ impl Handler<StopTask> for Supervisor {
                 .call(move |s| {
                     s.transition(
                         id,
-                        &[TaskState::Starting, TaskState::Running, TaskState::RetryBackoff, TaskState::LeaseDegraded],
-                        TaskState::Stopping,
-                        Some(DesiredState::Stopped),
-                        LastError::Keep,
-                        None,
+                        Transition::to(TaskState::Stopping, Mover::Operator).desired(DesiredState::Stopped),
                     )
                 })
                 .await

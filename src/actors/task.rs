@@ -23,8 +23,8 @@ use crate::actors::replication::{
 };
 use crate::actors::upload::{StopUploads, UploadActor, UploadNow, UploadParams};
 use crate::config::Settings;
-use crate::domain::{Task, TaskError, TaskErrorCode, TaskEventType, TaskId, TaskState, effective_server_id};
-use crate::meta::{Checkpoint, LastError, Store};
+use crate::domain::{Mover, Task, TaskError, TaskErrorCode, TaskEventType, TaskId, TaskState, effective_server_id};
+use crate::meta::{Checkpoint, LastError, Store, Transition};
 use crate::retry::{Failure, RetryPolicy, RetryState, SourcePos, Verdict};
 use crate::source::conn::ConnectParams;
 use crate::source::dump::ReplicaParams;
@@ -240,7 +240,9 @@ impl TaskActor {
                             }
                             return Ok(());
                         }
-                        s.transition(id, &[from], to, None, last_error, ev).map(|_| ())
+                        let mut t = Transition::to(to, Mover::Task).from(from).last_error(last_error);
+                        t.event = ev;
+                        s.transition(id, t).map(|_| ())
                     })
                     .await;
                 match res {
@@ -518,6 +520,7 @@ impl Handler<ReplicationEvent> for TaskActor {
                 );
             }
             ReplicationEvent::Switchover { old, new } => {
+                metrics().source_switchovers.with_label_values(&[&self.label]).inc();
                 let msg = format!("source changed from {old} to {new}; following it by GTID");
                 let state = self.state;
                 self.record(state, LastError::Keep, Some((TaskEventType::SourceSwitchover, msg)), ctx);

@@ -201,6 +201,9 @@ async fn step(p: &UploadParams) -> Step {
             KeyValue::new("size", next.size as i64),
         ],
     );
+    if next.upload.attempts > 0 {
+        metrics().upload_retries.with_label_values(&[&id.0.to_string()]).inc();
+    }
     let started = std::time::Instant::now();
     let result = match objects.upload_file(&path, &key, &sha256).await {
         Ok(u) => objects.verify(&u).await.map(|()| u),

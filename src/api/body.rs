@@ -1,7 +1,7 @@
 //! Request bodies under `/api` are read in full before a handler runs: within
 //! `http.body_timeout_sec` of the request's headers (actix-web bounds only the time to receive
 //! the headers; a client sending one byte a second would otherwise hold a connection for as long
-//! as it likes) and up to `MAX_JSON_BODY` bytes. Too slow is 408, too large 413, and the
+//! as it likes) and up to `http.max_body_bytes` bytes. Too slow is 408, too large 413, and the
 //! connection is closed; handlers then read the buffered copy.
 //!
 //! Runs after authentication: an unauthenticated client is answered before its body is read.

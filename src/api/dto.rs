@@ -234,6 +234,9 @@ pub struct TaskDto {
     pub start: StartDto,
     pub storage: StorageDto,
     pub state: TaskState,
+    /// Whether replication actors exist for the task in this state (STARTING, RUNNING,
+    /// RETRY_BACKOFF, STOPPING, LEASE_DEGRADED): the UI's one source for "active".
+    pub active: bool,
     pub desired_state: DesiredState,
     /// The error of the last failed attempt, with since when the task has been failing and how
     /// many attempts failed; null once the task streams again.
@@ -284,6 +287,7 @@ impl TaskDto {
                 bucket_retention_days: t.spec.bucket_retention_days,
             },
             state: t.state,
+            active: t.state.is_active(),
             desired_state: t.desired_state,
             last_error: t.last_error.clone(),
             stuck: crate::retry::is_stuck(t.state, t.last_error.as_ref(), ctx.now, ctx.alert_after),

@@ -39,7 +39,16 @@ pub struct FieldMessage {
     pub message: String,
 }
 
-/// An API error response: `{error, code}`, plus `fields` for validation errors.
+/// One invalid field of one item of a batch request (`index` counts from 0).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ItemFieldMessage {
+    pub index: usize,
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// An API error response: `{error, code}`, plus `fields` for validation errors and `items` for
+/// those of a batch.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiError {
     #[serde(skip)]
@@ -48,11 +57,13 @@ pub struct ApiError {
     pub code: ErrorCode,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldMessage>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<ItemFieldMessage>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: ErrorCode, error: impl Into<String>) -> Self {
-        ApiError { status, error: error.into(), code, fields: Vec::new() }
+        ApiError { status, error: error.into(), code, fields: Vec::new(), items: Vec::new() }
     }
 
     pub fn invalid(error: impl Into<String>) -> Self {
@@ -66,6 +77,7 @@ impl ApiError {
             error: msg,
             code: ErrorCode::InvalidRequest,
             fields: errs.into_iter().map(|e| FieldMessage { field: e.field, message: e.message }).collect(),
+            items: Vec::new(),
         }
     }
 
@@ -113,6 +125,15 @@ impl ResponseError for ApiError {
                 .iter()
                 .map(|f| FieldMessage { field: f.field, message: capped(&f.message, MAX_FIELD_MESSAGE_CHARS) })
                 .collect(),
+            items: self
+                .items
+                .iter()
+                .map(|f| ItemFieldMessage {
+                    index: f.index,
+                    field: f.field,
+                    message: capped(&f.message, MAX_FIELD_MESSAGE_CHARS),
+                })
+                .collect(),
         };
         HttpResponse::build(self.status).json(capped)
     }
@@ -143,6 +164,7 @@ impl From<ControlError> for ApiError {
             ControlError::Store(
                 StoreError::Duplicate(_)
                 | StoreError::Conflict(_)
+                | StoreError::Forbidden { .. }
                 | StoreError::Migration(_)
                 | StoreError::Corrupt(_)
                 | StoreError::Secrets(_)

@@ -2,15 +2,20 @@
 //! and what keeps the HTTP families' labels bounded whatever clients send: route patterns, not
 //! paths (`UNMATCHED` for no route), and one `OTHER` for every method HTTP does not define.
 
+use std::time::{Duration, Instant};
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 
-use crate::actors::supervisor::{CountStuck, CountTasks};
+use crate::actors::ControlError;
+use crate::actors::coordinator::ListWorkers;
+use crate::actors::supervisor::{CountStuck, CountTasks, GetWindow};
 use crate::api::ApiState;
 use crate::api::error::ApiError;
+use crate::meta::TaskFilter;
 use crate::telemetry::metrics::metrics;
 
 /// Prometheus metrics (text exposition format).
@@ -27,7 +32,49 @@ pub async fn metrics_text(state: web::Data<ApiState>) -> Result<HttpResponse, Ap
     let m = metrics();
     m.set_task_counts(&counts);
     m.tasks_stuck.set(stuck);
+    if let Some(c) = &state.cluster.coordinator {
+        let nodes = c.send(ListWorkers).await?.map_err(ControlError::Store)?;
+        m.cluster_nodes_online.set(nodes.iter().filter(|n| n.alive).count() as i64);
+    }
+    refresh_recovery_windows(&state);
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(m.render(&state.http_registry)))
+}
+
+/// How often the recovery-window families are recomputed (each task's window is a catalog query
+/// and, across a switchover, a look into files: too much for every scrape at 1,000 tasks).
+pub const RECOVERY_REFRESH: Duration = Duration::from_secs(30);
+
+/// Starts a recomputation of every task's recovery window gauges when the last one is older
+/// than `RECOVERY_REFRESH` (or none ran yet); the scrape does not wait for it.
+fn refresh_recovery_windows(state: &web::Data<ApiState>) {
+    {
+        let Ok(mut last) = state.recovery_refreshed.lock() else { return };
+        if last.is_some_and(|t| t.elapsed() < RECOVERY_REFRESH) {
+            return;
+        }
+        *last = Some(Instant::now());
+    }
+    let store = state.store.clone();
+    let supervisor = state.supervisor.clone();
+    actix_web::rt::spawn(async move {
+        let Ok(Ok((tasks, _))) = web::block(move || store.list_tasks(&TaskFilter::default(), i64::MAX, 0)).await else {
+            return;
+        };
+        let m = metrics();
+        for t in tasks {
+            // A task deleted meanwhile answers NOT_FOUND; its series were forgotten with it.
+            if let Ok(Ok(w)) = supervisor.send(GetWindow(t.id)).await {
+                let label = t.id.0.to_string();
+                match w.earliest.and_then(|p| p.time) {
+                    Some(at) => m.recovery_window_oldest.with_label_values(&[&label]).set(at.timestamp() as f64),
+                    None => {
+                        let _ = m.recovery_window_oldest.remove_label_values(&[&label]);
+                    }
+                }
+                m.recovery_breaks.with_label_values(&[&label]).set(w.breaks.len() as i64);
+            }
+        }
+    });
 }
 
 /// What a made-up method is called from the first middleware on (metrics, traces, errors).

@@ -1,8 +1,12 @@
 //! The HTTP control plane (actix-web): routes, extractor configuration and error mapping.
 //!
-//! Handlers talk to the `Supervisor` by messages and never touch files, sockets or the store.
+//! Handlers talk to the `Supervisor` by messages and decide nothing; they use the store only for
+//! read-only queries (`summary`). The exception to "no files" is `api::pitr`, whose download and
+//! archive handlers stream binlog files (opened only through `pitr::files`, which enforces where
+//! they may come from).
 
 pub mod auth;
+pub mod batch;
 pub mod body;
 pub mod cluster;
 pub mod cross_site;
@@ -12,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pitr;
 pub mod rate_limit;
+pub mod summary;
 pub mod tasks;
 pub mod ui;
 
@@ -37,6 +42,13 @@ pub struct ApiState {
     /// Where task files live (downloads check every path is inside it).
     pub data_dir: std::path::PathBuf,
     pub cluster: ClusterInfo,
+    /// Read-only queries that need no actor (`/api/summary`).
+    pub store: crate::meta::Store,
+    /// Throughput between summary requests.
+    pub rates: std::sync::Mutex<crate::overview::RateMeter>,
+    /// When `/metrics` last recomputed the recovery-window families.
+    pub recovery_refreshed: std::sync::Mutex<Option<std::time::Instant>>,
+    pub upload_enabled: bool,
 }
 
 impl ApiState {
@@ -65,12 +77,9 @@ pub struct Guards {
     pub rate_limit: Option<std::sync::Arc<rate_limit::RateLimiter>>,
     /// Wrong credentials per address, on every guarded route (`api.auth.failure_limit`).
     pub failed_auth: Option<std::sync::Arc<rate_limit::FailedAuthLimiter>>,
-    /// Request bodies under `/api` (`http.body_timeout_sec`, `MAX_JSON_BODY`).
+    /// Request bodies under `/api` (`http.body_timeout_sec`, `http.max_body_bytes`).
     pub body: body::BodyLimits,
 }
-
-/// Request bodies larger than this are refused (a task definition is a few hundred bytes).
-pub const MAX_JSON_BODY: usize = 64 * 1024;
 
 /// `{id}` in a task path. A value that is not a task id cannot name a task: 404.
 pub struct TaskIdPath(pub TaskId);
@@ -144,8 +153,10 @@ fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     }))
 }
 
-/// Routes under `/api`.
-pub fn api_scope() -> actix_web::Scope<
+/// Routes under `/api`; JSON bodies up to `max_body` bytes.
+pub fn api_scope(
+    max_body: usize,
+) -> actix_web::Scope<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
         Config = (),
@@ -157,7 +168,7 @@ pub fn api_scope() -> actix_web::Scope<
     web::scope("/api")
         .app_data(
             web::JsonConfig::default()
-                .limit(MAX_JSON_BODY)
+                .limit(max_body)
                 .error_handler(|err, _| ApiError::invalid(format!("invalid JSON body: {err}")).into()),
         )
         .app_data(
@@ -165,7 +176,10 @@ pub fn api_scope() -> actix_web::Scope<
                 .error_handler(|err, _| ApiError::invalid(format!("invalid query string: {err}")).into()),
         )
         .service(resource("/openapi.json", "GET").route(web::get().to(openapi::spec)))
+        .service(resource("/summary", "GET").route(web::get().to(summary::summary)))
         .service(resource("/tasks", "GET, POST").route(web::post().to(tasks::create)).route(web::get().to(tasks::list)))
+        // Before `/tasks/{id}`, which would take `batch` for an id.
+        .service(resource("/tasks/batch", "POST").route(web::post().to(batch::create)))
         .service(
             resource("/tasks/{id}", "GET, PUT, DELETE")
                 .route(web::get().to(tasks::get))
@@ -215,7 +229,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, guards: Guards, ui_source: &ui::U
         )
         .route("/swagger", web::get().to(|| async { redirect("/swagger/index.html") }))
         .service(
-            api_scope()
+            api_scope(body_limits.max_bytes)
                 // Innermost: an unauthenticated or refused client is answered before its body is read.
                 .wrap(actix_web::middleware::from_fn(move |req, next| body::read_whole(body_limits, req, next)))
                 .wrap(actix_web::middleware::from_fn(move |req, next| {

@@ -8,7 +8,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{cluster, metrics, pitr, tasks};
+use crate::api::{batch, cluster, metrics, pitr, summary, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,7 +22,9 @@ use crate::api::{cluster, metrics, pitr, tasks};
         crate::api::healthz,
         metrics::metrics_text,
         spec,
+        summary::summary,
         tasks::create,
+        batch::create,
         tasks::list,
         tasks::get,
         tasks::update,

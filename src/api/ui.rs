@@ -59,6 +59,7 @@ pub const ASSETS: &[Asset] = assets![
     "js/views/dashboard.js",
     "js/views/detail.js",
     "js/views/form.js",
+    "js/views/import.js",
     "js/views/tasks.js",
 ];
 

@@ -12,6 +12,20 @@ pub const CRC_LEN: usize = 4;
 /// The first four bytes of every binlog file.
 pub const MAGIC: [u8; 4] = [0xfe, b'b', b'i', b'n'];
 
+/// Whether an event of this type is a file header event (format description, previous GTIDs,
+/// GTID list, binlog checkpoint, start encryption): a file holding only these holds no
+/// transaction.
+pub fn is_header_event(type_code: u8) -> bool {
+    matches!(
+        type_code,
+        types::FORMAT_DESCRIPTION
+            | types::PREVIOUS_GTIDS
+            | types::MARIA_GTID_LIST
+            | types::MARIA_BINLOG_CHECKPOINT
+            | types::MARIA_START_ENCRYPTION
+    )
+}
+
 /// Event type codes (MySQL and MariaDB).
 pub mod types {
     pub const QUERY: u8 = 2;

@@ -1,5 +1,5 @@
 //! Pure code on binlog bytes: event framing, checksums, GTID sets, file names, transaction
-//! boundaries and the reconciliation of a local file with its checkpoint.
+//! boundaries, file summaries, and where a source position lies in our copy of a file.
 //!
 //! No actors, no async, no database, no sockets: everything here is a function of its inputs,
 //! which is why this is the most tested folder. Parsers here read bytes from the network and
@@ -10,6 +10,26 @@ pub mod gtid;
 pub mod name;
 pub mod stream;
 pub mod summary;
+
+crate::string_enum::string_enum!(
+    /// The source server's dialect of the replication protocol.
+    Flavor {
+        Mysql => "mysql",
+        Mariadb => "mariadb",
+    }
+);
+
+/// Our file's offset of source position `source_pos`, in a file whose first event after the
+/// header (`header_len` bytes: the magic, plus the FDE of a file joined mid-way) is at source
+/// position `start_pos`. A file fetched from position 4 has the source's offsets.
+pub fn local_offset(start_pos: u64, header_len: u64, source_pos: u64) -> u64 {
+    if start_pos <= 4 { source_pos } else { source_pos - start_pos + header_len }
+}
+
+/// The source position of our file's offset `offset` (the inverse of [`local_offset`]).
+pub fn source_pos(start_pos: u64, header_len: u64, offset: u64) -> u64 {
+    if start_pos <= 4 { offset } else { offset - header_len + start_pos }
+}
 
 /// Where the real MySQL binlog fixtures live: `$BINLOG_FIXTURES`, else the workplace's
 /// `shared/fixtures/mysql-binlogs` next to the checkout, else at its absolute home.

@@ -13,10 +13,10 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
+use crate::binlog::Flavor;
 use crate::binlog::event::{self, EventError, EventHeader, Fde, MARIA_FL_STANDALONE, QueryKind, classify_query, types};
 use crate::binlog::gtid::{GtidSet, MariadbGtid, MariadbGtidState, StartGtid, Uuid};
 use crate::binlog::name::BinlogFileName;
-use crate::domain::Flavor;
 
 /// An operation for the file writer, in stream order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -488,14 +488,7 @@ impl StreamTracker {
 
     fn append(&mut self, h: EventHeader, ev: Bytes, start: u64, ops: &mut Vec<WriteOp>) -> Result<Seen, StreamError> {
         let end = start + u64::from(h.event_size);
-        let is_header_event = matches!(
-            h.type_code,
-            types::FORMAT_DESCRIPTION
-                | types::PREVIOUS_GTIDS
-                | types::MARIA_GTID_LIST
-                | types::MARIA_BINLOG_CHECKPOINT
-                | types::MARIA_START_ENCRYPTION
-        );
+        let is_header_event = event::is_header_event(h.type_code);
         self.track_group(&h, &ev, end)?;
         let cursor = self.cursor.as_mut().expect("append is only called with a cursor");
         cursor.resending = false;

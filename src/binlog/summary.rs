@@ -11,9 +11,9 @@
 use std::fmt;
 use std::io::{self, Read};
 
+use crate::binlog::Flavor;
 use crate::binlog::event::{self, EventHeader, Fde, HEADER_LEN, MAGIC, types};
 use crate::binlog::gtid::{GtidParseError, GtidSet, MariadbGtid, MariadbGtidState, Uuid};
-use crate::domain::Flavor;
 
 /// One GTID of either flavor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,7 +339,7 @@ pub fn rebuild(
     gtid_before: Option<String>,
 ) -> io::Result<SummaryBuilder> {
     let mut b = SummaryBuilder::new(&[], gtid_before);
-    let to_pos = |off: u64| if start_pos <= 4 { off } else { off - header_len + start_pos };
+    let to_pos = |off: u64| super::source_pos(start_pos, header_len, off);
     let mut end = None;
     for_each_event(r, |off, ev| {
         let stop = off + ev.len() as u64;

@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
 
-use crate::domain::TaskId;
+use crate::domain::{TaskId, TaskState};
 use crate::meta::StoreError;
 use crate::meta::conn::MetaConnection;
 use crate::meta::models::to_utc;
@@ -349,13 +349,16 @@ impl Store {
     pub fn orphaned_stops(&self) -> Result<Vec<TaskId>, StoreError> {
         let mut conn = self.conn()?;
         require_mysql(&conn)?;
-        let rows: Vec<IdRow> = diesel::sql_query(
+        // The state names are our own constants (`TaskState::ACTIVE`), never input.
+        let active: Vec<String> = TaskState::ACTIVE.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        let rows: Vec<IdRow> = diesel::sql_query(format!(
             "SELECT t.id AS id FROM tasks t \
              LEFT JOIN task_leases l ON l.task_id = t.id AND l.expires_at > NOW(6) \
              WHERE t.desired_state = 'STOPPED' \
-             AND t.state IN ('STARTING', 'RUNNING', 'RETRY_BACKOFF', 'STOPPING', 'LEASE_DEGRADED') \
+             AND t.state IN ({}) \
              AND l.task_id IS NULL",
-        )
+            active.join(", ")
+        ))
         .load(&mut *conn)?;
         Ok(rows.into_iter().map(|r| TaskId(r.id)).collect())
     }

@@ -27,7 +27,7 @@ pub use conn::{MetaConnection, MetaDsn, MigrationStatus, build_pool, migrate_dow
 pub use models::{Checkpoint, FileRecord, FileState, TaskEvent, TaskFilter, UploadInfo, UploadState};
 #[doc(hidden)]
 pub use store::contract;
-pub use store::{LastError, Store};
+pub use store::{LastError, Store, Transition};
 
 /// What can go wrong talking to the metadata database.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,9 @@ pub enum StoreError {
     /// A conditional update found the row in another state than required.
     #[error("task is {0}")]
     Conflict(crate::domain::TaskState),
+    /// A mover claimed a change the state table (`TaskState::allows`) does not have: a bug.
+    #[error("the state table has no change from {from} to {to}")]
+    Forbidden { from: crate::domain::TaskState, to: crate::domain::TaskState },
     #[error("metadata database unavailable: {0}")]
     Unavailable(String),
     #[error("metadata schema: {0}")]

@@ -337,7 +337,16 @@ impl FileRecord {
 
     /// Local file offset of a source position inside this file.
     pub fn local_offset(&self, source_pos: u64) -> u64 {
-        if self.start_pos <= 4 { source_pos } else { source_pos - self.start_pos + self.header_len }
+        crate::binlog::local_offset(self.start_pos, self.header_len, source_pos)
+    }
+
+    /// Whether the bucket holds a verified copy of this file: sealed, uploaded, checked against
+    /// the bucket's size and checksums, and not removed there by retention.
+    pub fn held_in_bucket(&self) -> bool {
+        self.state == FileState::Sealed
+            && self.upload.state == UploadState::Uploaded
+            && self.upload.verified
+            && self.upload.remote_deleted_at.is_none()
     }
 }
 

@@ -1,5 +1,7 @@
-// The diesel schema, one for both backends. Must match migrations/sqlite and migrations/mysql;
-// the test `meta::tests::schema_matches_migrations` checks column names on both backends.
+// The diesel schema, one for both backends. Must match migrations/sqlite and migrations/mysql:
+// nothing compares them directly, but the store's contract runs every query against freshly
+// migrated databases of both (`meta::store::tests::contract_on_sqlite`, `meta_mysql::*` in the
+// integration suite), so a column missing from either fails there.
 
 diesel::table! {
     tasks (id) {

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use crate::binlog::summary::FileSummary;
 use crate::clock::SharedClock;
-use crate::domain::{DesiredState, Task, TaskError, TaskEventType, TaskId, TaskSpec, TaskState};
+use crate::domain::{DesiredState, Mover, Task, TaskError, TaskEventType, TaskId, TaskSpec, TaskState};
 use crate::meta::StoreError;
 use crate::meta::cipher::{self, Cipher, CipherError};
 use crate::meta::conn::{MetaConnection, MetaDsn, MetaPool, build_pool, migrate_up, migration_status};
@@ -28,6 +28,56 @@ pub enum LastError {
     Set(TaskError),
 }
 
+/// A change of a task's state, checked against the state table (`TaskState::allows`), with
+/// what changes along with it.
+#[derive(Debug, Clone)]
+pub struct Transition<'a> {
+    pub to: TaskState,
+    pub by: Mover,
+    /// The state the mover holds, when it knows it (a task's own actors): the change then
+    /// happens only from that state. Otherwise from any state the table allows `by`.
+    pub from: Option<TaskState>,
+    pub desired: Option<DesiredState>,
+    pub last_error: LastError,
+    pub event: Option<(TaskEventType, &'a str)>,
+}
+
+impl<'a> Transition<'a> {
+    /// `by` moves the task to `to`.
+    pub fn to(to: TaskState, by: Mover) -> Self {
+        Transition { to, by, from: None, desired: None, last_error: LastError::Keep, event: None }
+    }
+
+    /// Only from `from`, the state the mover holds.
+    pub fn from(self, from: TaskState) -> Self {
+        Transition { from: Some(from), ..self }
+    }
+
+    pub fn desired(self, desired: DesiredState) -> Self {
+        Transition { desired: Some(desired), ..self }
+    }
+
+    pub fn last_error(self, last_error: LastError) -> Self {
+        Transition { last_error, ..self }
+    }
+
+    pub fn event(self, kind: TaskEventType, message: &'a str) -> Self {
+        Transition { event: Some((kind, message)), ..self }
+    }
+
+    /// The states the change may start from: the table's, or the one the mover holds if the
+    /// table allows the move from it (or it records a new error in the same state: another
+    /// failed attempt).
+    pub fn origins(&self) -> Result<Vec<TaskState>, StoreError> {
+        match self.from {
+            Some(f) if f == self.to && matches!(self.last_error, LastError::Set(_)) => Ok(vec![f]),
+            Some(f) if f.allows(self.to, self.by) => Ok(vec![f]),
+            Some(f) => Err(StoreError::Forbidden { from: f, to: self.to }),
+            None => Ok(TaskState::origins(self.to, self.by)),
+        }
+    }
+}
+
 /// Handle to the metadata database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -44,6 +94,15 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Store({})", self.dsn)
     }
+}
+
+/// Refuses `adding` more tasks when the tasks would then number more than `max_tasks`.
+fn check_task_limit(c: &mut MetaConnection, adding: usize, max_tasks: u32) -> Result<(), StoreError> {
+    let existing: i64 = tasks::table.count().get_result(c)?;
+    if existing.saturating_add(adding as i64) > i64::from(max_tasks) {
+        return Err(StoreError::TaskLimit(max_tasks));
+    }
+    Ok(())
 }
 
 impl Store {
@@ -219,10 +278,40 @@ impl Store {
         let mut conn = self.conn()?;
         let now = self.now();
         conn.transaction(|c| {
-            let existing: i64 = tasks::table.count().get_result(c)?;
-            if existing >= i64::from(max_tasks) {
-                return Err(StoreError::TaskLimit(max_tasks));
-            }
+            check_task_limit(c, 1, max_tasks)?;
+            self.insert_task(c, spec, now)
+        })
+    }
+
+    /// Creates every task of `specs` in one transaction, as `create_task` does each: all or none.
+    pub fn create_tasks(&self, specs: &[TaskSpec]) -> Result<Vec<Task>, StoreError> {
+        self.create_tasks_within(specs, u32::MAX)
+    }
+
+    /// `create_tasks`, unless the tasks would then number more than `max_tasks`
+    /// (`StoreError::TaskLimit`, nothing created).
+    pub fn create_tasks_within(&self, specs: &[TaskSpec], max_tasks: u32) -> Result<Vec<Task>, StoreError> {
+        let mut conn = self.conn()?;
+        let now = self.now();
+        conn.transaction(|c| {
+            check_task_limit(c, specs.len(), max_tasks)?;
+            specs.iter().map(|spec| self.insert_task(c, spec, now)).collect()
+        })
+    }
+
+    /// Which of these cluster keys are taken.
+    pub fn existing_cluster_keys(&self, keys: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn()?;
+        Ok(tasks::table.filter(tasks::cluster_key.eq_any(keys)).select(tasks::cluster_key).load(&mut *conn)?)
+    }
+
+    fn insert_task(
+        &self,
+        c: &mut MetaConnection,
+        spec: &TaskSpec,
+        now: chrono::NaiveDateTime,
+    ) -> Result<Task, StoreError> {
+        {
             let cols = TaskSpecColumns::from_spec(spec, self.encode_password(&spec.source.password, &spec.cluster_key));
             diesel::insert_into(tasks::table)
                 .values((
@@ -249,7 +338,7 @@ impl Store {
                 .execute(c)?;
             self.insert_event(c, TaskId(id), TaskEventType::TaskCreated, &format!("task {:?} created", spec.name))?;
             self.load_task(c, TaskId(id))
-        })
+        }
     }
 
     pub fn get_task(&self, id: TaskId) -> Result<Task, StoreError> {
@@ -345,17 +434,12 @@ impl Store {
         })
     }
 
-    /// Moves a task to `to` if it is currently in one of `from`, in one transaction with its
-    /// event row. Returns the updated task, or `Conflict(current)` / `NotFound`.
-    pub fn transition(
-        &self,
-        id: TaskId,
-        from: &[TaskState],
-        to: TaskState,
-        desired: Option<DesiredState>,
-        last_error: LastError,
-        event: Option<(TaskEventType, &str)>,
-    ) -> Result<Task, StoreError> {
+    /// Moves a task as `t` says if the state table allows it from the task's current state, in
+    /// one transaction with its event row. Returns the updated task, or `Conflict(current)` /
+    /// `NotFound` / `Forbidden` (a mover claiming a state the table does not let it leave).
+    pub fn transition(&self, id: TaskId, t: Transition<'_>) -> Result<Task, StoreError> {
+        let from = t.origins()?;
+        let Transition { to, desired, last_error, event, .. } = t;
         let mut conn = self.conn()?;
         let now = self.now();
         conn.transaction(|c| {
@@ -408,15 +492,6 @@ impl Store {
         let mut conn = self.conn()?;
         diesel::update(tasks::table.find(id.0))
             .set((tasks::desired_state.eq(desired.as_str()), tasks::updated_at.eq(self.now())))
-            .execute(&mut *conn)?;
-        Ok(())
-    }
-
-    /// Forces the state column (start-up repair of rows left by a killed process).
-    pub fn force_state(&self, id: TaskId, state: TaskState) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        diesel::update(tasks::table.find(id.0))
-            .set((tasks::state.eq(state.as_str()), tasks::updated_at.eq(self.now())))
             .execute(&mut *conn)?;
         Ok(())
     }
@@ -665,29 +740,40 @@ pub(crate) mod tests {
         let since = chrono::DateTime::<chrono::Utc>::from_timestamp(1_800_000_000, 123_456_000).unwrap();
         let error = TaskError { code: TaskErrorCode::SourceAccessDenied, message: "denied".into(), since, attempts: 7 };
         let t = store.create_task(&spec("tr")).unwrap();
-        let err = store
-            .transition(t.id, &[TaskState::Running], TaskState::Stopping, None, LastError::Keep, None)
-            .unwrap_err();
+        let err = store.transition(t.id, Transition::to(TaskState::Stopping, Mover::Operator)).unwrap_err();
         assert!(matches!(err, StoreError::Conflict(TaskState::Stopped)), "{err:?}");
+        let err = store
+            .transition(t.id, Transition::to(TaskState::Running, Mover::Task).from(TaskState::Stopped))
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Forbidden { from: TaskState::Stopped, to: TaskState::Running }),
+            "a move the table does not have is refused, whoever claims it: {err:?}"
+        );
+        store.transition(t.id, Transition::to(TaskState::Starting, Mover::Operator)).unwrap();
         let failed = store
             .transition(
                 t.id,
-                &[TaskState::Stopped],
-                TaskState::Failed,
-                None,
-                LastError::Set(error.clone()),
-                Some((TaskEventType::TaskError, "denied")),
+                Transition::to(TaskState::Failed, Mover::Task)
+                    .from(TaskState::Starting)
+                    .last_error(LastError::Set(error.clone()))
+                    .event(TaskEventType::TaskError, "denied"),
             )
             .unwrap();
         assert_eq!(failed.last_error.as_ref(), Some(&error), "code, message, since and attempts round-trip");
         // Retrying again records the new attempt count in place (a transition to the same state).
         let retrying = TaskError { attempts: 8, ..error.clone() };
         let again = store
-            .transition(t.id, &[TaskState::Failed], TaskState::Failed, None, LastError::Set(retrying.clone()), None)
+            .transition(
+                t.id,
+                Transition::to(TaskState::Failed, Mover::Task)
+                    .from(TaskState::Failed)
+                    .last_error(LastError::Set(retrying.clone())),
+            )
             .unwrap();
         assert_eq!(again.last_error, Some(retrying));
-        let cleared =
-            store.transition(t.id, &[TaskState::Failed], TaskState::Stopped, None, LastError::Clear, None).unwrap();
+        let cleared = store
+            .transition(t.id, Transition::to(TaskState::Stopped, Mover::Operator).last_error(LastError::Clear))
+            .unwrap();
         assert_eq!(cleared.last_error, None);
         let _ = BinlogFileName::parse("x.000001").unwrap();
     }
@@ -761,7 +847,7 @@ pub mod contract {
         assert_eq!((b3.epoch, b3.previous_owner.as_deref()), (3, None));
         let stale_b = store.fenced(Fence { task_id: other, node_id: "node-b".into(), epoch: 2 });
         let err = stale_b
-            .transition(other, &[TaskState::Stopped], TaskState::Starting, None, LastError::Keep, None)
+            .transition(other, Transition::to(TaskState::Starting, Mover::Operator))
             .expect_err("a former holding of the same node is fenced");
         assert!(matches!(err, StoreError::Fenced(_)), "{err:?}");
         assert!(store.release_lease(other, "node-b", 3).expect("release"));
@@ -785,7 +871,7 @@ pub mod contract {
         let err = fenced_a.save_checkpoint(id, &cp(200)).expect_err("a stale owner is fenced");
         assert!(matches!(err, StoreError::Fenced(_)), "{err:?}");
         let err = fenced_a
-            .transition(id, &[TaskState::Stopped], TaskState::Starting, None, LastError::Keep, None)
+            .transition(id, Transition::to(TaskState::Starting, Mover::Operator))
             .expect_err("state writes are fenced too");
         assert!(matches!(err, StoreError::Fenced(_)), "{err:?}");
         assert_eq!(store.get_checkpoint(id).expect("cp").map(|(c, _)| c.pos), Some(100));
@@ -890,11 +976,10 @@ pub mod contract {
         let running = store
             .transition(
                 a.id,
-                &[TaskState::Stopped, TaskState::Failed],
-                TaskState::Starting,
-                Some(DesiredState::Running),
-                LastError::Clear,
-                Some((TaskEventType::TaskStarted, "started")),
+                Transition::to(TaskState::Starting, Mover::Operator)
+                    .desired(DesiredState::Running)
+                    .last_error(LastError::Clear)
+                    .event(TaskEventType::TaskStarted, "started"),
             )
             .expect("start a");
         assert_eq!(running.state, TaskState::Starting);
@@ -904,23 +989,29 @@ pub mod contract {
         let err =
             TaskError { code: TaskErrorCode::ChecksumMismatch, message: "CRC32 mismatch".into(), since, attempts: 1 };
         let retrying = store
-            .transition(a.id, &[TaskState::Starting], TaskState::RetryBackoff, None, LastError::Set(err.clone()), None)
+            .transition(
+                a.id,
+                Transition::to(TaskState::RetryBackoff, Mover::Task)
+                    .from(TaskState::Starting)
+                    .last_error(LastError::Set(err.clone())),
+            )
             .expect("retry a");
         assert_eq!(retrying.last_error.as_ref(), Some(&err));
         let again = TaskError { attempts: 2, ..err };
         let retrying = store
             .transition(
                 a.id,
-                &[TaskState::RetryBackoff],
-                TaskState::RetryBackoff,
-                None,
-                LastError::Set(again.clone()),
-                None,
+                Transition::to(TaskState::RetryBackoff, Mover::Task)
+                    .from(TaskState::RetryBackoff)
+                    .last_error(LastError::Set(again.clone())),
             )
             .expect("retry a again");
         assert_eq!(store.get_task(a.id).expect("get a").last_error, Some(again));
         let running = store
-            .transition(a.id, &[retrying.state], TaskState::Starting, None, LastError::Clear, None)
+            .transition(
+                a.id,
+                Transition::to(TaskState::Starting, Mover::Task).from(retrying.state).last_error(LastError::Clear),
+            )
             .expect("a streams again");
         assert_eq!(running.last_error, None);
         assert!(matches!(store.delete_task(a.id), Err(StoreError::Conflict(TaskState::Starting))));
@@ -998,17 +1089,10 @@ pub mod contract {
         assert_eq!(ev.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(), vec!["e4", "e3", "e2"]);
 
         store
-            .transition(
-                a.id,
-                &[TaskState::Starting],
-                TaskState::Stopping,
-                Some(DesiredState::Stopped),
-                LastError::Keep,
-                None,
-            )
+            .transition(a.id, Transition::to(TaskState::Stopping, Mover::Operator).desired(DesiredState::Stopped))
             .expect("stopping");
         store
-            .transition(a.id, &[TaskState::Stopping], TaskState::Stopped, None, LastError::Keep, None)
+            .transition(a.id, Transition::to(TaskState::Stopped, Mover::Task).from(TaskState::Stopping))
             .expect("stopped");
         store.delete_task(a.id).expect("delete a");
         assert!(matches!(store.get_task(a.id), Err(StoreError::NotFound)));

@@ -149,6 +149,38 @@ impl Store {
             .get_result(&mut *conn)?)
     }
 
+    /// Every task's upload backlog (as `upload_backlog`) and failed uploads, in two queries.
+    pub fn upload_totals(&self) -> Result<(i64, i64), StoreError> {
+        let mut conn = self.conn()?;
+        let backlog = binlog_files::table
+            .filter(binlog_files::state.eq(FileState::Sealed.as_str()))
+            .filter(binlog_files::local_deleted_at.is_null())
+            .filter(binlog_files::upload_state.ne(UploadState::Uploaded.as_str()))
+            .count()
+            .get_result(&mut *conn)?;
+        let failed = binlog_files::table
+            .filter(binlog_files::upload_state.eq(UploadState::UploadFailed.as_str()))
+            .filter(binlog_files::local_deleted_at.is_null())
+            .count()
+            .get_result(&mut *conn)?;
+        Ok((backlog, failed))
+    }
+
+    /// The time of the oldest event any task still holds, on local disk or (verified) in the
+    /// bucket: the oldest point a recovery could start from, over every task.
+    pub fn oldest_recovery_point(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut conn = self.conn()?;
+        let oldest: Option<chrono::NaiveDateTime> = binlog_files::table
+            .filter(
+                binlog_files::local_deleted_at.is_null().or(binlog_files::upload_state
+                    .eq(UploadState::Uploaded.as_str())
+                    .and(binlog_files::remote_deleted_at.is_null())),
+            )
+            .select(diesel::dsl::min(binlog_files::first_event_at))
+            .first(&mut *conn)?;
+        Ok(oldest.map(crate::meta::models::to_utc))
+    }
+
     pub fn mark_local_deleted(
         &self,
         id: TaskId,

@@ -66,8 +66,8 @@ fn locate(data_dir: &Path, rec: &FileRecord) -> Option<Location> {
         Ok(m) if m.file_type().is_file() && m.len() >= rec.size => return Some(Location::Local { path }),
         _ => {}
     }
-    match (&rec.upload.object_key, rec.upload.remote_deleted_at) {
-        (Some(key), None) if rec.upload.uploaded_at.is_some() => Some(Location::Object { key: key.clone() }),
+    match &rec.upload.object_key {
+        Some(key) if rec.held_in_bucket() => Some(Location::Object { key: key.clone() }),
         _ => None,
     }
 }

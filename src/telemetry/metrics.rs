@@ -5,6 +5,7 @@
 //! dashboards and alerts can rely on the names. Labels are bounded: a task id, a state, or an
 //! error code; never a file name or an error text.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
@@ -34,6 +35,18 @@ pub struct Metrics {
     /// Cluster mode: leases this node holds, and leases it lost (taken over or expired).
     pub leases_held: prometheus::IntGauge,
     pub lease_losses: prometheus::IntCounter,
+    /// GTID switchovers a task followed to another source.
+    pub source_switchovers: IntCounterVec,
+    /// Upload attempts of a file whose previous attempt failed.
+    pub upload_retries: IntCounterVec,
+    /// Nodes sharing the metadata database with a live heartbeat (standalone: 1).
+    pub cluster_nodes_online: prometheus::IntGauge,
+    /// Unix time of the oldest event a task still holds (locally or in the bucket).
+    pub recovery_window_oldest: GaugeVec,
+    /// Breaks (gaps a replay cannot cross) in a task's recovery window.
+    pub recovery_breaks: IntGaugeVec,
+    /// CPU, memory, open files, start time of this process (Linux).
+    process: Option<Box<dyn Collector>>,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -91,8 +104,11 @@ impl Metrics {
                 .expect("valid metric"),
             upload_failures: IntCounterVec::new(opts("upload_failures_total", "Failed upload attempts."), &["task"])
                 .expect("valid metric"),
-            build_info: GaugeVec::new(opts("build_info", "The running binary's version (always 1)."), &["version"])
-                .expect("valid metric"),
+            build_info: GaugeVec::new(
+                opts("build_info", "The running binary's version and git commit (always 1)."),
+                &["version", "commit"],
+            )
+            .expect("valid metric"),
             up_since: Gauge::with_opts(opts("start_time_seconds", "Unix time the process started."))
                 .expect("valid metric"),
             leases_held: prometheus::IntGauge::with_opts(opts(
@@ -105,17 +121,47 @@ impl Metrics {
                 "Cluster mode: leases this node lost (taken over, or not renewed in time).",
             ))
             .expect("valid metric"),
+            source_switchovers: IntCounterVec::new(
+                opts("source_switchovers_total", "GTID switchovers a task followed to another source."),
+                &["task"],
+            )
+            .expect("valid metric"),
+            upload_retries: IntCounterVec::new(
+                opts("upload_retries_total", "Upload attempts of a file whose previous attempt failed."),
+                &["task"],
+            )
+            .expect("valid metric"),
+            cluster_nodes_online: prometheus::IntGauge::with_opts(opts(
+                "cluster_nodes_online",
+                "Nodes sharing the metadata database whose heartbeat is live (standalone: 1).",
+            ))
+            .expect("valid metric"),
+            recovery_window_oldest: GaugeVec::new(
+                opts(
+                    "recovery_window_oldest_timestamp_seconds",
+                    "Unix time of the oldest event a task still holds, locally or in the bucket.",
+                ),
+                &["task"],
+            )
+            .expect("valid metric"),
+            recovery_breaks: IntGaugeVec::new(
+                opts("recovery_breaks", "Breaks (gaps a replay cannot cross) in a task's recovery window."),
+                &["task"],
+            )
+            .expect("valid metric"),
+            process: process_collector(),
         };
         for s in TaskState::ALL {
             m.tasks.with_label_values(&[s.as_str()]).set(0);
         }
-        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), env!("BUILD_GIT_COMMIT")]).set(1.0);
+        m.cluster_nodes_online.set(1);
         m.up_since.set(chrono::Utc::now().timestamp() as f64);
         m
     }
 
     fn collectors(&self) -> Vec<&dyn Collector> {
-        vec![
+        let ours: [&dyn Collector; 20] = [
             &self.tasks,
             &self.tasks_stuck,
             &self.events,
@@ -131,7 +177,13 @@ impl Metrics {
             &self.up_since,
             &self.leases_held,
             &self.lease_losses,
-        ]
+            &self.source_switchovers,
+            &self.upload_retries,
+            &self.cluster_nodes_online,
+            &self.recovery_window_oldest,
+            &self.recovery_breaks,
+        ];
+        ours.into_iter().chain(self.process.as_deref()).collect()
     }
 
     /// Forgets a deleted task's series (label sets must not grow forever).
@@ -144,10 +196,42 @@ impl Metrics {
         let _ = self.crc_errors.remove_label_values(&[&t]);
         let _ = self.upload_backlog.remove_label_values(&[&t]);
         let _ = self.upload_failures.remove_label_values(&[&t]);
+        let _ = self.upload_retries.remove_label_values(&[&t]);
+        let _ = self.source_switchovers.remove_label_values(&[&t]);
+        let _ = self.recovery_window_oldest.remove_label_values(&[&t]);
+        let _ = self.recovery_breaks.remove_label_values(&[&t]);
         // reconnects has a second label; drop every reason of this task.
         for code in crate::domain::TaskErrorCode::ALL {
             let _ = self.reconnects.remove_label_values(&[&t, code.as_str()]);
         }
+    }
+
+    /// Per task id: the replication lag gauge, and the events and bytes counters, as this
+    /// process has them now (for `/api/summary`).
+    pub fn task_snapshot(&self) -> (BTreeMap<i64, f64>, BTreeMap<i64, crate::overview::Counters>) {
+        fn by_task(c: &dyn Collector, value: impl Fn(&prometheus::proto::Metric) -> f64) -> BTreeMap<i64, f64> {
+            let mut out = BTreeMap::new();
+            for family in c.collect() {
+                for m in family.get_metric() {
+                    let id = m.get_label().iter().find(|l| l.name() == "task").and_then(|l| l.value().parse().ok());
+                    if let Some(id) = id {
+                        out.insert(id, value(m));
+                    }
+                }
+            }
+            out
+        }
+        let lag = by_task(&self.lag, |m| m.get_gauge().get_value());
+        let events = by_task(&self.events, |m| m.get_counter().get_value());
+        let bytes = by_task(&self.bytes_written, |m| m.get_counter().get_value());
+        let mut counters: BTreeMap<i64, crate::overview::Counters> = BTreeMap::new();
+        for (id, n) in events {
+            counters.entry(id).or_default().events = n as u64;
+        }
+        for (id, n) in bytes {
+            counters.entry(id).or_default().bytes = n as u64;
+        }
+        (lag, counters)
     }
 
     /// Sets the per-state task counts (the other states to 0).
@@ -186,6 +270,18 @@ impl Metrics {
     }
 }
 
+/// The prometheus crate's process collector (`process_*` families: CPU seconds, resident and
+/// virtual memory, open and maximum file descriptors, start time); Linux only.
+#[cfg(target_os = "linux")]
+fn process_collector() -> Option<Box<dyn Collector>> {
+    Some(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn process_collector() -> Option<Box<dyn Collector>> {
+    None
+}
+
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 /// The process-wide metrics.
@@ -212,6 +308,16 @@ mod tests {
             "binlog_server_crc_errors_total",
             "binlog_server_upload_backlog_files",
             "binlog_server_upload_failures_total",
+            "binlog_server_build_info",
+            "binlog_server_source_switchovers_total",
+            "binlog_server_upload_retries_total",
+            "binlog_server_cluster_nodes_online",
+            "binlog_server_recovery_window_oldest_timestamp_seconds",
+            "binlog_server_recovery_breaks",
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing:\n{text}");
         }

@@ -181,6 +181,14 @@ async function lifecycle(browser) {
   await eventually('the RUNNING count', async () => /^1\s/.test((await runningCard.textContent()).trim()));
   await eventually('a throughput figure', async () => /\/s$/.test(await page.locator('.summary-card').nth(1).locator('.value').textContent()));
   check(await page.getByRole('region', { name: 'Tasks, most urgent first' }).getByRole('link', { name: 'ui-e2e' }).isVisible(), 'the dashboard lists the task');
+  // However many tasks there are, a refresh of the dashboard is one request: GET /api/summary.
+  const apiCalls = [];
+  const onRequest = (r) => { const u = new URL(r.url()); if (u.pathname.startsWith('/api/')) apiCalls.push(u.pathname); };
+  page.on('request', onRequest);
+  await eventually('two dashboard refreshes', () => apiCalls.filter((p) => p === '/api/summary').length >= 2);
+  page.off('request', onRequest);
+  check(apiCalls.every((p) => p === '/api/summary'), `each dashboard refresh is one /api/summary request: ${JSON.stringify(apiCalls)}`);
+  check(/^1 of 1|^1$/.test((await page.locator('.summary-card').nth(5).locator('.value').textContent()).trim()), 'the nodes card shows this node');
   await shot(page, '06-dashboard');
 
   // A phone-sized screen: nothing wider than the viewport but the scrollable tables.

@@ -562,6 +562,121 @@ fn state_machine_against_an_unreachable_source() {
     assert_error("GET after DELETE", status, &body, 404, "TASK_NOT_FOUND", &[]);
 }
 
+/// `GET /api/summary` agrees with the task list: the counts by state, and a stuck task first.
+#[test]
+fn summary_agrees_with_the_task_list() {
+    let srv = server_with(ServerOpts::default().env("BINLOG_SERVER_RETRY_ALERT_AFTER_SEC", "1"));
+    let closed_port = free_port();
+    let ids: Vec<i64> =
+        (0..5).map(|i| id_of(&create(&srv, &task_body(&format!("summary-{i}"), closed_port)))).collect();
+    let summary = || {
+        let (status, s) = srv.get("/api/summary");
+        assert_eq!(status, 200, "GET /api/summary: {s}");
+        s
+    };
+    let s = summary();
+    assert_eq!(s["tasks"]["total"], list_total(&srv), "{s}");
+    assert_eq!(s["tasks"]["by_state"]["STOPPED"], 5, "{s}");
+    assert_eq!(s["tasks"]["by_state"]["RUNNING"], 0, "every state is listed, zeros too: {s}");
+    assert_eq!((s["tasks"]["active"].as_i64(), s["tasks"]["failing"].as_i64()), (Some(0), Some(0)), "{s}");
+    assert_eq!(s["urgent"].as_array().map(Vec::len), Some(5), "{s}");
+    assert_eq!(s["nodes"], json!({"mode": "standalone", "total": 1, "alive": 1}), "{s}");
+    assert_eq!(s["upload"], json!({"enabled": false, "backlog_files": 0, "failed_files": 0}), "{s}");
+    assert!(s["oldest_recovery_point"].is_null() && s["worst_lag"].is_null(), "nothing fetched yet: {s}");
+
+    // One task retries against a closed port for longer than retry.alert_after_sec: stuck.
+    let (status, t) = srv.post(&format!("/api/tasks/{}/start", ids[2]), &json!({}));
+    assert_eq!(status, 200, "start: {t}");
+    let s = poll_until(WAIT, "the summary to count a stuck task", || {
+        let s = summary();
+        (s["tasks"]["stuck"] == 1).then_some(s)
+    });
+    let first = &s["urgent"][0];
+    assert_eq!(first["task"]["id"], ids[2], "the stuck task comes first: {s}");
+    assert_eq!(first["task"]["stuck"], true, "{s}");
+    assert_eq!(first["task"]["last_error"]["code"], "SOURCE_UNREACHABLE", "{s}");
+    assert_eq!((s["tasks"]["active"].as_i64(), s["tasks"]["failing"].as_i64()), (Some(1), Some(1)), "{s}");
+    for state in ["STOPPED", "RETRY_BACKOFF", "RUNNING", "FAILED"] {
+        let (_, page) = list_ids(&srv, &format!("?state={state}"));
+        assert_eq!(s["tasks"]["by_state"][state], page["total"], "{state}: the summary and the list agree: {s}");
+    }
+    let (status, t) = srv.post(&format!("/api/tasks/{}/stop", ids[2]), &json!({}));
+    assert_eq!(status, 200, "stop: {t}");
+}
+
+/// `POST /api/tasks/batch`: one bad item refuses the whole batch with every problem by index and
+/// field, nothing created; a taken key is 409; 100 good ones are created in one go (and the
+/// summary counts them); `start: true` starts what it created.
+#[test]
+fn batch_create_is_all_or_nothing() {
+    let srv = server();
+    let closed_port = free_port();
+    let mut bad = task_body("batch-bad", closed_port);
+    bad["source"]["port"] = json!(70000);
+    remove(&mut bad, "name");
+    let items = json!({"tasks": [task_body("batch-a", closed_port), bad, task_body("batch-a", closed_port)]});
+    let (status, body) = srv.post("/api/tasks/batch", &items);
+    assert_eq!((status, body["code"].as_str()), (400, Some("INVALID_REQUEST")), "{body}");
+    let problems: Vec<(i64, String)> = body["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("per-item errors in `items`: {body}"))
+        .iter()
+        .map(|i| (i["index"].as_i64().unwrap_or(-1), i["field"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    for want in [(1, "source.port"), (1, "name"), (2, "cluster_key")] {
+        assert!(problems.contains(&(want.0, want.1.to_string())), "{want:?} is reported: {body}");
+    }
+    assert!(!problems.iter().any(|(i, _)| *i == 0), "item 0 is valid: {body}");
+    assert_eq!(list_total(&srv), 0, "an invalid batch creates nothing");
+
+    let (status, body) = srv.post("/api/tasks/batch", &json!({"tasks": []}));
+    assert_error("an empty batch", status, &body, 400, "INVALID_REQUEST", &[]);
+    let (status, body) = srv.post("/api/tasks/batch", &json!({"tasks": [task_body("x", 1)], "strat": true}));
+    assert_error("an unknown field", status, &body, 400, "INVALID_REQUEST", &[]);
+    let r = srv.get_raw("/api/tasks/batch");
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST")), "batch is no task id: {}", r.body);
+
+    let hundred: Vec<Value> = (0..100).map(|i| task_body(&format!("batch-{i:03}"), closed_port)).collect();
+    let (status, body) = srv.post("/api/tasks/batch", &json!({"tasks": hundred}));
+    assert_eq!(status, 201, "a batch of 100: {body}");
+    let created = body["items"].as_array().unwrap_or_else(|| panic!("items: {body}"));
+    assert_eq!(created.len(), 100, "{body}");
+    assert_eq!(created[42]["cluster_key"], "batch-042", "in the order given");
+    assert!(created.iter().all(|t| t["state"] == "STOPPED" && t["source"]["password"] == "***"), "{body}");
+    assert_eq!(list_total(&srv), 100);
+    let (_, summary) = srv.get("/api/summary");
+    assert_eq!(summary["tasks"]["total"], 100, "{summary}");
+
+    // A key that exists refuses the whole batch too.
+    let again = json!({"tasks": [task_body("batch-new", closed_port), task_body("batch-007", closed_port)]});
+    let (status, body) = srv.post("/api/tasks/batch", &again);
+    assert_eq!((status, body["code"].as_str()), (409, Some("TASK_ALREADY_EXISTS")), "{body}");
+    assert_eq!(body["items"][0]["index"], 1, "{body}");
+    assert_eq!(list_total(&srv), 100, "nothing created");
+
+    let (status, body) =
+        srv.post("/api/tasks/batch", &json!({"tasks": [task_body("batch-start", closed_port)], "start": true}));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["start_errors"], json!([]), "{body}");
+    let id = id_of(&body["items"][0]);
+    assert_eq!(body["items"][0]["desired_state"], "RUNNING", "started: {body}");
+    wait_state(&srv, id, "RETRY_BACKOFF");
+    let (status, t) = srv.post(&format!("/api/tasks/{id}/stop"), &json!({}));
+    assert_eq!(status, 200, "stop: {t}");
+}
+
+/// `http.max_body_bytes` bounds every `/api` body: 413 in the JSON error shape.
+#[test]
+fn request_bodies_above_max_body_bytes_are_413() {
+    let srv = server_with(ServerOpts::default().env("BINLOG_SERVER_HTTP_MAX_BODY_BYTES", "2048"));
+    let items: Vec<Value> = (0..20).map(|i| task_body(&format!("big-{i}"), 3306)).collect();
+    let (status, body) = srv.post("/api/tasks/batch", &json!({"tasks": items}));
+    assert_error("a batch above 2048 bytes", status, &body, 413, "PAYLOAD_TOO_LARGE", &[]);
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("2048")), "names the limit: {body}");
+    assert_eq!(list_total(&srv), 0);
+    create(&srv, &task_body("small", 3306));
+}
+
 #[test]
 fn tasks_and_their_states_survive_graceful_and_crash_restarts() {
     let db = MariaDb::start(MariaDbOpts::default());
@@ -650,7 +765,9 @@ fn api_routes(id: i64) -> Vec<(&'static str, String, Option<Value>)> {
     let body = task_body("auth-task", 3306);
     vec![
         ("POST", "/api/tasks".to_string(), Some(task_body("auth-other", 3306))),
+        ("POST", "/api/tasks/batch".to_string(), Some(json!({"tasks": [task_body("auth-batch", 3306)]}))),
         ("GET", "/api/tasks".to_string(), None),
+        ("GET", "/api/summary".to_string(), None),
         ("GET", format!("/api/tasks/{id}"), None),
         ("PUT", format!("/api/tasks/{id}"), Some(body)),
         ("DELETE", format!("/api/tasks/{id}"), None),

@@ -208,7 +208,7 @@ fn short_or_blank_tokens_are_refused_at_start_up() {
     env.push(("BINLOG_SERVER_API_AUTH_ENABLED".into(), "true".into()));
     env.push(("BINLOG_SERVER_API_AUTH_BEARER_TOKEN".into(), "tok-4b1d9e0c7a2f".into()));
     let (code, stdout, stderr) = run(&["migrate", "status"], &env);
-    assert_eq!(code, 0, "a 16-character token is accepted: {stdout}{stderr}");
+    assert_eq!(code, 3, "a 16-character token is accepted (status then says migrations are pending): {stdout}{stderr}");
 }
 
 /// The versions of the SQLite migrations this source tree carries (diesel's version: the
@@ -246,7 +246,7 @@ fn migrate_status_up_and_down_on_a_fresh_sqlite_data_dir() {
     let db = sb.data_dir().join("meta.db");
 
     let (code, stdout, stderr) = run(&["migrate", "status"], &env);
-    assert_eq!(code, 0, "status on a fresh dir: {stdout}{stderr}");
+    assert_eq!(code, 3, "status on a fresh dir: pending migrations exit 3: {stdout}{stderr}");
     for v in &versions {
         assert!(stdout.contains(&format!("pending  {v}")), "status lists {v} as pending: {stdout}");
     }
@@ -285,9 +285,31 @@ fn migrate_status_up_and_down_on_a_fresh_sqlite_data_dir() {
         assert!(!tables.iter().any(|n| n == "tasks"), "after down, the schema is gone: {tables:?}");
     }
     let (code, stdout, stderr) = run(&["migrate", "status"], &env);
-    assert_eq!(code, 0, "status after down: {stdout}{stderr}");
+    assert_eq!(code, 3, "status after down: {stdout}{stderr}");
     assert!(stdout.contains(&format!("pending  {last}")), "the reverted migration is pending again: {stdout}");
     assert!(stdout.contains("NOT up to date"), "{stdout}");
+}
+
+/// A schema migrated by a newer binlog-server: `migrate status` exits 4 (not 0, not 3: `migrate
+/// up` cannot fix it) and names the version it does not know.
+#[test]
+fn migrate_status_exits_4_when_the_schema_is_ahead_of_the_binary() {
+    use diesel::{Connection, RunQueryDsl};
+    const FUTURE: &str = "99991231235959";
+    let sb = Sandbox::new();
+    let env = sb.env();
+    let (code, stdout, stderr) = run(&["migrate", "up"], &env);
+    assert_eq!(code, 0, "up: {stdout}{stderr}");
+    let db = sb.data_dir().join("meta.db");
+    let mut conn = diesel::SqliteConnection::establish(db.to_str().expect("UTF-8")).expect("open meta.db");
+    diesel::sql_query(format!("INSERT INTO __diesel_schema_migrations (version) VALUES ('{FUTURE}')"))
+        .execute(&mut conn)
+        .expect("record a migration from the future");
+    drop(conn);
+    let (code, stdout, stderr) = run(&["migrate", "status"], &env);
+    assert_eq!(code, 4, "a schema ahead of the binary exits 4: {stdout}{stderr}");
+    assert!(stdout.contains(&format!("unknown  {FUTURE}")), "status names the unknown version: {stdout}");
+    assert!(stdout.contains("newer than this binary"), "status says what is wrong: {stdout}");
 }
 
 /// README, Makefile and the service's own refusal message all say
@@ -306,11 +328,14 @@ fn migrate_takes_meta_dsn_after_the_action_as_documented() {
     assert!(!sb.data_dir().join("meta.db").exists(), "--meta-dsn is used instead of the data dir's store");
 }
 
-/// `migrate` serves nothing: the listen address (default 0.0.0.0:8080, auth off) must not stop it.
+/// `migrate` serves nothing: a non-loopback listen address with auth off must not stop it.
 #[test]
 fn migrate_runs_with_the_default_listen_settings() {
     let sb = Sandbox::new();
-    let env = vec![("BINLOG_SERVER_DATA_DIR".to_string(), sb.data_dir_str())];
+    let env = vec![
+        ("BINLOG_SERVER_DATA_DIR".to_string(), sb.data_dir_str()),
+        ("BINLOG_SERVER_LISTEN_ADDR".to_string(), "0.0.0.0:8080".to_string()),
+    ];
     let (code, stdout, stderr) = run(&["migrate", "up"], &env);
     assert_eq!(code, 0, "migrate up with only a data dir configured: stdout {stdout:?}, stderr {stderr:?}");
     assert!(stdout.contains("applied"), "{stdout}");
@@ -352,4 +377,102 @@ fn completions_and_man_pages_cover_every_command() {
 
     let (code, printed, _) = run(&["man"], &env);
     assert_eq!((code, printed.as_str()), (0, top.as_str()), "`man` prints the top page");
+}
+
+/// A bare `binlog-server serve` (nothing configured but the data dir) starts: the default
+/// listen address is loopback, so the refusal of an unprotected remote address does not apply.
+/// Port 8080 may be taken on a shared machine: then the process must fail to *bind* 127.0.0.1:8080
+/// (exit 1), never refuse its configuration (exit 2).
+#[test]
+fn a_bare_serve_listens_on_loopback_8080() {
+    let sb = Sandbox::new();
+    let console = sb.dir.path().join("console.log");
+    let mut child = Command::new(crate::common::server::BINARY)
+        .arg("serve")
+        // Nothing inherited: no BINLOG_SERVER_* from a developer's shell, no NOTIFY_SOCKET.
+        .env_clear()
+        .env("BINLOG_SERVER_DATA_DIR", sb.data_dir_str())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&console).expect("console file"))
+        .spawn()
+        .expect("spawn binlog-server serve");
+    let pid = child.id();
+    let outcome = crate::common::poll_until(Duration::from_secs(30), "serve to listen on 8080 or exit", || {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(Err(status));
+        }
+        crate::common::pid_listens_on(pid, 8080).then_some(Ok(()))
+    });
+    let stderr = || std::fs::read_to_string(&console).unwrap_or_default();
+    match outcome {
+        Ok(()) => {
+            let text = crate::common::poll_until(PROMPT, "the `listening` log line", || {
+                let t = stderr();
+                t.contains("listening").then_some(t)
+            });
+            assert!(text.contains("127.0.0.1:8080"), "listens on the loopback default: {text}");
+            crate::common::send_signal(pid, "TERM");
+            let status = crate::common::wait_child(&mut child, Duration::from_secs(45));
+            if status.is_none() {
+                crate::common::kill_and_reap(&mut child);
+            }
+            assert_eq!(status.and_then(|s| s.code()), Some(0), "an orderly stop: {}", stderr());
+        }
+        Err(status) => {
+            let text = stderr();
+            assert_eq!(
+                status.code(),
+                Some(1),
+                "port 8080 taken by another process: a bind error, not a refusal: {text}"
+            );
+            assert!(text.contains("cannot listen on 127.0.0.1:8080"), "{text}");
+        }
+    }
+}
+
+/// `${VAR}` and `${VAR:-default}` in the config file come from the environment; an unset one
+/// without a default stops start-up naming the key, the variable and the file.
+#[test]
+fn placeholders_in_the_config_file_are_expanded() {
+    let sb = Sandbox::new();
+    let db = sb.data_dir().join("meta.db");
+    let mut env = sb.env();
+    env.retain(|(k, _)| k != "BINLOG_SERVER_DATA_DIR");
+    let cfg = sb.file("vars.yaml", "data_dir: ${IT_BINLOG_DATA}\nmeta_pool_size: ${IT_POOL:-2}\n");
+    let mut with_var = env.clone();
+    with_var.push(("IT_BINLOG_DATA".into(), sb.data_dir_str()));
+    let (code, stdout, stderr) = run(&["migrate", "status", "--config", &cfg], &with_var);
+    assert_eq!(code, 3, "status on a fresh store: {stdout}{stderr}");
+    assert!(stdout.contains(&db.display().to_string()), "data_dir came from IT_BINLOG_DATA: {stdout}");
+
+    let defaulted = sb.file("default.yaml", &format!("data_dir: ${{IT_UNSET_DIR:-{}}}\n", sb.data_dir_str()));
+    let (code, stdout, stderr) = run(&["migrate", "status", "--config", &defaulted], &env);
+    assert_eq!(code, 3, "status with the default: {stdout}{stderr}");
+    assert!(stdout.contains(&db.display().to_string()), "data_dir came from the default: {stdout}");
+
+    std::fs::remove_dir_all(sb.data_dir()).expect("remove the data dir");
+    assert_config_error(&sb, &["serve", "--config", &cfg], &env, &["data_dir", "IT_BINLOG_DATA", &cfg]);
+    assert!(!Path::new("${IT_BINLOG_DATA}").exists(), "no folder named after the placeholder");
+}
+
+/// Upload settings given while upload is off are named in a start-up warning (never a value).
+#[test]
+fn upload_settings_without_upload_enabled_are_warned_about() {
+    use crate::common::server::{Server, ServerOpts};
+    let server = Server::start(
+        ServerOpts::default()
+            .env("BINLOG_SERVER_UPLOAD_ENDPOINT", "http://127.0.0.1:9")
+            .env("BINLOG_SERVER_UPLOAD_BUCKET", "forgotten")
+            .env("BINLOG_SERVER_UPLOAD_SECRET_KEY", "sk-it-never-logged-0123"),
+    );
+    let log = crate::common::poll_until(PROMPT, "the ignored-upload warning", || {
+        let t = server.log_text();
+        t.contains("upload.enabled is false").then_some(t)
+    });
+    let line = log.lines().find(|l| l.contains("upload.enabled is false")).expect("the warning line");
+    for key in ["upload.endpoint", "upload.bucket", "upload.secret_key"] {
+        assert!(line.contains(key), "the warning names {key}: {line}");
+    }
+    assert!(!line.contains("upload.region"), "keys left at their default are not named: {line}");
+    assert!(!log.contains("sk-it-never-logged-0123"), "the secret is never logged");
 }

@@ -9,7 +9,7 @@ use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
 use crate::common::poll_until;
 use crate::common::server::{Server, ServerOpts};
 
-const FAMILIES: [&str; 12] = [
+const FAMILIES: [&str; 22] = [
     "binlog_server_tasks",
     "binlog_server_events_total",
     "binlog_server_bytes_written_total",
@@ -22,6 +22,16 @@ const FAMILIES: [&str; 12] = [
     "binlog_server_upload_failures_total",
     "binlog_server_http_requests_total",
     "binlog_server_http_requests_duration_seconds",
+    "binlog_server_build_info",
+    "binlog_server_source_switchovers_total",
+    "binlog_server_upload_retries_total",
+    "binlog_server_cluster_nodes_online",
+    "binlog_server_recovery_window_oldest_timestamp_seconds",
+    "binlog_server_recovery_breaks",
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "process_start_time_seconds",
 ];
 
 fn scrape(srv: &Server) -> String {
@@ -45,6 +55,12 @@ fn every_family_is_present_and_values_move_while_streaming() {
         assert!(text.contains(&format!("# TYPE {family} ")), "{family} missing before any task:\n{text}");
     }
     assert_eq!(sample(&text, "binlog_server_tasks{state=\"RUNNING\"}"), Some(0.0));
+    assert_eq!(sample(&text, "binlog_server_cluster_nodes_online"), Some(1.0), "standalone: this node");
+    let build = text.lines().find(|l| l.starts_with("binlog_server_build_info{")).expect("a build_info sample");
+    assert!(build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{build}");
+    assert!(build.contains("commit=\"") && !build.contains("commit=\"\""), "a commit label: {build}");
+    assert!(sample(&text, "process_resident_memory_bytes").is_some_and(|b| b > 1e6), "process metrics: {text}");
+    assert!(sample(&text, "process_open_fds").is_some_and(|n| n > 0.0), "{text}");
     // Route patterns, not paths, label the HTTP families (bounded cardinality).
     let _ = srv.get("/api/tasks/424242");
     assert!(scrape(&srv).contains("endpoint=\"/api/tasks/{id}\""), "HTTP metrics must use the route pattern");
@@ -76,6 +92,17 @@ fn every_family_is_present_and_values_move_while_streaming() {
     poll_until(Duration::from_secs(30), "the lag gauge", || {
         sample(&scrape(&srv), &format!("binlog_server_replication_lag_seconds{label}"))
     });
+    // The recovery-window families are recomputed at most every 30 s (from a scrape).
+    let text = poll_until(Duration::from_secs(90), "the task's recovery window gauges", || {
+        let text = scrape(&srv);
+        sample(&text, &format!("binlog_server_recovery_window_oldest_timestamp_seconds{label}"))?;
+        Some(text)
+    });
+    let oldest =
+        sample(&text, &format!("binlog_server_recovery_window_oldest_timestamp_seconds{label}")).unwrap_or(0.0);
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(oldest > now - 3600.0 && oldest <= now + 5.0, "the oldest event is from this test's source: {oldest}");
+    assert_eq!(sample(&text, &format!("binlog_server_recovery_breaks{label}")), Some(0.0), "{text}");
 }
 
 #[test]

@@ -15,6 +15,7 @@ export class ApiError extends Error {
     this.status = status;
     this.code = (body && body.code) || null;
     this.fields = (body && Array.isArray(body.fields)) ? body.fields : [];
+    this.items = (body && Array.isArray(body.items)) ? body.items : [];
     this.retryAfter = null;
   }
 }

@@ -1,10 +1,12 @@
-// Entry point: the hash router (#/, #/tasks, #/tasks/new, #/tasks/{id}, #/tasks/{id}/edit) and
+// Entry point: the hash router (#/, #/tasks, #/tasks/new, #/tasks/import, #/tasks/{id},
+// #/tasks/{id}/edit) and
 // the poll loop that refreshes the current view without reloading the page.
 import { ApiError, allowPrompt, forgetToken, hasToken, onAuthChange } from './api.js';
 import { h, replace } from './dom.js';
 import * as dashboard from './views/dashboard.js';
 import * as detail from './views/detail.js';
 import * as form from './views/form.js';
+import * as importView from './views/import.js';
 import * as tasks from './views/tasks.js';
 
 /** How often the visible view asks the API for fresh data. */
@@ -30,6 +32,7 @@ function parseRoute() {
   if (parts[0] === 'tasks') {
     if (parts.length === 1) return { name: 'tasks', module: tasks, params };
     if (parts[1] === 'new' && parts.length === 2) return { name: 'new', module: form, params: { ...params, mode: 'create' } };
+    if (parts[1] === 'import' && parts.length === 2) return { name: 'import', module: importView, params };
     if (/^\d+$/.test(parts[1])) {
       if (parts.length === 2) return { name: 'tasks', module: detail, params: { ...params, id: parts[1] } };
       if (parts[2] === 'edit' && parts.length === 3) return { name: 'tasks', module: form, params: { ...params, mode: 'edit', id: parts[1] } };

@@ -1,18 +1,11 @@
-// Dashboard: tasks by state, worst lag, total throughput, and the tasks that need attention first.
-import { get, mapLimit } from '../api.js';
+// Dashboard: tasks by state, worst lag, total throughput, upload backlog, the oldest recovery
+// point, and the tasks that need attention first. One request per refresh: GET /api/summary,
+// which decides what is urgent (the UI keeps no copy of that rule).
+import { get } from '../api.js';
 import { h, lastErrorCell, replaceIfChanged, table, taskStateBadges } from '../dom.js';
-import { rate, seconds } from '../format.js';
+import { number, rate, seconds, timeEl } from '../format.js';
 
 export const STATES = ['RUNNING', 'STARTING', 'RETRY_BACKOFF', 'LEASE_DEGRADED', 'STOPPING', 'FAILED', 'STOPPED'];
-const ACTIVE = new Set(['STARTING', 'RUNNING', 'RETRY_BACKOFF', 'LEASE_DEGRADED', 'STOPPING']);
-/** Most urgent first: stuck (retrying for too long, the API says), failing, then retrying, then
- * anything with an error, then the rest. */
-const URGENCY = { FAILED: 0, RETRY_BACKOFF: 1, LEASE_DEGRADED: 1, STARTING: 3, STOPPING: 3, RUNNING: 4, STOPPED: 5 };
-const MAX_TASKS = 1000;
-
-// Byte counters seen at the previous poll, per task: throughput is their difference over time.
-// Kept across navigation so coming back to the dashboard shows a rate at once.
-const lastCounters = new Map();
 
 export function mount(el, _params, ctx) {
   ctx.setTitle('Dashboard');
@@ -20,108 +13,63 @@ export function mount(el, _params, ctx) {
   const summary = h('div', { class: 'summary-cards' });
   const urgent = h('div');
   const note = h('p', { class: 'muted' });
-  // Cluster mode only: the nodes and how many task leases each holds.
-  const nodes = h('section', { 'aria-labelledby': 'dash-nodes', hidden: true });
   el.append(
     h('h1', null, 'Dashboard'),
     h('section', { 'aria-labelledby': 'dash-states' }, h('h2', { id: 'dash-states' }, 'Tasks by state'), byState),
     h('section', { 'aria-labelledby': 'dash-health' }, h('h2', { id: 'dash-health', class: 'visually-hidden' }, 'Replication'), summary),
-    nodes,
     h('section', { 'aria-labelledby': 'dash-urgent' }, h('h2', { id: 'dash-urgent' }, 'Tasks, most urgent first'), urgent, note),
   );
 
   async function refresh(isCurrent) {
-    const page = await get(`/api/tasks?limit=${MAX_TASKS}`);
-    const tasks = page.items;
-    const overview = await get('/api/cluster/overview').catch(() => null);
-    const workers = overview?.mode === 'cluster' ? (await get('/api/workers').catch(() => null))?.workers : null;
-    nodes.hidden = !workers;
-    if (workers) {
-      replaceIfChanged(nodes, JSON.stringify([workers.map((w) => [w.node_id, w.alive, w.leases]), overview.tasks_unplaced]), () => [
-        h('h2', { id: 'dash-nodes' }, 'Cluster nodes'),
-        table('Cluster nodes', ['Node', 'Alive', { label: 'Leases', cls: 'num' }, 'Version'], workers.map((w) => [
-          w.node_id + (w.node_id === overview.node_id ? ' (this node)' : ''),
-          w.alive ? 'yes' : 'no',
-          String(w.leases),
-          w.version,
-        ]), { class: 'data' }),
-        h('p', { class: 'muted' }, overview.tasks_unplaced
-          ? `${overview.tasks_unplaced} task(s) want to run but no node holds them yet.`
-          : 'Every task that should run has a node.'),
-      ]);
-    }
-    const active = tasks.filter((t) => ACTIVE.has(t.state));
-    const repl = await mapLimit(active, 6, (t) => get(`/api/tasks/${t.id}/replication`).catch(() => null));
+    const s = await get('/api/summary');
     if (!isCurrent()) return;
-    const now = Date.now();
-    const live = new Map();
-    active.forEach((t, i) => { if (repl[i]) live.set(t.id, repl[i]); });
+    const counts = s.tasks.by_state;
+    replaceIfChanged(byState, JSON.stringify(counts), () => STATES.map((st) => h('li', null,
+      h('a', { href: `#/tasks?state=${st}`, class: `state-card ${counts[st] ? `state-${st.toLowerCase().replace(/_/g, '-')}` : 'none'}` },
+        h('span', { class: 'count' }, String(counts[st] || 0)), ' ', h('span', { class: 'label' }, st.replace('_', ' ').toLowerCase())))));
 
-    // Throughput per task from the byte counters; a restarted task (counter went down) or a
-    // first sight has no rate yet.
-    const rates = new Map();
-    for (const [id, r] of live) {
-      const prev = lastCounters.get(id);
-      if (prev && r.bytes_written >= prev.bytes && now > prev.t) {
-        rates.set(id, ((r.bytes_written - prev.bytes) * 1000) / (now - prev.t));
-      }
-      lastCounters.set(id, { bytes: r.bytes_written, t: now });
-    }
-    for (const id of lastCounters.keys()) if (!live.has(id)) lastCounters.delete(id);
-
-    const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
-    for (const t of tasks) counts[t.state] = (counts[t.state] || 0) + 1;
-    replaceIfChanged(byState, JSON.stringify(counts), () => STATES.map((s) => h('li', null,
-      h('a', { href: `#/tasks?state=${s}`, class: `state-card ${counts[s] ? `state-${s.toLowerCase().replace(/_/g, '-')}` : 'none'}` },
-        h('span', { class: 'count' }, String(counts[s])), ' ', h('span', { class: 'label' }, s.replace('_', ' ').toLowerCase())))));
-
-    let worst = null;
-    for (const t of active) {
-      const lag = live.get(t.id)?.lag_seconds;
-      if (lag !== null && lag !== undefined && (!worst || lag > worst.lag)) worst = { task: t, lag };
-    }
-    const total = [...rates.values()].reduce((a, b) => a + b, 0);
-    const failing = (counts.FAILED || 0) + (counts.RETRY_BACKOFF || 0) + (counts.LEASE_DEGRADED || 0);
-    const stuck = tasks.filter((t) => t.stuck).length;
-    replaceIfChanged(summary, JSON.stringify([worst && [worst.task.id, worst.lag.toFixed(1)], Math.round(total / 1024), rates.size, failing, stuck, active.length]), () => [
-      card('Worst lag', worst ? seconds(worst.lag) : '—',
-        worst ? h('a', { href: `#/tasks/${worst.task.id}` }, worst.task.name) : (active.length ? 'no lag measured yet' : 'no task streaming')),
-      card('Total throughput', rates.size || !active.length ? rate(total) : 'measuring…', `${active.length} active task${active.length === 1 ? '' : 's'}`),
+    const { active, failing, stuck } = s.tasks;
+    const worst = s.worst_lag;
+    const bps = s.throughput.bytes_per_second;
+    const up = s.upload;
+    const key = JSON.stringify([worst && [worst.task_id, worst.lag_seconds.toFixed(1)], bps === null ? null : Math.round(bps / 1024),
+      failing, stuck, active, up, s.oldest_recovery_point, s.nodes]);
+    replaceIfChanged(summary, key, () => [
+      card('Worst lag', worst ? seconds(worst.lag_seconds) : '—',
+        worst ? h('a', { href: `#/tasks/${worst.task_id}` }, worst.name) : (active ? 'no lag measured yet' : 'no task streaming')),
+      card('Total throughput', bps !== null || !active ? rate(bps ?? 0) : 'measuring…', `${active} active task${active === 1 ? '' : 's'}`),
       card('Failing or retrying', String(failing),
         stuck ? h('a', { href: '#/tasks?state=RETRY_BACKOFF' }, `${stuck} stuck retrying`)
           : (failing ? h('a', { href: '#/tasks?state=FAILED' }, 'show failed') : 'all healthy'),
         failing ? 'bad' : 'good'),
+      card('Upload backlog', up.enabled ? number(up.backlog_files) : 'off',
+        up.enabled ? (up.failed_files ? `${number(up.failed_files)} failed upload${up.failed_files === 1 ? '' : 's'}` : 'no failed upload') : 'upload.enabled is false',
+        up.failed_files ? 'bad' : undefined),
+      card('Oldest recovery point', s.oldest_recovery_point ? timeEl(s.oldest_recovery_point) : '—', 'the earliest event any task holds'),
+      card('Nodes', s.nodes.mode === 'cluster' ? `${s.nodes.alive} of ${s.nodes.total}` : '1',
+        s.nodes.mode === 'cluster' ? 'alive (cluster mode)' : 'standalone',
+        s.nodes.mode === 'cluster' && s.nodes.alive < s.nodes.total ? 'bad' : undefined),
     ]);
 
-    const rows = [...tasks].sort((a, b) => rank(a) - rank(b)
-      || (live.get(b.id)?.lag_seconds ?? -1) - (live.get(a.id)?.lag_seconds ?? -1)
-      || a.name.localeCompare(b.name));
-    const shown = rows.slice(0, 50);
-    const key = JSON.stringify(shown.map((t) => [t.id, t.name, t.state, t.stuck, t.last_error, live.get(t.id)?.lag_seconds?.toFixed(1), rates.has(t.id) && Math.round(rates.get(t.id) / 1024)]));
-    replaceIfChanged(urgent, key, () => (shown.length === 0
+    const shown = s.urgent;
+    const rowsKey = JSON.stringify(shown.map((u) => [u.task.id, u.task.name, u.task.state, u.task.stuck, u.task.last_error,
+      u.lag_seconds?.toFixed(1), u.bytes_per_second === null ? null : Math.round(u.bytes_per_second / 1024)]));
+    replaceIfChanged(urgent, rowsKey, () => (shown.length === 0
       ? h('p', { class: 'empty' }, 'No tasks yet. ', h('a', { href: '#/tasks/new' }, 'Create the first one.'))
       : table('Tasks, most urgent first', [
         'Task', 'State', { label: 'Lag', cls: 'num' }, { label: 'Throughput', cls: 'num' }, 'Last error',
-      ], shown.map((t) => [
+      ], shown.map(({ task: t, lag_seconds: lag, bytes_per_second: tbps }) => [
         h('a', { href: `#/tasks/${t.id}` }, t.name),
         taskStateBadges(t),
-        ACTIVE.has(t.state) ? seconds(live.get(t.id)?.lag_seconds) : '—',
-        rates.has(t.id) ? rate(rates.get(t.id)) : '—',
+        t.active ? seconds(lag) : '—',
+        tbps !== null ? rate(tbps) : '—',
         lastErrorCell(t.last_error),
       ]), { class: 'data' })));
-    note.textContent = [
-      rows.length > shown.length ? `Showing the 50 most urgent of ${rows.length} tasks; the task list has them all.` : '',
-      page.total > tasks.length ? `Counts cover the first ${tasks.length} of ${page.total} tasks.` : '',
-    ].filter(Boolean).join(' ');
+    note.textContent = s.tasks.total > shown.length
+      ? `Showing the ${shown.length} most urgent of ${s.tasks.total} tasks; the task list has them all.` : '';
   }
 
   return { refresh };
-}
-
-function rank(t) {
-  if (t.stuck) return -1;
-  const r = URGENCY[t.state] ?? 5;
-  return t.last_error && r > 2 ? 2 : r;
 }
 
 function card(title, value, sub, tone) {

@@ -8,9 +8,7 @@ import { dl, h, replace, replaceIfChanged, stateBadge, table } from '../dom.js';
 import { bytes, number, seconds, timeEl } from '../format.js';
 import { windowChart, windowMarks } from '../window.js';
 
-const ACTIVE = new Set(['STARTING', 'RUNNING', 'RETRY_BACKOFF', 'LEASE_DEGRADED', 'STOPPING']);
 const CAN_START = new Set(['STOPPED', 'FAILED']);
-const CAN_STOP = new Set(['STARTING', 'RUNNING', 'RETRY_BACKOFF', 'LEASE_DEGRADED']);
 const CAN_DELETE = new Set(['STOPPED', 'FAILED']);
 const CHART_WINDOW_MS = 5 * 60 * 1000;
 const EVENTS_SHOWN = 50;
@@ -112,7 +110,8 @@ export function mount(el, params, ctx) {
     if (title.textContent !== t.name) title.textContent = t.name;
     replaceIfChanged(badge, t.state, () => stateBadge(t.state));
     startBtn.disabled = !CAN_START.has(t.state);
-    stopBtn.disabled = !CAN_STOP.has(t.state);
+    // The API says which states have actors; one that is already stopping cannot be stopped again.
+    stopBtn.disabled = !t.active || t.state === 'STOPPING';
     deleteBtn.disabled = !CAN_DELETE.has(t.state);
 
     const err = t.last_error || repl?.last_error;
@@ -129,10 +128,10 @@ export function mount(el, params, ctx) {
       ['State', stateBadge(t.state)],
       ['Asked for', t.desired_state],
       ['Source', `${t.source.host}:${t.source.port} (${t.source.flavor}${r.source_version ? ` ${r.source_version}` : ''})`],
-      ['Connected since', ACTIVE.has(t.state) && r.connected_since ? timeEl(r.connected_since) : null],
-      ['TLS', ACTIVE.has(t.state) && r.connected_since ? (r.tls ? 'yes' : 'no') : null],
+      ['Connected since', t.active && r.connected_since ? timeEl(r.connected_since) : null],
+      ['TLS', t.active && r.connected_since ? (r.tls ? 'yes' : 'no') : null],
       ['Streaming from', r.streaming_from],
-      ['Lag', ACTIVE.has(t.state) ? `${seconds(r.lag_seconds)}${r.caught_up ? ' (caught up)' : ''}` : null],
+      ['Lag', t.active ? `${seconds(r.lag_seconds)}${r.caught_up ? ' (caught up)' : ''}` : null],
       ['Last event', r.last_event_time ? timeEl(r.last_event_time) : null],
       ['Written', r.events_written != null ? `${number(r.events_written)} events, ${bytes(r.bytes_written)}` : null],
       ['Reconnects', r.reconnects != null ? number(r.reconnects) : null],
@@ -152,7 +151,7 @@ export function mount(el, params, ctx) {
     // One lag sample per poll while the task is active; null (a gap) otherwise.
     const samples = lagSamples.get(id) || [];
     const now = Date.now();
-    samples.push({ t: now, lag: ACTIVE.has(t.state) && r.lag_seconds != null ? r.lag_seconds : null });
+    samples.push({ t: now, lag: t.active && r.lag_seconds != null ? r.lag_seconds : null });
     while (samples.length && samples[0].t < now - CHART_WINDOW_MS) samples.shift();
     lagSamples.set(id, samples);
     // The window grows with the page's age, up to five minutes: a fresh page shows a line.

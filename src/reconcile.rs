@@ -1,0 +1,511 @@
+//! The reconcile plan: how one source's folder of a task is made to agree with the durable
+//! checkpoint before a connection attempt streams into it (after a crash, a full disk, a
+//! takeover). [`plan`] takes the facts (the catalog rows, the checkpoint, the sizes on disk,
+//! whether missing files may be fetched again) and returns a [`Plan`] that `FileWriterActor`
+//! carries out, or a [`Refusal`] when the facts show that data was lost.
+//!
+//! Pure: no disk, no database, no clock. Every refusal is decided before anything is changed,
+//! so a refused plan leaves the folder as it found it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::binlog::name::BinlogFileName;
+use crate::meta::{Checkpoint, FileRecord, FileState};
+
+/// What reconciliation starts from.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// The catalog rows of this source, oldest first.
+    pub rows: &'a [FileRecord],
+    /// The durable checkpoint, when it was taken on this source.
+    pub checkpoint: Option<&'a Checkpoint>,
+    /// The regular files in the source's folder, by name, with their sizes.
+    pub on_disk: &'a BTreeMap<String, u64>,
+    /// Cluster mode: what this node lacks and the bucket does not hold is fetched again from
+    /// the source (a takeover), instead of being refused as lost.
+    pub refetch: bool,
+}
+
+/// What to do, in this order: remove, forget, set aside, then either fetch again from
+/// `refetch_from` or resume `open` (cut back to `truncate_to`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// Files to delete, each with the reason (for the log).
+    pub remove: Vec<(String, Removal)>,
+    /// Catalog rows to delete: files after the checkpoint, or, without a checkpoint, every file
+    /// that was not sealed.
+    pub forget: Vec<String>,
+    /// Copies to move to `.stale/` before the files are fetched again: should the source no
+    /// longer have them, these bytes may be the only ones left.
+    pub set_aside: Vec<String>,
+    /// The checkpoint's file, appended to from its durable length.
+    pub open: Option<Resume>,
+    /// The open file holds more than the checkpoint covers (a torn tail, a partial transaction):
+    /// cut it back to this length.
+    pub truncate_to: Option<u64>,
+    /// Cluster takeover: fetch again from the start of this catalogued file.
+    pub refetch_from: Option<RefetchFrom>,
+    /// The files held complete here: the stream skips whatever the source sends of them.
+    pub sealed: BTreeSet<BinlogFileName>,
+}
+
+/// Why a file is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Written after the checkpoint (or never sealed, without one): its bytes were never durable.
+    BeyondCheckpoint,
+    /// Not in the catalog: a leftover of an interrupted create.
+    Unknown,
+    /// A short local copy of a file the bucket holds: readers fetch the bucket's.
+    ShortCopyOfBucketFile,
+}
+
+/// The checkpoint's file, resumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    pub name: BinlogFileName,
+    pub start_pos: u64,
+    pub header_len: u64,
+    /// Our file's length at the checkpoint.
+    pub len: u64,
+}
+
+/// Where a takeover fetches again from: a catalogued file, from its first event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefetchFrom {
+    pub name: BinlogFileName,
+    pub start_pos: u64,
+    /// The GTID state where the file begins, when the catalog knows it.
+    pub gtid_start: Option<String>,
+}
+
+/// The facts show lost or damaged data: nothing is changed and the task fails.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "the checkpoint names {file} at {pos} but no such local file is recorded; local storage lost data \
+         (delete the task's checkpoint to start over, or restore the files)"
+    )]
+    UnrecordedFile { file: BinlogFileName, pos: u64 },
+    #[error("{file} is sealed at {end_pos:?} but the checkpoint is at {pos}")]
+    InsideSealedFile { file: BinlogFileName, end_pos: Option<u64>, pos: u64 },
+    #[error("the checkpoint is at {pos} in {file}, before the file's first event at {start_pos}")]
+    BeforeFileStart { file: BinlogFileName, pos: u64, start_pos: u64 },
+    #[error("{file} holds {have} bytes but the checkpoint says {want} are durable; local storage lost data")]
+    Short { file: BinlogFileName, have: u64, want: u64 },
+    #[error("{file} is missing but the checkpoint says {want} bytes of it are durable; local storage lost data")]
+    Missing { file: BinlogFileName, want: u64 },
+}
+
+/// Decides how the folder is made to agree with the checkpoint:
+/// - without a checkpoint for this source, only its sealed files (history from an earlier
+///   switchover) are kept;
+/// - with one, the files after the checkpoint's file go, and the checkpoint's file is resumed
+///   and cut back to the checkpoint, unless it was sealed exactly there;
+/// - whatever the catalog does not know goes;
+/// - in cluster mode, from the first catalogued file this node does not hold in full and the
+///   bucket does not hold either, the files are fetched again (see [`first_missing`]).
+pub fn plan(facts: Facts<'_>) -> Result<Plan, Refusal> {
+    let Facts { rows, checkpoint, on_disk, refetch } = facts;
+    let mut plan = Plan::default();
+    let keep: Vec<&FileRecord> = match checkpoint {
+        None => {
+            let (kept, dropped): (Vec<&FileRecord>, Vec<&FileRecord>) =
+                rows.iter().partition(|r| r.state == FileState::Sealed);
+            plan.forget = dropped.iter().map(|r| r.file_name.to_string()).collect();
+            kept
+        }
+        Some(cp) => match rows.iter().position(|r| r.file_name == cp.file) {
+            Some(i) => {
+                plan.forget = rows[i + 1..].iter().map(|r| r.file_name.to_string()).collect();
+                rows[..=i].iter().collect()
+            }
+            None => return Err(Refusal::UnrecordedFile { file: cp.file.clone(), pos: cp.pos }),
+        },
+    };
+    for name in &plan.forget {
+        if on_disk.contains_key(name) {
+            plan.remove.push((name.clone(), Removal::BeyondCheckpoint));
+        }
+    }
+    let known: BTreeSet<String> = rows.iter().map(|r| r.file_name.to_string()).collect();
+    for name in on_disk.keys().filter(|n| !known.contains(*n)) {
+        plan.remove.push((name.clone(), Removal::Unknown));
+    }
+
+    let Some(cp) = checkpoint else {
+        plan.sealed.extend(keep.iter().map(|r| r.file_name.clone()));
+        return Ok(plan);
+    };
+    let last = *keep.last().expect("the checkpoint's file is kept");
+    let sealed_at_cp = last.state == FileState::Sealed && last.end_pos == Some(cp.pos);
+    let want = if sealed_at_cp { last.size } else { durable_len(last, cp)? };
+
+    if refetch {
+        let (missing, short_copies) = first_missing(&keep, want, on_disk);
+        plan.remove.extend(short_copies.into_iter().map(|n| (n, Removal::ShortCopyOfBucketFile)));
+        if let Some(j) = missing {
+            plan.set_aside =
+                keep[j..].iter().map(|r| r.file_name.to_string()).filter(|n| on_disk.contains_key(n)).collect();
+            plan.sealed.extend(keep[..j].iter().map(|r| r.file_name.clone()));
+            let from = keep[j];
+            plan.refetch_from = Some(RefetchFrom {
+                name: from.file_name.clone(),
+                start_pos: from.start_pos,
+                gtid_start: from.summary.gtid_start.clone(),
+            });
+            return Ok(plan);
+        }
+    }
+
+    plan.sealed.extend(keep[..keep.len() - 1].iter().map(|r| r.file_name.clone()));
+    if sealed_at_cp {
+        plan.sealed.insert(last.file_name.clone());
+        return Ok(plan);
+    }
+    if last.state == FileState::Sealed {
+        // A sealed file never changes: a checkpoint inside one is a damaged catalog, never a
+        // reason to cut the file back.
+        return Err(Refusal::InsideSealedFile { file: last.file_name.clone(), end_pos: last.end_pos, pos: cp.pos });
+    }
+    let have = match on_disk.get(last.file_name.as_str()) {
+        Some(&have) => have,
+        None => return Err(Refusal::Missing { file: last.file_name.clone(), want }),
+    };
+    if have < want {
+        return Err(Refusal::Short { file: last.file_name.clone(), have, want });
+    }
+    plan.truncate_to = (have > want).then_some(want);
+    plan.open = Some(Resume {
+        name: last.file_name.clone(),
+        start_pos: last.start_pos,
+        header_len: last.header_len,
+        len: want,
+    });
+    Ok(plan)
+}
+
+/// Our file's length at the checkpoint, in the checkpoint's file.
+fn durable_len(rec: &FileRecord, cp: &Checkpoint) -> Result<u64, Refusal> {
+    if rec.start_pos > 4 && cp.pos < rec.start_pos {
+        return Err(Refusal::BeforeFileStart { file: rec.file_name.clone(), pos: cp.pos, start_pos: rec.start_pos });
+    }
+    Ok(rec.local_offset(cp.pos))
+}
+
+/// The index in `keep` (the catalog up to the checkpoint's file, whose durable length is
+/// `last_len`) of the first file this node does not hold in full and the bucket does not hold
+/// either, and the short local copies before it of files the bucket holds (to remove).
+/// A sealed file retention removed from the bucket (and so from here) is history the operator
+/// let go, not a gap to fetch again.
+fn first_missing(keep: &[&FileRecord], last_len: u64, on_disk: &BTreeMap<String, u64>) -> (Option<usize>, Vec<String>) {
+    let mut short_copies = Vec::new();
+    for (j, r) in keep.iter().enumerate() {
+        let expected = if j + 1 == keep.len() { last_len } else { r.size };
+        let have = on_disk.get(r.file_name.as_str()).copied();
+        if have.is_some_and(|h| h >= expected) {
+            continue;
+        }
+        if r.held_in_bucket() {
+            if have.is_some() {
+                short_copies.push(r.file_name.to_string());
+            }
+            continue;
+        }
+        if r.state == FileState::Sealed && r.upload.remote_deleted_at.is_some() {
+            continue;
+        }
+        return (Some(j), short_copies);
+    }
+    (None, short_copies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::{UploadInfo, UploadState};
+
+    fn name(n: u32) -> BinlogFileName {
+        BinlogFileName::parse(&format!("bin.{n:06}")).expect("name")
+    }
+
+    /// A file fetched from position 4: offsets are positions.
+    fn sealed(n: u32, size: u64) -> FileRecord {
+        FileRecord {
+            task_id: 1,
+            source_identity: "srv-1".into(),
+            file_name: name(n),
+            state: FileState::Sealed,
+            start_pos: 4,
+            header_len: 4,
+            end_pos: Some(size),
+            size,
+            sha256: None,
+            created_at: chrono::Utc::now(),
+            sealed_at: None,
+            upload: UploadInfo::default(),
+            summary: Default::default(),
+        }
+    }
+
+    fn open(n: u32, size: u64) -> FileRecord {
+        FileRecord { state: FileState::Open, end_pos: None, ..sealed(n, size) }
+    }
+
+    fn in_bucket(r: FileRecord) -> FileRecord {
+        FileRecord { upload: UploadInfo { state: UploadState::Uploaded, verified: true, ..Default::default() }, ..r }
+    }
+
+    fn retired(r: FileRecord) -> FileRecord {
+        let now = Some(chrono::Utc::now());
+        let upload = UploadInfo { local_deleted_at: now, remote_deleted_at: now, ..in_bucket(r.clone()).upload };
+        FileRecord { upload, ..r }
+    }
+
+    fn cp(n: u32, pos: u64) -> Checkpoint {
+        Checkpoint { source_identity: "srv-1".into(), file: name(n), pos, gtid_set: None }
+    }
+
+    fn disk(files: &[(u32, u64)]) -> BTreeMap<String, u64> {
+        files.iter().map(|&(n, len)| (name(n).to_string(), len)).collect()
+    }
+
+    fn names(ns: &[u32]) -> Vec<String> {
+        ns.iter().map(|&n| name(n).to_string()).collect()
+    }
+
+    fn set(ns: &[u32]) -> BTreeSet<BinlogFileName> {
+        ns.iter().map(|&n| name(n)).collect()
+    }
+
+    fn resume(n: u32, len: u64) -> Option<Resume> {
+        Some(Resume { name: name(n), start_pos: 4, header_len: 4, len })
+    }
+
+    fn run(
+        rows: &[FileRecord],
+        checkpoint: Option<&Checkpoint>,
+        on_disk: &[(u32, u64)],
+        refetch: bool,
+    ) -> Result<Plan, Refusal> {
+        plan(Facts { rows, checkpoint, on_disk: &disk(on_disk), refetch })
+    }
+
+    /// Every row of the decision table. The integration tests that reach each row:
+    /// replication_crash (kill -9: torn tails, files after the checkpoint, leftovers), disk_full
+    /// (a partial write cut back), replication_lifecycle (restarts, switchovers), cluster
+    /// (takeovers: set aside and fetch again, the bucket's copies, a purged source).
+    #[test]
+    fn the_plan_for_every_row_of_the_table() {
+        struct Row {
+            what: &'static str,
+            rows: Vec<FileRecord>,
+            cp: Option<Checkpoint>,
+            disk: Vec<(u32, u64)>,
+            refetch: bool,
+            want: Result<Plan, Refusal>,
+        }
+        let rows = vec![
+            Row {
+                what: "first start: nothing anywhere",
+                rows: vec![],
+                cp: None,
+                disk: vec![],
+                refetch: false,
+                want: Ok(Plan::default()),
+            },
+            Row {
+                what: "no checkpoint here (a switchover's history): sealed files kept, the rest forgotten",
+                rows: vec![sealed(1, 100), open(2, 50)],
+                cp: None,
+                disk: vec![(1, 100), (2, 50)],
+                refetch: false,
+                want: Ok(Plan {
+                    remove: vec![(name(2).to_string(), Removal::BeyondCheckpoint)],
+                    forget: names(&[2]),
+                    sealed: set(&[1]),
+                    ..Plan::default()
+                }),
+            },
+            Row {
+                what: "restart at the checkpoint: the open file resumes as it is",
+                rows: vec![sealed(1, 100), open(2, 300)],
+                cp: Some(cp(2, 300)),
+                disk: vec![(1, 100), (2, 300)],
+                refetch: false,
+                want: Ok(Plan { open: resume(2, 300), sealed: set(&[1]), ..Plan::default() }),
+            },
+            Row {
+                what: "kill -9: a torn tail past the checkpoint is cut back",
+                rows: vec![open(1, 200)],
+                cp: Some(cp(1, 200)),
+                disk: vec![(1, 257)],
+                refetch: false,
+                want: Ok(Plan { open: resume(1, 200), truncate_to: Some(200), ..Plan::default() }),
+            },
+            Row {
+                what: "kill -9 after a rotate: the file after the checkpoint and its row go, and a leftover",
+                rows: vec![open(1, 200), open(2, 4)],
+                cp: Some(cp(1, 150)),
+                disk: vec![(1, 200), (2, 90), (7, 4)],
+                refetch: false,
+                want: Ok(Plan {
+                    remove: vec![
+                        (name(2).to_string(), Removal::BeyondCheckpoint),
+                        (name(7).to_string(), Removal::Unknown),
+                    ],
+                    forget: names(&[2]),
+                    open: resume(1, 150),
+                    truncate_to: Some(150),
+                    ..Plan::default()
+                }),
+            },
+            Row {
+                what: "a row after the checkpoint whose file was never created: only the row goes",
+                rows: vec![open(1, 200), open(2, 4)],
+                cp: Some(cp(1, 200)),
+                disk: vec![(1, 200)],
+                refetch: false,
+                want: Ok(Plan { forget: names(&[2]), open: resume(1, 200), ..Plan::default() }),
+            },
+            Row {
+                what: "sealed exactly at the checkpoint (stopped after a rotate): nothing open",
+                rows: vec![sealed(1, 100), sealed(2, 200)],
+                cp: Some(cp(2, 200)),
+                disk: vec![(1, 100), (2, 200)],
+                refetch: false,
+                want: Ok(Plan { sealed: set(&[1, 2]), ..Plan::default() }),
+            },
+            Row {
+                what: "a file joined mid-way: the checkpoint maps to a local offset",
+                rows: vec![FileRecord { start_pos: 1000, header_len: 120, ..open(1, 320) }],
+                cp: Some(cp(1, 1200)),
+                disk: vec![(1, 400)],
+                refetch: false,
+                want: Ok(Plan {
+                    open: Some(Resume { name: name(1), start_pos: 1000, header_len: 120, len: 320 }),
+                    truncate_to: Some(320),
+                    ..Plan::default()
+                }),
+            },
+            Row {
+                what: "the checkpoint names a file the catalog does not know: refused",
+                rows: vec![sealed(1, 100)],
+                cp: Some(cp(2, 50)),
+                disk: vec![(1, 100)],
+                refetch: false,
+                want: Err(Refusal::UnrecordedFile { file: name(2), pos: 50 }),
+            },
+            Row {
+                what: "a checkpoint inside a sealed file: refused, the file is not cut",
+                rows: vec![sealed(1, 1000)],
+                cp: Some(cp(1, 500)),
+                disk: vec![(1, 1000)],
+                refetch: false,
+                want: Err(Refusal::InsideSealedFile { file: name(1), end_pos: Some(1000), pos: 500 }),
+            },
+            Row {
+                what: "a checkpoint before the first event of a file joined mid-way: refused",
+                rows: vec![FileRecord { start_pos: 1000, header_len: 120, ..open(1, 320) }],
+                cp: Some(cp(1, 500)),
+                disk: vec![(1, 320)],
+                refetch: false,
+                want: Err(Refusal::BeforeFileStart { file: name(1), pos: 500, start_pos: 1000 }),
+            },
+            Row {
+                what: "the open file shorter than the checkpoint: refused, nothing removed",
+                rows: vec![open(1, 300), open(2, 4)],
+                cp: Some(cp(1, 300)),
+                disk: vec![(1, 200), (2, 40)],
+                refetch: false,
+                want: Err(Refusal::Short { file: name(1), have: 200, want: 300 }),
+            },
+            Row {
+                what: "the open file missing: refused",
+                rows: vec![open(1, 300)],
+                cp: Some(cp(1, 300)),
+                disk: vec![],
+                refetch: false,
+                want: Err(Refusal::Missing { file: name(1), want: 300 }),
+            },
+            Row {
+                what: "cluster, the node holds everything: as standalone",
+                rows: vec![sealed(1, 100), open(2, 300)],
+                cp: Some(cp(2, 300)),
+                disk: vec![(1, 100), (2, 310)],
+                refetch: true,
+                want: Ok(Plan { open: resume(2, 300), truncate_to: Some(300), sealed: set(&[1]), ..Plan::default() }),
+            },
+            Row {
+                what: "takeover: the bucket holds the sealed files, the open file is fetched again",
+                rows: vec![in_bucket(sealed(1, 100)), in_bucket(sealed(2, 100)), open(3, 300)],
+                cp: Some(cp(3, 300)),
+                disk: vec![(2, 60)],
+                refetch: true,
+                want: Ok(Plan {
+                    remove: vec![(name(2).to_string(), Removal::ShortCopyOfBucketFile)],
+                    refetch_from: Some(RefetchFrom { name: name(3), start_pos: 4, gtid_start: None }),
+                    sealed: set(&[1, 2]),
+                    ..Plan::default()
+                }),
+            },
+            Row {
+                what: "takeover: a sealed file neither here nor in the bucket; what follows is set aside",
+                rows: vec![retired(sealed(1, 100)), sealed(2, 100), sealed(3, 100), open(4, 300)],
+                cp: Some(cp(4, 250)),
+                disk: vec![(3, 100), (4, 300)],
+                refetch: true,
+                want: Ok(Plan {
+                    set_aside: names(&[3, 4]),
+                    refetch_from: Some(RefetchFrom { name: name(2), start_pos: 4, gtid_start: None }),
+                    sealed: set(&[1]),
+                    ..Plan::default()
+                }),
+            },
+            Row {
+                what: "takeover: a file uploaded but not verified does not count as held",
+                rows: vec![
+                    FileRecord {
+                        upload: UploadInfo { state: UploadState::Uploaded, verified: false, ..Default::default() },
+                        ..sealed(1, 100)
+                    },
+                    open(2, 300),
+                ],
+                cp: Some(cp(2, 300)),
+                disk: vec![(2, 300)],
+                refetch: true,
+                want: Ok(Plan {
+                    set_aside: names(&[2]),
+                    refetch_from: Some(RefetchFrom { name: name(1), start_pos: 4, gtid_start: None }),
+                    ..Plan::default()
+                }),
+            },
+            Row {
+                what: "takeover of a task stopped after a rotate: the last file is whole at its size",
+                rows: vec![sealed(1, 100), sealed(2, 200)],
+                cp: Some(cp(2, 200)),
+                disk: vec![(1, 100), (2, 200)],
+                refetch: true,
+                want: Ok(Plan { sealed: set(&[1, 2]), ..Plan::default() }),
+            },
+        ];
+        for row in rows {
+            let got = run(&row.rows, row.cp.as_ref(), &row.disk, row.refetch);
+            assert_eq!(got, row.want, "{}", row.what);
+        }
+    }
+
+    #[test]
+    fn a_refetch_starts_where_the_catalog_says_the_file_begins() {
+        let from = FileRecord {
+            start_pos: 4,
+            summary: crate::binlog::summary::FileSummary { gtid_start: Some("0-1-41".into()), ..Default::default() },
+            ..open(5, 300)
+        };
+        let got = run(&[from], Some(&cp(5, 300)), &[], true).expect("a plan");
+        assert_eq!(
+            got.refetch_from,
+            Some(RefetchFrom { name: name(5), start_pos: 4, gtid_start: Some("0-1-41".into()) })
+        );
+    }
+}
