@@ -40,6 +40,9 @@ pub struct Settings {
     /// Refuse to start unless the API and metrics ask for a credential and the listener is
     /// loopback (the rules `check_production` names).
     pub production: bool,
+    /// The most tasks this service (or cluster: they share the metadata database) holds; a
+    /// create beyond it is refused (409 `TASK_LIMIT_REACHED`).
+    pub max_tasks: u32,
     pub log: LogSettings,
     pub http: HttpSettings,
     pub api: ApiSettings,
@@ -66,6 +69,7 @@ impl Default for Settings {
             meta_pool_size: 8,
             shutdown_timeout_sec: 30,
             production: false,
+            max_tasks: 1000,
             log: LogSettings::default(),
             http: HttpSettings::default(),
             api: ApiSettings::default(),
@@ -834,6 +838,9 @@ impl Settings {
         self.relay.socket_addr()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
+        }
+        if self.max_tasks == 0 {
+            return Err(invalid("max_tasks", "must be at least 1"));
         }
         if !self.meta_dsn.is_empty() {
             crate::meta::MetaDsn::parse(self.meta_dsn.expose(), &self.data_dir).map_err(|e| invalid("meta_dsn", e))?;

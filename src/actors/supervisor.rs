@@ -203,7 +203,8 @@ impl Handler<CreateTask> for Supervisor {
 
     fn handle(&mut self, msg: CreateTask, _: &mut Context<Self>) -> Self::Result {
         let key = msg.0.cluster_key.clone();
-        let fut = store_call!(self.store, |s| s.create_task(&msg.0));
+        let max_tasks = self.settings.max_tasks;
+        let fut = store_call!(self.store, |s| s.create_task_within(&msg.0, max_tasks));
         Box::pin(async move {
             fut.await.map_err(|e| match e {
                 StoreError::Duplicate(_) => ControlError::AlreadyExists(key),
@@ -223,7 +224,8 @@ impl Handler<CreateTasks> for Supervisor {
 
     fn handle(&mut self, msg: CreateTasks, _: &mut Context<Self>) -> Self::Result {
         let keys = msg.0.iter().map(|s| s.cluster_key.as_str()).collect::<Vec<_>>().join(", ");
-        let fut = store_call!(self.store, |s| s.create_tasks(&msg.0));
+        let max_tasks = self.settings.max_tasks;
+        let fut = store_call!(self.store, |s| s.create_tasks_within(&msg.0, max_tasks));
         Box::pin(async move {
             fut.await.map_err(|e| match e {
                 // Another client took a key between the handler's check and this transaction.
@@ -379,41 +381,51 @@ impl Handler<StopTask> for Supervisor {
 
     fn handle(&mut self, msg: StopTask, _: &mut Context<Self>) -> Self::Result {
         let id = msg.0;
-        let actor = self.tasks.get(&id).cloned();
         let deadline = Duration::from_secs(self.settings.shutdown_timeout_sec.max(1));
         let store = self.store.clone();
+        let stop_store = store.clone();
         let cluster = self.cluster_mode();
         let span = span("task.stop", vec![KeyValue::new("task.id", id.0)]);
-        Box::pin(
-            async move {
-                let _span = span;
-                let task = store
-                    .call(move |s| s.get_task(id))
-                    .await
-                    .map_err(|e| ControlError::from_store(e, Some(id), "stop"))?;
-                if task.state == TaskState::Failed {
-                    // A failed task has no actors left; stopping it only records the intent.
-                    return store
-                        .call(move |s| {
-                            s.transition(
-                                id,
-                                Transition::to(TaskState::Stopped, Mover::Operator)
-                                    .desired(DesiredState::Stopped)
-                                    .event(TaskEventType::TaskStopped, "stop requested"),
-                            )
-                        })
-                        .await
-                        .map_err(|e| ControlError::from_store(e, Some(id), "stop"));
-                }
-                store
+        let recorded = async move {
+            let task =
+                store.call(move |s| s.get_task(id)).await.map_err(|e| ControlError::from_store(e, Some(id), "stop"))?;
+            if task.state == TaskState::Failed {
+                // A failed task has no actors left; stopping it only records the intent.
+                return store
                     .call(move |s| {
                         s.transition(
                             id,
-                            Transition::to(TaskState::Stopping, Mover::Operator).desired(DesiredState::Stopped),
+                            Transition::to(TaskState::Stopped, Mover::Operator)
+                                .desired(DesiredState::Stopped)
+                                .event(TaskEventType::TaskStopped, "stop requested"),
                         )
                     })
                     .await
-                    .map_err(|e| ControlError::from_store(e, Some(id), "stop"))?;
+                    .map(Some)
+                    .map_err(|e| ControlError::from_store(e, Some(id), "stop"));
+            }
+            store
+                .call(move |s| {
+                    s.transition(
+                        id,
+                        Transition::to(TaskState::Stopping, Mover::Operator).desired(DesiredState::Stopped),
+                    )
+                })
+                .await
+                .map_err(|e| ControlError::from_store(e, Some(id), "stop"))?;
+            Ok(None)
+        };
+        // The actor is looked up once STOPPING is recorded, not when the request arrived: a
+        // start handled in between may have spawned one, which would otherwise keep running
+        // (and fight the next start's actor for the source) while the task says STOPPED.
+        Box::pin(recorded.into_actor(self).then(move |res, act, _| {
+            let actor = act.tasks.get(&id).cloned();
+            let store = stop_store;
+            async move {
+                let _span = span;
+                if let Some(done) = res? {
+                    return Ok(done);
+                }
                 match actor {
                     Some(addr) if addr.connected() => {
                         match tokio::time::timeout(deadline, addr.send(Stop)).await {
@@ -457,8 +469,8 @@ impl Handler<StopTask> for Supervisor {
                 }
                 store.call(move |s| s.get_task(id)).await.map_err(|e| ControlError::from_store(e, Some(id), "stop"))
             }
-            .into_actor(self),
-        )
+            .into_actor(act)
+        }))
     }
 }
 

@@ -15,6 +15,8 @@ pub enum ErrorCode {
     InvalidRequest,
     TaskNotFound,
     TaskAlreadyExists,
+    /// `max_tasks` tasks exist already.
+    TaskLimitReached,
     InvalidStateTransition,
     RangeNotCovered,
     Unauthorized,
@@ -153,6 +155,9 @@ impl From<ControlError> for ApiError {
             ControlError::ShuttingDown => ApiError::unavailable(msg),
             ControlError::Timeout(_) => ApiError::unavailable(msg),
             ControlError::Store(StoreError::Unavailable(_)) => ApiError::unavailable("metadata database unavailable"),
+            ControlError::Store(StoreError::TaskLimit(_)) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::TaskLimitReached, msg)
+            }
             ControlError::Store(StoreError::NotFound) => {
                 ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "not found")
             }

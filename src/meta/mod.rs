@@ -57,6 +57,11 @@ pub enum StoreError {
     Fenced(String),
     #[error("metadata query failed: {0}")]
     Query(#[source] diesel::result::Error),
+    /// A new task would exceed `max_tasks`.
+    #[error(
+        "the limit of {0} tasks is reached (max_tasks): delete a task that is no longer needed, or raise max_tasks"
+    )]
+    TaskLimit(u32),
 }
 
 impl StoreError {

@@ -96,6 +96,15 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Refuses `adding` more tasks when the tasks would then number more than `max_tasks`.
+fn check_task_limit(c: &mut MetaConnection, adding: usize, max_tasks: u32) -> Result<(), StoreError> {
+    let existing: i64 = tasks::table.count().get_result(c)?;
+    if existing.saturating_add(adding as i64) > i64::from(max_tasks) {
+        return Err(StoreError::TaskLimit(max_tasks));
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens the store. SQLite is migrated on the spot; MySQL must already be at this binary's
     /// schema version (operators migrate it with `binlog-server migrate up`).
@@ -260,16 +269,34 @@ impl Store {
 
     /// Creates a task (STOPPED, desired STOPPED) with an empty checkpoint and a TASK_CREATED event.
     pub fn create_task(&self, spec: &TaskSpec) -> Result<Task, StoreError> {
+        self.create_task_within(spec, u32::MAX)
+    }
+
+    /// Creates a task unless `max_tasks` tasks exist already (`StoreError::TaskLimit`), counted
+    /// in the insert's own transaction.
+    pub fn create_task_within(&self, spec: &TaskSpec, max_tasks: u32) -> Result<Task, StoreError> {
         let mut conn = self.conn()?;
         let now = self.now();
-        conn.transaction(|c| self.insert_task(c, spec, now))
+        conn.transaction(|c| {
+            check_task_limit(c, 1, max_tasks)?;
+            self.insert_task(c, spec, now)
+        })
     }
 
     /// Creates every task of `specs` in one transaction, as `create_task` does each: all or none.
     pub fn create_tasks(&self, specs: &[TaskSpec]) -> Result<Vec<Task>, StoreError> {
+        self.create_tasks_within(specs, u32::MAX)
+    }
+
+    /// `create_tasks`, unless the tasks would then number more than `max_tasks`
+    /// (`StoreError::TaskLimit`, nothing created).
+    pub fn create_tasks_within(&self, specs: &[TaskSpec], max_tasks: u32) -> Result<Vec<Task>, StoreError> {
         let mut conn = self.conn()?;
         let now = self.now();
-        conn.transaction(|c| specs.iter().map(|spec| self.insert_task(c, spec, now)).collect())
+        conn.transaction(|c| {
+            check_task_limit(c, specs.len(), max_tasks)?;
+            specs.iter().map(|spec| self.insert_task(c, spec, now)).collect()
+        })
     }
 
     /// Which of these cluster keys are taken.

@@ -8,6 +8,7 @@ mod harness_selftest;
 
 // Service skeleton: HTTP API, command line and configuration, MySQL metadata store.
 mod api;
+mod api_abuse;
 mod api_fuzz;
 mod cli;
 mod meta_mysql;
