@@ -872,18 +872,7 @@ mod tests {
         let data_dir = tmp.path().join("data");
         let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
         let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
-        let spec = crate::domain::RawTaskSpec {
-            name: Some("sealed".into()),
-            cluster_key: Some("sealed".into()),
-            host: Some("db1.example".into()),
-            port: Some(3306),
-            user: Some("repl".into()),
-            password: Some(crate::secret::Secret::new("pw")),
-            flavor: Some("mariadb".into()),
-            start_mode: Some("LATEST".into()),
-            ..Default::default()
-        };
-        let task = store.create_task(&spec.validate().unwrap()).unwrap();
+        let task = store.create_task(&crate::domain::test_spec("sealed", "sealed")).unwrap();
         let sealed = FileRecord { task_id: task.id.0, ..record("bin.000001", 1000, true, UploadInfo::default()) };
         store.insert_file(&sealed).unwrap();
         // A damaged catalog: the checkpoint points into the middle of a sealed file.
