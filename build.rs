@@ -1,6 +1,8 @@
 //! Records the git commit the binary is built from (`binlog_server_build_info{commit}`), or
-//! `unknown` outside a git checkout (a source tarball); `BINLOG_SERVER_GIT_COMMIT` in the build
-//! environment wins (packaging from an exported tree).
+//! `unknown` outside a git checkout (a source tarball); `BUILD_GIT_COMMIT` in the build
+//! environment wins (packaging from an exported tree). The name stays outside the
+//! `BINLOG_SERVER_*` prefix on purpose: cargo also sets it when it runs the binary (`cargo run`,
+//! tests), and the server refuses unknown `BINLOG_SERVER_*` variables.
 
 use std::process::Command;
 
@@ -10,8 +12,8 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=BINLOG_SERVER_GIT_COMMIT");
-    let commit = std::env::var("BINLOG_SERVER_GIT_COMMIT")
+    println!("cargo:rerun-if-env-changed=BUILD_GIT_COMMIT");
+    let commit = std::env::var("BUILD_GIT_COMMIT")
         .ok()
         .filter(|c| !c.is_empty())
         .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
@@ -29,5 +31,5 @@ fn main() {
         println!("cargo:rerun-if-changed={path}");
     }
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rustc-env=BINLOG_SERVER_GIT_COMMIT={commit}");
+    println!("cargo:rustc-env=BUILD_GIT_COMMIT={commit}");
 }

@@ -85,7 +85,28 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     let node_id = crate::cluster::resolve_node_id(&settings.cluster.node_id, &settings.data_dir)
         .with_context(|| format!("cannot read or create the node id in {}", settings.data_dir.display()))?;
     let query_store = store.clone();
-    let supervisor = Supervisor::new(store.clone(), settings.clone(), objects, log.clone()).start();
+    let relay_hub = crate::relay::CheckpointHub::default();
+    let relay_clients = crate::relay::clients::Clients::default();
+    let supervisor =
+        Supervisor::new(store.clone(), settings.clone(), objects, log.clone()).with_relay(relay_hub.clone()).start();
+    // The relay listener (off unless relay.listen_addr is set), bound before READY like HTTP.
+    let _relay = match settings.relay.socket_addr().map_err(|e| anyhow::anyhow!(e.message))? {
+        Some(relay_addr) => {
+            let ctx = crate::relay::RelayContext::new(
+                store.clone(),
+                relay_hub,
+                relay_clients.clone(),
+                settings.data_dir.clone(),
+                &settings.relay,
+                log.new(slog::o!("component" => "relay")),
+            );
+            Some(
+                crate::relay::start(relay_addr, ctx)
+                    .with_context(|| format!("cannot listen on {relay_addr} (relay)"))?,
+            )
+        }
+        None => None,
+    };
     let coordinator = if settings.mode == crate::config::Mode::Cluster {
         let c = crate::actors::coordinator::start(node_id.clone(), store, settings.clone(), supervisor.clone(), &log)
             .await
@@ -109,6 +130,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         alert_after: crate::retry::RetryPolicy::from_settings(&settings.retry).alert_after,
         http_registry,
         data_dir: settings.data_dir.clone(),
+        relay_clients,
         cluster: api::ClusterInfo {
             node_id: node_id.clone(),
             lease_ttl_sec: settings.cluster.lease_ttl_sec,

@@ -49,6 +49,7 @@ pub struct Settings {
     pub retry: RetrySettings,
     pub writer: WriterSettings,
     pub cluster: ClusterSettings,
+    pub relay: RelaySettings,
 }
 
 impl Default for Settings {
@@ -73,6 +74,7 @@ impl Default for Settings {
             retry: RetrySettings::default(),
             writer: WriterSettings::default(),
             cluster: ClusterSettings::default(),
+            relay: RelaySettings::default(),
         }
     }
 }
@@ -453,6 +455,60 @@ impl Default for WriterSettings {
     }
 }
 
+/// The relay listener: replicas and `mariadb-binlog` read the archive over the replication
+/// protocol (docs/guide/relay.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelaySettings {
+    /// `HOST:PORT` of the relay listener; empty (the default) = no relay.
+    pub listen_addr: String,
+    /// The relay has no TLS yet: a listen address other hosts can reach is refused unless this
+    /// is set (relay users' passwords are never sent, but the binlog's row data is, in clear).
+    pub allow_plaintext_remote: bool,
+    /// Failed relay logins allowed per minute and client address (after `failure_burst`); then
+    /// that address is refused until its budget refills.
+    pub failure_per_minute: u32,
+    pub failure_burst: u32,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            listen_addr: String::new(),
+            allow_plaintext_remote: false,
+            failure_per_minute: 10,
+            failure_burst: 5,
+        }
+    }
+}
+
+impl RelaySettings {
+    /// The address to listen on, `None` when the relay is off.
+    pub fn socket_addr(&self) -> Result<Option<SocketAddr>, Invalid> {
+        if self.listen_addr.trim().is_empty() {
+            return Ok(None);
+        }
+        let addr: SocketAddr = self
+            .listen_addr
+            .trim()
+            .parse()
+            .map_err(|e| invalid("relay.listen_addr", format!("{:?} is not HOST:PORT ({e})", self.listen_addr)))?;
+        if !addr.ip().is_loopback() && !self.allow_plaintext_remote {
+            return Err(invalid(
+                "relay.listen_addr",
+                format!(
+                    "{addr} is reachable from other hosts but the relay has no TLS yet: listen on 127.0.0.1, or accept \
+                     that row data crosses the network in clear with relay.allow_plaintext_remote=true"
+                ),
+            ));
+        }
+        if self.failure_per_minute == 0 {
+            return Err(invalid("relay.failure_per_minute", "must be at least 1"));
+        }
+        Ok(Some(addr))
+    }
+}
+
 /// A configuration problem: start-up stops with exit code 2 and this message.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -759,6 +815,7 @@ impl Settings {
     /// Checks what types cannot: addresses parse, ranges hold, required companions are set.
     pub fn validate(&self) -> Result<(), Invalid> {
         self.listen_socket_addr()?;
+        self.relay.socket_addr()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }
@@ -1387,6 +1444,33 @@ mod tests {
         on.push(("BINLOG_SERVER_UPLOAD_ENABLED".into(), "true".into()));
         on.push(("BINLOG_SERVER_UPLOAD_ACCESS_KEY".into(), "ak".into()));
         assert!(load(None, &on, Purpose::Serve).unwrap().ignored_upload_keys().is_empty());
+    }
+
+    #[test]
+    fn the_relay_is_off_by_default_and_plaintext_only_on_loopback_unless_accepted() {
+        let s = load(None, &local(), Purpose::Serve).unwrap();
+        assert_eq!(s.relay.socket_addr().unwrap(), None);
+        let with = |pairs: &[(&str, &str)]| {
+            let mut e = local();
+            e.extend(env(pairs));
+            load(None, &e, Purpose::Serve)
+        };
+        let on = with(&[("BINLOG_SERVER_RELAY_LISTEN_ADDR", "127.0.0.1:3307")]).unwrap();
+        assert_eq!(on.relay.socket_addr().unwrap().map(|a| a.port()), Some(3307));
+        let err = with(&[("BINLOG_SERVER_RELAY_LISTEN_ADDR", "0.0.0.0:3307")]).unwrap_err().to_string();
+        assert!(
+            err.contains("relay.allow_plaintext_remote") && err.contains("BINLOG_SERVER_RELAY_LISTEN_ADDR"),
+            "{err}"
+        );
+        assert!(
+            with(&[
+                ("BINLOG_SERVER_RELAY_LISTEN_ADDR", "0.0.0.0:3307"),
+                ("BINLOG_SERVER_RELAY_ALLOW_PLAINTEXT_REMOTE", "true")
+            ])
+            .is_ok()
+        );
+        let err = with(&[("BINLOG_SERVER_RELAY_LISTEN_ADDR", "nonsense")]).unwrap_err().to_string();
+        assert!(err.contains("not HOST:PORT"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod meta;
 pub mod overview;
 pub mod pitr;
 pub mod reconcile;
+pub mod relay;
 pub mod retry;
 pub mod sd_notify;
 pub mod secret;

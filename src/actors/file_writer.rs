@@ -192,6 +192,8 @@ pub struct FileWriterActor {
     rebuild: Option<RefetchFrom>,
     /// The last error of a timer-driven persist, logged once.
     persist_error: Option<String>,
+    /// The relay's view of the durable checkpoint (`relay::hub`), told after each fsync.
+    relay: Option<crate::relay::hub::DurablePublisher>,
 }
 
 impl Actor for FileWriterActor {
@@ -288,6 +290,21 @@ impl FileWriterActor {
             floor: None,
             rebuild: None,
             persist_error: None,
+            relay: None,
+        }
+    }
+
+    /// Publishes each durable checkpoint to the relay (`relay::hub`).
+    pub fn with_relay(mut self, publisher: crate::relay::hub::DurablePublisher) -> Self {
+        self.relay = Some(publisher);
+        self
+    }
+
+    /// Tells the relay what is durable now. Not while a takeover re-fetches (the checkpoint is
+    /// then ahead of the local bytes): the relay keeps the last value until the copy is whole.
+    fn publish_durable(&self) {
+        if let (Some(p), None) = (&self.relay, &self.floor) {
+            p.publish(self.durable.as_ref());
         }
     }
 
@@ -360,6 +377,7 @@ impl FileWriterActor {
         self.check_lease()?;
         self.rebuild = None;
         let local = self.reconcile(&dir, here)?;
+        self.publish_durable();
         Ok(Prepared { checkpoint, local, switched_from, refetch_from: self.rebuild.clone() })
     }
 
@@ -575,6 +593,7 @@ impl FileWriterActor {
                 self.floor = None;
             }
             self.durable = Some(cp.clone());
+            self.publish_durable();
             if self.last_persist.elapsed() >= self.checkpoint_interval {
                 self.persist()?;
             }
@@ -672,6 +691,7 @@ impl FileWriterActor {
             self.floor = None;
             self.persisted = Some(cp);
         }
+        self.publish_durable();
         self.last_persist = Instant::now();
         info!(self.log, "file sealed"; "file" => %o.name, "size" => o.size, "end_pos" => end_pos);
         // Never dropped (unlike progress reports): a sealed file enters the upload queue

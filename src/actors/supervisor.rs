@@ -79,6 +79,8 @@ pub struct Supervisor {
     coordinator: Option<Recipient<crate::actors::coordinator::LocalEvent>>,
     /// The thread every task's `UploadActor` runs on (see `TaskContext::uploads`).
     uploads: actix::ArbiterHandle,
+    /// Each task's durable checkpoint, for the relay (`relay::hub`).
+    relay: crate::relay::CheckpointHub,
 }
 
 impl Supervisor {
@@ -94,7 +96,14 @@ impl Supervisor {
             shutting_down: false,
             coordinator: None,
             uploads: actix::Arbiter::new().handle(),
+            relay: crate::relay::CheckpointHub::default(),
         }
+    }
+
+    /// Shares `hub` with the relay: task writers publish their durable checkpoints there.
+    pub fn with_relay(mut self, hub: crate::relay::CheckpointHub) -> Self {
+        self.relay = hub;
+        self
     }
 
     fn cluster_mode(&self) -> bool {
@@ -116,6 +125,7 @@ impl Supervisor {
             objects: self.objects.clone(),
             lease: guard,
             uploads: self.uploads.clone(),
+            relay: self.relay.clone(),
         };
         let addr = TaskActor::new(task, tctx).start();
         self.tasks.insert(id, addr);
@@ -695,6 +705,56 @@ impl Handler<ListFiles> for Supervisor {
         let fut = store_call!(self.store, |s| {
             s.get_task(id)?;
             s.list_files(id)
+        });
+        Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
+    }
+}
+
+/// Replaces a task's relay users (only their password hashes are stored). Replies with the names.
+#[derive(Message)]
+#[rtype(result = "ControlResult<Vec<String>>")]
+pub struct SetRelayUsers {
+    pub id: TaskId,
+    pub users: Vec<(String, crate::relay::auth::UserHashes)>,
+}
+
+impl Handler<SetRelayUsers> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Vec<String>>>;
+
+    fn handle(&mut self, msg: SetRelayUsers, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.id;
+        let log = self.log.clone();
+        let fut = store_call!(self.store, |s| {
+            s.set_relay_users(id, &msg.users)?;
+            s.relay_user_names(id)
+        });
+        Box::pin(async move {
+            let names = fut.await.map_err(|e| match e {
+                StoreError::Duplicate(_) => ControlError::Invalid(vec![crate::domain::FieldError {
+                    field: "users",
+                    message: "a relay user name is already granted another task (names are unique across tasks)".into(),
+                }]),
+                e => ControlError::from_store(e, Some(id), "set relay users"),
+            })?;
+            slog::info!(log, "relay users set"; "task_id" => id.0, "users" => names.join(","));
+            Ok(names)
+        })
+    }
+}
+
+/// The names of a task's relay users.
+#[derive(Message)]
+#[rtype(result = "ControlResult<Vec<String>>")]
+pub struct GetRelayUsers(pub TaskId);
+
+impl Handler<GetRelayUsers> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Vec<String>>>;
+
+    fn handle(&mut self, msg: GetRelayUsers, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.0;
+        let fut = store_call!(self.store, |s| {
+            s.get_task(id)?;
+            s.relay_user_names(id)
         });
         Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
     }

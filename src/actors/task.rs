@@ -45,6 +45,8 @@ pub struct TaskContext {
     /// Where upload actors run: their own thread, because uploading means hashing every byte
     /// (rust-s3 hashes each request body to sign it), which must not delay the tasks' actors.
     pub uploads: actix::ArbiterHandle,
+    /// Where the writer publishes the durable checkpoint for the relay.
+    pub relay: crate::relay::CheckpointHub,
 }
 
 /// Cluster mode: the lease is lost or about to be; stop writing at once. Nothing is recorded in
@@ -434,8 +436,10 @@ impl Actor for TaskActor {
         let interval = Duration::from_millis(s.writer.checkpoint_interval_ms);
         let data_dir = s.data_dir.clone();
         let lease = self.ctx.lease.clone();
+        let relay = self.ctx.relay.publisher(id);
         self.writer = Some(SyncArbiter::start(1, move || {
-            let w = FileWriterActor::new(id, &data_dir, store.clone(), log.clone(), report.clone(), interval);
+            let w = FileWriterActor::new(id, &data_dir, store.clone(), log.clone(), report.clone(), interval)
+                .with_relay(relay.clone());
             match &lease {
                 Some(guard) => w.with_lease(crate::actors::file_writer::WriterLease { guard: guard.clone() }),
                 None => w,

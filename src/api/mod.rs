@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pitr;
 pub mod rate_limit;
+pub mod relay;
 pub mod summary;
 pub mod tasks;
 pub mod ui;
@@ -41,6 +42,8 @@ pub struct ApiState {
     pub http_registry: prometheus::Registry,
     /// Where task files live (downloads check every path is inside it).
     pub data_dir: std::path::PathBuf,
+    /// Who is connected to the relay listener (empty when it is off).
+    pub relay_clients: crate::relay::clients::Clients,
     pub cluster: ClusterInfo,
     /// Read-only queries that need no actor (`/api/summary`).
     pub store: crate::meta::Store,
@@ -194,6 +197,12 @@ pub fn api_scope(
         .service(resource("/tasks/{id}/files/retry-upload", "POST").route(web::post().to(tasks::retry_upload)))
         .service(resource("/tasks/{id}/upload-failures", "GET").route(web::get().to(tasks::upload_failures)))
         .service(resource("/tasks/{id}/replication", "GET").route(web::get().to(tasks::replication)))
+        .service(resource("/tasks/{id}/replicas", "GET").route(web::get().to(relay::replicas)))
+        .service(
+            resource("/tasks/{id}/relay", "GET, PUT")
+                .route(web::get().to(relay::get_users))
+                .route(web::put().to(relay::put_users)),
+        )
         .service(resource("/tasks/{id}/window", "GET").route(web::get().to(pitr::window)))
         .service(resource("/tasks/{id}/replay", "GET").route(web::get().to(pitr::replay)))
         .service(resource("/tasks/{id}/replay/archive", "GET").route(web::get().to(pitr::archive)))

@@ -8,7 +8,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{batch, cluster, metrics, pitr, summary, tasks};
+use crate::api::{batch, cluster, metrics, pitr, relay, summary, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,6 +37,9 @@ use crate::api::{batch, cluster, metrics, pitr, summary, tasks};
         tasks::retry_upload,
         tasks::upload_failures,
         tasks::replication,
+        relay::put_users,
+        relay::get_users,
+        relay::replicas,
         pitr::window,
         pitr::replay,
         pitr::archive,
@@ -46,7 +49,7 @@ use crate::api::{batch, cluster, metrics, pitr, summary, tasks};
         cluster::lease,
     ),
     modifiers(&Security),
-    tags((name = "tasks", description = "Replication tasks"), (name = "recovery", description = "Point-in-time recovery: window, replay plans, file downloads"), (name = "cluster", description = "Cluster mode: nodes, leases, placement"), (name = "service", description = "Health, metrics, this document"))
+    tags((name = "tasks", description = "Replication tasks"), (name = "recovery", description = "Point-in-time recovery: window, replay plans, file downloads"), (name = "cluster", description = "Cluster mode: nodes, leases, placement"), (name = "relay", description = "Relay users: who may read a task's binlog over the replication protocol (relay.listen_addr)"), (name = "service", description = "Health, metrics, this document"))
 )]
 pub struct ApiDoc;
 

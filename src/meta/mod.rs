@@ -19,6 +19,7 @@ pub mod cipher;
 mod conn;
 pub mod leases;
 mod models;
+mod relay_users;
 pub mod schema;
 mod store;
 mod uploads;
@@ -26,6 +27,7 @@ mod uploads;
 pub use conn::{MetaConnection, MetaDsn, MigrationStatus, build_pool, migrate_down, migrate_up, migration_status};
 pub use models::{Checkpoint, FileRecord, FileState, TaskEvent, TaskFilter, UploadInfo, UploadState};
 #[doc(hidden)]
+pub use relay_users::RelayUser;
 pub use store::contract;
 pub use store::{LastError, Store, Transition};
 

@@ -114,11 +114,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    relay_users (name) {
+        name -> Text,
+        task_id -> BigInt,
+        native_hash -> Text,
+        sha2_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     tasks,
     checkpoints,
     task_events,
     binlog_files,
     cluster_nodes,
-    task_leases
+    task_leases,
+    relay_users
 );

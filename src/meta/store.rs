@@ -15,7 +15,7 @@ use crate::meta::models::{
     Checkpoint, CheckpointRow, FileRecord, FileRow, FileState, NewTaskEvent, SummaryColumns, TaskEvent, TaskEventRow,
     TaskFilter, TaskRow, TaskSpecColumns, now_naive,
 };
-use crate::meta::schema::{binlog_files, checkpoints, task_events, task_leases, tasks};
+use crate::meta::schema::{binlog_files, checkpoints, relay_users, task_events, task_leases, tasks};
 use crate::secret::Secret;
 
 type Conn = diesel::r2d2::PooledConnection<crate::meta::conn::MetaConnManager>;
@@ -400,6 +400,7 @@ impl Store {
             diesel::delete(binlog_files::table.filter(binlog_files::task_id.eq(id.0))).execute(c)?;
             diesel::delete(task_events::table.filter(task_events::task_id.eq(id.0))).execute(c)?;
             diesel::delete(checkpoints::table.filter(checkpoints::task_id.eq(id.0))).execute(c)?;
+            diesel::delete(relay_users::table.filter(relay_users::task_id.eq(id.0))).execute(c)?;
             // An idle task holds no live lease; its row (cluster mode) goes with it.
             diesel::delete(task_leases::table.filter(task_leases::task_id.eq(id.0))).execute(c)?;
             diesel::delete(tasks::table.find(id.0)).execute(c)?;

@@ -240,6 +240,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
     /// Writes one logical packet (splitting it if needed) and flushes.
     pub async fn write_packet(&mut self, payload: &[u8]) -> Result<(), SourceError> {
         let mut out = Vec::with_capacity(payload.len() + 4);
+        self.frame_into(payload, &mut out);
+        self.write_framed(&out).await
+    }
+
+    /// Appends one logical packet, framed with the next sequence ids, to `out` (for writing
+    /// many packets in one call with [`Self::write_framed`]).
+    pub fn frame_into(&mut self, payload: &[u8], out: &mut Vec<u8>) {
         let mut rest = payload;
         loop {
             let n = rest.len().min(MAX_PACKET_CHUNK);
@@ -252,7 +259,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
                 break;
             }
         }
-        self.stream.write_all(&out).await.map_err(SourceError::Io)?;
+    }
+
+    /// Writes bytes framed by [`Self::frame_into`] and flushes.
+    pub async fn write_framed(&mut self, framed: &[u8]) -> Result<(), SourceError> {
+        self.stream.write_all(framed).await.map_err(SourceError::Io)?;
         self.stream.flush().await.map_err(SourceError::Io)
     }
 

@@ -47,6 +47,9 @@ pub struct Metrics {
     pub recovery_breaks: IntGaugeVec,
     /// CPU, memory, open files, start time of this process (Linux).
     process: Option<Box<dyn Collector>>,
+    /// Relay: clients connected per task, and binlog bytes sent to them.
+    pub relay_clients: IntGaugeVec,
+    pub relay_bytes_sent: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -150,18 +153,28 @@ impl Metrics {
             )
             .expect("valid metric"),
             process: process_collector(),
+            relay_clients: IntGaugeVec::new(
+                opts("relay_clients", "Relay: clients logged in to the relay listener, by task."),
+                &["task"],
+            )
+            .expect("valid metric"),
+            relay_bytes_sent: IntCounterVec::new(
+                opts("relay_bytes_sent_total", "Relay: bytes of binlog dumps sent to clients, by task."),
+                &["task"],
+            )
+            .expect("valid metric"),
         };
         for s in TaskState::ALL {
             m.tasks.with_label_values(&[s.as_str()]).set(0);
         }
-        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), env!("BINLOG_SERVER_GIT_COMMIT")]).set(1.0);
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), env!("BUILD_GIT_COMMIT")]).set(1.0);
         m.cluster_nodes_online.set(1);
         m.up_since.set(chrono::Utc::now().timestamp() as f64);
         m
     }
 
     fn collectors(&self) -> Vec<&dyn Collector> {
-        let ours: [&dyn Collector; 20] = [
+        let ours: [&dyn Collector; 22] = [
             &self.tasks,
             &self.tasks_stuck,
             &self.events,
@@ -182,6 +195,8 @@ impl Metrics {
             &self.cluster_nodes_online,
             &self.recovery_window_oldest,
             &self.recovery_breaks,
+            &self.relay_clients,
+            &self.relay_bytes_sent,
         ];
         ours.into_iter().chain(self.process.as_deref()).collect()
     }
@@ -200,6 +215,8 @@ impl Metrics {
         let _ = self.source_switchovers.remove_label_values(&[&t]);
         let _ = self.recovery_window_oldest.remove_label_values(&[&t]);
         let _ = self.recovery_breaks.remove_label_values(&[&t]);
+        let _ = self.relay_clients.remove_label_values(&[&t]);
+        let _ = self.relay_bytes_sent.remove_label_values(&[&t]);
         // reconnects has a second label; drop every reason of this task.
         for code in crate::domain::TaskErrorCode::ALL {
             let _ = self.reconnects.remove_label_values(&[&t, code.as_str()]);

@@ -19,6 +19,7 @@ mod hostile_source;
 mod metrics;
 mod pitr;
 mod pitr_failover;
+mod relay;
 mod replica_source;
 mod replication_checksum;
 mod replication_crash;

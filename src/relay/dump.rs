@@ -1,0 +1,450 @@
+//! A dump: the artificial ROTATE, the FDE, then the stored events as they are on disk, file after
+//! file, then the open file up to the durable checkpoint, woken by each new one; heartbeats while
+//! idle; EOF at the end for a non-blocking dump. Where to start and how far to read is `plan`'s.
+
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use slog::{Logger, info, warn};
+use tokio::time::Instant;
+
+use crate::binlog::event::{EventHeader, Fde, HEADER_LEN, parse_mariadb_gtid, types};
+use crate::binlog::gtid::MariadbGtidState;
+use crate::domain::{Flavor, TaskId};
+use crate::meta::FileRecord;
+use crate::relay::clients::ClientGuard;
+use crate::relay::codes::ER_MASTER_FATAL_ERROR_READING_BINLOG;
+use crate::relay::plan::{self, DumpRefused, GtidSkip};
+use crate::relay::query::Session;
+use crate::relay::session::{Archive, Io, load_archive, read_fde_bytes};
+use crate::relay::{RelayContext, events, proto};
+use crate::source::SourceError;
+
+/// `BINLOG_DUMP_NON_BLOCK`: stop at the end instead of waiting for more.
+pub const BINLOG_DUMP_NON_BLOCK: u16 = 1;
+/// Bytes read from a file at a time.
+const READ_CHUNK: usize = 256 * 1024;
+/// Framed bytes gathered before a socket write.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// A COM_BINLOG_DUMP request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpRequest {
+    pub pos: u64,
+    pub flags: u16,
+    pub server_id: u32,
+    pub file: String,
+}
+
+impl DumpRequest {
+    pub fn parse(pkt: &[u8]) -> Option<DumpRequest> {
+        if pkt.len() < 11 || pkt[0] != 0x12 {
+            return None;
+        }
+        let pos = u64::from(u32::from_le_bytes(pkt[1..5].try_into().ok()?));
+        let flags = u16::from_le_bytes(pkt[5..7].try_into().ok()?);
+        let server_id = u32::from_le_bytes(pkt[7..11].try_into().ok()?);
+        let name = &pkt[11..];
+        let name = name.strip_suffix(&[0]).unwrap_or(name);
+        Some(DumpRequest { pos, flags, server_id, file: String::from_utf8_lossy(name).into_owned() })
+    }
+}
+
+async fn refuse(io: &mut Io, log: &Logger, why: &str) -> Result<(), SourceError> {
+    info!(log, "relay dump refused"; "error" => why);
+    io.write_packet(&proto::err(ER_MASTER_FATAL_ERROR_READING_BINLOG, "HY000", why)).await
+}
+
+/// Runs a dump until the client leaves, a non-blocking dump reaches the end, or an error.
+pub async fn run(
+    ctx: &RelayContext,
+    io: &mut Io,
+    task: TaskId,
+    session: &Session,
+    req: DumpRequest,
+    log: &Logger,
+    client: &ClientGuard,
+) -> Result<(), SourceError> {
+    let mut rx = ctx.hub.subscribe(task);
+    rx.borrow_and_update();
+    let mut archive = match load_archive(ctx, task).await {
+        Ok(a) => a,
+        Err(e) => return refuse(io, log, &format!("binlog-server relay: metadata store unavailable ({e})")).await,
+    };
+    let gtid_state = match (archive.flavor, session.connect_state()) {
+        (Flavor::Mariadb, Some(s)) => match MariadbGtidState::parse(s) {
+            Ok(st) => Some(st),
+            Err(e) => return refuse(io, log, &format!("malformed @slave_connect_state '{s}': {}", e.0)).await,
+        },
+        _ => None,
+    };
+    let planned = match &gtid_state {
+        Some(st) => plan::plan_mariadb_gtid(&archive.files, archive.durable.as_ref(), st, session.gtid_strict()),
+        None => plan::plan_position(&archive.files, archive.durable.as_ref(), &req.file, req.pos),
+    };
+    let start = match planned {
+        Ok(p) => p,
+        Err(DumpRefused(why)) => return refuse(io, log, &why).await,
+    };
+    info!(log, "relay dump"; "replica_server_id" => req.server_id, "file" => %archive.files[start.file].file_name,
+          "pos" => start.pos, "gtid" => session.connect_state().unwrap_or(""),
+          "non_block" => req.flags & BINLOG_DUMP_NON_BLOCK != 0);
+    client.update(|c| {
+        c.mode = if gtid_state.is_some() { "gtid" } else { "position" }.into();
+        c.server_id = Some(req.server_id);
+    });
+    let mut d = Dumper {
+        ctx,
+        log,
+        client,
+        at: (archive.files[start.file].file_name.to_string(), start.pos),
+        wants_crc: session.wants_crc(),
+        heartbeat: session.heartbeat_period(),
+        index: start.file,
+        offset: start.offset,
+        skip: start.skip,
+        out: Vec::with_capacity(WRITE_BATCH + 1024),
+        file: None,
+        first_event_checked: start.offset == 4,
+    };
+    match d.stream(io, &mut archive, &mut rx, start.pos, req.flags & BINLOG_DUMP_NON_BLOCK != 0).await {
+        Ok(()) => Ok(()),
+        Err(DumpFailure::Refused(why)) => {
+            let out = std::mem::take(&mut d.out);
+            io.write_framed(&out).await?;
+            refuse(io, log, &why).await
+        }
+        Err(DumpFailure::Io(e)) => Err(e),
+    }
+}
+
+enum DumpFailure {
+    /// Sent to the replica as 1236.
+    Refused(String),
+    /// The client went away (or the socket failed): nothing to send.
+    Io(SourceError),
+}
+
+impl From<SourceError> for DumpFailure {
+    fn from(e: SourceError) -> Self {
+        DumpFailure::Io(e)
+    }
+}
+
+struct OpenFile {
+    file: Arc<std::fs::File>,
+    fde: Fde,
+    server_id: u32,
+}
+
+struct Dumper<'a> {
+    ctx: &'a RelayContext,
+    log: &'a Logger,
+    client: &'a ClientGuard,
+    /// The source file and position the bytes sent so far reach.
+    at: (String, u64),
+    wants_crc: Option<bool>,
+    heartbeat: Option<Duration>,
+    index: usize,
+    /// Local offset of the next event to send in `archive.files[index]`.
+    offset: u64,
+    skip: GtidSkip,
+    out: Vec<u8>,
+    file: Option<OpenFile>,
+    /// A position dump's first event is checked to be an event boundary.
+    first_event_checked: bool,
+}
+
+impl Dumper<'_> {
+    fn open(&mut self, archive: &Archive) -> Result<(), DumpFailure> {
+        let f = &archive.files[self.index];
+        let path = archive.path(f);
+        let file = crate::pitr::files::open_local(&archive.task_dir, &path)
+            .map_err(|e| DumpFailure::Refused(format!("cannot open binlog file {}: {e}", f.file_name)))?;
+        let fde_bytes = read_fde_bytes(&path)
+            .map_err(|e| DumpFailure::Refused(format!("cannot read the FDE of {}: {e}", f.file_name)))?;
+        let fde =
+            Fde::parse(&fde_bytes).map_err(|e| DumpFailure::Refused(format!("bad FDE in {}: {e}", f.file_name)))?;
+        let server_id = EventHeader::parse(&fde_bytes).map(|h| h.server_id).unwrap_or(0);
+        self.file = Some(OpenFile { file: Arc::new(file), fde, server_id });
+        Ok(())
+    }
+
+    fn push(&mut self, io: &mut Io, event: &[u8]) {
+        // One packet per event: the OK byte, then the event as stored.
+        let mut pkt = Vec::with_capacity(event.len() + 1);
+        pkt.push(0x00);
+        pkt.extend_from_slice(event);
+        io.frame_into(&pkt, &mut self.out);
+    }
+
+    async fn flush(&mut self, io: &mut Io) -> Result<(), SourceError> {
+        if !self.out.is_empty() {
+            let out = std::mem::take(&mut self.out);
+            io.write_framed(&out).await?;
+            self.client.sent(out.len() as u64, &self.at.0, self.at.1);
+            self.out = out;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    async fn stream(
+        &mut self,
+        io: &mut Io,
+        archive: &mut Archive,
+        rx: &mut tokio::sync::watch::Receiver<Option<crate::meta::Checkpoint>>,
+        start_pos: u64,
+        non_block: bool,
+    ) -> Result<(), DumpFailure> {
+        self.open(archive)?;
+        let of = self.file.as_ref().expect("opened above");
+        let file_crc = of.fde.checksum.has_crc();
+        if self.wants_crc.is_none() && file_crc {
+            return Err(DumpFailure::Refused(
+                "Slave can not handle replication events with the checksum that master is configured to log \
+                 (the replica did not set @master_binlog_checksum)"
+                    .into(),
+            ));
+        }
+        let server_id = of.server_id;
+        let name = archive.files[self.index].file_name.to_string();
+        let rotate = events::artificial_rotate(server_id, &name, start_pos, self.wants_crc.unwrap_or(false));
+        self.push(io, &rotate);
+        if self.offset > 4 {
+            let fde_bytes = read_fde_bytes(&archive.path(&archive.files[self.index]))
+                .map_err(|e| DumpFailure::Refused(format!("cannot read the FDE of {name}: {e}")))?;
+            let fde = &self.file.as_ref().expect("opened").fde;
+            let sent = events::resent_fde(&fde_bytes, fde);
+            self.push(io, &sent);
+        }
+        let mut last_write = Instant::now();
+        loop {
+            let f = archive.files[self.index].clone();
+            let limit = plan::readable_len(&f, archive.durable.as_ref());
+            if let Some(limit) = limit
+                && self.offset < limit
+            {
+                self.send_range(io, &f, limit).await?;
+                last_write = Instant::now();
+                continue;
+            }
+            self.flush(io).await?;
+            // The next file once it holds durable bytes (its FDE may not even be written before).
+            let next_ready = archive
+                .files
+                .get(self.index + 1)
+                .and_then(|n| plan::readable_len(n, archive.durable.as_ref()))
+                .is_some_and(|len| len > 4);
+            if f.state == crate::meta::FileState::Sealed && self.offset >= f.size && next_ready {
+                // The next file: announced by an artificial ROTATE whose CRC follows the file left.
+                let crc = self.file.as_ref().is_some_and(|o| o.fde.checksum.has_crc());
+                let server_id = self.file.as_ref().map_or(0, |o| o.server_id);
+                self.index += 1;
+                self.offset = 4;
+                let next = archive.files[self.index].file_name.to_string();
+                if archive.files[self.index].start_pos > 4 {
+                    return Err(DumpFailure::Refused(format!(
+                        "binlog-server holds {next} only from position {} (joined mid-way); the dump cannot continue",
+                        archive.files[self.index].start_pos
+                    )));
+                }
+                if archive.files[self.index].upload.local_deleted_at.is_some() {
+                    return Err(DumpFailure::Refused(format!(
+                        "binlog file {next} is no longer on local disk (serving files from the bucket is not implemented)"
+                    )));
+                }
+                self.push(io, &events::artificial_rotate(server_id, &next, 4, crc));
+                self.open(archive)?;
+                continue;
+            }
+            if non_block {
+                io.frame_into(&proto::eof(), &mut self.out);
+                self.flush(io).await?;
+                return Ok(());
+            }
+            // Wait: a new durable checkpoint, the heartbeat period, or the client leaving.
+            let beat_at = self.heartbeat.map(|p| last_write + p);
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return Err(DumpFailure::Refused("the task was deleted".into()));
+                    }
+                    let cp = rx.borrow_and_update().clone();
+                    let same_file = matches!((&cp, archive.durable.as_ref()), (Some(a), Some(b)) if a.file == b.file && a.source_identity == b.source_identity);
+                    if same_file {
+                        archive.durable = cp;
+                    } else {
+                        self.reload(archive).await?;
+                    }
+                }
+                _ = sleep_until(beat_at) => {
+                    let pos = plan::source_pos(&f, self.offset);
+                    let crc = self.wants_crc.unwrap_or(false);
+                    let server_id = self.file.as_ref().map_or(0, |o| o.server_id);
+                    self.push(io, &events::heartbeat(server_id, f.file_name.as_str(), pos, crc));
+                    self.flush(io).await?;
+                    last_write = Instant::now();
+                }
+                r = io.read_packet() => {
+                    // A replica sends nothing during a dump: this is it leaving (or a KILL).
+                    return match r {
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(DumpFailure::Io(e)),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Re-reads the catalog after the checkpoint left the file it was in (a seal, a new file).
+    async fn reload(&mut self, archive: &mut Archive) -> Result<(), DumpFailure> {
+        let current = archive.files[self.index].clone();
+        let fresh = load_archive(self.ctx, current_task(archive))
+            .await
+            .map_err(|e| DumpFailure::Refused(format!("binlog-server relay: metadata store unavailable ({e})")))?;
+        let Some(i) = fresh
+            .files
+            .iter()
+            .position(|f| f.file_name == current.file_name && f.source_identity == current.source_identity)
+        else {
+            warn!(self.log, "relay dump: the file being served left the catalog"; "file" => %current.file_name);
+            return Err(DumpFailure::Refused(format!(
+                "binlog file {} is no longer served (the task's source changed, or the file was removed)",
+                current.file_name
+            )));
+        };
+        *archive = fresh;
+        self.index = i;
+        Ok(())
+    }
+
+    /// Sends the events of `f` from `self.offset` up to local offset `limit`.
+    async fn send_range(&mut self, io: &mut Io, f: &FileRecord, limit: u64) -> Result<(), DumpFailure> {
+        let of = self.file.as_ref().expect("a file is open while sending");
+        let (file, has_crc) = (of.file.clone(), of.fde.checksum.has_crc());
+        let want = ((limit - self.offset) as usize).min(READ_CHUNK);
+        let at = self.offset;
+        let mut buf = read_at(file.clone(), at, want)
+            .await
+            .map_err(|e| DumpFailure::Refused(format!("cannot read binlog file {} at {at}: {e}", f.file_name)))?;
+        let mut used = 0usize;
+        loop {
+            let rest = &buf[used..];
+            if rest.len() < HEADER_LEN {
+                break;
+            }
+            let size = u32::from_le_bytes([rest[9], rest[10], rest[11], rest[12]]) as usize;
+            let ev_at = at + used as u64;
+            if size < HEADER_LEN || ev_at + size as u64 > limit {
+                return Err(DumpFailure::Refused(format!(
+                    "bogus data in log event: {} at position {} holds no event of a plausible size",
+                    f.file_name,
+                    plan::source_pos(f, ev_at)
+                )));
+            }
+            if size > rest.len() {
+                if used > 0 {
+                    break;
+                }
+                // One event larger than a read chunk: read it whole.
+                buf = read_at(file.clone(), at, size).await.map_err(|e| {
+                    DumpFailure::Refused(format!("cannot read binlog file {} at {at}: {e}", f.file_name))
+                })?;
+                if buf.len() < size {
+                    break;
+                }
+                continue;
+            }
+            let ev = &buf[used..used + size];
+            if !self.first_event_checked {
+                self.first_event_checked = true;
+                let h = EventHeader::parse(ev).map_err(|e| DumpFailure::Refused(e.to_string()))?;
+                let pos = plan::source_pos(f, ev_at);
+                if u64::from(h.log_pos) != (pos + size as u64) & 0xFFFF_FFFF {
+                    return Err(DumpFailure::Refused(format!(
+                        "Client requested master to start replication from impossible position {pos} in {}: \
+                         no event starts there",
+                        f.file_name
+                    )));
+                }
+            }
+            let send = match ev[4] {
+                types::MARIA_GTID => {
+                    let g = parse_mariadb_gtid(ev, has_crc).map_err(|e| DumpFailure::Refused(e.to_string()))?;
+                    self.skip.on_gtid(g.gtid).map_err(|DumpRefused(m)| DumpFailure::Refused(m))?
+                }
+                t => self.skip.on_other(t),
+            };
+            if send {
+                let ev = ev.to_vec();
+                self.push(io, &ev);
+            }
+            used += size;
+            if self.out.len() >= WRITE_BATCH {
+                self.offset = at + used as u64;
+                self.at = (f.file_name.to_string(), plan::source_pos(f, self.offset));
+                self.flush(io).await?;
+            }
+        }
+        if used == 0 {
+            return Err(DumpFailure::Refused(format!(
+                "binlog file {} is shorter than its durable checkpoint says (local storage lost data?)",
+                f.file_name
+            )));
+        }
+        self.offset = at + used as u64;
+        self.at = (f.file_name.to_string(), plan::source_pos(f, self.offset));
+        Ok(())
+    }
+}
+
+fn current_task(archive: &Archive) -> TaskId {
+    TaskId(archive.files.first().map_or(0, |f| f.task_id))
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads up to `len` bytes at `offset` on the blocking pool (short only at the end of file).
+async fn read_at(file: Arc<std::fs::File>, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            let n = file.read_at(&mut buf[got..], offset + got as u64)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        buf.truncate(got);
+        Ok(buf)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dump_requests_parse() {
+        let mut pkt = vec![0x12];
+        pkt.extend_from_slice(&1234u32.to_le_bytes());
+        pkt.extend_from_slice(&BINLOG_DUMP_NON_BLOCK.to_le_bytes());
+        pkt.extend_from_slice(&77u32.to_le_bytes());
+        pkt.extend_from_slice(b"mysql-bin.000003");
+        assert_eq!(
+            DumpRequest::parse(&pkt),
+            Some(DumpRequest { pos: 1234, flags: 1, server_id: 77, file: "mysql-bin.000003".into() })
+        );
+        assert_eq!(DumpRequest::parse(&pkt[..8]), None);
+    }
+}

@@ -1,0 +1,118 @@
+//! The events a relay makes up, as a source would: the artificial ROTATE that names the file a
+//! dump reads, the FDE re-sent when a dump starts inside a file, and heartbeats. Pure code.
+
+use crate::binlog::event::{ChecksumAlg, Fde, HEADER_LEN, LOG_POS_OFFSET, flags, types};
+
+fn header(type_code: u8, server_id: u32, size: usize, log_pos: u32, flags: u16) -> Vec<u8> {
+    let mut h = Vec::with_capacity(size);
+    h.extend_from_slice(&0u32.to_le_bytes()); // timestamp 0: made up, not logged
+    h.push(type_code);
+    h.extend_from_slice(&server_id.to_le_bytes());
+    h.extend_from_slice(&(size as u32).to_le_bytes());
+    h.extend_from_slice(&log_pos.to_le_bytes());
+    h.extend_from_slice(&flags.to_le_bytes());
+    h
+}
+
+fn finish(mut ev: Vec<u8>, crc: bool) -> Vec<u8> {
+    if crc {
+        let c = crc32fast::hash(&ev);
+        ev.extend_from_slice(&c.to_le_bytes());
+    }
+    ev
+}
+
+/// The ROTATE a source sends first in a dump (and when it moves to the next file): "you are
+/// reading `name` from `pos`". `log_pos` 0 and the artificial flag: it is in no file.
+pub fn artificial_rotate(server_id: u32, name: &str, pos: u64, crc: bool) -> Vec<u8> {
+    let size = HEADER_LEN + 8 + name.len() + if crc { 4 } else { 0 };
+    let mut ev = header(types::ROTATE, server_id, size, 0, flags::ARTIFICIAL);
+    ev.extend_from_slice(&pos.to_le_bytes());
+    ev.extend_from_slice(name.as_bytes());
+    finish(ev, crc)
+}
+
+/// A heartbeat: the dump is alive and at `log_pos` of `name`.
+pub fn heartbeat(server_id: u32, name: &str, log_pos: u64, crc: bool) -> Vec<u8> {
+    let size = HEADER_LEN + name.len() + if crc { 4 } else { 0 };
+    let mut ev = header(types::HEARTBEAT, server_id, size, log_pos.min(u64::from(u32::MAX)) as u32, 0);
+    ev.extend_from_slice(name.as_bytes());
+    finish(ev, crc)
+}
+
+/// The file's FDE as re-sent to a dump that starts past it: `log_pos` zeroed (the replica must
+/// not take it for a position), its CRC recomputed in a CRC32 file (as the source does; in a
+/// NONE file the stored CRC is left as written).
+pub fn resent_fde(stored: &[u8], fde: &Fde) -> Vec<u8> {
+    let mut ev = stored.to_vec();
+    ev[LOG_POS_OFFSET..LOG_POS_OFFSET + 4].copy_from_slice(&0u32.to_le_bytes());
+    if fde.checksum == ChecksumAlg::Crc32 && ev.len() >= HEADER_LEN + 4 {
+        let body = ev.len() - 4;
+        let c = crc32fast::hash(&ev[..body]);
+        ev[body..].copy_from_slice(&c.to_le_bytes());
+    }
+    ev
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binlog::event::{EventHeader, parse_rotate, verify_crc32};
+
+    #[test]
+    fn artificial_rotates_read_back_with_and_without_crc() {
+        for crc in [false, true] {
+            let ev = artificial_rotate(7, "mysql-bin.000042", 1234, crc);
+            let h = EventHeader::parse(&ev).unwrap();
+            assert_eq!((h.type_code, h.server_id, h.log_pos), (types::ROTATE, 7, 0));
+            assert!(h.is_artificial());
+            let (pos, name) = parse_rotate(&ev, crc).unwrap();
+            assert_eq!((pos, name.as_str()), (1234, "mysql-bin.000042"));
+            if crc {
+                verify_crc32(&ev).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn heartbeats_carry_the_position_and_the_file() {
+        let ev = heartbeat(3, "b.000001", 999, true);
+        let h = EventHeader::parse(&ev).unwrap();
+        assert_eq!((h.type_code, h.log_pos), (types::HEARTBEAT, 999));
+        assert_eq!(&ev[HEADER_LEN..ev.len() - 4], b"b.000001");
+        verify_crc32(&ev).unwrap();
+    }
+
+    #[test]
+    fn a_resent_fde_of_a_real_file_keeps_a_valid_crc() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        // Any real CRC32 binlog will do: the first MariaDB one the fixtures hold.
+        let file = walk(&dir).into_iter().find_map(|p| {
+            let data = std::fs::read(&p).ok()?;
+            let ev = crate::binlog::event::FileEvents::new(&data).ok()?.next()?.1.to_vec();
+            let fde = Fde::parse(&ev).ok()?;
+            (fde.checksum == ChecksumAlg::Crc32).then_some((ev, fde))
+        });
+        let (stored, fde) = file.expect("a CRC32 binlog fixture under tests/fixtures");
+        let sent = resent_fde(&stored, &fde);
+        assert_eq!(EventHeader::parse(&sent).unwrap().log_pos, 0);
+        verify_crc32(&sent).unwrap();
+        assert_eq!(sent.len(), stored.len());
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    out.extend(walk(&p));
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}

@@ -1,0 +1,363 @@
+//! Dump planning: where a dump starts for a file/position or a MariaDB GTID state, how far each
+//! file may be read, and which event groups a GTID dump skips. Pure functions over catalog facts;
+//! every refusal is the 1236 message a replica shows in `Last_IO_Error`.
+//!
+//! The one rule that matters most lives in [`readable_len`]: nothing past the durable checkpoint
+//! is ever readable (bytes after it may be cut by a crash and fetched again differently).
+
+use std::collections::BTreeMap;
+
+use crate::binlog::gtid::{MariadbGtid, MariadbGtidState};
+use crate::meta::{Checkpoint, FileRecord, FileState};
+
+/// A refusal to dump, sent as error 1236 (ER_MASTER_FATAL_ERROR_READING_BINLOG).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DumpRefused(pub String);
+
+/// How many bytes of `file` (local offsets) a dump may read now, or `None` when none yet (a file
+/// created after the durable checkpoint's file).
+pub fn readable_len(file: &FileRecord, durable: Option<&Checkpoint>) -> Option<u64> {
+    match (file.state, durable) {
+        (FileState::Sealed, _) => Some(file.size),
+        (FileState::Open, Some(cp)) if cp.file == file.file_name && cp.source_identity == file.source_identity => {
+            Some(file.local_offset(cp.pos))
+        }
+        (FileState::Open, _) => None,
+    }
+}
+
+/// Where a dump starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartPlan {
+    /// Index in the file list.
+    pub file: usize,
+    /// Source position announced in the artificial ROTATE.
+    pub pos: u64,
+    /// Local offset of the first event to send after the FDE.
+    pub offset: u64,
+    /// GTID dump: per domain, the last GTID the replica has (groups up to it are skipped).
+    pub skip: GtidSkip,
+}
+
+/// The files a dump can see, oldest first: those of the durable checkpoint's source identity
+/// (after a switchover, file names of different servers can repeat).
+pub fn served_files(files: Vec<FileRecord>, durable: Option<&Checkpoint>) -> Vec<FileRecord> {
+    let identity = match durable {
+        Some(cp) => cp.source_identity.clone(),
+        None => match files.last() {
+            Some(f) => f.source_identity.clone(),
+            None => return files,
+        },
+    };
+    files.into_iter().filter(|f| f.source_identity == identity).collect()
+}
+
+fn held(files: &[FileRecord]) -> String {
+    match (files.first(), files.last()) {
+        (Some(a), Some(b)) => format!("it holds {} to {}", a.file_name, b.file_name),
+        _ => "it holds no file yet".into(),
+    }
+}
+
+/// A dump by file name and position (`COM_BINLOG_DUMP` without a GTID state).
+pub fn plan_position(
+    files: &[FileRecord],
+    durable: Option<&Checkpoint>,
+    name: &str,
+    pos: u64,
+) -> Result<StartPlan, DumpRefused> {
+    let pos = pos.max(4);
+    let index = if name.is_empty() {
+        if files.is_empty() {
+            return Err(DumpRefused("Could not find first log file name in binary log index file: binlog-server holds no file for this task yet".into()));
+        }
+        0
+    } else {
+        files.iter().position(|f| f.file_name.as_str() == name).ok_or_else(|| {
+            DumpRefused(format!(
+                "Could not find first log file name in binary log index file: binlog-server holds no file {name} for this task ({})",
+                held(files)
+            ))
+        })?
+    };
+    let f = &files[index];
+    if f.upload.local_deleted_at.is_some() {
+        return Err(DumpRefused(format!(
+            "binlog file {} is no longer on local disk (retention removed it; serving files from the bucket is not implemented)",
+            f.file_name
+        )));
+    }
+    if f.start_pos > 4 && pos < f.start_pos {
+        return Err(DumpRefused(format!(
+            "Client requested master to start replication from impossible position {pos} in {}: binlog-server holds that file only from position {}",
+            f.file_name, f.start_pos
+        )));
+    }
+    let offset = f.local_offset(pos);
+    let Some(end) = readable_len(f, durable) else {
+        return Err(DumpRefused(format!(
+            "binlog file {} holds nothing durable yet (it was just created); retry in a moment",
+            f.file_name
+        )));
+    };
+    if offset > end {
+        return Err(DumpRefused(format!(
+            "Client requested master to start replication from impossible position {pos} in {}: binlog-server holds that file up to position {}",
+            f.file_name,
+            source_pos(f, end)
+        )));
+    }
+    Ok(StartPlan { file: index, pos, offset, skip: GtidSkip::default() })
+}
+
+/// The source position of a local offset in `f`.
+pub fn source_pos(f: &FileRecord, offset: u64) -> u64 {
+    if f.start_pos <= 4 { offset } else { offset + f.start_pos - f.header_len }
+}
+
+/// A MariaDB GTID dump (`@slave_connect_state`): the last file whose starting GTID state the
+/// replica already has, from its beginning, skipping the groups the replica has.
+pub fn plan_mariadb_gtid(
+    files: &[FileRecord],
+    durable: Option<&Checkpoint>,
+    state: &MariadbGtidState,
+    strict: bool,
+) -> Result<StartPlan, DumpRefused> {
+    let end_state = durable
+        .and_then(|cp| cp.gtid_set.as_deref())
+        .map(MariadbGtidState::parse)
+        .transpose()
+        .map_err(|e| DumpRefused(format!("the archive's GTID state is unreadable: {}", e.0)))?
+        .unwrap_or_default();
+    // A GTID past everything the archive holds durably: the replica is ahead of (or diverged
+    // from) this source.
+    for g in state.iter() {
+        let ahead = match end_state.get(g.domain) {
+            Some(have) => g.seq > have.seq,
+            None => g.seq > 0,
+        };
+        if ahead {
+            return Err(DumpRefused(format!(
+                "Error: connecting slave requested to start from GTID {g}, which is not in the master's binlog \
+                 (binlog-server holds {} durably)",
+                if end_state.is_empty() { "no GTID".to_string() } else { end_state.to_string() }
+            )));
+        }
+    }
+    let starts: Vec<Option<MariadbGtidState>> =
+        files.iter().map(|f| f.summary.gtid_start.as_deref().and_then(|s| MariadbGtidState::parse(s).ok())).collect();
+    let index = starts
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(i, s)| {
+            // From the file's start, and only a file with durable bytes (a file just created may
+            // not even hold its FDE yet).
+            files[*i].start_pos <= 4
+                && readable_len(&files[*i], durable).is_some_and(|len| len > 4)
+                && s.as_ref().is_some_and(|s| state.includes(s))
+        })
+        .map(|(i, _)| i)
+        .ok_or_else(|| {
+            DumpRefused(format!(
+                "Could not find GTID state requested by slave in any binlog files. Probably the slave state is too old \
+                 and required binlog files have been purged. binlog-server does not hold GTID state '{state}' ({})",
+                held(files)
+            ))
+        })?;
+    if let Some(f) = files[index..].iter().find(|f| f.upload.local_deleted_at.is_some()) {
+        return Err(DumpRefused(format!(
+            "binlog file {} is no longer on local disk (retention removed it; serving files from the bucket is not implemented)",
+            f.file_name
+        )));
+    }
+    let start = starts[index].clone().unwrap_or_default();
+    // Domains whose GTID is exactly where the file begins need no skipping.
+    let pending = state.iter().filter(|g| !start.covers(&MariadbGtid { seq: g.seq + 1, ..**g })).copied();
+    let pending: BTreeMap<u32, MariadbGtid> =
+        pending.filter(|g| start.get(g.domain).is_none_or(|s| s.seq < g.seq)).map(|g| (g.domain, g)).collect();
+    Ok(StartPlan { file: index, pos: 4, offset: 4, skip: GtidSkip { pending, strict, skipping: false } })
+}
+
+/// Which event groups a GTID dump leaves out: per domain, everything up to and including the
+/// replica's GTID. Fed every event type (and the GTID of each GTID event) in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GtidSkip {
+    pending: BTreeMap<u32, MariadbGtid>,
+    strict: bool,
+    skipping: bool,
+}
+
+impl GtidSkip {
+    pub fn is_done(&self) -> bool {
+        self.pending.is_empty() && !self.skipping
+    }
+
+    /// A group's GTID event: whether the group is sent. Strict mode refuses a replica whose GTID
+    /// the domain's history skipped (the source has `d-s-(n+1)` but never had `d-s-n`).
+    pub fn on_gtid(&mut self, g: MariadbGtid) -> Result<bool, DumpRefused> {
+        let Some(target) = self.pending.get(&g.domain).copied() else {
+            self.skipping = false;
+            return Ok(true);
+        };
+        if g.seq < target.seq {
+            self.skipping = true;
+            return Ok(false);
+        }
+        self.pending.remove(&g.domain);
+        if g.seq == target.seq && (g.server_id == target.server_id || !self.strict) {
+            self.skipping = true;
+            return Ok(false);
+        }
+        if self.strict {
+            return Err(DumpRefused(format!(
+                "Error: connecting slave requested to start from GTID {target}, which is not in the master's binlog \
+                 (binlog-server holds {g} in its place; slave_gtid_strict_mode is on)"
+            )));
+        }
+        self.skipping = false;
+        Ok(true)
+    }
+
+    /// Any other event: whether it is sent (events of a skipped group are not; file-level events
+    /// always are).
+    pub fn on_other(&mut self, type_code: u8) -> bool {
+        use crate::binlog::event::types;
+        match type_code {
+            types::FORMAT_DESCRIPTION
+            | types::ROTATE
+            | types::STOP
+            | types::MARIA_GTID_LIST
+            | types::MARIA_BINLOG_CHECKPOINT => true,
+            _ => !self.skipping,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binlog::name::BinlogFileName;
+
+    fn file(name: &str, state: FileState, size: u64, gtid_start: Option<&str>) -> FileRecord {
+        FileRecord {
+            task_id: 1,
+            source_identity: "mariadb-1-0".into(),
+            file_name: BinlogFileName::parse(name).unwrap(),
+            state,
+            start_pos: 4,
+            header_len: 4,
+            end_pos: (state == FileState::Sealed).then_some(size),
+            size,
+            sha256: None,
+            created_at: chrono::Utc::now(),
+            sealed_at: None,
+            upload: Default::default(),
+            summary: crate::binlog::summary::FileSummary {
+                gtid_start: gtid_start.map(String::from),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn cp(name: &str, pos: u64, gtid: &str) -> Checkpoint {
+        Checkpoint {
+            source_identity: "mariadb-1-0".into(),
+            file: BinlogFileName::parse(name).unwrap(),
+            pos,
+            gtid_set: Some(gtid.into()),
+        }
+    }
+
+    fn archive() -> Vec<FileRecord> {
+        vec![
+            file("bin.000001", FileState::Sealed, 1000, Some("")),
+            file("bin.000002", FileState::Sealed, 2000, Some("0-1-10")),
+            file("bin.000003", FileState::Open, 5000, Some("0-1-20")),
+        ]
+    }
+
+    #[test]
+    fn nothing_past_the_durable_checkpoint_is_readable() {
+        let files = archive();
+        let durable = cp("bin.000003", 3000, "0-1-25");
+        assert_eq!(readable_len(&files[0], Some(&durable)), Some(1000));
+        // 5000 bytes on disk, 3000 durable.
+        assert_eq!(readable_len(&files[2], Some(&durable)), Some(3000));
+        assert_eq!(readable_len(&files[2], None), None);
+        let older = cp("bin.000002", 2000, "0-1-20");
+        assert_eq!(readable_len(&files[2], Some(&older)), None);
+        // A file joined mid-way: source positions map to local offsets.
+        let mut mid = file("bin.000003", FileState::Open, 900, None);
+        (mid.start_pos, mid.header_len) = (5000, 300);
+        assert_eq!(readable_len(&mid, Some(&cp("bin.000003", 5400, ""))), Some(700));
+    }
+
+    #[test]
+    fn position_dumps() {
+        let files = archive();
+        let durable = cp("bin.000003", 3000, "0-1-25");
+        let p = plan_position(&files, Some(&durable), "bin.000002", 120).unwrap();
+        assert_eq!((p.file, p.pos, p.offset), (1, 120, 120));
+        let p = plan_position(&files, Some(&durable), "", 0).unwrap();
+        assert_eq!((p.file, p.pos, p.offset), (0, 4, 4));
+        assert_eq!(plan_position(&files, Some(&durable), "bin.000003", 3000).unwrap().offset, 3000);
+        let e = plan_position(&files, Some(&durable), "bin.000003", 3001).unwrap_err();
+        assert!(e.0.contains("impossible position 3001") && e.0.contains("up to position 3000"), "{e}");
+        let e = plan_position(&files, Some(&durable), "bin.000009", 4).unwrap_err();
+        assert!(e.0.contains("no file bin.000009") && e.0.contains("bin.000001 to bin.000003"), "{e}");
+        // A file created after the durable checkpoint's file has nothing to serve yet.
+        let older = cp("bin.000002", 2000, "0-1-20");
+        assert!(plan_position(&files, Some(&older), "bin.000003", 4).unwrap_err().0.contains("nothing durable yet"));
+        let mut gone = files.clone();
+        gone[0].upload.local_deleted_at = Some(chrono::Utc::now());
+        assert!(
+            plan_position(&gone, Some(&durable), "bin.000001", 4).unwrap_err().0.contains("no longer on local disk")
+        );
+    }
+
+    #[test]
+    fn gtid_dumps_start_in_the_last_file_the_replica_has_reached() {
+        let files = archive();
+        let durable = cp("bin.000003", 3000, "0-1-25");
+        let st = |s: &str| MariadbGtidState::parse(s).unwrap();
+        assert_eq!(plan_mariadb_gtid(&files, Some(&durable), &st("0-1-15"), true).unwrap().file, 1);
+        assert_eq!(plan_mariadb_gtid(&files, Some(&durable), &st("0-1-20"), true).unwrap().file, 2);
+        assert_eq!(plan_mariadb_gtid(&files, Some(&durable), &st(""), true).unwrap().file, 0);
+        assert_eq!(plan_mariadb_gtid(&files, Some(&durable), &st("0-1-25"), true).unwrap().file, 2);
+        let e = plan_mariadb_gtid(&files, Some(&durable), &st("0-1-26"), true).unwrap_err();
+        assert!(e.0.contains("GTID 0-1-26") && e.0.contains("not in the master's binlog"), "{e}");
+        let e = plan_mariadb_gtid(&files, Some(&durable), &st("0-1-3,5-1-1"), false).unwrap_err();
+        assert!(e.0.contains("5-1-1"), "{e}");
+        // An archive that begins later than the replica's position.
+        let late = files[1..].to_vec();
+        let e = plan_mariadb_gtid(&late, Some(&durable), &st("0-1-5"), false).unwrap_err();
+        assert!(e.0.contains("Could not find GTID state") && e.0.contains("0-1-5"), "{e}");
+    }
+
+    #[test]
+    fn a_gtid_dump_skips_the_groups_the_replica_has() {
+        let files = archive();
+        let durable = cp("bin.000003", 3000, "0-1-25");
+        let g = |seq| MariadbGtid { domain: 0, server_id: 1, seq };
+        let mut skip =
+            plan_mariadb_gtid(&files, Some(&durable), &MariadbGtidState::parse("0-1-12").unwrap(), true).unwrap().skip;
+        assert!(skip.on_other(crate::binlog::event::types::FORMAT_DESCRIPTION));
+        assert_eq!(skip.on_gtid(g(11)), Ok(false));
+        assert!(!skip.on_other(crate::binlog::event::types::XID));
+        assert_eq!(skip.on_gtid(g(12)), Ok(false));
+        assert_eq!(skip.on_gtid(g(13)), Ok(true));
+        assert!(skip.on_other(crate::binlog::event::types::XID));
+        assert!(skip.is_done());
+        // Strict mode: the replica's GTID is not where it should be.
+        let mut strict = GtidSkip { pending: [(0, g(12))].into(), strict: true, skipping: false };
+        assert!(strict.on_gtid(MariadbGtid { server_id: 2, ..g(12) }).unwrap_err().0.contains("0-1-12"));
+        let mut loose = GtidSkip { pending: [(0, g(12))].into(), strict: false, skipping: false };
+        assert_eq!(loose.on_gtid(g(14)), Ok(true));
+        // The replica is exactly at the start of the file: nothing to skip.
+        let at_start =
+            plan_mariadb_gtid(&files, Some(&durable), &MariadbGtidState::parse("0-1-20").unwrap(), true).unwrap();
+        assert!(at_start.skip.is_done());
+    }
+}

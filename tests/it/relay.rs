@@ -1,0 +1,354 @@
+//! The relay (issue 18): real replicas and `mariadb-binlog` read a task's archive from
+//! binlog-server over the replication protocol, as they would read the source.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER, TEST_DB};
+use crate::common::replication::{
+    LoadGenerator, fast_server_opts, flush_and_catch_up, start_copy_task, wait_caught_up,
+};
+use crate::common::server::Server;
+use crate::common::{free_port, output_with_deadline, require_binary, temp_dir};
+
+const RELAY_USER: &str = "relay1";
+const RELAY_PASSWORD: &str = "relay-Pw-1";
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// binlog-server with the relay on a free loopback port; returns it and the port.
+fn relay_server() -> (Server, u16) {
+    relay_server_with(fast_server_opts())
+}
+
+fn relay_server_with(opts: crate::common::server::ServerOpts) -> (Server, u16) {
+    let port = free_port();
+    let srv = Server::start(opts.env("BINLOG_SERVER_RELAY_LISTEN_ADDR", format!("127.0.0.1:{port}")));
+    (srv, port)
+}
+
+fn grant(srv: &Server, id: i64) {
+    let (status, body) = srv
+        .put(&format!("/api/tasks/{id}/relay"), &json!({"users": [{"name": RELAY_USER, "password": RELAY_PASSWORD}]}));
+    assert_eq!(status, 200, "PUT relay users: {body}");
+    assert_eq!(body["users"], json!([RELAY_USER]), "names only come back: {body}");
+    assert!(!body.to_string().contains(RELAY_PASSWORD), "the password is never returned: {body}");
+}
+
+/// `SHOW SLAVE STATUS` of `replica` as column -> value.
+fn slave_status(replica: &MariaDb) -> std::collections::BTreeMap<String, String> {
+    let mut cmd = Command::new(require_binary("mariadb"));
+    cmd.args(["--no-defaults", "-h127.0.0.1", &format!("-P{}", replica.port()), "-uroot", "--vertical"])
+        .env_remove("MYSQL_PWD")
+        .args(["-e", "SHOW SLAVE STATUS"]);
+    let out = output_with_deadline(&mut cmd, Duration::from_secs(30), "SHOW SLAVE STATUS");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .collect()
+}
+
+/// Waits until `replica` has applied everything the source logged, or panics with its status.
+fn wait_synced(replica: &MariaDb, source: &MariaDb) {
+    let want = source.gtid_binlog_pos();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let have = replica.query_value("SELECT @@gtid_slave_pos");
+        if have == want {
+            return;
+        }
+        let st = slave_status(replica);
+        assert!(
+            Instant::now() < deadline && st.get("Last_IO_Errno").is_none_or(|e| e == "0"),
+            "replica on {} is at {have}, the source at {want}: {st:?}",
+            replica.port()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn checksum(db: &MariaDb, table: &str) -> String {
+    db.sql(&format!("CHECKSUM TABLE {TEST_DB}.{table}"))[0][1].clone()
+}
+
+fn point_replica(replica: &MariaDb, relay_port: u16, how: &str) {
+    replica.sql(&format!(
+        "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={relay_port}, MASTER_USER='{RELAY_USER}', \
+         MASTER_PASSWORD='{RELAY_PASSWORD}', MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1, {how}; START SLAVE"
+    ));
+}
+
+#[test]
+fn mariadb_replicas_follow_the_relay_by_gtid_and_by_position() {
+    let source = MariaDb::start(MariaDbOpts::default().max_binlog_size("16K"));
+    let first = source.binlog_files()[0].0.clone();
+    let (srv, relay_port) = relay_server();
+    let id = start_copy_task(&srv, &source, "relay-src");
+    grant(&srv, id);
+    let load = LoadGenerator::start(&source, "relayed", 7);
+
+    let by_gtid = MariaDb::start(MariaDbOpts::default().replica(21));
+    let by_pos = MariaDb::start(MariaDbOpts::default().replica(22));
+    point_replica(&by_gtid, relay_port, "MASTER_USE_GTID=slave_pos");
+    point_replica(&by_pos, relay_port, &format!("MASTER_USE_GTID=no, MASTER_LOG_FILE='{first}', MASTER_LOG_POS=4"));
+    // Both follow while the source writes and rotates.
+    let deadline = Instant::now() + DEADLINE;
+    while source.binlog_files().len() < 4 {
+        assert!(Instant::now() < deadline, "the source did not rotate");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    load.stop();
+    flush_and_catch_up(&srv, &source, id);
+    for r in [&by_gtid, &by_pos] {
+        wait_synced(r, &source);
+        assert_eq!(checksum(r, "relayed"), checksum(&source, "relayed"), "replica {}", r.port());
+        assert_eq!(checksum(r, "relayed_myisam"), checksum(&source, "relayed_myisam"));
+    }
+
+    // Each connected replica is visible, with what it was sent.
+    let (status, page) = srv.get(&format!("/api/tasks/{id}/replicas"));
+    assert_eq!(status, 200, "{page}");
+    let mut seen: Vec<(u64, String, String)> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|c| {
+            assert!(c["bytes_sent"].as_u64().unwrap_or(0) > 0, "{c}");
+            assert_eq!(c["user"], RELAY_USER, "{c}");
+            (c["server_id"].as_u64().unwrap_or(0), c["mode"].as_str().unwrap_or("").to_string(), c["file"].to_string())
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen.iter().map(|s| (s.0, s.1.as_str())).collect::<Vec<_>>(),
+        vec![(21, "gtid"), (22, "position")],
+        "{page}"
+    );
+    let metrics = srv.get_raw("/metrics");
+    let text = &metrics.body;
+    assert!(text.contains(&format!("binlog_server_relay_clients{{task=\"{id}\"}} 2")), "relay client gauge");
+    assert!(text.contains(&format!("binlog_server_relay_bytes_sent_total{{task=\"{id}\"}}")), "relay bytes counter");
+
+    // A restarted replica resumes by GTID; writes made meanwhile arrive through the relay.
+    by_gtid.sql("STOP SLAVE");
+    let load = LoadGenerator::start(&source, "relayed", 8);
+    // Some of the load lands while the replica is stopped.
+    let stopped_at = by_gtid.query_value("SELECT @@gtid_slave_pos");
+    let deadline = Instant::now() + DEADLINE;
+    while source.gtid_binlog_pos() == stopped_at {
+        assert!(Instant::now() < deadline, "the source took no write");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    by_gtid.sql("START SLAVE");
+    load.stop();
+    flush_and_catch_up(&srv, &source, id);
+    wait_synced(&by_gtid, &source);
+    wait_synced(&by_pos, &source);
+    assert_eq!(checksum(&by_gtid, "relayed"), checksum(&source, "relayed"));
+    assert_eq!(checksum(&by_pos, "relayed"), checksum(&source, "relayed"));
+
+    // The source dies: what binlog-server fsynced before still reaches a replica that was
+    // stopped meanwhile, by GTID, from the relay alone.
+    by_gtid.sql("STOP SLAVE");
+    source.sql("INSERT INTO relayed (k, v) VALUES (1, 'written before the source died')");
+    wait_caught_up(&srv, &source, id);
+    let last = source.gtid_binlog_pos();
+    let want = checksum(&source, "relayed");
+    let mut source = source;
+    source.kill();
+    by_gtid.sql("START SLAVE");
+    let deadline = Instant::now() + DEADLINE;
+    while by_gtid.query_value("SELECT @@gtid_slave_pos") != last {
+        assert!(Instant::now() < deadline, "the replica did not reach {last}: {:?}", slave_status(&by_gtid));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(checksum(&by_gtid, "relayed"), want);
+
+    // A GTID the archive does not hold: 1236, naming it.
+    let lost = MariaDb::start(MariaDbOpts::default().replica(23));
+    lost.sql("SET GLOBAL gtid_slave_pos='0-1-999999'");
+    point_replica(&lost, relay_port, "MASTER_USE_GTID=slave_pos");
+    let deadline = Instant::now() + DEADLINE;
+    let st = loop {
+        let st = slave_status(&lost);
+        if st.get("Last_IO_Errno").is_some_and(|e| e != "0") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "no IO error on the replica: {st:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(st["Last_IO_Errno"], "1236", "{st:?}");
+    assert!(st["Last_IO_Error"].contains("0-1-999999"), "the message names the GTID: {st:?}");
+}
+
+/// Runs `mariadb-binlog --read-from-remote-server --raw --to-last-log` into `dir`.
+fn remote_raw(port: u16, user: &str, password: &str, first: &str, dir: &Path) {
+    let mut cmd = Command::new(require_binary("mariadb-binlog"));
+    cmd.args(["--no-defaults", "--read-from-remote-server", "--raw", "--to-last-log", "--host=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg(format!("--user={user}"))
+        .env("MYSQL_PWD", password)
+        .arg(format!("--result-file={}/", dir.display()))
+        .arg(first);
+    let out = output_with_deadline(&mut cmd, Duration::from_secs(120), "mariadb-binlog");
+    assert!(out.status.success(), "mariadb-binlog on port {port}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn mariadb_binlog_reads_the_same_bytes_from_the_relay_as_from_the_source() {
+    let source = MariaDb::start(MariaDbOpts::default().max_binlog_size("16K"));
+    let first = source.binlog_files()[0].0.clone();
+    let (srv, relay_port) = relay_server();
+    let id = start_copy_task(&srv, &source, "relay-raw");
+    grant(&srv, id);
+    let load = LoadGenerator::start(&source, "raw", 3);
+    let deadline = Instant::now() + DEADLINE;
+    while source.binlog_files().len() < 3 {
+        assert!(Instant::now() < deadline, "the source did not rotate");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    load.stop();
+    flush_and_catch_up(&srv, &source, id);
+
+    let (from_source, from_relay) = (temp_dir("raw-source-"), temp_dir("raw-relay-"));
+    remote_raw(source.port(), REPL_USER, REPL_PASSWORD, &first, from_source.path());
+    remote_raw(relay_port, RELAY_USER, RELAY_PASSWORD, &first, from_relay.path());
+    let names = |d: &Path| {
+        let mut v: Vec<String> =
+            std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    let files = names(from_source.path());
+    assert!(files.len() >= 3, "{files:?}");
+    assert_eq!(names(from_relay.path()), files);
+    for f in &files {
+        let a = std::fs::read(from_source.path().join(f)).unwrap();
+        let b = std::fs::read(from_relay.path().join(f)).unwrap();
+        assert!(a == b, "{f}: {} bytes from the source, {} from the relay", a.len(), b.len());
+    }
+    // The sealed ones are also the source's own files, byte for byte.
+    for f in &files[..files.len() - 1] {
+        let on_source = std::fs::read(source.binlog_dir().join(f)).unwrap();
+        assert!(on_source == std::fs::read(from_relay.path().join(f)).unwrap(), "{f} differs from the source's file");
+    }
+}
+
+#[test]
+fn wrong_passwords_get_1045_and_unknown_queries_an_error_on_a_live_connection() {
+    let source = MariaDb::start(MariaDbOpts::default());
+    let (srv, relay_port) = relay_server_with(fast_server_opts().env("BINLOG_SERVER_RELAY_FAILURE_BURST", "2"));
+    let id = start_copy_task(&srv, &source, "relay-auth");
+    grant(&srv, id);
+    // The relay tells the source's server id from the archive's first file.
+    wait_caught_up(&srv, &source, id);
+    let client = |user: &str, password: &str| {
+        let mut cmd = Command::new(require_binary("mariadb"));
+        cmd.args(["--no-defaults", "-h127.0.0.1", &format!("-P{relay_port}"), "--batch", "--skip-column-names"])
+            .arg(format!("-u{user}"))
+            .env("MYSQL_PWD", password)
+            .args(["-e", "SELECT @@server_id"]);
+        let out = output_with_deadline(&mut cmd, Duration::from_secs(30), "mariadb");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // A client library (mysql_async): an unknown query is an error, and the same connection
+    // answers the next one.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    rt.block_on(async {
+        use mysql_async::prelude::Queryable;
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(relay_port)
+            .user(Some(RELAY_USER))
+            .pass(Some(RELAY_PASSWORD));
+        let mut conn = mysql_async::Conn::new(opts).await.expect("the relay user logs in");
+        let err = conn.query_drop("SHOW PROCESSLIST").await.expect_err("an unknown query fails");
+        assert!(err.to_string().contains("1235") && err.to_string().contains("SHOW PROCESSLIST"), "{err}");
+        let id: Option<u32> = conn.query_first("SELECT @@server_id").await.expect("the connection survives");
+        assert_eq!(id, Some(1), "the source's server id");
+        conn.disconnect().await.expect("COM_QUIT");
+    });
+    assert_eq!(client(RELAY_USER, RELAY_PASSWORD).0.trim(), "1", "the mariadb client logs in too");
+    let (_, err) = client(RELAY_USER, "Wr0ng-guess-77");
+    assert!(err.contains("ERROR 1045"), "{err}");
+    let (_, err) = client("nobody", RELAY_PASSWORD);
+    assert!(err.contains("ERROR 1045"), "{err}");
+    // relay.failure_burst=2 spent: this address is refused, even with the right password.
+    let (out, err) = client(RELAY_USER, RELAY_PASSWORD);
+    assert!(err.contains("1129") && err.contains("too many failed relay logins") && out.is_empty(), "{out} {err}");
+    let log = srv.log_text();
+    assert!(
+        log.contains("relay query not answered") && log.contains("SHOW PROCESSLIST"),
+        "the unknown query is logged"
+    );
+    assert!(!log.contains(RELAY_PASSWORD) && !log.contains("Wr0ng-guess-77"), "a password is never logged");
+}
+
+#[test]
+fn mariadb_binlog_stop_never_tails_the_relay_live() {
+    let source = MariaDb::start(MariaDbOpts::default().max_binlog_size("16K"));
+    let first = source.binlog_files()[0].0.clone();
+    let (srv, relay_port) = relay_server();
+    let id = start_copy_task(&srv, &source, "relay-tail");
+    grant(&srv, id);
+    wait_caught_up(&srv, &source, id);
+    let out = temp_dir("raw-tail-");
+    let mut tail = Command::new(require_binary("mariadb-binlog"))
+        .args(["--no-defaults", "--read-from-remote-server", "--raw", "--stop-never", "--host=127.0.0.1"])
+        .arg(format!("--port={relay_port}"))
+        .arg(format!("--user={RELAY_USER}"))
+        .env("MYSQL_PWD", RELAY_PASSWORD)
+        .arg(format!("--result-file={}/", out.path().display()))
+        .arg(&first)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn mariadb-binlog --stop-never");
+    // Written while the tail is connected: it arrives live, file after file.
+    let load = LoadGenerator::start(&source, "tailed", 5);
+    let deadline = Instant::now() + DEADLINE;
+    while source.binlog_files().len() < 4 {
+        assert!(Instant::now() < deadline, "the source did not rotate");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    load.stop();
+    flush_and_catch_up(&srv, &source, id);
+    let sealed: Vec<String> = source.binlog_files().iter().rev().skip(1).rev().map(|(n, _)| n.clone()).collect();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let same = sealed.iter().all(|f| {
+            let theirs = std::fs::read(source.binlog_dir().join(f)).unwrap();
+            std::fs::read(out.path().join(f)).is_ok_and(|ours| ours == theirs)
+        });
+        if same {
+            break;
+        }
+        let exited = tail.try_wait().expect("try_wait");
+        if Instant::now() >= deadline || exited.is_some() {
+            let _ = tail.kill();
+            let out_tail = tail.wait_with_output().expect("the tail's output");
+            let differs: Vec<String> = sealed
+                .iter()
+                .filter(|f| {
+                    let theirs = std::fs::read(source.binlog_dir().join(f)).unwrap();
+                    std::fs::read(out.path().join(f)).map_or(true, |ours| ours != theirs)
+                })
+                .map(|f| {
+                    let len = std::fs::metadata(out.path().join(f)).map_or(0, |m| m.len());
+                    format!("{f} ({len} bytes here)")
+                })
+                .collect();
+            panic!(
+                "the live tail did not deliver every sealed file byte-identical: {differs:?}; exited: {exited:?}; \
+                 stderr: {}",
+                String::from_utf8_lossy(&out_tail.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+}
