@@ -610,22 +610,34 @@ impl RawTaskSpec {
     }
 }
 
+/// A valid spec for unit tests: a MariaDB source at db1.example, LATEST.
+#[cfg(test)]
+pub(crate) fn test_spec(name: &str, cluster_key: &str) -> TaskSpec {
+    test_raw_spec(name, cluster_key).validate().expect("a valid test spec")
+}
+
+/// [`test_spec`] before validation, for tests that change a field first.
+#[cfg(test)]
+pub(crate) fn test_raw_spec(name: &str, cluster_key: &str) -> RawTaskSpec {
+    RawTaskSpec {
+        name: Some(name.into()),
+        cluster_key: Some(cluster_key.into()),
+        host: Some("db1.example".into()),
+        port: Some(3306),
+        user: Some("repl".into()),
+        password: Some(Secret::new("pw")),
+        flavor: Some("mariadb".into()),
+        start_mode: Some("LATEST".into()),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn raw() -> RawTaskSpec {
-        RawTaskSpec {
-            name: Some("t".into()),
-            cluster_key: Some("k-1".into()),
-            host: Some("127.0.0.1".into()),
-            port: Some(3306),
-            user: Some("repl".into()),
-            password: Some(Secret::new("pw")),
-            flavor: Some("mariadb".into()),
-            start_mode: Some("LATEST".into()),
-            ..Default::default()
-        }
+        test_raw_spec("t", "k-1")
     }
 
     fn field_errors(r: RawTaskSpec) -> Vec<&'static str> {

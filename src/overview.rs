@@ -186,19 +186,7 @@ mod tests {
     use crate::domain::{TaskError, TaskErrorCode, TaskId};
 
     fn task(id: i64, name: &str, state: TaskState, failing_for_sec: Option<i64>, now: DateTime<Utc>) -> Task {
-        let spec = crate::domain::RawTaskSpec {
-            name: Some(name.into()),
-            cluster_key: Some(format!("k{id}")),
-            host: Some("db1.example".into()),
-            port: Some(3306),
-            user: Some("repl".into()),
-            password: Some(crate::secret::Secret::new("pw")),
-            flavor: Some("mariadb".into()),
-            start_mode: Some("LATEST".into()),
-            ..Default::default()
-        }
-        .validate()
-        .expect("a valid spec");
+        let spec = crate::domain::test_spec(name, &format!("k{id}"));
         Task {
             id: TaskId(id),
             spec,

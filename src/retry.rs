@@ -17,6 +17,41 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{TaskError, TaskErrorCode, TaskState};
 
+/// Whether a failure may pass by itself (the task retries with backoff) or needs an operator
+/// (FAILED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    Retryable,
+    Permanent,
+}
+
+/// How a failure is classified: the task error code the API shows, and whether retrying may
+/// help (what an attempt's [`Failure`] carries as `code` and `retryable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureClass {
+    pub code: TaskErrorCode,
+    pub retry: Retry,
+}
+
+impl FailureClass {
+    pub fn retryable(code: TaskErrorCode) -> Self {
+        FailureClass { code, retry: Retry::Retryable }
+    }
+
+    pub fn permanent(code: TaskErrorCode) -> Self {
+        FailureClass { code, retry: Retry::Permanent }
+    }
+
+    /// Retryable when `retryable` holds (a condition known only at run time).
+    pub fn retryable_if(code: TaskErrorCode, retryable: bool) -> Self {
+        if retryable { FailureClass::retryable(code) } else { FailureClass::permanent(code) }
+    }
+
+    pub fn is_retryable(self) -> bool {
+        self.retry == Retry::Retryable
+    }
+}
+
 /// `retry.*` of the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {

@@ -29,6 +29,7 @@ use crate::binlog::summary::{self, SummaryBuilder};
 use crate::domain::{TaskErrorCode, TaskId};
 use crate::meta::{Checkpoint, FileRecord, FileState, Store, StoreError};
 use crate::reconcile::{self, Facts, Refusal, Removal};
+use crate::retry::FailureClass;
 use crate::source::dump::SourceIdentity;
 use crate::telemetry::tracing::span;
 use opentelemetry::KeyValue;
@@ -71,20 +72,22 @@ impl WriterError {
         WriterError::Io { op, path: path.display().to_string(), source }
     }
 
-    /// (code, retryable). A full disk may clear (retention, an operator); an fsync or media
-    /// error may not.
-    pub fn classify(&self) -> (TaskErrorCode, bool) {
+    /// The task error code and whether it is retryable. A full disk may clear (retention, an
+    /// operator); an fsync or media error may not.
+    pub fn classify(&self) -> FailureClass {
         match self {
             WriterError::Io { source, .. } => {
                 let full = matches!(source.raw_os_error(), Some(28) | Some(122)); // ENOSPC, EDQUOT
-                (TaskErrorCode::LocalStorageError, full)
+                FailureClass::retryable_if(TaskErrorCode::LocalStorageError, full)
             }
             WriterError::Fsync { .. } | WriterError::Invariant(_) | WriterError::Refused(_) | WriterError::Poisoned => {
-                (TaskErrorCode::LocalStorageError, false)
+                FailureClass::permanent(TaskErrorCode::LocalStorageError)
             }
-            WriterError::LeaseExpired | WriterError::Store(StoreError::Fenced(_)) => (TaskErrorCode::LeaseLost, false),
-            WriterError::Store(e) => (TaskErrorCode::MetadataError, e.is_retryable()),
-            WriterError::Switchover { .. } => (TaskErrorCode::SourceSwitchover, false),
+            WriterError::LeaseExpired | WriterError::Store(StoreError::Fenced(_)) => {
+                FailureClass::permanent(TaskErrorCode::LeaseLost)
+            }
+            WriterError::Store(e) => FailureClass::retryable_if(TaskErrorCode::MetadataError, e.is_retryable()),
+            WriterError::Switchover { .. } => FailureClass::permanent(TaskErrorCode::SourceSwitchover),
         }
     }
 }
@@ -892,18 +895,7 @@ mod tests {
         let data_dir = tmp.path().join("data");
         let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
         let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
-        let spec = crate::domain::RawTaskSpec {
-            name: Some("sealed".into()),
-            cluster_key: Some("sealed".into()),
-            host: Some("db1.example".into()),
-            port: Some(3306),
-            user: Some("repl".into()),
-            password: Some(crate::secret::Secret::new("pw")),
-            flavor: Some("mariadb".into()),
-            start_mode: Some("LATEST".into()),
-            ..Default::default()
-        };
-        let task = store.create_task(&spec.validate().unwrap()).unwrap();
+        let task = store.create_task(&crate::domain::test_spec("sealed", "sealed")).unwrap();
         let sealed = FileRecord { task_id: task.id.0, ..record("bin.000001", 1000, true, UploadInfo::default()) };
         store.insert_file(&sealed).unwrap();
         // A damaged catalog: the checkpoint points into the middle of a sealed file.
@@ -926,7 +918,11 @@ mod tests {
                 .prepare(Prepare { identity: SourceIdentity::from_stored("srv-1"), gtid_mode: false })
                 .expect_err("a checkpoint inside a sealed file is refused");
             assert!(err.to_string().contains("is sealed at"), "{err}");
-            assert_eq!(err.classify(), (TaskErrorCode::LocalStorageError, false), "the task fails, loudly");
+            assert_eq!(
+                err.classify(),
+                FailureClass::permanent(TaskErrorCode::LocalStorageError),
+                "the task fails, loudly"
+            );
         });
         assert_eq!(fs::metadata(dir.join("bin.000001")).unwrap().len(), 1000, "the sealed file is left whole");
     }

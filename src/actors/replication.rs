@@ -23,7 +23,7 @@ use crate::binlog::gtid::StartGtid;
 use crate::binlog::stream::{GtidTracker, Seen, StreamError, StreamTracker, WriteOp};
 use crate::domain::{Flavor, StartSpec, TaskErrorCode};
 use crate::meta::Checkpoint;
-use crate::retry::SourcePos;
+use crate::retry::{FailureClass, Retry, SourcePos};
 use crate::source::SourceError;
 use crate::source::conn::{ConnectParams, SourceConn};
 use crate::source::dump::{self, DumpFrom, ReplicaParams, SourceIdentity};
@@ -66,18 +66,18 @@ pub enum ReplError {
 }
 
 impl ReplError {
-    /// (code, retryable): decides RETRY_BACKOFF or FAILED.
-    pub fn classify(&self) -> (TaskErrorCode, bool) {
+    /// The task error code and whether it is retryable: decides RETRY_BACKOFF or FAILED.
+    pub fn classify(&self) -> FailureClass {
         match self {
             ReplError::Source(e) | ReplError::Dump { source: e, .. } => e.classify(),
             ReplError::Stream {
                 source: StreamError::Event(crate::binlog::event::EventError::Checksum { .. }), ..
-            } => (TaskErrorCode::ChecksumMismatch, true),
-            ReplError::Stream { .. } => (TaskErrorCode::SourceProtocolError, true),
+            } => FailureClass::retryable(TaskErrorCode::ChecksumMismatch),
+            ReplError::Stream { .. } => FailureClass::retryable(TaskErrorCode::SourceProtocolError),
             ReplError::Writer(e) => e.classify(),
-            ReplError::Eof | ReplError::Silence(_) => (TaskErrorCode::SourceUnreachable, true),
-            ReplError::NoGtid(_) => (TaskErrorCode::InvalidStartPosition, false),
-            ReplError::WriterGone => (TaskErrorCode::InternalError, true),
+            ReplError::Eof | ReplError::Silence(_) => FailureClass::retryable(TaskErrorCode::SourceUnreachable),
+            ReplError::NoGtid(_) => FailureClass::permanent(TaskErrorCode::InvalidStartPosition),
+            ReplError::WriterGone => FailureClass::retryable(TaskErrorCode::InternalError),
         }
     }
 
@@ -188,7 +188,8 @@ impl Actor for ReplicationActor {
                     ReplicationEvent::Ended { error: None, code: None, retryable: true, crc_error: false, at: None }
                 }
                 Err(e) => {
-                    let (code, retryable) = e.classify();
+                    let FailureClass { code, retry } = e.classify();
+                    let retryable = retry == Retry::Retryable;
                     let crc_error = code == TaskErrorCode::ChecksumMismatch;
                     let at = e.at();
                     ReplicationEvent::Ended { error: Some(e.to_string()), code: Some(code), retryable, crc_error, at }
@@ -348,7 +349,7 @@ async fn run_attempt(
     pump.run(&p, &mut conn, &writer, &report).await.map_err(|e| match e {
         ReplError::Source(source)
             if matches!(
-                source.classify().0,
+                source.classify().code,
                 TaskErrorCode::SourceBinlogPurged | TaskErrorCode::InvalidStartPosition
             ) =>
         {

@@ -694,22 +694,10 @@ pub(crate) mod tests {
     //! integration suite (`tests/it/store.rs` calls `run_contract`).
     use super::*;
     use crate::binlog::name::BinlogFileName;
-    use crate::domain::{RawTaskSpec, TaskErrorCode};
+    use crate::domain::TaskErrorCode;
 
     pub fn spec(key: &str) -> TaskSpec {
-        RawTaskSpec {
-            name: Some(format!("task {key}")),
-            cluster_key: Some(key.into()),
-            host: Some("db1.example".into()),
-            port: Some(3306),
-            user: Some("repl".into()),
-            password: Some(Secret::new("pw-secret")),
-            flavor: Some("mariadb".into()),
-            start_mode: Some("LATEST".into()),
-            ..Default::default()
-        }
-        .validate()
-        .unwrap()
+        crate::domain::test_spec(&format!("task {key}"), key)
     }
 
     fn sqlite_store() -> (tempfile::TempDir, Store) {

@@ -13,6 +13,7 @@ pub mod rsa;
 pub mod tls;
 
 use crate::domain::TaskErrorCode;
+use crate::retry::FailureClass;
 
 /// A failure talking to the source.
 #[derive(Debug, thiserror::Error)]
@@ -52,46 +53,48 @@ pub mod codes {
 impl SourceError {
     /// The task error code and whether the failure may pass by itself (RETRY_BACKOFF) or needs
     /// an operator (FAILED).
-    pub fn classify(&self) -> (TaskErrorCode, bool) {
+    pub fn classify(&self) -> FailureClass {
         use codes::*;
         match self {
-            SourceError::Io(_) | SourceError::Timeout(_) => (TaskErrorCode::SourceUnreachable, true),
-            SourceError::Protocol(_) => (TaskErrorCode::SourceProtocolError, true),
-            SourceError::Tls(_) | SourceError::Unsupported(_) => (TaskErrorCode::SourceProtocolError, false),
-            SourceError::LogBinOff => (TaskErrorCode::SourceLogBinOff, false),
-            SourceError::InvalidStart(_) => (TaskErrorCode::InvalidStartPosition, false),
+            SourceError::Io(_) | SourceError::Timeout(_) => FailureClass::retryable(TaskErrorCode::SourceUnreachable),
+            SourceError::Protocol(_) => FailureClass::retryable(TaskErrorCode::SourceProtocolError),
+            SourceError::Tls(_) | SourceError::Unsupported(_) => {
+                FailureClass::permanent(TaskErrorCode::SourceProtocolError)
+            }
+            SourceError::LogBinOff => FailureClass::permanent(TaskErrorCode::SourceLogBinOff),
+            SourceError::InvalidStart(_) => FailureClass::permanent(TaskErrorCode::InvalidStartPosition),
             SourceError::Server { code, message, .. } => match *code {
                 ER_ACCESS_DENIED
                 | ER_DBACCESS_DENIED
                 | ER_SPECIFIC_ACCESS_DENIED
                 | ER_ACCESS_DENIED_NO_PASSWORD
-                | ER_NOT_SUPPORTED_AUTH_MODE => (TaskErrorCode::SourceAccessDenied, false),
-                ER_NO_BINARY_LOGGING => (TaskErrorCode::SourceLogBinOff, false),
-                ER_MASTER_HAS_PURGED_REQUIRED_GTIDS => (TaskErrorCode::SourceBinlogPurged, false),
+                | ER_NOT_SUPPORTED_AUTH_MODE => FailureClass::permanent(TaskErrorCode::SourceAccessDenied),
+                ER_NO_BINARY_LOGGING => FailureClass::permanent(TaskErrorCode::SourceLogBinOff),
+                ER_MASTER_HAS_PURGED_REQUIRED_GTIDS => FailureClass::permanent(TaskErrorCode::SourceBinlogPurged),
                 ER_MASTER_FATAL_ERROR_READING_BINLOG => classify_1236(message),
-                _ => (TaskErrorCode::SourceUnreachable, true),
+                _ => FailureClass::retryable(TaskErrorCode::SourceUnreachable),
             },
         }
     }
 
     pub fn is_retryable(&self) -> bool {
-        self.classify().1
+        self.classify().is_retryable()
     }
 }
 
 /// Error 1236 covers purged files, impossible positions and transient read errors; the text is
 /// all that tells them apart.
-fn classify_1236(message: &str) -> (TaskErrorCode, bool) {
+fn classify_1236(message: &str) -> FailureClass {
     let m = message.to_ascii_lowercase();
     if m.contains("binary log is not open") {
-        (TaskErrorCode::SourceLogBinOff, false)
+        FailureClass::permanent(TaskErrorCode::SourceLogBinOff)
     } else if m.contains("could not find first log file name")
         || m.contains("purged")
         || m.contains("could not find gtid state")
         || m.contains("could not open log file")
         || m.contains("binlog file") && m.contains("not found")
     {
-        (TaskErrorCode::SourceBinlogPurged, false)
+        FailureClass::permanent(TaskErrorCode::SourceBinlogPurged)
     } else if m.contains("impossible position")
         || m.contains("bogus data")
         || m.contains("truncated in the middle of event")
@@ -101,9 +104,9 @@ fn classify_1236(message: &str) -> (TaskErrorCode, bool) {
         || m.contains("is not valid")
         || m.contains("gtid") && m.contains("not in")
     {
-        (TaskErrorCode::InvalidStartPosition, false)
+        FailureClass::permanent(TaskErrorCode::InvalidStartPosition)
     } else {
-        (TaskErrorCode::SourceProtocolError, true)
+        FailureClass::retryable(TaskErrorCode::SourceProtocolError)
     }
 }
 
@@ -119,30 +122,39 @@ mod tests {
     fn failure_policy_table() {
         assert_eq!(
             server(1045, "Access denied for user 'repl'").classify(),
-            (TaskErrorCode::SourceAccessDenied, false)
+            FailureClass::permanent(TaskErrorCode::SourceAccessDenied)
         );
-        assert_eq!(server(1227, "need REPLICATION SLAVE").classify(), (TaskErrorCode::SourceAccessDenied, false));
+        assert_eq!(
+            server(1227, "need REPLICATION SLAVE").classify(),
+            FailureClass::permanent(TaskErrorCode::SourceAccessDenied)
+        );
         assert_eq!(
             server(1381, "You are not using binary logging").classify(),
-            (TaskErrorCode::SourceLogBinOff, false)
+            FailureClass::permanent(TaskErrorCode::SourceLogBinOff)
         );
         assert_eq!(
             server(1236, "Could not find first log file name in binary log index file").classify(),
-            (TaskErrorCode::SourceBinlogPurged, false)
+            FailureClass::permanent(TaskErrorCode::SourceBinlogPurged)
         );
         assert_eq!(
             server(1236, "Client requested master to start replication from impossible position").classify(),
-            (TaskErrorCode::InvalidStartPosition, false)
+            FailureClass::permanent(TaskErrorCode::InvalidStartPosition)
         );
-        assert_eq!(server(1053, "Server shutdown in progress").classify(), (TaskErrorCode::SourceUnreachable, true));
-        assert_eq!(server(1236, "Binary log is not open").classify(), (TaskErrorCode::SourceLogBinOff, false));
+        assert_eq!(
+            server(1053, "Server shutdown in progress").classify(),
+            FailureClass::retryable(TaskErrorCode::SourceUnreachable)
+        );
+        assert_eq!(
+            server(1236, "Binary log is not open").classify(),
+            FailureClass::permanent(TaskErrorCode::SourceLogBinOff)
+        );
         assert_eq!(
             server(1236, "Could not find GTID state requested by slave in any binlog files. Probably the slave state is too old and required binlog files have been purged.").classify(),
-            (TaskErrorCode::SourceBinlogPurged, false)
+            FailureClass::permanent(TaskErrorCode::SourceBinlogPurged)
         );
         assert_eq!(
             server(1236, "binlog truncated in the middle of event; consider out of disk space on master").classify(),
-            (TaskErrorCode::InvalidStartPosition, false)
+            FailureClass::permanent(TaskErrorCode::InvalidStartPosition)
         );
         // Another replica with our server_id took over: transient (and logged loudly).
         assert!(server(4052, "A slave with the same server_uuid/server_id is already connected").is_retryable());
