@@ -84,6 +84,8 @@ pub enum Problem {
     Orphan {
         size: u64,
     },
+    /// A directory in the data directory named like a task the catalog does not hold.
+    OrphanTaskDirectory,
 }
 
 impl std::fmt::Display for Problem {
@@ -103,6 +105,7 @@ impl std::fmt::Display for Problem {
                 "open file shorter than the checkpoint: checkpoint at byte {checkpoint_offset}, disk {disk} bytes"
             ),
             Problem::Orphan { size } => write!(f, "orphan file ({size} bytes) not named by the catalog"),
+            Problem::OrphanTaskDirectory => write!(f, "orphan task directory: the catalog has no such task"),
         }
     }
 }
@@ -170,6 +173,36 @@ pub fn diagnose(
     }
     found.sort_by(|a, b| a.file.cmp(&b.file));
     found
+}
+
+/// Directories of the data directory named like a task id (digits only) that is not in the
+/// catalog. Everything else there (`meta.db`, `.stale`, `.deleted`, ...) is not a task's.
+pub fn orphan_task_dirs(tasks: &[TaskId], dir_names: &[String]) -> Vec<Finding> {
+    let mut found: Vec<Finding> = dir_names
+        .iter()
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|n| n.parse::<i64>().ok().map(|id| (n, id)))
+        .filter(|(_, id)| !tasks.contains(&TaskId(*id)))
+        .map(|(n, id)| Finding { task_id: id, file: format!("{n}/"), problem: Problem::OrphanTaskDirectory })
+        .collect();
+    found.sort_by_key(|f| f.task_id);
+    found
+}
+
+/// Names of the directories directly in `data_dir` (none when it does not exist).
+pub fn data_dir_subdirs(data_dir: &Path) -> Result<Vec<String>, DoctorError> {
+    if !data_dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(data_dir).map_err(io_err(data_dir))? {
+        let entry = entry.map_err(io_err(data_dir))?;
+        let meta = std::fs::symlink_metadata(entry.path()).map_err(io_err(&entry.path()))?;
+        if meta.is_dir() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    Ok(names)
 }
 
 /// The result of checking one task.
@@ -391,6 +424,22 @@ mod tests {
             vec![f("src-1/bin.000001", Problem::NotARegularFile)],
             "a symlink or directory where a file should be"
         );
+    }
+
+    #[test]
+    fn orphan_task_dirs_table() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let orphan = |id: i64| Finding { task_id: id, file: format!("{id}/"), problem: Problem::OrphanTaskDirectory };
+        type Case<'a> = (&'a str, Vec<TaskId>, Vec<String>, Vec<Finding>);
+        let cases: Vec<Case> = vec![
+            ("every dir is a task", vec![TaskId(1), TaskId(2)], names(&["1", "2"]), vec![]),
+            ("not task-like names are ignored", vec![], names(&[".stale", ".deleted", "x1", "-1", "+1", ""]), vec![]),
+            ("unknown ids, in id order", vec![TaskId(1)], names(&["10", "1", "9"]), vec![orphan(9), orphan(10)]),
+            ("a task without a directory is fine", vec![TaskId(5)], names(&[]), vec![]),
+        ];
+        for (what, tasks, dirs, want) in cases {
+            assert_eq!(orphan_task_dirs(&tasks, &dirs), want, "{what}");
+        }
     }
 
     #[test]

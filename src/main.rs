@@ -345,7 +345,7 @@ fn doctor(settings: Settings, task: Option<i64>, json: bool, dsn: Option<String>
             return ExitCode::from(2);
         }
     };
-    let run = || -> Result<Vec<doctor::TaskReport>, String> {
+    let run = || -> Result<(usize, Vec<doctor::TaskReport>), String> {
         let mut catalog = meta::CatalogReader::open(&dsn).map_err(|e| e.to_string())?;
         let ids = catalog.task_ids().map_err(|e| e.to_string())?;
         let ids = match task {
@@ -353,11 +353,19 @@ fn doctor(settings: Settings, task: Option<i64>, json: bool, dsn: Option<String>
             Some(t) => return Err(format!("no task {t} in {dsn}")),
             None => ids,
         };
-        ids.into_iter()
-            .map(|id| doctor::check_task(&mut catalog, &settings.data_dir, id).map_err(|e| format!("task {id}: {e}")))
-            .collect()
+        let mut reports: Vec<doctor::TaskReport> = ids
+            .iter()
+            .map(|&id| doctor::check_task(&mut catalog, &settings.data_dir, id).map_err(|e| format!("task {id}: {e}")))
+            .collect::<Result<_, _>>()?;
+        if task.is_none() {
+            let dirs = doctor::data_dir_subdirs(&settings.data_dir).map_err(|e| e.to_string())?;
+            for f in doctor::orphan_task_dirs(&ids, &dirs) {
+                reports.push(doctor::TaskReport { task_id: f.task_id, files_checked: 0, findings: vec![f] });
+            }
+        }
+        Ok((ids.len(), reports))
     };
-    let reports = match run() {
+    let (tasks_checked, reports) = match run() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("binlog-server doctor: {e}");
@@ -369,7 +377,7 @@ fn doctor(settings: Settings, task: Option<i64>, json: bool, dsn: Option<String>
     if json {
         let doc = serde_json::json!({
             "ok": findings.is_empty(),
-            "tasks_checked": reports.len(),
+            "tasks_checked": tasks_checked,
             "files_checked": files,
             "findings": findings,
         });
@@ -381,7 +389,7 @@ fn doctor(settings: Settings, task: Option<i64>, json: bool, dsn: Option<String>
         let verdict = if findings.is_empty() { "all well" } else { "PROBLEMS FOUND" };
         println!(
             "doctor: {verdict}: {} task(s), {files} catalogued file(s), {} finding(s) in {}",
-            reports.len(),
+            tasks_checked,
             findings.len(),
             settings.data_dir.display()
         );

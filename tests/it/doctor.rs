@@ -139,6 +139,15 @@ fn doctor_names_each_kind_of_damage_and_changes_nothing() {
         ])
     );
 
+    // A directory named like a task the catalog does not hold (checked without --task only).
+    std::fs::create_dir_all(data.join("999")).unwrap();
+    std::fs::write(data.join("999").join("bin.000001"), b"left behind").unwrap();
+    let (code, out, _) = doctor(&data, &[]);
+    assert_eq!(code, 3, "{out}");
+    let line = out.lines().find(|l| l.contains("999/")).unwrap_or_else(|| panic!("orphan task dir named: {out}"));
+    assert!(line.contains("orphan task directory"), "{line}");
+    assert!(out.contains("1 task(s)") && out.contains("4 finding(s)"), "{out}");
+
     // A task that does not exist: the check cannot run (1), not "problems found" (3).
     let (code, _, err) = doctor(&data, &["--task", "999"]);
     assert_eq!(code, 1, "{err}");
