@@ -163,6 +163,16 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     if let api::ui::UiSource::Dir(dir) = &ui_source {
         info!(log, "serving the UI from disk (ui.dev_dir)"; "dir" => %dir.display());
     }
+    let tls = if settings.api.tls.enabled() {
+        let cert = api::tls::ReloadingCert::load(
+            std::path::Path::new(&settings.api.tls.cert_file),
+            std::path::Path::new(&settings.api.tls.key_file),
+        )?;
+        let config = cert.server_config()?;
+        Some((cert, config))
+    } else {
+        None
+    };
     let server = HttpServer::new(move || {
         let guards = api::Guards {
             auth: api::auth::Authenticator::from_settings(&auth_settings),
@@ -190,12 +200,23 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     .keep_alive(match settings.http.keep_alive_sec {
         0 => actix_web::http::KeepAlive::Disabled,
         s => actix_web::http::KeepAlive::Timeout(Duration::from_secs(s)),
-    })
-    .bind(addr)
-    .with_context(|| format!("cannot listen on {addr}"))?
-    .run();
+    });
+    let (server, scheme) = match &tls {
+        Some((_, config)) => (server.bind_rustls_0_23(addr, config.clone()), "https"),
+        None => (server.bind(addr), "http"),
+    };
+    let server = server.with_context(|| format!("cannot listen on {addr}"))?.run();
     let handle = server.handle();
-    info!(log, "listening"; "addr" => %addr, "data_dir" => %settings.data_dir.display(), "version" => env!("CARGO_PKG_VERSION"));
+    // Registered before READY, so a SIGHUP from then on never meets the default action (exit).
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    let reloader = match hup {
+        Ok(hup) => tokio::spawn(reload_on_sighup(log.clone(), hup, tls.map(|(cert, _)| cert))),
+        Err(e) => {
+            error!(log, "cannot listen for SIGHUP: a TLS certificate will not be reloaded"; "error" => %e);
+            tokio::spawn(async {})
+        }
+    };
+    info!(log, "listening"; "addr" => %addr, "scheme" => scheme, "data_dir" => %settings.data_dir.display(), "version" => env!("CARGO_PKG_VERSION"));
     let server_task = tokio::spawn(server);
     // The listener is bound and the store open: a service manager may start what depends on us.
     notify(&log, &notifier, |n| n.ready(&format!("listening on {addr}")));
@@ -204,6 +225,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     info!(log, "shutdown requested: stopping HTTP, then tasks");
     notify(&log, &notifier, |n| n.stopping("stopping HTTP, then tasks"));
     handle.stop(true).await;
+    reloader.abort();
     if let Some(c) = &coordinator {
         // Claim nothing more while the tasks stop; release their leases once they have.
         let _ = c.send(crate::actors::coordinator::StopPlacing).await;
@@ -226,6 +248,26 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
 fn notify(log: &Logger, notifier: &Notifier, send: impl FnOnce(&Notifier) -> Result<(), NotifyError>) {
     if let Err(e) = send(notifier) {
         warn!(log, "cannot notify the service manager"; "error" => %e);
+    }
+}
+
+/// Reads the listener's certificate and key again on every SIGHUP. Open connections keep the
+/// certificate they were made with; a failed reload keeps the current one and says why. Without
+/// TLS there is nothing to reload, but SIGHUP (`systemctl reload`) still must not end the process.
+async fn reload_on_sighup(
+    log: Logger,
+    mut hup: tokio::signal::unix::Signal,
+    cert: Option<Arc<api::tls::ReloadingCert>>,
+) {
+    while hup.recv().await.is_some() {
+        let Some(cert) = &cert else {
+            info!(log, "SIGHUP: nothing to reload (api.tls is not set)");
+            continue;
+        };
+        match cert.reload() {
+            Ok(()) => info!(log, "SIGHUP: TLS certificate reloaded"; "cert_file" => %cert.cert_file().display()),
+            Err(e) => error!(log, "SIGHUP: TLS certificate NOT reloaded, the previous one stays in use"; "error" => %e),
+        }
     }
 }
 

@@ -37,8 +37,8 @@ pub struct Settings {
     pub meta_pool_size: u32,
     /// Seconds the graceful shutdown may take before the process exits anyway.
     pub shutdown_timeout_sec: u64,
-    /// Refuse to start unless the API and metrics ask for a credential and the listener is
-    /// loopback (the rules `check_production` names).
+    /// Refuse to start unless the API and metrics ask for a credential and the listener serves
+    /// TLS or is loopback (the rules `check_production` names).
     pub production: bool,
     /// The most tasks this service (or cluster: they share the metadata database) holds; a
     /// create beyond it is refused (409 `TASK_LIMIT_REACHED`).
@@ -215,6 +215,24 @@ impl HttpSettings {
 pub struct ApiSettings {
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
+    pub tls: ApiTlsSettings,
+}
+
+/// HTTPS on the HTTP listener: both files set, or neither (plain HTTP). The certificate is
+/// read again on SIGHUP.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiTlsSettings {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate.
+    pub key_file: String,
+}
+
+impl ApiTlsSettings {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty() && !self.key_file.is_empty()
+    }
 }
 
 /// The operator UI at `/ui/`.
@@ -920,6 +938,15 @@ impl Settings {
         if fl.per_minute == 0 || fl.per_minute > 60_000 {
             return Err(invalid("api.auth.failure_limit.per_minute", "must be between 1 and 60000"));
         }
+        let tls = &self.api.tls;
+        if tls.cert_file.is_empty() != tls.key_file.is_empty() {
+            let (set, unset) =
+                if tls.cert_file.is_empty() { ("key_file", "cert_file") } else { ("cert_file", "key_file") };
+            return Err(invalid(
+                &format!("api.tls.{unset}"),
+                format!("api.tls.{set} is set but api.tls.{unset} is not: set both (HTTPS) or neither (plain HTTP)"),
+            ));
+        }
         let rl = &self.api.rate_limit;
         if !(rl.requests_per_second > 0.0 && rl.requests_per_second <= 1_000_000.0) {
             return Err(invalid("api.rate_limit.requests_per_second", "must be above 0 and at most 1000000"));
@@ -1123,22 +1150,25 @@ impl Settings {
 
     /// With `production: true`, every rule a production deployment must meet, each unmet one
     /// named in the refusal: the API and metrics ask for a credential, the insecure override is
-    /// off, and the listener is loopback (TLS is terminated in front; the listener has none).
+    /// off, and the listener either serves TLS (`api.tls.*`) or is loopback (TLS terminated by a
+    /// reverse proxy on the same host).
     pub fn check_production(&self) -> Result<(), Invalid> {
         if !self.production {
             return Ok(());
         }
         let a = &self.api.auth;
         let loopback = self.listen_socket_addr().is_ok_and(|addr| addr.ip().is_loopback());
+        let tls_or_loopback = loopback || self.api.tls.enabled();
         let unmet: Vec<&str> = [
             (!a.enabled, "api.auth.enabled must be true"),
             (!a.protect_api, "api.auth.protect_api must be true"),
             (!a.protect_metrics, "api.auth.protect_metrics must be true"),
             (a.allow_insecure_remote, "api.auth.allow_insecure_remote must be false"),
             (
-                !loopback,
-                "listen_addr must be a loopback address (the listener has no TLS: terminate TLS in a \
-                 reverse proxy on this host, see docs/security.md)",
+                !tls_or_loopback,
+                "the listener must serve TLS (set api.tls.cert_file and api.tls.key_file) or listen_addr \
+                 must be a loopback address (TLS terminated by a reverse proxy on this host, see \
+                 docs/security.md)",
             ),
         ]
         .into_iter()
@@ -1513,7 +1543,7 @@ mod tests {
         for rule in ["api.auth.enabled", "production", "BINLOG_SERVER_PRODUCTION"] {
             assert!(err.contains(rule), "{rule}: {err}");
         }
-        assert!(!err.contains("listen_addr must"), "the default listener is loopback: {err}");
+        assert!(!err.contains("must serve TLS"), "the default listener is loopback: {err}");
         let ok = env(&[
             ("BINLOG_SERVER_PRODUCTION", "true"),
             ("BINLOG_SERVER_API_AUTH_ENABLED", "true"),
@@ -1529,9 +1559,31 @@ mod tests {
         remote.push(("BINLOG_SERVER_API_AUTH_PROTECT_METRICS".into(), "false".into()));
         let err = load(None, &remote, Purpose::Serve).unwrap_err().0;
         assert!(
-            err.contains("2 rule(s)") && err.contains("listen_addr must") && err.contains("protect_metrics"),
+            err.contains("2 rule(s)") && err.contains("must serve TLS") && err.contains("protect_metrics"),
             "{err}"
         );
+        // TLS or loopback: a non-loopback listener that serves TLS meets the rule.
+        let mut remote_tls = ok.clone();
+        remote_tls.push(("BINLOG_SERVER_LISTEN_ADDR".into(), "0.0.0.0:8080".into()));
+        remote_tls.push(("BINLOG_SERVER_API_TLS_CERT_FILE".into(), "/etc/binlog-server/cert.pem".into()));
+        remote_tls.push(("BINLOG_SERVER_API_TLS_KEY_FILE".into(), "/etc/binlog-server/key.pem".into()));
+        assert!(load(None, &remote_tls, Purpose::Serve).is_ok());
+        // Only one of the two files is not TLS.
+        remote_tls.pop();
+        let err = load(None, &remote_tls, Purpose::Serve).unwrap_err().0;
+        assert!(err.contains("api.tls.key_file"), "{err}");
+    }
+
+    #[test]
+    fn api_tls_needs_both_files() {
+        for (set, unset) in [("CERT", "key_file"), ("KEY", "cert_file")] {
+            let one = env(&[(format!("BINLOG_SERVER_API_TLS_{set}_FILE").as_str(), "/tmp/x.pem")]);
+            let err = load(None, &one, Purpose::Serve).unwrap_err().0;
+            assert!(err.contains(&format!("api.tls.{unset}")) && err.contains("set both"), "{err}");
+        }
+        let both =
+            env(&[("BINLOG_SERVER_API_TLS_CERT_FILE", "/tmp/c.pem"), ("BINLOG_SERVER_API_TLS_KEY_FILE", "/tmp/k.pem")]);
+        assert!(load(None, &both, Purpose::Serve).unwrap().api.tls.enabled());
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod rate_limit;
 pub mod relay;
 pub mod summary;
 pub mod tasks;
+pub mod tls;
 pub mod ui;
 
 use std::future::{Ready, ready};

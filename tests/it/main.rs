@@ -34,6 +34,7 @@ mod retry_policy;
 mod secrets;
 mod source_matrix;
 mod tls;
+mod tls_listener;
 mod tracing;
 
 // Upload to S3-compatible storage, retention.

@@ -48,6 +48,9 @@ pub struct ServerOpts {
     /// package, started the way its unit does): the harness then sets only the listen address,
     /// and the data dir, the log and `config_yaml`/`args` are the command's business.
     pub command: Option<Vec<String>>,
+    /// The listener serves HTTPS (`api.tls.*` set by the test): `url()` says `https`, and the
+    /// readiness probe is `curl --cacert <this file>`.
+    pub https_ca: Option<PathBuf>,
 }
 
 impl ServerOpts {
@@ -78,6 +81,12 @@ impl ServerOpts {
     /// Adds a header every HTTP helper sends.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The server serves HTTPS with a certificate this CA file verifies.
+    pub fn https(mut self, ca_file: impl Into<PathBuf>) -> Self {
+        self.https_ca = Some(ca_file.into());
         self
     }
 
@@ -147,9 +156,10 @@ impl Server {
         self.port
     }
 
-    /// `http://127.0.0.1:<port><path>`.
+    /// `http://127.0.0.1:<port><path>` (`https` when the server serves TLS).
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        let scheme = if self.opts.https_ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{path}", self.port)
     }
 
     /// The server's data dir (`BINLOG_SERVER_DATA_DIR`).
@@ -453,10 +463,22 @@ impl Server {
                 }
                 panic!("binlog-server exited during start-up ({status})\n{}", self.reported_diagnostics());
             }
-            let mut response = health.get(&url).call().ok()?;
-            let body = response.body_mut().read_to_string().ok()?;
-            if response.status() != 200 || body.trim() != "ok" {
-                return None;
+            if let Some(ca) = &self.opts.https_ca {
+                let out = Command::new("curl")
+                    .args(["-sS", "--max-time", "2", "--cacert"])
+                    .arg(ca)
+                    .arg(&url)
+                    .output()
+                    .ok()?;
+                if !out.status.success() || String::from_utf8_lossy(&out.stdout).trim() != "ok" {
+                    return None;
+                }
+            } else {
+                let mut response = health.get(&url).call().ok()?;
+                let body = response.body_mut().read_to_string().ok()?;
+                if response.status() != 200 || body.trim() != "ok" {
+                    return None;
+                }
             }
             // Another test's server on a raced port would answer too: check it is ours.
             pid_listens_on(child.id(), port).then_some(Ok(()))
