@@ -36,6 +36,20 @@ enum Command {
         #[arg(long, global = true)]
         meta_dsn: Option<String>,
     },
+    /// Check the data directory against the metadata (read-only, safe while the server runs):
+    /// sealed files' size and sha256, the open file against the checkpoint, orphan files.
+    /// Exit 0: all well; 3: problems found (one line each); 1: the check could not run.
+    Doctor {
+        /// Check only this task.
+        #[arg(long)]
+        task: Option<i64>,
+        /// Print one JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// Metadata database (default: meta_dsn from the configuration).
+        #[arg(long)]
+        meta_dsn: Option<String>,
+    },
     /// Plan a point-in-time replay through a running server's API; print the decoder command
     /// (or, with --fetch, download the files and print the command over them).
     Replay(Box<ReplayCli>),
@@ -239,6 +253,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Migrate { action, meta_dsn } => migrate(settings, action, meta_dsn),
+        Command::Doctor { task, json, meta_dsn } => doctor(settings, task, json, meta_dsn),
         // Taken before the configuration is loaded.
         Command::Replay(_) | Command::Completions { .. } | Command::Man { .. } => ExitCode::from(2),
     }
@@ -314,6 +329,72 @@ fn migrate(settings: Settings, action: MigrateAction, dsn: Option<String>) -> Ex
             ExitCode::from(1)
         }
     }
+}
+
+/// `doctor` exit code when it found problems (an error that stopped the check is 1).
+const EXIT_DOCTOR_FOUND_PROBLEMS: u8 = 3;
+
+fn doctor(settings: Settings, task: Option<i64>, json: bool, dsn: Option<String>) -> ExitCode {
+    use binlog_server::doctor;
+    use binlog_server::domain::TaskId;
+    let text = dsn.unwrap_or_else(|| settings.meta_dsn.expose().to_string());
+    let dsn = match MetaDsn::parse(&text, &settings.data_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("binlog-server: invalid meta DSN: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let run = || -> Result<(usize, Vec<doctor::TaskReport>), String> {
+        let mut catalog = meta::CatalogReader::open(&dsn).map_err(|e| e.to_string())?;
+        let ids = catalog.task_ids().map_err(|e| e.to_string())?;
+        let ids = match task {
+            Some(t) if ids.contains(&TaskId(t)) => vec![TaskId(t)],
+            Some(t) => return Err(format!("no task {t} in {dsn}")),
+            None => ids,
+        };
+        let mut reports: Vec<doctor::TaskReport> = ids
+            .iter()
+            .map(|&id| doctor::check_task(&mut catalog, &settings.data_dir, id).map_err(|e| format!("task {id}: {e}")))
+            .collect::<Result<_, _>>()?;
+        if task.is_none() {
+            let dirs = doctor::data_dir_subdirs(&settings.data_dir).map_err(|e| e.to_string())?;
+            for f in doctor::orphan_task_dirs(&ids, &dirs) {
+                reports.push(doctor::TaskReport { task_id: f.task_id, files_checked: 0, findings: vec![f] });
+            }
+        }
+        Ok((ids.len(), reports))
+    };
+    let (tasks_checked, reports) = match run() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("binlog-server doctor: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let findings: Vec<&doctor::Finding> = reports.iter().flat_map(|r| &r.findings).collect();
+    let files: usize = reports.iter().map(|r| r.files_checked).sum();
+    if json {
+        let doc = serde_json::json!({
+            "ok": findings.is_empty(),
+            "tasks_checked": tasks_checked,
+            "files_checked": files,
+            "findings": findings,
+        });
+        println!("{doc:#}");
+    } else {
+        for f in &findings {
+            println!("task {} file {}: {}", f.task_id, f.file, f.problem);
+        }
+        let verdict = if findings.is_empty() { "all well" } else { "PROBLEMS FOUND" };
+        println!(
+            "doctor: {verdict}: {} task(s), {files} catalogued file(s), {} finding(s) in {}",
+            tasks_checked,
+            findings.len(),
+            settings.data_dir.display()
+        );
+    }
+    if findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DOCTOR_FOUND_PROBLEMS) }
 }
 
 /// `migrate status` exit code when migrations are pending (`migrate up` would apply them).

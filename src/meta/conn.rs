@@ -146,6 +146,15 @@ impl ManageConnection for MetaConnManager {
 
 pub type MetaPool = r2d2::Pool<MetaConnManager>;
 
+/// One connection outside any pool, opened on this thread and closed when dropped (a pool's
+/// background threads could still hold one when a short command exits, leaving SQLite's
+/// `-wal`/`-shm` files behind).
+pub fn connect_once(dsn: &MetaDsn) -> Result<MetaConnection, StoreError> {
+    MetaConnManager { dsn: dsn.clone() }
+        .connect()
+        .map_err(|e| StoreError::Unavailable(format!("cannot connect to metadata database {dsn}: {e}")))
+}
+
 pub fn build_pool(dsn: &MetaDsn, size: u32) -> Result<MetaPool, StoreError> {
     if let MetaDsn::Sqlite(path) = dsn
         && let Some(parent) = path.parent()

@@ -29,7 +29,7 @@ pub use models::{Checkpoint, FileRecord, FileState, TaskEvent, TaskFilter, Uploa
 #[doc(hidden)]
 pub use relay_users::RelayUser;
 pub use store::contract;
-pub use store::{LastError, Store, Transition};
+pub use store::{CatalogReader, LastError, Store, Transition};
 
 /// What can go wrong talking to the metadata database.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use crate::clock::SharedClock;
 use crate::domain::{DesiredState, Mover, Task, TaskError, TaskEventType, TaskId, TaskSpec, TaskState};
 use crate::meta::StoreError;
 use crate::meta::cipher::{self, Cipher, CipherError};
-use crate::meta::conn::{MetaConnection, MetaDsn, MetaPool, build_pool, migrate_up, migration_status};
+use crate::meta::conn::{MetaConnection, MetaDsn, MetaPool, build_pool, connect_once, migrate_up, migration_status};
 use crate::meta::leases::Fence;
 use crate::meta::models::{
     Checkpoint, CheckpointRow, FileRecord, FileRow, FileState, NewTaskEvent, SummaryColumns, TaskEvent, TaskEventRow,
@@ -103,6 +103,67 @@ fn check_task_limit(c: &mut MetaConnection, adding: usize, max_tasks: u32) -> Re
         return Err(StoreError::TaskLimit(max_tasks));
     }
     Ok(())
+}
+
+fn load_checkpoint(
+    conn: &mut MetaConnection,
+    id: TaskId,
+) -> Result<Option<(Checkpoint, chrono::DateTime<chrono::Utc>)>, StoreError> {
+    let row: Option<CheckpointRow> =
+        checkpoints::table.find(id.0).select(CheckpointRow::as_select()).first(conn).optional()?;
+    match row {
+        Some(r) => r.into_checkpoint(),
+        None => Ok(None),
+    }
+}
+
+fn load_files(conn: &mut MetaConnection, id: TaskId) -> Result<Vec<FileRecord>, StoreError> {
+    let rows: Vec<FileRow> = binlog_files::table
+        .filter(binlog_files::task_id.eq(id.0))
+        .order(binlog_files::id.asc())
+        .select(FileRow::as_select())
+        .load(conn)?;
+    rows.into_iter().map(FileRow::into_record).collect()
+}
+
+/// Reads the catalog over one connection and writes nothing (for `doctor`, safe beside a
+/// running server): no migration, no file created; the schema must be exactly this binary's.
+pub struct CatalogReader {
+    conn: MetaConnection,
+}
+
+impl CatalogReader {
+    pub fn open(dsn: &MetaDsn) -> Result<CatalogReader, StoreError> {
+        if let MetaDsn::Sqlite(path) = dsn
+            && !path.is_file()
+        {
+            return Err(StoreError::Unavailable(format!("no metadata database at {}", path.display())));
+        }
+        let mut conn = connect_once(dsn)?;
+        let status = migration_status(&mut conn)?;
+        if !status.is_current() {
+            return Err(StoreError::Migration(format!(
+                "the metadata schema at {dsn} is not this binary's (pending: [{}], unknown: [{}])",
+                status.pending.join(", "),
+                status.unknown.join(", ")
+            )));
+        }
+        Ok(CatalogReader { conn })
+    }
+
+    /// Every task id, ascending (no secrets are read).
+    pub fn task_ids(&mut self) -> Result<Vec<TaskId>, StoreError> {
+        let ids: Vec<i64> = tasks::table.select(tasks::id).order(tasks::id.asc()).load(&mut self.conn)?;
+        Ok(ids.into_iter().map(TaskId).collect())
+    }
+
+    pub fn list_files(&mut self, id: TaskId) -> Result<Vec<FileRecord>, StoreError> {
+        load_files(&mut self.conn, id)
+    }
+
+    pub fn get_checkpoint(&mut self, id: TaskId) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(load_checkpoint(&mut self.conn, id)?.map(|(cp, _)| cp))
+    }
 }
 
 impl Store {
@@ -517,13 +578,7 @@ impl Store {
         &self,
         id: TaskId,
     ) -> Result<Option<(Checkpoint, chrono::DateTime<chrono::Utc>)>, StoreError> {
-        let mut conn = self.conn()?;
-        let row: Option<CheckpointRow> =
-            checkpoints::table.find(id.0).select(CheckpointRow::as_select()).first(&mut *conn).optional()?;
-        match row {
-            Some(r) => r.into_checkpoint(),
-            None => Ok(None),
-        }
+        load_checkpoint(&mut *self.conn()?, id)
     }
 
     fn write_checkpoint(&self, c: &mut MetaConnection, id: TaskId, cp: Option<&Checkpoint>) -> Result<(), StoreError> {
@@ -593,13 +648,7 @@ impl Store {
 
     /// The task's file catalog in stream order (by creation).
     pub fn list_files(&self, id: TaskId) -> Result<Vec<FileRecord>, StoreError> {
-        let mut conn = self.conn()?;
-        let rows: Vec<FileRow> = binlog_files::table
-            .filter(binlog_files::task_id.eq(id.0))
-            .order(binlog_files::id.asc())
-            .select(FileRow::as_select())
-            .load(&mut *conn)?;
-        rows.into_iter().map(FileRow::into_record).collect()
+        load_files(&mut *self.conn()?, id)
     }
 
     /// Records a newly created local file (OPEN).

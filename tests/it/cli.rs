@@ -368,7 +368,7 @@ fn completions_and_man_pages_cover_every_command() {
     let (code, stdout, stderr) = run(&["man", "--dir", pages.to_str().unwrap()], &env);
     assert_eq!(code, 0, "man --dir: {stderr}");
     let top = std::fs::read_to_string(pages.join("binlog-server.1")).expect("the top page");
-    for command in ["serve", "migrate", "replay", "completions", "man"] {
+    for command in ["serve", "migrate", "doctor", "replay", "completions", "man"] {
         let page = format!("binlog-server-{command}.1");
         assert!(top.contains(&format!("binlog\\-server\\-{command}(1)")), "the top page lists {command}");
         assert!(pages.join(&page).is_file(), "{page} is written (stdout: {stdout})");

@@ -16,6 +16,7 @@ mod security;
 
 // Replication core.
 mod disk_full;
+mod doctor;
 mod hostile_source;
 mod metrics;
 mod pitr;
