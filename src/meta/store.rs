@@ -96,10 +96,11 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Refuses `adding` more tasks when the tasks would then number more than `max_tasks`.
-fn check_task_limit(c: &mut MetaConnection, adding: usize, max_tasks: u32) -> Result<(), StoreError> {
+/// Refuses when the tasks now number more than `max_tasks`: called after the inserts, inside
+/// their transaction, so a refusal rolls them back.
+fn check_task_limit(c: &mut MetaConnection, max_tasks: u32) -> Result<(), StoreError> {
     let existing: i64 = tasks::table.count().get_result(c)?;
-    if existing.saturating_add(adding as i64) > i64::from(max_tasks) {
+    if existing > i64::from(max_tasks) {
         return Err(StoreError::TaskLimit(max_tasks));
     }
     Ok(())
@@ -338,9 +339,14 @@ impl Store {
     pub fn create_task_within(&self, spec: &TaskSpec, max_tasks: u32) -> Result<Task, StoreError> {
         let mut conn = self.conn()?;
         let now = self.now();
+        // Write first, count after: on SQLite a transaction that reads before it writes cannot
+        // take the write lock once another connection committed in between (SQLITE_BUSY at
+        // once, whatever busy_timeout says); an insert waits for the lock instead. Over the
+        // limit, the transaction rolls the insert back.
         conn.transaction(|c| {
-            check_task_limit(c, 1, max_tasks)?;
-            self.insert_task(c, spec, now)
+            let task = self.insert_task(c, spec, now)?;
+            check_task_limit(c, max_tasks)?;
+            Ok(task)
         })
     }
 
@@ -354,9 +360,11 @@ impl Store {
     pub fn create_tasks_within(&self, specs: &[TaskSpec], max_tasks: u32) -> Result<Vec<Task>, StoreError> {
         let mut conn = self.conn()?;
         let now = self.now();
+        // Write first, count after, as `create_task_within` (why there).
         conn.transaction(|c| {
-            check_task_limit(c, specs.len(), max_tasks)?;
-            specs.iter().map(|spec| self.insert_task(c, spec, now)).collect()
+            let created = specs.iter().map(|spec| self.insert_task(c, spec, now)).collect::<Result<Vec<_>, _>>()?;
+            check_task_limit(c, max_tasks)?;
+            Ok(created)
         })
     }
 
