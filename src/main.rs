@@ -278,14 +278,19 @@ fn man(dir: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
+/// The metadata DSN of `--meta-dsn` or the configuration, parsed; exit code 2 when invalid.
+fn meta_dsn(settings: &Settings, flag: Option<String>) -> Result<MetaDsn, ExitCode> {
+    let text = flag.unwrap_or_else(|| settings.meta_dsn.expose().to_string());
+    MetaDsn::parse(&text, &settings.data_dir).map_err(|e| {
+        eprintln!("binlog-server: invalid meta DSN: {e}");
+        ExitCode::from(2)
+    })
+}
+
 fn migrate(settings: Settings, action: MigrateAction, dsn: Option<String>) -> ExitCode {
-    let text = dsn.unwrap_or_else(|| settings.meta_dsn.expose().to_string());
-    let dsn = match MetaDsn::parse(&text, &settings.data_dir) {
+    let dsn = match meta_dsn(&settings, dsn) {
         Ok(d) => d,
-        Err(e) => {
-            eprintln!("binlog-server: invalid meta DSN: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let run = || -> Result<ExitCode, meta::StoreError> {
         let pool = meta::build_pool(&dsn, 1)?;
@@ -337,13 +342,9 @@ const EXIT_DOCTOR_FOUND_PROBLEMS: u8 = 3;
 fn doctor(settings: Settings, task: Option<i64>, json: bool, dsn: Option<String>) -> ExitCode {
     use binlog_server::doctor;
     use binlog_server::domain::TaskId;
-    let text = dsn.unwrap_or_else(|| settings.meta_dsn.expose().to_string());
-    let dsn = match MetaDsn::parse(&text, &settings.data_dir) {
+    let dsn = match meta_dsn(&settings, dsn) {
         Ok(d) => d,
-        Err(e) => {
-            eprintln!("binlog-server: invalid meta DSN: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let run = || -> Result<(usize, Vec<doctor::TaskReport>), String> {
         let mut catalog = meta::CatalogReader::open(&dsn).map_err(|e| e.to_string())?;
