@@ -95,10 +95,23 @@ pub enum MetaConnection {
     Mysql(MysqlConnection),
 }
 
+/// Per-connection session settings beyond what every connection gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnTuning {
+    /// MySQL/MariaDB: a transaction left idle this long has its connection closed by the server,
+    /// which rolls it back and frees its row locks (MariaDB's `idle_transaction_timeout`; MySQL
+    /// has no such variable and ignores it). Cluster mode sets it to the lease TTL: a node frozen
+    /// (SIGSTOP, a stalled VM) between a lease fence check and its commit would otherwise keep
+    /// that lease row locked for as long as it stays frozen, and no other node could take the
+    /// task over (and a node waiting for that lock would stop renewing its own leases).
+    pub idle_transaction_timeout_sec: Option<u64>,
+}
+
 /// Opens connections for the pool, with the per-connection settings each backend needs.
 #[derive(Debug, Clone)]
 pub struct MetaConnManager {
     dsn: MetaDsn,
+    tuning: ConnTuning,
 }
 
 impl ManageConnection for MetaConnManager {
@@ -126,6 +139,11 @@ impl ManageConnection for MetaConnManager {
                     r2d2::Error::ConnectionError(e)
                 })?;
                 c.batch_execute("SET time_zone = '+00:00'").map_err(r2d2::Error::QueryError)?;
+                if let Some(sec) = self.tuning.idle_transaction_timeout_sec {
+                    // MySQL has no such variable (error 1193): `Store::idle_transaction_timeout`
+                    // lets the caller find out and say so.
+                    let _ = c.batch_execute(&format!("SET SESSION idle_transaction_timeout = {sec}"));
+                }
                 Ok(MetaConnection::Mysql(c))
             }
         }
@@ -150,12 +168,12 @@ pub type MetaPool = r2d2::Pool<MetaConnManager>;
 /// background threads could still hold one when a short command exits, leaving SQLite's
 /// `-wal`/`-shm` files behind).
 pub fn connect_once(dsn: &MetaDsn) -> Result<MetaConnection, StoreError> {
-    MetaConnManager { dsn: dsn.clone() }
+    MetaConnManager { dsn: dsn.clone(), tuning: ConnTuning::default() }
         .connect()
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to metadata database {dsn}: {e}")))
 }
 
-pub fn build_pool(dsn: &MetaDsn, size: u32) -> Result<MetaPool, StoreError> {
+pub fn build_pool(dsn: &MetaDsn, size: u32, tuning: ConnTuning) -> Result<MetaPool, StoreError> {
     if let MetaDsn::Sqlite(path) = dsn
         && let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
@@ -171,7 +189,7 @@ pub fn build_pool(dsn: &MetaDsn, size: u32) -> Result<MetaPool, StoreError> {
         .max_size(size)
         .connection_timeout(Duration::from_secs(15))
         .test_on_check_out(dsn.is_mysql())
-        .build(MetaConnManager { dsn: dsn.clone() })
+        .build(MetaConnManager { dsn: dsn.clone(), tuning })
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to metadata database {dsn}: {e}")))
 }
 
