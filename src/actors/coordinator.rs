@@ -570,7 +570,9 @@ pub async fn start(
     let (n, max) = (node_id.clone(), settings.cluster.max_tasks_per_node);
     store.call(move |s| s.register_node(&n, env!("CARGO_PKG_VERSION"), max)).await?;
     match store.call(|s| s.idle_transaction_timeout()).await {
-        Ok(Some(sec)) => slog::debug!(log, "metadata transactions idle this long are ended by the database"; "seconds" => sec),
+        Ok(Some(sec)) => {
+            slog::debug!(log, "metadata transactions idle this long are ended by the database"; "seconds" => sec)
+        }
         Ok(None) => warn!(
             log,
             "the metadata database cannot end idle transactions (it has no idle_transaction_timeout: MySQL): \

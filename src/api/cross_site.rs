@@ -218,7 +218,11 @@ mod tests {
             ("no body, marked", Facts { requested_with: true, ..base }, Ok(())),
             ("text", Facts { content_type: Some("text/plain"), has_body: true, ..base }, Err(Refusal::NotJson)),
             ("YAML", Facts { content_type: Some("application/yaml"), has_body: true, ..base }, Ok(())),
-            ("text/yaml: a form could not send it, but no route reads it", Facts { content_type: Some("text/yaml"), has_body: true, ..base }, Err(Refusal::NotJson)),
+            (
+                "text/yaml: a form could not send it, but no route reads it",
+                Facts { content_type: Some("text/yaml"), has_body: true, ..base },
+                Err(Refusal::NotJson),
+            ),
             (
                 "a form, marked",
                 Facts {

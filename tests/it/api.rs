@@ -697,7 +697,8 @@ fn batch_create_takes_yaml() {
     assert_error("YAML to a JSON route", r.status, &r.json(), 415, "UNSUPPORTED_MEDIA_TYPE", &[]);
     assert_eq!(list_total(&srv), 0, "nothing created");
 
-    let r = srv.post_raw("/api/tasks/batch?start=true", "application/yaml", yaml(closed_port.into(), "yaml-b").as_bytes());
+    let r =
+        srv.post_raw("/api/tasks/batch?start=true", "application/yaml", yaml(closed_port.into(), "yaml-b").as_bytes());
     let body = r.json();
     assert_eq!(r.status, 201, "{body}");
     let items = body["items"].as_array().unwrap_or_else(|| panic!("items: {body}"));

@@ -372,18 +372,20 @@ fn a_lease_row_locked_by_a_frozen_node_neither_holds_up_a_claim_nor_outlives_the
     // own lease still renews.
     assert_eq!(tuned.renew_leases("node-b", &[own_task], 60_000).expect("renew"), vec![(own_task, 1)]);
     // The database ends the frozen transaction after it idled for the TTL; the claim succeeds.
-    let took = poll_until(Duration::from_secs(TTL_SEC + 10), "node-b to take the task once the lock is gone", || {
-        match tuned.acquire_lease(frozen_task, "node-b", 60_000) {
+    let took =
+        poll_until(Duration::from_secs(TTL_SEC + 10), "node-b to take the task once the lock is gone", || match tuned
+            .acquire_lease(frozen_task, "node-b", 60_000)
+        {
             Ok(Some(a)) => Some(a),
             Ok(None) => panic!("the expired lease was refused"),
             Err(StoreError::Locked(_)) => None,
             Err(e) => panic!("claim: {e}"),
-        }
-    });
+        });
     assert_eq!((took.epoch, took.previous_owner.as_deref()), (2, Some("node-a")));
     // The frozen node's change was rolled back, and when it wakes its commit fails.
     assert_eq!(
-        meta.db.query_value(&format!("SELECT fence_checks FROM {META_DB}.task_leases WHERE task_id = {}", frozen_task.0)),
+        meta.db
+            .query_value(&format!("SELECT fence_checks FROM {META_DB}.task_leases WHERE task_id = {}", frozen_task.0)),
         "0"
     );
     writeln!(stdin, "COMMIT;").expect("write to the client");

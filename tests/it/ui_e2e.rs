@@ -230,7 +230,8 @@ fn ui_imports_task_definitions_written_in_yaml() {
     assert!(stdout.contains("ok - a YAML list creates every task"), "{stdout}");
     let (status, list) = srv.get("/api/tasks");
     assert_eq!(status, 200, "{list}");
-    let mut keys: Vec<&str> = list["items"].as_array().expect("items").iter().filter_map(|t| t["cluster_key"].as_str()).collect();
+    let mut keys: Vec<&str> =
+        list["items"].as_array().expect("items").iter().filter_map(|t| t["cluster_key"].as_str()).collect();
     keys.sort_unstable();
     assert_eq!(keys, ["yaml-1", "yaml-2"], "{list}");
     assert_eq!(list["items"][0]["source"]["password"], "***", "{list}");
