@@ -33,6 +33,7 @@ mod replication_replay;
 mod retry_policy;
 mod secrets;
 mod source_matrix;
+mod storage_faults;
 mod tls;
 mod tls_listener;
 mod tracing;
