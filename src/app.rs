@@ -50,11 +50,11 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<(Store, Option<MetaWatc
         .with_cipher(cipher);
     store.check_and_encrypt_secrets().map_err(|e| damaged(&e))?;
     let watch = match &dsn {
-        MetaDsn::Sqlite(path) => match guard::look(path) {
-            guard::Seen::File { id, .. } => {
-                Some(MetaWatch { path: path.clone(), data_dir: settings.data_dir.clone(), opened: id })
-            }
-            _ => anyhow::bail!("the metadata database {} vanished while it was opened", path.display()),
+        // Held open for the life of the process (`guard::HeldFile`): the store's connections
+        // exist now, and an open and close of the file would drop their locks.
+        MetaDsn::Sqlite(path) => match guard::HeldFile::open(path) {
+            Ok(held) => Some(MetaWatch { path: path.clone(), data_dir: settings.data_dir.clone(), held }),
+            Err(e) => anyhow::bail!("the metadata database {} vanished while it was opened: {e}", path.display()),
         },
         MetaDsn::Mysql(_) => None,
     };
@@ -66,7 +66,7 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<(Store, Option<MetaWatc
 pub struct MetaWatch {
     path: std::path::PathBuf,
     data_dir: std::path::PathBuf,
-    opened: guard::FileId,
+    held: guard::HeldFile,
 }
 
 impl MetaWatch {
@@ -77,11 +77,11 @@ impl MetaWatch {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let path = self.path.clone();
-            let seen = tokio::task::spawn_blocking(move || guard::look(&path))
+            let (path, held) = (self.path.clone(), self.held);
+            let seen = tokio::task::spawn_blocking(move || held.look(&path))
                 .await
                 .unwrap_or_else(|e| guard::Seen::Unreadable(e.to_string()));
-            if let Err(fault) = guard::judge_running(self.opened, &seen) {
+            if let Err(fault) = guard::judge_running(self.held.id(), &seen) {
                 return guard::MetaFileError { path: self.path, data_dir: self.data_dir, fault };
             }
         }

@@ -4,7 +4,8 @@
 //! must stay the file at its path: deleted, replaced or overwritten, the server says so, naming
 //! the file and the way back, and stops in order.
 //!
-//! [`judge_at_start`] and [`judge_running`] are the decisions (pure); [`look`] and [`task_dirs`]
+//! [`judge_at_start`] and [`judge_running`] are the decisions (pure); [`look`] (at start),
+//! [`HeldFile::look`] (while running: never an open and close, see there) and [`task_dirs`]
 //! gather the facts. Nothing here repairs, creates or removes a file, and no binlog file is ever
 //! touched.
 
@@ -127,7 +128,8 @@ pub fn recovery_steps(path: &Path, data_dir: &Path) -> String {
     )
 }
 
-/// Looks at the metadata path: present or not, its identity, its first 16 bytes.
+/// Looks at the metadata path: present or not, its identity, its first 16 bytes. Opens and
+/// closes the file: only before this process has a SQLite connection to it (see [`HeldFile`]).
 pub fn look(path: &Path) -> Seen {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -143,6 +145,62 @@ pub fn look(path: &Path) -> Seen {
         Ok(_) => Seen::File { id, header_ok: head.is_empty() || head == SQLITE_MAGIC },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Seen::Missing,
         Err(e) => Seen::Unreadable(e.to_string()),
+    }
+}
+
+/// The metadata file as a running server looks at it: through a descriptor opened once and
+/// never closed. A server must not open and close its SQLite file beside SQLite: closing any
+/// descriptor of a file drops every POSIX lock the process holds on it, SQLite's included, and
+/// another process opening the database (the sqlite3 shell, a backup, `doctor`) then believes it
+/// is alone, checkpoints and deletes the WAL, and every later commit of ours goes to a deleted
+/// file: lost at the next start. (A first version of this watch did that every 2 s;
+/// `api::put_keeps_the_stored_password_unless_given_a_new_one`, which reads the file with the
+/// sqlite3 shell, saw the server's writes vanish.)
+#[derive(Debug, Clone, Copy)]
+pub struct HeldFile {
+    file: &'static std::fs::File,
+    id: FileId,
+}
+
+impl HeldFile {
+    /// Opens `path` for the life of the process: the descriptor is leaked on purpose, so that
+    /// it is closed only when the process exits.
+    pub fn open(path: &Path) -> std::io::Result<HeldFile> {
+        let file = std::fs::File::open(path)?;
+        let m = file.metadata()?;
+        let id = FileId { dev: m.dev(), ino: m.ino() };
+        Ok(HeldFile { file: Box::leak(Box::new(file)), id })
+    }
+
+    /// The identity of the file the store opened.
+    pub fn id(&self) -> FileId {
+        self.id
+    }
+
+    /// What is at `path` now: its identity by `stat` (never an open), and the first bytes of the
+    /// held file (a replaced file is told by its identity).
+    pub fn look(&self, path: &Path) -> Seen {
+        use std::os::unix::fs::FileExt;
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Seen::Missing,
+            Err(e) => return Seen::Unreadable(e.to_string()),
+        };
+        let id = FileId { dev: meta.dev(), ino: meta.ino() };
+        if !meta.is_file() {
+            return Seen::File { id, header_ok: false };
+        }
+        let mut head = [0u8; SQLITE_MAGIC.len()];
+        let mut got = 0;
+        while got < head.len() {
+            match self.file.read_at(&mut head[got..], got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Seen::Unreadable(e.to_string()),
+            }
+        }
+        Seen::File { id, header_ok: got == 0 || head == *SQLITE_MAGIC }
     }
 }
 
@@ -258,5 +316,26 @@ mod tests {
         std::fs::write(dir.path().join("5"), b"a file, not a task directory").unwrap();
         assert_eq!(task_dirs(dir.path()), ["3", "12"]);
         assert!(is_corruption("file is not a database") && !is_corruption("database is locked"));
+    }
+
+    #[test]
+    fn the_held_file_sees_overwrites_deletion_and_replacement() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("meta.db");
+        let mut page = SQLITE_MAGIC.to_vec();
+        page.resize(4096, 0);
+        std::fs::write(&p, &page).unwrap();
+        let held = HeldFile::open(&p).unwrap();
+        assert_eq!(held.look(&p), Seen::File { id: held.id(), header_ok: true });
+        // Overwritten in place (same inode): the header read through the held descriptor.
+        let mut f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        std::io::Write::write_all(&mut f, b"garbage!garbage!").unwrap();
+        drop(f);
+        assert_eq!(held.look(&p), Seen::File { id: held.id(), header_ok: false });
+        assert_eq!(judge_running(held.id(), &held.look(&p)), Err(MetaFault::NotSqlite));
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(judge_running(held.id(), &held.look(&p)), Err(MetaFault::Deleted));
+        std::fs::write(&p, &page).unwrap();
+        assert_eq!(judge_running(held.id(), &held.look(&p)), Err(MetaFault::Replaced));
     }
 }
