@@ -14,7 +14,7 @@ use crate::actors::supervisor::Shutdown;
 use crate::api::{self, ApiState};
 use crate::config::Settings;
 use crate::meta::cipher::{self, Cipher};
-use crate::meta::{MetaDsn, Store, guard};
+use crate::meta::{ConnTuning, MetaDsn, Store, guard};
 use crate::sd_notify::{Notifier, NotifyError};
 use crate::telemetry::logging;
 
@@ -39,7 +39,13 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<(Store, Option<MetaWatc
         ),
         _ => anyhow::anyhow!("{e}"),
     };
-    let store = Store::open(&dsn, settings.meta_pool_size, crate::clock::system())
+    // Cluster mode: a transaction idle for a lease TTL belongs to a stalled node whose leases
+    // have expired anyway; the database ends it, so it cannot hold a lease row locked.
+    let tuning = ConnTuning {
+        idle_transaction_timeout_sec: (settings.mode == crate::config::Mode::Cluster)
+            .then_some(settings.cluster.lease_ttl_sec),
+    };
+    let store = Store::open_tuned(&dsn, settings.meta_pool_size, crate::clock::system(), tuning)
         .map_err(|e| damaged(&e))?
         .with_cipher(cipher);
     store.check_and_encrypt_secrets().map_err(|e| damaged(&e))?;

@@ -157,6 +157,9 @@ impl From<ControlError> for ApiError {
             ControlError::ShuttingDown => ApiError::unavailable(msg),
             ControlError::Timeout(_) => ApiError::unavailable(msg),
             ControlError::Store(StoreError::Unavailable(_)) => ApiError::unavailable("metadata database unavailable"),
+            ControlError::Store(StoreError::Locked(_)) => {
+                ApiError::unavailable("a metadata row is locked by another session's unfinished transaction; try again")
+            }
             ControlError::Store(StoreError::TaskLimit(_)) => {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::TaskLimitReached, msg)
             }

@@ -95,6 +95,18 @@ pub enum MetaConnection {
     Mysql(MysqlConnection),
 }
 
+/// Per-connection session settings beyond what every connection gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnTuning {
+    /// MySQL/MariaDB: a transaction left idle this long has its connection closed by the server,
+    /// which rolls it back and frees its row locks (MariaDB's `idle_transaction_timeout`; MySQL
+    /// has no such variable and ignores it). Cluster mode sets it to the lease TTL: a node frozen
+    /// (SIGSTOP, a stalled VM) between a lease fence check and its commit would otherwise keep
+    /// that lease row locked for as long as it stays frozen, and no other node could take the
+    /// task over (and a node waiting for that lock would stop renewing its own leases).
+    pub idle_transaction_timeout_sec: Option<u64>,
+}
+
 /// Opens connections for the pool, with the per-connection settings each backend needs.
 #[derive(Debug, Clone)]
 pub struct MetaConnManager {
@@ -102,6 +114,7 @@ pub struct MetaConnManager {
     /// SQLite: whether a missing file may be created. A running server's pool may not: a file
     /// deleted under it must not come back empty (`meta::guard` notices and stops the server).
     create: bool,
+    tuning: ConnTuning,
 }
 
 impl ManageConnection for MetaConnManager {
@@ -129,6 +142,11 @@ impl ManageConnection for MetaConnManager {
                     r2d2::Error::ConnectionError(e)
                 })?;
                 c.batch_execute("SET time_zone = '+00:00'").map_err(r2d2::Error::QueryError)?;
+                if let Some(sec) = self.tuning.idle_transaction_timeout_sec {
+                    // MySQL has no such variable (error 1193): `Store::idle_transaction_timeout`
+                    // lets the caller find out and say so.
+                    let _ = c.batch_execute(&format!("SET SESSION idle_transaction_timeout = {sec}"));
+                }
                 Ok(MetaConnection::Mysql(c))
             }
         }
@@ -168,12 +186,12 @@ fn sqlite_uri_rw(path: &Path) -> String {
 /// background threads could still hold one when a short command exits, leaving SQLite's
 /// `-wal`/`-shm` files behind).
 pub fn connect_once(dsn: &MetaDsn) -> Result<MetaConnection, StoreError> {
-    MetaConnManager { dsn: dsn.clone(), create: true }
+    MetaConnManager { dsn: dsn.clone(), create: true, tuning: ConnTuning::default() }
         .connect()
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to metadata database {dsn}: {e}")))
 }
 
-pub fn build_pool(dsn: &MetaDsn, size: u32) -> Result<MetaPool, StoreError> {
+pub fn build_pool(dsn: &MetaDsn, size: u32, tuning: ConnTuning) -> Result<MetaPool, StoreError> {
     if let MetaDsn::Sqlite(path) = dsn
         && let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
@@ -197,7 +215,7 @@ pub fn build_pool(dsn: &MetaDsn, size: u32) -> Result<MetaPool, StoreError> {
         .max_size(size)
         .connection_timeout(Duration::from_secs(15))
         .test_on_check_out(dsn.is_mysql())
-        .build(MetaConnManager { dsn: dsn.clone(), create: false })
+        .build(MetaConnManager { dsn: dsn.clone(), create: false, tuning })
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to metadata database {dsn}: {e}")))
 }
 
@@ -320,11 +338,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("odd %?# name").join("meta.db");
         let dsn = MetaDsn::Sqlite(path.clone());
-        let pool = build_pool(&dsn, 1).unwrap();
+        let pool = build_pool(&dsn, 1, ConnTuning::default()).unwrap();
         diesel::sql_query("CREATE TABLE t (x INTEGER)").execute(&mut *pool.get().unwrap()).unwrap();
         drop(pool);
         std::fs::remove_file(&path).unwrap();
-        let manager = MetaConnManager { dsn: dsn.clone(), create: false };
+        let manager = MetaConnManager { dsn: dsn.clone(), create: false, tuning: ConnTuning::default() };
         assert!(manager.connect().is_err(), "a pool connection must not create the file");
         assert!(!path.exists());
     }

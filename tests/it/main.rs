@@ -32,6 +32,7 @@ mod replication_modes;
 mod replication_replay;
 mod retry_policy;
 mod secrets;
+mod semi_sync;
 mod source_matrix;
 mod storage_faults;
 mod tls;
