@@ -21,7 +21,9 @@ build:
 	$(CARGO) build
 
 # cargo-nextest runs test binaries in parallel processes when it is installed; doctests are not
-# part of --all-targets either way, so both paths run the same tests.
+# part of --all-targets either way, so both paths run the same tests. Then a short run of every
+# fuzz target when cargo-fuzz is installed (fuzz/smoke.sh prints SKIPPED otherwise; FUZZ_SMOKE_SECONDS
+# per target, 10 by default).
 test:
 	@scripts/setup-deps.sh test
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
@@ -31,6 +33,7 @@ test:
 		echo "$(CARGO) test --all-targets"; \
 		$(CARGO) test --all-targets; \
 	fi
+	@fuzz/smoke.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -17,7 +17,7 @@
 
 mod common;
 
-use binlog_server::binlog::gtid::{GtidSet, MariadbGtidState, Uuid, decode_varlen, encode_varlen};
+use binlog_server::binlog::gtid::{GtidSet, MAX_GNO, MariadbGtidState, Uuid, decode_varlen, encode_varlen};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -100,10 +100,11 @@ fn algebra(bytes: &[u8]) {
     for op in bytes.chunks_exact(10) {
         let (u, tag) = (uuid(op[1]), TAGS[usize::from(op[2]) % TAGS.len()]);
         let raw = u64::from_le_bytes([op[3], op[4], op[5], op[6], op[7], op[8], op[9], 0]);
+        // Transaction numbers in the domain every parser accepts (1..=MAX_GNO), near its top too.
         let gno = match op[0] >> 4 {
-            0 => u64::MAX - (raw & 0xff),
-            1 => (i64::MAX as u64) - 8 + (raw & 0xf),
-            _ => raw,
+            0 => MAX_GNO - (raw & 0xff),
+            1 => MAX_GNO - 16 + (raw & 0xf),
+            _ => raw.max(1),
         };
         let which = usize::from(op[0] & 1);
         match (op[0] >> 1) & 3 {

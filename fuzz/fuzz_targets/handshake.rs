@@ -44,7 +44,7 @@ fn greeting(first: &[u8]) {
         return;
     }
     let server_version = hs.server_version_str().into_owned();
-    let version = hs.server_version_parsed().unwrap_or((5, 7, 0));
+    let version = binlog_server::source::conn::parse_server_version(hs.server_version_ref()).unwrap_or((5, 7, 0));
     let server_caps = hs.capabilities();
     let nonce = hs.nonce();
     let plugin_name =

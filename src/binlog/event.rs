@@ -435,7 +435,11 @@ pub fn parse_mysql_gtid(event: &[u8], has_crc: bool) -> Result<(Uuid, u64), Even
     }
     let mut u = [0u8; 16];
     u.copy_from_slice(&b[1..17]);
-    Ok((Uuid(u), le64(b, 17)))
+    let gno = le64(b, 17);
+    if gno > crate::binlog::gtid::MAX_GNO {
+        return Err(malformed("GTID", format!("transaction number {gno} is too large")));
+    }
+    Ok((Uuid(u), gno))
 }
 
 fn signed_varlen(buf: &mut &[u8]) -> Result<i64, EventError> {
@@ -466,7 +470,12 @@ pub fn parse_tagged_gtid(event: &[u8], has_crc: bool) -> Result<(Uuid, String, u
             }
             2 => {
                 let g = signed_varlen(&mut b)?;
-                gno = Some(u64::try_from(g).map_err(|_| malformed("GTID_TAGGED", "negative gno"))?);
+                gno = Some(
+                    u64::try_from(g)
+                        .ok()
+                        .filter(|g| *g <= crate::binlog::gtid::MAX_GNO)
+                        .ok_or_else(|| malformed("GTID_TAGGED", format!("transaction number {g} out of range")))?,
+                );
             }
             3 => {
                 let len = decode_varlen(&mut b)? as usize;
@@ -586,6 +595,30 @@ impl<'a> Iterator for FileEvents<'a> {
 mod tests {
     use super::*;
     use crate::binlog::{fixture, fixture_dir};
+
+    /// A GTID event whose transaction number no GTID text can hold (past `i64::MAX - 1`) is
+    /// refused, like the PREVIOUS_GTIDS set the fuzz campaign found (`gtid::MAX_GNO`).
+    #[test]
+    fn a_gtid_event_with_an_impossible_transaction_number_is_refused() {
+        let event = |gno: u64| {
+            let mut e = vec![0u8; 19];
+            e[4] = types::GTID;
+            e.extend_from_slice(&[0u8]); // flags
+            e.extend_from_slice(&[0x11; 16]); // uuid
+            e.extend_from_slice(&gno.to_le_bytes());
+            e.extend_from_slice(&[0u8; 17]); // logical clock etc.
+            let size = e.len() as u32;
+            e[9..13].copy_from_slice(&size.to_le_bytes());
+            e
+        };
+        let max = crate::binlog::gtid::MAX_GNO;
+        assert_eq!(parse_mysql_gtid(&event(1), false).unwrap().1, 1);
+        assert_eq!(parse_mysql_gtid(&event(max), false).unwrap().1, max);
+        for gno in [max + 1, u64::MAX] {
+            let e = parse_mysql_gtid(&event(gno), false).unwrap_err().to_string();
+            assert!(e.contains("too large"), "{gno}: {e}");
+        }
+    }
 
     #[test]
     fn header_checks_size_against_bytes() {

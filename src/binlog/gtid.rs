@@ -45,6 +45,11 @@ impl fmt::Display for Uuid {
 }
 
 /// A GTID tag (MySQL 8.3+): `[a-z_][a-z0-9_]{0,31}`. Empty means untagged.
+/// The largest MySQL transaction number (`GNO_END - 1`, `GNO_END` being `i64::MAX`): every
+/// parser (text, binary set, GTID events) refuses a larger one, so that whatever is accepted from
+/// a source also prints as a checkpoint that parses again.
+pub const MAX_GNO: u64 = i64::MAX as u64 - 1;
+
 pub fn valid_tag(tag: &str) -> bool {
     let mut chars = tag.chars();
     match chars.next() {
@@ -148,7 +153,7 @@ impl Intervals {
         if let Some(last) = self.0.last_mut()
             && last.1 == gno
         {
-            last.1 += 1;
+            last.1 = last.1.saturating_add(1);
             return;
         }
         self.add_range(gno, gno.saturating_add(1));
@@ -335,7 +340,7 @@ impl GtidSet {
             for _ in 0..n_iv {
                 let s = take_u64(&mut buf)?;
                 let e = take_u64(&mut buf)?;
-                if s == 0 || s >= e {
+                if s == 0 || s >= e || e - 1 > MAX_GNO {
                     return err(format!("invalid interval [{s}, {e})"));
                 }
                 iv.add_range(s, e);
@@ -348,7 +353,7 @@ impl GtidSet {
 fn parse_gno(s: &str) -> Result<u64, GtidParseError> {
     match s.trim().parse::<u64>() {
         Ok(0) => err("transaction number 0 is not valid"),
-        Ok(g) if g >= i64::MAX as u64 => err(format!("transaction number {g} is too large")),
+        Ok(g) if g > MAX_GNO => err(format!("transaction number {g} is too large")),
         Ok(g) => Ok(g),
         Err(_) => err(format!("{s:?} is not a transaction number")),
     }
@@ -556,6 +561,40 @@ impl fmt::Display for StartGtid {
 
 #[cfg(test)]
 mod tests {
+    /// Found by the fuzz campaign (`gtid`, `stream_tracker` strict): a PREVIOUS_GTIDS set with an
+    /// interval ending past `i64::MAX` decoded, became the checkpoint, and its text did not parse
+    /// again, so the task could not resume.
+    #[test]
+    fn decode_refuses_transaction_numbers_the_text_form_cannot_hold() {
+        let encoded = |s: u64, e: u64| {
+            let mut b = 1u64.to_le_bytes().to_vec();
+            b.extend_from_slice(&[0xb9; 16]);
+            b.extend_from_slice(&1u64.to_le_bytes());
+            b.extend_from_slice(&s.to_le_bytes());
+            b.extend_from_slice(&e.to_le_bytes());
+            b
+        };
+        // (start, end exclusive, accepted)
+        let cases = [
+            (1, 2, true),
+            (1, MAX_GNO + 1, true),
+            (1, MAX_GNO + 2, false),
+            (1, 0xF051_0000_0000_0003, false),
+            (MAX_GNO, MAX_GNO + 1, true),
+            (0, 5, false),
+            (7, 7, false),
+        ];
+        for (s, e, ok) in cases {
+            let got = GtidSet::decode(&encoded(s, e));
+            assert_eq!(got.is_ok(), ok, "[{s}, {e}): {got:?}");
+            if let Ok(set) = got {
+                let text = set.to_string();
+                assert_eq!(GtidSet::parse(&text).as_ref(), Ok(&set), "{text} parses again");
+            }
+        }
+        assert!(GtidSet::parse(&format!("b9b9b9b9-b9b9-b9b9-b9b9-b9b9b9b9b9b9:{}", MAX_GNO + 1)).is_err());
+    }
+
     use super::*;
     use proptest::prelude::*;
 

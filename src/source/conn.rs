@@ -131,7 +131,7 @@ impl SourceConn {
             return Err(SourceError::Protocol(format!("unsupported protocol version {}", hs.protocol_version())));
         }
         let server_version = hs.server_version_str().into_owned();
-        let version = hs.server_version_parsed().unwrap_or((5, 7, 0));
+        let version = parse_server_version(hs.server_version_ref()).unwrap_or((5, 7, 0));
         let server_caps = hs.capabilities();
         let nonce = hs.nonce();
         let plugin_name =
@@ -562,9 +562,48 @@ fn column_name(def: &[u8]) -> Result<String, SourceError> {
     Ok(String::from_utf8_lossy(name).into_owned())
 }
 
+/// `major.minor.patch` at the start of a greeting's server version (ASCII digits: 1-2, 1-2, 1-3,
+/// as MySQL writes them). mysql_common's `server_version_parsed` panics on a version its regex
+/// matches with non-ASCII digits (`\d` is Unicode there), which a hostile source can send: found
+/// by the fuzz campaign (`handshake`).
+pub fn parse_server_version(v: &[u8]) -> Option<(u16, u16, u16)> {
+    let mut parts = [0u16; 3];
+    let mut rest = v;
+    for (i, max_digits) in [2usize, 2, 3].into_iter().enumerate() {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || digits > max_digits {
+            return None;
+        }
+        parts[i] = rest[..digits].iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+        rest = &rest[digits..];
+        if i < 2 {
+            rest = rest.strip_prefix(b".")?;
+        }
+    }
+    Some((parts[0], parts[1], parts[2]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_versions_parse_without_panicking_on_unicode_digits() {
+        type Version = Option<(u16, u16, u16)>;
+        let cases: [(&[u8], Version); 8] = [
+            (b"10.11.19-MariaDB-0+deb12u1-log", Some((10, 11, 19))),
+            (b"8.0.40", Some((8, 0, 40))),
+            (b"5.5.5-10.6.1-MariaDB", Some((5, 5, 5))),
+            (b"9.6.0-commercial", Some((9, 6, 0))),
+            ("\u{0661}.1.1".as_bytes(), None), // ARABIC-INDIC DIGIT ONE: mysql_common panicked here
+            (b"100.1.1", None),
+            (b"8.0", None),
+            (b"", None),
+        ];
+        for (v, want) in cases {
+            assert_eq!(parse_server_version(v), want, "{:?}", String::from_utf8_lossy(v));
+        }
+    }
 
     #[test]
     fn lenenc_integers() {
