@@ -422,21 +422,10 @@ impl TaskActor {
     }
 }
 
-/// The sha256 of a file, streamed.
+/// The sha256 of a file, streamed (the digest the catalog records at sealing, and that serving
+/// and uploading check against).
 pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    crate::pitr::files::sha256_of(std::fs::File::open(path)?)
 }
 
 impl Actor for TaskActor {

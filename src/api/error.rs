@@ -19,6 +19,8 @@ pub enum ErrorCode {
     TaskLimitReached,
     InvalidStateTransition,
     RangeNotCovered,
+    /// A sealed file's bytes differ from what was recorded when it was sealed: not served.
+    FileChanged,
     Unauthorized,
     /// Cross-site request or foreign `Host` refused (`api::cross_site`).
     Forbidden,

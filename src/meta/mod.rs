@@ -17,6 +17,7 @@ macro_rules! one_file {
 
 pub mod cipher;
 mod conn;
+pub mod guard;
 pub mod leases;
 mod models;
 mod relay_users;

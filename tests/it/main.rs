@@ -34,6 +34,7 @@ mod retry_policy;
 mod secrets;
 mod semi_sync;
 mod source_matrix;
+mod storage_faults;
 mod tls;
 mod tls_listener;
 mod tracing;
