@@ -207,7 +207,8 @@ mod tests {
     fn support_table() {
         let vars = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
         let active = |announce| Support::Active { announce };
-        let cases: &[(&[(&str, &str)], Option<Support>)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<Support>);
+        let cases: &[Case] = &[
             // MariaDB 10.3+ (built in), MySQL before 8.0.26.
             (
                 &[("rpl_semi_sync_master_enabled", "ON"), ("rpl_semi_sync_slave_enabled", "OFF")],
@@ -252,7 +253,8 @@ mod tests {
     fn ack_covers_the_last_asked_position_at_or_before_the_durable_checkpoint() {
         let t = Instant::now();
         // (asked positions, durable checkpoint, expected ack, left pending)
-        let cases: &[(&[(&str, u64)], (&str, u64), Option<(&str, u64)>, usize)] = &[
+        type Case<'a> = (&'a [(&'a str, u64)], (&'a str, u64), Option<(&'a str, u64)>, usize);
+        let cases: &[Case] = &[
             // Nothing asked: nothing to ack.
             (&[], ("b.000001", 500), None, 0),
             // Group commit: one ack for three commits, at the last one.
