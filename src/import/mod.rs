@@ -1,0 +1,9 @@
+//! Importing existing binlog files into a task's archive (files a `mysqlbinlog --raw` loop, a
+//! backup tool or a copy of a server's data directory kept before binlog-server ran).
+//!
+//! Two pure decisions and their table tests: [`verify`] (is this a whole, intact binlog file,
+//! and what does it hold) and [`lineage`] (may these files join this task's archive, and where).
+//! Neither touches a disk or a database beyond the `Read` it is handed.
+
+pub mod lineage;
+pub mod verify;
