@@ -19,6 +19,8 @@ pub enum ErrorCode {
     TaskLimitReached,
     InvalidStateTransition,
     RangeNotCovered,
+    /// An imported file failed verification or does not continue the task's archive.
+    ImportRefused,
     Unauthorized,
     /// Cross-site request or foreign `Host` refused (`api::cross_site`).
     Forbidden,
@@ -145,7 +147,7 @@ impl From<ControlError> for ApiError {
         match e {
             ControlError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::TaskNotFound, msg),
             ControlError::AlreadyExists(_) => ApiError::new(StatusCode::CONFLICT, ErrorCode::TaskAlreadyExists, msg),
-            ControlError::InvalidTransition { .. } => {
+            ControlError::InvalidTransition { .. } | ControlError::ArchiveOnly(_) => {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::InvalidStateTransition, msg)
             }
             ControlError::Invalid(errs) => ApiError::fields(errs),

@@ -6,4 +6,9 @@
 //! Neither touches a disk or a database beyond the `Read` it is handed.
 
 pub mod lineage;
+<<<<<<< Updated upstream
+=======
+pub mod run;
+pub mod source;
+>>>>>>> Stashed changes
 pub mod verify;

@@ -17,11 +17,13 @@ macro_rules! one_file {
 
 pub mod cipher;
 mod conn;
+mod imports;
 pub mod leases;
 mod models;
 mod relay_users;
 pub mod schema;
 mod store;
+pub use imports::SealAt;
 mod uploads;
 
 pub use conn::{MetaConnection, MetaDsn, MigrationStatus, build_pool, migrate_down, migrate_up, migration_status};

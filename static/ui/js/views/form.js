@@ -22,7 +22,7 @@ const SECTIONS = [
     ['source.server_public_key', 'Pinned RSA public key (PEM)', 'textarea', { help: 'MySQL without TLS only: the password is encrypted under this key, never under one the server sends. SHOW STATUS LIKE \'Caching_sha2_password_rsa_public_key\' on the source shows it.', spellcheck: 'false', placeholder: '-----BEGIN PUBLIC KEY-----' }],
   ]],
   ['Start position', [
-    ['start.mode', 'Start from', 'select', { required: true, options: [['LATEST', 'LATEST'], ['FILE_POS', 'FILE_POS'], ['GTID', 'GTID']], help: 'LATEST: where the source is now. FILE_POS: a file and position. GTID: after a GTID set.' }],
+    ['start.mode', 'Start from', 'select', { required: true, options: [['LATEST', 'LATEST'], ['FILE_POS', 'FILE_POS'], ['GTID', 'GTID'], ['ARCHIVE_ONLY', 'ARCHIVE_ONLY']], help: 'LATEST: where the source is now. FILE_POS: a file and position. GTID: after a GTID set. ARCHIVE_ONLY: never connects; holds imported files only (binlog-server import).' }],
     ['start.file', 'Binlog file', 'text', { only: 'FILE_POS', spellcheck: 'false', placeholder: 'mysql-bin.000001' }],
     ['start.pos', 'Position', 'int', { only: 'FILE_POS', placeholder: '4' }],
     ['start.gtid_set', 'GTID set', 'text', { only: 'GTID', spellcheck: 'false', help: 'MariaDB domain-server-seq,… or MySQL uuid:1-5,…; may be empty.' }],
