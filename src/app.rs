@@ -14,24 +14,78 @@ use crate::actors::supervisor::Shutdown;
 use crate::api::{self, ApiState};
 use crate::config::Settings;
 use crate::meta::cipher::{self, Cipher};
-use crate::meta::{MetaDsn, Store};
+use crate::meta::{ConnTuning, MetaDsn, Store, guard};
 use crate::sd_notify::{Notifier, NotifyError};
 use crate::telemetry::logging;
 
 /// Opens the metadata store the settings point at (SQLite is migrated on open), with the
 /// secrets cipher, and checks every stored password decrypts (legacy clear text is encrypted).
-pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+/// A SQLite file is checked first (`meta::guard`); the answer names what to watch while running.
+pub fn open_store(settings: &Settings) -> anyhow::Result<(Store, Option<MetaWatch>)> {
     let dsn = MetaDsn::parse(settings.meta_dsn.expose(), &settings.data_dir).map_err(anyhow::Error::msg)?;
+    if let MetaDsn::Sqlite(path) = &dsn {
+        guard::check_at_start(path, &settings.data_dir)?;
+    }
     let cipher = if settings.secrets.key.is_empty() {
         Cipher::load_or_generate(&settings.data_dir.join(cipher::GENERATED_KEY_FILE))?
     } else {
         Cipher::from_text(settings.secrets.key.expose())?
     };
-    let store = Store::open(&dsn, settings.meta_pool_size, crate::clock::system())
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+    let damaged = |e: &dyn std::fmt::Display| match &dsn {
+        MetaDsn::Sqlite(path) if guard::is_corruption(&e.to_string()) => anyhow::anyhow!(
+            "the metadata database {} is corrupt ({e}). {}",
+            path.display(),
+            guard::recovery_steps(path, &settings.data_dir)
+        ),
+        _ => anyhow::anyhow!("{e}"),
+    };
+    // Cluster mode: a transaction idle for a lease TTL belongs to a stalled node whose leases
+    // have expired anyway; the database ends it, so it cannot hold a lease row locked.
+    let tuning = ConnTuning {
+        idle_transaction_timeout_sec: (settings.mode == crate::config::Mode::Cluster)
+            .then_some(settings.cluster.lease_ttl_sec),
+    };
+    let store = Store::open_tuned(&dsn, settings.meta_pool_size, crate::clock::system(), tuning)
+        .map_err(|e| damaged(&e))?
         .with_cipher(cipher);
-    store.check_and_encrypt_secrets().map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(store)
+    store.check_and_encrypt_secrets().map_err(|e| damaged(&e))?;
+    let watch = match &dsn {
+        MetaDsn::Sqlite(path) => match guard::look(path) {
+            guard::Seen::File { id, .. } => {
+                Some(MetaWatch { path: path.clone(), data_dir: settings.data_dir.clone(), opened: id })
+            }
+            _ => anyhow::bail!("the metadata database {} vanished while it was opened", path.display()),
+        },
+        MetaDsn::Mysql(_) => None,
+    };
+    Ok((store, watch))
+}
+
+/// The SQLite file a running server watches: the one its store opened.
+#[derive(Debug, Clone)]
+pub struct MetaWatch {
+    path: std::path::PathBuf,
+    data_dir: std::path::PathBuf,
+    opened: guard::FileId,
+}
+
+impl MetaWatch {
+    /// Returns the first fault seen (looking every `guard::WATCH_INTERVAL`); never returns
+    /// while the file stays the one opened.
+    async fn fault(self) -> guard::MetaFileError {
+        let mut tick = tokio::time::interval(guard::WATCH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let path = self.path.clone();
+            let seen = tokio::task::spawn_blocking(move || guard::look(&path))
+                .await
+                .unwrap_or_else(|e| guard::Seen::Unreadable(e.to_string()));
+            if let Err(fault) = guard::judge_running(self.opened, &seen) {
+                return guard::MetaFileError { path: self.path, data_dir: self.data_dir, fault };
+            }
+        }
+    }
 }
 
 /// Runs the service until SIGTERM/SIGINT, then shuts down in order.
@@ -67,7 +121,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
               "files" => tightened.files.len(), "example" => format!("{} was {was:o}", first.display()));
     }
 
-    let store = {
+    let (store, meta_watch) = {
         let s = settings.clone();
         tokio::task::spawn_blocking(move || open_store(&s)).await.context("metadata start-up")??
     };
@@ -223,8 +277,21 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     // The listener is bound and the store open: a service manager may start what depends on us.
     notify(&log, &notifier, |n| n.ready(&format!("listening on {addr}")));
 
-    wait_for_signal().await;
-    info!(log, "shutdown requested: stopping HTTP, then tasks");
+    let meta_fault = tokio::select! {
+        _ = wait_for_signal() => None,
+        fault = async move {
+            match meta_watch {
+                Some(w) => w.fault().await,
+                None => std::future::pending().await,
+            }
+        } => Some(fault),
+    };
+    match &meta_fault {
+        // Stopping in order still flushes and fsyncs every open file; checkpoints go to a
+        // catalog that is gone, which the recovery steps account for.
+        Some(e) => error!(log, "metadata database lost: stopping HTTP, then tasks"; "error" => %e),
+        None => info!(log, "shutdown requested: stopping HTTP, then tasks"),
+    }
     notify(&log, &notifier, |n| n.stopping("stopping HTTP, then tasks"));
     handle.stop(true).await;
     reloader.abort();
@@ -242,6 +309,9 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(10), c.send(crate::actors::coordinator::Leave)).await;
     }
     let _ = server_task.await;
+    if let Some(e) = meta_fault {
+        return Err(e.into());
+    }
     info!(log, "bye");
     Ok(())
 }

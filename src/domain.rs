@@ -166,6 +166,8 @@ pub struct SourceSpec {
     pub tls_ca_file: Option<String>,
     /// The source's RSA public key (PEM), pinned for caching_sha2_password without TLS.
     pub server_public_key: Option<String>,
+    /// Announce a semi-synchronous replica: the source's commits wait for our fsync.
+    pub semi_sync: bool,
 }
 
 impl SourceSpec {
@@ -325,6 +327,7 @@ string_enum!(
         TaskLeaseAcquired => "TASK_LEASE_ACQUIRED",
         TaskLeaseLost => "TASK_LEASE_LOST",
         TaskLeaseDegraded => "TASK_LEASE_DEGRADED",
+        SemiSyncUnavailable => "SEMI_SYNC_UNAVAILABLE",
     }
 );
 
@@ -342,6 +345,7 @@ pub struct RawTaskSpec {
     pub tls_mode: Option<String>,
     pub tls_ca_file: Option<String>,
     pub server_public_key: Option<String>,
+    pub semi_sync: Option<bool>,
     pub start_mode: Option<String>,
     pub start_file: Option<String>,
     pub start_pos: Option<i64>,
@@ -618,6 +622,7 @@ impl RawTaskSpec {
                 tls_mode: tls_mode.expect("checked above"),
                 tls_ca_file,
                 server_public_key,
+                semi_sync: self.semi_sync.unwrap_or(false),
             },
             start: start.expect("checked above"),
             retention_days,

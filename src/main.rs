@@ -310,7 +310,7 @@ fn migrate(settings: Settings, action: MigrateAction, dsn: Option<String>) -> Ex
         Err(code) => return code,
     };
     let run = || -> Result<ExitCode, meta::StoreError> {
-        let pool = meta::build_pool(&dsn, 1)?;
+        let pool = meta::build_pool(&dsn, 1, meta::ConnTuning::default())?;
         let mut conn = pool.get()?;
         match action {
             MigrateAction::Up => {

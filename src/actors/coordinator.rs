@@ -371,6 +371,13 @@ fn place(
         match claim(s, node, id, limits.ttl_ms, data_dir, log) {
             Ok(Some(claimed)) => acquired.push(claimed),
             Ok(None) => {}
+            // Another session holds the lease row locked: a node stalled inside a transaction.
+            // Skip the task this round (the database ends that transaction within a TTL, see
+            // `ConnTuning`) and go on with the others.
+            Err(StoreError::Locked(why)) => {
+                warn!(log, "task skipped this round: its lease row is locked by another node's unfinished \
+                            metadata transaction"; "task_id" => id.0, "error" => why);
+            }
             Err(e) => {
                 warn!(log, "placement stopped for this round"; "task_id" => id.0, "error" => %e);
                 break;
@@ -562,6 +569,19 @@ pub async fn start(
 ) -> Result<Addr<Coordinator>, StoreError> {
     let (n, max) = (node_id.clone(), settings.cluster.max_tasks_per_node);
     store.call(move |s| s.register_node(&n, env!("CARGO_PKG_VERSION"), max)).await?;
+    match store.call(|s| s.idle_transaction_timeout()).await {
+        Ok(Some(sec)) => {
+            slog::debug!(log, "metadata transactions idle this long are ended by the database"; "seconds" => sec)
+        }
+        Ok(None) => warn!(
+            log,
+            "the metadata database cannot end idle transactions (it has no idle_transaction_timeout: MySQL): \
+             a node frozen inside a metadata transaction keeps that task's lease row locked until it resumes \
+             or its connection drops (wait_timeout), and no other node can take the task over meanwhile; \
+             MariaDB ends such a transaction after the lease TTL"
+        ),
+        Err(e) => warn!(log, "cannot read the metadata database's idle_transaction_timeout"; "error" => %e),
+    }
     let addr = Coordinator::new(node_id, store, settings, supervisor.clone(), log).start();
     supervisor.do_send(crate::actors::supervisor::SetCoordinator(addr.clone().recipient()));
     Ok(addr)

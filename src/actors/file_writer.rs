@@ -242,6 +242,10 @@ struct Fsync {
 
 impl Fsync {
     fn file(&mut self, file: &File, path: &Path, scope: Scope) -> Result<(), WriterError> {
+        #[cfg(debug_assertions)]
+        if matches!(scope, Scope::Data) {
+            test_fsync_delay();
+        }
         let synced = match scope {
             Scope::Data => file.sync_data(),
             Scope::All => file.sync_all(),
@@ -260,6 +264,20 @@ impl Fsync {
 
     fn check(&self) -> Result<(), WriterError> {
         if self.poisoned { Err(WriterError::Poisoned) } else { Ok(()) }
+    }
+}
+
+/// Debug builds only (never in a release binary): `BINLOG_TEST_FSYNC_DELAY_MS` makes every
+/// data fsync take at least that long, so integration tests can show that nothing waiting for
+/// the fsync (a semi-sync ack, the source's commit behind it) gets ahead of it.
+#[cfg(debug_assertions)]
+fn test_fsync_delay() {
+    static DELAY: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var("BINLOG_TEST_FSYNC_DELAY_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis)
+    });
+    if let Some(d) = delay {
+        std::thread::sleep(*d);
     }
 }
 

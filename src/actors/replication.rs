@@ -27,6 +27,7 @@ use crate::retry::{FailureClass, Retry, SourcePos};
 use crate::source::SourceError;
 use crate::source::conn::{ConnectParams, SourceConn};
 use crate::source::dump::{self, DumpFrom, ReplicaParams, SourceIdentity};
+use crate::source::semisync::{self, AckPos, AckQueue};
 use crate::telemetry::tracing::span;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span, Status};
@@ -105,6 +106,11 @@ pub enum ReplicationEvent {
     Streaming {
         from: String,
     },
+    /// Semi-sync was asked for: whether this connection got it, and if not, why.
+    SemiSync {
+        active: bool,
+        reason: Option<String>,
+    },
     /// GTID mode followed the source to another server.
     Switchover {
         old: String,
@@ -133,6 +139,9 @@ pub struct Progress {
     pub caught_up: bool,
     pub events_written: u64,
     pub bytes_written: u64,
+    /// Semi-sync acks sent in this attempt, and the last acknowledged position (`file:pos`).
+    pub acks_sent: u64,
+    pub last_ack_pos: Option<String>,
 }
 
 /// Everything one attempt needs.
@@ -146,6 +155,8 @@ pub struct ReplicationParams {
     pub silence_timeout: Duration,
     pub fsync_max_bytes: usize,
     pub fsync_max_delay: Duration,
+    /// `source.semi_sync`: announce a semi-sync replica when the source offers it.
+    pub semi_sync: bool,
     pub log: Logger,
 }
 
@@ -326,7 +337,11 @@ async fn run_attempt(
         DumpFrom::FilePos { file, pos } => format!("{file}:{pos}"),
         DumpFrom::Gtid(g) => format!("GTID {g}"),
     };
+    let semi_sync = if p.semi_sync { announce_semi_sync(&p, &mut conn, &report).await? } else { false };
     dump::start_dump(&mut conn, &info, &p.replica, &from).await?;
+    if semi_sync {
+        conn.expect_semi_sync();
+    }
     info!(p.log, "binlog dump requested"; "from" => &from_text, "source" => %info.identity, "server_id" => p.replica.server_id);
     connect_span.set_attribute(KeyValue::new("source.identity", info.identity.to_string()));
     connect_span.set_attribute(KeyValue::new("dump.from", from_text.clone()));
@@ -349,6 +364,16 @@ async fn run_attempt(
         last_progress: Instant::now(),
         streaming_reported: false,
         from_text: from_text.clone(),
+        semi: semi_sync.then(|| SemiSync {
+            queue: AckQueue::default(),
+            // What the store says is durable already covers events the source re-sends.
+            durable: prepared
+                .checkpoint
+                .as_ref()
+                .filter(|c| c.source_identity == info.identity.as_str())
+                .map(|c| AckPos { file: c.file.clone(), pos: c.pos }),
+            label: p.task_id.to_string(),
+        }),
     };
     pump.run(&p, &mut conn, &writer, &report).await.map_err(|e| match e {
         ReplError::Source(source)
@@ -370,6 +395,36 @@ async fn run_attempt(
         }
         e => e,
     })
+}
+
+/// Asks the source for semi-sync; says so (warning event) when it cannot be had, and streams
+/// asynchronously then. Returns whether the stream carries semi-sync headers.
+async fn announce_semi_sync(
+    p: &ReplicationParams,
+    conn: &mut SourceConn,
+    report: &Recipient<ReplicationEvent>,
+) -> Result<bool, ReplError> {
+    match dump::announce_semi_sync(conn).await? {
+        semisync::Support::Active { announce } => {
+            info!(p.log, "semi-synchronous replica: the source's commits wait for our fsync"; "announced" => announce);
+            report.do_send(ReplicationEvent::SemiSync { active: true, reason: None });
+            Ok(true)
+        }
+        semisync::Support::Unavailable { reason } => {
+            warn!(p.log, "semi-sync requested but not available"; "reason" => &reason);
+            report.do_send(ReplicationEvent::SemiSync { active: false, reason: Some(reason) });
+            Ok(false)
+        }
+    }
+}
+
+/// A semi-sync stream's acks: the requests not answered yet and what is durable.
+struct SemiSync {
+    queue: AckQueue,
+    /// The durable checkpoint as the writer last answered it.
+    durable: Option<AckPos>,
+    /// The metrics label (task id).
+    label: String,
 }
 
 /// A batch being accumulated: coalesced small events, pass-through large ones.
@@ -429,6 +484,8 @@ struct Pump {
     last_progress: Instant,
     streaming_reported: bool,
     from_text: String,
+    /// Set when the source accepted us as a semi-sync replica.
+    semi: Option<SemiSync>,
 }
 
 type InFlight =
@@ -462,7 +519,10 @@ impl Pump {
                     if !can_read {
                         quiet_since = Instant::now();
                     }
-                    done.map_err(|_| ReplError::WriterGone)??;
+                    let durable = done.map_err(|_| ReplError::WriterGone)??;
+                    if let (Some(semi), Some(cp)) = (self.semi.as_mut(), durable) {
+                        semi.durable = Some(AckPos { file: cp.file, pos: cp.pos });
+                    }
                 }
                 pkt = conn.read_packet(), if can_read => {
                     let seen = self.on_packet(pkt?, &mut scratch)?;
@@ -484,6 +544,9 @@ impl Pump {
                     }
                 }
             }
+            // Acks go out here, between reads, as soon as the writer's answer covers them: the
+            // read above is cancel-safe, so nothing on the socket holds an ack back.
+            self.send_ack(conn).await?;
             if !can_read && self.batch.bytes < p.fsync_max_bytes {
                 quiet_since = Instant::now();
             }
@@ -519,13 +582,42 @@ impl Pump {
         WriteBatch { ops: self.batch.take(), checkpoint }
     }
 
+    /// Sends the ack the durable checkpoint now owes the source, if any (never beyond it: see
+    /// `AckQueue::covered_by`).
+    async fn send_ack(&mut self, conn: &mut SourceConn) -> Result<(), ReplError> {
+        let Some(semi) = self.semi.as_mut() else { return Ok(()) };
+        let Some(durable) = semi.durable.as_ref() else { return Ok(()) };
+        let Some(ack) = semi.queue.covered_by(durable) else { return Ok(()) };
+        conn.send_semi_sync_ack(&ack.at.file, ack.at.pos).await?;
+        let m = crate::telemetry::metrics::metrics();
+        m.semi_sync_acks.with_label_values(&[&semi.label]).inc();
+        for t in &ack.received {
+            m.semi_sync_ack_seconds.observe(t.elapsed().as_secs_f64());
+        }
+        self.progress.acks_sent += 1;
+        self.progress.last_ack_pos = Some(ack.at.to_string());
+        Ok(())
+    }
+
     fn on_packet(&mut self, pkt: Bytes, scratch: &mut Vec<WriteOp>) -> Result<Option<Seen>, ReplError> {
         match pkt.first() {
             Some(0x00) => {
-                let seen = self.tracker.on_event(pkt.slice(1..), scratch).map_err(|source| {
+                let body = pkt.slice(1..);
+                let (event, needs_ack) = match self.semi {
+                    Some(_) => {
+                        let s = semisync::strip_header(&body)?;
+                        (s.event, s.needs_ack)
+                    }
+                    None => (body, false),
+                };
+                let received = Instant::now();
+                let seen = self.tracker.on_event(event.clone(), scratch).map_err(|source| {
                     let at = self.tracker.current_file().zip(self.tracker.next_pos());
                     ReplError::Stream { at: at.map(|(f, pos)| SourcePos { file: f.to_string(), pos }), source }
                 })?;
+                if needs_ack {
+                    self.ask_ack(&event, received)?;
+                }
                 for op in scratch.drain(..) {
                     self.batch.push(op);
                 }
@@ -549,6 +641,23 @@ impl Pump {
             ))
             .into()),
         }
+    }
+
+    /// Remembers that the source waits for an ack of `event` (the end of a transaction): at
+    /// the event's end position (its header's `log_pos`) in the file being streamed.
+    fn ask_ack(&mut self, event: &[u8], received: Instant) -> Result<(), ReplError> {
+        let (Some(semi), Some(file)) = (self.semi.as_mut(), self.tracker.current_file()) else {
+            return Err(SourceError::Protocol(
+                "an event asked for a semi-sync ack before the stream named its file".into(),
+            )
+            .into());
+        };
+        let log_pos =
+            event.get(13..17).map(|b| u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")))).ok_or_else(
+                || SourceError::Protocol("an event shorter than its header asked for a semi-sync ack".into()),
+            )?;
+        semi.queue.asked(AckPos { file: file.clone(), pos: log_pos }, received);
+        Ok(())
     }
 
     fn report_progress(&mut self, report: &Recipient<ReplicationEvent>) {

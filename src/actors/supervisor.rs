@@ -885,7 +885,8 @@ struct LocalTxnReader {
 impl pitr::TxnReader for LocalTxnReader {
     fn starts(&self, f: &pitr::CatalogFile) -> std::io::Result<Vec<crate::binlog::summary::TxnStart>> {
         let loc = f.location.as_ref().ok_or_else(|| std::io::Error::other("missing"))?;
-        let file = pitr::files::open_location(&self.task_dir, loc).map_err(std::io::Error::other)?;
+        // Planning reads transaction starts only; the bytes are verified when they are served.
+        let file = pitr::files::open_location(&self.task_dir, loc, None).map_err(std::io::Error::other)?;
         let limit = f.record.local_offset(f.held_end());
         crate::binlog::summary::transaction_starts(std::io::BufReader::new(file), limit).map(|(s, _)| s)
     }
@@ -938,6 +939,7 @@ impl Handler<LocateFile> for Supervisor {
                     source_identity: f.record.source_identity.clone(),
                     size: f.record.local_offset(f.held_end()),
                     location,
+                    sealed: pitr::files::SealedCopy::of(&f.record),
                 },
             ))
         })

@@ -115,6 +115,18 @@ pub struct RuntimeStatus {
     pub crc_errors: u64,
     pub retry_in_ms: Option<u64>,
     pub last_error: Option<TaskError>,
+    pub semi_sync: SemiSyncStatus,
+}
+
+/// Semi-sync as the running task has it (`requested` comes from the task's settings).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SemiSyncStatus {
+    /// The current connection is a semi-sync replica: the source waits for our acks.
+    pub active: bool,
+    /// Why semi-sync was asked for but not had (the source has it off or lacks it).
+    pub unavailable: Option<String>,
+    pub acks_sent: u64,
+    pub last_ack_pos: Option<String>,
 }
 
 #[derive(Message)]
@@ -135,6 +147,7 @@ pub struct TaskActor {
     /// Totals of finished attempts (each attempt counts from zero).
     base_events: u64,
     base_bytes: u64,
+    base_acks: u64,
     to_hash: VecDeque<(String, String, PathBuf)>,
     hashing: bool,
     /// The task id as a metric label value.
@@ -165,6 +178,7 @@ impl TaskActor {
             status: RuntimeStatus::default(),
             base_events: 0,
             base_bytes: 0,
+            base_acks: 0,
             to_hash: VecDeque::new(),
             hashing: false,
             label,
@@ -285,6 +299,7 @@ impl TaskActor {
             silence_timeout: heartbeat * s.replication.heartbeat_timeout_factor,
             fsync_max_bytes: s.writer.fsync_max_bytes as usize,
             fsync_max_delay: Duration::from_millis(s.writer.fsync_max_delay_ms),
+            semi_sync: src.semi_sync,
             log: self.ctx.log.clone(),
         }
     }
@@ -407,21 +422,10 @@ impl TaskActor {
     }
 }
 
-/// The sha256 of a file, streamed.
+/// The sha256 of a file, streamed (the digest the catalog records at sealing, and that serving
+/// and uploading check against).
 pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    crate::pitr::files::sha256_of(std::fs::File::open(path)?)
 }
 
 impl Actor for TaskActor {
@@ -529,11 +533,23 @@ impl Handler<ReplicationEvent> for TaskActor {
                 let state = self.state;
                 self.record(state, LastError::Keep, Some((TaskEventType::SourceSwitchover, msg)), ctx);
             }
+            ReplicationEvent::SemiSync { active, reason } => {
+                let was_unavailable = self.status.semi_sync.unavailable.is_some();
+                self.status.semi_sync.active = active;
+                self.status.semi_sync.unavailable = reason.clone();
+                // Said once per change, not at every reconnect.
+                if let (Some(reason), false) = (reason, was_unavailable) {
+                    let state = self.state;
+                    self.record(state, LastError::Keep, Some((TaskEventType::SemiSyncUnavailable, reason)), ctx);
+                }
+            }
             ReplicationEvent::Progress(p) => self.apply_progress(p),
             ReplicationEvent::Ended { error, code, retryable, crc_error, at } => {
                 self.replication = None;
                 self.base_events = self.status.events_written;
                 self.base_bytes = self.status.bytes_written;
+                self.base_acks = self.status.semi_sync.acks_sent;
+                self.status.semi_sync.active = false;
                 if crc_error {
                     self.status.crc_errors += 1;
                     metrics().crc_errors.with_label_values(&[&self.label]).inc();
@@ -588,6 +604,10 @@ impl TaskActor {
         m.bytes_written.with_label_values(&[&self.label]).inc_by(bytes.saturating_sub(self.status.bytes_written));
         self.status.events_written = events;
         self.status.bytes_written = bytes;
+        self.status.semi_sync.acks_sent = self.base_acks + p.acks_sent;
+        if p.last_ack_pos.is_some() {
+            self.status.semi_sync.last_ack_pos = p.last_ack_pos;
+        }
         if p.last_event_ts > 0 {
             self.status.last_event_time = DateTime::from_timestamp(i64::from(p.last_event_ts), 0);
         }

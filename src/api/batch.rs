@@ -2,11 +2,15 @@
 //! written; one invalid item refuses the whole batch with every problem as `{index, field,
 //! message}`. The valid batch is created in one metadata transaction (all or none), then, with
 //! `start: true`, each task is started as `POST /api/tasks/{id}/start` would.
+//!
+//! The body is JSON or YAML (`Content-Type: application/yaml`, for definitions kept in files):
+//! `{tasks, start}`, or just the list of definitions; `?start=true` starts them too.
 
 use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -84,6 +88,39 @@ pub fn check_items(items: Vec<serde_json::Value>) -> Result<Vec<TaskSpec>, Vec<I
     if errors.is_empty() { Ok(specs) } else { Err(errors) }
 }
 
+/// `?start=true`: start the tasks once created (for a YAML list, which has no `start` field).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BatchQuery {
+    /// Start every task once all are created (as `start: true` in the body).
+    pub start: Option<bool>,
+}
+
+/// The batch a body holds, by its content type: JSON or YAML, `{tasks, start}` or a bare list
+/// of definitions.
+pub fn parse_body(content_type: &str, body: &[u8]) -> Result<BatchBody, ApiError> {
+    let value = if crate::api::yaml::is_yaml_content_type(content_type) {
+        crate::api::yaml::to_json(body).map_err(ApiError::invalid)?
+    } else if content_type.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json") {
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            "a batch is JSON (Content-Type: application/json) or YAML (Content-Type: application/yaml)",
+        ));
+    };
+    match value {
+        serde_json::Value::Array(tasks) => Ok(BatchBody { tasks, start: false }),
+        other => serde_json::from_value(other).map_err(|e| {
+            ApiError::invalid(format!(
+                "invalid batch: {e} (expected {{\"tasks\": [...], \"start\": false}} or a list of task definitions)"
+            ))
+        }),
+    }
+}
+
 fn refused(status: StatusCode, code: ErrorCode, total: usize, items: Vec<ItemFieldMessage>) -> ApiError {
     let bad: std::collections::BTreeSet<usize> = items.iter().map(|i| i.index).collect();
     let mut e = ApiError::new(
@@ -95,17 +132,24 @@ fn refused(status: StatusCode, code: ErrorCode, total: usize, items: Vec<ItemFie
     e
 }
 
-#[utoipa::path(post, path = "/api/tasks/batch", tag = "tasks", request_body = BatchBody,
+#[utoipa::path(post, path = "/api/tasks/batch", tag = "tasks", params(BatchQuery),
+    request_body(description = "`{tasks, start}`, or a bare list of task definitions; as JSON or as YAML (one document, no anchors or aliases)",
+        content((BatchBody = "application/json"), (BatchBody = "application/yaml"))),
     responses((status = 201, description = "Every task created (in one transaction), and started with `start: true`", body = BatchCreated),
               (status = 400, description = "At least one invalid item: nothing was created; `items` lists every problem as {index, field, message}", body = ApiError),
               (status = 409, description = "A cluster_key is taken (by an existing task): nothing was created; `items` names them", body = ApiError),
-              (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 403, description = "Cross-site request refused: a foreign Origin or Host, or neither a JSON body nor the X-Requested-With header", body = ApiError), (status = 415, description = "A body that is not JSON (Content-Type: application/json)", body = ApiError), (status = 408, description = "The request body did not arrive within http.body_timeout_sec", body = ApiError), (status = 413, description = "The request body is larger than http.max_body_bytes", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
+              (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 403, description = "Cross-site request refused: a foreign Origin or Host, or neither a JSON body nor the X-Requested-With header", body = ApiError), (status = 415, description = "A body that is neither JSON (Content-Type: application/json) nor YAML (application/yaml)", body = ApiError), (status = 408, description = "The request body did not arrive within http.body_timeout_sec", body = ApiError), (status = 413, description = "The request body is larger than http.max_body_bytes", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
               (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
-pub async fn create(state: web::Data<ApiState>, body: web::Json<serde_json::Value>) -> Result<HttpResponse, ApiError> {
-    let body: BatchBody = serde_json::from_value(body.into_inner()).map_err(|e| {
-        ApiError::invalid(format!("invalid JSON body: {e} (expected {{\"tasks\": [...], \"start\": false}})"))
-    })?;
+pub async fn create(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    query: web::Query<BatchQuery>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let mut body = parse_body(content_type, &body)?;
+    body.start |= query.start.unwrap_or(false);
     let total = body.tasks.len();
     let specs = check_items(body.tasks)
         .map_err(|items| refused(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, total, items))?;

@@ -97,9 +97,12 @@ impl Policy {
         if !changes_state || !(r.path == "/api" || r.path.starts_with("/api/")) {
             return Ok(());
         }
-        let json = r
-            .content_type
-            .is_some_and(|t| t.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"));
+        // JSON, or YAML (POST /api/tasks/batch; other routes answer 415): neither is a type a
+        // cross-site form may send, so a browser asks this server first (CORS preflight).
+        let json = r.content_type.is_some_and(|t| {
+            t.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json")
+                || crate::api::yaml::is_yaml_content_type(t)
+        });
         match (json, r.has_body || r.content_type.is_some(), r.requested_with) {
             (true, _, _) | (false, false, true) => Ok(()),
             (false, true, _) => Err(Refusal::NotJson),
@@ -145,8 +148,8 @@ impl Refusal {
             Refusal::NotJson => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 ErrorCode::UnsupportedMediaType,
-                "a request that changes state takes a JSON body (Content-Type: application/json), or no body \
-                 and the header X-Requested-With"
+                "a request that changes state takes a JSON body (Content-Type: application/json; POST \
+                 /api/tasks/batch also application/yaml), or no body and the header X-Requested-With"
                     .to_string(),
             ),
             Refusal::Unmarked => (
@@ -214,6 +217,12 @@ mod tests {
             ("JSON, charset", Facts { content_type: Some("Application/JSON; charset=utf-8"), ..base }, Ok(())),
             ("no body, marked", Facts { requested_with: true, ..base }, Ok(())),
             ("text", Facts { content_type: Some("text/plain"), has_body: true, ..base }, Err(Refusal::NotJson)),
+            ("YAML", Facts { content_type: Some("application/yaml"), has_body: true, ..base }, Ok(())),
+            (
+                "text/yaml: a form could not send it, but no route reads it",
+                Facts { content_type: Some("text/yaml"), has_body: true, ..base },
+                Err(Refusal::NotJson),
+            ),
             (
                 "a form, marked",
                 Facts {

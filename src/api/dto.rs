@@ -82,6 +82,10 @@ pub struct SourceBody {
     /// 'Caching_sha2_password_rsa_public_key'`. Changing it requires the password again.
     #[schema(max_length = 8192)]
     pub server_public_key: Option<String>,
+    /// Replicate semi-synchronously (default false): the source's commits then wait until
+    /// binlog-server has fsynced them (RPO 0; see docs/guide/semi-sync.md). A source without
+    /// semi-sync enabled is streamed asynchronously, with a warning event.
+    pub semi_sync: Option<bool>,
 }
 
 /// Where a new task starts: LATEST; FILE_POS with `file` and `pos` (>= 4); GTID with
@@ -188,6 +192,7 @@ impl TaskBody {
             tls_mode: s.tls_mode,
             tls_ca_file: s.tls_ca_file,
             server_public_key: s.server_public_key,
+            semi_sync: s.semi_sync,
             start_mode: st.mode,
             start_file: st.file,
             start_pos: st.pos,
@@ -216,6 +221,8 @@ pub struct SourceDto {
     pub tls_ca_file: Option<String>,
     /// The pinned RSA public key (PEM), if any: public, shown as stored.
     pub server_public_key: Option<String>,
+    /// Whether the task asks to replicate semi-synchronously.
+    pub semi_sync: bool,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -290,6 +297,7 @@ impl TaskDto {
                 tls_mode: src.tls_mode.as_str(),
                 tls_ca_file: src.tls_ca_file.clone(),
                 server_public_key: src.server_public_key.clone(),
+                semi_sync: src.semi_sync,
             },
             start: StartDto { mode: t.spec.start.mode().as_str(), file, pos, gtid_set },
             storage: StorageDto {
@@ -525,6 +533,23 @@ pub struct ReplicationDto {
     pub crc_errors: u64,
     pub retry_in_ms: Option<u64>,
     pub last_error: Option<TaskError>,
+    pub semi_sync: SemiSyncDto,
+}
+
+/// Semi-synchronous replication of a task (`source.semi_sync`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SemiSyncDto {
+    /// The task asks for it.
+    pub requested: bool,
+    /// The current connection is a semi-sync replica: the source's commits wait for our acks.
+    pub active: bool,
+    /// Why it was requested but is not active (the source has it off or lacks it); the task
+    /// then streams asynchronously.
+    pub unavailable_reason: Option<String>,
+    /// Acks sent since the task started, each after the fsync covering it.
+    pub acks_sent: u64,
+    /// The last acknowledged source position, `file:pos`.
+    pub last_ack_pos: Option<String>,
 }
 
 impl ReplicationDto {
@@ -553,6 +578,13 @@ impl ReplicationDto {
             crc_errors: r.crc_errors,
             retry_in_ms: r.retry_in_ms,
             last_error: r.last_error.or_else(|| v.task.last_error.clone()),
+            semi_sync: SemiSyncDto {
+                requested: v.task.spec.source.semi_sync,
+                active: r.semi_sync.active,
+                unavailable_reason: r.semi_sync.unavailable.clone(),
+                acks_sent: r.semi_sync.acks_sent,
+                last_ack_pos: r.semi_sync.last_ack_pos.clone(),
+            },
         }
     }
 }

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     RangeNotCovered,
     /// An imported file failed verification or does not continue the task's archive.
     ImportRefused,
+    /// A sealed file's bytes differ from what was recorded when it was sealed: not served.
+    FileChanged,
     Unauthorized,
     /// Cross-site request or foreign `Host` refused (`api::cross_site`).
     Forbidden,
@@ -157,6 +159,9 @@ impl From<ControlError> for ApiError {
             ControlError::ShuttingDown => ApiError::unavailable(msg),
             ControlError::Timeout(_) => ApiError::unavailable(msg),
             ControlError::Store(StoreError::Unavailable(_)) => ApiError::unavailable("metadata database unavailable"),
+            ControlError::Store(StoreError::Locked(_)) => {
+                ApiError::unavailable("a metadata row is locked by another session's unfinished transaction; try again")
+            }
             ControlError::Store(StoreError::TaskLimit(_)) => {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::TaskLimitReached, msg)
             }

@@ -22,6 +22,7 @@ pub mod summary;
 pub mod tasks;
 pub mod tls;
 pub mod ui;
+pub mod yaml;
 
 use std::future::{Ready, ready};
 
@@ -174,11 +175,21 @@ pub fn api_scope(
     >,
 > {
     web::scope("/api")
-        .app_data(
-            web::JsonConfig::default()
-                .limit(max_body)
-                .error_handler(|err, _| ApiError::invalid(format!("invalid JSON body: {err}")).into()),
-        )
+        .app_data(web::JsonConfig::default().limit(max_body).error_handler(|err, _| {
+            match err {
+                // A YAML body passes the cross-site check (POST /api/tasks/batch reads it);
+                // every other route reads JSON only.
+                actix_web::error::JsonPayloadError::ContentType => ApiError::new(
+                    actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    error::ErrorCode::UnsupportedMediaType,
+                    "this route takes a JSON body (Content-Type: application/json)",
+                )
+                .into(),
+                err => ApiError::invalid(format!("invalid JSON body: {err}")).into(),
+            }
+        }))
+        // Handlers reading raw bytes (a YAML batch) see what `body::read_whole` let through.
+        .app_data(web::PayloadConfig::default().limit(max_body))
         .app_data(
             web::QueryConfig::default()
                 .error_handler(|err, _| ApiError::invalid(format!("invalid query string: {err}")).into()),

@@ -102,6 +102,7 @@ impl From<FileAccessError> for ApiError {
             FileAccessError::OnlyInBucket(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::RangeNotCovered, msg)
             }
+            FileAccessError::Changed { .. } => ApiError::new(StatusCode::CONFLICT, ErrorCode::FileChanged, msg),
             FileAccessError::Io { .. } => ApiError::internal(),
         }
     }
@@ -147,7 +148,7 @@ async fn open_all(task_dir: PathBuf, plan_files: Vec<PlanFile>) -> Result<Vec<(P
     web::block(move || {
         plan_files
             .into_iter()
-            .map(|f| files::open_location(&task_dir, &f.location).map(|h| (f, h)))
+            .map(|f| files::open_location(&task_dir, &f.location, f.sealed.as_ref()).map(|h| (f, h)))
             .collect::<std::result::Result<Vec<_>, FileAccessError>>()
     })
     .await
@@ -157,6 +158,7 @@ async fn open_all(task_dir: PathBuf, plan_files: Vec<PlanFile>) -> Result<Vec<(P
 
 #[utoipa::path(get, path = "/api/tasks/{id}/replay/archive", tag = "recovery", params(("id" = i64, Path, description = "Task id", minimum = 1), ReplayQuery),
     responses((status = 200, description = "A tar of exactly the plan's files (an open file up to its checkpoint); across a switchover each under a folder named after its source", content_type = "application/x-tar", body = Vec<u8>), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 404, description = "No such task", body = ApiError),
+              (status = 409, description = "FILE_CHANGED: a sealed file of the plan no longer has the size or sha256 recorded when it was sealed; nothing is sent", body = ApiError),
               (status = 422, description = "RANGE_NOT_COVERED", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
               (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
@@ -207,6 +209,7 @@ pub async fn archive(state: web::Data<ApiState>, id: TaskIdPath, q: web::Query<R
     params(("id" = i64, Path, description = "Task id", minimum = 1), ("name" = String, Path, description = "A binlog file name (no path)"), FileQuery),
     responses((status = 200, description = "The file's bytes (an open file up to its checkpoint)", content_type = "application/octet-stream", body = Vec<u8>), (status = 400, description = "Invalid file name", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError),
               (status = 404, description = "No such task or file, or the file is not a regular file inside the task directory", body = ApiError),
+              (status = 409, description = "FILE_CHANGED: the sealed file no longer has the size or sha256 recorded when it was sealed; it is not sent", body = ApiError),
               (status = 422, description = "The file is missing locally and in the bucket, or only in the bucket", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
               (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]

@@ -95,10 +95,26 @@ pub enum MetaConnection {
     Mysql(MysqlConnection),
 }
 
+/// Per-connection session settings beyond what every connection gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnTuning {
+    /// MySQL/MariaDB: a transaction left idle this long has its connection closed by the server,
+    /// which rolls it back and frees its row locks (MariaDB's `idle_transaction_timeout`; MySQL
+    /// has no such variable and ignores it). Cluster mode sets it to the lease TTL: a node frozen
+    /// (SIGSTOP, a stalled VM) between a lease fence check and its commit would otherwise keep
+    /// that lease row locked for as long as it stays frozen, and no other node could take the
+    /// task over (and a node waiting for that lock would stop renewing its own leases).
+    pub idle_transaction_timeout_sec: Option<u64>,
+}
+
 /// Opens connections for the pool, with the per-connection settings each backend needs.
 #[derive(Debug, Clone)]
 pub struct MetaConnManager {
     dsn: MetaDsn,
+    tuning: ConnTuning,
+    /// SQLite: whether a missing file may be created. A running server's pool may not: a file
+    /// deleted under it must not come back empty (`meta::guard` notices and stops the server).
+    create: bool,
 }
 
 impl ManageConnection for MetaConnManager {
@@ -108,7 +124,7 @@ impl ManageConnection for MetaConnManager {
     fn connect(&self) -> Result<MetaConnection, r2d2::Error> {
         match &self.dsn {
             MetaDsn::Sqlite(path) => {
-                let url = path.to_string_lossy();
+                let url = if self.create { path.to_string_lossy().into_owned() } else { sqlite_uri_rw(path) };
                 let mut c = SqliteConnection::establish(&url).map_err(r2d2::Error::ConnectionError)?;
                 // WAL lets readers run beside the writer; NORMAL skips the fsync per commit,
                 // which is safe for us: a lost checkpoint update only means re-fetching bytes
@@ -126,6 +142,11 @@ impl ManageConnection for MetaConnManager {
                     r2d2::Error::ConnectionError(e)
                 })?;
                 c.batch_execute("SET time_zone = '+00:00'").map_err(r2d2::Error::QueryError)?;
+                if let Some(sec) = self.tuning.idle_transaction_timeout_sec {
+                    // MySQL has no such variable (error 1193): `Store::idle_transaction_timeout`
+                    // lets the caller find out and say so.
+                    let _ = c.batch_execute(&format!("SET SESSION idle_transaction_timeout = {sec}"));
+                }
                 Ok(MetaConnection::Mysql(c))
             }
         }
@@ -146,16 +167,31 @@ impl ManageConnection for MetaConnManager {
 
 pub type MetaPool = r2d2::Pool<MetaConnManager>;
 
+/// A SQLite URI that opens `path` read-write and never creates it (`mode=rw`).
+fn sqlite_uri_rw(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=rw");
+    uri
+}
+
 /// One connection outside any pool, opened on this thread and closed when dropped (a pool's
 /// background threads could still hold one when a short command exits, leaving SQLite's
 /// `-wal`/`-shm` files behind).
 pub fn connect_once(dsn: &MetaDsn) -> Result<MetaConnection, StoreError> {
-    MetaConnManager { dsn: dsn.clone() }
+    MetaConnManager { dsn: dsn.clone(), tuning: ConnTuning::default(), create: true }
         .connect()
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to metadata database {dsn}: {e}")))
 }
 
-pub fn build_pool(dsn: &MetaDsn, size: u32) -> Result<MetaPool, StoreError> {
+pub fn build_pool(dsn: &MetaDsn, size: u32, tuning: ConnTuning) -> Result<MetaPool, StoreError> {
     if let MetaDsn::Sqlite(path) = dsn
         && let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
@@ -167,11 +203,19 @@ pub fn build_pool(dsn: &MetaDsn, size: u32) -> Result<MetaPool, StoreError> {
             ))
         })?;
     }
+    if let MetaDsn::Sqlite(path) = dsn {
+        // Created here, once, empty (SQLite's way to start a database); the pool's connections
+        // then only open what exists.
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create the metadata database {}: {e}", path.display()))
+        })?;
+    }
     r2d2::Pool::builder()
         .max_size(size)
         .connection_timeout(Duration::from_secs(15))
         .test_on_check_out(dsn.is_mysql())
-        .build(MetaConnManager { dsn: dsn.clone() })
+        .build(MetaConnManager { dsn: dsn.clone(), tuning, create: false })
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to metadata database {dsn}: {e}")))
 }
 
@@ -286,5 +330,20 @@ mod tests {
         assert!(MetaDsn::parse("meta:pw@tcp(127.0.0.1:3306)/db", d).unwrap_err().contains("mysql://"));
         assert!(MetaDsn::parse("mysql://meta:pw@127.0.0.1:3306/", d).is_err());
         assert!(MetaDsn::parse("postgres://x", d).is_err());
+    }
+
+    #[test]
+    fn the_pool_never_creates_a_deleted_database_again() {
+        assert_eq!(sqlite_uri_rw(Path::new("/a b/50%?#.db")), "file:/a b/50%25%3f%23.db?mode=rw");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd %?# name").join("meta.db");
+        let dsn = MetaDsn::Sqlite(path.clone());
+        let pool = build_pool(&dsn, 1, ConnTuning::default()).unwrap();
+        diesel::sql_query("CREATE TABLE t (x INTEGER)").execute(&mut *pool.get().unwrap()).unwrap();
+        drop(pool);
+        std::fs::remove_file(&path).unwrap();
+        let manager = MetaConnManager { dsn: dsn.clone(), tuning: ConnTuning::default(), create: false };
+        assert!(manager.connect().is_err(), "a pool connection must not create the file");
+        assert!(!path.exists());
     }
 }

@@ -138,6 +138,12 @@ struct Count {
     n: i64,
 }
 
+/// How long a claim waits for a lease row that another session holds locked (seconds, the
+/// smallest `innodb_lock_wait_timeout`). A claim is never urgent: the row is skipped this round
+/// and tried again at the next, while the round goes on (the default, 50 s, would hold up the
+/// claiming node's own renewals for longer than a TTL).
+pub const CLAIM_LOCK_WAIT_SEC: u32 = 1;
+
 /// `NOW(6) + INTERVAL ms`, for a validated millisecond count.
 fn now_plus(ms: u64) -> String {
     format!("NOW(6) + INTERVAL {} MICROSECOND", ms.saturating_mul(1000))
@@ -235,47 +241,94 @@ impl Store {
     /// already ours and live. The epoch grows with every new holding: when the owner changes,
     /// and when a node takes back a lease of its own that had expired, so that whatever a former
     /// holding of the same node still has in flight is fenced like another node's would be.
+    ///
+    /// A lease row locked by another session's open transaction (a node stalled between its
+    /// fence check and its commit) is waited for at most [`CLAIM_LOCK_WAIT_SEC`]; then the
+    /// answer is [`StoreError::Locked`] and nothing changed.
     pub fn acquire_lease(&self, id: TaskId, node_id: &str, ttl_ms: u64) -> Result<Option<Acquired>, StoreError> {
         let mut conn = self.conn()?;
         require_mysql(&conn)?;
-        conn.transaction(|c| {
-            let before = lease_row(c, id)?;
-            // MySQL assigns left to right: `epoch` still sees the old owner and expiry.
-            let n = diesel::sql_query(format!(
-                "UPDATE task_leases SET epoch = CASE WHEN owner = ? AND expires_at > NOW(6) THEN epoch ELSE epoch + 1 END, \
+        diesel::sql_query(format!("SET SESSION innodb_lock_wait_timeout = {CLAIM_LOCK_WAIT_SEC}"))
+            .execute(&mut *conn)?;
+        let acquired = acquire_in(&mut conn, id, node_id, ttl_ms);
+        // Back to the server's default for whatever uses this pooled connection next; should
+        // this fail, the connection is unusable and the pool's check-out test drops it.
+        let reset = diesel::sql_query("SET SESSION innodb_lock_wait_timeout = DEFAULT").execute(&mut *conn);
+        let acquired = acquired?;
+        reset?;
+        Ok(acquired)
+    }
+
+    /// The session's `idle_transaction_timeout` (MariaDB), or `None` where the server has no
+    /// such variable (MySQL).
+    pub fn idle_transaction_timeout(&self) -> Result<Option<u64>, StoreError> {
+        #[derive(QueryableByName)]
+        struct Value {
+            #[diesel(sql_type = BigInt)]
+            v: i64,
+        }
+        let mut conn = self.conn()?;
+        require_mysql(&conn)?;
+        match diesel::sql_query("SELECT CAST(@@SESSION.idle_transaction_timeout AS SIGNED) AS v")
+            .get_result::<Value>(&mut *conn)
+        {
+            Ok(row) => Ok(Some(row.v.max(0) as u64)),
+            Err(diesel::result::Error::DatabaseError(_, info))
+                if info.message().contains("Unknown system variable") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// [`Store::acquire_lease`]'s transaction.
+fn acquire_in(
+    conn: &mut MetaConnection,
+    id: TaskId,
+    node_id: &str,
+    ttl_ms: u64,
+) -> Result<Option<Acquired>, StoreError> {
+    conn.transaction(|c| {
+        let before = lease_row(c, id)?;
+        // MySQL assigns left to right: `epoch` still sees the old owner and expiry.
+        let n = diesel::sql_query(format!(
+            "UPDATE task_leases SET epoch = CASE WHEN owner = ? AND expires_at > NOW(6) THEN epoch ELSE epoch + 1 END, \
                  owner = ?, \
                  expires_at = {}, acquired_at = NOW(6), renewed_at = NOW(6) \
                  WHERE task_id = ? AND (owner = ? OR expires_at <= NOW(6))",
+            now_plus(ttl_ms)
+        ))
+        .bind::<Text, _>(node_id)
+        .bind::<Text, _>(node_id)
+        .bind::<BigInt, _>(id.0)
+        .bind::<Text, _>(node_id)
+        .execute(c)?;
+        if n == 0 {
+            let inserted = diesel::sql_query(format!(
+                "INSERT IGNORE INTO task_leases \
+                     (task_id, owner, epoch, expires_at, acquired_at, renewed_at, fence_checks) \
+                     VALUES (?, ?, 1, {}, NOW(6), NOW(6), 0)",
                 now_plus(ttl_ms)
             ))
-            .bind::<Text, _>(node_id)
-            .bind::<Text, _>(node_id)
             .bind::<BigInt, _>(id.0)
             .bind::<Text, _>(node_id)
             .execute(c)?;
-            if n == 0 {
-                let inserted = diesel::sql_query(format!(
-                    "INSERT IGNORE INTO task_leases \
-                     (task_id, owner, epoch, expires_at, acquired_at, renewed_at, fence_checks) \
-                     VALUES (?, ?, 1, {}, NOW(6), NOW(6), 0)",
-                    now_plus(ttl_ms)
-                ))
-                .bind::<BigInt, _>(id.0)
-                .bind::<Text, _>(node_id)
-                .execute(c)?;
-                if inserted == 0 {
-                    return Ok(None);
-                }
-            }
-            let after = lease_row(c, id)?.ok_or(StoreError::NotFound)?;
-            if after.owner != node_id {
+            if inserted == 0 {
                 return Ok(None);
             }
-            let previous_owner = before.map(|b| b.owner).filter(|o| o != node_id);
-            Ok(Some(Acquired { epoch: after.epoch, previous_owner }))
-        })
-    }
+        }
+        let after = lease_row(c, id)?.ok_or(StoreError::NotFound)?;
+        if after.owner != node_id {
+            return Ok(None);
+        }
+        let previous_owner = before.map(|b| b.owner).filter(|o| o != node_id);
+        Ok(Some(Acquired { epoch: after.epoch, previous_owner }))
+    })
+}
 
+impl Store {
     /// Renews the live leases of `tasks` that `node_id` holds; returns them (task, epoch) as they
     /// now stand. Only the tasks the node runs: a live lease of its own it does not run (left by
     /// a crashed predecessor of the same node id, or acquired by a round that then failed) is

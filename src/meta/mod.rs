@@ -18,15 +18,19 @@ macro_rules! one_file {
 pub mod cipher;
 mod conn;
 mod imports;
+pub mod guard;
 pub mod leases;
 mod models;
 mod relay_users;
 pub mod schema;
 mod store;
-pub use imports::SealAt;
 mod uploads;
 
-pub use conn::{MetaConnection, MetaDsn, MigrationStatus, build_pool, migrate_down, migrate_up, migration_status};
+pub use imports::SealAt;
+
+pub use conn::{
+    ConnTuning, MetaConnection, MetaDsn, MigrationStatus, build_pool, migrate_down, migrate_up, migration_status,
+};
 pub use models::{Checkpoint, FileRecord, FileState, TaskEvent, TaskFilter, UploadInfo, UploadState};
 #[doc(hidden)]
 pub use relay_users::RelayUser;
@@ -57,6 +61,11 @@ pub enum StoreError {
     /// A fenced write found the writer's lease gone (expired, or another node took it).
     #[error("lease lost: {0} no longer holds this task's lease; the write was refused")]
     Fenced(String),
+    /// A row the change needs stayed locked by another session's open transaction for longer
+    /// than this session waits (MySQL/MariaDB error 1205): another node stalled inside a
+    /// transaction, typically. The change was not made; trying again later is safe.
+    #[error("a metadata row stayed locked by another session's open transaction (a stalled node?): {0}")]
+    Locked(String),
     #[error("metadata query failed: {0}")]
     Query(#[source] diesel::result::Error),
     /// A new task would exceed `max_tasks`.
@@ -95,6 +104,10 @@ impl From<diesel::result::Error> for StoreError {
                 } else {
                     StoreError::Duplicate("row")
                 }
+            }
+            // MySQL/MariaDB error 1205; diesel has no kind for it, only the server's message.
+            Error::DatabaseError(_, ref info) if info.message().starts_with("Lock wait timeout exceeded") => {
+                StoreError::Locked(info.message().to_string())
             }
             other => StoreError::Query(other),
         }

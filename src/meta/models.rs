@@ -66,6 +66,7 @@ pub(crate) struct TaskRow {
     pub last_error_since: Option<NaiveDateTime>,
     pub last_error_attempts: Option<i32>,
     pub source_server_public_key: Option<String>,
+    pub source_semi_sync: bool,
 }
 
 /// The spec columns of `tasks`, for insert and update.
@@ -90,6 +91,7 @@ pub(crate) struct TaskSpecColumns {
     pub retention_days: i32,
     pub bucket_retention_days: i32,
     pub source_server_public_key: Option<String>,
+    pub source_semi_sync: bool,
 }
 
 impl TaskSpecColumns {
@@ -117,6 +119,7 @@ impl TaskSpecColumns {
             retention_days: spec.retention_days as i32,
             bucket_retention_days: spec.bucket_retention_days as i32,
             source_server_public_key: spec.source.server_public_key.clone(),
+            source_semi_sync: spec.source.semi_sync,
         }
     }
 }
@@ -138,6 +141,7 @@ impl TaskRow {
             tls_mode: Some(self.source_tls_mode),
             tls_ca_file: self.source_tls_ca_file,
             server_public_key: self.source_server_public_key,
+            semi_sync: Some(self.source_semi_sync),
             start_mode: Some(self.start_mode),
             start_file: self.start_file,
             start_pos: self.start_pos,

@@ -31,6 +31,7 @@ diesel::table! {
         last_error_since -> Nullable<Timestamp>,
         last_error_attempts -> Nullable<Integer>,
         source_server_public_key -> Nullable<Text>,
+        source_semi_sync -> Bool,
     }
 }
 

@@ -9,7 +9,9 @@ use crate::clock::SharedClock;
 use crate::domain::{DesiredState, Mover, Task, TaskError, TaskEventType, TaskId, TaskSpec, TaskState};
 use crate::meta::StoreError;
 use crate::meta::cipher::{self, Cipher, CipherError};
-use crate::meta::conn::{MetaConnection, MetaDsn, MetaPool, build_pool, connect_once, migrate_up, migration_status};
+use crate::meta::conn::{
+    ConnTuning, MetaConnection, MetaDsn, MetaPool, build_pool, connect_once, migrate_up, migration_status,
+};
 use crate::meta::leases::Fence;
 use crate::meta::models::{
     Checkpoint, CheckpointRow, FileRecord, FileRow, FileState, NewTaskEvent, SummaryColumns, TaskEvent, TaskEventRow,
@@ -171,7 +173,17 @@ impl Store {
     /// Opens the store. SQLite is migrated on the spot; MySQL must already be at this binary's
     /// schema version (operators migrate it with `binlog-server migrate up`).
     pub fn open(dsn: &MetaDsn, pool_size: u32, clock: SharedClock) -> Result<Store, StoreError> {
-        let pool = build_pool(dsn, pool_size)?;
+        Store::open_tuned(dsn, pool_size, clock, ConnTuning::default())
+    }
+
+    /// [`Store::open`] with per-connection session settings (cluster mode's).
+    pub fn open_tuned(
+        dsn: &MetaDsn,
+        pool_size: u32,
+        clock: SharedClock,
+        tuning: ConnTuning,
+    ) -> Result<Store, StoreError> {
+        let pool = build_pool(dsn, pool_size, tuning)?;
         let store = Store { pool, dsn: Arc::new(dsn.clone()), clock, cipher: None, fence: None };
         let mut conn = store.conn()?;
         match dsn {

@@ -149,6 +149,7 @@ mod tests {
                     source_identity: source.to_string(),
                     size: 1,
                     location: Location::Object { key: "k".into() },
+                    sealed: None,
                 })
                 .collect(),
             segments: Vec::new(),

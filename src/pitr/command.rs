@@ -104,6 +104,7 @@ mod tests {
             source_identity: source.into(),
             size: 100,
             location: Location::Local { path: format!("/d/{source}/{name}").into() },
+            sealed: None,
         }
     }
 

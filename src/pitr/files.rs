@@ -20,6 +20,12 @@ pub enum FileAccessError {
     Refused(String),
     #[error("{0} is only in the bucket, and upload (the bucket client) is not enabled")]
     OnlyInBucket(String),
+    /// A sealed file no longer has the size or sha256 recorded when it was sealed.
+    #[error(
+        "{name} changed on disk since it was sealed ({detail}); it is not served. `binlog-server doctor` lists every \
+         such file; restore this one from the bucket or from a backup (a sealed file never changes)"
+    )]
+    Changed { name: String, detail: String },
     #[error("reading {path}: {source}")]
     Io {
         path: String,
@@ -62,10 +68,81 @@ pub fn open_local(task_dir: &Path, path: &Path) -> Result<File, FileAccessError>
     Ok(file)
 }
 
-/// Opens a plan file's bytes wherever they are.
-pub fn open_location(task_dir: &Path, loc: &Location) -> Result<File, FileAccessError> {
+/// What the catalog recorded for a sealed file: it is served only while its bytes still match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedCopy {
+    pub size: u64,
+    /// `None` until the task has hashed the file (moments after sealing): the size is checked then.
+    pub sha256: Option<String>,
+}
+
+impl SealedCopy {
+    /// The expectation for a catalog row: `Some` for a sealed file only.
+    pub fn of(rec: &crate::meta::FileRecord) -> Option<SealedCopy> {
+        (rec.state == crate::meta::FileState::Sealed).then(|| SealedCopy { size: rec.size, sha256: rec.sha256.clone() })
+    }
+
+    /// The decision: what is wrong with a sealed file of `disk_size` bytes, whose sha256 is
+    /// computed by `disk_sha256` only when the size agrees and a sha256 was recorded.
+    pub fn mismatch(
+        &self,
+        disk_size: u64,
+        disk_sha256: impl FnOnce() -> io::Result<String>,
+    ) -> io::Result<Option<String>> {
+        if disk_size != self.size {
+            return Ok(Some(format!("{disk_size} bytes on disk, {} bytes when sealed", self.size)));
+        }
+        let Some(want) = &self.sha256 else { return Ok(None) };
+        let got = disk_sha256()?;
+        Ok((got != *want).then(|| format!("sha256 {got} on disk, {want} when sealed")))
+    }
+}
+
+/// Refuses a sealed file whose bytes changed since it was sealed (size, then sha256 read through
+/// `file`, which is left at offset 0). Costs one read of the file when a sha256 is recorded.
+pub fn verify_sealed(file: &mut File, name: &str, expect: &SealedCopy) -> Result<(), FileAccessError> {
+    use std::io::{Seek, SeekFrom};
+    let io = |source| FileAccessError::Io { path: name.to_string(), source };
+    let disk_size = file.metadata().map_err(io)?.len();
+    let found = expect
+        .mismatch(disk_size, || {
+            file.seek(SeekFrom::Start(0))?;
+            sha256_of(&mut *file)
+        })
+        .map_err(io)?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    match found {
+        Some(detail) => Err(FileAccessError::Changed { name: name.to_string(), detail }),
+        None => Ok(()),
+    }
+}
+
+/// The sha256 (lowercase hex) of everything `r` yields.
+pub fn sha256_of(mut r: impl Read) -> io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Opens a plan file's bytes wherever they are; a local sealed file only while it is the one
+/// that was sealed.
+pub fn open_location(task_dir: &Path, loc: &Location, sealed: Option<&SealedCopy>) -> Result<File, FileAccessError> {
     match loc {
-        Location::Local { path } => open_local(task_dir, path),
+        Location::Local { path } => {
+            let mut file = open_local(task_dir, path)?;
+            if let Some(expect) = sealed {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                verify_sealed(&mut file, &name, expect)?;
+            }
+            Ok(file)
+        }
         Location::Object { key } => open_object(key),
     }
 }
@@ -174,6 +251,58 @@ mod tests {
         let text = refused.to_string();
         assert!(matches!(refused, FileAccessError::Refused(_)), "{text}");
         assert!(text.starts_with("bin.000004 ") && !text.contains('/'), "names the file, no path: {text}");
+    }
+
+    #[test]
+    fn a_sealed_file_is_judged_by_size_then_sha256() {
+        let sha = |b: &[u8]| sha256_of(b).unwrap();
+        let good = b"sealed bytes";
+        let expect = SealedCopy { size: good.len() as u64, sha256: Some(sha(good)) };
+        let unhashed = SealedCopy { size: good.len() as u64, sha256: None };
+        let never = || -> io::Result<String> { panic!("the sha256 is not needed here") };
+        // (expectation, size on disk, bytes on disk, mismatch expected)
+        let cases: [(&SealedCopy, u64, &[u8], Option<&str>); 5] = [
+            (&expect, 12, good, None),
+            (&expect, 12, b"SEALED bytes", Some("sha256 ")),
+            (&expect, 13, good, Some("13 bytes on disk, 12 bytes when sealed")),
+            (&unhashed, 12, b"anything 12b", None),
+            (&unhashed, 11, good, Some("11 bytes on disk")),
+        ];
+        for (want, size, bytes, found) in cases {
+            let got = if size != want.size || want.sha256.is_none() {
+                want.mismatch(size, never).unwrap()
+            } else {
+                want.mismatch(size, || Ok(sha(bytes))).unwrap()
+            };
+            match (found, got) {
+                (None, None) => {}
+                (Some(part), Some(text)) => assert!(text.contains(part), "{text:?} should say {part:?}"),
+                (want, got) => panic!("size {size}, bytes {bytes:?}: expected {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_changed_sealed_file_is_not_served() {
+        let root = tempfile::tempdir().unwrap();
+        let task = root.path().join("1");
+        let ident = task.join("src");
+        std::fs::create_dir_all(&ident).unwrap();
+        let path = ident.join("bin.000001");
+        std::fs::write(&path, b"the sealed bytes").unwrap();
+        let expect = SealedCopy { size: 16, sha256: Some(sha256_of(&b"the sealed bytes"[..]).unwrap()) };
+        let loc = Location::Local { path: path.clone() };
+        let mut served = String::new();
+        open_location(&task, &loc, Some(&expect)).unwrap().read_to_string(&mut served).unwrap();
+        assert_eq!(served, "the sealed bytes", "a verified file is read from its start");
+        std::fs::write(&path, b"the SEALED bytes").unwrap();
+        let err = open_location(&task, &loc, Some(&expect)).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, FileAccessError::Changed { .. }), "{text}");
+        assert!(text.starts_with("bin.000001 changed on disk since it was sealed (sha256 "), "{text}");
+        assert!(!text.contains(root.path().to_str().unwrap()), "names the file, no path: {text}");
+        // An open file (no expectation) is served as it is.
+        assert!(open_location(&task, &loc, None).is_ok());
     }
 
     #[test]

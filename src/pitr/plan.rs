@@ -71,6 +71,9 @@ pub struct PlanFile {
     /// Bytes of the file that belong to the plan (an open file: up to the checkpoint).
     pub size: u64,
     pub location: Location,
+    /// A sealed local file's recorded size and sha256, checked before its bytes are served.
+    #[serde(skip)]
+    pub sealed: Option<crate::pitr::files::SealedCopy>,
 }
 
 /// The part of a plan read from one source's files: one decoder invocation.
@@ -248,6 +251,7 @@ fn assemble(
         source_identity: f.record.source_identity.clone(),
         size: f.record.local_offset(f.held_end()),
         location: f.location.clone().expect("checked present"),
+        sealed: crate::pitr::files::SealedCopy::of(&f.record),
     };
     let n = segs.len();
     let mut plan_files = Vec::new();

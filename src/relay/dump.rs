@@ -157,11 +157,29 @@ struct Dumper<'a> {
 }
 
 impl Dumper<'_> {
-    fn open(&mut self, archive: &Archive) -> Result<(), DumpFailure> {
+    /// Opens the current file; a sealed one only while it still has the size and sha256 it was
+    /// sealed with (read on a blocking thread: a whole file is hashed).
+    async fn open(&mut self, archive: &Archive) -> Result<(), DumpFailure> {
+        use crate::pitr::files::{self, FileAccessError, SealedCopy};
         let f = &archive.files[self.index];
         let path = archive.path(f);
-        let file = crate::pitr::files::open_local(&archive.task_dir, &path)
-            .map_err(|e| DumpFailure::Refused(format!("cannot open binlog file {}: {e}", f.file_name)))?;
+        let (task_dir, sealed, name) = (archive.task_dir.clone(), SealedCopy::of(f), f.file_name.to_string());
+        let p = path.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let mut file = files::open_local(&task_dir, &p)?;
+            if let Some(expect) = &sealed {
+                files::verify_sealed(&mut file, &name, expect)?;
+            }
+            Ok::<_, FileAccessError>(file)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(FileAccessError::Io { path: f.file_name.to_string(), source: std::io::Error::other(e) })
+        });
+        let file = opened.map_err(|e| match e {
+            FileAccessError::Changed { .. } => DumpFailure::Refused(e.to_string()),
+            e => DumpFailure::Refused(format!("cannot open binlog file {}: {e}", f.file_name)),
+        })?;
         let fde_bytes = read_fde_bytes(&path)
             .map_err(|e| DumpFailure::Refused(format!("cannot read the FDE of {}: {e}", f.file_name)))?;
         let fde =
@@ -198,7 +216,7 @@ impl Dumper<'_> {
         start_pos: u64,
         non_block: bool,
     ) -> Result<(), DumpFailure> {
-        self.open(archive)?;
+        self.open(archive).await?;
         let of = self.file.as_ref().expect("opened above");
         let file_crc = of.fde.checksum.has_crc();
         if self.wants_crc.is_none() && file_crc {
@@ -256,7 +274,7 @@ impl Dumper<'_> {
                     )));
                 }
                 self.push(io, &events::artificial_rotate(server_id, &next, 4, crc));
-                self.open(archive)?;
+                self.open(archive).await?;
                 continue;
             }
             if non_block {

@@ -382,6 +382,26 @@ impl SourceConn {
         self.io.set_max_payload(self.max_event_packet, "replication.max_event_bytes");
     }
 
+    /// The source accepted us as a semi-sync replica: every event packet now carries the
+    /// semi-sync header (see `PacketIo::expect_semi_sync`).
+    pub fn expect_semi_sync(&mut self) {
+        self.io.expect_semi_sync();
+    }
+
+    /// Sends a semi-sync ack for `pos` in `file`, within the command timeout. Called between
+    /// reads (`read_packet` is cancel-safe), so an ack never waits for the next event.
+    pub async fn send_semi_sync_ack(
+        &mut self,
+        file: &crate::binlog::name::BinlogFileName,
+        pos: u64,
+    ) -> Result<(), SourceError> {
+        let packet = crate::source::semisync::ack_packet(file, pos);
+        let timeout = self.command_timeout;
+        tokio::time::timeout(timeout, self.io.write_out_of_band(&packet)).await.map_err(|_| {
+            SourceError::Timeout(format!("sending a semi-sync ack: the source took no data for {timeout:?}"))
+        })?
+    }
+
     /// Reads the next packet of a binlog stream.
     pub async fn read_packet(&mut self) -> Result<Bytes, SourceError> {
         self.io.read_packet().await

@@ -9,7 +9,7 @@ use crate::binlog::gtid::{GtidSet, StartGtid};
 use crate::binlog::name::BinlogFileName;
 use crate::domain::Flavor;
 use crate::source::conn::{Rows, SourceConn};
-use crate::source::{SourceError, codes};
+use crate::source::{SourceError, codes, semisync};
 
 /// Who the source is: `server_uuid` for MySQL, `server_id` + `gtid_domain_id` for MariaDB.
 /// Rendered as a directory-safe string; a change means a different server (switchover).
@@ -196,6 +196,24 @@ pub async fn binary_logs(conn: &mut SourceConn) -> Result<Vec<(String, u64)>, So
             Some((name, size))
         })
         .collect())
+}
+
+/// Semi-sync, asked for: reads whether the source offers it and, when it does, announces this
+/// connection as a semi-sync replica (before the dump; the source decides at the dump command).
+pub async fn announce_semi_sync(conn: &mut SourceConn) -> Result<semisync::Support, SourceError> {
+    let rows = conn.query("SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%'").await?;
+    let name_i = rows.columns.iter().position(|c| c.eq_ignore_ascii_case("Variable_name")).unwrap_or(0);
+    let value_i = rows.columns.iter().position(|c| c.eq_ignore_ascii_case("Value")).unwrap_or(1);
+    let vars: Vec<(String, String)> = rows
+        .rows
+        .iter()
+        .filter_map(|r| Some((r.get(name_i)?.clone()?, r.get(value_i)?.clone().unwrap_or_default())))
+        .collect();
+    let support = semisync::support(&vars);
+    if let semisync::Support::Active { announce } = &support {
+        conn.execute(&format!("SET {announce} = 1")).await?;
+    }
+    Ok(support)
 }
 
 /// Where to start the dump.

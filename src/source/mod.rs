@@ -10,6 +10,7 @@ pub mod conn;
 pub mod dump;
 pub mod packet;
 pub mod rsa;
+pub mod semisync;
 pub mod tls;
 
 use crate::domain::TaskErrorCode;

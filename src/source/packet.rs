@@ -85,6 +85,8 @@ pub struct PacketIo<S = Transport> {
     /// When bytes last arrived (liveness is about bytes, not whole packets: a 1 GiB event takes
     /// a while).
     last_activity: std::time::Instant,
+    /// A semi-sync stream (see [`Self::expect_semi_sync`]).
+    semi_sync: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
@@ -98,6 +100,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
             eof: false,
             partial: None,
             last_activity: std::time::Instant::now(),
+            semi_sync: false,
         }
     }
 
@@ -106,6 +109,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
     pub fn set_max_payload(&mut self, max_payload: usize, name: &'static str) {
         self.max_payload = max_payload;
         self.limit_name = name;
+    }
+
+    /// From now on event packets carry the 2-byte semi-sync header (`source::semisync`): the
+    /// event's declared size sits two bytes further, a packet may be two bytes longer than the
+    /// event limit, and the source restarts its sequence ids after each event that asks for an
+    /// ack (its acks and our events interleave, so the ids cannot stay in step), so the first
+    /// chunk of a packet may carry any id. Chunks of one long packet must still follow each other.
+    pub fn expect_semi_sync(&mut self) {
+        if !self.semi_sync {
+            self.semi_sync = true;
+            self.max_payload = self.max_payload.saturating_add(crate::source::semisync::HEADER_LEN);
+        }
+    }
+
+    /// Writes one packet outside the command/response sequence (a semi-sync ack): sequence id
+    /// 0, and the sequence expected from the source is left alone.
+    pub async fn write_out_of_band(&mut self, payload: &[u8]) -> Result<(), SourceError> {
+        let mut out = Vec::with_capacity(payload.len() + 4);
+        let seq = self.seq;
+        self.seq = 0;
+        self.frame_into(payload, &mut out);
+        self.seq = seq;
+        self.write_framed(&out).await
     }
 
     pub fn stream_mut(&mut self) -> &mut S {
@@ -173,12 +199,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
             match self.partial.take() {
                 None if last => return Ok(chunk),
                 None => {
-                    if let Some(declared) = declared_event_size(&chunk)
-                        && declared.saturating_add(1) > self.max_payload
+                    if let Some(declared) = declared_event_size(&chunk, self.semi_sync)
+                        && declared.saturating_add(self.event_offset()) > self.max_payload
                     {
                         return Err(SourceError::Protocol(format!(
                             "an event declares {declared} bytes, more than the limit of {} bytes ({})",
-                            self.max_payload.saturating_sub(1),
+                            self.max_payload.saturating_sub(self.event_offset()),
                             self.limit_name
                         )));
                     }
@@ -203,13 +229,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
         }
     }
 
+    /// Where the event starts in an event packet: after the status byte (and the semi-sync
+    /// header).
+    fn event_offset(&self) -> usize {
+        1 + if self.semi_sync { crate::source::semisync::HEADER_LEN } else { 0 }
+    }
+
     /// The capacity to reserve for a payload that continues past its first chunk. A binlog
     /// event packet (0x00, then the 19-byte event header) says its own size, so the buffer is
     /// allocated once at the right size: growing it by doubling would briefly hold about three
     /// times a 1 GiB event. Other payloads grow as needed.
     fn size_hint(&self, first: &[u8]) -> usize {
-        if let Some(event_size) = declared_event_size(first) {
-            let total = event_size.saturating_add(1);
+        if let Some(event_size) = declared_event_size(first, self.semi_sync) {
+            let total = event_size.saturating_add(self.event_offset());
             if total >= first.len() && total <= self.max_payload {
                 return total;
             }
@@ -222,6 +254,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
         self.fill(4).await?;
         let len = u32::from_le_bytes([self.rbuf[0], self.rbuf[1], self.rbuf[2], 0]) as usize;
         let seq = self.rbuf[3];
+        if self.semi_sync && self.partial.is_none() {
+            // A semi-sync source may restart its ids at a packet's first chunk (see
+            // `expect_semi_sync`): follow it.
+            self.seq = seq;
+        }
         if seq != self.seq {
             return Err(SourceError::Protocol(format!("packet out of order: sequence {seq}, expected {}", self.seq)));
         }
@@ -281,9 +318,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
 
 /// The size a binlog event packet (0x00, then the 19-byte event header) declares for its
 /// event, when the payload looks like one.
-fn declared_event_size(first: &[u8]) -> Option<usize> {
-    (first.first() == Some(&0x00) && first.len() > 13)
-        .then(|| u32::from_le_bytes([first[10], first[11], first[12], first[13]]) as usize)
+fn declared_event_size(first: &[u8], semi_sync: bool) -> Option<usize> {
+    // The size field is at offset 9 of the event header, behind the status byte (and the
+    // semi-sync header).
+    let at = 1 + 9 + if semi_sync { crate::source::semisync::HEADER_LEN } else { 0 };
+    (first.first() == Some(&0x00) && first.len() >= at + 4)
+        .then(|| u32::from_le_bytes([first[at], first[at + 1], first[at + 2], first[at + 3]]) as usize)
 }
 
 #[cfg(test)]
@@ -396,5 +436,54 @@ mod tests {
             let mut io = PacketIo::new(b, 1 << 20);
             assert!(matches!(io.read_packet().await, Err(SourceError::Io(_))));
         });
+    }
+
+    #[test]
+    fn a_semi_sync_stream_follows_the_sources_sequence_restarts() {
+        rt().block_on(async {
+            let (mut a, b) = duplex(1 << 20);
+            // Event with seq 5, then (after an ack request) the source restarts at 1.
+            let mut data = frame(5, b"\x00\xef\x01e1");
+            data.extend(frame(1, b"\x00\xef\x00e2"));
+            data.extend(frame(2, b"\x00\xef\x00e3"));
+            a.write_all(&data).await.unwrap();
+            let mut io = PacketIo::new(b, 1 << 20);
+            io.seq = 5;
+            io.expect_semi_sync();
+            assert_eq!(&io.read_packet().await.unwrap()[..], b"\x00\xef\x01e1");
+            // The ack goes out with sequence id 0 and leaves the read side's sequence alone.
+            io.write_out_of_band(b"\xefack").await.unwrap();
+            assert_eq!(io.seq, 6);
+            assert_eq!(&io.read_packet().await.unwrap()[..], b"\x00\xef\x00e2");
+            assert_eq!(&io.read_packet().await.unwrap()[..], b"\x00\xef\x00e3");
+            let mut got = [0u8; 8];
+            a.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, *b"\x04\x00\x00\x00\xefack");
+        });
+    }
+
+    #[test]
+    fn without_semi_sync_a_sequence_restart_is_refused() {
+        rt().block_on(async {
+            let (mut a, b) = duplex(1 << 20);
+            let mut data = frame(0, b"\x00e1");
+            data.extend(frame(0, b"\x00e2"));
+            a.write_all(&data).await.unwrap();
+            let mut io = PacketIo::new(b, 1 << 20);
+            io.read_packet().await.unwrap();
+            assert!(matches!(io.read_packet().await, Err(SourceError::Protocol(_))));
+        });
+    }
+
+    #[test]
+    fn a_semi_sync_event_declares_its_size_two_bytes_further() {
+        let mut first = vec![0u8; 40];
+        first[10..14].copy_from_slice(&111u32.to_le_bytes());
+        first[12..16].copy_from_slice(&222u32.to_le_bytes());
+        assert_eq!(declared_event_size(&first, true), Some(222));
+        let mut plain = vec![0u8; 40];
+        plain[10..14].copy_from_slice(&111u32.to_le_bytes());
+        assert_eq!(declared_event_size(&plain, false), Some(111));
+        assert_eq!(declared_event_size(&first[..15], true), None, "too short for a header");
     }
 }

@@ -50,6 +50,10 @@ pub struct Metrics {
     /// Relay: clients connected per task, and binlog bytes sent to them.
     pub relay_clients: IntGaugeVec,
     pub relay_bytes_sent: IntCounterVec,
+    /// Semi-sync: acks sent to the source, and the time from an event that asked for one to
+    /// the ack (which waits for the fsync).
+    pub semi_sync_acks: IntCounterVec,
+    pub semi_sync_ack_seconds: Histogram,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -163,6 +167,19 @@ impl Metrics {
                 &["task"],
             )
             .expect("valid metric"),
+            semi_sync_acks: IntCounterVec::new(
+                opts("semi_sync_acks_total", "Semi-sync acks sent to the source (each after the fsync covering it)."),
+                &["task"],
+            )
+            .expect("valid metric"),
+            semi_sync_ack_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "binlog_server_semi_sync_ack_seconds",
+                    "Semi-sync: from receiving an event that asked for an ack to sending the ack (after its fsync).",
+                )
+                .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            )
+            .expect("valid metric"),
         };
         for s in TaskState::ALL {
             m.tasks.with_label_values(&[s.as_str()]).set(0);
@@ -174,7 +191,7 @@ impl Metrics {
     }
 
     fn collectors(&self) -> Vec<&dyn Collector> {
-        let ours: [&dyn Collector; 22] = [
+        let ours: [&dyn Collector; 24] = [
             &self.tasks,
             &self.tasks_stuck,
             &self.events,
@@ -197,6 +214,8 @@ impl Metrics {
             &self.recovery_breaks,
             &self.relay_clients,
             &self.relay_bytes_sent,
+            &self.semi_sync_acks,
+            &self.semi_sync_ack_seconds,
         ];
         ours.into_iter().chain(self.process.as_deref()).collect()
     }
@@ -217,6 +236,7 @@ impl Metrics {
         let _ = self.recovery_breaks.remove_label_values(&[&t]);
         let _ = self.relay_clients.remove_label_values(&[&t]);
         let _ = self.relay_bytes_sent.remove_label_values(&[&t]);
+        let _ = self.semi_sync_acks.remove_label_values(&[&t]);
         // reconnects has a second label; drop every reason of this task.
         for code in crate::domain::TaskErrorCode::ALL {
             let _ = self.reconnects.remove_label_values(&[&t, code.as_str()]);
@@ -331,6 +351,8 @@ mod tests {
             "binlog_server_cluster_nodes_online",
             "binlog_server_recovery_window_oldest_timestamp_seconds",
             "binlog_server_recovery_breaks",
+            "binlog_server_semi_sync_acks_total",
+            "binlog_server_semi_sync_ack_seconds",
             "process_cpu_seconds_total",
             "process_resident_memory_bytes",
             "process_open_fds",

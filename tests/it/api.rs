@@ -665,6 +665,54 @@ fn batch_create_is_all_or_nothing() {
     assert_eq!(status, 200, "stop: {t}");
 }
 
+/// `POST /api/tasks/batch` takes YAML (`application/yaml`) as kept in files: a bare list, with
+/// `?start=true`; a problem is named by item and field as for JSON, a YAML error by line; anchors
+/// and aliases are refused; other routes answer 415 to YAML.
+#[test]
+fn batch_create_takes_yaml() {
+    let srv = server();
+    let closed_port = free_port();
+    let yaml = |port: u32, key2: &str| {
+        format!(
+            "# two tasks\n\
+             - name: yaml a\n  cluster_key: yaml-a\n  source: {{host: 127.0.0.1, port: {closed_port}, user: repl, password: 'p: w', flavor: mariadb}}\n  start: {{mode: LATEST}}\n\
+             - name: yaml b\n  cluster_key: {key2}\n  source:\n    host: 127.0.0.1\n    port: {port}\n    user: repl\n    password: pw\n    flavor: mariadb\n  start:\n    mode: LATEST\n"
+        )
+    };
+    let r = srv.post_raw("/api/tasks/batch", "application/yaml", yaml(70000, "yaml-b").as_bytes());
+    let body = r.json();
+    assert_eq!((r.status, body["code"].as_str()), (400, Some("INVALID_REQUEST")), "{body}");
+    assert_eq!(body["items"][0]["index"], 1, "{body}");
+    assert_eq!(body["items"][0]["field"], "source.port", "{body}");
+    assert_eq!(list_total(&srv), 0, "nothing created");
+
+    let r = srv.post_raw("/api/tasks/batch", "application/yaml", b"- name: x\n  cluster_key: [1, 2\n");
+    assert_error("broken YAML", r.status, &r.json(), 400, "INVALID_REQUEST", &[]);
+    assert!(r.json()["error"].as_str().is_some_and(|e| e.contains("line")), "names the line: {}", r.body);
+    let r = srv.post_raw("/api/tasks/batch", "application/yaml", b"- &t {name: x}\n- *t\n");
+    assert_error("an alias", r.status, &r.json(), 400, "INVALID_REQUEST", &[]);
+    let r = srv.post_raw("/api/tasks/batch", "text/yaml", yaml(3306, "yaml-b").as_bytes());
+    assert_error("text/yaml", r.status, &r.json(), 415, "UNSUPPORTED_MEDIA_TYPE", &[]);
+    let r = srv.post_raw("/api/tasks", "application/yaml", b"name: x\n");
+    assert_error("YAML to a JSON route", r.status, &r.json(), 415, "UNSUPPORTED_MEDIA_TYPE", &[]);
+    assert_eq!(list_total(&srv), 0, "nothing created");
+
+    let r =
+        srv.post_raw("/api/tasks/batch?start=true", "application/yaml", yaml(closed_port.into(), "yaml-b").as_bytes());
+    let body = r.json();
+    assert_eq!(r.status, 201, "{body}");
+    let items = body["items"].as_array().unwrap_or_else(|| panic!("items: {body}"));
+    let keys: Vec<&str> = items.iter().filter_map(|t| t["cluster_key"].as_str()).collect();
+    assert_eq!(keys, ["yaml-a", "yaml-b"], "in the order given: {body}");
+    assert!(items.iter().all(|t| t["desired_state"] == "RUNNING"), "?start=true starts them: {body}");
+    for t in items {
+        let (status, t) = srv.post(&format!("/api/tasks/{}/stop", id_of(t)), &json!({}));
+        assert_eq!(status, 200, "stop: {t}");
+    }
+    let r = srv.post_raw("/api/tasks/batch?start=maybe", "application/yaml", yaml(3306, "yaml-c").as_bytes());
+    assert_error("a bad query", r.status, &r.json(), 400, "INVALID_REQUEST", &[]);
+}
+
 /// `http.max_body_bytes` bounds every `/api` body: 413 in the JSON error shape.
 #[test]
 fn request_bodies_above_max_body_bytes_are_413() {

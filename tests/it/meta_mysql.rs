@@ -284,3 +284,112 @@ fn a_schema_newer_than_the_binary_is_refused() {
     let versions = meta.db.sql(&format!("SELECT version FROM {META_DB}.__diesel_schema_migrations"));
     assert!(versions.iter().any(|r| r[0] == FUTURE), "the refusal changes nothing: {versions:?}");
 }
+
+/// A node frozen between a lease fence check and its commit (SIGSTOP, a stalled VM) keeps the
+/// lease row locked. Another node's claim of that task gives up after `CLAIM_LOCK_WAIT_SEC` with
+/// `StoreError::Locked` instead of InnoDB's 50 s (while it waited, its own leases would go
+/// unrenewed: the cluster test `a_node_frozen_past_its_ttl_...` failed so in CI), its other work
+/// goes on, and a session tuned as cluster mode tunes its connections has its idle transaction
+/// ended by the database after the TTL, so the claim then succeeds.
+#[test]
+fn a_lease_row_locked_by_a_frozen_node_neither_holds_up_a_claim_nor_outlives_the_ttl() {
+    use binlog_server::domain::RawTaskSpec;
+    use binlog_server::meta::ConnTuning;
+    use binlog_server::meta::leases::CLAIM_LOCK_WAIT_SEC;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    const TTL_SEC: u64 = 3;
+    let meta = MetaDb::start();
+    meta.migrate("up");
+    let dsn = MetaDsn::Mysql(Secret::new(meta.dsn.clone()));
+    let tuning = ConnTuning { idle_transaction_timeout_sec: Some(TTL_SEC) };
+    let tuned = Store::open_tuned(&dsn, 2, binlog_server::clock::system(), tuning).expect("open tuned");
+    let plain = meta.open_store().expect("open");
+    assert_eq!(tuned.idle_transaction_timeout().expect("read"), Some(TTL_SEC), "cluster mode's session setting");
+    assert_eq!(plain.idle_transaction_timeout().expect("read"), Some(0), "untouched outside cluster mode");
+
+    let spec = |key: &str| {
+        RawTaskSpec {
+            name: Some(format!("task {key}")),
+            cluster_key: Some(key.into()),
+            host: Some("127.0.0.1".into()),
+            port: Some(3306),
+            user: Some("repl".into()),
+            password: Some(Secret::new("pw")),
+            flavor: Some("mariadb".into()),
+            start_mode: Some("LATEST".into()),
+            ..Default::default()
+        }
+        .validate()
+        .expect("valid spec")
+    };
+    let frozen_task = plain.create_task(&spec("frozen")).expect("create").id;
+    let own_task = plain.create_task(&spec("own")).expect("create").id;
+    // node-a holds the task under a lease about to expire; node-b holds another one.
+    plain.acquire_lease(frozen_task, "node-a", 500).expect("acquire").expect("free");
+    plain.acquire_lease(own_task, "node-b", 60_000).expect("acquire").expect("free");
+
+    // node-a's session, tuned as cluster mode tunes it, runs its fence check and freezes before
+    // the commit: the client stays connected and silent.
+    let mut frozen = Command::new(crate::common::find_binary("mariadb").expect("mariadb client"))
+        .args(["--no-defaults", "--skip-reconnect", "-h127.0.0.1", &format!("-P{}", meta.db.port()), "-u", META_USER])
+        .arg("--batch")
+        .arg(format!("--database={META_DB}"))
+        .env("MYSQL_PWD", META_PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the mariadb client");
+    let mut stdin = frozen.stdin.take().expect("piped");
+    writeln!(
+        stdin,
+        "SET SESSION idle_transaction_timeout = {TTL_SEC}; BEGIN; \
+         UPDATE task_leases SET fence_checks = fence_checks + 1 WHERE task_id = {};",
+        frozen_task.0
+    )
+    .expect("write to the client");
+    stdin.flush().expect("flush");
+    poll_until(Duration::from_secs(10), "the frozen session to hold the lease row locked", || {
+        let n: usize = meta.db.query_value("SELECT COUNT(*) FROM information_schema.innodb_trx").parse().ok()?;
+        (n >= 1).then_some(())
+    });
+    // Past the lease's expiry, node-b claims it: the row is locked, so it is told so, promptly.
+    poll_until(Duration::from_secs(10), "node-a's lease to expire", || {
+        (!plain.get_lease(frozen_task).expect("read").expect("leased").live).then_some(())
+    });
+    let asked = Instant::now();
+    let err = tuned.acquire_lease(frozen_task, "node-b", 60_000).expect_err("the row is locked");
+    let waited = asked.elapsed();
+    assert!(matches!(err, StoreError::Locked(_)), "{err:?}");
+    assert!(
+        waited < Duration::from_secs(u64::from(CLAIM_LOCK_WAIT_SEC) + 3),
+        "a claim of a locked row waited {waited:?}, not about {CLAIM_LOCK_WAIT_SEC} s"
+    );
+    // The connection went back to the pool with the server's default lock wait, and node-b's
+    // own lease still renews.
+    assert_eq!(tuned.renew_leases("node-b", &[own_task], 60_000).expect("renew"), vec![(own_task, 1)]);
+    // The database ends the frozen transaction after it idled for the TTL; the claim succeeds.
+    let took =
+        poll_until(Duration::from_secs(TTL_SEC + 10), "node-b to take the task once the lock is gone", || match tuned
+            .acquire_lease(frozen_task, "node-b", 60_000)
+        {
+            Ok(Some(a)) => Some(a),
+            Ok(None) => panic!("the expired lease was refused"),
+            Err(StoreError::Locked(_)) => None,
+            Err(e) => panic!("claim: {e}"),
+        });
+    assert_eq!((took.epoch, took.previous_owner.as_deref()), (2, Some("node-a")));
+    // The frozen node's change was rolled back, and when it wakes its commit fails.
+    assert_eq!(
+        meta.db
+            .query_value(&format!("SELECT fence_checks FROM {META_DB}.task_leases WHERE task_id = {}", frozen_task.0)),
+        "0"
+    );
+    writeln!(stdin, "COMMIT;").expect("write to the client");
+    drop(stdin);
+    let out = frozen.wait_with_output().expect("client exits");
+    assert!(!out.status.success(), "the frozen session's COMMIT succeeded: {}", String::from_utf8_lossy(&out.stderr));
+}

@@ -217,6 +217,26 @@ fn ui_asks_for_the_token_when_auth_is_on() {
     assert!(stdout.contains("ok - a 401 brings the prompt back"), "{stdout}");
 }
 
+/// The import page takes YAML as pasted from a file: a bad item is named by number and field and
+/// nothing is created; the corrected list creates every task (checked through the API too).
+#[test]
+fn ui_imports_task_definitions_written_in_yaml() {
+    if skip() {
+        return;
+    }
+    let srv = Server::start(fast_server_opts());
+    let (stdout, dir) = run_spec(&srv, "import", &[]);
+    assert_screenshots(&stdout, &dir, &["i1-import-yaml-refused", "i2-import-yaml-created"]);
+    assert!(stdout.contains("ok - a YAML list creates every task"), "{stdout}");
+    let (status, list) = srv.get("/api/tasks");
+    assert_eq!(status, 200, "{list}");
+    let mut keys: Vec<&str> =
+        list["items"].as_array().expect("items").iter().filter_map(|t| t["cluster_key"].as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["yaml-1", "yaml-2"], "{list}");
+    assert_eq!(list["items"][0]["source"]["password"], "***", "{list}");
+}
+
 #[test]
 fn ui_shows_a_followed_failover_as_a_point_of_the_recovery_window() {
     if skip() {

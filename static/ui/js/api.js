@@ -100,6 +100,11 @@ function askForToken(scheme, message) {
   return pendingAuth;
 }
 
+/** A request body sent as it is, with its own content type (a YAML batch). */
+export class RawBody {
+  constructor(text, contentType) { this.text = text; this.contentType = contentType; }
+}
+
 /** Calls the API; resolves with the JSON body (null when empty), rejects with ApiError. */
 export async function request(method, path, body) {
   for (;;) {
@@ -107,7 +112,10 @@ export async function request(method, path, body) {
     // body (a page on another site cannot send it without a preflight the server never grants).
     const headers = { Accept: 'application/json', 'X-Requested-With': 'binlog-server-ui', ...credentialHeaders() };
     const init = { method, headers, cache: 'no-store' };
-    if (body !== undefined) {
+    if (body instanceof RawBody) {
+      headers['Content-Type'] = body.contentType;
+      init.body = body.text;
+    } else if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }

@@ -104,6 +104,15 @@ impl MariaDbOpts {
         self.server_id(server_id).arg("--log-slave-updates")
     }
 
+    /// A semi-sync primary: `rpl_semi_sync_master_enabled=ON`, `wait_point=AFTER_SYNC` (a
+    /// commit returns only after a semi-sync replica acknowledged it), and `timeout_ms` before
+    /// a commit gives up waiting and the source falls back to asynchronous.
+    pub fn semi_sync_primary(self, timeout_ms: u64) -> Self {
+        self.arg("--rpl-semi-sync-master-enabled=ON")
+            .arg("--rpl-semi-sync-master-wait-point=AFTER_SYNC")
+            .arg(format!("--rpl-semi-sync-master-timeout={timeout_ms}"))
+    }
+
     /// Appends a free-form `mariadbd` argument.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra_args.push(arg.into());
@@ -251,6 +260,12 @@ impl MariaDb {
     pub fn query_value(&self, sql: &str) -> String {
         let rows = self.sql(sql);
         rows.first().and_then(|row| row.first()).cloned().unwrap_or_else(|| panic!("no row from: {sql}"))
+    }
+
+    /// A `SHOW GLOBAL STATUS` value (`Rpl_semi_sync_master_clients`, ...); panics when absent.
+    pub fn status_value(&self, name: &str) -> String {
+        let rows = self.sql(&format!("SHOW GLOBAL STATUS LIKE '{name}'"));
+        rows.first().and_then(|r| r.get(1)).cloned().unwrap_or_else(|| panic!("no status variable {name}"))
     }
 
     /// `SHOW BINARY LOGS` as `(file name, size)`.

@@ -20,6 +20,7 @@ const SECTIONS = [
     ['source.tls_mode', 'TLS', 'select', { options: [['preferred', 'preferred'], ['disabled', 'disabled'], ['required', 'required'], ['verify_ca', 'verify_ca'], ['verify_identity', 'verify_identity']] }],
     ['source.tls_ca_file', 'CA file (PEM)', 'text', { help: 'A file name in the server\'s replication.tls_ca_dir; required for verify_ca.', spellcheck: 'false' }],
     ['source.server_public_key', 'Pinned RSA public key (PEM)', 'textarea', { help: 'MySQL without TLS only: the password is encrypted under this key, never under one the server sends. SHOW STATUS LIKE \'Caching_sha2_password_rsa_public_key\' on the source shows it.', spellcheck: 'false', placeholder: '-----BEGIN PUBLIC KEY-----' }],
+    ['source.semi_sync', 'Semi-synchronous (RPO 0)', 'checkbox', { help: 'The source\'s commits wait until binlog-server has fsynced them. Needs rpl_semi_sync_master_enabled (rpl_semi_sync_source_enabled) on the source; without it the task streams asynchronously and says so.' }],
   ]],
   ['Start position', [
     ['start.mode', 'Start from', 'select', { required: true, options: [['LATEST', 'LATEST'], ['FILE_POS', 'FILE_POS'], ['GTID', 'GTID'], ['ARCHIVE_ONLY', 'ARCHIVE_ONLY']], help: 'LATEST: where the source is now. FILE_POS: a file and position. GTID: after a GTID set. ARCHIVE_ONLY: never connects; holds imported files only (binlog-server import).' }],
@@ -92,6 +93,8 @@ export function mount(el, params, ctx) {
     if (kind === 'select') {
       input = h('select', { id, name: path, 'aria-describedby': described, required: !!extra.required },
         extra.options.map(([value, text]) => h('option', { value }, text)));
+    } else if (kind === 'checkbox') {
+      input = h('input', { id, name: path, type: 'checkbox', 'aria-describedby': described });
     } else if (kind === 'textarea') {
       input = h('textarea', {
         id, name: path, 'aria-describedby': described, rows: 4,
@@ -122,7 +125,8 @@ export function mount(el, params, ctx) {
     for (const [path, input] of inputs) {
       if (path === 'source.password') continue;
       const v = value(path);
-      input.value = v === null || v === undefined ? '' : String(v);
+      if (input.type === 'checkbox') input.checked = v === true;
+      else input.value = v === null || v === undefined ? '' : String(v);
     }
   }
 
@@ -155,6 +159,7 @@ export function mount(el, params, ctx) {
         tls_mode: opt(val('source.tls_mode')),
         tls_ca_file: opt(val('source.tls_ca_file')),
         server_public_key: opt(val('source.server_public_key')),
+        semi_sync: inputs.get('source.semi_sync').checked,
       },
       start,
       storage: Object.values(storage).some((v) => v !== undefined) ? storage : undefined,

@@ -1,7 +1,9 @@
-// Import: many task definitions at once through POST /api/tasks/batch. Paste a JSON list (or
-// {"tasks": [...]}) or pick a .json file; the server checks every item first and creates all
-// or none, so its per-item problems ({index, field, message}) are listed here by item.
-import { ApiError, post } from '../api.js';
+// Import: many task definitions at once through POST /api/tasks/batch. Paste a JSON or YAML
+// list (or {"tasks": [...]}) or pick a .json/.yaml file; the server checks every item first and
+// creates all or none, so its per-item problems ({index, field, message}) are listed here by item.
+// JSON is parsed here (item names in the problem list); anything else goes to the server as
+// YAML, which parses it and names the line of a syntax error.
+import { ApiError, RawBody, post } from '../api.js';
 import { h, replace } from '../dom.js';
 
 const EXAMPLE = JSON.stringify([{
@@ -10,12 +12,14 @@ const EXAMPLE = JSON.stringify([{
   start: { mode: 'LATEST' },
 }], null, 2);
 
-/** The list of definitions in `text`, or a message saying why there is none. */
+/** The list of definitions in `text` (JSON), `{ yaml }` for text to send as YAML, or a message
+ * saying why there is nothing to send. */
 export function parseDefinitions(text) {
+  if (!text.trim()) return { error: 'Paste or pick a list of task definitions first.' };
   let data;
-  try { data = JSON.parse(text); } catch (e) { return { error: `Not JSON: ${e.message}` }; }
+  try { data = JSON.parse(text); } catch { return { yaml: text }; }
   const tasks = Array.isArray(data) ? data : data && Array.isArray(data.tasks) ? data.tasks : null;
-  if (!tasks) return { error: 'Expected a JSON list of task definitions, or {"tasks": [...]}.' };
+  if (!tasks) return { error: 'Expected a list of task definitions, or {"tasks": [...]}.' };
   return { tasks };
 }
 
@@ -23,7 +27,7 @@ export function mount(el, _params, ctx) {
   ctx.setTitle('Import tasks');
   const summary = h('div', { class: 'error-summary', role: 'alert', tabindex: '-1', hidden: true });
   const text = h('textarea', { id: 'import-text', rows: '16', spellcheck: 'false', placeholder: EXAMPLE, 'aria-describedby': 'import-help' });
-  const file = h('input', { id: 'import-file', type: 'file', accept: '.json,application/json' });
+  const file = h('input', { id: 'import-file', type: 'file', accept: '.json,.yaml,.yml,application/json,application/yaml' });
   const start = h('input', { id: 'import-start', type: 'checkbox' });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Create tasks');
   file.addEventListener('change', async () => {
@@ -37,7 +41,9 @@ export function mount(el, _params, ctx) {
     if (parsed.error) { show([h('p', null, parsed.error)]); return; }
     submit.disabled = true;
     try {
-      const res = await post('/api/tasks/batch', { tasks: parsed.tasks, start: start.checked });
+      const res = parsed.yaml !== undefined
+        ? await post(`/api/tasks/batch?start=${start.checked}`, new RawBody(parsed.yaml, 'application/yaml'))
+        : await post('/api/tasks/batch', { tasks: parsed.tasks, start: start.checked });
       const failed = res.start_errors.length ? ` ${res.start_errors.length} could not be started.` : '';
       ctx.flash(`${res.items.length} task${res.items.length === 1 ? '' : 's'} created.${failed}`);
       ctx.navigate('#/tasks');
@@ -52,7 +58,7 @@ export function mount(el, _params, ctx) {
         h('h2', null, e.items.length ? 'Nothing was created' : 'The server refused the list'),
         h('p', null, e.message),
         byIndex.size ? h('ul', { class: 'import-problems' }, [...byIndex].map(([i, list]) => h('li', null,
-          h('strong', null, `Item ${i + 1}${nameOf(parsed.tasks[i])}: `),
+          h('strong', null, `Item ${i + 1}${nameOf(parsed.tasks && parsed.tasks[i])}: `),
           list.map((p) => `${p.field}: ${p.message}`).join('; ')))) : null,
       ]);
     } finally {
@@ -72,7 +78,7 @@ export function mount(el, _params, ctx) {
     summary,
     h('form', { class: 'task-form', novalidate: true, onsubmit: onSubmit },
       h('fieldset', null, h('legend', null, 'Task definitions'),
-        h('p', { id: 'import-help', class: 'muted' }, 'Up to 100 definitions, each as the New task form (or POST /api/tasks) takes it, as a JSON list. All are checked before any is created.'),
+        h('p', { id: 'import-help', class: 'muted' }, 'Up to 100 definitions, each as the New task form (or POST /api/tasks) takes it, as a JSON or YAML list. All are checked before any is created.'),
         h('label', { for: 'import-file' }, 'From a file'), file,
         h('label', { for: 'import-text' }, 'Or paste them'), text,
         h('label', { for: 'import-start', class: 'checkbox' }, start, ' Start them once created')),

@@ -1,0 +1,262 @@
+//! The SQLite metadata file, watched. At start, a data directory whose catalog is gone (while
+//! task directories remain) or is not a SQLite database is refused: starting on an empty catalog
+//! would lose track of every binlog file already held. While running, the file the store opened
+//! must stay the file at its path: deleted, replaced or overwritten, the server says so, naming
+//! the file and the way back, and stops in order.
+//!
+//! [`judge_at_start`] and [`judge_running`] are the decisions (pure); [`look`] and [`task_dirs`]
+//! gather the facts. Nothing here repairs, creates or removes a file, and no binlog file is ever
+//! touched.
+
+use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The first 16 bytes of every SQLite 3 database.
+pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// How often a running server looks at its metadata file.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A file's identity on its filesystem: what the store opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// What is at the metadata path now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    Missing,
+    /// `header_ok`: the first bytes are SQLite's, or the file is empty (SQLite has not written
+    /// its first page yet).
+    File {
+        id: FileId,
+        header_ok: bool,
+    },
+    Unreadable(String),
+}
+
+/// What is wrong with the metadata file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaFault {
+    /// At start: no metadata file, but task directories with binlog files.
+    MissingWithTasks {
+        task_dirs: Vec<String>,
+    },
+    /// While running: the file the store opened is no longer at its path.
+    Deleted,
+    /// While running: another file is at the path now.
+    Replaced,
+    /// The file does not start like a SQLite database.
+    NotSqlite,
+    Unreadable(String),
+}
+
+/// The decision at start: whether the server may open (or create) the metadata file.
+pub fn judge_at_start(seen: &Seen, task_dirs: &[String]) -> Result<(), MetaFault> {
+    match seen {
+        Seen::Missing if task_dirs.is_empty() => Ok(()),
+        Seen::Missing => Err(MetaFault::MissingWithTasks { task_dirs: task_dirs.to_vec() }),
+        Seen::File { header_ok: true, .. } => Ok(()),
+        Seen::File { header_ok: false, .. } => Err(MetaFault::NotSqlite),
+        Seen::Unreadable(e) => Err(MetaFault::Unreadable(e.clone())),
+    }
+}
+
+/// The decision while running: whether the file at the path is still the one the store opened,
+/// and still a SQLite database.
+pub fn judge_running(opened: FileId, seen: &Seen) -> Result<(), MetaFault> {
+    match seen {
+        Seen::Missing => Err(MetaFault::Deleted),
+        Seen::File { id, .. } if *id != opened => Err(MetaFault::Replaced),
+        Seen::File { header_ok: false, .. } => Err(MetaFault::NotSqlite),
+        Seen::File { .. } => Ok(()),
+        Seen::Unreadable(e) => Err(MetaFault::Unreadable(e.clone())),
+    }
+}
+
+/// A fault with the paths it concerns: the message an operator reads, with the way back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaFileError {
+    pub path: PathBuf,
+    pub data_dir: PathBuf,
+    pub fault: MetaFault,
+}
+
+impl fmt::Display for MetaFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        match &self.fault {
+            MetaFault::MissingWithTasks { task_dirs } => write!(
+                f,
+                "the metadata database {path} does not exist, but {} holds task directories ({}): starting would \
+                 create an empty catalog that knows none of their binlog files, so binlog-server refuses to start",
+                self.data_dir.display(),
+                task_dirs.join(", ")
+            )?,
+            MetaFault::Deleted => {
+                write!(f, "the metadata database {path} was deleted while binlog-server was running; stopping")?
+            }
+            MetaFault::Replaced => write!(
+                f,
+                "the metadata database {path} was replaced by another file while binlog-server was running; stopping"
+            )?,
+            MetaFault::NotSqlite => write!(f, "the metadata database {path} is corrupt: it is not a SQLite database")?,
+            MetaFault::Unreadable(e) => write!(f, "cannot read the metadata database {path}: {e}")?,
+        }
+        write!(f, ". {}", recovery_steps(&self.path, &self.data_dir))
+    }
+}
+
+impl std::error::Error for MetaFileError {}
+
+/// What an operator does next, whatever happened to the metadata file.
+pub fn recovery_steps(path: &Path, data_dir: &Path) -> String {
+    let (path, data_dir) = (path.display(), data_dir.display());
+    format!(
+        "The binlog files under {data_dir} were not touched. To recover: with binlog-server stopped, remove \
+         {path}-wal and {path}-shm (they belong to the lost database), restore {path} from a backup, run \
+         `binlog-server doctor` to check it against the files on disk, and start again: tasks resume from the \
+         restored checkpoints and fetch what is missing from their sources. Without a backup: move the task \
+         directories out of {data_dir} (they hold complete binlog files), remove {path} and its -wal and -shm \
+         files, and start afresh"
+    )
+}
+
+/// Looks at the metadata path: present or not, its identity, its first 16 bytes.
+pub fn look(path: &Path) -> Seen {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Seen::Missing,
+        Err(e) => return Seen::Unreadable(e.to_string()),
+    };
+    let id = FileId { dev: meta.dev(), ino: meta.ino() };
+    if !meta.is_file() {
+        return Seen::File { id, header_ok: false };
+    }
+    let mut head = Vec::with_capacity(SQLITE_MAGIC.len());
+    match std::fs::File::open(path).and_then(|f| f.take(SQLITE_MAGIC.len() as u64).read_to_end(&mut head)) {
+        Ok(_) => Seen::File { id, header_ok: head.is_empty() || head == SQLITE_MAGIC },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Seen::Missing,
+        Err(e) => Seen::Unreadable(e.to_string()),
+    }
+}
+
+/// The task directories under `data_dir` (directories named by a task id), sorted by id.
+pub fn task_dirs(data_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(data_dir) else { return Vec::new() };
+    let mut ids: Vec<u64> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
+        .collect();
+    ids.sort_unstable();
+    ids.into_iter().map(|id| id.to_string()).collect()
+}
+
+/// The start-up check of a SQLite metadata file.
+pub fn check_at_start(path: &Path, data_dir: &Path) -> Result<(), MetaFileError> {
+    judge_at_start(&look(path), &task_dirs(data_dir)).map_err(|fault| MetaFileError {
+        path: path.to_path_buf(),
+        data_dir: data_dir.to_path_buf(),
+        fault,
+    })
+}
+
+/// Whether a SQLite error text means a damaged database file (SQLITE_CORRUPT, SQLITE_NOTADB).
+pub fn is_corruption(message: &str) -> bool {
+    message.contains("database disk image is malformed") || message.contains("file is not a database")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: FileId = FileId { dev: 1, ino: 10 };
+    const B: FileId = FileId { dev: 1, ino: 11 };
+
+    #[test]
+    fn at_start_a_missing_catalog_is_refused_only_beside_task_directories() {
+        let dirs = vec!["1".to_string(), "7".to_string()];
+        let cases: [(Seen, &[String], Result<(), MetaFault>); 6] = [
+            (Seen::Missing, &[], Ok(())),
+            (Seen::Missing, &dirs, Err(MetaFault::MissingWithTasks { task_dirs: dirs.clone() })),
+            (Seen::File { id: A, header_ok: true }, &dirs, Ok(())),
+            (Seen::File { id: A, header_ok: false }, &[], Err(MetaFault::NotSqlite)),
+            (Seen::File { id: A, header_ok: false }, &dirs, Err(MetaFault::NotSqlite)),
+            (Seen::Unreadable("EACCES".into()), &[], Err(MetaFault::Unreadable("EACCES".into()))),
+        ];
+        for (seen, dirs, want) in cases {
+            assert_eq!(judge_at_start(&seen, dirs), want, "{seen:?} beside {dirs:?}");
+        }
+    }
+
+    #[test]
+    fn while_running_the_opened_file_must_stay_at_its_path() {
+        let cases = [
+            (Seen::File { id: A, header_ok: true }, Ok(())),
+            (Seen::Missing, Err(MetaFault::Deleted)),
+            (Seen::File { id: B, header_ok: true }, Err(MetaFault::Replaced)),
+            (Seen::File { id: B, header_ok: false }, Err(MetaFault::Replaced)),
+            (Seen::File { id: A, header_ok: false }, Err(MetaFault::NotSqlite)),
+            (Seen::Unreadable("EIO".into()), Err(MetaFault::Unreadable("EIO".into()))),
+        ];
+        for (seen, want) in cases {
+            assert_eq!(judge_running(A, &seen), want, "{seen:?}");
+        }
+    }
+
+    #[test]
+    fn every_message_names_the_file_and_the_way_back() {
+        let faults = [
+            MetaFault::MissingWithTasks { task_dirs: vec!["3".into()] },
+            MetaFault::Deleted,
+            MetaFault::Replaced,
+            MetaFault::NotSqlite,
+            MetaFault::Unreadable("Permission denied".into()),
+        ];
+        for fault in faults {
+            let e = MetaFileError { path: "/srv/meta.db".into(), data_dir: "/srv".into(), fault: fault.clone() };
+            let text = e.to_string();
+            assert!(
+                text.starts_with("the metadata database /srv/meta.db ")
+                    || text.contains("read the metadata database /srv/meta.db"),
+                "{text}"
+            );
+            for step in [
+                "were not touched",
+                "restore /srv/meta.db from a backup",
+                "binlog-server doctor",
+                "move the task directories",
+            ] {
+                assert!(text.contains(step), "{fault:?}: {text:?} lacks {step:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn look_tells_sqlite_from_garbage_and_task_dirs_are_numeric() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("meta.db");
+        assert_eq!(look(&p), Seen::Missing);
+        std::fs::write(&p, b"").unwrap();
+        assert!(matches!(look(&p), Seen::File { header_ok: true, .. }), "an empty file is a new database");
+        let mut page = SQLITE_MAGIC.to_vec();
+        page.resize(4096, 0);
+        std::fs::write(&p, &page).unwrap();
+        let Seen::File { id, header_ok: true } = look(&p) else { panic!("{:?}", look(&p)) };
+        assert!(judge_running(id, &look(&p)).is_ok());
+        std::fs::write(&p, b"garbage, not a database at all").unwrap();
+        assert!(matches!(look(&p), Seen::File { header_ok: false, .. }));
+        for d in ["12", "3", "not-a-task", "04x"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("5"), b"a file, not a task directory").unwrap();
+        assert_eq!(task_dirs(dir.path()), ["3", "12"]);
+        assert!(is_corruption("file is not a database") && !is_corruption("database is locked"));
+    }
+}

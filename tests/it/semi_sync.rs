@@ -1,0 +1,199 @@
+//! Semi-synchronous replication against a real MariaDB primary (`rpl_semi_sync_master_enabled`,
+//! `wait_point=AFTER_SYNC`, a long timeout): binlog-server is a semi-sync client the source waits
+//! for, its acks follow the fsync (a commit cannot return before it), the copy stays
+//! byte-identical, and a source without semi-sync is streamed asynchronously with a warning.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::mariadb::{MariaDb, MariaDbOpts};
+use crate::common::poll_until;
+use crate::common::replication::{
+    WAIT, assert_copy_matches_source, create_task, fast_server_opts, flush_and_catch_up, from_first_file, source_json,
+    start_task, task_events, wait_running,
+};
+use crate::common::server::{Server, ServerOpts};
+
+/// Long enough that the source never falls back to asynchronous during a test: a commit that
+/// returns did get its ack.
+const SOURCE_TIMEOUT_MS: u64 = 600_000;
+
+fn semi_sync_source(opts: MariaDbOpts) -> MariaDb {
+    MariaDb::start(opts.semi_sync_primary(SOURCE_TIMEOUT_MS))
+}
+
+fn status_u64(db: &MariaDb, name: &str) -> u64 {
+    db.status_value(name).parse().unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Creates and starts a task with `source.semi_sync` on, copying `db` from its first file.
+fn start_semi_sync_task(srv: &Server, db: &MariaDb, key: &str) -> i64 {
+    let mut source = source_json(db);
+    source["semi_sync"] = Value::Bool(true);
+    let id = create_task(srv, key, source, from_first_file(db));
+    start_task(srv, id);
+    wait_running(srv, id);
+    id
+}
+
+fn replication(srv: &Server, id: i64) -> Value {
+    let (status, body) = srv.get(&format!("/api/tasks/{id}/replication"));
+    assert_eq!(status, 200, "GET replication of task {id}: {body}");
+    body
+}
+
+/// Polls until the source counts one semi-sync client (our task) and the task says so.
+fn wait_semi_sync_client(srv: &Server, db: &MariaDb, id: i64) {
+    poll_until(WAIT, "the source to count binlog-server as its semi-sync client", || {
+        (status_u64(db, "Rpl_semi_sync_master_clients") == 1).then_some(())
+    });
+    poll_until(WAIT, "the task to report semi-sync active", || {
+        let r = replication(srv, id);
+        (r["semi_sync"]["active"] == true).then_some(r)
+    });
+}
+
+#[test]
+fn the_source_waits_for_our_acks_under_load_and_the_copy_stays_identical() {
+    let db = semi_sync_source(MariaDbOpts::default().max_binlog_size("64K"));
+    let srv = Server::start(fast_server_opts());
+    let id = start_semi_sync_task(&srv, &db, "semi-sync-load");
+    wait_semi_sync_client(&srv, &db, id);
+    assert_eq!(db.status_value("Rpl_semi_sync_master_status"), "ON");
+    let no_tx = status_u64(&db, "Rpl_semi_sync_master_no_tx");
+    let yes_tx = status_u64(&db, "Rpl_semi_sync_master_yes_tx");
+
+    // A write load: single-row autocommit transactions (each one waits for an ack), a few
+    // larger multi-statement ones, DDL; enough to rotate several 64 KiB files.
+    db.sql("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(500)) ENGINE=InnoDB");
+    let mut commits = 1u64;
+    for round in 0..4 {
+        let singles: String = (0..250)
+            .map(|i| format!("INSERT INTO t (v) VALUES (CONCAT('r{round}-{i}-', REPEAT('x', 300)));"))
+            .collect();
+        db.sql(&singles);
+        db.sql(&format!("BEGIN; INSERT INTO t (v) SELECT CONCAT('bulk{round}-', seq) FROM seq_1_to_500; COMMIT;"));
+        commits += 251;
+        assert_eq!(db.status_value("Rpl_semi_sync_master_status"), "ON", "semi-sync stays on under load");
+    }
+    db.sql("ALTER TABLE t ADD COLUMN w INT NULL");
+    commits += 1;
+
+    assert_eq!(
+        status_u64(&db, "Rpl_semi_sync_master_no_tx"),
+        no_tx,
+        "no commit went through without our ack\n{}",
+        srv.diagnostics()
+    );
+    let acked = status_u64(&db, "Rpl_semi_sync_master_yes_tx") - yes_tx;
+    assert!(acked >= commits, "{acked} commits acknowledged, {commits} made");
+    assert_eq!(db.status_value("Rpl_semi_sync_master_status"), "ON");
+    assert!(db.binlog_files().len() >= 4, "the load rotates: {:?}", db.binlog_files());
+
+    // Byte identity with the headers stripped, and the acks visible.
+    flush_and_catch_up(&srv, &db, id);
+    let copy = assert_copy_matches_source(&srv, &db, id);
+    assert!(copy.sealed.len() >= 4, "{copy:?}");
+    let r = poll_until(WAIT, "the acks to show in /replication", || {
+        let r = replication(&srv, id);
+        (r["semi_sync"]["acks_sent"].as_u64().unwrap_or(0) > 0).then_some(r)
+    });
+    assert_eq!(r["semi_sync"]["requested"], true, "{r}");
+    assert!(r["semi_sync"]["last_ack_pos"].as_str().is_some_and(|p| p.contains(':')), "{r}");
+    let metrics = srv.get_raw("/metrics").body;
+    assert!(
+        metrics.contains(&format!("binlog_server_semi_sync_acks_total{{task=\"{id}\"}}")),
+        "the ack counter has the task's series"
+    );
+    assert!(metrics.contains("binlog_server_semi_sync_ack_seconds_count"), "the ack latency histogram");
+}
+
+#[test]
+fn a_commit_does_not_return_before_our_fsync() {
+    const FSYNC_DELAY: Duration = Duration::from_millis(1500);
+    let db = semi_sync_source(MariaDbOpts::default());
+    // A debug-build hook: every data fsync of the writer takes at least FSYNC_DELAY.
+    let srv = Server::start(
+        fast_server_opts()
+            .env("BINLOG_TEST_FSYNC_DELAY_MS", FSYNC_DELAY.as_millis().to_string())
+            // Heartbeats must not count the slow fsync as a dead source.
+            .env("BINLOG_SERVER_REPLICATION_HEARTBEAT_PERIOD_MS", "1000"),
+    );
+    let id = start_semi_sync_task(&srv, &db, "semi-sync-fsync");
+    wait_semi_sync_client(&srv, &db, id);
+    db.sql("CREATE TABLE slow (id INT PRIMARY KEY) ENGINE=InnoDB");
+    let yes_tx = status_u64(&db, "Rpl_semi_sync_master_yes_tx");
+    for i in 0..3 {
+        let started = Instant::now();
+        db.sql(&format!("INSERT INTO slow VALUES ({i})"));
+        let took = started.elapsed();
+        assert!(
+            took >= FSYNC_DELAY,
+            "commit {i} returned after {took:?}, before binlog-server's fsync ({FSYNC_DELAY:?})"
+        );
+    }
+    assert_eq!(status_u64(&db, "Rpl_semi_sync_master_yes_tx") - yes_tx, 3, "each commit got its ack (no timeout)");
+    assert_eq!(db.status_value("Rpl_semi_sync_master_status"), "ON");
+}
+
+#[test]
+fn a_source_without_semi_sync_is_streamed_asynchronously_and_the_task_says_so() {
+    let db = MariaDb::start(MariaDbOpts::default());
+    let srv = Server::start(fast_server_opts());
+    let id = start_semi_sync_task(&srv, &db, "semi-sync-off");
+    let r = poll_until(WAIT, "the task to report semi-sync unavailable", || {
+        let r = replication(&srv, id);
+        r["semi_sync"]["unavailable_reason"].as_str().is_some().then_some(r)
+    });
+    assert_eq!(r["semi_sync"]["requested"], true, "{r}");
+    assert_eq!(r["semi_sync"]["active"], false, "{r}");
+    let reason = r["semi_sync"]["unavailable_reason"].as_str().expect("reason");
+    assert!(reason.contains("rpl_semi_sync_master_enabled = OFF") && reason.contains("asynchronously"), "{reason}");
+    let events = task_events(&srv, id);
+    assert!(
+        events.iter().any(|(_, t, m)| t == "SEMI_SYNC_UNAVAILABLE" && m == reason),
+        "a warning event says so: {events:?}"
+    );
+    assert_eq!(status_u64(&db, "Rpl_semi_sync_master_clients"), 0);
+
+    // It streams all the same, byte for byte.
+    db.sql("CREATE TABLE a (id INT PRIMARY KEY) ENGINE=InnoDB");
+    db.sql("INSERT INTO a SELECT seq FROM seq_1_to_1000");
+    flush_and_catch_up(&srv, &db, id);
+    assert_copy_matches_source(&srv, &db, id);
+    assert_eq!(replication(&srv, id)["semi_sync"]["acks_sent"], 0);
+}
+
+#[test]
+fn the_setting_round_trips_through_the_api() {
+    let srv = Server::start(ServerOpts::default());
+    let db_port = 3999; // never connected: the task is not started
+    let body = serde_json::json!({
+        "name": "ss", "cluster_key": "ss",
+        "source": {"host": "127.0.0.1", "port": db_port, "user": "repl", "password": "pw", "flavor": "mariadb", "semi_sync": true},
+        "start": {"mode": "LATEST"},
+    });
+    let (status, task) = srv.post("/api/tasks", &body);
+    assert_eq!(status, 201, "{task}");
+    assert_eq!(task["source"]["semi_sync"], true, "{task}");
+    let id = task["id"].as_i64().expect("id");
+    let mut off = body.clone();
+    off["source"]["semi_sync"] = Value::Bool(false);
+    let (status, task) = srv.put(&format!("/api/tasks/{id}"), &off);
+    assert_eq!(status, 200, "{task}");
+    assert_eq!(task["source"]["semi_sync"], false, "{task}");
+    let mut bad = body;
+    bad["source"]["semi_sync"] = Value::String("yes".into());
+    let (status, err) = srv.post("/api/tasks", &bad);
+    assert_eq!(status, 400, "a non-boolean is refused: {err}");
+    let (_, plain) = srv.post(
+        "/api/tasks",
+        &serde_json::json!({
+            "name": "plain", "cluster_key": "plain",
+            "source": {"host": "127.0.0.1", "port": db_port, "user": "repl", "password": "pw", "flavor": "mariadb"},
+            "start": {"mode": "LATEST"},
+        }),
+    );
+    assert_eq!(plain["source"]["semi_sync"], false, "default off: {plain}");
+}

@@ -1,0 +1,322 @@
+//! Storage that fails or changes behind the server's back (issue 22, item 3), each against a real
+//! `mariadbd`: a task's open file made unwritable mid-stream (FAILED with LOCAL_STORAGE_ERROR,
+//! nothing checkpointed past the disk, the other task unaffected); the SQLite metadata database
+//! deleted or corrupted while running and at start (a message naming the file and the way back,
+//! binlog files untouched); a sealed file changed on disk (neither downloaded nor relayed).
+//!
+//! The tests run as root, which ignores file modes: "unwritable" is `chattr +i` (immutable),
+//! which binds root too. Where the filesystem has no such attribute the test says so and returns.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::mariadb::{MariaDb, MariaDbOpts};
+use crate::common::pitr::get_bytes;
+use crate::common::replication::{
+    IN_USE_FLAG_OFFSET, api_checkpoint, assert_copy_matches_source, fast_server_opts, files, flush_and_catch_up,
+    local_dir, start_copy_task, start_task, task, wait_caught_up, wait_failed, wait_running,
+};
+use crate::common::server::{Server, run_cli};
+use crate::common::{free_port, output_with_deadline, poll_until, require_binary, temp_dir};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Paths made immutable (`chattr +i`) for the life of the guard.
+struct Immutable(Vec<PathBuf>);
+
+impl Immutable {
+    /// `None` when the filesystem (or the lack of CAP_LINUX_IMMUTABLE) refuses the attribute.
+    fn set(paths: &[&Path]) -> Option<Immutable> {
+        let mut guard = Immutable(Vec::new());
+        for p in paths {
+            let ok = Command::new("chattr").arg("+i").arg(p).status().is_ok_and(|s| s.success());
+            if !ok {
+                return None;
+            }
+            guard.0.push(p.to_path_buf());
+        }
+        Some(guard)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        // Undone even when the test failed: an immutable file would outlive its temp dir.
+        for p in &self.0 {
+            let _ = Command::new("chattr").arg("-i").arg(p).status();
+        }
+    }
+}
+
+fn insert_rows(db: &MariaDb, table: &str, rows: u32) {
+    db.sql(&format!("INSERT INTO {table} (v) SELECT REPEAT('s', 200) FROM seq_1_to_{rows}"));
+}
+
+/// `bytes` with the FDE's in-use flag cleared (the source sets it in its open file, copies never
+/// carry it).
+fn without_in_use_flag(mut bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.len() > IN_USE_FLAG_OFFSET {
+        bytes[IN_USE_FLAG_OFFSET] &= !1;
+    }
+    bytes
+}
+
+#[test]
+fn an_unwritable_open_file_fails_its_task_and_no_other() {
+    let db = MariaDb::start(MariaDbOpts::default());
+    db.sql("CREATE TABLE u (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)");
+    let srv = Server::start(fast_server_opts());
+    let victim = start_copy_task(&srv, &db, "victim");
+    let bystander = start_copy_task(&srv, &db, "bystander");
+    insert_rows(&db, "u", 100);
+    let end = wait_caught_up(&srv, &db, victim);
+    wait_caught_up(&srv, &db, bystander);
+
+    let dir = local_dir(&srv, victim, &db);
+    let open = dir.join(&end.file);
+    let Some(frozen) = Immutable::set(&[&open, &dir]) else {
+        eprintln!("storage_faults: chattr +i is not available on {}; skipped", dir.display());
+        return;
+    };
+    // Every write to the open file and every new file in its directory now fails with EPERM.
+    insert_rows(&db, "u", 100);
+    let (code, message) = wait_failed(&srv, victim);
+    assert_eq!(code, "LOCAL_STORAGE_ERROR", "{message}");
+    assert!(message.contains("Operation not permitted"), "the message names the cause: {message}");
+    assert!(message.contains(&end.file), "the message names the file: {message}");
+
+    // Nothing checkpointed past what is on disk, and what is on disk is the source's bytes.
+    let (cp_file, cp_pos) = api_checkpoint(&srv, victim).expect("a checkpoint");
+    assert_eq!(cp_file, end.file, "the checkpoint stayed in the file that could not be written");
+    let on_disk = std::fs::read(&open).expect("read the open file");
+    assert!(cp_pos <= on_disk.len() as u64, "checkpoint {cp_pos} past the {} bytes on disk", on_disk.len());
+    let source = std::fs::read(db.binlog_dir().join(&end.file)).expect("the source's file");
+    let n = on_disk.len().min(source.len());
+    assert!(
+        without_in_use_flag(on_disk[..n].to_vec()) == without_in_use_flag(source[..n].to_vec()),
+        "the bytes on disk are the source's"
+    );
+
+    // The other task in the same process copied everything meanwhile.
+    insert_rows(&db, "u", 10);
+    wait_caught_up(&srv, &db, bystander);
+    assert_eq!(task(&srv, bystander)["state"], "RUNNING");
+
+    // Writable again, the failed task is started by hand and loses nothing.
+    drop(frozen);
+    start_task(&srv, victim);
+    wait_running(&srv, victim);
+    flush_and_catch_up(&srv, &db, victim);
+    assert_copy_matches_source(&srv, &db, victim);
+}
+
+/// The environment `binlog-server serve` needs to run over `data_dir` outside the harness.
+fn serve_env(data_dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("BINLOG_SERVER_DATA_DIR", data_dir.display().to_string()),
+        ("BINLOG_SERVER_LISTEN_ADDR", format!("127.0.0.1:{}", free_port())),
+    ]
+}
+
+/// `binlog-server serve` over `data_dir`, expected to refuse to start: (exit code, all output).
+fn serve_refused(data_dir: &Path) -> (i32, String) {
+    let env = serve_env(data_dir);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, stdout, stderr) = run_cli(&["serve"], &env);
+    (code, format!("{stdout}{stderr}"))
+}
+
+/// Waits for the server process to end by itself; returns its log. The harness then forgets
+/// the (reaped) process, so a restart launches a new one without signalling the old PID.
+fn wait_exit(srv: &mut Server, why: &str) -> String {
+    poll_until(WAIT, why, || (!srv.is_running()).then_some(()));
+    srv.kill9();
+    srv.log_text()
+}
+
+/// The sealed files of `dir` as (name, bytes), and checks each equals the source's file.
+fn sealed_copies(srv: &Server, id: i64, db: &MariaDb) -> Vec<(String, Vec<u8>)> {
+    let dir = local_dir(srv, id, db);
+    let sealed: Vec<(String, Vec<u8>)> = files(srv, id)
+        .iter()
+        .filter(|f| f["state"] == "SEALED")
+        .map(|f| {
+            let name = f["name"].as_str().expect("name").to_string();
+            let bytes = std::fs::read(dir.join(&name)).expect("a sealed file");
+            assert!(bytes == std::fs::read(db.binlog_dir().join(&name)).expect("source file"), "{name}");
+            (name, bytes)
+        })
+        .collect();
+    assert!(!sealed.is_empty(), "the task sealed at least one file");
+    sealed
+}
+
+fn assert_untouched(dir: &Path, sealed: &[(String, Vec<u8>)]) {
+    for (name, bytes) in sealed {
+        let now = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name} is gone: {e}"));
+        assert!(now == *bytes, "{name} changed");
+    }
+}
+
+fn assert_names_way_back(text: &str, meta: &Path) {
+    let meta = meta.display().to_string();
+    for part in [meta.as_str(), "restore", "binlog-server doctor", "were not touched"] {
+        assert!(text.contains(part), "the message must say {part:?}: {text}");
+    }
+}
+
+#[test]
+fn a_deleted_metadata_database_stops_the_server_and_a_restored_backup_resumes() {
+    let db = MariaDb::start(MariaDbOpts::default());
+    db.sql("CREATE TABLE m (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)");
+    let mut srv = Server::start(fast_server_opts());
+    let id = start_copy_task(&srv, &db, "meta-deleted");
+    insert_rows(&db, "m", 50);
+    flush_and_catch_up(&srv, &db, id);
+    let data = srv.data_dir();
+    let meta = data.join("meta.db");
+    // The operator's backup, taken while running (sqlite3's online backup).
+    let backup = temp_dir("meta-backup-");
+    let backup_file = backup.path().join("meta.db");
+    let out = output_with_deadline(
+        Command::new(require_binary("sqlite3")).arg(&meta).arg(format!(".backup '{}'", backup_file.display())),
+        WAIT,
+        "sqlite3 .backup",
+    );
+    assert!(out.status.success(), "sqlite3 .backup: {}", String::from_utf8_lossy(&out.stderr));
+    insert_rows(&db, "m", 50);
+    flush_and_catch_up(&srv, &db, id);
+    let sealed = sealed_copies(&srv, id, &db);
+    let dir = local_dir(&srv, id, &db);
+
+    std::fs::remove_file(&meta).expect("delete meta.db");
+    let log = wait_exit(&mut srv, "the server to stop after its metadata database was deleted");
+    assert!(log.contains("was deleted while binlog-server was running"), "{log}");
+    assert_names_way_back(&log, &meta);
+    assert_untouched(&dir, &sealed);
+
+    // At start, without the file: refused, since the task directories would be forgotten.
+    let (code, out) = serve_refused(&data);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("does not exist") && out.contains("refuses to start"), "{out}");
+    assert_names_way_back(&out, &meta);
+    assert!(!meta.exists(), "no empty catalog was created");
+    assert_untouched(&dir, &sealed);
+
+    // The recovery steps work: the lost database's -wal/-shm out, the backup in, start again.
+    for ext in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(data.join(format!("meta.db{ext}")));
+    }
+    std::fs::copy(&backup_file, &meta).expect("restore the backup");
+    srv.restart();
+    wait_running(&srv, id);
+    insert_rows(&db, "m", 10);
+    flush_and_catch_up(&srv, &db, id);
+    assert_copy_matches_source(&srv, &db, id);
+}
+
+/// Overwrites the first bytes of `path` in place (same inode, same size).
+fn scribble(path: &Path) {
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).expect("open for writing");
+    f.seek(SeekFrom::Start(0)).expect("seek");
+    f.write_all(b"this is no database, it is a scribble").expect("write");
+    f.sync_all().expect("fsync");
+}
+
+#[test]
+fn a_corrupt_metadata_database_is_named_while_running_and_at_start() {
+    let db = MariaDb::start(MariaDbOpts::default());
+    db.sql("CREATE TABLE c (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)");
+    let mut srv = Server::start(fast_server_opts());
+    let id = start_copy_task(&srv, &db, "meta-corrupt");
+    insert_rows(&db, "c", 50);
+    flush_and_catch_up(&srv, &db, id);
+    let sealed = sealed_copies(&srv, id, &db);
+    let dir = local_dir(&srv, id, &db);
+    let data = srv.data_dir();
+    let meta = data.join("meta.db");
+
+    scribble(&meta);
+    let log = wait_exit(&mut srv, "the server to stop after its metadata database was overwritten");
+    assert!(log.contains("is corrupt"), "{log}");
+    assert_names_way_back(&log, &meta);
+    assert_untouched(&dir, &sealed);
+
+    // The orderly stop checkpoints SQLite's WAL into the file, which rewrites its first page: the
+    // damage at start is done while the server is down.
+    scribble(&meta);
+    let (code, out) = serve_refused(&data);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("is corrupt"), "{out}");
+    assert_names_way_back(&out, &meta);
+    assert_untouched(&dir, &sealed);
+}
+
+const RELAY_USER: &str = "relay-sf";
+const RELAY_PASSWORD: &str = "relay-Sf-1";
+
+/// Reads `first` from the relay with `mariadb-binlog`: (success, stderr).
+fn read_from_relay(port: u16, first: &str) -> (bool, String) {
+    let out_dir = temp_dir("relay-read-");
+    let mut cmd = Command::new(require_binary("mariadb-binlog"));
+    cmd.args(["--no-defaults", "--read-from-remote-server", "--raw", "--to-last-log", "--host=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg(format!("--user={RELAY_USER}"))
+        .env("MYSQL_PWD", RELAY_PASSWORD)
+        .arg(format!("--result-file={}/", out_dir.path().display()))
+        .arg(first);
+    let out = output_with_deadline(&mut cmd, WAIT, "mariadb-binlog from the relay");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_sealed_file_changed_on_disk_is_neither_downloaded_nor_relayed() {
+    let db = MariaDb::start(MariaDbOpts::default());
+    db.sql("CREATE TABLE s (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)");
+    let relay_port = free_port();
+    let srv =
+        Server::start(fast_server_opts().env("BINLOG_SERVER_RELAY_LISTEN_ADDR", format!("127.0.0.1:{relay_port}")));
+    let id = start_copy_task(&srv, &db, "sealed-changed");
+    let (status, body) = srv
+        .put(&format!("/api/tasks/{id}/relay"), &json!({"users": [{"name": RELAY_USER, "password": RELAY_PASSWORD}]}));
+    assert_eq!(status, 200, "{body}");
+    insert_rows(&db, "s", 50);
+    flush_and_catch_up(&srv, &db, id);
+    // The first file, sealed and hashed.
+    let first: Value = poll_until(WAIT, "the first file's sha256 to be recorded", || {
+        files(&srv, id).into_iter().find(|f| f["state"] == "SEALED" && f["sha256"].is_string())
+    });
+    let name = first["name"].as_str().expect("name").to_string();
+    let (ok, stderr) = read_from_relay(relay_port, &name);
+    assert!(ok, "the relay serves the intact file: {stderr}");
+    let download = format!("/api/tasks/{id}/files/{name}");
+    let (status, _, served) = get_bytes(&srv, &download);
+    assert_eq!(status, 200);
+    assert!(served == std::fs::read(db.binlog_dir().join(&name)).expect("source file"), "the intact file is served");
+
+    // One byte inside an event's body flipped, the size unchanged: only the sha256 tells.
+    let path = local_dir(&srv, id, &db).join(&name);
+    let mut bytes = std::fs::read(&path).expect("read");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x20;
+    std::fs::write(&path, &bytes).expect("write");
+
+    let r = srv.get_raw(&download);
+    let err = r.json();
+    assert_eq!((r.status, err["code"].as_str()), (409, Some("FILE_CHANGED")), "{err}");
+    let text = err["error"].as_str().unwrap_or_default();
+    assert!(text.starts_with(&format!("{name} changed on disk since it was sealed")), "{text}");
+    assert!(!text.contains(srv.data_dir().to_str().expect("UTF-8")), "no server path in the answer: {text}");
+
+    let query = format!("start_file={name}&start_pos=4&stop_file={name}&stop_pos={}", first["size"]);
+    let r = srv.get_raw(&format!("/api/tasks/{id}/replay/archive?{query}"));
+    assert_eq!((r.status, r.json()["code"].as_str()), (409, Some("FILE_CHANGED")), "archive: {}", r.json());
+
+    let (ok, stderr) = read_from_relay(relay_port, &name);
+    assert!(!ok, "the relay must not serve a changed file");
+    assert!(stderr.contains("changed on disk since it was sealed"), "mariadb-binlog shows why: {stderr}");
+}
