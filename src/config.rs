@@ -374,11 +374,14 @@ impl Default for UploadSettings {
 pub struct StorageSettings {
     /// How often each task looks for files past their retention.
     pub retention_interval_sec: u64,
+    /// The folder `POST /api/tasks/{id}/import` may read files from (empty: import over the API
+    /// is off; `binlog-server import` reads any path its user can).
+    pub import_dir: String,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        StorageSettings { retention_interval_sec: 3600 }
+        StorageSettings { retention_interval_sec: 3600, import_dir: String::new() }
     }
 }
 
@@ -904,6 +907,9 @@ impl Settings {
         }
         if self.storage.retention_interval_sec == 0 {
             return Err(invalid("storage.retention_interval_sec", "must be at least 1"));
+        }
+        if !self.storage.import_dir.is_empty() && !Path::new(&self.storage.import_dir).is_dir() {
+            return Err(invalid("storage.import_dir", format!("{:?} is not a directory", self.storage.import_dir)));
         }
         if !self.ui.dev_dir.is_empty() && !Path::new(&self.ui.dev_dir).join("index.html").is_file() {
             return Err(invalid("ui.dev_dir", format!("{:?} has no index.html", self.ui.dev_dir)));

@@ -138,6 +138,7 @@ string_enum!(
         Latest => "LATEST",
         FilePos => "FILE_POS",
         Gtid => "GTID",
+        ArchiveOnly => "ARCHIVE_ONLY",
     }
 );
 
@@ -211,8 +212,16 @@ pub fn kept_password(stored: &SourceSpec, updated: &SourceSpec) -> Result<Secret
 #[derive(Debug, Clone, PartialEq)]
 pub enum StartSpec {
     Latest,
-    FilePos { file: BinlogFileName, pos: u64 },
-    Gtid { gtid_set: StartGtid },
+    FilePos {
+        file: BinlogFileName,
+        pos: u64,
+    },
+    Gtid {
+        gtid_set: StartGtid,
+    },
+    /// Never connects to a source: the archive holds imported files only (a server that no
+    /// longer exists, or a history kept apart from the live task).
+    ArchiveOnly,
 }
 
 impl StartSpec {
@@ -221,7 +230,13 @@ impl StartSpec {
             StartSpec::Latest => StartMode::Latest,
             StartSpec::FilePos { .. } => StartMode::FilePos,
             StartSpec::Gtid { .. } => StartMode::Gtid,
+            StartSpec::ArchiveOnly => StartMode::ArchiveOnly,
         }
+    }
+
+    /// Whether the task never connects to a source.
+    pub fn is_archive_only(&self) -> bool {
+        matches!(self, StartSpec::ArchiveOnly)
     }
 }
 
@@ -492,6 +507,7 @@ impl RawTaskSpec {
         let mode = parse_enum::<StartMode>(self.start_mode, "start.mode", None, &mut errs);
         let start = match mode {
             Some(StartMode::Latest) => Some(StartSpec::Latest),
+            Some(StartMode::ArchiveOnly) => Some(StartSpec::ArchiveOnly),
             Some(StartMode::FilePos) => {
                 let file = match self.start_file.as_deref() {
                     None | Some("") => {

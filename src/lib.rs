@@ -14,6 +14,7 @@ pub mod config;
 pub mod doctor;
 pub mod domain;
 pub mod fsmode;
+pub mod import;
 pub mod meta;
 pub mod overview;
 pub mod pitr;

@@ -50,6 +50,22 @@ enum Command {
         #[arg(long)]
         meta_dsn: Option<String>,
     },
+    /// Import existing binlog files (a `mysqlbinlog --raw` directory, a backup, a copy of a
+    /// server's binlogs) into a task's archive. Each file is verified whole (framing, CRC32,
+    /// log_pos chain) and must continue the task's archive from the same server; a refused file
+    /// leaves nothing behind. The task must be stopped (or ARCHIVE_ONLY). Exit 0: imported; 1:
+    /// refused or failed (one line saying which file, where and why).
+    Import {
+        /// The task to add the files to.
+        #[arg(long)]
+        task: i64,
+        /// Binlog files, or folders whose `name.NNNNNN` files are all imported (in name order).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the report as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Plan a point-in-time replay through a running server's API; print the decoder command
     /// (or, with --fetch, download the files and print the command over them).
     Replay(Box<ReplayCli>),
@@ -254,6 +270,7 @@ fn main() -> ExitCode {
         }
         Command::Migrate { action, meta_dsn } => migrate(settings, action, meta_dsn),
         Command::Doctor { task, json, meta_dsn } => doctor(settings, task, json, meta_dsn),
+        Command::Import { task, paths, json } => import(settings, task, &paths, json),
         // Taken before the configuration is loaded.
         Command::Replay(_) | Command::Completions { .. } | Command::Man { .. } => ExitCode::from(2),
     }
@@ -396,6 +413,63 @@ fn doctor(settings: Settings, task: Option<i64>, json: bool, dsn: Option<String>
         );
     }
     if findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DOCTOR_FOUND_PROBLEMS) }
+}
+
+fn import(settings: Settings, task: i64, paths: &[PathBuf], json: bool) -> ExitCode {
+    use binlog_server::import::run;
+    let run = || -> Result<run::Report, String> {
+        let mut offers = Vec::new();
+        for p in paths {
+            let files = if p.is_dir() {
+                let found = run::binlog_files_in(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                if found.is_empty() {
+                    return Err(format!("{}: no binlog file (name.NNNNNN) in this folder", p.display()));
+                }
+                found
+            } else {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                let name = binlog_server::binlog::name::BinlogFileName::parse(name)
+                    .map_err(|e| format!("{}: {e}", p.display()))?;
+                vec![(name, p.clone())]
+            };
+            for (name, path) in files {
+                let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                offers.push(run::Offer { name, file, shown: path.display().to_string() });
+            }
+        }
+        let store = binlog_server::app::open_store(&settings).map_err(|e| format!("{e:#}"))?;
+        run::import(&store, &settings.data_dir, binlog_server::domain::TaskId(task), offers).map_err(|e| e.to_string())
+    };
+    match run() {
+        Ok(report) if json => {
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            for f in &report.files {
+                println!("imported {} ({}, {} bytes)", f.file, f.state, f.size);
+                if let Some(t) = &f.truncated {
+                    println!("  truncated: {t}");
+                }
+                if let Some(g) = &f.gap {
+                    println!("  gap before it: {g}");
+                }
+            }
+            println!(
+                "task {}: {} file(s) from source {}; checkpoint {}:{}",
+                report.task_id,
+                report.files.len(),
+                report.source_identity,
+                report.checkpoint_file,
+                report.checkpoint_pos
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("binlog-server import: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `migrate status` exit code when migrations are pending (`migrate up` would apply them).

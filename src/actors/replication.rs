@@ -328,6 +328,10 @@ async fn run_attempt(
         }
         (None, StartSpec::FilePos { file, pos }) => (DumpFrom::FilePos { file: file.clone(), pos: *pos }, None),
         (None, StartSpec::Gtid { gtid_set }) => (DumpFrom::Gtid(gtid_set.clone()), Some(gtid_set.clone())),
+        // The supervisor never starts an archive-only task (`ControlError::ArchiveOnly`).
+        (None, StartSpec::ArchiveOnly) => {
+            return Err(ReplError::NoGtid("an ARCHIVE_ONLY task has no source to read from".into()));
+        }
     };
     let from_text = match &from {
         DumpFrom::FilePos { file, pos } => format!("{file}:{pos}"),

@@ -43,6 +43,8 @@ pub enum ControlError {
     Timeout(TaskId),
     #[error("{0}")]
     NotCovered(String),
+    #[error("task {0} is ARCHIVE_ONLY: it never connects to a source (add files with `binlog-server import`)")]
+    ArchiveOnly(TaskId),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -334,6 +336,9 @@ impl Handler<StartTask> for Supervisor {
             if shutting_down {
                 return Err(StoreError::Unavailable("shutting down".into()));
             }
+            if s.get_task(id)?.spec.start.is_archive_only() {
+                return Ok(None);
+            }
             s.transition(
                 id,
                 Transition::to(TaskState::Starting, Mover::Operator)
@@ -341,13 +346,16 @@ impl Handler<StartTask> for Supervisor {
                     .last_error(LastError::Clear)
                     .event(TaskEventType::TaskStarted, "start requested"),
             )
+            .map(Some)
         });
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
             let _span = span;
             if shutting_down {
                 return Err(ControlError::ShuttingDown);
             }
-            let task = res.map_err(|e| ControlError::from_store(e, Some(id), "start"))?;
+            let task = res
+                .map_err(|e| ControlError::from_store(e, Some(id), "start"))?
+                .ok_or(ControlError::ArchiveOnly(id))?;
             if act.cluster_mode() {
                 // Whichever node has room takes its lease (this one is told to look now).
                 if let Some(c) = &act.coordinator {

@@ -89,7 +89,9 @@ pub struct SourceBody {
 }
 
 /// Where a new task starts: LATEST; FILE_POS with `file` and `pos` (>= 4); GTID with
-/// `gtid_set` (MySQL `uuid:1-5,...`, MariaDB `domain-server-seq,...`; may be empty).
+/// `gtid_set` (MySQL `uuid:1-5,...`, MariaDB `domain-server-seq,...`; may be empty);
+/// ARCHIVE_ONLY: never connects to the source, holds imported files only
+/// (`POST /api/tasks/{id}/import`).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartBody {
@@ -111,6 +113,15 @@ pub enum StartSchema {
     Latest(StartLatest),
     FilePos(StartFilePos),
     Gtid(StartGtid),
+    ArchiveOnly(StartArchiveOnly),
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct StartArchiveOnly {
+    #[schema(pattern = "^ARCHIVE_ONLY$")]
+    mode: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -266,7 +277,7 @@ impl TaskDto {
     pub fn from_task(t: &Task, ctx: &DtoContext) -> Self {
         let server_id_base = ctx.server_id_base;
         let (file, pos, gtid_set) = match &t.spec.start {
-            StartSpec::Latest => (None, None, None),
+            StartSpec::Latest | StartSpec::ArchiveOnly => (None, None, None),
             StartSpec::FilePos { file, pos } => (Some(file.to_string()), Some(*pos), None),
             StartSpec::Gtid { gtid_set } => (None, None, Some(gtid_set.to_string())),
         };

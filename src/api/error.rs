@@ -19,6 +19,8 @@ pub enum ErrorCode {
     TaskLimitReached,
     InvalidStateTransition,
     RangeNotCovered,
+    /// An imported file failed verification or does not continue the task's archive.
+    ImportRefused,
     /// A sealed file's bytes differ from what was recorded when it was sealed: not served.
     FileChanged,
     Unauthorized,
@@ -147,7 +149,7 @@ impl From<ControlError> for ApiError {
         match e {
             ControlError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::TaskNotFound, msg),
             ControlError::AlreadyExists(_) => ApiError::new(StatusCode::CONFLICT, ErrorCode::TaskAlreadyExists, msg),
-            ControlError::InvalidTransition { .. } => {
+            ControlError::InvalidTransition { .. } | ControlError::ArchiveOnly(_) => {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::InvalidStateTransition, msg)
             }
             ControlError::Invalid(errs) => ApiError::fields(errs),

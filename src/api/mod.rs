@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod cross_site;
 pub mod dto;
 pub mod error;
+pub mod import;
 pub mod metrics;
 pub mod openapi;
 pub mod pitr;
@@ -54,6 +55,9 @@ pub struct ApiState {
     /// When `/metrics` last recomputed the recovery-window families.
     pub recovery_refreshed: std::sync::Mutex<Option<std::time::Instant>>,
     pub upload_enabled: bool,
+    /// `storage.import_dir`: the only folder `POST /api/tasks/{id}/import` reads (None: off).
+    pub import_dir: Option<std::path::PathBuf>,
+    pub log: slog::Logger,
 }
 
 impl ApiState {
@@ -209,6 +213,7 @@ pub fn api_scope(
         .service(resource("/tasks/{id}/files/retry-upload", "POST").route(web::post().to(tasks::retry_upload)))
         .service(resource("/tasks/{id}/upload-failures", "GET").route(web::get().to(tasks::upload_failures)))
         .service(resource("/tasks/{id}/replication", "GET").route(web::get().to(tasks::replication)))
+        .service(resource("/tasks/{id}/import", "POST").route(web::post().to(import::import)))
         .service(resource("/tasks/{id}/replicas", "GET").route(web::get().to(relay::replicas)))
         .service(
             resource("/tasks/{id}/relay", "GET, PUT")

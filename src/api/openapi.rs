@@ -8,7 +8,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{batch, cluster, metrics, pitr, relay, summary, tasks};
+use crate::api::{batch, cluster, import, metrics, pitr, relay, summary, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,6 +37,7 @@ use crate::api::{batch, cluster, metrics, pitr, relay, summary, tasks};
         tasks::retry_upload,
         tasks::upload_failures,
         tasks::replication,
+        import::import,
         relay::put_users,
         relay::get_users,
         relay::replicas,

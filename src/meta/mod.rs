@@ -17,6 +17,7 @@ macro_rules! one_file {
 
 pub mod cipher;
 mod conn;
+mod imports;
 pub mod guard;
 pub mod leases;
 mod models;
@@ -24,6 +25,8 @@ mod relay_users;
 pub mod schema;
 mod store;
 mod uploads;
+
+pub use imports::SealAt;
 
 pub use conn::{
     ConnTuning, MetaConnection, MetaDsn, MigrationStatus, build_pool, migrate_down, migrate_up, migration_status,

@@ -97,7 +97,7 @@ pub(crate) struct TaskSpecColumns {
 impl TaskSpecColumns {
     pub fn from_spec(spec: &TaskSpec, stored_password: String) -> Self {
         let (start_file, start_pos, start_gtid_set) = match &spec.start {
-            StartSpec::Latest => (None, None, None),
+            StartSpec::Latest | StartSpec::ArchiveOnly => (None, None, None),
             StartSpec::FilePos { file, pos } => (Some(file.to_string()), Some(*pos as i64), None),
             StartSpec::Gtid { gtid_set } => (None, None, Some(gtid_set.to_string())),
         };

@@ -601,7 +601,12 @@ impl Store {
         load_checkpoint(&mut *self.conn()?, id)
     }
 
-    fn write_checkpoint(&self, c: &mut MetaConnection, id: TaskId, cp: Option<&Checkpoint>) -> Result<(), StoreError> {
+    pub(super) fn write_checkpoint(
+        &self,
+        c: &mut MetaConnection,
+        id: TaskId,
+        cp: Option<&Checkpoint>,
+    ) -> Result<(), StoreError> {
         let row = CheckpointRow {
             task_id: id.0,
             source_identity: cp.map(|c| c.source_identity.clone()),

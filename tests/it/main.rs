@@ -18,6 +18,7 @@ mod security;
 mod disk_full;
 mod doctor;
 mod hostile_source;
+mod import;
 mod metrics;
 mod pitr;
 mod pitr_failover;

@@ -23,7 +23,7 @@ const SECTIONS = [
     ['source.semi_sync', 'Semi-synchronous (RPO 0)', 'checkbox', { help: 'The source\'s commits wait until binlog-server has fsynced them. Needs rpl_semi_sync_master_enabled (rpl_semi_sync_source_enabled) on the source; without it the task streams asynchronously and says so.' }],
   ]],
   ['Start position', [
-    ['start.mode', 'Start from', 'select', { required: true, options: [['LATEST', 'LATEST'], ['FILE_POS', 'FILE_POS'], ['GTID', 'GTID']], help: 'LATEST: where the source is now. FILE_POS: a file and position. GTID: after a GTID set.' }],
+    ['start.mode', 'Start from', 'select', { required: true, options: [['LATEST', 'LATEST'], ['FILE_POS', 'FILE_POS'], ['GTID', 'GTID'], ['ARCHIVE_ONLY', 'ARCHIVE_ONLY']], help: 'LATEST: where the source is now. FILE_POS: a file and position. GTID: after a GTID set. ARCHIVE_ONLY: never connects; holds imported files only (binlog-server import).' }],
     ['start.file', 'Binlog file', 'text', { only: 'FILE_POS', spellcheck: 'false', placeholder: 'mysql-bin.000001' }],
     ['start.pos', 'Position', 'int', { only: 'FILE_POS', placeholder: '4' }],
     ['start.gtid_set', 'GTID set', 'text', { only: 'GTID', spellcheck: 'false', help: 'MariaDB domain-server-seq,… or MySQL uuid:1-5,…; may be empty.' }],

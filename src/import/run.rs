@@ -1,0 +1,293 @@
+//! Carrying out an import: copy each offered file into a staging folder while `verify` reads
+//! it, ask `lineage::decide` where the files go, then, file by file, cut the copy to its last
+//! complete transaction, fsync it, rename it into the task's folder, fsync the folder, and only
+//! then catalogue it with the checkpoint after it (`Store::catalog_import`, one transaction).
+//!
+//! A kill at any point leaves each file whole and catalogued, or not catalogued: a renamed copy
+//! without its row is removed by the writer's reconciliation at the task's next start (a file the
+//! catalog does not know), and the staging folder `{data_dir}/.import/{task_id}` is emptied at
+//! the start of the next import of that task. Blocking: call it from a thread that may block.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::binlog::event::{FLAGS_OFFSET, HEADER_LEN, flags};
+use crate::binlog::name::BinlogFileName;
+use crate::domain::TaskId;
+use crate::import::lineage::{self, Offered, Refusal, TaskFacts};
+use crate::import::verify::{self, Verified, VerifyError};
+use crate::meta::{Checkpoint, FileRecord, FileState, SealAt, Store, StoreError};
+
+/// One file offered: its name in the archive, the open file, and how errors name it (never a
+/// server path when the request came over the API).
+#[derive(Debug)]
+pub struct Offer {
+    pub name: BinlogFileName,
+    pub file: File,
+    pub shown: String,
+}
+
+/// What an import did, file by file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Report {
+    pub task_id: i64,
+    /// The source identity (folder) the files were catalogued under.
+    pub source_identity: String,
+    pub files: Vec<ImportedFile>,
+    /// Where the task's checkpoint is now: the end of the last imported file.
+    pub checkpoint_file: String,
+    pub checkpoint_pos: u64,
+    pub checkpoint_gtid: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct ImportedFile {
+    pub file: String,
+    /// SEALED, or OPEN: the task continues it from its source.
+    pub state: String,
+    /// Bytes kept.
+    pub size: u64,
+    /// Why the tail of the file was left out (a copy taken while the source wrote it).
+    pub truncated: Option<String>,
+    /// The gap before this file (the recovery window shows a break there).
+    pub gap: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A file failed verification: refused whole, nothing imported.
+    #[error("{file} refused {error}")]
+    Refused { file: String, error: VerifyError },
+    #[error(transparent)]
+    Lineage(#[from] Refusal),
+    #[error("no task {0}")]
+    NoTask(TaskId),
+    #[error("task {0} is running: stop it before importing (an archive-only task takes imports at any time)")]
+    Active(TaskId),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: String, source: io::Error },
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ImportError {
+    fn from(e: StoreError) -> Self {
+        ImportError::Store(e)
+    }
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ImportError + 'a {
+    move |source| ImportError::Io { what, path: path.display().to_string(), source }
+}
+
+/// The staging folder of a task's imports.
+pub fn staging_dir(data_dir: &Path, id: TaskId) -> PathBuf {
+    data_dir.join(".import").join(id.to_string())
+}
+
+/// The binlog files of a folder: regular files named `base.NNNNNN` (not the `.index` or
+/// MariaDB's `.state`), in name order.
+pub fn binlog_files_in(dir: &Path) -> io::Result<Vec<(BinlogFileName, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        let Some(name) = entry.file_name().to_str().and_then(|n| BinlogFileName::parse(n).ok()) else { continue };
+        if name.split().1.is_some() {
+            out.push((name, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads `inner` and writes everything read to `copy`.
+struct Tee<'a, R> {
+    inner: R,
+    copy: &'a mut File,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), ImportError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync", dir))
+}
+
+/// Imports `offers` into task `id`.
+pub fn import(store: &Store, data_dir: &Path, id: TaskId, offers: Vec<Offer>) -> Result<Report, ImportError> {
+    let task = match store.get_task(id) {
+        Ok(t) => t,
+        Err(StoreError::NotFound) => return Err(ImportError::NoTask(id)),
+        Err(e) => return Err(e.into()),
+    };
+    let archive_only = task.spec.start.is_archive_only();
+    if task.state.is_active() && !archive_only {
+        return Err(ImportError::Active(id));
+    }
+    let staging = staging_dir(data_dir, id);
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(io_err("clean", &staging))?;
+    }
+    fs::create_dir_all(&staging).map_err(io_err("create", &staging))?;
+    let result = stage_and_place(store, data_dir, id, archive_only, task.spec.source.flavor, offers, &staging);
+    let _ = fs::remove_dir_all(&staging);
+    result
+}
+
+fn stage_and_place(
+    store: &Store,
+    data_dir: &Path,
+    id: TaskId,
+    archive_only: bool,
+    flavor: crate::binlog::Flavor,
+    offers: Vec<Offer>,
+    staging: &Path,
+) -> Result<Report, ImportError> {
+    // One read of each source: verification runs on the bytes as they are copied, so what is
+    // placed is exactly what was verified, even if the source file changes meanwhile.
+    let mut staged: Vec<(BinlogFileName, Verified, PathBuf)> = Vec::with_capacity(offers.len());
+    for offer in offers {
+        let path = staging.join(offer.name.as_str());
+        let mut copy = OpenOptions::new().create_new(true).write(true).open(&path).map_err(io_err("create", &path))?;
+        let tee = Tee { inner: io::BufReader::new(offer.file), copy: &mut copy };
+        let verdict = verify::verify(offer.name.clone(), tee).map_err(|e| ImportError::Io {
+            what: "read",
+            path: offer.shown.clone(),
+            source: e,
+        })?;
+        match verdict {
+            Ok(v) => staged.push((offer.name, v, path)),
+            Err(error) => return Err(ImportError::Refused { file: offer.shown, error }),
+        }
+    }
+    let files = store.list_files(id)?;
+    let checkpoint = store.get_checkpoint(id)?.map(|(c, _)| c);
+    let offered: Vec<Offered<'_>> = staged.iter().map(|(name, file, _)| Offered { name, file }).collect();
+    let facts = TaskFacts { flavor, archive_only, files: &files, checkpoint: checkpoint.as_ref() };
+    let plan = lineage::decide(facts, &offered)?;
+
+    let task_dir = data_dir.join(id.to_string());
+    let dir = task_dir.join(&plan.identity);
+    fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+    fsync_dir(&task_dir)?;
+    fsync_dir(data_dir)?;
+    remove_uncatalogued(&dir, &files, &plan.identity)?;
+    let mut report = Report {
+        task_id: id.0,
+        source_identity: plan.identity.clone(),
+        files: Vec::new(),
+        checkpoint_file: plan.checkpoint.file.to_string(),
+        checkpoint_pos: plan.checkpoint.pos,
+        checkpoint_gtid: plan.checkpoint.gtid_set.clone(),
+    };
+    for (i, placed) in plan.files.iter().enumerate() {
+        let from = staging.join(placed.name.as_str());
+        let sha256 = finish_copy(&from, placed.size)?;
+        let to = dir.join(placed.name.as_str());
+        fs::rename(&from, &to).map_err(io_err("rename", &to))?;
+        fsync_dir(&dir)?;
+        let now = store.clock().now();
+        let sealed = placed.state == FileState::Sealed;
+        let rec = FileRecord {
+            task_id: id.0,
+            source_identity: plan.identity.clone(),
+            file_name: placed.name.clone(),
+            state: placed.state,
+            start_pos: 4,
+            header_len: 4,
+            end_pos: sealed.then_some(placed.size),
+            size: placed.size,
+            sha256: sealed.then_some(sha256),
+            created_at: now,
+            sealed_at: sealed.then_some(now),
+            upload: Default::default(),
+            summary: placed.summary.clone(),
+        };
+        let cp = Checkpoint {
+            source_identity: plan.identity.clone(),
+            file: placed.name.clone(),
+            pos: placed.size,
+            gtid_set: placed.summary.gtid_end.clone(),
+        };
+        let seal = plan.seal_open.as_ref().filter(|_| i == 0).map(|s| SealAt {
+            identity: &plan.identity,
+            name: s.name.as_str(),
+            end_pos: s.end_pos,
+            size: s.size,
+        });
+        if let Err(e) = store.catalog_import(id, &rec, seal, &cp, archive_only) {
+            // Not catalogued: the copy must not stay (reconciliation would remove it anyway).
+            let _ = fs::remove_file(&to);
+            return Err(match e {
+                StoreError::Conflict(_) => ImportError::Active(id),
+                e => e.into(),
+            });
+        }
+        report.files.push(ImportedFile {
+            file: placed.name.to_string(),
+            state: placed.state.as_str().to_string(),
+            size: placed.size,
+            truncated: placed.truncated.clone(),
+            gap: placed.gap.clone(),
+        });
+    }
+    Ok(report)
+}
+
+/// Removes what an import killed between a rename and its catalogue row left in `dir`: files
+/// the catalogue does not name (the task is not running: no writer is creating one now). The
+/// writer's reconciliation does the same at the task's next start; an ARCHIVE_ONLY task has
+/// none.
+fn remove_uncatalogued(dir: &Path, files: &[FileRecord], identity: &str) -> Result<(), ImportError> {
+    let known: Vec<&str> =
+        files.iter().filter(|f| f.source_identity == identity).map(|f| f.file_name.as_str()).collect();
+    for entry in fs::read_dir(dir).map_err(io_err("read", dir))? {
+        let entry = entry.map_err(io_err("read", dir))?;
+        let name = entry.file_name();
+        let is_file = entry.file_type().map_err(io_err("read", dir))?.is_file();
+        if is_file && !name.to_str().is_some_and(|n| known.contains(&n)) {
+            let p = entry.path();
+            fs::remove_file(&p).map_err(io_err("remove", &p))?;
+        }
+    }
+    Ok(())
+}
+
+/// Cuts a staged copy to `size` (its last complete transaction), clears the in-use flag of its
+/// format description as a source does when it sends or closes a file (so the copy equals one
+/// fetched from the source; the FDE's CRC32 is computed without the flag), fsyncs it, and
+/// returns its sha256.
+fn finish_copy(path: &Path, size: u64) -> Result<String, ImportError> {
+    let mut f = OpenOptions::new().read(true).write(true).open(path).map_err(io_err("open", path))?;
+    f.set_len(size).map_err(io_err("truncate", path))?;
+    let at = 4 + FLAGS_OFFSET as u64;
+    if size >= 4 + HEADER_LEN as u64 {
+        let mut b = [0u8; 2];
+        f.seek(SeekFrom::Start(at)).and_then(|_| f.read_exact(&mut b)).map_err(io_err("read", path))?;
+        let v = u16::from_le_bytes(b);
+        if v & flags::BINLOG_IN_USE != 0 {
+            let cleared = (v & !flags::BINLOG_IN_USE).to_le_bytes();
+            f.seek(SeekFrom::Start(at)).and_then(|_| f.write_all(&cleared)).map_err(io_err("write", path))?;
+        }
+    }
+    f.sync_all().map_err(io_err("fsync", path))?;
+    f.seek(SeekFrom::Start(0)).map_err(io_err("read", path))?;
+    let mut h = Sha256::new();
+    io::copy(&mut f, &mut h).map_err(io_err("read", path))?;
+    Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;
