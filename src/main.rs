@@ -437,7 +437,7 @@ fn import(settings: Settings, task: i64, paths: &[PathBuf], json: bool) -> ExitC
                 offers.push(run::Offer { name, file, shown: path.display().to_string() });
             }
         }
-        let store = binlog_server::app::open_store(&settings).map_err(|e| format!("{e:#}"))?;
+        let (store, _watch) = binlog_server::app::open_store(&settings).map_err(|e| format!("{e:#}"))?;
         run::import(&store, &settings.data_dir, binlog_server::domain::TaskId(task), offers).map_err(|e| e.to_string())
     };
     match run() {

@@ -17,8 +17,8 @@ macro_rules! one_file {
 
 pub mod cipher;
 mod conn;
-mod imports;
 pub mod guard;
+mod imports;
 pub mod leases;
 mod models;
 mod relay_users;
