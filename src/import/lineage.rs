@@ -219,10 +219,10 @@ fn continuation(
     let overlap = |detail: String| Refusal::Overlap { file: o.name.clone(), detail };
     let held = state.and_then(|s| State::parse(flavor, s));
     let starts = o.file.summary.gtid_start.as_deref().and_then(|s| State::parse(flavor, s));
-    if let (Some(held), Some(first)) = (&held, o.file.summary.first_gtid.as_deref()) {
-        if Gtid::parse(flavor, first).is_ok_and(|g| held.contains(&g)) {
-            return Err(overlap(format!("its first transaction {first} is already held (up to {prev})")));
-        }
+    if let (Some(held), Some(first)) = (&held, o.file.summary.first_gtid.as_deref())
+        && Gtid::parse(flavor, first).is_ok_and(|g| held.contains(&g))
+    {
+        return Err(overlap(format!("its first transaction {first} is already held (up to {prev})")));
     }
     let mut gaps = Vec::new();
     match (&held, &starts) {

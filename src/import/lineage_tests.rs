@@ -78,6 +78,10 @@ fn cp(identity: &str, file: u32, pos: u64, gtid: &str) -> Checkpoint {
     Checkpoint { source_identity: identity.into(), file: n(file), pos, gtid_set: Some(gtid.into()) }
 }
 
+/// What a placement should be: (identity, states of the placed files, which have a gap, open
+/// file sealed at, checkpoint file and position).
+type Placed = (&'static str, Vec<FileState>, Vec<bool>, Option<u64>, (u32, u64));
+
 struct Case {
     what: &'static str,
     flavor: Flavor,
@@ -87,7 +91,7 @@ struct Case {
     offered: Vec<(u32, Verified)>,
     /// Ok: (identity, states of the placed files, which have a gap, open file sealed at,
     /// checkpoint file and position). Err: a word of the refusal.
-    expect: Result<(&'static str, Vec<FileState>, Vec<bool>, Option<u64>, (u32, u64)), &'static str>,
+    expect: Result<Placed, &'static str>,
 }
 
 fn base(what: &'static str) -> Case {

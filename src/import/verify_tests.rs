@@ -78,7 +78,7 @@ fn every_flipped_byte_of_a_checksummed_file_is_caught() {
             match check("bin.000001", &bad) {
                 Err(e) => {
                     // The offset named is the start of the event holding the byte (or 0/4).
-                    let start = std::iter::once(4).chain(ends.iter().copied()).filter(|&s| s as usize <= at).last();
+                    let start = std::iter::once(4).chain(ends.iter().copied()).rfind(|&s| s as usize <= at);
                     assert!(
                         e.offset == 0 || Some(e.offset) == start || e.offset <= at as u64,
                         "{file} byte {at}: offset {}",

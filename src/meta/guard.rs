@@ -10,7 +10,6 @@
 //! touched.
 
 use std::fmt;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -131,21 +130,42 @@ pub fn recovery_steps(path: &Path, data_dir: &Path) -> String {
 /// Looks at the metadata path: present or not, its identity, its first 16 bytes. Opens and
 /// closes the file: only before this process has a SQLite connection to it (see [`HeldFile`]).
 pub fn look(path: &Path) -> Seen {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Seen::Missing,
-        Err(e) => return Seen::Unreadable(e.to_string()),
+    let id = match identity(path) {
+        Ok(id) => id,
+        Err(seen) => return seen,
     };
-    let id = FileId { dev: meta.dev(), ino: meta.ino() };
-    if !meta.is_file() {
-        return Seen::File { id, header_ok: false };
-    }
-    let mut head = Vec::with_capacity(SQLITE_MAGIC.len());
-    match std::fs::File::open(path).and_then(|f| f.take(SQLITE_MAGIC.len() as u64).read_to_end(&mut head)) {
-        Ok(_) => Seen::File { id, header_ok: head.is_empty() || head == SQLITE_MAGIC },
+    match std::fs::File::open(path) {
+        Ok(file) => header_of(&file, id),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Seen::Missing,
         Err(e) => Seen::Unreadable(e.to_string()),
     }
+}
+
+/// The identity of the regular file at `path`, by `stat`; otherwise what is seen there.
+fn identity(path: &Path) -> Result<FileId, Seen> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Seen::Missing),
+        Err(e) => return Err(Seen::Unreadable(e.to_string())),
+    };
+    let id = FileId { dev: meta.dev(), ino: meta.ino() };
+    if meta.is_file() { Ok(id) } else { Err(Seen::File { id, header_ok: false }) }
+}
+
+/// `file` seen as `id`: whether its first bytes are SQLite's (or it is still empty).
+fn header_of(file: &std::fs::File, id: FileId) -> Seen {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; SQLITE_MAGIC.len()];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read_at(&mut head[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Seen::Unreadable(e.to_string()),
+        }
+    }
+    Seen::File { id, header_ok: got == 0 || head == *SQLITE_MAGIC }
 }
 
 /// The metadata file as a running server looks at it: through a descriptor opened once and
@@ -180,27 +200,10 @@ impl HeldFile {
     /// What is at `path` now: its identity by `stat` (never an open), and the first bytes of the
     /// held file (a replaced file is told by its identity).
     pub fn look(&self, path: &Path) -> Seen {
-        use std::os::unix::fs::FileExt;
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Seen::Missing,
-            Err(e) => return Seen::Unreadable(e.to_string()),
-        };
-        let id = FileId { dev: meta.dev(), ino: meta.ino() };
-        if !meta.is_file() {
-            return Seen::File { id, header_ok: false };
+        match identity(path) {
+            Ok(id) => header_of(self.file, id),
+            Err(seen) => seen,
         }
-        let mut head = [0u8; SQLITE_MAGIC.len()];
-        let mut got = 0;
-        while got < head.len() {
-            match self.file.read_at(&mut head[got..], got as u64) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Seen::Unreadable(e.to_string()),
-            }
-        }
-        Seen::File { id, header_ok: got == 0 || head == *SQLITE_MAGIC }
     }
 }
 
