@@ -439,6 +439,11 @@ pub fn parse_mysql_gtid(event: &[u8], has_crc: bool) -> Result<(Uuid, u64), Even
     if gno > crate::binlog::gtid::MAX_GNO {
         return Err(malformed("GTID", format!("transaction number {gno} is too large")));
     }
+    // Only ANONYMOUS_GTID has 0: a GTID numbered 0 would enter the checkpoint's GTID state as
+    // text that no GTID set parses again, and the task could not resume (found by fuzzing).
+    if gno == 0 && event.get(4) == Some(&types::GTID) {
+        return Err(malformed("GTID", "transaction number 0 is not valid"));
+    }
     Ok((Uuid(u), gno))
 }
 
@@ -473,7 +478,7 @@ pub fn parse_tagged_gtid(event: &[u8], has_crc: bool) -> Result<(Uuid, String, u
                 gno = Some(
                     u64::try_from(g)
                         .ok()
-                        .filter(|g| *g <= crate::binlog::gtid::MAX_GNO)
+                        .filter(|g| (1..=crate::binlog::gtid::MAX_GNO).contains(g))
                         .ok_or_else(|| malformed("GTID_TAGGED", format!("transaction number {g} out of range")))?,
                 );
             }
@@ -618,6 +623,12 @@ mod tests {
             let e = parse_mysql_gtid(&event(gno), false).unwrap_err().to_string();
             assert!(e.contains("too large"), "{gno}: {e}");
         }
+        // Transaction number 0: only an anonymous GTID has it (the fuzz smoke's finding).
+        let e = parse_mysql_gtid(&event(0), false).unwrap_err().to_string();
+        assert!(e.contains("transaction number 0"), "{e}");
+        let mut anonymous = event(0);
+        anonymous[4] = types::ANONYMOUS_GTID;
+        assert_eq!(parse_mysql_gtid(&anonymous, false).unwrap().1, 0);
     }
 
     #[test]
