@@ -121,6 +121,14 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
               "files" => tightened.files.len(), "example" => format!("{} was {was:o}", first.display()));
     }
 
+    // Held until the process ends: `doctor --repair` refuses to touch a data directory a
+    // server is running on, and a server does not start while one repairs it.
+    let _data_lock = crate::data_lock::DataDirLock::for_server(&settings.data_dir).map_err(|e| match e {
+        crate::data_lock::LockError::Held { .. } => {
+            anyhow::anyhow!("{e}: `binlog-server doctor --repair` is changing this data directory; start the server once it has finished")
+        }
+        e => anyhow::anyhow!(e),
+    })?;
     let (store, meta_watch) = {
         let s = settings.clone();
         tokio::task::spawn_blocking(move || open_store(&s)).await.context("metadata start-up")??
