@@ -260,3 +260,33 @@ fn doctor_repair_restores_from_the_bucket_moves_orphans_aside_and_refuses_beside
     assert!(repairs[0]["next_step"].as_str().is_some_and(|s| s.contains("backup")), "{doc:#}");
     assert_eq!(doc["remaining"].as_array().map(Vec::len), Some(1), "{doc:#}");
 }
+
+/// While `doctor --repair` holds the data directory (played here by an exclusive `flock` on its
+/// lock file, which is what the repair takes), a server does not start on it, and says why.
+#[test]
+fn a_server_does_not_start_while_a_repair_holds_the_data_directory() {
+    let dir = crate::common::temp_dir("binlog-it-doctor-lock-");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(data.join("binlog-server.lock"))
+        .unwrap();
+    lock.try_lock().expect("the test takes the lock first");
+    let data_s = data.to_str().expect("temp paths are UTF-8");
+    let env = [("BINLOG_SERVER_DATA_DIR", data_s), ("BINLOG_SERVER_LISTEN_ADDR", "127.0.0.1:0")];
+    let (code, out, err) = run_cli(&["serve"], &env);
+    assert_eq!(code, 1, "refused: {out}{err}");
+    assert!(
+        err.contains("doctor --repair") && err.contains(&format!("pid {}", std::process::id())),
+        "says a repair holds it, and who: {err}"
+    );
+    assert!(!data.join("meta.db").exists(), "nothing was created before the refusal");
+    drop(lock);
+    let (code, out, err) = run_cli(&["doctor", "--repair"], &env);
+    assert_eq!(code, 1, "no metadata database yet: {out}{err}");
+    assert!(err.contains("no metadata database"), "the repair itself got past the lock: {err}");
+}
