@@ -121,6 +121,14 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
               "files" => tightened.files.len(), "example" => format!("{} was {was:o}", first.display()));
     }
 
+    // Held until the process ends: `doctor --repair` refuses to touch a data directory a
+    // server is running on, and a server does not start while one repairs it.
+    let _data_lock = crate::data_lock::DataDirLock::for_server(&settings.data_dir).map_err(|e| match e {
+        crate::data_lock::LockError::Held { .. } => {
+            anyhow::anyhow!("{e}: `binlog-server doctor --repair` is changing this data directory; start the server once it has finished")
+        }
+        e => anyhow::anyhow!(e),
+    })?;
     let (store, meta_watch) = {
         let s = settings.clone();
         tokio::task::spawn_blocking(move || open_store(&s)).await.context("metadata start-up")??
@@ -144,8 +152,14 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     let supervisor =
         Supervisor::new(store.clone(), settings.clone(), objects, log.clone()).with_relay(relay_hub.clone()).start();
     // The relay listener (off unless relay.listen_addr is set), bound before READY like HTTP.
+    let mut relay_cert = None;
     let _relay = match settings.relay.socket_addr().map_err(|e| anyhow::anyhow!(e.message))? {
         Some(relay_addr) => {
+            let tls = crate::relay::tls::acceptor(&settings.relay.tls)?;
+            let acceptor = tls.map(|(cert, acceptor)| {
+                relay_cert = Some(cert);
+                acceptor
+            });
             let ctx = crate::relay::RelayContext::new(
                 store.clone(),
                 relay_hub,
@@ -153,7 +167,8 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
                 settings.data_dir.clone(),
                 &settings.relay,
                 log.new(slog::o!("component" => "relay")),
-            );
+            )
+            .with_tls(acceptor);
             Some(
                 crate::relay::start(relay_addr, ctx)
                     .with_context(|| format!("cannot listen on {relay_addr} (relay)"))?,
@@ -221,6 +236,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     }
     let tls = if settings.api.tls.enabled() {
         let cert = api::tls::ReloadingCert::load(
+            api::tls::API_TLS,
             std::path::Path::new(&settings.api.tls.cert_file),
             std::path::Path::new(&settings.api.tls.key_file),
         )?;
@@ -266,7 +282,11 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     // Registered before READY, so a SIGHUP from then on never meets the default action (exit).
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let reloader = match hup {
-        Ok(hup) => tokio::spawn(reload_on_sighup(log.clone(), hup, tls.map(|(cert, _)| cert))),
+        Ok(hup) => tokio::spawn(reload_on_sighup(
+            log.clone(),
+            hup,
+            tls.map(|(cert, _)| cert).into_iter().chain(relay_cert).collect(),
+        )),
         Err(e) => {
             error!(log, "cannot listen for SIGHUP: a TLS certificate will not be reloaded"; "error" => %e);
             tokio::spawn(async {})
@@ -323,22 +343,22 @@ fn notify(log: &Logger, notifier: &Notifier, send: impl FnOnce(&Notifier) -> Res
     }
 }
 
-/// Reads the listener's certificate and key again on every SIGHUP. Open connections keep the
-/// certificate they were made with; a failed reload keeps the current one and says why. Without
-/// TLS there is nothing to reload, but SIGHUP (`systemctl reload`) still must not end the process.
-async fn reload_on_sighup(
-    log: Logger,
-    mut hup: tokio::signal::unix::Signal,
-    cert: Option<Arc<api::tls::ReloadingCert>>,
-) {
+/// Reads the listeners' certificates and keys (`api.tls`, `relay.tls`) again on every SIGHUP.
+/// Open connections keep the certificate they were made with; a failed reload keeps the current
+/// one and says why. Without TLS there is nothing to reload, but SIGHUP (`systemctl reload`)
+/// still must not end the process.
+async fn reload_on_sighup(log: Logger, mut hup: tokio::signal::unix::Signal, certs: Vec<Arc<api::tls::ReloadingCert>>) {
     while hup.recv().await.is_some() {
-        let Some(cert) = &cert else {
-            info!(log, "SIGHUP: nothing to reload (api.tls is not set)");
-            continue;
-        };
-        match cert.reload() {
-            Ok(()) => info!(log, "SIGHUP: TLS certificate reloaded"; "cert_file" => %cert.cert_file().display()),
-            Err(e) => error!(log, "SIGHUP: TLS certificate NOT reloaded, the previous one stays in use"; "error" => %e),
+        if certs.is_empty() {
+            info!(log, "SIGHUP: nothing to reload (neither api.tls nor relay.tls is set)");
+        }
+        for cert in &certs {
+            match cert.reload() {
+                Ok(()) => info!(log, "SIGHUP: TLS certificate reloaded"; "cert_file" => %cert.cert_file().display()),
+                Err(e) => {
+                    error!(log, "SIGHUP: TLS certificate NOT reloaded, the previous one stays in use"; "error" => %e)
+                }
+            }
         }
     }
 }

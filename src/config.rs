@@ -502,8 +502,10 @@ impl Default for WriterSettings {
 pub struct RelaySettings {
     /// `HOST:PORT` of the relay listener; empty (the default) = no relay.
     pub listen_addr: String,
-    /// The relay has no TLS yet: a listen address other hosts can reach is refused unless this
-    /// is set (relay users' passwords are never sent, but the binlog's row data is, in clear).
+    /// TLS on the relay listener (the MySQL protocol's upgrade): both files, or neither.
+    pub tls: RelayTlsSettings,
+    /// Without `tls`, a listen address other hosts can reach is refused unless this is set
+    /// (relay users' passwords are never sent, but the binlog's row data is, in clear).
     pub allow_plaintext_remote: bool,
     /// Failed relay logins allowed per minute and client address (after `failure_burst`); then
     /// that address is refused until its budget refills.
@@ -515,6 +517,7 @@ impl Default for RelaySettings {
     fn default() -> Self {
         RelaySettings {
             listen_addr: String::new(),
+            tls: RelayTlsSettings::default(),
             allow_plaintext_remote: false,
             failure_per_minute: 10,
             failure_burst: 5,
@@ -522,9 +525,35 @@ impl Default for RelaySettings {
     }
 }
 
+/// TLS on the relay listener: a client asks for it in its handshake (CLIENT_SSL), as with a
+/// MySQL/MariaDB server. When set, clients must use it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayTlsSettings {
+    /// PEM certificate chain, the relay's certificate first.
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate.
+    pub key_file: String,
+}
+
+impl RelayTlsSettings {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty() && !self.key_file.is_empty()
+    }
+}
+
 impl RelaySettings {
     /// The address to listen on, `None` when the relay is off.
     pub fn socket_addr(&self) -> Result<Option<SocketAddr>, Invalid> {
+        let tls = &self.tls;
+        if tls.cert_file.is_empty() != tls.key_file.is_empty() {
+            let (set, unset) =
+                if tls.cert_file.is_empty() { ("key_file", "cert_file") } else { ("cert_file", "key_file") };
+            return Err(invalid(
+                &format!("relay.tls.{unset}"),
+                format!("relay.tls.{set} is set but relay.tls.{unset} is not: set both (TLS) or neither"),
+            ));
+        }
         if self.listen_addr.trim().is_empty() {
             return Ok(None);
         }
@@ -533,12 +562,13 @@ impl RelaySettings {
             .trim()
             .parse()
             .map_err(|e| invalid("relay.listen_addr", format!("{:?} is not HOST:PORT ({e})", self.listen_addr)))?;
-        if !addr.ip().is_loopback() && !self.allow_plaintext_remote {
+        if self.plaintext_remote(addr) && !self.allow_plaintext_remote {
             return Err(invalid(
                 "relay.listen_addr",
                 format!(
-                    "{addr} is reachable from other hosts but the relay has no TLS yet: listen on 127.0.0.1, or accept \
-                     that row data crosses the network in clear with relay.allow_plaintext_remote=true"
+                    "{addr} is reachable from other hosts but the relay has no TLS: set relay.tls.cert_file and \
+                     relay.tls.key_file, listen on 127.0.0.1, or accept that row data crosses the network in clear \
+                     with relay.allow_plaintext_remote=true"
                 ),
             ));
         }
@@ -546,6 +576,11 @@ impl RelaySettings {
             return Err(invalid("relay.failure_per_minute", "must be at least 1"));
         }
         Ok(Some(addr))
+    }
+
+    /// Whether a relay on `addr` would send row data in clear to other hosts.
+    fn plaintext_remote(&self, addr: SocketAddr) -> bool {
+        !addr.ip().is_loopback() && !self.tls.enabled()
     }
 }
 
@@ -1165,6 +1200,8 @@ impl Settings {
         let a = &self.api.auth;
         let loopback = self.listen_socket_addr().is_ok_and(|addr| addr.ip().is_loopback());
         let tls_or_loopback = loopback || self.api.tls.enabled();
+        let relay_plaintext_remote =
+            self.relay.socket_addr().ok().flatten().is_some_and(|a| self.relay.plaintext_remote(a));
         let unmet: Vec<&str> = [
             (!a.enabled, "api.auth.enabled must be true"),
             (!a.protect_api, "api.auth.protect_api must be true"),
@@ -1175,6 +1212,11 @@ impl Settings {
                 "the listener must serve TLS (set api.tls.cert_file and api.tls.key_file) or listen_addr \
                  must be a loopback address (TLS terminated by a reverse proxy on this host, see \
                  docs/security.md)",
+            ),
+            (
+                relay_plaintext_remote,
+                "the relay must serve TLS (set relay.tls.cert_file and relay.tls.key_file) or relay.listen_addr \
+                 must be a loopback address (relay.allow_plaintext_remote is not enough)",
             ),
         ]
         .into_iter()
@@ -1617,6 +1659,42 @@ mod tests {
         );
         let err = with(&[("BINLOG_SERVER_RELAY_LISTEN_ADDR", "nonsense")]).unwrap_err().to_string();
         assert!(err.contains("not HOST:PORT"), "{err}");
+    }
+
+    #[test]
+    fn relay_tls_needs_both_files_and_allows_a_remote_address() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut e = local();
+            e.extend(env(pairs));
+            load(None, &e, Purpose::Serve)
+        };
+        let remote = ("BINLOG_SERVER_RELAY_LISTEN_ADDR", "0.0.0.0:3307");
+        let cert = ("BINLOG_SERVER_RELAY_TLS_CERT_FILE", "/etc/binlog-server/relay.pem");
+        let key = ("BINLOG_SERVER_RELAY_TLS_KEY_FILE", "/etc/binlog-server/relay.key");
+        let on = with(&[remote, cert, key]).expect("TLS makes a remote relay address acceptable");
+        assert!(on.relay.tls.enabled());
+        for (pair, unset) in [(cert, "key_file"), (key, "cert_file")] {
+            let err = with(&[remote, pair]).unwrap_err().to_string();
+            assert!(err.contains(&format!("relay.tls.{unset}")) && err.contains("set both"), "{err}");
+            let err = with(&[pair]).unwrap_err().to_string();
+            assert!(err.contains("set both"), "checked with the relay off too: {err}");
+        }
+        // production: a plaintext relay on a remote address is refused even when accepted.
+        let prod = [
+            ("BINLOG_SERVER_PRODUCTION", "true"),
+            ("BINLOG_SERVER_API_AUTH_ENABLED", "true"),
+            ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "tok-0123456789abcdef"),
+        ];
+        let mut plain = prod.to_vec();
+        plain.extend([remote, ("BINLOG_SERVER_RELAY_ALLOW_PLAINTEXT_REMOTE", "true")]);
+        let err = with(&plain).unwrap_err().to_string();
+        assert!(err.contains("the relay must serve TLS"), "{err}");
+        let mut tls = prod.to_vec();
+        tls.extend([remote, cert, key]);
+        assert!(with(&tls).is_ok(), "production with a TLS relay");
+        let mut local_relay = prod.to_vec();
+        local_relay.push(("BINLOG_SERVER_RELAY_LISTEN_ADDR", "127.0.0.1:3307"));
+        assert!(with(&local_relay).is_ok(), "production with a loopback relay");
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! `binlog-server doctor`: checks a data directory against its metadata and changes nothing.
+//! `binlog-server doctor`: checks a data directory against its metadata and changes nothing;
+//! `doctor --repair` ([`repair`]) changes what the findings allow, and only that.
 //!
 //! [`diagnose`] is the decision (catalog rows + checkpoint + what is on disk -> findings), a pure
 //! function; [`gather`] only reads the catalog and the task directory (sizes, sha256 of the
 //! files the catalog says are sealed) to feed it.
+
+pub mod repair;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -29,6 +32,10 @@ pub struct CatalogFile {
     pub local_deleted: bool,
     pub start_pos: u64,
     pub header_len: u64,
+    /// The bucket holds a verified copy ([`FileRecord::held_in_bucket`]).
+    pub in_bucket: bool,
+    /// Where the bucket copy is, once uploaded.
+    pub object_key: Option<String>,
 }
 
 impl CatalogFile {
@@ -43,6 +50,8 @@ impl CatalogFile {
             local_deleted: r.upload.local_deleted_at.is_some(),
             start_pos: r.start_pos,
             header_len: r.header_len,
+            in_bucket: r.held_in_bucket(),
+            object_key: r.upload.object_key.clone(),
         }
     }
 }
@@ -150,12 +159,7 @@ pub fn diagnose(
                 }
             }
             (FileState::Open, d) => {
-                let need = match checkpoint {
-                    Some(cp) if cp.source_identity == c.source_identity && cp.file.as_str() == c.file_name => {
-                        crate::binlog::local_offset(c.start_pos, c.header_len, cp.pos)
-                    }
-                    _ => c.size,
-                };
+                let need = durable_len(c, checkpoint);
                 match d {
                     None => push(&c.rel_path, Problem::OpenFileMissing),
                     Some(d) if d.size < need => {
@@ -173,6 +177,52 @@ pub fn diagnose(
     }
     found.sort_by(|a, b| a.file.cmp(&b.file));
     found
+}
+
+/// How long an open file must at least be: the checkpoint's offset in it when the checkpoint is
+/// there, else the catalog's size.
+fn durable_len(c: &CatalogFile, checkpoint: Option<&Checkpoint>) -> u64 {
+    match checkpoint {
+        Some(cp) if cp.source_identity == c.source_identity && cp.file.as_str() == c.file_name => {
+            crate::binlog::local_offset(c.start_pos, c.header_len, cp.pos)
+        }
+        _ => c.size,
+    }
+}
+
+/// An open file holding bytes past its durable length (not a problem: the server cuts them
+/// when it resumes). `doctor --repair` says it leaves them to the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenTail {
+    pub task_id: i64,
+    pub file: String,
+    pub durable_len: u64,
+    pub disk: u64,
+}
+
+/// Every open file longer than its durable length, in path order.
+pub fn open_tails(
+    task_id: TaskId,
+    catalog: &[CatalogFile],
+    checkpoint: Option<&Checkpoint>,
+    disk: &BTreeMap<String, DiskFile>,
+) -> Vec<OpenTail> {
+    let mut tails: Vec<OpenTail> = catalog
+        .iter()
+        .filter(|c| c.state == FileState::Open)
+        .filter_map(|c| {
+            let d = disk.get(&c.rel_path).filter(|d| d.regular)?;
+            let need = durable_len(c, checkpoint);
+            (d.size > need).then(|| OpenTail {
+                task_id: task_id.0,
+                file: c.rel_path.clone(),
+                durable_len: need,
+                disk: d.size,
+            })
+        })
+        .collect();
+    tails.sort_by(|a, b| a.file.cmp(&b.file));
+    tails
 }
 
 /// Directories of the data directory named like a task id (digits only) that is not in the
@@ -226,8 +276,27 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DoctorError + '_ {
     move |source| DoctorError::Io { path: path.to_path_buf(), source }
 }
 
-/// Gathers the facts for one task (read-only) and diagnoses them.
-pub fn check_task(catalog: &mut CatalogReader, data_dir: &Path, id: TaskId) -> Result<TaskReport, DoctorError> {
+/// What one task's check starts from: its catalog rows, its checkpoint, its directory.
+#[derive(Debug, Clone)]
+pub struct TaskFacts {
+    pub task_id: TaskId,
+    pub catalog: Vec<CatalogFile>,
+    pub checkpoint: Option<Checkpoint>,
+    pub disk: BTreeMap<String, DiskFile>,
+}
+
+impl TaskFacts {
+    pub fn report(&self) -> TaskReport {
+        TaskReport {
+            task_id: self.task_id.0,
+            files_checked: self.catalog.len(),
+            findings: diagnose(self.task_id, &self.catalog, self.checkpoint.as_ref(), &self.disk),
+        }
+    }
+}
+
+/// Reads the facts for one task (read-only): the catalog first, the directory after.
+pub fn gather(catalog: &mut CatalogReader, data_dir: &Path, id: TaskId) -> Result<TaskFacts, DoctorError> {
     let records = catalog.list_files(id)?;
     let checkpoint = catalog.get_checkpoint(id)?;
     let catalog: Vec<CatalogFile> = records.iter().map(CatalogFile::from_record).collect();
@@ -238,11 +307,12 @@ pub fn check_task(catalog: &mut CatalogReader, data_dir: &Path, id: TaskId) -> R
     if task_dir.exists() {
         walk(&task_dir, "", &sealed, &mut disk)?;
     }
-    Ok(TaskReport {
-        task_id: id.0,
-        files_checked: catalog.len(),
-        findings: diagnose(id, &catalog, checkpoint.as_ref(), &disk),
-    })
+    Ok(TaskFacts { task_id: id, catalog, checkpoint, disk })
+}
+
+/// Gathers the facts for one task (read-only) and diagnoses them.
+pub fn check_task(catalog: &mut CatalogReader, data_dir: &Path, id: TaskId) -> Result<TaskReport, DoctorError> {
+    Ok(gather(catalog, data_dir, id)?.report())
 }
 
 fn walk(
@@ -255,6 +325,10 @@ fn walk(
         let entry = entry.map_err(io_err(dir))?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
+        // The cluster's lease marker is the server's own bookkeeping, never the catalog's.
+        if prefix.is_empty() && name == crate::cluster::LEASE_MARKER {
+            continue;
+        }
         let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
         // symlink_metadata: a link is reported as what it is, never followed.
         let meta = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
@@ -269,7 +343,7 @@ fn walk(
     Ok(())
 }
 
-fn sha256_of(path: &Path) -> Result<String, DoctorError> {
+pub(crate) fn sha256_of(path: &Path) -> Result<String, DoctorError> {
     let mut f = std::fs::File::open(path).map_err(io_err(path))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -299,6 +373,8 @@ mod tests {
             local_deleted: false,
             start_pos: 4,
             header_len: 4,
+            in_bucket: false,
+            object_key: None,
         }
     }
 
@@ -427,6 +503,45 @@ mod tests {
     }
 
     #[test]
+    fn open_tails_table() {
+        let open = row("bin.000002", FileState::Open, 50, None);
+        let sealed = row("bin.000001", FileState::Sealed, 100, Some("aa"));
+        let tail =
+            |durable_len, disk| vec![OpenTail { task_id: 7, file: "src-1/bin.000002".into(), durable_len, disk }];
+        type Case<'a> = (&'a str, Option<Checkpoint>, BTreeMap<String, DiskFile>, Vec<OpenTail>);
+        let cases: Vec<Case> = vec![
+            (
+                "bytes past the checkpoint",
+                Some(cp("bin.000002", 40)),
+                disk(&[("src-1/bin.000002", 60, None)]),
+                tail(40, 60),
+            ),
+            ("exactly at the checkpoint", Some(cp("bin.000002", 40)), disk(&[("src-1/bin.000002", 40, None)]), vec![]),
+            (
+                "shorter: a finding, not a tail",
+                Some(cp("bin.000002", 40)),
+                disk(&[("src-1/bin.000002", 30, None)]),
+                vec![],
+            ),
+            (
+                "checkpoint elsewhere: the catalog size",
+                Some(cp("bin.000001", 90)),
+                disk(&[("src-1/bin.000002", 51, None)]),
+                tail(50, 51),
+            ),
+            ("missing: no tail", None, disk(&[]), vec![]),
+            ("sealed files never have one", None, disk(&[("src-1/bin.000001", 120, Some("aa"))]), vec![]),
+        ];
+        for (what, checkpoint, on_disk, want) in cases {
+            assert_eq!(
+                open_tails(TaskId(7), &[sealed.clone(), open.clone()], checkpoint.as_ref(), &on_disk),
+                want,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
     fn orphan_task_dirs_table() {
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let orphan = |id: i64| Finding { task_id: id, file: format!("{id}/"), problem: Problem::OrphanTaskDirectory };
@@ -449,6 +564,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("bin.000001"), b"abc").unwrap();
         std::fs::write(dir.join("stray"), b"12345").unwrap();
+        std::fs::write(tmp.path().join(crate::cluster::LEASE_MARKER), b"node-1 3\n").unwrap();
         let mut out = BTreeMap::new();
         let sealed: BTreeSet<&str> = ["src-1/bin.000001"].into_iter().collect();
         walk(tmp.path(), "", &sealed, &mut out).unwrap();
@@ -457,6 +573,6 @@ mod tests {
             Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         );
         assert_eq!((out["src-1/stray"].size, out["src-1/stray"].sha256.clone()), (5, None));
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.len(), 2, "the cluster's lease marker is not an orphan: {out:?}");
     }
 }

@@ -11,6 +11,7 @@ pub mod cli_docs;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod data_lock;
 pub mod doctor;
 pub mod domain;
 pub mod fsmode;

@@ -38,7 +38,10 @@ enum Command {
     },
     /// Check the data directory against the metadata (read-only, safe while the server runs):
     /// sealed files' size and sha256, the open file against the checkpoint, orphan files.
-    /// Exit 0: all well; 3: problems found (one line each); 1: the check could not run.
+    /// With --repair (server stopped): orphans moved to .stale/, damaged sealed files restored
+    /// from the bucket's verified copy, the rest explained. Exit 0: all well (or all repaired);
+    /// 3: problems found (or left after the repair); 4: --repair refused, a server holds the
+    /// data directory; 1: the check could not run.
     Doctor {
         /// Check only this task.
         #[arg(long)]
@@ -46,6 +49,10 @@ enum Command {
         /// Print one JSON document instead of lines.
         #[arg(long)]
         json: bool,
+        /// Repair what can be repaired (never deletes: what is moved away goes to
+        /// {data_dir}/.stale/doctor-<time>/). Refused while a server runs on the data directory.
+        #[arg(long)]
+        repair: bool,
         /// Metadata database (default: meta_dsn from the configuration).
         #[arg(long)]
         meta_dsn: Option<String>,
@@ -269,7 +276,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Migrate { action, meta_dsn } => migrate(settings, action, meta_dsn),
-        Command::Doctor { task, json, meta_dsn } => doctor(settings, task, json, meta_dsn),
+        Command::Doctor { task, json, repair, meta_dsn } => doctor(settings, task, json, repair, meta_dsn),
         Command::Import { task, paths, json } => import(settings, task, &paths, json),
         // Taken before the configuration is loaded.
         Command::Replay(_) | Command::Completions { .. } | Command::Man { .. } => ExitCode::from(2),
@@ -355,47 +362,94 @@ fn migrate(settings: Settings, action: MigrateAction, dsn: Option<String>) -> Ex
 
 /// `doctor` exit code when it found problems (an error that stopped the check is 1).
 const EXIT_DOCTOR_FOUND_PROBLEMS: u8 = 3;
+/// `doctor --repair` exit code when a server holds the data directory.
+const EXIT_DOCTOR_REFUSED: u8 = 4;
 
-fn doctor(settings: Settings, task: Option<i64>, json: bool, dsn: Option<String>) -> ExitCode {
+/// What one doctor pass saw: the tasks checked, each task's facts, and orphan task directories.
+struct DoctorPass {
+    tasks_checked: usize,
+    facts: Vec<binlog_server::doctor::TaskFacts>,
+    orphan_dirs: Vec<binlog_server::doctor::Finding>,
+}
+
+impl DoctorPass {
+    fn findings(&self) -> Vec<binlog_server::doctor::Finding> {
+        let mut all: Vec<_> = self.facts.iter().flat_map(|f| f.report().findings).collect();
+        all.extend(self.orphan_dirs.iter().cloned());
+        all
+    }
+
+    fn files_checked(&self) -> usize {
+        self.facts.iter().map(|f| f.catalog.len()).sum()
+    }
+}
+
+fn doctor_pass(settings: &Settings, dsn: &MetaDsn, task: Option<i64>) -> Result<DoctorPass, String> {
     use binlog_server::doctor;
     use binlog_server::domain::TaskId;
+    let mut catalog = meta::CatalogReader::open(dsn).map_err(|e| e.to_string())?;
+    let ids = catalog.task_ids().map_err(|e| e.to_string())?;
+    let ids = match task {
+        Some(t) if ids.contains(&TaskId(t)) => vec![TaskId(t)],
+        Some(t) => return Err(format!("no task {t} in {dsn}")),
+        None => ids,
+    };
+    let facts = ids
+        .iter()
+        .map(|&id| doctor::gather(&mut catalog, &settings.data_dir, id).map_err(|e| format!("task {id}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let orphan_dirs = if task.is_none() {
+        let dirs = doctor::data_dir_subdirs(&settings.data_dir).map_err(|e| e.to_string())?;
+        doctor::orphan_task_dirs(&ids, &dirs)
+    } else {
+        Vec::new()
+    };
+    Ok(DoctorPass { tasks_checked: ids.len(), facts, orphan_dirs })
+}
+
+fn doctor(settings: Settings, task: Option<i64>, json: bool, repair: bool, dsn: Option<String>) -> ExitCode {
     let dsn = match meta_dsn(&settings, dsn) {
         Ok(d) => d,
         Err(code) => return code,
     };
-    let run = || -> Result<(usize, Vec<doctor::TaskReport>), String> {
-        let mut catalog = meta::CatalogReader::open(&dsn).map_err(|e| e.to_string())?;
-        let ids = catalog.task_ids().map_err(|e| e.to_string())?;
-        let ids = match task {
-            Some(t) if ids.contains(&TaskId(t)) => vec![TaskId(t)],
-            Some(t) => return Err(format!("no task {t} in {dsn}")),
-            None => ids,
-        };
-        let mut reports: Vec<doctor::TaskReport> = ids
-            .iter()
-            .map(|&id| doctor::check_task(&mut catalog, &settings.data_dir, id).map_err(|e| format!("task {id}: {e}")))
-            .collect::<Result<_, _>>()?;
-        if task.is_none() {
-            let dirs = doctor::data_dir_subdirs(&settings.data_dir).map_err(|e| e.to_string())?;
-            for f in doctor::orphan_task_dirs(&ids, &dirs) {
-                reports.push(doctor::TaskReport { task_id: f.task_id, files_checked: 0, findings: vec![f] });
+    // Taken before the first look and held to the end: no server changes the files while the
+    // repair decides about them and carries its decisions out.
+    let _lock = if repair {
+        match binlog_server::data_lock::DataDirLock::exclusive(&settings.data_dir) {
+            Ok(l) => Some(l),
+            Err(e @ binlog_server::data_lock::LockError::Held { .. }) => {
+                eprintln!(
+                    "binlog-server doctor --repair: refused: a server is running on {} ({e}); stop it (e.g. \
+                     `systemctl stop binlog-server`) and run `doctor --repair` again. `doctor` without --repair \
+                     is safe beside it.",
+                    settings.data_dir.display()
+                );
+                return ExitCode::from(EXIT_DOCTOR_REFUSED);
+            }
+            Err(e) => {
+                eprintln!("binlog-server doctor --repair: {e}");
+                return ExitCode::from(1);
             }
         }
-        Ok((ids.len(), reports))
+    } else {
+        None
     };
-    let (tasks_checked, reports) = match run() {
-        Ok(r) => r,
+    let pass = match doctor_pass(&settings, &dsn, task) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("binlog-server doctor: {e}");
             return ExitCode::from(1);
         }
     };
-    let findings: Vec<&doctor::Finding> = reports.iter().flat_map(|r| &r.findings).collect();
-    let files: usize = reports.iter().map(|r| r.files_checked).sum();
+    if repair {
+        return doctor_repair(&settings, &dsn, task, json, pass);
+    }
+    let findings = pass.findings();
+    let files = pass.files_checked();
     if json {
         let doc = serde_json::json!({
             "ok": findings.is_empty(),
-            "tasks_checked": tasks_checked,
+            "tasks_checked": pass.tasks_checked,
             "files_checked": files,
             "findings": findings,
         });
@@ -407,12 +461,96 @@ fn doctor(settings: Settings, task: Option<i64>, json: bool, dsn: Option<String>
         let verdict = if findings.is_empty() { "all well" } else { "PROBLEMS FOUND" };
         println!(
             "doctor: {verdict}: {} task(s), {files} catalogued file(s), {} finding(s) in {}",
-            tasks_checked,
+            pass.tasks_checked,
             findings.len(),
             settings.data_dir.display()
         );
     }
     if findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DOCTOR_FOUND_PROBLEMS) }
+}
+
+/// Repairs what `pass` found, then checks again: the exit code is the second check's.
+fn doctor_repair(settings: &Settings, dsn: &MetaDsn, task: Option<i64>, json: bool, pass: DoctorPass) -> ExitCode {
+    use binlog_server::doctor::{self, repair};
+    let mut notes = Vec::new();
+    let bucket = if settings.upload.enabled {
+        let built =
+            binlog_server::upload::ObjectStore::new(&settings.upload).map_err(|e| e.to_string()).and_then(|o| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map(|rt| (o, rt))
+                    .map_err(|e| e.to_string())
+            });
+        match built {
+            Ok(b) => Some(b),
+            Err(e) => {
+                notes.push(format!("the bucket is out of reach for this run: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let repairer = repair::Repairer {
+        data_dir: &settings.data_dir,
+        stale: repair::stale_dir(&settings.data_dir, chrono::Utc::now()),
+        bucket: bucket.as_ref().map(|(o, rt)| (o, rt)),
+    };
+    let mut steps = Vec::new();
+    for facts in &pass.facts {
+        for f in &facts.report().findings {
+            steps.push(repairer.run(Some(facts), f));
+        }
+        let tails = doctor::open_tails(facts.task_id, &facts.catalog, facts.checkpoint.as_ref(), &facts.disk);
+        steps.extend(tails.iter().map(repair::tail_step));
+    }
+    for f in &pass.orphan_dirs {
+        steps.push(repairer.run(None, f));
+    }
+    let after = match doctor_pass(settings, dsn, task) {
+        Ok(p) => p.findings(),
+        Err(e) => {
+            eprintln!("binlog-server doctor --repair: the check after the repair could not run: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let count = |pred: fn(&repair::Outcome) -> bool| steps.iter().filter(|s| pred(&s.outcome)).count();
+    let repaired = count(|o| matches!(o, repair::Outcome::Done { .. }));
+    let not_repaired = count(|o| matches!(o, repair::Outcome::NotRepaired { .. }));
+    if json {
+        let doc = serde_json::json!({
+            "ok": after.is_empty(),
+            "tasks_checked": pass.tasks_checked,
+            "files_checked": pass.files_checked(),
+            "findings": pass.findings(),
+            "repairs": steps,
+            "notes": notes,
+            "remaining": after,
+            "stale_dir": repairer.stale,
+        });
+        println!("{doc:#}");
+    } else {
+        for n in &notes {
+            println!("doctor --repair: note: {n}");
+        }
+        for s in &steps {
+            println!("{s}");
+        }
+        for f in &after {
+            println!("still: task {} file {}: {}", f.task_id, f.file, f.problem);
+        }
+        let verdict = if after.is_empty() {
+            "all well".to_string()
+        } else {
+            format!("PROBLEMS REMAIN: {} finding(s)", after.len())
+        };
+        println!(
+            "doctor --repair: {repaired} repaired, {not_repaired} not repaired; after the repair: {verdict} in {}",
+            settings.data_dir.display()
+        );
+    }
+    if after.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DOCTOR_FOUND_PROBLEMS) }
 }
 
 fn import(settings: Settings, task: i64, paths: &[PathBuf], json: bool) -> ExitCode {

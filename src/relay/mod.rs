@@ -5,7 +5,8 @@
 //! Pure parts, table-tested: `auth` (password hashes and scramble checks), `proto` (packets),
 //! `query` (the queries replicas send), `plan` (where a dump starts, how far a file may be read,
 //! which GTID groups are skipped), `events` (the events a source makes up). The I/O is thin:
-//! `session` (one client: greeting, login, commands) and `dump` (file bytes to the socket).
+//! `session` (one client: greeting, login, commands), `tls` (the upgrade to TLS) and `dump`
+//! (file bytes to the socket).
 //!
 //! What it must never do: serve a byte past the durable checkpoint (`plan::readable_len`, fed
 //! by `hub`, which the writer publishes only after fsync); write anything under `data_dir`; log
@@ -21,6 +22,7 @@ pub mod plan;
 pub mod proto;
 pub mod query;
 pub mod session;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,6 +57,8 @@ pub struct RelayContext {
     pub failures: Arc<RateLimiter>,
     /// Who is connected (the API's `/replicas`, the relay metrics).
     pub clients: clients::Clients,
+    /// `relay.tls.*`: offered in the greeting, and then required.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     next_connection_id: AtomicU32,
 }
 
@@ -73,9 +77,16 @@ impl RelayContext {
             clients,
             data_dir,
             log,
+            tls: None,
             failures: RateLimiter::new(f64::from(settings.failure_per_minute.max(1)) / 60.0, settings.failure_burst),
             next_connection_id: AtomicU32::new(1),
         }
+    }
+
+    /// Serves TLS with this acceptor (`relay::tls::acceptor`).
+    pub fn with_tls(mut self, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        self.tls = tls;
+        self
     }
 
     fn connection_id(&self) -> u32 {

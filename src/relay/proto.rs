@@ -11,8 +11,8 @@ const STATUS_AUTOCOMMIT: u16 = 0x0002;
 /// utf8mb4_general_ci.
 const COLLATION: u8 = 45;
 
-/// What the relay announces. No TLS (not offered yet), no DEPRECATE_EOF (result sets end with
-/// EOF packets, which every client and replica reads).
+/// What the relay announces, TLS aside (`greeting` adds CLIENT_SSL when `relay.tls` is set). No
+/// DEPRECATE_EOF (result sets end with EOF packets, which every client and replica reads).
 pub fn server_capabilities() -> CapabilityFlags {
     CapabilityFlags::CLIENT_LONG_PASSWORD
         | CapabilityFlags::CLIENT_FOUND_ROWS
@@ -27,9 +27,13 @@ pub fn server_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_CONNECT_ATTRS
 }
 
-/// The initial handshake packet (protocol 10) with a 20-byte `nonce`.
-pub fn greeting(server_version: &str, connection_id: u32, nonce: &[u8; 20], plugin: &str) -> Vec<u8> {
-    let caps = server_capabilities().bits();
+/// The initial handshake packet (protocol 10) with a 20-byte `nonce`; `tls` offers CLIENT_SSL.
+pub fn greeting(server_version: &str, connection_id: u32, nonce: &[u8; 20], plugin: &str, tls: bool) -> Vec<u8> {
+    let mut caps = server_capabilities();
+    if tls {
+        caps |= CapabilityFlags::CLIENT_SSL;
+    }
+    let caps = caps.bits();
     let mut p = Vec::with_capacity(128);
     p.push(10);
     p.extend_from_slice(server_version.as_bytes());
@@ -63,8 +67,10 @@ pub struct HandshakeResponse {
 /// Why a handshake response cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
-    #[error("the client asked for TLS, which this relay listener does not offer")]
+    #[error("the client asked for TLS, which this relay listener does not offer (relay.tls is not set)")]
     TlsRequested,
+    #[error("this relay accepts TLS connections only (relay.tls is set): connect with SSL")]
+    TlsRequired,
     #[error("the client predates protocol 4.1")]
     Protocol320,
     #[error("malformed handshake response: {0}")]
@@ -76,6 +82,34 @@ fn take_cstr<'a>(p: &mut &'a [u8]) -> Option<&'a [u8]> {
     let (s, rest) = p.split_at(end);
     *p = &rest[1..];
     Some(s)
+}
+
+/// The client's answer to the greeting (or, after an SSL request, its first packet inside TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientHello {
+    /// The SSL request (32 bytes with CLIENT_SSL): the TLS handshake comes next, then the
+    /// handshake response inside TLS.
+    SslRequest,
+    Response(HandshakeResponse),
+}
+
+/// Decides about a client's answer: an SSL request is taken only when TLS is offered and not
+/// yet in place; with TLS offered, a handshake response sent in clear is refused (the relay
+/// then requires TLS, as a server with `require_secure_transport`).
+pub fn client_hello(pkt: &[u8], tls_offered: bool, in_tls: bool) -> Result<ClientHello, HandshakeError> {
+    let ssl_request = pkt.len() == 32
+        && CapabilityFlags::from_bits_truncate(u32::from_le_bytes([pkt[0], pkt[1], pkt[2], pkt[3]]))
+            .contains(CapabilityFlags::CLIENT_PROTOCOL_41 | CapabilityFlags::CLIENT_SSL);
+    match (ssl_request, tls_offered, in_tls) {
+        (true, true, false) => Ok(ClientHello::SslRequest),
+        (true, true, true) => Err(HandshakeError::Malformed("a second SSL request inside TLS")),
+        (true, false, _) => Err(HandshakeError::TlsRequested),
+        (false, true, false) => match parse_handshake_response(pkt) {
+            Ok(_) => Err(HandshakeError::TlsRequired),
+            Err(e) => Err(e),
+        },
+        (false, _, _) => parse_handshake_response(pkt).map(ClientHello::Response),
+    }
 }
 
 /// Parses a HandshakeResponse41.
@@ -244,7 +278,7 @@ mod tests {
     #[test]
     fn a_client_library_reads_our_greeting() {
         let nonce = *b"abcdefghij0123456789";
-        let g = greeting("5.5.5-10.11.6-MariaDB-log-binlog-server", 77, &nonce, "mysql_native_password");
+        let g = greeting("5.5.5-10.11.6-MariaDB-log-binlog-server", 77, &nonce, "mysql_native_password", false);
         let hs: HandshakePacket<'_> = ParseBuf(&g).parse(()).expect("mysql_common parses the greeting");
         assert_eq!(hs.protocol_version(), 10);
         assert_eq!(hs.connection_id(), 77);
@@ -291,6 +325,66 @@ mod tests {
         no_nul.resize(32, 0);
         no_nul.extend_from_slice(b"user-without-end");
         assert!(matches!(parse_handshake_response(&no_nul), Err(HandshakeError::Malformed(_))));
+    }
+
+    #[test]
+    fn client_hello_table() {
+        let ssl_request = {
+            let mut p =
+                (CapabilityFlags::CLIENT_PROTOCOL_41 | CapabilityFlags::CLIENT_SSL).bits().to_le_bytes().to_vec();
+            p.resize(32, 0);
+            p
+        };
+        let response = |caps: CapabilityFlags| {
+            let mut p = caps.bits().to_le_bytes().to_vec();
+            p.resize(32, 0);
+            p.extend_from_slice(b"repl\0");
+            p.push(0);
+            p
+        };
+        let plain = response(CapabilityFlags::CLIENT_PROTOCOL_41 | CapabilityFlags::CLIENT_SECURE_CONNECTION);
+        let in_tls = response(
+            CapabilityFlags::CLIENT_PROTOCOL_41
+                | CapabilityFlags::CLIENT_SECURE_CONNECTION
+                | CapabilityFlags::CLIENT_SSL,
+        );
+        let user = |r: Result<ClientHello, HandshakeError>| match r {
+            Ok(ClientHello::Response(h)) => Ok(h.user),
+            Ok(ClientHello::SslRequest) => Err("ssl request".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        type Case<'a> = (&'a str, &'a [u8], bool, bool, Result<ClientHello, HandshakeError>);
+        let cases: Vec<Case> = vec![
+            ("SSL request, TLS offered: upgrade", &ssl_request, true, false, Ok(ClientHello::SslRequest)),
+            ("SSL request, no TLS here", &ssl_request, false, false, Err(HandshakeError::TlsRequested)),
+            (
+                "SSL request again inside TLS",
+                &ssl_request,
+                true,
+                true,
+                Err(HandshakeError::Malformed("a second SSL request inside TLS")),
+            ),
+            ("plain response while TLS is required", &plain, true, false, Err(HandshakeError::TlsRequired)),
+        ];
+        for (what, pkt, offered, inside, want) in cases {
+            assert_eq!(client_hello(pkt, offered, inside), want, "{what}");
+        }
+        assert_eq!(user(client_hello(&plain, false, false)), Ok("repl".to_string()), "plain relay, plain client");
+        assert_eq!(user(client_hello(&in_tls, true, true)), Ok("repl".to_string()), "the response inside TLS");
+        assert_eq!(client_hello(&[1, 2], true, false), Err(HandshakeError::Malformed("too short")));
+    }
+
+    #[test]
+    fn greeting_offers_tls_only_when_set() {
+        let nonce = [b'a'; 20];
+        let caps = |g: &[u8]| {
+            let at = g.iter().position(|&b| b == 0).unwrap() + 1 + 4 + 8 + 1;
+            let low = u16::from_le_bytes([g[at], g[at + 1]]) as u32;
+            let high = u16::from_le_bytes([g[at + 5], g[at + 6]]) as u32;
+            CapabilityFlags::from_bits_truncate(low | high << 16)
+        };
+        assert!(caps(&greeting("v", 1, &nonce, "mysql_native_password", true)).contains(CapabilityFlags::CLIENT_SSL));
+        assert!(!caps(&greeting("v", 1, &nonce, "mysql_native_password", false)).contains(CapabilityFlags::CLIENT_SSL));
     }
 
     #[test]

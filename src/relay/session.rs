@@ -16,7 +16,9 @@ use crate::meta::{Checkpoint, FileRecord, StoreError};
 use crate::relay::auth::UserHashes;
 use crate::relay::clients::{ClientGuard, RelayClient};
 use crate::relay::codes::*;
+use crate::relay::proto::ClientHello;
 use crate::relay::query::{Answer, Facts, Session};
+use crate::relay::tls::{self, RelayStream};
 use crate::relay::{RelayContext, dump, plan, proto};
 use crate::source::SourceError;
 use crate::source::packet::PacketIo;
@@ -26,12 +28,12 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest command a client may send (queries and dump requests are small).
 const MAX_CLIENT_PACKET: usize = 1 << 20;
 
-pub type Io = PacketIo<TcpStream>;
+pub type Io = PacketIo<RelayStream>;
 
 /// Serves one connection to its end; never panics on what a client sends.
 pub async fn handle(ctx: Arc<RelayContext>, tcp: TcpStream, peer: SocketAddr) {
     let log = ctx.log.new(o!("client" => peer.to_string()));
-    let mut io = PacketIo::new(tcp, MAX_CLIENT_PACKET);
+    let mut io = PacketIo::new(RelayStream::Plain(tcp), MAX_CLIENT_PACKET);
     match run(&ctx, &mut io, peer, &log).await {
         Ok(()) => debug!(log, "relay client left"),
         Err(e) => debug!(log, "relay connection ended"; "error" => %e),
@@ -64,7 +66,7 @@ async fn run(ctx: &RelayContext, io: &mut Io, peer: SocketAddr, log: &Logger) ->
         Flavor::Mysql => "caching_sha2_password",
     };
     let connection_id = ctx.connection_id();
-    io.write_packet(&proto::greeting(&greet.version, connection_id, &scramble, plugin)).await?;
+    io.write_packet(&proto::greeting(&greet.version, connection_id, &scramble, plugin, ctx.tls.is_some())).await?;
     let task = match tokio::time::timeout(LOGIN_TIMEOUT, login(ctx, io, peer, &scramble, log)).await {
         Ok(r) => r?,
         Err(_) => return send_err(io, ER_HANDSHAKE_ERROR, "08S01", "Bad handshake: login timed out").await,
@@ -95,12 +97,23 @@ async fn login(
     scramble: &[u8; 20],
     log: &Logger,
 ) -> Result<Option<(TaskId, String)>, SourceError> {
-    let pkt = io.read_packet().await?;
-    let resp = match proto::parse_handshake_response(&pkt) {
-        Ok(r) => r,
-        Err(e) => {
-            send_err(io, ER_HANDSHAKE_ERROR, "08S01", &format!("Bad handshake: {e}")).await?;
-            return Ok(None);
+    let mut pkt = io.read_packet().await?;
+    let resp = loop {
+        match proto::client_hello(&pkt, ctx.tls.is_some(), io.stream_mut().is_tls()) {
+            Ok(ClientHello::Response(r)) => break r,
+            Ok(ClientHello::SslRequest) => {
+                let acceptor = ctx.tls.as_ref().expect("an SSL request is taken only when TLS is offered");
+                if let Err(e) = tls::upgrade(io, acceptor, MAX_CLIENT_PACKET).await {
+                    info!(log, "relay: TLS handshake failed"; "error" => %e);
+                    return Ok(None);
+                }
+                pkt = io.read_packet().await?;
+            }
+            Err(e) => {
+                warn!(log, "relay: bad handshake"; "error" => %e);
+                send_err(io, ER_HANDSHAKE_ERROR, "08S01", &format!("Bad handshake: {e}")).await?;
+                return Ok(None);
+            }
         }
     };
     let name = resp.user.clone();

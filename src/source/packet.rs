@@ -309,6 +309,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
         (self.stream, self.seq)
     }
 
+    /// Gives the stream back with the bytes read past the last packet: a server upgrading to
+    /// TLS hands them to its handshake (a client sends its ClientHello right behind the SSL
+    /// request, often in the same segment).
+    pub fn into_parts_with_unread(self) -> (S, u8, Bytes) {
+        (self.stream, self.seq, self.rbuf.freeze())
+    }
+
     pub fn from_parts(stream: S, seq: u8, max_payload: usize) -> Self {
         let mut io = PacketIo::new(stream, max_payload);
         io.seq = seq;

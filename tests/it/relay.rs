@@ -1,5 +1,6 @@
 //! The relay (issue 18): real replicas and `mariadb-binlog` read a task's archive from
-//! binlog-server over the replication protocol, as they would read the source.
+//! binlog-server over the replication protocol, as they would read the source; with
+//! `relay.tls.*`, over TLS (certificates made by `openssl`).
 
 use std::path::Path;
 use std::process::Command;
@@ -365,6 +366,230 @@ fn mariadb_binlog_stop_never_tails_the_relay_live() {
     }
     let _ = tail.kill();
     let _ = tail.wait();
+}
+
+/// `mariadb-binlog --read-from-remote-server --raw --to-last-log` with extra client options;
+/// returns (success, stderr).
+fn remote_raw_with(port: u16, first: &str, dir: &Path, extra: &[String]) -> (bool, String) {
+    let mut cmd = Command::new(require_binary("mariadb-binlog"));
+    cmd.args(["--no-defaults", "--read-from-remote-server", "--raw", "--to-last-log", "--host=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg(format!("--user={RELAY_USER}"))
+        .env("MYSQL_PWD", RELAY_PASSWORD)
+        .args(extra)
+        .arg(format!("--result-file={}/", dir.display()))
+        .arg(first);
+    let out = output_with_deadline(&mut cmd, Duration::from_secs(120), "mariadb-binlog");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn over_tls_a_replica_and_mariadb_binlog_follow_the_relay_and_a_wrong_ca_or_plain_tcp_is_refused() {
+    let certs = temp_dir("binlog-it-relay-tls-");
+    let (cert, key) = crate::tls_listener::self_signed(certs.path(), "relay");
+    let (other_ca, _) = crate::tls_listener::self_signed(certs.path(), "other");
+    let source = MariaDb::start(MariaDbOpts::default().max_binlog_size("16K"));
+    let first = source.binlog_files()[0].0.clone();
+    let (srv, relay_port) = relay_server_with(
+        fast_server_opts()
+            .env("BINLOG_SERVER_RELAY_TLS_CERT_FILE", cert.display().to_string())
+            .env("BINLOG_SERVER_RELAY_TLS_KEY_FILE", key.display().to_string()),
+    );
+    let id = start_copy_task(&srv, &source, "relay-tls");
+    grant(&srv, id);
+    let load = LoadGenerator::start(&source, "tls_relayed", 5);
+    let deadline = Instant::now() + DEADLINE;
+    while source.binlog_files().len() < 3 {
+        assert!(Instant::now() < deadline, "the source did not rotate");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    load.stop();
+    flush_and_catch_up(&srv, &source, id);
+
+    // A replica that trusts the relay's certificate replicates through it.
+    let replica = MariaDb::start(MariaDbOpts::default().replica(31));
+    let ca = |path: &Path| format!("MASTER_USE_GTID=slave_pos, MASTER_SSL=1, MASTER_SSL_CA='{}'", path.display());
+    point_replica(&replica, relay_port, &ca(&cert));
+    wait_synced(&replica, &source);
+    assert_eq!(checksum(&replica, "tls_relayed"), checksum(&source, "tls_relayed"));
+    assert_eq!(slave_status(&replica)["Master_SSL_Allowed"], "Yes");
+
+    // One that trusts another CA does not connect.
+    let wrong = MariaDb::start(MariaDbOpts::default().replica(32));
+    point_replica(&wrong, relay_port, &ca(&other_ca));
+    let deadline = Instant::now() + DEADLINE;
+    let st = loop {
+        let st = slave_status(&wrong);
+        if st.get("Last_IO_Errno").is_some_and(|e| e != "0") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "no IO error on the replica with the wrong CA: {st:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(st["Last_IO_Errno"], "2026", "an SSL connection error: {st:?}");
+    assert_eq!(wrong.query_value("SELECT @@gtid_slave_pos"), "", "nothing replicated");
+
+    // mariadb-binlog --ssl reads the same bytes as from the source.
+    let (from_source, from_relay) = (temp_dir("tls-raw-source-"), temp_dir("tls-raw-relay-"));
+    remote_raw(source.port(), REPL_USER, REPL_PASSWORD, &first, from_source.path());
+    let (ok, err) = remote_raw_with(
+        relay_port,
+        &first,
+        from_relay.path(),
+        &["--ssl".to_string(), format!("--ssl-ca={}", cert.display())],
+    );
+    assert!(ok, "mariadb-binlog --ssl: {err}");
+    for f in source.binlog_files().iter().map(|(n, _)| n).take(2) {
+        let a = std::fs::read(from_source.path().join(f)).unwrap();
+        let b = std::fs::read(from_relay.path().join(f)).unwrap_or_else(|e| panic!("{f} over TLS: {e}"));
+        assert!(a == b, "{f}: {} bytes from the source, {} through the TLS relay", a.len(), b.len());
+    }
+
+    // Without TLS the relay says why and serves nothing.
+    let plain = temp_dir("tls-raw-plain-");
+    let (ok, err) = remote_raw_with(relay_port, &first, plain.path(), &["--skip-ssl".to_string()]);
+    assert!(!ok && err.contains("TLS connections only"), "{err}");
+}
+
+#[test]
+fn a_bad_relay_certificate_or_half_a_tls_setting_stops_the_start_up_naming_it() {
+    let dir = temp_dir("binlog-it-relay-tls-bad-");
+    let (cert, _) = crate::tls_listener::self_signed(dir.path(), "only");
+    let missing_key = dir.path().join("missing.key");
+    let data = dir.path().join("data").display().to_string();
+    let relay = format!("127.0.0.1:{}", free_port());
+    let cert_s = cert.display().to_string();
+    let key_s = missing_key.display().to_string();
+    let base = [
+        ("BINLOG_SERVER_DATA_DIR", data.as_str()),
+        ("BINLOG_SERVER_LISTEN_ADDR", "127.0.0.1:0"),
+        ("BINLOG_SERVER_RELAY_LISTEN_ADDR", relay.as_str()),
+        ("BINLOG_SERVER_RELAY_TLS_CERT_FILE", cert_s.as_str()),
+    ];
+    let mut bad_key = base.to_vec();
+    bad_key.push(("BINLOG_SERVER_RELAY_TLS_KEY_FILE", key_s.as_str()));
+    let (code, out, err) = crate::common::server::run_cli(&["serve"], &bad_key);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("relay.tls") && err.contains(&key_s), "names the setting and the file: {err}");
+    let (code, out, err) = crate::common::server::run_cli(&["serve"], &base);
+    assert_eq!(code, 2, "a configuration error: {out}{err}");
+    assert!(err.contains("relay.tls.key_file") && err.contains("set both"), "{err}");
+}
+
+/// Reads one MySQL packet (header and payload) from a blocking reader.
+fn read_mysql_packet(r: &mut impl std::io::Read) -> Vec<u8> {
+    let mut head = [0u8; 4];
+    r.read_exact(&mut head).expect("a packet header");
+    let len = u32::from_le_bytes([head[0], head[1], head[2], 0]) as usize;
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).expect("a packet payload");
+    payload
+}
+
+/// A MySQL packet: 3-byte length, sequence id, payload.
+fn mysql_packet(seq: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+    p.push(seq);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// A client that sends its TLS ClientHello in the same segment as its SSL request (clients do
+/// not wait for an answer to it, and the relay's packet reader may read both at once): the
+/// handshake still completes, and the login inside TLS gets its answer (here 1045).
+#[test]
+fn a_client_hello_in_the_same_segment_as_the_ssl_request_is_not_lost() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    const SSL: u32 = 0x0800;
+    const CAPS: u32 = 0x0200 | 0x8000 | 0x0008_0000 | SSL; // PROTOCOL_41, SECURE_CONNECTION, PLUGIN_AUTH
+    let certs = temp_dir("binlog-it-relay-tls-segment-");
+    let (cert, key) = crate::tls_listener::self_signed(certs.path(), "relay");
+    let (_srv, port) = relay_server_with(
+        fast_server_opts()
+            .env("BINLOG_SERVER_RELAY_TLS_CERT_FILE", cert.display().to_string())
+            .env("BINLOG_SERVER_RELAY_TLS_KEY_FILE", key.display().to_string()),
+    );
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the relay");
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let greeting = read_mysql_packet(&mut tcp);
+    let version_end = greeting.iter().position(|&b| b == 0).expect("a version string");
+    let low = u16::from_le_bytes([greeting[version_end + 14], greeting[version_end + 15]]);
+    assert_ne!(u32::from(low) & SSL, 0, "the greeting offers TLS");
+
+    // The certificate is checked by the test above (a real replica with MASTER_SSL_CA); here it is
+    // the byte stream that matters, and webpki refuses a self-signed certificate as a leaf.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let mut tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut ssl_request = CAPS.to_le_bytes().to_vec();
+    ssl_request.extend_from_slice(&(1u32 << 24).to_le_bytes());
+    ssl_request.push(45);
+    ssl_request.resize(32, 0);
+    let mut segment = mysql_packet(1, &ssl_request);
+    tls.write_tls(&mut segment).expect("the ClientHello");
+    tcp.write_all(&segment).expect("one write: SSL request and ClientHello");
+    while tls.is_handshaking() {
+        tls.complete_io(&mut tcp).unwrap_or_else(|e| panic!("the TLS handshake with the relay: {e}"));
+    }
+
+    let mut response = ssl_request.clone();
+    response.extend_from_slice(b"nobody\0");
+    response.push(0);
+    response.extend_from_slice(b"mysql_native_password\0");
+    tls.writer().write_all(&mysql_packet(2, &response)).unwrap();
+    let mut stream = rustls::Stream::new(&mut tls, &mut tcp);
+    stream.flush().unwrap();
+    let answer = read_mysql_packet(&mut stream);
+    assert_eq!(answer[0], 0xFF, "an error packet inside TLS: {answer:?}");
+    assert_eq!(u16::from_le_bytes([answer[1], answer[2]]), 1045, "{}", String::from_utf8_lossy(&answer));
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+}
+
+/// Accepts any server certificate (signatures are still checked): for a test about bytes.
+#[derive(Debug)]
+struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// `bytes_sent` of each relay client of task `id`, by the server id it registered with.

@@ -15,7 +15,7 @@ use crate::common::{poll_until, require_binary, temp_dir};
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A self-signed certificate for `IP:127.0.0.1` (its own CA file for `curl --cacert`).
-fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
     let out = Command::new(require_binary("openssl"))
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
