@@ -296,6 +296,24 @@ fn select(body: &str, s: &Session, f: &Facts) -> Answer {
     Answer::Rows { columns, rows: vec![row] }
 }
 
+/// The announced MySQL version as (major, minor, patch).
+fn mysql_version(f: &Facts) -> (u32, u32, u32) {
+    let mut it =
+        f.version.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+pub const ER_PARSE_ERROR: u16 = 1064;
+
+/// What a server answers a statement its version does not have.
+fn syntax_error(body: &str) -> Answer {
+    Answer::Error {
+        code: ER_PARSE_ERROR,
+        state: "42000",
+        message: format!("You have an error in your SQL syntax; this server version does not have '{}'", shorten(body)),
+    }
+}
+
 fn show(words: &[&str], body: &str, f: &Facts) -> Answer {
     let w: Vec<&str> = words.iter().copied().filter(|w| !matches!(*w, "global" | "session")).collect();
     match w.get(1..).unwrap_or_default() {
@@ -303,6 +321,12 @@ fn show(words: &[&str], body: &str, f: &Facts) -> Answer {
             columns: vec!["Log_name".into(), "File_size".into()],
             rows: f.binlogs.iter().map(|(n, size)| vec![Some(n.clone()), Some(size.to_string())]).collect(),
         },
+        // As the MySQL version the relay announces has them: SHOW BINARY LOG STATUS came in 8.2,
+        // SHOW MASTER STATUS went in 8.4 (our client picks by the version it reads).
+        ["master", "status"] if f.flavor == Flavor::Mysql && mysql_version(f) >= (8, 4, 0) => syntax_error(body),
+        ["binary", "log", "status"] if f.flavor == Flavor::Mariadb || mysql_version(f) < (8, 2, 0) => {
+            syntax_error(body)
+        }
         ["master", "status"] | ["binary", "log", "status"] => {
             let mut columns: Vec<String> =
                 ["File", "Position", "Binlog_Do_DB", "Binlog_Ignore_DB"].map(String::from).into();
@@ -388,7 +412,7 @@ mod tests {
 
     #[test]
     fn what_mariadb_binlog_and_a_mysql_replica_send() {
-        let f = facts(Flavor::Mysql);
+        let f = Facts { version: "8.0.36-binlog-server".into(), ..facts(Flavor::Mysql) };
         let mut s = Session::default();
         assert_eq!(
             answer("SET @master_binlog_checksum='NONE', @source_binlog_checksum='NONE'", &mut s, &f),
@@ -417,6 +441,14 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(answer("SET NAMES utf8mb4", &mut s, &f), Answer::Ok);
+        // Each status statement exists in the versions that have it.
+        let status = |version: &str, sql: &str| {
+            let f = Facts { version: format!("{version}-binlog-server"), ..facts(Flavor::Mysql) };
+            matches!(answer(sql, &mut Session::default(), &f), Answer::Rows { .. })
+        };
+        assert!(status("8.0.28", "SHOW MASTER STATUS") && !status("8.0.28", "SHOW BINARY LOG STATUS"));
+        assert!(status("8.2.0", "SHOW MASTER STATUS") && status("8.2.0", "SHOW BINARY LOG STATUS"));
+        assert!(!status("9.6.0", "SHOW MASTER STATUS") && status("9.6.0", "SHOW BINARY LOG STATUS"));
     }
 
     #[test]

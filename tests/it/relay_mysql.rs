@@ -116,7 +116,7 @@ fn mysql_files_imported_then_pulled_through_the_relay_by_position_and_by_gtid_se
     let f96 = std::fs::read(fixtures.join(MYSQL_96_TAGGED)).unwrap();
     let f80z = std::fs::read(fixtures.join(MYSQL_80_PAYLOAD)).unwrap();
     archive(&srv, &fixtures, MYSQL_80, "mysql80", None);
-    archive(&srv, &fixtures, MYSQL_96_TAGGED, "mysql96", None);
+    let archive96 = archive(&srv, &fixtures, MYSQL_96_TAGGED, "mysql96", None);
     archive(&srv, &fixtures, MYSQL_80_PAYLOAD, "mysqlzip", Some(UUID_PAYLOAD));
 
     // By file and position: the whole 8.0 file.
@@ -136,6 +136,20 @@ fn mysql_files_imported_then_pulled_through_the_relay_by_position_and_by_gtid_se
     assert!(tagged.has_tags(), "the 9.6 fixture's PREVIOUS_GTIDS is a tagged set: {tagged}");
     let by_tag = puller(&srv, relay_port, "gtid96", "mysql96", json!({"mode": "GTID", "gtid_set": tagged.to_string()}));
     wait_pulled(&srv, by_tag, UUID_96, MYSQL_96_TAGGED, &as_closed(&f96));
+
+    // LATEST: the client reads the end with the statement of the version the relay announces
+    // (9.6: SHOW BINARY LOG STATUS; SHOW MASTER STATUS is gone since 8.4) and dumps from there.
+    let latest = puller(&srv, relay_port, "latest96", "mysql96", json!({"mode": "LATEST"}));
+    crate::common::replication::wait_running(&srv, latest);
+    poll_until(WAIT, "the LATEST task's dump at the archive's end", || {
+        let (status, page) = srv.get(&format!("/api/tasks/{archive96}/replicas"));
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        items
+            .iter()
+            .any(|c| c["mode"] == "position" && c["file"] == MYSQL_96_TAGGED && c["pos"] == f96.len() as u64)
+            .then_some(())
+    });
 
     // By a GTID set that ends inside the 8.0 file: its first two transactions are left out. The
     // copy is joined mid-way (docs/architecture.md): the magic, the FDE as a MySQL source sends
