@@ -54,7 +54,7 @@ fn fixture_dir() -> Option<PathBuf> {
 fn events(data: &[u8]) -> Vec<(usize, u8, &[u8])> {
     binlog_server::binlog::event::FileEvents::new(data)
         .expect("a binlog file")
-        .map(|(at, ev)| (at as usize, ev[4], ev))
+        .map(|(at, ev)| (at, ev[4], ev))
         .collect()
 }
 
