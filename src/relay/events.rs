@@ -34,8 +34,15 @@ pub fn artificial_rotate(server_id: u32, name: &str, pos: u64, crc: bool) -> Vec
 
 /// A heartbeat: the dump is alive and at `log_pos` of `name`.
 pub fn heartbeat(server_id: u32, name: &str, log_pos: u64, crc: bool) -> Vec<u8> {
+    stamped_heartbeat(0, server_id, name, log_pos, crc)
+}
+
+/// A heartbeat with a timestamp: MySQL stamps the heartbeats it sends while waiting with the
+/// time (those that follow skipped transactions, and MariaDB's, carry 0).
+pub fn stamped_heartbeat(timestamp: u32, server_id: u32, name: &str, log_pos: u64, crc: bool) -> Vec<u8> {
     let size = HEADER_LEN + name.len() + if crc { 4 } else { 0 };
     let mut ev = header(types::HEARTBEAT, server_id, size, log_pos.min(u64::from(u32::MAX)) as u32, 0);
+    ev[..4].copy_from_slice(&timestamp.to_le_bytes());
     ev.extend_from_slice(name.as_bytes());
     finish(ev, crc)
 }
@@ -98,6 +105,10 @@ mod tests {
         assert_eq!((h.type_code, h.log_pos), (types::HEARTBEAT, 999));
         assert_eq!(&ev[HEADER_LEN..ev.len() - 4], b"b.000001");
         verify_crc32(&ev).unwrap();
+        let stamped = stamped_heartbeat(1_700_000_000, 3, "b.000001", 999, true);
+        let h = EventHeader::parse(&stamped).unwrap();
+        assert_eq!((h.timestamp, h.log_pos), (1_700_000_000, 999));
+        verify_crc32(&stamped).unwrap();
     }
 
     #[test]
