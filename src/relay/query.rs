@@ -20,6 +20,9 @@ pub struct Facts {
     pub gtid_domain_id: u32,
     /// The durable GTID state (MariaDB `gtid_binlog_pos`, MySQL `gtid_executed`).
     pub gtid_state: String,
+    /// MySQL: what the archive's first file says came before it (its PREVIOUS_GTIDS): the
+    /// transactions a replica must already have, as `gtid_purged` is on a source.
+    pub gtid_purged: String,
     /// MySQL: the source's server_uuid, when known.
     pub server_uuid: Option<String>,
     /// Files a replica can read (name, bytes it may read) and the durable end.
@@ -145,7 +148,7 @@ fn system_var(name: &str, f: &Facts) -> Option<String> {
         "gtid_binlog_pos" | "gtid_current_pos" if mariadb => f.gtid_state.clone(),
         "gtid_strict_mode" if mariadb => "0".into(),
         "gtid_executed" if !mariadb => f.gtid_state.clone(),
-        "gtid_purged" if !mariadb => String::new(),
+        "gtid_purged" if !mariadb => f.gtid_purged.clone(),
         "gtid_mode" if !mariadb => if f.gtid_state.is_empty() { "OFF" } else { "ON" }.into(),
         "enforce_gtid_consistency" if !mariadb => "ON".into(),
         "server_uuid" if !mariadb => f.server_uuid.clone()?,
@@ -369,6 +372,7 @@ mod tests {
             binlog_checksum: "CRC32",
             gtid_domain_id: 0,
             gtid_state: "0-7-42".into(),
+            gtid_purged: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-10".into(),
             server_uuid: Some("3e11fa47-71ca-11e1-9e33-c80aa9429562".into()),
             binlogs: vec![("mysql-bin.000001".into(), 1000), ("mysql-bin.000002".into(), 321)],
             now_unix: 1_700_000_000,
@@ -420,6 +424,10 @@ mod tests {
         );
         assert_eq!(s.wants_crc(), Some(false));
         assert_eq!(one(&answer("SELECT @@GLOBAL.GTID_MODE", &mut s, &f)).as_deref(), Some("ON"));
+        assert_eq!(
+            one(&answer("SELECT @@GLOBAL.GTID_PURGED", &mut s, &f)).as_deref(),
+            Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-10")
+        );
         assert_eq!(
             one(&answer("SELECT @@GLOBAL.SERVER_UUID", &mut s, &f)).as_deref(),
             Some("3e11fa47-71ca-11e1-9e33-c80aa9429562")

@@ -341,6 +341,10 @@ impl Archive {
             binlog_checksum: checksum,
             gtid_domain_id: domain,
             gtid_state: self.durable.as_ref().and_then(|c| c.gtid_set.clone()).unwrap_or_default(),
+            gtid_purged: match self.flavor {
+                Flavor::Mysql => self.files.first().and_then(|f| f.summary.gtid_start.clone()).unwrap_or_default(),
+                Flavor::Mariadb => String::new(),
+            },
             server_uuid: self
                 .durable
                 .as_ref()
