@@ -72,6 +72,11 @@ enum Command {
         /// Print the report as one JSON document.
         #[arg(long)]
         json: bool,
+        /// MySQL: the server_uuid of the server that wrote the files, for files that do not
+        /// say (a server with gtid_mode=OFF writes only anonymous transactions). Files that
+        /// carry their server's uuid must agree with it.
+        #[arg(long)]
+        source_uuid: Option<String>,
     },
     /// Plan a point-in-time replay through a running server's API; print the decoder command
     /// (or, with --fetch, download the files and print the command over them).
@@ -277,7 +282,9 @@ fn main() -> ExitCode {
         }
         Command::Migrate { action, meta_dsn } => migrate(settings, action, meta_dsn),
         Command::Doctor { task, json, repair, meta_dsn } => doctor(settings, task, json, repair, meta_dsn),
-        Command::Import { task, paths, json } => import(settings, task, &paths, json),
+        Command::Import { task, paths, json, source_uuid } => {
+            import(settings, task, &paths, json, source_uuid.as_deref())
+        }
         // Taken before the configuration is loaded.
         Command::Replay(_) | Command::Completions { .. } | Command::Man { .. } => ExitCode::from(2),
     }
@@ -553,9 +560,12 @@ fn doctor_repair(settings: &Settings, dsn: &MetaDsn, task: Option<i64>, json: bo
     if after.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DOCTOR_FOUND_PROBLEMS) }
 }
 
-fn import(settings: Settings, task: i64, paths: &[PathBuf], json: bool) -> ExitCode {
+fn import(settings: Settings, task: i64, paths: &[PathBuf], json: bool, source_uuid: Option<&str>) -> ExitCode {
     use binlog_server::import::run;
     let run = || -> Result<run::Report, String> {
+        if let Some(u) = source_uuid {
+            binlog_server::binlog::gtid::Uuid::parse(u).map_err(|e| format!("--source-uuid {u:?}: {}", e.0))?;
+        }
         let mut offers = Vec::new();
         for p in paths {
             let files = if p.is_dir() {
@@ -576,7 +586,8 @@ fn import(settings: Settings, task: i64, paths: &[PathBuf], json: bool) -> ExitC
             }
         }
         let (store, _watch) = binlog_server::app::open_store(&settings).map_err(|e| format!("{e:#}"))?;
-        run::import(&store, &settings.data_dir, binlog_server::domain::TaskId(task), offers).map_err(|e| e.to_string())
+        run::import_from(&store, &settings.data_dir, binlog_server::domain::TaskId(task), offers, source_uuid)
+            .map_err(|e| e.to_string())
     };
     match run() {
         Ok(report) if json => {

@@ -25,6 +25,10 @@ pub struct TaskFacts<'a> {
     /// Its catalog, in stream order.
     pub files: &'a [FileRecord],
     pub checkpoint: Option<&'a Checkpoint>,
+    /// MySQL: the server uuid the operator names (`import --source-uuid`), for files that do not
+    /// say (a server with `gtid_mode=OFF` writes only anonymous transactions). Files that do say
+    /// must agree with it.
+    pub declared_uuid: Option<&'a str>,
 }
 
 /// One file offered for import, verified.
@@ -81,7 +85,10 @@ pub enum Refusal {
     Flavor { file: BinlogFileName, found: Flavor, task: Flavor },
     #[error("{file} was written by server {found}, not by the {expected} the other files or the task come from")]
     OtherServer { file: BinlogFileName, found: String, expected: String },
-    #[error("{file}: cannot tell which MySQL server wrote it (no transaction of its own carries its uuid)")]
+    #[error(
+        "{file}: cannot tell which MySQL server wrote it (no transaction of its own carries its uuid); \
+         name it with --source-uuid"
+    )]
     UnknownServer { file: BinlogFileName },
     #[error("{file} is already in the task's archive")]
     AlreadyHeld { file: BinlogFileName },
@@ -123,7 +130,8 @@ pub fn decide(task: TaskFacts<'_>, offered: &[Offered<'_>]) -> Result<Plan, Refu
         .checkpoint
         .map(|c| c.source_identity.clone())
         .or_else(|| task.files.last().map(|f| f.source_identity.clone()));
-    let named = offered.iter().find_map(|o| own_identity(task.flavor, o.file));
+    let declared = task.declared_uuid.filter(|_| task.flavor == Flavor::Mysql).map(|u| u.trim().to_ascii_lowercase());
+    let named = declared.or_else(|| offered.iter().find_map(|o| own_identity(task.flavor, o.file)));
     let identity = match (named, &held_identity) {
         (Some(id), _) => id,
         (None, Some(held)) => held.clone(),

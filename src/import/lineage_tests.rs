@@ -89,6 +89,8 @@ struct Case {
     files: Vec<FileRecord>,
     checkpoint: Option<Checkpoint>,
     offered: Vec<(u32, Verified)>,
+    /// `binlog-server import --source-uuid`.
+    declared_uuid: Option<&'static str>,
     /// Ok: (identity, states of the placed files, which have a gap, open file sealed at,
     /// checkpoint file and position). Err: a word of the refusal.
     expect: Result<Placed, &'static str>,
@@ -102,6 +104,7 @@ fn base(what: &'static str) -> Case {
         files: vec![],
         checkpoint: None,
         offered: vec![],
+        declared_uuid: None,
         expect: Err("no file"),
     }
 }
@@ -240,6 +243,30 @@ fn imports_follow_the_lineage_table() {
             expect: Ok((U1, vec![Sealed], vec![false], None, (2, 1000))),
             ..base("MySQL: a file with no transaction of its own joins the task's server")
         },
+        Case {
+            flavor: Flavor::Mysql,
+            archive_only: true,
+            offered: vec![(1, Verified { own_uuid: None, ..mysql(U1, 0, 0) })],
+            declared_uuid: Some(U1),
+            expect: Ok((U1, vec![Sealed], vec![false], None, (1, 1000))),
+            ..base("MySQL: no transaction of its own (gtid_mode OFF), the operator names the server")
+        },
+        Case {
+            flavor: Flavor::Mysql,
+            offered: vec![(1, mysql(U1, 0, 10))],
+            declared_uuid: Some(U2),
+            expect: Err("server 3e11fa47"),
+            ..base("MySQL: the named server contradicts the files")
+        },
+        Case {
+            flavor: Flavor::Mysql,
+            files: vec![held(1, U1, Sealed, &mysql(U1, 0, 10))],
+            checkpoint: Some(cp(U1, 1, 1000, &format!("{U1}:1-10"))),
+            offered: vec![(2, Verified { own_uuid: None, ..mysql(U1, 10, 10) })],
+            declared_uuid: Some(U2),
+            expect: Err("server 4f22ab58"),
+            ..base("MySQL: the named server is not the task's")
+        },
     ];
     for c in cases {
         let names: Vec<BinlogFileName> = c.offered.iter().map(|(f, _)| n(*f)).collect();
@@ -250,6 +277,7 @@ fn imports_follow_the_lineage_table() {
             archive_only: c.archive_only,
             files: &c.files,
             checkpoint: c.checkpoint.as_ref(),
+            declared_uuid: c.declared_uuid,
         };
         match (decide(task, &offered), &c.expect) {
             (Ok(plan), Ok((identity, states, gaps, sealed_at, (cp_file, cp_pos)))) => {

@@ -126,6 +126,18 @@ fn fsync_dir(dir: &Path) -> Result<(), ImportError> {
 
 /// Imports `offers` into task `id`.
 pub fn import(store: &Store, data_dir: &Path, id: TaskId, offers: Vec<Offer>) -> Result<Report, ImportError> {
+    import_from(store, data_dir, id, offers, None)
+}
+
+/// Imports `offers` into task `id`; MySQL files that do not name their server (no GTID
+/// transaction of their own) are taken as `source_uuid`'s (`import --source-uuid`).
+pub fn import_from(
+    store: &Store,
+    data_dir: &Path,
+    id: TaskId,
+    offers: Vec<Offer>,
+    source_uuid: Option<&str>,
+) -> Result<Report, ImportError> {
     let task = match store.get_task(id) {
         Ok(t) => t,
         Err(StoreError::NotFound) => return Err(ImportError::NoTask(id)),
@@ -140,7 +152,8 @@ pub fn import(store: &Store, data_dir: &Path, id: TaskId, offers: Vec<Offer>) ->
         fs::remove_dir_all(&staging).map_err(io_err("clean", &staging))?;
     }
     fs::create_dir_all(&staging).map_err(io_err("create", &staging))?;
-    let result = stage_and_place(store, data_dir, id, archive_only, task.spec.source.flavor, offers, &staging);
+    let task_facts = (archive_only, task.spec.source.flavor, source_uuid);
+    let result = stage_and_place(store, data_dir, id, task_facts, offers, &staging);
     let _ = fs::remove_dir_all(&staging);
     result
 }
@@ -149,8 +162,7 @@ fn stage_and_place(
     store: &Store,
     data_dir: &Path,
     id: TaskId,
-    archive_only: bool,
-    flavor: crate::binlog::Flavor,
+    (archive_only, flavor, declared_uuid): (bool, crate::binlog::Flavor, Option<&str>),
     offers: Vec<Offer>,
     staging: &Path,
 ) -> Result<Report, ImportError> {
@@ -174,7 +186,7 @@ fn stage_and_place(
     let files = store.list_files(id)?;
     let checkpoint = store.get_checkpoint(id)?.map(|(c, _)| c);
     let offered: Vec<Offered<'_>> = staged.iter().map(|(name, file, _)| Offered { name, file }).collect();
-    let facts = TaskFacts { flavor, archive_only, files: &files, checkpoint: checkpoint.as_ref() };
+    let facts = TaskFacts { flavor, archive_only, files: &files, checkpoint: checkpoint.as_ref(), declared_uuid };
     let plan = lineage::decide(facts, &offered)?;
 
     let task_dir = data_dir.join(id.to_string());

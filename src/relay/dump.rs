@@ -9,8 +9,10 @@ use std::time::Duration;
 use slog::{Logger, info, warn};
 use tokio::time::Instant;
 
-use crate::binlog::event::{EventHeader, Fde, HEADER_LEN, parse_mariadb_gtid, types};
-use crate::binlog::gtid::MariadbGtidState;
+use crate::binlog::event::{
+    EventHeader, Fde, HEADER_LEN, parse_mariadb_gtid, parse_mysql_gtid, parse_tagged_gtid, types,
+};
+use crate::binlog::gtid::{GtidSet, MariadbGtidState};
 use crate::domain::{Flavor, TaskId};
 use crate::meta::FileRecord;
 use crate::relay::clients::ClientGuard;
@@ -28,16 +30,53 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Framed bytes gathered before a socket write.
 const WRITE_BATCH: usize = 256 * 1024;
 
-/// A COM_BINLOG_DUMP request.
+/// `BINLOG_THROUGH_GTID`: a COM_BINLOG_DUMP_GTID carries the replica's GTID set.
+pub const BINLOG_THROUGH_GTID: u16 = 4;
+
+/// A COM_BINLOG_DUMP or COM_BINLOG_DUMP_GTID request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DumpRequest {
     pub pos: u64,
     pub flags: u16,
     pub server_id: u32,
     pub file: String,
+    /// COM_BINLOG_DUMP_GTID: the transactions the replica has (MySQL auto-positioning).
+    pub gtids: Option<GtidSet>,
 }
 
 impl DumpRequest {
+    /// COM_BINLOG_DUMP_GTID: flags (2), server id (4), file name length (4) and name, position
+    /// (8), then with `BINLOG_THROUGH_GTID` the size (4) and MySQL's encoding of the GTID set
+    /// (untagged, or the 8.3+ tagged format). An error says what is malformed.
+    pub fn parse_gtid(pkt: &[u8]) -> Result<DumpRequest, String> {
+        fn take<'a>(p: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], String> {
+            if p.len() < n {
+                return Err(format!("malformed COM_BINLOG_DUMP_GTID: truncated at the {what}"));
+            }
+            let (head, rest) = p.split_at(n);
+            *p = rest;
+            Ok(head)
+        }
+        let mut p = match pkt.split_first() {
+            Some((0x1e, rest)) => rest,
+            _ => return Err("not a COM_BINLOG_DUMP_GTID".into()),
+        };
+        let flags = u16::from_le_bytes(take(&mut p, 2, "flags")?.try_into().expect("2 bytes"));
+        let server_id = u32::from_le_bytes(take(&mut p, 4, "server id")?.try_into().expect("4 bytes"));
+        let name_len = u32::from_le_bytes(take(&mut p, 4, "file name length")?.try_into().expect("4 bytes"));
+        let name = take(&mut p, name_len as usize, "file name")?;
+        let name = name.strip_suffix(&[0]).unwrap_or(name);
+        let pos = u64::from_le_bytes(take(&mut p, 8, "position")?.try_into().expect("8 bytes"));
+        let gtids = if flags & BINLOG_THROUGH_GTID != 0 {
+            let size = u32::from_le_bytes(take(&mut p, 4, "GTID set size")?.try_into().expect("4 bytes"));
+            let data = take(&mut p, size as usize, "GTID set")?;
+            GtidSet::decode(data).map_err(|e| format!("malformed GTID set in COM_BINLOG_DUMP_GTID: {}", e.0))?
+        } else {
+            GtidSet::new()
+        };
+        Ok(DumpRequest { pos, flags, server_id, file: String::from_utf8_lossy(name).into_owned(), gtids: Some(gtids) })
+    }
+
     pub fn parse(pkt: &[u8]) -> Option<DumpRequest> {
         if pkt.len() < 11 || pkt[0] != 0x12 {
             return None;
@@ -47,7 +86,7 @@ impl DumpRequest {
         let server_id = u32::from_le_bytes(pkt[7..11].try_into().ok()?);
         let name = &pkt[11..];
         let name = name.strip_suffix(&[0]).unwrap_or(name);
-        Some(DumpRequest { pos, flags, server_id, file: String::from_utf8_lossy(name).into_owned() })
+        Some(DumpRequest { pos, flags, server_id, file: String::from_utf8_lossy(name).into_owned(), gtids: None })
     }
 }
 
@@ -89,9 +128,21 @@ pub async fn run(
     // replica ahead of the archive, say) comes after that wait.
     let catalogued_by = Instant::now() + GTID_START_WAIT;
     let planned = loop {
-        let planned = match &gtid_state {
-            Some(st) => plan::plan_mariadb_gtid(&archive.files, archive.durable.as_ref(), st, session.gtid_strict()),
-            None => plan::plan_position(&archive.files, archive.durable.as_ref(), &req.file, req.pos),
+        let durable = archive.durable.as_ref();
+        let planned = match (&gtid_state, &req.gtids, archive.flavor) {
+            (Some(st), _, _) => plan::plan_mariadb_gtid(&archive.files, durable, st, session.gtid_strict()),
+            (None, Some(_), Flavor::Mariadb) => Err(DumpRefused(
+                "COM_BINLOG_DUMP_GTID is MySQL's auto-positioning; this task's source is MariaDB: \
+                 set @slave_connect_state (MASTER_USE_GTID) instead"
+                    .into(),
+            )),
+            (None, Some(set), Flavor::Mysql) if req.file.is_empty() => {
+                plan::plan_mysql_gtid(&archive.files, durable, set)
+            }
+            // A file name given with a GTID set: from there, still leaving out what the replica has.
+            (None, Some(set), Flavor::Mysql) => plan::plan_position(&archive.files, durable, &req.file, req.pos)
+                .map(|p| plan::StartPlan { skip: GtidSkip::excluding(set.clone()), ..p }),
+            (None, None, _) => plan::plan_position(&archive.files, durable, &req.file, req.pos),
         };
         // Refused once the wait is over: never an endless round of reconnects.
         if planned.is_ok()
@@ -114,11 +165,14 @@ pub async fn run(
         Ok(p) => p,
         Err(DumpRefused(why)) => return refuse(io, log, &why).await,
     };
+    let gtid_text = match &req.gtids {
+        Some(set) => set.to_string(),
+        None => session.connect_state().unwrap_or("").to_string(),
+    };
     info!(log, "relay dump"; "replica_server_id" => req.server_id, "file" => %archive.files[start.file].file_name,
-          "pos" => start.pos, "gtid" => session.connect_state().unwrap_or(""),
-          "non_block" => req.flags & BINLOG_DUMP_NON_BLOCK != 0);
+          "pos" => start.pos, "gtid" => gtid_text, "non_block" => req.flags & BINLOG_DUMP_NON_BLOCK != 0);
     client.update(|c| {
-        c.mode = if gtid_state.is_some() { "gtid" } else { "position" }.into();
+        c.mode = if gtid_state.is_some() || req.gtids.is_some() { "gtid" } else { "position" }.into();
         c.server_id = Some(req.server_id);
     });
     let mut d = Dumper {
@@ -131,6 +185,8 @@ pub async fn run(
         index: start.file,
         offset: start.offset,
         skip: start.skip,
+        clear_fde_created: start.clear_fde_created,
+        skipped_to: None,
         out: Vec::with_capacity(WRITE_BATCH + 1024),
         file: None,
         first_event_checked: start.offset == 4,
@@ -189,6 +245,12 @@ struct Dumper<'a> {
     /// Local offset of the next event to send in `archive.files[index]`.
     offset: u64,
     skip: GtidSkip,
+    /// MySQL GTID dump: each file's FDE goes out with `created` zeroed (`StartPlan`).
+    clear_fde_created: bool,
+    /// Where the last group left out (GTID dump) ends, until an event or a heartbeat tells the
+    /// replica: MySQL sends a heartbeat with that position before the next event it sends, and
+    /// before it waits, so the replica's position moves past what it already has.
+    skipped_to: Option<u64>,
     out: Vec<u8>,
     file: Option<OpenFile>,
     /// A position dump's first event is checked to be an event boundary.
@@ -287,6 +349,7 @@ impl Dumper<'_> {
                 last_write = Instant::now();
                 continue;
             }
+            self.announce_skipped(io, &f);
             self.flush(io).await?;
             // The next file once it holds durable bytes (its FDE may not even be written before).
             let next_ready = archive
@@ -338,9 +401,20 @@ impl Dumper<'_> {
                 }
                 _ = sleep_until(beat_at) => {
                     let pos = plan::source_pos(&f, self.offset);
-                    let crc = self.wants_crc.unwrap_or(false);
                     let server_id = self.file.as_ref().map_or(0, |o| o.server_id);
-                    self.push(io, &events::heartbeat(server_id, f.file_name.as_str(), pos, crc));
+                    let beat = match archive.flavor {
+                        // MySQL's: stamped with the time, with a CRC as the file's events have.
+                        Flavor::Mysql => {
+                            let crc = self.file.as_ref().is_some_and(|o| o.fde.checksum.has_crc());
+                            let now = chrono::Utc::now().timestamp().clamp(0, i64::from(u32::MAX)) as u32;
+                            events::stamped_heartbeat(now, server_id, f.file_name.as_str(), pos, crc)
+                        }
+                        Flavor::Mariadb => {
+                            let crc = self.wants_crc.unwrap_or(false);
+                            events::heartbeat(server_id, f.file_name.as_str(), pos, crc)
+                        }
+                    };
+                    self.push(io, &beat);
                     self.flush(io).await?;
                     last_write = Instant::now();
                 }
@@ -353,6 +427,46 @@ impl Dumper<'_> {
                 }
             }
         }
+    }
+
+    /// The heartbeat that tells the replica where the groups just left out end.
+    fn announce_skipped(&mut self, io: &mut Io, f: &FileRecord) {
+        if let Some(pos) = self.skipped_to.take() {
+            let (server_id, crc) = self.file.as_ref().map_or((0, false), |o| (o.server_id, o.fde.checksum.has_crc()));
+            self.push(io, &events::heartbeat(server_id, f.file_name.as_str(), pos, crc));
+        }
+    }
+
+    /// Whether the event `ev` at local offset `ev_at` of `f` is sent (a GTID dump leaves the
+    /// replica's transactions out), and the bytes that go out for it.
+    fn filter(&mut self, f: &FileRecord, ev: &[u8], ev_at: u64, has_crc: bool) -> Result<Option<Vec<u8>>, DumpFailure> {
+        let refused = |DumpRefused(m)| DumpFailure::Refused(m);
+        let bad = |e: crate::binlog::event::EventError| DumpFailure::Refused(e.to_string());
+        let send = match ev[4] {
+            types::MARIA_GTID => {
+                let g = parse_mariadb_gtid(ev, has_crc).map_err(bad)?;
+                self.skip.on_gtid(g.gtid).map_err(refused)?
+            }
+            t @ (types::GTID | types::ANONYMOUS_GTID | types::GTID_TAGGED) if self.skip.excludes() => {
+                let (uuid, tag, gno) = if t == types::GTID_TAGGED {
+                    parse_tagged_gtid(ev, has_crc).map_err(bad)?
+                } else {
+                    let (uuid, gno) = parse_mysql_gtid(ev, has_crc).map_err(bad)?;
+                    (uuid, String::new(), gno)
+                };
+                let gtid = (t != types::ANONYMOUS_GTID).then_some((&uuid, tag.as_str(), gno));
+                self.skip.on_mysql_gtid(gtid, f.file_name.as_str(), plan::source_pos(f, ev_at)).map_err(refused)?
+            }
+            t => self.skip.on_other(t),
+        };
+        if !send {
+            return Ok(None);
+        }
+        if ev[4] == types::FORMAT_DESCRIPTION && self.clear_fde_created {
+            let fde = &self.file.as_ref().expect("a file is open while sending").fde;
+            return Ok(Some(events::gtid_dump_fde(ev, fde)));
+        }
+        Ok(Some(ev.to_vec()))
     }
 
     /// Re-reads the catalog after the checkpoint left the file it was in (a seal, a new file).
@@ -434,16 +548,13 @@ impl Dumper<'_> {
                     )));
                 }
             }
-            let send = match ev[4] {
-                types::MARIA_GTID => {
-                    let g = parse_mariadb_gtid(ev, has_crc).map_err(|e| DumpFailure::Refused(e.to_string()))?;
-                    self.skip.on_gtid(g.gtid).map_err(|DumpRefused(m)| DumpFailure::Refused(m))?
+            let ev = ev.to_vec();
+            match self.filter(f, &ev, ev_at, has_crc)? {
+                Some(out) => {
+                    self.announce_skipped(io, f);
+                    self.push(io, &out);
                 }
-                t => self.skip.on_other(t),
-            };
-            if send {
-                let ev = ev.to_vec();
-                self.push(io, &ev);
+                None => self.skipped_to = Some(plan::source_pos(f, ev_at + size as u64)),
             }
             used += size;
             if self.out.len() >= WRITE_BATCH {
@@ -507,8 +618,46 @@ mod tests {
         pkt.extend_from_slice(b"mysql-bin.000003");
         assert_eq!(
             DumpRequest::parse(&pkt),
-            Some(DumpRequest { pos: 1234, flags: 1, server_id: 77, file: "mysql-bin.000003".into() })
+            Some(DumpRequest { pos: 1234, flags: 1, server_id: 77, file: "mysql-bin.000003".into(), gtids: None })
         );
         assert_eq!(DumpRequest::parse(&pkt[..8]), None);
+    }
+
+    #[test]
+    fn dump_gtid_requests_parse_untagged_and_tagged_sets() {
+        use crate::source::dump::com_binlog_dump_gtid;
+        for text in [
+            "",
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:9",
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,3e11fa47-71ca-11e1-9e33-c80aa9429562:blue:1-2",
+        ] {
+            // What our own MySQL-flavor client sends.
+            let set = GtidSet::parse(text).unwrap();
+            let req = DumpRequest::parse_gtid(&com_binlog_dump_gtid(77, &set)).unwrap();
+            assert_eq!(
+                req,
+                DumpRequest {
+                    pos: 4,
+                    flags: BINLOG_THROUGH_GTID,
+                    server_id: 77,
+                    file: String::new(),
+                    gtids: Some(set)
+                },
+                "{text}"
+            );
+        }
+        // With a file name, and a truncated packet.
+        let mut pkt = vec![0x1e, 0, 0];
+        pkt.extend_from_slice(&9u32.to_le_bytes());
+        pkt.extend_from_slice(&10u32.to_le_bytes());
+        pkt.extend_from_slice(b"bin.000002");
+        pkt.extend_from_slice(&120u64.to_le_bytes());
+        let req = DumpRequest::parse_gtid(&pkt).unwrap();
+        assert_eq!((req.file.as_str(), req.pos, req.gtids), ("bin.000002", 120, Some(GtidSet::new())));
+        let e = DumpRequest::parse_gtid(&pkt[..pkt.len() - 3]).unwrap_err();
+        assert!(e.contains("position"), "{e}");
+        let mut bad = crate::source::dump::com_binlog_dump_gtid(1, &GtidSet::new());
+        bad.truncate(bad.len() - 1);
+        assert!(DumpRequest::parse_gtid(&bad).unwrap_err().contains("GTID set"));
     }
 }

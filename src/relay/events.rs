@@ -1,7 +1,7 @@
 //! The events a relay makes up, as a source would: the artificial ROTATE that names the file a
 //! dump reads, the FDE re-sent when a dump starts inside a file, and heartbeats. Pure code.
 
-use crate::binlog::event::{ChecksumAlg, Fde, HEADER_LEN, LOG_POS_OFFSET, flags, types};
+use crate::binlog::event::{ChecksumAlg, FDE_CREATED_OFFSET, Fde, HEADER_LEN, LOG_POS_OFFSET, flags, types};
 
 fn header(type_code: u8, server_id: u32, size: usize, log_pos: u32, flags: u16) -> Vec<u8> {
     let mut h = Vec::with_capacity(size);
@@ -34,8 +34,15 @@ pub fn artificial_rotate(server_id: u32, name: &str, pos: u64, crc: bool) -> Vec
 
 /// A heartbeat: the dump is alive and at `log_pos` of `name`.
 pub fn heartbeat(server_id: u32, name: &str, log_pos: u64, crc: bool) -> Vec<u8> {
+    stamped_heartbeat(0, server_id, name, log_pos, crc)
+}
+
+/// A heartbeat with a timestamp: MySQL stamps the heartbeats it sends while waiting with the
+/// time (those that follow skipped transactions, and MariaDB's, carry 0).
+pub fn stamped_heartbeat(timestamp: u32, server_id: u32, name: &str, log_pos: u64, crc: bool) -> Vec<u8> {
     let size = HEADER_LEN + name.len() + if crc { 4 } else { 0 };
     let mut ev = header(types::HEARTBEAT, server_id, size, log_pos.min(u64::from(u32::MAX)) as u32, 0);
+    ev[..4].copy_from_slice(&timestamp.to_le_bytes());
     ev.extend_from_slice(name.as_bytes());
     finish(ev, crc)
 }
@@ -46,6 +53,23 @@ pub fn heartbeat(server_id: u32, name: &str, log_pos: u64, crc: bool) -> Vec<u8>
 pub fn resent_fde(stored: &[u8], fde: &Fde) -> Vec<u8> {
     let mut ev = stored.to_vec();
     ev[LOG_POS_OFFSET..LOG_POS_OFFSET + 4].copy_from_slice(&0u32.to_le_bytes());
+    if fde.checksum == ChecksumAlg::Crc32 && ev.len() >= HEADER_LEN + 4 {
+        let body = ev.len() - 4;
+        let c = crc32fast::hash(&ev[..body]);
+        ev[body..].copy_from_slice(&c.to_le_bytes());
+    }
+    ev
+}
+
+/// The file's FDE as a MySQL source sends it in a GTID dump that skips the file's first
+/// transaction: `created` zeroed (the replica keeps its temporary tables), the in-use flag
+/// cleared, `log_pos` kept, the CRC recomputed in a CRC32 file.
+pub fn gtid_dump_fde(stored: &[u8], fde: &Fde) -> Vec<u8> {
+    let mut ev = stored.to_vec();
+    if ev.len() >= FDE_CREATED_OFFSET + 4 {
+        ev[FDE_CREATED_OFFSET..FDE_CREATED_OFFSET + 4].copy_from_slice(&0u32.to_le_bytes());
+    }
+    crate::binlog::event::clear_in_use_flag(&mut ev);
     if fde.checksum == ChecksumAlg::Crc32 && ev.len() >= HEADER_LEN + 4 {
         let body = ev.len() - 4;
         let c = crc32fast::hash(&ev[..body]);
@@ -81,6 +105,10 @@ mod tests {
         assert_eq!((h.type_code, h.log_pos), (types::HEARTBEAT, 999));
         assert_eq!(&ev[HEADER_LEN..ev.len() - 4], b"b.000001");
         verify_crc32(&ev).unwrap();
+        let stamped = stamped_heartbeat(1_700_000_000, 3, "b.000001", 999, true);
+        let h = EventHeader::parse(&stamped).unwrap();
+        assert_eq!((h.timestamp, h.log_pos), (1_700_000_000, 999));
+        verify_crc32(&stamped).unwrap();
     }
 
     #[test]
@@ -96,6 +124,23 @@ mod tests {
         let (stored, fde) = file.expect("a CRC32 binlog fixture under tests/fixtures");
         let sent = resent_fde(&stored, &fde);
         assert_eq!(EventHeader::parse(&sent).unwrap().log_pos, 0);
+        verify_crc32(&sent).unwrap();
+        assert_eq!(sent.len(), stored.len());
+    }
+
+    #[test]
+    fn a_gtid_dump_fde_of_a_real_mysql_file_has_created_zeroed_and_a_valid_crc() {
+        // MySQL 8.0.28, copied while the server wrote it: in-use flag on, `created` set.
+        let data = crate::binlog::fixture("mysql-enum-string-set.000001");
+        let (_, stored) = crate::binlog::event::FileEvents::new(&data).unwrap().next().unwrap();
+        let fde = Fde::parse(stored).unwrap();
+        assert_ne!(fde.create_timestamp, 0);
+        let sent = gtid_dump_fde(stored, &fde);
+        let back = Fde::parse(&sent).unwrap();
+        assert_eq!(back.create_timestamp, 0);
+        let h = EventHeader::parse(&sent).unwrap();
+        assert_eq!(u64::from(h.log_pos), 4 + stored.len() as u64, "log_pos kept");
+        assert_eq!(h.flags & flags::BINLOG_IN_USE, 0);
         verify_crc32(&sent).unwrap();
         assert_eq!(sent.len(), stored.len());
     }

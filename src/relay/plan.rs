@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::binlog::gtid::{MariadbGtid, MariadbGtidState};
+use crate::binlog::gtid::{GtidSet, MariadbGtid, MariadbGtidState, Uuid};
+use crate::binlog::summary::Gtid;
+use crate::domain::Flavor;
 use crate::meta::{Checkpoint, FileRecord, FileState};
 
 /// A refusal to dump, sent as error 1236 (ER_MASTER_FATAL_ERROR_READING_BINLOG).
@@ -38,6 +40,10 @@ pub struct StartPlan {
     pub offset: u64,
     /// GTID dump: per domain, the last GTID the replica has (groups up to it are skipped).
     pub skip: GtidSkip,
+    /// MySQL GTID dump that skips the start file's first transaction: the FDE goes out with its
+    /// `created` field zeroed, so the replica keeps its temporary tables (as MySQL's
+    /// `Binlog_sender` does).
+    pub clear_fde_created: bool,
 }
 
 /// The files a dump can see, oldest first: those of the durable checkpoint's source identity
@@ -108,7 +114,7 @@ pub fn plan_position(
             source_pos(f, end)
         )));
     }
-    Ok(StartPlan { file: index, pos, offset, skip: GtidSkip::default() })
+    Ok(StartPlan { file: index, pos, offset, skip: GtidSkip::default(), clear_fde_created: false })
 }
 
 /// The source position of a local offset in `f`.
@@ -188,13 +194,119 @@ pub fn plan_mariadb_gtid(
     let pending = state.iter().filter(|g| !start.covers(&MariadbGtid { seq: g.seq + 1, ..**g })).copied();
     let pending: BTreeMap<u32, MariadbGtid> =
         pending.filter(|g| start.get(g.domain).is_none_or(|s| s.seq < g.seq)).map(|g| (g.domain, g)).collect();
-    Ok(StartPlan { file: index, pos, offset, skip: GtidSkip { pending, strict, skipping: false } })
+    Ok(StartPlan {
+        file: index,
+        pos,
+        offset,
+        skip: GtidSkip { pending, strict, ..GtidSkip::default() },
+        clear_fde_created: false,
+    })
 }
 
 /// Whether a file's GTID start is not known yet (its first checkpoint is not catalogued): a
 /// GTID dump refused now might be served a moment later.
 pub fn gtid_start_pending(files: &[FileRecord]) -> bool {
     files.iter().any(|f| f.summary.gtid_start.is_none())
+}
+
+/// `uuid[:tag]:ranges` of the entries of `set` whose uuid is `uuid` (for messages).
+fn entries_of(set: &GtidSet, uuid: &Uuid) -> String {
+    let mut parts = Vec::new();
+    for (u, tag, iv) in set.entries().filter(|(u, _, _)| *u == uuid) {
+        let ranges: Vec<String> =
+            iv.iter().map(|(s, e)| if e - s == 1 { s.to_string() } else { format!("{s}-{}", e - 1) }).collect();
+        let tag = if tag.is_empty() { String::new() } else { format!(":{tag}") };
+        parts.push(format!("{u}{tag}:{}", ranges.join(":")));
+    }
+    parts.join(",")
+}
+
+fn purged(requested: &GtidSet, missing: &GtidSet) -> DumpRefused {
+    DumpRefused(format!(
+        "Cannot replicate because the master purged required binary logs. Replicate the missing transactions \
+         from elsewhere, or provision a new slave from backup. The GTID set sent by the slave is '{requested}', \
+         and the missing transactions are '{missing}' (binlog-server's archive of this task does not reach back \
+         that far)"
+    ))
+}
+
+/// A MySQL GTID dump (`COM_BINLOG_DUMP_GTID` with an empty file name): the transactions the
+/// replica has are `requested`; the dump starts, as a MySQL source's does, in the newest file
+/// whose PREVIOUS_GTIDS the replica has entirely, from its beginning, and leaves out every
+/// transaction of `requested` ([`GtidSkip::exclude`]).
+///
+/// Refused (1236) as MySQL refuses: a replica with transactions of this source that the archive
+/// does not hold durably ("more GTIDs than the master"), and a replica that lacks transactions
+/// from before the archive's first file ("purged required binary logs"), each naming the GTIDs.
+pub fn plan_mysql_gtid(
+    files: &[FileRecord],
+    durable: Option<&Checkpoint>,
+    requested: &GtidSet,
+) -> Result<StartPlan, DumpRefused> {
+    let executed = durable
+        .and_then(|cp| cp.gtid_set.as_deref())
+        .map(GtidSet::parse)
+        .transpose()
+        .map_err(|e| DumpRefused(format!("the archive's GTID state is unreadable: {}", e.0)))?
+        .unwrap_or_default();
+    // Only the source's own uuid: the replica may hold transactions of other sources.
+    if let Some(own) = durable.and_then(|cp| Uuid::parse(&cp.source_identity).ok()) {
+        let extra = requested.difference(&executed);
+        let ahead = entries_of(&extra, &own);
+        if !ahead.is_empty() {
+            return Err(DumpRefused(format!(
+                "Slave has more GTIDs than the master has, using the master's SERVER_UUID: the replica has {ahead}, \
+                 which binlog-server does not hold (it holds '{executed}' durably)"
+            )));
+        }
+    }
+    let start_of = |f: &FileRecord| f.summary.gtid_start.as_deref().and_then(|s| GtidSet::parse(s).ok());
+    // What the archive's first file says came before it: the "purged" transactions.
+    if let Some(lost) = files.first().and_then(start_of) {
+        let missing = lost.difference(requested);
+        if !missing.is_empty() {
+            return Err(purged(requested, &missing));
+        }
+    }
+    let index = files
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, f)| {
+            f.start_pos <= 4
+                && readable_len(f, durable).is_some_and(|len| len > 4)
+                && start_of(f).is_some_and(|s| s.is_subset(requested))
+        })
+        .map(|(i, _)| i)
+        .ok_or_else(|| {
+            let missing = files.first().and_then(start_of).map(|s| s.difference(requested)).unwrap_or_default();
+            if missing.is_empty() {
+                DumpRefused(format!(
+                    "Could not find a binlog file whose PREVIOUS_GTIDS the slave's GTID set '{requested}' contains: \
+                     binlog-server cannot serve it ({})",
+                    held(files)
+                ))
+            } else {
+                purged(requested, &missing)
+            }
+        })?;
+    if let Some(f) = files[index..].iter().find(|f| f.upload.local_deleted_at.is_some()) {
+        return Err(DumpRefused(format!(
+            "binlog file {} is no longer on local disk (retention removed it; serving files from the bucket is not implemented)",
+            f.file_name
+        )));
+    }
+    let clear_fde_created = match files[index].summary.first_gtid.as_deref().map(|g| Gtid::parse(Flavor::Mysql, g)) {
+        Some(Ok(Gtid::Mysql { uuid, tag, gno })) => requested.contains(&uuid, &tag, gno),
+        _ => false,
+    };
+    Ok(StartPlan {
+        file: index,
+        pos: 4,
+        offset: 4,
+        skip: GtidSkip { exclude: Some(requested.clone()), ..GtidSkip::default() },
+        clear_fde_created,
+    })
 }
 
 /// Which event groups a GTID dump leaves out: per domain, everything up to and including the
@@ -204,11 +316,25 @@ pub struct GtidSkip {
     pending: BTreeMap<u32, MariadbGtid>,
     strict: bool,
     skipping: bool,
+    /// MySQL: the transactions the replica has (`COM_BINLOG_DUMP_GTID`); their groups are left
+    /// out wherever they are.
+    exclude: Option<GtidSet>,
 }
 
 impl GtidSkip {
+    /// A dump by position that still leaves out the replica's MySQL transactions
+    /// (COM_BINLOG_DUMP_GTID with a file name).
+    pub fn excluding(set: GtidSet) -> Self {
+        GtidSkip { exclude: Some(set), ..GtidSkip::default() }
+    }
+
+    /// Whether MySQL GTIDs are left out (GTID events must be read).
+    pub fn excludes(&self) -> bool {
+        self.exclude.is_some()
+    }
+
     pub fn is_done(&self) -> bool {
-        self.pending.is_empty() && !self.skipping
+        self.pending.is_empty() && !self.skipping && self.exclude.is_none()
     }
 
     /// A group's GTID event: whether the group is sent. Strict mode refuses a replica whose GTID
@@ -237,6 +363,28 @@ impl GtidSkip {
         Ok(true)
     }
 
+    /// A MySQL GTID event (`Some((uuid, tag, gno))`) or ANONYMOUS_GTID (`None`) at `at` in
+    /// `file`: whether its group is sent. A GTID dump cannot serve an anonymous transaction (the
+    /// replica could not tell whether it has it): refused, with MySQL's message.
+    pub fn on_mysql_gtid(
+        &mut self,
+        gtid: Option<(&Uuid, &str, u64)>,
+        file: &str,
+        at: u64,
+    ) -> Result<bool, DumpRefused> {
+        let Some(exclude) = &self.exclude else {
+            self.skipping = false;
+            return Ok(true);
+        };
+        let Some((uuid, tag, gno)) = gtid else {
+            return Err(DumpRefused(format!(
+                "Cannot replicate anonymous transaction when AUTO_POSITION = 1, at file {file}, position {at}."
+            )));
+        };
+        self.skipping = exclude.contains(uuid, tag, gno);
+        Ok(!self.skipping)
+    }
+
     /// Any other event: whether it is sent (events of a skipped group are not; file-level events
     /// always are).
     pub fn on_other(&mut self, type_code: u8) -> bool {
@@ -245,6 +393,7 @@ impl GtidSkip {
             types::FORMAT_DESCRIPTION
             | types::ROTATE
             | types::STOP
+            | types::PREVIOUS_GTIDS
             | types::MARIA_GTID_LIST
             | types::MARIA_BINLOG_CHECKPOINT => true,
             _ => !self.skipping,
@@ -387,13 +536,101 @@ mod tests {
         assert!(skip.on_other(crate::binlog::event::types::XID));
         assert!(skip.is_done());
         // Strict mode: the replica's GTID is not where it should be.
-        let mut strict = GtidSkip { pending: [(0, g(12))].into(), strict: true, skipping: false };
+        let mut strict = GtidSkip { pending: [(0, g(12))].into(), strict: true, ..GtidSkip::default() };
         assert!(strict.on_gtid(MariadbGtid { server_id: 2, ..g(12) }).unwrap_err().0.contains("0-1-12"));
-        let mut loose = GtidSkip { pending: [(0, g(12))].into(), strict: false, skipping: false };
+        let mut loose = GtidSkip { pending: [(0, g(12))].into(), ..GtidSkip::default() };
         assert_eq!(loose.on_gtid(g(14)), Ok(true));
         // The replica is exactly at the start of the file: nothing to skip.
         let at_start =
             plan_mariadb_gtid(&files, Some(&durable), &MariadbGtidState::parse("0-1-20").unwrap(), true).unwrap();
         assert!(at_start.skip.is_done());
+    }
+    const U: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+
+    /// A MySQL archive: three files of source U, the third open; U's tagged transactions
+    /// (`U:tag:n`, MySQL 8.4+) begin in the second.
+    fn mysql_archive() -> (Vec<FileRecord>, Checkpoint) {
+        let f = |name: &str, state, size, start: &str, first: &str| {
+            let mut r = file(name, state, size, Some(start.replace('U', U).as_str()));
+            r.source_identity = U.into();
+            r.summary.first_gtid = Some(first.replace('U', U));
+            r
+        };
+        let files = vec![
+            f("bin.000001", FileState::Sealed, 1000, "", "U:1"),
+            f("bin.000002", FileState::Sealed, 2000, "U:1-10", "U:11"),
+            f("bin.000003", FileState::Open, 5000, "U:1-20,U:tag:1-2", "U:21"),
+        ];
+        let durable = Checkpoint {
+            source_identity: U.into(),
+            file: BinlogFileName::parse("bin.000003").unwrap(),
+            pos: 3000,
+            gtid_set: Some(format!("{U}:1-25,{U}:tag:1-3")),
+        };
+        (files, durable)
+    }
+
+    #[test]
+    fn mysql_gtid_dumps_start_in_the_newest_file_the_replica_has_all_before() {
+        let (files, durable) = mysql_archive();
+        let set = |s: &str| GtidSet::parse(&s.replace('U', U)).unwrap();
+        // (replica's set, start file, FDE `created` cleared: the file's first transaction is skipped)
+        for (requested, file, cleared) in [
+            ("", 0, false),
+            ("U:1-5", 0, true),
+            ("U:1-10", 1, false),
+            ("U:1-12", 1, true),
+            // The third file's PREVIOUS_GTIDS has tagged transactions the replica lacks.
+            ("U:1-20", 1, true),
+            ("U:1-20,U:tag:1-2", 2, false),
+            ("U:1-25,U:tag:1-3", 2, true),
+            // Transactions of other sources (multi-source, an earlier primary) do not matter.
+            ("U:1-5,11111111-1111-1111-1111-111111111111:1-100", 0, true),
+        ] {
+            let p =
+                plan_mysql_gtid(&files, Some(&durable), &set(requested)).unwrap_or_else(|e| panic!("{requested}: {e}"));
+            assert_eq!((p.file, p.pos, p.offset, p.clear_fde_created), (file, 4, 4, cleared), "{requested}");
+        }
+        // A replica ahead of the archive on this source's own uuid, tagged or not.
+        for (requested, named) in [("U:1-26", "U:26"), ("U:1-20,U:tag:1-4", "U:tag:4")] {
+            let e = plan_mysql_gtid(&files, Some(&durable), &set(requested)).unwrap_err();
+            assert!(e.0.contains("more GTIDs than the master") && e.0.contains(&named.replace('U', U)), "{e}");
+        }
+        // An archive that begins after transactions the replica lacks: what is missing is named.
+        let late = files[1..].to_vec();
+        let e = plan_mysql_gtid(&late, Some(&durable), &set("U:1-5")).unwrap_err();
+        assert!(e.0.contains("purged required binary logs") && e.0.contains(&format!("'{U}:6-10'")), "{e}");
+        let e = plan_mysql_gtid(&late, Some(&durable), &set("")).unwrap_err();
+        assert!(e.0.contains(&format!("'{U}:1-10'")), "{e}");
+        // A file the dump needs is no longer on local disk.
+        let mut gone = files.clone();
+        gone[1].upload.local_deleted_at = Some(chrono::Utc::now());
+        let e = plan_mysql_gtid(&gone, Some(&durable), &set("U:1-12")).unwrap_err();
+        assert!(e.0.contains("bin.000002 is no longer on local disk"), "{e}");
+        // The open file holds nothing durable yet: the dump starts in the last sealed one.
+        let older = Checkpoint { file: BinlogFileName::parse("bin.000002").unwrap(), ..durable.clone() };
+        assert_eq!(plan_mysql_gtid(&files, Some(&older), &set("U:1-20,U:tag:1-2")).unwrap().file, 1);
+    }
+
+    #[test]
+    fn a_mysql_gtid_dump_leaves_out_the_replicas_transactions_and_refuses_anonymous_ones() {
+        let (files, durable) = mysql_archive();
+        let u = Uuid::parse(U).unwrap();
+        let requested = GtidSet::parse(&format!("{U}:1-12,{U}:tag:1")).unwrap();
+        let mut skip = plan_mysql_gtid(&files, Some(&durable), &requested).unwrap().skip;
+        assert!(skip.on_other(crate::binlog::event::types::PREVIOUS_GTIDS));
+        assert_eq!(skip.on_mysql_gtid(Some((&u, "", 11)), "bin.000002", 4), Ok(false));
+        assert!(!skip.on_other(crate::binlog::event::types::XID), "the rest of a left-out group");
+        assert!(skip.on_other(crate::binlog::event::types::ROTATE));
+        assert_eq!(skip.on_mysql_gtid(Some((&u, "", 13)), "bin.000002", 900), Ok(true));
+        assert!(skip.on_other(crate::binlog::event::types::XID));
+        assert_eq!(skip.on_mysql_gtid(Some((&u, "tag", 1)), "bin.000003", 900), Ok(false));
+        assert_eq!(skip.on_mysql_gtid(Some((&u, "tag", 2)), "bin.000003", 999), Ok(true));
+        assert!(!skip.is_done(), "a MySQL exclusion lasts the whole dump");
+        let e = skip.on_mysql_gtid(None, "bin.000003", 1234).unwrap_err();
+        assert!(e.0.contains("anonymous transaction") && e.0.contains("bin.000003, position 1234"), "{e}");
+        // A dump by position sends anonymous transactions like any other.
+        let mut by_pos = GtidSkip::default();
+        assert_eq!(by_pos.on_mysql_gtid(None, "bin.000001", 4), Ok(true));
     }
 }

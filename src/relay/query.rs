@@ -20,6 +20,9 @@ pub struct Facts {
     pub gtid_domain_id: u32,
     /// The durable GTID state (MariaDB `gtid_binlog_pos`, MySQL `gtid_executed`).
     pub gtid_state: String,
+    /// MySQL: what the archive's first file says came before it (its PREVIOUS_GTIDS): the
+    /// transactions a replica must already have, as `gtid_purged` is on a source.
+    pub gtid_purged: String,
     /// MySQL: the source's server_uuid, when known.
     pub server_uuid: Option<String>,
     /// Files a replica can read (name, bytes it may read) and the durable end.
@@ -145,7 +148,7 @@ fn system_var(name: &str, f: &Facts) -> Option<String> {
         "gtid_binlog_pos" | "gtid_current_pos" if mariadb => f.gtid_state.clone(),
         "gtid_strict_mode" if mariadb => "0".into(),
         "gtid_executed" if !mariadb => f.gtid_state.clone(),
-        "gtid_purged" if !mariadb => String::new(),
+        "gtid_purged" if !mariadb => f.gtid_purged.clone(),
         "gtid_mode" if !mariadb => if f.gtid_state.is_empty() { "OFF" } else { "ON" }.into(),
         "enforce_gtid_consistency" if !mariadb => "ON".into(),
         "server_uuid" if !mariadb => f.server_uuid.clone()?,
@@ -296,6 +299,24 @@ fn select(body: &str, s: &Session, f: &Facts) -> Answer {
     Answer::Rows { columns, rows: vec![row] }
 }
 
+/// The announced MySQL version as (major, minor, patch).
+fn mysql_version(f: &Facts) -> (u32, u32, u32) {
+    let mut it =
+        f.version.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+pub const ER_PARSE_ERROR: u16 = 1064;
+
+/// What a server answers a statement its version does not have.
+fn syntax_error(body: &str) -> Answer {
+    Answer::Error {
+        code: ER_PARSE_ERROR,
+        state: "42000",
+        message: format!("You have an error in your SQL syntax; this server version does not have '{}'", shorten(body)),
+    }
+}
+
 fn show(words: &[&str], body: &str, f: &Facts) -> Answer {
     let w: Vec<&str> = words.iter().copied().filter(|w| !matches!(*w, "global" | "session")).collect();
     match w.get(1..).unwrap_or_default() {
@@ -303,6 +324,12 @@ fn show(words: &[&str], body: &str, f: &Facts) -> Answer {
             columns: vec!["Log_name".into(), "File_size".into()],
             rows: f.binlogs.iter().map(|(n, size)| vec![Some(n.clone()), Some(size.to_string())]).collect(),
         },
+        // As the MySQL version the relay announces has them: SHOW BINARY LOG STATUS came in 8.2,
+        // SHOW MASTER STATUS went in 8.4 (our client picks by the version it reads).
+        ["master", "status"] if f.flavor == Flavor::Mysql && mysql_version(f) >= (8, 4, 0) => syntax_error(body),
+        ["binary", "log", "status"] if f.flavor == Flavor::Mariadb || mysql_version(f) < (8, 2, 0) => {
+            syntax_error(body)
+        }
         ["master", "status"] | ["binary", "log", "status"] => {
             let mut columns: Vec<String> =
                 ["File", "Position", "Binlog_Do_DB", "Binlog_Ignore_DB"].map(String::from).into();
@@ -345,6 +372,7 @@ mod tests {
             binlog_checksum: "CRC32",
             gtid_domain_id: 0,
             gtid_state: "0-7-42".into(),
+            gtid_purged: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-10".into(),
             server_uuid: Some("3e11fa47-71ca-11e1-9e33-c80aa9429562".into()),
             binlogs: vec![("mysql-bin.000001".into(), 1000), ("mysql-bin.000002".into(), 321)],
             now_unix: 1_700_000_000,
@@ -388,7 +416,7 @@ mod tests {
 
     #[test]
     fn what_mariadb_binlog_and_a_mysql_replica_send() {
-        let f = facts(Flavor::Mysql);
+        let f = Facts { version: "8.0.36-binlog-server".into(), ..facts(Flavor::Mysql) };
         let mut s = Session::default();
         assert_eq!(
             answer("SET @master_binlog_checksum='NONE', @source_binlog_checksum='NONE'", &mut s, &f),
@@ -396,6 +424,10 @@ mod tests {
         );
         assert_eq!(s.wants_crc(), Some(false));
         assert_eq!(one(&answer("SELECT @@GLOBAL.GTID_MODE", &mut s, &f)).as_deref(), Some("ON"));
+        assert_eq!(
+            one(&answer("SELECT @@GLOBAL.GTID_PURGED", &mut s, &f)).as_deref(),
+            Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-10")
+        );
         assert_eq!(
             one(&answer("SELECT @@GLOBAL.SERVER_UUID", &mut s, &f)).as_deref(),
             Some("3e11fa47-71ca-11e1-9e33-c80aa9429562")
@@ -417,6 +449,14 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(answer("SET NAMES utf8mb4", &mut s, &f), Answer::Ok);
+        // Each status statement exists in the versions that have it.
+        let status = |version: &str, sql: &str| {
+            let f = Facts { version: format!("{version}-binlog-server"), ..facts(Flavor::Mysql) };
+            matches!(answer(sql, &mut Session::default(), &f), Answer::Rows { .. })
+        };
+        assert!(status("8.0.28", "SHOW MASTER STATUS") && !status("8.0.28", "SHOW BINARY LOG STATUS"));
+        assert!(status("8.2.0", "SHOW MASTER STATUS") && status("8.2.0", "SHOW BINARY LOG STATUS"));
+        assert!(!status("9.6.0", "SHOW MASTER STATUS") && status("9.6.0", "SHOW BINARY LOG STATUS"));
     }
 
     #[test]

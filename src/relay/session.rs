@@ -59,7 +59,8 @@ async fn run(ctx: &RelayContext, io: &mut Io, peer: SocketAddr, log: &Logger) ->
         );
         return send_err(io, ER_HOST_IS_BLOCKED, "HY000", &msg).await;
     }
-    let greet = ctx.store.call(greeting_flavor).await.unwrap_or(Greeting::default());
+    let data_dir = ctx.data_dir.clone();
+    let greet = ctx.store.call(move |s| greeting_flavor(s, &data_dir)).await.unwrap_or(Greeting::default());
     let scramble = nonce();
     let plugin = match greet.flavor {
         Flavor::Mariadb => "mysql_native_password",
@@ -234,14 +235,12 @@ async fn commands(
                 return dump::run(ctx, io, task, &session, req, log, client).await;
             }
             0x1e => {
-                return send_err(
-                    io,
-                    ER_MASTER_FATAL_ERROR_READING_BINLOG,
-                    "HY000",
-                    "binlog-server relay does not serve COM_BINLOG_DUMP_GTID (MySQL GTID auto-positioning) yet: \
-                     use SOURCE_AUTO_POSITION=0 with SOURCE_LOG_FILE and SOURCE_LOG_POS",
-                )
-                .await;
+                // COM_BINLOG_DUMP_GTID: MySQL auto-positioning (SOURCE_AUTO_POSITION=1).
+                let req = match dump::DumpRequest::parse_gtid(&pkt) {
+                    Ok(r) => r,
+                    Err(why) => return send_err(io, ER_MASTER_FATAL_ERROR_READING_BINLOG, "HY000", &why).await,
+                };
+                return dump::run(ctx, io, task, &session, req, log, client).await;
             }
             other => {
                 info!(log, "relay command not supported"; "command" => other);
@@ -265,9 +264,12 @@ impl Default for Greeting {
     }
 }
 
-fn greeting_flavor(store: &crate::meta::Store) -> Result<Greeting, StoreError> {
+fn greeting_flavor(store: &crate::meta::Store, data_dir: &std::path::Path) -> Result<Greeting, StoreError> {
     let tasks = store.relay_task_ids()?;
     let mut flavor = None;
+    // MySQL: the oldest server version among the served tasks' newest files (a replica must
+    // not expect more of the relay than of any source behind it).
+    let mut mysql_version: Option<((u32, u32, u32), String)> = None;
     for id in &tasks {
         let f = store.get_task(*id)?.spec.source.flavor;
         flavor = match flavor {
@@ -275,14 +277,34 @@ fn greeting_flavor(store: &crate::meta::Store) -> Result<Greeting, StoreError> {
             Some(prev) if prev == f => Some(f),
             Some(_) => Some(Flavor::Mariadb),
         };
+        if f == Flavor::Mysql
+            && let Some(last) = store.list_files(*id)?.last()
+        {
+            let task_dir = data_dir.join(id.0.to_string());
+            let path = crate::actors::file_writer::FileWriterActor::identity_dir(&task_dir, &last.source_identity)
+                .join(last.file_name.as_str());
+            if let Ok((fde, _)) = read_fde(&path) {
+                let v = version_triple(&fde.server_version);
+                if mysql_version.as_ref().is_none_or(|(m, _)| v < *m) {
+                    mysql_version = Some((v, fde.server_version.clone()));
+                }
+            }
+        }
     }
     let flavor = flavor.unwrap_or(Flavor::Mariadb);
-    let base = match flavor {
-        Flavor::Mariadb => "10.11.0-MariaDB",
-        Flavor::Mysql => "8.0.0",
+    let base = match (flavor, mysql_version) {
+        (Flavor::Mariadb, _) => "10.11.0-MariaDB".to_string(),
+        (Flavor::Mysql, Some((_, v))) => v,
+        (Flavor::Mysql, None) => "8.0.0".to_string(),
     };
     let version = format!("{base}-binlog-server");
     Ok(Greeting { flavor, version: if flavor == Flavor::Mariadb { format!("5.5.5-{version}") } else { version } })
+}
+
+/// `8.4.3-log` -> (8, 4, 3).
+fn version_triple(v: &str) -> (u32, u32, u32) {
+    let mut it = v.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
 
 /// A task's archive as a dump sees it now.
@@ -332,6 +354,10 @@ impl Archive {
             binlog_checksum: checksum,
             gtid_domain_id: domain,
             gtid_state: self.durable.as_ref().and_then(|c| c.gtid_set.clone()).unwrap_or_default(),
+            gtid_purged: match self.flavor {
+                Flavor::Mysql => self.files.first().and_then(|f| f.summary.gtid_start.clone()).unwrap_or_default(),
+                Flavor::Mariadb => String::new(),
+            },
             server_uuid: self
                 .durable
                 .as_ref()

@@ -104,6 +104,8 @@ fn classify_1236(message: &str) -> FailureClass {
         || m.contains("not present in the current binlog")
         || m.contains("is not valid")
         || m.contains("gtid") && m.contains("not in")
+        // MySQL's ER_SLAVE_HAS_MORE_GTIDS_THAN_MASTER: the start set is ahead of the source.
+        || m.contains("more gtids than the master")
     {
         FailureClass::permanent(TaskErrorCode::InvalidStartPosition)
     } else {
@@ -155,6 +157,10 @@ mod tests {
         );
         assert_eq!(
             server(1236, "binlog truncated in the middle of event; consider out of disk space on master").classify(),
+            FailureClass::permanent(TaskErrorCode::InvalidStartPosition)
+        );
+        assert_eq!(
+            server(1236, "Slave has more GTIDs than the master has, using the master's SERVER_UUID.").classify(),
             FailureClass::permanent(TaskErrorCode::InvalidStartPosition)
         );
         // Another replica with our server_id took over: transient (and logged loudly).

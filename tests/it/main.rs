@@ -23,6 +23,7 @@ mod metrics;
 mod pitr;
 mod pitr_failover;
 mod relay;
+mod relay_mysql;
 mod replica_source;
 mod replication_checksum;
 mod replication_crash;
