@@ -112,9 +112,21 @@ pub struct ConnTuning {
 pub struct MetaConnManager {
     dsn: MetaDsn,
     tuning: ConnTuning,
-    /// SQLite: whether a missing file may be created. A running server's pool may not: a file
-    /// deleted under it must not come back empty (`meta::guard` notices and stops the server).
-    create: bool,
+    /// SQLite: how the file is opened.
+    open: SqliteOpen,
+}
+
+/// How a SQLite connection opens the database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SqliteOpen {
+    /// Read-write, created when missing (SQLite's way to start a database).
+    Create,
+    /// Read-write, never created: a running server's pool. A file deleted under it must not
+    /// come back empty (`meta::guard` notices and stops the server).
+    Existing,
+    /// Read-only (`doctor`): nothing is written, neither the database nor its WAL (a read-write
+    /// connection that is the last to close folds the WAL into the database and deletes it).
+    ReadOnly,
 }
 
 impl ManageConnection for MetaConnManager {
@@ -124,8 +136,16 @@ impl ManageConnection for MetaConnManager {
     fn connect(&self) -> Result<MetaConnection, r2d2::Error> {
         match &self.dsn {
             MetaDsn::Sqlite(path) => {
-                let url = if self.create { path.to_string_lossy().into_owned() } else { sqlite_uri_rw(path) };
+                let url = match self.open {
+                    SqliteOpen::Create => path.to_string_lossy().into_owned(),
+                    SqliteOpen::Existing => sqlite_uri(path, "rw"),
+                    SqliteOpen::ReadOnly => sqlite_uri(path, "ro"),
+                };
                 let mut c = SqliteConnection::establish(&url).map_err(r2d2::Error::ConnectionError)?;
+                if self.open == SqliteOpen::ReadOnly {
+                    c.batch_execute("PRAGMA busy_timeout = 15000;").map_err(r2d2::Error::QueryError)?;
+                    return Ok(MetaConnection::Sqlite(c));
+                }
                 // WAL lets readers run beside the writer; NORMAL skips the fsync per commit,
                 // which is safe for us: a lost checkpoint update only means re-fetching bytes
                 // the source still has (the checkpoint can fall behind, never run ahead).
@@ -167,8 +187,9 @@ impl ManageConnection for MetaConnManager {
 
 pub type MetaPool = r2d2::Pool<MetaConnManager>;
 
-/// A SQLite URI that opens `path` read-write and never creates it (`mode=rw`).
-fn sqlite_uri_rw(path: &Path) -> String {
+/// A SQLite URI that opens `path` with `mode` (`rw`: read-write, `ro`: read-only); neither
+/// creates the file.
+fn sqlite_uri(path: &Path, mode: &str) -> String {
     let mut uri = String::from("file:");
     for c in path.to_string_lossy().chars() {
         match c {
@@ -178,15 +199,25 @@ fn sqlite_uri_rw(path: &Path) -> String {
             c => uri.push(c),
         }
     }
-    uri.push_str("?mode=rw");
+    uri.push_str("?mode=");
+    uri.push_str(mode);
     uri
+}
+
+/// Like [`connect_once`], read-only (SQLite `mode=ro`): for `doctor`, which must change nothing.
+/// SQLite may still create the `-shm` index beside a WAL it reads; the database and its WAL
+/// are left as they are.
+pub fn connect_read_only(dsn: &MetaDsn) -> Result<MetaConnection, StoreError> {
+    MetaConnManager { dsn: dsn.clone(), tuning: ConnTuning::default(), open: SqliteOpen::ReadOnly }
+        .connect()
+        .map_err(|e| StoreError::Unavailable(format!("cannot connect to metadata database {dsn}: {e}")))
 }
 
 /// One connection outside any pool, opened on this thread and closed when dropped (a pool's
 /// background threads could still hold one when a short command exits, leaving SQLite's
 /// `-wal`/`-shm` files behind).
 pub fn connect_once(dsn: &MetaDsn) -> Result<MetaConnection, StoreError> {
-    MetaConnManager { dsn: dsn.clone(), tuning: ConnTuning::default(), create: true }
+    MetaConnManager { dsn: dsn.clone(), tuning: ConnTuning::default(), open: SqliteOpen::Create }
         .connect()
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to metadata database {dsn}: {e}")))
 }
@@ -215,7 +246,7 @@ pub fn build_pool(dsn: &MetaDsn, size: u32, tuning: ConnTuning) -> Result<MetaPo
         .max_size(size)
         .connection_timeout(Duration::from_secs(15))
         .test_on_check_out(dsn.is_mysql())
-        .build(MetaConnManager { dsn: dsn.clone(), tuning, create: false })
+        .build(MetaConnManager { dsn: dsn.clone(), tuning, open: SqliteOpen::Existing })
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to metadata database {dsn}: {e}")))
 }
 
@@ -334,7 +365,7 @@ mod tests {
 
     #[test]
     fn the_pool_never_creates_a_deleted_database_again() {
-        assert_eq!(sqlite_uri_rw(Path::new("/a b/50%?#.db")), "file:/a b/50%25%3f%23.db?mode=rw");
+        assert_eq!(sqlite_uri(Path::new("/a b/50%?#.db"), "rw"), "file:/a b/50%25%3f%23.db?mode=rw");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("odd %?# name").join("meta.db");
         let dsn = MetaDsn::Sqlite(path.clone());
@@ -342,8 +373,44 @@ mod tests {
         diesel::sql_query("CREATE TABLE t (x INTEGER)").execute(&mut *pool.get().unwrap()).unwrap();
         drop(pool);
         std::fs::remove_file(&path).unwrap();
-        let manager = MetaConnManager { dsn: dsn.clone(), tuning: ConnTuning::default(), create: false };
+        let manager = MetaConnManager { dsn: dsn.clone(), tuning: ConnTuning::default(), open: SqliteOpen::Existing };
         assert!(manager.connect().is_err(), "a pool connection must not create the file");
         assert!(!path.exists());
+    }
+
+    /// A crash leaves the WAL beside the database; a read-write connection closing last would
+    /// fold it into the database and delete it. `doctor`'s read-only one changes neither.
+    #[test]
+    fn a_read_only_connection_leaves_the_database_and_its_wal_as_they_are() {
+        let live = tempfile::tempdir().unwrap();
+        let dsn = MetaDsn::Sqlite(live.path().join("meta.db"));
+        let pool = build_pool(&dsn, 1, ConnTuning::default()).unwrap();
+        let mut conn = pool.get().unwrap();
+        diesel::sql_query("PRAGMA wal_autocheckpoint = 0").execute(&mut *conn).unwrap();
+        diesel::sql_query("CREATE TABLE t (x INTEGER)").execute(&mut *conn).unwrap();
+        diesel::sql_query("INSERT INTO t VALUES (1), (2)").execute(&mut *conn).unwrap();
+        // The crash image: the files as they are while the connection is open.
+        let image = tempfile::tempdir().unwrap();
+        for name in ["meta.db", "meta.db-wal"] {
+            std::fs::copy(live.path().join(name), image.path().join(name)).unwrap();
+        }
+        drop(conn);
+        drop(pool);
+        let read = |name: &str| std::fs::read(image.path().join(name)).unwrap();
+        let (db, wal) = (read("meta.db"), read("meta.db-wal"));
+        assert!(!wal.is_empty(), "the image holds a WAL");
+        let image_dsn = MetaDsn::Sqlite(image.path().join("meta.db"));
+        let mut ro = connect_read_only(&image_dsn).unwrap();
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let n: Vec<N> = diesel::sql_query("SELECT count(*) AS n FROM t").load(&mut ro).unwrap();
+        assert_eq!(n[0].n, 2, "the rows in the WAL are read");
+        assert!(diesel::sql_query("INSERT INTO t VALUES (3)").execute(&mut ro).is_err(), "read-only");
+        drop(ro);
+        assert_eq!(read("meta.db"), db, "the database is unchanged");
+        assert_eq!(read("meta.db-wal"), wal, "the WAL is still there, unchanged");
     }
 }
