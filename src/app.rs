@@ -162,9 +162,16 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         None => None,
     };
     let coordinator = if settings.mode == crate::config::Mode::Cluster {
-        let c = crate::actors::coordinator::start(node_id.clone(), store, settings.clone(), supervisor.clone(), &log)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot join the cluster: {e}"))?;
+        let (c, link) = crate::actors::coordinator::start(
+            node_id.clone(),
+            store,
+            settings.clone(),
+            supervisor.clone().recipient(),
+            &log,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot join the cluster: {e}"))?;
+        supervisor.do_send(crate::actors::supervisor::SetCoordinator(link));
         info!(log, "cluster mode: node registered"; "node_id" => &node_id,
               "lease_ttl_sec" => settings.cluster.lease_ttl_sec,
               "lease_renew_interval_sec" => settings.cluster.lease_renew_interval_sec);
@@ -180,6 +187,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot set up HTTP metrics: {e}"))?;
     let state = web::Data::new(ApiState {
         supervisor: supervisor.clone(),
+        queries: crate::queries::TaskQueries::new(query_store.clone(), &settings),
         server_id_base: settings.replication.server_id_base,
         alert_after: crate::retry::RetryPolicy::from_settings(&settings.retry).alert_after,
         http_registry,
@@ -189,7 +197,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
             node_id: node_id.clone(),
             lease_ttl_sec: settings.cluster.lease_ttl_sec,
             started_at: chrono::Utc::now(),
-            coordinator: coordinator.clone(),
+            clustered: coordinator.is_some(),
         },
         store: query_store,
         rates: std::sync::Mutex::new(crate::overview::RateMeter::new(Duration::from_secs(60))),

@@ -21,24 +21,14 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use rand::seq::SliceRandom;
 use slog::{Logger, info, warn};
+use tokio::sync::watch;
 
-use crate::actors::supervisor::{LeaseHealth, RelinquishLocal, RunLeased, StopLocal, Supervisor};
+use crate::actors::cluster_link::{CoordinatorLink, LeaseCommand, LocalEvent};
 use crate::cluster::{LeaseGuard, adopt_task_dir, claim_budget, local_validity};
 use crate::config::Settings;
 use crate::domain::{DesiredState, Mover, Task, TaskEventType, TaskId, TaskState};
-use crate::meta::leases::{ClusterCounts, Fence, Lease, NodeInfo};
+use crate::meta::leases::{ClusterCounts, Fence, Lease};
 use crate::meta::{Store, StoreError, Transition};
-
-/// What the supervisor tells the coordinator.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub enum LocalEvent {
-    /// A task was started through the API: look for work now.
-    PlaceNow,
-    /// A local task's actors ended (stopped, failed, or gave the lease up), having run under
-    /// `epoch`: the lease is given back if it is still that holding.
-    TaskEnded { id: TaskId, epoch: Option<i64> },
-}
 
 /// Graceful shutdown, before the supervisor stops the tasks: claim nothing more.
 #[derive(Message)]
@@ -59,8 +49,10 @@ pub struct Coordinator {
     node_id: String,
     store: Store,
     settings: Arc<Settings>,
-    supervisor: Addr<Supervisor>,
+    supervisor: Recipient<LeaseCommand>,
     log: Logger,
+    /// Counts finished rounds (`CoordinatorLink::rounds`).
+    rounds: watch::Sender<u64>,
     held: HashMap<TaskId, Held>,
     busy: bool,
     again: bool,
@@ -90,7 +82,7 @@ impl Coordinator {
         node_id: String,
         store: Store,
         settings: Arc<Settings>,
-        supervisor: Addr<Supervisor>,
+        supervisor: Recipient<LeaseCommand>,
         log: &Logger,
     ) -> Self {
         Coordinator {
@@ -99,6 +91,7 @@ impl Coordinator {
             store,
             settings,
             supervisor,
+            rounds: watch::Sender::new(0),
             held: HashMap::new(),
             busy: false,
             again: false,
@@ -128,7 +121,7 @@ impl Coordinator {
         warn!(self.log, "cannot renew leases"; "error" => &why, "tasks" => self.held.len());
         self.degraded = true;
         for id in self.held.keys() {
-            self.supervisor.do_send(LeaseHealth { id: *id, degraded: true });
+            self.supervisor.do_send(LeaseCommand::Health { id: *id, degraded: true });
         }
     }
 
@@ -209,6 +202,7 @@ impl Coordinator {
             }
             act.enforce_guards();
             crate::telemetry::metrics::metrics().leases_held.set(act.held.len() as i64);
+            act.rounds.send_modify(|n| *n += 1);
             if act.again {
                 act.tick(ctx);
             }
@@ -230,7 +224,7 @@ impl Coordinator {
                     info!(self.log, "lease renewals succeed again");
                     self.degraded = false;
                     for id in self.held.keys() {
-                        self.supervisor.do_send(LeaseHealth { id: *id, degraded: false });
+                        self.supervisor.do_send(LeaseCommand::Health { id: *id, degraded: false });
                     }
                 }
                 for (id, now_held_by) in out.lost_to {
@@ -245,7 +239,7 @@ impl Coordinator {
                     crate::telemetry::metrics::metrics().lease_losses.inc();
                     let message = format!("node {} lost the lease (epoch {}): {whom}", self.node_id, h.epoch);
                     warn!(self.log, "lease lost"; "task_id" => id.0, "epoch" => h.epoch, "detail" => &whom);
-                    self.supervisor.do_send(RelinquishLocal { id, reason: message.clone() });
+                    self.supervisor.do_send(LeaseCommand::Relinquish { id, reason: message.clone() });
                     let store = self.store.clone();
                     actix::spawn(async move {
                         let _ = store.call(move |s| s.append_event(id, TaskEventType::TaskLeaseLost, &message)).await;
@@ -258,7 +252,7 @@ impl Coordinator {
         for id in out.stop_requested {
             if self.held.contains_key(&id) {
                 info!(self.log, "stop requested for a task running here"; "task_id" => id.0);
-                self.supervisor.do_send(StopLocal(id));
+                self.supervisor.do_send(LeaseCommand::Stop(id));
             }
         }
         for (task, epoch, sent) in out.acquired {
@@ -266,7 +260,7 @@ impl Coordinator {
             let guard = LeaseGuard::new(epoch, sent + validity);
             self.held.insert(id, Held { epoch, guard: guard.clone() });
             let fence = Fence { task_id: id, node_id: self.node_id.clone(), epoch };
-            self.supervisor.do_send(RunLeased { task, guard, fence });
+            self.supervisor.do_send(LeaseCommand::Run { task, guard, fence });
         }
     }
 
@@ -277,7 +271,7 @@ impl Coordinator {
             let h = self.held.remove(&id).expect("listed");
             crate::telemetry::metrics::metrics().lease_losses.inc();
             warn!(self.log, "lease not renewed in time; the task stops writing here"; "task_id" => id.0, "epoch" => h.epoch);
-            self.supervisor.do_send(RelinquishLocal {
+            self.supervisor.do_send(LeaseCommand::Relinquish {
                 id,
                 reason: format!("lease (epoch {}) could not be renewed before it could expire", h.epoch),
             });
@@ -495,78 +489,15 @@ impl Handler<Leave> for Coordinator {
     }
 }
 
-// --- reads for the API ---------------------------------------------------------------------------
-
-/// `GET /api/workers`.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<NodeInfo>, StoreError>")]
-pub struct ListWorkers;
-
-impl Handler<ListWorkers> for Coordinator {
-    type Result = ResponseFuture<Result<Vec<NodeInfo>, StoreError>>;
-
-    fn handle(&mut self, _: ListWorkers, _: &mut Context<Self>) -> Self::Result {
-        let (store, ttl) = (self.store.clone(), self.ttl().as_millis() as u64);
-        Box::pin(async move { store.call(move |s| s.list_nodes(ttl)).await })
-    }
-}
-
-/// `GET /api/cluster/overview`: counts and who holds how many leases.
-#[derive(Message)]
-#[rtype(result = "Result<(ClusterCounts, Vec<NodeInfo>, usize), StoreError>")]
-pub struct Overview;
-
-impl Handler<Overview> for Coordinator {
-    type Result = ResponseFuture<Result<(ClusterCounts, Vec<NodeInfo>, usize), StoreError>>;
-
-    fn handle(&mut self, _: Overview, _: &mut Context<Self>) -> Self::Result {
-        let (store, ttl) = (self.store.clone(), self.ttl().as_millis() as u64);
-        Box::pin(async move {
-            store
-                .call(move |s| {
-                    let counts = s.cluster_counts(ttl)?;
-                    let nodes = s.list_nodes(ttl)?;
-                    let unplaced = s.unplaced_tasks(100_000)?.len();
-                    Ok((counts, nodes, unplaced))
-                })
-                .await
-        })
-    }
-}
-
-/// `GET /api/tasks/{id}/lease`.
-#[derive(Message)]
-#[rtype(result = "Result<Option<Lease>, crate::actors::ControlError>")]
-pub struct GetLease(pub TaskId);
-
-impl Handler<GetLease> for Coordinator {
-    type Result = ResponseFuture<Result<Option<Lease>, crate::actors::ControlError>>;
-
-    fn handle(&mut self, msg: GetLease, _: &mut Context<Self>) -> Self::Result {
-        let (store, id) = (self.store.clone(), msg.0);
-        Box::pin(async move {
-            store
-                .call(move |s| {
-                    s.get_task(id)?;
-                    s.get_lease(id)
-                })
-                .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => crate::actors::ControlError::NotFound(id),
-                    other => crate::actors::ControlError::Store(other),
-                })
-        })
-    }
-}
-
-/// Registers the node and starts its coordinator (cluster mode).
+/// Registers the node and starts its coordinator (cluster mode); returns it and the link the
+/// supervisor needs (`SetCoordinator`).
 pub async fn start(
     node_id: String,
     store: Store,
     settings: Arc<Settings>,
-    supervisor: Addr<Supervisor>,
+    supervisor: Recipient<LeaseCommand>,
     log: &Logger,
-) -> Result<Addr<Coordinator>, StoreError> {
+) -> Result<(Addr<Coordinator>, CoordinatorLink), StoreError> {
     let (n, max) = (node_id.clone(), settings.cluster.max_tasks_per_node);
     store.call(move |s| s.register_node(&n, env!("CARGO_PKG_VERSION"), max)).await?;
     match store.call(|s| s.idle_transaction_timeout()).await {
@@ -582,7 +513,9 @@ pub async fn start(
         ),
         Err(e) => warn!(log, "cannot read the metadata database's idle_transaction_timeout"; "error" => %e),
     }
-    let addr = Coordinator::new(node_id, store, settings, supervisor.clone(), log).start();
-    supervisor.do_send(crate::actors::supervisor::SetCoordinator(addr.clone().recipient()));
-    Ok(addr)
+    let coordinator = Coordinator::new(node_id, store, settings, supervisor, log);
+    let rounds = coordinator.rounds.subscribe();
+    let addr = coordinator.start();
+    let link = CoordinatorLink { events: addr.clone().recipient(), rounds };
+    Ok((addr, link))
 }

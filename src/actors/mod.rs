@@ -5,6 +5,7 @@
 //! `Recipient`s so a test can stand in for a parent. Nothing in here blocks an async executor
 //! thread: file I/O runs on the writer's own thread, metadata calls through `Store::call`.
 
+pub mod cluster_link;
 pub mod coordinator;
 pub mod file_writer;
 pub mod replication;

@@ -15,13 +15,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use slog::{Logger, error, info, o, warn};
 
-use crate::actors::task::{Stop, TaskActor, TaskContext, TaskExited, WakeUploads};
+use crate::actors::cluster_link::{CoordinatorLink, LeaseCommand, LocalEvent};
+use crate::actors::task::{RuntimeStatus, Stop, TaskActor, TaskContext, TaskExited, WakeUploads};
 use crate::cluster::LeaseGuard;
 use crate::config::Settings;
 use crate::domain::{DesiredState, FieldError, Mover, Task, TaskEventType, TaskId, TaskSpec, TaskState};
 use crate::meta::leases::Fence;
-use crate::meta::{Checkpoint, FileRecord, LastError, Store, StoreError, TaskEvent, TaskFilter, Transition};
-use crate::pitr::{self, plan::Plan, plan::PlanFile, window::Window};
+use crate::meta::{LastError, Store, StoreError, TaskFilter, Transition};
 use crate::telemetry::tracing::span;
 use crate::upload::ObjectStore;
 use opentelemetry::KeyValue;
@@ -50,7 +50,7 @@ pub enum ControlError {
 }
 
 impl ControlError {
-    fn from_store(e: StoreError, id: Option<TaskId>, action: &'static str) -> Self {
+    pub(crate) fn from_store(e: StoreError, id: Option<TaskId>, action: &'static str) -> Self {
         match (e, id) {
             (StoreError::NotFound, Some(id)) => ControlError::NotFound(id),
             (StoreError::Conflict(state), Some(id)) => ControlError::InvalidTransition { id, state, action },
@@ -60,13 +60,6 @@ impl ControlError {
 }
 
 pub type ControlResult<T> = Result<T, ControlError>;
-
-/// A task plus what only the running actors know.
-#[derive(Debug, Clone)]
-pub struct TaskView {
-    pub task: Task,
-    pub runtime: Option<crate::actors::task::RuntimeStatus>,
-}
 
 pub struct Supervisor {
     store: Store,
@@ -78,7 +71,7 @@ pub struct Supervisor {
     /// The bucket, when upload is enabled.
     objects: Option<Arc<ObjectStore>>,
     /// Cluster mode: the coordinator decides which tasks run here (see `actors::coordinator`).
-    coordinator: Option<Recipient<crate::actors::coordinator::LocalEvent>>,
+    coordinator: Option<CoordinatorLink>,
     /// The thread every task's `UploadActor` runs on (see `TaskContext::uploads`).
     uploads: actix::ArbiterHandle,
     /// Each task's durable checkpoint, for the relay (`relay::hub`).
@@ -359,7 +352,7 @@ impl Handler<StartTask> for Supervisor {
             if act.cluster_mode() {
                 // Whichever node has room takes its lease (this one is told to look now).
                 if let Some(c) = &act.coordinator {
-                    c.do_send(crate::actors::coordinator::LocalEvent::PlaceNow);
+                    c.events.do_send(LocalEvent::PlaceNow);
                 }
             } else {
                 act.spawn_task(task.clone(), None, ctx);
@@ -428,6 +421,7 @@ impl Handler<StopTask> for Supervisor {
         // (and fight the next start's actor for the source) while the task says STOPPED.
         Box::pin(recorded.into_actor(self).then(move |res, act, _| {
             let actor = act.tasks.get(&id).cloned();
+            let rounds = act.coordinator.as_ref().map(|c| c.rounds.clone());
             let store = stop_store;
             async move {
                 let _span = span;
@@ -445,7 +439,13 @@ impl Handler<StopTask> for Supervisor {
                     _ if cluster => {
                         // Another node runs it: its coordinator sees the request and stops it.
                         // If no node holds its lease, nobody will: finish the transition here.
-                        let started = tokio::time::Instant::now();
+                        // The store is the only channel between nodes, so look at it again after
+                        // each of this node's coordinator rounds (every node runs them at the
+                        // same pace).
+                        let Some(mut rounds) = rounds else { return Err(ControlError::ShuttingDown) };
+                        rounds.borrow_and_update();
+                        let until = tokio::time::Instant::now() + deadline;
+                        let mut expired = false;
                         loop {
                             let (state, live) = store
                                 .call(move |s| {
@@ -462,10 +462,15 @@ impl Handler<StopTask> for Supervisor {
                                 let _ = finish_stop(&store, id, "stopped (no node held its lease)").await;
                                 break;
                             }
-                            if started.elapsed() > deadline {
+                            if expired {
                                 return Err(ControlError::Timeout(id));
                             }
-                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            match tokio::time::timeout_at(until, rounds.changed()).await {
+                                Ok(Ok(())) => {}
+                                // The coordinator is gone: the process is shutting down.
+                                Ok(Err(_)) => return Err(ControlError::ShuttingDown),
+                                Err(_) => expired = true,
+                            }
                         }
                     }
                     _ => {
@@ -493,17 +498,17 @@ impl Handler<TaskExited> for Supervisor {
             self.tasks.remove(&msg.id);
         }
         if let Some(c) = &self.coordinator {
-            c.do_send(crate::actors::coordinator::LocalEvent::TaskEnded { id: msg.id, epoch: msg.epoch });
+            c.events.do_send(LocalEvent::TaskEnded { id: msg.id, epoch: msg.epoch });
         }
     }
 }
 
-// --- cluster mode: what the coordinator asks of the supervisor --------------------------------
+// --- cluster mode: the coordinator's side of `cluster_link` ---------------------------------------
 
 /// Wires the coordinator in (cluster mode, once at start).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetCoordinator(pub Recipient<crate::actors::coordinator::LocalEvent>);
+pub struct SetCoordinator(pub CoordinatorLink);
 
 impl Handler<SetCoordinator> for Supervisor {
     type Result = ();
@@ -513,220 +518,43 @@ impl Handler<SetCoordinator> for Supervisor {
     }
 }
 
-/// Runs a task here under a lease this node just acquired.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RunLeased {
-    pub task: Task,
-    pub guard: LeaseGuard,
-    pub fence: Fence,
-}
-
-impl Handler<RunLeased> for Supervisor {
-    type Result = ();
-
-    fn handle(&mut self, msg: RunLeased, ctx: &mut Context<Self>) {
-        let id = msg.task.id;
-        if self.shutting_down || self.tasks.get(&id).is_some_and(|a| a.connected()) {
-            return;
-        }
-        info!(self.log, "running task under lease"; "task_id" => id.0, "epoch" => msg.fence.epoch);
-        self.spawn_task(msg.task, Some((msg.guard, msg.fence)), ctx);
-    }
-}
-
-/// Stops a local task without recording anything (its lease is lost or about to be).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RelinquishLocal {
-    pub id: TaskId,
-    pub reason: String,
-}
-
-impl Handler<RelinquishLocal> for Supervisor {
+impl Handler<LeaseCommand> for Supervisor {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, msg: RelinquishLocal, _: &mut Context<Self>) -> Self::Result {
-        let actor = self.tasks.remove(&msg.id);
-        Box::pin(async move {
-            if let Some(a) = actor {
-                let _ = a.send(crate::actors::task::Relinquish { reason: msg.reason }).await;
+    fn handle(&mut self, msg: LeaseCommand, ctx: &mut Context<Self>) -> Self::Result {
+        match msg {
+            LeaseCommand::Run { task, guard, fence } => {
+                let id = task.id;
+                if !self.shutting_down && !self.tasks.get(&id).is_some_and(|a| a.connected()) {
+                    info!(self.log, "running task under lease"; "task_id" => id.0, "epoch" => fence.epoch);
+                    self.spawn_task(task, Some((guard, fence)), ctx);
+                }
+                Box::pin(async {})
             }
-        })
-    }
-}
-
-/// The operator asked (on any node) to stop a task this node runs: stop it as `StopTask` does.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopLocal(pub TaskId);
-
-impl Handler<StopLocal> for Supervisor {
-    type Result = ResponseFuture<()>;
-
-    fn handle(&mut self, msg: StopLocal, _: &mut Context<Self>) -> Self::Result {
-        let actor = self.tasks.get(&msg.0).cloned();
-        let deadline = Duration::from_secs(self.settings.shutdown_timeout_sec.max(1));
-        Box::pin(async move {
-            if let Some(a) = actor {
-                let _ = tokio::time::timeout(deadline, a.send(Stop)).await;
+            LeaseCommand::Relinquish { id, reason } => {
+                let actor = self.tasks.remove(&id);
+                Box::pin(async move {
+                    if let Some(a) = actor {
+                        let _ = a.send(crate::actors::task::Relinquish { reason }).await;
+                    }
+                })
             }
-        })
-    }
-}
-
-/// Tells a local task that lease renewals fail (`true`) or work again (`false`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LeaseHealth {
-    pub id: TaskId,
-    pub degraded: bool,
-}
-
-impl Handler<LeaseHealth> for Supervisor {
-    type Result = ();
-
-    fn handle(&mut self, msg: LeaseHealth, _: &mut Context<Self>) {
-        if let Some(a) = self.tasks.get(&msg.id) {
-            a.do_send(crate::actors::task::LeaseDegraded(msg.degraded));
+            LeaseCommand::Stop(id) => {
+                let actor = self.tasks.get(&id).cloned();
+                let deadline = Duration::from_secs(self.settings.shutdown_timeout_sec.max(1));
+                Box::pin(async move {
+                    if let Some(a) = actor {
+                        let _ = tokio::time::timeout(deadline, a.send(Stop)).await;
+                    }
+                })
+            }
+            LeaseCommand::Health { id, degraded } => {
+                if let Some(a) = self.tasks.get(&id) {
+                    a.do_send(crate::actors::task::LeaseDegraded(degraded));
+                }
+                Box::pin(async {})
+            }
         }
-    }
-}
-
-/// Task counts by state (for `/metrics`).
-#[derive(Message)]
-#[rtype(result = "ControlResult<Vec<(TaskState, i64)>>")]
-pub struct CountTasks;
-
-impl Handler<CountTasks> for Supervisor {
-    type Result = ResponseFuture<ControlResult<Vec<(TaskState, i64)>>>;
-
-    fn handle(&mut self, _: CountTasks, _: &mut Context<Self>) -> Self::Result {
-        let fut = store_call!(self.store, |s| s.count_by_state());
-        Box::pin(async move { fut.await.map_err(ControlError::Store) })
-    }
-}
-
-/// How many tasks are stuck (`retry::is_stuck`), for `/metrics`. Like `CountTasks`, it counts
-/// every task of the metadata store (in cluster mode, every node's).
-#[derive(Message)]
-#[rtype(result = "ControlResult<i64>")]
-pub struct CountStuck;
-
-impl Handler<CountStuck> for Supervisor {
-    type Result = ResponseFuture<ControlResult<i64>>;
-
-    fn handle(&mut self, _: CountStuck, _: &mut Context<Self>) -> Self::Result {
-        let alert_after = crate::retry::RetryPolicy::from_settings(&self.settings.retry).alert_after;
-        let retrying = TaskFilter { state: Some(TaskState::RetryBackoff), ..TaskFilter::default() };
-        let fut = store_call!(self.store, |s| s.list_tasks(&retrying, i64::MAX, 0));
-        Box::pin(async move {
-            let (tasks, _) = fut.await.map_err(ControlError::Store)?;
-            let now = chrono::Utc::now();
-            Ok(
-                tasks
-                    .iter()
-                    .filter(|t| crate::retry::is_stuck(t.state, t.last_error.as_ref(), now, alert_after))
-                    .count() as i64,
-            )
-        })
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "ControlResult<TaskView>")]
-pub struct GetTask(pub TaskId);
-
-impl Handler<GetTask> for Supervisor {
-    type Result = ResponseFuture<ControlResult<TaskView>>;
-
-    fn handle(&mut self, msg: GetTask, _: &mut Context<Self>) -> Self::Result {
-        let id = msg.0;
-        let actor = self.tasks.get(&id).cloned();
-        let fut = store_call!(self.store, |s| s.get_task(id));
-        Box::pin(async move {
-            let task = fut.await.map_err(|e| ControlError::from_store(e, Some(id), "get"))?;
-            let runtime = match actor {
-                Some(a) => a.send(crate::actors::task::GetStatus).await.ok(),
-                None => None,
-            };
-            Ok(TaskView { task, runtime })
-        })
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "ControlResult<(Vec<Task>, i64)>")]
-pub struct ListTasks {
-    pub filter: TaskFilter,
-    pub limit: i64,
-    pub offset: i64,
-}
-
-impl Handler<ListTasks> for Supervisor {
-    type Result = ResponseFuture<ControlResult<(Vec<Task>, i64)>>;
-
-    fn handle(&mut self, msg: ListTasks, _: &mut Context<Self>) -> Self::Result {
-        let fut = store_call!(self.store, |s| s.list_tasks(&msg.filter, msg.limit, msg.offset));
-        Box::pin(async move { fut.await.map_err(ControlError::Store) })
-    }
-}
-
-/// The stored checkpoint and when it was written; in cluster mode also by which node, under
-/// which lease epoch.
-pub type CheckpointView = (Option<(Checkpoint, chrono::DateTime<chrono::Utc>)>, Option<(String, i64)>);
-
-#[derive(Message)]
-#[rtype(result = "ControlResult<CheckpointView>")]
-pub struct GetCheckpoint(pub TaskId);
-
-impl Handler<GetCheckpoint> for Supervisor {
-    type Result = ResponseFuture<ControlResult<CheckpointView>>;
-
-    fn handle(&mut self, msg: GetCheckpoint, _: &mut Context<Self>) -> Self::Result {
-        let id = msg.0;
-        let fut = store_call!(self.store, |s| {
-            s.get_task(id)?;
-            Ok((s.get_checkpoint(id)?, s.checkpoint_writer(id)?))
-        });
-        Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "ControlResult<Vec<TaskEvent>>")]
-pub struct ListEvents {
-    pub id: TaskId,
-    pub limit: i64,
-}
-
-impl Handler<ListEvents> for Supervisor {
-    type Result = ResponseFuture<ControlResult<Vec<TaskEvent>>>;
-
-    fn handle(&mut self, msg: ListEvents, _: &mut Context<Self>) -> Self::Result {
-        let id = msg.id;
-        let fut = store_call!(self.store, |s| {
-            s.get_task(id)?;
-            s.list_events(id, msg.limit)
-        });
-        Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "ControlResult<Vec<FileRecord>>")]
-pub struct ListFiles(pub TaskId);
-
-impl Handler<ListFiles> for Supervisor {
-    type Result = ResponseFuture<ControlResult<Vec<FileRecord>>>;
-
-    fn handle(&mut self, msg: ListFiles, _: &mut Context<Self>) -> Self::Result {
-        let id = msg.0;
-        let fut = store_call!(self.store, |s| {
-            s.get_task(id)?;
-            s.list_files(id)
-        });
-        Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
     }
 }
 
@@ -762,24 +590,6 @@ impl Handler<SetRelayUsers> for Supervisor {
     }
 }
 
-/// The names of a task's relay users.
-#[derive(Message)]
-#[rtype(result = "ControlResult<Vec<String>>")]
-pub struct GetRelayUsers(pub TaskId);
-
-impl Handler<GetRelayUsers> for Supervisor {
-    type Result = ResponseFuture<ControlResult<Vec<String>>>;
-
-    fn handle(&mut self, msg: GetRelayUsers, _: &mut Context<Self>) -> Self::Result {
-        let id = msg.0;
-        let fut = store_call!(self.store, |s| {
-            s.get_task(id)?;
-            s.relay_user_names(id)
-        });
-        Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
-    }
-}
-
 /// Operator retry: makes up to `limit` failed uploads due now and wakes the task's uploader.
 #[derive(Message)]
 #[rtype(result = "ControlResult<usize>")]
@@ -808,140 +618,21 @@ impl Handler<RetryUploads> for Supervisor {
     }
 }
 
+/// What only a task's running actors know (`None` when it does not run here).
 #[derive(Message)]
-#[rtype(result = "ControlResult<Vec<FileRecord>>")]
-pub struct ListUploadFailures {
-    pub id: TaskId,
-    pub limit: i64,
-}
+#[rtype(result = "Option<RuntimeStatus>")]
+pub struct GetRuntime(pub TaskId);
 
-impl Handler<ListUploadFailures> for Supervisor {
-    type Result = ResponseFuture<ControlResult<Vec<FileRecord>>>;
+impl Handler<GetRuntime> for Supervisor {
+    type Result = ResponseFuture<Option<RuntimeStatus>>;
 
-    fn handle(&mut self, msg: ListUploadFailures, _: &mut Context<Self>) -> Self::Result {
-        let ListUploadFailures { id, limit } = msg;
-        let fut = store_call!(self.store, |s| {
-            s.get_task(id)?;
-            s.upload_failures(id, limit)
-        });
-        Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
-    }
-}
-
-/// The task's recovery window.
-#[derive(Message)]
-#[rtype(result = "ControlResult<Window>")]
-pub struct GetWindow(pub TaskId);
-
-impl Handler<GetWindow> for Supervisor {
-    type Result = ResponseFuture<ControlResult<Window>>;
-
-    fn handle(&mut self, msg: GetWindow, _: &mut Context<Self>) -> Self::Result {
-        let id = msg.0;
-        let data_dir = self.settings.data_dir.clone();
-        // Reads files only to check a switchover the GTID states alone do not decide.
-        let fut = store_call!(self.store, |s| {
-            let task = s.get_task(id)?;
-            let files = pitr::load_catalog(s, &data_dir, id)?;
-            let reader = LocalTxnReader { task_dir: data_dir.join(id.0.to_string()) };
-            Ok(pitr::window::window(task.spec.source.flavor, &files, &reader))
-        });
-        Box::pin(async move { fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read")) })
-    }
-}
-
-/// Plans a replay (`GET /api/tasks/{id}/replay`). Reads files only to place GTIDs.
-#[derive(Message)]
-#[rtype(result = "ControlResult<Plan>")]
-pub struct PlanReplay {
-    pub id: TaskId,
-    pub request: pitr::plan::Request,
-}
-
-impl Handler<PlanReplay> for Supervisor {
-    type Result = ResponseFuture<ControlResult<Plan>>;
-
-    fn handle(&mut self, msg: PlanReplay, _: &mut Context<Self>) -> Self::Result {
-        let id = msg.id;
-        let data_dir = self.settings.data_dir.clone();
-        let fut = store_call!(self.store, |s| {
-            let task = s.get_task(id)?;
-            let files = pitr::load_catalog(s, &data_dir, id)?;
-            let reader = LocalTxnReader { task_dir: data_dir.join(id.0.to_string()) };
-            Ok(pitr::plan::plan(task.spec.source.flavor, &files, &msg.request, &reader))
-        });
+    fn handle(&mut self, msg: GetRuntime, _: &mut Context<Self>) -> Self::Result {
+        let actor = self.tasks.get(&msg.0).cloned();
         Box::pin(async move {
-            let planned = fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read"))?;
-            planned.map_err(|e| ControlError::NotCovered(e.0))
-        })
-    }
-}
-
-/// Reads transaction starts from the files (local, or fetched from the bucket).
-struct LocalTxnReader {
-    task_dir: PathBuf,
-}
-
-impl pitr::TxnReader for LocalTxnReader {
-    fn starts(&self, f: &pitr::CatalogFile) -> std::io::Result<Vec<crate::binlog::summary::TxnStart>> {
-        let loc = f.location.as_ref().ok_or_else(|| std::io::Error::other("missing"))?;
-        // Planning reads transaction starts only; the bytes are verified when they are served.
-        let file = pitr::files::open_location(&self.task_dir, loc, None).map_err(std::io::Error::other)?;
-        let limit = f.record.local_offset(f.held_end());
-        crate::binlog::summary::transaction_starts(std::io::BufReader::new(file), limit).map(|(s, _)| s)
-    }
-}
-
-/// One catalogued file of a task, for download: `(task_dir, file)`.
-#[derive(Message)]
-#[rtype(result = "ControlResult<(PathBuf, PlanFile)>")]
-pub struct LocateFile {
-    pub id: TaskId,
-    pub name: crate::binlog::name::BinlogFileName,
-    pub source_identity: Option<String>,
-}
-
-impl Handler<LocateFile> for Supervisor {
-    type Result = ResponseFuture<ControlResult<(PathBuf, PlanFile)>>;
-
-    fn handle(&mut self, msg: LocateFile, _: &mut Context<Self>) -> Self::Result {
-        let id = msg.id;
-        let data_dir = self.settings.data_dir.clone();
-        let task_dir = self.task_dir(id);
-        let fut = store_call!(self.store, |s| {
-            s.get_task(id)?;
-            pitr::load_catalog(s, &data_dir, id)
-        });
-        Box::pin(async move {
-            let files = fut.await.map_err(|e| ControlError::from_store(e, Some(id), "read"))?;
-            let hits: Vec<&pitr::CatalogFile> = files
-                .iter()
-                .filter(|f| f.record.file_name == msg.name)
-                .filter(|f| msg.source_identity.as_ref().is_none_or(|s| *s == f.record.source_identity))
-                .collect();
-            let f = match hits.as_slice() {
-                [] => return Err(ControlError::Store(StoreError::NotFound)),
-                [f] => *f,
-                _ => {
-                    return Err(ControlError::Invalid(vec![FieldError {
-                        field: "source_identity",
-                        message: format!("{} exists under several sources; name one", msg.name),
-                    }]));
-                }
-            };
-            let location = f.location.clone().ok_or_else(|| {
-                ControlError::NotCovered(format!("{} is missing on local disk and in the bucket", msg.name))
-            })?;
-            Ok((
-                task_dir,
-                PlanFile {
-                    name: f.record.file_name.to_string(),
-                    source_identity: f.record.source_identity.clone(),
-                    size: f.record.local_offset(f.held_end()),
-                    location,
-                    sealed: pitr::files::SealedCopy::of(&f.record),
-                },
-            ))
+            match actor {
+                Some(a) => a.send(crate::actors::task::GetStatus).await.ok(),
+                None => None,
+            }
         })
     }
 }

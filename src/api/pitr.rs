@@ -1,5 +1,5 @@
 //! Point-in-time recovery handlers: the window, replay plans, the replay archive and single
-//! file downloads. Plans come from the supervisor; the only file work here is streaming the
+//! file downloads. Plans come from `TaskQueries`; the only file work here is streaming the
 //! bytes of files the plan names, opened through `pitr::files` (validated, no symlinks).
 
 use std::path::PathBuf;
@@ -8,7 +8,6 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures_util::stream;
 
-use crate::actors::supervisor::{GetWindow, LocateFile, PlanReplay};
 use crate::api::dto::{FileQuery, ReplayQuery};
 use crate::api::error::{ApiError, ErrorCode};
 use crate::api::{ApiState, TaskIdPath};
@@ -113,13 +112,13 @@ impl From<FileAccessError> for ApiError {
               (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn window(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse> {
-    let w = state.supervisor.send(GetWindow(id.0)).await??;
+    let w = state.queries.window(id.0).await?;
     Ok(HttpResponse::Ok().json(w))
 }
 
 async fn planned(state: &ApiState, id: TaskIdPath, q: ReplayQuery) -> Result<Plan> {
     let request = to_request(q).map_err(ApiError::fields)?;
-    Ok(state.supervisor.send(PlanReplay { id: id.0, request }).await??)
+    Ok(state.queries.plan_replay(id.0, request).await?)
 }
 
 #[utoipa::path(get, path = "/api/tasks/{id}/replay", tag = "recovery", params(("id" = i64, Path, description = "Task id", minimum = 1), ReplayQuery),
@@ -220,8 +219,7 @@ pub async fn download(
     q: web::Query<FileQuery>,
 ) -> Result<HttpResponse> {
     let name = files::validate_name(&name.into_inner().1)?;
-    let (task_dir, f) =
-        state.supervisor.send(LocateFile { id: id.0, name, source_identity: q.into_inner().source_identity }).await??;
+    let (task_dir, f) = state.queries.locate_file(id.0, name, q.into_inner().source_identity).await?;
     let mut opened = open_all(task_dir, vec![f]).await?;
     let (f, handle) = opened.pop().expect("one file opened");
     let size = f.size;
