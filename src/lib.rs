@@ -18,6 +18,7 @@ pub mod import;
 pub mod meta;
 pub mod overview;
 pub mod pitr;
+pub mod placement;
 pub mod queries;
 pub mod reconcile;
 pub mod relay;

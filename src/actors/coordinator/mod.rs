@@ -14,21 +14,23 @@
 //!
 //! It never touches sockets; its store work runs on the blocking pool.
 
-use std::collections::HashMap;
+mod claim;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use rand::seq::SliceRandom;
 use slog::{Logger, info, warn};
 use tokio::sync::watch;
 
 use crate::actors::cluster_link::{CoordinatorLink, LeaseCommand, LocalEvent};
-use crate::cluster::{LeaseGuard, adopt_task_dir, claim_budget, local_validity};
+use crate::cluster::{LeaseGuard, local_validity};
 use crate::config::Settings;
-use crate::domain::{DesiredState, Mover, Task, TaskEventType, TaskId, TaskState};
-use crate::meta::leases::{ClusterCounts, Fence, Lease};
+use crate::domain::{Mover, Task, TaskEventType, TaskId, TaskState};
+use crate::meta::leases::{Fence, Lease};
 use crate::meta::{Store, StoreError, Transition};
+use crate::placement::{RoundFacts, after_renewal, plan_round, releases_on_end, stops_here};
+use claim::{PlaceLimits, place};
 
 /// Graceful shutdown, before the supervisor stops the tasks: claim nothing more.
 #[derive(Message)]
@@ -133,13 +135,19 @@ impl Coordinator {
         self.busy = true;
         self.again = false;
         let now = Instant::now();
-        let slack = self.tick_period() / 2;
-        let renew_due = self.last_renew.is_none_or(|t| now.duration_since(t) + slack >= self.renew_interval());
+        let plan = plan_round(&RoundFacts {
+            now,
+            last_renew: self.last_renew,
+            last_repair: self.last_repair,
+            renew_interval: self.renew_interval(),
+            tick_period: self.tick_period(),
+            leaving: self.leaving,
+        });
+        let (renew_due, repair_due, placing) = (plan.renew, plan.repair, plan.place);
         self.round_started = Some(now);
         if renew_due {
             self.last_renew = Some(now);
         }
-        let repair_due = self.last_repair.is_none_or(|t| now.duration_since(t) >= self.renew_interval());
         if repair_due {
             self.last_repair = Some(now);
         }
@@ -147,7 +155,6 @@ impl Coordinator {
         let (node, ttl_ms) = (self.node_id.clone(), self.ttl().as_millis() as u64);
         let max_tasks = self.settings.cluster.max_tasks_per_node;
         let data_dir = self.settings.data_dir.clone();
-        let placing = !self.leaving;
         let place_for = self.tick_period();
         let log = self.log.clone();
         let store = self.store.clone();
@@ -160,10 +167,8 @@ impl Coordinator {
                         let ids: Vec<TaskId> = held.iter().map(|(id, _)| *id).collect();
                         match s.heartbeat_node(&node).and_then(|()| s.renew_leases(&node, &ids, ttl_ms)) {
                             Ok(leases) => {
-                                for (id, epoch) in &held {
-                                    if !leases.iter().any(|(i, e)| i == id && e == epoch) {
-                                        out.lost_to.insert(*id, s.get_lease(*id).ok().flatten());
-                                    }
+                                for id in after_renewal(&held, &leases).lost {
+                                    out.lost_to.insert(id, s.get_lease(id).ok().flatten());
                                 }
                                 out.renewed = Some(Ok((sent, leases)));
                             }
@@ -213,10 +218,9 @@ impl Coordinator {
         let validity = local_validity(self.ttl());
         match out.renewed {
             Some(Ok((sent, leases))) => {
-                for (id, epoch) in &leases {
-                    if let Some(h) = self.held.get(id)
-                        && h.epoch == *epoch
-                    {
+                let held: Vec<(TaskId, i64)> = self.held.iter().map(|(id, h)| (*id, h.epoch)).collect();
+                for id in after_renewal(&held, &leases).extend {
+                    if let Some(h) = self.held.get(&id) {
                         h.guard.extend(sent + validity);
                     }
                 }
@@ -249,11 +253,10 @@ impl Coordinator {
             Some(Err(e)) if !self.degraded => self.set_degraded(e),
             Some(Err(_)) | None => {}
         }
-        for id in out.stop_requested {
-            if self.held.contains_key(&id) {
-                info!(self.log, "stop requested for a task running here"; "task_id" => id.0);
-                self.supervisor.do_send(LeaseCommand::Stop(id));
-            }
+        let held: HashSet<TaskId> = self.held.keys().copied().collect();
+        for id in stops_here(&held, &out.stop_requested) {
+            info!(self.log, "stop requested for a task running here"; "task_id" => id.0);
+            self.supervisor.do_send(LeaseCommand::Stop(id));
         }
         for (task, epoch, sent) in out.acquired {
             let id = task.id;
@@ -321,108 +324,6 @@ impl Coordinator {
     }
 }
 
-/// How much one placement round may claim.
-struct PlaceLimits {
-    ttl_ms: u64,
-    max_tasks: u32,
-    /// Leases this node holds now.
-    mine: usize,
-    /// How long the round may spend claiming: renewals wait for the round to end, so a node
-    /// taking over hundreds of tasks does it over several rounds instead of starving its own.
-    time: Duration,
-}
-
-/// Claims unplaced tasks up to this node's share; returns those acquired (task, epoch, when the
-/// acquisition was sent). Never fails the round: an error stops the
-/// claiming and what was claimed until then is kept (a lease acquired for a task that could not
-/// be prepared is given back, or, if even that fails, left to expire: only held leases are
-/// renewed).
-fn place(
-    s: &Store,
-    node: &str,
-    limits: PlaceLimits,
-    data_dir: &std::path::Path,
-    log: &Logger,
-) -> Vec<(Task, i64, Instant)> {
-    let started = Instant::now();
-    let listed = s.cluster_counts(limits.ttl_ms).and_then(|c| Ok((c, s.unplaced_tasks(1000)?)));
-    let (counts, mut unplaced): (ClusterCounts, Vec<TaskId>) = match listed {
-        Ok(x) => x,
-        Err(e) => {
-            warn!(log, "placement skipped this round"; "error" => %e);
-            return Vec::new();
-        }
-    };
-    let mine = (limits.mine as i64).max(counts.leases_by_node.get(node).copied().unwrap_or(0));
-    let budget = claim_budget(counts.wanted, counts.alive_nodes.len(), mine, limits.max_tasks, unplaced.len());
-    // Nodes race for the same tasks; shuffling spreads them instead of colliding on the first.
-    unplaced.shuffle(&mut rand::rng());
-    let mut acquired = Vec::new();
-    for id in unplaced {
-        if acquired.len() >= budget || started.elapsed() >= limits.time {
-            break;
-        }
-        match claim(s, node, id, limits.ttl_ms, data_dir, log) {
-            Ok(Some(claimed)) => acquired.push(claimed),
-            Ok(None) => {}
-            // Another session holds the lease row locked: a node stalled inside a transaction.
-            // Skip the task this round (the database ends that transaction within a TTL, see
-            // `ConnTuning`) and go on with the others.
-            Err(StoreError::Locked(why)) => {
-                warn!(log, "task skipped this round: its lease row is locked by another node's unfinished \
-                            metadata transaction"; "task_id" => id.0, "error" => why);
-            }
-            Err(e) => {
-                warn!(log, "placement stopped for this round"; "task_id" => id.0, "error" => %e);
-                break;
-            }
-        }
-    }
-    acquired
-}
-
-/// Takes the lease of `id` and prepares the task to run here; `None` if another node was faster
-/// or the task no longer wants to run.
-fn claim(
-    s: &Store,
-    node: &str,
-    id: TaskId,
-    ttl_ms: u64,
-    data_dir: &std::path::Path,
-    log: &Logger,
-) -> Result<Option<(Task, i64, Instant)>, StoreError> {
-    let sent = Instant::now();
-    let Some(acq) = s.acquire_lease(id, node, ttl_ms)? else { return Ok(None) };
-    let prepared = (|| {
-        let task = s.get_task(id)?;
-        if task.desired_state != DesiredState::Running || task.state == TaskState::Failed {
-            return Ok(None);
-        }
-        match adopt_task_dir(data_dir, id.0, node, acq.epoch) {
-            Ok(Some(moved)) => {
-                info!(log, "files from another lease moved aside"; "task_id" => id.0, "to" => %moved.display())
-            }
-            Ok(None) => {}
-            Err(e) => {
-                warn!(log, "cannot prepare the task's directory; giving the lease back"; "task_id" => id.0, "error" => %e);
-                return Ok(None);
-            }
-        }
-        let previous = acq.previous_owner.as_ref().map(|p| format!("; previous owner {p}")).unwrap_or_default();
-        let message = format!("node {node} acquired the lease (epoch {}{previous})", acq.epoch);
-        let task = s.transition(
-            id,
-            Transition::to(TaskState::Starting, Mover::Repair).event(TaskEventType::TaskLeaseAcquired, &message),
-        )?;
-        info!(log, "lease acquired"; "task_id" => id.0, "epoch" => acq.epoch);
-        Ok(Some((task, acq.epoch, sent)))
-    })();
-    if !matches!(prepared, Ok(Some(_))) {
-        let _ = s.release_lease(id, node, acq.epoch);
-    }
-    prepared
-}
-
 impl Actor for Coordinator {
     type Context = Context<Self>;
 
@@ -448,7 +349,7 @@ impl Handler<LocalEvent> for Coordinator {
         match msg {
             LocalEvent::PlaceNow => self.tick(ctx),
             LocalEvent::TaskEnded { id, epoch } => {
-                if self.held.get(&id).is_some_and(|h| epoch.is_none_or(|e| e == h.epoch)) {
+                if releases_on_end(self.held.get(&id).map(|h| h.epoch), epoch) {
                     self.release(id);
                 }
             }
