@@ -1,11 +1,13 @@
 //! `Supervisor`: owns one `TaskActor` per active task and is the only door for control-plane
-//! commands (create, update, delete, start, stop) and reads.
+//! commands (create, update, delete, start, stop; `commands`, `stop`) and, in cluster mode, for
+//! what the coordinator asks (`cluster`). Reads do not come here: `queries::TaskQueries` serves
+//! them, and `GetRuntime` answers what only a running task knows.
 //!
 //! Update, delete and start run one at a time (`AtomicResponse`); create and stop do not (the
 //! store's unique `cluster_key` decides between two creates; a stop waits for the task's actors).
 //! The store's conditional updates keep every state change within the state table
-//! (`TaskState::allows`), even across processes. Reads run concurrently. It never touches sockets; file work (quarantining a deleted task's files) runs on
-//! the blocking pool.
+//! (`TaskState::allows`), even across processes. It never touches sockets; file work
+//! (quarantining a deleted task's files) runs on the blocking pool.
 
 mod cluster;
 mod commands;
