@@ -15,6 +15,7 @@ pub mod doctor;
 pub mod domain;
 pub mod fsmode;
 pub mod import;
+pub mod layout;
 pub mod meta;
 pub mod overview;
 pub mod pitr;

@@ -6,12 +6,15 @@
 //! only a running task knows (its live status) comes from the `Supervisor` (`GetRuntime`).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::actors::supervisor::{ControlError, ControlResult};
 use crate::domain::{FieldError, Task, TaskId, TaskState};
+use crate::layout::DataLayout;
 use crate::meta::leases::{ClusterCounts, Lease, NodeInfo};
 use crate::meta::{Checkpoint, FileRecord, Store, StoreError, TaskEvent, TaskFilter};
 use crate::pitr::{self, plan::Plan, plan::PlanFile, window::Window};
+use crate::upload::ObjectStore;
 
 /// The stored checkpoint and when it was written; in cluster mode also by which node, under
 /// which lease epoch.
@@ -28,11 +31,13 @@ pub struct TaskView {
 #[derive(Clone)]
 pub struct TaskQueries {
     store: Store,
-    data_dir: PathBuf,
+    layout: DataLayout,
     /// `retry.alert_after_sec`: a task retrying for longer is stuck.
     alert_after: chrono::Duration,
     /// `cluster.lease_ttl_sec` in milliseconds: a node whose heartbeat is older is gone.
     lease_ttl_ms: u64,
+    /// The bucket, when upload is enabled: files only it still holds are read from there.
+    objects: Option<Arc<ObjectStore>>,
 }
 
 fn read_error(id: TaskId) -> impl FnOnce(StoreError) -> ControlError {
@@ -40,17 +45,27 @@ fn read_error(id: TaskId) -> impl FnOnce(StoreError) -> ControlError {
 }
 
 impl TaskQueries {
-    pub fn new(store: Store, settings: &crate::config::Settings) -> Self {
+    pub fn new(store: Store, settings: &crate::config::Settings, objects: Option<Arc<ObjectStore>>) -> Self {
         TaskQueries {
             store,
-            data_dir: settings.data_dir.clone(),
+            layout: DataLayout::new(&settings.data_dir),
             alert_after: crate::retry::RetryPolicy::from_settings(&settings.retry).alert_after,
             lease_ttl_ms: settings.cluster.lease_ttl_sec * 1000,
+            objects,
         }
     }
 
     fn task_dir(&self, id: TaskId) -> PathBuf {
-        self.data_dir.join(id.0.to_string())
+        self.layout.task_dir(id)
+    }
+
+    /// The bucket, when upload is enabled (what `pitr::files::open_location` reads from).
+    pub fn objects(&self) -> Option<Arc<ObjectStore>> {
+        self.objects.clone()
+    }
+
+    fn reader(&self, id: TaskId) -> LocalTxnReader {
+        LocalTxnReader { task_dir: self.task_dir(id), objects: self.objects.clone() }
     }
 
     /// One task's row.
@@ -134,12 +149,12 @@ impl TaskQueries {
     /// The task's recovery window. Reads files only to check a switchover the GTID states alone
     /// do not decide.
     pub async fn window(&self, id: TaskId) -> ControlResult<Window> {
-        let (data_dir, task_dir) = (self.data_dir.clone(), self.task_dir(id));
+        let (data_dir, reader) = (self.layout.root().to_path_buf(), self.reader(id));
         self.store
             .call(move |s| {
                 let task = s.get_task(id)?;
                 let files = pitr::load_catalog(s, &data_dir, id)?;
-                Ok(pitr::window::window(task.spec.source.flavor, &files, &LocalTxnReader { task_dir }))
+                Ok(pitr::window::window(task.spec.source.flavor, &files, &reader))
             })
             .await
             .map_err(read_error(id))
@@ -147,13 +162,13 @@ impl TaskQueries {
 
     /// Plans a replay (`GET /api/tasks/{id}/replay`). Reads files only to place GTIDs.
     pub async fn plan_replay(&self, id: TaskId, request: pitr::plan::Request) -> ControlResult<Plan> {
-        let (data_dir, task_dir) = (self.data_dir.clone(), self.task_dir(id));
+        let (data_dir, reader) = (self.layout.root().to_path_buf(), self.reader(id));
         let planned = self
             .store
             .call(move |s| {
                 let task = s.get_task(id)?;
                 let files = pitr::load_catalog(s, &data_dir, id)?;
-                Ok(pitr::plan::plan(task.spec.source.flavor, &files, &request, &LocalTxnReader { task_dir }))
+                Ok(pitr::plan::plan(task.spec.source.flavor, &files, &request, &reader))
             })
             .await
             .map_err(read_error(id))?;
@@ -168,7 +183,7 @@ impl TaskQueries {
         name: crate::binlog::name::BinlogFileName,
         source_identity: Option<String>,
     ) -> ControlResult<(PathBuf, PlanFile)> {
-        let data_dir = self.data_dir.clone();
+        let data_dir = self.layout.root().to_path_buf();
         let files = self
             .store
             .call(move |s| {
@@ -246,13 +261,15 @@ impl TaskQueries {
 /// Reads transaction starts from the files (local, or fetched from the bucket).
 struct LocalTxnReader {
     task_dir: PathBuf,
+    objects: Option<Arc<ObjectStore>>,
 }
 
 impl pitr::TxnReader for LocalTxnReader {
     fn starts(&self, f: &pitr::CatalogFile) -> std::io::Result<Vec<crate::binlog::summary::TxnStart>> {
         let loc = f.location.as_ref().ok_or_else(|| std::io::Error::other("missing"))?;
         // Planning reads transaction starts only; the bytes are verified when they are served.
-        let file = pitr::files::open_location(&self.task_dir, loc, None).map_err(std::io::Error::other)?;
+        let file = pitr::files::open_location(&self.task_dir, loc, None, self.objects.as_deref())
+            .map_err(std::io::Error::other)?;
         let limit = f.record.local_offset(f.held_end());
         crate::binlog::summary::transaction_starts(std::io::BufReader::new(file), limit).map(|(s, _)| s)
     }

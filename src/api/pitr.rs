@@ -143,11 +143,18 @@ fn byte_stream(
     stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
-async fn open_all(task_dir: PathBuf, plan_files: Vec<PlanFile>) -> Result<Vec<(PlanFile, std::fs::File)>> {
+async fn open_all(
+    state: &ApiState,
+    task_dir: PathBuf,
+    plan_files: Vec<PlanFile>,
+) -> Result<Vec<(PlanFile, std::fs::File)>> {
+    let objects = state.queries.objects();
     web::block(move || {
         plan_files
             .into_iter()
-            .map(|f| files::open_location(&task_dir, &f.location, f.sealed.as_ref()).map(|h| (f, h)))
+            .map(|f| {
+                files::open_location(&task_dir, &f.location, f.sealed.as_ref(), objects.as_deref()).map(|h| (f, h))
+            })
             .collect::<std::result::Result<Vec<_>, FileAccessError>>()
     })
     .await
@@ -164,10 +171,10 @@ async fn open_all(task_dir: PathBuf, plan_files: Vec<PlanFile>) -> Result<Vec<(P
 pub async fn archive(state: web::Data<ApiState>, id: TaskIdPath, q: web::Query<ReplayQuery>) -> Result<HttpResponse> {
     let task = id.0;
     let plan = planned(&state, id, q.into_inner()).await?;
-    let task_dir = state.data_dir.join(task.0.to_string());
+    let task_dir = crate::layout::DataLayout::new(&state.data_dir).task_dir(task);
     // Entry names: the file names, under a folder per source when the plan reads several.
     let names: Vec<String> = plan.files.iter().map(|f| plan.copy_path(f)).collect();
-    let opened = open_all(task_dir, plan.files).await?;
+    let opened = open_all(&state, task_dir, plan.files).await?;
     let total: u64 = opened.iter().map(|(f, _)| 512 + f.size + files::tar_padding(f.size) as u64).sum::<u64>() + 1024;
     let mtime = Utc::now().timestamp().max(0) as u64;
     let body = byte_stream(move |tx| {
@@ -220,7 +227,7 @@ pub async fn download(
 ) -> Result<HttpResponse> {
     let name = files::validate_name(&name.into_inner().1)?;
     let (task_dir, f) = state.queries.locate_file(id.0, name, q.into_inner().source_identity).await?;
-    let mut opened = open_all(task_dir, vec![f]).await?;
+    let mut opened = open_all(&state, task_dir, vec![f]).await?;
     let (f, handle) = opened.pop().expect("one file opened");
     let size = f.size;
     let body = byte_stream(move |tx| {

@@ -108,8 +108,8 @@ impl Handler<DeleteTask> for Supervisor {
 
     fn handle(&mut self, msg: DeleteTask, _: &mut Context<Self>) -> Self::Result {
         let id = msg.id;
-        let dir = self.task_dir(id);
-        let trash = self.settings.data_dir.join(".deleted");
+        let layout = self.layout();
+        let dir = layout.task_dir(id);
         let log = self.log.clone();
         let fut = self.call(move |s| {
             s.delete_task(id)?;
@@ -120,9 +120,9 @@ impl Handler<DeleteTask> for Supervisor {
                 let res = if msg.purge_files {
                     std::fs::remove_dir_all(&dir)
                 } else {
-                    std::fs::create_dir_all(&trash).and_then(|_| {
-                        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
-                        std::fs::rename(&dir, trash.join(format!("{}-{stamp}", id.0)))
+                    std::fs::create_dir_all(layout.deleted_dir()).and_then(|_| {
+                        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S").to_string();
+                        std::fs::rename(&dir, layout.deleted_copy(id, &stamp))
                     })
                 };
                 if let Err(e) = res {
@@ -151,7 +151,7 @@ impl Handler<StartTask> for Supervisor {
         let shutting_down = self.shutting_down;
         let fut = self.call(move |s| {
             if shutting_down {
-                return Err(StoreError::Unavailable("shutting down".into()));
+                return Err(StoreError::ShuttingDown);
             }
             if s.get_task(id)?.spec.start.is_archive_only() {
                 return Ok(None);

@@ -16,7 +16,6 @@ mod stop;
 pub use cluster::SetCoordinator;
 pub use commands::{CreateTask, CreateTasks, DeleteTask, RetryUploads, SetRelayUsers, StartTask, UpdateTask};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 pub use stop::StopTask;
@@ -29,6 +28,7 @@ use crate::actors::task::{RuntimeStatus, TaskActor, TaskContext, TaskExited};
 use crate::cluster::LeaseGuard;
 use crate::config::Settings;
 use crate::domain::{DesiredState, FieldError, Mover, Task, TaskEventType, TaskId, TaskState};
+use crate::layout::DataLayout;
 use crate::meta::leases::Fence;
 use crate::meta::{Store, StoreError, TaskFilter, Transition};
 use crate::upload::ObjectStore;
@@ -143,8 +143,8 @@ impl Supervisor {
         self.tasks.insert(id, addr);
     }
 
-    fn task_dir(&self, id: TaskId) -> PathBuf {
-        self.settings.data_dir.join(id.0.to_string())
+    fn layout(&self) -> DataLayout {
+        DataLayout::new(&self.settings.data_dir)
     }
 }
 

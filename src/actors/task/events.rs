@@ -137,8 +137,9 @@ impl TaskActor {
             async move {
                 let res = store
                     .call(move |s| {
-                        let digest = sha256_file(&path).map_err(|e| {
-                            crate::meta::StoreError::Unavailable(format!("cannot read {}: {e}", path.display()))
+                        let digest = sha256_file(&path).map_err(|e| crate::meta::StoreError::Io {
+                            what: format!("cannot read {}", path.display()),
+                            source: e,
                         })?;
                         s.set_file_sha256(id, &identity, &name, &digest)
                     })
