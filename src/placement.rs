@@ -94,7 +94,8 @@ mod tests {
         let ms = Duration::from_millis;
         let ago = |d: Duration| Some(now - d);
         // (last_renew, last_repair, leaving) -> (renew, repair, place); renew 4 s, rounds 1 s.
-        let table: &[(Option<Instant>, Option<Instant>, bool, (bool, bool, bool))] = &[
+        type Row = (Option<Instant>, Option<Instant>, bool, (bool, bool, bool));
+        let table: &[Row] = &[
             // First round: everything.
             (None, None, false, (true, true, true)),
             // Just done: nothing but placing.

@@ -14,7 +14,7 @@ use crate::meta::leases::Fence;
 #[rtype(result = "()")]
 pub enum LeaseCommand {
     /// Run a task here under a lease this node just acquired.
-    Run { task: Task, guard: LeaseGuard, fence: Fence },
+    Run { task: Box<Task>, guard: LeaseGuard, fence: Fence },
     /// Stop a local task without recording anything: its lease is lost or about to be.
     Relinquish { id: TaskId, reason: String },
     /// The operator asked (on any node) to stop a task this node runs: stop it as `StopTask` does.

@@ -263,7 +263,7 @@ impl Coordinator {
             let guard = LeaseGuard::new(epoch, sent + validity);
             self.held.insert(id, Held { epoch, guard: guard.clone() });
             let fence = Fence { task_id: id, node_id: self.node_id.clone(), epoch };
-            self.supervisor.do_send(LeaseCommand::Run { task, guard, fence });
+            self.supervisor.do_send(LeaseCommand::Run { task: Box::new(task), guard, fence });
         }
     }
 

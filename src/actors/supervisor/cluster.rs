@@ -31,7 +31,7 @@ impl Handler<LeaseCommand> for Supervisor {
                 let id = task.id;
                 if !self.shutting_down && !self.tasks.get(&id).is_some_and(|a| a.connected()) {
                     info!(self.log, "running task under lease"; "task_id" => id.0, "epoch" => fence.epoch);
-                    self.spawn_task(task, Some((guard, fence)), ctx);
+                    self.spawn_task(*task, Some((guard, fence)), ctx);
                 }
                 Box::pin(async {})
             }
