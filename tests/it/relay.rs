@@ -456,3 +456,35 @@ fn ten_replicas_converge_and_a_frozen_one_holds_back_nobody() {
         }
     }
 }
+
+/// A replica following the relay by GTID stays fed across a source switchover the task follows
+/// (the primary killed, its replica promoted, the proxy moved): writes on the new primary reach it
+/// through the relay, and its data ends equal to the new primary's.
+#[test]
+fn a_replica_by_gtid_follows_the_task_across_a_source_switchover() {
+    use crate::common::replication::{fail_over, primary_replica_proxy, start_gtid_task_via, wait_following};
+    let (mut primary, promoted, proxy) = primary_replica_proxy("16K");
+    let (srv, relay_port) = relay_server();
+    let id = start_gtid_task_via(&srv, proxy.port(), "relay-switchover");
+    grant(&srv, id);
+    let downstream = MariaDb::start(MariaDbOpts::default().replica(51));
+    point_replica(&downstream, relay_port, "MASTER_USE_GTID=slave_pos");
+    primary.sql(&format!("CREATE TABLE {TEST_DB}.sw (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT) ENGINE=InnoDB"));
+    for _ in 0..8 {
+        primary.sql(&format!("INSERT INTO {TEST_DB}.sw (v) SELECT REPEAT('p', 200) FROM seq_1_to_20"));
+    }
+    promoted.sync_with(&primary);
+    wait_caught_up(&srv, &primary, id);
+    wait_synced(&downstream, &primary);
+
+    fail_over(&mut primary, &promoted, &proxy);
+    for _ in 0..8 {
+        promoted.sql(&format!("INSERT INTO {TEST_DB}.sw (v) SELECT REPEAT('r', 200) FROM seq_1_to_20"));
+    }
+    wait_following(&srv, id, "mariadb-2-0");
+    wait_caught_up(&srv, &promoted, id);
+    wait_synced(&downstream, &promoted);
+    assert_eq!(checksum(&downstream, "sw"), checksum(&promoted, "sw"), "the downstream replica after the switchover");
+    let st = slave_status(&downstream);
+    assert_eq!(st.get("Slave_IO_Running").map(String::as_str), Some("Yes"), "{st:?}");
+}
