@@ -13,7 +13,7 @@ use crate::actors::Supervisor;
 use crate::actors::supervisor::Shutdown;
 use crate::api::{self, ApiState};
 use crate::config::Settings;
-use crate::meta::cipher::{self, Cipher};
+use crate::meta::cipher::Cipher;
 use crate::meta::{ConnTuning, MetaDsn, Store, guard};
 use crate::sd_notify::{Notifier, NotifyError};
 use crate::telemetry::logging;
@@ -27,7 +27,7 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<(Store, Option<MetaWatc
         guard::check_at_start(path, &settings.data_dir)?;
     }
     let cipher = if settings.secrets.key.is_empty() {
-        Cipher::load_or_generate(&settings.data_dir.join(cipher::GENERATED_KEY_FILE))?
+        Cipher::load_or_generate(&crate::layout::DataLayout::new(&settings.data_dir).secrets_key())?
     } else {
         Cipher::from_text(settings.secrets.key.expose())?
     };
@@ -139,7 +139,6 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         let o = crate::upload::ObjectStore::new(&settings.upload).map_err(|e| anyhow::anyhow!("upload: {e}"))?;
         info!(log, "upload enabled"; "endpoint" => &settings.upload.endpoint, "bucket" => &settings.upload.bucket);
         let o = Arc::new(o);
-        crate::upload::install_global(o.clone());
         Some(o)
     } else {
         None
@@ -149,8 +148,9 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     let query_store = store.clone();
     let relay_hub = crate::relay::CheckpointHub::default();
     let relay_clients = crate::relay::clients::Clients::default();
-    let supervisor =
-        Supervisor::new(store.clone(), settings.clone(), objects, log.clone()).with_relay(relay_hub.clone()).start();
+    let supervisor = Supervisor::new(store.clone(), settings.clone(), objects.clone(), log.clone())
+        .with_relay(relay_hub.clone())
+        .start();
     // The relay listener (off unless relay.listen_addr is set), bound before READY like HTTP.
     let mut relay_cert = None;
     let _relay = match settings.relay.socket_addr().map_err(|e| anyhow::anyhow!(e.message))? {
@@ -177,9 +177,16 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         None => None,
     };
     let coordinator = if settings.mode == crate::config::Mode::Cluster {
-        let c = crate::actors::coordinator::start(node_id.clone(), store, settings.clone(), supervisor.clone(), &log)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot join the cluster: {e}"))?;
+        let (c, link) = crate::actors::coordinator::start(
+            node_id.clone(),
+            store,
+            settings.clone(),
+            supervisor.clone().recipient(),
+            &log,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot join the cluster: {e}"))?;
+        supervisor.do_send(crate::actors::supervisor::SetCoordinator(link));
         info!(log, "cluster mode: node registered"; "node_id" => &node_id,
               "lease_ttl_sec" => settings.cluster.lease_ttl_sec,
               "lease_renew_interval_sec" => settings.cluster.lease_renew_interval_sec);
@@ -195,6 +202,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot set up HTTP metrics: {e}"))?;
     let state = web::Data::new(ApiState {
         supervisor: supervisor.clone(),
+        queries: crate::queries::TaskQueries::new(query_store.clone(), &settings, objects),
         server_id_base: settings.replication.server_id_base,
         alert_after: crate::retry::RetryPolicy::from_settings(&settings.retry).alert_after,
         http_registry,
@@ -204,7 +212,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
             node_id: node_id.clone(),
             lease_ttl_sec: settings.cluster.lease_ttl_sec,
             started_at: chrono::Utc::now(),
-            coordinator: coordinator.clone(),
+            clustered: coordinator.is_some(),
         },
         store: query_store,
         rates: std::sync::Mutex::new(crate::overview::RateMeter::new(Duration::from_secs(60))),

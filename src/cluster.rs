@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::valid_node_id;
-
-/// The file in `data_dir` that keeps a generated node id.
-pub const NODE_ID_FILE: &str = "node_id";
+use crate::domain::TaskId;
+use crate::layout::DataLayout;
+pub use crate::layout::{LEASE_MARKER, NODE_ID_FILE};
 
 /// This node's id: the configured one, else the one kept in `{data_dir}/node_id`, else a new
 /// one written there (so a restart keeps its identity and can re-take its own leases).
@@ -18,7 +18,7 @@ pub fn resolve_node_id(configured: &str, data_dir: &Path) -> std::io::Result<Str
     if !configured.is_empty() {
         return Ok(configured.to_string());
     }
-    let path = data_dir.join(NODE_ID_FILE);
+    let path = DataLayout::new(data_dir).node_id_file();
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let id = text.trim().to_string();
@@ -38,7 +38,7 @@ pub fn resolve_node_id(configured: &str, data_dir: &Path) -> std::io::Result<Str
         host.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')).take(40).collect();
     let id = format!("{}-{:08x}", if host.is_empty() { "node".into() } else { host }, rand::random::<u32>());
     // Temp file + fsync + rename: a crash leaves either no file or a whole one.
-    let tmp = data_dir.join(format!("{NODE_ID_FILE}.tmp"));
+    let tmp = path.with_extension("tmp");
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
@@ -120,26 +120,24 @@ impl LeaseGuard {
     }
 }
 
-/// The file in a task's directory naming the lease (`node epoch`) its files were written under.
-pub const LEASE_MARKER: &str = ".lease";
-
 /// Makes `{data_dir}/{task}` this lease's: if its files were written under another lease (another
 /// node held the task since, or they are from an earlier life of this node), they are not
 /// trusted: the directory is moved to `{data_dir}/.stale/` (kept for an operator, never read)
 /// and the writer fetches again what the bucket does not hold. Returns where it was moved.
 pub fn adopt_task_dir(data_dir: &Path, task_id: i64, node_id: &str, epoch: i64) -> std::io::Result<Option<PathBuf>> {
     use std::io::Write;
-    let dir = data_dir.join(task_id.to_string());
-    let marker = dir.join(LEASE_MARKER);
+    let layout = DataLayout::new(data_dir);
+    let dir = layout.task_dir(TaskId(task_id));
+    let marker = layout.lease_marker(TaskId(task_id));
     let want = format!("{node_id} {epoch}\n");
     if std::fs::read_to_string(&marker).is_ok_and(|s| s == want) {
         return Ok(None);
     }
     let mut moved = None;
     if dir.exists() {
-        let stale = data_dir.join(".stale");
-        std::fs::create_dir_all(&stale)?;
-        let to = stale.join(format!("{task_id}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f")));
+        std::fs::create_dir_all(layout.stale_dir())?;
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f").to_string();
+        let to = layout.stale_copy(TaskId(task_id), &stamp);
         std::fs::rename(&dir, &to)?;
         moved = Some(to);
     }

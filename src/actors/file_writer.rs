@@ -292,7 +292,7 @@ impl FileWriterActor {
     ) -> Self {
         FileWriterActor {
             task_id,
-            task_dir: data_dir.join(task_id.0.to_string()),
+            task_dir: crate::layout::DataLayout::new(data_dir).task_dir(task_id),
             store,
             log,
             report,
@@ -494,7 +494,7 @@ impl FileWriterActor {
 
     /// Where a takeover sets aside the copies it fetches again: `{data_dir}/.stale/{task}-{time}`.
     fn layout_stale_dir(&self) -> PathBuf {
-        self.task_dir.parent().unwrap_or(&self.task_dir).join(".stale").join(format!(
+        self.task_dir.parent().unwrap_or(&self.task_dir).join(crate::layout::STALE_DIR).join(format!(
             "{}-{}",
             self.task_id.0,
             chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f")

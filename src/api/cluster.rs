@@ -1,20 +1,13 @@
-//! Cluster endpoints: `/api/workers`, `/api/cluster/overview`, `/api/tasks/{id}/lease`. They ask
-//! the coordinator (cluster mode); standalone, they describe this one process.
+//! Cluster endpoints: `/api/workers`, `/api/cluster/overview`, `/api/tasks/{id}/lease`. They read
+//! the shared metadata (`TaskQueries`, cluster mode); standalone, they describe this one process.
 
 use actix_web::{HttpResponse, web};
 
-use crate::actors::ControlError;
-use crate::actors::coordinator::{GetLease, ListWorkers, Overview};
-use crate::actors::supervisor::{CountTasks, GetTask};
 use crate::api::dto::{ClusterOverviewDto, LeaseDto, WorkerDto, WorkerList};
 use crate::api::error::ApiError;
 use crate::api::{ApiState, TaskIdPath};
 
 type Result<T> = std::result::Result<T, ApiError>;
-
-fn store_error(e: crate::meta::StoreError) -> ApiError {
-    ControlError::Store(e).into()
-}
 
 #[utoipa::path(get, path = "/api/workers", tag = "cluster",
     responses((status = 200, description = "The nodes sharing the metadata database (standalone: this process)", body = WorkerList),
@@ -23,11 +16,11 @@ fn store_error(e: crate::meta::StoreError) -> ApiError {
               (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn workers(state: web::Data<ApiState>) -> Result<HttpResponse> {
-    let workers = match &state.cluster.coordinator {
-        Some(c) => c
-            .send(ListWorkers)
+    let workers = match state.cluster.clustered {
+        true => state
+            .queries
+            .workers()
             .await?
-            .map_err(store_error)?
             .into_iter()
             .map(|n| WorkerDto {
                 node_id: n.node_id,
@@ -40,7 +33,7 @@ pub async fn workers(state: web::Data<ApiState>) -> Result<HttpResponse> {
                 version: n.version,
             })
             .collect(),
-        None => vec![WorkerDto {
+        false => vec![WorkerDto {
             node_id: state.cluster.node_id.clone(),
             alive: true,
             started_at: state.cluster.started_at,
@@ -62,9 +55,9 @@ pub async fn workers(state: web::Data<ApiState>) -> Result<HttpResponse> {
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn overview(state: web::Data<ApiState>) -> Result<HttpResponse> {
     let c = &state.cluster;
-    let dto = match &c.coordinator {
-        Some(coord) => {
-            let (counts, nodes, unplaced) = coord.send(Overview).await?.map_err(store_error)?;
+    let dto = match c.clustered {
+        true => {
+            let (counts, nodes, unplaced) = state.queries.cluster_overview().await?;
             ClusterOverviewDto {
                 mode: "cluster".into(),
                 node_id: c.node_id.clone(),
@@ -77,9 +70,9 @@ pub async fn overview(state: web::Data<ApiState>) -> Result<HttpResponse> {
                 leases_by_node: counts.leases_by_node,
             }
         }
-        None => {
+        false => {
             // Standalone: every active task runs in this process.
-            let by_state = state.supervisor.send(CountTasks).await??;
+            let by_state = state.queries.count_by_state().await?;
             let active: i64 = by_state.iter().filter(|(s, _)| s.is_active()).map(|(_, n)| n).sum();
             ClusterOverviewDto {
                 mode: "standalone".into(),
@@ -105,11 +98,11 @@ pub async fn overview(state: web::Data<ApiState>) -> Result<HttpResponse> {
               (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn lease(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse> {
-    let lease = match &state.cluster.coordinator {
-        Some(coord) => coord.send(GetLease(id.0)).await??,
-        None => {
+    let lease = match state.cluster.clustered {
+        true => state.queries.lease(id.0).await?,
+        false => {
             // Standalone: no leases, but the task must exist.
-            state.supervisor.send(GetTask(id.0)).await??;
+            state.queries.task(id.0).await?;
             None
         }
     };

@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::actors::supervisor::TaskView;
 use crate::domain::{DesiredState, Flavor, RawTaskSpec, StartMode, StartSpec, Task, TaskError, TaskState, TlsMode};
 use crate::meta::{FileRecord, FileState, UploadState};
+use crate::queries::TaskView;
 use crate::secret::Secret;
 
 /// What every response shows in place of a password.

@@ -158,7 +158,12 @@ impl From<ControlError> for ApiError {
             }
             ControlError::ShuttingDown => ApiError::unavailable(msg),
             ControlError::Timeout(_) => ApiError::unavailable(msg),
-            ControlError::Store(StoreError::Unavailable(_)) => ApiError::unavailable("metadata database unavailable"),
+            ControlError::Store(StoreError::Unavailable(_) | StoreError::Misconfigured(_)) => {
+                ApiError::unavailable("metadata database unavailable")
+            }
+            ControlError::Store(StoreError::ShuttingDown) => ApiError::unavailable("the service is shutting down"),
+            // Paths of the data directory stay in the log.
+            ControlError::Store(StoreError::Io { .. }) => ApiError::unavailable("a local file could not be read"),
             ControlError::Store(StoreError::Locked(_)) => {
                 ApiError::unavailable("a metadata row is locked by another session's unfinished transaction; try again")
             }

@@ -40,7 +40,10 @@ impl From<ImportError> for ApiError {
             }
             ImportError::NoTask(_) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::TaskNotFound, msg),
             ImportError::Active(_) => ApiError::new(StatusCode::CONFLICT, ErrorCode::InvalidStateTransition, msg),
-            ImportError::Store(StoreError::Unavailable(_)) => ApiError::unavailable("metadata database unavailable"),
+            ImportError::Store(StoreError::Unavailable(_) | StoreError::Misconfigured(_)) => {
+                ApiError::unavailable("metadata database unavailable")
+            }
+            ImportError::Store(StoreError::ShuttingDown) => ApiError::unavailable("the service is shutting down"),
             // Paths of the data directory stay in the log.
             ImportError::Io { .. } | ImportError::Store(_) => ApiError::internal(),
         }

@@ -10,9 +10,6 @@ use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 
-use crate::actors::ControlError;
-use crate::actors::coordinator::ListWorkers;
-use crate::actors::supervisor::{CountStuck, CountTasks, GetWindow};
 use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::meta::TaskFilter;
@@ -27,13 +24,13 @@ use crate::telemetry::metrics::metrics;
               (status = 503, description = "Unavailable", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn metrics_text(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let counts = state.supervisor.send(CountTasks).await??;
-    let stuck = state.supervisor.send(CountStuck).await??;
+    let counts = state.queries.count_by_state().await?;
+    let stuck = state.queries.count_stuck().await?;
     let m = metrics();
     m.set_task_counts(&counts);
     m.tasks_stuck.set(stuck);
-    if let Some(c) = &state.cluster.coordinator {
-        let nodes = c.send(ListWorkers).await?.map_err(ControlError::Store)?;
+    if state.cluster.clustered {
+        let nodes = state.queries.workers().await?;
         m.cluster_nodes_online.set(nodes.iter().filter(|n| n.alive).count() as i64);
     }
     refresh_recovery_windows(&state);
@@ -55,7 +52,7 @@ fn refresh_recovery_windows(state: &web::Data<ApiState>) {
         *last = Some(Instant::now());
     }
     let store = state.store.clone();
-    let supervisor = state.supervisor.clone();
+    let queries = state.queries.clone();
     actix_web::rt::spawn(async move {
         let Ok(Ok((tasks, _))) = web::block(move || store.list_tasks(&TaskFilter::default(), i64::MAX, 0)).await else {
             return;
@@ -63,7 +60,7 @@ fn refresh_recovery_windows(state: &web::Data<ApiState>) {
         let m = metrics();
         for t in tasks {
             // A task deleted meanwhile answers NOT_FOUND; its series were forgotten with it.
-            if let Ok(Ok(w)) = supervisor.send(GetWindow(t.id)).await {
+            if let Ok(w) = queries.window(t.id).await {
                 let label = t.id.0.to_string();
                 match w.earliest.and_then(|p| p.time) {
                     Some(at) => m.recovery_window_oldest.with_label_values(&[&label]).set(at.timestamp() as f64),

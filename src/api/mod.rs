@@ -1,7 +1,7 @@
 //! The HTTP control plane (actix-web): routes, extractor configuration and error mapping.
 //!
-//! Handlers talk to the `Supervisor` by messages and decide nothing; they use the store only for
-//! read-only queries (`summary`). The exception to "no files" is `api::pitr`, whose download and
+//! Handlers decide nothing: commands go to the `Supervisor` as messages, reads to the read-only
+//! query service `queries::TaskQueries` (and, for `summary`, the store). The exception to "no files" is `api::pitr`, whose download and
 //! archive handlers stream binlog files (opened only through `pitr::files`, which enforces where
 //! they may come from).
 
@@ -37,7 +37,10 @@ use crate::domain::TaskId;
 
 /// Shared by every handler.
 pub struct ApiState {
+    /// Commands (create, update, delete, start, stop) and what only running tasks know.
     pub supervisor: Addr<Supervisor>,
+    /// Reads: task rows, checkpoints, events, files, windows, plans, leases.
+    pub queries: crate::queries::TaskQueries,
     pub server_id_base: u32,
     /// `retry.alert_after_sec`: a task retrying for longer is shown as stuck.
     pub alert_after: chrono::Duration,
@@ -73,8 +76,8 @@ pub struct ClusterInfo {
     pub node_id: String,
     pub lease_ttl_sec: u64,
     pub started_at: chrono::DateTime<chrono::Utc>,
-    /// Cluster mode only.
-    pub coordinator: Option<actix::Addr<crate::actors::coordinator::Coordinator>>,
+    /// Cluster mode (else standalone: the cluster endpoints describe this one process).
+    pub clustered: bool,
 }
 
 /// Which routes the credential guards (when auth is enabled).

@@ -1,5 +1,5 @@
 //! Point-in-time recovery handlers: the window, replay plans, the replay archive and single
-//! file downloads. Plans come from the supervisor; the only file work here is streaming the
+//! file downloads. Plans come from `TaskQueries`; the only file work here is streaming the
 //! bytes of files the plan names, opened through `pitr::files` (validated, no symlinks).
 
 use std::path::PathBuf;
@@ -8,7 +8,6 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures_util::stream;
 
-use crate::actors::supervisor::{GetWindow, LocateFile, PlanReplay};
 use crate::api::dto::{FileQuery, ReplayQuery};
 use crate::api::error::{ApiError, ErrorCode};
 use crate::api::{ApiState, TaskIdPath};
@@ -113,13 +112,13 @@ impl From<FileAccessError> for ApiError {
               (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn window(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse> {
-    let w = state.supervisor.send(GetWindow(id.0)).await??;
+    let w = state.queries.window(id.0).await?;
     Ok(HttpResponse::Ok().json(w))
 }
 
 async fn planned(state: &ApiState, id: TaskIdPath, q: ReplayQuery) -> Result<Plan> {
     let request = to_request(q).map_err(ApiError::fields)?;
-    Ok(state.supervisor.send(PlanReplay { id: id.0, request }).await??)
+    Ok(state.queries.plan_replay(id.0, request).await?)
 }
 
 #[utoipa::path(get, path = "/api/tasks/{id}/replay", tag = "recovery", params(("id" = i64, Path, description = "Task id", minimum = 1), ReplayQuery),
@@ -144,11 +143,18 @@ fn byte_stream(
     stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
-async fn open_all(task_dir: PathBuf, plan_files: Vec<PlanFile>) -> Result<Vec<(PlanFile, std::fs::File)>> {
+async fn open_all(
+    state: &ApiState,
+    task_dir: PathBuf,
+    plan_files: Vec<PlanFile>,
+) -> Result<Vec<(PlanFile, std::fs::File)>> {
+    let objects = state.queries.objects();
     web::block(move || {
         plan_files
             .into_iter()
-            .map(|f| files::open_location(&task_dir, &f.location, f.sealed.as_ref()).map(|h| (f, h)))
+            .map(|f| {
+                files::open_location(&task_dir, &f.location, f.sealed.as_ref(), objects.as_deref()).map(|h| (f, h))
+            })
             .collect::<std::result::Result<Vec<_>, FileAccessError>>()
     })
     .await
@@ -165,10 +171,10 @@ async fn open_all(task_dir: PathBuf, plan_files: Vec<PlanFile>) -> Result<Vec<(P
 pub async fn archive(state: web::Data<ApiState>, id: TaskIdPath, q: web::Query<ReplayQuery>) -> Result<HttpResponse> {
     let task = id.0;
     let plan = planned(&state, id, q.into_inner()).await?;
-    let task_dir = state.data_dir.join(task.0.to_string());
+    let task_dir = crate::layout::DataLayout::new(&state.data_dir).task_dir(task);
     // Entry names: the file names, under a folder per source when the plan reads several.
     let names: Vec<String> = plan.files.iter().map(|f| plan.copy_path(f)).collect();
-    let opened = open_all(task_dir, plan.files).await?;
+    let opened = open_all(&state, task_dir, plan.files).await?;
     let total: u64 = opened.iter().map(|(f, _)| 512 + f.size + files::tar_padding(f.size) as u64).sum::<u64>() + 1024;
     let mtime = Utc::now().timestamp().max(0) as u64;
     let body = byte_stream(move |tx| {
@@ -220,9 +226,8 @@ pub async fn download(
     q: web::Query<FileQuery>,
 ) -> Result<HttpResponse> {
     let name = files::validate_name(&name.into_inner().1)?;
-    let (task_dir, f) =
-        state.supervisor.send(LocateFile { id: id.0, name, source_identity: q.into_inner().source_identity }).await??;
-    let mut opened = open_all(task_dir, vec![f]).await?;
+    let (task_dir, f) = state.queries.locate_file(id.0, name, q.into_inner().source_identity).await?;
+    let mut opened = open_all(&state, task_dir, vec![f]).await?;
     let (f, handle) = opened.pop().expect("one file opened");
     let size = f.size;
     let body = byte_stream(move |tx| {

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::actors::supervisor::{GetRelayUsers, SetRelayUsers};
+use crate::actors::supervisor::SetRelayUsers;
 use crate::api::error::ApiError;
 use crate::api::{ApiState, TaskIdPath};
 use crate::domain::FieldError;
@@ -90,7 +90,7 @@ pub async fn put_users(
               (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn get_users(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse, ApiError> {
-    let names = state.supervisor.send(GetRelayUsers(id.0)).await??;
+    let names = state.queries.relay_users(id.0).await?;
     Ok(HttpResponse::Ok().json(RelayUsersDto { task_id: id.0.0, users: names }))
 }
 
@@ -106,7 +106,7 @@ pub struct ReplicaPage {
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn replicas(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse, ApiError> {
     // 404 for a task that does not exist.
-    state.supervisor.send(crate::actors::supervisor::GetTask(id.0)).await??;
+    state.queries.task(id.0).await?;
     Ok(HttpResponse::Ok().json(ReplicaPage { items: state.relay_clients.of_task(id.0) }))
 }
 

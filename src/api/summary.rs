@@ -13,7 +13,6 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::actors::ControlError;
-use crate::actors::coordinator::ListWorkers;
 use crate::api::ApiState;
 use crate::api::dto::TaskDto;
 use crate::api::error::ApiError;
@@ -110,16 +109,16 @@ pub async fn summary(state: web::Data<ApiState>) -> Result<HttpResponse> {
     .await
     .map_err(|_| ApiError::unavailable("the service is shutting down"))?
     .map_err(ControlError::Store)?;
-    let nodes = match &state.cluster.coordinator {
-        Some(c) => {
-            let nodes = c.send(ListWorkers).await?.map_err(ControlError::Store)?;
+    let nodes = match state.cluster.clustered {
+        true => {
+            let nodes = state.queries.workers().await?;
             NodesDto {
                 mode: "cluster".into(),
                 total: nodes.len() as i64,
                 alive: nodes.iter().filter(|n| n.alive).count() as i64,
             }
         }
-        None => NodesDto { mode: "standalone".into(), total: 1, alive: 1 },
+        false => NodesDto { mode: "standalone".into(), total: 1, alive: 1 },
     };
 
     let (lags, counters) = metrics().task_snapshot();

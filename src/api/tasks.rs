@@ -1,14 +1,11 @@
-//! `/api/tasks` handlers: parse and validate input, send one message to the supervisor, shape
-//! the answer. No business logic here.
+//! `/api/tasks` handlers: parse and validate input, send one message to the supervisor (commands)
+//! or call `TaskQueries` (reads), shape the answer. No business logic here.
 
 use actix::Addr;
 use actix_web::{HttpResponse, web};
 
 use crate::actors::Supervisor;
-use crate::actors::supervisor::{
-    CreateTask, DeleteTask, GetCheckpoint, GetTask, ListEvents, ListFiles, ListTasks, ListUploadFailures, RetryUploads,
-    StartTask, StopTask, UpdateTask,
-};
+use crate::actors::supervisor::{CreateTask, DeleteTask, GetRuntime, RetryUploads, StartTask, StopTask, UpdateTask};
 use crate::api::dto::{
     CheckpointDto, DeleteQuery, EventPage, FileDto, FilePage, LimitQuery, ListQuery, ReplicationDto, RetryUploadDto,
     TaskBody, TaskDto, TaskPage, UploadFailurePage,
@@ -17,6 +14,7 @@ use crate::api::error::ApiError;
 use crate::api::{ApiState, TaskIdPath};
 use crate::domain::{FieldError, TaskState};
 use crate::meta::TaskFilter;
+use crate::queries::TaskView;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -82,7 +80,7 @@ pub async fn list(state: web::Data<ApiState>, q: web::Query<ListQuery>) -> Resul
         return Err(ApiError::fields(errs));
     }
     let filter = TaskFilter { state: st, host: q.host.filter(|h| !h.is_empty()), port, search: q.q };
-    let (tasks, total) = sup(&state).send(ListTasks { filter, limit, offset }).await??;
+    let (tasks, total) = state.queries.list(filter, limit, offset).await?;
     let ctx = state.dto_context();
     Ok(HttpResponse::Ok().json(TaskPage {
         items: tasks.iter().map(|t| TaskDto::from_task(t, &ctx)).collect(),
@@ -97,8 +95,8 @@ pub async fn list(state: web::Data<ApiState>, q: web::Query<ListQuery>) -> Resul
               (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn get(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse> {
-    let view = sup(&state).send(GetTask(id.0)).await??;
-    Ok(HttpResponse::Ok().json(TaskDto::from_task(&view.task, &state.dto_context())))
+    let task = state.queries.task(id.0).await?;
+    Ok(HttpResponse::Ok().json(TaskDto::from_task(&task, &state.dto_context())))
 }
 
 #[utoipa::path(put, path = "/api/tasks/{id}", tag = "tasks", params(("id" = i64, Path, description = "Task id", minimum = 1)), request_body = TaskBody,
@@ -156,7 +154,7 @@ pub async fn stop(state: web::Data<ApiState>, id: TaskIdPath, body: web::Bytes) 
               (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn checkpoint(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse> {
-    let (cp, writer) = sup(&state).send(GetCheckpoint(id.0)).await??;
+    let (cp, writer) = state.queries.checkpoint(id.0).await?;
     let (node_id, epoch) = writer.map_or((None, None), |(n, e)| (Some(n), Some(e)));
     let dto = match cp {
         Some((cp, at)) => CheckpointDto {
@@ -189,7 +187,7 @@ pub async fn checkpoint(state: web::Data<ApiState>, id: TaskIdPath) -> Result<Ht
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn events(state: web::Data<ApiState>, id: TaskIdPath, q: web::Query<LimitQuery>) -> Result<HttpResponse> {
     let limit = bounded(q.limit, 100, 1000, "limit")?;
-    let events = sup(&state).send(ListEvents { id: id.0, limit }).await??;
+    let events = state.queries.events(id.0, limit).await?;
     Ok(HttpResponse::Ok().json(EventPage { items: events }))
 }
 
@@ -198,7 +196,7 @@ pub async fn events(state: web::Data<ApiState>, id: TaskIdPath, q: web::Query<Li
               (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn files(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse> {
-    let files = sup(&state).send(ListFiles(id.0)).await??;
+    let files = state.queries.files(id.0).await?;
     Ok(HttpResponse::Ok().json(FilePage { items: files.iter().map(FileDto::from_record).collect() }))
 }
 
@@ -226,7 +224,7 @@ pub async fn upload_failures(
     q: web::Query<LimitQuery>,
 ) -> Result<HttpResponse> {
     let limit = bounded(q.limit, 100, 1000, "limit")?;
-    let files = sup(&state).send(ListUploadFailures { id: id.0, limit }).await??;
+    let files = state.queries.upload_failures(id.0, limit).await?;
     Ok(HttpResponse::Ok().json(UploadFailurePage { items: files.iter().map(FileDto::from_record).collect() }))
 }
 
@@ -235,6 +233,7 @@ pub async fn upload_failures(
               (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn replication(state: web::Data<ApiState>, id: TaskIdPath) -> Result<HttpResponse> {
-    let view = sup(&state).send(GetTask(id.0)).await??;
-    Ok(HttpResponse::Ok().json(ReplicationDto::from_view(&view)))
+    let task = state.queries.task(id.0).await?;
+    let runtime = sup(&state).send(GetRuntime(id.0)).await?;
+    Ok(HttpResponse::Ok().json(ReplicationDto::from_view(&TaskView { task, runtime })))
 }

@@ -30,7 +30,7 @@ impl MetaDsn {
     pub fn parse(dsn: &str, data_dir: &Path) -> Result<MetaDsn, String> {
         let dsn = dsn.trim();
         if dsn.is_empty() {
-            return Ok(MetaDsn::Sqlite(data_dir.join("meta.db")));
+            return Ok(MetaDsn::Sqlite(crate::layout::DataLayout::new(data_dir).meta_db()));
         }
         if let Some(path) = dsn.strip_prefix("sqlite://") {
             if path.is_empty() {

@@ -153,7 +153,7 @@ fn require_mysql(c: &MetaConnection) -> Result<(), StoreError> {
     match c {
         MetaConnection::Mysql(_) => Ok(()),
         MetaConnection::Sqlite(_) => {
-            Err(StoreError::Unavailable("cluster mode needs a MySQL/MariaDB metadata database".into()))
+            Err(StoreError::Misconfigured("cluster mode needs a MySQL/MariaDB metadata database".into()))
         }
     }
 }

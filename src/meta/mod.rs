@@ -34,6 +34,7 @@ pub use conn::{
 pub use models::{Checkpoint, FileRecord, FileState, TaskEvent, TaskFilter, UploadInfo, UploadState};
 #[doc(hidden)]
 pub use relay_users::RelayUser;
+#[cfg(any(test, feature = "test-support"))]
 pub use store::contract;
 pub use store::{CatalogReader, LastError, Store, Transition};
 
@@ -50,8 +51,22 @@ pub enum StoreError {
     /// A mover claimed a change the state table (`TaskState::allows`) does not have: a bug.
     #[error("the state table has no change from {from} to {to}")]
     Forbidden { from: crate::domain::TaskState, to: crate::domain::TaskState },
+    /// The metadata database cannot be reached (connection, pool, worker).
     #[error("metadata database unavailable: {0}")]
     Unavailable(String),
+    /// The service is shutting down: no new work is taken.
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    /// The metadata database is not what this needs (missing file, SQLite in cluster mode).
+    #[error("metadata database misconfigured: {0}")]
+    Misconfigured(String),
+    /// A local file the change needs could not be read.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("metadata schema: {0}")]
     Migration(String),
     #[error("corrupt metadata row: {0}")]
@@ -80,7 +95,7 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
-            StoreError::Unavailable(_) => true,
+            StoreError::Unavailable(_) | StoreError::ShuttingDown => true,
             StoreError::Query(Error::DatabaseError(kind, _)) => matches!(
                 kind,
                 DatabaseErrorKind::SerializationFailure

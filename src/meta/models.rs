@@ -336,7 +336,11 @@ impl Default for UploadState {
 impl FileRecord {
     /// Where the writer keeps this file: `{data_dir}/{task_id}/{source_identity}/{file_name}`.
     pub fn local_path(&self, data_dir: &std::path::Path) -> std::path::PathBuf {
-        data_dir.join(self.task_id.to_string()).join(&self.source_identity).join(self.file_name.as_str())
+        crate::layout::DataLayout::new(data_dir).binlog_file(
+            crate::domain::TaskId(self.task_id),
+            &self.source_identity,
+            self.file_name.as_str(),
+        )
     }
 
     /// Local file offset of a source position inside this file.

@@ -140,7 +140,7 @@ impl CatalogReader {
         if let MetaDsn::Sqlite(path) = dsn
             && !path.is_file()
         {
-            return Err(StoreError::Unavailable(format!("no metadata database at {}", path.display())));
+            return Err(StoreError::Misconfigured(format!("no metadata database at {}", path.display())));
         }
         let mut conn = connect_read_only(dsn)?;
         let status = migration_status(&mut conn)?;
@@ -842,7 +842,9 @@ pub(crate) mod tests {
     }
 }
 
-/// The store contract shared by the SQLite unit test and the MariaDB integration test.
+/// The store contract shared by the SQLite unit test and the MariaDB integration test (test
+/// builds only: the `test-support` feature).
+#[cfg(any(test, feature = "test-support"))]
 pub mod contract {
     use super::*;
     use crate::binlog::name::BinlogFileName;

@@ -2,6 +2,7 @@
 //! never followed, and a path must resolve inside the task's directory. Plus a minimal ustar
 //! writer for `replay/archive` (regular files only, names under 100 bytes).
 
+use crate::upload::ObjectStore;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -133,7 +134,12 @@ pub fn sha256_of(mut r: impl Read) -> io::Result<String> {
 
 /// Opens a plan file's bytes wherever they are; a local sealed file only while it is the one
 /// that was sealed.
-pub fn open_location(task_dir: &Path, loc: &Location, sealed: Option<&SealedCopy>) -> Result<File, FileAccessError> {
+pub fn open_location(
+    task_dir: &Path,
+    loc: &Location,
+    sealed: Option<&SealedCopy>,
+    objects: Option<&ObjectStore>,
+) -> Result<File, FileAccessError> {
     match loc {
         Location::Local { path } => {
             let mut file = open_local(task_dir, path)?;
@@ -143,15 +149,16 @@ pub fn open_location(task_dir: &Path, loc: &Location, sealed: Option<&SealedCopy
             }
             Ok(file)
         }
-        Location::Object { key } => open_object(key),
+        Location::Object { key } => open_object(key, objects),
     }
 }
 
 /// A file that only the bucket still holds: downloaded into an unlinked temporary file (so it
-/// disappears with its handle). Called from blocking threads inside the runtime.
-pub fn open_object(key: &str) -> Result<File, FileAccessError> {
+/// disappears with its handle). Called from blocking threads inside the runtime; `objects` is
+/// the bucket, when upload is enabled.
+pub fn open_object(key: &str, objects: Option<&ObjectStore>) -> Result<File, FileAccessError> {
     let only = || FileAccessError::OnlyInBucket(key.to_string());
-    let objects = crate::upload::global().ok_or_else(only)?;
+    let objects = objects.ok_or_else(only)?;
     let handle = tokio::runtime::Handle::try_current().map_err(|_| only())?;
     let dir = std::env::temp_dir();
     let path = dir.join(format!("binlog-server-fetch-{}-{}", std::process::id(), rand::random::<u64>()));
@@ -293,16 +300,16 @@ mod tests {
         let expect = SealedCopy { size: 16, sha256: Some(sha256_of(&b"the sealed bytes"[..]).unwrap()) };
         let loc = Location::Local { path: path.clone() };
         let mut served = String::new();
-        open_location(&task, &loc, Some(&expect)).unwrap().read_to_string(&mut served).unwrap();
+        open_location(&task, &loc, Some(&expect), None).unwrap().read_to_string(&mut served).unwrap();
         assert_eq!(served, "the sealed bytes", "a verified file is read from its start");
         std::fs::write(&path, b"the SEALED bytes").unwrap();
-        let err = open_location(&task, &loc, Some(&expect)).unwrap_err();
+        let err = open_location(&task, &loc, Some(&expect), None).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, FileAccessError::Changed { .. }), "{text}");
         assert!(text.starts_with("bin.000001 changed on disk since it was sealed (sha256 "), "{text}");
         assert!(!text.contains(root.path().to_str().unwrap()), "names the file, no path: {text}");
         // An open file (no expectation) is served as it is.
-        assert!(open_location(&task, &loc, None).is_ok());
+        assert!(open_location(&task, &loc, None, None).is_ok());
     }
 
     #[test]

@@ -301,19 +301,6 @@ impl ObjectStore {
     }
 }
 
-static GLOBAL: std::sync::OnceLock<std::sync::Arc<ObjectStore>> = std::sync::OnceLock::new();
-
-/// Makes the bucket reachable from blocking code that has no actor to ask (point-in-time
-/// recovery reading a file that only the bucket still holds). Set once at start-up.
-pub fn install_global(objects: std::sync::Arc<ObjectStore>) {
-    let _ = GLOBAL.set(objects);
-}
-
-/// The bucket, when upload is enabled.
-pub fn global() -> Option<std::sync::Arc<ObjectStore>> {
-    GLOBAL.get().cloned()
-}
-
 fn meta_header() -> http::HeaderName {
     http::HeaderName::from_static("x-amz-meta-sha256")
 }

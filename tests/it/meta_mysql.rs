@@ -293,7 +293,6 @@ fn a_schema_newer_than_the_binary_is_refused() {
 /// ended by the database after the TTL, so the claim then succeeds.
 #[test]
 fn a_lease_row_locked_by_a_frozen_node_neither_holds_up_a_claim_nor_outlives_the_ttl() {
-    use binlog_server::domain::RawTaskSpec;
     use binlog_server::meta::ConnTuning;
     use binlog_server::meta::leases::CLAIM_LOCK_WAIT_SEC;
     use std::io::Write;
@@ -310,21 +309,7 @@ fn a_lease_row_locked_by_a_frozen_node_neither_holds_up_a_claim_nor_outlives_the
     assert_eq!(tuned.idle_transaction_timeout().expect("read"), Some(TTL_SEC), "cluster mode's session setting");
     assert_eq!(plain.idle_transaction_timeout().expect("read"), Some(0), "untouched outside cluster mode");
 
-    let spec = |key: &str| {
-        RawTaskSpec {
-            name: Some(format!("task {key}")),
-            cluster_key: Some(key.into()),
-            host: Some("127.0.0.1".into()),
-            port: Some(3306),
-            user: Some("repl".into()),
-            password: Some(Secret::new("pw")),
-            flavor: Some("mariadb".into()),
-            start_mode: Some("LATEST".into()),
-            ..Default::default()
-        }
-        .validate()
-        .expect("valid spec")
-    };
+    let spec = |key: &str| crate::common::test_spec(key).validate().expect("valid spec");
     let frozen_task = plain.create_task(&spec("frozen")).expect("create").id;
     let own_task = plain.create_task(&spec("own")).expect("create").id;
     // node-a holds the task under a lease about to expire; node-b holds another one.

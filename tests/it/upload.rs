@@ -298,16 +298,9 @@ mod retention {
         let store = Store::open(&MetaDsn::Sqlite(dir.path().join("meta.db")), 2, shared).expect("open the store");
         let spec = RawTaskSpec {
             name: Some("retention".into()),
-            cluster_key: Some("retention".into()),
-            host: Some("127.0.0.1".into()),
-            port: Some(3306),
-            user: Some("repl".into()),
-            password: Some(Secret::new("pw")),
-            flavor: Some("mariadb".into()),
-            start_mode: Some("LATEST".into()),
             retention_days: Some(7),
             bucket_retention_days: Some(30),
-            ..Default::default()
+            ..crate::common::test_spec("retention")
         }
         .validate()
         .expect("a valid spec");

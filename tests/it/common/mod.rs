@@ -67,6 +67,23 @@ pub fn keep_temp_dirs() -> bool {
 }
 
 /// A fresh temp dir named `<prefix>XXXXXX`; kept (and its path printed) under `BINLOG_TEST_KEEP`.
+/// A task spec for tests that talk to the store directly (no source is contacted): a MariaDB
+/// source on 127.0.0.1:3306 as `repl`, LATEST, named after `key`. Override fields with
+/// `RawTaskSpec { field, ..test_spec(key) }`, then `validate()`.
+pub fn test_spec(key: &str) -> binlog_server::domain::RawTaskSpec {
+    binlog_server::domain::RawTaskSpec {
+        name: Some(format!("task {key}")),
+        cluster_key: Some(key.into()),
+        host: Some("127.0.0.1".into()),
+        port: Some(3306),
+        user: Some("repl".into()),
+        password: Some(binlog_server::secret::Secret::new("pw")),
+        flavor: Some("mariadb".into()),
+        start_mode: Some("LATEST".into()),
+        ..Default::default()
+    }
+}
+
 pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
     let mut dir = tempfile::Builder::new()
         .prefix(prefix)

@@ -14,31 +14,23 @@
 //!
 //! It never touches sockets; its store work runs on the blocking pool.
 
-use std::collections::HashMap;
+mod claim;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use rand::seq::SliceRandom;
 use slog::{Logger, info, warn};
+use tokio::sync::watch;
 
-use crate::actors::supervisor::{LeaseHealth, RelinquishLocal, RunLeased, StopLocal, Supervisor};
-use crate::cluster::{LeaseGuard, adopt_task_dir, claim_budget, local_validity};
+use crate::actors::cluster_link::{CoordinatorLink, LeaseCommand, LocalEvent};
+use crate::cluster::{LeaseGuard, local_validity};
 use crate::config::Settings;
-use crate::domain::{DesiredState, Mover, Task, TaskEventType, TaskId, TaskState};
-use crate::meta::leases::{ClusterCounts, Fence, Lease, NodeInfo};
+use crate::domain::{Mover, Task, TaskEventType, TaskId, TaskState};
+use crate::meta::leases::{Fence, Lease};
 use crate::meta::{Store, StoreError, Transition};
-
-/// What the supervisor tells the coordinator.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub enum LocalEvent {
-    /// A task was started through the API: look for work now.
-    PlaceNow,
-    /// A local task's actors ended (stopped, failed, or gave the lease up), having run under
-    /// `epoch`: the lease is given back if it is still that holding.
-    TaskEnded { id: TaskId, epoch: Option<i64> },
-}
+use crate::placement::{RoundFacts, after_renewal, plan_round, releases_on_end, stops_here};
+use claim::{PlaceLimits, place};
 
 /// Graceful shutdown, before the supervisor stops the tasks: claim nothing more.
 #[derive(Message)]
@@ -59,8 +51,10 @@ pub struct Coordinator {
     node_id: String,
     store: Store,
     settings: Arc<Settings>,
-    supervisor: Addr<Supervisor>,
+    supervisor: Recipient<LeaseCommand>,
     log: Logger,
+    /// Counts finished rounds (`CoordinatorLink::rounds`).
+    rounds: watch::Sender<u64>,
     held: HashMap<TaskId, Held>,
     busy: bool,
     again: bool,
@@ -90,7 +84,7 @@ impl Coordinator {
         node_id: String,
         store: Store,
         settings: Arc<Settings>,
-        supervisor: Addr<Supervisor>,
+        supervisor: Recipient<LeaseCommand>,
         log: &Logger,
     ) -> Self {
         Coordinator {
@@ -99,6 +93,7 @@ impl Coordinator {
             store,
             settings,
             supervisor,
+            rounds: watch::Sender::new(0),
             held: HashMap::new(),
             busy: false,
             again: false,
@@ -128,7 +123,7 @@ impl Coordinator {
         warn!(self.log, "cannot renew leases"; "error" => &why, "tasks" => self.held.len());
         self.degraded = true;
         for id in self.held.keys() {
-            self.supervisor.do_send(LeaseHealth { id: *id, degraded: true });
+            self.supervisor.do_send(LeaseCommand::Health { id: *id, degraded: true });
         }
     }
 
@@ -140,13 +135,19 @@ impl Coordinator {
         self.busy = true;
         self.again = false;
         let now = Instant::now();
-        let slack = self.tick_period() / 2;
-        let renew_due = self.last_renew.is_none_or(|t| now.duration_since(t) + slack >= self.renew_interval());
+        let plan = plan_round(&RoundFacts {
+            now,
+            last_renew: self.last_renew,
+            last_repair: self.last_repair,
+            renew_interval: self.renew_interval(),
+            tick_period: self.tick_period(),
+            leaving: self.leaving,
+        });
+        let (renew_due, repair_due, placing) = (plan.renew, plan.repair, plan.place);
         self.round_started = Some(now);
         if renew_due {
             self.last_renew = Some(now);
         }
-        let repair_due = self.last_repair.is_none_or(|t| now.duration_since(t) >= self.renew_interval());
         if repair_due {
             self.last_repair = Some(now);
         }
@@ -154,7 +155,6 @@ impl Coordinator {
         let (node, ttl_ms) = (self.node_id.clone(), self.ttl().as_millis() as u64);
         let max_tasks = self.settings.cluster.max_tasks_per_node;
         let data_dir = self.settings.data_dir.clone();
-        let placing = !self.leaving;
         let place_for = self.tick_period();
         let log = self.log.clone();
         let store = self.store.clone();
@@ -167,10 +167,8 @@ impl Coordinator {
                         let ids: Vec<TaskId> = held.iter().map(|(id, _)| *id).collect();
                         match s.heartbeat_node(&node).and_then(|()| s.renew_leases(&node, &ids, ttl_ms)) {
                             Ok(leases) => {
-                                for (id, epoch) in &held {
-                                    if !leases.iter().any(|(i, e)| i == id && e == epoch) {
-                                        out.lost_to.insert(*id, s.get_lease(*id).ok().flatten());
-                                    }
+                                for id in after_renewal(&held, &leases).lost {
+                                    out.lost_to.insert(id, s.get_lease(id).ok().flatten());
                                 }
                                 out.renewed = Some(Ok((sent, leases)));
                             }
@@ -209,6 +207,7 @@ impl Coordinator {
             }
             act.enforce_guards();
             crate::telemetry::metrics::metrics().leases_held.set(act.held.len() as i64);
+            act.rounds.send_modify(|n| *n += 1);
             if act.again {
                 act.tick(ctx);
             }
@@ -219,10 +218,9 @@ impl Coordinator {
         let validity = local_validity(self.ttl());
         match out.renewed {
             Some(Ok((sent, leases))) => {
-                for (id, epoch) in &leases {
-                    if let Some(h) = self.held.get(id)
-                        && h.epoch == *epoch
-                    {
+                let held: Vec<(TaskId, i64)> = self.held.iter().map(|(id, h)| (*id, h.epoch)).collect();
+                for id in after_renewal(&held, &leases).extend {
+                    if let Some(h) = self.held.get(&id) {
                         h.guard.extend(sent + validity);
                     }
                 }
@@ -230,7 +228,7 @@ impl Coordinator {
                     info!(self.log, "lease renewals succeed again");
                     self.degraded = false;
                     for id in self.held.keys() {
-                        self.supervisor.do_send(LeaseHealth { id: *id, degraded: false });
+                        self.supervisor.do_send(LeaseCommand::Health { id: *id, degraded: false });
                     }
                 }
                 for (id, now_held_by) in out.lost_to {
@@ -245,7 +243,7 @@ impl Coordinator {
                     crate::telemetry::metrics::metrics().lease_losses.inc();
                     let message = format!("node {} lost the lease (epoch {}): {whom}", self.node_id, h.epoch);
                     warn!(self.log, "lease lost"; "task_id" => id.0, "epoch" => h.epoch, "detail" => &whom);
-                    self.supervisor.do_send(RelinquishLocal { id, reason: message.clone() });
+                    self.supervisor.do_send(LeaseCommand::Relinquish { id, reason: message.clone() });
                     let store = self.store.clone();
                     actix::spawn(async move {
                         let _ = store.call(move |s| s.append_event(id, TaskEventType::TaskLeaseLost, &message)).await;
@@ -255,18 +253,17 @@ impl Coordinator {
             Some(Err(e)) if !self.degraded => self.set_degraded(e),
             Some(Err(_)) | None => {}
         }
-        for id in out.stop_requested {
-            if self.held.contains_key(&id) {
-                info!(self.log, "stop requested for a task running here"; "task_id" => id.0);
-                self.supervisor.do_send(StopLocal(id));
-            }
+        let held: HashSet<TaskId> = self.held.keys().copied().collect();
+        for id in stops_here(&held, &out.stop_requested) {
+            info!(self.log, "stop requested for a task running here"; "task_id" => id.0);
+            self.supervisor.do_send(LeaseCommand::Stop(id));
         }
         for (task, epoch, sent) in out.acquired {
             let id = task.id;
             let guard = LeaseGuard::new(epoch, sent + validity);
             self.held.insert(id, Held { epoch, guard: guard.clone() });
             let fence = Fence { task_id: id, node_id: self.node_id.clone(), epoch };
-            self.supervisor.do_send(RunLeased { task, guard, fence });
+            self.supervisor.do_send(LeaseCommand::Run { task: Box::new(task), guard, fence });
         }
     }
 
@@ -277,7 +274,7 @@ impl Coordinator {
             let h = self.held.remove(&id).expect("listed");
             crate::telemetry::metrics::metrics().lease_losses.inc();
             warn!(self.log, "lease not renewed in time; the task stops writing here"; "task_id" => id.0, "epoch" => h.epoch);
-            self.supervisor.do_send(RelinquishLocal {
+            self.supervisor.do_send(LeaseCommand::Relinquish {
                 id,
                 reason: format!("lease (epoch {}) could not be renewed before it could expire", h.epoch),
             });
@@ -327,108 +324,6 @@ impl Coordinator {
     }
 }
 
-/// How much one placement round may claim.
-struct PlaceLimits {
-    ttl_ms: u64,
-    max_tasks: u32,
-    /// Leases this node holds now.
-    mine: usize,
-    /// How long the round may spend claiming: renewals wait for the round to end, so a node
-    /// taking over hundreds of tasks does it over several rounds instead of starving its own.
-    time: Duration,
-}
-
-/// Claims unplaced tasks up to this node's share; returns those acquired (task, epoch, when the
-/// acquisition was sent). Never fails the round: an error stops the
-/// claiming and what was claimed until then is kept (a lease acquired for a task that could not
-/// be prepared is given back, or, if even that fails, left to expire: only held leases are
-/// renewed).
-fn place(
-    s: &Store,
-    node: &str,
-    limits: PlaceLimits,
-    data_dir: &std::path::Path,
-    log: &Logger,
-) -> Vec<(Task, i64, Instant)> {
-    let started = Instant::now();
-    let listed = s.cluster_counts(limits.ttl_ms).and_then(|c| Ok((c, s.unplaced_tasks(1000)?)));
-    let (counts, mut unplaced): (ClusterCounts, Vec<TaskId>) = match listed {
-        Ok(x) => x,
-        Err(e) => {
-            warn!(log, "placement skipped this round"; "error" => %e);
-            return Vec::new();
-        }
-    };
-    let mine = (limits.mine as i64).max(counts.leases_by_node.get(node).copied().unwrap_or(0));
-    let budget = claim_budget(counts.wanted, counts.alive_nodes.len(), mine, limits.max_tasks, unplaced.len());
-    // Nodes race for the same tasks; shuffling spreads them instead of colliding on the first.
-    unplaced.shuffle(&mut rand::rng());
-    let mut acquired = Vec::new();
-    for id in unplaced {
-        if acquired.len() >= budget || started.elapsed() >= limits.time {
-            break;
-        }
-        match claim(s, node, id, limits.ttl_ms, data_dir, log) {
-            Ok(Some(claimed)) => acquired.push(claimed),
-            Ok(None) => {}
-            // Another session holds the lease row locked: a node stalled inside a transaction.
-            // Skip the task this round (the database ends that transaction within a TTL, see
-            // `ConnTuning`) and go on with the others.
-            Err(StoreError::Locked(why)) => {
-                warn!(log, "task skipped this round: its lease row is locked by another node's unfinished \
-                            metadata transaction"; "task_id" => id.0, "error" => why);
-            }
-            Err(e) => {
-                warn!(log, "placement stopped for this round"; "task_id" => id.0, "error" => %e);
-                break;
-            }
-        }
-    }
-    acquired
-}
-
-/// Takes the lease of `id` and prepares the task to run here; `None` if another node was faster
-/// or the task no longer wants to run.
-fn claim(
-    s: &Store,
-    node: &str,
-    id: TaskId,
-    ttl_ms: u64,
-    data_dir: &std::path::Path,
-    log: &Logger,
-) -> Result<Option<(Task, i64, Instant)>, StoreError> {
-    let sent = Instant::now();
-    let Some(acq) = s.acquire_lease(id, node, ttl_ms)? else { return Ok(None) };
-    let prepared = (|| {
-        let task = s.get_task(id)?;
-        if task.desired_state != DesiredState::Running || task.state == TaskState::Failed {
-            return Ok(None);
-        }
-        match adopt_task_dir(data_dir, id.0, node, acq.epoch) {
-            Ok(Some(moved)) => {
-                info!(log, "files from another lease moved aside"; "task_id" => id.0, "to" => %moved.display())
-            }
-            Ok(None) => {}
-            Err(e) => {
-                warn!(log, "cannot prepare the task's directory; giving the lease back"; "task_id" => id.0, "error" => %e);
-                return Ok(None);
-            }
-        }
-        let previous = acq.previous_owner.as_ref().map(|p| format!("; previous owner {p}")).unwrap_or_default();
-        let message = format!("node {node} acquired the lease (epoch {}{previous})", acq.epoch);
-        let task = s.transition(
-            id,
-            Transition::to(TaskState::Starting, Mover::Repair).event(TaskEventType::TaskLeaseAcquired, &message),
-        )?;
-        info!(log, "lease acquired"; "task_id" => id.0, "epoch" => acq.epoch);
-        Ok(Some((task, acq.epoch, sent)))
-    })();
-    if !matches!(prepared, Ok(Some(_))) {
-        let _ = s.release_lease(id, node, acq.epoch);
-    }
-    prepared
-}
-
 impl Actor for Coordinator {
     type Context = Context<Self>;
 
@@ -454,7 +349,7 @@ impl Handler<LocalEvent> for Coordinator {
         match msg {
             LocalEvent::PlaceNow => self.tick(ctx),
             LocalEvent::TaskEnded { id, epoch } => {
-                if self.held.get(&id).is_some_and(|h| epoch.is_none_or(|e| e == h.epoch)) {
+                if releases_on_end(self.held.get(&id).map(|h| h.epoch), epoch) {
                     self.release(id);
                 }
             }
@@ -495,78 +390,15 @@ impl Handler<Leave> for Coordinator {
     }
 }
 
-// --- reads for the API ---------------------------------------------------------------------------
-
-/// `GET /api/workers`.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<NodeInfo>, StoreError>")]
-pub struct ListWorkers;
-
-impl Handler<ListWorkers> for Coordinator {
-    type Result = ResponseFuture<Result<Vec<NodeInfo>, StoreError>>;
-
-    fn handle(&mut self, _: ListWorkers, _: &mut Context<Self>) -> Self::Result {
-        let (store, ttl) = (self.store.clone(), self.ttl().as_millis() as u64);
-        Box::pin(async move { store.call(move |s| s.list_nodes(ttl)).await })
-    }
-}
-
-/// `GET /api/cluster/overview`: counts and who holds how many leases.
-#[derive(Message)]
-#[rtype(result = "Result<(ClusterCounts, Vec<NodeInfo>, usize), StoreError>")]
-pub struct Overview;
-
-impl Handler<Overview> for Coordinator {
-    type Result = ResponseFuture<Result<(ClusterCounts, Vec<NodeInfo>, usize), StoreError>>;
-
-    fn handle(&mut self, _: Overview, _: &mut Context<Self>) -> Self::Result {
-        let (store, ttl) = (self.store.clone(), self.ttl().as_millis() as u64);
-        Box::pin(async move {
-            store
-                .call(move |s| {
-                    let counts = s.cluster_counts(ttl)?;
-                    let nodes = s.list_nodes(ttl)?;
-                    let unplaced = s.unplaced_tasks(100_000)?.len();
-                    Ok((counts, nodes, unplaced))
-                })
-                .await
-        })
-    }
-}
-
-/// `GET /api/tasks/{id}/lease`.
-#[derive(Message)]
-#[rtype(result = "Result<Option<Lease>, crate::actors::ControlError>")]
-pub struct GetLease(pub TaskId);
-
-impl Handler<GetLease> for Coordinator {
-    type Result = ResponseFuture<Result<Option<Lease>, crate::actors::ControlError>>;
-
-    fn handle(&mut self, msg: GetLease, _: &mut Context<Self>) -> Self::Result {
-        let (store, id) = (self.store.clone(), msg.0);
-        Box::pin(async move {
-            store
-                .call(move |s| {
-                    s.get_task(id)?;
-                    s.get_lease(id)
-                })
-                .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => crate::actors::ControlError::NotFound(id),
-                    other => crate::actors::ControlError::Store(other),
-                })
-        })
-    }
-}
-
-/// Registers the node and starts its coordinator (cluster mode).
+/// Registers the node and starts its coordinator (cluster mode); returns it and the link the
+/// supervisor needs (`SetCoordinator`).
 pub async fn start(
     node_id: String,
     store: Store,
     settings: Arc<Settings>,
-    supervisor: Addr<Supervisor>,
+    supervisor: Recipient<LeaseCommand>,
     log: &Logger,
-) -> Result<Addr<Coordinator>, StoreError> {
+) -> Result<(Addr<Coordinator>, CoordinatorLink), StoreError> {
     let (n, max) = (node_id.clone(), settings.cluster.max_tasks_per_node);
     store.call(move |s| s.register_node(&n, env!("CARGO_PKG_VERSION"), max)).await?;
     match store.call(|s| s.idle_transaction_timeout()).await {
@@ -582,7 +414,9 @@ pub async fn start(
         ),
         Err(e) => warn!(log, "cannot read the metadata database's idle_transaction_timeout"; "error" => %e),
     }
-    let addr = Coordinator::new(node_id, store, settings, supervisor.clone(), log).start();
-    supervisor.do_send(crate::actors::supervisor::SetCoordinator(addr.clone().recipient()));
-    Ok(addr)
+    let coordinator = Coordinator::new(node_id, store, settings, supervisor, log);
+    let rounds = coordinator.rounds.subscribe();
+    let addr = coordinator.start();
+    let link = CoordinatorLink { events: addr.clone().recipient(), rounds };
+    Ok((addr, link))
 }

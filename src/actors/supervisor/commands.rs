@@ -1,0 +1,247 @@
+//! The supervisor's commands that change a task's row: create, update, delete, start, relay
+//! users, upload retry. Update, delete and start run one at a time (`AtomicResponse`).
+
+use actix::prelude::*;
+use opentelemetry::KeyValue;
+use slog::warn;
+
+use super::{ControlError, ControlResult, Supervisor};
+use crate::actors::cluster_link::LocalEvent;
+use crate::actors::task::WakeUploads;
+use crate::domain::{DesiredState, Mover, Task, TaskEventType, TaskId, TaskSpec, TaskState};
+use crate::meta::{LastError, StoreError, Transition};
+use crate::telemetry::tracing::span;
+
+/// Creates a task (STOPPED).
+#[derive(Message)]
+#[rtype(result = "ControlResult<Task>")]
+pub struct CreateTask(pub TaskSpec);
+
+impl Handler<CreateTask> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Task>>;
+
+    fn handle(&mut self, msg: CreateTask, _: &mut Context<Self>) -> Self::Result {
+        let key = msg.0.cluster_key.clone();
+        let max_tasks = self.settings.max_tasks;
+        let fut = self.call(move |s| s.create_task_within(&msg.0, max_tasks));
+        Box::pin(async move {
+            fut.await.map_err(|e| match e {
+                StoreError::Duplicate(_) => ControlError::AlreadyExists(key),
+                other => ControlError::Store(other),
+            })
+        })
+    }
+}
+
+/// Creates several tasks (STOPPED) in one metadata transaction: all or none.
+#[derive(Message)]
+#[rtype(result = "ControlResult<Vec<Task>>")]
+pub struct CreateTasks(pub Vec<TaskSpec>);
+
+impl Handler<CreateTasks> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Vec<Task>>>;
+
+    fn handle(&mut self, msg: CreateTasks, _: &mut Context<Self>) -> Self::Result {
+        let keys = msg.0.iter().map(|s| s.cluster_key.as_str()).collect::<Vec<_>>().join(", ");
+        let max_tasks = self.settings.max_tasks;
+        let fut = self.call(move |s| s.create_tasks_within(&msg.0, max_tasks));
+        Box::pin(async move {
+            fut.await.map_err(|e| match e {
+                // Another client took a key between the handler's check and this transaction.
+                StoreError::Duplicate(_) => ControlError::AlreadyExists(format!("among {keys}")),
+                other => ControlError::Store(other),
+            })
+        })
+    }
+}
+
+/// Replaces a task's spec (only while it is idle). `keep_password` reuses the stored one, as far
+/// as `domain::kept_password` allows.
+#[derive(Message)]
+#[rtype(result = "ControlResult<Task>")]
+pub struct UpdateTask {
+    pub id: TaskId,
+    pub spec: TaskSpec,
+    pub keep_password: bool,
+}
+
+impl Handler<UpdateTask> for Supervisor {
+    type Result = AtomicResponse<Self, ControlResult<Task>>;
+
+    fn handle(&mut self, msg: UpdateTask, _: &mut Context<Self>) -> Self::Result {
+        let UpdateTask { id, mut spec, keep_password } = msg;
+        let key = spec.cluster_key.clone();
+        let fut = self.call(move |s| {
+            let current = s.get_task(id)?;
+            if keep_password {
+                match crate::domain::kept_password(&current.spec.source, &spec.source) {
+                    Ok(password) => spec.source.password = password,
+                    Err(refused) => return Ok(Err(refused)),
+                }
+            }
+            let updated = s.update_task(id, &spec)?;
+            // A new start position means a new beginning: the old checkpoint no longer applies.
+            if current.spec.start != updated.spec.start {
+                s.reset_checkpoint(id)?;
+            }
+            Ok(Ok(updated))
+        });
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, _, _| match res {
+            Ok(Ok(task)) => Ok(task),
+            Ok(Err(refused)) => Err(ControlError::Invalid(vec![refused])),
+            Err(StoreError::Duplicate(_)) => Err(ControlError::AlreadyExists(key)),
+            Err(other) => Err(ControlError::from_store(other, Some(id), "update")),
+        })))
+    }
+}
+
+/// Deletes an idle task's metadata and moves its files aside (or removes them with `purge`).
+#[derive(Message)]
+#[rtype(result = "ControlResult<()>")]
+pub struct DeleteTask {
+    pub id: TaskId,
+    pub purge_files: bool,
+}
+
+impl Handler<DeleteTask> for Supervisor {
+    type Result = AtomicResponse<Self, ControlResult<()>>;
+
+    fn handle(&mut self, msg: DeleteTask, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.id;
+        let layout = self.layout();
+        let dir = layout.task_dir(id);
+        let log = self.log.clone();
+        let fut = self.call(move |s| {
+            s.delete_task(id)?;
+            crate::telemetry::metrics::metrics().forget_task(id);
+            // Files are the product: a delete keeps them unless asked, moved where nothing will
+            // mistake them for a live task's (ids are not reused, but MySQL 5.7 can reuse one).
+            if dir.exists() {
+                let res = if msg.purge_files {
+                    std::fs::remove_dir_all(&dir)
+                } else {
+                    std::fs::create_dir_all(layout.deleted_dir()).and_then(|_| {
+                        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S").to_string();
+                        std::fs::rename(&dir, layout.deleted_copy(id, &stamp))
+                    })
+                };
+                if let Err(e) = res {
+                    warn!(log, "task deleted but its files could not be moved"; "task_id" => id.0, "dir" => %dir.display(), "error" => %e);
+                }
+            }
+            Ok(())
+        });
+        AtomicResponse::new(Box::pin(
+            fut.into_actor(self).map(move |res, _, _| res.map_err(|e| ControlError::from_store(e, Some(id), "delete"))),
+        ))
+    }
+}
+
+/// Starts a STOPPED or FAILED task.
+#[derive(Message)]
+#[rtype(result = "ControlResult<Task>")]
+pub struct StartTask(pub TaskId);
+
+impl Handler<StartTask> for Supervisor {
+    type Result = AtomicResponse<Self, ControlResult<Task>>;
+
+    fn handle(&mut self, msg: StartTask, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.0;
+        let span = span("task.start", vec![KeyValue::new("task.id", id.0)]);
+        let shutting_down = self.shutting_down;
+        let fut = self.call(move |s| {
+            if shutting_down {
+                return Err(StoreError::ShuttingDown);
+            }
+            if s.get_task(id)?.spec.start.is_archive_only() {
+                return Ok(None);
+            }
+            s.transition(
+                id,
+                Transition::to(TaskState::Starting, Mover::Operator)
+                    .desired(DesiredState::Running)
+                    .last_error(LastError::Clear)
+                    .event(TaskEventType::TaskStarted, "start requested"),
+            )
+            .map(Some)
+        });
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
+            let _span = span;
+            if shutting_down {
+                return Err(ControlError::ShuttingDown);
+            }
+            let task = res
+                .map_err(|e| ControlError::from_store(e, Some(id), "start"))?
+                .ok_or(ControlError::ArchiveOnly(id))?;
+            if act.cluster_mode() {
+                // Whichever node has room takes its lease (this one is told to look now).
+                if let Some(c) = &act.coordinator {
+                    c.events.do_send(LocalEvent::PlaceNow);
+                }
+            } else {
+                act.spawn_task(task.clone(), None, ctx);
+            }
+            Ok(task)
+        })))
+    }
+}
+
+/// Replaces a task's relay users (only their password hashes are stored). Replies with the names.
+#[derive(Message)]
+#[rtype(result = "ControlResult<Vec<String>>")]
+pub struct SetRelayUsers {
+    pub id: TaskId,
+    pub users: Vec<(String, crate::relay::auth::UserHashes)>,
+}
+
+impl Handler<SetRelayUsers> for Supervisor {
+    type Result = ResponseFuture<ControlResult<Vec<String>>>;
+
+    fn handle(&mut self, msg: SetRelayUsers, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.id;
+        let log = self.log.clone();
+        let fut = self.call(move |s| {
+            s.set_relay_users(id, &msg.users)?;
+            s.relay_user_names(id)
+        });
+        Box::pin(async move {
+            let names = fut.await.map_err(|e| match e {
+                StoreError::Duplicate(_) => ControlError::Invalid(vec![crate::domain::FieldError {
+                    field: "users",
+                    message: "a relay user name is already granted another task (names are unique across tasks)".into(),
+                }]),
+                e => ControlError::from_store(e, Some(id), "set relay users"),
+            })?;
+            slog::info!(log, "relay users set"; "task_id" => id.0, "users" => names.join(","));
+            Ok(names)
+        })
+    }
+}
+
+/// Operator retry: makes up to `limit` failed uploads due now and wakes the task's uploader.
+#[derive(Message)]
+#[rtype(result = "ControlResult<usize>")]
+pub struct RetryUploads {
+    pub id: TaskId,
+    pub limit: i64,
+}
+
+impl Handler<RetryUploads> for Supervisor {
+    type Result = ResponseFuture<ControlResult<usize>>;
+
+    fn handle(&mut self, msg: RetryUploads, _: &mut Context<Self>) -> Self::Result {
+        let RetryUploads { id, limit } = msg;
+        let actor = self.tasks.get(&id).cloned();
+        let fut = self.call(move |s| {
+            s.get_task(id)?;
+            s.retry_uploads(id, limit)
+        });
+        Box::pin(async move {
+            let n = fut.await.map_err(|e| ControlError::from_store(e, Some(id), "update"))?;
+            if let Some(a) = actor {
+                a.do_send(WakeUploads);
+            }
+            Ok(n)
+        })
+    }
+}

@@ -1,0 +1,194 @@
+//! What a `TaskActor` does with its children's reports: the replication's (connected,
+//! streaming, ended: retry or fail by `retry::RetryState`) and the writer's (checkpointed, file
+//! sealed: record it, hash it, wake the uploader).
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use rand::Rng;
+use slog::{info, warn};
+
+use super::TaskActor;
+use crate::actors::file_writer::WriterEvent;
+use crate::actors::replication::ReplicationEvent;
+use crate::actors::upload::UploadNow;
+use crate::domain::{TaskError, TaskErrorCode, TaskEventType, TaskState};
+use crate::meta::LastError;
+use crate::retry::{Failure, RetryPolicy, SourcePos, Verdict};
+use crate::telemetry::metrics::metrics;
+
+impl Handler<ReplicationEvent> for TaskActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReplicationEvent, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        match msg {
+            ReplicationEvent::Connected { identity, version, tls, .. } => {
+                self.status.source_identity = Some(identity);
+                self.status.source_version = Some(version);
+                self.status.tls = tls;
+            }
+            ReplicationEvent::Streaming { from } => {
+                self.attempt = 0;
+                self.failures.streaming();
+                self.status.connected_since = Some(Utc::now());
+                self.status.streaming_from = Some(from.clone());
+                self.status.last_error = None;
+                let source = format!(
+                    "{} ({})",
+                    self.status.source_identity.as_deref().unwrap_or("?"),
+                    self.status.source_version.as_deref().unwrap_or("?")
+                );
+                info!(self.ctx.log, "streaming"; "from" => &from, "source" => &source);
+                self.record(
+                    TaskState::Running,
+                    LastError::Clear,
+                    Some((TaskEventType::TaskRunning, format!("streaming from {from} on {source}"))),
+                    ctx,
+                );
+            }
+            ReplicationEvent::Switchover { old, new } => {
+                metrics().source_switchovers.with_label_values(&[&self.label]).inc();
+                let msg = format!("source changed from {old} to {new}; following it by GTID");
+                let state = self.state;
+                self.record(state, LastError::Keep, Some((TaskEventType::SourceSwitchover, msg)), ctx);
+            }
+            ReplicationEvent::SemiSync { active, reason } => {
+                let was_unavailable = self.status.semi_sync.unavailable.is_some();
+                self.status.semi_sync.active = active;
+                self.status.semi_sync.unavailable = reason.clone();
+                // Said once per change, not at every reconnect.
+                if let (Some(reason), false) = (reason, was_unavailable) {
+                    let state = self.state;
+                    self.record(state, LastError::Keep, Some((TaskEventType::SemiSyncUnavailable, reason)), ctx);
+                }
+            }
+            ReplicationEvent::Progress(p) => self.apply_progress(p),
+            ReplicationEvent::Ended { error, code, retryable, crc_error, at } => {
+                self.replication = None;
+                self.base_events = self.status.events_written;
+                self.base_bytes = self.status.bytes_written;
+                self.base_acks = self.status.semi_sync.acks_sent;
+                self.status.semi_sync.active = false;
+                if crc_error {
+                    self.status.crc_errors += 1;
+                    metrics().crc_errors.with_label_values(&[&self.label]).inc();
+                }
+                let failure = Failure {
+                    code: code.unwrap_or(TaskErrorCode::InternalError),
+                    message: error.unwrap_or_else(|| "replication ended".into()),
+                    retryable,
+                    at,
+                    checkpoint: self
+                        .status
+                        .checkpoint
+                        .as_ref()
+                        .map(|c| SourcePos { file: c.file.to_string(), pos: c.pos }),
+                };
+                let policy = RetryPolicy::from_settings(&self.ctx.settings.retry);
+                match self.failures.failed(failure, Utc::now(), &policy) {
+                    Verdict::Retry(err) => self.retry_later(err, ctx),
+                    Verdict::Fail(err) => self.fail(err, ctx),
+                }
+            }
+        }
+    }
+}
+
+impl TaskActor {
+    /// RETRY_BACKOFF with `err` as the task's last error (stored, so every node's API shows
+    /// it), and a new attempt after the backoff.
+    fn retry_later(&mut self, err: TaskError, ctx: &mut Context<Self>) {
+        let delay = self.backoff();
+        self.status.reconnects += 1;
+        metrics().reconnects.with_label_values(&[&self.label, err.code.as_str()]).inc();
+        self.status.retry_in_ms = Some(delay.as_millis() as u64);
+        self.status.last_error = Some(err.clone());
+        warn!(self.ctx.log, "replication interrupted; retrying"; "error" => &err.message, "code" => %err.code,
+              "attempts" => err.attempts, "retry_in_ms" => delay.as_millis() as u64);
+        let event =
+            format!("{}: {}; attempt {}, retrying in {} ms", err.code, err.message, err.attempts, delay.as_millis());
+        self.record(TaskState::RetryBackoff, LastError::Set(err), Some((TaskEventType::TaskRetryBackoff, event)), ctx);
+        self.retry = Some(ctx.run_later(delay, |act, ctx| act.start_attempt(ctx)));
+    }
+
+    /// Capped exponential backoff with jitter: uniform in [d/2, d], d = initial * 2^attempt.
+    fn backoff(&mut self) -> Duration {
+        let r = &self.ctx.settings.replication;
+        let exp = r.retry_initial_ms.saturating_mul(1u64 << self.attempt.min(20));
+        let d = exp.min(r.retry_max_ms).max(1);
+        self.attempt = self.attempt.saturating_add(1);
+        Duration::from_millis(rand::rng().random_range(d / 2..=d))
+    }
+
+    pub(super) fn hash_next(&mut self, ctx: &mut Context<Self>) {
+        if self.hashing {
+            return;
+        }
+        let Some((identity, name, path)) = self.to_hash.pop_front() else { return };
+        self.hashing = true;
+        let store = self.ctx.store.clone();
+        let id = self.id();
+        let log = self.ctx.log.clone();
+        ctx.spawn(
+            async move {
+                let res = store
+                    .call(move |s| {
+                        let digest = sha256_file(&path).map_err(|e| crate::meta::StoreError::Io {
+                            what: format!("cannot read {}", path.display()),
+                            source: e,
+                        })?;
+                        s.set_file_sha256(id, &identity, &name, &digest)
+                    })
+                    .await;
+                if let Err(e) = res {
+                    warn!(log, "could not record a sealed file's sha256"; "error" => %e);
+                }
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| {
+                act.hashing = false;
+                // The file is in the upload queue once its sha256 is recorded.
+                if let Some(u) = &act.uploader {
+                    u.do_send(UploadNow);
+                }
+                act.hash_next(ctx);
+            }),
+        );
+    }
+}
+
+impl Handler<WriterEvent> for TaskActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WriterEvent, ctx: &mut Context<Self>) {
+        match msg {
+            WriterEvent::Checkpointed { checkpoint, fsync, .. } => {
+                self.status.checkpoint = Some(checkpoint);
+                self.status.checkpoint_at = Some(Utc::now());
+                self.status.last_fsync_us = Some(fsync.as_micros() as u64);
+            }
+            WriterEvent::FileCreated { .. } => {}
+            WriterEvent::FileSealed { identity, name, path, size } => {
+                let state = self.state;
+                self.record(
+                    state,
+                    LastError::Keep,
+                    Some((TaskEventType::TaskFileRotated, format!("{name} sealed ({size} bytes)"))),
+                    ctx,
+                );
+                self.to_hash.push_back((identity, name.to_string(), path));
+                self.hash_next(ctx);
+            }
+        }
+    }
+}
+
+/// The sha256 of a file, streamed (the digest the catalog records at sealing, and that serving
+/// and uploading check against).
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    crate::pitr::files::sha256_of(std::fs::File::open(path)?)
+}

@@ -1,0 +1,117 @@
+//! What a running task reports about itself: `RuntimeStatus` (the API's live view, `GetStatus`),
+//! kept up to date from the replication's progress, and the lag and checkpoint-age gauges.
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::TaskActor;
+use crate::actors::replication::Progress;
+use crate::domain::{TaskError, TaskState};
+use crate::meta::Checkpoint;
+use crate::telemetry::metrics::metrics;
+
+/// Live status only the actor knows.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RuntimeStatus {
+    pub state: Option<TaskState>,
+    pub source_identity: Option<String>,
+    pub source_version: Option<String>,
+    pub tls: bool,
+    pub connected_since: Option<DateTime<Utc>>,
+    pub streaming_from: Option<String>,
+    pub current_file: Option<String>,
+    pub current_pos: Option<u64>,
+    /// Source timestamp of the last event written.
+    pub last_event_time: Option<DateTime<Utc>>,
+    pub caught_up: bool,
+    /// Seconds the copy is behind the source (0 when a heartbeat says we hold everything).
+    pub lag_seconds: Option<f64>,
+    pub checkpoint: Option<Checkpoint>,
+    pub checkpoint_at: Option<DateTime<Utc>>,
+    pub events_written: u64,
+    pub bytes_written: u64,
+    pub last_fsync_us: Option<u64>,
+    pub reconnects: u64,
+    pub crc_errors: u64,
+    pub retry_in_ms: Option<u64>,
+    pub last_error: Option<TaskError>,
+    pub semi_sync: SemiSyncStatus,
+}
+
+/// Semi-sync as the running task has it (`requested` comes from the task's settings).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SemiSyncStatus {
+    /// The current connection is a semi-sync replica: the source waits for our acks.
+    pub active: bool,
+    /// Why semi-sync was asked for but not had (the source has it off or lacks it).
+    pub unavailable: Option<String>,
+    pub acks_sent: u64,
+    pub last_ack_pos: Option<String>,
+}
+
+#[derive(Message)]
+#[rtype(result = "RuntimeStatus")]
+pub struct GetStatus;
+
+impl TaskActor {
+    pub(super) fn apply_progress(&mut self, p: Progress) {
+        self.status.current_file = p.file;
+        self.status.current_pos = p.pos;
+        self.status.caught_up = p.caught_up;
+        let (events, bytes) = (self.base_events + p.events_written, self.base_bytes + p.bytes_written);
+        let m = metrics();
+        m.events.with_label_values(&[&self.label]).inc_by(events.saturating_sub(self.status.events_written));
+        m.bytes_written.with_label_values(&[&self.label]).inc_by(bytes.saturating_sub(self.status.bytes_written));
+        self.status.events_written = events;
+        self.status.bytes_written = bytes;
+        self.status.semi_sync.acks_sent = self.base_acks + p.acks_sent;
+        if p.last_ack_pos.is_some() {
+            self.status.semi_sync.last_ack_pos = p.last_ack_pos;
+        }
+        if p.last_event_ts > 0 {
+            self.status.last_event_time = DateTime::from_timestamp(i64::from(p.last_event_ts), 0);
+        }
+        self.refresh_gauges();
+    }
+
+    /// Lag and checkpoint age, from what the actor knows now (also on a 1 s tick: an idle
+    /// stream reports nothing but its lag still means something).
+    pub(super) fn refresh_gauges(&mut self) {
+        let now = Utc::now();
+        let streaming = matches!(self.state, TaskState::Running | TaskState::RetryBackoff);
+        self.status.lag_seconds = if self.status.caught_up {
+            Some(0.0)
+        } else {
+            self.status.last_event_time.map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+        };
+        let m = metrics();
+        if streaming {
+            if let Some(lag) = self.status.lag_seconds {
+                m.lag.with_label_values(&[&self.label]).set(lag);
+            }
+            // Caught up means nothing is waiting to be made durable: the checkpoint is current.
+            let age = match (self.status.caught_up, self.status.checkpoint_at) {
+                (true, _) => 0.0,
+                (false, Some(at)) => (now - at).num_milliseconds().max(0) as f64 / 1000.0,
+                (false, None) => 0.0,
+            };
+            m.checkpoint_age.with_label_values(&[&self.label]).set(age);
+        }
+    }
+}
+
+impl Handler<GetStatus> for TaskActor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        let mut s = self.status.clone();
+        s.state = Some(self.state);
+        if !s.caught_up
+            && let Some(t) = s.last_event_time
+        {
+            s.lag_seconds = Some((Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
+        }
+        MessageResult(s)
+    }
+}

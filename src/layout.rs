@@ -1,0 +1,125 @@
+//! `DataLayout`: every path under `data_dir`, spelled once.
+//!
+//! ```text
+//! {data_dir}/meta.db                        embedded SQLite metadata (when meta_dsn is empty)
+//! {data_dir}/secrets.key                    generated secrets key (meta::cipher)
+//! {data_dir}/node_id                        generated cluster node id (cluster::resolve_node_id)
+//! {data_dir}/{task}/                        a task's files
+//! {data_dir}/{task}/.lease                  cluster mode: the lease its files were written under
+//! {data_dir}/{task}/{source}/{file}         one binlog file (FileRecord::local_path)
+//! {data_dir}/.stale/{task}-{time}           copies a takeover set aside (kept, never read)
+//! {data_dir}/.deleted/{task}-{time}         a deleted task's files, unless purged
+//! {data_dir}/.import/{task}                 staging of `binlog-server import`
+//! ```
+//!
+//! It only computes paths: it never touches the file system.
+
+use std::path::{Path, PathBuf};
+
+use crate::domain::TaskId;
+
+/// The embedded SQLite file.
+pub const META_DB: &str = "meta.db";
+/// The file in `data_dir` that keeps a generated node id.
+pub const NODE_ID_FILE: &str = "node_id";
+/// The file in a task's directory naming the lease (`node epoch`) its files were written under.
+pub const LEASE_MARKER: &str = ".lease";
+/// Where a takeover sets aside the copies it does not trust.
+pub const STALE_DIR: &str = ".stale";
+/// Where a deleted task's files go (unless purged).
+pub const DELETED_DIR: &str = ".deleted";
+/// Where `binlog-server import` stages files.
+pub const IMPORT_DIR: &str = ".import";
+
+/// The paths under one `data_dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataLayout {
+    root: PathBuf,
+}
+
+impl DataLayout {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        DataLayout { root: data_dir.into() }
+    }
+
+    /// `data_dir` itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn meta_db(&self) -> PathBuf {
+        self.root.join(META_DB)
+    }
+
+    pub fn secrets_key(&self) -> PathBuf {
+        self.root.join(crate::meta::cipher::GENERATED_KEY_FILE)
+    }
+
+    pub fn node_id_file(&self) -> PathBuf {
+        self.root.join(NODE_ID_FILE)
+    }
+
+    /// A task's directory: `{data_dir}/{task}`.
+    pub fn task_dir(&self, id: TaskId) -> PathBuf {
+        self.root.join(id.0.to_string())
+    }
+
+    /// A task's lease marker: `{data_dir}/{task}/.lease`.
+    pub fn lease_marker(&self, id: TaskId) -> PathBuf {
+        self.task_dir(id).join(LEASE_MARKER)
+    }
+
+    /// One binlog file: `{data_dir}/{task}/{source_identity}/{file_name}`.
+    pub fn binlog_file(&self, id: TaskId, source_identity: &str, file_name: &str) -> PathBuf {
+        self.task_dir(id).join(source_identity).join(file_name)
+    }
+
+    pub fn stale_dir(&self) -> PathBuf {
+        self.root.join(STALE_DIR)
+    }
+
+    /// Where a task's untrusted copies go, stamped `stamp`: `{data_dir}/.stale/{task}-{stamp}`.
+    pub fn stale_copy(&self, id: TaskId, stamp: &str) -> PathBuf {
+        self.stale_dir().join(format!("{}-{stamp}", id.0))
+    }
+
+    pub fn deleted_dir(&self) -> PathBuf {
+        self.root.join(DELETED_DIR)
+    }
+
+    /// Where a deleted task's files go, stamped `stamp`: `{data_dir}/.deleted/{task}-{stamp}`.
+    pub fn deleted_copy(&self, id: TaskId, stamp: &str) -> PathBuf {
+        self.deleted_dir().join(format!("{}-{stamp}", id.0))
+    }
+
+    /// Import staging for a task: `{data_dir}/.import/{task}`.
+    pub fn import_staging(&self, id: TaskId) -> PathBuf {
+        self.root.join(IMPORT_DIR).join(id.0.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_is_under_data_dir_where_the_docs_say() {
+        let l = DataLayout::new("/srv/data");
+        let t = TaskId(7);
+        let table: &[(PathBuf, &str)] = &[
+            (l.meta_db(), "/srv/data/meta.db"),
+            (l.secrets_key(), "/srv/data/secrets.key"),
+            (l.node_id_file(), "/srv/data/node_id"),
+            (l.task_dir(t), "/srv/data/7"),
+            (l.lease_marker(t), "/srv/data/7/.lease"),
+            (l.binlog_file(t, "srv-1", "mysql-bin.000003"), "/srv/data/7/srv-1/mysql-bin.000003"),
+            (l.stale_copy(t, "20261204T120000"), "/srv/data/.stale/7-20261204T120000"),
+            (l.deleted_copy(t, "20261204T120000"), "/srv/data/.deleted/7-20261204T120000"),
+            (l.import_staging(t), "/srv/data/.import/7"),
+        ];
+        for (got, want) in table {
+            assert_eq!(got, Path::new(want));
+        }
+        assert_eq!(l.root(), Path::new("/srv/data"));
+    }
+}
