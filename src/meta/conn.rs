@@ -119,8 +119,6 @@ pub struct MetaConnManager {
 /// How a SQLite connection opens the database file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SqliteOpen {
-    /// Read-write, created when missing (SQLite's way to start a database).
-    Create,
     /// Read-write, never created: a running server's pool. A file deleted under it must not
     /// come back empty (`meta::guard` notices and stops the server).
     Existing,
@@ -137,7 +135,6 @@ impl ManageConnection for MetaConnManager {
         match &self.dsn {
             MetaDsn::Sqlite(path) => {
                 let url = match self.open {
-                    SqliteOpen::Create => path.to_string_lossy().into_owned(),
                     SqliteOpen::Existing => sqlite_uri(path, "rw"),
                     SqliteOpen::ReadOnly => sqlite_uri(path, "ro"),
                 };
@@ -204,20 +201,13 @@ fn sqlite_uri(path: &Path, mode: &str) -> String {
     uri
 }
 
-/// Like [`connect_once`], read-only (SQLite `mode=ro`): for `doctor`, which must change nothing.
+/// One read-only connection outside any pool (SQLite `mode=ro`), opened on this thread and
+/// closed when dropped: for `doctor`, which must change nothing (a pool's background threads
+/// could still hold a connection when a short command exits).
 /// SQLite may still create the `-shm` index beside a WAL it reads; the database and its WAL
 /// are left as they are.
 pub fn connect_read_only(dsn: &MetaDsn) -> Result<MetaConnection, StoreError> {
     MetaConnManager { dsn: dsn.clone(), tuning: ConnTuning::default(), open: SqliteOpen::ReadOnly }
-        .connect()
-        .map_err(|e| StoreError::Unavailable(format!("cannot connect to metadata database {dsn}: {e}")))
-}
-
-/// One connection outside any pool, opened on this thread and closed when dropped (a pool's
-/// background threads could still hold one when a short command exits, leaving SQLite's
-/// `-wal`/`-shm` files behind).
-pub fn connect_once(dsn: &MetaDsn) -> Result<MetaConnection, StoreError> {
-    MetaConnManager { dsn: dsn.clone(), tuning: ConnTuning::default(), open: SqliteOpen::Create }
         .connect()
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to metadata database {dsn}: {e}")))
 }
