@@ -1,7 +1,8 @@
 //! Semi-synchronous replication against a real MariaDB primary (`rpl_semi_sync_master_enabled`,
 //! `wait_point=AFTER_SYNC`, a long timeout): binlog-server is a semi-sync client the source waits
 //! for, its acks follow the fsync (a commit cannot return before it), the copy stays
-//! byte-identical, and a source without semi-sync is streamed asynchronously with a warning.
+//! byte-identical, a source without semi-sync is streamed asynchronously with a warning, and an
+//! acknowledged commit survives binlog-server and the source dying together (RPO 0).
 
 use std::time::{Duration, Instant};
 
@@ -10,8 +11,9 @@ use serde_json::Value;
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::poll_until;
 use crate::common::replication::{
-    LoadGenerator, WAIT, api_checkpoint, assert_copy_matches_source, create_task, fast_server_opts, flush_and_catch_up,
-    from_first_file, local_dir, meta_files, source_json, start_task, task_events, wait_running,
+    IN_USE_FLAG_OFFSET, LoadGenerator, WAIT, api_checkpoint, assert_copy_matches_source, create_task, fast_server_opts,
+    files, first_difference, flush_and_catch_up, from_first_file, local_dir, meta_files, source_json, start_task,
+    task_events, wait_running,
 };
 use crate::common::server::{Server, ServerOpts};
 
@@ -272,8 +274,23 @@ fn an_acknowledged_commit_survives_killing_the_server_and_the_source_together() 
         srv.diagnostics()
     );
     assert!(recovered_past > 0, "the checkpoint never had to be recovered: the test shows nothing");
-    // And the copy goes on, byte for byte, from the recovered checkpoints.
+    eprintln!("{recovered_past} of {ROUNDS} restarts reported a checkpoint past the one stored before the kill");
+    // And the copy goes on, byte for byte, from the recovered checkpoints. (A file the source
+    // was killed in keeps the in-use flag of its format description set on the source's disk;
+    // copies built from the stream have it cleared.)
     wait_semi_sync_client(&srv, &db, id);
     flush_and_catch_up(&srv, &db, id);
-    assert_copy_matches_source(&srv, &db, id);
+    let sealed: Vec<String> = files(&srv, id)
+        .into_iter()
+        .filter(|f| f["state"] == "SEALED")
+        .map(|f| f["name"].as_str().expect("name").to_string())
+        .collect();
+    assert_eq!(sealed, db.binlog_files().into_iter().map(|(n, _)| n).take(sealed.len()).collect::<Vec<_>>());
+    assert!(sealed.len() > ROUNDS, "every source restart adds a file: {sealed:?}");
+    for name in &sealed {
+        let ours = std::fs::read(dir.join(name)).expect("our copy");
+        let mut theirs = std::fs::read(db.binlog_dir().join(name)).expect("the source's file");
+        theirs[IN_USE_FLAG_OFFSET] &= !1;
+        assert!(ours == theirs, "{name}: differs from the source's file at {:?}", first_difference(&ours, &theirs));
+    }
 }
