@@ -104,7 +104,7 @@ pub async fn require(
     };
     let Some(right) = a.attempt(&req) else {
         let resp = a.unauthorized();
-        return Ok(req.into_response(resp));
+        return Ok(crate::api::body::answer_unread(req, resp));
     };
     let now = Instant::now();
     let limited = failures.zip(req.peer_addr().map(|p| p.ip()));
@@ -112,14 +112,14 @@ pub async fn require(
         && let Err(wait) = l.admit(*ip, now)
     {
         let resp = too_many(wait, "too many failed authentication attempts from this address");
-        return Ok(req.into_response(resp));
+        return Ok(crate::api::body::answer_unread(req, resp));
     }
     if !right {
         if let Some((l, ip)) = &limited {
             l.record_failure(*ip, now);
         }
         let resp = a.unauthorized();
-        return Ok(req.into_response(resp));
+        return Ok(crate::api::body::answer_unread(req, resp));
     }
     next.call(req).await.map(ServiceResponse::map_into_boxed_body)
 }

@@ -5,6 +5,8 @@
 //! connection is closed; handlers then read the buffered copy.
 //!
 //! Runs after authentication: an unauthenticated client is answered before its body is read.
+//! Every middleware that answers before this one does so through [`answer_unread`], so that the
+//! unread body is never taken for the client's next request on the same connection.
 
 use std::time::Duration;
 
@@ -12,7 +14,8 @@ use actix_web::HttpMessage as _;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
-use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_LENGTH, HeaderMap, TRANSFER_ENCODING};
+use actix_web::http::{ConnectionType, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpResponse, ResponseError};
@@ -30,6 +33,25 @@ pub struct BodyLimits {
 enum Refused {
     TooLarge,
     Broken(PayloadError),
+}
+
+/// Whether a request's headers announce a body: chunked, or a length other than 0.
+pub fn declares_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(TRANSFER_ENCODING)
+        || headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|l| l.trim() != "0")
+}
+
+/// An answer given before the request's body was read (a refusal by a middleware). When the
+/// request announced a body, its unread bytes may still be on their way, and the server would
+/// take them for the next request on the connection; so the connection closes after this answer
+/// and the answer says so (`Connection: close`), which tells a client not to send another request
+/// on it. Without that, a keep-alive client's next request on the connection found it closed
+/// ("peer disconnected"), depending on whether the body had arrived before the answer.
+pub fn answer_unread(req: ServiceRequest, mut resp: HttpResponse) -> ServiceResponse<BoxBody> {
+    if declares_body(req.headers()) {
+        resp.head_mut().set_connection_type(ConnectionType::Close);
+    }
+    req.into_response(resp)
 }
 
 /// Middleware: buffers the whole body within the limits, or answers itself.
@@ -72,6 +94,6 @@ pub async fn read_whole(
     };
     // The rest of the body is never read: the connection cannot carry another request.
     let mut resp: HttpResponse = refusal.error_response();
-    resp.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+    resp.head_mut().set_connection_type(ConnectionType::Close);
     Ok(req.into_response(resp))
 }

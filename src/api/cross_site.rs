@@ -20,7 +20,7 @@ use std::sync::Arc;
 use actix_web::ResponseError;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, TRANSFER_ENCODING};
+use actix_web::http::header::{CONTENT_TYPE, HOST, ORIGIN};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 
@@ -172,7 +172,7 @@ pub async fn guard(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let h = req.headers();
     let text = |name| h.get(name).and_then(|v: &actix_web::http::header::HeaderValue| v.to_str().ok());
-    let has_body = h.contains_key(TRANSFER_ENCODING) || text(CONTENT_LENGTH).is_some_and(|l| l.trim() != "0");
+    let has_body = crate::api::body::declares_body(h);
     let facts = Facts {
         method: req.method(),
         path: req.path(),
@@ -186,7 +186,7 @@ pub async fn guard(
         Ok(()) => next.call(req).await.map(ServiceResponse::map_into_boxed_body),
         Err(refusal) => {
             let resp = refusal.error(&facts).error_response();
-            Ok(req.into_response(resp))
+            Ok(crate::api::body::answer_unread(req, resp))
         }
     }
 }

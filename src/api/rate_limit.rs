@@ -131,7 +131,7 @@ pub async fn limit(
     if let (Some(l), Some(peer)) = (limiter, req.peer_addr())
         && let Err(wait) = l.check(peer.ip(), Instant::now())
     {
-        return Ok(req.into_response(too_many(wait, "too many requests from this address")));
+        return Ok(crate::api::body::answer_unread(req, too_many(wait, "too many requests from this address")));
     }
     next.call(req).await.map(ServiceResponse::map_into_boxed_body)
 }

@@ -521,6 +521,64 @@ fn a_slow_request_body_is_cut_off() {
     assert_eq!(srv.get("/api/tasks").1["total"], 0, "nothing was created");
 }
 
+/// A middleware that refuses a request before its body is read (cross-site rule, credentials)
+/// leaves the body's bytes unread, and the server closes the connection after its answer. The
+/// answer must say so (`Connection: close`): a keep-alive client that sent its next request on
+/// that connection found it closed (seen as "peer disconnected" on a POST after a 401, in CI,
+/// whenever the answer overtook the body). The body is never sent here, so the case is certain.
+#[test]
+fn a_refusal_before_the_body_is_read_says_the_connection_closes() {
+    let srv = Server::start(
+        ServerOpts::default()
+            .env("BINLOG_SERVER_API_AUTH_ENABLED", "true")
+            .env("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", TOKEN),
+    );
+    let cases = [
+        ("a cross-site form post", "Content-Type: text/plain\r\n", 415),
+        ("no credential", "Content-Type: application/json\r\nX-Requested-With: XMLHttpRequest\r\n", 401),
+        (
+            "a wrong credential",
+            "Content-Type: application/json\r\nX-Requested-With: XMLHttpRequest\r\nAuthorization: Bearer wrong-token-000000000000\r\n",
+            401,
+        ),
+    ];
+    for (what, headers, status) in cases {
+        let mut conn = TcpStream::connect(("127.0.0.1", srv.port())).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+        let head = format!(
+            "POST /api/tasks HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{headers}Content-Length: 1000\r\n\r\n",
+            srv.port()
+        );
+        conn.write_all(head.as_bytes()).expect("write the head");
+        // Read to the end: the server answers, then closes (a read of 0), without the body.
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        let closed = loop {
+            match conn.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(_) => break false,
+            }
+        };
+        let r = crate::common::server::parse_http_response(&answer)
+            .unwrap_or_else(|| panic!("{what}: no answer within {:?}", started.elapsed()));
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        assert_eq!(
+            r.header("connection"),
+            Some("close"),
+            "{what}: the answer must say the connection closes: {:?}",
+            r.headers
+        );
+        assert!(closed, "{what}: the server closed the connection after the answer");
+    }
+    // A request with the right credential and its whole body still works on a kept-alive
+    // connection (the header is only for answers that leave a body unread).
+    let r = srv.request("GET", "/api/tasks", &[("Authorization", &format!("Bearer {TOKEN}"))], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_ne!(r.header("connection"), Some("close"), "{:?}", r.headers);
+}
+
 // --- 8 and 10. Downloads: no server path in errors, no hard links -----------------------------
 
 #[test]
