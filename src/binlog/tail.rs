@@ -211,7 +211,7 @@ mod tests {
                 for cut in from as usize..=data.len() {
                     let got = scan_at(data, file, *flavor, from, None, cut, &[]);
                     let want =
-                        bounds.iter().filter(|(e, b)| *b && *e > from && *e <= cut as u64).map(|(e, _)| *e).last();
+                        bounds.iter().filter(|(e, b)| *b && *e > from && *e <= cut as u64).map(|(e, _)| *e).next_back();
                     assert_eq!(got.len, want.unwrap_or(from), "{file}: from {from}, cut at {cut}: {got:?}");
                     assert_eq!(got.pos, got.len, "a file fetched from 4: positions are offsets");
                     let at_event_end = cut as u64 == from || bounds.iter().any(|(e, _)| *e == cut as u64);
