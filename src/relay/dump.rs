@@ -56,6 +56,9 @@ async fn refuse(io: &mut Io, log: &Logger, why: &str) -> Result<(), SourceError>
     io.write_packet(&proto::err(ER_MASTER_FATAL_ERROR_READING_BINLOG, "HY000", why)).await
 }
 
+/// How long a GTID dump waits for a new file's GTID start to be catalogued.
+const GTID_START_WAIT: Duration = Duration::from_secs(5);
+
 /// Runs a dump until the client leaves, a non-blocking dump reaches the end, or an error.
 pub async fn run(
     ctx: &RelayContext,
@@ -79,9 +82,33 @@ pub async fn run(
         },
         _ => None,
     };
-    let planned = match &gtid_state {
-        Some(st) => plan::plan_mariadb_gtid(&archive.files, archive.durable.as_ref(), st, session.gtid_strict()),
-        None => plan::plan_position(&archive.files, archive.durable.as_ref(), &req.file, req.pos),
+    // A file's GTID start is catalogued with the first checkpoint written in it, which follows
+    // the fsync the relay wakes on: a GTID replica asking just then (typically right after the
+    // task followed a source switchover) waits for the catalogue, a few checkpoints at most,
+    // rather than being refused for good. A refusal while some file's start is unknown (the
+    // replica ahead of the archive, say) comes after that wait.
+    let catalogued_by = Instant::now() + GTID_START_WAIT;
+    let planned = loop {
+        let planned = match &gtid_state {
+            Some(st) => plan::plan_mariadb_gtid(&archive.files, archive.durable.as_ref(), st, session.gtid_strict()),
+            None => plan::plan_position(&archive.files, archive.durable.as_ref(), &req.file, req.pos),
+        };
+        // Refused once the wait is over: never an endless round of reconnects.
+        if planned.is_ok()
+            || gtid_state.is_none()
+            || !plan::gtid_start_pending(&archive.files)
+            || Instant::now() >= catalogued_by
+        {
+            break planned;
+        }
+        tokio::select! {
+            _ = rx.changed() => {}
+            _ = tokio::time::sleep_until(catalogued_by) => {}
+        }
+        archive = match load_archive(ctx, task).await {
+            Ok(a) => a,
+            Err(e) => return refuse(io, log, &format!("binlog-server relay: metadata store unavailable ({e})")).await,
+        };
     };
     let start = match planned {
         Ok(p) => p,
@@ -115,6 +142,12 @@ pub async fn run(
             io.write_framed(&out).await?;
             refuse(io, log, &why).await
         }
+        Err(DumpFailure::Reconnect(why)) => {
+            let out = std::mem::take(&mut d.out);
+            io.write_framed(&out).await?;
+            info!(log, "relay dump ended, the replica is to reconnect"; "reason" => why);
+            Ok(())
+        }
         Err(DumpFailure::Io(e)) => Err(e),
     }
 }
@@ -122,6 +155,12 @@ pub async fn run(
 enum DumpFailure {
     /// Sent to the replica as 1236.
     Refused(String),
+    /// The dump cannot go on from here, but the replica can ask again: the connection is closed
+    /// without an error packet, as a source going away closes it. A replica's I/O thread takes a
+    /// closed connection as a network error and reconnects (MASTER_CONNECT_RETRY); 1236 would
+    /// stop it for good. Used when the task followed a source switchover: a GTID replica then
+    /// resumes in the new source's files, a replica by file and position is refused by name.
+    Reconnect(String),
     /// The client went away (or the socket failed): nothing to send.
     Io(SourceError),
 }
@@ -327,6 +366,13 @@ impl Dumper<'_> {
             .iter()
             .position(|f| f.file_name == current.file_name && f.source_identity == current.source_identity)
         else {
+            let switched = fresh.durable.as_ref().is_some_and(|cp| cp.source_identity != current.source_identity);
+            if switched {
+                return Err(DumpFailure::Reconnect(format!(
+                    "the task now follows another source; {} of {} is no longer served",
+                    current.file_name, current.source_identity
+                )));
+            }
             warn!(self.log, "relay dump: the file being served left the catalog"; "file" => %current.file_name);
             return Err(DumpFailure::Refused(format!(
                 "binlog file {} is no longer served (the task's source changed, or the file was removed)",

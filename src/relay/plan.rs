@@ -152,18 +152,20 @@ pub fn plan_mariadb_gtid(
         .enumerate()
         .rev()
         .find(|(i, s)| {
-            // From the file's start, and only a file with durable bytes (a file just created may
-            // not even hold its FDE yet).
-            files[*i].start_pos <= 4
-                && readable_len(&files[*i], durable).is_some_and(|len| len > 4)
+            // Only a file with durable events (a file just created may not even hold its FDE
+            // yet; one joined mid-way holds its header first).
+            let f = &files[*i];
+            readable_len(f, durable).is_some_and(|len| len > f.local_offset(f.start_pos.max(4)))
                 && s.as_ref().is_some_and(|s| state.includes(s))
         })
         .map(|(i, _)| i)
         .ok_or_else(|| {
             DumpRefused(format!(
                 "Could not find GTID state requested by slave in any binlog files. Probably the slave state is too old \
-                 and required binlog files have been purged. binlog-server does not hold GTID state '{state}' ({})",
-                held(files)
+                 and required binlog files have been purged. binlog-server does not hold GTID state '{state}' ({}; \
+                 the earliest begins at GTID state '{}')",
+                held(files),
+                files.first().and_then(|f| f.summary.gtid_start.as_deref()).unwrap_or("unknown")
             ))
         })?;
     if let Some(f) = files[index..].iter().find(|f| f.upload.local_deleted_at.is_some()) {
@@ -173,11 +175,26 @@ pub fn plan_mariadb_gtid(
         )));
     }
     let start = starts[index].clone().unwrap_or_default();
+    // A file the task joined mid-way (a GTID start, or a source switchover it followed) holds the
+    // source's header, then events from `start_pos`; what lies before was skipped by the source
+    // because the task had it, and its `gtid_start` says which. A replica whose state includes
+    // that has it too: it starts at the first event after the header.
+    let (pos, offset) = {
+        let f = &files[index];
+        let pos = f.start_pos.max(4);
+        (pos, f.local_offset(pos))
+    };
     // Domains whose GTID is exactly where the file begins need no skipping.
     let pending = state.iter().filter(|g| !start.covers(&MariadbGtid { seq: g.seq + 1, ..**g })).copied();
     let pending: BTreeMap<u32, MariadbGtid> =
         pending.filter(|g| start.get(g.domain).is_none_or(|s| s.seq < g.seq)).map(|g| (g.domain, g)).collect();
-    Ok(StartPlan { file: index, pos: 4, offset: 4, skip: GtidSkip { pending, strict, skipping: false } })
+    Ok(StartPlan { file: index, pos, offset, skip: GtidSkip { pending, strict, skipping: false } })
+}
+
+/// Whether a file's GTID start is not known yet (its first checkpoint is not catalogued): a
+/// GTID dump refused now might be served a moment later.
+pub fn gtid_start_pending(files: &[FileRecord]) -> bool {
+    files.iter().any(|f| f.summary.gtid_start.is_none())
 }
 
 /// Which event groups a GTID dump leaves out: per domain, everything up to and including the
@@ -334,6 +351,25 @@ mod tests {
         let late = files[1..].to_vec();
         let e = plan_mariadb_gtid(&late, Some(&durable), &st("0-1-5"), false).unwrap_err();
         assert!(e.0.contains("Could not find GTID state") && e.0.contains("0-1-5"), "{e}");
+        // A file joined mid-way (the task followed a switchover to bin.000007 of another source,
+        // by GTID at 0-1-25): a replica at 0-1-25 or past it starts after the file's header, at
+        // the source position the copy begins; one before it cannot be served from there.
+        let mut joined = file("bin.000007", FileState::Open, 900, Some("0-1-25"));
+        (joined.start_pos, joined.header_len) = (5000, 300);
+        let after = cp("bin.000007", 5600, "0-2-30");
+        let p = plan_mariadb_gtid(std::slice::from_ref(&joined), Some(&after), &st("0-1-25"), true).unwrap();
+        assert_eq!((p.file, p.pos, p.offset), (0, 5000, 300));
+        let p = plan_mariadb_gtid(std::slice::from_ref(&joined), Some(&after), &st("0-2-27"), true).unwrap();
+        assert_eq!((p.file, p.pos, p.offset), (0, 5000, 300), "skips up to 0-2-27 from there");
+        let e = plan_mariadb_gtid(std::slice::from_ref(&joined), Some(&after), &st("0-1-24"), true).unwrap_err();
+        assert!(e.0.contains("Could not find GTID state"), "{e}");
+        assert!(!gtid_start_pending(std::slice::from_ref(&joined)));
+        let mut fresh = joined.clone();
+        fresh.summary.gtid_start = None;
+        assert!(gtid_start_pending(&[joined.clone(), fresh]), "a file whose first checkpoint is not catalogued");
+        // Nothing durable after its header yet: not a place to start.
+        let header_only = cp("bin.000007", 5000, "0-1-25");
+        assert!(plan_mariadb_gtid(std::slice::from_ref(&joined), Some(&header_only), &st("0-1-25"), true).is_err());
     }
 
     #[test]

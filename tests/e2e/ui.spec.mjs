@@ -4,10 +4,12 @@
 //
 //   UI_BASE_URL      http://127.0.0.1:PORT of binlog-server
 //   UI_OUT_DIR       where screenshots go
-//   UI_SCENARIO      lifecycle (default) | auth | switchover | stuck | import | semisync
+//   UI_SCENARIO      lifecycle (default) | auth | switchover | stuck | import | relay | semisync
 //   UI_SOURCE_HOST, UI_SOURCE_PORT, UI_SOURCE_USER, UI_SOURCE_PASSWORD, UI_START_FILE  (lifecycle)
 //   UI_TOKEN         the bearer token (auth)
-//   UI_TASK_ID       a task that followed a GTID switchover (switchover)
+//   UI_TASK_ID       a task that followed a GTID switchover (switchover), a task read through
+//                    the relay (relay)
+//   UI_RELAY_USER, UI_RELAY_FILE  the relay client's user and the file it started from (relay)
 //   UI_STUCK_TASK, UI_FAILED_TASK  names of a stuck and a FAILED task the test set up (stuck)
 //   CHROMIUM         the browser binary (default /usr/bin/chromium)
 //
@@ -341,6 +343,29 @@ async function switchover(browser) {
   await context.close();
 }
 
+async function relayClients(browser) {
+  const id = env('UI_TASK_ID');
+  const user = env('UI_RELAY_USER');
+  const file = env('UI_RELAY_FILE');
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const problems = [];
+  watch(page, problems);
+  await page.goto(`${BASE}/ui/#/tasks/${id}`);
+  const section = page.locator('section[aria-labelledby="d-relay"]');
+  await eventually('a row in the relay clients table', async () => (await section.locator('table tbody tr').count()) === 1);
+  check(await section.getByRole('heading', { name: 'Relay clients' }).isVisible(), 'the task page has a relay clients section');
+  const cells = await section.locator('table tbody tr td').allTextContents();
+  check(cells.includes(user), `the relay client is listed with its user: ${JSON.stringify(cells)}`);
+  check(cells.some((c) => /^127\.0\.0\.1:\d+$/.test(c)), 'and its address');
+  check(cells.includes('position'), 'and its mode (a dump by file and position)');
+  check(cells.some((c) => c.startsWith(`${file.replace(/\d+$/, '')}`) && /:\d+$/.test(c)), 'and where it is (file:position)');
+  await section.scrollIntoViewIfNeeded();
+  await shot(page, 'r1-detail-relay-clients');
+  check(problems.length === 0, `no script error or blocked asset: ${JSON.stringify(problems)}`);
+  await context.close();
+}
+
 async function stuck(browser) {
   const stuckName = env('UI_STUCK_TASK');
   const failedName = env('UI_FAILED_TASK');
@@ -488,6 +513,7 @@ try {
   else if (SCENARIO === 'switchover') await switchover(browser);
   else if (SCENARIO === 'stuck') await stuck(browser);
   else if (SCENARIO === 'import') await importYaml(browser);
+  else if (SCENARIO === 'relay') await relayClients(browser);
   else if (SCENARIO === 'semisync') await semiSync(browser);
   else throw new Error(`unknown UI_SCENARIO ${SCENARIO}`);
 } catch (e) {

@@ -5,7 +5,8 @@
 //! appearing, stops, edits and deletes it; the auth scenario checks the token prompt; the
 //! switchover scenario shows a task that followed a failover, its recovery window continuous
 //! through the switchover; the stuck scenario checks that a task retrying for too long is first
-//! on the dashboard and marked. Screenshots
+//! on the dashboard and marked; the relay scenario lists a `mariadb-binlog` reading the task
+//! through the relay on the task's page. Screenshots
 //! of every view go to `$CARGO_TARGET_TMPDIR/ui-e2e/<scenario>/` (the path is printed). Without
 //! chromium, node or `tests/e2e/node_modules` the tests say so and pass without running:
 //! `scripts/setup-deps.sh test` installs all three, so `make test` and CI run them.
@@ -19,10 +20,10 @@ use serde_json::json;
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
 use crate::common::replication::{
     WAIT, create_task, fail_over, fast_server_opts, from_first_file, primary_replica_proxy, source_json,
-    start_gtid_task_via, start_task, task, wait_caught_up, wait_failed, wait_following, wait_running,
+    start_copy_task, start_gtid_task_via, start_task, task, wait_caught_up, wait_failed, wait_following, wait_running,
 };
 use crate::common::server::Server;
-use crate::common::{find_binary, output_with_deadline, poll_until};
+use crate::common::{find_binary, free_port, output_with_deadline, poll_until, require_binary, temp_dir};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The lifecycle scenario takes ~20 s on an idle machine; two busy cores can triple that.
@@ -279,4 +280,57 @@ fn ui_shows_a_followed_failover_as_a_point_of_the_recovery_window() {
     let (stdout, dir) = run_spec(&srv, "switchover", &[("UI_TASK_ID", id.to_string())]);
     assert_screenshots(&stdout, &dir, &["w1-detail-switchover"]);
     assert!(stdout.contains("ok - the switchover is one point on the timeline"), "{stdout}");
+}
+
+#[test]
+fn ui_lists_the_clients_reading_a_task_through_the_relay() {
+    if skip() {
+        return;
+    }
+    const USER: &str = "ui-relay-reader";
+    const PASSWORD: &str = "ui-Relay-pw-7";
+    let source = MariaDb::start(MariaDbOpts::default());
+    let relay_port = free_port();
+    let srv =
+        Server::start(fast_server_opts().env("BINLOG_SERVER_RELAY_LISTEN_ADDR", format!("127.0.0.1:{relay_port}")));
+    let id = start_copy_task(&srv, &source, "ui-relay");
+    let (status, body) =
+        srv.put(&format!("/api/tasks/{id}/relay"), &json!({"users": [{"name": USER, "password": PASSWORD}]}));
+    assert_eq!(status, 200, "PUT relay users: {body}");
+    source.sql("CREATE TABLE relayed (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)");
+    source.sql("INSERT INTO relayed (v) SELECT REPEAT('r', 300) FROM seq_1_to_50");
+    wait_caught_up(&srv, &source, id);
+    let first = source.binlog_files()[0].0.clone();
+    // A real client, following the task live: it stays connected until killed.
+    let out = temp_dir("ui-relay-tail-");
+    let mut tail = Command::new(require_binary("mariadb-binlog"))
+        .args(["--no-defaults", "--read-from-remote-server", "--raw", "--stop-never", "--host=127.0.0.1"])
+        .arg(format!("--port={relay_port}"))
+        .arg(format!("--user={USER}"))
+        .env("MYSQL_PWD", PASSWORD)
+        .arg(format!("--result-file={}/", out.path().display()))
+        .arg(&first)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn mariadb-binlog --stop-never");
+    let listed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        poll_until(WAIT, "the API to list the mariadb-binlog client", || {
+            let (status, page) = srv.get(&format!("/api/tasks/{id}/replicas"));
+            (status == 200 && page["items"].as_array().is_some_and(|a| a.len() == 1 && a[0]["file"].is_string()))
+                .then_some(())
+        });
+        let (stdout, dir) = run_spec(
+            &srv,
+            "relay",
+            &[("UI_TASK_ID", id.to_string()), ("UI_RELAY_USER", USER.to_string()), ("UI_RELAY_FILE", first.clone())],
+        );
+        assert_screenshots(&stdout, &dir, &["r1-detail-relay-clients"]);
+        assert!(stdout.contains("ok - the relay client is listed with its user"), "{stdout}");
+    }));
+    let _ = tail.kill();
+    let _ = tail.wait();
+    if let Err(panic) = listed {
+        std::panic::resume_unwind(panic);
+    }
 }

@@ -1,6 +1,6 @@
 // Task detail: state and last error, checkpoint, lag over time, the recovery window (source
-// switchovers as points, breaks as holes), files, event timeline, and the start / stop / delete
-// actions (each confirmed first).
+// switchovers as points, breaks as holes), the clients reading the task through the relay, files,
+// event timeline, and the start / stop / delete actions (each confirmed first).
 import { ApiError, del, get, post } from '../api.js';
 import { lagChart } from '../chart.js';
 import { confirmAction } from '../dialogs.js';
@@ -41,6 +41,7 @@ export function mount(el, params, ctx) {
   let windowAt = 0;
   let win = null;
   const files = h('div');
+  const relayClients = h('div');
   const events = h('div');
   const definition = h('div');
 
@@ -56,6 +57,7 @@ export function mount(el, params, ctx) {
       section('Definition', 'd-def', definition)),
     section('Lag over time', 'd-lag', chart, chartNote),
     section('Recovery window', 'd-window', recovery),
+    section('Relay clients', 'd-relay', relayClients),
     section('Files', 'd-files', files),
     section('Events', 'd-events', events),
   );
@@ -68,11 +70,12 @@ export function mount(el, params, ctx) {
       if (e instanceof ApiError && e.status === 404) { if (isCurrent()) gone(); return; }
       throw e;
     }
-    const [repl, cp, fl, ev] = await Promise.all([
+    const [repl, cp, fl, ev, rc] = await Promise.all([
       get(`/api/tasks/${id}/replication`).catch(() => null),
       get(`/api/tasks/${id}/checkpoint`).catch(() => null),
       get(`/api/tasks/${id}/files`),
       get(`/api/tasks/${id}/events?limit=${EVENTS_SHOWN}`),
+      get(`/api/tasks/${id}/replicas`).catch(() => null),
     ]);
     const fileKey = JSON.stringify(fl.items.map((f) => [f.source_identity, f.name, f.state]));
     if (fileKey !== windowKey || Date.now() - windowAt > WINDOW_EVERY_MS) {
@@ -82,7 +85,7 @@ export function mount(el, params, ctx) {
     }
     if (!isCurrent()) return;
     task = t;
-    render(t, repl, cp, fl.items, ev.items);
+    render(t, repl, cp, fl.items, ev.items, rc ? rc.items : null);
   }
 
   function renderWindow() {
@@ -106,7 +109,7 @@ export function mount(el, params, ctx) {
     ];
   }
 
-  function render(t, repl, cp, fileItems, eventItems) {
+  function render(t, repl, cp, fileItems, eventItems, clientItems) {
     ctx.setTitle(t.name);
     if (title.textContent !== t.name) title.textContent = t.name;
     replaceIfChanged(badge, t.state, () => stateBadge(t.state));
@@ -125,7 +128,8 @@ export function mount(el, params, ctx) {
       : null));
 
     const r = repl || {};
-    replaceIfChanged(status, JSON.stringify([t.state, t.desired_state, r.lag_seconds?.toFixed(1), r.caught_up, r.connected_since, r.streaming_from, r.events_written, r.bytes_written, r.reconnects, r.crc_errors, r.tls, r.source_version, r.last_event_time]), () => dl([
+    const ss = r.semi_sync;
+    replaceIfChanged(status, JSON.stringify([t.state, t.desired_state, r.lag_seconds?.toFixed(1), r.caught_up, r.connected_since, r.streaming_from, r.events_written, r.bytes_written, r.reconnects, r.crc_errors, r.tls, r.source_version, r.last_event_time, ss]), () => dl([
       ['State', stateBadge(t.state)],
       ['Asked for', t.desired_state],
       ['Source', `${t.source.host}:${t.source.port} (${t.source.flavor}${r.source_version ? ` ${r.source_version}` : ''})`],
@@ -137,6 +141,7 @@ export function mount(el, params, ctx) {
       ['Written', r.events_written != null ? `${number(r.events_written)} events, ${bytes(r.bytes_written)}` : null],
       ['Reconnects', r.reconnects != null ? number(r.reconnects) : null],
       ['CRC errors', r.crc_errors != null ? number(r.crc_errors) : null],
+      ['Semi-sync', ss && ss.requested ? semiSync(ss) : null],
     ]));
 
     replaceIfChanged(checkpoint, JSON.stringify(cp), () => (cp && cp.file
@@ -196,6 +201,23 @@ export function mount(el, params, ctx) {
         f.sealed_at ? timeEl(f.sealed_at) : '—',
       ].filter((c) => c !== null)), { class: 'data' }),
       newest.length > FILES_SHOWN ? h('p', { class: 'muted' }, `${newest.length - FILES_SHOWN} older files not shown (GET /api/tasks/${id}/files has them all).`) : null]));
+
+    // Bytes sent and positions move with every event: the table is rebuilt only when they do.
+    replaceIfChanged(relayClients, JSON.stringify(clientItems), () => (clientItems === null
+      ? h('p', { class: 'muted' }, 'The relay clients are not available right now.')
+      : (clientItems.length === 0
+        ? h('p', { class: 'muted' }, 'No client reads this task through the relay (docs/guide/relay.md).')
+        : table(`Clients reading ${t.name} through the relay`, [
+          { label: 'Server id', cls: 'num' }, 'Address', 'User', 'Mode', 'Position', { label: 'Sent', cls: 'num' }, 'Connected since',
+        ], clientItems.map((c) => [
+          c.server_id != null ? String(c.server_id) : '—',
+          h('code', null, c.address),
+          c.user,
+          c.mode,
+          c.file ? h('code', null, `${c.file}:${c.pos}`) : '—',
+          h('span', { title: `${number(c.bytes_sent)} bytes` }, bytes(c.bytes_sent)),
+          timeEl(c.connected_since),
+        ]), { class: 'data' }))));
 
     replaceIfChanged(events, JSON.stringify(eventItems.map((e) => e.id)), () => (eventItems.length === 0
       ? h('p', { class: 'muted' }, 'No event yet.')
@@ -266,6 +288,12 @@ export function mount(el, params, ctx) {
 
 function section(title, id, ...content) {
   return h('section', { class: 'panel', 'aria-labelledby': id }, h('h2', { id }, title), content);
+}
+
+// What /replication says of semi-sync: acknowledging, or asked for and why not.
+function semiSync(ss) {
+  if (ss.active) return `active, ${number(ss.acks_sent)} acks${ss.last_ack_pos ? `, last at ${ss.last_ack_pos}` : ''}`;
+  return `asked for, not active${ss.unavailable_reason ? `: ${ss.unavailable_reason}` : ''}`;
 }
 
 function eventTone(type) {
