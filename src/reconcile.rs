@@ -4,12 +4,17 @@
 //! whether missing files may be fetched again) and returns a [`Plan`] that `FileWriterActor`
 //! carries out, or a [`Refusal`] when the facts show that data was lost.
 //!
+//! After a crash the stored checkpoint may lag what was fsynced (and, for a semi-sync task,
+//! acknowledged to the source): [`tail_to_scan`] names the tail to read back, `binlog::tail`
+//! reads it, and [`plan`] keeps its complete transactions (see [`Plan::recovered`]).
+//!
 //! Pure: no disk, no database, no clock. Every refusal is decided before anything is changed,
 //! so a refused plan leaves the folder as it found it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::binlog::name::BinlogFileName;
+use crate::binlog::tail::Tail;
 use crate::meta::{Checkpoint, FileRecord, FileState};
 
 /// What reconciliation starts from.
@@ -24,6 +29,12 @@ pub struct Facts<'a> {
     /// Cluster mode: what this node lacks and the bucket does not hold is fetched again from
     /// the source (a takeover), instead of being refused as lost.
     pub refetch: bool,
+    /// The checkpoint was just read from the store after a start (not kept in memory through a
+    /// reconnect, not reloaded after an fsync failure): complete transactions past it may have
+    /// been fsynced, and acknowledged, before the crash.
+    pub recovering: bool,
+    /// What the tail [`tail_to_scan`] named holds (`binlog::tail::scan`).
+    pub tail: Option<&'a Tail>,
 }
 
 /// What to do, in this order: remove, forget, set aside, then either fetch again from
@@ -47,6 +58,22 @@ pub struct Plan {
     pub refetch_from: Option<RefetchFrom>,
     /// The files held complete here: the stream skips whatever the source sends of them.
     pub sealed: BTreeSet<BinlogFileName>,
+    /// Crash recovery: the checkpoint rebuilt from the tail past the stored one (complete,
+    /// verified transactions that were fsynced and may have been acknowledged). `open` and
+    /// `truncate_to` already follow it; it is persisted once the cut file is fsynced, before
+    /// anything else happens.
+    pub recovered: Option<Checkpoint>,
+}
+
+/// The tail [`plan`] wants read back before it decides (see [`tail_to_scan`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailScan {
+    pub name: BinlogFileName,
+    /// The whole file: created after the checkpoint's file was sealed there.
+    pub whole_file: bool,
+    /// Our file's offset where the tail begins, and the source position there.
+    pub offset: u64,
+    pub pos: u64,
 }
 
 /// Why a file is deleted.
@@ -105,8 +132,84 @@ pub enum Refusal {
 /// - whatever the catalog does not know goes;
 /// - in cluster mode, from the first catalogued file this node does not hold in full and the
 ///   bucket does not hold either, the files are fetched again (see [`first_missing`]).
+///
+/// Crash recovery (`recovering`, with the `tail` [`tail_to_scan`] named): the complete
+/// transactions of that tail are kept, the checkpoint's file is cut back only after them (or the
+/// file created after the checkpoint's file was sealed is kept up to them), and
+/// [`Plan::recovered`] is the checkpoint there. A takeover that fetches files again is unchanged:
+/// it never adopts a tail.
 pub fn plan(facts: Facts<'_>) -> Result<Plan, Refusal> {
-    let Facts { rows, checkpoint, on_disk, refetch } = facts;
+    let mut plan = plan_at_checkpoint(facts)?;
+    if let (Some(tail), Some(scan), Some(cp)) = (facts.tail, tail_to_scan(facts), facts.checkpoint) {
+        adopt_tail(&mut plan, &facts, cp, &scan, tail);
+    }
+    Ok(plan)
+}
+
+/// Crash recovery: the tail past the stored checkpoint to read back before [`plan`] decides,
+/// when there may be complete transactions in it:
+/// - the checkpoint's file is open and longer than the checkpoint: from the checkpoint;
+/// - the checkpoint's file was sealed exactly there and one open file follows it in the catalog
+///   (a rotate after the last persisted checkpoint), fetched from position 4 and holding more
+///   than its magic: that whole file.
+///
+/// None outside recovery, and none when a takeover fetches files again.
+pub fn tail_to_scan(facts: Facts<'_>) -> Option<TailScan> {
+    if !facts.recovering {
+        return None;
+    }
+    let cp = facts.checkpoint?;
+    let base = plan_at_checkpoint(Facts { tail: None, ..facts }).ok()?;
+    if base.refetch_from.is_some() {
+        return None;
+    }
+    match &base.open {
+        Some(r) if base.truncate_to.is_some() => {
+            Some(TailScan { name: r.name.clone(), whole_file: false, offset: r.len, pos: cp.pos })
+        }
+        Some(_) => None,
+        None => {
+            let i = facts.rows.iter().position(|r| r.file_name == cp.file)?;
+            let next = match &facts.rows[i + 1..] {
+                [next] => next,
+                _ => return None,
+            };
+            let len = facts.on_disk.get(next.file_name.as_str()).copied().unwrap_or(0);
+            (next.state == FileState::Open && next.start_pos <= 4 && next.header_len == 4 && len > 4)
+                .then(|| TailScan { name: next.file_name.clone(), whole_file: true, offset: 4, pos: 4 })
+        }
+    }
+}
+
+/// Keeps the complete transactions `tail` found past the checkpoint (see [`plan`]).
+fn adopt_tail(plan: &mut Plan, facts: &Facts<'_>, cp: &Checkpoint, scan: &TailScan, tail: &Tail) {
+    if tail.name != scan.name || tail.pos <= scan.pos || tail.len <= scan.offset {
+        return;
+    }
+    let Some(&have) = facts.on_disk.get(tail.name.as_str()) else { return };
+    if tail.len > have {
+        return;
+    }
+    let Some(rec) = facts.rows.iter().find(|r| r.file_name == tail.name) else { return };
+    if scan.whole_file {
+        let name = tail.name.as_str();
+        plan.forget.retain(|n| n != name);
+        plan.remove.retain(|(n, _)| n != name);
+    }
+    plan.truncate_to = (have > tail.len).then_some(tail.len);
+    plan.open =
+        Some(Resume { name: tail.name.clone(), start_pos: rec.start_pos, header_len: rec.header_len, len: tail.len });
+    plan.recovered = Some(Checkpoint {
+        source_identity: cp.source_identity.clone(),
+        file: tail.name.clone(),
+        pos: tail.pos,
+        gtid_set: tail.gtid.clone(),
+    });
+}
+
+/// The plan as far as the stored checkpoint goes (see [`plan`]).
+fn plan_at_checkpoint(facts: Facts<'_>) -> Result<Plan, Refusal> {
+    let Facts { rows, checkpoint, on_disk, refetch, .. } = facts;
     let mut plan = Plan::default();
     let keep: Vec<&FileRecord> = match checkpoint {
         None => {
@@ -288,7 +391,7 @@ mod tests {
         on_disk: &[(u32, u64)],
         refetch: bool,
     ) -> Result<Plan, Refusal> {
-        plan(Facts { rows, checkpoint, on_disk: &disk(on_disk), refetch })
+        plan(Facts { rows, checkpoint, on_disk: &disk(on_disk), refetch, recovering: false, tail: None })
     }
 
     /// Every row of the decision table. The integration tests that reach each row:
@@ -492,6 +595,206 @@ mod tests {
         for row in rows {
             let got = run(&row.rows, row.cp.as_ref(), &row.disk, row.refetch);
             assert_eq!(got, row.want, "{}", row.what);
+        }
+    }
+
+    fn tail(n: u32, len: u64, gtid: Option<&str>) -> Tail {
+        Tail { name: name(n), len, pos: len, gtid: gtid.map(String::from), boundaries: 1, stopped: None }
+    }
+
+    fn scan(n: u32, whole_file: bool, from: u64) -> Option<TailScan> {
+        Some(TailScan { name: name(n), whole_file, offset: from, pos: from })
+    }
+
+    fn recovered(n: u32, pos: u64, gtid: Option<&str>) -> Option<Checkpoint> {
+        Some(Checkpoint { gtid_set: gtid.map(String::from), ..cp(n, pos) })
+    }
+
+    /// Crash recovery: which tail is read back (`scan`), and the plan once it is (`tail`, what
+    /// `binlog::tail::scan` found there). The integration tests that reach these rows:
+    /// semi_sync (kill -9 of the server and the source right after a commit returns, 20 rounds),
+    /// replication_crash (a torn tail past the checkpoint is still cut back).
+    #[test]
+    fn the_recovery_plan_for_every_row_of_the_table() {
+        struct Row {
+            what: &'static str,
+            rows: Vec<FileRecord>,
+            cp: Checkpoint,
+            disk: Vec<(u32, u64)>,
+            refetch: bool,
+            recovering: bool,
+            scan: Option<TailScan>,
+            tail: Option<Tail>,
+            want: Plan,
+        }
+        let rows = vec![
+            Row {
+                what: "complete transactions past the checkpoint are kept, the torn rest is cut",
+                rows: vec![sealed(1, 100), open(2, 300)],
+                cp: cp(2, 300),
+                disk: vec![(1, 100), (2, 520)],
+                refetch: false,
+                recovering: true,
+                scan: scan(2, false, 300),
+                tail: Some(tail(2, 480, Some("0-1-9"))),
+                want: Plan {
+                    open: resume(2, 480),
+                    truncate_to: Some(480),
+                    sealed: set(&[1]),
+                    recovered: recovered(2, 480, Some("0-1-9")),
+                    ..Plan::default()
+                },
+            },
+            Row {
+                what: "the tail ends exactly at a transaction: nothing is cut",
+                rows: vec![open(1, 300)],
+                cp: cp(1, 300),
+                disk: vec![(1, 480)],
+                refetch: false,
+                recovering: true,
+                scan: scan(1, false, 300),
+                tail: Some(tail(1, 480, None)),
+                want: Plan { open: resume(1, 480), recovered: recovered(1, 480, None), ..Plan::default() },
+            },
+            Row {
+                what: "no complete transaction past the checkpoint: cut back to it, as before",
+                rows: vec![open(1, 300)],
+                cp: cp(1, 300),
+                disk: vec![(1, 350)],
+                refetch: false,
+                recovering: true,
+                scan: scan(1, false, 300),
+                tail: Some(tail(1, 300, None)),
+                want: Plan { open: resume(1, 300), truncate_to: Some(300), ..Plan::default() },
+            },
+            Row {
+                what: "a rotate after the last persisted checkpoint: the new file is kept up to its last transaction",
+                rows: vec![sealed(1, 100), sealed(2, 200), open(3, 4)],
+                cp: cp(2, 200),
+                disk: vec![(1, 100), (2, 200), (3, 700), (9, 4)],
+                refetch: false,
+                recovering: true,
+                scan: scan(3, true, 4),
+                tail: Some(tail(3, 650, Some("0-1-20"))),
+                want: Plan {
+                    remove: vec![(name(9).to_string(), Removal::Unknown)],
+                    open: resume(3, 650),
+                    truncate_to: Some(650),
+                    sealed: set(&[1, 2]),
+                    recovered: recovered(3, 650, Some("0-1-20")),
+                    ..Plan::default()
+                },
+            },
+            Row {
+                what: "a rotate, but the new file holds nothing complete: it and its row go, as before",
+                rows: vec![sealed(1, 200), open(2, 4)],
+                cp: cp(1, 200),
+                disk: vec![(1, 200), (2, 60)],
+                refetch: false,
+                recovering: true,
+                scan: scan(2, true, 4),
+                tail: Some(tail(2, 4, None)),
+                want: Plan {
+                    remove: vec![(name(2).to_string(), Removal::BeyondCheckpoint)],
+                    forget: names(&[2]),
+                    sealed: set(&[1]),
+                    ..Plan::default()
+                },
+            },
+            Row {
+                what: "a new file holding only its magic is not read back",
+                rows: vec![sealed(1, 200), open(2, 4)],
+                cp: cp(1, 200),
+                disk: vec![(1, 200), (2, 4)],
+                refetch: false,
+                recovering: true,
+                scan: None,
+                tail: None,
+                want: Plan {
+                    remove: vec![(name(2).to_string(), Removal::BeyondCheckpoint)],
+                    forget: names(&[2]),
+                    sealed: set(&[1]),
+                    ..Plan::default()
+                },
+            },
+            Row {
+                what: "not recovering (a reconnect: the writer knows its durable checkpoint): cut back",
+                rows: vec![open(1, 300)],
+                cp: cp(1, 300),
+                disk: vec![(1, 480)],
+                refetch: false,
+                recovering: false,
+                scan: None,
+                tail: Some(tail(1, 480, None)),
+                want: Plan { open: resume(1, 300), truncate_to: Some(300), ..Plan::default() },
+            },
+            Row {
+                what: "a tail of another file than the one asked for is ignored",
+                rows: vec![open(1, 300)],
+                cp: cp(1, 300),
+                disk: vec![(1, 480)],
+                refetch: false,
+                recovering: true,
+                scan: scan(1, false, 300),
+                tail: Some(tail(2, 480, None)),
+                want: Plan { open: resume(1, 300), truncate_to: Some(300), ..Plan::default() },
+            },
+            Row {
+                what: "a tail longer than the file (a stale scan) is ignored",
+                rows: vec![open(1, 300)],
+                cp: cp(1, 300),
+                disk: vec![(1, 400)],
+                refetch: false,
+                recovering: true,
+                scan: scan(1, false, 300),
+                tail: Some(tail(1, 480, None)),
+                want: Plan { open: resume(1, 300), truncate_to: Some(300), ..Plan::default() },
+            },
+            Row {
+                what: "cluster, the node holds everything: its own tail is kept as standalone",
+                rows: vec![sealed(1, 100), open(2, 300)],
+                cp: cp(2, 300),
+                disk: vec![(1, 100), (2, 400)],
+                refetch: true,
+                recovering: true,
+                scan: scan(2, false, 300),
+                tail: Some(tail(2, 400, None)),
+                want: Plan {
+                    open: resume(2, 400),
+                    sealed: set(&[1]),
+                    recovered: recovered(2, 400, None),
+                    ..Plan::default()
+                },
+            },
+            Row {
+                what: "takeover that fetches files again: no tail is read or adopted, copies set aside",
+                rows: vec![sealed(1, 100), open(2, 300)],
+                cp: cp(2, 300),
+                disk: vec![(2, 400)],
+                refetch: true,
+                recovering: true,
+                scan: None,
+                tail: Some(tail(2, 400, None)),
+                want: Plan {
+                    set_aside: names(&[2]),
+                    refetch_from: Some(RefetchFrom { name: name(1), start_pos: 4, gtid_start: None }),
+                    ..Plan::default()
+                },
+            },
+        ];
+        for row in rows {
+            let on_disk = disk(&row.disk);
+            let facts = Facts {
+                rows: &row.rows,
+                checkpoint: Some(&row.cp),
+                on_disk: &on_disk,
+                refetch: row.refetch,
+                recovering: row.recovering,
+                tail: None,
+            };
+            assert_eq!(tail_to_scan(facts), row.scan, "scan: {}", row.what);
+            let got = plan(Facts { tail: row.tail.as_ref(), ..facts });
+            assert_eq!(got, Ok(row.want), "{}", row.what);
         }
     }
 

@@ -9,7 +9,11 @@
 #   scale      1,000 tasks configured, 100 streaming: RSS, CPU, API latency (needs wrk)
 #   bigevents  peak memory under a stream of 256 MiB events
 #   upload     upload throughput to an S3 test server (needs moto_server)
+#   semisync   commit latency on the source: async, semi-sync through binlog-server, semi-sync
+#              with a second mariadbd as the reference
 #
+# BENCH_SERVER_BIN (and, for lag and semisync, BENCH_LOAD_BIN) set to existing binaries skip the
+# builds (a release binary built elsewhere).
 # Each builds the release binary (lag also its load generator, benches/lag_load.rs), then hands
 # over to scripts/bench/SCENARIO.py. The environment variables each scenario reads are listed at
 # the top of scripts/bench/SCENARIO.sh (kept as a shorthand for `run.sh SCENARIO`). Every process
@@ -18,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 usage() {
-  echo "usage: scripts/bench/run.sh catchup|lag|scale|bigevents|upload [ARGS...]" >&2
+  echo "usage: scripts/bench/run.sh catchup|lag|scale|bigevents|upload|semisync [ARGS...]" >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
@@ -26,18 +30,21 @@ scenario=$1
 shift
 case "$scenario" in
   catchup | bigevents) ;;
-  lag) ;;
+  lag | semisync) ;;
   scale) command -v wrk >/dev/null || { echo "run.sh scale: wrk not found (Debian: apt-get install -y wrk)" >&2; exit 1; } ;;
   upload) command -v moto_server >/dev/null || { echo "run.sh upload: moto_server not found; run scripts/setup-deps.sh test" >&2; exit 1; } ;;
   *) echo "run.sh: unknown scenario '$scenario'" >&2; usage ;;
 esac
 
-echo "== building the release binary: cargo build --release --bin binlog-server"
-cargo build --release --quiet --bin binlog-server
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-export BENCH_SERVER_BIN="$target_dir/release/binlog-server"
+if [ -z "${BENCH_SERVER_BIN:-}" ]; then
+  echo "== building the release binary: cargo build --release --bin binlog-server"
+  cargo build --release --quiet --bin binlog-server
+  target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+  export BENCH_SERVER_BIN="$target_dir/release/binlog-server"
+fi
+echo "== binlog-server: $BENCH_SERVER_BIN"
 
-if [ "$scenario" = lag ]; then
+if [ "$scenario" = lag ] || [ "$scenario" = semisync ] && [ -z "${BENCH_LOAD_BIN:-}" ]; then
   echo "== building the load generator: cargo bench --bench lag_load --no-run"
   BENCH_LOAD_BIN=$(cargo bench --quiet --bench lag_load --no-run --message-format=json \
     | python3 -c 'import json, sys

@@ -7,7 +7,10 @@
 //! - a sealed file never changes again, and is SEALED in the catalog in the same transaction that
 //!   moves the checkpoint past it;
 //! - an fsync error is never retried: the writer refuses every later write until it is prepared
-//!   again from the last persisted checkpoint (reconciliation).
+//!   again from the last persisted checkpoint (reconciliation);
+//! - after a crash, what was fsynced past the persisted checkpoint (and may have been acked to a
+//!   semi-sync source) is kept as far as it holds complete, verified transactions, fsynced again
+//!   and checkpointed before anything else happens (`Recover`, `reconcile::plan`).
 //!
 //! Layout: `{data_dir}/{task_id}/{source_identity}/{file}`. A source identity gets its own
 //! folder because after a GTID switchover the new server's file names can repeat the old ones.
@@ -22,9 +25,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use slog::{Logger, debug, info, warn};
 
+use crate::binlog::Flavor;
 use crate::binlog::event::{FileEvents, MAGIC, is_header_event};
+use crate::binlog::gtid::StartGtid;
 use crate::binlog::name::BinlogFileName;
-use crate::binlog::stream::{LocalFiles, OpenFile, WriteOp};
+use crate::binlog::stream::{GtidTracker, LocalFiles, OpenFile, WriteOp};
 use crate::binlog::summary::{self, SummaryBuilder};
 use crate::domain::{TaskErrorCode, TaskId};
 use crate::meta::{Checkpoint, FileRecord, FileState, Store, StoreError};
@@ -108,6 +113,17 @@ pub struct Prepare {
     pub identity: SourceIdentity,
     /// Whether the task resumes by GTID (a new source identity is then a switchover to follow).
     pub gtid_mode: bool,
+    /// The source's flavor (how the checkpoint's GTID state reads), for crash recovery.
+    pub flavor: Flavor,
+}
+
+/// Crash recovery, before the source is even reached: on the first message after a start, keep
+/// the complete transactions fsynced past the stored checkpoint and persist the checkpoint rebuilt
+/// from them (see `reconcile::tail_to_scan`). Later ones answer at once. Answers the checkpoint.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Checkpoint>, WriterError>")]
+pub struct Recover {
+    pub flavor: Flavor,
 }
 
 #[derive(Debug, Clone)]
@@ -366,12 +382,7 @@ impl FileWriterActor {
             // checkpoint again (the partial file is fetched anew).
             self.durable = Some(floor.clone());
         }
-        if !self.loaded || self.fsync.poisoned {
-            self.durable = self.store.get_checkpoint(self.task_id)?.map(|(c, _)| c);
-            self.persisted = self.durable.clone();
-            self.loaded = true;
-            self.fsync.poisoned = false;
-        }
+        self.load(msg.flavor)?;
         let checkpoint = self.durable.clone();
         let mut switched_from = None;
         if let Some(cp) = &checkpoint
@@ -407,7 +418,14 @@ impl FileWriterActor {
         let rows: Vec<FileRecord> =
             self.store.list_files(self.task_id)?.into_iter().filter(|r| r.source_identity == identity).collect();
         let on_disk = files_in(dir)?;
-        let facts = Facts { rows: &rows, checkpoint: cp, on_disk: &on_disk, refetch: self.lease.is_some() };
+        let facts = Facts {
+            rows: &rows,
+            checkpoint: cp,
+            on_disk: &on_disk,
+            refetch: self.lease.is_some(),
+            recovering: false,
+            tail: None,
+        };
         let plan = reconcile::plan(facts)?;
 
         for (name, why) in &plan.remove {
@@ -490,6 +508,111 @@ impl FileWriterActor {
         }
         self.fsync.dir(dir)?;
         Ok(local)
+    }
+
+    /// Reads the stored checkpoint on the first use after a start, or again after an fsync
+    /// failure, and, after a start only, recovers the tail past it ([`Self::recover_tail`]). After
+    /// an fsync failure nothing past the stored checkpoint is trusted: the kernel may have dropped
+    /// pages that still read back from its cache.
+    fn load(&mut self, flavor: Flavor) -> Result<(), WriterError> {
+        if self.loaded && !self.fsync.poisoned {
+            return Ok(());
+        }
+        let after_fsync_failure = self.fsync.poisoned;
+        self.durable = self.store.get_checkpoint(self.task_id)?.map(|(c, _)| c);
+        self.persisted = self.durable.clone();
+        self.loaded = true;
+        self.fsync.poisoned = false;
+        if !after_fsync_failure && self.floor.is_none() {
+            self.recover_tail(flavor)?;
+        }
+        Ok(())
+    }
+
+    /// Crash recovery: keeps the complete, verified transactions past the stored checkpoint in
+    /// its source's folder (the checkpoint's open file, or the file a rotate created after it),
+    /// cuts only the incomplete rest, fsyncs the file and persists the checkpoint rebuilt from the
+    /// tail. The rest of the folder is left to `Prepare`'s reconciliation, which then starts from
+    /// this checkpoint. `reconcile::plan` decides; this carries it out.
+    fn recover_tail(&mut self, flavor: Flavor) -> Result<(), WriterError> {
+        let Some(cp) = self.durable.clone() else { return Ok(()) };
+        let dir = Self::identity_dir(&self.task_dir, &cp.source_identity);
+        if !dir.is_dir() {
+            return Ok(());
+        }
+        let rows: Vec<FileRecord> = self
+            .store
+            .list_files(self.task_id)?
+            .into_iter()
+            .filter(|r| r.source_identity == cp.source_identity)
+            .collect();
+        let on_disk = files_in(&dir)?;
+        let facts = Facts {
+            rows: &rows,
+            checkpoint: Some(&cp),
+            on_disk: &on_disk,
+            refetch: self.lease.is_some(),
+            recovering: true,
+            tail: None,
+        };
+        let Some(scan) = reconcile::tail_to_scan(facts) else { return Ok(()) };
+        let gtid = match cp.gtid_set.as_deref().map(|g| StartGtid::parse(flavor, g)).transpose() {
+            Ok(g) => g,
+            Err(e) => {
+                warn!(self.log, "the checkpoint's GTID state does not read; the tail past it is not recovered";
+                    "error" => %e, "gtid" => cp.gtid_set.as_deref().unwrap_or(""));
+                return Ok(());
+            }
+        };
+        let path = dir.join(scan.name.as_str());
+        let (fde, bytes) = read_tail(&path, scan.offset).map_err(|e| WriterError::io("read", &path, e))?;
+        let tail = crate::binlog::tail::scan(
+            &fde,
+            &bytes,
+            crate::binlog::tail::TailStart {
+                name: scan.name.clone(),
+                whole_file: scan.whole_file,
+                offset: scan.offset,
+                pos: scan.pos,
+                gtid: GtidTracker::new(flavor, gtid.as_ref()),
+            },
+        );
+        let plan = reconcile::plan(Facts { tail: Some(&tail), ..facts })?;
+        let (Some(recovered), Some(resume)) = (plan.recovered, plan.open) else {
+            debug!(self.log, "nothing complete past the checkpoint";
+                "file" => %scan.name, "from" => scan.offset, "stopped" => tail.stopped.as_deref().unwrap_or(""));
+            return Ok(());
+        };
+        self.check_lease()?;
+        let mut f =
+            OpenOptions::new().read(true).write(true).open(&path).map_err(|e| WriterError::io("open", &path, e))?;
+        let had = on_disk.get(scan.name.as_str()).copied();
+        if let Some(len) = plan.truncate_to {
+            f.set_len(len).map_err(|e| WriterError::io("truncate", &path, e))?;
+        }
+        // The kept bytes were fsynced before the crash, or not: either way they are now, before
+        // the checkpoint that covers them is stored.
+        self.fsync.file(&f, &path, Scope::All)?;
+        let mut rec =
+            rows.iter().find(|r| r.file_name == resume.name).expect("the plan resumes a catalogued file").clone();
+        if rec.summary.gtid_start.is_none() && resume.name != cp.file {
+            // A file created after the checkpoint's: it begins where that one ended.
+            rec.summary.gtid_start = cp.gtid_set.clone();
+        }
+        let summary = self
+            .resume_summary(&mut f, &rec, recovered.pos, resume.len)
+            .map_err(|e| WriterError::io("read", &path, e))?;
+        self.store.save_checkpoint_in_open_file(self.task_id, &recovered, resume.len, summary.summary())?;
+        warn!(self.log, "recovered transactions fsynced past the stored checkpoint";
+            "file" => %recovered.file, "from_file" => %cp.file, "from_pos" => cp.pos, "to_pos" => recovered.pos,
+            "transactions" => tail.boundaries, "cut_from" => had, "cut_to" => plan.truncate_to,
+            "gtid" => recovered.gtid_set.as_deref().unwrap_or(""), "stopped" => tail.stopped.as_deref().unwrap_or(""));
+        self.durable = Some(recovered.clone());
+        self.persisted = Some(recovered.clone());
+        self.last_persist = Instant::now();
+        let _ =
+            self.report.try_send(WriterEvent::Checkpointed { checkpoint: recovered, fsync: Duration::ZERO, bytes: 0 });
+        Ok(())
     }
 
     /// Where a takeover sets aside the copies it fetches again: `{data_dir}/.stale/{task}-{time}`.
@@ -589,7 +712,10 @@ impl FileWriterActor {
             && o.dirty
         {
             synced = true;
-            self.fsync.file(&o.file, &o.path, Scope::Data)?;
+            if let Err(e) = self.fsync.file(&o.file, &o.path, Scope::Data) {
+                cut_unsynced(o, self.durable.as_ref(), &self.log);
+                return Err(e);
+            }
             o.dirty = false;
         }
         let fsync = started.elapsed();
@@ -612,7 +738,10 @@ impl FileWriterActor {
             }
             self.durable = Some(cp.clone());
             self.publish_durable();
-            if self.last_persist.elapsed() >= self.checkpoint_interval {
+            // The first checkpoint on a source is stored at once: recovery reads the tail past the
+            // stored checkpoint, and without one it has no file to start from.
+            let first_here = self.persisted.as_ref().is_none_or(|p| p.source_identity != cp.source_identity);
+            if first_here || self.last_persist.elapsed() >= self.checkpoint_interval {
                 self.persist()?;
             }
             let _ = self.report.try_send(WriterEvent::Checkpointed { checkpoint: cp, fsync, bytes });
@@ -696,7 +825,10 @@ impl FileWriterActor {
             vec![KeyValue::new("task.id", self.task_id.0), KeyValue::new("binlog.end_pos", end_pos as i64)],
         );
         let mut o = self.open.take().ok_or_else(|| WriterError::Invariant("seal without an open file".into()))?;
-        self.fsync.file(&o.file, &o.path, Scope::Data)?;
+        if let Err(e) = self.fsync.file(&o.file, &o.path, Scope::Data) {
+            cut_unsynced(&o, self.durable.as_ref(), &self.log);
+            return Err(e);
+        }
         o.dirty = false;
         o.summary.commit(end_pos, gtid.as_deref());
         let cp = Checkpoint { source_identity: identity.clone(), file: o.name.clone(), pos: end_pos, gtid_set: gtid };
@@ -774,6 +906,22 @@ impl FileWriterActor {
     }
 }
 
+/// After a failed fsync of the open file: cuts it back to the last durable checkpoint (to nothing
+/// when that is in an earlier file), so that crash recovery at the next start never reads back
+/// bytes the kernel may have failed to write while they still sit in its cache. Best effort: the
+/// task fails anyway, and a failed cut is logged.
+fn cut_unsynced(o: &OpenLocal, durable: Option<&Checkpoint>, log: &Logger) {
+    let keep = match durable {
+        Some(cp) if cp.file == o.name => o.local_offset(cp.pos),
+        _ => 0,
+    };
+    match o.file.set_len(keep) {
+        Ok(()) => warn!(log, "cut the file back to the last durable checkpoint after a failed fsync";
+            "file" => %o.name, "to" => keep),
+        Err(e) => warn!(log, "could not cut the file back after a failed fsync"; "file" => %o.name, "error" => %e),
+    }
+}
+
 /// The regular files in `dir` and their sizes.
 fn files_in(dir: &Path) -> Result<BTreeMap<String, u64>, WriterError> {
     let mut files = BTreeMap::new();
@@ -785,6 +933,24 @@ fn files_in(dir: &Path) -> Result<BTreeMap<String, u64>, WriterError> {
         }
     }
     Ok(files)
+}
+
+/// The first event of the file at `path` (its format description) and its bytes from `offset`
+/// to the end.
+fn read_tail(path: &Path, offset: u64) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut f = File::open(path)?;
+    let mut head = [0u8; 4 + crate::binlog::event::HEADER_LEN];
+    f.read_exact(&mut head)?;
+    let size = u32::from_le_bytes([head[13], head[14], head[15], head[16]]) as usize;
+    let mut fde = head[4..].to_vec();
+    if size > fde.len() && size <= 1 << 20 {
+        fde.resize(size, 0);
+        f.read_exact(&mut fde[crate::binlog::event::HEADER_LEN..])?;
+    }
+    f.seek(SeekFrom::Start(offset))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail)?;
+    Ok((fde, tail))
 }
 
 /// Whether a file holds anything but header events (FDE, previous GTIDs, GTID list, binlog
@@ -810,6 +976,15 @@ impl Handler<Prepare> for FileWriterActor {
 
     fn handle(&mut self, msg: Prepare, _: &mut SyncContext<Self>) -> Self::Result {
         self.prepare(msg)
+    }
+}
+
+impl Handler<Recover> for FileWriterActor {
+    type Result = Result<Option<Checkpoint>, WriterError>;
+
+    fn handle(&mut self, msg: Recover, _: &mut SyncContext<Self>) -> Self::Result {
+        self.load(msg.flavor)?;
+        Ok(self.durable.clone())
     }
 }
 
@@ -860,7 +1035,10 @@ impl Handler<CloseFiles> for FileWriterActor {
             && o.dirty
         {
             self.fsync.check()?;
-            self.fsync.file(&o.file, &o.path, Scope::Data)?;
+            if let Err(e) = self.fsync.file(&o.file, &o.path, Scope::Data) {
+                cut_unsynced(o, self.durable.as_ref(), &self.log);
+                return Err(e);
+            }
             o.dirty = false;
         }
         if !self.fsync.poisoned {
@@ -933,7 +1111,11 @@ mod tests {
             let report = Probe.start().recipient();
             let mut writer = FileWriterActor::new(task.id, &data_dir, store, log, report, Duration::from_secs(1));
             let err = writer
-                .prepare(Prepare { identity: SourceIdentity::from_stored("srv-1"), gtid_mode: false })
+                .prepare(Prepare {
+                    identity: SourceIdentity::from_stored("srv-1"),
+                    gtid_mode: false,
+                    flavor: Flavor::Mariadb,
+                })
                 .expect_err("a checkpoint inside a sealed file is refused");
             assert!(err.to_string().contains("is sealed at"), "{err}");
             assert_eq!(

@@ -18,7 +18,7 @@ use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use slog::{Logger, debug, info, warn};
 
-use crate::actors::file_writer::{FileWriterActor, Prepare, WriteBatch, WriterError};
+use crate::actors::file_writer::{FileWriterActor, Prepare, Recover, WriteBatch, WriterError};
 use crate::binlog::gtid::StartGtid;
 use crate::binlog::stream::{GtidTracker, Seen, StreamError, StreamTracker, WriteOp};
 use crate::domain::{Flavor, StartSpec, TaskErrorCode};
@@ -277,6 +277,9 @@ async fn run_attempt(
             KeyValue::new("source.tls_mode", p.connect.tls_mode.as_str()),
         ],
     );
+    // Crash recovery first, with or without the source: what was fsynced (and acked) past the
+    // stored checkpoint is kept and checkpointed before anything else (see `Recover`).
+    writer.send(Recover { flavor: p.flavor }).await.map_err(|_| ReplError::WriterGone)??;
     let mut conn = match SourceConn::connect(&p.connect).await {
         Ok(c) => c,
         Err(e) => {
@@ -294,7 +297,7 @@ async fn run_attempt(
     });
     let gtid_mode = matches!(p.start, StartSpec::Gtid { .. });
     let prepared = writer
-        .send(Prepare { identity: info.identity.clone(), gtid_mode })
+        .send(Prepare { identity: info.identity.clone(), gtid_mode, flavor: p.flavor })
         .await
         .map_err(|_| ReplError::WriterGone)??;
     if let Some(old) = &prepared.switched_from {

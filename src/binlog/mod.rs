@@ -10,6 +10,7 @@ pub mod gtid;
 pub mod name;
 pub mod stream;
 pub mod summary;
+pub mod tail;
 
 crate::string_enum::string_enum!(
     /// The source server's dialect of the replication protocol.

@@ -246,6 +246,14 @@ impl StreamTracker {
         self
     }
 
+    /// The next event is the first of file `name` (its format description at position 4), as
+    /// after a rotate to it: how `binlog::tail` reads back a file created after the last
+    /// persisted checkpoint.
+    pub fn reading_file_from_start(mut self, name: BinlogFileName) -> Self {
+        self.cursor = Some(Cursor { name, local: Local::Absent { header: None }, resending: true });
+        self
+    }
+
     /// Refuses a first event of the requested file that starts anywhere but where the dump
     /// asked for.
     fn check_requested(&self, name: &BinlogFileName, start: u64) -> Result<(), StreamError> {

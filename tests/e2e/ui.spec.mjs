@@ -4,7 +4,7 @@
 //
 //   UI_BASE_URL      http://127.0.0.1:PORT of binlog-server
 //   UI_OUT_DIR       where screenshots go
-//   UI_SCENARIO      lifecycle (default) | auth | switchover | stuck | import | relay
+//   UI_SCENARIO      lifecycle (default) | auth | switchover | stuck | import | relay | semisync
 //   UI_SOURCE_HOST, UI_SOURCE_PORT, UI_SOURCE_USER, UI_SOURCE_PASSWORD, UI_START_FILE  (lifecycle)
 //   UI_TOKEN         the bearer token (auth)
 //   UI_TASK_ID       a task that followed a GTID switchover (switchover), a task read through
@@ -450,6 +450,56 @@ async function importYaml(browser) {
   await context.close();
 }
 
+/** The task as the API stores it (the spec checks what the form saved, not what it shows). */
+async function apiTask(id) {
+  const res = await fetch(`${BASE}/api/tasks/${id}`);
+  assert.equal(res.status, 200, `GET /api/tasks/${id}`);
+  return res.json();
+}
+
+async function semiSync(browser) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  const problems = [];
+  watch(page, problems);
+  const box = () => page.getByRole('checkbox', { name: 'Semi-synchronous (RPO 0)' });
+
+  await page.goto(`${BASE}/ui/#/tasks/new`);
+  await eventually('the form', async () => (await heading(page).textContent()) === 'New task');
+  check(!(await box().isChecked()), 'the semi-sync checkbox starts unticked');
+  await field(page, 'Name').fill('semi-sync form');
+  await field(page, 'Cluster key').fill('semi-sync-form');
+  await field(page, 'Host').fill('127.0.0.1');
+  await field(page, 'Port').fill('3999');
+  await field(page, 'User').fill('repl');
+  await page.getByLabel('Password', { exact: true }).fill('pw');
+  await field(page, 'Flavor').selectOption('mariadb');
+  await field(page, 'Start from').selectOption('LATEST');
+  await box().check();
+  await shot(page, 'ss1-form-semi-sync-ticked');
+  await page.getByRole('button', { name: 'Create task' }).click();
+  await eventually('the new task page', async () => /#\/tasks\/\d+$/.test(page.url()) && (await heading(page).textContent()) === 'semi-sync form');
+  const id = page.url().match(/#\/tasks\/(\d+)$/)[1];
+  const created = await apiTask(id);
+  check(created.source.semi_sync === true, `ticked and saved: the API shows source.semi_sync ${created.source.semi_sync}`);
+
+  await page.getByRole('link', { name: 'Edit', exact: true }).click();
+  await eventually('the edit form filled in', async () => (await field(page, 'Name').inputValue()) === 'semi-sync form');
+  check(await box().isChecked(), 'the edit form shows the stored semi_sync ticked');
+  await box().uncheck();
+  await shot(page, 'ss2-form-semi-sync-unticked');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await eventually('the saved task page', async () => /#\/tasks\/\d+$/.test(page.url()) && (await heading(page).textContent()) === 'semi-sync form');
+  const saved = await eventually('the API to show the change', async () => {
+    const t = await apiTask(id);
+    return t.source.semi_sync === false ? t : null;
+  });
+  check(saved.source.semi_sync === false, 'unticked and saved: the API shows source.semi_sync false');
+
+  check(problems.length === 0, `no script error or blocked asset: ${JSON.stringify(problems)}`);
+  await context.close();
+}
+
 await mkdir(OUT, { recursive: true });
 const browser = await chromium.launch({
   executablePath: env('CHROMIUM', '/usr/bin/chromium'),
@@ -464,6 +514,7 @@ try {
   else if (SCENARIO === 'stuck') await stuck(browser);
   else if (SCENARIO === 'import') await importYaml(browser);
   else if (SCENARIO === 'relay') await relayClients(browser);
+  else if (SCENARIO === 'semisync') await semiSync(browser);
   else throw new Error(`unknown UI_SCENARIO ${SCENARIO}`);
 } catch (e) {
   // What the browser showed when it failed, for the report.

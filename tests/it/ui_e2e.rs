@@ -218,6 +218,24 @@ fn ui_asks_for_the_token_when_auth_is_on() {
     assert!(stdout.contains("ok - a 401 brings the prompt back"), "{stdout}");
 }
 
+/// The task form's semi-sync checkbox (issue 17): ticked and saved, the API stores
+/// `source.semi_sync: true`; unticked in the edit form and saved, `false`.
+#[test]
+fn ui_semi_sync_checkbox_reaches_the_api() {
+    if skip() {
+        return;
+    }
+    let srv = Server::start(fast_server_opts());
+    let (stdout, dir) = run_spec(&srv, "semisync", &[]);
+    assert_screenshots(&stdout, &dir, &["ss1-form-semi-sync-ticked", "ss2-form-semi-sync-unticked"]);
+    assert!(stdout.contains("ok - ticked and saved: the API shows source.semi_sync true"), "{stdout}");
+    assert!(stdout.contains("ok - unticked and saved: the API shows source.semi_sync false"), "{stdout}");
+    // Seen from here too: the one task, stored with semi_sync off.
+    let (status, list) = srv.get("/api/tasks");
+    assert_eq!((status, list["total"].as_i64()), (200, Some(1)), "{list}");
+    assert_eq!(list["items"][0]["source"]["semi_sync"], false, "{list}");
+}
+
 /// The import page takes YAML as pasted from a file: a bad item is named by number and field and
 /// nothing is created; the corrected list creates every task (checked through the API too).
 #[test]

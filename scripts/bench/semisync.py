@@ -1,0 +1,167 @@
+"""Commit latency on the source with semi-synchronous replication (issue 17).
+
+Run through scripts/bench/run.sh semisync, which builds the release binary and the load generator
+(benches/lag_load.rs) first. Three set-ups, each on a fresh source per run, interleaved run by run:
+
+  async      the source alone, no semi-sync (the baseline);
+  binlog     rpl_semi_sync_master_enabled, wait_point AFTER_SYNC, a long timeout, and binlog-server
+             as the one semi-sync replica (a task with source.semi_sync, acks after its fsync);
+  replica    the same source settings, and a second mariadbd as the semi-sync replica (the
+             reference: MariaDB's own replica acks after it has written the event to its relay log).
+
+The load is lag_load's: single-row InnoDB transactions at a fixed rate, open loop; the commit
+latency of a transaction is from when it was due to when its COMMIT returned (queueing behind a
+slow commit counts). See docs/performance.md for how to read the figures.
+"""
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (  # noqa: E402
+    REPL_PASSWORD, REPL_USER, MariaDB, Server, env_int, env_list, finish, machine_facts, median, output_root,
+    percentile, poll_until, print_facts, run_main, say, shell_join, wait_quiet, work_dir,
+)
+
+MODES = ["async", "binlog", "replica"]
+SEMI_TIMEOUT_MS = 600_000
+
+
+def source_args(semi):
+    args = ["--max-binlog-size=256M", "--sync-binlog=0", "--innodb-flush-log-at-trx-commit=0",
+            "--innodb-buffer-pool-size=256M"]
+    if semi:
+        args += ["--rpl-semi-sync-master-enabled=ON", "--rpl-semi-sync-master-wait-point=AFTER_SYNC",
+                 f"--rpl-semi-sync-master-timeout={SEMI_TIMEOUT_MS}"]
+    return args
+
+
+def status(db, name):
+    return int(db.value(f"SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '{name}'"))
+
+
+def workers_for(rate):
+    explicit = os.environ.get("BENCH_SEMI_WORKERS")
+    # Each connection waits for its ack: enough of them that the schedule is kept.
+    return int(explicit) if explicit else max(4, rate // 250)
+
+
+def load_argv(db, rate, seconds, out):
+    return [os.environ["BENCH_LOAD_BIN"], "--url", f"mysql://root@127.0.0.1:{db.port}/bench?prefer_socket=false",
+            "--rate", str(rate), "--seconds", str(seconds), "--out", str(out), "--workers", str(workers_for(rate))]
+
+
+def set_up(mode, root):
+    """A fresh source, and its semi-sync replica for `binlog` and `replica`; returns what to stop."""
+    db = MariaDB(root / "source", source_args(mode != "async")).start()
+    procs = [db]
+    if mode == "binlog":
+        server = Server(root / "server").start()
+        procs.append(server)
+        body = {
+            "name": "semi", "cluster_key": "semi",
+            "source": {"host": "127.0.0.1", "port": db.port, "user": REPL_USER, "password": REPL_PASSWORD,
+                       "flavor": "mariadb", "tls_mode": "disabled", "semi_sync": True},
+            "start": {"mode": "LATEST"}, "storage": {"retention_days": 7},
+        }
+        st, task = server.request("POST", "/api/tasks", body)
+        if st != 201:
+            raise SystemExit(f"creating the task failed: {st} {task}")
+        st, body = server.request("POST", f"/api/tasks/{task['id']}/start")
+        if st != 200:
+            raise SystemExit(f"starting the task failed: {st} {body}")
+    elif mode == "replica":
+        replica = MariaDB(root / "replica", ["--server-id=2", "--rpl-semi-sync-slave-enabled=ON",
+                                             "--innodb-flush-log-at-trx-commit=0", "--sync-binlog=0"]).start()
+        procs.append(replica)
+        replica.sql(f"""
+            CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={db.port}, MASTER_USER='{REPL_USER}',
+              MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_USE_GTID=slave_pos;
+            START SLAVE;
+        """)
+    if mode != "async":
+        poll_until(60, "the semi-sync replica to connect",
+                   lambda: status(db, "Rpl_semi_sync_master_clients") == 1 or None)
+    return db, procs
+
+
+def one_run(mode, rate, seconds, warmup_s, root):
+    db, procs = set_up(mode, root)
+    try:
+        r = subprocess.run(load_argv(db, 200, 2, root / "warmup.csv"), capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            raise SystemExit(f"load generator failed:\n{r.stderr}")
+        quiet = wait_quiet()[1]
+        no_tx = status(db, "Rpl_semi_sync_master_no_tx") if mode != "async" else 0
+        out = root / "load.csv"
+        r = subprocess.run(load_argv(db, rate, seconds, out), capture_output=True, text=True, timeout=seconds + 600)
+        if r.returncode != 0:
+            raise SystemExit(f"load generator failed:\n{r.stderr}")
+        rows = list(csv.DictReader(open(out)))
+        t0 = min(int(x["sched_ns"]) for x in rows) + warmup_s * 1_000_000_000
+        lat = sorted((int(x["ok_ns"]) - int(x["sched_ns"])) / 1e6 for x in rows if int(x["sched_ns"]) >= t0)
+        span = (max(int(x["ok_ns"]) for x in rows) - min(int(x["sched_ns"]) for x in rows)) / 1e9
+        res = {
+            "mode": mode, "rate": rate, "measured_tx": len(lat), "achieved_rate": len(rows) / span,
+            "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99), "max_ms": lat[-1],
+            "quiet_wait_s": quiet,
+        }
+        if mode != "async":
+            res["no_tx_during_run"] = status(db, "Rpl_semi_sync_master_no_tx") - no_tx
+            res["semi_sync_status"] = db.value("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+                                               "WHERE VARIABLE_NAME = 'Rpl_semi_sync_master_status'")
+        return res
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+def main():
+    rates = [int(r) for r in env_list("BENCH_SEMI_RATES", ["1000", "5000"])]
+    seconds = env_int("BENCH_SEMI_SECONDS", 10)
+    runs = env_int("BENCH_RUNS", 5)
+    warmup_s = env_int("BENCH_SEMI_WARMUP_S", 1)
+    root = work_dir("binlog-bench-semisync.")
+    say(f"work dir {root}")
+    facts = machine_facts(root)
+    print_facts(facts)
+    say(f"binlog-server: {os.environ.get('BENCH_SERVER_BIN')}")
+    say(f"source: {shell_join(source_args(True))} (async: without the rpl_semi_sync_* options)")
+    say(f"load generator: {os.environ['BENCH_LOAD_BIN']} --rate RATE --seconds {seconds} --workers max(4, RATE/250)")
+    out_root = output_root(root)
+    say(f"{runs} run(s) of {seconds} s per rate and set-up, set-ups interleaved; first {warmup_s} s not counted\n")
+    results = {"machine": facts, "rates": {}}
+    for rate in rates:
+        per = {m: [] for m in MODES}
+        for i in range(runs):
+            # Rotate the order so that no set-up always runs first (or last) in a round.
+            order = MODES[i % len(MODES):] + MODES[:i % len(MODES)]
+            for mode in order:
+                res = one_run(mode, rate, seconds, warmup_s, out_root / f"{rate}-{i + 1}-{mode}")
+                per[mode].append(res)
+                extra = (f", no_tx +{res['no_tx_during_run']}, status {res['semi_sync_status']}"
+                         if mode != "async" else "")
+                say(f"rate {rate}/s run {i + 1} {mode:>7}: achieved {res['achieved_rate']:.0f}/s, commit p50 "
+                    f"{res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} ms, max {res['max_ms']:.1f} ms{extra}")
+        results["rates"][rate] = per
+
+    say("\n== summary: commit latency (due -> COMMIT returned), median over runs of each run's percentile "
+        "[min - max over runs]; added = median over runs of (set-up - async of the same run)")
+    say(f"{'rate':>6} {'set-up':>8} {'p50 ms':>20} {'p99 ms':>22} {'added p99 ms':>22}")
+    for rate, per in results["rates"].items():
+        for mode in MODES:
+            p50 = [r["p50_ms"] for r in per[mode]]
+            p99 = [r["p99_ms"] for r in per[mode]]
+            added = [r["p99_ms"] - a["p99_ms"] for r, a in zip(per[mode], per["async"])]
+            say(f"{rate:>6} {mode:>8} {median(p50):>8.2f} [{min(p50):.2f}-{max(p50):.2f}] "
+                f"{median(p99):>8.2f} [{min(p99):.2f}-{max(p99):.2f}] "
+                f"{median(added):>8.2f} [{min(added):.2f}-{max(added):.2f}]")
+    finish(results)
+
+
+if __name__ == "__main__":
+    run_main(main)
