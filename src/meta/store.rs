@@ -10,7 +10,7 @@ use crate::domain::{DesiredState, Mover, Task, TaskError, TaskEventType, TaskId,
 use crate::meta::StoreError;
 use crate::meta::cipher::{self, Cipher, CipherError};
 use crate::meta::conn::{
-    ConnTuning, MetaConnection, MetaDsn, MetaPool, build_pool, connect_read_only, migrate_up, migration_status,
+    ConnTuning, MetaConnection, MetaDsn, MetaPool, build_pool, connect_without_writing, migrate_up, migration_status,
 };
 use crate::meta::leases::Fence;
 use crate::meta::models::{
@@ -142,7 +142,7 @@ impl CatalogReader {
         {
             return Err(StoreError::Misconfigured(format!("no metadata database at {}", path.display())));
         }
-        let mut conn = connect_read_only(dsn)?;
+        let mut conn = connect_without_writing(dsn)?;
         let status = migration_status(&mut conn)?;
         if !status.is_current() {
             return Err(StoreError::Migration(format!(
