@@ -323,6 +323,16 @@ impl Store {
         })
     }
 
+    /// Takes the write lock on task `id` as a transaction's first statement, before it reads.
+    /// SQLite (WAL) refuses a transaction that read first and then writes once another
+    /// connection committed in between (SQLITE_BUSY at once: `busy_timeout` does not apply), and
+    /// the API answered 500; a transaction that writes first waits for the lock instead. A no-op
+    /// update (on MySQL it locks the row, as `SELECT ... FOR UPDATE` would).
+    fn lock_task_row(&self, c: &mut MetaConnection, id: TaskId) -> Result<(), StoreError> {
+        diesel::update(tasks::table.find(id.0)).set(tasks::id.eq(tasks::id)).execute(c)?;
+        Ok(())
+    }
+
     fn load_task(&self, c: &mut MetaConnection, id: TaskId) -> Result<Task, StoreError> {
         let row: TaskRow = tasks::table.find(id.0).select(TaskRow::as_select()).first(c)?;
         self.row_to_task(row)
@@ -480,6 +490,7 @@ impl Store {
         let mut conn = self.conn()?;
         let now = self.now();
         conn.transaction(|c| {
+            self.lock_task_row(c, id)?;
             let current = self.load_task(c, id)?;
             if !current.state.is_idle() {
                 return Err(StoreError::Conflict(current.state));
@@ -501,6 +512,7 @@ impl Store {
     pub fn delete_task(&self, id: TaskId) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         conn.transaction(|c| {
+            self.lock_task_row(c, id)?;
             let current = self.load_task(c, id)?;
             if !current.state.is_idle() {
                 return Err(StoreError::Conflict(current.state));
