@@ -168,7 +168,8 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
                 &settings.relay,
                 log.new(slog::o!("component" => "relay")),
             )
-            .with_tls(acceptor);
+            .with_tls(acceptor)
+            .with_objects(objects.clone());
             Some(
                 crate::relay::start(relay_addr, ctx)
                     .with_context(|| format!("cannot listen on {relay_addr} (relay)"))?,

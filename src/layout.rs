@@ -10,6 +10,7 @@
 //! {data_dir}/.stale/{task}-{time}           copies a takeover set aside (kept, never read)
 //! {data_dir}/.deleted/{task}-{time}         a deleted task's files, unless purged
 //! {data_dir}/.import/{task}                 staging of `binlog-server import`
+//! {data_dir}/.relay-fetch/                  the relay's downloads from the bucket (unlinked once open)
 //! ```
 //!
 //! It only computes paths: it never touches the file system.
@@ -90,6 +91,12 @@ impl DataLayout {
     /// Where a deleted task's files go, stamped `stamp`: `{data_dir}/.deleted/{task}-{stamp}`.
     pub fn deleted_copy(&self, id: TaskId, stamp: &str) -> PathBuf {
         self.deleted_dir().join(format!("{}-{stamp}", id.0))
+    }
+
+    /// Where the relay downloads a file that only the bucket still holds (each unlinked as soon
+    /// as it is open): `{data_dir}/.relay-fetch`.
+    pub fn relay_fetch_dir(&self) -> PathBuf {
+        self.root.join(".relay-fetch")
     }
 
     /// Import staging for a task: `{data_dir}/.import/{task}`.

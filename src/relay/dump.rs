@@ -19,7 +19,7 @@ use crate::relay::clients::ClientGuard;
 use crate::relay::codes::ER_MASTER_FATAL_ERROR_READING_BINLOG;
 use crate::relay::plan::{self, DumpRefused, GtidSkip};
 use crate::relay::query::Session;
-use crate::relay::session::{Archive, Io, load_archive, read_fde_bytes};
+use crate::relay::session::{self, Archive, Io, load_archive};
 use crate::relay::{RelayContext, events, proto};
 use crate::source::SourceError;
 
@@ -229,6 +229,8 @@ impl From<SourceError> for DumpFailure {
 
 struct OpenFile {
     file: Arc<std::fs::File>,
+    /// The FDE event as stored (resent when a dump starts past it).
+    fde_bytes: Vec<u8>,
     fde: Fde,
     server_id: u32,
 }
@@ -263,11 +265,19 @@ impl Dumper<'_> {
     async fn open(&mut self, archive: &Archive) -> Result<(), DumpFailure> {
         use crate::pitr::files::{self, FileAccessError, SealedCopy};
         let f = &archive.files[self.index];
-        let path = archive.path(f);
-        let (task_dir, sealed, name) = (archive.task_dir.clone(), SealedCopy::of(f), f.file_name.to_string());
-        let p = path.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            let mut file = files::open_local(&task_dir, &p)?;
+        let (sealed, name) = (SealedCopy::of(f), f.file_name.to_string());
+        let opened = if f.upload.local_deleted_at.is_some() {
+            self.fetch_from_bucket(f).await
+        } else {
+            let (task_dir, path) = (archive.task_dir.clone(), archive.path(f));
+            tokio::task::spawn_blocking(move || files::open_local(&task_dir, &path))
+                .await
+                .unwrap_or_else(|e| Err(FileAccessError::Io { path: name.clone(), source: std::io::Error::other(e) }))
+        };
+        let file = opened.map_err(|e| DumpFailure::Refused(format!("cannot open binlog file {}: {e}", f.file_name)))?;
+        // A sealed file is served only while it is the one that was sealed (size, sha256).
+        let checked = tokio::task::spawn_blocking(move || {
+            let mut file = file;
             if let Some(expect) = &sealed {
                 files::verify_sealed(&mut file, &name, expect)?;
             }
@@ -277,17 +287,44 @@ impl Dumper<'_> {
         .unwrap_or_else(|e| {
             Err(FileAccessError::Io { path: f.file_name.to_string(), source: std::io::Error::other(e) })
         });
-        let file = opened.map_err(|e| match e {
+        let file = checked.map_err(|e| match e {
             FileAccessError::Changed { .. } => DumpFailure::Refused(e.to_string()),
             e => DumpFailure::Refused(format!("cannot open binlog file {}: {e}", f.file_name)),
         })?;
-        let fde_bytes = read_fde_bytes(&path)
+        let fde_bytes = session::read_fde_at(&file)
             .map_err(|e| DumpFailure::Refused(format!("cannot read the FDE of {}: {e}", f.file_name)))?;
         let fde =
             Fde::parse(&fde_bytes).map_err(|e| DumpFailure::Refused(format!("bad FDE in {}: {e}", f.file_name)))?;
         let server_id = EventHeader::parse(&fde_bytes).map(|h| h.server_id).unwrap_or(0);
-        self.file = Some(OpenFile { file: Arc::new(file), fde, server_id });
+        self.file = Some(OpenFile { file: Arc::new(file), fde_bytes, fde, server_id });
         Ok(())
+    }
+
+    /// A sealed file retention removed from local disk, from its verified copy in the bucket:
+    /// downloaded into an unlinked file under the data directory (it disappears with its
+    /// handle); the caller checks size and sha256 against the catalog before serving it.
+    async fn fetch_from_bucket(&self, f: &FileRecord) -> Result<std::fs::File, crate::pitr::files::FileAccessError> {
+        use crate::pitr::files::FileAccessError;
+        let only = |why: &str| FileAccessError::Io {
+            path: f.file_name.to_string(),
+            source: std::io::Error::other(format!("no longer on local disk (retention removed it), {why}")),
+        };
+        let objects = self.ctx.objects.as_ref().ok_or_else(|| only("and upload is not enabled on this server"))?;
+        let key = match (&f.upload.object_key, f.held_in_bucket()) {
+            (Some(key), true) => key.clone(),
+            _ => return Err(only("and the bucket holds no verified copy")),
+        };
+        let dir = crate::layout::DataLayout::new(&self.ctx.data_dir).relay_fetch_dir();
+        let path = dir.join(format!("{}-{}", f.file_name, rand::random::<u64>()));
+        let io = |e: std::io::Error| FileAccessError::Io { path: f.file_name.to_string(), source: e };
+        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        let fetched = objects.download_to(&key, &path).await;
+        let file = fetched
+            .map_err(|e| io(std::io::Error::other(format!("bucket object {key}: {e}"))))
+            .and_then(|_| std::fs::File::open(&path).map_err(io));
+        let _ = std::fs::remove_file(&path);
+        info!(self.log, "relay dump: a file from the bucket"; "file" => %f.file_name, "key" => key, "ok" => file.is_ok());
+        file
     }
 
     fn push(&mut self, io: &mut Io, event: &[u8]) {
@@ -332,10 +369,8 @@ impl Dumper<'_> {
         let rotate = events::artificial_rotate(server_id, &name, start_pos, self.wants_crc.unwrap_or(false));
         self.push(io, &rotate);
         if self.offset > 4 {
-            let fde_bytes = read_fde_bytes(&archive.path(&archive.files[self.index]))
-                .map_err(|e| DumpFailure::Refused(format!("cannot read the FDE of {name}: {e}")))?;
-            let fde = &self.file.as_ref().expect("opened").fde;
-            let sent = events::resent_fde(&fde_bytes, fde);
+            let opened = self.file.as_ref().expect("opened");
+            let sent = events::resent_fde(&opened.fde_bytes, &opened.fde);
             self.push(io, &sent);
         }
         let mut last_write = Instant::now();
@@ -370,9 +405,11 @@ impl Dumper<'_> {
                         archive.files[self.index].start_pos
                     )));
                 }
-                if archive.files[self.index].upload.local_deleted_at.is_some() {
+                let f = &archive.files[self.index];
+                if f.upload.local_deleted_at.is_some() && !f.held_in_bucket() {
                     return Err(DumpFailure::Refused(format!(
-                        "binlog file {next} is no longer on local disk (serving files from the bucket is not implemented)"
+                        "binlog file {next} is no longer on local disk (retention removed it) and the bucket holds no \
+                         verified copy of it"
                     )));
                 }
                 self.push(io, &events::artificial_rotate(server_id, &next, 4, crc));

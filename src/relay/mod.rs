@@ -59,6 +59,9 @@ pub struct RelayContext {
     pub clients: clients::Clients,
     /// `relay.tls.*`: offered in the greeting, and then required.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The bucket (upload enabled): a sealed file retention removed from local disk is served
+    /// from its verified copy there.
+    pub objects: Option<Arc<crate::upload::ObjectStore>>,
     next_connection_id: AtomicU32,
 }
 
@@ -78,6 +81,7 @@ impl RelayContext {
             data_dir,
             log,
             tls: None,
+            objects: None,
             failures: RateLimiter::new(f64::from(settings.failure_per_minute.max(1)) / 60.0, settings.failure_burst),
             next_connection_id: AtomicU32::new(1),
         }
@@ -86,6 +90,11 @@ impl RelayContext {
     /// Serves TLS with this acceptor (`relay::tls::acceptor`).
     pub fn with_tls(mut self, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         self.tls = tls;
+        self
+    }
+
+    pub fn with_objects(mut self, objects: Option<Arc<crate::upload::ObjectStore>>) -> Self {
+        self.objects = objects;
         self
     }
 

@@ -59,6 +59,14 @@ pub fn served_files(files: Vec<FileRecord>, durable: Option<&Checkpoint>) -> Vec
     files.into_iter().filter(|f| f.source_identity == identity).collect()
 }
 
+/// A file removed locally by retention that the bucket does not hold verified either.
+fn gone_everywhere(f: &FileRecord) -> DumpRefused {
+    DumpRefused(format!(
+        "binlog file {} is no longer on local disk (retention removed it) and the bucket holds no verified copy of it",
+        f.file_name
+    ))
+}
+
 fn held(files: &[FileRecord]) -> String {
     match (files.first(), files.last()) {
         (Some(a), Some(b)) => format!("it holds {} to {}", a.file_name, b.file_name),
@@ -88,11 +96,8 @@ pub fn plan_position(
         })?
     };
     let f = &files[index];
-    if f.upload.local_deleted_at.is_some() {
-        return Err(DumpRefused(format!(
-            "binlog file {} is no longer on local disk (retention removed it; serving files from the bucket is not implemented)",
-            f.file_name
-        )));
+    if f.upload.local_deleted_at.is_some() && !f.held_in_bucket() {
+        return Err(gone_everywhere(f));
     }
     if f.start_pos > 4 && pos < f.start_pos {
         return Err(DumpRefused(format!(
@@ -174,11 +179,8 @@ pub fn plan_mariadb_gtid(
                 files.first().and_then(|f| f.summary.gtid_start.as_deref()).unwrap_or("unknown")
             ))
         })?;
-    if let Some(f) = files[index..].iter().find(|f| f.upload.local_deleted_at.is_some()) {
-        return Err(DumpRefused(format!(
-            "binlog file {} is no longer on local disk (retention removed it; serving files from the bucket is not implemented)",
-            f.file_name
-        )));
+    if let Some(f) = files[index..].iter().find(|f| f.upload.local_deleted_at.is_some() && !f.held_in_bucket()) {
+        return Err(gone_everywhere(f));
     }
     let start = starts[index].clone().unwrap_or_default();
     // A file the task joined mid-way (a GTID start, or a source switchover it followed) holds the
@@ -290,11 +292,8 @@ pub fn plan_mysql_gtid(
                 purged(requested, &missing)
             }
         })?;
-    if let Some(f) = files[index..].iter().find(|f| f.upload.local_deleted_at.is_some()) {
-        return Err(DumpRefused(format!(
-            "binlog file {} is no longer on local disk (retention removed it; serving files from the bucket is not implemented)",
-            f.file_name
-        )));
+    if let Some(f) = files[index..].iter().find(|f| f.upload.local_deleted_at.is_some() && !f.held_in_bucket()) {
+        return Err(gone_everywhere(f));
     }
     let clear_fde_created = match files[index].summary.first_gtid.as_deref().map(|g| Gtid::parse(Flavor::Mysql, g)) {
         Some(Ok(Gtid::Mysql { uuid, tag, gno })) => requested.contains(&uuid, &tag, gno),
@@ -481,6 +480,17 @@ mod tests {
         assert!(
             plan_position(&gone, Some(&durable), "bin.000001", 4).unwrap_err().0.contains("no longer on local disk")
         );
+        // Removed locally, but held verified in the bucket: served from there.
+        let mut in_bucket = gone.clone();
+        in_bucket[0].upload.state = crate::meta::UploadState::Uploaded;
+        in_bucket[0].upload.verified = true;
+        in_bucket[0].upload.object_key = Some("k/bin.000001".into());
+        let p = plan_position(&in_bucket, Some(&durable), "bin.000001", 4).unwrap();
+        assert_eq!((p.file, p.pos, p.offset), (0, 4, 4));
+        assert_eq!(plan_mariadb_gtid(&in_bucket, Some(&durable), &MariadbGtidState::default(), true).unwrap().file, 0);
+        // ... unless the bucket's copy was removed too (its own retention).
+        in_bucket[0].upload.remote_deleted_at = Some(chrono::Utc::now());
+        assert!(plan_position(&in_bucket, Some(&durable), "bin.000001", 4).unwrap_err().0.contains("no verified copy"));
     }
 
     #[test]

@@ -402,13 +402,18 @@ pub fn read_fde(path: &std::path::Path) -> std::io::Result<(Fde, u32)> {
 
 /// The raw bytes of a local file's FDE (at offset 4).
 pub fn read_fde_bytes(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
     let f = std::fs::File::open(path)?;
+    read_fde_at(&f).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// The FDE event of an open binlog file (after its 4-byte magic).
+pub fn read_fde_at(f: &std::fs::File) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
     let mut head = [0u8; 4 + 19];
     f.read_exact_at(&mut head, 0)?;
     let size = u32::from_le_bytes([head[4 + 9], head[4 + 10], head[4 + 11], head[4 + 12]]) as usize;
     if !(19..=64 * 1024).contains(&size) {
-        return Err(std::io::Error::other(format!("{}: no FDE at offset 4", path.display())));
+        return Err(std::io::Error::other("no FDE at offset 4"));
     }
     let mut ev = vec![0u8; size];
     f.read_exact_at(&mut ev, 4)?;
