@@ -73,5 +73,7 @@ pub async fn import(
     })
     .await
     .map_err(|_| ApiError::internal())??;
+    // An archive-only task's uploader takes the new files at once.
+    state.supervisor.do_send(crate::actors::supervisor::FilesImported(id));
     Ok(HttpResponse::Ok().json(report))
 }

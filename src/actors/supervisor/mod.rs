@@ -9,10 +9,12 @@
 //! (`TaskState::allows`), even across processes. It never touches sockets; file work
 //! (quarantining a deleted task's files) runs on the blocking pool.
 
+mod archive;
 mod cluster;
 mod commands;
 mod stop;
 
+pub use archive::{FilesImported, runs_uploader};
 pub use cluster::SetCoordinator;
 pub use commands::{CreateTask, CreateTasks, DeleteTask, RetryUploads, SetRelayUsers, StartTask, UpdateTask};
 use std::collections::HashMap;
@@ -74,6 +76,8 @@ pub struct Supervisor {
     log: Logger,
     root_log: Logger,
     tasks: HashMap<TaskId, Addr<TaskActor>>,
+    /// The uploaders of ARCHIVE_ONLY tasks, which never run (see `archive`).
+    archives: HashMap<TaskId, Addr<crate::actors::upload::UploadActor>>,
     shutting_down: bool,
     /// The bucket, when upload is enabled.
     objects: Option<Arc<ObjectStore>>,
@@ -105,6 +109,7 @@ impl Supervisor {
             log: log.new(o!("actor" => "supervisor")),
             root_log: log,
             tasks: HashMap::new(),
+            archives: HashMap::new(),
             shutting_down: false,
             coordinator: None,
             uploads: actix::Arbiter::new().handle(),
@@ -164,7 +169,11 @@ impl Actor for Supervisor {
                 .call(|s| {
                     let (all, _) = s.list_tasks(&TaskFilter::default(), i64::MAX, 0)?;
                     let mut resume = Vec::new();
+                    let mut archives = Vec::new();
                     for t in all {
+                        if t.spec.start.is_archive_only() {
+                            archives.push(t.clone());
+                        }
                         match t.desired_state {
                             // A failed task waits for its operator, restart or not.
                             DesiredState::Running if t.state == TaskState::Failed => {}
@@ -179,7 +188,7 @@ impl Actor for Supervisor {
                             DesiredState::Stopped => {}
                         }
                     }
-                    Ok(resume)
+                    Ok((resume, archives))
                 })
                 .await
                 .map_err(move |e| {
@@ -188,10 +197,13 @@ impl Actor for Supervisor {
                 })
         };
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| {
-            if let Ok(tasks) = res {
+            if let Ok((tasks, archives)) = res {
                 for t in tasks {
                     info!(act.log, "resuming task"; "task_id" => t.id.0);
                     act.spawn_task(t, None, ctx);
+                }
+                for t in archives {
+                    act.sync_archive(t.id, Some(&t));
                 }
             }
         }));
@@ -244,6 +256,7 @@ impl Handler<Shutdown> for Supervisor {
 
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.shutting_down = true;
+        self.stop_archives();
         let actors: Vec<(TaskId, Addr<TaskActor>)> = self.tasks.iter().map(|(k, v)| (*k, v.clone())).collect();
         let deadline = Duration::from_secs(self.settings.shutdown_timeout_sec.max(1));
         let log = self.log.clone();
