@@ -11,8 +11,8 @@ use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::replication::{
-    WAIT, assert_copy_matches_source, create_task, fast_server_opts, files, flush_and_catch_up, from_first_file, meta_files,
-    source_identity, source_json, start_task, wait_running,
+    WAIT, assert_copy_matches_source, create_task, fast_server_opts, files, flush_and_catch_up, from_first_file,
+    meta_files, source_identity, source_json, start_task, wait_running,
 };
 use crate::common::s3::S3Server;
 use crate::common::server::{Server, run_cli};
@@ -248,9 +248,8 @@ fn an_archive_only_tasks_imported_files_are_uploaded_verified_and_only_once() {
         std::fs::copy(f, dir.join(f.file_name().unwrap())).unwrap();
     }
     let s3 = S3Server::start(false);
-    let opts = s3
-        .upload_env(fast_server_opts())
-        .env("BINLOG_SERVER_STORAGE_IMPORT_DIR", imports.path().display().to_string());
+    let opts =
+        s3.upload_env(fast_server_opts()).env("BINLOG_SERVER_STORAGE_IMPORT_DIR", imports.path().display().to_string());
     let mut srv = Server::start(opts);
     let id = create_task(&srv, "archive-up", source_json(&db), json!({"mode": "ARCHIVE_ONLY"}));
 
@@ -289,4 +288,53 @@ fn an_archive_only_tasks_imported_files_are_uploaded_verified_and_only_once() {
         assert_eq!(a["upload"], b["upload"], "{} unchanged by the restart", a["name"]);
     }
     assert_eq!(uploads_logged(&srv), raw.len(), "nothing uploaded twice");
+}
+
+#[test]
+fn kill_9_between_a_files_rename_and_its_catalogue_row_leaves_nothing_after_a_restart() {
+    let db = busy_source(MariaDbOpts::default(), "w");
+    let archive = temp_dir("raw-window");
+    let raw = raw_archive(&db, archive.path());
+    let mut srv = Server::start(fast_server_opts());
+    let id = create_task(&srv, "window", source_json(&db), json!({"mode": "ARCHIVE_ONLY"}));
+    let data = srv.data_dir();
+    let staging = data.join(".import").join(id.to_string());
+    let folder = data.join(id.to_string()).join(source_identity(&db));
+    let second = raw[1].file_name().unwrap().to_str().unwrap().to_string();
+
+    // The import stops (debug-build hook) once the second file is renamed into the task's
+    // folder, before its catalogue row is written; it is killed there.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_binlog-server"))
+        .args(["import", "--task", &id.to_string()])
+        .arg(archive.path())
+        .env("BINLOG_SERVER_DATA_DIR", &data)
+        .env("BINLOG_TEST_IMPORT_HOLD_AFTER_RENAME", &second)
+        .spawn()
+        .unwrap();
+    poll_until(WAIT, "the second file renamed into the task's folder", || folder.join(&second).exists().then_some(()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(meta_files(&data, id).len(), 1, "only the first file is catalogued");
+    assert_eq!(task_files(&srv, id).len(), 2, "the second one is on disk without its row");
+
+    // After a restart of the server: the uncatalogued copy and the staging folder are gone.
+    srv.restart();
+    let first = folder.join(raw[0].file_name().unwrap());
+    poll_until(WAIT, "the uncatalogued copy removed at the server's start", || {
+        (task_files(&srv, id) == vec![first.clone()]).then_some(())
+    });
+    assert!(!staging.exists(), "the staging folder is gone");
+    assert_eq!(meta_files(&data, id).len(), 1, "the catalogue is as it was");
+
+    // Nothing blocks the next import: the rest of the archive goes in whole.
+    let rest: Vec<&Path> = raw[1..].iter().map(PathBuf::as_path).collect();
+    let (code, out, err) = import(&srv, id, &rest);
+    assert_eq!(code, 0, "the import after the kill: {out}{err}");
+    let rows = meta_files(&data, id);
+    assert_eq!(rows.len(), raw.len());
+    for r in &rows {
+        let ours = std::fs::read(folder.join(&r.file_name)).unwrap();
+        let theirs = std::fs::read(archive.path().join(&r.file_name)).unwrap();
+        assert!(ours == theirs, "{} is whole", r.file_name);
+    }
 }

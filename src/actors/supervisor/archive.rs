@@ -32,8 +32,9 @@ impl Supervisor {
     /// Starts, wakes or stops task `id`'s archive uploader as [`runs_uploader`] says for `task`
     /// (`None`: the task is gone).
     pub(super) fn sync_archive(&mut self, id: TaskId, task: Option<&Task>) {
-        let wanted =
-            task.filter(|t| !self.shutting_down && runs_uploader(&t.spec.start, self.objects.is_some(), self.cluster_mode()));
+        let wanted = task.filter(|t| {
+            !self.shutting_down && runs_uploader(&t.spec.start, self.objects.is_some(), self.cluster_mode())
+        });
         match (wanted, self.archives.get(&id)) {
             (Some(_), Some(addr)) if addr.connected() => addr.do_send(UploadNow),
             (Some(task), _) => {

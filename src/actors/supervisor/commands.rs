@@ -95,6 +95,8 @@ impl Handler<UpdateTask> for Supervisor {
         });
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _| match res {
             Ok(Ok(task)) => {
+                // A new uploader: the spec it was started with (the cluster_key names objects) changed.
+                act.sync_archive(id, None);
                 act.sync_archive(id, Some(&task));
                 Ok(task)
             }

@@ -164,9 +164,11 @@ impl Actor for Supervisor {
         // Bring back what the operator wants running; repair rows a killed process left behind.
         let store = self.store.clone();
         let log = self.log.clone();
+        let data_dir = self.settings.data_dir.clone();
+        let recover_log = self.log.clone();
         let fut = async move {
             store
-                .call(|s| {
+                .call(move |s| {
                     let (all, _) = s.list_tasks(&TaskFilter::default(), i64::MAX, 0)?;
                     let mut resume = Vec::new();
                     let mut archives = Vec::new();
@@ -188,6 +190,14 @@ impl Actor for Supervisor {
                             DesiredState::Stopped => {}
                         }
                     }
+                    // What an import killed between a rename and its catalogue row left (no
+                    // task runs yet; an import running meanwhile holds its task's lock).
+                    for t in s.list_tasks(&TaskFilter::default(), i64::MAX, 0)?.0 {
+                        if resume.iter().any(|r: &Task| r.id == t.id) {
+                            continue;
+                        }
+                        recover_import(s, &data_dir, t.id, &recover_log);
+                    }
                     Ok((resume, archives))
                 })
                 .await
@@ -207,6 +217,23 @@ impl Actor for Supervisor {
                 }
             }
         }));
+    }
+}
+
+/// Undoes an interrupted import of task `id` (`import::run::recover_interrupted`), unless an
+/// import of it is running now. Blocking.
+fn recover_import(store: &Store, data_dir: &std::path::Path, id: TaskId, log: &Logger) {
+    use crate::import::run;
+    let res = run::try_lock(data_dir, id).and_then(|lock| match lock {
+        Some(_held) => run::recover_interrupted(store, data_dir, id),
+        None => Ok(Vec::new()),
+    });
+    match res {
+        Ok(removed) if removed.is_empty() => {}
+        Ok(removed) => {
+            warn!(log, "removed what an interrupted import left"; "task_id" => id.0, "files" => removed.join(","))
+        }
+        Err(e) => error!(log, "cannot undo an interrupted import"; "task_id" => id.0, "error" => %e),
     }
 }
 
