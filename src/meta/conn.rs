@@ -201,15 +201,28 @@ fn sqlite_uri(path: &Path, mode: &str) -> String {
     uri
 }
 
-/// One read-only connection outside any pool (SQLite `mode=ro`), opened on this thread and
-/// closed when dropped: for `doctor`, which must change nothing (a pool's background threads
-/// could still hold a connection when a short command exits).
-/// SQLite may still create the `-shm` index beside a WAL it reads; the database and its WAL
-/// are left as they are.
-pub fn connect_read_only(dsn: &MetaDsn) -> Result<MetaConnection, StoreError> {
-    MetaConnManager { dsn: dsn.clone(), tuning: ConnTuning::default(), open: SqliteOpen::ReadOnly }
+/// One connection outside any pool, for `doctor`, which must change nothing: opened on this
+/// thread and closed when dropped (a pool's background threads could still hold one when a
+/// short command exits). A SQLite database with a WAL beside it (a crash, or a server still
+/// running) is opened read-only (`mode=ro`): a read-write connection closing last would fold
+/// the WAL into the database and delete it. Without a WAL it is opened read-write and never
+/// created: a read-only connection would have to create the WAL and its index, and could not
+/// remove them, while a read-write one removes what it created.
+pub fn connect_without_writing(dsn: &MetaDsn) -> Result<MetaConnection, StoreError> {
+    let open = match dsn {
+        MetaDsn::Sqlite(path) if !wal_path(path).exists() => SqliteOpen::Existing,
+        _ => SqliteOpen::ReadOnly,
+    };
+    MetaConnManager { dsn: dsn.clone(), tuning: ConnTuning::default(), open }
         .connect()
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to metadata database {dsn}: {e}")))
+}
+
+/// `meta.db-wal` beside `meta.db`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push("-wal");
+    PathBuf::from(p)
 }
 
 pub fn build_pool(dsn: &MetaDsn, size: u32, tuning: ConnTuning) -> Result<MetaPool, StoreError> {
@@ -390,7 +403,7 @@ mod tests {
         let (db, wal) = (read("meta.db"), read("meta.db-wal"));
         assert!(!wal.is_empty(), "the image holds a WAL");
         let image_dsn = MetaDsn::Sqlite(image.path().join("meta.db"));
-        let mut ro = connect_read_only(&image_dsn).unwrap();
+        let mut ro = connect_without_writing(&image_dsn).unwrap();
         #[derive(diesel::QueryableByName)]
         struct N {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -402,5 +415,22 @@ mod tests {
         drop(ro);
         assert_eq!(read("meta.db"), db, "the database is unchanged");
         assert_eq!(read("meta.db-wal"), wal, "the WAL is still there, unchanged");
+
+        // Without a WAL (a clean stop), nothing is added either.
+        let clean = tempfile::tempdir().unwrap();
+        std::fs::copy(live.path().join("meta.db"), clean.path().join("meta.db")).unwrap();
+        let listing = || {
+            let mut names: Vec<String> = std::fs::read_dir(clean.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = (listing(), std::fs::read(clean.path().join("meta.db")).unwrap());
+        let mut conn = connect_without_writing(&MetaDsn::Sqlite(clean.path().join("meta.db"))).unwrap();
+        let _: Vec<N> = diesel::sql_query("SELECT count(*) AS n FROM t").load(&mut conn).unwrap();
+        drop(conn);
+        assert_eq!((listing(), std::fs::read(clean.path().join("meta.db")).unwrap()), before, "no file added");
     }
 }

@@ -10,7 +10,7 @@ use crate::domain::{DesiredState, Mover, Task, TaskError, TaskEventType, TaskId,
 use crate::meta::StoreError;
 use crate::meta::cipher::{self, Cipher, CipherError};
 use crate::meta::conn::{
-    ConnTuning, MetaConnection, MetaDsn, MetaPool, build_pool, connect_read_only, migrate_up, migration_status,
+    ConnTuning, MetaConnection, MetaDsn, MetaPool, build_pool, connect_without_writing, migrate_up, migration_status,
 };
 use crate::meta::leases::Fence;
 use crate::meta::models::{
@@ -142,7 +142,7 @@ impl CatalogReader {
         {
             return Err(StoreError::Misconfigured(format!("no metadata database at {}", path.display())));
         }
-        let mut conn = connect_read_only(dsn)?;
+        let mut conn = connect_without_writing(dsn)?;
         let status = migration_status(&mut conn)?;
         if !status.is_current() {
             return Err(StoreError::Migration(format!(
@@ -323,6 +323,16 @@ impl Store {
         })
     }
 
+    /// Takes the write lock on task `id` as a transaction's first statement, before it reads.
+    /// SQLite (WAL) refuses a transaction that read first and then writes once another
+    /// connection committed in between (SQLITE_BUSY at once: `busy_timeout` does not apply), and
+    /// the API answered 500; a transaction that writes first waits for the lock instead. A no-op
+    /// update (on MySQL it locks the row, as `SELECT ... FOR UPDATE` would).
+    fn lock_task_row(&self, c: &mut MetaConnection, id: TaskId) -> Result<(), StoreError> {
+        diesel::update(tasks::table.find(id.0)).set(tasks::id.eq(tasks::id)).execute(c)?;
+        Ok(())
+    }
+
     fn load_task(&self, c: &mut MetaConnection, id: TaskId) -> Result<Task, StoreError> {
         let row: TaskRow = tasks::table.find(id.0).select(TaskRow::as_select()).first(c)?;
         self.row_to_task(row)
@@ -480,6 +490,7 @@ impl Store {
         let mut conn = self.conn()?;
         let now = self.now();
         conn.transaction(|c| {
+            self.lock_task_row(c, id)?;
             let current = self.load_task(c, id)?;
             if !current.state.is_idle() {
                 return Err(StoreError::Conflict(current.state));
@@ -501,6 +512,7 @@ impl Store {
     pub fn delete_task(&self, id: TaskId) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         conn.transaction(|c| {
+            self.lock_task_row(c, id)?;
             let current = self.load_task(c, id)?;
             if !current.state.is_idle() {
                 return Err(StoreError::Conflict(current.state));

@@ -38,6 +38,36 @@ fn grant(srv: &Server, id: i64) {
     assert!(!body.to_string().contains(RELAY_PASSWORD), "the password is never returned: {body}");
 }
 
+/// `mariadb-binlog --read-from-remote-server --raw --stop-never` from the relay on `port` as
+/// `user`, from file `first`, writing into `out`: a live client that stays until killed (its
+/// stderr is piped, for the caller's diagnostics).
+pub(crate) fn spawn_stop_never_tail(
+    port: u16,
+    user: &str,
+    password: &str,
+    out: &Path,
+    first: &str,
+) -> std::process::Child {
+    Command::new(require_binary("mariadb-binlog"))
+        .args(["--no-defaults", "--read-from-remote-server", "--raw", "--stop-never", "--host=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg(format!("--user={user}"))
+        .env("MYSQL_PWD", password)
+        .arg(format!("--result-file={}/", out.display()))
+        .arg(first)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn mariadb-binlog --stop-never")
+}
+
+/// Waits until the source holds `n` binlog files (it rotates under a load).
+fn wait_for_files(source: &MariaDb, n: usize) {
+    crate::common::poll_until(DEADLINE, &format!("the source to rotate to {n} files"), || {
+        (source.binlog_files().len() >= n).then_some(())
+    });
+}
+
 /// `SHOW SLAVE STATUS` of `replica` as column -> value.
 fn slave_status(replica: &MariaDb) -> std::collections::BTreeMap<String, String> {
     let mut cmd = Command::new(require_binary("mariadb"));
@@ -96,11 +126,7 @@ fn mariadb_replicas_follow_the_relay_by_gtid_and_by_position() {
     point_replica(&by_gtid, relay_port, "MASTER_USE_GTID=slave_pos");
     point_replica(&by_pos, relay_port, &format!("MASTER_USE_GTID=no, MASTER_LOG_FILE='{first}', MASTER_LOG_POS=4"));
     // Both follow while the source writes and rotates.
-    let deadline = Instant::now() + DEADLINE;
-    while source.binlog_files().len() < 4 {
-        assert!(Instant::now() < deadline, "the source did not rotate");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_files(&source, 4);
     load.stop();
     flush_and_catch_up(&srv, &source, id);
     for r in [&by_gtid, &by_pos] {
@@ -206,11 +232,7 @@ fn mariadb_binlog_reads_the_same_bytes_from_the_relay_as_from_the_source() {
     let id = start_copy_task(&srv, &source, "relay-raw");
     grant(&srv, id);
     let load = LoadGenerator::start(&source, "raw", 3);
-    let deadline = Instant::now() + DEADLINE;
-    while source.binlog_files().len() < 3 {
-        assert!(Instant::now() < deadline, "the source did not rotate");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_files(&source, 3);
     load.stop();
     flush_and_catch_up(&srv, &source, id);
 
@@ -311,24 +333,10 @@ fn mariadb_binlog_stop_never_tails_the_relay_live() {
     grant(&srv, id);
     wait_caught_up(&srv, &source, id);
     let out = temp_dir("raw-tail-");
-    let mut tail = Command::new(require_binary("mariadb-binlog"))
-        .args(["--no-defaults", "--read-from-remote-server", "--raw", "--stop-never", "--host=127.0.0.1"])
-        .arg(format!("--port={relay_port}"))
-        .arg(format!("--user={RELAY_USER}"))
-        .env("MYSQL_PWD", RELAY_PASSWORD)
-        .arg(format!("--result-file={}/", out.path().display()))
-        .arg(&first)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn mariadb-binlog --stop-never");
+    let mut tail = spawn_stop_never_tail(relay_port, RELAY_USER, RELAY_PASSWORD, out.path(), &first);
     // Written while the tail is connected: it arrives live, file after file.
     let load = LoadGenerator::start(&source, "tailed", 5);
-    let deadline = Instant::now() + DEADLINE;
-    while source.binlog_files().len() < 4 {
-        assert!(Instant::now() < deadline, "the source did not rotate");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_files(&source, 4);
     load.stop();
     flush_and_catch_up(&srv, &source, id);
     let sealed: Vec<String> = source.binlog_files().iter().rev().skip(1).rev().map(|(n, _)| n.clone()).collect();
@@ -398,11 +406,7 @@ fn over_tls_a_replica_and_mariadb_binlog_follow_the_relay_and_a_wrong_ca_or_plai
     let id = start_copy_task(&srv, &source, "relay-tls");
     grant(&srv, id);
     let load = LoadGenerator::start(&source, "tls_relayed", 5);
-    let deadline = Instant::now() + DEADLINE;
-    while source.binlog_files().len() < 3 {
-        assert!(Instant::now() < deadline, "the source did not rotate");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_files(&source, 3);
     load.stop();
     flush_and_catch_up(&srv, &source, id);
 

@@ -23,7 +23,7 @@ use crate::common::replication::{
     start_copy_task, start_gtid_task_via, start_task, task, wait_caught_up, wait_failed, wait_following, wait_running,
 };
 use crate::common::server::Server;
-use crate::common::{find_binary, free_port, output_with_deadline, poll_until, require_binary, temp_dir};
+use crate::common::{find_binary, free_port, output_with_deadline, poll_until, temp_dir};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The lifecycle scenario takes ~20 s on an idle machine; two busy cores can triple that.
@@ -303,17 +303,7 @@ fn ui_lists_the_clients_reading_a_task_through_the_relay() {
     let first = source.binlog_files()[0].0.clone();
     // A real client, following the task live: it stays connected until killed.
     let out = temp_dir("ui-relay-tail-");
-    let mut tail = Command::new(require_binary("mariadb-binlog"))
-        .args(["--no-defaults", "--read-from-remote-server", "--raw", "--stop-never", "--host=127.0.0.1"])
-        .arg(format!("--port={relay_port}"))
-        .arg(format!("--user={USER}"))
-        .env("MYSQL_PWD", PASSWORD)
-        .arg(format!("--result-file={}/", out.path().display()))
-        .arg(&first)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn mariadb-binlog --stop-never");
+    let mut tail = crate::relay::spawn_stop_never_tail(relay_port, USER, PASSWORD, out.path(), &first);
     let listed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         poll_until(WAIT, "the API to list the mariadb-binlog client", || {
             let (status, page) = srv.get(&format!("/api/tasks/{id}/replicas"));

@@ -1,0 +1,447 @@
+//! `FileWriterActor`: the only code that writes binlog files. Runs on its own thread (a
+//! `SyncArbiter`), so blocking file I/O and fsync never touch the async executors.
+//!
+//! Invariants enforced here, and only here:
+//! - the checkpoint is never ahead of fsynced bytes: a batch's checkpoint becomes durable after
+//!   the `sync_data` covering its bytes returns, and only durable checkpoints are persisted;
+//! - a sealed file never changes again, and is SEALED in the catalog in the same transaction that
+//!   moves the checkpoint past it;
+//! - an fsync error is never retried: the writer refuses every later write until it is prepared
+//!   again from the last persisted checkpoint (reconciliation);
+//! - after a crash, what was fsynced past the persisted checkpoint (and may have been acked to a
+//!   semi-sync source) is kept as far as it holds complete, verified transactions, fsynced again
+//!   and checkpointed before anything else happens (`Recover`, `reconcile::plan`).
+//!
+//! Layout: `{data_dir}/{task_id}/{source_identity}/{file}`. A source identity gets its own
+//! folder because after a GTID switchover the new server's file names can repeat the old ones.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use slog::{Logger, debug, info, warn};
+
+use crate::binlog::Flavor;
+use crate::binlog::event::{FileEvents, MAGIC, is_header_event};
+use crate::binlog::gtid::StartGtid;
+use crate::binlog::name::BinlogFileName;
+use crate::binlog::stream::{GtidTracker, LocalFiles, OpenFile, WriteOp};
+use crate::binlog::summary::{self, SummaryBuilder};
+use crate::domain::{TaskErrorCode, TaskId};
+use crate::meta::{Checkpoint, FileRecord, FileState, Store, StoreError};
+use crate::reconcile::{self, Facts, Refusal, Removal};
+use crate::retry::FailureClass;
+use crate::source::dump::SourceIdentity;
+use crate::telemetry::tracing::span;
+use opentelemetry::KeyValue;
+
+/// A write failure, classified for the task's failure policy.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("fsync of {path} failed: {source}; the task stops (an fsync is never retried)")]
+    Fsync {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("metadata: {0}")]
+    Store(#[from] StoreError),
+    #[error("the source changed from {old} to {new} while the task resumes by file position")]
+    Switchover { old: String, new: String },
+    #[error("{0}")]
+    Invariant(String),
+    /// The local copy disagrees with the checkpoint in a way only lost data explains.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("the writer stopped after an earlier fsync failure")]
+    Poisoned,
+    /// Cluster mode: this node's lease could not be renewed in time (or was lost); writing stops
+    /// before another node may take the task over.
+    #[error("this node's lease on the task is no longer valid; writing stopped")]
+    LeaseExpired,
+}
+
+impl WriterError {
+    fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
+        WriterError::Io { op, path: path.display().to_string(), source }
+    }
+
+    /// The task error code and whether it is retryable. A full disk may clear (retention, an
+    /// operator); an fsync or media error may not.
+    pub fn classify(&self) -> FailureClass {
+        match self {
+            WriterError::Io { source, .. } => {
+                let full = matches!(source.raw_os_error(), Some(28) | Some(122)); // ENOSPC, EDQUOT
+                FailureClass::retryable_if(TaskErrorCode::LocalStorageError, full)
+            }
+            WriterError::Fsync { .. } | WriterError::Invariant(_) | WriterError::Refused(_) | WriterError::Poisoned => {
+                FailureClass::permanent(TaskErrorCode::LocalStorageError)
+            }
+            WriterError::LeaseExpired | WriterError::Store(StoreError::Fenced(_)) => {
+                FailureClass::permanent(TaskErrorCode::LeaseLost)
+            }
+            WriterError::Store(e) => FailureClass::retryable_if(TaskErrorCode::MetadataError, e.is_retryable()),
+            WriterError::Switchover { .. } => FailureClass::permanent(TaskErrorCode::SourceSwitchover),
+        }
+    }
+}
+
+/// Tells the task about durable progress and finished files.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub enum WriterEvent {
+    Checkpointed { checkpoint: Checkpoint, fsync: Duration, bytes: u64 },
+    FileCreated { identity: String, name: BinlogFileName },
+    FileSealed { identity: String, name: BinlogFileName, path: PathBuf, size: u64 },
+}
+
+/// Reconcile the local copy of `identity` with the checkpoint; answer what we hold.
+#[derive(Message)]
+#[rtype(result = "Result<Prepared, WriterError>")]
+pub struct Prepare {
+    pub identity: SourceIdentity,
+    /// Whether the task resumes by GTID (a new source identity is then a switchover to follow).
+    pub gtid_mode: bool,
+    /// The source's flavor (how the checkpoint's GTID state reads), for crash recovery.
+    pub flavor: Flavor,
+}
+
+/// Crash recovery, before the source is even reached: on the first message after a start, keep
+/// the complete transactions fsynced past the stored checkpoint and persist the checkpoint rebuilt
+/// from them (see `reconcile::tail_to_scan`). Later ones answer at once. Answers the checkpoint.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Checkpoint>, WriterError>")]
+pub struct Recover {
+    pub flavor: Flavor,
+}
+
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub checkpoint: Option<Checkpoint>,
+    pub local: LocalFiles,
+    /// Set when the checkpoint was taken on another source (GTID-mode switchover).
+    pub switched_from: Option<String>,
+    /// Cluster takeover: files up to the checkpoint are missing here and not in the bucket;
+    /// fetch again from the start of this one (see `reconcile::plan`).
+    pub refetch_from: Option<RefetchFrom>,
+}
+
+pub use crate::reconcile::RefetchFrom;
+
+/// Cluster mode: the lease this writer works under.
+#[derive(Debug, Clone)]
+pub struct WriterLease {
+    pub guard: crate::cluster::LeaseGuard,
+}
+
+/// A group of write ops, fsynced together; `checkpoint` (the last transaction boundary in the
+/// batch, if any) becomes durable once the fsync returns.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Option<Checkpoint>, WriterError>")]
+pub struct WriteBatch {
+    pub ops: Vec<WriteOp>,
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// Persist the durable checkpoint now if it is newer than the stored one.
+#[derive(Message)]
+#[rtype(result = "Result<(), WriterError>")]
+pub struct PersistCheckpoint;
+
+/// Flush, persist and close the open file (task stop). The writer can be prepared again.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Checkpoint>, WriterError>")]
+pub struct CloseFiles;
+
+struct OpenLocal {
+    name: BinlogFileName,
+    path: PathBuf,
+    file: File,
+    start_pos: u64,
+    header_len: u64,
+    size: u64,
+    dirty: bool,
+    /// Up to where the kernel has been asked to start writing the file back (see
+    /// [`start_writeback`]).
+    kicked: u64,
+    /// The catalog summary of what is durable in the file (see `binlog::summary`).
+    summary: SummaryBuilder,
+}
+
+impl OpenLocal {
+    /// Our file's offset of a source position in it (see `FileRecord::local_offset`).
+    fn local_offset(&self, source_pos: u64) -> u64 {
+        crate::binlog::local_offset(self.start_pos, self.header_len, source_pos)
+    }
+}
+
+pub struct FileWriterActor {
+    task_id: TaskId,
+    task_dir: PathBuf,
+    store: Store,
+    log: Logger,
+    report: Recipient<WriterEvent>,
+    checkpoint_interval: Duration,
+    identity: Option<SourceIdentity>,
+    open: Option<OpenLocal>,
+    durable: Option<Checkpoint>,
+    persisted: Option<Checkpoint>,
+    last_persist: Instant,
+    loaded: bool,
+    fsync: Fsync,
+    /// Cluster mode: checked before every write; `None` standalone.
+    lease: Option<WriterLease>,
+    /// While a takeover re-fetches files, the stored checkpoint (ahead of what is rewritten) is
+    /// not moved back: checkpoints before this one are durable locally but not persisted.
+    floor: Option<Checkpoint>,
+    rebuild: Option<RefetchFrom>,
+    /// The last error of a timer-driven persist, logged once.
+    persist_error: Option<String>,
+    /// The relay's view of the durable checkpoint (`relay::hub`), told after each fsync.
+    relay: Option<crate::relay::hub::DurablePublisher>,
+}
+
+impl Actor for FileWriterActor {
+    type Context = SyncContext<Self>;
+}
+
+/// Bytes appended before the kernel is asked to start writing them back (see [`start_writeback`]).
+const WRITEBACK_CHUNK: u64 = 1 << 20;
+
+mod fsync;
+mod recovery;
+#[cfg(test)]
+mod tests;
+mod write;
+
+use fsync::{Fsync, Scope, start_writeback};
+
+impl FileWriterActor {
+    pub fn new(
+        task_id: TaskId,
+        data_dir: &Path,
+        store: Store,
+        log: Logger,
+        report: Recipient<WriterEvent>,
+        checkpoint_interval: Duration,
+    ) -> Self {
+        FileWriterActor {
+            task_id,
+            task_dir: crate::layout::DataLayout::new(data_dir).task_dir(task_id),
+            store,
+            log,
+            report,
+            checkpoint_interval,
+            identity: None,
+            open: None,
+            durable: None,
+            persisted: None,
+            last_persist: Instant::now(),
+            loaded: false,
+            fsync: Fsync::default(),
+            lease: None,
+            floor: None,
+            rebuild: None,
+            persist_error: None,
+            relay: None,
+        }
+    }
+
+    /// Publishes each durable checkpoint to the relay (`relay::hub`).
+    pub fn with_relay(mut self, publisher: crate::relay::hub::DurablePublisher) -> Self {
+        self.relay = Some(publisher);
+        self
+    }
+
+    /// Tells the relay what is durable now. Not while a takeover re-fetches (the checkpoint is
+    /// then ahead of the local bytes): the relay keeps the last value until the copy is whole.
+    fn publish_durable(&self) {
+        if let (Some(p), None) = (&self.relay, &self.floor) {
+            p.publish(self.durable.as_ref());
+        }
+    }
+
+    /// Cluster mode: every write first checks `lease`, and files missing here are re-fetched.
+    pub fn with_lease(mut self, lease: WriterLease) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    fn check_lease(&self) -> Result<(), WriterError> {
+        match &self.lease {
+            Some(l) if !l.guard.is_valid() => Err(WriterError::LeaseExpired),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `cp` is behind the floor (a takeover still re-fetching what the store has).
+    fn below_floor(&self, cp: &Checkpoint) -> bool {
+        match &self.floor {
+            Some(f) if f.source_identity == cp.source_identity => (&cp.file, cp.pos) < (&f.file, f.pos),
+            _ => false,
+        }
+    }
+
+    /// The folder of one source's files.
+    pub fn identity_dir(task_dir: &Path, identity: &str) -> PathBuf {
+        task_dir.join(identity)
+    }
+
+    fn ident(&self) -> Result<&SourceIdentity, WriterError> {
+        self.identity.as_ref().ok_or_else(|| WriterError::Invariant("writer used before Prepare".into()))
+    }
+}
+
+/// After a failed fsync of the open file: cuts it back to the last durable checkpoint (to nothing
+/// when that is in an earlier file), so that crash recovery at the next start never reads back
+/// bytes the kernel may have failed to write while they still sit in its cache. Best effort: the
+/// task fails anyway, and a failed cut is logged.
+fn cut_unsynced(o: &OpenLocal, durable: Option<&Checkpoint>, log: &Logger) {
+    let keep = match durable {
+        Some(cp) if cp.file == o.name => o.local_offset(cp.pos),
+        _ => 0,
+    };
+    match o.file.set_len(keep) {
+        Ok(()) => warn!(log, "cut the file back to the last durable checkpoint after a failed fsync";
+            "file" => %o.name, "to" => keep),
+        Err(e) => warn!(log, "could not cut the file back after a failed fsync"; "file" => %o.name, "error" => %e),
+    }
+}
+
+/// The regular files in `dir` and their sizes.
+fn files_in(dir: &Path) -> Result<BTreeMap<String, u64>, WriterError> {
+    let mut files = BTreeMap::new();
+    for entry in fs::read_dir(dir).map_err(|e| WriterError::io("list", dir, e))? {
+        let entry = entry.map_err(|e| WriterError::io("list", dir, e))?;
+        let meta = entry.metadata().map_err(|e| WriterError::io("stat", &entry.path(), e))?;
+        if meta.is_file() {
+            files.insert(entry.file_name().to_string_lossy().into_owned(), meta.len());
+        }
+    }
+    Ok(files)
+}
+
+/// The first event of the file at `path` (its format description) and its bytes from `offset`
+/// to the end.
+fn read_tail(path: &Path, offset: u64) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut f = File::open(path)?;
+    let mut head = [0u8; 4 + crate::binlog::event::HEADER_LEN];
+    f.read_exact(&mut head)?;
+    let size = u32::from_le_bytes([head[13], head[14], head[15], head[16]]) as usize;
+    let mut fde = head[4..].to_vec();
+    if size > fde.len() && size <= 1 << 20 {
+        fde.resize(size, 0);
+        f.read_exact(&mut fde[crate::binlog::event::HEADER_LEN..])?;
+    }
+    f.seek(SeekFrom::Start(offset))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail)?;
+    Ok((fde, tail))
+}
+
+/// Whether a file holds anything but header events (FDE, previous GTIDs, GTID list, binlog
+/// checkpoint) in its first `len` bytes: reads only as far as the first other event.
+fn has_transactions(f: &mut File, len: u64) -> io::Result<bool> {
+    f.seek(SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; len.min(64 * 1024) as usize];
+    f.read_exact(&mut buf)?;
+    let Ok(events) = FileEvents::new(&buf) else { return Ok(false) };
+    let mut seen = 0u64;
+    for (off, ev) in events {
+        seen = (off + ev.len()) as u64;
+        if !is_header_event(ev[4]) {
+            return Ok(true);
+        }
+    }
+    // Only header events in the part we read: more bytes beyond it mean more events.
+    Ok(seen < len)
+}
+
+impl Handler<Prepare> for FileWriterActor {
+    type Result = Result<Prepared, WriterError>;
+
+    fn handle(&mut self, msg: Prepare, _: &mut SyncContext<Self>) -> Self::Result {
+        self.prepare(msg)
+    }
+}
+
+impl Handler<Recover> for FileWriterActor {
+    type Result = Result<Option<Checkpoint>, WriterError>;
+
+    fn handle(&mut self, msg: Recover, _: &mut SyncContext<Self>) -> Self::Result {
+        self.load(msg.flavor)?;
+        Ok(self.durable.clone())
+    }
+}
+
+impl Handler<WriteBatch> for FileWriterActor {
+    type Result = Result<Option<Checkpoint>, WriterError>;
+
+    fn handle(&mut self, msg: WriteBatch, _: &mut SyncContext<Self>) -> Self::Result {
+        self.write_batch(msg)
+    }
+}
+
+impl Handler<PersistCheckpoint> for FileWriterActor {
+    type Result = Result<(), WriterError>;
+
+    fn handle(&mut self, _: PersistCheckpoint, _: &mut SyncContext<Self>) -> Self::Result {
+        self.fsync.check()?;
+        // The timer that sends this ignores the answer: say here when persisting fails (once per
+        // distinct error), so a checkpoint that stops moving is never silent.
+        let res = self.persist();
+        match &res {
+            Err(e) => {
+                let msg = e.to_string();
+                if self.persist_error.as_deref() != Some(msg.as_str()) {
+                    warn!(self.log, "cannot persist the durable checkpoint (will retry)"; "error" => &msg);
+                    self.persist_error = Some(msg);
+                }
+            }
+            Ok(()) => {
+                if self.persist_error.take().is_some() {
+                    info!(self.log, "the durable checkpoint is persisted again");
+                }
+            }
+        }
+        res
+    }
+}
+
+impl Handler<CloseFiles> for FileWriterActor {
+    type Result = Result<Option<Checkpoint>, WriterError>;
+
+    fn handle(&mut self, _: CloseFiles, _: &mut SyncContext<Self>) -> Self::Result {
+        if self.check_lease().is_err() {
+            // The lease is gone: nothing more is written or persisted under it.
+            self.open = None;
+            return Err(WriterError::LeaseExpired);
+        }
+        if let Some(o) = self.open.as_mut()
+            && o.dirty
+        {
+            self.fsync.check()?;
+            if let Err(e) = self.fsync.file(&o.file, &o.path, Scope::Data) {
+                cut_unsynced(o, self.durable.as_ref(), &self.log);
+                return Err(e);
+            }
+            o.dirty = false;
+        }
+        if !self.fsync.poisoned {
+            self.persist()?;
+        }
+        self.open = None;
+        Ok(self.durable.clone())
+    }
+}

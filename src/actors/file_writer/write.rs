@@ -1,0 +1,226 @@
+//! Writing: appending a batch, creating and sealing files, fsync before the checkpoint, and
+//! persisting durable checkpoints.
+
+use super::*;
+
+impl FileWriterActor {
+    pub(super) fn write_batch(&mut self, batch: WriteBatch) -> Result<Option<Checkpoint>, WriterError> {
+        self.fsync.check()?;
+        self.check_lease()?;
+        let mut bytes = 0u64;
+        for op in batch.ops {
+            match op {
+                WriteOp::Create { name, start_pos, header } => self.create(name, start_pos, &header)?,
+                WriteOp::Append { bytes: data, end_pos } => {
+                    let o = self
+                        .open
+                        .as_mut()
+                        .ok_or_else(|| WriterError::Invariant("append without an open file".into()))?;
+                    // In slices, so that the disk writes the first while the next are copied.
+                    for slice in data.chunks(WRITEBACK_CHUNK as usize) {
+                        o.file.write_all(slice).map_err(|e| WriterError::io("write", &o.path, e))?;
+                        o.size += slice.len() as u64;
+                        o.dirty = true;
+                        if o.size - o.kicked >= WRITEBACK_CHUNK {
+                            start_writeback(&o.file, o.kicked, o.size - o.kicked);
+                            o.kicked = o.size;
+                        }
+                    }
+                    o.summary.on_events(&data, end_pos);
+                    bytes += data.len() as u64;
+                }
+                WriteOp::Rebase { start_pos, gtid } => {
+                    let identity = self.ident()?.to_string();
+                    let o = self
+                        .open
+                        .as_mut()
+                        .ok_or_else(|| WriterError::Invariant("rebase without an open file".into()))?;
+                    o.start_pos = start_pos;
+                    o.header_len = o.size;
+                    o.summary.rebase(gtid);
+                    self.store.update_file_layout(self.task_id, &identity, o.name.as_str(), start_pos, o.size)?;
+                }
+                WriteOp::Seal { end_pos, gtid } => self.seal(end_pos, gtid)?,
+            }
+        }
+        let started = Instant::now();
+        let mut synced = false;
+        if let Some(o) = self.open.as_mut()
+            && o.dirty
+        {
+            synced = true;
+            if let Err(e) = self.fsync.file(&o.file, &o.path, Scope::Data) {
+                cut_unsynced(o, self.durable.as_ref(), &self.log);
+                return Err(e);
+            }
+            o.dirty = false;
+        }
+        let fsync = started.elapsed();
+        if synced {
+            crate::telemetry::metrics::metrics().fsync.observe(fsync.as_secs_f64());
+        }
+        if let Some(cp) = batch.checkpoint {
+            // Only now, with the fsync returned, is the checkpoint durable.
+            debug!(self.log, "checkpoint durable";
+                "file" => %cp.file, "pos" => cp.pos, "gtid" => cp.gtid_set.as_deref().unwrap_or(""),
+                "bytes" => bytes, "fsync_us" => fsync.as_micros() as u64);
+            if let Some(o) = self.open.as_mut()
+                && o.name == cp.file
+            {
+                o.summary.commit(cp.pos, cp.gtid_set.as_deref());
+            }
+            if !self.below_floor(&cp) {
+                // The re-fetch has caught up with the stored checkpoint: back to normal.
+                self.floor = None;
+            }
+            self.durable = Some(cp.clone());
+            self.publish_durable();
+            // The first checkpoint on a source is stored at once: recovery reads the tail past the
+            // stored checkpoint, and without one it has no file to start from.
+            let first_here = self.persisted.as_ref().is_none_or(|p| p.source_identity != cp.source_identity);
+            if first_here || self.last_persist.elapsed() >= self.checkpoint_interval {
+                self.persist()?;
+            }
+            let _ = self.report.try_send(WriterEvent::Checkpointed { checkpoint: cp, fsync, bytes });
+        }
+        Ok(self.durable.clone())
+    }
+
+    pub(super) fn create(&mut self, name: BinlogFileName, start_pos: u64, header: &[u8]) -> Result<(), WriterError> {
+        // Checked again here, not only per batch: a holding that ended while this batch ran
+        // must not create a file in the directory of the holding that follows it.
+        self.check_lease()?;
+        if let Some(o) = &self.open {
+            return Err(WriterError::Invariant(format!("creating {name} while {} is still open", o.name)));
+        }
+        let identity = self.ident()?.to_string();
+        let dir = Self::identity_dir(&self.task_dir, &identity);
+        let path = dir.join(name.as_str());
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .mode(0o600) // row data: the owner's only (the umask is 077 as well, see fsmode)
+            .open(&path)
+            .map_err(|e| WriterError::io("create", &path, e))?;
+        file.write_all(&MAGIC).map_err(|e| WriterError::io("write", &path, e))?;
+        file.write_all(header).map_err(|e| WriterError::io("write", &path, e))?;
+        let header_len = (MAGIC.len() + header.len()) as u64;
+        let inserted = self.store.insert_file(&FileRecord {
+            task_id: self.task_id.0,
+            source_identity: identity.clone(),
+            file_name: name.clone(),
+            state: FileState::Open,
+            start_pos,
+            header_len,
+            end_pos: None,
+            size: header_len,
+            sha256: None,
+            created_at: chrono::Utc::now(),
+            sealed_at: None,
+            upload: Default::default(),
+            summary: Default::default(),
+        });
+        match inserted {
+            Ok(()) => {}
+            // A takeover re-fetching a catalogued file: its row stays as it is (it tells what
+            // the file must hold, should this node crash before the file is whole again).
+            Err(StoreError::Duplicate(_)) if self.floor.is_some() => {
+                self.store.update_file_layout(self.task_id, &identity, name.as_str(), start_pos, header_len)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // The new name must survive a crash before any checkpoint points into the file.
+        self.fsync.dir(&dir)?;
+        info!(self.log, "file created"; "file" => %name, "start_pos" => start_pos);
+        let _ = self.report.try_send(WriterEvent::FileCreated { identity, name: name.clone() });
+        // Where the previous file ended is where this one begins, GTID-wise (for the first file a
+        // takeover re-fetches, the catalog knows; the durable checkpoint is still the floor).
+        let gtid_start = match self.rebuild.take() {
+            Some(r) if r.name == name => r.gtid_start,
+            _ => self.durable.as_ref().and_then(|c| c.gtid_set.clone()),
+        };
+        let summary = SummaryBuilder::new(header, gtid_start);
+        self.open = Some(OpenLocal {
+            name,
+            path,
+            file,
+            start_pos,
+            header_len,
+            size: header_len,
+            dirty: true,
+            kicked: 0,
+            summary,
+        });
+        Ok(())
+    }
+
+    pub(super) fn seal(&mut self, end_pos: u64, gtid: Option<String>) -> Result<(), WriterError> {
+        self.check_lease()?;
+        let identity = self.ident()?.to_string();
+        let _span = span(
+            "file.seal",
+            vec![KeyValue::new("task.id", self.task_id.0), KeyValue::new("binlog.end_pos", end_pos as i64)],
+        );
+        let mut o = self.open.take().ok_or_else(|| WriterError::Invariant("seal without an open file".into()))?;
+        if let Err(e) = self.fsync.file(&o.file, &o.path, Scope::Data) {
+            cut_unsynced(&o, self.durable.as_ref(), &self.log);
+            return Err(e);
+        }
+        o.dirty = false;
+        o.summary.commit(end_pos, gtid.as_deref());
+        let cp = Checkpoint { source_identity: identity.clone(), file: o.name.clone(), pos: end_pos, gtid_set: gtid };
+        // A takeover re-fetching files behind the stored checkpoint seals them without moving it.
+        let behind = self.below_floor(&cp);
+        let stored = (!behind).then_some(&cp);
+        self.store.seal_file(self.task_id, &identity, o.name.as_str(), end_pos, o.size, o.summary.summary(), stored)?;
+        self.durable = Some(cp.clone());
+        if !behind {
+            self.floor = None;
+            self.persisted = Some(cp);
+        }
+        self.publish_durable();
+        self.last_persist = Instant::now();
+        info!(self.log, "file sealed"; "file" => %o.name, "size" => o.size, "end_pos" => end_pos);
+        // Never dropped (unlike progress reports): a sealed file enters the upload queue
+        // only once the task hashes it.
+        self.report.do_send(WriterEvent::FileSealed {
+            identity,
+            name: o.name.clone(),
+            path: o.path.clone(),
+            size: o.size,
+        });
+        Ok(())
+    }
+
+    pub(super) fn persist(&mut self) -> Result<(), WriterError> {
+        if let Some(cp) = &self.durable
+            && self.below_floor(cp)
+        {
+            // A takeover still re-fetching: the stored checkpoint is ahead; leave it.
+            self.last_persist = Instant::now();
+            return Ok(());
+        }
+        if self.durable.is_some() && self.durable != self.persisted {
+            self.check_lease()?;
+            let cp = self.durable.clone().expect("checked");
+            let _span = span(
+                "checkpoint.persist",
+                vec![
+                    KeyValue::new("task.id", self.task_id.0),
+                    KeyValue::new("binlog.file", cp.file.to_string()),
+                    KeyValue::new("binlog.pos", cp.pos as i64),
+                ],
+            );
+            match &self.open {
+                Some(o) if o.name == cp.file => {
+                    let size = o.local_offset(cp.pos);
+                    self.store.save_checkpoint_in_open_file(self.task_id, &cp, size, o.summary.summary())?;
+                }
+                _ => self.store.save_checkpoint(self.task_id, &cp)?,
+            }
+            self.persisted = Some(cp);
+        }
+        self.last_persist = Instant::now();
+        Ok(())
+    }
+}

@@ -1,0 +1,256 @@
+//! The streaming loop of one connection: packets in, batches to the writer, semi-sync acks out
+//! after the writer's fsync answer, progress reports.
+
+use super::*;
+
+/// A semi-sync stream's acks: the requests not answered yet and what is durable.
+pub(super) struct SemiSync {
+    pub(super) queue: AckQueue,
+    /// The durable checkpoint as the writer last answered it.
+    pub(super) durable: Option<AckPos>,
+    /// The metrics label (task id).
+    pub(super) label: String,
+}
+
+/// A batch being accumulated: coalesced small events, pass-through large ones.
+#[derive(Default)]
+pub(super) struct Batch {
+    pub(super) ops: Vec<WriteOp>,
+    pub(super) small: BytesMut,
+    pub(super) small_end: u64,
+    pub(super) bytes: usize,
+    pub(super) since: Option<Instant>,
+}
+
+impl Batch {
+    pub(super) fn push(&mut self, op: WriteOp) {
+        self.since.get_or_insert_with(Instant::now);
+        match op {
+            WriteOp::Append { bytes, end_pos } if bytes.len() < COALESCE_BELOW => {
+                self.small.extend_from_slice(&bytes);
+                self.small_end = end_pos;
+                self.bytes += bytes.len();
+            }
+            other => {
+                self.flush_small();
+                if let WriteOp::Append { bytes, .. } = &other {
+                    self.bytes += bytes.len();
+                }
+                self.ops.push(other);
+            }
+        }
+    }
+
+    pub(super) fn flush_small(&mut self) {
+        if !self.small.is_empty() {
+            let bytes: Bytes = self.small.split().freeze();
+            self.ops.push(WriteOp::Append { bytes, end_pos: self.small_end });
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.small.is_empty()
+    }
+
+    pub(super) fn take(&mut self) -> Vec<WriteOp> {
+        self.flush_small();
+        self.bytes = 0;
+        self.since = None;
+        std::mem::take(&mut self.ops)
+    }
+}
+
+pub(super) struct Pump {
+    pub(super) tracker: StreamTracker,
+    pub(super) identity: SourceIdentity,
+    pub(super) batch: Batch,
+    pub(super) boundaries_sent: u64,
+    pub(super) progress: Progress,
+    pub(super) last_progress: Instant,
+    pub(super) streaming_reported: bool,
+    pub(super) from_text: String,
+    /// Set when the source accepted us as a semi-sync replica.
+    pub(super) semi: Option<SemiSync>,
+}
+
+type InFlight =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Result<Option<Checkpoint>, WriterError>, MailboxError>>>>;
+
+impl Pump {
+    pub(super) async fn run(
+        &mut self,
+        p: &ReplicationParams,
+        conn: &mut SourceConn,
+        writer: &Addr<FileWriterActor>,
+        report: &Recipient<ReplicationEvent>,
+    ) -> Result<(), ReplError> {
+        let mut in_flight: Option<InFlight> = None;
+        // Silence counts only while we are willing to read: a slow fsync is not the source's.
+        let mut quiet_since = Instant::now();
+        // A source refuses a bad start position right after the FDE; if nothing was refused
+        // by then, the dump is accepted even when the source is idle (no event, and heartbeats
+        // may be far apart).
+        let accepted_at = tokio::time::Instant::now() + ACCEPT_GRACE.min(p.silence_timeout / 2);
+        let mut scratch: Vec<WriteOp> = Vec::new();
+        loop {
+            let can_read = self.batch.bytes < p.fsync_max_bytes;
+            let last_heard = conn.last_activity().max(quiet_since);
+            let silence_at = tokio::time::Instant::from_std(last_heard + p.silence_timeout);
+            let delay_at = self.batch.since.map(|s| tokio::time::Instant::from_std(s + p.fsync_max_delay));
+            tokio::select! {
+                biased;
+                done = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                    in_flight = None;
+                    if !can_read {
+                        quiet_since = Instant::now();
+                    }
+                    let durable = done.map_err(|_| ReplError::WriterGone)??;
+                    if let (Some(semi), Some(cp)) = (self.semi.as_mut(), durable) {
+                        semi.durable = Some(AckPos { file: cp.file, pos: cp.pos });
+                    }
+                }
+                pkt = conn.read_packet(), if can_read => {
+                    let seen = self.on_packet(pkt?, &mut scratch)?;
+                    // RUNNING once real events or a heartbeat flow: an impossible start position
+                    // is refused only after the artificial rotate and the FDE.
+                    if !self.streaming_reported && matches!(seen, Some(Seen::Written { .. } | Seen::Heartbeat { .. })) {
+                        self.streaming_reported = true;
+                        report.do_send(ReplicationEvent::Streaming { from: self.from_text.clone() });
+                    }
+                }
+                _ = tokio::time::sleep_until(accepted_at), if !self.streaming_reported => {
+                    self.streaming_reported = true;
+                    report.do_send(ReplicationEvent::Streaming { from: self.from_text.clone() });
+                }
+                _ = tokio::time::sleep_until(delay_at.unwrap_or(silence_at)), if delay_at.is_some() && in_flight.is_none() => {}
+                _ = tokio::time::sleep_until(silence_at), if can_read => {
+                    if conn.last_activity().max(quiet_since).elapsed() >= p.silence_timeout {
+                        return Err(ReplError::Silence(p.silence_timeout));
+                    }
+                }
+            }
+            // Acks go out here, between reads, as soon as the writer's answer covers them: the
+            // read above is cancel-safe, so nothing on the socket holds an ack back.
+            self.send_ack(conn).await?;
+            if !can_read && self.batch.bytes < p.fsync_max_bytes {
+                quiet_since = Instant::now();
+            }
+            if in_flight.is_none() && !self.batch.is_empty() {
+                let full = self.batch.bytes >= p.fsync_max_bytes;
+                let drained = !conn.has_buffered_packet();
+                let old = self.batch.since.is_some_and(|s| s.elapsed() >= p.fsync_max_delay);
+                if full || drained || old {
+                    let msg = self.cut_batch();
+                    let w = writer.clone();
+                    in_flight = Some(Box::pin(async move { w.send(msg).await }));
+                }
+            }
+            if self.last_progress.elapsed() >= PROGRESS_EVERY {
+                self.last_progress = Instant::now();
+                self.report_progress(report);
+            }
+        }
+    }
+
+    pub(super) fn cut_batch(&mut self) -> WriteBatch {
+        let checkpoint = if self.tracker.boundary_count() != self.boundaries_sent {
+            self.boundaries_sent = self.tracker.boundary_count();
+            self.tracker.boundary().map(|b| Checkpoint {
+                source_identity: self.identity.to_string(),
+                file: b.file.clone(),
+                pos: b.pos,
+                gtid_set: self.tracker.gtid().snapshot(),
+            })
+        } else {
+            None
+        };
+        WriteBatch { ops: self.batch.take(), checkpoint }
+    }
+
+    /// Sends the ack the durable checkpoint now owes the source, if any (never beyond it: see
+    /// `AckQueue::covered_by`).
+    pub(super) async fn send_ack(&mut self, conn: &mut SourceConn) -> Result<(), ReplError> {
+        let Some(semi) = self.semi.as_mut() else { return Ok(()) };
+        let Some(durable) = semi.durable.as_ref() else { return Ok(()) };
+        let Some(ack) = semi.queue.covered_by(durable) else { return Ok(()) };
+        conn.send_semi_sync_ack(&ack.at.file, ack.at.pos).await?;
+        let m = crate::telemetry::metrics::metrics();
+        m.semi_sync_acks.with_label_values(&[&semi.label]).inc();
+        for t in &ack.received {
+            m.semi_sync_ack_seconds.observe(t.elapsed().as_secs_f64());
+        }
+        self.progress.acks_sent += 1;
+        self.progress.last_ack_pos = Some(ack.at.to_string());
+        Ok(())
+    }
+
+    pub(super) fn on_packet(&mut self, pkt: Bytes, scratch: &mut Vec<WriteOp>) -> Result<Option<Seen>, ReplError> {
+        match pkt.first() {
+            Some(0x00) => {
+                let body = pkt.slice(1..);
+                let (event, needs_ack) = match self.semi {
+                    Some(_) => {
+                        let s = semisync::strip_header(&body)?;
+                        (s.event, s.needs_ack)
+                    }
+                    None => (body, false),
+                };
+                let received = Instant::now();
+                let seen = self.tracker.on_event(event.clone(), scratch).map_err(|source| {
+                    let at = self.tracker.current_file().zip(self.tracker.next_pos());
+                    ReplError::Stream { at: at.map(|(f, pos)| SourcePos { file: f.to_string(), pos }), source }
+                })?;
+                if needs_ack {
+                    self.ask_ack(&event, received)?;
+                }
+                for op in scratch.drain(..) {
+                    self.batch.push(op);
+                }
+                match seen {
+                    Seen::Written { timestamp } => {
+                        self.progress.last_event_ts = timestamp;
+                        self.progress.caught_up = false;
+                    }
+                    Seen::Heartbeat { log_pos } => {
+                        self.progress.caught_up = self.tracker.next_pos() == Some(u64::from(log_pos));
+                    }
+                    Seen::Skipped => {}
+                }
+                Ok(Some(seen))
+            }
+            Some(0xFF) => Err(crate::source::conn::parse_err_packet(&pkt).into()),
+            Some(0xFE) if pkt.len() < 9 => Err(ReplError::Eof),
+            _ => Err(SourceError::Protocol(format!(
+                "unexpected packet in the binlog stream (first byte {:?})",
+                pkt.first()
+            ))
+            .into()),
+        }
+    }
+
+    /// Remembers that the source waits for an ack of `event` (the end of a transaction): at
+    /// the event's end position (its header's `log_pos`) in the file being streamed.
+    pub(super) fn ask_ack(&mut self, event: &[u8], received: Instant) -> Result<(), ReplError> {
+        let (Some(semi), Some(file)) = (self.semi.as_mut(), self.tracker.current_file()) else {
+            return Err(SourceError::Protocol(
+                "an event asked for a semi-sync ack before the stream named its file".into(),
+            )
+            .into());
+        };
+        let log_pos =
+            event.get(13..17).map(|b| u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")))).ok_or_else(
+                || SourceError::Protocol("an event shorter than its header asked for a semi-sync ack".into()),
+            )?;
+        semi.queue.asked(AckPos { file: file.clone(), pos: log_pos }, received);
+        Ok(())
+    }
+
+    pub(super) fn report_progress(&mut self, report: &Recipient<ReplicationEvent>) {
+        let stats = self.tracker.stats();
+        self.progress.file = self.tracker.current_file().map(|f| f.to_string());
+        self.progress.pos = self.tracker.next_pos();
+        self.progress.events_written = stats.events_written;
+        self.progress.bytes_written = stats.bytes_written;
+        report.do_send(ReplicationEvent::Progress(self.progress.clone()));
+    }
+}
