@@ -224,6 +224,9 @@ impl Actor for Supervisor {
 /// import of it is running now. Blocking.
 fn recover_import(store: &Store, data_dir: &std::path::Path, id: TaskId, log: &Logger) {
     use crate::import::run;
+    if !DataLayout::new(data_dir).import_staging(id).exists() {
+        return; // no import was interrupted (and no lock file is created for nothing)
+    }
     let res = run::try_lock(data_dir, id).and_then(|lock| match lock {
         Some(_held) => run::recover_interrupted(store, data_dir, id),
         None => Ok(Vec::new()),
