@@ -302,7 +302,7 @@ pub fn gather(catalog: &mut CatalogReader, data_dir: &Path, id: TaskId) -> Resul
     let catalog: Vec<CatalogFile> = records.iter().map(CatalogFile::from_record).collect();
     let sealed: BTreeSet<&str> =
         catalog.iter().filter(|c| c.state == FileState::Sealed).map(|c| c.rel_path.as_str()).collect();
-    let task_dir = data_dir.join(id.0.to_string());
+    let task_dir = crate::layout::DataLayout::new(data_dir).task_dir(id);
     let mut disk = BTreeMap::new();
     if task_dir.exists() {
         walk(&task_dir, "", &sealed, &mut disk)?;

@@ -102,7 +102,7 @@ pub struct BatchQuery {
 pub fn parse_body(content_type: &str, body: &[u8]) -> Result<BatchBody, ApiError> {
     let value = if crate::api::yaml::is_yaml_content_type(content_type) {
         crate::api::yaml::to_json(body).map_err(ApiError::invalid)?
-    } else if content_type.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json") {
+    } else if crate::api::yaml::is_json_content_type(content_type) {
         serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?
     } else {
         return Err(ApiError::new(

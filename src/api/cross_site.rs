@@ -99,10 +99,9 @@ impl Policy {
         }
         // JSON, or YAML (POST /api/tasks/batch; other routes answer 415): neither is a type a
         // cross-site form may send, so a browser asks this server first (CORS preflight).
-        let json = r.content_type.is_some_and(|t| {
-            t.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json")
-                || crate::api::yaml::is_yaml_content_type(t)
-        });
+        let json = r
+            .content_type
+            .is_some_and(|t| crate::api::yaml::is_json_content_type(t) || crate::api::yaml::is_yaml_content_type(t));
         match (json, r.has_body || r.content_type.is_some(), r.requested_with) {
             (true, _, _) | (false, false, true) => Ok(()),
             (false, true, _) => Err(Refusal::NotJson),

@@ -16,8 +16,18 @@ pub const MAX_DEPTH: usize = 16;
 /// Whether a `Content-Type` header value names YAML (`application/yaml`, RFC 9512, or the older
 /// `application/x-yaml`). Neither is a type a cross-site form can send without a preflight.
 pub fn is_yaml_content_type(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let essence = essence(content_type);
     essence.eq_ignore_ascii_case("application/yaml") || essence.eq_ignore_ascii_case("application/x-yaml")
+}
+
+/// Whether a `Content-Type` names JSON (`application/json`, parameters ignored).
+pub fn is_json_content_type(content_type: &str) -> bool {
+    essence(content_type).eq_ignore_ascii_case("application/json")
+}
+
+/// A content type without its parameters (`application/json; charset=utf-8` -> `application/json`).
+fn essence(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or_default().trim()
 }
 
 /// The JSON value of a body holding one YAML document, or a message saying what is wrong (with
@@ -161,6 +171,16 @@ mod tests {
             ("text/plain", false),
         ] {
             assert_eq!(is_yaml_content_type(ct), yaml, "{ct}");
+        }
+        for (ct, json) in [
+            ("application/json", true),
+            (" Application/JSON ; charset=utf-8", true),
+            ("application/json-seq", false),
+            ("text/json", false),
+            ("application/yaml", false),
+            ("", false),
+        ] {
+            assert_eq!(is_json_content_type(ct), json, "{ct:?}");
         }
     }
 }

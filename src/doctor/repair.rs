@@ -97,7 +97,7 @@ fn restore(row: Option<&CatalogFile>, bucket_configured: bool) -> Action {
 /// The folder this run moves things into: `{data_dir}/.stale/doctor-{utc time}` (to the
 /// microsecond, so two runs never share one).
 pub fn stale_dir(data_dir: &Path, now: DateTime<Utc>) -> PathBuf {
-    data_dir.join(".stale").join(format!("doctor-{}", now.format("%Y%m%dT%H%M%S%.6fZ")))
+    crate::layout::DataLayout::new(data_dir).stale_dir().join(format!("doctor-{}", now.format("%Y%m%dT%H%M%S%.6fZ")))
 }
 
 /// Where a finding's file goes inside the stale folder: `{task}/{file}`; an orphan task

@@ -280,9 +280,11 @@ fn greeting_flavor(store: &crate::meta::Store, data_dir: &std::path::Path) -> Re
         if f == Flavor::Mysql
             && let Some(last) = store.list_files(*id)?.last()
         {
-            let task_dir = data_dir.join(id.0.to_string());
-            let path = crate::actors::file_writer::FileWriterActor::identity_dir(&task_dir, &last.source_identity)
-                .join(last.file_name.as_str());
+            let path = crate::layout::DataLayout::new(data_dir).binlog_file(
+                *id,
+                &last.source_identity,
+                last.file_name.as_str(),
+            );
             if let Ok((fde, _)) = read_fde(&path) {
                 let v = version_triple(&fde.server_version);
                 if mysql_version.as_ref().is_none_or(|(m, _)| v < *m) {
@@ -373,7 +375,7 @@ impl Archive {
 /// stored one, which is never ahead of it) and the newest file's FDE.
 pub async fn load_archive(ctx: &RelayContext, task: TaskId) -> Result<Archive, StoreError> {
     let published = ctx.hub.subscribe(task).borrow().clone();
-    let task_dir = ctx.data_dir.join(task.0.to_string());
+    let task_dir = crate::layout::DataLayout::new(&ctx.data_dir).task_dir(task);
     let dir = task_dir.clone();
     ctx.store
         .call(move |s| {
