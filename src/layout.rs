@@ -10,6 +10,7 @@
 //! {data_dir}/.stale/{task}-{time}           copies a takeover set aside (kept, never read)
 //! {data_dir}/.deleted/{task}-{time}         a deleted task's files, unless purged
 //! {data_dir}/.import/{task}                 staging of `binlog-server import`
+//! {data_dir}/.import/{task}.lock            held (flock) by the task's one running import
 //! {data_dir}/.relay-fetch/                  the relay's downloads from the bucket (unlinked once open)
 //! ```
 //!
@@ -103,6 +104,11 @@ impl DataLayout {
     pub fn import_staging(&self, id: TaskId) -> PathBuf {
         self.root.join(IMPORT_DIR).join(id.0.to_string())
     }
+
+    /// The lock of a task's imports: `{data_dir}/.import/{task}.lock`.
+    pub fn import_lock(&self, id: TaskId) -> PathBuf {
+        self.root.join(IMPORT_DIR).join(format!("{}.lock", id.0))
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +129,7 @@ mod tests {
             (l.stale_copy(t, "20261204T120000"), "/srv/data/.stale/7-20261204T120000"),
             (l.deleted_copy(t, "20261204T120000"), "/srv/data/.deleted/7-20261204T120000"),
             (l.import_staging(t), "/srv/data/.import/7"),
+            (l.import_lock(t), "/srv/data/.import/7.lock"),
         ];
         for (got, want) in table {
             assert_eq!(got, Path::new(want));

@@ -43,6 +43,32 @@ pub struct UploadParams {
     pub guard: Option<crate::cluster::LeaseGuard>,
 }
 
+impl UploadParams {
+    /// The uploader of `task` under `settings` (a running task's, or an archive-only task's).
+    pub fn for_task(
+        settings: &crate::config::Settings,
+        task: &crate::domain::Task,
+        store: Store,
+        objects: Option<Arc<ObjectStore>>,
+        log: Logger,
+        guard: Option<crate::cluster::LeaseGuard>,
+    ) -> Self {
+        let up = &settings.upload;
+        UploadParams {
+            task_id: task.id,
+            cluster_key: task.spec.cluster_key.clone(),
+            data_dir: settings.data_dir.clone(),
+            store,
+            objects,
+            retry_initial: Duration::from_secs(up.retry_initial_sec),
+            retry_max: Duration::from_secs(up.retry_max_sec),
+            retention_interval: Duration::from_secs(settings.storage.retention_interval_sec),
+            log,
+            guard,
+        }
+    }
+}
+
 /// A file was sealed and hashed, or an operator asked for a retry: look at the queue now.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -39,7 +39,9 @@ impl From<ImportError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::ImportRefused, msg)
             }
             ImportError::NoTask(_) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::TaskNotFound, msg),
-            ImportError::Active(_) => ApiError::new(StatusCode::CONFLICT, ErrorCode::InvalidStateTransition, msg),
+            ImportError::Active(_) | ImportError::Busy(_) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::InvalidStateTransition, msg)
+            }
             ImportError::Store(StoreError::Unavailable(_) | StoreError::Misconfigured(_)) => {
                 ApiError::unavailable("metadata database unavailable")
             }
@@ -52,7 +54,7 @@ impl From<ImportError> for ApiError {
 
 #[utoipa::path(post, path = "/api/tasks/{id}/import", tag = "tasks", params(("id" = i64, Path, description = "Task id", minimum = 1)), request_body = ImportBody,
     responses((status = 200, description = "The files were verified and added to the task's archive", body = Report),
-              (status = 400, description = "Invalid request, or the path cannot be read", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 403, description = "Import over the API is off (storage.import_dir), the path leads outside it, or a cross-site request was refused", body = ApiError), (status = 404, description = "No such task", body = ApiError), (status = 409, description = "The task is running (stop it first; an ARCHIVE_ONLY task takes imports at any time)", body = ApiError), (status = 415, description = "A body that is not JSON (Content-Type: application/json)", body = ApiError), (status = 422, description = "A file failed verification (which file, offset and why) or does not continue the task's archive: nothing was imported", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
+              (status = 400, description = "Invalid request, or the path cannot be read", body = ApiError), (status = 401, description = "Missing or invalid credentials (when auth is on)", body = ApiError), (status = 403, description = "Import over the API is off (storage.import_dir), the path leads outside it, or a cross-site request was refused", body = ApiError), (status = 404, description = "No such task", body = ApiError), (status = 409, description = "The task is running (stop it first; an ARCHIVE_ONLY task takes imports at any time), or another import into it is running", body = ApiError), (status = 415, description = "A body that is not JSON (Content-Type: application/json)", body = ApiError), (status = 422, description = "A file failed verification (which file, offset and why) or does not continue the task's archive: nothing was imported", body = ApiError), (status = 503, description = "Unavailable (shutting down, metadata database down)", body = ApiError),
               (status = 429, description = "Too many requests (api.rate_limit), or too many wrong credentials from this address (api.auth.failure_limit)", body = ApiError)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn import(
@@ -73,5 +75,7 @@ pub async fn import(
     })
     .await
     .map_err(|_| ApiError::internal())??;
+    // An archive-only task's uploader takes the new files at once.
+    state.supervisor.do_send(crate::actors::supervisor::FilesImported(id));
     Ok(HttpResponse::Ok().json(report))
 }

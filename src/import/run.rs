@@ -3,10 +3,13 @@
 //! complete transaction, fsync it, rename it into the task's folder, fsync the folder, and only
 //! then catalogue it with the checkpoint after it (`Store::catalog_import`, one transaction).
 //!
-//! A kill at any point leaves each file whole and catalogued, or not catalogued: a renamed copy
-//! without its row is removed by the writer's reconciliation at the task's next start (a file the
-//! catalog does not know), and the staging folder `{data_dir}/.import/{task_id}` is emptied at
-//! the start of the next import of that task. Blocking: call it from a thread that may block.
+//! A kill at any point leaves each file whole and catalogued, or not catalogued: the staging
+//! folder `{data_dir}/.import/{task_id}` outlives a killed import, and while it exists the files
+//! of the task's folders the catalog does not name are that import's renamed copies
+//! ([`leftovers`]); [`recover_interrupted`] removes them and the staging folder, at the start of
+//! the next import of the task and when the server starts. One import of a task at a time: each
+//! holds `{data_dir}/.import/{task_id}.lock` (an exclusive `flock`, gone with the process).
+//! Blocking: call it from a thread that may block.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -19,6 +22,7 @@ use crate::binlog::name::BinlogFileName;
 use crate::domain::TaskId;
 use crate::import::lineage::{self, Offered, Refusal, TaskFacts};
 use crate::import::verify::{self, Verified, VerifyError};
+use crate::layout::DataLayout;
 use crate::meta::{Checkpoint, FileRecord, FileState, SealAt, Store, StoreError};
 
 /// One file offered: its name in the archive, the open file, and how errors name it (never a
@@ -67,6 +71,8 @@ pub enum ImportError {
     NoTask(TaskId),
     #[error("task {0} is running: stop it before importing (an archive-only task takes imports at any time)")]
     Active(TaskId),
+    #[error("another import into task {0} is running")]
+    Busy(TaskId),
     #[error("{what} {path}: {source}")]
     Io { what: &'static str, path: String, source: io::Error },
     #[error(transparent)]
@@ -85,7 +91,83 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> I
 
 /// The staging folder of a task's imports.
 pub fn staging_dir(data_dir: &Path, id: TaskId) -> PathBuf {
-    data_dir.join(".import").join(id.to_string())
+    DataLayout::new(data_dir).import_staging(id)
+}
+
+/// The files an interrupted import left in the task's folders: while its staging folder exists
+/// (an import removes it when it ends, refused or not), every file on disk (`(source folder,
+/// name)`) the catalog does not name is a copy renamed in before its catalogue row was
+/// written. Without a staging folder, nothing: other stray files are `doctor`'s.
+pub fn leftovers<'a>(
+    staging_exists: bool,
+    catalogued: &[FileRecord],
+    on_disk: &'a [(String, String)],
+) -> Vec<&'a (String, String)> {
+    if !staging_exists {
+        return Vec::new();
+    }
+    on_disk
+        .iter()
+        .filter(|(dir, name)| {
+            !catalogued.iter().any(|r| r.source_identity == *dir && r.file_name.as_str() == name.as_str())
+        })
+        .collect()
+}
+
+/// The exclusive hold on a task's imports (see the module doc); `None` when another import of
+/// the task holds it.
+pub fn try_lock(data_dir: &Path, id: TaskId) -> Result<Option<File>, ImportError> {
+    let path = DataLayout::new(data_dir).import_lock(id);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+    }
+    let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err("open", &path))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(io_err("lock", &path)(e)),
+    }
+}
+
+/// Undoes what a killed import of task `id` left (see [`leftovers`]): its renamed, uncatalogued
+/// copies, then its staging folder. The caller holds the task's import lock. Returns the files
+/// removed, as `source/name`.
+pub fn recover_interrupted(store: &Store, data_dir: &Path, id: TaskId) -> Result<Vec<String>, ImportError> {
+    let layout = DataLayout::new(data_dir);
+    let staging = layout.import_staging(id);
+    if !staging.exists() {
+        return Ok(Vec::new());
+    }
+    let task_dir = layout.task_dir(id);
+    let mut on_disk = Vec::new();
+    if task_dir.is_dir() {
+        for dir in fs::read_dir(&task_dir).map_err(io_err("read", &task_dir))? {
+            let dir = dir.map_err(io_err("read", &task_dir))?;
+            if !dir.file_type().map_err(io_err("read", &task_dir))?.is_dir() {
+                continue;
+            }
+            let Some(identity) = dir.file_name().to_str().map(str::to_string) else { continue };
+            let path = dir.path();
+            for f in fs::read_dir(&path).map_err(io_err("read", &path))? {
+                let f = f.map_err(io_err("read", &path))?;
+                if f.file_type().map_err(io_err("read", &path))?.is_file()
+                    && let Some(name) = f.file_name().to_str()
+                {
+                    on_disk.push((identity.clone(), name.to_string()));
+                }
+            }
+        }
+    }
+    let files = store.list_files(id)?;
+    let mut removed = Vec::new();
+    for (identity, name) in leftovers(true, &files, &on_disk) {
+        let p = layout.binlog_file(id, identity, name);
+        fs::remove_file(&p).map_err(io_err("remove", &p))?;
+        fsync_dir(&layout.task_dir(id).join(identity))?;
+        removed.push(format!("{identity}/{name}"));
+    }
+    fs::remove_dir_all(&staging).map_err(io_err("clean", &staging))?;
+    Ok(removed)
 }
 
 /// The binlog files of a folder: regular files named `base.NNNNNN` (not the `.index` or
@@ -147,10 +229,9 @@ pub fn import_from(
     if task.state.is_active() && !archive_only {
         return Err(ImportError::Active(id));
     }
+    let Some(_lock) = try_lock(data_dir, id)? else { return Err(ImportError::Busy(id)) };
+    recover_interrupted(store, data_dir, id)?;
     let staging = staging_dir(data_dir, id);
-    if staging.exists() {
-        fs::remove_dir_all(&staging).map_err(io_err("clean", &staging))?;
-    }
     fs::create_dir_all(&staging).map_err(io_err("create", &staging))?;
     let task_facts = (archive_only, task.spec.source.flavor, source_uuid);
     let result = stage_and_place(store, data_dir, id, task_facts, offers, &staging);
@@ -194,7 +275,6 @@ fn stage_and_place(
     fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
     fsync_dir(&task_dir)?;
     fsync_dir(data_dir)?;
-    remove_uncatalogued(&dir, &files, &plan.identity)?;
     let mut report = Report {
         task_id: id.0,
         source_identity: plan.identity.clone(),
@@ -209,6 +289,8 @@ fn stage_and_place(
         let to = dir.join(placed.name.as_str());
         fs::rename(&from, &to).map_err(io_err("rename", &to))?;
         fsync_dir(&dir)?;
+        #[cfg(debug_assertions)]
+        test_hold_after_rename(placed.name.as_str());
         let now = store.clock().now();
         let sealed = placed.state == FileState::Sealed;
         let rec = FileRecord {
@@ -257,23 +339,14 @@ fn stage_and_place(
     Ok(report)
 }
 
-/// Removes what an import killed between a rename and its catalogue row left in `dir`: files
-/// the catalogue does not name (the task is not running: no writer is creating one now). The
-/// writer's reconciliation does the same at the task's next start; an ARCHIVE_ONLY task has
-/// none.
-fn remove_uncatalogued(dir: &Path, files: &[FileRecord], identity: &str) -> Result<(), ImportError> {
-    let known: Vec<&str> =
-        files.iter().filter(|f| f.source_identity == identity).map(|f| f.file_name.as_str()).collect();
-    for entry in fs::read_dir(dir).map_err(io_err("read", dir))? {
-        let entry = entry.map_err(io_err("read", dir))?;
-        let name = entry.file_name();
-        let is_file = entry.file_type().map_err(io_err("read", dir))?.is_file();
-        if is_file && !name.to_str().is_some_and(|n| known.contains(&n)) {
-            let p = entry.path();
-            fs::remove_file(&p).map_err(io_err("remove", &p))?;
-        }
+/// Debug builds only (never in a release binary): `BINLOG_TEST_IMPORT_HOLD_AFTER_RENAME=NAME`
+/// stops the import for an hour once file NAME is renamed into the task's folder and before its
+/// catalogue row is written, so integration tests can kill it in that window.
+#[cfg(debug_assertions)]
+fn test_hold_after_rename(name: &str) {
+    if std::env::var("BINLOG_TEST_IMPORT_HOLD_AFTER_RENAME").is_ok_and(|n| n == name) {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
     }
-    Ok(())
 }
 
 /// Cuts a staged copy to `size` (its last complete transaction), clears the in-use flag of its

@@ -189,3 +189,37 @@ fn replay_plans_start_and_stop_inside_imported_mysql_files() {
     }
     assert!(by_time > 0, "one of the files spans more than a second");
 }
+
+#[test]
+fn an_interrupted_imports_uncatalogued_copies_are_its_leftovers_only_while_its_staging_exists() {
+    let e = env();
+    let task = e.store.create_task(&spec("mariadb", "ARCHIVE_ONLY")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let first = vec![offer_bytes(work.path(), "mysql-bin.000001", &maria_checksum_fixture("mysql-bin.000001"))];
+    import(&e.store, &e.data, task.id, first).unwrap();
+    let rows = e.store.list_files(task.id).unwrap();
+    let disk = |d: &str, n: &str| (d.to_string(), n.to_string());
+    let on_disk = [disk("mariadb-1-0", "mysql-bin.000001"), disk("mariadb-1-0", "mysql-bin.000002"), disk("x", "y")];
+    // (staging folder exists, what is left over)
+    let table: [(bool, Vec<&(String, String)>); 2] = [(true, vec![&on_disk[1], &on_disk[2]]), (false, vec![])];
+    for (staging, want) in table {
+        assert_eq!(leftovers(staging, &rows, &on_disk), want, "staging={staging}");
+    }
+
+    // A killed import: its staging folder and the second file renamed in without its row.
+    let folder = e.data.join(task.id.to_string()).join("mariadb-1-0");
+    fs::write(folder.join("mysql-bin.000002"), maria_checksum_fixture("mysql-bin.000002")).unwrap();
+    fs::create_dir_all(staging_dir(&e.data, task.id)).unwrap();
+    // Another import holds the task: this one is refused, nothing touched.
+    let held = try_lock(&e.data, task.id).unwrap().expect("free");
+    let again = vec![offer_bytes(work.path(), "mysql-bin.000002", &maria_checksum_fixture("mysql-bin.000002"))];
+    assert!(matches!(import(&e.store, &e.data, task.id, again), Err(ImportError::Busy(_))));
+    assert!(try_lock(&e.data, task.id).unwrap().is_none(), "one holder at a time");
+    assert!(folder.join("mysql-bin.000002").exists());
+    drop(held);
+    let removed = recover_interrupted(&e.store, &e.data, task.id).unwrap();
+    assert_eq!(removed, vec!["mariadb-1-0/mysql-bin.000002".to_string()]);
+    assert!(!folder.join("mysql-bin.000002").exists() && folder.join("mysql-bin.000001").exists());
+    assert!(!staging_dir(&e.data, task.id).exists());
+    assert!(recover_interrupted(&e.store, &e.data, task.id).unwrap().is_empty(), "nothing left to undo");
+}

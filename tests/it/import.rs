@@ -11,9 +11,10 @@ use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::replication::{
-    assert_copy_matches_source, create_task, fast_server_opts, files, flush_and_catch_up, from_first_file, meta_files,
-    source_identity, source_json, start_task, wait_running,
+    WAIT, assert_copy_matches_source, create_task, fast_server_opts, files, flush_and_catch_up, from_first_file,
+    meta_files, source_identity, source_json, start_task, wait_running,
 };
+use crate::common::s3::S3Server;
 use crate::common::server::{Server, run_cli};
 use crate::common::{output_with_deadline, poll_until, require_binary, temp_dir};
 
@@ -213,6 +214,126 @@ fn kill_9_in_the_middle_of_an_import_leaves_nothing_half_imported() {
     assert_eq!(rows.len(), raw.len());
     for r in &rows {
         let ours = std::fs::read(data.join(id.to_string()).join(&r.source_identity).join(&r.file_name)).unwrap();
+        let theirs = std::fs::read(archive.path().join(&r.file_name)).unwrap();
+        assert!(ours == theirs, "{} is whole", r.file_name);
+    }
+}
+
+/// Polls until task `id` lists `n` files, every one UPLOADED and verified; returns them.
+fn wait_uploaded(srv: &Server, id: i64, n: usize) -> Vec<serde_json::Value> {
+    poll_until(WAIT, &format!("{n} imported files of task {id} uploaded and verified"), || {
+        let fs = files(srv, id);
+        (fs.len() == n && fs.iter().all(|f| f["upload"]["state"] == "UPLOADED" && f["upload"]["verified"] == true))
+            .then_some(fs)
+    })
+}
+
+/// How many uploads the server's log (kept across restarts) records.
+fn uploads_logged(srv: &Server) -> usize {
+    srv.log_text().matches("file uploaded and verified").count()
+}
+
+#[test]
+fn an_archive_only_tasks_imported_files_are_uploaded_verified_and_only_once() {
+    let db = busy_source(MariaDbOpts::default(), "u");
+    db.flush_binary_logs();
+    let archive = temp_dir("raw-upload");
+    let raw = raw_archive(&db, archive.path());
+    // The first two files are imported by the command while the server is down, the others over
+    // the API while it runs.
+    let imports = temp_dir("import-root");
+    for (i, f) in raw.iter().enumerate() {
+        let dir = imports.path().join(if i < 2 { "first" } else { "rest" });
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(f, dir.join(f.file_name().unwrap())).unwrap();
+    }
+    let s3 = S3Server::start(false);
+    let opts =
+        s3.upload_env(fast_server_opts()).env("BINLOG_SERVER_STORAGE_IMPORT_DIR", imports.path().display().to_string());
+    let mut srv = Server::start(opts);
+    let id = create_task(&srv, "archive-up", source_json(&db), json!({"mode": "ARCHIVE_ONLY"}));
+
+    srv.stop();
+    let (code, out, err) = import(&srv, id, &[&imports.path().join("first")]);
+    assert_eq!(code, 0, "import: {out}{err}");
+    // At the start of the process: what was imported meanwhile is uploaded.
+    srv.restart();
+    wait_uploaded(&srv, id, 2);
+    // Right after an import over the API.
+    let (status, body) = srv.post(&format!("/api/tasks/{id}/import"), &json!({"path": "rest"}));
+    assert_eq!(status, 200, "{body}");
+    let uploaded = wait_uploaded(&srv, id, raw.len());
+    for f in &uploaded {
+        let name = f["name"].as_str().unwrap();
+        let key = f["upload"]["object_key"].as_str().unwrap_or_else(|| panic!("{name} has no object key: {f}"));
+        assert_eq!(key, format!("it/archive-up/{}/{name}", source_identity(&db)), "object key layout");
+        let object = s3.get(key);
+        let theirs = std::fs::read(archive.path().join(name)).unwrap();
+        assert!(object == theirs, "{key}: the object differs from the imported file");
+        assert_eq!(Some(s3.head(key).1.as_str()), f["sha256"].as_str(), "{key}: sha256 metadata");
+    }
+    let (_, task) = srv.get(&format!("/api/tasks/{id}"));
+    assert_eq!(task["state"], "STOPPED", "an archive-only task never runs: {task}");
+    assert_eq!(uploads_logged(&srv), raw.len(), "each file uploaded once");
+
+    // A restart uploads nothing again: the new process's uploader has looked at the catalog
+    // (its backlog gauge is set) and found nothing to do.
+    srv.restart();
+    poll_until(WAIT, "the restarted uploader's first look at the catalog", || {
+        let text = srv.get_raw("/metrics").body;
+        text.lines().any(|l| l == format!("binlog_server_upload_backlog_files{{task=\"{id}\"}} 0")).then_some(())
+    });
+    let after = files(&srv, id);
+    for (a, b) in after.iter().zip(&uploaded) {
+        assert_eq!(a["upload"], b["upload"], "{} unchanged by the restart", a["name"]);
+    }
+    assert_eq!(uploads_logged(&srv), raw.len(), "nothing uploaded twice");
+}
+
+#[test]
+fn kill_9_between_a_files_rename_and_its_catalogue_row_leaves_nothing_after_a_restart() {
+    let db = busy_source(MariaDbOpts::default(), "w");
+    let archive = temp_dir("raw-window");
+    let raw = raw_archive(&db, archive.path());
+    let mut srv = Server::start(fast_server_opts());
+    let id = create_task(&srv, "window", source_json(&db), json!({"mode": "ARCHIVE_ONLY"}));
+    let data = srv.data_dir();
+    let staging = data.join(".import").join(id.to_string());
+    let folder = data.join(id.to_string()).join(source_identity(&db));
+    let second = raw[1].file_name().unwrap().to_str().unwrap().to_string();
+
+    // The import stops (debug-build hook) once the second file is renamed into the task's
+    // folder, before its catalogue row is written; it is killed there.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_binlog-server"))
+        .args(["import", "--task", &id.to_string()])
+        .arg(archive.path())
+        .env("BINLOG_SERVER_DATA_DIR", &data)
+        .env("BINLOG_TEST_IMPORT_HOLD_AFTER_RENAME", &second)
+        .spawn()
+        .unwrap();
+    poll_until(WAIT, "the second file renamed into the task's folder", || folder.join(&second).exists().then_some(()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(meta_files(&data, id).len(), 1, "only the first file is catalogued");
+    assert_eq!(task_files(&srv, id).len(), 2, "the second one is on disk without its row");
+
+    // After a restart of the server: the uncatalogued copy and the staging folder are gone.
+    srv.restart();
+    let first = folder.join(raw[0].file_name().unwrap());
+    poll_until(WAIT, "the uncatalogued copy removed at the server's start", || {
+        (task_files(&srv, id) == vec![first.clone()]).then_some(())
+    });
+    assert!(!staging.exists(), "the staging folder is gone");
+    assert_eq!(meta_files(&data, id).len(), 1, "the catalogue is as it was");
+
+    // Nothing blocks the next import: the rest of the archive goes in whole.
+    let rest: Vec<&Path> = raw[1..].iter().map(PathBuf::as_path).collect();
+    let (code, out, err) = import(&srv, id, &rest);
+    assert_eq!(code, 0, "the import after the kill: {out}{err}");
+    let rows = meta_files(&data, id);
+    assert_eq!(rows.len(), raw.len());
+    for r in &rows {
+        let ours = std::fs::read(folder.join(&r.file_name)).unwrap();
         let theirs = std::fs::read(archive.path().join(&r.file_name)).unwrap();
         assert!(ours == theirs, "{} is whole", r.file_name);
     }

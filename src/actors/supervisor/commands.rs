@@ -8,6 +8,7 @@ use slog::warn;
 use super::{ControlError, ControlResult, Supervisor};
 use crate::actors::cluster_link::LocalEvent;
 use crate::actors::task::WakeUploads;
+use crate::actors::upload::UploadNow;
 use crate::domain::{DesiredState, Mover, Task, TaskEventType, TaskId, TaskSpec, TaskState};
 use crate::meta::{LastError, StoreError, Transition};
 use crate::telemetry::tracing::span;
@@ -18,18 +19,20 @@ use crate::telemetry::tracing::span;
 pub struct CreateTask(pub TaskSpec);
 
 impl Handler<CreateTask> for Supervisor {
-    type Result = ResponseFuture<ControlResult<Task>>;
+    type Result = ResponseActFuture<Self, ControlResult<Task>>;
 
     fn handle(&mut self, msg: CreateTask, _: &mut Context<Self>) -> Self::Result {
         let key = msg.0.cluster_key.clone();
         let max_tasks = self.settings.max_tasks;
         let fut = self.call(move |s| s.create_task_within(&msg.0, max_tasks));
-        Box::pin(async move {
-            fut.await.map_err(|e| match e {
+        Box::pin(fut.into_actor(self).map(move |res, act, _| {
+            let task = res.map_err(|e| match e {
                 StoreError::Duplicate(_) => ControlError::AlreadyExists(key),
                 other => ControlError::Store(other),
-            })
-        })
+            })?;
+            act.sync_archive(task.id, Some(&task));
+            Ok(task)
+        }))
     }
 }
 
@@ -39,19 +42,23 @@ impl Handler<CreateTask> for Supervisor {
 pub struct CreateTasks(pub Vec<TaskSpec>);
 
 impl Handler<CreateTasks> for Supervisor {
-    type Result = ResponseFuture<ControlResult<Vec<Task>>>;
+    type Result = ResponseActFuture<Self, ControlResult<Vec<Task>>>;
 
     fn handle(&mut self, msg: CreateTasks, _: &mut Context<Self>) -> Self::Result {
         let keys = msg.0.iter().map(|s| s.cluster_key.as_str()).collect::<Vec<_>>().join(", ");
         let max_tasks = self.settings.max_tasks;
         let fut = self.call(move |s| s.create_tasks_within(&msg.0, max_tasks));
-        Box::pin(async move {
-            fut.await.map_err(|e| match e {
+        Box::pin(fut.into_actor(self).map(move |res, act, _| {
+            let tasks = res.map_err(|e| match e {
                 // Another client took a key between the handler's check and this transaction.
                 StoreError::Duplicate(_) => ControlError::AlreadyExists(format!("among {keys}")),
                 other => ControlError::Store(other),
-            })
-        })
+            })?;
+            for t in &tasks {
+                act.sync_archive(t.id, Some(t));
+            }
+            Ok(tasks)
+        }))
     }
 }
 
@@ -86,8 +93,13 @@ impl Handler<UpdateTask> for Supervisor {
             }
             Ok(Ok(updated))
         });
-        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, _, _| match res {
-            Ok(Ok(task)) => Ok(task),
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _| match res {
+            Ok(Ok(task)) => {
+                // A new uploader: the spec it was started with (the cluster_key names objects) changed.
+                act.sync_archive(id, None);
+                act.sync_archive(id, Some(&task));
+                Ok(task)
+            }
             Ok(Err(refused)) => Err(ControlError::Invalid(vec![refused])),
             Err(StoreError::Duplicate(_)) => Err(ControlError::AlreadyExists(key)),
             Err(other) => Err(ControlError::from_store(other, Some(id), "update")),
@@ -131,9 +143,11 @@ impl Handler<DeleteTask> for Supervisor {
             }
             Ok(())
         });
-        AtomicResponse::new(Box::pin(
-            fut.into_actor(self).map(move |res, _, _| res.map_err(|e| ControlError::from_store(e, Some(id), "delete"))),
-        ))
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _| {
+            res.map_err(|e| ControlError::from_store(e, Some(id), "delete"))?;
+            act.sync_archive(id, None);
+            Ok(())
+        })))
     }
 }
 
@@ -232,6 +246,7 @@ impl Handler<RetryUploads> for Supervisor {
     fn handle(&mut self, msg: RetryUploads, _: &mut Context<Self>) -> Self::Result {
         let RetryUploads { id, limit } = msg;
         let actor = self.tasks.get(&id).cloned();
+        let archive = self.archives.get(&id).cloned();
         let fut = self.call(move |s| {
             s.get_task(id)?;
             s.retry_uploads(id, limit)
@@ -240,6 +255,9 @@ impl Handler<RetryUploads> for Supervisor {
             let n = fut.await.map_err(|e| ControlError::from_store(e, Some(id), "update"))?;
             if let Some(a) = actor {
                 a.do_send(WakeUploads);
+            }
+            if let Some(a) = archive {
+                a.do_send(UploadNow);
             }
             Ok(n)
         })

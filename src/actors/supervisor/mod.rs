@@ -9,10 +9,12 @@
 //! (`TaskState::allows`), even across processes. It never touches sockets; file work
 //! (quarantining a deleted task's files) runs on the blocking pool.
 
+mod archive;
 mod cluster;
 mod commands;
 mod stop;
 
+pub use archive::{FilesImported, runs_uploader};
 pub use cluster::SetCoordinator;
 pub use commands::{CreateTask, CreateTasks, DeleteTask, RetryUploads, SetRelayUsers, StartTask, UpdateTask};
 use std::collections::HashMap;
@@ -74,6 +76,8 @@ pub struct Supervisor {
     log: Logger,
     root_log: Logger,
     tasks: HashMap<TaskId, Addr<TaskActor>>,
+    /// The uploaders of ARCHIVE_ONLY tasks, which never run (see `archive`).
+    archives: HashMap<TaskId, Addr<crate::actors::upload::UploadActor>>,
     shutting_down: bool,
     /// The bucket, when upload is enabled.
     objects: Option<Arc<ObjectStore>>,
@@ -105,6 +109,7 @@ impl Supervisor {
             log: log.new(o!("actor" => "supervisor")),
             root_log: log,
             tasks: HashMap::new(),
+            archives: HashMap::new(),
             shutting_down: false,
             coordinator: None,
             uploads: actix::Arbiter::new().handle(),
@@ -159,12 +164,18 @@ impl Actor for Supervisor {
         // Bring back what the operator wants running; repair rows a killed process left behind.
         let store = self.store.clone();
         let log = self.log.clone();
+        let data_dir = self.settings.data_dir.clone();
+        let recover_log = self.log.clone();
         let fut = async move {
             store
-                .call(|s| {
+                .call(move |s| {
                     let (all, _) = s.list_tasks(&TaskFilter::default(), i64::MAX, 0)?;
                     let mut resume = Vec::new();
+                    let mut archives = Vec::new();
                     for t in all {
+                        if t.spec.start.is_archive_only() {
+                            archives.push(t.clone());
+                        }
                         match t.desired_state {
                             // A failed task waits for its operator, restart or not.
                             DesiredState::Running if t.state == TaskState::Failed => {}
@@ -179,7 +190,15 @@ impl Actor for Supervisor {
                             DesiredState::Stopped => {}
                         }
                     }
-                    Ok(resume)
+                    // What an import killed between a rename and its catalogue row left (no
+                    // task runs yet; an import running meanwhile holds its task's lock).
+                    for t in s.list_tasks(&TaskFilter::default(), i64::MAX, 0)?.0 {
+                        if resume.iter().any(|r: &Task| r.id == t.id) {
+                            continue;
+                        }
+                        recover_import(s, &data_dir, t.id, &recover_log);
+                    }
+                    Ok((resume, archives))
                 })
                 .await
                 .map_err(move |e| {
@@ -188,13 +207,36 @@ impl Actor for Supervisor {
                 })
         };
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| {
-            if let Ok(tasks) = res {
+            if let Ok((tasks, archives)) = res {
                 for t in tasks {
                     info!(act.log, "resuming task"; "task_id" => t.id.0);
                     act.spawn_task(t, None, ctx);
                 }
+                for t in archives {
+                    act.sync_archive(t.id, Some(&t));
+                }
             }
         }));
+    }
+}
+
+/// Undoes an interrupted import of task `id` (`import::run::recover_interrupted`), unless an
+/// import of it is running now. Blocking.
+fn recover_import(store: &Store, data_dir: &std::path::Path, id: TaskId, log: &Logger) {
+    use crate::import::run;
+    if !DataLayout::new(data_dir).import_staging(id).exists() {
+        return; // no import was interrupted (and no lock file is created for nothing)
+    }
+    let res = run::try_lock(data_dir, id).and_then(|lock| match lock {
+        Some(_held) => run::recover_interrupted(store, data_dir, id),
+        None => Ok(Vec::new()),
+    });
+    match res {
+        Ok(removed) if removed.is_empty() => {}
+        Ok(removed) => {
+            warn!(log, "removed what an interrupted import left"; "task_id" => id.0, "files" => removed.join(","))
+        }
+        Err(e) => error!(log, "cannot undo an interrupted import"; "task_id" => id.0, "error" => %e),
     }
 }
 
@@ -244,6 +286,7 @@ impl Handler<Shutdown> for Supervisor {
 
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.shutting_down = true;
+        self.stop_archives();
         let actors: Vec<(TaskId, Addr<TaskActor>)> = self.tasks.iter().map(|(k, v)| (*k, v.clone())).collect();
         let deadline = Duration::from_secs(self.settings.shutdown_timeout_sec.max(1));
         let log = self.log.clone();

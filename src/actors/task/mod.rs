@@ -299,19 +299,14 @@ impl Actor for TaskActor {
                 act.hash_next(ctx);
             },
         ));
-        let up = &s.upload;
-        let params = UploadParams {
-            task_id: id,
-            cluster_key: self.task.spec.cluster_key.clone(),
-            data_dir: s.data_dir.clone(),
-            store: self.ctx.store.clone(),
-            objects: self.ctx.objects.clone(),
-            retry_initial: Duration::from_secs(up.retry_initial_sec),
-            retry_max: Duration::from_secs(up.retry_max_sec),
-            retention_interval: Duration::from_secs(s.storage.retention_interval_sec),
-            log: self.ctx.log.new(slog::o!("actor" => "upload")),
-            guard: self.ctx.lease.clone(),
-        };
+        let params = UploadParams::for_task(
+            &s,
+            &self.task,
+            self.ctx.store.clone(),
+            self.ctx.objects.clone(),
+            self.ctx.log.new(slog::o!("actor" => "upload")),
+            self.ctx.lease.clone(),
+        );
         self.uploader = Some(UploadActor::start_in_arbiter(&self.ctx.uploads, move |_| UploadActor::new(params)));
         self.start_attempt(ctx);
     }
