@@ -488,6 +488,11 @@ pub fn parse_tagged_gtid(event: &[u8], has_crc: bool) -> Result<(Uuid, String, u
                     return Err(malformed("GTID_TAGGED", "tag past the end"));
                 }
                 tag = String::from_utf8(b[..len].to_vec()).map_err(|_| malformed("GTID_TAGGED", "tag is not UTF-8"))?;
+                // The tag rule the text form has: a tag accepted here becomes part of the
+                // checkpoint's GTID text, which must parse again for the task to resume.
+                if !tag.is_empty() && !crate::binlog::gtid::valid_tag(&tag) {
+                    return Err(malformed("GTID_TAGGED", format!("invalid tag {:?}", tag.escape_debug().to_string())));
+                }
                 b = &b[len..];
             }
             // Fields are in id order; nothing after the tag matters here.
@@ -900,6 +905,15 @@ mod tests {
         assert_eq!(u.to_string(), "55778904-0299-11f1-b1b8-4ef0c4956feb");
         assert_eq!(tag, "mytag");
         assert_eq!(gno, 3);
+        // A tag the text form refuses (found by the fuzz campaign: "mg\0at" entered the
+        // checkpoint, which then did not parse again) is refused here too.
+        let at = ev.windows(5).position(|w| w == b"mytag").expect("the tag's bytes");
+        for (what, byte) in [("a NUL", 0u8), ("an upper-case letter", b'Y'), ("a dash", b'-')] {
+            let mut bad = ev.to_vec();
+            bad[at + 1] = byte;
+            let e = parse_tagged_gtid(&bad, true).unwrap_err();
+            assert!(e.to_string().contains("invalid tag"), "{what}: {e}");
+        }
     }
 
     #[test]
