@@ -45,6 +45,22 @@ fn read_error(id: TaskId) -> impl FnOnce(StoreError) -> ControlError {
 }
 
 impl TaskQueries {
+    /// Reads something of task `id` on the store's blocking pool: `NotFound` (404) when the
+    /// task does not exist, other store errors as reads.
+    async fn of_task<T: Send + 'static>(
+        &self,
+        id: TaskId,
+        read: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> ControlResult<T> {
+        self.store
+            .call(move |s| {
+                s.get_task(id)?;
+                read(s)
+            })
+            .await
+            .map_err(read_error(id))
+    }
+
     pub fn new(store: Store, settings: &crate::config::Settings, objects: Option<Arc<ObjectStore>>) -> Self {
         TaskQueries {
             store,
@@ -96,54 +112,24 @@ impl TaskQueries {
     }
 
     pub async fn checkpoint(&self, id: TaskId) -> ControlResult<CheckpointView> {
-        self.store
-            .call(move |s| {
-                s.get_task(id)?;
-                Ok((s.get_checkpoint(id)?, s.checkpoint_writer(id)?))
-            })
-            .await
-            .map_err(read_error(id))
+        self.of_task(id, move |s| Ok((s.get_checkpoint(id)?, s.checkpoint_writer(id)?))).await
     }
 
     pub async fn events(&self, id: TaskId, limit: i64) -> ControlResult<Vec<TaskEvent>> {
-        self.store
-            .call(move |s| {
-                s.get_task(id)?;
-                s.list_events(id, limit)
-            })
-            .await
-            .map_err(read_error(id))
+        self.of_task(id, move |s| s.list_events(id, limit)).await
     }
 
     pub async fn files(&self, id: TaskId) -> ControlResult<Vec<FileRecord>> {
-        self.store
-            .call(move |s| {
-                s.get_task(id)?;
-                s.list_files(id)
-            })
-            .await
-            .map_err(read_error(id))
+        self.of_task(id, move |s| s.list_files(id)).await
     }
 
     pub async fn upload_failures(&self, id: TaskId, limit: i64) -> ControlResult<Vec<FileRecord>> {
-        self.store
-            .call(move |s| {
-                s.get_task(id)?;
-                s.upload_failures(id, limit)
-            })
-            .await
-            .map_err(read_error(id))
+        self.of_task(id, move |s| s.upload_failures(id, limit)).await
     }
 
     /// The names of a task's relay users.
     pub async fn relay_users(&self, id: TaskId) -> ControlResult<Vec<String>> {
-        self.store
-            .call(move |s| {
-                s.get_task(id)?;
-                s.relay_user_names(id)
-            })
-            .await
-            .map_err(read_error(id))
+        self.of_task(id, move |s| s.relay_user_names(id)).await
     }
 
     /// The task's recovery window. Reads files only to check a switchover the GTID states alone
@@ -184,14 +170,7 @@ impl TaskQueries {
         source_identity: Option<String>,
     ) -> ControlResult<(PathBuf, PlanFile)> {
         let data_dir = self.layout.root().to_path_buf();
-        let files = self
-            .store
-            .call(move |s| {
-                s.get_task(id)?;
-                pitr::load_catalog(s, &data_dir, id)
-            })
-            .await
-            .map_err(read_error(id))?;
+        let files = self.of_task(id, move |s| pitr::load_catalog(s, &data_dir, id)).await?;
         let hits: Vec<&pitr::CatalogFile> = files
             .iter()
             .filter(|f| f.record.file_name == name)
@@ -248,13 +227,7 @@ impl TaskQueries {
 
     /// Cluster mode: a task's lease (`GET /api/tasks/{id}/lease`).
     pub async fn lease(&self, id: TaskId) -> ControlResult<Option<Lease>> {
-        self.store
-            .call(move |s| {
-                s.get_task(id)?;
-                s.get_lease(id)
-            })
-            .await
-            .map_err(read_error(id))
+        self.of_task(id, move |s| s.get_lease(id)).await
     }
 }
 
