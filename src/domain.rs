@@ -295,7 +295,7 @@ string_enum!(
 );
 
 /// A task's last error: what failed, and since when the task has been failing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskError {
     pub code: TaskErrorCode,
     pub message: String,

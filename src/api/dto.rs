@@ -203,21 +203,19 @@ impl TaskBody {
     }
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SourceDto {
     pub host: String,
     pub port: u16,
     pub user: String,
     /// Always `***`: passwords are write-only.
-    #[schema(value_type = String, example = "***")]
-    pub password: &'static str,
-    #[schema(value_type = Flavor)]
-    pub flavor: &'static str,
+    #[schema(example = "***")]
+    pub password: String,
+    pub flavor: Flavor,
     pub server_id: Option<u32>,
     /// The server_id this task registers with (its own or the documented default).
     pub effective_server_id: u32,
-    #[schema(value_type = TlsMode)]
-    pub tls_mode: &'static str,
+    pub tls_mode: TlsMode,
     pub tls_ca_file: Option<String>,
     /// The pinned RSA public key (PEM), if any: public, shown as stored.
     pub server_public_key: Option<String>,
@@ -225,16 +223,15 @@ pub struct SourceDto {
     pub semi_sync: bool,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StartDto {
-    #[schema(value_type = StartMode)]
-    pub mode: &'static str,
+    pub mode: StartMode,
     pub file: Option<String>,
     pub pos: Option<u64>,
     pub gtid_set: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StorageDto {
     /// Local retention in days.
     pub retention_days: u32,
@@ -243,7 +240,7 @@ pub struct StorageDto {
     pub bucket_retention_days: u32,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskDto {
     pub id: i64,
     pub name: String,
@@ -290,16 +287,16 @@ impl TaskDto {
                 host: src.host.clone(),
                 port: src.port,
                 user: src.user.clone(),
-                password: REDACTED,
-                flavor: src.flavor.as_str(),
+                password: REDACTED.to_string(),
+                flavor: src.flavor,
                 server_id: src.server_id,
                 effective_server_id: crate::domain::effective_server_id(t, server_id_base),
-                tls_mode: src.tls_mode.as_str(),
+                tls_mode: src.tls_mode,
                 tls_ca_file: src.tls_ca_file.clone(),
                 server_public_key: src.server_public_key.clone(),
                 semi_sync: src.semi_sync,
             },
-            start: StartDto { mode: t.spec.start.mode().as_str(), file, pos, gtid_set },
+            start: StartDto { mode: t.spec.start.mode(), file, pos, gtid_set },
             storage: StorageDto {
                 retention_days: t.spec.retention_days,
                 local_retention_days: t.spec.retention_days,
@@ -316,7 +313,7 @@ impl TaskDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskPage {
     pub items: Vec<TaskDto>,
     pub total: i64,
@@ -324,7 +321,7 @@ pub struct TaskPage {
     pub offset: i64,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CheckpointDto {
     pub task_id: i64,
     pub source_identity: Option<String>,
@@ -340,7 +337,7 @@ pub struct CheckpointDto {
 
 /// `GET /api/tasks/{id}/lease`. A task that was never leased (or any task in standalone mode)
 /// has nulls and `live: false`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LeaseDto {
     pub task_id: i64,
     /// The node holding (or that last held) the lease.
@@ -354,7 +351,7 @@ pub struct LeaseDto {
 }
 
 /// One node of the cluster.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct WorkerDto {
     pub node_id: String,
     /// Heartbeat within the lease TTL and not left.
@@ -370,13 +367,13 @@ pub struct WorkerDto {
     pub version: String,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct WorkerList {
     pub workers: Vec<WorkerDto>,
 }
 
 /// `GET /api/cluster/overview`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterOverviewDto {
     /// `standalone` or `cluster`.
     pub mode: String,
@@ -431,7 +428,7 @@ pub struct DeleteQuery {
 }
 
 /// One local binlog file.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FileDto {
     pub name: String,
     pub source_identity: String,
@@ -450,7 +447,7 @@ pub struct FileDto {
 }
 
 /// Where a file stands with the bucket, and what retention did to it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FileUploadDto {
     /// LOCAL_ONLY until uploaded; UPLOAD_FAILED retries with backoff.
     pub state: UploadState,
@@ -469,13 +466,13 @@ pub struct FileUploadDto {
 }
 
 /// Failed uploads of a task.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct UploadFailurePage {
     pub items: Vec<FileDto>,
 }
 
 /// Result of a retry-upload request.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RetryUploadDto {
     /// How many failed uploads were made due now.
     pub retried: usize,
@@ -509,7 +506,7 @@ impl FileDto {
 }
 
 /// Live replication status of a task.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReplicationDto {
     pub task_id: i64,
     pub state: TaskState,
@@ -537,7 +534,7 @@ pub struct ReplicationDto {
 }
 
 /// Semi-synchronous replication of a task (`source.semi_sync`).
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SemiSyncDto {
     /// The task asks for it.
     pub requested: bool,
@@ -590,13 +587,13 @@ impl ReplicationDto {
 }
 
 /// `{items}` of task events, newest first.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EventPage {
     pub items: Vec<crate::meta::TaskEvent>,
 }
 
 /// `{items}` of local files, in stream order.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FilePage {
     pub items: Vec<FileDto>,
 }

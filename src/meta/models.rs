@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::binlog::name::BinlogFileName;
 use crate::binlog::summary::FileSummary;
@@ -226,7 +226,7 @@ impl CheckpointRow {
 }
 
 /// One row of a task's event timeline.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskEvent {
     pub id: i64,
     pub task_id: i64,
