@@ -6,10 +6,13 @@
 //! {data_dir}/node_id                        generated cluster node id (cluster::resolve_node_id)
 //! {data_dir}/{task}/                        a task's files
 //! {data_dir}/{task}/.lease                  cluster mode: the lease its files were written under
+//! {data_dir}/{task}/{source}/               the files of one source of a task
 //! {data_dir}/{task}/{source}/{file}         one binlog file (FileRecord::local_path)
 //! {data_dir}/.stale/{task}-{time}           copies a takeover set aside (kept, never read)
+//! {data_dir}/.stale/doctor-{time}/          what `doctor --repair` set aside
 //! {data_dir}/.deleted/{task}-{time}         a deleted task's files, unless purged
 //! {data_dir}/.import/{task}                 staging of `binlog-server import`
+//! {data_dir}/.import/{task}/{file}          one staged (copied, being verified) file
 //! {data_dir}/.import/{task}.lock            held (flock) by the task's one running import
 //! {data_dir}/.relay-fetch/                  the relay's downloads from the bucket (unlinked once open)
 //! ```
@@ -71,9 +74,26 @@ impl DataLayout {
         self.task_dir(id).join(LEASE_MARKER)
     }
 
+    /// The folder of one source's files: `{data_dir}/{task}/{source_identity}`.
+    pub fn source_dir(&self, id: TaskId, source_identity: &str) -> PathBuf {
+        self.task_dir(id).join(source_identity)
+    }
+
+    /// A path inside a task's directory given relative to it (`{source}/{file}`, as `doctor`
+    /// reports findings): `{data_dir}/{task}/{rel}`.
+    pub fn task_path(&self, id: TaskId, rel: &str) -> PathBuf {
+        self.task_dir(id).join(rel)
+    }
+
+    /// A top-level entry of `data_dir` by the name it was found under (`doctor`'s orphan task
+    /// directories, whose names need not be a task id's canonical spelling, e.g. `007`).
+    pub fn entry(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
     /// One binlog file: `{data_dir}/{task}/{source_identity}/{file_name}`.
     pub fn binlog_file(&self, id: TaskId, source_identity: &str, file_name: &str) -> PathBuf {
-        self.task_dir(id).join(source_identity).join(file_name)
+        self.source_dir(id, source_identity).join(file_name)
     }
 
     pub fn stale_dir(&self) -> PathBuf {
@@ -83,6 +103,12 @@ impl DataLayout {
     /// Where a task's untrusted copies go, stamped `stamp`: `{data_dir}/.stale/{task}-{stamp}`.
     pub fn stale_copy(&self, id: TaskId, stamp: &str) -> PathBuf {
         self.stale_dir().join(format!("{}-{stamp}", id.0))
+    }
+
+    /// The folder one `doctor --repair` run moves things into, stamped `stamp`:
+    /// `{data_dir}/.stale/doctor-{stamp}`.
+    pub fn doctor_stale(&self, stamp: &str) -> PathBuf {
+        self.stale_dir().join(format!("doctor-{stamp}"))
     }
 
     pub fn deleted_dir(&self) -> PathBuf {
@@ -105,6 +131,11 @@ impl DataLayout {
         self.root.join(IMPORT_DIR).join(id.0.to_string())
     }
 
+    /// One staged file of a task's import: `{data_dir}/.import/{task}/{file_name}`.
+    pub fn import_staged(&self, id: TaskId, file_name: &str) -> PathBuf {
+        self.import_staging(id).join(file_name)
+    }
+
     /// The lock of a task's imports: `{data_dir}/.import/{task}.lock`.
     pub fn import_lock(&self, id: TaskId) -> PathBuf {
         self.root.join(IMPORT_DIR).join(format!("{}.lock", id.0))
@@ -125,10 +156,15 @@ mod tests {
             (l.node_id_file(), "/srv/data/node_id"),
             (l.task_dir(t), "/srv/data/7"),
             (l.lease_marker(t), "/srv/data/7/.lease"),
+            (l.source_dir(t, "srv-1"), "/srv/data/7/srv-1"),
             (l.binlog_file(t, "srv-1", "mysql-bin.000003"), "/srv/data/7/srv-1/mysql-bin.000003"),
+            (l.task_path(t, "srv-1/mysql-bin.000003"), "/srv/data/7/srv-1/mysql-bin.000003"),
+            (l.entry("007"), "/srv/data/007"),
             (l.stale_copy(t, "20261204T120000"), "/srv/data/.stale/7-20261204T120000"),
+            (l.doctor_stale("20261204T120000.000001Z"), "/srv/data/.stale/doctor-20261204T120000.000001Z"),
             (l.deleted_copy(t, "20261204T120000"), "/srv/data/.deleted/7-20261204T120000"),
             (l.import_staging(t), "/srv/data/.import/7"),
+            (l.import_staged(t, "mysql-bin.000003"), "/srv/data/.import/7/mysql-bin.000003"),
             (l.import_lock(t), "/srv/data/.import/7.lock"),
         ];
         for (got, want) in table {

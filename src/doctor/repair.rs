@@ -13,6 +13,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{CatalogFile, Finding, OpenTail, Problem, TaskFacts};
+use crate::domain::TaskId;
+use crate::layout::DataLayout;
 use crate::upload::ObjectStore;
 
 /// What `--repair` does about one finding.
@@ -97,7 +99,7 @@ fn restore(row: Option<&CatalogFile>, bucket_configured: bool) -> Action {
 /// The folder this run moves things into: `{data_dir}/.stale/doctor-{utc time}` (to the
 /// microsecond, so two runs never share one).
 pub fn stale_dir(data_dir: &Path, now: DateTime<Utc>) -> PathBuf {
-    crate::layout::DataLayout::new(data_dir).stale_dir().join(format!("doctor-{}", now.format("%Y%m%dT%H%M%S%.6fZ")))
+    DataLayout::new(data_dir).doctor_stale(&now.format("%Y%m%dT%H%M%S%.6fZ").to_string())
 }
 
 /// Where a finding's file goes inside the stale folder: `{task}/{file}`; an orphan task
@@ -111,9 +113,10 @@ pub fn stale_path(stale: &Path, finding_task: i64, file: &str) -> PathBuf {
 
 /// Where the finding's file is: `{data_dir}/{task}/{file}`, or `{data_dir}/N` for `N/`.
 pub fn live_path(data_dir: &Path, task: i64, file: &str) -> PathBuf {
+    let layout = DataLayout::new(data_dir);
     match file.strip_suffix('/') {
-        Some(dir) => data_dir.join(dir),
-        None => data_dir.join(task.to_string()).join(file),
+        Some(dir) => layout.entry(dir),
+        None => layout.task_path(TaskId(task), file),
     }
 }
 

@@ -89,11 +89,6 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> I
     move |source| ImportError::Io { what, path: path.display().to_string(), source }
 }
 
-/// The staging folder of a task's imports.
-pub fn staging_dir(data_dir: &Path, id: TaskId) -> PathBuf {
-    DataLayout::new(data_dir).import_staging(id)
-}
-
 /// The files an interrupted import left in the task's folders: while its staging folder exists
 /// (an import removes it when it ends, refused or not), every file on disk (`(source folder,
 /// name)`) the catalog does not name is a copy renamed in before its catalogue row was
@@ -163,7 +158,7 @@ pub fn recover_interrupted(store: &Store, data_dir: &Path, id: TaskId) -> Result
     for (identity, name) in leftovers(true, &files, &on_disk) {
         let p = layout.binlog_file(id, identity, name);
         fs::remove_file(&p).map_err(io_err("remove", &p))?;
-        fsync_dir(&layout.task_dir(id).join(identity))?;
+        fsync_dir(&layout.source_dir(id, identity))?;
         removed.push(format!("{identity}/{name}"));
     }
     fs::remove_dir_all(&staging).map_err(io_err("clean", &staging))?;
@@ -231,27 +226,27 @@ pub fn import_from(
     }
     let Some(_lock) = try_lock(data_dir, id)? else { return Err(ImportError::Busy(id)) };
     recover_interrupted(store, data_dir, id)?;
-    let staging = staging_dir(data_dir, id);
+    let layout = DataLayout::new(data_dir);
+    let staging = layout.import_staging(id);
     fs::create_dir_all(&staging).map_err(io_err("create", &staging))?;
     let task_facts = (archive_only, task.spec.source.flavor, source_uuid);
-    let result = stage_and_place(store, data_dir, id, task_facts, offers, &staging);
+    let result = stage_and_place(store, &layout, id, task_facts, offers);
     let _ = fs::remove_dir_all(&staging);
     result
 }
 
 fn stage_and_place(
     store: &Store,
-    data_dir: &Path,
+    layout: &DataLayout,
     id: TaskId,
     (archive_only, flavor, declared_uuid): (bool, crate::binlog::Flavor, Option<&str>),
     offers: Vec<Offer>,
-    staging: &Path,
 ) -> Result<Report, ImportError> {
     // One read of each source: verification runs on the bytes as they are copied, so what is
     // placed is exactly what was verified, even if the source file changes meanwhile.
     let mut staged: Vec<(BinlogFileName, Verified, PathBuf)> = Vec::with_capacity(offers.len());
     for offer in offers {
-        let path = staging.join(offer.name.as_str());
+        let path = layout.import_staged(id, offer.name.as_str());
         let mut copy = OpenOptions::new().create_new(true).write(true).open(&path).map_err(io_err("create", &path))?;
         let tee = Tee { inner: io::BufReader::new(offer.file), copy: &mut copy };
         let verdict = verify::verify(offer.name.clone(), tee).map_err(|e| ImportError::Io {
@@ -270,11 +265,11 @@ fn stage_and_place(
     let facts = TaskFacts { flavor, archive_only, files: &files, checkpoint: checkpoint.as_ref(), declared_uuid };
     let plan = lineage::decide(facts, &offered)?;
 
-    let task_dir = data_dir.join(id.to_string());
-    let dir = task_dir.join(&plan.identity);
+    let task_dir = layout.task_dir(id);
+    let dir = layout.source_dir(id, &plan.identity);
     fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
     fsync_dir(&task_dir)?;
-    fsync_dir(data_dir)?;
+    fsync_dir(layout.root())?;
     let mut report = Report {
         task_id: id.0,
         source_identity: plan.identity.clone(),
@@ -284,9 +279,9 @@ fn stage_and_place(
         checkpoint_gtid: plan.checkpoint.gtid_set.clone(),
     };
     for (i, placed) in plan.files.iter().enumerate() {
-        let from = staging.join(placed.name.as_str());
+        let from = layout.import_staged(id, placed.name.as_str());
         let sha256 = finish_copy(&from, placed.size)?;
-        let to = dir.join(placed.name.as_str());
+        let to = layout.binlog_file(id, &plan.identity, placed.name.as_str());
         fs::rename(&from, &to).map_err(io_err("rename", &to))?;
         fsync_dir(&dir)?;
         #[cfg(debug_assertions)]

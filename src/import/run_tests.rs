@@ -84,7 +84,7 @@ fn mariadb_files_are_placed_whole_and_catalogued_with_the_checkpoint_after_them(
         (cp.file.as_str(), cp.pos, cp.gtid_set),
         ("mysql-bin.000003", rows[2].size, rows[2].summary.gtid_end.clone())
     );
-    assert!(!staging_dir(&e.data, task.id).exists());
+    assert!(!DataLayout::new(&e.data).import_staging(task.id).exists());
 
     // The same files again overlap; nothing changes.
     let again = vec![offer(work.path(), "mysql-bin.000003")];
@@ -116,8 +116,8 @@ fn a_refused_file_leaves_neither_a_file_nor_a_row() {
     }
     assert!(e.store.list_files(task.id).unwrap().is_empty());
     assert!(e.store.get_checkpoint(task.id).unwrap().is_none());
-    assert!(!e.data.join(task.id.to_string()).exists(), "no task folder");
-    assert!(!staging_dir(&e.data, task.id).exists());
+    assert!(!DataLayout::new(&e.data).task_dir(task.id).exists(), "no task folder");
+    assert!(!DataLayout::new(&e.data).import_staging(task.id).exists());
     // A running task is not imported into (an archive-only one never runs: checked by state).
     let live = e.store.create_task(&spec("mariadb", "LATEST")).unwrap();
     let _ = e.store.transition(
@@ -209,7 +209,7 @@ fn an_interrupted_imports_uncatalogued_copies_are_its_leftovers_only_while_its_s
     // A killed import: its staging folder and the second file renamed in without its row.
     let folder = e.data.join(task.id.to_string()).join("mariadb-1-0");
     fs::write(folder.join("mysql-bin.000002"), maria_checksum_fixture("mysql-bin.000002")).unwrap();
-    fs::create_dir_all(staging_dir(&e.data, task.id)).unwrap();
+    fs::create_dir_all(DataLayout::new(&e.data).import_staging(task.id)).unwrap();
     // Another import holds the task: this one is refused, nothing touched.
     let held = try_lock(&e.data, task.id).unwrap().expect("free");
     let again = vec![offer_bytes(work.path(), "mysql-bin.000002", &maria_checksum_fixture("mysql-bin.000002"))];
@@ -220,6 +220,6 @@ fn an_interrupted_imports_uncatalogued_copies_are_its_leftovers_only_while_its_s
     let removed = recover_interrupted(&e.store, &e.data, task.id).unwrap();
     assert_eq!(removed, vec!["mariadb-1-0/mysql-bin.000002".to_string()]);
     assert!(!folder.join("mysql-bin.000002").exists() && folder.join("mysql-bin.000001").exists());
-    assert!(!staging_dir(&e.data, task.id).exists());
+    assert!(!DataLayout::new(&e.data).import_staging(task.id).exists());
     assert!(recover_interrupted(&e.store, &e.data, task.id).unwrap().is_empty(), "nothing left to undo");
 }
