@@ -66,7 +66,6 @@ pub fn keep_temp_dirs() -> bool {
     std::env::var(KEEP_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// A fresh temp dir named `<prefix>XXXXXX`; kept (and its path printed) under `BINLOG_TEST_KEEP`.
 /// A task spec for tests that talk to the store directly (no source is contacted): a MariaDB
 /// source on 127.0.0.1:3306 as `repl`, LATEST, named after `key`. Override fields with
 /// `RawTaskSpec { field, ..test_spec(key) }`, then `validate()`.
@@ -84,6 +83,7 @@ pub fn test_spec(key: &str) -> binlog_server::domain::RawTaskSpec {
     }
 }
 
+/// A fresh temp dir named `<prefix>XXXXXX`; kept (and its path printed) under `BINLOG_TEST_KEEP`.
 pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
     let mut dir = tempfile::Builder::new()
         .prefix(prefix)
