@@ -7,11 +7,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use binlog_server::api::dto::{TaskDto, TaskPage};
+use binlog_server::api::error::ErrorCode;
+use binlog_server::domain::{DesiredState, Flavor, StartMode, TaskErrorCode, TaskState, TlsMode};
 use serde_json::{Value, json};
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_PRIVILEGES, REPL_USER};
 use crate::common::replication::wait_caught_up;
-use crate::common::server::{RawResponse, Server, ServerOpts};
+use crate::common::server::{ErrorBody, RawResponse, Server, ServerOpts};
 use crate::common::{find_binary, free_port, output_with_deadline, poll_until};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -42,45 +45,32 @@ fn task_body(key: &str, port: u16) -> Value {
     })
 }
 
-/// Creates a task, asserting 201; returns the body.
-fn create(srv: &Server, body: &Value) -> Value {
-    let (status, task) = srv.post("/api/tasks", body);
-    assert_eq!(status, 201, "POST /api/tasks {body}: {task}");
-    task
-}
-
-fn id_of(task: &Value) -> i64 {
-    task["id"].as_i64().unwrap_or_else(|| panic!("task without a numeric id: {task}"))
+/// Creates a task, asserting 201; returns it.
+fn create(srv: &Server, body: &Value) -> TaskDto {
+    srv.create(body)
 }
 
 fn list_total(srv: &Server) -> i64 {
-    let (status, page) = srv.get("/api/tasks");
-    assert_eq!(status, 200, "GET /api/tasks: {page}");
-    page["total"].as_i64().unwrap_or_else(|| panic!("list without total: {page}"))
+    srv.get_as::<TaskPage>("/api/tasks").total
 }
 
 /// Ids of the items of a list page, and the page itself (status 200 asserted).
-fn list_ids(srv: &Server, query: &str) -> (Vec<i64>, Value) {
-    let path = format!("/api/tasks{query}");
-    let (status, page) = srv.get(&path);
-    assert_eq!(status, 200, "GET {path}: {page}");
-    let ids = page["items"].as_array().unwrap_or_else(|| panic!("GET {path}: no items array: {page}"));
-    (ids.iter().map(id_of).collect(), page)
+fn list_ids(srv: &Server, query: &str) -> (Vec<i64>, TaskPage) {
+    let page: TaskPage = srv.get_as(&format!("/api/tasks{query}"));
+    (page.items.iter().map(|t| t.id).collect(), page)
 }
 
 /// Asserts an error answer: status, `{error, code}`, and (when given) that `fields[]` names
 /// exactly these fields.
-fn assert_error(what: &str, status: u16, body: &Value, want_status: u16, want_code: &str, want_fields: &[&str]) {
+fn assert_error(what: &str, status: u16, body: &Value, want_status: u16, want_code: ErrorCode, want_fields: &[&str]) {
     assert_eq!(status, want_status, "{what}: status (body {body})");
-    assert_eq!(body["code"], want_code, "{what}: code (body {body})");
-    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: `error` must be a message: {body}");
+    let e: ErrorBody =
+        serde_json::from_value(body.clone()).unwrap_or_else(|e| panic!("{what}: not an error body: {e}: {body}"));
+    assert_eq!(e.code, want_code, "{what}: code (body {body})");
+    assert!(!e.error.is_empty(), "{what}: `error` must be a message: {body}");
     if !want_fields.is_empty() {
-        let mut fields: Vec<&str> = body["fields"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{what}: a validation error lists fields[]: {body}"))
-            .iter()
-            .map(|f| f["field"].as_str().unwrap_or_else(|| panic!("{what}: field entry without a name: {body}")))
-            .collect();
+        assert!(!e.fields.is_empty(), "{what}: a validation error lists fields[]: {body}");
+        let mut fields = e.field_names();
         fields.sort_unstable();
         fields.dedup();
         let mut want = want_fields.to_vec();
@@ -89,39 +79,19 @@ fn assert_error(what: &str, status: u16, body: &Value, want_status: u16, want_co
     }
 }
 
+/// The tasks a batch created (`items` of a 201 answer).
+fn batch_items(body: &Value) -> Vec<TaskDto> {
+    serde_json::from_value(body["items"].clone()).unwrap_or_else(|e| panic!("batch items are tasks: {e}: {body}"))
+}
+
 /// Removes `key` from a JSON object.
 fn remove(v: &mut Value, key: &str) {
     v.as_object_mut().expect("a JSON object").remove(key);
 }
 
-/// The task's state as GET /api/tasks/{id} reports it.
-fn state_of(srv: &Server, id: i64) -> String {
-    let (status, t) = srv.get(&format!("/api/tasks/{id}"));
-    assert_eq!(status, 200, "GET task {id}: {t}");
-    t["state"].as_str().unwrap_or_else(|| panic!("task without state: {t}")).to_string()
-}
-
-fn wait_state(srv: &Server, id: i64, want: &str) {
-    poll_until(WAIT, &format!("task {id} to be {want}"), || {
-        let (_, t) = srv.get(&format!("/api/tasks/{id}"));
-        let state = t["state"].as_str().unwrap_or_default();
-        if state == "FAILED" && want != "FAILED" {
-            panic!("task {id} FAILED while waiting for {want}: {t}\n{}", srv.diagnostics());
-        }
-        (state == want).then_some(())
-    });
-}
-
 /// Event types of a task, newest first.
 fn event_types(srv: &Server, id: i64) -> Vec<String> {
-    let (status, ev) = srv.get(&format!("/api/tasks/{id}/events"));
-    assert_eq!(status, 200, "GET events of {id}: {ev}");
-    ev["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("events without items: {ev}"))
-        .iter()
-        .map(|e| e["event_type"].as_str().unwrap_or_default().to_string())
-        .collect()
+    srv.events(id).into_iter().map(|e| e.event_type).collect()
 }
 
 /// `SELECT <column> FROM tasks WHERE id = <id>` in the server's SQLite file, with the sqlite3 CLI
@@ -147,16 +117,16 @@ fn stored_password(data_dir: &Path, id: i64, must_not_contain: &str) -> Option<S
 }
 
 /// The parts of a task that only its operator changes (no state, no timestamps that move).
-fn spec_part(task: &Value) -> Value {
-    json!({
-        "id": task["id"],
-        "name": task["name"],
-        "cluster_key": task["cluster_key"],
-        "source": task["source"],
-        "start": task["start"],
-        "storage": task["storage"],
-        "created_at": task["created_at"],
-    })
+fn spec_part(t: &TaskDto) -> TaskDto {
+    TaskDto {
+        state: TaskState::Stopped,
+        active: false,
+        desired_state: DesiredState::Stopped,
+        last_error: None,
+        stuck: false,
+        updated_at: t.created_at,
+        ..t.clone()
+    }
 }
 
 #[test]
@@ -180,35 +150,31 @@ fn create_list_get_update_delete_round_trip() {
         &[],
         Some(("application/json", serde_json::to_vec(&body).expect("serialise"))),
     );
-    let created = r.json();
-    assert_eq!(r.status, 201, "create: {created}");
-    let id = id_of(&created);
+    let created: TaskDto = r.typed(201, "create");
+    let id = created.id;
     assert_eq!(r.header("location"), Some(format!("/api/tasks/{id}").as_str()), "Location header: {:?}", r.headers);
-    assert_eq!(created["name"], "task alpha-1");
-    assert_eq!(created["cluster_key"], "alpha-1");
-    assert_eq!(created["state"], "STOPPED", "{created}");
-    assert_eq!(created["desired_state"], "STOPPED", "{created}");
-    assert_eq!(created["last_error"], Value::Null, "{created}");
-    assert_eq!(created["source"]["password"], "***", "passwords are write-only: {created}");
-    assert_eq!(created["source"]["host"], "127.0.0.1");
-    assert_eq!(created["source"]["port"], 3306);
-    assert_eq!(created["source"]["user"], "repl");
-    assert_eq!(created["source"]["flavor"], "mariadb");
-    assert_eq!(created["source"]["tls_mode"], "preferred", "documented default tls_mode: {created}");
-    assert_eq!(created["source"]["server_id"], Value::Null);
+    assert_eq!(created.name, "task alpha-1");
+    assert_eq!(created.cluster_key, "alpha-1");
+    assert_eq!(created.state, TaskState::Stopped, "{created:?}");
+    assert_eq!(created.desired_state, DesiredState::Stopped, "{created:?}");
+    assert_eq!(created.last_error, None, "{created:?}");
+    assert_eq!(created.source.password, "***", "passwords are write-only: {created:?}");
+    assert_eq!(created.source.host, "127.0.0.1");
+    assert_eq!(created.source.port, 3306);
+    assert_eq!(created.source.user, "repl");
+    assert_eq!(created.source.flavor, Flavor::Mariadb);
+    assert_eq!(created.source.tls_mode, TlsMode::Preferred, "documented default tls_mode: {created:?}");
+    assert_eq!(created.source.server_id, None);
     assert_eq!(
-        created["source"]["effective_server_id"],
+        i64::from(created.source.effective_server_id),
         SERVER_ID_BASE + id,
-        "without server_id a task registers as server_id_base + id: {created}"
+        "without server_id a task registers as server_id_base + id: {created:?}"
     );
-    assert_eq!(created["start"]["mode"], "LATEST");
-    assert_eq!(created["storage"]["retention_days"], 7);
-    assert!(created["created_at"].is_string() && created["updated_at"].is_string(), "{created}");
+    assert_eq!(created.start.mode, StartMode::Latest);
+    assert_eq!(created.storage.retention_days, 7);
 
     // Get: the same task.
-    let (status, got) = srv.get(&format!("/api/tasks/{id}"));
-    assert_eq!(status, 200, "get: {got}");
-    assert_eq!(got, created, "GET returns what POST returned");
+    assert_eq!(srv.task(id), created, "GET returns what POST returned");
 
     // More tasks for the filters: an explicit server_id, another host and port.
     let mut b = task_body("beta-2", 3307);
@@ -216,24 +182,25 @@ fn create_list_get_update_delete_round_trip() {
     b["source"]["host"] = json!("db2.example");
     b["source"]["server_id"] = json!(4242);
     let beta = create(&srv, &b);
-    assert_eq!(beta["source"]["server_id"], 4242);
-    assert_eq!(beta["source"]["effective_server_id"], 4242, "an explicit server_id is used as is: {beta}");
+    assert_eq!(beta.source.server_id, Some(4242));
+    assert_eq!(beta.source.effective_server_id, 4242, "an explicit server_id is used as is: {beta:?}");
     let mut g = task_body("alpha-3", 3307);
     g["name"] = json!("gamma");
     g["start"] = json!({"mode": "FILE_POS", "file": "mysql-bin.000042", "pos": 4});
     let gamma = create(&srv, &g);
-    assert_eq!(gamma["start"], json!({"mode": "FILE_POS", "file": "mysql-bin.000042", "pos": 4, "gtid_set": null}));
-    let (beta_id, gamma_id) = (id_of(&beta), id_of(&gamma));
+    let start = &gamma.start;
+    assert_eq!(
+        (start.mode, start.file.as_deref(), start.pos, start.gtid_set.as_deref()),
+        (StartMode::FilePos, Some("mysql-bin.000042"), Some(4), None)
+    );
+    let (beta_id, gamma_id) = (beta.id, gamma.id);
     assert!(id < beta_id && beta_id < gamma_id, "ids grow: {id} {beta_id} {gamma_id}");
 
     // List: the envelope and the filters.
     let (ids, page) = list_ids(&srv, "");
-    assert_eq!(ids, vec![id, beta_id, gamma_id], "all tasks by id: {page}");
-    assert_eq!((page["total"].as_i64(), page["limit"].as_i64(), page["offset"].as_i64()), (Some(3), Some(50), Some(0)));
-    assert!(
-        page["items"].as_array().expect("items").iter().all(|t| t["source"]["password"] == "***"),
-        "list redacts every password: {page}"
-    );
+    assert_eq!(ids, vec![id, beta_id, gamma_id], "all tasks by id: {page:?}");
+    assert_eq!((page.total, page.limit, page.offset), (3, 50, 0));
+    assert!(page.items.iter().all(|t| t.source.password == "***"), "list redacts every password: {page:?}");
     let cases: &[(&str, &[i64], i64)] = &[
         ("?host=127.0.0.1", &[id, gamma_id], 2),
         ("?host=db2.example", &[beta_id], 1),
@@ -253,29 +220,27 @@ fn create_list_get_update_delete_round_trip() {
     ];
     for (query, want_ids, want_total) in cases {
         let (got_ids, page) = list_ids(&srv, query);
-        assert_eq!(got_ids, want_ids.to_vec(), "GET /api/tasks{query}: items ({page})");
-        assert_eq!(page["total"].as_i64(), Some(*want_total), "GET /api/tasks{query}: total ({page})");
+        assert_eq!(got_ids, want_ids.to_vec(), "GET /api/tasks{query}: items ({page:?})");
+        assert_eq!(page.total, *want_total, "GET /api/tasks{query}: total ({page:?})");
     }
     let (_, page) = list_ids(&srv, "?limit=2&offset=1");
-    assert_eq!((page["limit"].as_i64(), page["offset"].as_i64()), (Some(2), Some(1)), "echoes paging: {page}");
+    assert_eq!((page.limit, page.offset), (2, 1), "echoes paging: {page:?}");
 
     // Update (PUT): a replacement of the spec; state and identity stay.
     let mut changed = task_body("alpha-1", 3310);
     changed["name"] = json!("alpha renamed");
     changed["source"]["host"] = json!("db9.example");
     changed["storage"]["retention_days"] = json!(30);
-    let (status, updated) = srv.put(&format!("/api/tasks/{id}"), &changed);
-    assert_eq!(status, 200, "PUT: {updated}");
-    assert_eq!(updated["id"], id);
-    assert_eq!(updated["name"], "alpha renamed");
-    assert_eq!(updated["source"]["host"], "db9.example");
-    assert_eq!(updated["source"]["port"], 3310);
-    assert_eq!(updated["source"]["password"], "***");
-    assert_eq!(updated["storage"]["retention_days"], 30);
-    assert_eq!(updated["state"], "STOPPED");
-    assert_eq!(updated["created_at"], created["created_at"], "PUT keeps created_at");
-    let (_, got) = srv.get(&format!("/api/tasks/{id}"));
-    assert_eq!(got, updated, "GET after PUT returns the updated task");
+    let updated: TaskDto = srv.put_as(&format!("/api/tasks/{id}"), &changed, 200);
+    assert_eq!(updated.id, id);
+    assert_eq!(updated.name, "alpha renamed");
+    assert_eq!(updated.source.host, "db9.example");
+    assert_eq!(updated.source.port, 3310);
+    assert_eq!(updated.source.password, "***");
+    assert_eq!(updated.storage.retention_days, 30);
+    assert_eq!(updated.state, TaskState::Stopped);
+    assert_eq!(updated.created_at, created.created_at, "PUT keeps created_at");
+    assert_eq!(srv.task(id), updated, "GET after PUT returns the updated task");
     let (ids, _) = list_ids(&srv, "?host=db9.example");
     assert_eq!(ids, vec![id], "filters see the update");
     assert!(event_types(&srv, id).contains(&"TASK_UPDATED".to_string()), "PUT records TASK_UPDATED");
@@ -285,12 +250,12 @@ fn create_list_get_update_delete_round_trip() {
     assert_eq!(r.status, 204, "DELETE: {}", r.body);
     assert!(r.body.is_empty(), "204 has no body: {:?}", r.body);
     let (status, body) = srv.get(&format!("/api/tasks/{id}"));
-    assert_error("GET after DELETE", status, &body, 404, "TASK_NOT_FOUND", &[]);
+    assert_error("GET after DELETE", status, &body, 404, ErrorCode::TaskNotFound, &[]);
     let (status, body) = srv.delete(&format!("/api/tasks/{id}"));
-    assert_error("DELETE twice", status, &body, 404, "TASK_NOT_FOUND", &[]);
+    assert_error("DELETE twice", status, &body, 404, ErrorCode::TaskNotFound, &[]);
     let (ids, page) = list_ids(&srv, "");
-    assert_eq!(ids, vec![beta_id, gamma_id], "the deleted task is gone from the list: {page}");
-    assert_eq!(page["total"], 2);
+    assert_eq!(ids, vec![beta_id, gamma_id], "the deleted task is gone from the list: {page:?}");
+    assert_eq!(page.total, 2);
 }
 
 #[test]
@@ -298,7 +263,7 @@ fn put_keeps_the_stored_password_unless_given_a_new_one() {
     let srv = server();
     let mut body = task_body("pw-task", 3306);
     body["source"]["password"] = json!("first-Password-1");
-    let id = id_of(&create(&srv, &body));
+    let id = create(&srv, &body).id;
     if let Some(stored) = stored_password(&srv.data_dir(), id, "first-Password-1") {
         assert_eq!(stored, "first-Password-1", "create stores the password");
     }
@@ -333,14 +298,13 @@ fn put_keeps_the_stored_password_unless_given_a_new_one() {
     if let Some(stored) = stored_password(&srv.data_dir(), id, "second-Password-2") {
         assert_eq!(stored, "second-Password-2", "a PUT with a new password replaces the stored one");
     }
-    let (_, got) = srv.get(&format!("/api/tasks/{id}"));
-    assert_eq!(got["name"], "task pw-task", "the last PUT's name: {got}");
+    assert_eq!(srv.task(id).name, "task pw-task", "the last PUT's name");
 }
 
 #[test]
 fn bad_input_is_refused_with_a_status_a_code_and_the_field() {
     let srv = server();
-    let existing = id_of(&create(&srv, &task_body("existing", 3306)));
+    let existing = create(&srv, &task_body("existing", 3306)).id;
     let total = list_total(&srv);
     assert_eq!(total, 1);
 
@@ -356,9 +320,9 @@ fn bad_input_is_refused_with_a_status_a_code_and_the_field() {
     for (what, content_type, bytes) in refused_raw {
         let r = srv.post_raw("/api/tasks", content_type, bytes);
         let (status, code) = if content_type.starts_with("application/json") {
-            (400, "INVALID_REQUEST")
+            (400, ErrorCode::InvalidRequest)
         } else {
-            (415, "UNSUPPORTED_MEDIA_TYPE")
+            (415, ErrorCode::UnsupportedMediaType)
         };
         assert_error(what, r.status, &r.json(), status, code, &[]);
         assert_eq!(list_total(&srv), total, "{what}: nothing may be created");
@@ -368,12 +332,12 @@ fn bad_input_is_refused_with_a_status_a_code_and_the_field() {
     let mut typo = task_body("typo", 3306);
     typo["clustr_key"] = json!("typo-2");
     let (status, body) = srv.post("/api/tasks", &typo);
-    assert_error("unknown top-level field", status, &body, 400, "INVALID_REQUEST", &[]);
+    assert_error("unknown top-level field", status, &body, 400, ErrorCode::InvalidRequest, &[]);
     assert!(body["error"].as_str().unwrap_or_default().contains("clustr_key"), "the typo is named: {body}");
     let mut typo = task_body("typo", 3306);
     typo["source"]["pasword"] = json!("x");
     let (status, body) = srv.post("/api/tasks", &typo);
-    assert_error("unknown source field", status, &body, 400, "INVALID_REQUEST", &[]);
+    assert_error("unknown source field", status, &body, 400, ErrorCode::InvalidRequest, &[]);
     assert!(body["error"].as_str().unwrap_or_default().contains("pasword"), "the typo is named: {body}");
     assert_eq!(list_total(&srv), total, "unknown fields: nothing may be created");
 
@@ -413,21 +377,21 @@ fn bad_input_is_refused_with_a_status_a_code_and_the_field() {
         let mut body = task_body("invalid", 3306);
         edit(&mut body);
         let (status, answer) = srv.post("/api/tasks", &body);
-        assert_error(what, status, &answer, 400, "INVALID_REQUEST", fields);
+        assert_error(what, status, &answer, 400, ErrorCode::InvalidRequest, fields);
         assert_eq!(list_total(&srv), total, "{what}: nothing may be created");
     }
 
     // Boundaries that are valid: a 255-character name, a 128-character cluster key.
     let mut edge = task_body(&"k".repeat(128), 3306);
     edge["name"] = json!("n".repeat(255));
-    let edge_id = id_of(&create(&srv, &edge));
+    let edge_id = create(&srv, &edge).id;
     assert_eq!(srv.delete(&format!("/api/tasks/{edge_id}")).0, 204);
 
     // A duplicate cluster_key: 409, and the first task is untouched.
     let mut dup = task_body("existing", 3399);
     dup["name"] = json!("intruder");
     let (status, body) = srv.post("/api/tasks", &dup);
-    assert_error("duplicate cluster_key", status, &body, 409, "TASK_ALREADY_EXISTS", &[]);
+    assert_error("duplicate cluster_key", status, &body, 409, ErrorCode::TaskAlreadyExists, &[]);
     assert_eq!(list_total(&srv), total, "duplicate: nothing may be created");
     let (_, first) = srv.get(&format!("/api/tasks/{existing}"));
     assert_eq!(first["name"], "task existing", "the existing task is untouched: {first}");
@@ -437,11 +401,11 @@ fn bad_input_is_refused_with_a_status_a_code_and_the_field() {
     bad_put["source"]["port"] = json!(0);
     bad_put["name"] = json!("changed");
     let (status, body) = srv.put(&format!("/api/tasks/{existing}"), &bad_put);
-    assert_error("PUT with port 0", status, &body, 400, "INVALID_REQUEST", &["source.port"]);
+    assert_error("PUT with port 0", status, &body, 400, ErrorCode::InvalidRequest, &["source.port"]);
     let (_, after) = srv.get(&format!("/api/tasks/{existing}"));
     assert_eq!(after, first, "a refused PUT changes nothing");
     let r = srv.put_raw(&format!("/api/tasks/{existing}"), "application/json", b"{oops");
-    assert_error("PUT with malformed JSON", r.status, &r.json(), 400, "INVALID_REQUEST", &[]);
+    assert_error("PUT with malformed JSON", r.status, &r.json(), 400, ErrorCode::InvalidRequest, &[]);
 
     // Unknown and non-numeric ids: 404 TASK_NOT_FOUND on every task route.
     let valid = task_body("other", 3306);
@@ -460,7 +424,7 @@ fn bad_input_is_refused_with_a_status_a_code_and_the_field() {
         for (method, path, body) in routes {
             let body = body.map(|b| ("application/json", serde_json::to_vec(b).expect("serialise")));
             let r = srv.request(method, path, &[], body);
-            assert_error(&format!("{method} {path}"), r.status, &r.json(), 404, "TASK_NOT_FOUND", &[]);
+            assert_error(&format!("{method} {path}"), r.status, &r.json(), 404, ErrorCode::TaskNotFound, &[]);
         }
     }
     assert_eq!(list_total(&srv), total, "requests on unknown ids create nothing");
@@ -479,14 +443,14 @@ fn bad_input_is_refused_with_a_status_a_code_and_the_field() {
     for (path, fields) in bad_queries {
         let path = path.replace("{existing}", &existing.to_string());
         let (status, body) = srv.get(&path);
-        assert_error(&format!("GET {path}"), status, &body, 400, "INVALID_REQUEST", fields);
+        assert_error(&format!("GET {path}"), status, &body, 400, ErrorCode::InvalidRequest, fields);
     }
 
     // A body beyond the 64 KiB limit is refused before it is parsed.
     let mut huge = task_body("huge", 3306);
     huge["name"] = json!("h".repeat(70 * 1024));
     let (status, body) = srv.post("/api/tasks", &huge);
-    assert_error("a 70 KiB body", status, &body, 413, "PAYLOAD_TOO_LARGE", &[]);
+    assert_error("a 70 KiB body", status, &body, 413, ErrorCode::PayloadTooLarge, &[]);
     assert_eq!(list_total(&srv), total, "an oversized body creates nothing");
 }
 
@@ -494,10 +458,10 @@ fn bad_input_is_refused_with_a_status_a_code_and_the_field() {
 fn put_onto_another_tasks_cluster_key_is_a_conflict_that_names_the_key() {
     let srv = server();
     create(&srv, &task_body("existing", 3306));
-    let second = id_of(&create(&srv, &task_body("second", 3306)));
+    let second = create(&srv, &task_body("second", 3306)).id;
     let (_, before) = srv.get(&format!("/api/tasks/{second}"));
     let (status, body) = srv.put(&format!("/api/tasks/{second}"), &task_body("existing", 3306));
-    assert_error("PUT with another task's cluster_key", status, &body, 409, "TASK_ALREADY_EXISTS", &[]);
+    assert_error("PUT with another task's cluster_key", status, &body, 409, ErrorCode::TaskAlreadyExists, &[]);
     let (_, after) = srv.get(&format!("/api/tasks/{second}"));
     assert_eq!(after, before, "a refused PUT changes nothing");
     assert!(
@@ -511,34 +475,33 @@ fn state_machine_against_an_unreachable_source() {
     let srv = server();
     // Nothing listens there: every connection attempt is refused.
     let closed_port = free_port();
-    let id = id_of(&create(&srv, &task_body("unreachable", closed_port)));
+    let id = create(&srv, &task_body("unreachable", closed_port)).id;
     let task_path = format!("/api/tasks/{id}");
 
-    let (status, t) = srv.post(&format!("{task_path}/start"), &json!({}));
-    assert_eq!(status, 200, "start: {t}");
-    assert_eq!(t["state"], "STARTING", "start answers STARTING: {t}");
-    assert_eq!(t["desired_state"], "RUNNING", "{t}");
+    let t = srv.start_task(id);
+    assert_eq!(t.state, TaskState::Starting, "start answers STARTING: {t:?}");
+    assert_eq!(t.desired_state, DesiredState::Running, "{t:?}");
 
     let (status, body) = srv.post(&format!("{task_path}/start"), &json!({}));
-    assert_error("second start", status, &body, 409, "INVALID_STATE_TRANSITION", &[]);
+    assert_error("second start", status, &body, 409, ErrorCode::InvalidStateTransition, &[]);
     let (status, body) = srv.put(&task_path, &task_body("unreachable", closed_port));
-    assert_error("PUT while active", status, &body, 409, "INVALID_STATE_TRANSITION", &[]);
+    assert_error("PUT while active", status, &body, 409, ErrorCode::InvalidStateTransition, &[]);
     let (status, body) = srv.delete(&task_path);
-    assert_error("DELETE while active", status, &body, 409, "INVALID_STATE_TRANSITION", &[]);
+    assert_error("DELETE while active", status, &body, 409, ErrorCode::InvalidStateTransition, &[]);
     let (ids, page) = list_ids(&srv, "?state=STOPPED");
-    assert!(!ids.contains(&id), "an active task is not STOPPED: {page}");
+    assert!(!ids.contains(&id), "an active task is not STOPPED: {page:?}");
 
     // The task keeps retrying, and says why.
     let repl = poll_until(WAIT, "RETRY_BACKOFF with SOURCE_UNREACHABLE in /replication", || {
-        let (status, r) = srv.get(&format!("{task_path}/replication"));
-        assert_eq!(status, 200, "replication: {r}");
-        (r["state"] == "RETRY_BACKOFF" && r["last_error"]["code"] == "SOURCE_UNREACHABLE").then_some(r)
+        let r = srv.replication(id);
+        (r.state == TaskState::RetryBackoff
+            && r.last_error.as_ref().is_some_and(|e| e.code == TaskErrorCode::SourceUnreachable))
+        .then_some(r)
     });
-    assert_eq!(repl["task_id"], id, "{repl}");
-    assert!(repl["last_error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "an error message: {repl}");
+    assert_eq!(repl.task_id, id, "{repl:?}");
+    assert!(repl.last_error.as_ref().is_some_and(|e| !e.message.is_empty()), "an error message: {repl:?}");
     poll_until(WAIT, "a second reconnect attempt (retries go on)", || {
-        let (_, r) = srv.get(&format!("{task_path}/replication"));
-        (r["reconnects"].as_u64().unwrap_or(0) >= 2).then_some(())
+        (srv.replication(id).reconnects >= 2).then_some(())
     });
     poll_until(WAIT, "a TASK_RETRY_BACKOFF event", || {
         event_types(&srv, id).contains(&"TASK_RETRY_BACKOFF".to_string()).then_some(())
@@ -547,19 +510,18 @@ fn state_machine_against_an_unreachable_source() {
     assert!(types.contains(&"TASK_STARTED".to_string()), "start is an event: {types:?}");
     assert_eq!(types.last().map(String::as_str), Some("TASK_CREATED"), "oldest event is TASK_CREATED: {types:?}");
 
-    let (status, t) = srv.post(&format!("{task_path}/stop"), &json!({}));
-    assert_eq!(status, 200, "stop: {t}");
-    assert_eq!(t["state"], "STOPPED", "stop answers STOPPED: {t}");
-    assert_eq!(t["desired_state"], "STOPPED", "{t}");
-    assert_eq!(state_of(&srv, id), "STOPPED");
+    let t = srv.stop_task(id);
+    assert_eq!(t.state, TaskState::Stopped, "stop answers STOPPED: {t:?}");
+    assert_eq!(t.desired_state, DesiredState::Stopped, "{t:?}");
+    assert_eq!(srv.task(id).state, TaskState::Stopped);
     let (status, body) = srv.post(&format!("{task_path}/stop"), &json!({}));
-    assert_error("second stop", status, &body, 409, "INVALID_STATE_TRANSITION", &[]);
+    assert_error("second stop", status, &body, 409, ErrorCode::InvalidStateTransition, &[]);
     assert!(event_types(&srv, id).contains(&"TASK_STOPPED".to_string()), "stop is an event");
 
     let r = srv.delete_raw(&task_path);
     assert_eq!(r.status, 204, "DELETE once stopped: {}", r.body);
     let (status, body) = srv.get(&task_path);
-    assert_error("GET after DELETE", status, &body, 404, "TASK_NOT_FOUND", &[]);
+    assert_error("GET after DELETE", status, &body, 404, ErrorCode::TaskNotFound, &[]);
 }
 
 /// `GET /api/summary` agrees with the task list: the counts by state, and a stuck task first.
@@ -567,8 +529,7 @@ fn state_machine_against_an_unreachable_source() {
 fn summary_agrees_with_the_task_list() {
     let srv = server_with(ServerOpts::default().env("BINLOG_SERVER_RETRY_ALERT_AFTER_SEC", "1"));
     let closed_port = free_port();
-    let ids: Vec<i64> =
-        (0..5).map(|i| id_of(&create(&srv, &task_body(&format!("summary-{i}"), closed_port)))).collect();
+    let ids: Vec<i64> = (0..5).map(|i| create(&srv, &task_body(&format!("summary-{i}"), closed_port)).id).collect();
     let summary = || {
         let (status, s) = srv.get("/api/summary");
         assert_eq!(status, 200, "GET /api/summary: {s}");
@@ -585,8 +546,7 @@ fn summary_agrees_with_the_task_list() {
     assert!(s["oldest_recovery_point"].is_null() && s["worst_lag"].is_null(), "nothing fetched yet: {s}");
 
     // One task retries against a closed port for longer than retry.alert_after_sec: stuck.
-    let (status, t) = srv.post(&format!("/api/tasks/{}/start", ids[2]), &json!({}));
-    assert_eq!(status, 200, "start: {t}");
+    srv.start_task(ids[2]);
     let s = poll_until(WAIT, "the summary to count a stuck task", || {
         let s = summary();
         (s["tasks"]["stuck"] == 1).then_some(s)
@@ -598,10 +558,9 @@ fn summary_agrees_with_the_task_list() {
     assert_eq!((s["tasks"]["active"].as_i64(), s["tasks"]["failing"].as_i64()), (Some(1), Some(1)), "{s}");
     for state in ["STOPPED", "RETRY_BACKOFF", "RUNNING", "FAILED"] {
         let (_, page) = list_ids(&srv, &format!("?state={state}"));
-        assert_eq!(s["tasks"]["by_state"][state], page["total"], "{state}: the summary and the list agree: {s}");
+        assert_eq!(s["tasks"]["by_state"][state], page.total, "{state}: the summary and the list agree: {s}");
     }
-    let (status, t) = srv.post(&format!("/api/tasks/{}/stop", ids[2]), &json!({}));
-    assert_eq!(status, 200, "stop: {t}");
+    srv.stop_task(ids[2]);
 }
 
 /// `POST /api/tasks/batch`: one bad item refuses the whole batch with every problem by index and
@@ -615,54 +574,49 @@ fn batch_create_is_all_or_nothing() {
     bad["source"]["port"] = json!(70000);
     remove(&mut bad, "name");
     let items = json!({"tasks": [task_body("batch-a", closed_port), bad, task_body("batch-a", closed_port)]});
-    let (status, body) = srv.post("/api/tasks/batch", &items);
-    assert_eq!((status, body["code"].as_str()), (400, Some("INVALID_REQUEST")), "{body}");
-    let problems: Vec<(i64, String)> = body["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("per-item errors in `items`: {body}"))
-        .iter()
-        .map(|i| (i["index"].as_i64().unwrap_or(-1), i["field"].as_str().unwrap_or_default().to_string()))
-        .collect();
+    let (status, body) = srv.error("POST", "/api/tasks/batch", Some(&items));
+    assert_eq!((status, body.code), (400, ErrorCode::InvalidRequest), "{body:?}");
+    assert!(!body.items.is_empty(), "per-item errors in `items`: {body:?}");
+    let problems: Vec<(usize, &str)> = body.items.iter().map(|i| (i.index, i.field.as_str())).collect();
     for want in [(1, "source.port"), (1, "name"), (2, "cluster_key")] {
-        assert!(problems.contains(&(want.0, want.1.to_string())), "{want:?} is reported: {body}");
+        assert!(problems.contains(&want), "{want:?} is reported: {body:?}");
     }
-    assert!(!problems.iter().any(|(i, _)| *i == 0), "item 0 is valid: {body}");
+    assert!(!problems.iter().any(|(i, _)| *i == 0), "item 0 is valid: {body:?}");
     assert_eq!(list_total(&srv), 0, "an invalid batch creates nothing");
 
     let (status, body) = srv.post("/api/tasks/batch", &json!({"tasks": []}));
-    assert_error("an empty batch", status, &body, 400, "INVALID_REQUEST", &[]);
+    assert_error("an empty batch", status, &body, 400, ErrorCode::InvalidRequest, &[]);
     let (status, body) = srv.post("/api/tasks/batch", &json!({"tasks": [task_body("x", 1)], "strat": true}));
-    assert_error("an unknown field", status, &body, 400, "INVALID_REQUEST", &[]);
+    assert_error("an unknown field", status, &body, 400, ErrorCode::InvalidRequest, &[]);
     let r = srv.get_raw("/api/tasks/batch");
     assert_eq!((r.status, r.header("allow")), (405, Some("POST")), "batch is no task id: {}", r.body);
 
     let hundred: Vec<Value> = (0..100).map(|i| task_body(&format!("batch-{i:03}"), closed_port)).collect();
     let (status, body) = srv.post("/api/tasks/batch", &json!({"tasks": hundred}));
     assert_eq!(status, 201, "a batch of 100: {body}");
-    let created = body["items"].as_array().unwrap_or_else(|| panic!("items: {body}"));
+    let created = batch_items(&body);
     assert_eq!(created.len(), 100, "{body}");
-    assert_eq!(created[42]["cluster_key"], "batch-042", "in the order given");
-    assert!(created.iter().all(|t| t["state"] == "STOPPED" && t["source"]["password"] == "***"), "{body}");
+    assert_eq!(created[42].cluster_key, "batch-042", "in the order given");
+    assert!(created.iter().all(|t| t.state == TaskState::Stopped && t.source.password == "***"), "{body}");
     assert_eq!(list_total(&srv), 100);
     let (_, summary) = srv.get("/api/summary");
     assert_eq!(summary["tasks"]["total"], 100, "{summary}");
 
     // A key that exists refuses the whole batch too.
     let again = json!({"tasks": [task_body("batch-new", closed_port), task_body("batch-007", closed_port)]});
-    let (status, body) = srv.post("/api/tasks/batch", &again);
-    assert_eq!((status, body["code"].as_str()), (409, Some("TASK_ALREADY_EXISTS")), "{body}");
-    assert_eq!(body["items"][0]["index"], 1, "{body}");
+    let (status, body) = srv.error("POST", "/api/tasks/batch", Some(&again));
+    assert_eq!((status, body.code), (409, ErrorCode::TaskAlreadyExists), "{body:?}");
+    assert_eq!(body.items.first().map(|i| i.index), Some(1), "{body:?}");
     assert_eq!(list_total(&srv), 100, "nothing created");
 
     let (status, body) =
         srv.post("/api/tasks/batch", &json!({"tasks": [task_body("batch-start", closed_port)], "start": true}));
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["start_errors"], json!([]), "{body}");
-    let id = id_of(&body["items"][0]);
-    assert_eq!(body["items"][0]["desired_state"], "RUNNING", "started: {body}");
-    wait_state(&srv, id, "RETRY_BACKOFF");
-    let (status, t) = srv.post(&format!("/api/tasks/{id}/stop"), &json!({}));
-    assert_eq!(status, 200, "stop: {t}");
+    let started = &batch_items(&body)[0];
+    assert_eq!(started.desired_state, DesiredState::Running, "started: {body}");
+    srv.wait_for_state(started.id, TaskState::RetryBackoff);
+    srv.stop_task(started.id);
 }
 
 /// `POST /api/tasks/batch` takes YAML (`application/yaml`) as kept in files: a bare list, with
@@ -680,37 +634,35 @@ fn batch_create_takes_yaml() {
         )
     };
     let r = srv.post_raw("/api/tasks/batch", "application/yaml", yaml(70000, "yaml-b").as_bytes());
-    let body = r.json();
-    assert_eq!((r.status, body["code"].as_str()), (400, Some("INVALID_REQUEST")), "{body}");
-    assert_eq!(body["items"][0]["index"], 1, "{body}");
-    assert_eq!(body["items"][0]["field"], "source.port", "{body}");
+    let body = r.error();
+    assert_eq!((r.status, body.code), (400, ErrorCode::InvalidRequest), "{body:?}");
+    assert_eq!(body.items.first().map(|i| (i.index, i.field.as_str())), Some((1, "source.port")), "{body:?}");
     assert_eq!(list_total(&srv), 0, "nothing created");
 
     let r = srv.post_raw("/api/tasks/batch", "application/yaml", b"- name: x\n  cluster_key: [1, 2\n");
-    assert_error("broken YAML", r.status, &r.json(), 400, "INVALID_REQUEST", &[]);
+    assert_error("broken YAML", r.status, &r.json(), 400, ErrorCode::InvalidRequest, &[]);
     assert!(r.json()["error"].as_str().is_some_and(|e| e.contains("line")), "names the line: {}", r.body);
     let r = srv.post_raw("/api/tasks/batch", "application/yaml", b"- &t {name: x}\n- *t\n");
-    assert_error("an alias", r.status, &r.json(), 400, "INVALID_REQUEST", &[]);
+    assert_error("an alias", r.status, &r.json(), 400, ErrorCode::InvalidRequest, &[]);
     let r = srv.post_raw("/api/tasks/batch", "text/yaml", yaml(3306, "yaml-b").as_bytes());
-    assert_error("text/yaml", r.status, &r.json(), 415, "UNSUPPORTED_MEDIA_TYPE", &[]);
+    assert_error("text/yaml", r.status, &r.json(), 415, ErrorCode::UnsupportedMediaType, &[]);
     let r = srv.post_raw("/api/tasks", "application/yaml", b"name: x\n");
-    assert_error("YAML to a JSON route", r.status, &r.json(), 415, "UNSUPPORTED_MEDIA_TYPE", &[]);
+    assert_error("YAML to a JSON route", r.status, &r.json(), 415, ErrorCode::UnsupportedMediaType, &[]);
     assert_eq!(list_total(&srv), 0, "nothing created");
 
     let r =
         srv.post_raw("/api/tasks/batch?start=true", "application/yaml", yaml(closed_port.into(), "yaml-b").as_bytes());
     let body = r.json();
     assert_eq!(r.status, 201, "{body}");
-    let items = body["items"].as_array().unwrap_or_else(|| panic!("items: {body}"));
-    let keys: Vec<&str> = items.iter().filter_map(|t| t["cluster_key"].as_str()).collect();
+    let items = batch_items(&body);
+    let keys: Vec<&str> = items.iter().map(|t| t.cluster_key.as_str()).collect();
     assert_eq!(keys, ["yaml-a", "yaml-b"], "in the order given: {body}");
-    assert!(items.iter().all(|t| t["desired_state"] == "RUNNING"), "?start=true starts them: {body}");
-    for t in items {
-        let (status, t) = srv.post(&format!("/api/tasks/{}/stop", id_of(t)), &json!({}));
-        assert_eq!(status, 200, "stop: {t}");
+    assert!(items.iter().all(|t| t.desired_state == DesiredState::Running), "?start=true starts them: {body}");
+    for t in &items {
+        srv.stop_task(t.id);
     }
     let r = srv.post_raw("/api/tasks/batch?start=maybe", "application/yaml", yaml(3306, "yaml-c").as_bytes());
-    assert_error("a bad query", r.status, &r.json(), 400, "INVALID_REQUEST", &[]);
+    assert_error("a bad query", r.status, &r.json(), 400, ErrorCode::InvalidRequest, &[]);
 }
 
 /// `http.max_body_bytes` bounds every `/api` body: 413 in the JSON error shape.
@@ -719,7 +671,7 @@ fn request_bodies_above_max_body_bytes_are_413() {
     let srv = server_with(ServerOpts::default().env("BINLOG_SERVER_HTTP_MAX_BODY_BYTES", "2048"));
     let items: Vec<Value> = (0..20).map(|i| task_body(&format!("big-{i}"), 3306)).collect();
     let (status, body) = srv.post("/api/tasks/batch", &json!({"tasks": items}));
-    assert_error("a batch above 2048 bytes", status, &body, 413, "PAYLOAD_TOO_LARGE", &[]);
+    assert_error("a batch above 2048 bytes", status, &body, 413, ErrorCode::PayloadTooLarge, &[]);
     assert!(body["error"].as_str().is_some_and(|e| e.contains("2048")), "names the limit: {body}");
     assert_eq!(list_total(&srv), 0);
     create(&srv, &task_body("small", 3306));
@@ -741,23 +693,15 @@ fn tasks_and_their_states_survive_graceful_and_crash_restarts() {
     let mut idle_gtid = task_body("idle-gtid", free_port());
     idle_gtid["start"] = json!({"mode": "GTID", "gtid_set": "0-1-5"});
     let idle_gtid = create(&srv, &idle_gtid);
-    let (run_id, idle_id, gtid_id) = (id_of(&running), id_of(&idle), id_of(&idle_gtid));
+    let (run_id, idle_id, gtid_id) = (running.id, idle.id, idle_gtid.id);
 
-    let (status, t) = srv.post(&format!("/api/tasks/{run_id}/start"), &json!({}));
-    assert_eq!(status, 200, "start: {t}");
-    wait_state(&srv, run_id, "RUNNING");
+    srv.start_task(run_id);
+    srv.wait_for_state(run_id, TaskState::Running);
     db.sql("CREATE TABLE before_restart (id INT PRIMARY KEY)");
     db.sql("INSERT INTO before_restart VALUES (1)");
     wait_caught_up(&srv, &db, run_id);
 
-    let snapshot: Vec<Value> = [run_id, idle_id, gtid_id]
-        .iter()
-        .map(|id| {
-            let (status, t) = srv.get(&format!("/api/tasks/{id}"));
-            assert_eq!(status, 200, "{t}");
-            spec_part(&t)
-        })
-        .collect();
+    let snapshot: Vec<TaskDto> = [run_id, idle_id, gtid_id].iter().map(|id| spec_part(&srv.task(*id))).collect();
 
     for (round, how) in ["graceful stop", "kill -9"].iter().enumerate() {
         if round == 0 {
@@ -769,31 +713,26 @@ fn tasks_and_their_states_survive_graceful_and_crash_restarts() {
         srv.restart();
 
         let (ids, page) = list_ids(&srv, "");
-        assert_eq!(ids, vec![run_id, idle_id, gtid_id], "after {how}: all tasks are there ({page})");
-        let now: Vec<Value> = page["items"].as_array().expect("items").iter().map(spec_part).collect();
+        assert_eq!(ids, vec![run_id, idle_id, gtid_id], "after {how}: all tasks are there ({page:?})");
+        let now: Vec<TaskDto> = page.items.iter().map(spec_part).collect();
         assert_eq!(now, snapshot, "after {how}: the specs are unchanged");
 
         // The running one runs again (really: it streams what the source writes now) ...
-        wait_state(&srv, run_id, "RUNNING");
-        let (_, t) = srv.get(&format!("/api/tasks/{run_id}"));
-        assert_eq!(t["desired_state"], "RUNNING", "after {how}: {t}");
+        let t = srv.wait_for_state(run_id, TaskState::Running);
+        assert_eq!(t.desired_state, DesiredState::Running, "after {how}: {t:?}");
         db.sql(&format!("INSERT INTO before_restart VALUES ({})", round + 2));
         wait_caught_up(&srv, &db, run_id);
 
         // ... the others are still stopped.
         for id in [idle_id, gtid_id] {
-            let (_, t) = srv.get(&format!("/api/tasks/{id}"));
-            assert_eq!(
-                (t["state"].as_str(), t["desired_state"].as_str()),
-                (Some("STOPPED"), Some("STOPPED")),
-                "after {how}: {t}"
-            );
+            let t = srv.task(id);
+            assert_eq!((t.state, t.desired_state), (TaskState::Stopped, DesiredState::Stopped), "after {how}: {t:?}");
         }
     }
 
     // Deleting a task that has files moves them to {data_dir}/.deleted/ (README).
-    let (status, t) = srv.post(&format!("/api/tasks/{run_id}/stop"), &json!({}));
-    assert_eq!((status, t["state"].as_str()), (200, Some("STOPPED")), "stop: {t}");
+    let t = srv.stop_task(run_id);
+    assert_eq!(t.state, TaskState::Stopped, "stop: {t:?}");
     let task_dir = srv.data_dir().join(run_id.to_string());
     assert!(task_dir.is_dir(), "the running task wrote into {}", task_dir.display());
     assert_eq!(srv.delete(&format!("/api/tasks/{run_id}")).0, 204);
@@ -835,9 +774,8 @@ fn send(srv: &Server, method: &str, path: &str, headers: &[(&str, &str)], body: 
 }
 
 fn assert_unauthorized(r: &RawResponse, what: &str, scheme: &str) {
-    let body = r.json();
-    assert_eq!(r.status, 401, "{what}: status (body {body})");
-    assert_eq!(body["code"], "UNAUTHORIZED", "{what}: code (body {body})");
+    assert_eq!(r.status, 401, "{what}: status (body {})", r.body);
+    assert_eq!(r.error().code, ErrorCode::Unauthorized, "{what}: code (body {})", r.body);
     let challenge =
         r.header("www-authenticate").unwrap_or_else(|| panic!("{what}: no WWW-Authenticate: {:?}", r.headers));
     assert!(challenge.starts_with(scheme), "{what}: WWW-Authenticate {challenge:?} names {scheme}");
@@ -860,8 +798,7 @@ fn bearer_auth_guards_every_api_route() {
 
     // One task to aim the refused requests at (so only auth can refuse them).
     let r = send(&srv, "POST", "/api/tasks", &auth, &Some(task_body("auth-task", free_port())));
-    assert_eq!(r.status, 201, "create with the token: {}", r.body);
-    let id = id_of(&r.json());
+    let id = r.typed::<TaskDto>(201, "create with the token").id;
 
     let same_len = {
         let mut t = TOKEN.to_string();
@@ -894,10 +831,10 @@ fn bearer_auth_guards_every_api_route() {
     // None of the refused requests did anything.
     let r = send(&srv, "GET", "/api/tasks", &auth, &None);
     assert_eq!(r.status, 200, "list with the token: {}", r.body);
-    let page = r.json();
-    assert_eq!(page["total"], 1, "refused requests created or deleted nothing: {page}");
-    assert_eq!(page["items"][0]["state"], "STOPPED", "refused requests started nothing: {page}");
-    assert_eq!(page["items"][0]["name"], "task auth-task", "refused PUTs changed nothing: {page}");
+    let page: TaskPage = r.typed(200, "list with the token");
+    assert_eq!(page.total, 1, "refused requests created or deleted nothing: {page:?}");
+    assert_eq!(page.items[0].state, TaskState::Stopped, "refused requests started nothing: {page:?}");
+    assert_eq!(page.items[0].name, "task auth-task", "refused PUTs changed nothing: {page:?}");
 
     // With the token every route works (the order makes each call valid).
     let expected: &[(&str, String, Option<Value>, u16)] = &[
@@ -955,8 +892,7 @@ fn api_key_auth_uses_its_header() {
     assert_eq!(r.status, 200, "list with the key: {}", r.body);
     assert_eq!(r.json()["total"], 0, "refused creates created nothing: {}", r.body);
     let r = send(&srv, "POST", "/api/tasks", &[("x-api-key", KEY)], &Some(task_body("k", 3306)));
-    assert_eq!(r.status, 201, "create with the key (header names are case-insensitive): {}", r.body);
-    let id = id_of(&r.json());
+    let id = r.typed::<TaskDto>(201, "create with the key (header names are case-insensitive)").id;
     let r = send(&srv, "GET", &format!("/api/tasks/{id}"), &[("X-API-Key", KEY)], &None);
     assert_eq!(r.status, 200, "get with the key: {}", r.body);
     let r = srv.get_raw("/healthz");
@@ -977,7 +913,7 @@ fn source_passwords_never_leave_the_process() {
     ));
     let srv = server_with(ServerOpts::default().env("BINLOG_SERVER_LOG_LEVEL", "debug"));
     let mut seen = 0usize;
-    let mut check = |what: &str, r: RawResponse| -> Value {
+    let mut check = |what: &str, r: RawResponse| -> RawResponse {
         for pw in canaries {
             assert!(!r.body.contains(pw), "{what}: the response contains a source password: {}", r.body);
             for (name, value) in &r.headers {
@@ -985,15 +921,16 @@ fn source_passwords_never_leave_the_process() {
             }
         }
         seen += 1;
-        r.json()
+        r
     };
 
     let mut body = task_body("canary", db.port());
     body["source"]["user"] = json!("canary");
     body["source"]["password"] = json!(PW_FIRST);
     body["start"] = json!({"mode": "FILE_POS", "file": format!("{}.000001", db.binlog_basename()), "pos": 4});
-    let created = check("create", send(&srv, "POST", "/api/tasks", &[], &Some(body.clone())));
-    let id = id_of(&created);
+    let created: TaskDto =
+        check("create", send(&srv, "POST", "/api/tasks", &[], &Some(body.clone()))).typed(201, "create");
+    let id = created.id;
     let path = format!("/api/tasks/{id}");
     check("get", srv.get_raw(&path));
     check("list", srv.get_raw("/api/tasks"));
@@ -1001,26 +938,29 @@ fn source_passwords_never_leave_the_process() {
     // A new password through PUT (and on the source), then a run with it.
     db.sql(&format!("ALTER USER 'canary'@'%' IDENTIFIED BY '{PW_SECOND}'"));
     body["source"]["password"] = json!(PW_SECOND);
-    let updated = check("update", send(&srv, "PUT", &path, &[], &Some(body.clone())));
-    assert_eq!(updated["source"]["password"], "***", "{updated}");
-    let started = check("start", send(&srv, "POST", &format!("{path}/start"), &[], &None));
-    assert_eq!(started["state"], "STARTING", "{started}");
-    wait_state(&srv, id, "RUNNING");
+    let updated: TaskDto = check("update", send(&srv, "PUT", &path, &[], &Some(body.clone()))).typed(200, "update");
+    assert_eq!(updated.source.password, "***", "{updated:?}");
+    let started: TaskDto = check("start", send(&srv, "POST", &format!("{path}/start"), &[], &None)).typed(200, "start");
+    assert_eq!(started.state, TaskState::Starting, "{started:?}");
+    srv.wait_for_state(id, TaskState::Running);
     for sub in ["", "/replication", "/events", "/checkpoint", "/files"] {
         check(&format!("GET {path}{sub} while running"), srv.get_raw(&format!("{path}{sub}")));
     }
-    let stopped = check("stop", send(&srv, "POST", &format!("{path}/stop"), &[], &None));
-    assert_eq!(stopped["state"], "STOPPED", "{stopped}");
+    let stopped: TaskDto = check("stop", send(&srv, "POST", &format!("{path}/stop"), &[], &None)).typed(200, "stop");
+    assert_eq!(stopped.state, TaskState::Stopped, "{stopped:?}");
 
     // A wrong password: the failure is reported, without the password.
     let mut wrong = body.clone();
     wrong["cluster_key"] = json!("canary-wrong");
     wrong["source"]["password"] = json!(PW_WRONG);
-    let wrong_id = id_of(&check("create (wrong password)", send(&srv, "POST", "/api/tasks", &[], &Some(wrong))));
+    let wrong_id = check("create (wrong password)", send(&srv, "POST", "/api/tasks", &[], &Some(wrong)))
+        .typed::<TaskDto>(201, "create (wrong password)")
+        .id;
     check("start (wrong password)", send(&srv, "POST", &format!("/api/tasks/{wrong_id}/start"), &[], &None));
-    wait_state(&srv, wrong_id, "FAILED");
-    let failed = check("get (failed)", srv.get_raw(&format!("/api/tasks/{wrong_id}")));
-    assert_eq!(failed["last_error"]["code"], "SOURCE_ACCESS_DENIED", "{failed}");
+    srv.wait_for_state(wrong_id, TaskState::Failed);
+    let failed: TaskDto =
+        check("get (failed)", srv.get_raw(&format!("/api/tasks/{wrong_id}"))).typed(200, "get (failed)");
+    assert_eq!(failed.last_error.map(|e| e.code), Some(TaskErrorCode::SourceAccessDenied));
     check("replication (failed)", srv.get_raw(&format!("/api/tasks/{wrong_id}/replication")));
     check("events (failed)", srv.get_raw(&format!("/api/tasks/{wrong_id}/events")));
     check("list (all)", srv.get_raw("/api/tasks"));

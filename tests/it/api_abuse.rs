@@ -2,6 +2,9 @@
 //! limits, a deeply nested JSON body. Each through the real binary; each answer is a clear
 //! error, and the service keeps answering afterwards.
 
+use binlog_server::api::dto::TaskPage;
+use binlog_server::api::error::ErrorCode;
+use binlog_server::domain::{DesiredState, TaskState};
 use serde_json::{Value, json};
 
 use crate::common::free_port;
@@ -17,17 +20,13 @@ fn creating_more_tasks_than_max_tasks_is_refused_naming_the_limit() {
     let srv = Server::start(ServerOpts::default().env("BINLOG_SERVER_MAX_TASKS", "2"));
     let mut ids = Vec::new();
     for key in ["one", "two"] {
-        let (status, t) = srv.post("/api/tasks", &body(key, key));
-        assert_eq!(status, 201, "{t}");
-        ids.push(t["id"].as_i64().expect("id"));
+        ids.push(srv.create(&body(key, key)).id);
     }
-    let (status, answer) = srv.post("/api/tasks", &body("three", "three"));
-    assert_eq!(status, 409, "{answer}");
-    assert_eq!(answer["code"], "TASK_LIMIT_REACHED", "{answer}");
-    let error = answer["error"].as_str().unwrap_or_default();
+    let (status, answer) = srv.error("POST", "/api/tasks", Some(&body("three", "three")));
+    assert_eq!((status, answer.code), (409, ErrorCode::TaskLimitReached), "{answer:?}");
+    let error = answer.error;
     assert!(error.contains("limit of 2 tasks") && error.contains("max_tasks"), "{error}");
-    let (_, list) = srv.get("/api/tasks");
-    assert_eq!(list["total"], 2, "nothing was created: {list}");
+    assert_eq!(srv.get_as::<TaskPage>("/api/tasks").total, 2, "nothing was created");
 
     // Deleting one makes room again.
     let (status, _) = srv.delete(&format!("/api/tasks/{}", ids[0]));
@@ -42,9 +41,8 @@ fn names_and_strings_at_their_limits_pass_and_over_them_are_refused() {
     // (field, value at the limit, value over it)
     let name_at = "n".repeat(255);
     let key_at = "k".repeat(128);
-    let (status, t) = srv.post("/api/tasks", &body(&name_at, &key_at));
-    assert_eq!(status, 201, "a name of 255 characters and a key of 128 are allowed: {t}");
-    assert_eq!(t["name"], json!(name_at));
+    let t = srv.create(&body(&name_at, &key_at));
+    assert_eq!(t.name, name_at, "a name of 255 characters and a key of 128 are allowed");
 
     let over: Vec<(&str, Value)> = vec![
         ("name", body(&"n".repeat(256), "over-name")),
@@ -70,8 +68,7 @@ fn names_and_strings_at_their_limits_pass_and_over_them_are_refused() {
         // The answer quotes at most a short excerpt of what was sent.
         assert!(answer.to_string().len() < 4096, "{field}: a {} byte answer", answer.to_string().len());
     }
-    let (_, list) = srv.get("/api/tasks");
-    assert_eq!(list["total"], 1, "only the task at the limits exists: {list}");
+    assert_eq!(srv.get_as::<TaskPage>("/api/tasks").total, 1, "only the task at the limits exists");
 }
 
 #[test]
@@ -114,7 +111,7 @@ fn a_thousand_concurrent_start_stop_delete_requests_leave_every_task_settled() {
     use crate::common::poll_until;
     use crate::common::replication::{
         WAIT, api_checkpoint, binlog_dump_threads, create_task, fast_server_opts, from_first_file, source_json,
-        stop_task, task, task_events, wait_checkpoint_moves,
+        stop_task, task_events, wait_checkpoint_moves,
     };
 
     let db = MariaDb::start(MariaDbOpts::default());
@@ -168,24 +165,24 @@ fn a_thousand_concurrent_start_stop_delete_requests_leave_every_task_settled() {
         }
         let deadline = std::time::Instant::now() + WAIT;
         let t = loop {
-            let t = task(&srv, id);
+            let t = srv.task(id);
             let settled = matches!(
-                (t["desired_state"].as_str(), t["state"].as_str()),
-                (Some("RUNNING"), Some("RUNNING")) | (Some("STOPPED"), Some("STOPPED"))
+                (t.desired_state, t.state),
+                (DesiredState::Running, TaskState::Running) | (DesiredState::Stopped, TaskState::Stopped)
             );
             if settled {
                 break t;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "task {id} did not settle in its desired state within {WAIT:?}: {t}\nevents: {:?}\n{}",
+                "task {id} did not settle in its desired state within {WAIT:?}: {t:?}\nevents: {:?}\n{}",
                 task_events(&srv, id).into_iter().take(12).collect::<Vec<_>>(),
                 srv.diagnostics()
             );
             // The polling interval, not synchronisation: the state is what is waited for.
             std::thread::sleep(std::time::Duration::from_millis(100));
         };
-        if t["state"] == "RUNNING" {
+        if t.state == TaskState::Running {
             running.push(id);
         }
         // Its start and stop events alternate, beginning with a start, ending as it is now.
@@ -198,9 +195,9 @@ fn a_thousand_concurrent_start_stop_delete_requests_leave_every_task_settled() {
         for (i, pair) in marks.windows(2).enumerate() {
             assert_ne!(pair[0], pair[1], "task {id}: two {} in a row at {i}: {marks:?}", pair[0]);
         }
-        let expected_last = if t["state"] == "RUNNING" { "TASK_STARTED" } else { "TASK_STOPPED" };
+        let expected_last = if t.state == TaskState::Running { "TASK_STARTED" } else { "TASK_STOPPED" };
         if let Some(last) = marks.last() {
-            assert_eq!(last, expected_last, "task {id} is {}: {marks:?}", t["state"]);
+            assert_eq!(last, expected_last, "task {id} is {}: {marks:?}", t.state);
         }
     }
     eprintln!("running afterwards: {running:?}");

@@ -45,6 +45,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
+use binlog_server::api::error::ErrorCode;
+use binlog_server::domain::{TaskError, TaskErrorCode, TaskState};
 use serde_json::json;
 
 use crate::common::cluster::{
@@ -558,8 +560,8 @@ fn a_takeover_that_needs_a_file_the_source_purged_fails_loudly_and_moves_nothing
     }
 
     for (id, cp) in &before {
-        let (code, message) = wait_failed(survivor, *id);
-        assert_eq!(code, "SOURCE_BINLOG_PURGED", "task {id}: {message}");
+        let TaskError { code, message, .. } = wait_failed(survivor, *id);
+        assert_eq!(code, TaskErrorCode::SourceBinlogPurged, "task {id}: {message}");
         // It names the file it needed: the dead node's open file, or an earlier one the bucket
         // did not hold yet, and either way one the source no longer has.
         let needed = message
@@ -658,7 +660,7 @@ fn the_metadata_database_down_past_the_ttl_stops_every_writer_in_time_and_the_cl
     poll_until(WAIT, "every task leased and RUNNING again", || {
         assert_none_failed(srv, &ids);
         let leased = live_leases(srv, &ids).is_some();
-        (leased && ids.iter().all(|id| crate::common::replication::task(srv, *id)["state"] == "RUNNING")).then_some(())
+        (leased && ids.iter().all(|id| srv.task(*id).state == TaskState::Running)).then_some(())
     });
     finish_and_compare(&cluster, srv, &source, &tasks, load);
     assert_none_failed(srv, &ids);
@@ -705,10 +707,9 @@ fn placement_respects_max_tasks_per_node_and_nodes_keep_a_generated_id() {
     let idle = create_task(&cluster.nodes[0].srv, "idle", source_json(source), start.clone());
     for node in &cluster.nodes {
         assert_eq!(lease(&node.srv, idle), None, "{}: task {idle} was never started", node.id);
-        let (status, t) = node.srv.get(&format!("/api/tasks/{idle}"));
-        assert_eq!((status, t["name"].clone()), (200, json!("idle")), "{}: {t}", node.id);
-        let (status, body) = node.srv.get("/api/tasks/999/lease");
-        assert_eq!((status, body["code"].clone()), (404, json!("TASK_NOT_FOUND")), "{}: {body}", node.id);
+        assert_eq!(node.srv.task(idle).name, "idle", "{}", node.id);
+        let (status, body) = node.srv.error("GET", "/api/tasks/999/lease", None);
+        assert_eq!((status, body.code), (404, ErrorCode::TaskNotFound), "{}: {body:?}", node.id);
     }
 
     // Three running tasks, capacity two: one stays unplaced.
@@ -763,7 +764,7 @@ fn a_lease_is_renewed_every_renew_interval() {
     // Each renewal moves expires_at to the database's NOW(6) + TTL, so the gaps between the
     // values seen are the gaps between renewals, by the database's clock (whatever this test's
     // polling pace).
-    let mut seen: Vec<String> = Vec::new();
+    let mut seen: Vec<chrono::DateTime<chrono::Utc>> = Vec::new();
     let renewals = 8;
     poll_until(WAIT, &format!("{renewals} renewals of task {id}'s lease"), || {
         if let Some(l) = lease(srv, id).filter(|l| l.live)
@@ -773,9 +774,7 @@ fn a_lease_is_renewed_every_renew_interval() {
         }
         (seen.len() > renewals).then_some(())
     });
-    let at: Vec<chrono::DateTime<chrono::Utc>> =
-        seen.iter().map(|s| s.parse().unwrap_or_else(|e| panic!("expires_at {s:?} is RFC 3339: {e}"))).collect();
-    let gaps_ms: Vec<i64> = at.windows(2).map(|w| (w[1] - w[0]).num_milliseconds()).collect();
+    let gaps_ms: Vec<i64> = seen.windows(2).map(|w| (w[1] - w[0]).num_milliseconds()).collect();
     // A renewal every RENEW_SEC leaves TTL - RENEW_SEC of margin; half an interval of lateness
     // is tolerated, a skipped renewal (a gap of two intervals: a third of the TTL left) is not.
     let limit_ms = (RENEW_SEC * 1000 * 3 / 2) as i64;
@@ -791,17 +790,14 @@ fn standalone_mode_reports_itself_and_has_no_leases() {
     let srv = Server::start(ServerOpts::default());
     let o = overview(&srv);
     assert_eq!(o["mode"], "standalone", "{o}");
-    let (status, t) = srv.post(
-        "/api/tasks",
-        &json!({"name": "solo", "cluster_key": "solo",
+    let id = srv
+        .create(&json!({"name": "solo", "cluster_key": "solo",
                 "source": {"host": "127.0.0.1", "port": 3306, "user": "repl", "password": "pw", "flavor": "mariadb"},
-                "start": {"mode": "LATEST"}}),
-    );
-    assert_eq!(status, 201, "{t}");
-    let id = t["id"].as_i64().expect("id");
+                "start": {"mode": "LATEST"}}))
+        .id;
     assert_eq!(lease(&srv, id), None, "no leases in standalone mode");
-    let (status, body) = srv.get("/api/tasks/999/lease");
-    assert_eq!((status, body["code"].clone()), (404, json!("TASK_NOT_FOUND")), "no such task: {body}");
+    let (status, body) = srv.error("GET", "/api/tasks/999/lease", None);
+    assert_eq!((status, body.code), (404, ErrorCode::TaskNotFound), "no such task: {body:?}");
     let (status, cp) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
     assert_eq!(status, 200, "{cp}");
     assert_eq!((cp.get("node_id"), cp.get("epoch")), (Some(&json!(null)), Some(&json!(null))), "{cp}");

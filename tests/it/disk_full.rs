@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use binlog_server::domain::{TaskErrorCode, TaskState};
+use binlog_server::meta::FileState;
 use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
@@ -78,26 +80,26 @@ fn a_full_disk_pauses_the_task_and_loses_nothing() {
         db.sql("INSERT INTO t (v) SELECT REPEAT('z', 1000) FROM seq_1_to_500");
     }
     let paused = poll_until(WAIT, "the task to pause on the full disk", || {
-        let (_, r) = srv.get(&format!("/api/tasks/{id}/replication"));
-        (r["state"] == "RETRY_BACKOFF" && r["last_error"]["code"] == "LOCAL_STORAGE_ERROR").then_some(r)
+        let r = srv.replication(id);
+        let storage_error = r.last_error.as_ref().is_some_and(|e| e.code == TaskErrorCode::LocalStorageError);
+        (r.state == TaskState::RetryBackoff && storage_error).then_some(r)
     });
-    let message = paused["last_error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("No space left"), "the error names the cause: {paused}");
+    let message = paused.last_error.as_ref().map_or("", |e| e.message.as_str());
+    assert!(message.contains("No space left"), "the error names the cause: {paused:?}");
 
     fs.resize("64m");
     // The source's end is read again at every poll: after a rotation MariaDB appends a binlog
     // checkpoint event a moment later, so an end read once can be stale (seen under load).
     wait_caught_up(&srv, &db, id);
-    let (_, r) = srv.get(&format!("/api/tasks/{id}/replication"));
-    assert_eq!(r["state"], "RUNNING", "{r}");
+    let r = srv.replication(id);
+    assert_eq!(r.state, TaskState::Running, "{r:?}");
 
     // Nothing lost, nothing doubled: every sealed file equals the source's.
     let dir = data.join(id.to_string()).join("mariadb-1-0");
-    let (_, files) = srv.get(&format!("/api/tasks/{id}/files"));
     let mut sealed = 0;
-    for f in files["items"].as_array().expect("items") {
-        if f["state"] == "SEALED" {
-            let name = f["name"].as_str().expect("name");
+    for f in srv.files(id) {
+        if f.state == FileState::Sealed {
+            let name = f.name.as_str();
             let local = std::fs::read(dir.join(name)).expect("local");
             let source = std::fs::read(db.binlog_dir().join(name)).expect("source");
             assert!(local == source, "{name} differs from the source's file");

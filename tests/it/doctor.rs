@@ -7,12 +7,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use binlog_server::api::dto::FileDto;
+use binlog_server::meta::FileState;
 use serde_json::Value;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::poll_until;
 use crate::common::replication::{
-    WAIT, fast_server_opts, files, flush_and_catch_up, meta_checkpoint, meta_files, source_identity, start_copy_task,
+    WAIT, fast_server_opts, flush_and_catch_up, meta_checkpoint, meta_files, source_identity, start_copy_task,
     wait_running,
 };
 use crate::common::s3::S3Server;
@@ -68,9 +70,9 @@ fn doctor_names_each_kind_of_damage_and_changes_nothing() {
     flush_and_catch_up(&srv, &db, id);
     // The sha256 of a sealed file is recorded shortly after sealing: wait for all of them.
     poll_until(WAIT, "every sealed file's sha256 in the catalog", || {
-        let fs = files(&srv, id);
-        let sealed: Vec<&Value> = fs.iter().filter(|f| f["state"] == "SEALED").collect();
-        (sealed.len() >= 2 && sealed.iter().all(|f| f["sha256"].is_string())).then_some(())
+        let fs = srv.files(id);
+        let sealed: Vec<&FileDto> = fs.iter().filter(|f| f.state == FileState::Sealed).collect();
+        (sealed.len() >= 2 && sealed.iter().all(|f| f.sha256.is_some())).then_some(())
     });
     let status = srv.stop();
     assert!(status.success(), "binlog-server stopped cleanly: {status:?}");
@@ -177,10 +179,9 @@ fn doctor_repair_restores_from_the_bucket_moves_orphans_aside_and_refuses_beside
     }
     flush_and_catch_up(&srv, &db, id);
     let fs = poll_until(WAIT, "every sealed file uploaded and verified", || {
-        let fs = files(&srv, id);
-        let sealed: Vec<&Value> = fs.iter().filter(|f| f["state"] == "SEALED").collect();
-        (sealed.len() >= 2 && sealed.iter().all(|f| f["sha256"].is_string() && f["upload"]["verified"] == true))
-            .then_some(fs)
+        let fs = srv.files(id);
+        let sealed: Vec<&FileDto> = fs.iter().filter(|f| f.state == FileState::Sealed).collect();
+        (sealed.len() >= 2 && sealed.iter().all(|f| f.sha256.is_some() && f.upload.verified)).then_some(fs)
     });
 
     let data = srv.data_dir();
@@ -204,9 +205,9 @@ fn doctor_repair_restores_from_the_bucket_moves_orphans_aside_and_refuses_beside
     assert!(status.success(), "binlog-server stopped cleanly: {status:?}");
 
     // Damage: a byte flipped in a sealed file the bucket holds, an orphan task directory.
-    let victim = fs.iter().find(|f| f["state"] == "SEALED").expect("a sealed file");
-    let name = victim["name"].as_str().unwrap().to_string();
-    let key = victim["upload"]["object_key"].as_str().expect("an object key").to_string();
+    let victim = fs.iter().find(|f| f.state == FileState::Sealed).expect("a sealed file");
+    let name = victim.name.clone();
+    let key = victim.upload.object_key.clone().expect("an object key");
     let victim_path = dir.join(&name);
     let original = std::fs::read(&victim_path).unwrap();
     let mut flipped = original.clone();

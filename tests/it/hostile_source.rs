@@ -16,14 +16,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use binlog_server::domain::{TaskError, TaskErrorCode, TaskState};
+use serde_json::json;
 
 use crate::common::fake_source::events::{self, Binlog};
 use crate::common::fake_source::{FakeSource, Greeting, Session, SourceFacts, caps};
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::poll_until;
 use crate::common::replication::{
-    WAIT, api_checkpoint, create_task, fast_server_opts, source_via, start_copy_task, start_task, task,
+    WAIT, api_checkpoint, create_task, fast_server_opts, source_via, start_copy_task, start_task,
     wait_checkpoint_moves, wait_running,
 };
 use crate::common::server::Server;
@@ -78,17 +79,15 @@ impl Arena {
     }
 
     /// Waits until task `id` is FAILED or RETRY_BACKOFF with a `last_error` whose message
-    /// contains `names` (the problem), and checks its code; returns the task.
-    fn refused(&self, id: i64, names: &str, codes: &[&str]) -> Value {
-        let t = poll_until(WAIT, &format!("task {id} to be FAILED or RETRY_BACKOFF naming {names:?}"), || {
-            let t = task(&self.srv, id);
-            let settled = matches!(t["state"].as_str(), Some("FAILED" | "RETRY_BACKOFF"));
-            let message = t["last_error"]["message"].as_str().unwrap_or_default();
-            (settled && message.contains(names)).then_some(t)
+    /// contains `names` (the problem), and checks its code; returns that error.
+    fn refused(&self, id: i64, names: &str, codes: &[TaskErrorCode]) -> TaskError {
+        let e = poll_until(WAIT, &format!("task {id} to be FAILED or RETRY_BACKOFF naming {names:?}"), || {
+            let t = self.srv.task(id);
+            let settled = matches!(t.state, TaskState::Failed | TaskState::RetryBackoff);
+            t.last_error.filter(|e| settled && e.message.contains(names))
         });
-        let code = t["last_error"]["code"].as_str().unwrap_or_default();
-        assert!(codes.contains(&code), "task {id}: code {code} is not one of {codes:?}: {t}");
-        t
+        assert!(codes.contains(&e.code), "task {id}: code {} is not one of {codes:?}: {e:?}", e.code);
+        e
     }
 
     /// The checks every hostile case ends with.
@@ -140,7 +139,7 @@ impl Arena {
         let before = api_checkpoint(&self.srv, self.healthy);
         self.db.sql("INSERT INTO heartbeat (v) VALUES (1)");
         wait_checkpoint_moves(&self.srv, self.healthy, before.as_ref());
-        assert_eq!(task(&self.srv, self.healthy)["state"], "RUNNING");
+        assert_eq!(self.srv.task(self.healthy).state, TaskState::Running);
     }
 }
 
@@ -200,7 +199,7 @@ fn ddl(binlog: &mut Binlog) -> Vec<u8> {
     binlog.next(events::QUERY, &events::query_body("CREATE TABLE t (a INT)"))
 }
 
-const PROTOCOL: &[&str] = &["SOURCE_PROTOCOL_ERROR", "SOURCE_STREAM_UNREADABLE"];
+const PROTOCOL: &[TaskErrorCode] = &[TaskErrorCode::SourceProtocolError, TaskErrorCode::SourceStreamUnreadable];
 
 #[test]
 fn hostile_file_names_are_refused_before_any_path_is_built() {
@@ -230,8 +229,7 @@ fn hostile_file_names_are_refused_before_any_path_is_built() {
         }),
     );
     for id in first.into_iter().chain([later]) {
-        let t = arena.refused(id, "ROTATE", PROTOCOL);
-        let message = t["last_error"]["message"].as_str().unwrap_or_default();
+        let message = arena.refused(id, "ROTATE", PROTOCOL).message;
         assert!(
             !message.contains('\n') && message.len() < 2000,
             "the message quotes the name escaped and short: {message}"
@@ -316,8 +314,8 @@ fn packet_chains_beyond_max_event_bytes_are_refused() {
         }),
     );
     arena.refused(declared, "declares 4294967295 bytes", PROTOCOL);
-    let t = arena.refused(endless, "packet chain longer than the limit", PROTOCOL);
-    assert!(t["last_error"]["message"].as_str().unwrap_or_default().contains("replication.max_event_bytes"), "{t}");
+    let e = arena.refused(endless, "packet chain longer than the limit", PROTOCOL);
+    assert!(e.message.contains("replication.max_event_bytes"), "{e:?}");
     arena.aftermath(&[FILE]);
 }
 
@@ -384,8 +382,8 @@ fn a_format_description_of_another_version_or_header_length_is_refused() {
         ids.push((id, says));
     }
     for (id, says) in ids {
-        let t = arena.refused(id, says, PROTOCOL);
-        assert!(t["last_error"]["message"].as_str().unwrap_or_default().contains("FORMAT_DESCRIPTION"), "{t}");
+        let e = arena.refused(id, says, PROTOCOL);
+        assert!(e.message.contains("FORMAT_DESCRIPTION"), "{e:?}");
     }
     arena.aftermath(&[]);
 }
@@ -453,9 +451,13 @@ fn handshake_abuse_is_refused() {
         s.stall(HOLD);
         Ok(())
     });
-    arena.refused(plugin, "authentication plugin \"dialog_evil\" is not supported", &["SOURCE_PROTOCOL_ERROR"]);
+    arena.refused(
+        plugin,
+        "authentication plugin \"dialog_evil\" is not supported",
+        &[TaskErrorCode::SourceProtocolError],
+    );
     arena.refused(endless, "authentication did not finish after 8 exchanges", PROTOCOL);
-    arena.refused(old, "predates protocol 4.1", &["SOURCE_PROTOCOL_ERROR"]);
+    arena.refused(old, "predates protocol 4.1", &[TaskErrorCode::SourceProtocolError]);
     arena.refused(huge, "exceeds the limit of 1048576 bytes (for a greeting", PROTOCOL);
     // Nothing was sent to the server with the unknown plugin: no scramble of the password.
     let plugin_fake = &arena.hostile.iter().find(|(id, _)| *id == plugin).expect("the plugin fake").1;
@@ -491,9 +493,9 @@ fn a_source_stalling_mid_packet_is_given_up() {
         s.stall(HOLD);
         Ok(())
     });
-    arena.refused(event, "no event or heartbeat for", &["SOURCE_UNREACHABLE"]);
-    arena.refused(reply, "for the source to answer", &["SOURCE_UNREACHABLE"]);
-    arena.refused(greeting, "timed out connecting", &["SOURCE_UNREACHABLE"]);
+    arena.refused(event, "no event or heartbeat for", &[TaskErrorCode::SourceUnreachable]);
+    arena.refused(reply, "for the source to answer", &[TaskErrorCode::SourceUnreachable]);
+    arena.refused(greeting, "timed out connecting", &[TaskErrorCode::SourceUnreachable]);
     // The mid-event task created its file (the FDE came before the stall).
     arena.aftermath(&[FILE]);
 }

@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use binlog_server::api::dto::FileDto;
+use binlog_server::domain::TaskState;
+use binlog_server::meta::UploadState;
 use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::replication::{
-    WAIT, assert_copy_matches_source, create_task, fast_server_opts, files, flush_and_catch_up, from_first_file,
-    meta_files, source_identity, source_json, start_task, wait_running,
+    WAIT, assert_copy_matches_source, create_task, fast_server_opts, flush_and_catch_up, from_first_file, meta_files,
+    source_identity, source_json, start_task, wait_running,
 };
 use crate::common::s3::S3Server;
 use crate::common::server::{Server, run_cli};
@@ -161,7 +164,7 @@ fn bad_overlapping_and_foreign_files_are_refused_and_leave_nothing_behind() {
     assert_eq!(code, 1, "another server's file is refused");
     assert!(err.contains("mariadb-2-0"), "{err}");
     assert_eq!(task_files(&srv, id), before, "nothing added");
-    assert_eq!(files(&srv, id).len(), 3, "the API lists the imported files");
+    assert_eq!(srv.files(id).len(), 3, "the API lists the imported files");
 
     // An archive-only task never connects.
     let (status, body) = srv.post(&format!("/api/tasks/{id}/start"), &json!({}));
@@ -220,11 +223,10 @@ fn kill_9_in_the_middle_of_an_import_leaves_nothing_half_imported() {
 }
 
 /// Polls until task `id` lists `n` files, every one UPLOADED and verified; returns them.
-fn wait_uploaded(srv: &Server, id: i64, n: usize) -> Vec<serde_json::Value> {
+fn wait_uploaded(srv: &Server, id: i64, n: usize) -> Vec<FileDto> {
     poll_until(WAIT, &format!("{n} imported files of task {id} uploaded and verified"), || {
-        let fs = files(srv, id);
-        (fs.len() == n && fs.iter().all(|f| f["upload"]["state"] == "UPLOADED" && f["upload"]["verified"] == true))
-            .then_some(fs)
+        let fs = srv.files(id);
+        (fs.len() == n && fs.iter().all(|f| f.upload.state == UploadState::Uploaded && f.upload.verified)).then_some(fs)
     })
 }
 
@@ -264,16 +266,15 @@ fn an_archive_only_tasks_imported_files_are_uploaded_verified_and_only_once() {
     assert_eq!(status, 200, "{body}");
     let uploaded = wait_uploaded(&srv, id, raw.len());
     for f in &uploaded {
-        let name = f["name"].as_str().unwrap();
-        let key = f["upload"]["object_key"].as_str().unwrap_or_else(|| panic!("{name} has no object key: {f}"));
+        let name = f.name.as_str();
+        let key = f.upload.object_key.as_deref().unwrap_or_else(|| panic!("{name} has no object key: {f:?}"));
         assert_eq!(key, format!("it/archive-up/{}/{name}", source_identity(&db)), "object key layout");
         let object = s3.get(key);
         let theirs = std::fs::read(archive.path().join(name)).unwrap();
         assert!(object == theirs, "{key}: the object differs from the imported file");
-        assert_eq!(Some(s3.head(key).1.as_str()), f["sha256"].as_str(), "{key}: sha256 metadata");
+        assert_eq!(Some(s3.head(key).1.as_str()), f.sha256.as_deref(), "{key}: sha256 metadata");
     }
-    let (_, task) = srv.get(&format!("/api/tasks/{id}"));
-    assert_eq!(task["state"], "STOPPED", "an archive-only task never runs: {task}");
+    assert_eq!(srv.task(id).state, TaskState::Stopped, "an archive-only task never runs");
     assert_eq!(uploads_logged(&srv), raw.len(), "each file uploaded once");
 
     // A restart uploads nothing again: the new process's uploader has looked at the catalog
@@ -283,9 +284,9 @@ fn an_archive_only_tasks_imported_files_are_uploaded_verified_and_only_once() {
         let text = srv.get_raw("/metrics").body;
         text.lines().any(|l| l == format!("binlog_server_upload_backlog_files{{task=\"{id}\"}} 0")).then_some(())
     });
-    let after = files(&srv, id);
+    let after = srv.files(id);
     for (a, b) in after.iter().zip(&uploaded) {
-        assert_eq!(a["upload"], b["upload"], "{} unchanged by the restart", a["name"]);
+        assert_eq!(a.upload, b.upload, "{} unchanged by the restart", a.name);
     }
     assert_eq!(uploads_logged(&srv), raw.len(), "nothing uploaded twice");
 }

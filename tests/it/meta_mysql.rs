@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
+use binlog_server::api::dto::{TaskDto, TaskPage};
+use binlog_server::domain::{DesiredState, TaskState};
 use binlog_server::meta::{MetaDsn, Store, StoreError};
 use binlog_server::secret::Secret;
 
@@ -15,7 +17,6 @@ use crate::common::replication::wait_caught_up;
 use crate::common::server::{Server, ServerOpts, run_cli};
 use crate::common::{free_port, temp_dir};
 
-const WAIT: Duration = Duration::from_secs(30);
 const META_DB: &str = "meta";
 const META_USER: &str = "meta_owner";
 /// Distinctive, so any appearance in output is a leak.
@@ -183,23 +184,20 @@ fn the_store_keeps_its_contract_on_mariadb() {
 }
 
 fn wait_running(srv: &Server, id: i64) {
-    poll_until(WAIT, &format!("task {id} RUNNING"), || {
-        let (_, t) = srv.get(&format!("/api/tasks/{id}"));
-        match t["state"].as_str() {
-            Some("RUNNING") => Some(()),
-            Some("FAILED") => panic!("task {id} failed: {t}\n{}", srv.diagnostics()),
-            _ => None,
-        }
-    });
+    srv.wait_for_state(id, TaskState::Running);
 }
 
-fn without_moving_parts(task: &Value) -> Value {
-    let mut t = task.clone();
-    let obj = t.as_object_mut().expect("a task object");
-    for key in ["state", "active", "desired_state", "updated_at", "last_error"] {
-        obj.remove(key);
+/// The task without what moves as it runs (state, desired state, last error, updated_at).
+fn without_moving_parts(t: &TaskDto) -> TaskDto {
+    TaskDto {
+        state: TaskState::Stopped,
+        active: false,
+        desired_state: DesiredState::Stopped,
+        last_error: None,
+        stuck: false,
+        updated_at: t.created_at,
+        ..t.clone()
     }
-    t
 }
 
 #[test]
@@ -220,23 +218,19 @@ fn the_service_runs_on_a_migrated_mariadb_store_across_restarts() {
         "source": {"host": "127.0.0.1", "port": meta.db.port(), "user": REPL_USER, "password": REPL_PASSWORD, "flavor": "mariadb"},
         "start": {"mode": "FILE_POS", "file": format!("{}.000001", meta.db.binlog_basename()), "pos": 4},
     });
-    let (status, created) = srv.post("/api/tasks", &body);
-    assert_eq!(status, 201, "create: {created}");
-    let id = created["id"].as_i64().expect("id");
-    let (status, got) = srv.get(&format!("/api/tasks/{id}"));
-    assert_eq!(status, 200, "get: {got}");
-    assert_eq!(got, created, "GET returns what POST returned");
+    let created = srv.create(&body);
+    let id = created.id;
+    assert_eq!(srv.task(id), created, "GET returns what POST returned");
     assert_eq!(meta.db.query_value(&format!("SELECT COUNT(*) FROM {META_DB}.tasks")), "1", "the task is in MariaDB");
     assert!(!srv.data_dir().join("meta.db").exists(), "no SQLite store when meta_dsn is MySQL");
 
-    let (status, t) = srv.post(&format!("/api/tasks/{id}/start"), &json!({}));
-    assert_eq!(status, 200, "start: {t}");
+    srv.start_task(id);
     wait_running(&srv, id);
     meta.db.sql("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)");
     wait_caught_up(&srv, &meta.db, id);
-    let (_, cp) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
+    let cp = srv.checkpoint(id);
     let stored_pos = meta.db.query_value(&format!("SELECT pos FROM {META_DB}.checkpoints WHERE task_id = {id}"));
-    assert_eq!(cp["pos"].to_string(), stored_pos, "the checkpoint is stored in MariaDB: {cp}");
+    assert_eq!(cp.pos.map(|p| p.to_string()), Some(stored_pos), "the checkpoint is stored in MariaDB: {cp:?}");
 
     for (round, how) in ["graceful restart", "kill -9"].iter().enumerate() {
         if round == 0 {
@@ -246,10 +240,8 @@ fn the_service_runs_on_a_migrated_mariadb_store_across_restarts() {
             srv.kill9();
         }
         srv.restart();
-        let (status, page) = srv.get("/api/tasks");
-        assert_eq!(status, 200, "{page}");
-        assert_eq!(page["total"], 1, "after {how}: {page}");
-        let (_, now) = srv.get(&format!("/api/tasks/{id}"));
+        assert_eq!(srv.get_as::<TaskPage>("/api/tasks").total, 1, "after {how}");
+        let now = srv.task(id);
         assert_eq!(without_moving_parts(&now), without_moving_parts(&created), "after {how}: the task is unchanged");
         wait_running(&srv, id);
         meta.db.sql(&format!("INSERT INTO t VALUES ({})", round + 2));

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::pitr::get_bytes;
-use crate::common::replication::{create_task, files, from_first_file, source_json, start_task, wait_caught_up};
+use crate::common::replication::{create_task, from_first_file, source_json, start_task, wait_caught_up};
 use crate::common::server::{BINARY, Server, ServerOpts};
 use crate::common::{find_binary, is_root, keep_temp_dirs, output_with_deadline, poll_until, temp_dir};
 
@@ -76,11 +76,12 @@ fn the_deb_installs_runs_a_task_as_its_unit_does_and_removing_it_keeps_the_data(
     db.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(64)); INSERT INTO t VALUES (1, 'packaged'), (2, 'run')");
     db.flush_binary_logs();
     wait_caught_up(&srv, &db, id);
-    let sealed = files(&srv, id)
+    let sealed = srv
+        .files(id)
         .into_iter()
-        .find(|f| f["state"] == "SEALED")
-        .unwrap_or_else(|| panic!("no sealed file after a rotation: {:?}", files(&srv, id)));
-    let name = sealed["name"].as_str().expect("file name").to_string();
+        .find(|f| f.state == binlog_server::meta::FileState::Sealed)
+        .unwrap_or_else(|| panic!("no sealed file after a rotation: {:?}", srv.files(id)));
+    let name = sealed.name;
     let (status, _, fetched) = get_bytes(&srv, &format!("/api/tasks/{id}/files/{name}"));
     assert_eq!(status, 200, "GET /api/tasks/{id}/files/{name}");
     let source = fs::read(db.binlog_dir().join(&name)).expect("the source's binlog file");

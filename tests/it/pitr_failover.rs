@@ -7,14 +7,16 @@
 
 use std::time::Duration;
 
+use binlog_server::api::dto::TaskDto;
+use binlog_server::domain::{TaskError, TaskErrorCode};
 use serde_json::{Value, json};
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::pitr::{between, checksums, dump, enc, get_bytes, restore, tar_entries};
 use crate::common::poll_until;
 use crate::common::replication::{
-    fail_over, fast_server_opts, primary_replica_proxy, source_via, start_gtid_task_via, start_task, task,
-    wait_caught_up, wait_failed, wait_following, wait_running,
+    fail_over, fast_server_opts, primary_replica_proxy, source_via, start_gtid_task_via, start_task, wait_caught_up,
+    wait_failed, wait_following, wait_running,
 };
 use crate::common::server::{Server, run_cli};
 
@@ -249,20 +251,19 @@ fn a_failover_that_lost_transactions_is_a_break_naming_them() {
         write_round(&replica, round);
     }
     // The new primary refuses the GTID the task reached: the task stops, loudly.
-    let (code, message) = wait_failed(&srv, id);
-    assert_eq!(code, "INVALID_START_POSITION", "{message}");
+    let TaskError { code, message, .. } = wait_failed(&srv, id);
+    assert_eq!(code, TaskErrorCode::InvalidStartPosition, "{message}");
     assert!(message.contains(&format!("0-1-{reached}")), "{message}");
     assert!(message.contains("This source replaced mariadb-1-0") && message.contains("give the task a GTID start"));
 
     // The operator accepts the loss and archives the new primary from where it took over.
-    let current = task(&srv, id);
+    let current = srv.task(id);
     let body = json!({
-        "name": current["name"], "cluster_key": current["cluster_key"],
+        "name": current.name, "cluster_key": current.cluster_key,
         "source": source_via(proxy.port()),
         "start": {"mode": "GTID", "gtid_set": promoted_at},
     });
-    let (status, updated) = srv.put(&format!("/api/tasks/{id}"), &body);
-    assert_eq!(status, 200, "{updated}");
+    let _: TaskDto = srv.put_as(&format!("/api/tasks/{id}"), &body, 200);
     start_task(&srv, id);
     wait_running(&srv, id);
     wait_caught_up(&srv, &replica, id);

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use binlog_server::meta::UploadState;
 use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER, TEST_DB};
@@ -748,13 +749,9 @@ fn a_file_retention_removed_locally_is_served_from_the_bucket() {
     flush_and_catch_up(&srv, &source, id);
     // The first file sealed, uploaded and verified.
     crate::common::poll_until(DEADLINE, &format!("{first} to be uploaded and verified"), || {
-        let (_, files) = srv.get(&format!("/api/tasks/{id}/files"));
-        files["items"]
-            .as_array()?
+        srv.files(id)
             .iter()
-            .any(|f| {
-                f["name"] == first.as_str() && f["upload"]["state"] == "UPLOADED" && f["upload"]["verified"] == true
-            })
+            .any(|f| f.name == first && f.upload.state == UploadState::Uploaded && f.upload.verified)
             .then_some(())
     });
     srv.stop();

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::common::replication::{create_task, fast_server_opts, meta_files, start_task, task, wait_failed};
+use binlog_server::domain::{TaskError, TaskState};
+
+use crate::common::replication::{create_task, fast_server_opts, meta_files, start_task, wait_failed};
 use crate::common::server::{Server, run_cli};
 use crate::common::{free_port, poll_until};
 
@@ -99,8 +101,8 @@ fn wait_pulled(srv: &Server, id: i64, identity: &str, file: &str, want: &[u8]) {
     let path = srv.data_dir().join(id.to_string()).join(identity).join(file);
     let mut last = Vec::new();
     poll_until(WAIT, &format!("task {id} to hold {file} as served"), || {
-        let t = task(srv, id);
-        assert_ne!(t["state"], "FAILED", "task {id} failed: {}\n{}", t["last_error"], srv.log_text());
+        let t = srv.task(id);
+        assert_ne!(t.state, TaskState::Failed, "task {id} failed: {:?}\n{}", t.last_error, srv.log_text());
         last = std::fs::read(&path).unwrap_or_default();
         (last == want).then_some(())
     });
@@ -181,7 +183,7 @@ fn mysql_files_imported_then_pulled_through_the_relay_by_position_and_by_gtid_se
     // archive does not hold. 1236, naming them; the task fails instead of retrying forever.
     let ahead =
         puller(&srv, relay_port, "ahead80", "mysql80", json!({"mode": "GTID", "gtid_set": format!("{UUID_80}:1-100")}));
-    let (code, message) = wait_failed(&srv, ahead);
+    let TaskError { code, message, .. } = wait_failed(&srv, ahead);
     assert!(
         message.contains("more GTIDs than the master") && message.contains(&format!("{UUID_80}:6-100")),
         "{code}: {message}"

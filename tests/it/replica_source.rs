@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::replication::{
-    LoadGenerator, LoadShape, assert_copy_matches_source, create_task, fast_server_opts, files, flush_and_catch_up,
+    LoadGenerator, LoadShape, assert_copy_matches_source, create_task, fast_server_opts, flush_and_catch_up,
     from_first_file, last_event_id, local_dir, mariadb_binlog_gtids, mariadb_gtids, source_json, start_task,
     wait_checkpoint_advances, wait_event_after, wait_running,
 };
@@ -38,7 +38,7 @@ fn positions(pos: &str) -> BTreeMap<u32, (u32, u64)> {
 /// once and in order per domain, with the primary's server id; `mariadb-binlog` reads the same.
 fn assert_each_gtid_once_per_domain(srv: &Server, db: &MariaDb, id: i64, after: &str, last: &str) {
     let dir = local_dir(srv, id, db);
-    let paths: Vec<PathBuf> = files(srv, id).iter().map(|f| dir.join(f["name"].as_str().expect("name"))).collect();
+    let paths: Vec<PathBuf> = srv.files(id).iter().map(|f| dir.join(&f.name)).collect();
     let mut gtids: Vec<MariadbGtid> = Vec::new();
     for p in &paths {
         gtids.extend(mariadb_gtids(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))));
@@ -156,7 +156,7 @@ fn a_replica_relaying_two_gtid_domains_is_copied_and_resumed_in_gtid_mode() {
         assert!(copy.sealed.len() >= 3, "{what}: the replica's binlog rotates: {copy:?}");
         let after = if what == "from a multi-domain position" { start.as_str() } else { "" };
         assert_each_gtid_once_per_domain(&srv, &replica, id, after, &end);
-        let (_, cp) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
-        assert_eq!(cp["gtid_set"], end.as_str(), "{what}: the checkpoint names every domain: {cp}");
+        let cp = srv.checkpoint(id);
+        assert_eq!(cp.gtid_set.as_deref(), Some(end.as_str()), "{what}: the checkpoint names every domain: {cp:?}");
     }
 }

@@ -7,6 +7,7 @@
 //! with every file byte-identical to the source's and every transaction exactly once.
 
 use binlog_server::binlog::event::{ChecksumAlg, Fde, FileEvents};
+use binlog_server::domain::TaskState;
 use serde_json::{Value, json};
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
@@ -14,8 +15,8 @@ use crate::common::poll_until;
 use crate::common::proxy::Proxy;
 use crate::common::replication::{
     LoadGenerator, LoadShape, WAIT, api_checkpoint, assert_copy_matches_source, assert_each_gtid_once, create_task,
-    fast_server_opts, files, flush_and_catch_up, from_first_file, last_event_id, local_dir, source_json, source_via,
-    start_task, task, task_events, wait_checkpoint_advances, wait_event_after, wait_running,
+    fast_server_opts, flush_and_catch_up, from_first_file, last_event_id, local_dir, source_json, source_via,
+    start_task, task_events, wait_checkpoint_advances, wait_event_after, wait_running,
 };
 use crate::common::server::Server;
 
@@ -44,10 +45,10 @@ fn marks(srv: &Server, ids: &[i64]) -> Vec<(i64, i64)> {
 fn never_a_checksum_error(srv: &Server, id: i64) {
     let bad: Vec<_> = task_events(srv, id).into_iter().filter(|e| e.2.contains("CHECKSUM_MISMATCH")).collect();
     assert!(bad.is_empty(), "task {id} hit checksum errors: {bad:?}");
-    let (_, repl) = srv.get(&format!("/api/tasks/{id}/replication"));
-    assert_eq!(repl["crc_errors"], 0, "task {id}: {repl}");
-    let t = task(srv, id);
-    assert_eq!((t["state"].as_str(), &t["last_error"]), (Some("RUNNING"), &Value::Null), "task {id}: {t}");
+    let repl = srv.replication(id);
+    assert_eq!(repl.crc_errors, 0, "task {id}: {repl:?}");
+    let t = srv.task(id);
+    assert_eq!((t.state, &t.last_error), (TaskState::Running, &None), "task {id}: {t:?}");
 }
 
 /// The report (a NONE source, FILE_POS from the first file at 4, catch up, SIGTERM,
@@ -181,11 +182,8 @@ fn a_source_whose_checksum_changes_between_files_streams_and_resumes() {
         assert_each_gtid_once(&srv, &db, id);
         never_a_checksum_error(&srv, id);
         let dir = local_dir(&srv, id, &db);
-        let settings: Vec<(String, ChecksumAlg)> = files(&srv, id)
-            .iter()
-            .map(|f| f["name"].as_str().expect("name").to_string())
-            .map(|n| (n.clone(), checksum_of(&dir.join(&n))))
-            .collect();
+        let settings: Vec<(String, ChecksumAlg)> =
+            srv.files(id).iter().map(|f| f.name.clone()).map(|n| (n.clone(), checksum_of(&dir.join(&n)))).collect();
         let crc_at = |name: &str| settings.iter().find(|(n, _)| n == name).map(|(_, c)| *c);
         assert_eq!(crc_at(&none_file), Some(ChecksumAlg::Off), "task {id}: {settings:?}");
         assert_eq!(crc_at(&crc_file), Some(ChecksumAlg::Crc32), "task {id}: {settings:?}");

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use binlog_server::binlog::event::types;
+use binlog_server::domain::{TaskError, TaskErrorCode, TaskState};
 use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
@@ -13,9 +14,9 @@ use crate::common::poll_until;
 use crate::common::proxy::Proxy;
 use crate::common::replication::{
     LoadGenerator, WAIT, api_checkpoint, assert_copy_matches_source, assert_each_gtid_once, create_task,
-    fast_server_opts, files, flush_and_catch_up, from_first_file, last_event_id, last_event_type, local_dir,
-    source_json, source_via, start_copy_task, start_task, stop_task, task, task_events, wait_caught_up,
-    wait_checkpoint_advances, wait_event_after, wait_failed, wait_running,
+    fast_server_opts, flush_and_catch_up, from_first_file, last_event_id, last_event_type, local_dir, source_json,
+    source_via, start_copy_task, start_task, stop_task, task_events, wait_caught_up, wait_checkpoint_advances,
+    wait_event_after, wait_failed, wait_running,
 };
 use crate::common::server::Server;
 
@@ -58,7 +59,7 @@ fn source_restart_mid_stream_resumes_with_the_stop_event_and_no_gap() {
             message.starts_with("SOURCE_UNREACHABLE"),
             "a source shutdown is retried as SOURCE_UNREACHABLE: {message}"
         );
-        assert_eq!(task(&srv, id)["state"], "RETRY_BACKOFF", "the task waits for the source");
+        assert_eq!(srv.task(id).state, TaskState::RetryBackoff, "the task waits for the source");
     }
     db.restart();
     let load = LoadGenerator::start(&db, "restart_load", 2);
@@ -108,8 +109,8 @@ fn a_cut_link_is_retried_and_resumed_without_a_gap() {
     flush_and_catch_up(&srv, &db, id);
     assert_copy_matches_source(&srv, &db, id);
     assert_each_gtid_once(&srv, &db, id);
-    let (_, repl) = srv.get(&format!("/api/tasks/{id}/replication"));
-    assert!(repl["reconnects"].as_u64() >= Some(3), "three cuts, three reconnects: {repl}");
+    let repl = srv.replication(id);
+    assert!(repl.reconnects >= 3, "three cuts, three reconnects: {repl:?}");
 }
 
 #[test]
@@ -166,8 +167,8 @@ fn purged_binlogs_past_the_checkpoint_fail_the_task() {
         (!db.binlog_files().iter().any(|(name, _)| *name == checkpoint_file)).then_some(())
     });
     start_task(&srv, id);
-    let (code, message) = wait_failed(&srv, id);
-    assert_eq!(code, "SOURCE_BINLOG_PURGED", "{message}");
+    let TaskError { code, message, .. } = wait_failed(&srv, id);
+    assert_eq!(code, TaskErrorCode::SourceBinlogPurged, "{message}");
     assert!(
         message.contains(&format!("binlog dump from {checkpoint_file}:")),
         "the error names the position: {message}"
@@ -187,8 +188,8 @@ fn a_wrong_password_fails_without_showing_the_password() {
     source["password"] = json!(WRONG);
     let id = create_task(&srv, "badpw", source, from_first_file(&db));
     start_task(&srv, id);
-    let (code, message) = wait_failed(&srv, id);
-    assert_eq!(code, "SOURCE_ACCESS_DENIED", "{message}");
+    let TaskError { code, message, .. } = wait_failed(&srv, id);
+    assert_eq!(code, TaskErrorCode::SourceAccessDenied, "{message}");
     assert!(message.contains("Access denied"), "the source's reason is kept: {message}");
 
     let (_, shown) = srv.get(&format!("/api/tasks/{id}"));
@@ -216,9 +217,9 @@ fn a_source_without_a_binary_log_fails_the_task() {
         json!({"mode": "FILE_POS", "file": "mariadb-bin.000001", "pos": 4}),
     );
     start_task(&srv, id);
-    let (code, message) = wait_failed(&srv, id);
-    assert_eq!(code, "SOURCE_LOG_BIN_OFF", "{message}");
-    assert!(files(&srv, id).is_empty(), "nothing is written");
+    let TaskError { code, message, .. } = wait_failed(&srv, id);
+    assert_eq!(code, TaskErrorCode::SourceLogBinOff, "{message}");
+    assert!(srv.files(id).is_empty(), "nothing is written");
 }
 
 #[test]
@@ -250,9 +251,9 @@ fn impossible_start_positions_fail_the_task() {
             json!({"mode": "FILE_POS", "file": file, "pos": pos}),
         );
         start_task(&srv, id);
-        let (code, message) = wait_failed(&srv, id);
-        assert_eq!(code, "INVALID_START_POSITION", "{what} ({file}:{pos}): {message}");
-        assert!(files(&srv, id).is_empty(), "{what}: nothing is written");
+        let TaskError { code, message, .. } = wait_failed(&srv, id);
+        assert_eq!(code, TaskErrorCode::InvalidStartPosition, "{what} ({file}:{pos}): {message}");
+        assert!(srv.files(id).is_empty(), "{what}: nothing is written");
     }
 }
 
@@ -271,7 +272,7 @@ fn a_user_without_replication_slave_is_access_denied() {
     source["password"] = json!("norepl-Pass-1");
     let id = create_task(&srv, "norepl", source, from_first_file(&db));
     start_task(&srv, id);
-    let (code, message) = wait_failed(&srv, id);
-    assert_eq!(code, "SOURCE_ACCESS_DENIED", "{message}");
-    assert!(files(&srv, id).is_empty(), "nothing is written");
+    let TaskError { code, message, .. } = wait_failed(&srv, id);
+    assert_eq!(code, TaskErrorCode::SourceAccessDenied, "{message}");
+    assert!(srv.files(id).is_empty(), "nothing is written");
 }

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use binlog_server::meta::FileState;
 use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
@@ -64,30 +65,26 @@ fn every_sealed_file_equals_the_source_and_big_events_stay_bounded() {
     let target = wait_caught_up(&srv, &db, id);
 
     let local_dir: PathBuf = srv.data_dir().join(id.to_string()).join("mariadb-1-0");
-    let (_, files) = srv.get(&format!("/api/tasks/{id}/files"));
-    let files = files["items"].as_array().expect("items").clone();
+    let files = srv.files(id);
     assert_eq!(files.len(), source_files.len(), "one local file per source file: {files:?}");
     for (f, (name, size)) in files.iter().zip(&source_files) {
-        assert_eq!(f["name"], name.as_str());
+        assert_eq!(&f.name, name);
         let local = std::fs::read(local_dir.join(name)).expect("local file");
         let source = std::fs::read(db.binlog_dir().join(name)).expect("source file");
         if name == &target.file {
             // The source still has this file open: a prefix, except its in-use flag.
-            assert_eq!(f["state"], "OPEN");
+            assert_eq!(f.state, FileState::Open);
             assert_eq!(local.len() as u64, target.position, "{name}: holds up to the checkpoint");
             let mut expected = source[..local.len()].to_vec();
             expected[IN_USE_FLAG_OFFSET] &= !1;
             assert!(local == expected, "{name}: not a prefix of the source's file");
         } else {
-            assert_eq!(f["state"], "SEALED", "{name}");
+            assert_eq!(f.state, FileState::Sealed, "{name}");
             assert_eq!(local.len() as u64, *size, "{name}: size");
             assert!(local == source, "{name}: sealed copy differs from the source's file");
             // The digest the catalog shows is the digest of these bytes.
             let digest = poll_until(WAIT, "the sealed file's sha256", || {
-                let (_, fl) = srv.get(&format!("/api/tasks/{id}/files"));
-                fl["items"].as_array()?.iter().find(|x| x["name"] == name.as_str())?["sha256"]
-                    .as_str()
-                    .map(String::from)
+                srv.files(id).into_iter().find(|x| &x.name == name)?.sha256
             });
             use sha2::{Digest, Sha256};
             assert_eq!(digest, hex::encode(Sha256::digest(&local)), "{name}: sha256");

@@ -7,13 +7,14 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use binlog_server::domain::TaskState;
 use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_USER};
 use crate::common::replication::{
     assert_copy_matches_source, assert_each_gtid_once, binlog_dump_threads, create_task, fast_server_opts,
-    flush_and_catch_up, start_copy_task, start_task, stop_task, task, task_events, user_sessions, wait_caught_up,
-    wait_running, wait_state,
+    flush_and_catch_up, start_copy_task, start_task, stop_task, task_events, user_sessions, wait_caught_up,
+    wait_running,
 };
 use crate::common::server::{Server, ServerOpts};
 use crate::common::{free_port, poll_until};
@@ -67,7 +68,7 @@ fn stop_ends_the_dump_thread_on_the_source() {
     assert_eq!(dumps[0].1, REPL_USER);
 
     stop_task(&srv, id);
-    assert_eq!(task(&srv, id)["state"], "STOPPED");
+    assert_eq!(srv.task(id).state, TaskState::Stopped);
     wait_no_repl_sessions(&db, "after the stop");
 }
 
@@ -104,8 +105,8 @@ fn a_hundred_start_stop_cycles_leak_nothing() {
             wait_running(&srv, id);
         }
         stop_task(&srv, id);
-        let state = task(&srv, id)["state"].clone();
-        assert_eq!(state, "STOPPED", "cycle {cycle}: a stop that returned leaves the task STOPPED");
+        let state = srv.task(id).state;
+        assert_eq!(state, TaskState::Stopped, "cycle {cycle}: a stop that returned leaves the task STOPPED");
     }
     let cycles_took = started.elapsed();
     wait_no_repl_sessions(&db, &format!("after {CYCLES} cycles"));
@@ -126,7 +127,7 @@ fn a_hundred_start_stop_cycles_leak_nothing() {
     // The copy is still exact after all those interruptions.
     start_task(&srv, id);
     flush_and_catch_up(&srv, &db, id);
-    assert_eq!(task(&srv, id)["state"], "RUNNING");
+    assert_eq!(srv.task(id).state, TaskState::Running);
     assert_copy_matches_source(&srv, &db, id);
     assert_each_gtid_once(&srv, &db, id);
 }
@@ -139,8 +140,8 @@ fn two_tasks_on_one_source_get_distinct_server_ids_and_both_stream() {
     let b = start_copy_task(&srv, &db, "twin-b");
     wait_running(&srv, a);
     wait_running(&srv, b);
-    let id_a = task(&srv, a)["source"]["effective_server_id"].as_u64().expect("effective_server_id");
-    let id_b = task(&srv, b)["source"]["effective_server_id"].as_u64().expect("effective_server_id");
+    let id_a = u64::from(srv.task(a).source.effective_server_id);
+    let id_b = u64::from(srv.task(b).source.effective_server_id);
     assert_ne!(id_a, id_b, "two tasks must not share a server_id");
     let hosts = poll_until(Duration::from_secs(10), "both replicas in SHOW SLAVE HOSTS", || {
         let ids: Vec<u64> = db.sql("SHOW SLAVE HOSTS").iter().filter_map(|r| r[0].parse().ok()).collect();
@@ -155,12 +156,12 @@ fn two_tasks_on_one_source_get_distinct_server_ids_and_both_stream() {
     db.flush_binary_logs();
     for id in [a, b] {
         wait_caught_up(&srv, &db, id);
-        wait_state(&srv, id, "RUNNING");
+        srv.wait_for_state(id, TaskState::Running);
         // Had the source kicked one of them (ERR 4052, same server_id), it would have retried.
         let retries: Vec<_> = task_events(&srv, id).into_iter().filter(|e| e.1 == "TASK_RETRY_BACKOFF").collect();
         assert!(retries.is_empty(), "task {id} was interrupted: {retries:?}");
-        let (_, repl) = srv.get(&format!("/api/tasks/{id}/replication"));
-        assert_eq!(repl["reconnects"], 0, "task {id}: {repl}");
+        let repl = srv.replication(id);
+        assert_eq!(repl.reconnects, 0, "task {id}: {repl:?}");
         let copy = assert_copy_matches_source(&srv, &db, id);
         assert!(copy.sealed.len() >= 2, "task {id} must have followed rotations: {copy:?}");
         assert_each_gtid_once(&srv, &db, id);

@@ -4,17 +4,15 @@
 //! switchover) with no gap and no duplicate.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
+use binlog_server::domain::{TaskErrorCode, TaskState};
+use binlog_server::meta::FileState;
 use serde_json::{Value, json};
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
-use crate::common::poll_until;
 use crate::common::server::{Server, ServerOpts};
 
 use binlog_server::binlog::event::{EventHeader, FileEvents, MAGIC, parse_mariadb_gtid, types};
-
-const WAIT: Duration = Duration::from_secs(60);
 
 fn server() -> Server {
     Server::start(
@@ -31,23 +29,13 @@ fn create_task(srv: &Server, db: &MariaDb, key: &str, start: Value) -> i64 {
         "source": {"host": "127.0.0.1", "port": db.port(), "user": REPL_USER, "password": REPL_PASSWORD, "flavor": "mariadb"},
         "start": start,
     });
-    let (status, task) = srv.post("/api/tasks", &body);
-    assert_eq!(status, 201, "create: {task}");
-    let id = task["id"].as_i64().expect("task id");
-    let (status, started) = srv.post(&format!("/api/tasks/{id}/start"), &json!({}));
-    assert_eq!(status, 200, "start: {started}");
+    let id = srv.create(&body).id;
+    srv.start_task(id);
     id
 }
 
 fn wait_running(srv: &Server, id: i64) {
-    poll_until(WAIT, &format!("task {id} RUNNING"), || {
-        let (_, t) = srv.get(&format!("/api/tasks/{id}"));
-        match t["state"].as_str() {
-            Some("RUNNING") => Some(()),
-            Some("FAILED") => panic!("task failed: {t}\n{}", srv.diagnostics()),
-            _ => None,
-        }
-    });
+    srv.wait_for_state(id, TaskState::Running);
 }
 
 /// Waits until the task's durable checkpoint is at the source's current end.
@@ -59,12 +47,6 @@ fn wait_caught_up(srv: &Server, db: &MariaDb, id: i64) {
 
 fn local_dir(srv: &Server, id: i64) -> PathBuf {
     srv.data_dir().join(id.to_string()).join("mariadb-1-0")
-}
-
-fn files(srv: &Server, id: i64) -> Vec<Value> {
-    let (status, f) = srv.get(&format!("/api/tasks/{id}/files"));
-    assert_eq!(status, 200, "{f}");
-    f["items"].as_array().expect("items").clone()
 }
 
 fn source_bytes(db: &MariaDb, name: &str) -> Vec<u8> {
@@ -117,9 +99,9 @@ fn latest_starts_at_the_current_end_and_matches_the_source_from_there() {
     insert_rows(&db, "after", 30);
     wait_caught_up(&srv, &db, id);
 
-    let f = files(&srv, id);
-    assert_eq!(f[0]["name"], before.file.as_str(), "{f:?}");
-    assert_eq!(f[0]["start_pos"], before.position, "the first file starts where LATEST pointed");
+    let f = srv.files(id);
+    assert_eq!(f[0].name, before.file, "{f:?}");
+    assert_eq!(f[0].start_pos, before.position, "the first file starts where LATEST pointed");
     let local = std::fs::read(local_dir(&srv, id).join(&before.file)).expect("local file");
     let (_, body) = split_mid_way(&local, before.position, &[types::FORMAT_DESCRIPTION]);
     let src = source_bytes(&db, &before.file);
@@ -154,7 +136,7 @@ fn file_pos_mid_file_starts_with_magic_and_fde_then_the_events_from_pos() {
     assert_eq!(EventHeader::parse(fde).expect("fde").log_pos, 0, "a re-sent FDE has log_pos 0");
     let src = source_bytes(&db, &file);
     assert!(body == src[pos as usize..pos as usize + body.len()], "events from pos differ from the source's");
-    assert_eq!(files(&srv, id)[0]["start_pos"], pos);
+    assert_eq!(srv.files(id)[0].start_pos, pos);
 }
 
 #[test]
@@ -170,7 +152,7 @@ fn gtid_mode_starts_after_the_given_gtid_and_resumes_across_restarts() {
     let file = db.binlog_files()[0].0.clone();
     let local = std::fs::read(local_dir(&srv, id).join(&file)).expect("local file");
     assert_eq!(gtid_seqs(&local), (8..=13).collect::<Vec<_>>(), "transactions after 0-{srv_id}-7 only");
-    let start_pos = files(&srv, id)[0]["start_pos"].as_u64().expect("start_pos");
+    let start_pos = srv.files(id)[0].start_pos;
     let (_, body) = split_mid_way(
         &local,
         start_pos,
@@ -178,17 +160,15 @@ fn gtid_mode_starts_after_the_given_gtid_and_resumes_across_restarts() {
     );
     let src = source_bytes(&db, &file);
     assert!(body == src[start_pos as usize..start_pos as usize + body.len()], "events from the GTID position differ");
-    let (_, cp) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
-    assert_eq!(cp["gtid_set"], format!("0-{srv_id}-13"), "checkpoint carries the GTID state: {cp}");
+    let cp = srv.checkpoint(id);
+    assert_eq!(cp.gtid_set, Some(format!("0-{srv_id}-13")), "checkpoint carries the GTID state: {cp:?}");
 
     // Resume across a stop/start and across a kill -9, with rotations in between.
-    let (status, _) = srv.post(&format!("/api/tasks/{id}/stop"), &json!({}));
-    assert_eq!(status, 200);
+    srv.stop_task(id);
     insert_rows(&db, "g", 5);
     db.flush_binary_logs();
     insert_rows(&db, "g", 5);
-    let (status, _) = srv.post(&format!("/api/tasks/{id}/start"), &json!({}));
-    assert_eq!(status, 200);
+    srv.start_task(id);
     wait_running(&srv, id);
     wait_caught_up(&srv, &db, id);
     srv.kill9();
@@ -201,11 +181,11 @@ fn gtid_mode_starts_after_the_given_gtid_and_resumes_across_restarts() {
 
     // Every GTID exactly once, in order, from 8 on; later files identical to the source's.
     let mut all = Vec::new();
-    for f in files(&srv, id) {
-        let name = f["name"].as_str().expect("name");
+    for f in srv.files(id) {
+        let name = f.name.as_str();
         let data = std::fs::read(local_dir(&srv, id).join(name)).expect("local file");
         all.extend(gtid_seqs(&data));
-        if f["start_pos"] == 4 && f["state"] == "SEALED" {
+        if f.start_pos == 4 && f.state == FileState::Sealed {
             assert!(data == source_bytes(&db, name), "{name} differs from the source's file");
         }
     }
@@ -224,11 +204,8 @@ fn gtid_mode_with_an_empty_set_copies_every_file_from_its_start() {
     let id = create_task(&srv, &db, "gtid-empty", json!({"mode": "GTID", "gtid_set": ""}));
     wait_running(&srv, id);
     wait_caught_up(&srv, &db, id);
-    let sealed: Vec<String> = files(&srv, id)
-        .iter()
-        .filter(|f| f["state"] == "SEALED")
-        .map(|f| f["name"].as_str().expect("name").to_string())
-        .collect();
+    let sealed: Vec<String> =
+        srv.files(id).iter().filter(|f| f.state == FileState::Sealed).map(|f| f.name.clone()).collect();
     let source: Vec<String> = db.binlog_files().into_iter().map(|(n, _)| n).collect();
     assert_eq!(sealed, source[..source.len() - 1].to_vec(), "every closed source file is sealed locally");
     for name in &sealed {
@@ -245,13 +222,7 @@ fn kill_dump_threads(db: &MariaDb) {
 }
 
 fn events(srv: &Server, id: i64) -> Vec<String> {
-    let (_, ev) = srv.get(&format!("/api/tasks/{id}/events?limit=200"));
-    ev["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|e| e["event_type"].as_str().unwrap_or_default().to_string())
-        .collect()
+    srv.events(id).into_iter().map(|e| e.event_type).collect()
 }
 
 #[test]
@@ -273,17 +244,11 @@ fn a_new_source_identity_fails_file_pos_tasks_and_is_followed_by_gtid_tasks() {
     insert_rows(&db, "s", 3);
     kill_dump_threads(&db);
 
-    let failed = poll_until(WAIT, "the FILE_POS task to fail", || {
-        let (_, t) = srv.get(&format!("/api/tasks/{by_pos}"));
-        (t["state"] == "FAILED").then_some(t)
-    });
-    assert_eq!(failed["last_error"]["code"], "SOURCE_SWITCHOVER", "{failed}");
+    let failed = srv.wait_for_state(by_pos, TaskState::Failed);
+    assert_eq!(failed.last_error.map(|e| e.code), Some(TaskErrorCode::SourceSwitchover));
 
     // The reconnect sees the new identity; the checkpoint moves to the new server's folder.
-    poll_until(WAIT, "the GTID task to follow the new server", || {
-        let (_, cp) = srv.get(&format!("/api/tasks/{by_gtid}/checkpoint"));
-        (cp["source_identity"] == "mariadb-2-0").then_some(())
-    });
+    crate::common::replication::wait_following(&srv, by_gtid, "mariadb-2-0");
     wait_caught_up(&srv, &db, by_gtid);
     assert!(events(&srv, by_gtid).contains(&"SOURCE_SWITCHOVER".to_string()));
     let old_dir = srv.data_dir().join(by_gtid.to_string()).join("mariadb-1-0");
@@ -291,13 +256,13 @@ fn a_new_source_identity_fails_file_pos_tasks_and_is_followed_by_gtid_tasks() {
     assert!(new_dir.is_dir(), "the new server's files get their own folder");
     // Every transaction exactly once across both servers' folders, in order.
     let mut seqs = Vec::new();
-    for f in files(&srv, by_gtid) {
-        let dir = if f["source_identity"] == "mariadb-1-0" { &old_dir } else { &new_dir };
-        let data = std::fs::read(dir.join(f["name"].as_str().expect("name"))).expect("local file");
+    for f in srv.files(by_gtid) {
+        let dir = if f.source_identity == "mariadb-1-0" { &old_dir } else { &new_dir };
+        let data = std::fs::read(dir.join(&f.name)).expect("local file");
         seqs.extend(gtid_seqs(&data));
     }
     let last: u64 = db.gtid_binlog_pos().rsplit('-').next().expect("seq").parse().expect("number");
     assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "each transaction exactly once");
-    let (_, cp) = srv.get(&format!("/api/tasks/{by_gtid}/checkpoint"));
-    assert_eq!(cp["gtid_set"], db.gtid_binlog_pos(), "{cp}");
+    let cp = srv.checkpoint(by_gtid);
+    assert_eq!(cp.gtid_set, Some(db.gtid_binlog_pos()), "{cp:?}");
 }

@@ -58,13 +58,7 @@ fn replaying_our_files_rebuilds_the_source_tables() {
     wait_caught_up(&srv, &source, id);
 
     // Replay every local file, in order, into a fresh server.
-    let (_, files) = srv.get(&format!("/api/tasks/{id}/files"));
-    let names: Vec<String> = files["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|f| f["name"].as_str().expect("name").to_string())
-        .collect();
+    let names: Vec<String> = srv.files(id).into_iter().map(|f| f.name).collect();
     assert!(names.len() >= 4, "expected at least 3 rotations, got {names:?}");
     let dir = srv.data_dir().join(id.to_string()).join("mariadb-1-0");
     let replica = MariaDb::start(MariaDbOpts::default().server_id(2));

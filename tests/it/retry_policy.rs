@@ -8,27 +8,23 @@
 //! The corruption is real bytes on a real link: the harness's proxy rewrites a marker in what
 //! the source sends, so every reconnect gets the same damaged event at the same place.
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
+use binlog_server::api::dto::{TaskDto, TaskPage};
+use binlog_server::domain::{TaskError, TaskErrorCode, TaskState};
+use chrono::Utc;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::poll_until;
 use crate::common::proxy::Proxy;
 use crate::common::replication::{
     WAIT, api_checkpoint, assert_copy_matches_source, create_task, fast_server_opts, flush_and_catch_up,
-    from_first_file, source_via, start_copy_task, start_task, task, task_events, wait_caught_up, wait_failed,
-    wait_running,
+    from_first_file, source_via, start_copy_task, start_task, task_events, wait_caught_up, wait_failed, wait_running,
 };
 use crate::common::server::Server;
 
 /// The task as `GET /api/tasks` lists it.
-fn listed(srv: &Server, id: i64) -> Value {
-    let (status, page) = srv.get("/api/tasks");
-    assert_eq!(status, 200, "{page}");
-    page["items"]
-        .as_array()
-        .and_then(|items| items.iter().find(|t| t["id"] == id).cloned())
-        .unwrap_or_else(|| panic!("task {id} is not listed: {page}"))
+fn listed(srv: &Server, id: i64) -> TaskDto {
+    let page: TaskPage = srv.get_as("/api/tasks");
+    page.items.iter().find(|t| t.id == id).cloned().unwrap_or_else(|| panic!("task {id} is not listed: {page:?}"))
 }
 
 /// The value of an unlabelled gauge in `/metrics`.
@@ -40,10 +36,6 @@ fn gauge(srv: &Server, name: &str) -> i64 {
         .unwrap_or_else(|| panic!("{name} has no sample in /metrics"))
 }
 
-fn since(err: &Value) -> DateTime<Utc> {
-    err["since"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("last_error.since: {err}"))
-}
-
 #[test]
 fn a_retrying_task_shows_its_error_since_when_and_how_often_and_becomes_stuck() {
     let mut db = MariaDb::start(MariaDbOpts::default());
@@ -51,43 +43,45 @@ fn a_retrying_task_shows_its_error_since_when_and_how_often_and_becomes_stuck() 
     let id = start_copy_task(&srv, &db, "stuck");
     wait_running(&srv, id);
     assert_eq!(gauge(&srv, "binlog_server_tasks_stuck"), 0);
-    let t = task(&srv, id);
-    assert_eq!((&t["last_error"], &t["stuck"]), (&Value::Null, &Value::Bool(false)), "{t}");
+    let t = srv.task(id);
+    assert_eq!((&t.last_error, t.stuck), (&None, false), "{t:?}");
 
     let down_at = Utc::now();
     db.stop();
     // A few failed attempts: the error, since when and how many, in the task and in the list.
     let first = poll_until(WAIT, "three failed attempts recorded", || {
-        let t = task(&srv, id);
-        (t["state"] == "RETRY_BACKOFF" && t["last_error"]["attempts"].as_u64() >= Some(3)).then_some(t)
+        let t = srv.task(id);
+        let attempts = t.last_error.as_ref().map_or(0, |e| e.attempts);
+        (t.state == TaskState::RetryBackoff && attempts >= 3).then_some(t)
     });
-    let err = &first["last_error"];
-    assert_eq!(err["code"], "SOURCE_UNREACHABLE", "{first}");
-    assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()), "{first}");
-    let began = since(err);
-    assert!(began >= down_at - chrono::Duration::seconds(1) && began <= Utc::now(), "since {began}: {first}");
-    assert_eq!(first["stuck"], false, "not stuck yet: {first}");
+    let err: &TaskError = first.last_error.as_ref().expect("the loop waited for a last_error");
+    assert_eq!(err.code, TaskErrorCode::SourceUnreachable, "{first:?}");
+    assert!(!err.message.is_empty(), "{first:?}");
+    let began = err.since;
+    assert!(began >= down_at - chrono::Duration::seconds(1) && began <= Utc::now(), "since {began}: {first:?}");
+    assert!(!first.stuck, "not stuck yet: {first:?}");
     // The list shows the same, and the period keeps its start while attempts grow.
     let later = poll_until(WAIT, "more attempts, in the task list too", || {
         let l = listed(&srv, id);
-        (l["last_error"]["attempts"].as_u64() > err["attempts"].as_u64()).then_some(l)
+        let e = l.last_error.clone()?;
+        (e.attempts > err.attempts).then_some(e)
     });
-    assert_eq!(later["last_error"]["code"], "SOURCE_UNREACHABLE", "{later}");
-    assert_eq!(since(&later["last_error"]), began, "since stays where the failing began: {later}");
+    assert_eq!(later.code, TaskErrorCode::SourceUnreachable, "{later:?}");
+    assert_eq!(later.since, began, "since stays where the failing began: {later:?}");
 
     // Past retry.alert_after_sec (2 s here) the task is stuck: in the API and the gauge.
     poll_until(WAIT, "the task to be stuck in the list and the gauge", || {
-        (listed(&srv, id)["stuck"] == true && gauge(&srv, "binlog_server_tasks_stuck") == 1).then_some(())
+        (listed(&srv, id).stuck && gauge(&srv, "binlog_server_tasks_stuck") == 1).then_some(())
     });
-    assert_eq!(task(&srv, id)["stuck"], true);
+    assert!(srv.task(id).stuck);
     assert!(Utc::now() - began > chrono::Duration::seconds(2), "stuck only after the alert delay");
 
     // The source comes back: streaming again clears the error and the alarm.
     db.restart();
     wait_running(&srv, id);
-    let t = task(&srv, id);
-    assert_eq!((&t["last_error"], &t["stuck"]), (&Value::Null, &Value::Bool(false)), "{t}");
-    assert_eq!(listed(&srv, id)["last_error"], Value::Null);
+    let t = srv.task(id);
+    assert_eq!((&t.last_error, t.stuck), (&None, false), "{t:?}");
+    assert_eq!(listed(&srv, id).last_error, None);
     assert_eq!(gauge(&srv, "binlog_server_tasks_stuck"), 0);
 }
 
@@ -118,15 +112,15 @@ fn the_same_checksum_error_at_the_same_position_fails_the_task_naming_file_and_p
         .map(|r| r[1].parse().expect("Pos"))
         .unwrap_or_else(|| panic!("no annotate event with the marker: {events:?}"));
 
-    let (code, message) = wait_failed(&srv, id);
-    assert_eq!(code, "SOURCE_EVENT_CORRUPT", "{message}");
+    let TaskError { code, message, .. } = wait_failed(&srv, id);
+    assert_eq!(code, TaskErrorCode::SourceEventCorrupt, "{message}");
     let place = format!("at {}:{damaged_at}", before.0);
     for part in [place.as_str(), "5 times in a row", "CRC32 mismatch", "--verify-binlog-checksum"] {
         assert!(message.contains(part), "{part:?} missing from: {message}");
     }
     assert!(proxy.rewritten() >= 5, "every attempt got the damaged event: {}", proxy.rewritten());
-    let t = task(&srv, id);
-    assert_eq!(t["last_error"]["code"], "SOURCE_EVENT_CORRUPT", "{t}");
+    let t = srv.task(id);
+    assert_eq!(t.last_error.as_ref().map(|e| e.code), Some(TaskErrorCode::SourceEventCorrupt), "{t:?}");
     // Every attempt met the same damage; the retries before the failure were visible.
     let events = task_events(&srv, id);
     let retries = events.iter().filter(|e| e.1 == "TASK_RETRY_BACKOFF" && e.2.starts_with("CHECKSUM_MISMATCH")).count();

@@ -15,12 +15,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use binlog_server::api::error::ErrorCode;
+use binlog_server::domain::{TaskError, TaskErrorCode, TaskState};
 use serde_json::{Value, json};
 
 use crate::common::fake_source::{FakeSource, Greeting, Session, SessionLog};
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::replication::{
-    create_task, fast_server_opts, flush_and_catch_up, local_dir, start_copy_task, stop_task, task,
+    create_task, fast_server_opts, flush_and_catch_up, local_dir, start_copy_task, stop_task, wait_failed,
 };
 use crate::common::server::{RawResponse, Server, ServerOpts, run_cli};
 use crate::common::{free_port, output_with_deadline, poll_until, require_binary, temp_dir};
@@ -110,14 +112,6 @@ fn mysql_task(key: &str, port: u16) -> Value {
            "start": {"mode": "LATEST"}})
 }
 
-fn last_error(srv: &Server, id: i64) -> (String, String) {
-    let t = task(srv, id);
-    (
-        t["last_error"]["code"].as_str().unwrap_or_default().to_string(),
-        t["last_error"]["message"].as_str().unwrap_or_default().to_string(),
-    )
-}
-
 #[test]
 fn a_stored_password_does_not_follow_the_task_to_another_server() {
     let key = RsaKey::generate();
@@ -125,9 +119,7 @@ fn a_stored_password_does_not_follow_the_task_to_another_server() {
     let fake = FakeSource::start(impostor(greeting.clone(), key.public_pem.clone()));
     let srv = Server::start(fast_server_opts());
     let body = mysql_task("moved", free_port());
-    let (status, t) = srv.post("/api/tasks", &body);
-    assert_eq!(status, 201, "{t}");
-    let id = t["id"].as_i64().expect("id");
+    let id = srv.create(&body).id;
 
     // The holder of the API credential points the task at a server of theirs, leaving the
     // password out ("keep the stored one"), and starts it.
@@ -135,11 +127,11 @@ fn a_stored_password_does_not_follow_the_task_to_another_server() {
     moved["source"]["port"] = json!(fake.port());
     moved["source"].as_object_mut().expect("source").remove("password");
     let (put_status, put_answer) = srv.put(&format!("/api/tasks/{id}"), &moved);
-    let (status, started) = srv.post(&format!("/api/tasks/{id}/start"), &json!({}));
-    assert_eq!(status, 200, "{started}");
+    srv.start_task(id);
     poll_until(WAIT, "the task to have tried its source", || {
-        let state = task(&srv, id)["state"].as_str().unwrap_or_default().to_string();
-        let tried = fake.sessions().iter().any(|s| s.finished) || matches!(state.as_str(), "RETRY_BACKOFF" | "FAILED");
+        let state = srv.task(id).state;
+        let tried =
+            fake.sessions().iter().any(|s| s.finished) || matches!(state, TaskState::RetryBackoff | TaskState::Failed);
         tried.then_some(())
     });
     assert_eq!(
@@ -156,8 +148,7 @@ fn a_stored_password_does_not_follow_the_task_to_another_server() {
     assert!(fake.sessions().is_empty(), "the task must still point at its old source: {:?}", fake.sessions());
 
     // The same change with the password given again is the operator's to make.
-    let (status, _) = srv.post(&format!("/api/tasks/{id}/stop"), &json!({}));
-    assert_eq!(status, 200);
+    srv.stop_task(id);
     moved["source"]["password"] = json!("another-password");
     let (status, answer) = srv.put(&format!("/api/tasks/{id}"), &moved);
     assert_eq!(status, 200, "{answer}");
@@ -175,17 +166,11 @@ fn caching_sha2_without_tls_sends_the_password_only_under_a_pinned_key() {
     let fake = FakeSource::start(impostor(greeting.clone(), key.public_pem.clone()));
     let srv = Server::start(fast_server_opts());
     let mut body = mysql_task("pin", fake.port());
-    let (status, t) = srv.post("/api/tasks", &body);
-    assert_eq!(status, 201, "{t}");
-    let id = t["id"].as_i64().expect("id");
+    let id = srv.create(&body).id;
 
     // Without TLS and without a pinned key the exchange is refused: permanently, naming the setting.
-    let (status, started) = srv.post(&format!("/api/tasks/{id}/start"), &json!({}));
-    assert_eq!(status, 200, "{started}");
-    let (_, message) = poll_until(WAIT, "the task to fail", || {
-        let t = task(&srv, id);
-        (t["state"] == "FAILED").then(|| last_error(&srv, id))
-    });
+    srv.start_task(id);
+    let TaskError { message, .. } = wait_failed(&srv, id);
     let sessions = fake.wait_sessions(1, WAIT);
     assert_eq!(recovered(&sessions, &key, &greeting.nonce), None, "the password was sent under the server's key");
     assert!(
@@ -207,17 +192,13 @@ fn caching_sha2_without_tls_sends_the_password_only_under_a_pinned_key() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["source"]["server_public_key"], json!(key.public_pem), "{answer}");
     let before = fake.sessions().len();
-    let (status, _) = srv.post(&format!("/api/tasks/{id}/start"), &json!({}));
-    assert_eq!(status, 200);
+    srv.start_task(id);
     let sessions = fake.wait_sessions(before + 1, WAIT);
     let last = &sessions[before];
     assert_eq!(last.received.len(), 2, "handshake response, then the encrypted password: {last:?}");
     assert_eq!(key.decrypt_password(&last.received[1], &greeting.nonce).as_deref(), Some(PASSWORD));
-    let (code, _) = poll_until(WAIT, "the task to fail on the denied access", || {
-        let t = task(&srv, id);
-        (t["state"] == "FAILED" && t["last_error"]["code"] == "SOURCE_ACCESS_DENIED").then(|| last_error(&srv, id))
-    });
-    assert_eq!(code, "SOURCE_ACCESS_DENIED");
+    let TaskError { code, .. } = wait_failed(&srv, id);
+    assert_eq!(code, TaskErrorCode::SourceAccessDenied);
 }
 
 // --- 2. replay --fetch and the names a plan gives ---------------------------------------------
@@ -330,7 +311,7 @@ fn cross_site_requests_and_foreign_host_names_are_refused() {
         json!({"mode": "LATEST"}),
     );
     let start = format!("/api/tasks/{id}/start");
-    let state = || task(&srv, id)["state"].as_str().unwrap_or_default().to_string();
+    let state = || srv.task(id).state;
 
     // What a page on another site can make a browser send without a preflight.
     // (what, (content type, body), expected status)
@@ -344,17 +325,17 @@ fn cross_site_requests_and_foreign_host_names_are_refused() {
     for (what, body, want) in simple {
         let r = srv.request_bare("POST", &start, &[], body.map(|(t, b)| (t, b.to_vec())));
         assert_eq!(r.status, *want, "POST start with {what}: {}", r.body);
-        assert_eq!(state(), "STOPPED", "POST start with {what} started the task");
+        assert_eq!(state(), TaskState::Stopped, "POST start with {what} started the task");
     }
     let r = srv.request_bare("DELETE", &format!("/api/tasks/{id}"), &[], None);
     assert_eq!(r.status, 403, "DELETE without the header: {}", r.body);
     let json_body = Some(("application/json", b"{}".to_vec()));
     let r = srv.request_bare("POST", &start, &[("Origin", "http://attacker.example")], json_body.clone());
     assert_eq!(r.status, 403, "a foreign Origin: {}", r.body);
-    assert_eq!(r.json()["code"], "FORBIDDEN", "{}", r.body);
+    assert_eq!(r.error().code, ErrorCode::Forbidden, "{}", r.body);
     let r = srv.request_bare("POST", &start, &[("Origin", "null")], json_body.clone());
     assert_eq!(r.status, 403, "Origin null: {}", r.body);
-    assert_eq!(state(), "STOPPED");
+    assert_eq!(state(), TaskState::Stopped);
 
     // DNS rebinding: the browser sends the attacker's name as Host. Authentication is off here.
     let port = srv.port();
@@ -463,7 +444,7 @@ fn failed_authentication_is_slowed_down_per_address() {
         assert!(refused < 100, "100 wrong tokens in a row and never held back");
     };
     assert!(refused >= 3, "a few mistakes are allowed before the limit: {refused}");
-    assert_eq!(limited.json()["code"], "RATE_LIMITED", "{}", limited.body);
+    assert_eq!(limited.error().code, ErrorCode::RateLimited, "{}", limited.body);
     assert!(
         limited.header("retry-after").and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| s >= 1),
         "{:?}",
@@ -632,12 +613,8 @@ fn failure_message(srv: &Server, key: &str, ca_file: &str) -> String {
                "tls_mode": "verify_ca", "tls_ca_file": ca_file}),
         json!({"mode": "LATEST"}),
     );
-    let (status, _) = srv.post(&format!("/api/tasks/{id}/start"), &json!({}));
-    assert_eq!(status, 200);
-    poll_until(WAIT, &format!("task {key} to fail"), || {
-        let t = task(srv, id);
-        (t["state"] == "FAILED").then(|| t["last_error"]["message"].as_str().unwrap_or_default().to_string())
-    })
+    srv.start_task(id);
+    wait_failed(&srv, id).message
 }
 
 #[test]

@@ -6,14 +6,16 @@
 
 use std::time::{Duration, Instant};
 
+use binlog_server::api::dto::{ReplicationDto, TaskDto};
+use binlog_server::meta::FileState;
 use serde_json::Value;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::poll_until;
 use crate::common::replication::{
     IN_USE_FLAG_OFFSET, LoadGenerator, WAIT, api_checkpoint, assert_copy_matches_source, create_task, fast_server_opts,
-    files, first_difference, flush_and_catch_up, from_first_file, local_dir, meta_files, source_json, start_task,
-    task_events, wait_running,
+    first_difference, flush_and_catch_up, from_first_file, local_dir, meta_files, source_json, start_task, task_events,
+    wait_running,
 };
 use crate::common::server::{Server, ServerOpts};
 
@@ -39,10 +41,8 @@ fn start_semi_sync_task(srv: &Server, db: &MariaDb, key: &str) -> i64 {
     id
 }
 
-fn replication(srv: &Server, id: i64) -> Value {
-    let (status, body) = srv.get(&format!("/api/tasks/{id}/replication"));
-    assert_eq!(status, 200, "GET replication of task {id}: {body}");
-    body
+fn replication(srv: &Server, id: i64) -> ReplicationDto {
+    srv.replication(id)
 }
 
 /// Polls until the source counts one semi-sync client (our task) and the task says so.
@@ -52,7 +52,7 @@ fn wait_semi_sync_client(srv: &Server, db: &MariaDb, id: i64) {
     });
     poll_until(WAIT, "the task to report semi-sync active", || {
         let r = replication(srv, id);
-        (r["semi_sync"]["active"] == true).then_some(r)
+        r.semi_sync.active.then_some(r)
     });
 }
 
@@ -99,10 +99,10 @@ fn the_source_waits_for_our_acks_under_load_and_the_copy_stays_identical() {
     assert!(copy.sealed.len() >= 4, "{copy:?}");
     let r = poll_until(WAIT, "the acks to show in /replication", || {
         let r = replication(&srv, id);
-        (r["semi_sync"]["acks_sent"].as_u64().unwrap_or(0) > 0).then_some(r)
+        (r.semi_sync.acks_sent > 0).then_some(r)
     });
-    assert_eq!(r["semi_sync"]["requested"], true, "{r}");
-    assert!(r["semi_sync"]["last_ack_pos"].as_str().is_some_and(|p| p.contains(':')), "{r}");
+    assert!(r.semi_sync.requested, "{r:?}");
+    assert!(r.semi_sync.last_ack_pos.as_ref().is_some_and(|p| p.contains(':')), "{r:?}");
     let metrics = srv.get_raw("/metrics").body;
     assert!(
         metrics.contains(&format!("binlog_server_semi_sync_acks_total{{task=\"{id}\"}}")),
@@ -146,11 +146,11 @@ fn a_source_without_semi_sync_is_streamed_asynchronously_and_the_task_says_so() 
     let id = start_semi_sync_task(&srv, &db, "semi-sync-off");
     let r = poll_until(WAIT, "the task to report semi-sync unavailable", || {
         let r = replication(&srv, id);
-        r["semi_sync"]["unavailable_reason"].as_str().is_some().then_some(r)
+        r.semi_sync.unavailable_reason.is_some().then_some(r)
     });
-    assert_eq!(r["semi_sync"]["requested"], true, "{r}");
-    assert_eq!(r["semi_sync"]["active"], false, "{r}");
-    let reason = r["semi_sync"]["unavailable_reason"].as_str().expect("reason");
+    assert!(r.semi_sync.requested, "{r:?}");
+    assert!(!r.semi_sync.active, "{r:?}");
+    let reason = r.semi_sync.unavailable_reason.as_deref().expect("reason");
     assert!(reason.contains("rpl_semi_sync_master_enabled = OFF") && reason.contains("asynchronously"), "{reason}");
     let events = task_events(&srv, id);
     assert!(
@@ -164,7 +164,7 @@ fn a_source_without_semi_sync_is_streamed_asynchronously_and_the_task_says_so() 
     db.sql("INSERT INTO a SELECT seq FROM seq_1_to_1000");
     flush_and_catch_up(&srv, &db, id);
     assert_copy_matches_source(&srv, &db, id);
-    assert_eq!(replication(&srv, id)["semi_sync"]["acks_sent"], 0);
+    assert_eq!(replication(&srv, id).semi_sync.acks_sent, 0);
 }
 
 #[test]
@@ -176,28 +176,23 @@ fn the_setting_round_trips_through_the_api() {
         "source": {"host": "127.0.0.1", "port": db_port, "user": "repl", "password": "pw", "flavor": "mariadb", "semi_sync": true},
         "start": {"mode": "LATEST"},
     });
-    let (status, task) = srv.post("/api/tasks", &body);
-    assert_eq!(status, 201, "{task}");
-    assert_eq!(task["source"]["semi_sync"], true, "{task}");
-    let id = task["id"].as_i64().expect("id");
+    let task = srv.create(&body);
+    assert!(task.source.semi_sync, "{task:?}");
+    let id = task.id;
     let mut off = body.clone();
     off["source"]["semi_sync"] = Value::Bool(false);
-    let (status, task) = srv.put(&format!("/api/tasks/{id}"), &off);
-    assert_eq!(status, 200, "{task}");
-    assert_eq!(task["source"]["semi_sync"], false, "{task}");
+    let task: TaskDto = srv.put_as(&format!("/api/tasks/{id}"), &off, 200);
+    assert!(!task.source.semi_sync, "{task:?}");
     let mut bad = body;
     bad["source"]["semi_sync"] = Value::String("yes".into());
     let (status, err) = srv.post("/api/tasks", &bad);
     assert_eq!(status, 400, "a non-boolean is refused: {err}");
-    let (_, plain) = srv.post(
-        "/api/tasks",
-        &serde_json::json!({
-            "name": "plain", "cluster_key": "plain",
-            "source": {"host": "127.0.0.1", "port": db_port, "user": "repl", "password": "pw", "flavor": "mariadb"},
-            "start": {"mode": "LATEST"},
-        }),
-    );
-    assert_eq!(plain["source"]["semi_sync"], false, "default off: {plain}");
+    let plain = srv.create(&serde_json::json!({
+        "name": "plain", "cluster_key": "plain",
+        "source": {"host": "127.0.0.1", "port": db_port, "user": "repl", "password": "pw", "flavor": "mariadb"},
+        "start": {"mode": "LATEST"},
+    }));
+    assert!(!plain.source.semi_sync, "default off: {plain:?}");
 }
 
 /// What our local files hold up to the checkpoint `(file, pos)`: every file before it whole,
@@ -280,11 +275,8 @@ fn an_acknowledged_commit_survives_killing_the_server_and_the_source_together() 
     // copies built from the stream have it cleared.)
     wait_semi_sync_client(&srv, &db, id);
     flush_and_catch_up(&srv, &db, id);
-    let sealed: Vec<String> = files(&srv, id)
-        .into_iter()
-        .filter(|f| f["state"] == "SEALED")
-        .map(|f| f["name"].as_str().expect("name").to_string())
-        .collect();
+    let sealed: Vec<String> =
+        srv.files(id).into_iter().filter(|f| f.state == FileState::Sealed).map(|f| f.name.clone()).collect();
     assert_eq!(sealed, db.binlog_files().into_iter().map(|(n, _)| n).take(sealed.len()).collect::<Vec<_>>());
     assert!(sealed.len() > ROUNDS, "every source restart adds a file: {sealed:?}");
     for name in &sealed {

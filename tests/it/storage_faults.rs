@@ -12,13 +12,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use binlog_server::api::dto::FileDto;
+use binlog_server::api::error::ErrorCode;
+use binlog_server::domain::{TaskError, TaskErrorCode, TaskState};
+use binlog_server::meta::FileState;
+use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::pitr::get_bytes;
 use crate::common::replication::{
-    IN_USE_FLAG_OFFSET, api_checkpoint, assert_copy_matches_source, fast_server_opts, files, flush_and_catch_up,
-    local_dir, start_copy_task, start_task, task, wait_caught_up, wait_failed, wait_running,
+    IN_USE_FLAG_OFFSET, api_checkpoint, assert_copy_matches_source, fast_server_opts, flush_and_catch_up, local_dir,
+    start_copy_task, start_task, wait_caught_up, wait_failed, wait_running,
 };
 use crate::common::server::{Server, run_cli};
 use crate::common::{free_port, output_with_deadline, poll_until, require_binary, temp_dir};
@@ -84,8 +88,8 @@ fn an_unwritable_open_file_fails_its_task_and_no_other() {
     };
     // Every write to the open file and every new file in its directory now fails with EPERM.
     insert_rows(&db, "u", 100);
-    let (code, message) = wait_failed(&srv, victim);
-    assert_eq!(code, "LOCAL_STORAGE_ERROR", "{message}");
+    let TaskError { code, message, .. } = wait_failed(&srv, victim);
+    assert_eq!(code, TaskErrorCode::LocalStorageError, "{message}");
     assert!(message.contains("Operation not permitted"), "the message names the cause: {message}");
     assert!(message.contains(&end.file), "the message names the file: {message}");
 
@@ -104,7 +108,7 @@ fn an_unwritable_open_file_fails_its_task_and_no_other() {
     // The other task in the same process copied everything meanwhile.
     insert_rows(&db, "u", 10);
     wait_caught_up(&srv, &db, bystander);
-    assert_eq!(task(&srv, bystander)["state"], "RUNNING");
+    assert_eq!(srv.task(bystander).state, TaskState::Running);
 
     // Writable again, the failed task is started by hand and loses nothing.
     drop(frozen);
@@ -141,11 +145,12 @@ fn wait_exit(srv: &mut Server, why: &str) -> String {
 /// The sealed files of `dir` as (name, bytes), and checks each equals the source's file.
 fn sealed_copies(srv: &Server, id: i64, db: &MariaDb) -> Vec<(String, Vec<u8>)> {
     let dir = local_dir(srv, id, db);
-    let sealed: Vec<(String, Vec<u8>)> = files(srv, id)
+    let sealed: Vec<(String, Vec<u8>)> = srv
+        .files(id)
         .iter()
-        .filter(|f| f["state"] == "SEALED")
+        .filter(|f| f.state == FileState::Sealed)
         .map(|f| {
-            let name = f["name"].as_str().expect("name").to_string();
+            let name = f.name.clone();
             let bytes = std::fs::read(dir.join(&name)).expect("a sealed file");
             assert!(bytes == std::fs::read(db.binlog_dir().join(&name)).expect("source file"), "{name}");
             (name, bytes)
@@ -287,10 +292,10 @@ fn a_sealed_file_changed_on_disk_is_neither_downloaded_nor_relayed() {
     insert_rows(&db, "s", 50);
     flush_and_catch_up(&srv, &db, id);
     // The first file, sealed and hashed.
-    let first: Value = poll_until(WAIT, "the first file's sha256 to be recorded", || {
-        files(&srv, id).into_iter().find(|f| f["state"] == "SEALED" && f["sha256"].is_string())
+    let first: FileDto = poll_until(WAIT, "the first file's sha256 to be recorded", || {
+        srv.files(id).into_iter().find(|f| f.state == FileState::Sealed && f.sha256.is_some())
     });
-    let name = first["name"].as_str().expect("name").to_string();
+    let name = first.name.clone();
     let (ok, stderr) = read_from_relay(relay_port, &name);
     assert!(ok, "the relay serves the intact file: {stderr}");
     let download = format!("/api/tasks/{id}/files/{name}");
@@ -306,15 +311,15 @@ fn a_sealed_file_changed_on_disk_is_neither_downloaded_nor_relayed() {
     std::fs::write(&path, &bytes).expect("write");
 
     let r = srv.get_raw(&download);
-    let err = r.json();
-    assert_eq!((r.status, err["code"].as_str()), (409, Some("FILE_CHANGED")), "{err}");
-    let text = err["error"].as_str().unwrap_or_default();
+    let err = r.error();
+    assert_eq!((r.status, err.code), (409, ErrorCode::FileChanged), "{err:?}");
+    let text = err.error.as_str();
     assert!(text.starts_with(&format!("{name} changed on disk since it was sealed")), "{text}");
     assert!(!text.contains(srv.data_dir().to_str().expect("UTF-8")), "no server path in the answer: {text}");
 
-    let query = format!("start_file={name}&start_pos=4&stop_file={name}&stop_pos={}", first["size"]);
+    let query = format!("start_file={name}&start_pos=4&stop_file={name}&stop_pos={}", first.size);
     let r = srv.get_raw(&format!("/api/tasks/{id}/replay/archive?{query}"));
-    assert_eq!((r.status, r.json()["code"].as_str()), (409, Some("FILE_CHANGED")), "archive: {}", r.json());
+    assert_eq!((r.status, r.error().code), (409, ErrorCode::FileChanged), "archive: {}", r.body);
 
     let (ok, stderr) = read_from_relay(relay_port, &name);
     assert!(!ok, "the relay must not serve a changed file");

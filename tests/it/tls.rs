@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use binlog_server::api::dto::ReplicationDto;
+use binlog_server::domain::TaskState;
+use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
 use crate::common::server::{Server, ServerOpts};
@@ -79,20 +81,22 @@ fn task(srv: &Server, db: &MariaDb, key: &str, tls_mode: &str, ca: Option<&Path>
         // A name in replication.tls_ca_dir (the PKI directory, see the server's options).
         source["tls_ca_file"] = json!(ca.file_name().and_then(|n| n.to_str()).expect("a file name"));
     }
-    let (status, t) = srv
-        .post("/api/tasks", &json!({"name": key, "cluster_key": key, "source": source, "start": {"mode": "LATEST"}}));
-    assert_eq!(status, 201, "{t}");
-    let id = t["id"].as_i64().expect("id");
-    assert_eq!(srv.post(&format!("/api/tasks/{id}/start"), &json!({})).0, 200);
+    let id = srv.create(&json!({"name": key, "cluster_key": key, "source": source, "start": {"mode": "LATEST"}})).id;
+    srv.start_task(id);
     id
 }
 
 /// Waits for RUNNING or FAILED; returns the replication status.
-fn settle(srv: &Server, id: i64) -> Value {
+fn settle(srv: &Server, id: i64) -> ReplicationDto {
     poll_until(WAIT, &format!("task {id} RUNNING or FAILED"), || {
-        let (_, r) = srv.get(&format!("/api/tasks/{id}/replication"));
-        matches!(r["state"].as_str(), Some("RUNNING" | "FAILED")).then_some(r)
+        let r = srv.replication(id);
+        matches!(r.state, TaskState::Running | TaskState::Failed).then_some(r)
     })
+}
+
+/// The message of the replication status's `last_error` ("" without one).
+fn error_message(r: &ReplicationDto) -> &str {
+    r.last_error.as_ref().map_or("", |e| e.message.as_str())
 }
 
 #[test]
@@ -116,18 +120,18 @@ fn each_tls_mode_connects_or_refuses_like_the_mysql_client() {
     {
         let id = task(&srv, &db, &format!("ok-{mode}"), mode, ca_file.map(|p| p.as_path()));
         let r = settle(&srv, id);
-        assert_eq!(r["state"], "RUNNING", "{mode}: {r}");
-        assert_eq!(r["tls"], true, "{mode} must encrypt: {r}");
+        assert_eq!(r.state, TaskState::Running, "{mode}: {r:?}");
+        assert!(r.tls, "{mode} must encrypt: {r:?}");
     }
     let id = task(&srv, &db, "ok-disabled", "disabled", None);
     let r = settle(&srv, id);
-    assert_eq!((r["state"].as_str(), r["tls"].as_bool()), (Some("RUNNING"), Some(false)), "{r}");
+    assert_eq!((r.state, r.tls), (TaskState::Running, false), "{r:?}");
 
     // A certificate from another CA fails verification: permanent, with a readable reason.
     let id = task(&srv, &db, "bad-ca", "verify_ca", Some(&other_ca));
     let r = settle(&srv, id);
-    assert_eq!(r["state"], "FAILED", "{r}");
-    assert!(r["last_error"]["message"].as_str().unwrap_or_default().contains("TLS"), "{r}");
+    assert_eq!(r.state, TaskState::Failed, "{r:?}");
+    assert!(error_message(&r).contains("TLS"), "{r:?}");
 
     // A server whose certificate names another host: verify_identity refuses, verify_ca accepts.
     let named = MariaDb::start(
@@ -138,17 +142,17 @@ fn each_tls_mode_connects_or_refuses_like_the_mysql_client() {
     );
     let named_ca = pki.path().join("named-ca.pem");
     let id = task(&srv, &named, "name-identity", "verify_identity", Some(&named_ca));
-    assert_eq!(settle(&srv, id)["state"], "FAILED");
+    assert_eq!(settle(&srv, id).state, TaskState::Failed);
     let id = task(&srv, &named, "name-ca", "verify_ca", Some(&named_ca));
-    assert_eq!(settle(&srv, id)["state"], "RUNNING");
+    assert_eq!(settle(&srv, id).state, TaskState::Running);
 
     // A server without TLS: `required` refuses, `preferred` falls back to plain text.
     let plain = MariaDb::start(MariaDbOpts::default());
     let id = task(&srv, &plain, "plain-required", "required", None);
     let r = settle(&srv, id);
-    assert_eq!(r["state"], "FAILED", "{r}");
-    assert!(r["last_error"]["message"].as_str().unwrap_or_default().contains("does not offer TLS"), "{r}");
+    assert_eq!(r.state, TaskState::Failed, "{r:?}");
+    assert!(error_message(&r).contains("does not offer TLS"), "{r:?}");
     let id = task(&srv, &plain, "plain-preferred", "preferred", None);
     let r = settle(&srv, id);
-    assert_eq!((r["state"].as_str(), r["tls"].as_bool()), (Some("RUNNING"), Some(false)), "{r}");
+    assert_eq!((r.state, r.tls), (TaskState::Running, false), "{r:?}");
 }

@@ -78,22 +78,18 @@ fn spans_reach_an_otlp_endpoint_without_secrets() {
             .env("BINLOG_SERVER_WRITER_CHECKPOINT_INTERVAL_MS", "0"),
     );
     let first = db.binlog_files()[0].0.clone();
-    let (status, t) = srv.post(
-        "/api/tasks",
-        &json!({"name": "traced", "cluster_key": "traced",
+    let id = srv
+        .create(&json!({"name": "traced", "cluster_key": "traced",
                 "source": {"host": "127.0.0.1", "port": db.port(), "user": "tracer", "password": password, "flavor": "mariadb"},
-                "start": {"mode": "FILE_POS", "file": first, "pos": 4}}),
-    );
-    assert_eq!(status, 201, "{t}");
-    let id = t["id"].as_i64().expect("id");
-    assert_eq!(srv.post(&format!("/api/tasks/{id}/start"), &json!({})).0, 200);
+                "start": {"mode": "FILE_POS", "file": first, "pos": 4}}))
+        .id;
+    srv.start_task(id);
     db.sql("CREATE TABLE t (a INT) ENGINE=InnoDB; INSERT INTO t VALUES (1)");
     db.flush_binary_logs();
     poll_until(Duration::from_secs(60), "the rotation to be copied", || {
-        let (_, f) = srv.get(&format!("/api/tasks/{id}/files"));
-        f["items"].as_array()?.iter().any(|x| x["state"] == "SEALED").then_some(())
+        srv.files(id).iter().any(|x| x.state == binlog_server::meta::FileState::Sealed).then_some(())
     });
-    assert_eq!(srv.post(&format!("/api/tasks/{id}/stop"), &json!({})).0, 200);
+    srv.stop_task(id);
 
     let wanted: [&[u8]; 6] =
         [b"HTTP POST /api/tasks", b"task.start", b"source.connect", b"file.seal", b"checkpoint.persist", b"task.stop"];

@@ -17,10 +17,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use binlog_server::api::dto::TaskPage;
+
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
 use crate::common::replication::{
     WAIT, create_task, fail_over, fast_server_opts, from_first_file, primary_replica_proxy, source_json,
-    start_copy_task, start_gtid_task_via, start_task, task, wait_caught_up, wait_failed, wait_following, wait_running,
+    start_copy_task, start_gtid_task_via, start_task, wait_caught_up, wait_failed, wait_following, wait_running,
 };
 use crate::common::server::Server;
 use crate::common::{find_binary, free_port, output_with_deadline, poll_until, temp_dir};
@@ -188,7 +190,7 @@ fn ui_puts_a_stuck_task_first_on_the_dashboard() {
     }
     wait_failed(&srv, failed);
     wait_running(&srv, running);
-    poll_until(WAIT, "the task on the dead port to be stuck", || (task(&srv, stuck)["stuck"] == true).then_some(()));
+    poll_until(WAIT, "the task on the dead port to be stuck", || srv.task(stuck).stuck.then_some(()));
 
     let (stdout, dir) = run_spec(
         &srv,
@@ -231,9 +233,9 @@ fn ui_semi_sync_checkbox_reaches_the_api() {
     assert!(stdout.contains("ok - ticked and saved: the API shows source.semi_sync true"), "{stdout}");
     assert!(stdout.contains("ok - unticked and saved: the API shows source.semi_sync false"), "{stdout}");
     // Seen from here too: the one task, stored with semi_sync off.
-    let (status, list) = srv.get("/api/tasks");
-    assert_eq!((status, list["total"].as_i64()), (200, Some(1)), "{list}");
-    assert_eq!(list["items"][0]["source"]["semi_sync"], false, "{list}");
+    let list: TaskPage = srv.get_as("/api/tasks");
+    assert_eq!(list.total, 1, "{list:?}");
+    assert!(!list.items[0].source.semi_sync, "{list:?}");
 }
 
 /// The import page takes YAML as pasted from a file: a bad item is named by number and field and
@@ -247,13 +249,11 @@ fn ui_imports_task_definitions_written_in_yaml() {
     let (stdout, dir) = run_spec(&srv, "import", &[]);
     assert_screenshots(&stdout, &dir, &["i1-import-yaml-refused", "i2-import-yaml-created"]);
     assert!(stdout.contains("ok - a YAML list creates every task"), "{stdout}");
-    let (status, list) = srv.get("/api/tasks");
-    assert_eq!(status, 200, "{list}");
-    let mut keys: Vec<&str> =
-        list["items"].as_array().expect("items").iter().filter_map(|t| t["cluster_key"].as_str()).collect();
+    let list: TaskPage = srv.get_as("/api/tasks");
+    let mut keys: Vec<&str> = list.items.iter().map(|t| t.cluster_key.as_str()).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["yaml-1", "yaml-2"], "{list}");
-    assert_eq!(list["items"][0]["source"]["password"], "***", "{list}");
+    assert_eq!(keys, ["yaml-1", "yaml-2"], "{list:?}");
+    assert_eq!(list.items[0].source.password, "***", "{list:?}");
 }
 
 #[test]

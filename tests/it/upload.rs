@@ -4,12 +4,15 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use binlog_server::api::dto::{FileDto, RetryUploadDto, UploadFailurePage};
+use binlog_server::domain::TaskState;
+use binlog_server::meta::{FileState, UploadState};
+use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::poll_until;
 use crate::common::replication::{
-    WAIT, fast_server_opts, files, flush_and_catch_up, local_dir, source_identity, start_copy_task, wait_running,
+    WAIT, fast_server_opts, flush_and_catch_up, local_dir, source_identity, start_copy_task, wait_running,
 };
 use crate::common::s3::S3Server;
 use crate::common::server::{Server, ServerOpts};
@@ -24,28 +27,28 @@ fn upload_opts(s3: &S3Server) -> ServerOpts {
         .env("BINLOG_SERVER_UPLOAD_REQUEST_TIMEOUT_SEC", "2")
 }
 
-fn sealed(files: &[Value]) -> Vec<&Value> {
-    files.iter().filter(|f| f["state"] == "SEALED").collect()
+fn sealed(files: &[FileDto]) -> Vec<&FileDto> {
+    files.iter().filter(|f| f.state == FileState::Sealed).collect()
 }
 
 /// Polls until every sealed file of the task is UPLOADED and verified; returns the files.
-fn wait_all_uploaded(srv: &Server, id: i64, at_least: usize) -> Vec<Value> {
+fn wait_all_uploaded(srv: &Server, id: i64, at_least: usize) -> Vec<FileDto> {
     poll_until(WAIT, &format!("every sealed file of task {id} (at least {at_least}) to be uploaded"), || {
-        let fs = files(srv, id);
+        let fs = srv.files(id);
         let s = sealed(&fs);
-        (s.len() >= at_least && s.iter().all(|f| f["upload"]["state"] == "UPLOADED" && f["upload"]["verified"] == true))
+        (s.len() >= at_least && s.iter().all(|f| f.upload.state == UploadState::Uploaded && f.upload.verified))
             .then_some(fs)
     })
 }
 
 /// Every sealed file's object equals the local file and the source's file, byte for byte.
-fn assert_objects_match(srv: &Server, db: &MariaDb, s3: &S3Server, id: i64, files: &[Value]) -> usize {
+fn assert_objects_match(srv: &Server, db: &MariaDb, s3: &S3Server, id: i64, files: &[FileDto]) -> usize {
     let dir = local_dir(srv, id, db);
     let identity = source_identity(db);
     let mut n = 0;
     for f in sealed(files) {
-        let name = f["name"].as_str().expect("name");
-        let key = f["upload"]["object_key"].as_str().unwrap_or_else(|| panic!("{name} has no object key: {f}"));
+        let name = f.name.as_str();
+        let key = f.upload.object_key.as_deref().unwrap_or_else(|| panic!("{name} has no object key: {f:?}"));
         assert_eq!(key, format!("it/upload-{id}/{identity}/{name}"), "object key layout");
         let object = s3.get(key);
         let local = std::fs::read(dir.join(name)).expect("local file");
@@ -58,7 +61,7 @@ fn assert_objects_match(srv: &Server, db: &MariaDb, s3: &S3Server, id: i64, file
         );
         assert!(object == source, "{key}: the object differs from the source's file");
         let (_, sha) = s3.head(key);
-        assert_eq!(Some(sha.as_str()), f["sha256"].as_str(), "{key}: sha256 metadata");
+        assert_eq!(Some(sha.as_str()), f.sha256.as_deref(), "{key}: sha256 metadata");
         n += 1;
     }
     n
@@ -70,6 +73,11 @@ fn create_upload_task(srv: &Server, db: &MariaDb) -> i64 {
     assert_eq!(id, 1, "the first task of a fresh server");
     wait_running(srv, id);
     id
+}
+
+/// `GET /api/tasks/{id}/upload-failures` items.
+fn upload_failures(srv: &Server, id: i64) -> Vec<FileDto> {
+    srv.get_as::<UploadFailurePage>(&format!("/api/tasks/{id}/upload-failures")).items
 }
 
 fn metric(srv: &Server, family: &str, id: i64) -> Option<f64> {
@@ -101,23 +109,24 @@ fn sealed_files_reach_the_bucket_byte_identical_and_big_ones_go_multipart() {
     let n = assert_objects_match(&srv, &db, &s3, id, &fs);
     assert!(n >= 3, "{n} objects compared");
 
-    let big = sealed(&fs).into_iter().max_by_key(|f| f["size"].as_u64()).expect("a sealed file");
-    assert!(big["size"].as_u64().unwrap() > 10 << 20, "the big file: {big}");
-    let (parts, _) = s3.head(big["upload"]["object_key"].as_str().unwrap());
-    assert!(parts >= 3, "a {}-byte file goes up in at least 3 parts, not {parts}", big["size"]);
-    let small = sealed(&fs).into_iter().min_by_key(|f| f["size"].as_u64()).expect("a sealed file");
-    assert_eq!(s3.head(small["upload"]["object_key"].as_str().unwrap()).0, 0, "a small file is one PUT");
+    let key_of = |f: &FileDto| f.upload.object_key.clone().unwrap_or_else(|| panic!("no object key: {f:?}"));
+    let big = sealed(&fs).into_iter().max_by_key(|f| f.size).expect("a sealed file");
+    assert!(big.size > 10 << 20, "the big file: {big:?}");
+    let (parts, _) = s3.head(&key_of(big));
+    assert!(parts >= 3, "a {}-byte file goes up in at least 3 parts, not {parts}", big.size);
+    let small = sealed(&fs).into_iter().min_by_key(|f| f.size).expect("a sealed file");
+    assert_eq!(s3.head(&key_of(small)).0, 0, "a small file is one PUT");
     assert_eq!(s3.multipart_uploads(), 0, "no unfinished multipart upload is left behind");
     // The open file is not uploaded.
-    let open: Vec<&Value> = fs.iter().filter(|f| f["state"] == "OPEN").collect();
-    assert!(open.iter().all(|f| f["upload"]["state"] == "LOCAL_ONLY"), "{open:?}");
+    let open: Vec<&FileDto> = fs.iter().filter(|f| f.state == FileState::Open).collect();
+    assert!(open.iter().all(|f| f.upload.state == UploadState::LocalOnly), "{open:?}");
     assert_eq!(metric(&srv, "binlog_server_upload_backlog_files", id), Some(0.0));
     assert!(srv.log_text().contains("file uploaded and verified"), "{}", srv.diagnostics());
     assert!(!srv.log_text().contains(&s3.secret_key), "the secret key is never logged");
 
     // A file only the bucket still holds (local copy gone) is still served for recovery.
     let dir = local_dir(&srv, id, &db);
-    let name = small["name"].as_str().unwrap();
+    let name = small.name.as_str();
     std::fs::remove_file(dir.join(name)).unwrap();
     let (status, _, body) = crate::common::pitr::get_bytes(&srv, &format!("/api/tasks/{id}/files/{name}"));
     assert_eq!(status, 200, "download of a bucket-only file: {}", String::from_utf8_lossy(&body));
@@ -144,19 +153,17 @@ fn replication_keeps_running_while_s3_hangs_and_the_backlog_drains_after() {
         flush_and_catch_up(&srv, &db, id);
     }
     // Replication went on (the copy is caught up above) and the task is RUNNING; the files wait.
-    assert_eq!(crate::common::replication::task(&srv, id)["state"], "RUNNING");
+    assert_eq!(srv.task(id).state, TaskState::Running);
     let backlog = poll_until(WAIT, "the upload backlog metric to show the waiting files", || {
         metric(&srv, "binlog_server_upload_backlog_files", id).filter(|n| *n >= 4.0)
     });
-    let fs = files(&srv, id);
-    assert!(sealed(&fs).iter().all(|f| f["upload"]["state"] != "UPLOADED"), "nothing can be uploaded: {fs:?}");
+    let fs = srv.files(id);
+    assert!(sealed(&fs).iter().all(|f| f.upload.state != UploadState::Uploaded), "nothing can be uploaded: {fs:?}");
     let failures = poll_until(WAIT, "a failed upload to be reported", || {
-        let (status, body) = srv.get(&format!("/api/tasks/{id}/upload-failures"));
-        assert_eq!(status, 200, "{body}");
-        let items = body["items"].as_array().cloned().unwrap_or_default();
+        let items = upload_failures(&srv, id);
         (!items.is_empty()).then_some(items)
     });
-    let reason = failures[0]["upload"]["last_error"].as_str().unwrap_or_default().to_string();
+    let reason = failures[0].upload.last_error.clone().unwrap_or_default();
     assert!(!reason.is_empty(), "the failure says why: {:?}", failures[0]);
     assert!(
         metric(&srv, "binlog_server_upload_failures_total", id).unwrap_or(0.0) >= 1.0,
@@ -170,7 +177,7 @@ fn replication_keeps_running_while_s3_hangs_and_the_backlog_drains_after() {
     poll_until(WAIT, "the backlog metric to drain", || {
         (metric(&srv, "binlog_server_upload_backlog_files", id) == Some(0.0)).then_some(())
     });
-    assert_eq!(crate::common::replication::task(&srv, id)["state"], "RUNNING");
+    assert_eq!(srv.task(id).state, TaskState::Running);
 }
 
 #[test]
@@ -188,15 +195,12 @@ fn wrong_credentials_fail_readably_and_retry_upload_succeeds_once_fixed() {
     db.sql("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB");
     flush_and_catch_up(&srv, &db, id);
 
-    let failed = poll_until(WAIT, "the sealed file to be UPLOAD_FAILED", || {
-        let (status, body) = srv.get(&format!("/api/tasks/{id}/upload-failures"));
-        assert_eq!(status, 200, "{body}");
-        body["items"].as_array().and_then(|a| a.first().cloned())
-    });
-    let reason = failed["upload"]["last_error"].as_str().expect("a reason");
+    let failed =
+        poll_until(WAIT, "the sealed file to be UPLOAD_FAILED", || upload_failures(&srv, id).into_iter().next());
+    let reason = failed.upload.last_error.as_deref().expect("a reason");
     assert!(reason.contains("SignatureDoesNotMatch"), "a readable reason: {reason}");
     assert!(!reason.contains(wrong) && !reason.contains(&s3.secret_key), "no secret in the reason: {reason}");
-    assert_eq!(failed["upload"]["state"], "UPLOAD_FAILED");
+    assert_eq!(failed.upload.state, UploadState::UploadFailed);
     assert!(s3.keys().is_empty(), "nothing reached the bucket");
     assert!(!srv.log_text().contains(wrong), "the wrong secret is never logged");
 
@@ -204,19 +208,15 @@ fn wrong_credentials_fail_readably_and_retry_upload_succeeds_once_fixed() {
     srv.set_env("BINLOG_SERVER_UPLOAD_SECRET_KEY", &s3.secret_key.clone());
     srv.restart();
     wait_running(&srv, id);
-    let name = failed["name"].as_str().unwrap().to_string();
-    let state = |srv: &Server| {
-        files(srv, id).into_iter().find(|f| f["name"] == name.as_str()).expect("the file")["upload"]["state"].clone()
-    };
-    assert_eq!(state(&srv), "UPLOAD_FAILED", "not retried before its time");
+    let name = failed.name.clone();
+    let state = |srv: &Server| srv.files(id).into_iter().find(|f| f.name == name).expect("the file").upload.state;
+    assert_eq!(state(&srv), UploadState::UploadFailed, "not retried before its time");
 
-    let (status, body) = srv.post(&format!("/api/tasks/{id}/files/retry-upload?limit=10"), &json!({}));
-    assert_eq!(status, 200, "{body}");
-    assert!(body["retried"].as_u64().unwrap_or(0) >= 1, "{body}");
+    let retry: RetryUploadDto = srv.post_as(&format!("/api/tasks/{id}/files/retry-upload?limit=10"), &json!({}), 200);
+    assert!(retry.retried >= 1, "{retry:?}");
     let fs = wait_all_uploaded(&srv, id, 1);
     assert_objects_match(&srv, &db, &s3, id, &fs);
-    let (_, body) = srv.get(&format!("/api/tasks/{id}/upload-failures"));
-    assert_eq!(body["items"], json!([]), "no failure left");
+    assert!(upload_failures(&srv, id).is_empty(), "no failure left");
 
     // The API's edges.
     assert_eq!(srv.post("/api/tasks/999/files/retry-upload", &json!({})).0, 404);

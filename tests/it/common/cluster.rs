@@ -11,6 +11,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use binlog_server::api::dto::{CheckpointDto, FileDto, LeaseDto};
+use binlog_server::domain::TaskState;
+use binlog_server::meta::{FileState, UploadState};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -213,31 +217,27 @@ pub fn generated_node_id(srv: &Server) -> String {
 pub struct Lease {
     pub owner: String,
     pub epoch: i64,
-    pub expires_at: String,
+    pub expires_at: DateTime<Utc>,
     pub live: bool,
 }
 
 /// The task's lease; `None` when it was never leased (`200` with `owner`, `epoch` and
 /// `expires_at` null and `live: false`). Panics on any other answer (`404` means no such task).
 pub fn lease(srv: &Server, id: i64) -> Option<Lease> {
-    let (status, body) = srv.get(&format!("/api/tasks/{id}/lease"));
-    assert_eq!(status, 200, "GET lease of task {id}: {body}");
-    assert_eq!(body["task_id"], id, "the lease names its task: {body}");
-    if body["owner"].is_null() {
+    let l: LeaseDto = srv.get_as(&format!("/api/tasks/{id}/lease"));
+    assert_eq!(l.task_id, id, "the lease names its task: {l:?}");
+    let Some(owner) = l.owner else {
         assert!(
-            body["epoch"].is_null() && body["expires_at"].is_null() && body["live"] == false,
-            "a task never leased has nulls and live false: {body}"
+            l.epoch.is_none() && l.expires_at.is_none() && !l.live,
+            "a task never leased has nulls and live false: {l:?}"
         );
         return None;
-    }
+    };
     Some(Lease {
-        owner: body["owner"].as_str().unwrap_or_else(|| panic!("lease owner is a string: {body}")).to_string(),
-        epoch: body["epoch"].as_i64().unwrap_or_else(|| panic!("lease without integer epoch: {body}")),
-        expires_at: body["expires_at"]
-            .as_str()
-            .unwrap_or_else(|| panic!("lease without expires_at: {body}"))
-            .to_string(),
-        live: body["live"].as_bool().unwrap_or_else(|| panic!("lease without boolean live: {body}")),
+        owner,
+        epoch: l.epoch.unwrap_or_else(|| panic!("a lease with an owner has an epoch: task {id}")),
+        expires_at: l.expires_at.unwrap_or_else(|| panic!("a lease with an owner has expires_at: task {id}")),
+        live: l.live,
     })
 }
 
@@ -327,15 +327,16 @@ impl StoredCheckpoint {
 /// The task's stored checkpoint; `None` before the first one. Panics unless the body carries
 /// the `node_id` and `epoch` fields.
 pub fn stored_checkpoint(srv: &Server, id: i64) -> Option<StoredCheckpoint> {
-    let (status, cp) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
-    assert_eq!(status, 200, "GET checkpoint of task {id}: {cp}");
-    assert!(cp.get("node_id").is_some() && cp.get("epoch").is_some(), "the checkpoint names node_id and epoch: {cp}");
-    Some(StoredCheckpoint {
-        file: cp["file"].as_str()?.to_string(),
-        pos: cp["pos"].as_u64()?,
-        node_id: cp["node_id"].as_str().map(str::to_string),
-        epoch: cp["epoch"].as_i64(),
-    })
+    let (status, raw) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
+    assert_eq!(status, 200, "GET checkpoint of task {id}: {raw}");
+    // `Option` fields would also take an absent key: the body must name both, null or not.
+    assert!(
+        raw.get("node_id").is_some() && raw.get("epoch").is_some(),
+        "the checkpoint names node_id and epoch: {raw}"
+    );
+    let cp: CheckpointDto =
+        serde_json::from_value(raw.clone()).unwrap_or_else(|e| panic!("checkpoint of task {id}: {e}: {raw}"));
+    Some(StoredCheckpoint { file: cp.file?, pos: cp.pos?, node_id: cp.node_id, epoch: cp.epoch })
 }
 
 /// `(event_type, message)` of the task's events, oldest first.
@@ -349,8 +350,8 @@ pub fn events(srv: &Server, id: i64) -> Vec<(String, String)> {
 /// Panics when any of the tasks is FAILED (with its `last_error`).
 pub fn assert_none_failed(srv: &Server, ids: &[i64]) {
     for &id in ids {
-        let t = super::replication::task(srv, id);
-        assert_ne!(t["state"], "FAILED", "task {id} FAILED: {}", t["last_error"]);
+        let t = srv.task(id);
+        assert_ne!(t.state, TaskState::Failed, "task {id} FAILED: {:?}", t.last_error);
     }
 }
 
@@ -401,16 +402,15 @@ pub fn wait_all_uploaded(srv: &Server, source: &MariaDb, tasks: &[(i64, String)]
             assert_none_failed(srv, &tasks.iter().map(|(id, _)| *id).collect::<Vec<_>>());
             let mut all = true;
             for (id, key) in tasks {
-                let fs = super::replication::files(srv, *id);
-                let sealed: Vec<&Value> =
-                    fs.iter().filter(|f| f["source_identity"] == identity.as_str() && f["state"] == "SEALED").collect();
-                let names: Vec<&str> = sealed.iter().map(|f| f["name"].as_str().unwrap_or("?")).collect();
+                let fs = srv.files(*id);
+                let sealed: Vec<&FileDto> =
+                    fs.iter().filter(|f| f.source_identity == identity && f.state == FileState::Sealed).collect();
+                let names: Vec<&str> = sealed.iter().map(|f| f.name.as_str()).collect();
                 let done = names == expected
                     && sealed.iter().all(|f| {
-                        f["upload"]["state"] == "UPLOADED"
-                            && f["upload"]["verified"] == true
-                            && f["upload"]["object_key"]
-                                == object_key(key, source, f["name"].as_str().unwrap_or("?")).as_str()
+                        f.upload.state == UploadState::Uploaded
+                            && f.upload.verified
+                            && f.upload.object_key.as_deref() == Some(object_key(key, source, &f.name).as_str())
                     });
                 all &= done;
                 last.insert(*id, fs);
@@ -425,10 +425,7 @@ pub fn wait_all_uploaded(srv: &Server, source: &MariaDb, tasks: &[(i64, String)]
             .map(|(id, fs)| {
                 let rows = fs
                     .iter()
-                    .map(|f| {
-                        let up = &f["upload"];
-                        format!("{} {} {} {}", f["name"], f["state"], up["state"], up["object_key"])
-                    })
+                    .map(|f| format!("{} {} {} {:?}", f.name, f.state, f.upload.state, f.upload.object_key))
                     .collect();
                 (*id, rows)
             })

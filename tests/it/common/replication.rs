@@ -21,6 +21,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use binlog_server::api::dto::{FileDto, TaskDto};
+use binlog_server::domain::{TaskError, TaskState};
+use binlog_server::meta::FileState;
+
 use super::mariadb::{MariaDb, MariaDbOpts, MasterStatus, REPL_PASSWORD, REPL_USER, TEST_DB};
 use super::proxy::Proxy;
 use super::server::{Server, ServerOpts};
@@ -84,8 +88,7 @@ pub fn start_gtid_task_via(srv: &Server, port: u16, key: &str) -> i64 {
 /// Polls until the task's checkpoint was taken on source `identity` (it followed a switchover).
 pub fn wait_following(srv: &Server, id: i64, identity: &str) {
     poll_until(WAIT, &format!("task {id} to follow source {identity}"), || {
-        let (_, cp) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
-        (cp["source_identity"] == identity).then_some(())
+        (srv.checkpoint(id).source_identity.as_deref() == Some(identity)).then_some(())
     });
 }
 
@@ -98,23 +101,18 @@ pub fn from_first_file(db: &MariaDb) -> Value {
 /// Creates a task (`name` = `cluster_key` = `key`) with the given `source` and `start` objects;
 /// returns its id. Panics unless the API answers 201.
 pub fn create_task(srv: &Server, key: &str, source: Value, start: Value) -> i64 {
-    let body = json!({"name": key, "cluster_key": key, "source": source, "start": start});
-    let (status, task) = srv.post("/api/tasks", &body);
-    assert_eq!(status, 201, "creating task {key}: {task}");
-    task["id"].as_i64().unwrap_or_else(|| panic!("no id in the created task: {task}"))
+    srv.create(&json!({"name": key, "cluster_key": key, "source": source, "start": start})).id
 }
 
 /// `POST /api/tasks/{id}/start`; panics unless 200.
 pub fn start_task(srv: &Server, id: i64) {
-    let (status, body) = srv.post(&format!("/api/tasks/{id}/start"), &json!({}));
-    assert_eq!(status, 200, "starting task {id}: {body}");
+    srv.start_task(id);
 }
 
 /// `POST /api/tasks/{id}/stop` (returns once files are flushed and the state stored); panics
 /// unless 200.
 pub fn stop_task(srv: &Server, id: i64) {
-    let (status, body) = srv.post(&format!("/api/tasks/{id}/stop"), &json!({}));
-    assert_eq!(status, 200, "stopping task {id}: {body}");
+    srv.stop_task(id);
 }
 
 /// Creates and starts a task copying `db` from its first file at position 4; returns its id.
@@ -124,48 +122,21 @@ pub fn start_copy_task(srv: &Server, db: &MariaDb, key: &str) -> i64 {
     id
 }
 
-/// `GET /api/tasks/{id}` (the stored state, `last_error`, ...).
-pub fn task(srv: &Server, id: i64) -> Value {
-    let (status, body) = srv.get(&format!("/api/tasks/{id}"));
-    assert_eq!(status, 200, "GET task {id}: {body}");
-    body
-}
-
-/// Polls until the task is in `state`. A FAILED task that was not expected to fail panics at
-/// once with its `last_error` and the server's logs.
-pub fn wait_state(srv: &Server, id: i64, state: &str) -> Value {
-    poll_until(WAIT, &format!("task {id} to be {state}"), || {
-        let t = task(srv, id);
-        match t["state"].as_str() {
-            Some(s) if s == state => Some(t),
-            Some("FAILED") => {
-                panic!("task {id} FAILED while waiting for {state}: {}\n{}", t["last_error"], srv.diagnostics())
-            }
-            _ => None,
-        }
-    })
-}
-
 /// Polls until the task is RUNNING.
-pub fn wait_running(srv: &Server, id: i64) -> Value {
-    wait_state(srv, id, "RUNNING")
+pub fn wait_running(srv: &Server, id: i64) -> TaskDto {
+    srv.wait_for_state(id, TaskState::Running)
 }
 
-/// Polls until the task is FAILED; returns `(last_error.code, last_error.message)`.
-pub fn wait_failed(srv: &Server, id: i64) -> (String, String) {
-    let t = poll_until(WAIT, &format!("task {id} to be FAILED"), || {
-        let t = task(srv, id);
-        (t["state"] == "FAILED").then_some(t)
-    });
-    let code = t["last_error"]["code"].as_str().unwrap_or_else(|| panic!("FAILED without last_error.code: {t}"));
-    (code.to_string(), t["last_error"]["message"].as_str().unwrap_or_default().to_string())
+/// Polls until the task is FAILED; returns its `last_error`.
+pub fn wait_failed(srv: &Server, id: i64) -> TaskError {
+    let t = srv.wait_for_state(id, TaskState::Failed);
+    t.last_error.clone().unwrap_or_else(|| panic!("task {id} FAILED without last_error: {t:?}"))
 }
 
 /// The persisted checkpoint as the API shows it: `(file, pos)`, `None` before the first one.
 pub fn api_checkpoint(srv: &Server, id: i64) -> Option<(String, u64)> {
-    let (status, cp) = srv.get(&format!("/api/tasks/{id}/checkpoint"));
-    assert_eq!(status, 200, "GET checkpoint of task {id}: {cp}");
-    Some((cp["file"].as_str()?.to_string(), cp["pos"].as_u64()?))
+    let cp = srv.checkpoint(id);
+    Some((cp.file?, cp.pos?))
 }
 
 /// Polls until the task's persisted checkpoint is the source's current end (`SHOW MASTER
@@ -183,9 +154,9 @@ pub fn wait_caught_up(srv: &Server, db: &MariaDb, id: i64) -> MasterStatus {
         })
     }));
     waited.unwrap_or_else(|_| {
-        let (_, repl) = srv.get(&format!("/api/tasks/{id}/replication"));
+        let repl = srv.replication(id);
         panic!(
-            "task {id} did not catch up: (checkpoint, source end) last seen {last:?}\nreplication: {repl}\n{}",
+            "task {id} did not catch up: (checkpoint, source end) last seen {last:?}\nreplication: {repl:?}\n{}",
             srv.diagnostics()
         )
     })
@@ -206,20 +177,7 @@ pub fn wait_checkpoint_advances(srv: &Server, id: i64) -> (String, u64) {
 
 /// The task's event timeline, newest first: `(id, event_type, message)`.
 pub fn task_events(srv: &Server, id: i64) -> Vec<(i64, String, String)> {
-    let (status, body) = srv.get(&format!("/api/tasks/{id}/events?limit=1000"));
-    assert_eq!(status, 200, "GET events of task {id}: {body}");
-    body["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no items in events: {body}"))
-        .iter()
-        .map(|e| {
-            (
-                e["id"].as_i64().unwrap_or_default(),
-                e["event_type"].as_str().unwrap_or_default().to_string(),
-                e["message"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
+    srv.events(id).into_iter().map(|e| (e.id, e.event_type, e.message)).collect()
 }
 
 /// The id of the task's newest event (0 when it has none): a mark for [`wait_event_after`].
@@ -233,13 +191,6 @@ pub fn wait_event_after(srv: &Server, id: i64, event_type: &str, after: i64) -> 
     poll_until(WAIT, &format!("a {event_type} event of task {id} after event {after}"), || {
         task_events(srv, id).into_iter().rev().find(|e| e.0 > after && e.1 == event_type).map(|e| (e.0, e.2))
     })
-}
-
-/// `GET /api/tasks/{id}/files` items.
-pub fn files(srv: &Server, id: i64) -> Vec<Value> {
-    let (status, body) = srv.get(&format!("/api/tasks/{id}/files"));
-    assert_eq!(status, 200, "GET files of task {id}: {body}");
-    body["items"].as_array().unwrap_or_else(|| panic!("no items in files: {body}")).clone()
 }
 
 /// The source identity binlog-server derives for `db`: `mariadb-{server_id}-{gtid_domain_id}`.
@@ -273,8 +224,8 @@ pub struct CopySummary {
 pub fn assert_copy_matches_source(srv: &Server, db: &MariaDb, id: i64) -> CopySummary {
     let identity = source_identity(db);
     let dir = local_dir(srv, id, db);
-    let local: Vec<Value> = files(srv, id).into_iter().filter(|f| f["source_identity"] == identity.as_str()).collect();
-    let local_names: Vec<String> = local.iter().map(|f| f["name"].as_str().expect("file name").to_string()).collect();
+    let local: Vec<FileDto> = srv.files(id).into_iter().filter(|f| f.source_identity == identity).collect();
+    let local_names: Vec<String> = local.iter().map(|f| f.name.clone()).collect();
     let source_names: Vec<String> = db.binlog_files().into_iter().map(|(name, _)| name).collect();
     let first = local_names.first().unwrap_or_else(|| panic!("task {id} holds no file of {identity}"));
     let from = source_names
@@ -289,8 +240,8 @@ pub fn assert_copy_matches_source(srv: &Server, db: &MariaDb, id: i64) -> CopySu
     let mut summary = CopySummary { sealed: Vec::new(), open: None };
     for (i, f) in local.iter().enumerate() {
         let name = &local_names[i];
-        let start_pos = f["start_pos"].as_u64().expect("start_pos");
-        assert!(start_pos == 4 || i == 0, "{name}: only the first local file may be joined mid-way: {f}");
+        let start_pos = f.start_pos;
+        assert!(start_pos == 4 || i == 0, "{name}: only the first local file may be joined mid-way: {f:?}");
         let whole = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("local {name} in {}: {e}", dir.display()));
         let source = std::fs::read(db.binlog_dir().join(name)).unwrap_or_else(|e| panic!("source {name}: {e}"));
         // A file joined mid-way: compare what follows its header with the source from start_pos.
@@ -303,10 +254,10 @@ pub fn assert_copy_matches_source(srv: &Server, db: &MariaDb, id: i64) -> CopySu
                 .map_or(whole.len(), |(off, _)| off);
             (&whole[body_at..], &source[start_pos as usize..])
         };
-        match f["state"].as_str() {
-            Some("SEALED") => {
+        match f.state {
+            FileState::Sealed => {
                 // (An OPEN file's catalog size is only refreshed when a checkpoint is persisted.)
-                assert_eq!(f["size"], whole.len() as u64, "{name}: the catalog's size differs from the sealed file's");
+                assert_eq!(f.size, whole.len() as u64, "{name}: the catalog's size differs from the sealed file's");
                 assert!(
                     ours == theirs,
                     "{name}: the sealed copy differs from the source's file ({} vs {} bytes, first difference at {:?})",
@@ -316,7 +267,7 @@ pub fn assert_copy_matches_source(srv: &Server, db: &MariaDb, id: i64) -> CopySu
                 );
                 summary.sealed.push(name.clone());
             }
-            Some("OPEN") => {
+            FileState::Open => {
                 assert_eq!(i, local.len() - 1, "{name}: only the newest local file may be OPEN: {local:?}");
                 if let Some((cp_file, cp_pos)) = api_checkpoint(srv, id).filter(|(f, _)| f == name) {
                     // The source position the copy reaches (a mid-way body starts at start_pos).
@@ -335,7 +286,6 @@ pub fn assert_copy_matches_source(srv: &Server, db: &MariaDb, id: i64) -> CopySu
                 );
                 summary.open = Some(name.clone());
             }
-            other => panic!("{name}: unexpected file state {other:?}"),
         }
     }
     summary
@@ -719,7 +669,7 @@ pub fn assert_each_gtid_once(srv: &Server, db: &MariaDb, id: i64) -> u64 {
 /// `after` (a GTID start): sequence numbers `after + 1` to the source's last.
 pub fn assert_each_gtid_once_after(srv: &Server, db: &MariaDb, id: i64, after: u64) -> u64 {
     let dir = local_dir(srv, id, db);
-    let paths: Vec<PathBuf> = files(srv, id).iter().map(|f| dir.join(f["name"].as_str().expect("file name"))).collect();
+    let paths: Vec<PathBuf> = srv.files(id).iter().map(|f| dir.join(&f.name)).collect();
     let mut gtids = Vec::new();
     for p in &paths {
         let data = std::fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));

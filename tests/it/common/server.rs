@@ -4,7 +4,10 @@
 //! panic only when there is no HTTP response at all. Like the UI, they send
 //! `X-Requested-With` (what the service asks of a request that changes state without a JSON
 //! body); `request_bare` and `raw_exchange` send exactly what the test gives, to play a browser
-//! on another site. Inherited `BINLOG_SERVER_*` variables are
+//! on another site. The typed helpers (`task`, `replication`, `files`, `checkpoint`, `create`,
+//! `wait_for_state`, ...) deserialize the API's own DTOs and panic with the body when an answer
+//! does not parse or has another status; `get`/`post`/... keep the raw `Value` for tests whose
+//! point is a malformed or hostile body. Inherited `BINLOG_SERVER_*` variables are
 //! removed so a developer's shell cannot change what a test sees. The process is killed by PID
 //! when the `Server` drops.
 
@@ -12,6 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use binlog_server::api::dto::{CheckpointDto, EventPage, FileDto, FilePage, ReplicationDto, TaskDto};
+use binlog_server::api::error::ErrorCode;
+use binlog_server::domain::TaskState;
+use binlog_server::meta::TaskEvent;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{
@@ -29,6 +38,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(45);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 const PORT_ATTEMPTS: usize = 5;
+/// How long `wait_for_state` polls.
+const STATE_TIMEOUT: Duration = Duration::from_secs(60);
 const LOG_TAIL_LINES: usize = 60;
 
 /// How to start a `Server`: extra environment, an optional YAML config, default headers.
@@ -118,6 +129,57 @@ impl RawResponse {
     pub fn json(&self) -> Value {
         body_json(&self.body)
     }
+
+    /// The body as `T`, after checking the status is `status`; panics with the body otherwise.
+    pub fn typed<T: DeserializeOwned>(&self, status: u16, what: &str) -> T {
+        assert_eq!(self.status, status, "{what}: status (body {})", self.body);
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("{what}: the body is not a {}: {e}\n{}", std::any::type_name::<T>(), self.body))
+    }
+
+    /// The body of an error answer (any status); panics when it is not `{error, code, ...}`.
+    pub fn error(&self) -> ErrorBody {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("status {}: not an error body: {e}\n{}", self.status, self.body))
+    }
+}
+
+/// An error answer of the API: `{error, code}`, plus `fields` for validation errors and
+/// `items` for those of a batch (the shape of `api::error::ApiError`, whose field names are
+/// `&'static str` and so cannot be deserialized into).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    pub error: String,
+    pub code: ErrorCode,
+    #[serde(default)]
+    pub fields: Vec<FieldMessage>,
+    #[serde(default)]
+    pub items: Vec<ItemFieldMessage>,
+}
+
+impl ErrorBody {
+    /// The names of the fields the error blames, in order.
+    pub fn field_names(&self) -> Vec<&str> {
+        self.fields.iter().map(|f| f.field.as_str()).collect()
+    }
+}
+
+/// One invalid field and why.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldMessage {
+    pub field: String,
+    pub message: String,
+}
+
+/// One invalid field of one item of a batch request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemFieldMessage {
+    pub index: usize,
+    pub field: String,
+    pub message: String,
 }
 
 /// A running binlog-server owned by one test.
@@ -228,6 +290,85 @@ impl Server {
     pub fn delete(&self, path: &str) -> (u16, Value) {
         let r = self.request("DELETE", path, &[], None);
         (r.status, r.json())
+    }
+
+    /// `GET path`, which must answer 200 with a `T`.
+    pub fn get_as<T: DeserializeOwned>(&self, path: &str) -> T {
+        self.get_raw(path).typed(200, &format!("GET {path}"))
+    }
+
+    /// `POST path` with a JSON body, which must answer `status` with a `T`.
+    pub fn post_as<T: DeserializeOwned>(&self, path: &str, body: &Value, status: u16) -> T {
+        self.request("POST", path, &[], Some(json_body(body))).typed(status, &format!("POST {path}"))
+    }
+
+    /// `PUT path` with a JSON body, which must answer `status` with a `T`.
+    pub fn put_as<T: DeserializeOwned>(&self, path: &str, body: &Value, status: u16) -> T {
+        self.request("PUT", path, &[], Some(json_body(body))).typed(status, &format!("PUT {path}"))
+    }
+
+    /// `method path` with an optional JSON body, answered with an error: `(status, body)`.
+    /// Panics when the answer is a success or not an error body.
+    pub fn error(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, ErrorBody) {
+        let r = self.request(method, path, &[], body.map(json_body));
+        assert!(r.status >= 400, "{method} {path}: expected an error, got {}: {}", r.status, r.body);
+        (r.status, r.error())
+    }
+
+    /// `GET /api/tasks/{id}`.
+    pub fn task(&self, id: i64) -> TaskDto {
+        self.get_as(&format!("/api/tasks/{id}"))
+    }
+
+    /// `POST /api/tasks` with `body`; panics unless the task was created (201).
+    pub fn create(&self, body: &Value) -> TaskDto {
+        self.post_as("/api/tasks", body, 201)
+    }
+
+    /// `POST /api/tasks/{id}/start`; panics unless 200. The task as the answer shows it.
+    pub fn start_task(&self, id: i64) -> TaskDto {
+        self.post_as(&format!("/api/tasks/{id}/start"), &Value::Object(Default::default()), 200)
+    }
+
+    /// `POST /api/tasks/{id}/stop` (returns once files are flushed and the state stored);
+    /// panics unless 200.
+    pub fn stop_task(&self, id: i64) -> TaskDto {
+        self.post_as(&format!("/api/tasks/{id}/stop"), &Value::Object(Default::default()), 200)
+    }
+
+    /// `GET /api/tasks/{id}/replication`: the live status.
+    pub fn replication(&self, id: i64) -> ReplicationDto {
+        self.get_as(&format!("/api/tasks/{id}/replication"))
+    }
+
+    /// `GET /api/tasks/{id}/files` items, in stream order.
+    pub fn files(&self, id: i64) -> Vec<FileDto> {
+        self.get_as::<FilePage>(&format!("/api/tasks/{id}/files")).items
+    }
+
+    /// `GET /api/tasks/{id}/checkpoint`.
+    pub fn checkpoint(&self, id: i64) -> CheckpointDto {
+        self.get_as(&format!("/api/tasks/{id}/checkpoint"))
+    }
+
+    /// The task's event timeline (`GET /api/tasks/{id}/events?limit=1000`), newest first.
+    pub fn events(&self, id: i64) -> Vec<TaskEvent> {
+        self.get_as::<EventPage>(&format!("/api/tasks/{id}/events?limit=1000")).items
+    }
+
+    /// Polls until the task is in `state`; returns it then. A task that turns FAILED when
+    /// another state was awaited panics at once with its `last_error` and the server's logs.
+    pub fn wait_for_state(&self, id: i64, state: TaskState) -> TaskDto {
+        poll_until(STATE_TIMEOUT, &format!("task {id} to be {state}"), || {
+            let t = self.task(id);
+            if t.state == state {
+                return Some(t);
+            }
+            if t.state == TaskState::Failed {
+                panic!("task {id} FAILED while waiting for {state}: {:?}\n{}", t.last_error, self.diagnostics());
+            }
+            None
+        })
     }
 
     /// `GET path` -> the raw response.
