@@ -614,7 +614,7 @@ fn failure_message(srv: &Server, key: &str, ca_file: &str) -> String {
         json!({"mode": "LATEST"}),
     );
     srv.start_task(id);
-    wait_failed(&srv, id).message
+    wait_failed(srv, id).message
 }
 
 #[test]
