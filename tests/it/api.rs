@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_PRIVILEGES, REPL_USER};
 use crate::common::replication::wait_caught_up;
-use crate::common::server::{ErrorBody, RawResponse, Server, ServerOpts};
+use crate::common::server::{ErrorBody, RawResponse, Server, ServerOpts, spec_part};
 use crate::common::{find_binary, free_port, output_with_deadline, poll_until};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -114,19 +114,6 @@ fn stored_password(data_dir: &Path, id: i64, must_not_contain: &str) -> Option<S
     assert!(!stored.contains(must_not_contain));
     let cipher = binlog_server::meta::cipher::Cipher::load_or_generate(&data_dir.join("secrets.key")).expect("key");
     Some(cipher.decrypt(&stored, &key).expect("decrypts with the server's key").expose().to_string())
-}
-
-/// The parts of a task that only its operator changes (no state, no timestamps that move).
-fn spec_part(t: &TaskDto) -> TaskDto {
-    TaskDto {
-        state: TaskState::Stopped,
-        active: false,
-        desired_state: DesiredState::Stopped,
-        last_error: None,
-        stuck: false,
-        updated_at: t.created_at,
-        ..t.clone()
-    }
 }
 
 #[test]

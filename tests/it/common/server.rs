@@ -165,6 +165,21 @@ impl ErrorBody {
     }
 }
 
+/// The parts of a task that only its operator changes: the task with its state, desired state,
+/// last error, `stuck` and `updated_at` set to fixed values, for comparing a task across
+/// restarts.
+pub fn spec_part(t: &TaskDto) -> TaskDto {
+    TaskDto {
+        state: TaskState::Stopped,
+        active: false,
+        desired_state: binlog_server::domain::DesiredState::Stopped,
+        last_error: None,
+        stuck: false,
+        updated_at: t.created_at,
+        ..t.clone()
+    }
+}
+
 /// One invalid field and why.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
