@@ -10,12 +10,13 @@
 //! at the next flush. The bytes before the logical end are therefore always the source's, and a
 //! rewrite of the partial block puts back the same bytes it held.
 //!
-//! While the file is open it may be longer than its logical size by up to `ALIGN - 1` zero bytes
-//! (the padding of the last flush). Nothing reads past the durable checkpoint of an open file (the
-//! relay stops at `relay::plan::readable_len`, the catalog's size is the logical one); sealing
-//! and closing cut the file to its exact length before the `sync_data` that makes it durable; and
-//! after a crash, `binlog::tail::scan` stops at the padding (an event of size 0 is incomplete) and
-//! recovery cuts the file back to its last complete transaction.
+//! Each flush ends by cutting the padding (`ftruncate` to the logical size, in
+//! `OpenLocal::write_out`) before the `sync_data` that makes the bytes and the length durable, so
+//! at every published checkpoint the file is exactly the source's bytes, as with buffered writes.
+//! A crash between the padded write and the cut leaves up to `ALIGN - 1` zero bytes past the end:
+//! `binlog::tail::scan` stops there (an event of size 0 is incomplete) and recovery cuts the file
+//! back to its last complete transaction. Rewriting the partial block puts back the bytes it held,
+//! as the page cache's write-back of a partly written page does.
 
 use super::*;
 use std::os::unix::fs::FileExt as _;
@@ -173,18 +174,20 @@ impl DirectTail {
     }
 
     /// Writes what is held, zero-padded to the next alignment, and keeps the last partial block
-    /// for the next write. Afterwards everything appended is in the file (which may be longer by
-    /// the padding). A buffer grown for a burst shrinks again when little was pending.
-    pub(super) fn flush(&mut self, file: &File) -> io::Result<()> {
+    /// for the next write. Afterwards everything appended is in the file, which ends at the
+    /// offset returned: the logical size, or past it by the padding (the caller cuts it). A
+    /// buffer grown for a burst shrinks again when little was pending.
+    pub(super) fn flush(&mut self, file: &File) -> io::Result<u64> {
         let since = std::mem::take(&mut self.since_flush);
         if self.len == 0 {
-            return Ok(());
+            return Ok(self.base);
         }
         let (len, base) = (self.len, self.base);
         let padded = len.div_ceil(ALIGN) * ALIGN;
         let w = self.window();
         w[len..padded].fill(0);
         file.write_all_at(&w[..padded], base)?;
+        let end = base + padded as u64;
         let full = len / ALIGN * ALIGN;
         w.copy_within(full..len, 0);
         self.base += full as u64;
@@ -192,7 +195,7 @@ impl DirectTail {
         if self.cap > MIN_BUF && since < MIN_BUF {
             self.resize(MIN_BUF);
         }
-        Ok(())
+        Ok(end)
     }
 }
 
@@ -270,8 +273,9 @@ mod tests {
             want.extend_from_slice(&chunk);
             assert_eq!(t.size(), want.len() as u64);
             if i % 3 != 1 {
-                t.flush(&f).unwrap();
+                let end = t.flush(&f).unwrap();
                 let got = fs::read(&path).unwrap();
+                assert_eq!(end, got.len() as u64, "flush says where the file ends");
                 assert!(got.len() >= want.len() && got.len() < want.len() + ALIGN, "{} vs {}", got.len(), want.len());
                 assert_eq!(got[..want.len()], want[..], "after {i} appends");
                 assert!(got[want.len()..].iter().all(|b| *b == 0));

@@ -178,8 +178,7 @@ struct OpenLocal {
     kicked: u64,
     /// The catalog summary of what is durable in the file (see `binlog::summary`).
     summary: SummaryBuilder,
-    /// `Some` when the file is written with O_DIRECT: its aligned tail (see [`direct`]). The
-    /// file may then be longer than `size` by the zero padding of the last flush.
+    /// `Some` when the file is written with O_DIRECT: its aligned tail (see [`direct`]).
     direct: Option<DirectTail>,
 }
 
@@ -206,17 +205,15 @@ impl OpenLocal {
         Ok(())
     }
 
-    /// Direct IO: writes what the aligned tail holds; with `exact`, also cuts the zero padding,
-    /// so that the file is exactly `size` bytes long (seal, close). Before the `sync_data`.
-    fn write_out(&mut self, exact: bool) -> Result<(), WriterError> {
+    /// Direct IO: writes what the aligned tail holds and cuts the zero padding of its last block,
+    /// so that the file is exactly `size` bytes long again. Before the `sync_data` that makes the
+    /// bytes (and the length) durable, hence before any checkpoint covering them is published.
+    fn write_out(&mut self) -> Result<(), WriterError> {
         let Some(t) = self.direct.as_mut() else { return Ok(()) };
-        t.flush(&self.file).map_err(|e| WriterError::io("write", &self.path, e))?;
-        if exact {
-            let len = self.file.metadata().map_err(|e| WriterError::io("stat", &self.path, e))?.len();
-            if len != self.size {
-                self.file.set_len(self.size).map_err(|e| WriterError::io("truncate", &self.path, e))?;
-                self.dirty = true;
-            }
+        let end = t.flush(&self.file).map_err(|e| WriterError::io("write", &self.path, e))?;
+        if end != self.size {
+            self.file.set_len(self.size).map_err(|e| WriterError::io("truncate", &self.path, e))?;
+            self.dirty = true;
         }
         Ok(())
     }
@@ -520,7 +517,7 @@ impl Handler<CloseFiles> for FileWriterActor {
         if let Some(o) = self.open.as_mut()
             && !self.fsync.poisoned
         {
-            o.write_out(true)?;
+            o.write_out()?;
         }
         if let Some(o) = self.open.as_mut()
             && o.dirty

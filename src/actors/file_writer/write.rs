@@ -40,7 +40,7 @@ impl FileWriterActor {
             && o.dirty
         {
             synced = true;
-            o.write_out(false)?;
+            o.write_out()?;
             if let Err(e) = self.fsync.file(&o.file, &o.path, Scope::Data) {
                 cut_unsynced(o, self.durable.as_ref(), &self.log);
                 return Err(e);
@@ -165,7 +165,7 @@ impl FileWriterActor {
         );
         let mut o = self.open.take().ok_or_else(|| WriterError::Invariant("seal without an open file".into()))?;
         // Sealed means exactly the source's bytes: no padding past them.
-        o.write_out(true)?;
+        o.write_out()?;
         if let Err(e) = self.fsync.file(&o.file, &o.path, Scope::Data) {
             cut_unsynced(&o, self.durable.as_ref(), &self.log);
             return Err(e);
