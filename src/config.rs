@@ -487,12 +487,30 @@ pub struct WriterSettings {
     /// The durable checkpoint is written to the metadata store at most this often (and always
     /// at rotation and stop). Lower = less to re-fetch after a crash; never affects safety.
     pub checkpoint_interval_ms: u64,
+    /// Page-cache bypass: write binlog files with O_DIRECT from an aligned buffer (`auto`: where
+    /// the data directory's filesystem takes it and is not tmpfs, else buffered with one log line;
+    /// `on`: refuse to start a task where it does not; `off`: through the page cache).
+    pub direct_io: DirectIo,
 }
 
 impl Default for WriterSettings {
     fn default() -> Self {
-        WriterSettings { fsync_max_delay_ms: 2, fsync_max_bytes: 8 << 20, checkpoint_interval_ms: 200 }
+        WriterSettings {
+            fsync_max_delay_ms: 2,
+            fsync_max_bytes: 8 << 20,
+            checkpoint_interval_ms: 200,
+            direct_io: DirectIo::Auto,
+        }
     }
+}
+
+/// `writer.direct_io` (see `actors::file_writer::direct`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectIo {
+    Auto,
+    On,
+    Off,
 }
 
 /// The relay listener: replicas and `mariadb-binlog` read the archive over the replication
@@ -1368,6 +1386,7 @@ mod tests {
                 ("BINLOG_SERVER_API_AUTH_ENABLED", "true"),
                 ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "tok-0123456789abcdef"),
                 ("BINLOG_SERVER_WRITER_FSYNC_MAX_BYTES", "65536"),
+                ("BINLOG_SERVER_WRITER_DIRECT_IO", "off"),
                 ("UNRELATED", "x"),
             ]),
             Purpose::Serve,
@@ -1376,6 +1395,7 @@ mod tests {
         assert!(s.api.auth.enabled);
         assert_eq!(s.api.auth.bearer_token.expose(), "tok-0123456789abcdef");
         assert_eq!(s.writer.fsync_max_bytes, 65536);
+        assert_eq!(s.writer.direct_io, DirectIo::Off);
     }
 
     #[test]

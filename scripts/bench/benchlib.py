@@ -602,10 +602,11 @@ def writer_settings():
 
 
 class Server:
-    def __init__(self, root, extra_env=None):
+    def __init__(self, root, extra_env=None, binary=None):
         """`extra_env`: more BINLOG_SERVER_* settings (upload, log level ...); they win over the
-        defaults below."""
+        defaults below. `binary`: another binlog-server than BENCH_SERVER_BIN (an A/B run)."""
         self.root = Path(root)
+        self.binary = binary or server_binary()
         self.data = self.root / "data"
         self.log_path = self.root / "server.log"
         self.port = None
@@ -628,7 +629,7 @@ class Server:
             })
             env.update(self.extra_env)
             self.env_shown = {k: v for k, v in env.items() if k.startswith("BINLOG_SERVER_")}
-            self.argv = [server_binary(), "serve"]
+            self.argv = [self.binary, "serve"]
             self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL,
                                          stdout=open(self.root / "console.log", "ab"), stderr=subprocess.STDOUT)
             cleanup().add_proc("binlog-server", self.proc)

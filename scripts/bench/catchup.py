@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     LogTail, MariaDB, REPL_PASSWORD, REPL_USER, Server, busy_pct, cleanup, cpu_stat, env_int, env_list, find_bin,
     finish, machine_facts, median, output_root, parse_ts_ns, percentile, print_facts, proc_cpu, proc_io, run_main,
-    say, shell_join, thread_cpu, thread_cpu_delta, wait_quiet, work_dir, writer_settings,
+    say, server_binary, shell_join, thread_cpu, thread_cpu_delta, wait_quiet, work_dir, writer_settings,
 )
 
 MIB = 1024 * 1024
@@ -80,22 +80,50 @@ def binlog_stats(datadir, files):
     return events, xids
 
 
+SYSBENCH_TABLES = 4
+SYSBENCH_TABLE_SIZE = 100000
+
+
+def sysbench_argv(db, *more):
+    """sysbench's oltp_write_only on the bench source: per transaction an indexed and a
+    non-indexed UPDATE, a DELETE and an INSERT of ~200-byte rows (row events of a few hundred bytes)."""
+    return ["sysbench", "oltp_write_only", "--db-driver=mysql", "--mysql-host=127.0.0.1", f"--mysql-port={db.port}",
+            "--mysql-user=root", "--mysql-password=", "--mysql-db=bench", f"--tables={SYSBENCH_TABLES}",
+            f"--table-size={SYSBENCH_TABLE_SIZE}"] + list(more)
+
+
+def sysbench(db, *more):
+    r = subprocess.run(sysbench_argv(db, *more), capture_output=True, text=True, timeout=3600)
+    if r.returncode != 0:
+        raise SystemExit(f"sysbench {' '.join(more)} failed ({r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+
+
+DROP_ALL = ("SET sql_log_bin = 0; DROP TABLE IF EXISTS bench.bulk, bench.oltp; DROP PROCEDURE IF EXISTS bench.gen; " +
+            "".join(f"DROP TABLE IF EXISTS bench.sbtest{i + 1}; " for i in range(SYSBENCH_TABLES)))
+
+
 def generate(db, profile, target_bytes):
-    db.sql("SET sql_log_bin = 0; DROP TABLE IF EXISTS bench.bulk, bench.oltp; DROP PROCEDURE IF EXISTS bench.gen;")
+    db.sql(DROP_ALL)
+    if profile == "sysbench":
+        # The tables are filled before RESET MASTER: the backlog is only the write transactions.
+        sysbench(db, "--threads=4", "prepare")
     db.sql("RESET MASTER")
     started = time.monotonic()
     if profile == "bulk":
         db.sql(BULK_SQL)
         stmt, per_call = BULK_TX, 8
-    else:
+    elif profile == "oltp":
         db.sql("DELIMITER //\n" + OLTP_SQL + "//\nDELIMITER ;\n")
         stmt, per_call = OLTP_TX, 1
     while sum(s for _, s in db.binary_logs()) < target_bytes:
-        db.sql(stmt * per_call, db="bench")
+        if profile == "sysbench":
+            sysbench(db, "--threads=4", "--time=20", "--events=0", "--report-interval=0", "run")
+        else:
+            db.sql(stmt * per_call, db="bench")
     gen_s = time.monotonic() - started
     # Free the InnoDB data without logging it, so no page flushing competes with the runs, and
     # push every dirty page of the generation to disk before the first measurement.
-    db.sql("SET sql_log_bin = 0; DROP TABLE IF EXISTS bench.bulk, bench.oltp; DROP PROCEDURE IF EXISTS bench.gen;")
+    db.sql(DROP_ALL)
     target = db.settle()
     subprocess.run(["sync", "-f", str(db.datadir)], check=False)
     files = db.binary_logs()
@@ -187,8 +215,8 @@ def run_theirs(db, backlog, out_dir, syscalls_out=None):
     }
 
 
-def run_ours(db, backlog, root, syscalls_out=None, perf_out=None):
-    server = Server(root).start()
+def run_ours(db, backlog, root, syscalls_out=None, perf_out=None, binary=None):
+    server = Server(root, binary=binary).start()
     task_id = server.create_task(db, {"mode": "FILE_POS", "file": backlog["first"], "pos": 4})
     tail = LogTail(server.log_path)
     tail.read()
@@ -341,6 +369,27 @@ def fmt_threads(threads, elapsed):
                      for name, (u, s) in list(threads.items())[:6])
 
 
+def servers():
+    """[(key, label, binary)]: BENCH_SERVER_BIN (A), and BENCH_SERVER_BIN_B when an A/B run is asked for."""
+    a = server_binary()
+    b = os.environ.get("BENCH_SERVER_BIN_B")
+    if not b:
+        return [("A", "binlog-server", a)]
+    return [("A", "binlog-server A", a), ("B", "binlog-server B", b)]
+
+
+def spread(xs):
+    return f"{min(xs):.1f}-{max(xs):.1f}"
+
+
+def say_load(when):
+    say(f"load average {when}: {load_avg()}")
+
+
+def load_avg():
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
 def measure(db, backlog, runs, root, out_root):
     first_file, nbytes = backlog["first"], backlog["bytes"]
     say(f"\n== {backlog['profile']}: {nbytes / MIB:.1f} MiB in {len(backlog['files'])} files, "
@@ -350,79 +399,114 @@ def measure(db, backlog, runs, root, out_root):
         f"GTID {backlog['gtid']}")
     say("mariadb-binlog command:")
     say("  " + shell_join(binlog_argv(db, backlog, out_root / f"{backlog['profile']}-runN" / "theirs")))
-    theirs_runs, ours_runs = [], []
+    ours = servers()
+    tools = ["theirs"] + [k for k, _, _ in ours]
+    label = {"theirs": "mariadb-binlog"} | {k: lab for k, lab, _ in ours}
+    binary = {k: b for k, _, b in ours}
+    runs_of = {k: [] for k in tools}
+    say_load("before the runs")
     for i in range(runs):
-        order = ["theirs", "ours"] if i % 2 == 0 else ["ours", "theirs"]
+        # Every tool in every round, the order rotated per round: none always goes first.
+        order = tools[i % len(tools):] + tools[:i % len(tools)]
         run_root = out_root / f"{backlog['profile']}-run{i + 1}"
         t_dir = run_root / "theirs"
         res = {}
         for who in order:
             if who == "theirs":
-                res["theirs"] = run_theirs(db, backlog, t_dir)
+                res[who] = run_theirs(db, backlog, t_dir)
             else:
-                res["ours"] = run_ours(db, backlog, run_root / "server")
+                res[who] = run_ours(db, backlog, run_root / f"server-{who}", binary=binary[who])
             subprocess.run(["sync", "-f", str(run_root)], check=False)
         if i == 0:
             say("binlog-server command (task: FILE_POS " + first_file + ":4, POST /api/tasks/1/start, clock "
                 "stops at the 'checkpoint durable' log line reaching the source's position):")
-            say("  " + res["ours"]["command"])
-        check = verify(res["ours"]["files_dir"], t_dir, db.datadir if i == 0 else None)
-        t, o = res["theirs"], res["ours"]
-        say(f"run {i + 1} ({' then '.join(order)}):")
-        say(f"  mariadb-binlog  {t['elapsed_s']:7.2f} s {t['mib_s']:8.1f} MiB/s  cpu u {t['user_s']:.2f}s "
-            f"s {t['sys_s']:.2f}s; fsync of its files afterwards {t['fsync_after_s']:.2f} s; "
-            f"mariadbd cpu {t['source_cpu_s']:.2f}s")
-        say(f"  binlog-server   {o['elapsed_s']:7.2f} s {o['mib_s']:8.1f} MiB/s  cpu u {o['user_s']:.2f}s "
-            f"s {o['sys_s']:.2f}s ({100 * (o['user_s'] + o['sys_s']) / o['elapsed_s']:.0f}% of one core); "
-            f"mariadbd cpu {o['source_cpu_s']:.2f}s; {o['checkpoints']} checkpoints, "
-            f"fsync p50 {o['fsync_us_p50'] / 1000:.1f} ms p99 {o['fsync_us_p99'] / 1000:.1f} ms")
-        say(f"    threads: {fmt_threads(o['threads'], o['elapsed_s'])}")
-        io = o["io"]
-        say(f"    /proc io: {io.get('syscw', 0)} write syscalls ({per_gib(io.get('syscw', 0), nbytes):.0f}/GiB), "
-            f"{io.get('syscr', 0)} read syscalls ({per_gib(io.get('syscr', 0), nbytes):.0f}/GiB), "
-            f"wchar {io.get('wchar', 0) / MIB:.0f} MiB, rchar {io.get('rchar', 0) / MIB:.0f} MiB")
-        if o["problems"]:
-            say(f"    warnings in the server log: {o['problems'][:5]}")
-        say(f"  machine: {t['machine_busy_pct']:.0f}% / {o['machine_busy_pct']:.0f}% of all cores busy during the "
-            f"mariadb-binlog / binlog-server run, of which other processes {t['others_busy_pct']:.0f}% / "
-            f"{o['others_busy_pct']:.0f}% (waited {t['quiet_wait'][1]:.0f} s / {o['quiet_wait'][1]:.0f} s for a "
-            f"quiet moment)")
-        say(f"  byte identity: {check}")
-        if check.startswith("FAILED"):
-            raise SystemExit(f"byte identity check failed; files kept in {run_root}")
-        theirs_runs.append(t)
-        ours_runs.append(o)
+            for k, _, _ in ours:
+                say(f"  {k}: " + res[k]["command"])
+        say(f"run {i + 1} ({' then '.join(label[w] for w in order)}); {load_avg()}:")
+        t = res["theirs"]
+        say(f"  {'mariadb-binlog':16} {t['elapsed_s']:7.2f} s {t['mib_s']:8.1f} MiB/s  cpu u {t['user_s']:.2f}s "
+            f"s {t['sys_s']:.2f}s ({per_gib(t['user_s'] + t['sys_s'], nbytes):.2f} s/GiB); fsync of its files "
+            f"afterwards {t['fsync_after_s']:.2f} s; mariadbd cpu {t['source_cpu_s']:.2f}s; "
+            f"machine {t['machine_busy_pct']:.0f}% busy, others {t['others_busy_pct']:.0f}% "
+            f"(waited {t['quiet_wait'][1]:.0f} s for a quiet moment)")
+        for k, _, _ in ours:
+            o = res[k]
+            check = verify(o["files_dir"], t_dir, db.datadir if i == 0 and k == "A" else None)
+            say(f"  {label[k]:16} {o['elapsed_s']:7.2f} s {o['mib_s']:8.1f} MiB/s  cpu u {o['user_s']:.2f}s "
+                f"s {o['sys_s']:.2f}s ({per_gib(o['user_s'] + o['sys_s'], nbytes):.2f} s/GiB, "
+                f"{100 * (o['user_s'] + o['sys_s']) / o['elapsed_s']:.0f}% of one core); "
+                f"mariadbd cpu {o['source_cpu_s']:.2f}s; {o['checkpoints']} checkpoints, "
+                f"fsync p50 {o['fsync_us_p50'] / 1000:.1f} ms p99 {o['fsync_us_p99'] / 1000:.1f} ms; "
+                f"machine {o['machine_busy_pct']:.0f}% busy, others {o['others_busy_pct']:.0f}% "
+                f"(waited {o['quiet_wait'][1]:.0f} s)")
+            say(f"    threads: {fmt_threads(o['threads'], o['elapsed_s'])}")
+            io = o["io"]
+            say(f"    /proc io: {io.get('syscw', 0)} write syscalls ({per_gib(io.get('syscw', 0), nbytes):.0f}/GiB), "
+                f"{io.get('syscr', 0)} read syscalls ({per_gib(io.get('syscr', 0), nbytes):.0f}/GiB), "
+                f"wchar {io.get('wchar', 0) / MIB:.0f} MiB, rchar {io.get('rchar', 0) / MIB:.0f} MiB")
+            if o["problems"]:
+                say(f"    warnings in the server log: {o['problems'][:5]}")
+            say(f"    byte identity: {check}")
+            if check.startswith("FAILED"):
+                raise SystemExit(f"byte identity check failed ({label[k]}); files kept in {run_root}")
+        for k in tools:
+            runs_of[k].append(res[k])
         if os.environ.get("BENCH_KEEP", "0") in ("", "0"):
             subprocess.run(["rm", "-rf", str(run_root)], check=False)
+    say_load("after the runs")
 
+    def cpu_gib(r):
+        return per_gib(r["user_s"] + r["sys_s"], nbytes)
+
+    # CPU time per GiB hardly depends on what else runs on the machine; wall time does.
+    per_tool = {}
+    for k in tools:
+        rs = runs_of[k]
+        per_tool[k] = {
+            "label": label[k],
+            "mib_s": median([r["mib_s"] for r in rs]),
+            "runs_mib_s": [round(r["mib_s"], 1) for r in rs],
+            "cpu_s_per_gib": median([cpu_gib(r) for r in rs]),
+            "runs_cpu_s_per_gib": [round(cpu_gib(r), 2) for r in rs],
+            "user_s_per_gib": median([per_gib(r["user_s"], nbytes) for r in rs]),
+            "sys_s_per_gib": median([per_gib(r["sys_s"], nbytes) for r in rs]),
+            "source_cpu_s_per_gib": median([per_gib(r["source_cpu_s"], nbytes) for r in rs]),
+            "cpu_pct": median([100 * (r["user_s"] + r["sys_s"]) / r["elapsed_s"] for r in rs]),
+        }
+    theirs_runs = runs_of["theirs"]
     summary = {
         "bytes": nbytes,
-        "mariadb_binlog_mib_s": median([r["mib_s"] for r in theirs_runs]),
+        "tools": per_tool,
         "mariadb_binlog_plus_fsync_mib_s": median(
             [nbytes / MIB / (r["elapsed_s"] + r["fsync_after_s"]) for r in theirs_runs]),
-        "binlog_server_mib_s": median([r["mib_s"] for r in ours_runs]),
-        "binlog_server_cpu_pct": median([100 * (r["user_s"] + r["sys_s"]) / r["elapsed_s"] for r in ours_runs]),
-        # CPU time per GiB hardly depends on what else runs on the machine; wall time does.
-        "binlog_server_cpu_s_per_gib": median([per_gib(r["user_s"] + r["sys_s"], nbytes) for r in ours_runs]),
-        "mariadb_binlog_cpu_s_per_gib": median([per_gib(r["user_s"] + r["sys_s"], nbytes) for r in theirs_runs]),
-        "source_cpu_s_per_gib_ours": median([per_gib(r["source_cpu_s"], nbytes) for r in ours_runs]),
-        "source_cpu_s_per_gib_theirs": median([per_gib(r["source_cpu_s"], nbytes) for r in theirs_runs]),
-        "mariadb_binlog_cpu_pct": median([100 * (r["user_s"] + r["sys_s"]) / r["elapsed_s"] for r in theirs_runs]),
-        "others_busy_pct": median([r["others_busy_pct"] for r in theirs_runs + ours_runs]),
-        "runs_mariadb_binlog_mib_s": [round(r["mib_s"], 1) for r in theirs_runs],
-        "runs_binlog_server_mib_s": [round(r["mib_s"], 1) for r in ours_runs],
+        "others_busy_pct": median([r["others_busy_pct"] for k in tools for r in runs_of[k]]),
+        # The names earlier versions of this script wrote (BENCH_OUT readers).
+        "mariadb_binlog_mib_s": per_tool["theirs"]["mib_s"],
+        "binlog_server_mib_s": per_tool["A"]["mib_s"],
+        "binlog_server_cpu_s_per_gib": per_tool["A"]["cpu_s_per_gib"],
+        "mariadb_binlog_cpu_s_per_gib": per_tool["theirs"]["cpu_s_per_gib"],
+        "runs_mariadb_binlog_mib_s": per_tool["theirs"]["runs_mib_s"],
+        "runs_binlog_server_mib_s": per_tool["A"]["runs_mib_s"],
     }
-    summary["ratio"] = summary["binlog_server_mib_s"] / summary["mariadb_binlog_mib_s"]
+    summary["ratio"] = per_tool["A"]["mib_s"] / per_tool["theirs"]["mib_s"]
+    summary["ratios"] = {f"{k}/theirs": per_tool[k]["mib_s"] / per_tool["theirs"]["mib_s"] for k in binary}
+    if "B" in binary:
+        summary["ratios"]["B/A"] = per_tool["B"]["mib_s"] / per_tool["A"]["mib_s"]
+        summary["cpu_ratio_B/A"] = per_tool["B"]["cpu_s_per_gib"] / per_tool["A"]["cpu_s_per_gib"]
 
     if os.environ.get("BENCH_SYSCALLS", "1") not in ("", "0") and which("perf"):
         say("syscalls per GiB (one extra run of each tool under `perf stat -e syscalls:sys_enter_*`; not timed):")
         prof = out_root / f"{backlog['profile']}-syscalls"
-        t_out, o_out = prof / "theirs.perf-stat", prof / "ours.perf-stat"
+        t_out = prof / "theirs.perf-stat"
         prof.mkdir(parents=True)
         run_theirs(db, backlog, prof / "theirs", syscalls_out=t_out)
-        run_ours(db, backlog, prof / "server", syscalls_out=o_out)
+        counted = [("mariadb-binlog", perf_stat_counts(t_out))]
+        for k, lab, b in servers():
+            o_out = prof / f"ours-{k}.perf-stat"
+            run_ours(db, backlog, prof / f"server-{k}", syscalls_out=o_out, binary=b)
+            counted.append((lab, perf_stat_counts(o_out)))
         syscalls = {}
-        for name, calls in (("mariadb-binlog", perf_stat_counts(t_out)), ("binlog-server", perf_stat_counts(o_out))):
+        for name, calls in counted:
             shown = [(k, v) for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v]
             say(f"  {name:15} " + ", ".join(f"{k} {per_gib(v, nbytes):.0f}" for k, v in shown))
             syscalls[name] = {k: round(per_gib(v, nbytes)) for k, v in calls.items()}
@@ -447,13 +531,21 @@ def measure(db, backlog, runs, root, out_root):
 
 
 def main():
-    runs = env_int("BENCH_RUNS", 3)
+    runs = env_int("BENCH_RUNS", 5)
     profiles = env_list("BENCH_PROFILES", ["bulk", "oltp"])
-    sizes = {"bulk": env_int("BENCH_BULK_MIB", 1024), "oltp": env_int("BENCH_OLTP_MIB", 1024)}
+    sizes = {"bulk": env_int("BENCH_BULK_MIB", 1024), "oltp": env_int("BENCH_OLTP_MIB", 1024),
+             "sysbench": env_int("BENCH_SYSBENCH_MIB", 1024)}
+    for profile in profiles:
+        if profile not in sizes:
+            raise SystemExit(f"unknown profile {profile} (bulk, oltp, sysbench)")
+    if "sysbench" in profiles and not which("sysbench"):
+        raise SystemExit("the sysbench profile needs sysbench (Debian: apt-get install -y sysbench); "
+                         "or leave it out: BENCH_PROFILES=\"bulk oltp\"")
     root = work_dir("binlog-bench-catchup.")
     say(f"work dir {root}")
     facts = machine_facts(root)
     print_facts(facts)
+    say_load("at the start")
     out_root = output_root(root)
     db = MariaDB(root / "mariadb", SOURCE_ARGS).start()
     say("source: " + shell_join(db.argv))
@@ -462,11 +554,12 @@ def main():
                              "binlog_annotate_row_events", "version"])
     say("source variables: " + ", ".join(f"{k}={v}" for k, v in sorted(src_vars.items())))
     say("binlog-server writer: " + ", ".join(f"{k}={v}" for k, v in writer_settings().items()))
-    say(f"runs per tool and profile: {runs} (alternating which tool goes first)")
-    results = {"machine": facts, "source_variables": src_vars, "writer": writer_settings(), "profiles": {}}
+    for k, lab, b in servers():
+        say(f"{lab}: {b}")
+    say(f"runs per tool and profile: {runs} (every tool once per round, the order rotated per round)")
+    results = {"machine": facts, "source_variables": src_vars, "writer": writer_settings(),
+               "servers": {k: b for k, _, b in servers()}, "profiles": {}}
     for profile in profiles:
-        if profile not in sizes:
-            raise SystemExit(f"unknown profile {profile} (bulk, oltp)")
         say(f"\n== generating the {profile} backlog (>= {sizes[profile]} MiB)")
         backlog = generate(db, profile, sizes[profile] * MIB)
         summary = measure(db, backlog, runs, root, out_root)
@@ -474,16 +567,24 @@ def main():
         results["profiles"][profile] = summary
     db.stop()
 
-    say("\n== summary (median of %d runs; MiB = 2^20 bytes of binlog)" % runs)
-    say(f"{'profile':8} {'backlog':>10} {'mariadb-binlog':>15} {'(+fsync after)':>15} {'binlog-server':>14} "
-        f"{'ours/theirs':>12} {'cpu-s/GiB theirs':>17} {'ours':>6}")
+    say("\n== summary (median of %d runs, spread min-max; MiB = 2^20 bytes of binlog; CPU-s/GiB = user+sys of "
+        "the tool's process; mariadbd = the source's CPU-s/GiB while serving that tool)" % runs)
     for p, s in results["profiles"].items():
-        say(f"{p:8} {s['bytes'] / MIB:8.0f} Mi {s['mariadb_binlog_mib_s']:10.1f} MiB/s "
-            f"{s['mariadb_binlog_plus_fsync_mib_s']:10.1f} MiB/s {s['binlog_server_mib_s']:9.1f} MiB/s "
-            f"{s['ratio']:11.2f}x {s['mariadb_binlog_cpu_s_per_gib']:17.2f} {s['binlog_server_cpu_s_per_gib']:6.2f}")
-        say(f"{'':8} runs: mariadb-binlog {s['runs_mariadb_binlog_mib_s']}, binlog-server "
-            f"{s['runs_binlog_server_mib_s']}; other processes used {s['others_busy_pct']:.0f}% of the machine "
-            f"(median over runs)")
+        say(f"{p}: {s['bytes'] / MIB:.0f} MiB, {s['events']} events, {s['transactions']} transactions; other "
+            f"processes used {s['others_busy_pct']:.0f}% of the machine (median over runs)")
+        say(f"  {'tool':16} {'MiB/s':>8} {'spread':>13} {'CPU-s/GiB':>10} {'(user':>6} {'sys)':>5} "
+            f"{'spread':>11} {'mariadbd':>9}")
+        for k, t in s["tools"].items():
+            cpu = t["runs_cpu_s_per_gib"]
+            say(f"  {t['label']:16} {t['mib_s']:8.1f} {spread(t['runs_mib_s']):>13} {t['cpu_s_per_gib']:10.2f} "
+                f"{t['user_s_per_gib']:6.2f} {t['sys_s_per_gib']:5.2f} {spread(cpu):>11} "
+                f"{t['source_cpu_s_per_gib']:9.2f}")
+        say(f"  {'mariadb-binlog + fsync after':29} {s['mariadb_binlog_plus_fsync_mib_s']:.1f} MiB/s")
+        say("  ratios of medians (MiB/s): " + ", ".join(f"{k} {v:.2f}x" for k, v in s["ratios"].items()) +
+            (f"; CPU-s/GiB B/A {s['cpu_ratio_B/A']:.2f}x" if "cpu_ratio_B/A" in s else ""))
+        say("  runs MiB/s: " + "; ".join(f"{t['label']} {t['runs_mib_s']}" for t in s["tools"].values()))
+        say("  runs CPU-s/GiB: " + "; ".join(f"{t['label']} {t['runs_cpu_s_per_gib']}" for t in s["tools"].values()))
+    say_load("at the end")
     finish(results)
 
 

@@ -221,6 +221,31 @@ mod tests {
         }
     }
 
+    /// What a crash can leave of a file written with O_DIRECT (`writer.direct_io`): the bytes
+    /// of the last flush, whatever they end with, then zeros up to the next 4 KiB boundary. For
+    /// every such end, the scan keeps exactly the complete transactions before it.
+    #[test]
+    fn zero_padding_to_the_next_block_after_any_cut_keeps_exactly_the_complete_transactions() {
+        for (data, file, flavor) in [
+            (maria_checksum_fixture("mysql-bin.000002"), "mysql-bin.000002", Flavor::Mariadb),
+            (fixture("mariadb-bin.000001"), "mariadb-bin.000001", Flavor::Mariadb),
+            (fixture("binlog_transaction_with_GTID.000001"), "binlog.000001", Flavor::Mysql),
+        ] {
+            let bounds = boundaries(&data, flavor, file);
+            let from = bounds.iter().find(|(_, b)| *b).map(|(e, _)| *e).expect("a boundary");
+            for cut in from as usize..=data.len() {
+                let padding = vec![0u8; cut.div_ceil(4096) * 4096 - cut];
+                let got = scan_at(&data, file, flavor, from, None, cut, &padding);
+                let want =
+                    bounds.iter().filter(|(e, b)| *b && *e > from && *e <= cut as u64).map(|(e, _)| *e).next_back();
+                assert_eq!(got.len, want.unwrap_or(from), "{file}: cut at {cut}, {} zeros: {got:?}", padding.len());
+                if !padding.is_empty() {
+                    assert!(got.stopped.is_some(), "{file}: cut at {cut}: the padding is no event: {got:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn garbage_a_bad_crc_or_a_broken_position_chain_ends_the_tail() {
         let data = maria_checksum_fixture("mysql-bin.000002");

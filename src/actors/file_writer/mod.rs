@@ -31,6 +31,7 @@ use crate::binlog::gtid::StartGtid;
 use crate::binlog::name::BinlogFileName;
 use crate::binlog::stream::{GtidTracker, LocalFiles, OpenFile, WriteOp};
 use crate::binlog::summary::{self, SummaryBuilder};
+use crate::config::DirectIo;
 use crate::domain::{TaskErrorCode, TaskId};
 use crate::meta::{Checkpoint, FileRecord, FileState, Store, StoreError};
 use crate::reconcile::{self, Facts, Refusal, Removal};
@@ -177,9 +178,46 @@ struct OpenLocal {
     kicked: u64,
     /// The catalog summary of what is durable in the file (see `binlog::summary`).
     summary: SummaryBuilder,
+    /// `Some` when the file is written with O_DIRECT: its aligned tail (see [`direct`]).
+    direct: Option<DirectTail>,
 }
 
 impl OpenLocal {
+    /// Appends `data` at the end (`size` grows; `dirty` until the next `sync`).
+    fn append(&mut self, data: &[u8]) -> Result<(), WriterError> {
+        if let Some(t) = self.direct.as_mut() {
+            t.append(&self.file, data).map_err(|e| WriterError::io("write", &self.path, e))?;
+            self.size += data.len() as u64;
+            debug_assert_eq!(t.size(), self.size, "the aligned tail ends where the file does");
+            self.dirty = true;
+            return Ok(());
+        }
+        // In slices, so that the disk writes the first while the next are copied.
+        for slice in data.chunks(WRITEBACK_CHUNK as usize) {
+            self.file.write_all(slice).map_err(|e| WriterError::io("write", &self.path, e))?;
+            self.size += slice.len() as u64;
+            self.dirty = true;
+            if self.size - self.kicked >= WRITEBACK_CHUNK {
+                start_writeback(&self.file, self.kicked, self.size - self.kicked);
+                self.kicked = self.size;
+            }
+        }
+        Ok(())
+    }
+
+    /// Direct IO: writes what the aligned tail holds and cuts the zero padding of its last block,
+    /// so that the file is exactly `size` bytes long again. Before the `sync_data` that makes the
+    /// bytes (and the length) durable, hence before any checkpoint covering them is published.
+    fn write_out(&mut self) -> Result<(), WriterError> {
+        let Some(t) = self.direct.as_mut() else { return Ok(()) };
+        let end = t.flush(&self.file).map_err(|e| WriterError::io("write", &self.path, e))?;
+        if end != self.size {
+            self.file.set_len(self.size).map_err(|e| WriterError::io("truncate", &self.path, e))?;
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
     /// Our file's offset of a source position in it (see `FileRecord::local_offset`).
     fn local_offset(&self, source_pos: u64) -> u64 {
         crate::binlog::local_offset(self.start_pos, self.header_len, source_pos)
@@ -210,6 +248,10 @@ pub struct FileWriterActor {
     persist_error: Option<String>,
     /// The relay's view of the durable checkpoint (`relay::hub`), told after each fsync.
     relay: Option<crate::relay::hub::DurablePublisher>,
+    /// `writer.direct_io`, and what it came to for this data directory (decided at the first
+    /// `Prepare`, see [`direct::choose`]).
+    direct_io: DirectIo,
+    io: Option<IoChoice>,
 }
 
 impl Actor for FileWriterActor {
@@ -219,12 +261,14 @@ impl Actor for FileWriterActor {
 /// Bytes appended before the kernel is asked to start writing them back (see [`start_writeback`]).
 const WRITEBACK_CHUNK: u64 = 1 << 20;
 
+mod direct;
 mod fsync;
 mod recovery;
 #[cfg(test)]
 mod tests;
 mod write;
 
+use direct::{DirectTail, IoChoice};
 use fsync::{Fsync, Scope, start_writeback};
 
 impl FileWriterActor {
@@ -255,7 +299,49 @@ impl FileWriterActor {
             rebuild: None,
             persist_error: None,
             relay: None,
+            direct_io: DirectIo::Off,
+            io: None,
         }
+    }
+
+    /// `writer.direct_io` (the default here is `off`: through the page cache).
+    pub fn with_direct_io(mut self, setting: DirectIo) -> Self {
+        self.direct_io = setting;
+        self
+    }
+
+    /// Decides, once, whether files are written with O_DIRECT, from the setting and what the
+    /// filesystem of `dir` does with it; a fallback of `auto` is logged (loudly the first time in
+    /// this process, then at debug level: every task probes the same data directory).
+    fn decide_io(&mut self, dir: &Path) -> Result<(), WriterError> {
+        if self.io.is_some() {
+            return Ok(());
+        }
+        let facts = if self.direct_io == DirectIo::Off {
+            direct::DirFacts { memory_fs: false, odirect: Ok(()) }
+        } else {
+            direct::probe(dir).map_err(|e| WriterError::io("probe O_DIRECT in", dir, e))?
+        };
+        let choice = direct::choose(self.direct_io, &facts).map_err(WriterError::Invariant)?;
+        match &choice {
+            IoChoice::Buffered { why: Some(why) } => {
+                static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+                if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    warn!(self.log, "writer.direct_io is auto: writing through the page cache"; "why" => why.as_str(),
+                        "dir" => %dir.display());
+                } else {
+                    debug!(self.log, "writer.direct_io is auto: writing through the page cache"; "why" => why.as_str());
+                }
+            }
+            IoChoice::Direct => debug!(self.log, "writing binlog files with O_DIRECT"; "dir" => %dir.display()),
+            IoChoice::Buffered { why: None } => {}
+        }
+        self.io = Some(choice);
+        Ok(())
+    }
+
+    fn direct(&self) -> bool {
+        self.io == Some(IoChoice::Direct)
     }
 
     /// Publishes each durable checkpoint to the relay (`relay::hub`).
@@ -427,6 +513,11 @@ impl Handler<CloseFiles> for FileWriterActor {
             // The lease is gone: nothing more is written or persisted under it.
             self.open = None;
             return Err(WriterError::LeaseExpired);
+        }
+        if let Some(o) = self.open.as_mut()
+            && !self.fsync.poisoned
+        {
+            o.write_out()?;
         }
         if let Some(o) = self.open.as_mut()
             && o.dirty

@@ -2,6 +2,7 @@
 //! crash recovery of the fsynced tail (`Recover`), and resuming an open file's summary.
 
 use super::*;
+use std::os::unix::fs::FileExt as _;
 
 impl FileWriterActor {
     pub(super) fn prepare(&mut self, msg: Prepare) -> Result<Prepared, WriterError> {
@@ -32,6 +33,7 @@ impl FileWriterActor {
         let dir = Self::identity_dir(&self.task_dir, msg.identity.as_str());
         fs::create_dir_all(&dir).map_err(|e| WriterError::io("create directory", &dir, e))?;
         self.fsync.dir(&self.task_dir)?;
+        self.decide_io(&dir)?;
 
         // The checkpoint speaks for this folder only when it was taken on this source.
         let here = checkpoint.as_ref().filter(|c| c.source_identity == msg.identity.as_str());
@@ -118,6 +120,15 @@ impl FileWriterActor {
                     .resume_summary(&mut f, rec, cp.pos, resume.len)
                     .map_err(|e| WriterError::io("read", &path, e))?;
                 f.seek(SeekFrom::End(0)).map_err(|e| WriterError::io("seek", &path, e))?;
+                let mut direct = None;
+                if self.direct() {
+                    // Writes go on from the partial last block, read back into the aligned tail.
+                    let mut partial = vec![0u8; (resume.len % direct::ALIGN as u64) as usize];
+                    let at = resume.len - partial.len() as u64;
+                    f.read_exact_at(&mut partial, at).map_err(|e| WriterError::io("read", &path, e))?;
+                    f = direct::open_direct(&path, false).map_err(|e| WriterError::io("open", &path, e))?;
+                    direct = Some(DirectTail::new(resume.len, &partial));
+                }
                 local.open = Some(OpenFile {
                     name: resume.name.clone(),
                     start_pos: resume.start_pos,
@@ -134,6 +145,7 @@ impl FileWriterActor {
                     dirty: false,
                     kicked: resume.len,
                     summary,
+                    direct,
                 });
             }
             _ => {}

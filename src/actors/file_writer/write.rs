@@ -16,16 +16,7 @@ impl FileWriterActor {
                         .open
                         .as_mut()
                         .ok_or_else(|| WriterError::Invariant("append without an open file".into()))?;
-                    // In slices, so that the disk writes the first while the next are copied.
-                    for slice in data.chunks(WRITEBACK_CHUNK as usize) {
-                        o.file.write_all(slice).map_err(|e| WriterError::io("write", &o.path, e))?;
-                        o.size += slice.len() as u64;
-                        o.dirty = true;
-                        if o.size - o.kicked >= WRITEBACK_CHUNK {
-                            start_writeback(&o.file, o.kicked, o.size - o.kicked);
-                            o.kicked = o.size;
-                        }
-                    }
+                    o.append(&data)?;
                     o.summary.on_events(&data, end_pos);
                     bytes += data.len() as u64;
                 }
@@ -49,6 +40,7 @@ impl FileWriterActor {
             && o.dirty
         {
             synced = true;
+            o.write_out()?;
             if let Err(e) = self.fsync.file(&o.file, &o.path, Scope::Data) {
                 cut_unsynced(o, self.durable.as_ref(), &self.log);
                 return Err(e);
@@ -96,14 +88,23 @@ impl FileWriterActor {
         let identity = self.ident()?.to_string();
         let dir = Self::identity_dir(&self.task_dir, &identity);
         let path = dir.join(name.as_str());
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .mode(0o600) // row data: the owner's only (the umask is 077 as well, see fsmode)
-            .open(&path)
-            .map_err(|e| WriterError::io("create", &path, e))?;
-        file.write_all(&MAGIC).map_err(|e| WriterError::io("write", &path, e))?;
-        file.write_all(header).map_err(|e| WriterError::io("write", &path, e))?;
+        let (file, mut direct) = if self.direct() {
+            let file = direct::open_direct(&path, true).map_err(|e| WriterError::io("create", &path, e))?;
+            (file, Some(DirectTail::new(0, &[])))
+        } else {
+            let file = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .mode(0o600) // row data: the owner's only (the umask is 077 as well, see fsmode)
+                .open(&path)
+                .map_err(|e| WriterError::io("create", &path, e))?;
+            (file, None)
+        };
+        match direct.as_mut() {
+            Some(t) => t.append(&file, &[&MAGIC[..], header].concat()),
+            None => (&file).write_all(&MAGIC).and_then(|()| (&file).write_all(header)),
+        }
+        .map_err(|e| WriterError::io("write", &path, e))?;
         let header_len = (MAGIC.len() + header.len()) as u64;
         let inserted = self.store.insert_file(&FileRecord {
             task_id: self.task_id.0,
@@ -150,6 +151,7 @@ impl FileWriterActor {
             dirty: true,
             kicked: 0,
             summary,
+            direct,
         });
         Ok(())
     }
@@ -162,6 +164,8 @@ impl FileWriterActor {
             vec![KeyValue::new("task.id", self.task_id.0), KeyValue::new("binlog.end_pos", end_pos as i64)],
         );
         let mut o = self.open.take().ok_or_else(|| WriterError::Invariant("seal without an open file".into()))?;
+        // Sealed means exactly the source's bytes: no padding past them.
+        o.write_out()?;
         if let Err(e) = self.fsync.file(&o.file, &o.path, Scope::Data) {
             cut_unsynced(&o, self.durable.as_ref(), &self.log);
             return Err(e);

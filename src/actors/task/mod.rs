@@ -272,9 +272,11 @@ impl Actor for TaskActor {
         let data_dir = s.data_dir.clone();
         let lease = self.ctx.lease.clone();
         let relay = self.ctx.relay.publisher(id);
+        let direct_io = s.writer.direct_io;
         self.writer = Some(SyncArbiter::start(1, move || {
             let w = FileWriterActor::new(id, &data_dir, store.clone(), log.clone(), report.clone(), interval)
-                .with_relay(relay.clone());
+                .with_relay(relay.clone())
+                .with_direct_io(direct_io);
             match &lease {
                 Some(guard) => w.with_lease(crate::actors::file_writer::WriterLease { guard: guard.clone() }),
                 None => w,
