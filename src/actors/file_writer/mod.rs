@@ -102,9 +102,25 @@ impl WriterError {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub enum WriterEvent {
-    Checkpointed { checkpoint: Checkpoint, fsync: Duration, bytes: u64 },
-    FileCreated { identity: String, name: BinlogFileName },
-    FileSealed { identity: String, name: BinlogFileName, path: PathBuf, size: u64 },
+    Checkpointed {
+        checkpoint: Checkpoint,
+        fsync: Duration,
+        bytes: u64,
+    },
+    FileCreated {
+        identity: String,
+        name: BinlogFileName,
+    },
+    /// `sha256`: the digest of the bytes the writer wrote into the file, when it wrote every one
+    /// of them (a file it created and sealed in one run); `None` when the task must read the
+    /// file back to hash it (a file resumed after a restart, or sealed by recovery).
+    FileSealed {
+        identity: String,
+        name: BinlogFileName,
+        path: PathBuf,
+        size: u64,
+        sha256: Option<String>,
+    },
 }
 
 /// Reconcile the local copy of `identity` with the checkpoint; answer what we hold.
@@ -180,11 +196,17 @@ struct OpenLocal {
     summary: SummaryBuilder,
     /// `Some` when the file is written with O_DIRECT: its aligned tail (see [`direct`]).
     direct: Option<DirectTail>,
+    /// The sha256 of every byte written into the file so far, when the writer created it (the
+    /// digest recorded at sealing without reading the file back); `None` for a resumed file.
+    hasher: Option<sha2::Sha256>,
 }
 
 impl OpenLocal {
     /// Appends `data` at the end (`size` grows; `dirty` until the next `sync`).
     fn append(&mut self, data: &[u8]) -> Result<(), WriterError> {
+        if let Some(h) = self.hasher.as_mut() {
+            sha2::Digest::update(h, data);
+        }
         if let Some(t) = self.direct.as_mut() {
             t.append(&self.file, data).map_err(|e| WriterError::io("write", &self.path, e))?;
             self.size += data.len() as u64;

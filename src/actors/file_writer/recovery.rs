@@ -146,6 +146,7 @@ impl FileWriterActor {
                     kicked: resume.len,
                     summary,
                     direct,
+                    hasher: None,
                 });
             }
             _ => {}
@@ -306,6 +307,7 @@ impl FileWriterActor {
                 name: cp.file.clone(),
                 path,
                 size: want,
+                sha256: None,
             });
         }
         Ok(())

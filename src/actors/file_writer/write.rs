@@ -105,6 +105,9 @@ impl FileWriterActor {
             None => (&file).write_all(&MAGIC).and_then(|()| (&file).write_all(header)),
         }
         .map_err(|e| WriterError::io("write", &path, e))?;
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        sha2::Digest::update(&mut hasher, MAGIC);
+        sha2::Digest::update(&mut hasher, header);
         let header_len = (MAGIC.len() + header.len()) as u64;
         let inserted = self.store.insert_file(&FileRecord {
             task_id: self.task_id.0,
@@ -152,6 +155,7 @@ impl FileWriterActor {
             kicked: 0,
             summary,
             direct,
+            hasher: Some(hasher),
         });
         Ok(())
     }
@@ -192,6 +196,7 @@ impl FileWriterActor {
             name: o.name.clone(),
             path: o.path.clone(),
             size: o.size,
+            sha256: o.hasher.take().map(|h| hex::encode(sha2::Digest::finalize(h))),
         });
         Ok(())
     }

@@ -128,7 +128,7 @@ impl TaskActor {
         if self.hashing {
             return;
         }
-        let Some((identity, name, path)) = self.to_hash.pop_front() else { return };
+        let Some((identity, name, path, written)) = self.to_hash.pop_front() else { return };
         self.hashing = true;
         let store = self.ctx.store.clone();
         let id = self.id();
@@ -137,10 +137,14 @@ impl TaskActor {
             async move {
                 let res = store
                     .call(move |s| {
-                        let digest = sha256_file(&path).map_err(|e| crate::meta::StoreError::Io {
-                            what: format!("cannot read {}", path.display()),
-                            source: e,
-                        })?;
+                        // Hashed as the writer wrote it, or else read back.
+                        let digest = match written {
+                            Some(d) => d,
+                            None => sha256_file(&path).map_err(|e| crate::meta::StoreError::Io {
+                                what: format!("cannot read {}", path.display()),
+                                source: e,
+                            })?,
+                        };
                         s.set_file_sha256(id, &identity, &name, &digest)
                     })
                     .await;
@@ -172,7 +176,7 @@ impl Handler<WriterEvent> for TaskActor {
                 self.status.last_fsync_us = Some(fsync.as_micros() as u64);
             }
             WriterEvent::FileCreated { .. } => {}
-            WriterEvent::FileSealed { identity, name, path, size } => {
+            WriterEvent::FileSealed { identity, name, path, size, sha256 } => {
                 let state = self.state;
                 self.record(
                     state,
@@ -180,7 +184,7 @@ impl Handler<WriterEvent> for TaskActor {
                     Some((TaskEventType::TaskFileRotated, format!("{name} sealed ({size} bytes)"))),
                     ctx,
                 );
-                self.to_hash.push_back((identity, name.to_string(), path));
+                self.to_hash.push_back((identity, name.to_string(), path, sha256));
                 self.hash_next(ctx);
             }
         }

@@ -108,7 +108,9 @@ pub struct TaskActor {
     base_events: u64,
     base_bytes: u64,
     base_acks: u64,
-    to_hash: VecDeque<(String, String, PathBuf)>,
+    /// Sealed files whose sha256 is to be recorded: (identity, name, path, the digest of the
+    /// bytes as written when the writer has it, else `None`: read the file back).
+    to_hash: VecDeque<(String, String, PathBuf, Option<String>)>,
     hashing: bool,
     /// The task id as a metric label value.
     label: String,
@@ -296,7 +298,7 @@ impl Actor for TaskActor {
             move |files, act, ctx| {
                 for f in files.into_iter().filter(|f| f.state == crate::meta::FileState::Sealed && f.sha256.is_none()) {
                     let path = f.local_path(&data_dir);
-                    act.to_hash.push_back((f.source_identity, f.file_name.to_string(), path));
+                    act.to_hash.push_back((f.source_identity, f.file_name.to_string(), path, None));
                 }
                 act.hash_next(ctx);
             },
