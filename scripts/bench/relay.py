@@ -260,9 +260,8 @@ def fanout(root, out_root, results):
         raise SystemExit(f"load generator failed:\n{r.stderr}")
     fleet_size = max(sizes) - 1
     t = time.monotonic()
-    with ThreadPoolExecutor(max_workers=4) as ex:
-        fleet = list(ex.map(lambda i: MariaDB(root / f"replica-{i}", REPLICA_ARGS + [f"--server-id={10 + i}"]).start(),
-                            range(fleet_size)))
+    # One after the other: mariadb-install-db run in parallel collide on their temporary tables.
+    fleet = [MariaDB(root / f"replica-{i}", REPLICA_ARGS + [f"--server-id={10 + i}"]).start() for i in range(fleet_size)]
     say(f"{fleet_size} replica mariadbd started in {time.monotonic() - t:.0f} s\n")
     ctx = {"db": db, "server": server, "task_id": task_id, "relay_port": relay_port, "fleet": fleet,
            "task_stopped": False}
