@@ -262,6 +262,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
             rate_limit: limiter.clone(),
             failed_auth: failed_auth.clone(),
             body: api::body::BodyLimits { timeout: body_timeout, max_bytes: max_body_bytes },
+            log: state.log.clone(),
         };
         let cross_site = cross_site.clone();
         App::new()

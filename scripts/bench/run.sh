@@ -6,7 +6,7 @@
 # SCENARIO is one of:
 #   catchup    catch-up throughput against mariadb-binlog --raw, bulk and OLTP backlogs
 #   lag        commit -> durable checkpoint latency at steady transaction rates
-#   scale      1,000 tasks configured, 100 streaming: RSS, CPU, API latency (needs wrk)
+#   scale      1,000 tasks configured, all streaming: RSS, CPU, API latency (wrk and open loop; needs wrk)
 #   bigevents  peak memory under a stream of 256 MiB events
 #   upload     upload throughput to an S3 test server (needs moto_server)
 #   semisync   commit latency on the source: async, semi-sync through binlog-server, semi-sync

@@ -4,12 +4,14 @@ Run through scripts/bench/run.sh scale, which builds the release binary first. S
 docs/performance.md for what is measured and how to read the output.
 """
 
+import http.client
 import os
 import re
 import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     MariaDB, RssSampler, Server, busy_pct, cpu_stat, env_int, finish, gtid_seq, machine_facts, median, open_fds,
-    output_root, poll_until, print_facts, proc_cpu, proc_status, run_main, say, shell_join, thread_cpu,
+    output_root, percentile, poll_until, print_facts, proc_cpu, proc_status, run_main, say, shell_join, thread_cpu,
     thread_cpu_delta, wait_quiet, work_dir,
 )
 
@@ -91,6 +93,68 @@ def run_wrk(url, seconds, conns):
 
 
 # ---------------------------------------------------------------------------------------------
+# Open loop: requests at a fixed rate whatever the answers' speed (wrk's closed loop slows down
+# with the server and so hides queueing; see docs/performance.md).
+
+
+def open_loop(port, paths, rate, seconds, workers=8):
+    """Sends `rate` requests per second for `seconds`, cycling over `paths`, each due at
+    t0 + i / rate; a request's latency is answer received - due (so time spent waiting for a free
+    worker counts, as it would for a client). Returns {p50, p90, p99, max (ms), sent, non_2xx,
+    errors, late_starts} where late_starts counts requests sent more than 1 ms after their due
+    time (the load generator itself fell behind)."""
+    n = int(rate * seconds)
+    t0 = time.monotonic() + 0.2
+    lat, non_2xx, errors, late = [], [0], [0], [0]
+    lock = threading.Lock()
+
+    def worker(k):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        for i in range(k, n, workers):
+            due = t0 + i / rate
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+            elif now - due > 0.001:
+                with lock:
+                    late[0] += 1
+            try:
+                conn.request("GET", paths[i % len(paths)])
+                r = conn.getresponse()
+                r.read()
+                if not 200 <= r.status < 300:
+                    with lock:
+                        non_2xx[0] += 1
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    errors[0] += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            mine.append(1000 * (time.monotonic() - due))
+        conn.close()
+        with lock:
+            lat.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(workers)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    lat.sort()
+    return {"p50": percentile(lat, 50), "p90": percentile(lat, 90), "p99": percentile(lat, 99),
+            "max": lat[-1] if lat else float("nan"), "sent": len(lat), "non_2xx": non_2xx[0],
+            "errors": errors[0], "late_starts": late[0]}
+
+
+def start_hog(cpu):
+    """A neighbour: a busy loop pinned to one core (taskset), as another tenant's CPU-bound job."""
+    if shutil.which("taskset") is None:
+        raise SystemExit("error: taskset not found (Debian: util-linux)")
+    return subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c", "while True: pass"])
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def start_sources(root, n, tasks_per_source):
@@ -156,13 +220,16 @@ def rss_mib(pid):
 
 def main():
     n_tasks = env_int("BENCH_SCALE_TASKS", 1000)
-    n_streaming = env_int("BENCH_SCALE_STREAMING", 100)
+    n_streaming = env_int("BENCH_SCALE_STREAMING", 1000)
     n_sources = env_int("BENCH_SCALE_SOURCES", 4)
-    rate = env_int("BENCH_SCALE_TX_PER_S", 50)
+    rate = env_int("BENCH_SCALE_TX_PER_S", 5)
     wrk_s = env_int("BENCH_SCALE_WRK_S", 10)
     wrk_conns = env_int("BENCH_SCALE_WRK_CONNS", 4)
     runs = env_int("BENCH_RUNS", 3)
     steady_s = env_int("BENCH_SCALE_STEADY_S", 15)
+    open_rate = env_int("BENCH_SCALE_OPEN_RATE", 200)
+    open_s = env_int("BENCH_SCALE_OPEN_S", 20)
+    hog = env_int("BENCH_SCALE_HOG", 1)
     if shutil.which("wrk") is None:
         raise SystemExit("error: wrk not found (Debian: apt-get install -y wrk)")
     root = work_dir("binlog-bench-scale.")
@@ -247,6 +314,8 @@ def main():
 
     # The write load: one connection per source, paced in SQL, for as long as the measurements take.
     load_s = steady_s + runs * len(urls) * (wrk_s + 2) + 10
+    if open_rate:
+        load_s += runs * (2 if hog else 1) * (open_s + 3)
     gtid0 = [gtid_seq(db.value("SELECT @@gtid_binlog_pos"), i) or 0 for i, db in enumerate(dbs)]
     loads = []
     for db in dbs:
@@ -330,6 +399,32 @@ def main():
                 f"{r['machine_busy_pct']:.0f}% busy, other processes {r['others_busy_pct']:.0f}%")
     results["wrk"] = per
 
+    if open_rate:
+        paths = ["/api/tasks?limit=50", f"/api/tasks/{ids[n_tasks // 2]}", "/metrics"]
+        say(f"\n== API latency at a fixed {open_rate} requests/s (open loop, {open_s} s per run, the three "
+            f"endpoints in turn), {runs} runs" + (" quiet, then each with a CPU hog pinned to core 0" if hog else ""))
+        opened = {"quiet": [], "hog": []}
+        for run in range(runs):
+            for kind in (["quiet", "hog"] if hog else ["quiet"]):
+                h = start_hog(0) if kind == "hog" else None
+                try:
+                    c0, m0 = proc_cpu(pid), cpu_stat()
+                    w0 = time.monotonic()
+                    r = open_loop(server.port, paths, open_rate, open_s)
+                    wall = time.monotonic() - w0
+                    r["server_cpu_pct"] = 100 * (proc_cpu(pid)[0] - c0[0]) / wall
+                    r["machine_busy_pct"] = busy_pct(m0, cpu_stat())
+                finally:
+                    if h is not None:
+                        h.kill()
+                        h.wait()
+                opened[kind].append(r)
+                say(f"  run {run + 1} {kind:5} p50 {r['p50']:6.2f} ms p90 {r['p90']:6.2f} p99 {r['p99']:6.2f} "
+                    f"max {r['max']:7.2f} ms; {r['sent']} sent, non-2xx {r['non_2xx']}, errors {r['errors']}, "
+                    f"late starts {r['late_starts']}; binlog-server cpu {r['server_cpu_pct']:.0f}%, machine "
+                    f"{r['machine_busy_pct']:.0f}% busy")
+        results["open_loop"] = {"rate": open_rate, "seconds": open_s, **opened}
+
     for p in loads:
         p.wait(timeout=load_s + 120)
         if p.returncode != 0:
@@ -380,6 +475,13 @@ def main():
     for name, rs in per.items():
         say(f"  {name:26} p50 {median([r['p50'] for r in rs]):6.2f} ms  p99 {median([r['p99'] for r in rs]):6.2f} "
             f"ms (runs {[round(r['p99'], 2) for r in rs]})  {median([r['rps'] for r in rs]):7.0f} req/s")
+    if open_rate:
+        for kind in ("quiet", "hog"):
+            rs = results["open_loop"][kind]
+            if rs:
+                p99s = [r["p99"] for r in rs]
+                say(f"API p99 at {open_rate} req/s (open loop), {kind}: median {median(p99s):.2f} ms "
+                    f"(runs {[round(x, 2) for x in p99s]}, spread {min(p99s):.2f}-{max(p99s):.2f})")
     finish(results)
 
 

@@ -63,11 +63,16 @@ pub struct ApiError {
     pub fields: Vec<FieldMessage>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<ItemFieldMessage>,
+    /// What failed inside, for the server log only, never for the answer (it may name paths of
+    /// the data directory or the metadata database's own words): set by [`ApiError::internal`],
+    /// logged by [`log_internal_errors`].
+    #[serde(skip)]
+    pub detail: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: ErrorCode, error: impl Into<String>) -> Self {
-        ApiError { status, error: error.into(), code, fields: Vec::new(), items: Vec::new() }
+        ApiError { status, error: error.into(), code, fields: Vec::new(), items: Vec::new(), detail: None }
     }
 
     pub fn invalid(error: impl Into<String>) -> Self {
@@ -82,11 +87,19 @@ impl ApiError {
             code: ErrorCode::InvalidRequest,
             fields: errs.into_iter().map(|e| FieldMessage { field: e.field, message: e.message }).collect(),
             items: Vec::new(),
+            detail: None,
         }
     }
 
-    pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError, "internal error; see the server log")
+    /// A 500 that answers "see the server log", and the `detail` that the log then shows.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        let mut e = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::InternalError,
+            "internal error; see the server log",
+        );
+        e.detail = Some(detail.to_string());
+        e
     }
 
     pub fn unavailable(what: impl Into<String>) -> Self {
@@ -138,6 +151,7 @@ impl ResponseError for ApiError {
                     message: capped(&f.message, MAX_FIELD_MESSAGE_CHARS),
                 })
                 .collect(),
+            detail: None,
         };
         HttpResponse::build(self.status).json(capped)
     }
@@ -182,9 +196,31 @@ impl From<ControlError> for ApiError {
                 | StoreError::Secrets(_)
                 | StoreError::Fenced(_)
                 | StoreError::Query(_),
-            ) => ApiError::internal(),
+            ) => ApiError::internal(msg),
         }
     }
+}
+
+/// Middleware: every 500 an API handler answered is logged with its [`ApiError::detail`], so that
+/// "see the server log" is true. Other statuses are the client's business or the service's
+/// announced state (503), not a fault to look into.
+pub async fn log_internal_errors(
+    log: slog::Logger,
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let (method, path) = (req.method().to_string(), req.path().to_string());
+    let res = next.call(req).await?;
+    if res.status() == StatusCode::INTERNAL_SERVER_ERROR {
+        let detail = res
+            .response()
+            .error()
+            .and_then(|e| e.as_error::<ApiError>())
+            .map(|e| e.detail.clone().unwrap_or_else(|| e.error.clone()));
+        let detail = detail.unwrap_or_else(|| "an error answer that is not the API's own".into());
+        slog::error!(log, "API request failed"; "method" => method, "path" => capped(&path, 200), "error" => detail);
+    }
+    Ok(res)
 }
 
 impl From<actix::MailboxError> for ApiError {
@@ -208,5 +244,64 @@ mod tests {
         let bytes = actix_web::body::to_bytes_limited(body, 1 << 20);
         let bytes = futures_util::FutureExt::now_or_never(bytes).unwrap().unwrap().unwrap();
         assert!(bytes.len() < 2048, "{} bytes", bytes.len());
+    }
+
+    /// A writer the test reads back: what the logger printed.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_500_logs_its_detail_and_answers_without_it() {
+        use actix_web::{App, test as web_test, web};
+        use slog::Drain;
+        let out = Captured::default();
+        let drain = slog_term::FullFormat::new(slog_term::PlainSyncDecorator::new(out.clone())).build().fuse();
+        let log = slog::Logger::root(drain, slog::o!());
+        let app = web_test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(move |req, next| log_internal_errors(log.clone(), req, next)))
+                .route(
+                    "/boom",
+                    web::get().to(|| async {
+                        Err::<HttpResponse, _>(ApiError::internal("reading /data/meta.db: disk on fire"))
+                    }),
+                )
+                .route(
+                    "/missing",
+                    web::get().to(|| async {
+                        Err::<HttpResponse, _>(ApiError::new(
+                            StatusCode::NOT_FOUND,
+                            ErrorCode::NotFound,
+                            "no such thing",
+                        ))
+                    }),
+                ),
+        )
+        .await;
+
+        let res = web_test::call_service(&app, web_test::TestRequest::get().uri("/boom").to_request()).await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = String::from_utf8(web_test::read_body(res).await.to_vec()).unwrap();
+        assert!(body.contains("see the server log"), "{body}");
+        assert!(!body.contains("disk on fire") && !body.contains("meta.db"), "the answer leaks the detail: {body}");
+        let logged = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("API request failed"), "{logged}");
+        assert!(logged.contains("reading /data/meta.db: disk on fire"), "{logged}");
+        assert!(logged.contains("/boom"), "{logged}");
+
+        let res = web_test::call_service(&app, web_test::TestRequest::get().uri("/missing").to_request()).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        let logged = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(!logged.contains("/missing"), "a client's 404 is not a fault to log: {logged}");
     }
 }

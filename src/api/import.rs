@@ -1,6 +1,6 @@
 //! `POST /api/tasks/{id}/import`: imports binlog files from the server's disk, only from inside
 //! `storage.import_dir` (`import::source` decides what may be read). The work is
-//! `import::run::import` on a blocking thread; this handler only maps its answer.
+//! `import::run::import_from` on a blocking thread; this handler only maps its answer.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -17,6 +17,12 @@ use crate::meta::StoreError;
 #[serde(deny_unknown_fields)]
 pub struct ImportBody {
     pub path: String,
+    /// The uuid of the MySQL server that wrote the files, for files that do not name it (no GTID
+    /// transaction of their own, e.g. written with gtid_mode OFF); as `binlog-server import
+    /// --source-uuid`. Files that name their server must name this one.
+    #[serde(default)]
+    #[schema(example = "357df524-4139-11ee-9979-b033ee13919e")]
+    pub source_uuid: Option<String>,
 }
 
 impl From<SourceError> for ApiError {
@@ -47,7 +53,7 @@ impl From<ImportError> for ApiError {
             }
             ImportError::Store(StoreError::ShuttingDown) => ApiError::unavailable("the service is shutting down"),
             // Paths of the data directory stay in the log.
-            ImportError::Io { .. } | ImportError::Store(_) => ApiError::internal(),
+            ImportError::Io { .. } | ImportError::Store(_) => ApiError::internal(msg),
         }
     }
 }
@@ -62,11 +68,15 @@ pub async fn import(
     id: TaskIdPath,
     body: web::Json<ImportBody>,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(u) = &body.source_uuid {
+        crate::binlog::gtid::Uuid::parse(u).map_err(|e| ApiError::invalid(format!("source_uuid {u:?}: {}", e.0)))?;
+    }
     let offers = source::offers(state.import_dir.as_deref(), &body.path)?;
+    let source_uuid = body.into_inner().source_uuid;
     let (store, data_dir, log) = (state.store.clone(), state.data_dir.clone(), state.log.clone());
     let id = id.0;
     let report = web::block(move || {
-        let r = run::import(&store, &data_dir, id, offers);
+        let r = run::import_from(&store, &data_dir, id, offers, source_uuid.as_deref());
         match &r {
             Ok(rep) => slog::info!(log, "files imported"; "task_id" => id.0, "files" => rep.files.len(), "source" => &rep.source_identity),
             Err(e) => slog::warn!(log, "import refused or failed"; "task_id" => id.0, "error" => %e),
@@ -74,7 +84,7 @@ pub async fn import(
         r
     })
     .await
-    .map_err(|_| ApiError::internal())??;
+    .map_err(|e| ApiError::internal(format!("the import's worker thread failed: {e}")))??;
     // An archive-only task's uploader takes the new files at once.
     state.supervisor.do_send(crate::actors::supervisor::FilesImported(id));
     Ok(HttpResponse::Ok().json(report))

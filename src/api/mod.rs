@@ -91,6 +91,8 @@ pub struct Guards {
     pub failed_auth: Option<std::sync::Arc<rate_limit::FailedAuthLimiter>>,
     /// Request bodies under `/api` (`http.body_timeout_sec`, `http.max_body_bytes`).
     pub body: body::BodyLimits,
+    /// Where a 500's detail is logged (`error::log_internal_errors`).
+    pub log: slog::Logger,
 }
 
 /// `{id}` in a task path. A value that is not a task id cannot name a task: 404.
@@ -242,6 +244,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, guards: Guards, ui_source: &ui::U
     let limiter = guards.rate_limit.clone();
     let body_limits = guards.body;
     let (api_failures, metrics_failures) = (guards.failed_auth.clone(), guards.failed_auth.clone());
+    let log = guards.log.clone();
     cfg.service(resource("/healthz", "GET").route(web::get().to(healthz)))
         .service(
             resource("/metrics", "GET")
@@ -265,7 +268,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, guards: Guards, ui_source: &ui::U
                     auth::require(api_guard.clone(), api_failures.clone(), req, next)
                 }))
                 // Outermost: a flood is turned away before anything else runs.
-                .wrap(actix_web::middleware::from_fn(move |req, next| rate_limit::limit(limiter.clone(), req, next))),
+                .wrap(actix_web::middleware::from_fn(move |req, next| rate_limit::limit(limiter.clone(), req, next)))
+                .wrap(actix_web::middleware::from_fn(move |req, next| {
+                    error::log_internal_errors(log.clone(), req, next)
+                })),
         )
         .default_service(web::to(not_found));
 }

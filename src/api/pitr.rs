@@ -102,7 +102,7 @@ impl From<FileAccessError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::RangeNotCovered, msg)
             }
             FileAccessError::Changed { .. } => ApiError::new(StatusCode::CONFLICT, ErrorCode::FileChanged, msg),
-            FileAccessError::Io { .. } => ApiError::internal(),
+            FileAccessError::Io { .. } => ApiError::internal(msg),
         }
     }
 }

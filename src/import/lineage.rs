@@ -87,7 +87,7 @@ pub enum Refusal {
     OtherServer { file: BinlogFileName, found: String, expected: String },
     #[error(
         "{file}: cannot tell which MySQL server wrote it (no transaction of its own carries its uuid); \
-         name it with --source-uuid"
+         name it with --source-uuid (API: source_uuid)"
     )]
     UnknownServer { file: BinlogFileName },
     #[error("{file} is already in the task's archive")]

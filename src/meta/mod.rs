@@ -91,11 +91,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether trying again later may succeed (connection trouble, lock timeouts).
+    /// Whether trying again later may succeed (connection trouble, lock timeouts). A
+    /// misconfiguration, a bad row or a lost lease stays what it is until somebody acts.
     pub fn is_retryable(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
-            StoreError::Unavailable(_) | StoreError::ShuttingDown => true,
+            StoreError::Unavailable(_) | StoreError::ShuttingDown | StoreError::Locked(_) => true,
             StoreError::Query(Error::DatabaseError(kind, _)) => matches!(
                 kind,
                 DatabaseErrorKind::SerializationFailure
@@ -132,5 +133,42 @@ impl From<diesel::result::Error> for StoreError {
 impl From<diesel::r2d2::PoolError> for StoreError {
     fn from(e: diesel::r2d2::PoolError) -> Self {
         StoreError::Unavailable(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TaskState;
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    #[test]
+    fn which_store_errors_are_worth_a_retry() {
+        let io = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let db = |kind| StoreError::Query(Error::DatabaseError(kind, Box::new(String::from("server said no"))));
+        let table: Vec<(StoreError, bool)> = vec![
+            (StoreError::Unavailable("pool timed out".into()), true),
+            (StoreError::ShuttingDown, true),
+            (StoreError::Locked("Lock wait timeout exceeded".into()), true),
+            (db(DatabaseErrorKind::SerializationFailure), true),
+            (db(DatabaseErrorKind::ClosedConnection), true),
+            (db(DatabaseErrorKind::UnableToSendCommand), true),
+            (db(DatabaseErrorKind::Unknown), true),
+            (db(DatabaseErrorKind::CheckViolation), false),
+            (StoreError::Misconfigured("no metadata database at /x/meta.db".into()), false),
+            (StoreError::Io { what: "reading /x/file".into(), source: io() }, false),
+            (StoreError::Duplicate("cluster_key"), false),
+            (StoreError::NotFound, false),
+            (StoreError::Conflict(TaskState::Running), false),
+            (StoreError::Forbidden { from: TaskState::Stopped, to: TaskState::Running }, false),
+            (StoreError::Migration("schema is newer".into()), false),
+            (StoreError::Corrupt("bad row".into()), false),
+            (StoreError::Fenced("node-a".into()), false),
+            (StoreError::TaskLimit(10), false),
+            (StoreError::Query(Error::NotFound), false),
+        ];
+        for (e, want) in table {
+            assert_eq!(e.is_retryable(), want, "{e:?}");
+        }
     }
 }

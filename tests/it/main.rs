@@ -19,6 +19,7 @@ mod disk_full;
 mod doctor;
 mod hostile_source;
 mod import;
+mod import_api;
 mod metrics;
 mod pitr;
 mod pitr_failover;

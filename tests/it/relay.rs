@@ -787,3 +787,38 @@ fn a_file_retention_removed_locally_is_served_from_the_bucket() {
     let left: Vec<_> = std::fs::read_dir(&fetch_dir).map(|d| d.flatten().collect()).unwrap_or_default();
     assert!(left.is_empty(), "downloads are unlinked once open: {left:?}");
 }
+
+/// A source with `binlog_checksum=NONE` (the configuration issue 14 was about) behind the relay: a
+/// replica (which asks for CRC32, its own default) must take the relay's idle heartbeats as it
+/// takes its source's, without a checksum the files do not have, and go on replicating.
+#[test]
+fn a_replica_of_a_checksum_none_source_takes_the_relays_idle_heartbeats() {
+    let source = MariaDb::start(MariaDbOpts::default().arg("--binlog-checksum=NONE"));
+    assert_eq!(source.query_value("SELECT @@global.binlog_checksum"), "NONE");
+    let (srv, relay_port) = relay_server();
+    let id = start_copy_task(&srv, &source, "relay-none");
+    grant(&srv, id);
+    source.sql(&format!(
+        "CREATE TABLE {TEST_DB}.quiet (k INT PRIMARY KEY, v TEXT) ENGINE=InnoDB; \
+         INSERT INTO {TEST_DB}.quiet VALUES (1, 'before the replica')"
+    ));
+    wait_caught_up(&srv, &source, id);
+    let replica = MariaDb::start(MariaDbOpts::default().replica(31));
+    point_replica(&replica, relay_port, "MASTER_USE_GTID=slave_pos");
+    wait_synced(&replica, &source);
+
+    // Idle: nothing to send but heartbeats (MASTER_HEARTBEAT_PERIOD=1). Three taken, no error.
+    let heartbeats = || replica.status_value("Slave_received_heartbeats").parse::<u64>().unwrap_or(0);
+    let before = heartbeats();
+    crate::common::poll_until(DEADLINE, "three idle heartbeats taken by the replica", || {
+        let st = slave_status(&replica);
+        assert_eq!(st.get("Last_IO_Errno").map(String::as_str), Some("0"), "the replica stopped: {st:?}");
+        assert_eq!(st.get("Slave_IO_Running").map(String::as_str), Some("Yes"), "{st:?}");
+        (heartbeats() >= before + 3).then_some(())
+    });
+
+    // And it still follows.
+    source.sql(&format!("INSERT INTO {TEST_DB}.quiet VALUES (2, 'after the heartbeats')"));
+    wait_synced(&replica, &source);
+    assert_eq!(checksum(&replica, "quiet"), checksum(&source, "quiet"));
+}

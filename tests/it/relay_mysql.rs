@@ -29,12 +29,12 @@ const UUID_96: &str = "55778904-0299-11f1-b1b8-4ef0c4956feb";
 /// 8.0.32 with `binlog_transaction_compression`: one TRANSACTION_PAYLOAD, anonymous (gtid_mode
 /// OFF), so the file does not name its server: imported with `--source-uuid`, the uuid its
 /// PREVIOUS_GTIDS names.
-const MYSQL_80_PAYLOAD: &str = "transaction_compression.000001";
-const UUID_PAYLOAD: &str = "357df524-4139-11ee-9979-b033ee13919e";
+pub(crate) const MYSQL_80_PAYLOAD: &str = "transaction_compression.000001";
+pub(crate) const UUID_PAYLOAD: &str = "357df524-4139-11ee-9979-b033ee13919e";
 
 /// The MySQL fixtures, found as the unit tests and fuzz seeds find them; `None` (and a loud line)
 /// when this machine does not have them.
-fn fixture_dir() -> Option<PathBuf> {
+pub(crate) fn fixture_dir() -> Option<PathBuf> {
     let candidates = [
         std::env::var("BINLOG_FIXTURES").ok(),
         Some(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/mysql-binlogs").to_string()),
