@@ -11,10 +11,12 @@
 #   upload     upload throughput to an S3 test server (needs moto_server)
 #   semisync   commit latency on the source: async, semi-sync through binlog-server, semi-sync
 #              with a second mariadbd as the reference
+#   relay      the relay: fan-out latency to 1 and 20 replicas and catch-up of a 1 GiB backlog,
+#              through binlog-server vs straight from the source
 #
-# BENCH_SERVER_BIN (and, for lag and semisync, BENCH_LOAD_BIN) set to existing binaries skip the
-# builds (a release binary built elsewhere).
-# Each builds the release binary (lag also its load generator, benches/lag_load.rs), then hands
+# BENCH_SERVER_BIN (and, for lag, semisync and relay, BENCH_LOAD_BIN; for relay also
+# BENCH_PROBE_BIN) set to existing binaries skip the builds (a release binary built elsewhere).
+# Each builds the release binary (lag, semisync and relay also their bench binaries), then hands
 # over to scripts/bench/SCENARIO.py. The environment variables each scenario reads are listed at
 # the top of scripts/bench/SCENARIO.sh (kept as a shorthand for `run.sh SCENARIO`). Every process
 # a scenario starts is stopped by PID on exit; its work dir is removed unless BENCH_KEEP=1.
@@ -22,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 usage() {
-  echo "usage: scripts/bench/run.sh catchup|lag|scale|bigevents|upload|semisync [ARGS...]" >&2
+  echo "usage: scripts/bench/run.sh catchup|lag|scale|bigevents|upload|semisync|relay [ARGS...]" >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
@@ -30,7 +32,7 @@ scenario=$1
 shift
 case "$scenario" in
   catchup | bigevents) ;;
-  lag | semisync) ;;
+  lag | semisync | relay) ;;
   scale) command -v wrk >/dev/null || { echo "run.sh scale: wrk not found (Debian: apt-get install -y wrk)" >&2; exit 1; } ;;
   upload) command -v moto_server >/dev/null || { echo "run.sh upload: moto_server not found; run scripts/setup-deps.sh test" >&2; exit 1; } ;;
   *) echo "run.sh: unknown scenario '$scenario'" >&2; usage ;;
@@ -44,16 +46,27 @@ if [ -z "${BENCH_SERVER_BIN:-}" ]; then
 fi
 echo "== binlog-server: $BENCH_SERVER_BIN"
 
-if [ "$scenario" = lag ] || [ "$scenario" = semisync ] && [ -z "${BENCH_LOAD_BIN:-}" ]; then
-  echo "== building the load generator: cargo bench --bench lag_load --no-run"
-  BENCH_LOAD_BIN=$(cargo bench --quiet --bench lag_load --no-run --message-format=json \
+# The path of a bench binary, built with `cargo bench --no-run` (the release profile).
+bench_bin() {
+  cargo bench --quiet --bench "$1" --no-run --message-format=json \
     | python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "lag_load" and m.get("executable"):
-        print(m["executable"])')
-  [ -x "$BENCH_LOAD_BIN" ] || { echo "run.sh lag: could not find the lag_load binary" >&2; exit 1; }
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$1"
+}
+
+if { [ "$scenario" = lag ] || [ "$scenario" = semisync ] || [ "$scenario" = relay ]; } && [ -z "${BENCH_LOAD_BIN:-}" ]; then
+  echo "== building the load generator: cargo bench --bench lag_load --no-run"
+  BENCH_LOAD_BIN=$(bench_bin lag_load)
+  [ -x "$BENCH_LOAD_BIN" ] || { echo "run.sh $scenario: could not find the lag_load binary" >&2; exit 1; }
   export BENCH_LOAD_BIN
+fi
+if [ "$scenario" = relay ] && [ -z "${BENCH_PROBE_BIN:-}" ]; then
+  echo "== building the arrival probe: cargo bench --bench relay_probe --no-run"
+  BENCH_PROBE_BIN=$(bench_bin relay_probe)
+  [ -x "$BENCH_PROBE_BIN" ] || { echo "run.sh relay: could not find the relay_probe binary" >&2; exit 1; }
+  export BENCH_PROBE_BIN
 fi
 
 exec python3 "scripts/bench/$scenario.py" "$@"
