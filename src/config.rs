@@ -489,7 +489,7 @@ pub struct WriterSettings {
     pub checkpoint_interval_ms: u64,
     /// Page-cache bypass: write binlog files with O_DIRECT from an aligned buffer (`auto`: where
     /// the data directory's filesystem takes it and is not tmpfs, else buffered with one log line;
-    /// `on`: refuse to start a task where it does not; `off`: through the page cache).
+    /// `on`: refuse to start a task where it does not; `off`, the default: through the page cache).
     pub direct_io: DirectIo,
 }
 
@@ -499,7 +499,9 @@ impl Default for WriterSettings {
             fsync_max_delay_ms: 2,
             fsync_max_bytes: 8 << 20,
             checkpoint_interval_ms: 200,
-            direct_io: DirectIo::Auto,
+            // Off by default: O_DIRECT lowers catch-up's CPU per GiB but adds to every live
+            // commit's latency (each flush waits for the device; docs/performance.md, 2026-12-04).
+            direct_io: DirectIo::Off,
         }
     }
 }
@@ -1386,7 +1388,7 @@ mod tests {
                 ("BINLOG_SERVER_API_AUTH_ENABLED", "true"),
                 ("BINLOG_SERVER_API_AUTH_BEARER_TOKEN", "tok-0123456789abcdef"),
                 ("BINLOG_SERVER_WRITER_FSYNC_MAX_BYTES", "65536"),
-                ("BINLOG_SERVER_WRITER_DIRECT_IO", "off"),
+                ("BINLOG_SERVER_WRITER_DIRECT_IO", "auto"),
                 ("UNRELATED", "x"),
             ]),
             Purpose::Serve,
@@ -1395,7 +1397,7 @@ mod tests {
         assert!(s.api.auth.enabled);
         assert_eq!(s.api.auth.bearer_token.expose(), "tok-0123456789abcdef");
         assert_eq!(s.writer.fsync_max_bytes, 65536);
-        assert_eq!(s.writer.direct_io, DirectIo::Off);
+        assert_eq!(s.writer.direct_io, DirectIo::Auto);
     }
 
     #[test]
