@@ -597,8 +597,11 @@ WRITER_DEFAULTS = {
 
 
 def writer_settings():
-    """The writer settings in effect: the caller's BINLOG_SERVER_WRITER_* variables or the defaults."""
-    return {k: os.environ.get(k, v) for k, v in WRITER_DEFAULTS.items()}
+    """The writer settings in effect: the caller's BINLOG_SERVER_WRITER_* variables (every one of
+    them, e.g. BINLOG_SERVER_WRITER_DIRECT_IO) over the defaults above."""
+    s = {k: os.environ.get(k, v) for k, v in WRITER_DEFAULTS.items()}
+    s.update({k: v for k, v in os.environ.items() if k.startswith("BINLOG_SERVER_WRITER_")})
+    return s
 
 
 class Server:
