@@ -39,6 +39,7 @@ use crate::retry::FailureClass;
 use crate::source::dump::SourceIdentity;
 use crate::telemetry::tracing::span;
 use opentelemetry::KeyValue;
+use sha2::{Digest, Sha256};
 
 /// A write failure, classified for the task's failure policy.
 #[derive(Debug, thiserror::Error)]
@@ -198,14 +199,14 @@ struct OpenLocal {
     direct: Option<DirectTail>,
     /// The sha256 of every byte written into the file so far, when the writer created it (the
     /// digest recorded at sealing without reading the file back); `None` for a resumed file.
-    hasher: Option<sha2::Sha256>,
+    hasher: Option<Sha256>,
 }
 
 impl OpenLocal {
     /// Appends `data` at the end (`size` grows; `dirty` until the next `sync`).
     fn append(&mut self, data: &[u8]) -> Result<(), WriterError> {
         if let Some(h) = self.hasher.as_mut() {
-            sha2::Digest::update(h, data);
+            h.update(data);
         }
         if let Some(t) = self.direct.as_mut() {
             t.append(&self.file, data).map_err(|e| WriterError::io("write", &self.path, e))?;

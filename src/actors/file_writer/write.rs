@@ -100,15 +100,14 @@ impl FileWriterActor {
                 .map_err(|e| WriterError::io("create", &path, e))?;
             (file, None)
         };
+        let head = [&MAGIC[..], header].concat();
         match direct.as_mut() {
-            Some(t) => t.append(&file, &[&MAGIC[..], header].concat()),
-            None => (&file).write_all(&MAGIC).and_then(|()| (&file).write_all(header)),
+            Some(t) => t.append(&file, &head),
+            None => (&file).write_all(&head),
         }
         .map_err(|e| WriterError::io("write", &path, e))?;
-        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-        sha2::Digest::update(&mut hasher, MAGIC);
-        sha2::Digest::update(&mut hasher, header);
-        let header_len = (MAGIC.len() + header.len()) as u64;
+        let hasher = Sha256::new_with_prefix(&head);
+        let header_len = head.len() as u64;
         let inserted = self.store.insert_file(&FileRecord {
             task_id: self.task_id.0,
             source_identity: identity.clone(),
@@ -196,7 +195,7 @@ impl FileWriterActor {
             name: o.name.clone(),
             path: o.path.clone(),
             size: o.size,
-            sha256: o.hasher.take().map(|h| hex::encode(sha2::Digest::finalize(h))),
+            sha256: o.hasher.take().map(|h| hex::encode(h.finalize())),
         });
         Ok(())
     }
