@@ -25,8 +25,9 @@ impl Store {
         let now = now_naive(self.clock().now());
         self.write_tx(|c| {
             c.transaction(|c| {
-                let exists: i64 = tasks::table.filter(tasks::id.eq(id.0)).count().get_result(c)?;
-                if exists == 0 {
+                // Write first (`Store::lock_task_row`): on SQLite, a transaction that reads first
+                // is refused the write lock at once when another connection committed meanwhile.
+                if !self.lock_task_row(c, id)? {
                     return Err(StoreError::NotFound);
                 }
                 for (name, _) in users {

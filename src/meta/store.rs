@@ -327,10 +327,10 @@ impl Store {
     /// SQLite (WAL) refuses a transaction that read first and then writes once another
     /// connection committed in between (SQLITE_BUSY at once: `busy_timeout` does not apply), and
     /// the API answered 500; a transaction that writes first waits for the lock instead. A no-op
-    /// update (on MySQL it locks the row, as `SELECT ... FOR UPDATE` would).
-    fn lock_task_row(&self, c: &mut MetaConnection, id: TaskId) -> Result<(), StoreError> {
-        diesel::update(tasks::table.find(id.0)).set(tasks::id.eq(tasks::id)).execute(c)?;
-        Ok(())
+    /// update (on MySQL it locks the row, as `SELECT ... FOR UPDATE` would). Returns whether the
+    /// task exists.
+    pub(super) fn lock_task_row(&self, c: &mut MetaConnection, id: TaskId) -> Result<bool, StoreError> {
+        Ok(diesel::update(tasks::table.find(id.0)).set(tasks::id.eq(tasks::id)).execute(c)? > 0)
     }
 
     fn load_task(&self, c: &mut MetaConnection, id: TaskId) -> Result<Task, StoreError> {
@@ -797,6 +797,58 @@ pub(crate) mod tests {
     fn contract_on_sqlite() {
         let (_dir, store) = sqlite_store();
         crate::meta::store::contract::run_contract(&store);
+    }
+
+    /// On SQLite, a transaction that reads before it writes is refused the write lock at once
+    /// (SQLITE_BUSY, busy_timeout or not) when another connection committed in between: the
+    /// API answered 500 "database is locked" to a `PUT /relay` racing the writer's checkpoint
+    /// (CI, 2026-12-04). Writes that read first must take the lock first; three threads here
+    /// interleave them for a few hundred rounds and none may fail.
+    #[test]
+    fn sqlite_writes_that_read_first_never_meet_a_busy_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&MetaDsn::Sqlite(dir.path().join("meta.db")), 4, crate::clock::system()).unwrap();
+        let a = store.create_task(&spec("busy-a")).unwrap().id;
+        let b = store.create_task(&spec("busy-b")).unwrap().id;
+        let rounds = 300;
+        let hashes = crate::relay::auth::UserHashes::from_password("pw");
+        let writers: Vec<std::thread::JoinHandle<Result<(), String>>> = vec![
+            {
+                let (store, h) = (store.clone(), hashes.clone());
+                std::thread::spawn(move || {
+                    for i in 0..rounds {
+                        store
+                            .set_relay_users(a, &[(format!("a{}", i % 3), h.clone())])
+                            .map_err(|e| format!("relay a: {e}"))?;
+                    }
+                    Ok(())
+                })
+            },
+            {
+                let (store, h) = (store.clone(), hashes.clone());
+                std::thread::spawn(move || {
+                    for i in 0..rounds {
+                        store
+                            .set_relay_users(b, &[(format!("b{}", i % 3), h.clone())])
+                            .map_err(|e| format!("relay b: {e}"))?;
+                    }
+                    Ok(())
+                })
+            },
+            {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..rounds {
+                        store.retry_uploads(a, 10).map_err(|e| format!("retry a: {e}"))?;
+                        store.retry_uploads(b, 10).map_err(|e| format!("retry b: {e}"))?;
+                    }
+                    Ok(())
+                })
+            },
+        ];
+        let failures: Vec<String> = writers.into_iter().filter_map(|w| w.join().unwrap().err()).collect();
+        assert!(failures.is_empty(), "{failures:?}");
+        assert_eq!(store.relay_user_names(a).unwrap(), vec![format!("a{}", (rounds - 1) % 3)]);
     }
 
     #[test]

@@ -106,6 +106,8 @@ impl Store {
     pub fn retry_uploads(&self, id: TaskId, limit: i64) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
         conn.transaction(|c| {
+            // Write first, then read (see `Store::lock_task_row`).
+            self.lock_task_row(c, id)?;
             let ids: Vec<i64> = binlog_files::table
                 .filter(binlog_files::task_id.eq(id.0))
                 .filter(binlog_files::upload_state.eq(UploadState::UploadFailed.as_str()))
