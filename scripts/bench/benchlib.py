@@ -181,6 +181,7 @@ def stop_process(p, name, timeout=60):
         return p.returncode
     try:
         os.kill(p.pid, signal.SIGTERM)
+        os.kill(p.pid, signal.SIGCONT)  # a process a bench froze (SIGSTOP) acts on SIGTERM only once resumed
     except ProcessLookupError:
         return p.wait()
     try:

@@ -10,7 +10,10 @@ source from its first file, and a fleet of N-1 throwaway mariadbd replicas plus 
   source   every replica and the probe follow the source directly (binlog-server's task is
            stopped, so the source serves only them);
   relay    every replica and the probe follow binlog-server's relay (the task runs; the source
-           serves one dump thread, ours).
+           serves one dump thread, ours);
+  frozen   as relay, with one of the mariadbd replicas stopped by SIGSTOP for the whole run (fleets
+           of 2 and more; BENCH_RELAY_FROZEN=0 leaves it out): issue 18's "a frozen replica does
+           not change the others' lag", as the probe's latency beside the relay set-up's.
 
 The load is lag_load's (single-row InnoDB transactions at a fixed rate, open loop), which records
 per transaction when its COMMIT returned and its GTID. Arrival downstream is stamped by the probe
@@ -38,6 +41,7 @@ import os
 import resource
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -55,6 +59,7 @@ from catchup import generate  # noqa: E402
 
 MIB = 1024 * 1024
 MODES = ["source", "relay"]
+FROZEN = "frozen"
 RELAY_USER = "benchrelay"
 RELAY_PASSWORD = "bench-relay-pass"
 PROBE_SERVER_ID = 900
@@ -185,7 +190,7 @@ def fanout_run(ctx, mode, n, rate, seconds, warmup_s, root):
     db, server, task_id = ctx["db"], ctx["server"], ctx["task_id"]
     root.mkdir(parents=True, exist_ok=True)
     start = db.settle(quiet=1.0)
-    if mode == "relay":
+    if mode != "source":
         if ctx["task_stopped"]:
             task_call(server, task_id, "start")
             ctx["task_stopped"] = False
@@ -199,7 +204,10 @@ def fanout_run(ctx, mode, n, rate, seconds, warmup_s, root):
     replicas = ctx["fleet"][:n - 1]
     point_replicas(replicas, port, user, pw, start)
     probe = start_probe(port, user, pw, start, root / "arrivals.csv", root / "probe.log")
-    clients = relay_clients(server, task_id) if mode == "relay" else None
+    clients = relay_clients(server, task_id) if mode != "source" else None
+    frozen = replicas[0] if mode == FROZEN else None
+    if frozen:
+        os.kill(frozen.proc.pid, signal.SIGSTOP)
     quiet = wait_quiet()
     log = LogTail(server.log_path)
     log.skip_to_end()
@@ -218,6 +226,9 @@ def fanout_run(ctx, mode, n, rate, seconds, warmup_s, root):
         missing = len(want - read_arrivals(root / "arrivals.csv").keys())
         raise SystemExit(f"{mode}, {n} replicas: {missing} of {len(want)} transactions never reached the probe "
                          f"(log {root / 'probe.log'})")
+    finally:
+        if frozen:
+            os.kill(frozen.proc.pid, signal.SIGCONT)
     cpu1_srv, cpu1_db = proc_cpu(server.proc.pid), proc_cpu(db.proc.pid)
     # binlog-server's fsyncs during the run: the relay sends nothing past the durable checkpoint,
     # so each transaction waits for the fsync that covers it.
@@ -266,17 +277,19 @@ def fanout(root, out_root, results):
     ctx = {"db": db, "server": server, "task_id": task_id, "relay_port": relay_port, "fleet": fleet,
            "task_stopped": False}
     per_size = {}
+    with_frozen = env_int("BENCH_RELAY_FROZEN", 1) != 0
     for n in sizes:
-        per = {m: [] for m in MODES}
+        modes = MODES + ([FROZEN] if with_frozen and n > 1 else [])
+        per = {m: [] for m in modes}
         for r in fleet[n - 1:]:
             r.sql("STOP SLAVE")  # members this fleet size does not use stay quiet
         for i in range(runs):
-            order = MODES[i % len(MODES):] + MODES[:i % len(MODES)]
+            order = modes[i % len(modes):] + modes[:i % len(modes)]
             for mode in order:
                 res = fanout_run(ctx, mode, n, rate, seconds, warmup_s, out_root / f"fan-{n}-{i + 1}-{mode}")
                 per[mode].append(res)
                 cl = (f", relay clients {res['relay_clients']}; {res['fsyncs']} fsyncs, p50 {res['fsync_p50_ms']:.2f} "
-                      f"ms, p99 {res['fsync_p99_ms']:.2f} ms" if mode == "relay" else "")
+                      f"ms, p99 {res['fsync_p99_ms']:.2f} ms" if mode != "source" else "")
                 say(f"{n:>2} replica(s) run {i + 1} {mode:>6}: achieved {res['achieved_rate']:.0f}/s, commit -> "
                     f"arrival p50 {res['p50_ms']:.3f} ms, p99 {res['p99_ms']:.3f} ms, max {res['max_ms']:.1f} ms; "
                     f"cpu binlog-server {res['server_cpu_s']:.2f} s, source {res['source_cpu_s']:.2f} s; replicas at "
@@ -293,7 +306,7 @@ def fanout(root, out_root, results):
         "percentile [min - max over runs]; relay - source: median over rounds of (relay - source of the same round)")
     say(f"{'N':>3} {'set-up':>7} {'p50 ms':>22} {'p99 ms':>22} {'max ms':>20} {'cpu-s srv':>10} {'cpu-s src':>10}")
     for n, per in per_size.items():
-        for mode in MODES:
+        for mode in per:
             p50 = [r["p50_ms"] for r in per[mode]]
             p99 = [r["p99_ms"] for r in per[mode]]
             mx = [r["max_ms"] for r in per[mode]]
@@ -305,6 +318,11 @@ def fanout(root, out_root, results):
         d99 = [a["p99_ms"] - b["p99_ms"] for a, b in zip(per["relay"], per["source"])]
         say(f"{n:>3} relay - source: p50 {median(d50):+.3f} ms [{min(d50):+.3f} .. {max(d50):+.3f}], "
             f"p99 {median(d99):+.3f} ms [{min(d99):+.3f} .. {max(d99):+.3f}]")
+        if FROZEN in per:
+            f50 = [a["p50_ms"] - b["p50_ms"] for a, b in zip(per[FROZEN], per["relay"])]
+            f99 = [a["p99_ms"] - b["p99_ms"] for a, b in zip(per[FROZEN], per["relay"])]
+            say(f"{n:>3} frozen - relay: p50 {median(f50):+.3f} ms [{min(f50):+.3f} .. {max(f50):+.3f}], "
+                f"p99 {median(f99):+.3f} ms [{min(f99):+.3f} .. {max(f99):+.3f}] (one replica SIGSTOPped)")
 
 
 # ---------------------------------------------------------------------------------------------
