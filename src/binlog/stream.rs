@@ -609,14 +609,14 @@ impl StreamTracker {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::binlog::event::FileEvents;
     use crate::binlog::fixture;
 
     /// What a source sends for `file` from position 4: an artificial rotate, then the file's
     /// events as they are on disk.
-    fn stream_from_start(name: &str, data: &[u8]) -> Vec<Bytes> {
+    pub(crate) fn stream_from_start(name: &str, data: &[u8]) -> Vec<Bytes> {
         let mut out = vec![fake_rotate(name, 4)];
         for (_, ev) in FileEvents::new(data).unwrap() {
             if ev[4] == types::FORMAT_DESCRIPTION {

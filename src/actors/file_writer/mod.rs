@@ -172,10 +172,15 @@ pub struct WriteBatch {
     pub checkpoint: Option<Checkpoint>,
 }
 
-/// Persist the durable checkpoint now if it is newer than the stored one.
+/// Persist the durable checkpoint now if it is newer than the stored one (the task's timer). A
+/// failure is logged once and fails the next `WriteBatch`.
 #[derive(Message)]
-#[rtype(result = "Result<(), WriterError>")]
+#[rtype(result = "()")]
 pub struct PersistCheckpoint;
+
+/// A batch persists the checkpoint itself only when the timer's last persist is this many
+/// intervals old.
+const PERSIST_OVERDUE: u32 = 5;
 
 /// Flush, persist and close the open file (task stop). The writer can be prepared again.
 #[derive(Message)]
@@ -269,6 +274,8 @@ pub struct FileWriterActor {
     rebuild: Option<RefetchFrom>,
     /// The last error of a timer-driven persist, logged once.
     persist_error: Option<String>,
+    /// That error, until the next `WriteBatch` returns it.
+    persist_failure: Option<WriterError>,
     /// The relay's view of the durable checkpoint (`relay::hub`), told after each fsync.
     relay: Option<crate::relay::hub::DurablePublisher>,
     /// `writer.direct_io`, and what it came to for this data directory (decided at the first
@@ -321,6 +328,7 @@ impl FileWriterActor {
             floor: None,
             rebuild: None,
             persist_error: None,
+            persist_failure: None,
             relay: None,
             direct_io: DirectIo::Off,
             io: None,
@@ -503,28 +511,36 @@ impl Handler<WriteBatch> for FileWriterActor {
 }
 
 impl Handler<PersistCheckpoint> for FileWriterActor {
-    type Result = Result<(), WriterError>;
+    type Result = ();
 
-    fn handle(&mut self, _: PersistCheckpoint, _: &mut SyncContext<Self>) -> Self::Result {
-        self.fsync.check()?;
-        // The timer that sends this ignores the answer: say here when persisting fails (once per
-        // distinct error), so a checkpoint that stops moving is never silent.
-        let res = self.persist();
-        match &res {
+    fn handle(&mut self, _: PersistCheckpoint, _: &mut SyncContext<Self>) {
+        self.persist_on_timer();
+    }
+}
+
+impl FileWriterActor {
+    /// `PersistCheckpoint`: nobody waits for the answer, so a failure is said here (once per
+    /// distinct error; a checkpoint that stops moving is never silent) and fails the next batch.
+    fn persist_on_timer(&mut self) {
+        if self.fsync.poisoned {
+            return;
+        }
+        match self.persist() {
             Err(e) => {
                 let msg = e.to_string();
                 if self.persist_error.as_deref() != Some(msg.as_str()) {
                     warn!(self.log, "cannot persist the durable checkpoint (will retry)"; "error" => &msg);
                     self.persist_error = Some(msg);
                 }
+                self.persist_failure = Some(e);
             }
             Ok(()) => {
+                self.persist_failure = None;
                 if self.persist_error.take().is_some() {
                     info!(self.log, "the durable checkpoint is persisted again");
                 }
             }
         }
-        res
     }
 }
 

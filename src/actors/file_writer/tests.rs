@@ -69,3 +69,77 @@ fn a_checkpoint_inside_a_sealed_file_is_refused_and_the_file_is_left_whole() {
     });
     assert_eq!(fs::metadata(dir.join("bin.000001")).unwrap().len(), 1000, "the sealed file is left whole");
 }
+
+/// A batch's answer (what a semi-sync ack and the relay wait for) does not wait for the metadata
+/// write: only the first checkpoint on a source is stored inline; later ones are stored by the
+/// timer's `PersistCheckpoint`, whose failure fails the next batch instead of going unnoticed.
+#[test]
+fn a_batch_is_answered_before_its_checkpoint_is_stored_and_the_timer_stores_it() {
+    use crate::binlog::stream::{GtidTracker, LocalFiles, StreamTracker};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
+    let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
+    let task = store.create_task(&crate::domain::test_spec("timer", "timer")).unwrap();
+
+    // Batches as the pump cuts them: the ops of the events up to a boundary, and that boundary.
+    let data = crate::binlog::fixture("mariadb-bin.000001");
+    let events = crate::binlog::stream::tests::stream_from_start("mariadb-bin.000001", &data);
+    let mut tracker = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mariadb, None), true);
+    let (mut batches, mut ops, mut seen) = (Vec::new(), Vec::new(), 0);
+    for ev in events {
+        tracker.on_event(ev, &mut ops).unwrap();
+        if tracker.boundary_count() != seen {
+            seen = tracker.boundary_count();
+            let b = tracker.boundary().expect("a boundary");
+            let checkpoint = Checkpoint {
+                source_identity: "srv-1".into(),
+                file: b.file.clone(),
+                pos: b.pos,
+                gtid_set: tracker.gtid().snapshot(),
+            };
+            batches.push(WriteBatch { ops: std::mem::take(&mut ops), checkpoint: Some(checkpoint) });
+        }
+    }
+    assert!(batches.len() >= 4, "the fixture has at least four transactions: {}", batches.len());
+    let cps: Vec<Checkpoint> = batches.iter().map(|b| b.checkpoint.clone().unwrap()).collect();
+
+    actix::System::new().block_on(async {
+        let log = Logger::root(slog::Discard, slog::o!());
+        let report = Probe.start().recipient();
+        let data_dir = tmp.path().join("data");
+        let interval = Duration::from_secs(1);
+        let mut writer = FileWriterActor::new(task.id, &data_dir, store.clone(), log, report, interval);
+        writer
+            .prepare(Prepare {
+                identity: SourceIdentity::from_stored("srv-1"),
+                gtid_mode: false,
+                flavor: Flavor::Mariadb,
+            })
+            .unwrap();
+        let mut batches = batches.into_iter();
+        let stored = || store.get_checkpoint(task.id).unwrap().map(|(cp, _)| cp);
+
+        assert_eq!(writer.write_batch(batches.next().unwrap()).unwrap().as_ref(), Some(&cps[0]));
+        assert_eq!(stored().as_ref(), Some(&cps[0]), "the first checkpoint on a source is stored at once");
+        // A persist is due (the last one is two intervals old), but it is the timer's.
+        writer.last_persist = Instant::now() - 2 * interval;
+        assert_eq!(writer.write_batch(batches.next().unwrap()).unwrap().as_ref(), Some(&cps[1]));
+        assert_eq!(stored().as_ref(), Some(&cps[0]), "the answer did not wait for the metadata write");
+        writer.persist_on_timer();
+        assert_eq!(stored().as_ref(), Some(&cps[1]), "the timer stored it");
+        // A timer far behind: the batch stores its checkpoint itself.
+        writer.last_persist = Instant::now() - PERSIST_OVERDUE * interval;
+        assert_eq!(writer.write_batch(batches.next().unwrap()).unwrap().as_ref(), Some(&cps[2]));
+        assert_eq!(stored().as_ref(), Some(&cps[2]), "stored by the batch when the timer is overdue");
+
+        // A timer persist that fails (the task's rows are gone) fails the next batch.
+        assert_eq!(writer.write_batch(batches.next().unwrap()).unwrap().as_ref(), Some(&cps[3]));
+        store.delete_task(task.id).unwrap();
+        writer.persist_on_timer();
+        let err = writer
+            .write_batch(WriteBatch { ops: Vec::new(), checkpoint: None })
+            .expect_err("the timer's failure reaches the stream");
+        assert!(matches!(err, WriterError::Store(_)), "{err:?}");
+    });
+}

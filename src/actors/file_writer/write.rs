@@ -7,6 +7,10 @@ impl FileWriterActor {
     pub(super) fn write_batch(&mut self, batch: WriteBatch) -> Result<Option<Checkpoint>, WriterError> {
         self.fsync.check()?;
         self.check_lease()?;
+        if let Some(e) = self.persist_failure.take() {
+            // The timer's persist failed: the stream stops here, as when a batch's own did.
+            return Err(e);
+        }
         let mut bytes = 0u64;
         for op in batch.ops {
             match op {
@@ -68,9 +72,13 @@ impl FileWriterActor {
             self.durable = Some(cp.clone());
             self.publish_durable();
             // The first checkpoint on a source is stored at once: recovery reads the tail past the
-            // stored checkpoint, and without one it has no file to start from.
+            // stored checkpoint, and without one it has no file to start from (and a semi-sync
+            // ack of it must survive a crash). Later ones are stored by the task's timer
+            // (`PersistCheckpoint`, every `checkpoint_interval`) between batches, so that no
+            // batch's answer, and no semi-sync ack or relay client waiting on it, waits for the
+            // metadata write; here only when the timer has fallen far behind.
             let first_here = self.persisted.as_ref().is_none_or(|p| p.source_identity != cp.source_identity);
-            if first_here || self.last_persist.elapsed() >= self.checkpoint_interval {
+            if first_here || self.last_persist.elapsed() >= self.checkpoint_interval * PERSIST_OVERDUE {
                 self.persist()?;
             }
             let _ = self.report.try_send(WriterEvent::Checkpointed { checkpoint: cp, fsync, bytes });
