@@ -8,6 +8,8 @@ Run through scripts/bench/run.sh semisync, which builds the release binary and t
              as the one semi-sync replica (a task with source.semi_sync, acks after its fsync);
   replica    the same source settings, and a second mariadbd as the semi-sync replica (the
              reference: MariaDB's own replica acks after it has written the event to its relay log).
+  binlog-b   with BENCH_SERVER_BIN_B set: binlog as above, with that second binlog-server binary
+             (an A/B of two builds in one session, interleaved with the others).
 
 The load is lag_load's: single-row InnoDB transactions at a fixed rate, open loop; the commit
 latency of a transaction is from when it was due to when its COMMIT returned (queueing behind a
@@ -56,11 +58,13 @@ def load_argv(db, rate, seconds, out):
 
 
 def set_up(mode, root):
-    """A fresh source, and its semi-sync replica for `binlog` and `replica`; returns what to stop."""
+    """A fresh source, and its semi-sync replica for `binlog`, `binlog-b` and `replica`; returns what
+    to stop."""
     db = MariaDB(root / "source", source_args(mode != "async")).start()
     procs = [db]
-    if mode == "binlog":
-        server = Server(root / "server").start()
+    if mode in ("binlog", "binlog-b"):
+        binary = os.environ["BENCH_SERVER_BIN_B"] if mode == "binlog-b" else None
+        server = Server(root / "server", binary=binary).start()
         procs.append(server)
         body = {
             "name": "semi", "cluster_key": "semi",
@@ -134,12 +138,15 @@ def main():
     say(f"load generator: {os.environ['BENCH_LOAD_BIN']} --rate RATE --seconds {seconds} --workers max(4, RATE/250)")
     out_root = output_root(root)
     say(f"{runs} run(s) of {seconds} s per rate and set-up, set-ups interleaved; first {warmup_s} s not counted\n")
+    modes = MODES + (["binlog-b"] if os.environ.get("BENCH_SERVER_BIN_B") else [])
+    if "binlog-b" in modes:
+        say(f"binlog-server B (set-up binlog-b): {os.environ['BENCH_SERVER_BIN_B']}")
     results = {"machine": facts, "rates": {}}
     for rate in rates:
-        per = {m: [] for m in MODES}
+        per = {m: [] for m in modes}
         for i in range(runs):
             # Rotate the order so that no set-up always runs first (or last) in a round.
-            order = MODES[i % len(MODES):] + MODES[:i % len(MODES)]
+            order = modes[i % len(modes):] + modes[:i % len(modes)]
             for mode in order:
                 res = one_run(mode, rate, seconds, warmup_s, out_root / f"{rate}-{i + 1}-{mode}")
                 per[mode].append(res)
@@ -153,13 +160,18 @@ def main():
         "[min - max over runs]; added = median over runs of (set-up - async of the same run)")
     say(f"{'rate':>6} {'set-up':>8} {'p50 ms':>20} {'p99 ms':>22} {'added p99 ms':>22}")
     for rate, per in results["rates"].items():
-        for mode in MODES:
+        for mode in per:
             p50 = [r["p50_ms"] for r in per[mode]]
             p99 = [r["p99_ms"] for r in per[mode]]
             added = [r["p99_ms"] - a["p99_ms"] for r, a in zip(per[mode], per["async"])]
             say(f"{rate:>6} {mode:>8} {median(p50):>8.2f} [{min(p50):.2f}-{max(p50):.2f}] "
                 f"{median(p99):>8.2f} [{min(p99):.2f}-{max(p99):.2f}] "
                 f"{median(added):>8.2f} [{min(added):.2f}-{max(added):.2f}]")
+        if "binlog-b" in per:
+            d = [b["p99_ms"] - a["p99_ms"] for a, b in zip(per["binlog"], per["binlog-b"])]
+            d50 = [b["p50_ms"] - a["p50_ms"] for a, b in zip(per["binlog"], per["binlog-b"])]
+            say(f"{rate:>6} B - A: p50 {median(d50):+.2f} ms [{min(d50):+.2f} .. {max(d50):+.2f}], "
+                f"p99 {median(d):+.2f} ms [{min(d):+.2f} .. {max(d):+.2f}] (per round)")
     finish(results)
 
 
