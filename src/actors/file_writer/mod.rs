@@ -32,160 +32,17 @@ use crate::binlog::name::BinlogFileName;
 use crate::binlog::stream::{GtidTracker, LocalFiles, OpenFile, WriteOp};
 use crate::binlog::summary::{self, SummaryBuilder};
 use crate::config::DirectIo;
-use crate::domain::{TaskErrorCode, TaskId};
+use crate::domain::TaskId;
 use crate::meta::{Checkpoint, FileRecord, FileState, Store, StoreError};
-use crate::reconcile::{self, Facts, Refusal, Removal};
-use crate::retry::FailureClass;
+use crate::reconcile::{self, Facts, Removal};
 use crate::source::dump::SourceIdentity;
 use crate::telemetry::tracing::span;
 use opentelemetry::KeyValue;
 use sha2::{Digest, Sha256};
 
-/// A write failure, classified for the task's failure policy.
-#[derive(Debug, thiserror::Error)]
-pub enum WriterError {
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("fsync of {path} failed: {source}; the task stops (an fsync is never retried)")]
-    Fsync {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("metadata: {0}")]
-    Store(#[from] StoreError),
-    #[error("the source changed from {old} to {new} while the task resumes by file position")]
-    Switchover { old: String, new: String },
-    #[error("{0}")]
-    Invariant(String),
-    /// The local copy disagrees with the checkpoint in a way only lost data explains.
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    #[error("the writer stopped after an earlier fsync failure")]
-    Poisoned,
-    /// Cluster mode: this node's lease could not be renewed in time (or was lost); writing stops
-    /// before another node may take the task over.
-    #[error("this node's lease on the task is no longer valid; writing stopped")]
-    LeaseExpired,
-}
-
-impl WriterError {
-    fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
-        WriterError::Io { op, path: path.display().to_string(), source }
-    }
-
-    /// The task error code and whether it is retryable. A full disk may clear (retention, an
-    /// operator); an fsync or media error may not.
-    pub fn classify(&self) -> FailureClass {
-        match self {
-            WriterError::Io { source, .. } => {
-                let full = matches!(source.raw_os_error(), Some(28) | Some(122)); // ENOSPC, EDQUOT
-                FailureClass::retryable_if(TaskErrorCode::LocalStorageError, full)
-            }
-            WriterError::Fsync { .. } | WriterError::Invariant(_) | WriterError::Refused(_) | WriterError::Poisoned => {
-                FailureClass::permanent(TaskErrorCode::LocalStorageError)
-            }
-            WriterError::LeaseExpired | WriterError::Store(StoreError::Fenced(_)) => {
-                FailureClass::permanent(TaskErrorCode::LeaseLost)
-            }
-            WriterError::Store(e) => FailureClass::retryable_if(TaskErrorCode::MetadataError, e.is_retryable()),
-            WriterError::Switchover { .. } => FailureClass::permanent(TaskErrorCode::SourceSwitchover),
-        }
-    }
-}
-
-/// Tells the task about durable progress and finished files.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub enum WriterEvent {
-    Checkpointed {
-        checkpoint: Checkpoint,
-        fsync: Duration,
-        bytes: u64,
-    },
-    FileCreated {
-        identity: String,
-        name: BinlogFileName,
-    },
-    /// `sha256`: the digest of the bytes the writer wrote into the file, when it wrote every one
-    /// of them (a file it created and sealed in one run); `None` when the task must read the
-    /// file back to hash it (a file resumed after a restart, or sealed by recovery).
-    FileSealed {
-        identity: String,
-        name: BinlogFileName,
-        path: PathBuf,
-        size: u64,
-        sha256: Option<String>,
-    },
-}
-
-/// Reconcile the local copy of `identity` with the checkpoint; answer what we hold.
-#[derive(Message)]
-#[rtype(result = "Result<Prepared, WriterError>")]
-pub struct Prepare {
-    pub identity: SourceIdentity,
-    /// Whether the task resumes by GTID (a new source identity is then a switchover to follow).
-    pub gtid_mode: bool,
-    /// The source's flavor (how the checkpoint's GTID state reads), for crash recovery.
-    pub flavor: Flavor,
-}
-
-/// Crash recovery, before the source is even reached: on the first message after a start, keep
-/// the complete transactions fsynced past the stored checkpoint and persist the checkpoint rebuilt
-/// from them (see `reconcile::tail_to_scan`). Later ones answer at once. Answers the checkpoint.
-#[derive(Message)]
-#[rtype(result = "Result<Option<Checkpoint>, WriterError>")]
-pub struct Recover {
-    pub flavor: Flavor,
-}
-
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    pub checkpoint: Option<Checkpoint>,
-    pub local: LocalFiles,
-    /// Set when the checkpoint was taken on another source (GTID-mode switchover).
-    pub switched_from: Option<String>,
-    /// Cluster takeover: files up to the checkpoint are missing here and not in the bucket;
-    /// fetch again from the start of this one (see `reconcile::plan`).
-    pub refetch_from: Option<RefetchFrom>,
-}
-
-pub use crate::reconcile::RefetchFrom;
-
-/// Cluster mode: the lease this writer works under.
-#[derive(Debug, Clone)]
-pub struct WriterLease {
-    pub guard: crate::cluster::LeaseGuard,
-}
-
-/// A group of write ops, fsynced together; `checkpoint` (the last transaction boundary in the
-/// batch, if any) becomes durable once the fsync returns.
-#[derive(Message, Debug)]
-#[rtype(result = "Result<Option<Checkpoint>, WriterError>")]
-pub struct WriteBatch {
-    pub ops: Vec<WriteOp>,
-    pub checkpoint: Option<Checkpoint>,
-}
-
-/// Persist the durable checkpoint now if it is newer than the stored one (the task's timer). A
-/// failure is logged once and fails the next `WriteBatch`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PersistCheckpoint;
-
 /// A batch persists the checkpoint itself only when the timer's last persist is this many
 /// intervals old.
 const PERSIST_OVERDUE: u32 = 5;
-
-/// Flush, persist and close the open file (task stop). The writer can be prepared again.
-#[derive(Message)]
-#[rtype(result = "Result<Option<Checkpoint>, WriterError>")]
-pub struct CloseFiles;
 
 struct OpenLocal {
     name: BinlogFileName,
@@ -293,10 +150,13 @@ const WRITEBACK_CHUNK: u64 = 1 << 20;
 
 mod direct;
 mod fsync;
+mod messages;
 mod recovery;
 #[cfg(test)]
 mod tests;
 mod write;
+
+pub use messages::*;
 
 use direct::{DirectTail, IoChoice};
 use fsync::{Fsync, Scope, start_writeback};

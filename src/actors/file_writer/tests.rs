@@ -1,5 +1,7 @@
 use super::*;
+use crate::domain::TaskErrorCode;
 use crate::meta::UploadInfo;
+use crate::retry::FailureClass;
 
 fn record(name: &str, size: u64, sealed: bool, upload: UploadInfo) -> FileRecord {
     FileRecord {
