@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use crate::domain::TaskId;
 use crate::meta::StoreError;
 use crate::meta::models::now_naive;
-use crate::meta::schema::{relay_users, tasks};
+use crate::meta::schema::relay_users;
 use crate::meta::store::Store;
 use crate::relay::auth::UserHashes;
 
