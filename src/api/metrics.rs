@@ -13,7 +13,7 @@ use actix_web::{HttpResponse, web};
 use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::meta::TaskFilter;
-use crate::telemetry::metrics::metrics;
+use crate::telemetry::metrics::{WindowGauges, metrics};
 
 /// Prometheus metrics (text exposition format).
 #[utoipa::path(get, path = "/metrics", tag = "service",
@@ -57,18 +57,12 @@ fn refresh_recovery_windows(state: &web::Data<ApiState>) {
         let Ok(Ok((tasks, _))) = web::block(move || store.list_tasks(&TaskFilter::default(), i64::MAX, 0)).await else {
             return;
         };
-        let m = metrics();
         for t in tasks {
             // A task deleted meanwhile answers NOT_FOUND; its series were forgotten with it.
+            // Set one at a time, right after its read, so that a deletion is not undone later.
             if let Ok(w) = queries.window(t.id).await {
-                let label = t.id.0.to_string();
-                match w.earliest.and_then(|p| p.time) {
-                    Some(at) => m.recovery_window_oldest.with_label_values(&[&label]).set(at.timestamp() as f64),
-                    None => {
-                        let _ = m.recovery_window_oldest.remove_label_values(&[&label]);
-                    }
-                }
-                m.recovery_breaks.with_label_values(&[&label]).set(w.breaks.len() as i64);
+                let oldest = w.earliest.and_then(|p| p.time).map(|at| at.timestamp());
+                metrics().recovery.set(&[WindowGauges { task: t.id, oldest, breaks: w.breaks.len() as i64 }]);
             }
         }
     });

@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -41,10 +42,8 @@ pub struct Metrics {
     pub upload_retries: IntCounterVec,
     /// Nodes sharing the metadata database with a live heartbeat (standalone: 1).
     pub cluster_nodes_online: prometheus::IntGauge,
-    /// Unix time of the oldest event a task still holds (locally or in the bucket).
-    pub recovery_window_oldest: GaugeVec,
-    /// Breaks (gaps a replay cannot cross) in a task's recovery window.
-    pub recovery_breaks: IntGaugeVec,
+    /// The recovery window of every task (oldest event, breaks); text encoded when it changes.
+    pub recovery: RecoveryFamilies,
     /// CPU, memory, open files, start time of this process (Linux).
     process: Option<Box<dyn Collector>>,
     /// Relay: clients connected per task, and binlog bytes sent to them.
@@ -143,19 +142,7 @@ impl Metrics {
                 "Nodes sharing the metadata database whose heartbeat is live (standalone: 1).",
             ))
             .expect("valid metric"),
-            recovery_window_oldest: GaugeVec::new(
-                opts(
-                    "recovery_window_oldest_timestamp_seconds",
-                    "Unix time of the oldest event a task still holds, locally or in the bucket.",
-                ),
-                &["task"],
-            )
-            .expect("valid metric"),
-            recovery_breaks: IntGaugeVec::new(
-                opts("recovery_breaks", "Breaks (gaps a replay cannot cross) in a task's recovery window."),
-                &["task"],
-            )
-            .expect("valid metric"),
+            recovery: RecoveryFamilies::new(),
             process: process_collector(),
             relay_clients: IntGaugeVec::new(
                 opts("relay_clients", "Relay: clients logged in to the relay listener, by task."),
@@ -191,7 +178,7 @@ impl Metrics {
     }
 
     fn collectors(&self) -> Vec<&dyn Collector> {
-        let ours: [&dyn Collector; 24] = [
+        let ours: [&dyn Collector; 22] = [
             &self.tasks,
             &self.tasks_stuck,
             &self.events,
@@ -210,8 +197,6 @@ impl Metrics {
             &self.source_switchovers,
             &self.upload_retries,
             &self.cluster_nodes_online,
-            &self.recovery_window_oldest,
-            &self.recovery_breaks,
             &self.relay_clients,
             &self.relay_bytes_sent,
             &self.semi_sync_acks,
@@ -232,8 +217,7 @@ impl Metrics {
         let _ = self.upload_failures.remove_label_values(&[&t]);
         let _ = self.upload_retries.remove_label_values(&[&t]);
         let _ = self.source_switchovers.remove_label_values(&[&t]);
-        let _ = self.recovery_window_oldest.remove_label_values(&[&t]);
-        let _ = self.recovery_breaks.remove_label_values(&[&t]);
+        self.recovery.forget(id);
         let _ = self.relay_clients.remove_label_values(&[&t]);
         let _ = self.relay_bytes_sent.remove_label_values(&[&t]);
         let _ = self.semi_sync_acks.remove_label_values(&[&t]);
@@ -281,30 +265,129 @@ impl Metrics {
 
     /// Renders our families (every one, with or without samples) and then `http`'s.
     pub fn render(&self, http: &Registry) -> String {
-        let mut out = String::new();
-        let encoder = TextEncoder::new();
-        for c in self.collectors() {
-            for desc in c.desc() {
-                let families = c.collect();
-                let family = families.iter().find(|f| f.name() == desc.fq_name);
-                match family.filter(|f| !f.get_metric().is_empty()) {
-                    Some(f) => {
-                        let _ = encoder.encode_utf8(std::slice::from_ref(f), &mut out);
-                    }
-                    None => {
-                        let kind = families.first().map(|f| f.get_field_type()).unwrap_or_default();
-                        let _ = writeln!(out, "# HELP {} {}", desc.fq_name, desc.help);
-                        let _ = writeln!(out, "# TYPE {} {}", desc.fq_name, format!("{kind:?}").to_ascii_lowercase());
-                    }
-                }
-            }
-        }
+        let mut out = render_collectors(&self.collectors());
+        out.push_str(&self.recovery.text());
         let mut buf = Vec::new();
-        if encoder.encode(&http.gather(), &mut buf).is_ok() {
+        if TextEncoder::new().encode(&http.gather(), &mut buf).is_ok() {
             out.push_str(&String::from_utf8_lossy(&buf));
         }
         out
     }
+}
+
+/// One task's recovery window as its gauges show it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowGauges {
+    pub task: TaskId,
+    /// Unix time of the oldest event the task holds (None: it holds none; no series).
+    pub oldest: Option<i64>,
+    pub breaks: i64,
+}
+
+/// The recovery-window families: a series per configured task (1,000 at 1,000 tasks, most of
+/// the exposition), changed only by the refresh at most every 30 s (`api::metrics`) and by a
+/// task's deletion. Their text is encoded when they have changed, and every scrape in between
+/// reuses it: encoding them at each scrape made `/metrics` at 1,000 tasks several times dearer
+/// (docs/performance.md). The gauges are private so that no change can skip the re-encoding.
+pub struct RecoveryFamilies {
+    oldest: GaugeVec,
+    breaks: IntGaugeVec,
+    /// The families' exposition text; None once a change made it stale.
+    text: Mutex<Option<String>>,
+    /// How many times the text was encoded (what the tests look at).
+    encodes: AtomicUsize,
+}
+
+impl RecoveryFamilies {
+    fn new() -> RecoveryFamilies {
+        RecoveryFamilies {
+            oldest: GaugeVec::new(
+                opts(
+                    "recovery_window_oldest_timestamp_seconds",
+                    "Unix time of the oldest event a task still holds, locally or in the bucket.",
+                ),
+                &["task"],
+            )
+            .expect("valid metric"),
+            breaks: IntGaugeVec::new(
+                opts("recovery_breaks", "Breaks (gaps a replay cannot cross) in a task's recovery window."),
+                &["task"],
+            )
+            .expect("valid metric"),
+            text: Mutex::new(None),
+            encodes: AtomicUsize::new(0),
+        }
+    }
+
+    /// Sets these tasks' windows (one refresh); the next scrape encodes the text again.
+    pub fn set(&self, windows: &[WindowGauges]) {
+        for w in windows {
+            let label = w.task.0.to_string();
+            match w.oldest {
+                Some(at) => self.oldest.with_label_values(&[&label]).set(at as f64),
+                None => {
+                    let _ = self.oldest.remove_label_values(&[&label]);
+                }
+            }
+            self.breaks.with_label_values(&[&label]).set(w.breaks);
+        }
+        self.stale();
+    }
+
+    /// Forgets a deleted task's series.
+    pub fn forget(&self, id: TaskId) {
+        let t = id.0.to_string();
+        let _ = self.oldest.remove_label_values(&[&t]);
+        let _ = self.breaks.remove_label_values(&[&t]);
+        self.stale();
+    }
+
+    /// Marks the text stale, after the gauges changed (so a scrape that encoded meanwhile is
+    /// encoded again at the next).
+    fn stale(&self) {
+        if let Ok(mut text) = self.text.lock() {
+            *text = None;
+        }
+    }
+
+    /// The families' text: the last one encoded, or encoded now when a change made it stale.
+    fn text(&self) -> String {
+        let encode = || {
+            self.encodes.fetch_add(1, Ordering::Relaxed);
+            render_collectors(&[&self.oldest, &self.breaks])
+        };
+        match self.text.lock() {
+            Ok(mut text) => text.get_or_insert_with(encode).clone(),
+            // A scrape that panicked while encoding: encode without the cache.
+            Err(_) => encode(),
+        }
+    }
+}
+
+/// The text exposition of `collectors`, every family listed (HELP and TYPE) even without a
+/// sample. Each collector is collected once per render, whatever number of families it has: the
+/// process collector reads `/proc/self` (stat, limits, every open descriptor) on each collect and
+/// has seven families, and a collect per family made every scrape read it seven times.
+fn render_collectors(collectors: &[&dyn Collector]) -> String {
+    let mut out = String::new();
+    let encoder = TextEncoder::new();
+    for c in collectors {
+        let families = c.collect();
+        for desc in c.desc() {
+            let family = families.iter().find(|f| f.name() == desc.fq_name);
+            match family.filter(|f| !f.get_metric().is_empty()) {
+                Some(f) => {
+                    let _ = encoder.encode_utf8(std::slice::from_ref(f), &mut out);
+                }
+                None => {
+                    let kind = family.or(families.first()).map(|f| f.get_field_type()).unwrap_or_default();
+                    let _ = writeln!(out, "# HELP {} {}", desc.fq_name, desc.help);
+                    let _ = writeln!(out, "# TYPE {} {}", desc.fq_name, format!("{kind:?}").to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The prometheus crate's process collector (`process_*` families: CPU seconds, resident and
@@ -374,6 +457,87 @@ mod tests {
         m.forget_task(TaskId(987654));
         let text = m.render(&Registry::new());
         assert!(!text.contains("987654"), "{text}");
+    }
+
+    #[test]
+    fn the_recovery_families_are_encoded_again_only_after_a_change() {
+        let r = RecoveryFamilies::new();
+        let encodes = || r.encodes.load(Ordering::Relaxed);
+        let w = |task, oldest, breaks| WindowGauges { task: TaskId(task), oldest, breaks };
+        // (what changes before the scrape, series the scrape shows, series it must not show, encodes so far)
+        type Step<'a> = (&'a dyn Fn(&RecoveryFamilies), &'a [&'a str], &'a [&'a str], usize);
+        let steps: [Step; 6] = [
+            (&|_| {}, &["# TYPE binlog_server_recovery_breaks gauge"], &["task="], 1),
+            (
+                &|r| r.set(&[w(1, Some(1_700_000_000), 0), w(2, None, 3)]),
+                &[
+                    "binlog_server_recovery_window_oldest_timestamp_seconds{task=\"1\"} 1700000000",
+                    "binlog_server_recovery_breaks{task=\"1\"} 0",
+                    "binlog_server_recovery_breaks{task=\"2\"} 3",
+                ],
+                &["_seconds{task=\"2\"}"],
+                2,
+            ),
+            (&|_| {}, &["binlog_server_recovery_breaks{task=\"2\"} 3"], &[], 2),
+            (
+                &|r| r.set(&[w(2, Some(1_700_000_100), 0)]),
+                &["_seconds{task=\"2\"} 1700000100", "binlog_server_recovery_breaks{task=\"2\"} 0"],
+                &["binlog_server_recovery_breaks{task=\"2\"} 3"],
+                3,
+            ),
+            (
+                &|r| r.forget(TaskId(1)),
+                &["{task=\"2\"}", "# TYPE binlog_server_recovery_window_oldest_timestamp_seconds gauge"],
+                &["task=\"1\""],
+                4,
+            ),
+            (&|_| {}, &["{task=\"2\"}"], &["task=\"1\""], 4),
+        ];
+        for (i, (change, shown, absent, n)) in steps.into_iter().enumerate() {
+            change(&r);
+            let text = r.text();
+            for s in shown {
+                assert!(text.contains(s), "step {i}: {s} missing:\n{text}");
+            }
+            for s in absent {
+                assert!(!text.contains(s), "step {i}: {s} shown:\n{text}");
+            }
+            assert_eq!(encodes(), n, "step {i}");
+        }
+    }
+
+    /// A collector of three families that counts its collects (as the process collector, which
+    /// reads /proc on each).
+    struct Counting {
+        gauges: [prometheus::IntGauge; 3],
+        collects: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Collector for Counting {
+        fn desc(&self) -> Vec<&prometheus::core::Desc> {
+            self.gauges.iter().flat_map(|g| g.desc()).collect()
+        }
+
+        fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+            self.collects.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.gauges.iter().flat_map(|g| g.collect()).collect()
+        }
+    }
+
+    #[test]
+    fn a_collector_of_several_families_is_collected_once_per_render() {
+        let gauge = |n: &str| prometheus::IntGauge::new(n, "help").expect("valid metric");
+        let c = Counting { gauges: [gauge("h16m_a"), gauge("h16m_b"), gauge("h16m_c")], collects: 0.into() };
+        c.gauges[1].set(7);
+        let text = render_collectors(&[&c]);
+        assert_eq!(c.collects.load(std::sync::atomic::Ordering::SeqCst), 1, "{text}");
+        for name in ["h16m_a", "h16m_b", "h16m_c"] {
+            assert!(text.contains(&format!("# TYPE {name} gauge")), "{name} missing:\n{text}");
+        }
+        assert!(text.contains("h16m_b 7"), "{text}");
+        // Every family of ours and the process collector's is still rendered, each collected once.
+        let ours = metrics().render(&Registry::new());
+        assert_eq!(ours.matches("# TYPE process_open_fds ").count(), 1, "{ours}");
     }
 
     #[test]
