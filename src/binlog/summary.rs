@@ -141,21 +141,25 @@ impl SummaryBuilder {
 
     /// Whole events, as appended; the last one ends at source position `end_pos`.
     pub fn on_events(&mut self, bytes: &[u8], end_pos: u64) {
-        let mut sizes = Vec::new();
-        let mut at = 0usize;
-        while bytes.len() - at >= HEADER_LEN {
-            let size = u32::from_le_bytes([bytes[at + 9], bytes[at + 10], bytes[at + 11], bytes[at + 12]]) as usize;
-            if size < HEADER_LEN || size > bytes.len() - at {
-                break;
-            }
-            sizes.push((at, size));
-            at += size;
+        // The size of the whole event at `at`, if one is there.
+        let whole_at = |at: usize| {
+            let rest = &bytes[at..];
+            let size = (rest.len() >= HEADER_LEN)
+                .then(|| u32::from_le_bytes([rest[9], rest[10], rest[11], rest[12]]) as usize)?;
+            (HEADER_LEN..=rest.len()).contains(&size).then_some(size)
+        };
+        // Two walks instead of a list of sizes: a catch-up batch holds thousands of events.
+        let mut total = 0usize;
+        while let Some(size) = whole_at(total) {
+            total += size;
         }
-        let total: u64 = sizes.iter().map(|(_, s)| *s as u64).sum();
-        let mut end = end_pos.saturating_sub(total);
-        for (at, size) in sizes {
+        let mut end = end_pos.saturating_sub(total as u64);
+        let mut at = 0usize;
+        while at < total {
+            let size = whole_at(at).expect("the first walk found a whole event here");
             end += size as u64;
             self.on_event(&bytes[at..at + size], end);
+            at += size;
         }
     }
 
