@@ -529,7 +529,11 @@ impl StreamTracker {
         self.gtid.commit();
         self.group = Group::Idle;
         if let Some(c) = &self.cursor {
-            self.boundary = Some(Boundary { file: c.name.clone(), pos: end });
+            // Once per transaction: the name is copied only when the file changed.
+            match self.boundary.as_mut() {
+                Some(b) if b.file == c.name => b.pos = end,
+                _ => self.boundary = Some(Boundary { file: c.name.clone(), pos: end }),
+            }
             self.boundaries += 1;
         }
     }

@@ -141,21 +141,25 @@ impl SummaryBuilder {
 
     /// Whole events, as appended; the last one ends at source position `end_pos`.
     pub fn on_events(&mut self, bytes: &[u8], end_pos: u64) {
-        let mut sizes = Vec::new();
-        let mut at = 0usize;
-        while bytes.len() - at >= HEADER_LEN {
-            let size = u32::from_le_bytes([bytes[at + 9], bytes[at + 10], bytes[at + 11], bytes[at + 12]]) as usize;
-            if size < HEADER_LEN || size > bytes.len() - at {
-                break;
-            }
-            sizes.push((at, size));
-            at += size;
+        // The size of the whole event at `at`, if one is there.
+        let whole_at = |at: usize| {
+            let rest = &bytes[at..];
+            let size = (rest.len() >= HEADER_LEN)
+                .then(|| u32::from_le_bytes([rest[9], rest[10], rest[11], rest[12]]) as usize)?;
+            (HEADER_LEN..=rest.len()).contains(&size).then_some(size)
+        };
+        // Two walks instead of a list of sizes: a catch-up batch holds thousands of events.
+        let mut total = 0usize;
+        while let Some(size) = whole_at(total) {
+            total += size;
         }
-        let total: u64 = sizes.iter().map(|(_, s)| *s as u64).sum();
-        let mut end = end_pos.saturating_sub(total);
-        for (at, size) in sizes {
+        let mut end = end_pos.saturating_sub(total as u64);
+        let mut at = 0usize;
+        while at < total {
+            let size = whole_at(at).expect("the first walk found a whole event here");
             end += size as u64;
             self.on_event(&bytes[at..at + size], end);
+            at += size;
         }
     }
 
@@ -188,6 +192,10 @@ impl SummaryBuilder {
     /// A durable checkpoint at `pos` with GTID state `gtid_state`: the events it covers count.
     pub fn commit(&mut self, pos: u64, gtid_state: Option<&str>) {
         let n = self.pending.iter().take_while(|f| f.end <= pos).count();
+        // A checkpoint after a catch-up batch covers thousands of transactions: only the first
+        // and the last GTID become text (and the MySQL set once), not every one in between.
+        let mut last = None;
+        let mut added = false;
         for f in self.pending.drain(..n) {
             let d = &mut self.durable;
             if f.min_ts != 0 {
@@ -204,14 +212,21 @@ impl SummaryBuilder {
             if let Some(g) = f.gtid {
                 if let Gtid::Mysql { uuid, tag, gno } = &g {
                     self.added.add(*uuid, tag, *gno);
-                    d.gtid_added = Some(self.added.to_string());
+                    added = true;
                 }
-                let text = g.to_string();
-                d.first_gtid.get_or_insert_with(|| text.clone());
-                d.last_gtid = Some(text);
+                if d.first_gtid.is_none() {
+                    d.first_gtid = Some(g.to_string());
+                }
+                last = Some(g);
             }
         }
         let d = &mut self.durable;
+        if added {
+            d.gtid_added = Some(self.added.to_string());
+        }
+        if let Some(g) = last {
+            d.last_gtid = Some(g.to_string());
+        }
         if let Some(state) = gtid_state {
             if d.gtid_start.is_none() && d.first_gtid.is_none() {
                 d.gtid_start = Some(state.to_string());
@@ -459,6 +474,37 @@ mod tests {
             assert_eq!(rebuilt.summary_pos, data.len() as u64, "{name}");
         }
         let _ = fixture("mariadb-bin.000001");
+    }
+
+    /// One checkpoint over many transactions (a catch-up batch) says what a checkpoint after
+    /// every event says: the first and last GTID, the MySQL set, times and states.
+    #[test]
+    fn one_commit_over_many_transactions_equals_a_commit_per_event() {
+        let mut multi = 0;
+        for name in
+            ["mariadb-bin.000001", "binlog_transaction_with_GTID.000001", "binlog_transaction_with_GTID_TAG.000001"]
+        {
+            let Ok(data) = std::fs::read(crate::binlog::fixture_dir().join(name)) else { continue };
+            let (mut once, mut each) = (SummaryBuilder::new(&[], None), SummaryBuilder::new(&[], None));
+            let (mut last_end, mut gtids) = (4, 0);
+            for_each_event(&data[..], |off, ev| {
+                last_end = off + ev.len() as u64;
+                gtids += usize::from(matches!(ev[4], types::GTID | types::GTID_TAGGED | types::MARIA_GTID));
+                once.on_events(ev, last_end);
+                each.on_events(ev, last_end);
+                each.commit(last_end, None);
+                true
+            })
+            .unwrap();
+            once.commit(last_end, Some("state"));
+            each.commit(last_end, Some("state"));
+            if gtids > 1 {
+                multi += 1;
+                assert_ne!(once.summary().first_gtid, once.summary().last_gtid, "{name}");
+            }
+            assert_eq!(once.summary(), each.summary(), "{name}");
+        }
+        assert!(multi > 0, "no fixture with several transactions found");
     }
 
     /// Events past the checkpoint are not claimed; they count once a checkpoint covers them.
