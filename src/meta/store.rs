@@ -812,40 +812,28 @@ pub(crate) mod tests {
         let b = store.create_task(&spec("busy-b")).unwrap().id;
         let rounds = 300;
         let hashes = crate::relay::auth::UserHashes::from_password("pw");
-        let writers: Vec<std::thread::JoinHandle<Result<(), String>>> = vec![
-            {
-                let (store, h) = (store.clone(), hashes.clone());
-                std::thread::spawn(move || {
-                    for i in 0..rounds {
-                        store
-                            .set_relay_users(a, &[(format!("a{}", i % 3), h.clone())])
-                            .map_err(|e| format!("relay a: {e}"))?;
-                    }
-                    Ok(())
-                })
-            },
-            {
-                let (store, h) = (store.clone(), hashes.clone());
-                std::thread::spawn(move || {
-                    for i in 0..rounds {
-                        store
-                            .set_relay_users(b, &[(format!("b{}", i % 3), h.clone())])
-                            .map_err(|e| format!("relay b: {e}"))?;
-                    }
-                    Ok(())
-                })
-            },
-            {
-                let store = store.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..rounds {
-                        store.retry_uploads(a, 10).map_err(|e| format!("retry a: {e}"))?;
-                        store.retry_uploads(b, 10).map_err(|e| format!("retry b: {e}"))?;
-                    }
-                    Ok(())
-                })
-            },
-        ];
+        let relay_writer = |id: TaskId, tag: &'static str| {
+            let (store, h) = (store.clone(), hashes.clone());
+            std::thread::spawn(move || -> Result<(), String> {
+                for i in 0..rounds {
+                    store
+                        .set_relay_users(id, &[(format!("{tag}{}", i % 3), h.clone())])
+                        .map_err(|e| format!("relay {tag}: {e}"))?;
+                }
+                Ok(())
+            })
+        };
+        let mut writers = vec![relay_writer(a, "a"), relay_writer(b, "b")];
+        writers.push({
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for _ in 0..rounds {
+                    store.retry_uploads(a, 10).map_err(|e| format!("retry a: {e}"))?;
+                    store.retry_uploads(b, 10).map_err(|e| format!("retry b: {e}"))?;
+                }
+                Ok(())
+            })
+        });
         let failures: Vec<String> = writers.into_iter().filter_map(|w| w.join().unwrap().err()).collect();
         assert!(failures.is_empty(), "{failures:?}");
         assert_eq!(store.relay_user_names(a).unwrap(), vec![format!("a{}", (rounds - 1) % 3)]);
