@@ -438,19 +438,10 @@ impl Dumper<'_> {
                 }
                 _ = sleep_until(beat_at) => {
                     let pos = plan::source_pos(&f, self.offset);
-                    let server_id = self.file.as_ref().map_or(0, |o| o.server_id);
-                    let beat = match archive.flavor {
-                        // MySQL's: stamped with the time, with a CRC as the file's events have.
-                        Flavor::Mysql => {
-                            let crc = self.file.as_ref().is_some_and(|o| o.fde.checksum.has_crc());
-                            let now = chrono::Utc::now().timestamp().clamp(0, i64::from(u32::MAX)) as u32;
-                            events::stamped_heartbeat(now, server_id, f.file_name.as_str(), pos, crc)
-                        }
-                        Flavor::Mariadb => {
-                            let crc = self.wants_crc.unwrap_or(false);
-                            events::heartbeat(server_id, f.file_name.as_str(), pos, crc)
-                        }
-                    };
+                    let (server_id, crc) =
+                        self.file.as_ref().map_or((0, false), |o| (o.server_id, o.fde.checksum.has_crc()));
+                    let now = chrono::Utc::now().timestamp().clamp(0, i64::from(u32::MAX)) as u32;
+                    let beat = events::idle_heartbeat(archive.flavor, now, server_id, f.file_name.as_str(), pos, crc);
                     self.push(io, &beat);
                     self.flush(io).await?;
                     last_write = Instant::now();

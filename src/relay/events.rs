@@ -1,6 +1,7 @@
 //! The events a relay makes up, as a source would: the artificial ROTATE that names the file a
 //! dump reads, the FDE re-sent when a dump starts inside a file, and heartbeats. Pure code.
 
+use crate::binlog::Flavor;
 use crate::binlog::event::{ChecksumAlg, FDE_CREATED_OFFSET, Fde, HEADER_LEN, LOG_POS_OFFSET, flags, types};
 
 fn header(type_code: u8, server_id: u32, size: usize, log_pos: u32, flags: u16) -> Vec<u8> {
@@ -45,6 +46,18 @@ pub fn stamped_heartbeat(timestamp: u32, server_id: u32, name: &str, log_pos: u6
     ev[..4].copy_from_slice(&timestamp.to_le_bytes());
     ev.extend_from_slice(name.as_bytes());
     finish(ev, crc)
+}
+
+/// The heartbeat a dump sends while it waits at `log_pos` of `name`. Its CRC follows the
+/// checksum of the file being sent (`file_crc`, from its FDE), as a source's does: a replica
+/// verifies every event after an FDE with that FDE's algorithm, whatever `@master_binlog_checksum`
+/// it set when it connected (that value only covers the artificial ROTATE before the first FDE).
+/// MySQL stamps it with the time; MariaDB's carry 0.
+pub fn idle_heartbeat(flavor: Flavor, now: u32, server_id: u32, name: &str, log_pos: u64, file_crc: bool) -> Vec<u8> {
+    match flavor {
+        Flavor::Mysql => stamped_heartbeat(now, server_id, name, log_pos, file_crc),
+        Flavor::Mariadb => heartbeat(server_id, name, log_pos, file_crc),
+    }
 }
 
 /// The file's FDE as re-sent to a dump that starts past it: `log_pos` zeroed (the replica must
@@ -109,6 +122,26 @@ mod tests {
         let h = EventHeader::parse(&stamped).unwrap();
         assert_eq!((h.timestamp, h.log_pos), (1_700_000_000, 999));
         verify_crc32(&stamped).unwrap();
+    }
+
+    /// A replica verifies events after an FDE with that FDE's checksum: an idle heartbeat in a
+    /// CRC32 file carries a CRC and one in a NONE file does not, for both flavors (a MariaDB
+    /// heartbeat once followed the replica's `@master_binlog_checksum` instead, and a replica
+    /// that had been told NONE stopped on the first one with "event checksum verification
+    /// failed").
+    #[test]
+    fn idle_heartbeats_follow_the_files_checksum() {
+        for flavor in [Flavor::Mariadb, Flavor::Mysql] {
+            let with = idle_heartbeat(flavor, 1_700_000_000, 1, "b.000007", 389, true);
+            verify_crc32(&with).unwrap();
+            assert_eq!(with.len(), HEADER_LEN + "b.000007".len() + 4, "{flavor:?}");
+            let without = idle_heartbeat(flavor, 1_700_000_000, 1, "b.000007", 389, false);
+            assert_eq!(&without[HEADER_LEN..], b"b.000007", "{flavor:?}: no CRC in a NONE file");
+            let h = EventHeader::parse(&with).unwrap();
+            assert_eq!((h.type_code, h.log_pos), (types::HEARTBEAT, 389));
+            let stamp = if flavor == Flavor::Mysql { 1_700_000_000 } else { 0 };
+            assert_eq!(h.timestamp, stamp, "{flavor:?}");
+        }
     }
 
     #[test]

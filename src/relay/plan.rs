@@ -401,11 +401,11 @@ impl GtidSkip {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::binlog::name::BinlogFileName;
 
-    fn file(name: &str, state: FileState, size: u64, gtid_start: Option<&str>) -> FileRecord {
+    pub(crate) fn file(name: &str, state: FileState, size: u64, gtid_start: Option<&str>) -> FileRecord {
         FileRecord {
             task_id: 1,
             source_identity: "mariadb-1-0".into(),

@@ -386,10 +386,18 @@ pub async fn load_archive(ctx: &RelayContext, task: TaskId) -> Result<Archive, S
             };
             let files = plan::served_files(s.list_files(task)?, durable.as_ref());
             let mut archive = Archive { flavor, files, durable, fde: None, task_dir: dir };
-            archive.fde = archive.files.last().and_then(|f| read_fde(&archive.path(f)).ok());
+            archive.fde = newest_fde(&archive.files, |f| read_fde(&archive.path(f)));
             Ok(archive)
         })
         .await
+}
+
+/// The FDE of the newest file that has one on local disk (with the server id in its header).
+/// A file the writer has just created holds only the magic bytes until the batch that created
+/// it appends the FDE: answering "NONE" for `@@global.binlog_checksum` from such a file told a
+/// CRC32 replica that the stream had no checksums (its heartbeats then failed verification).
+pub fn newest_fde<E>(files: &[FileRecord], read: impl Fn(&FileRecord) -> Result<(Fde, u32), E>) -> Option<(Fde, u32)> {
+    files.iter().rev().find_map(|f| read(f).ok())
 }
 
 /// The FDE (first event) of a local file, and the server id in its header.
@@ -418,4 +426,40 @@ pub fn read_fde_at(f: &std::fs::File) -> std::io::Result<Vec<u8>> {
     let mut ev = vec![0u8; size];
     f.read_exact_at(&mut ev, 4)?;
     Ok(ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binlog::event::MAGIC;
+    use crate::meta::FileState;
+    use crate::relay::plan::tests::file;
+
+    /// The facts a replica is told (`@@global.binlog_checksum`, the server id, the version) come
+    /// from the newest file whose FDE is on disk: a file the writer has just created holds only
+    /// the magic bytes until its batch appends the FDE, and answering NONE from it made a CRC32
+    /// replica take heartbeats without a CRC and stop ("event checksum verification failed").
+    #[test]
+    fn the_newest_fde_skips_a_file_whose_fde_is_not_written_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        // A real CRC32 file of MariaDB 10.11, and a new one holding only the magic.
+        let crc32 = crate::binlog::maria_checksum_fixture("mysql-bin.000002");
+        std::fs::write(dir.path().join("mysql-bin.000002"), &crc32).unwrap();
+        std::fs::write(dir.path().join("mysql-bin.000003"), MAGIC).unwrap();
+        let read = |f: &FileRecord| read_fde(&dir.path().join(f.file_name.as_str()));
+        let files = vec![
+            file("mysql-bin.000002", FileState::Sealed, crc32.len() as u64, None),
+            file("mysql-bin.000003", FileState::Open, 4, None),
+        ];
+        let (fde, server_id) = newest_fde(&files, read).expect("the sealed file's FDE");
+        assert!(fde.checksum.has_crc(), "CRC32, from mysql-bin.000002");
+        assert_eq!(server_id, 1);
+        // Once the new file has its FDE, it is the one.
+        let none = crate::binlog::maria_checksum_fixture("mysql-bin.000003");
+        std::fs::write(dir.path().join("mysql-bin.000003"), &none).unwrap();
+        let (fde, _) = newest_fde(&files, read).expect("the new file's FDE");
+        assert!(!fde.checksum.has_crc(), "NONE, from mysql-bin.000003");
+        // No file with an FDE: none.
+        assert!(newest_fde(&files[1..2], |_| read_fde(&dir.path().join("missing"))).is_none());
+    }
 }

@@ -642,9 +642,36 @@ fn ten_replicas_converge_and_a_frozen_one_holds_back_nobody() {
         wait_synced(r, &source);
     }
     // Listed once each has registered (a replica may still be between its login and its dump).
-    crate::common::poll_until(DEADLINE, "ten relay clients listed with their server ids", || {
-        (bytes_sent_by_server_id(&srv, id).len() == REPLICAS as usize).then_some(())
+    let listed = crate::common::poll_until_or(DEADLINE, || {
+        let listed = bytes_sent_by_server_id(&srv, id);
+        if listed.len() == REPLICAS as usize { Ok(()) } else { Err(listed) }
     });
+    if let Err(listed) = listed {
+        // Say which are missing and what their I/O threads report, so a failure can be read.
+        let (_, page) = srv.get(&format!("/api/tasks/{id}/replicas"));
+        let missing: Vec<String> = replicas
+            .iter()
+            .filter(|r| !listed.contains_key(&u64::from(r.opts().server_id)))
+            .map(|r| {
+                let st = slave_status(r);
+                let pick = |k: &str| st.get(k).cloned().unwrap_or_default();
+                format!(
+                    "server id {}: io {} ({}), errno {} {:?}, sql {}",
+                    r.opts().server_id,
+                    pick("Slave_IO_Running"),
+                    pick("Slave_IO_State"),
+                    pick("Last_IO_Errno"),
+                    pick("Last_IO_Error"),
+                    pick("Slave_SQL_Running")
+                )
+            })
+            .collect();
+        panic!(
+            "timed out after {DEADLINE:?} waiting for ten relay clients listed with their server ids; missing: \
+             {missing:?}; the listing: {page}\n{}",
+            srv.diagnostics()
+        );
+    }
     crate::common::poll_until(DEADLINE, "the relay client gauge at 10", || {
         let metrics = srv.get_raw("/metrics").body;
         metrics.contains(&format!("binlog_server_relay_clients{{task=\"{id}\"}} 10")).then_some(())
@@ -818,4 +845,39 @@ fn a_replica_of_a_checksum_none_source_takes_the_relays_idle_heartbeats() {
     source.sql(&format!("INSERT INTO {TEST_DB}.quiet VALUES (2, 'after the heartbeats')"));
     wait_synced(&replica, &source);
     assert_eq!(checksum(&replica, "quiet"), checksum(&source, "quiet"));
+}
+
+/// A replica that follows the relay live across a rotation of the source (the relay sends the
+/// artificial ROTATE and the new file's header events as they become durable) takes the idle
+/// heartbeats that follow, in the new file: no checksum or heartbeat error stops it.
+#[test]
+fn a_replica_following_live_across_a_rotation_takes_the_idle_heartbeats_after_it() {
+    let source = MariaDb::start(MariaDbOpts::default());
+    let (srv, relay_port) = relay_server();
+    let id = start_copy_task(&srv, &source, "relay-live-rotate");
+    grant(&srv, id);
+    source.sql(&format!(
+        "CREATE TABLE {TEST_DB}.rot (k INT PRIMARY KEY, v TEXT) ENGINE=InnoDB; \
+         INSERT INTO {TEST_DB}.rot VALUES (0, 'before the replica')"
+    ));
+    wait_caught_up(&srv, &source, id);
+    let replica = MariaDb::start(MariaDbOpts::default().replica(31));
+    point_replica(&replica, relay_port, "MASTER_USE_GTID=slave_pos");
+    wait_synced(&replica, &source);
+    let heartbeats = || replica.status_value("Slave_received_heartbeats").parse::<u64>().unwrap_or(0);
+    for round in 1..=3 {
+        // Rotated while the replica waits at the end of the open file.
+        source.sql(&format!("INSERT INTO {TEST_DB}.rot VALUES ({round}, 'before the rotation'); FLUSH BINARY LOGS"));
+        wait_caught_up(&srv, &source, id);
+        let before = heartbeats();
+        crate::common::poll_until(DEADLINE, "two idle heartbeats after the rotation", || {
+            let st = slave_status(&replica);
+            assert_eq!(st.get("Last_IO_Errno").map(String::as_str), Some("0"), "round {round}: {st:?}");
+            assert_eq!(st.get("Slave_IO_Running").map(String::as_str), Some("Yes"), "round {round}: {st:?}");
+            (heartbeats() >= before + 2).then_some(())
+        });
+    }
+    source.sql(&format!("INSERT INTO {TEST_DB}.rot VALUES (100, 'after the heartbeats')"));
+    wait_synced(&replica, &source);
+    assert_eq!(checksum(&replica, "rot"), checksum(&source, "rot"));
 }

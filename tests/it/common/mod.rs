@@ -38,15 +38,23 @@ pub const KEEP_ENV: &str = "BINLOG_TEST_KEEP";
 /// itself is what the caller waits for.
 pub fn poll_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
-    let deadline = start + timeout;
+    poll_until_or(timeout, || f().ok_or(()))
+        .unwrap_or_else(|()| panic!("timed out after {:.1?} waiting for {what}", start.elapsed()))
+}
+
+/// [`poll_until`] for a caller that explains a timeout itself: `f`'s last `Err` when the time
+/// is up.
+pub fn poll_until_or<T, E>(timeout: Duration, mut f: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let deadline = Instant::now() + timeout;
     let mut interval = Duration::from_millis(10);
     loop {
-        if let Some(v) = f() {
-            return v;
-        }
+        let last = match f() {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
         let now = Instant::now();
         if now >= deadline {
-            panic!("timed out after {:.1?} waiting for {what}", now - start);
+            return Err(last);
         }
         thread::sleep(interval.min(deadline - now));
         interval = (interval * 2).min(Duration::from_millis(200));
