@@ -148,6 +148,7 @@ impl Actor for FileWriterActor {
 /// Bytes appended before the kernel is asked to start writing them back (see [`start_writeback`]).
 const WRITEBACK_CHUNK: u64 = 1 << 20;
 
+pub mod digest;
 mod direct;
 mod fsync;
 mod messages;
