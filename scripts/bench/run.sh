@@ -15,7 +15,7 @@
 #              through binlog-server vs straight from the source
 #
 # BENCH_SERVER_BIN (and, for lag, semisync and relay, BENCH_LOAD_BIN; for relay also
-# BENCH_PROBE_BIN) set to existing binaries skip the builds (a release binary built elsewhere).
+# BENCH_PROBE_BIN; for scale BENCH_API_LOAD_BIN) set to existing binaries skip the builds (a release binary built elsewhere).
 # Each builds the release binary (lag, semisync and relay also their bench binaries), then hands
 # over to scripts/bench/SCENARIO.py. The environment variables each scenario reads are listed at
 # the top of scripts/bench/SCENARIO.sh (kept as a shorthand for `run.sh SCENARIO`). Every process
@@ -61,6 +61,12 @@ if { [ "$scenario" = lag ] || [ "$scenario" = semisync ] || [ "$scenario" = rela
   BENCH_LOAD_BIN=$(bench_bin lag_load)
   [ -x "$BENCH_LOAD_BIN" ] || { echo "run.sh $scenario: could not find the lag_load binary" >&2; exit 1; }
   export BENCH_LOAD_BIN
+fi
+if [ "$scenario" = scale ] && [ -z "${BENCH_API_LOAD_BIN:-}" ]; then
+  echo "== building the open-loop HTTP client: cargo bench --bench api_load --no-run"
+  BENCH_API_LOAD_BIN=$(bench_bin api_load)
+  [ -x "$BENCH_API_LOAD_BIN" ] || { echo "run.sh scale: could not find the api_load binary" >&2; exit 1; }
+  export BENCH_API_LOAD_BIN
 fi
 if [ "$scenario" = relay ] && [ -z "${BENCH_PROBE_BIN:-}" ]; then
   echo "== building the arrival probe: cargo bench --bench relay_probe --no-run"
