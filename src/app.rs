@@ -218,6 +218,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         store: query_store,
         rates: std::sync::Mutex::new(crate::overview::RateMeter::new(Duration::from_secs(60))),
         recovery_refreshed: std::sync::Mutex::new(None),
+        metrics_text: Default::default(),
         upload_enabled: settings.upload.enabled,
         import_dir: (!settings.storage.import_dir.is_empty()).then(|| settings.storage.import_dir.clone().into()),
         log: log.new(slog::o!("component" => "api")),

@@ -57,6 +57,8 @@ pub struct ApiState {
     pub rates: std::sync::Mutex<crate::overview::RateMeter>,
     /// When `/metrics` last recomputed the recovery-window families.
     pub recovery_refreshed: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The last `/metrics` text, served again for `metrics::METRICS_MAX_AGE`.
+    pub metrics_text: metrics::RenderedMetrics,
     pub upload_enabled: bool,
     /// `storage.import_dir`: the only folder `POST /api/tasks/{id}/import` reads (None: off).
     pub import_dir: Option<std::path::PathBuf>,
