@@ -62,8 +62,11 @@ fn every_family_is_present_and_values_move_while_streaming() {
     assert!(sample(&text, "process_resident_memory_bytes").is_some_and(|b| b > 1e6), "process metrics: {text}");
     assert!(sample(&text, "process_open_fds").is_some_and(|n| n > 0.0), "{text}");
     // Route patterns, not paths, label the HTTP families (bounded cardinality).
+    // (A scrape may be served from a render up to a second old: polled.)
     let _ = srv.get("/api/tasks/424242");
-    assert!(scrape(&srv).contains("endpoint=\"/api/tasks/{id}\""), "HTTP metrics must use the route pattern");
+    poll_until(Duration::from_secs(10), "HTTP metrics labelled with the route pattern", || {
+        scrape(&srv).contains("endpoint=\"/api/tasks/{id}\"").then_some(())
+    });
 
     let db = MariaDb::start(MariaDbOpts::default());
     let first = db.binlog_files()[0].0.clone();
