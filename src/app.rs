@@ -145,7 +145,9 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     };
     let node_id = crate::cluster::resolve_node_id(&settings.cluster.node_id, &settings.data_dir)
         .with_context(|| format!("cannot read or create the node id in {}", settings.data_dir.display()))?;
-    let query_store = store.clone();
+    // The API's reads have a pool of their own (see `Store::with_own_pool`).
+    let query_store =
+        store.with_own_pool(settings.meta_pool_size).context("cannot open the metadata database for reads")?;
     let relay_hub = crate::relay::CheckpointHub::default();
     let relay_clients = crate::relay::clients::Clients::default();
     let supervisor = Supervisor::new(store.clone(), settings.clone(), objects.clone(), log.clone())

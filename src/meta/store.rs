@@ -90,6 +90,8 @@ pub struct Store {
     cipher: Option<Cipher>,
     /// Cluster mode: the lease every write of this handle is fenced by (see `meta::leases`).
     fence: Option<Arc<Fence>>,
+    /// The session settings every connection of the pool gets (see [`Store::with_own_pool`]).
+    tuning: ConnTuning,
 }
 
 impl std::fmt::Debug for Store {
@@ -184,7 +186,7 @@ impl Store {
         tuning: ConnTuning,
     ) -> Result<Store, StoreError> {
         let pool = build_pool(dsn, pool_size, tuning)?;
-        let store = Store { pool, dsn: Arc::new(dsn.clone()), clock, cipher: None, fence: None };
+        let store = Store { pool, dsn: Arc::new(dsn.clone()), clock, cipher: None, fence: None, tuning };
         let mut conn = store.conn()?;
         match dsn {
             MetaDsn::Sqlite(_) => {
@@ -223,6 +225,15 @@ impl Store {
 
     pub(super) fn conn(&self) -> Result<Conn, StoreError> {
         Ok(self.pool.get()?)
+    }
+
+    /// The same database through a pool of its own, of `size` connections: the API's reads go
+    /// through one, so that they never wait for a connection behind a thousand writers storing
+    /// their checkpoints (on SQLite in WAL mode reads do not wait for the writer either). At
+    /// 1,000 streaming tasks those writers hold the shared pool's connections most of the time,
+    /// and one that the scheduler preempts while holding one makes every request behind it wait.
+    pub fn with_own_pool(&self, size: u32) -> Result<Store, StoreError> {
+        Ok(Store { pool: build_pool(&self.dsn, size, self.tuning)?, ..self.clone() })
     }
 
     /// A handle whose task writes commit only while `fence`'s lease holds (cluster mode).
