@@ -816,6 +816,23 @@ pub(crate) mod tests {
     /// (CI, 2026-12-04). Writes that read first must take the lock first; three threads here
     /// interleave them for a few hundred rounds and none may fail.
     #[test]
+    fn reads_through_an_own_pool_never_wait_for_the_shared_pools_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&MetaDsn::Sqlite(dir.path().join("meta.db")), 1, crate::clock::system()).unwrap();
+        let id = store.create_task(&spec("own-pool")).unwrap().id;
+        let reads = store.with_own_pool(1).unwrap();
+        // A writer holds the shared pool's only connection (as a thousand writers storing
+        // checkpoints hold all of them): the shared pool has none to give...
+        let held = store.conn().unwrap();
+        assert!(store.pool.try_get().is_none(), "the shared pool is exhausted");
+        // ...and the reads' own pool answers at once, the same database.
+        let started = std::time::Instant::now();
+        assert_eq!(reads.get_task(id).unwrap().spec.name, "task own-pool");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        drop(held);
+    }
+
+    #[test]
     fn sqlite_writes_that_read_first_never_meet_a_busy_database() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&MetaDsn::Sqlite(dir.path().join("meta.db")), 4, crate::clock::system()).unwrap();
