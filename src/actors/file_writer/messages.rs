@@ -89,9 +89,7 @@ pub enum WriterEvent {
     },
     /// `sha256`: the digest of the bytes the writer wrote into the file, when it wrote every one
     /// of them (a file it created and sealed in one run); `None` when the task must read the
-    /// file back to hash it (a file resumed after a restart, or sealed by recovery). Sent from
-    /// the writer's sha256 lane (`digest`) once the file is hashed, so it may come after later
-    /// `Checkpointed`/`FileCreated` reports; a writer's `FileSealed` come in the order sealed.
+    /// file back to hash it (a file resumed after a restart, or sealed by recovery).
     FileSealed {
         identity: String,
         name: BinlogFileName,

@@ -37,8 +37,8 @@ use crate::meta::{Checkpoint, FileRecord, FileState, Store, StoreError};
 use crate::reconcile::{self, Facts, Removal};
 use crate::source::dump::SourceIdentity;
 use crate::telemetry::tracing::span;
-use bytes::Bytes;
 use opentelemetry::KeyValue;
+use sha2::{Digest, Sha256};
 
 /// A batch persists the checkpoint itself only when the timer's last persist is this many
 /// intervals old.
@@ -59,29 +59,17 @@ struct OpenLocal {
     summary: SummaryBuilder,
     /// `Some` when the file is written with O_DIRECT: its aligned tail (see [`direct`]).
     direct: Option<DirectTail>,
-    /// The sha256 of every byte written into the file so far, hashed on a lane of the shared
-    /// pool ([`digest`]), when the writer created the file (the digest reported at sealing
-    /// without reading the file back); `None` for a resumed file, and from the moment the file
-    /// may hold other bytes than those handed over (a failed write, a cut).
-    digest: Option<FileDigest>,
+    /// The sha256 of every byte written into the file so far, when the writer created it (the
+    /// digest recorded at sealing without reading the file back); `None` for a resumed file.
+    hasher: Option<Sha256>,
 }
 
 impl OpenLocal {
-    /// Appends `data` at the end (`size` grows; `dirty` until the next `sync`). The bytes go to
-    /// the digest first, so that they are hashed while they are written.
-    fn append(&mut self, data: &Bytes) -> Result<(), WriterError> {
-        if let Some(d) = self.digest.as_mut() {
-            d.update(data.clone());
+    /// Appends `data` at the end (`size` grows; `dirty` until the next `sync`).
+    fn append(&mut self, data: &[u8]) -> Result<(), WriterError> {
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(data);
         }
-        let written = self.write(data);
-        if written.is_err() {
-            // The file may hold a part of `data`: its digest is no longer known.
-            self.digest = None;
-        }
-        written
-    }
-
-    fn write(&mut self, data: &[u8]) -> Result<(), WriterError> {
         if let Some(t) = self.direct.as_mut() {
             t.append(&self.file, data).map_err(|e| WriterError::io("write", &self.path, e))?;
             self.size += data.len() as u64;
@@ -107,18 +95,12 @@ impl OpenLocal {
     /// bytes (and the length) durable, hence before any checkpoint covering them is published.
     fn write_out(&mut self) -> Result<(), WriterError> {
         let Some(t) = self.direct.as_mut() else { return Ok(()) };
-        let written = t.flush(&self.file).map_err(|e| WriterError::io("write", &self.path, e)).and_then(|end| {
-            if end != self.size {
-                self.file.set_len(self.size).map_err(|e| WriterError::io("truncate", &self.path, e))?;
-                self.dirty = true;
-            }
-            Ok(())
-        });
-        if written.is_err() {
-            // Padding may be left past the end: the digest no longer describes the file.
-            self.digest = None;
+        let end = t.flush(&self.file).map_err(|e| WriterError::io("write", &self.path, e))?;
+        if end != self.size {
+            self.file.set_len(self.size).map_err(|e| WriterError::io("truncate", &self.path, e))?;
+            self.dirty = true;
         }
-        written
+        Ok(())
     }
 
     /// Our file's offset of a source position in it (see `FileRecord::local_offset`).
@@ -157,9 +139,6 @@ pub struct FileWriterActor {
     /// `Prepare`, see [`direct::choose`]).
     direct_io: DirectIo,
     io: Option<IoChoice>,
-    /// Where the files' sha256 is computed, and through which every `FileSealed` is reported
-    /// (in the order the files were sealed).
-    digests: DigestLane,
 }
 
 impl Actor for FileWriterActor {
@@ -169,7 +148,6 @@ impl Actor for FileWriterActor {
 /// Bytes appended before the kernel is asked to start writing them back (see [`start_writeback`]).
 const WRITEBACK_CHUNK: u64 = 1 << 20;
 
-pub mod digest;
 mod direct;
 mod fsync;
 mod messages;
@@ -180,7 +158,6 @@ mod write;
 
 pub use messages::*;
 
-use digest::{DigestLane, FileDigest};
 use direct::{DirectTail, IoChoice};
 use fsync::{Fsync, Scope, start_writeback};
 
@@ -192,7 +169,6 @@ impl FileWriterActor {
         log: Logger,
         report: Recipient<WriterEvent>,
         checkpoint_interval: Duration,
-        digests: DigestLane,
     ) -> Self {
         FileWriterActor {
             task_id,
@@ -216,7 +192,6 @@ impl FileWriterActor {
             relay: None,
             direct_io: DirectIo::Off,
             io: None,
-            digests,
         }
     }
 
@@ -308,10 +283,8 @@ impl FileWriterActor {
 /// After a failed fsync of the open file: cuts it back to the last durable checkpoint (to nothing
 /// when that is in an earlier file), so that crash recovery at the next start never reads back
 /// bytes the kernel may have failed to write while they still sit in its cache. Best effort: the
-/// task fails anyway, and a failed cut is logged. The file's digest is dropped: it no longer
-/// describes the file.
-fn cut_unsynced(o: &mut OpenLocal, durable: Option<&Checkpoint>, log: &Logger) {
-    o.digest = None;
+/// task fails anyway, and a failed cut is logged.
+fn cut_unsynced(o: &OpenLocal, durable: Option<&Checkpoint>, log: &Logger) {
     let keep = match durable {
         Some(cp) if cp.file == o.name => o.local_offset(cp.pos),
         _ => 0,

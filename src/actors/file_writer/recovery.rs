@@ -146,7 +146,7 @@ impl FileWriterActor {
                     kicked: resume.len,
                     summary,
                     direct,
-                    digest: None,
+                    hasher: None,
                 });
             }
             _ => {}
@@ -300,7 +300,15 @@ impl FileWriterActor {
                 &summary,
                 Some(cp),
             )?;
-            self.report_sealed(cp.source_identity.clone(), cp.file.clone(), path, want, None);
+            // Never dropped (unlike progress reports): a sealed file enters the upload queue
+            // only once the task hashes it.
+            self.report.do_send(WriterEvent::FileSealed {
+                identity: cp.source_identity.clone(),
+                name: cp.file.clone(),
+                path,
+                size: want,
+                sha256: None,
+            });
         }
         Ok(())
     }

@@ -58,15 +58,7 @@ fn a_checkpoint_inside_a_sealed_file_is_refused_and_the_file_is_left_whole() {
     actix::System::new().block_on(async {
         let log = Logger::root(slog::Discard, slog::o!());
         let report = Probe.start().recipient();
-        let mut writer = FileWriterActor::new(
-            task.id,
-            &data_dir,
-            store,
-            log,
-            report,
-            Duration::from_secs(1),
-            digest::Digests::start(1, digest::BUDGET).lane(),
-        );
+        let mut writer = FileWriterActor::new(task.id, &data_dir, store, log, report, Duration::from_secs(1));
         let err = writer
             .prepare(Prepare {
                 identity: SourceIdentity::from_stored("srv-1"),
@@ -119,15 +111,7 @@ fn a_batch_is_answered_before_its_checkpoint_is_stored_and_the_timer_stores_it()
         let report = Probe.start().recipient();
         let data_dir = tmp.path().join("data");
         let interval = Duration::from_secs(1);
-        let mut writer = FileWriterActor::new(
-            task.id,
-            &data_dir,
-            store.clone(),
-            log,
-            report,
-            interval,
-            digest::Digests::start(1, digest::BUDGET).lane(),
-        );
+        let mut writer = FileWriterActor::new(task.id, &data_dir, store.clone(), log, report, interval);
         writer
             .prepare(Prepare {
                 identity: SourceIdentity::from_stored("srv-1"),
@@ -159,182 +143,5 @@ fn a_batch_is_answered_before_its_checkpoint_is_stored_and_the_timer_stores_it()
             .write_batch(WriteBatch { ops: Vec::new(), checkpoint: None })
             .expect_err("the timer's failure reaches the stream");
         assert!(matches!(err, WriterError::Store(_)), "{err:?}");
-    });
-}
-
-/// Passes the writer's reports on to the test.
-struct Collect(tokio::sync::mpsc::UnboundedSender<WriterEvent>);
-
-impl Actor for Collect {
-    type Context = Context<Self>;
-}
-
-impl Handler<WriterEvent> for Collect {
-    type Result = ();
-
-    fn handle(&mut self, msg: WriterEvent, _: &mut Context<Self>) {
-        let _ = self.0.send(msg);
-    }
-}
-
-/// The next `FileSealed` report: (name, path, size, sha256).
-async fn next_sealed(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<WriterEvent>,
-) -> (String, PathBuf, u64, Option<String>) {
-    loop {
-        let ev = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-            .await
-            .expect("a FileSealed report within 30 s")
-            .expect("the writer's report channel is open");
-        if let WriterEvent::FileSealed { name, path, size, sha256, .. } = ev {
-            return (name.to_string(), path, size, sha256);
-        }
-    }
-}
-
-/// Two files as a source streams them (the fixture's events, each file left by a rotate), cut
-/// into batches at transaction boundaries as the pump cuts them; the last batch holds the seal
-/// of the second file.
-fn two_files_in_batches() -> Vec<WriteBatch> {
-    use crate::binlog::stream::tests::{fake_rotate, stream_from_start};
-    use crate::binlog::stream::{GtidTracker, LocalFiles, StreamTracker};
-    let data = crate::binlog::fixture("mariadb-bin.000001");
-    let mut events = stream_from_start("mariadb-bin.000001", &data);
-    events.extend(stream_from_start("mariadb-bin.000002", &data));
-    events.push(fake_rotate("mariadb-bin.000003", 4));
-    let mut tracker = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mariadb, None), true);
-    let (mut batches, mut ops, mut seen) = (Vec::new(), Vec::new(), 0);
-    for ev in events {
-        tracker.on_event(ev, &mut ops).unwrap();
-        if tracker.boundary_count() != seen {
-            seen = tracker.boundary_count();
-            let b = tracker.boundary().expect("a boundary");
-            let checkpoint = Checkpoint {
-                source_identity: "srv-1".into(),
-                file: b.file.clone(),
-                pos: b.pos,
-                gtid_set: tracker.gtid().snapshot(),
-            };
-            batches.push(WriteBatch { ops: std::mem::take(&mut ops), checkpoint: Some(checkpoint) });
-        }
-    }
-    batches.push(WriteBatch { ops, checkpoint: None });
-    let seals = batches.iter().flat_map(|b| &b.ops).filter(|o| matches!(o, WriteOp::Seal { .. })).count();
-    assert_eq!(seals, 2, "both files are sealed");
-    batches
-}
-
-fn sha256_hex(path: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(fs::read(path).unwrap()))
-}
-
-/// The sha256 a `FileSealed` carries, hashed off the writer's thread, is the sha256 of the
-/// sealed file on disk, written through the page cache and with O_DIRECT, and the files are
-/// reported in the order they were sealed.
-#[test]
-fn a_sealed_files_reported_sha256_is_the_sha256_of_its_bytes_on_disk() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut modes = vec![DirectIo::Off];
-    match direct::probe(tmp.path()) {
-        Ok(direct::DirFacts { odirect: Ok(()), .. }) => modes.push(DirectIo::On),
-        other => eprintln!("O_DIRECT not tested here: {other:?}"),
-    }
-    for mode in modes {
-        let dir = tmp.path().join(format!("{mode:?}"));
-        let dsn = crate::meta::MetaDsn::Sqlite(dir.join("meta.db"));
-        fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
-        let task = store.create_task(&crate::domain::test_spec("digest", "digest")).unwrap();
-        actix::System::new().block_on(async {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let report = Collect(tx).start().recipient();
-            let log = Logger::root(slog::Discard, slog::o!());
-            let lane = digest::Digests::start(1, digest::BUDGET).lane();
-            let mut writer = FileWriterActor::new(
-                task.id,
-                &dir.join("data"),
-                store.clone(),
-                log,
-                report,
-                Duration::from_secs(1),
-                lane,
-            )
-            .with_direct_io(mode);
-            writer
-                .prepare(Prepare {
-                    identity: SourceIdentity::from_stored("srv-1"),
-                    gtid_mode: false,
-                    flavor: Flavor::Mariadb,
-                })
-                .unwrap();
-            assert_eq!(writer.direct(), mode == DirectIo::On, "{mode:?}");
-            for b in two_files_in_batches() {
-                writer.write_batch(b).unwrap();
-            }
-            for want in ["mariadb-bin.000001", "mariadb-bin.000002"] {
-                let (name, path, size, sha256) = next_sealed(&mut rx).await;
-                assert_eq!(name, want, "{mode:?}: reported in the order sealed");
-                assert_eq!(size, fs::metadata(&path).unwrap().len(), "{mode:?} {name}");
-                assert_eq!(sha256, Some(sha256_hex(&path)), "{mode:?} {name}: the digest of the bytes on disk");
-            }
-        });
-    }
-}
-
-/// A file the writer did not write whole (resumed by a new writer after the first was dropped
-/// mid-file) is reported without a sha256: the task reads it back. The dropped writer's partial
-/// digest reports nothing.
-#[test]
-fn a_resumed_file_is_reported_without_a_sha256() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
-    let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
-    let task = store.create_task(&crate::domain::test_spec("resumed", "resumed")).unwrap();
-    let data_dir = tmp.path().join("data");
-    let mut batches = two_files_in_batches().into_iter();
-    let prepare =
-        || Prepare { identity: SourceIdentity::from_stored("srv-1"), gtid_mode: false, flavor: Flavor::Mariadb };
-    actix::System::new().block_on(async {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let report = Collect(tx).start().recipient();
-        let log = Logger::root(slog::Discard, slog::o!());
-        let digests = digest::Digests::start(1, digest::BUDGET);
-        let new_writer = || {
-            FileWriterActor::new(
-                task.id,
-                &data_dir,
-                store.clone(),
-                log.clone(),
-                report.clone(),
-                Duration::from_secs(1),
-                digests.lane(),
-            )
-        };
-        let mut first = new_writer();
-        first.prepare(prepare()).unwrap();
-        // Up to the first transaction of the second file.
-        for b in batches.by_ref() {
-            let sealing = b.ops.iter().any(|o| matches!(o, WriteOp::Seal { .. }));
-            let cp = first.write_batch(b).unwrap();
-            if !sealing && cp.is_some_and(|c| c.file.as_str() == "mariadb-bin.000002") {
-                break;
-            }
-        }
-        first.persist().unwrap();
-        drop(first);
-        let (name, path, _, sha256) = next_sealed(&mut rx).await;
-        assert_eq!(name, "mariadb-bin.000001");
-        assert_eq!(sha256, Some(sha256_hex(&path)));
-
-        let mut second = new_writer();
-        let prepared = second.prepare(prepare()).unwrap();
-        assert_eq!(prepared.local.open.map(|o| o.name.to_string()).as_deref(), Some("mariadb-bin.000002"));
-        for b in batches {
-            second.write_batch(b).unwrap();
-        }
-        let (name, _, _, sha256) = next_sealed(&mut rx).await;
-        assert_eq!(name, "mariadb-bin.000002");
-        assert_eq!(sha256, None, "resumed: read back by the task");
     });
 }

@@ -38,10 +38,6 @@ impl FileWriterActor {
                 WriteOp::Seal { end_pos, gtid } => self.seal(end_pos, gtid)?,
             }
         }
-        if let Some(d) = self.open.as_mut().and_then(|o| o.digest.as_mut()) {
-            // The lane hashes the batch's last bytes while the fsync waits for the disk.
-            d.flush();
-        }
         let started = Instant::now();
         let mut synced = false;
         if let Some(o) = self.open.as_mut()
@@ -112,14 +108,14 @@ impl FileWriterActor {
                 .map_err(|e| WriterError::io("create", &path, e))?;
             (file, None)
         };
-        let head = Bytes::from([&MAGIC[..], header].concat());
+        let head = [&MAGIC[..], header].concat();
         match direct.as_mut() {
             Some(t) => t.append(&file, &head),
             None => (&file).write_all(&head),
         }
         .map_err(|e| WriterError::io("write", &path, e))?;
+        let hasher = Sha256::new_with_prefix(&head);
         let header_len = head.len() as u64;
-        let digest = self.digests.start_file(head);
         let inserted = self.store.insert_file(&FileRecord {
             task_id: self.task_id.0,
             source_identity: identity.clone(),
@@ -166,7 +162,7 @@ impl FileWriterActor {
             kicked: 0,
             summary,
             direct,
-            digest: Some(digest),
+            hasher: Some(hasher),
         });
         Ok(())
     }
@@ -182,7 +178,7 @@ impl FileWriterActor {
         // Sealed means exactly the source's bytes: no padding past them.
         o.write_out()?;
         if let Err(e) = self.fsync.file(&o.file, &o.path, Scope::Data) {
-            cut_unsynced(&mut o, self.durable.as_ref(), &self.log);
+            cut_unsynced(&o, self.durable.as_ref(), &self.log);
             return Err(e);
         }
         o.dirty = false;
@@ -200,32 +196,16 @@ impl FileWriterActor {
         self.publish_durable();
         self.last_persist = Instant::now();
         info!(self.log, "file sealed"; "file" => %o.name, "size" => o.size, "end_pos" => end_pos);
-        let digest = o.digest.take();
-        self.report_sealed(identity, o.name.clone(), o.path.clone(), o.size, digest);
+        // Never dropped (unlike progress reports): a sealed file enters the upload queue
+        // only once the task hashes it.
+        self.report.do_send(WriterEvent::FileSealed {
+            identity,
+            name: o.name.clone(),
+            path: o.path.clone(),
+            size: o.size,
+            sha256: o.hasher.take().map(|h| hex::encode(h.finalize())),
+        });
         Ok(())
-    }
-
-    /// Reports a sealed file to the task once `digest` (the bytes written into it, all of them)
-    /// is hashed; without a digest, `sha256: None` (the task reads the file back). Through the
-    /// lane either way: the task hears of the files in the order they were sealed. The writer
-    /// goes on meanwhile: the task does nothing with a `FileSealed` that a later
-    /// `Checkpointed` or `FileCreated` depends on.
-    pub(super) fn report_sealed(
-        &self,
-        identity: String,
-        name: BinlogFileName,
-        path: PathBuf,
-        size: u64,
-        digest: Option<FileDigest>,
-    ) {
-        let report = self.report.clone();
-        // Never dropped (unlike progress reports): a sealed file enters the upload queue only
-        // once the task records its sha256.
-        let send = move |sha256| report.do_send(WriterEvent::FileSealed { identity, name, path, size, sha256 });
-        match digest {
-            Some(d) => d.finish(send),
-            None => self.digests.after(send),
-        }
     }
 
     pub(super) fn persist(&mut self) -> Result<(), WriterError> {

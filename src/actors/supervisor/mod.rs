@@ -87,8 +87,6 @@ pub struct Supervisor {
     uploads: actix::ArbiterHandle,
     /// Each task's durable checkpoint, for the relay (`relay::hub`).
     relay: crate::relay::CheckpointHub,
-    /// The sha256 threads every task's writer shares (see `TaskContext::digests`).
-    digests: crate::actors::file_writer::digest::Digests,
 }
 
 impl Supervisor {
@@ -116,10 +114,6 @@ impl Supervisor {
             coordinator: None,
             uploads: actix::Arbiter::new().handle(),
             relay: crate::relay::CheckpointHub::default(),
-            digests: {
-                use crate::actors::file_writer::digest::{BUDGET, Digests};
-                Digests::start(Digests::threads_for_this_machine(), BUDGET)
-            },
         }
     }
 
@@ -149,7 +143,6 @@ impl Supervisor {
             lease: guard,
             uploads: self.uploads.clone(),
             relay: self.relay.clone(),
-            digests: self.digests.clone(),
         };
         let addr = TaskActor::new(task, tctx).start();
         self.tasks.insert(id, addr);

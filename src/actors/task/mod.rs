@@ -50,8 +50,6 @@ pub struct TaskContext {
     pub uploads: actix::ArbiterHandle,
     /// Where the writer publishes the durable checkpoint for the relay.
     pub relay: crate::relay::CheckpointHub,
-    /// The process's sha256 threads: the writer hashes the files it writes on a lane of them.
-    pub digests: crate::actors::file_writer::digest::Digests,
 }
 
 /// Cluster mode: the lease is lost or about to be; stop writing at once. Nothing is recorded in
@@ -277,12 +275,10 @@ impl Actor for TaskActor {
         let lease = self.ctx.lease.clone();
         let relay = self.ctx.relay.publisher(id);
         let direct_io = s.writer.direct_io;
-        let lane = self.ctx.digests.lane();
         self.writer = Some(SyncArbiter::start(1, move || {
-            let w =
-                FileWriterActor::new(id, &data_dir, store.clone(), log.clone(), report.clone(), interval, lane.clone())
-                    .with_relay(relay.clone())
-                    .with_direct_io(direct_io);
+            let w = FileWriterActor::new(id, &data_dir, store.clone(), log.clone(), report.clone(), interval)
+                .with_relay(relay.clone())
+                .with_direct_io(direct_io);
             match &lease {
                 Some(guard) => w.with_lease(crate::actors::file_writer::WriterLease { guard: guard.clone() }),
                 None => w,
