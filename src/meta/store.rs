@@ -810,11 +810,6 @@ pub(crate) mod tests {
         crate::meta::store::contract::run_contract(&store);
     }
 
-    /// On SQLite, a transaction that reads before it writes is refused the write lock at once
-    /// (SQLITE_BUSY, busy_timeout or not) when another connection committed in between: the
-    /// API answered 500 "database is locked" to a `PUT /relay` racing the writer's checkpoint
-    /// (CI, 2026-12-04). Writes that read first must take the lock first; three threads here
-    /// interleave them for a few hundred rounds and none may fail.
     #[test]
     fn reads_through_an_own_pool_never_wait_for_the_shared_pools_connections() {
         let dir = tempfile::tempdir().unwrap();
@@ -832,6 +827,11 @@ pub(crate) mod tests {
         drop(held);
     }
 
+    /// On SQLite, a transaction that reads before it writes is refused the write lock at once
+    /// (SQLITE_BUSY, busy_timeout or not) when another connection committed in between: the
+    /// API answered 500 "database is locked" to a `PUT /relay` racing the writer's checkpoint
+    /// (CI, 2026-12-04). Writes that read first must take the lock first; three threads here
+    /// interleave them for a few hundred rounds and none may fail.
     #[test]
     fn sqlite_writes_that_read_first_never_meet_a_busy_database() {
         let dir = tempfile::tempdir().unwrap();
