@@ -237,9 +237,14 @@ pub fn build_pool(dsn: &MetaDsn, size: u32, tuning: ConnTuning) -> Result<MetaPo
             ))
         })?;
     }
-    if let MetaDsn::Sqlite(path) = dsn {
+    if let MetaDsn::Sqlite(path) = dsn
+        && !path.exists()
+    {
         // Created here, once, empty (SQLite's way to start a database); the pool's connections
-        // then only open what exists.
+        // then only open what exists. Only when it is not there: opening and closing the file
+        // in a process whose SQLite connections hold it releases their POSIX locks (a second
+        // pool, `Store::with_own_pool`, did: another process, the sqlite3 CLI, then took the
+        // WAL for abandoned and read the database without the commits in it).
         use std::os::unix::fs::OpenOptionsExt as _;
         std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map_err(|e| {
             StoreError::Unavailable(format!("cannot create the metadata database {}: {e}", path.display()))
