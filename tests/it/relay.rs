@@ -812,6 +812,36 @@ fn a_file_retention_removed_locally_is_served_from_the_bucket() {
     assert!(left.is_empty(), "downloads are unlinked once open: {left:?}");
 }
 
+/// A copy task of `source` served through the relay, `table` created and filled with `row`,
+/// and a real replica (server id 31) following it by GTID, synced: (server, task id, replica).
+fn replica_through_the_relay(source: &MariaDb, name: &str, table: &str, row: &str) -> (Server, i64, MariaDb) {
+    let (srv, relay_port) = relay_server();
+    let id = start_copy_task(&srv, source, name);
+    grant(&srv, id);
+    source.sql(&format!(
+        "CREATE TABLE {TEST_DB}.{table} (k INT PRIMARY KEY, v TEXT) ENGINE=InnoDB; \
+         INSERT INTO {TEST_DB}.{table} VALUES {row}"
+    ));
+    wait_caught_up(&srv, source, id);
+    let replica = MariaDb::start(MariaDbOpts::default().replica(31));
+    point_replica(&replica, relay_port, "MASTER_USE_GTID=slave_pos");
+    wait_synced(&replica, source);
+    (srv, id, replica)
+}
+
+/// Waits until `replica` has taken `n` more heartbeats, its I/O thread running without an
+/// error all along.
+fn take_idle_heartbeats(replica: &MariaDb, n: u64, what: &str) {
+    let heartbeats = || replica.status_value("Slave_received_heartbeats").parse::<u64>().unwrap_or(0);
+    let before = heartbeats();
+    crate::common::poll_until(DEADLINE, what, || {
+        let st = slave_status(replica);
+        assert_eq!(st.get("Last_IO_Errno").map(String::as_str), Some("0"), "the replica stopped ({what}): {st:?}");
+        assert_eq!(st.get("Slave_IO_Running").map(String::as_str), Some("Yes"), "{what}: {st:?}");
+        (heartbeats() >= before + n).then_some(())
+    });
+}
+
 /// A source with `binlog_checksum=NONE` (the configuration issue 14 was about) behind the relay: a
 /// replica (which asks for CRC32, its own default) must take the relay's idle heartbeats as it
 /// takes its source's, without a checksum the files do not have, and go on replicating.
@@ -819,27 +849,10 @@ fn a_file_retention_removed_locally_is_served_from_the_bucket() {
 fn a_replica_of_a_checksum_none_source_takes_the_relays_idle_heartbeats() {
     let source = MariaDb::start(MariaDbOpts::default().arg("--binlog-checksum=NONE"));
     assert_eq!(source.query_value("SELECT @@global.binlog_checksum"), "NONE");
-    let (srv, relay_port) = relay_server();
-    let id = start_copy_task(&srv, &source, "relay-none");
-    grant(&srv, id);
-    source.sql(&format!(
-        "CREATE TABLE {TEST_DB}.quiet (k INT PRIMARY KEY, v TEXT) ENGINE=InnoDB; \
-         INSERT INTO {TEST_DB}.quiet VALUES (1, 'before the replica')"
-    ));
-    wait_caught_up(&srv, &source, id);
-    let replica = MariaDb::start(MariaDbOpts::default().replica(31));
-    point_replica(&replica, relay_port, "MASTER_USE_GTID=slave_pos");
-    wait_synced(&replica, &source);
+    let (_srv, _id, replica) = replica_through_the_relay(&source, "relay-none", "quiet", "(1, 'before the replica')");
 
     // Idle: nothing to send but heartbeats (MASTER_HEARTBEAT_PERIOD=1). Three taken, no error.
-    let heartbeats = || replica.status_value("Slave_received_heartbeats").parse::<u64>().unwrap_or(0);
-    let before = heartbeats();
-    crate::common::poll_until(DEADLINE, "three idle heartbeats taken by the replica", || {
-        let st = slave_status(&replica);
-        assert_eq!(st.get("Last_IO_Errno").map(String::as_str), Some("0"), "the replica stopped: {st:?}");
-        assert_eq!(st.get("Slave_IO_Running").map(String::as_str), Some("Yes"), "{st:?}");
-        (heartbeats() >= before + 3).then_some(())
-    });
+    take_idle_heartbeats(&replica, 3, "three idle heartbeats taken by the replica");
 
     // And it still follows.
     source.sql(&format!("INSERT INTO {TEST_DB}.quiet VALUES (2, 'after the heartbeats')"));
@@ -853,29 +866,13 @@ fn a_replica_of_a_checksum_none_source_takes_the_relays_idle_heartbeats() {
 #[test]
 fn a_replica_following_live_across_a_rotation_takes_the_idle_heartbeats_after_it() {
     let source = MariaDb::start(MariaDbOpts::default());
-    let (srv, relay_port) = relay_server();
-    let id = start_copy_task(&srv, &source, "relay-live-rotate");
-    grant(&srv, id);
-    source.sql(&format!(
-        "CREATE TABLE {TEST_DB}.rot (k INT PRIMARY KEY, v TEXT) ENGINE=InnoDB; \
-         INSERT INTO {TEST_DB}.rot VALUES (0, 'before the replica')"
-    ));
-    wait_caught_up(&srv, &source, id);
-    let replica = MariaDb::start(MariaDbOpts::default().replica(31));
-    point_replica(&replica, relay_port, "MASTER_USE_GTID=slave_pos");
-    wait_synced(&replica, &source);
-    let heartbeats = || replica.status_value("Slave_received_heartbeats").parse::<u64>().unwrap_or(0);
+    let (srv, id, replica) =
+        replica_through_the_relay(&source, "relay-live-rotate", "rot", "(0, 'before the replica')");
     for round in 1..=3 {
         // Rotated while the replica waits at the end of the open file.
         source.sql(&format!("INSERT INTO {TEST_DB}.rot VALUES ({round}, 'before the rotation'); FLUSH BINARY LOGS"));
         wait_caught_up(&srv, &source, id);
-        let before = heartbeats();
-        crate::common::poll_until(DEADLINE, "two idle heartbeats after the rotation", || {
-            let st = slave_status(&replica);
-            assert_eq!(st.get("Last_IO_Errno").map(String::as_str), Some("0"), "round {round}: {st:?}");
-            assert_eq!(st.get("Slave_IO_Running").map(String::as_str), Some("Yes"), "round {round}: {st:?}");
-            (heartbeats() >= before + 2).then_some(())
-        });
+        take_idle_heartbeats(&replica, 2, &format!("two idle heartbeats after rotation {round}"));
     }
     source.sql(&format!("INSERT INTO {TEST_DB}.rot VALUES (100, 'after the heartbeats')"));
     wait_synced(&replica, &source);
