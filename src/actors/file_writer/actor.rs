@@ -84,7 +84,9 @@ impl FileWriterActor {
         let writer = self.writer.clone();
         let handle = self.pool.spawn(move || match writer.lock() {
             Ok(mut w) => job(&mut w),
-            Err(_) => Err(WriterError::Invariant("the writer failed earlier (a panic); it takes no more writes".into())),
+            Err(_) => {
+                Err(WriterError::Invariant("the writer failed earlier (a panic); it takes no more writes".into()))
+            }
         });
         Box::pin(
             async move {
@@ -160,9 +162,8 @@ mod tests {
         let first_thread = wait_started.recv_timeout(Duration::from_secs(10)).expect("the first job starts");
         let (done, wait_done) = mpsc::channel();
         let _second = pool.spawn(move || done.send(std::thread::current().id()).unwrap());
-        let second_thread = wait_done
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the second job ran while the first was blocked");
+        let second_thread =
+            wait_done.recv_timeout(Duration::from_secs(10)).expect("the second job ran while the first was blocked");
         assert_ne!(first_thread, second_thread);
         release.send(()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
