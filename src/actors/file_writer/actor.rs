@@ -5,9 +5,10 @@
 //!
 //! Why a pool and not a thread per task: with 1,000 tasks streaming, a thread per writer spent
 //! more CPU on being woken and put to sleep (task switches, and the spinning and `sched_yield` of
-//! the `SyncArbiter` channel's receive) than on writing. The pool keeps one thread per writer that
-//! is busy at this moment (started when a job finds none idle, ended after [`KEEP_ALIVE`] idle),
-//! so a writer blocked in a slow `fsync` holds up only its own task, as before.
+//! the `SyncArbiter` channel's receive) than on writing. The pool runs up to `writer.threads`
+//! jobs at the same time, each on a thread of its own (started when a job finds none idle, ended
+//! after [`KEEP_ALIVE`] idle); further jobs wait for a thread in the order they came. A writer
+//! stuck in a slow fsync holds up only its own task while fewer than `writer.threads` are stuck.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,11 +17,6 @@ use actix::prelude::*;
 
 use super::{CloseFiles, PersistCheckpoint, Prepare, Prepared, Recover, WriteBatch, Writer, WriterError};
 use crate::meta::Checkpoint;
-
-/// The most writer jobs that run at the same time (each on a thread of its own). Beyond it, jobs
-/// wait for a thread in the order they came; only a disk that stalls many writers at once gets
-/// there.
-pub const MAX_THREADS: usize = 512;
 
 /// An idle pool thread ends after this long without work.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -44,9 +40,10 @@ impl Drop for PoolRuntime {
 }
 
 impl WriterPool {
-    pub fn new() -> std::io::Result<WriterPool> {
+    /// A pool that runs up to `threads` jobs at the same time (`writer.threads`, at least 1).
+    pub fn new(threads: usize) -> std::io::Result<WriterPool> {
         let rt = tokio::runtime::Builder::new_current_thread()
-            .max_blocking_threads(MAX_THREADS)
+            .max_blocking_threads(threads.max(1))
             .thread_keep_alive(KEEP_ALIVE)
             .thread_name("binlog-writer")
             .build()?;
@@ -149,10 +146,10 @@ mod tests {
     use std::sync::mpsc;
 
     /// What the module's doc promises: a job blocked (a writer stuck in a slow fsync) holds up
-    /// no other writer's job; each runs on a thread of its own.
+    /// no other writer's job while the pool has a thread left; each runs on a thread of its own.
     #[test]
     fn a_blocked_job_holds_up_no_other_job() {
-        let pool = WriterPool::new().unwrap();
+        let pool = WriterPool::new(2).unwrap();
         let (release, blocked) = mpsc::channel::<()>();
         let (started, wait_started) = mpsc::channel::<std::thread::ThreadId>();
         let first = pool.spawn(move || {

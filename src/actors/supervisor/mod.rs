@@ -104,6 +104,8 @@ impl Supervisor {
 
     /// Must run inside an actix `System` (it starts the uploads' arbiter).
     pub fn new(store: Store, settings: Arc<Settings>, objects: Option<Arc<ObjectStore>>, log: Logger) -> Self {
+        let writers = crate::actors::file_writer::WriterPool::new(settings.writer.threads)
+            .expect("a runtime without drivers builds");
         Supervisor {
             objects,
             store,
@@ -115,7 +117,7 @@ impl Supervisor {
             shutting_down: false,
             coordinator: None,
             uploads: actix::Arbiter::new().handle(),
-            writers: crate::actors::file_writer::WriterPool::new().expect("a runtime without drivers builds"),
+            writers,
             relay: crate::relay::CheckpointHub::default(),
         }
     }
