@@ -491,6 +491,9 @@ pub struct WriterSettings {
     /// the data directory's filesystem takes it and is not tmpfs, else buffered with one log line;
     /// `on`: refuse to start a task where it does not; `off`, the default: through the page cache).
     pub direct_io: DirectIo,
+    /// The most writers that write and fsync at the same time; every task's writer runs its
+    /// work on this shared pool of threads (see `actors::file_writer::actor`).
+    pub threads: usize,
 }
 
 impl Default for WriterSettings {
@@ -502,6 +505,9 @@ impl Default for WriterSettings {
             // Off by default: O_DIRECT lowers catch-up's CPU per GiB but adds to every live
             // commit's latency (each flush waits for the device; docs/performance.md, 2026-12-04).
             direct_io: DirectIo::Off,
+            // 1,000 tasks streaming on 2 cores: 68% of a core with 16, 85% with 64, 106% with
+            // 512 and 112% with a thread per task (docs/performance.md, 2026-12-05).
+            threads: 16,
         }
     }
 }
@@ -1112,6 +1118,9 @@ impl Settings {
         if w.checkpoint_interval_ms > 60_000 {
             return Err(invalid("writer.checkpoint_interval_ms", "must be at most 60000"));
         }
+        if w.threads == 0 || w.threads > 1024 {
+            return Err(invalid("writer.threads", "must be between 1 and 1024"));
+        }
         self.validate_cluster()
     }
 
@@ -1398,6 +1407,19 @@ mod tests {
         assert_eq!(s.api.auth.bearer_token.expose(), "tok-0123456789abcdef");
         assert_eq!(s.writer.fsync_max_bytes, 65536);
         assert_eq!(s.writer.direct_io, DirectIo::Auto);
+    }
+
+    #[test]
+    fn writer_threads_between_1_and_1024() {
+        assert_eq!(load(None, &[], Purpose::Serve).unwrap().writer.threads, 16);
+        for (value, ok) in [("0", false), ("1", true), ("4", true), ("1024", true), ("1025", false)] {
+            let got = load(None, &env(&[("BINLOG_SERVER_WRITER_THREADS", value)]), Purpose::Serve);
+            match (got, ok) {
+                (Ok(s), true) => assert_eq!(s.writer.threads.to_string(), value),
+                (Err(e), false) => assert!(e.0.contains("writer.threads"), "{value}: {}", e.0),
+                (got, _) => panic!("{value}: {:?}", got.map(|s| s.writer.threads).map_err(|e| e.0)),
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `FileWriterActor`: the only code that writes binlog files. Runs on its own thread (a
-//! `SyncArbiter`), so blocking file I/O and fsync never touch the async executors.
+//! `Writer`: the only code that writes binlog files, and `FileWriterActor` (see [`actor`]), the
+//! actor that carries each message to it, one at a time, on the writers' shared thread pool
+//! (`WriterPool`), so blocking file I/O and fsync never touch the async executors.
 //!
 //! Invariants enforced here, and only here:
 //! - the checkpoint is never ahead of fsynced bytes: a batch's checkpoint becomes durable after
@@ -109,7 +110,7 @@ impl OpenLocal {
     }
 }
 
-pub struct FileWriterActor {
+pub struct Writer {
     task_id: TaskId,
     task_dir: PathBuf,
     store: Store,
@@ -141,13 +142,10 @@ pub struct FileWriterActor {
     io: Option<IoChoice>,
 }
 
-impl Actor for FileWriterActor {
-    type Context = SyncContext<Self>;
-}
-
 /// Bytes appended before the kernel is asked to start writing them back (see [`start_writeback`]).
 const WRITEBACK_CHUNK: u64 = 1 << 20;
 
+mod actor;
 mod direct;
 mod fsync;
 mod messages;
@@ -156,12 +154,13 @@ mod recovery;
 mod tests;
 mod write;
 
+pub use actor::{FileWriterActor, WriterPool};
 pub use messages::*;
 
 use direct::{DirectTail, IoChoice};
 use fsync::{Fsync, Scope, start_writeback};
 
-impl FileWriterActor {
+impl Writer {
     pub fn new(
         task_id: TaskId,
         data_dir: &Path,
@@ -170,7 +169,7 @@ impl FileWriterActor {
         report: Recipient<WriterEvent>,
         checkpoint_interval: Duration,
     ) -> Self {
-        FileWriterActor {
+        Writer {
             task_id,
             task_dir: crate::layout::DataLayout::new(data_dir).task_dir(task_id),
             store,
@@ -345,40 +344,15 @@ fn has_transactions(f: &mut File, len: u64) -> io::Result<bool> {
     Ok(seen < len)
 }
 
-impl Handler<Prepare> for FileWriterActor {
-    type Result = Result<Prepared, WriterError>;
-
-    fn handle(&mut self, msg: Prepare, _: &mut SyncContext<Self>) -> Self::Result {
-        self.prepare(msg)
-    }
-}
-
-impl Handler<Recover> for FileWriterActor {
-    type Result = Result<Option<Checkpoint>, WriterError>;
-
-    fn handle(&mut self, msg: Recover, _: &mut SyncContext<Self>) -> Self::Result {
+impl Writer {
+    /// `Recover`: loads the local state and answers the durable checkpoint.
+    fn recover(&mut self, msg: Recover) -> Result<Option<Checkpoint>, WriterError> {
         self.load(msg.flavor)?;
         Ok(self.durable.clone())
     }
 }
 
-impl Handler<WriteBatch> for FileWriterActor {
-    type Result = Result<Option<Checkpoint>, WriterError>;
-
-    fn handle(&mut self, msg: WriteBatch, _: &mut SyncContext<Self>) -> Self::Result {
-        self.write_batch(msg)
-    }
-}
-
-impl Handler<PersistCheckpoint> for FileWriterActor {
-    type Result = ();
-
-    fn handle(&mut self, _: PersistCheckpoint, _: &mut SyncContext<Self>) {
-        self.persist_on_timer();
-    }
-}
-
-impl FileWriterActor {
+impl Writer {
     /// `PersistCheckpoint`: nobody waits for the answer, so a failure is said here (once per
     /// distinct error; a checkpoint that stops moving is never silent) and fails the next batch.
     fn persist_on_timer(&mut self) {
@@ -404,10 +378,9 @@ impl FileWriterActor {
     }
 }
 
-impl Handler<CloseFiles> for FileWriterActor {
-    type Result = Result<Option<Checkpoint>, WriterError>;
-
-    fn handle(&mut self, _: CloseFiles, _: &mut SyncContext<Self>) -> Self::Result {
+impl Writer {
+    /// `CloseFiles`: writes out and fsyncs what is open, persists the durable checkpoint, closes.
+    fn close_files(&mut self) -> Result<Option<Checkpoint>, WriterError> {
         if self.check_lease().is_err() {
             // The lease is gone: nothing more is written or persisted under it.
             self.open = None;

@@ -4,7 +4,7 @@
 use super::*;
 use std::os::unix::fs::FileExt as _;
 
-impl FileWriterActor {
+impl Writer {
     pub(super) fn prepare(&mut self, msg: Prepare) -> Result<Prepared, WriterError> {
         // Whatever happened before (a dropped connection mid-transaction, a full disk), start
         // again from the last durable boundary: close the file without syncing it (everything

@@ -58,7 +58,7 @@ fn a_checkpoint_inside_a_sealed_file_is_refused_and_the_file_is_left_whole() {
     actix::System::new().block_on(async {
         let log = Logger::root(slog::Discard, slog::o!());
         let report = Probe.start().recipient();
-        let mut writer = FileWriterActor::new(task.id, &data_dir, store, log, report, Duration::from_secs(1));
+        let mut writer = Writer::new(task.id, &data_dir, store, log, report, Duration::from_secs(1));
         let err = writer
             .prepare(Prepare {
                 identity: SourceIdentity::from_stored("srv-1"),
@@ -111,7 +111,7 @@ fn a_batch_is_answered_before_its_checkpoint_is_stored_and_the_timer_stores_it()
         let report = Probe.start().recipient();
         let data_dir = tmp.path().join("data");
         let interval = Duration::from_secs(1);
-        let mut writer = FileWriterActor::new(task.id, &data_dir, store.clone(), log, report, interval);
+        let mut writer = Writer::new(task.id, &data_dir, store.clone(), log, report, interval);
         writer
             .prepare(Prepare {
                 identity: SourceIdentity::from_stored("srv-1"),

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl FileWriterActor {
+impl Writer {
     pub(super) fn write_batch(&mut self, batch: WriteBatch) -> Result<Option<Checkpoint>, WriterError> {
         self.fsync.check()?;
         self.check_lease()?;

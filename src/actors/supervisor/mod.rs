@@ -85,6 +85,8 @@ pub struct Supervisor {
     coordinator: Option<CoordinatorLink>,
     /// The thread every task's `UploadActor` runs on (see `TaskContext::uploads`).
     uploads: actix::ArbiterHandle,
+    /// The threads every task's writer does its blocking work on (see `TaskContext::writers`).
+    writers: crate::actors::file_writer::WriterPool,
     /// Each task's durable checkpoint, for the relay (`relay::hub`).
     relay: crate::relay::CheckpointHub,
 }
@@ -102,6 +104,8 @@ impl Supervisor {
 
     /// Must run inside an actix `System` (it starts the uploads' arbiter).
     pub fn new(store: Store, settings: Arc<Settings>, objects: Option<Arc<ObjectStore>>, log: Logger) -> Self {
+        let writers = crate::actors::file_writer::WriterPool::new(settings.writer.threads)
+            .expect("a runtime without drivers builds");
         Supervisor {
             objects,
             store,
@@ -113,6 +117,7 @@ impl Supervisor {
             shutting_down: false,
             coordinator: None,
             uploads: actix::Arbiter::new().handle(),
+            writers,
             relay: crate::relay::CheckpointHub::default(),
         }
     }
@@ -142,6 +147,7 @@ impl Supervisor {
             objects: self.objects.clone(),
             lease: guard,
             uploads: self.uploads.clone(),
+            writers: self.writers.clone(),
             relay: self.relay.clone(),
         };
         let addr = TaskActor::new(task, tctx).start();

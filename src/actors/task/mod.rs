@@ -22,7 +22,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use slog::{Logger, error, info, warn};
 
-use crate::actors::file_writer::{CloseFiles, FileWriterActor, PersistCheckpoint};
+use crate::actors::file_writer::{CloseFiles, FileWriterActor, PersistCheckpoint, Writer};
 use crate::actors::replication::{ReplicationActor, ReplicationParams, StopReplication, replica_uuid};
 use crate::actors::upload::{StopUploads, UploadActor, UploadParams};
 use crate::config::Settings;
@@ -48,6 +48,8 @@ pub struct TaskContext {
     /// Where upload actors run: their own thread, because uploading means hashing every byte
     /// (rust-s3 hashes each request body to sign it), which must not delay the tasks' actors.
     pub uploads: actix::ArbiterHandle,
+    /// The threads the task's writer does its blocking work on (shared by every task).
+    pub writers: crate::actors::file_writer::WriterPool,
     /// Where the writer publishes the durable checkpoint for the relay.
     pub relay: crate::relay::CheckpointHub,
 }
@@ -275,15 +277,12 @@ impl Actor for TaskActor {
         let lease = self.ctx.lease.clone();
         let relay = self.ctx.relay.publisher(id);
         let direct_io = s.writer.direct_io;
-        self.writer = Some(SyncArbiter::start(1, move || {
-            let w = FileWriterActor::new(id, &data_dir, store.clone(), log.clone(), report.clone(), interval)
-                .with_relay(relay.clone())
-                .with_direct_io(direct_io);
-            match &lease {
-                Some(guard) => w.with_lease(crate::actors::file_writer::WriterLease { guard: guard.clone() }),
-                None => w,
-            }
-        }));
+        let w = Writer::new(id, &data_dir, store, log, report, interval).with_relay(relay).with_direct_io(direct_io);
+        let w = match lease {
+            Some(guard) => w.with_lease(crate::actors::file_writer::WriterLease { guard }),
+            None => w,
+        };
+        self.writer = Some(FileWriterActor::start_on(&self.ctx.writers, w));
         // Idle streams still get their last checkpoint persisted.
         ctx.run_interval(interval.max(Duration::from_millis(50)), |act, _| {
             if let Some(w) = &act.writer {
