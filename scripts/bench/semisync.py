@@ -8,6 +8,9 @@ Run through scripts/bench/run.sh semisync, which builds the release binary and t
              as the one semi-sync replica (a task with source.semi_sync, acks after its fsync);
   replica    the same source settings, and a second mariadbd as the semi-sync replica (the
              reference: MariaDB's own replica acks after it has written the event to its relay log).
+  replica-sync  with BENCH_SEMI_REPLICA_SYNC=1: the replica above with sync_relay_log=1, so that
+             it acks only after its relay log is synced, as binlog-server acks after its fsync
+             (the like-for-like reference);
   binlog-b   with BENCH_SERVER_BIN_B set: binlog as above, with that second binlog-server binary
              (an A/B of two builds in one session, interleaved with the others).
 
@@ -80,9 +83,10 @@ def set_up(mode, root):
         st, body = server.request("POST", f"/api/tasks/{task['id']}/start")
         if st != 200:
             raise SystemExit(f"starting the task failed: {st} {body}")
-    elif mode == "replica":
+    elif mode in ("replica", "replica-sync"):
+        sync = ["--sync-relay-log=1"] if mode == "replica-sync" else []
         replica = MariaDB(root / "replica", ["--server-id=2", "--rpl-semi-sync-slave-enabled=ON",
-                                             "--innodb-flush-log-at-trx-commit=0", "--sync-binlog=0"]).start()
+                                             "--innodb-flush-log-at-trx-commit=0", "--sync-binlog=0"] + sync).start()
         procs.append(replica)
         replica.sql(f"""
             CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={db.port}, MASTER_USER='{REPL_USER}',
@@ -178,7 +182,8 @@ def main():
     say(f"load generator: {os.environ['BENCH_LOAD_BIN']} --rate RATE --seconds {seconds} --workers max(4, RATE/250)")
     out_root = output_root(root)
     say(f"{runs} run(s) of {seconds} s per rate and set-up, set-ups interleaved; first {warmup_s} s not counted\n")
-    modes = MODES + (["binlog-b"] if os.environ.get("BENCH_SERVER_BIN_B") else [])
+    modes = (MODES + (["replica-sync"] if env_int("BENCH_SEMI_REPLICA_SYNC", 0) else [])
+             + (["binlog-b"] if os.environ.get("BENCH_SERVER_BIN_B") else []))
     if "binlog-b" in modes:
         say(f"binlog-server B (set-up binlog-b): {os.environ['BENCH_SERVER_BIN_B']}")
     results = {"machine": facts, "rates": {}}
@@ -216,6 +221,9 @@ def main():
             d50 = [b["p50_ms"] - a["p50_ms"] for a, b in zip(per["binlog"], per["binlog-b"])]
             say(f"{rate:>6} B - A: p50 {median(d50):+.2f} ms [{min(d50):+.2f} .. {max(d50):+.2f}], "
                 f"p99 {median(d):+.2f} ms [{min(d):+.2f} .. {max(d):+.2f}] (per round)")
+        if "replica-sync" in per:
+            d = [b["p99_ms"] - r["p99_ms"] for r, b in zip(per["replica-sync"], per["binlog"])]
+            say(f"{rate:>6} binlog - replica-sync: p99 {median(d):+.2f} ms [{min(d):+.2f} .. {max(d):+.2f}] (per round)")
     finish(results)
 
 
