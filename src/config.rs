@@ -505,8 +505,9 @@ impl Default for WriterSettings {
             // Off by default: O_DIRECT lowers catch-up's CPU per GiB but adds to every live
             // commit's latency (each flush waits for the device; docs/performance.md, 2026-12-04).
             direct_io: DirectIo::Off,
-            // 1,000 tasks streaming on 2 cores: 68% of a core with 16, 85% with 64, 106% with
-            // 512 and 112% with a thread per task (docs/performance.md, 2026-12-05).
+            // 1,000 tasks streaming on 2 cores, one run each: 68% of a core with 16 threads, 85%
+            // with 64, 106% with 512, 112% with a thread per task (docs/performance.md,
+            // 2026-12-05, where longer runs compare 16 with a thread per task).
             threads: 16,
         }
     }
