@@ -350,9 +350,7 @@ impl Writer {
         self.load(msg.flavor)?;
         Ok(self.durable.clone())
     }
-}
 
-impl Writer {
     /// `PersistCheckpoint`: nobody waits for the answer, so a failure is said here (once per
     /// distinct error; a checkpoint that stops moving is never silent) and fails the next batch.
     fn persist_on_timer(&mut self) {
@@ -376,9 +374,7 @@ impl Writer {
             }
         }
     }
-}
 
-impl Writer {
     /// `CloseFiles`: writes out and fsyncs what is open, persists the durable checkpoint, closes.
     fn close_files(&mut self) -> Result<Option<Checkpoint>, WriterError> {
         if self.check_lease().is_err() {
