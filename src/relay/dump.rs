@@ -2,6 +2,7 @@
 //! file, then the open file up to the durable checkpoint, woken by each new one; heartbeats while
 //! idle; EOF at the end for a non-blocking dump. Where to start and how far to read is `plan`'s.
 
+use std::borrow::Cow;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,8 @@ pub const BINLOG_DUMP_NON_BLOCK: u16 = 1;
 const READ_CHUNK: usize = 256 * 1024;
 /// Framed bytes gathered before a socket write.
 const WRITE_BATCH: usize = 256 * 1024;
+/// Reads at the open file's durable end up to this size are made on the dump's own thread.
+const INLINE_READ_MAX: usize = 64 * 1024;
 
 /// `BINLOG_THROUGH_GTID`: a COM_BINLOG_DUMP_GTID carries the replica's GTID set.
 pub const BINLOG_THROUGH_GTID: u16 = 4;
@@ -188,6 +191,7 @@ pub async fn run(
         clear_fde_created: start.clear_fde_created,
         skipped_to: None,
         out: Vec::with_capacity(WRITE_BATCH + 1024),
+        rbuf: Vec::new(),
         file: None,
         first_event_checked: start.offset == 4,
     };
@@ -254,6 +258,8 @@ struct Dumper<'a> {
     /// before it waits, so the replica's position moves past what it already has.
     skipped_to: Option<u64>,
     out: Vec<u8>,
+    /// The read buffer, kept from one read to the next.
+    rbuf: Vec<u8>,
     file: Option<OpenFile>,
     /// A position dump's first event is checked to be an event boundary.
     first_event_checked: bool,
@@ -328,11 +334,9 @@ impl Dumper<'_> {
     }
 
     fn push(&mut self, io: &mut Io, event: &[u8]) {
-        // One packet per event: the OK byte, then the event as stored.
-        let mut pkt = Vec::with_capacity(event.len() + 1);
-        pkt.push(0x00);
-        pkt.extend_from_slice(event);
-        io.frame_into(&pkt, &mut self.out);
+        // One packet per event: the OK byte, then the event as stored, framed straight from the
+        // bytes read (one copy between the file and the socket).
+        io.frame_with_status_into(0x00, event, &mut self.out);
     }
 
     async fn flush(&mut self, io: &mut Io) -> Result<(), SourceError> {
@@ -467,7 +471,13 @@ impl Dumper<'_> {
 
     /// Whether the event `ev` at local offset `ev_at` of `f` is sent (a GTID dump leaves the
     /// replica's transactions out), and the bytes that go out for it.
-    fn filter(&mut self, f: &FileRecord, ev: &[u8], ev_at: u64, has_crc: bool) -> Result<Option<Vec<u8>>, DumpFailure> {
+    fn filter<'e>(
+        &mut self,
+        f: &FileRecord,
+        ev: &'e [u8],
+        ev_at: u64,
+        has_crc: bool,
+    ) -> Result<Option<Cow<'e, [u8]>>, DumpFailure> {
         let refused = |DumpRefused(m)| DumpFailure::Refused(m);
         let bad = |e: crate::binlog::event::EventError| DumpFailure::Refused(e.to_string());
         let send = match ev[4] {
@@ -492,9 +502,9 @@ impl Dumper<'_> {
         }
         if ev[4] == types::FORMAT_DESCRIPTION && self.clear_fde_created {
             let fde = &self.file.as_ref().expect("a file is open while sending").fde;
-            return Ok(Some(events::gtid_dump_fde(ev, fde)));
+            return Ok(Some(Cow::Owned(events::gtid_dump_fde(ev, fde))));
         }
-        Ok(Some(ev.to_vec()))
+        Ok(Some(Cow::Borrowed(ev)))
     }
 
     /// Re-reads the catalog after the checkpoint left the file it was in (a seal, a new file).
@@ -532,12 +542,17 @@ impl Dumper<'_> {
         let (file, has_crc) = (of.file.clone(), of.fde.checksum.has_crc());
         let want = ((limit - self.offset) as usize).min(READ_CHUNK);
         let at = self.offset;
-        let mut buf = read_at(file.clone(), at, want)
-            .await
-            .map_err(|e| DumpFailure::Refused(format!("cannot read binlog file {} at {at}: {e}", f.file_name)))?;
+        let cannot_read =
+            |e: std::io::Error| DumpFailure::Refused(format!("cannot read binlog file {} at {at}: {e}", f.file_name));
+        // A few bytes at the open file's durable end were written moments ago: they are in the
+        // page cache, and reading them in place costs less than a trip to the blocking pool
+        // (which every client of a task makes on every checkpoint when following live).
+        let inline = f.state != crate::meta::FileState::Sealed && want <= INLINE_READ_MAX;
+        let (mut buf, read) = read_at(file.clone(), at, want, std::mem::take(&mut self.rbuf), inline).await;
+        let mut got = read.map_err(cannot_read)?;
         let mut used = 0usize;
         loop {
-            let rest = &buf[used..];
+            let rest = &buf[used..got];
             if rest.len() < HEADER_LEN {
                 break;
             }
@@ -555,10 +570,10 @@ impl Dumper<'_> {
                     break;
                 }
                 // One event larger than a read chunk: read it whole.
-                buf = read_at(file.clone(), at, size).await.map_err(|e| {
-                    DumpFailure::Refused(format!("cannot read binlog file {} at {at}: {e}", f.file_name))
-                })?;
-                if buf.len() < size {
+                let read;
+                (buf, read) = read_at(file.clone(), at, size, buf, false).await;
+                got = read.map_err(cannot_read)?;
+                if got < size {
                     break;
                 }
                 continue;
@@ -576,8 +591,7 @@ impl Dumper<'_> {
                     )));
                 }
             }
-            let ev = ev.to_vec();
-            match self.filter(f, &ev, ev_at, has_crc)? {
+            match self.filter(f, ev, ev_at, has_crc)? {
                 Some(out) => {
                     self.announce_skipped(io, f);
                     self.push(io, &out);
@@ -599,6 +613,10 @@ impl Dumper<'_> {
         }
         self.offset = at + used as u64;
         self.at = (f.file_name.to_string(), plan::source_pos(f, self.offset));
+        // Kept for the next read, unless one large event grew it.
+        if buf.len() <= READ_CHUNK {
+            self.rbuf = buf;
+        }
         Ok(())
     }
 }
@@ -614,23 +632,37 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Reads up to `len` bytes at `offset` on the blocking pool (short only at the end of file).
-async fn read_at(file: Arc<std::fs::File>, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; len];
+/// Reads up to `len` bytes at `offset` into `buf` (grown to `len` if shorter), on the blocking
+/// pool unless `inline`; gives the buffer back with how many bytes were read (short only at the
+/// end of file).
+async fn read_at(
+    file: Arc<std::fs::File>,
+    offset: u64,
+    len: usize,
+    buf: Vec<u8>,
+    inline: bool,
+) -> (Vec<u8>, std::io::Result<usize>) {
+    fn read(file: &std::fs::File, offset: u64, len: usize, mut buf: Vec<u8>) -> (Vec<u8>, std::io::Result<usize>) {
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
         let mut got = 0;
         while got < len {
-            let n = file.read_at(&mut buf[got..], offset + got as u64)?;
-            if n == 0 {
-                break;
+            match file.read_at(&mut buf[got..len], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return (buf, Err(e)),
             }
-            got += n;
         }
-        buf.truncate(got);
-        Ok(buf)
-    })
-    .await
-    .map_err(std::io::Error::other)?
+        (buf, Ok(got))
+    }
+    if inline {
+        return read(&file, offset, len, buf);
+    }
+    tokio::task::spawn_blocking(move || read(&file, offset, len, buf))
+        .await
+        .unwrap_or_else(|e| (Vec::new(), Err(std::io::Error::other(e))))
 }
 
 #[cfg(test)]

@@ -298,6 +298,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
         }
     }
 
+    /// [`Self::frame_into`] of the payload `status` followed by `body` (a binlog event packet is
+    /// the status byte 0x00, then the event), without first copying the two into one buffer:
+    /// the relay frames every event it serves this way, straight from the bytes read from disk.
+    pub fn frame_with_status_into(&mut self, status: u8, body: &[u8], out: &mut Vec<u8>) {
+        let total = 1 + body.len();
+        out.reserve(total + 4 * (total / MAX_PACKET_CHUNK + 1));
+        let mut rest = body;
+        let mut first = true;
+        loop {
+            let room = MAX_PACKET_CHUNK - usize::from(first);
+            let n = rest.len().min(room);
+            let chunk = n + usize::from(first);
+            out.extend_from_slice(&(chunk as u32).to_le_bytes()[..3]);
+            out.push(self.seq);
+            self.seq = self.seq.wrapping_add(1);
+            if first {
+                out.push(status);
+                first = false;
+            }
+            out.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            if chunk < MAX_PACKET_CHUNK {
+                break;
+            }
+        }
+    }
+
     /// Writes bytes framed by [`Self::frame_into`] and flushes.
     pub async fn write_framed(&mut self, framed: &[u8]) -> Result<(), SourceError> {
         self.stream.write_all(framed).await.map_err(SourceError::Io)?;
@@ -384,6 +411,27 @@ mod tests {
             assert!(got[..] == payload[..]);
             assert_eq!(io.seq(), 2);
         });
+    }
+
+    #[test]
+    fn framing_with_a_status_byte_is_framing_the_joined_payload() {
+        // Sizes around the 16 MiB chunk limit, where the status byte moves the split point.
+        let m = MAX_PACKET_CHUNK;
+        for len in [0, 1, 19, m - 2, m - 1, m, m + 1, 2 * m - 1, 2 * m] {
+            let body: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let mut joined = vec![0x00];
+            joined.extend_from_slice(&body);
+            let (mut a, mut b) = (PacketIo::new(duplex(64).0, 1), PacketIo::new(duplex(64).0, 1));
+            a.seq = 250;
+            b.seq = 250;
+            let (mut want, mut got) = (Vec::new(), vec![0xAA]);
+            a.frame_into(&joined, &mut want);
+            b.frame_with_status_into(0x00, &body, &mut got);
+            assert_eq!(got.len(), want.len() + 1, "len {len}");
+            assert!(got[1..] == want[..], "len {len}: the bytes differ");
+            assert_eq!(got[0], 0xAA, "appends, keeps what was there");
+            assert_eq!(a.seq, b.seq, "len {len}: sequence ids");
+        }
     }
 
     #[test]
