@@ -328,6 +328,7 @@ string_enum!(
         TaskLeaseLost => "TASK_LEASE_LOST",
         TaskLeaseDegraded => "TASK_LEASE_DEGRADED",
         SemiSyncUnavailable => "SEMI_SYNC_UNAVAILABLE",
+        SourceTornTail => "SOURCE_TORN_TAIL",
     }
 );
 

@@ -53,6 +53,17 @@ impl BinlogFileName {
     }
 }
 
+impl BinlogFileName {
+    /// Whether this file is the one the source creates right after `prev` (same base name,
+    /// the next number).
+    pub fn follows(&self, prev: &BinlogFileName) -> bool {
+        match (self.split(), prev.split()) {
+            ((base, Some(n)), (prev_base, Some(p))) => base == prev_base && p.checked_add(1) == Some(n),
+            _ => false,
+        }
+    }
+}
+
 impl Ord for BinlogFileName {
     fn cmp(&self, other: &Self) -> Ordering {
         let (ab, an) = self.split();
@@ -92,6 +103,18 @@ mod tests {
             assert!(BinlogFileName::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(BinlogFileName::parse(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn follows_is_the_next_number_of_the_same_base() {
+        let n = |s: &str| BinlogFileName::parse(s).unwrap();
+        assert!(n("bin.000002").follows(&n("bin.000001")));
+        assert!(n("bin.1000000").follows(&n("bin.999999")));
+        for (a, b) in
+            [("bin.000003", "bin.000001"), ("bin.000001", "bin.000001"), ("log.000002", "bin.000001"), ("bin", "bin")]
+        {
+            assert!(!n(a).follows(&n(b)), "{a} after {b}");
+        }
     }
 
     #[test]

@@ -206,6 +206,8 @@ pub struct StreamTracker {
     /// start exactly there (a source that sends from elsewhere would leave a hole at the
     /// beginning of our copy, or a copy joined mid-way that we never asked for).
     requested: Option<(BinlogFileName, u64)>,
+    /// A resume past a file the source left with a torn tail (`continuing_past`).
+    past: Option<BinlogFileName>,
 }
 
 impl StreamTracker {
@@ -236,6 +238,7 @@ impl StreamTracker {
             stats: StreamStats::default(),
             last_was_stop: false,
             requested: None,
+            past: None,
         }
     }
 
@@ -243,6 +246,16 @@ impl StreamTracker {
     /// sends of that file (after a re-sent format description) must start there.
     pub fn expecting_start(mut self, file: BinlogFileName, pos: u64) -> Self {
         self.requested = Some((file, pos));
+        self
+    }
+
+    /// The stream answers a dump by GTID that resumes past the torn tail of `file` (see
+    /// `source::torn_tail`): the source must go on in the file after it, the file we hold open
+    /// is then sealed where our copy ends (the torn bytes, never committed, are left out). The
+    /// source may also start over in `file` itself, sending what we hold again, to stop at the
+    /// same tear. Any other file would skip one we never saw: refused.
+    pub fn continuing_past(mut self, file: BinlogFileName) -> Self {
+        self.past = Some(file);
         self
     }
 
@@ -369,6 +382,15 @@ impl StreamTracker {
                 // last four bytes are the CRC32 of the rest), so it never becomes part of the name.
                 let crc = self.has_crc || event::verify_crc32(&ev).is_ok();
                 let (_, name) = event::parse_rotate(&ev, crc)?;
+                if let Some(torn) = self.past.take()
+                    && name != torn
+                    && !name.follows(&torn)
+                {
+                    return Err(StreamError::Unexpected(format!(
+                        "resuming by GTID past the torn end of {torn}, the source went on in {name}, not in the \
+                         file after it"
+                    )));
+                }
                 self.switch_to(name, ops);
                 self.stats.events_skipped += 1;
                 return Ok(Seen::Skipped);
@@ -811,6 +833,41 @@ pub(crate) mod tests {
         disk.apply(&ops);
         let body = &disk.files[0].1[4 + fde.len()..];
         assert_eq!(body, &data[start_off..]);
+    }
+
+    #[test]
+    fn a_resume_past_a_torn_tail_seals_our_copy_and_goes_on_only_in_the_next_file() {
+        let data = fixture("bug27213339-bin.000001");
+        let torn = BinlogFileName::parse("b.000001").unwrap();
+        // Our copy of b.000001 ends at a transaction boundary; the source's goes on with an
+        // event that never ended, and it wrote b.000002 after its restart.
+        let end = FileEvents::new(&data).unwrap().nth(10).unwrap().0 as u64;
+        let local = || LocalFiles {
+            open: Some(OpenFile { name: torn.clone(), start_pos: 4, end_pos: end, has_transactions: true }),
+            sealed: BTreeSet::new(),
+        };
+        let tracker =
+            || StreamTracker::new(local(), GtidTracker::new(Flavor::Mysql, None), false).continuing_past(torn.clone());
+        // (the file the GTID dump starts in, accepted?)
+        for (next, accepted) in [("b.000002", true), ("b.000001", true), ("b.000003", false), ("c.000002", false)] {
+            let mut t = tracker();
+            let mut ops = Vec::new();
+            let first = t.on_event(fake_rotate(next, 4), &mut ops);
+            assert_eq!(first.is_ok(), accepted, "{next}: {first:?}");
+            if !accepted {
+                assert!(ops.is_empty(), "{next}: nothing sealed or created: {ops:?}");
+                let e = first.unwrap_err().to_string();
+                assert!(e.contains("torn end of b.000001") && e.contains(next), "{e}");
+            }
+        }
+        // Going on in b.000002: b.000001 is sealed where our copy ends, b.000002 copied whole.
+        let mut t = tracker();
+        let ops = run(&mut t, &stream_from_start("b.000002", &data));
+        assert!(matches!(&ops[0], WriteOp::Seal { end_pos, .. } if *end_pos == end), "{ops:?}");
+        assert!(matches!(&ops[1], WriteOp::Create { name, start_pos: 4, .. } if name.as_str() == "b.000002"));
+        // Without the resume, the same start is taken as it always was (the check is one-shot).
+        let mut t = StreamTracker::new(local(), GtidTracker::new(Flavor::Mysql, None), false);
+        assert!(t.on_event(fake_rotate("b.000003", 4), &mut Vec::new()).is_ok());
     }
 
     #[test]

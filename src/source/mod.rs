@@ -113,9 +113,45 @@ fn classify_1236(message: &str) -> FailureClass {
     }
 }
 
+/// Where a MariaDB source's file ends in an event that never ended: the source crashed while
+/// writing it. MariaDB keeps such a tail after its crash recovery (MySQL cuts it back) and
+/// opens a new file; every dump by position that reaches the tail is refused with 1236 "binlog
+/// truncated in the middle of event", so a copy resumed there would stop for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The source's file with the torn tail.
+    pub file: crate::binlog::name::BinlogFileName,
+    /// Where the incomplete event starts: the source sends nothing of this file past it.
+    pub at: u64,
+}
+
+/// Decides whether a failed dump hit a torn tail that can be left behind, and where it is.
+///
+/// Only MariaDB, only 1236 "truncated in the middle of event", and only when the message names
+/// the file and position of the event it could not read (MariaDB's "the last event read from
+/// 'F' at P"). What to do then is the caller's: resume by GTID from the checkpoint, so that the
+/// source's own GTID bookkeeping decides where the next transaction is, as it does for its
+/// MariaDB replicas (`StreamTracker::continuing_past` checks where that is).
+pub fn torn_tail(flavor: crate::domain::Flavor, err: &SourceError) -> Option<TornTail> {
+    let SourceError::Server { code: codes::ER_MASTER_FATAL_ERROR_READING_BINLOG, message, .. } = err else {
+        return None;
+    };
+    if flavor != crate::domain::Flavor::Mariadb || !message.contains("truncated in the middle of event") {
+        return None;
+    }
+    const LAST_EVENT: &str = "the last event read from '";
+    let rest = &message[message.find(LAST_EVENT)? + LAST_EVENT.len()..];
+    let (name, rest) = rest.split_once("' at ")?;
+    let digits: &str = &rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())];
+    let at = digits.parse().ok()?;
+    let file = crate::binlog::name::BinlogFileName::parse(name).ok()?;
+    Some(TornTail { file, at })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::binlog::name::BinlogFileName;
 
     fn server(code: u16, message: &str) -> SourceError {
         SourceError::Server { code, state: "HY000".into(), message: message.into() }
@@ -167,5 +203,45 @@ mod tests {
         assert!(server(4052, "A slave with the same server_uuid/server_id is already connected").is_retryable());
         assert!(SourceError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)).is_retryable());
         assert!(!SourceError::LogBinOff.is_retryable());
+    }
+    #[test]
+    fn torn_tail_table() {
+        use crate::domain::Flavor::{Mariadb, Mysql};
+        // MariaDB 10.11's text, as a dump from mariadb-bin.000001:708 got it after a crash.
+        let torn = "binlog truncated in the middle of event; consider out of disk space on master; the first \
+                    event 'mariadb-bin.000001' at 708, the last event read from 'mariadb-bin.000001' at 708, the \
+                    last byte read from 'mariadb-bin.000001' at 727.";
+        let at = |file: &str, at: u64| Some(TornTail { file: BinlogFileName::parse(file).unwrap(), at });
+        let cases: Vec<(crate::domain::Flavor, SourceError, Option<TornTail>)> = vec![
+            (Mariadb, server(1236, torn), at("mariadb-bin.000001", 708)),
+            // Events read past the start before the torn one: the tail is where reading stopped.
+            (
+                Mariadb,
+                server(
+                    1236,
+                    &torn.replace("read from 'mariadb-bin.000001' at 708", "read from 'mariadb-bin.000001' at 9120"),
+                ),
+                at("mariadb-bin.000001", 9120),
+            ),
+            // MySQL cuts a torn tail back at its crash recovery: never left behind.
+            (Mysql, server(1236, torn), None),
+            // Another 1236, another code, a message without the position: not a torn tail.
+            (Mariadb, server(1236, "Client requested master to start replication from impossible position"), None),
+            (
+                Mariadb,
+                server(1236, "binlog truncated in the middle of event; consider out of disk space on master"),
+                None,
+            ),
+            (Mariadb, server(1235, torn), None),
+            (Mariadb, SourceError::Protocol(torn.into()), None),
+            // A name that is no binlog file name is not believed.
+            (Mariadb, server(1236, &torn.replace("read from 'mariadb-bin.000001'", "read from '../x'")), None),
+            (Mariadb, server(1236, &torn.replace("000001' at 708, the last byte", "000001' at , the last byte")), None),
+        ];
+        for (flavor, err, want) in cases {
+            assert_eq!(torn_tail(flavor, &err), want, "{flavor:?} {err}");
+        }
+        // And the failure stays what it was when nobody leaves the tail behind.
+        assert_eq!(server(1236, torn).classify(), FailureClass::permanent(TaskErrorCode::InvalidStartPosition));
     }
 }

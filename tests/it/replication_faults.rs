@@ -7,16 +7,17 @@ use std::time::{Duration, Instant};
 
 use binlog_server::binlog::event::types;
 use binlog_server::domain::{TaskError, TaskErrorCode, TaskState};
+use binlog_server::meta::FileState;
 use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::poll_until;
 use crate::common::proxy::Proxy;
 use crate::common::replication::{
-    LoadGenerator, WAIT, api_checkpoint, assert_copy_matches_source, assert_each_gtid_once, create_task,
-    fast_server_opts, flush_and_catch_up, from_first_file, last_event_id, last_event_type, local_dir, source_json,
-    source_via, start_copy_task, start_task, stop_task, task_events, wait_caught_up, wait_checkpoint_advances,
-    wait_event_after, wait_failed, wait_running,
+    IN_USE_FLAG_OFFSET, LoadGenerator, WAIT, api_checkpoint, assert_copy_matches_source, assert_each_gtid_once,
+    create_task, fast_server_opts, first_difference, flush_and_catch_up, from_first_file, last_event_id,
+    last_event_type, local_dir, source_json, source_via, start_copy_task, start_task, stop_task, task_events,
+    wait_caught_up, wait_checkpoint_advances, wait_event_after, wait_failed, wait_running,
 };
 use crate::common::server::Server;
 
@@ -275,4 +276,95 @@ fn a_user_without_replication_slave_is_access_denied() {
     let TaskError { code, message, .. } = wait_failed(&srv, id);
     assert_eq!(code, TaskErrorCode::SourceAccessDenied, "{message}");
     assert!(srv.files(id).is_empty(), "nothing is written");
+}
+
+/// What a source killed in the middle of writing an event leaves in its file: the start of an
+/// event that never ended (here a GTID event header declaring 200 bytes, and 10 of them).
+fn tear(db: &MariaDb, file: &str, at: u64) -> usize {
+    let mut torn = Vec::new();
+    torn.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+    torn.push(types::MARIA_GTID);
+    torn.extend_from_slice(&1u32.to_le_bytes());
+    torn.extend_from_slice(&200u32.to_le_bytes());
+    torn.extend_from_slice(&((at + 200) as u32).to_le_bytes());
+    torn.extend_from_slice(&0u16.to_le_bytes());
+    torn.extend_from_slice(&[7u8; 10]);
+    let path = db.binlog_dir().join(file);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), at, "{file} ends where the tear goes");
+    use std::io::Write;
+    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&torn).unwrap();
+    torn.len()
+}
+
+/// After a source crash mid-write and its restart, the copy of the torn file (everything up to
+/// the tear) is byte-identical to the source's, every later file is whole, each GTID is there
+/// once, and the task says what happened.
+fn assert_left_the_tear_behind(srv: &Server, db: &MariaDb, id: i64, torn_file: &str, at: u64, torn_len: usize) {
+    flush_and_catch_up(srv, db, id);
+    let dir = local_dir(srv, id, db);
+    let ours = std::fs::read(dir.join(torn_file)).unwrap();
+    let mut theirs = std::fs::read(db.binlog_dir().join(torn_file)).unwrap();
+    assert_eq!(theirs.len(), at as usize + torn_len, "the source kept its torn tail");
+    theirs[IN_USE_FLAG_OFFSET] &= !1;
+    assert!(
+        ours[..] == theirs[..at as usize],
+        "{torn_file}: differs from the source's up to the tear at {:?}",
+        first_difference(&ours, &theirs[..at as usize])
+    );
+    let files = srv.files(id);
+    let sealed = files.iter().find(|f| f.name == torn_file).expect("the torn file is catalogued");
+    assert_eq!((sealed.state, sealed.size), (FileState::Sealed, at), "{sealed:?}");
+    for (name, _) in db.binlog_files().into_iter().filter(|(n, _)| n.as_str() > torn_file) {
+        let ours = std::fs::read(dir.join(&name)).unwrap_or_else(|e| panic!("our {name}: {e}"));
+        let mut theirs = std::fs::read(db.binlog_dir().join(&name)).unwrap();
+        theirs[IN_USE_FLAG_OFFSET] &= !1;
+        assert!(ours == theirs, "{name}: differs from the source's at {:?}", first_difference(&ours, &theirs));
+    }
+    assert_each_gtid_once(srv, db, id);
+    let said = task_events(srv, id).into_iter().find(|(_, t, _)| t == "SOURCE_TORN_TAIL");
+    let (_, _, message) = said.unwrap_or_else(|| panic!("no SOURCE_TORN_TAIL event: {:?}", task_events(srv, id)));
+    assert!(message.contains(torn_file) && message.contains(&at.to_string()), "{message}");
+    assert_eq!(srv.task(id).state, TaskState::Running);
+}
+
+/// Issue 17's kill test once met this: the source killed in the middle of writing an event
+/// keeps the torn tail after its crash recovery (MariaDB does not cut it back) and writes its
+/// new transactions to a new file; a dump by position that reaches the tear is refused for
+/// good (1236), so the task failed and archived nothing more. It resumes by GTID past the tear
+/// instead, and the source's GTID state decides that nothing committed follows it.
+#[test]
+fn a_source_file_torn_by_a_crash_is_left_behind_at_the_tear() {
+    let mut db = MariaDb::start(MariaDbOpts::default());
+    let srv = Server::start(fast_server_opts());
+    let id = start_copy_task(&srv, &db, "torn");
+    db.sql("CREATE TABLE torn (id INT PRIMARY KEY) ENGINE=InnoDB");
+    db.sql("INSERT INTO torn VALUES (1)");
+    let end = wait_caught_up(&srv, &db, id);
+    db.kill();
+    let torn_len = tear(&db, &end.file, end.position);
+    db.restart();
+    db.sql("INSERT INTO torn VALUES (2)");
+    assert_left_the_tear_behind(&srv, &db, id, &end.file, end.position, torn_len);
+}
+
+/// The same, with the task behind when the source died: the transactions before the tear come
+/// first (the dump by position reads up to it and they are written), then the resume by GTID.
+#[test]
+fn a_torn_source_file_is_copied_up_to_the_tear_when_the_task_was_behind() {
+    let mut db = MariaDb::start(MariaDbOpts::default());
+    let srv = Server::start(fast_server_opts());
+    let id = start_copy_task(&srv, &db, "torn-behind");
+    db.sql("CREATE TABLE torn (id INT PRIMARY KEY) ENGINE=InnoDB");
+    wait_caught_up(&srv, &db, id);
+    stop_task(&srv, id);
+    for i in 1..=20 {
+        db.sql(&format!("INSERT INTO torn VALUES ({i})"));
+    }
+    let end = db.master_status().unwrap();
+    db.kill();
+    let torn_len = tear(&db, &end.file, end.position);
+    db.restart();
+    db.sql("INSERT INTO torn VALUES (21)");
+    start_task(&srv, id);
+    assert_left_the_tear_behind(&srv, &db, id, &end.file, end.position, torn_len);
 }

@@ -279,10 +279,19 @@ fn an_acknowledged_commit_survives_killing_the_server_and_the_source_together() 
         srv.files(id).into_iter().filter(|f| f.state == FileState::Sealed).map(|f| f.name.clone()).collect();
     assert_eq!(sealed, db.binlog_files().into_iter().map(|(n, _)| n).take(sealed.len()).collect::<Vec<_>>());
     assert!(sealed.len() > ROUNDS, "every source restart adds a file: {sealed:?}");
+    // A source killed in the middle of writing an event keeps that torn tail in its file; the
+    // task resumed past it (SOURCE_TORN_TAIL, see replication_faults), so such a copy is the
+    // source's file up to the tear.
+    let torn: Vec<String> =
+        task_events(&srv, id).into_iter().filter(|(_, t, _)| t == "SOURCE_TORN_TAIL").map(|(_, _, m)| m).collect();
     for name in &sealed {
         let ours = std::fs::read(dir.join(name)).expect("our copy");
         let mut theirs = std::fs::read(db.binlog_dir().join(name)).expect("the source's file");
         theirs[IN_USE_FLAG_OFFSET] &= !1;
+        if ours.len() < theirs.len() && torn.iter().any(|m| m.contains(&format!("source's {name} "))) {
+            eprintln!("{name}: the source's file has a torn tail of {} bytes", theirs.len() - ours.len());
+            theirs.truncate(ours.len());
+        }
         assert!(ours == theirs, "{name}: differs from the source's file at {:?}", first_difference(&ours, &theirs));
     }
 }

@@ -24,10 +24,10 @@ use crate::binlog::stream::{GtidTracker, Seen, StreamError, StreamTracker, Write
 use crate::domain::{Flavor, StartSpec, TaskErrorCode};
 use crate::meta::Checkpoint;
 use crate::retry::{FailureClass, Retry, SourcePos};
-use crate::source::SourceError;
 use crate::source::conn::{ConnectParams, SourceConn};
 use crate::source::dump::{self, DumpFrom, ReplicaParams, SourceIdentity};
 use crate::source::semisync::{self, AckPos, AckQueue};
+use crate::source::{SourceError, TornTail, torn_tail};
 use crate::telemetry::tracing::span;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span, Status};
@@ -82,6 +82,14 @@ impl ReplError {
         }
     }
 
+    /// The source's own error, when the attempt ended with one.
+    pub fn source_error(&self) -> Option<&SourceError> {
+        match self {
+            ReplError::Source(e) | ReplError::Dump { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+
     /// Where in the source's binlog the attempt failed, when the error is about the stream.
     pub fn at(&self) -> Option<SourcePos> {
         match self {
@@ -110,6 +118,12 @@ pub enum ReplicationEvent {
     SemiSync {
         active: bool,
         reason: Option<String>,
+    },
+    /// The source's file ends with an event that never ended (it crashed while writing it):
+    /// the attempt resumes by GTID past it (`source::torn_tail`).
+    TornTail {
+        file: String,
+        at: u64,
     },
     /// GTID mode followed the source to another server.
     Switchover {
@@ -191,7 +205,22 @@ impl Actor for ReplicationActor {
         let writer = self.writer.clone();
         let report = self.report.clone();
         let me = ctx.address();
-        let fut = async move { run_attempt(params, writer, report, me).await };
+        let fut = async move {
+            let first = run_attempt(params.clone(), writer.clone(), report.clone(), me.clone(), None).await;
+            // A dump refused at a torn tail the source left after a crash is asked again once, by
+            // GTID from the checkpoint, in the same attempt; anything else ends the attempt.
+            let torn = first.as_ref().err().and_then(|e| e.source_error()).and_then(|e| torn_tail(params.flavor, e));
+            match torn {
+                Some(torn) => {
+                    warn!(params.log, "the source's file ends with an event that never ended (it crashed while writing \
+                                       it); resuming by GTID past it";
+                          "file" => %torn.file, "at" => torn.at);
+                    report.do_send(ReplicationEvent::TornTail { file: torn.file.to_string(), at: torn.at });
+                    run_attempt(params, writer, report, me, Some(torn)).await
+                }
+                None => first,
+            }
+        };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.finished = true;
             let ended = match res {
@@ -265,6 +294,7 @@ async fn run_attempt(
     writer: Addr<FileWriterActor>,
     report: Recipient<ReplicationEvent>,
     me: Addr<ReplicationActor>,
+    past: Option<TornTail>,
 ) -> Result<(), ReplError> {
     // From the TCP connect to the accepted dump request (never the password).
     let mut connect_span = span(
@@ -309,6 +339,27 @@ async fn run_attempt(
         text.as_deref().map(|t| StartGtid::parse(p.flavor, t).map_err(|e| ReplError::NoGtid(e.to_string()))).transpose()
     };
     let (from, gtid_start) = match (&prepared.checkpoint, &p.start) {
+        // Past a torn tail (see `ReplicationActor::started`): by GTID from the checkpoint, which
+        // must still be in the torn file, on this source, at or before the tear.
+        (cp, _) if past.is_some() => {
+            let torn = past.as_ref().expect("checked");
+            let cp = cp.as_ref().filter(|cp| {
+                prepared.refetch_from.is_none()
+                    && cp.file == torn.file
+                    && cp.pos <= torn.at
+                    && cp.source_identity == info.identity.to_string()
+            });
+            let g = cp.and_then(|cp| parse_gtid(&cp.gtid_set).transpose()).transpose()?.ok_or_else(|| {
+                ReplError::NoGtid(format!(
+                    "cannot resume past the torn end of {} at {}: the checkpoint ({}) is not in that file or has no \
+                     GTID state",
+                    torn.file,
+                    torn.at,
+                    prepared.checkpoint.as_ref().map_or("none".to_string(), |c| format!("{}:{}", c.file, c.pos))
+                ))
+            })?;
+            (DumpFrom::Gtid(g.clone()), Some(g))
+        }
         // A cluster takeover re-fetches a file from its first event, by position in any mode.
         (Some(_), _) if prepared.refetch_from.is_some() => {
             let r = prepared.refetch_from.as_ref().expect("checked");
@@ -358,6 +409,9 @@ async fn run_attempt(
     if let DumpFrom::FilePos { file, pos } = &from {
         tracker = tracker.expecting_start(file.clone(), *pos);
     }
+    if let Some(torn) = &past {
+        tracker = tracker.continuing_past(torn.file.clone());
+    }
     let mut pump = Pump {
         tracker,
         identity: info.identity.clone(),
@@ -386,6 +440,15 @@ async fn run_attempt(
             ) =>
         {
             let hint = match &prepared.switched_from {
+                _ if past.is_some() => {
+                    let torn = past.as_ref().expect("checked");
+                    format!(
+                        ". The source's {} ends with an event that never ended at {} (it crashed while writing it), and \
+                         the dump by GTID that was to go on past it was refused too: the source's GTID state does not \
+                         say that nothing committed follows the tear",
+                        torn.file, torn.at
+                    )
+                }
                 Some(old) if matches!(from, DumpFrom::Gtid(_)) => format!(
                     ". This source replaced {old} and does not have the GTID state the task reached there: the \
                      failover may have lost transactions. To archive this source from here on, give the task a GTID \

@@ -88,6 +88,42 @@ impl Pump {
         report: &Recipient<ReplicationEvent>,
     ) -> Result<(), ReplError> {
         let mut in_flight: Option<InFlight> = None;
+        let res = self.stream(p, conn, writer, report, &mut in_flight).await;
+        // The source ended the stream itself (an error packet, or the end of a shutdown): every
+        // event before that arrived whole and was checked, so it is written before the attempt
+        // ends. A resume then starts after it, and a decision about where the source's stream
+        // stopped (`source::torn_tail`) is made on a checkpoint that reached that point.
+        if let Err(ReplError::Source(SourceError::Server { .. }) | ReplError::Eof) = &res {
+            self.write_what_arrived(writer, in_flight.take(), &p.log).await;
+        }
+        res
+    }
+
+    async fn write_what_arrived(&mut self, writer: &Addr<FileWriterActor>, in_flight: Option<InFlight>, log: &Logger) {
+        if let Some(f) = in_flight
+            && let Err(e) = f.await.map_err(|_| ReplError::WriterGone).and_then(|r| r.map_err(ReplError::from))
+        {
+            debug!(log, "the batch in flight when the source ended the stream was not written"; "error" => %e);
+            return;
+        }
+        if !self.batch.is_empty() {
+            let msg = self.cut_batch();
+            if let Err(e) =
+                writer.send(msg).await.map_err(|_| ReplError::WriterGone).and_then(|r| r.map_err(ReplError::from))
+            {
+                debug!(log, "the last events before the source ended the stream were not written"; "error" => %e);
+            }
+        }
+    }
+
+    async fn stream(
+        &mut self,
+        p: &ReplicationParams,
+        conn: &mut SourceConn,
+        writer: &Addr<FileWriterActor>,
+        report: &Recipient<ReplicationEvent>,
+        in_flight: &mut Option<InFlight>,
+    ) -> Result<(), ReplError> {
         // Silence counts only while we are willing to read: a slow fsync is not the source's.
         let mut quiet_since = Instant::now();
         // A source refuses a bad start position right after the FDE; if nothing was refused
@@ -103,7 +139,7 @@ impl Pump {
             tokio::select! {
                 biased;
                 done = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
-                    in_flight = None;
+                    *in_flight = None;
                     if !can_read {
                         quiet_since = Instant::now();
                     }
@@ -165,7 +201,7 @@ impl Pump {
                 if full || drained || old {
                     let msg = self.cut_batch();
                     let w = writer.clone();
-                    in_flight = Some(Box::pin(async move { w.send(msg).await }));
+                    *in_flight = Some(Box::pin(async move { w.send(msg).await }));
                 }
             }
             if self.last_progress.elapsed() >= PROGRESS_EVERY {

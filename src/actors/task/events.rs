@@ -56,6 +56,15 @@ impl Handler<ReplicationEvent> for TaskActor {
                 let state = self.state;
                 self.record(state, LastError::Keep, Some((TaskEventType::SourceSwitchover, msg)), ctx);
             }
+            ReplicationEvent::TornTail { file, at } => {
+                let msg = format!(
+                    "the source's {file} ends with an event that never ended at {at}: it crashed while writing it, and \
+                     what it was writing was never committed. Our copy of {file} ends at the last transaction before \
+                     it; resuming by GTID in the next file"
+                );
+                let state = self.state;
+                self.record(state, LastError::Keep, Some((TaskEventType::SourceTornTail, msg)), ctx);
+            }
             ReplicationEvent::SemiSync { active, reason } => {
                 let was_unavailable = self.status.semi_sync.unavailable.is_some();
                 self.status.semi_sync.active = active;
