@@ -192,6 +192,7 @@ pub async fn run(
         skipped_to: None,
         out: Vec::with_capacity(WRITE_BATCH + 1024),
         rbuf: Vec::new(),
+        prefetch: None,
         file: None,
         first_event_checked: start.offset == 4,
     };
@@ -239,6 +240,42 @@ struct OpenFile {
     server_id: u32,
 }
 
+/// A local file opened, and when sealed checked against its size and sha256, on the blocking
+/// pool: the one about to be sent, or the next one while this one is being sent.
+struct Prefetch {
+    file_name: crate::binlog::name::BinlogFileName,
+    source_identity: String,
+    /// What it was checked against (`None`: an open file, not checked).
+    expect: Option<crate::pitr::files::SealedCopy>,
+    checked: tokio::task::JoinHandle<Result<std::fs::File, crate::pitr::files::FileAccessError>>,
+}
+
+impl Prefetch {
+    fn start(archive: &Archive, f: &FileRecord) -> Prefetch {
+        use crate::pitr::files::{self, SealedCopy};
+        let (sealed, name) = (SealedCopy::of(f), f.file_name.to_string());
+        let (task_dir, path) = (archive.task_dir.clone(), archive.path(f));
+        let expect = sealed.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let mut file = files::open_local(&task_dir, &path)?;
+            if let Some(expect) = &sealed {
+                files::verify_sealed(&mut file, &name, expect)?;
+            }
+            Ok(file)
+        });
+        Prefetch { file_name: f.file_name.clone(), source_identity: f.source_identity.clone(), expect, checked }
+    }
+
+    /// Whether this is the file `f` names, checked against what the catalog says of it now (a
+    /// sha256 recorded since the check started means checking again).
+    fn is_for(&self, f: &FileRecord) -> bool {
+        self.file_name == f.file_name
+            && self.source_identity == f.source_identity
+            && self.expect == crate::pitr::files::SealedCopy::of(f)
+            && f.upload.local_deleted_at.is_none()
+    }
+}
+
 struct Dumper<'a> {
     ctx: &'a RelayContext,
     log: &'a Logger,
@@ -260,6 +297,8 @@ struct Dumper<'a> {
     out: Vec<u8>,
     /// The read buffer, kept from one read to the next.
     rbuf: Vec<u8>,
+    /// The next file, being opened and checked while this one is sent.
+    prefetch: Option<Prefetch>,
     file: Option<OpenFile>,
     /// A position dump's first event is checked to be an event boundary.
     first_event_checked: bool,
@@ -267,33 +306,39 @@ struct Dumper<'a> {
 
 impl Dumper<'_> {
     /// Opens the current file; a sealed one only while it still has the size and sha256 it was
-    /// sealed with (read on a blocking thread: a whole file is hashed).
+    /// sealed with (read on a blocking thread: a whole file is hashed). The next sealed local
+    /// file is then opened and checked in the background (`Prefetch`), so that its hashing
+    /// overlaps the sending of this one instead of holding the dump up between the two.
     async fn open(&mut self, archive: &Archive) -> Result<(), DumpFailure> {
-        use crate::pitr::files::{self, FileAccessError, SealedCopy};
+        use crate::pitr::files::FileAccessError;
         let f = &archive.files[self.index];
-        let (sealed, name) = (SealedCopy::of(f), f.file_name.to_string());
-        let opened = if f.upload.local_deleted_at.is_some() {
-            self.fetch_from_bucket(f).await
-        } else {
-            let (task_dir, path) = (archive.task_dir.clone(), archive.path(f));
-            tokio::task::spawn_blocking(move || files::open_local(&task_dir, &path))
-                .await
-                .unwrap_or_else(|e| Err(FileAccessError::Io { path: name.clone(), source: std::io::Error::other(e) }))
+        let opened = match self.prefetch.take() {
+            Some(p) if p.is_for(f) => p.checked.await.unwrap_or_else(|e| {
+                Err(FileAccessError::Io { path: f.file_name.to_string(), source: std::io::Error::other(e) })
+            }),
+            _ if f.upload.local_deleted_at.is_some() => match self.fetch_from_bucket(f).await {
+                // Checked against the catalog like a local copy (size, sha256).
+                Ok(file) => {
+                    let (sealed, name) = (crate::pitr::files::SealedCopy::of(f), f.file_name.to_string());
+                    tokio::task::spawn_blocking(move || {
+                        let mut file = file;
+                        if let Some(expect) = &sealed {
+                            crate::pitr::files::verify_sealed(&mut file, &name, expect)?;
+                        }
+                        Ok(file)
+                    })
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(FileAccessError::Io { path: f.file_name.to_string(), source: std::io::Error::other(e) })
+                    })
+                }
+                Err(e) => Err(e),
+            },
+            _ => Prefetch::start(archive, f).checked.await.unwrap_or_else(|e| {
+                Err(FileAccessError::Io { path: f.file_name.to_string(), source: std::io::Error::other(e) })
+            }),
         };
-        let file = opened.map_err(|e| DumpFailure::Refused(format!("cannot open binlog file {}: {e}", f.file_name)))?;
-        // A sealed file is served only while it is the one that was sealed (size, sha256).
-        let checked = tokio::task::spawn_blocking(move || {
-            let mut file = file;
-            if let Some(expect) = &sealed {
-                files::verify_sealed(&mut file, &name, expect)?;
-            }
-            Ok::<_, FileAccessError>(file)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(FileAccessError::Io { path: f.file_name.to_string(), source: std::io::Error::other(e) })
-        });
-        let file = checked.map_err(|e| match e {
+        let file = opened.map_err(|e| match e {
             FileAccessError::Changed { .. } => DumpFailure::Refused(e.to_string()),
             e => DumpFailure::Refused(format!("cannot open binlog file {}: {e}", f.file_name)),
         })?;
@@ -303,6 +348,11 @@ impl Dumper<'_> {
             Fde::parse(&fde_bytes).map_err(|e| DumpFailure::Refused(format!("bad FDE in {}: {e}", f.file_name)))?;
         let server_id = EventHeader::parse(&fde_bytes).map(|h| h.server_id).unwrap_or(0);
         self.file = Some(OpenFile { file: Arc::new(file), fde_bytes, fde, server_id });
+        self.prefetch = archive
+            .files
+            .get(self.index + 1)
+            .filter(|n| n.state == crate::meta::FileState::Sealed && n.upload.local_deleted_at.is_none())
+            .map(|n| Prefetch::start(archive, n));
         Ok(())
     }
 
