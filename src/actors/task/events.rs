@@ -59,8 +59,8 @@ impl Handler<ReplicationEvent> for TaskActor {
             ReplicationEvent::TornTail { file, at } => {
                 let msg = format!(
                     "the source's {file} ends with an event that never ended at {at}: it crashed while writing it, and \
-                     what it was writing was never committed. Our copy of {file} ends at the last transaction before \
-                     it; resuming by GTID in the next file"
+                     what it was writing was never committed. Resuming by GTID from the checkpoint: when the source goes \
+                     on in its next file, our copy of {file} is sealed at the last transaction before the tear"
                 );
                 let state = self.state;
                 self.record(state, LastError::Keep, Some((TaskEventType::SourceTornTail, msg)), ctx);
