@@ -247,23 +247,40 @@ struct Prefetch {
     source_identity: String,
     /// What it was checked against (`None`: an open file, not checked).
     expect: Option<crate::pitr::files::SealedCopy>,
-    checked: tokio::task::JoinHandle<Result<std::fs::File, crate::pitr::files::FileAccessError>>,
+    checked: tokio::task::JoinHandle<Checked>,
+}
+
+type Checked = Result<std::fs::File, crate::pitr::files::FileAccessError>;
+
+/// Opens a file (`open`) and, when the catalog calls it sealed, checks it against its size and
+/// sha256 (a whole file is hashed), on the blocking pool.
+fn check_on_pool(f: &FileRecord, open: impl FnOnce() -> Checked + Send + 'static) -> tokio::task::JoinHandle<Checked> {
+    let (expect, name) = (crate::pitr::files::SealedCopy::of(f), f.file_name.to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut file = open()?;
+        if let Some(expect) = &expect {
+            crate::pitr::files::verify_sealed(&mut file, &name, expect)?;
+        }
+        Ok(file)
+    })
+}
+
+/// The result of [`check_on_pool`] (a failed blocking job is an I/O error naming the file).
+async fn checked(job: tokio::task::JoinHandle<Checked>, f: &FileRecord) -> Checked {
+    job.await.unwrap_or_else(|e| {
+        Err(crate::pitr::files::FileAccessError::Io { path: f.file_name.to_string(), source: std::io::Error::other(e) })
+    })
 }
 
 impl Prefetch {
     fn start(archive: &Archive, f: &FileRecord) -> Prefetch {
-        use crate::pitr::files::{self, SealedCopy};
-        let (sealed, name) = (SealedCopy::of(f), f.file_name.to_string());
         let (task_dir, path) = (archive.task_dir.clone(), archive.path(f));
-        let expect = sealed.clone();
-        let checked = tokio::task::spawn_blocking(move || {
-            let mut file = files::open_local(&task_dir, &path)?;
-            if let Some(expect) = &sealed {
-                files::verify_sealed(&mut file, &name, expect)?;
-            }
-            Ok(file)
-        });
-        Prefetch { file_name: f.file_name.clone(), source_identity: f.source_identity.clone(), expect, checked }
+        Prefetch {
+            file_name: f.file_name.clone(),
+            source_identity: f.source_identity.clone(),
+            expect: crate::pitr::files::SealedCopy::of(f),
+            checked: check_on_pool(f, move || crate::pitr::files::open_local(&task_dir, &path)),
+        }
     }
 
     /// Whether this is the file `f` names, checked against what the catalog says of it now (a
@@ -313,30 +330,13 @@ impl Dumper<'_> {
         use crate::pitr::files::FileAccessError;
         let f = &archive.files[self.index];
         let opened = match self.prefetch.take() {
-            Some(p) if p.is_for(f) => p.checked.await.unwrap_or_else(|e| {
-                Err(FileAccessError::Io { path: f.file_name.to_string(), source: std::io::Error::other(e) })
-            }),
+            Some(p) if p.is_for(f) => checked(p.checked, f).await,
+            // Checked against the catalog like a local copy (size, sha256).
             _ if f.upload.local_deleted_at.is_some() => match self.fetch_from_bucket(f).await {
-                // Checked against the catalog like a local copy (size, sha256).
-                Ok(file) => {
-                    let (sealed, name) = (crate::pitr::files::SealedCopy::of(f), f.file_name.to_string());
-                    tokio::task::spawn_blocking(move || {
-                        let mut file = file;
-                        if let Some(expect) = &sealed {
-                            crate::pitr::files::verify_sealed(&mut file, &name, expect)?;
-                        }
-                        Ok(file)
-                    })
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(FileAccessError::Io { path: f.file_name.to_string(), source: std::io::Error::other(e) })
-                    })
-                }
+                Ok(file) => checked(check_on_pool(f, move || Ok(file)), f).await,
                 Err(e) => Err(e),
             },
-            _ => Prefetch::start(archive, f).checked.await.unwrap_or_else(|e| {
-                Err(FileAccessError::Io { path: f.file_name.to_string(), source: std::io::Error::other(e) })
-            }),
+            _ => checked(Prefetch::start(archive, f).checked, f).await,
         };
         let file = opened.map_err(|e| match e {
             FileAccessError::Changed { .. } => DumpFailure::Refused(e.to_string()),
