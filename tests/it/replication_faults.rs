@@ -332,12 +332,19 @@ fn assert_left_the_tear_behind(srv: &Server, db: &MariaDb, id: i64, torn_file: &
 /// new transactions to a new file; a dump by position that reaches the tear is refused for
 /// good (1236), so the task failed and archived nothing more. It resumes by GTID past the tear
 /// instead, and the source's GTID state decides that nothing committed follows it.
+/// A source, and a task caught up on it with a table `torn` created.
+fn torn_set_up(key: &str) -> (MariaDb, Server, i64) {
+    let db = MariaDb::start(MariaDbOpts::default());
+    let srv = Server::start(fast_server_opts());
+    let id = start_copy_task(&srv, &db, key);
+    db.sql("CREATE TABLE torn (id INT PRIMARY KEY) ENGINE=InnoDB");
+    wait_caught_up(&srv, &db, id);
+    (db, srv, id)
+}
+
 #[test]
 fn a_source_file_torn_by_a_crash_is_left_behind_at_the_tear() {
-    let mut db = MariaDb::start(MariaDbOpts::default());
-    let srv = Server::start(fast_server_opts());
-    let id = start_copy_task(&srv, &db, "torn");
-    db.sql("CREATE TABLE torn (id INT PRIMARY KEY) ENGINE=InnoDB");
+    let (mut db, srv, id) = torn_set_up("torn");
     db.sql("INSERT INTO torn VALUES (1)");
     let end = wait_caught_up(&srv, &db, id);
     db.kill();
@@ -351,11 +358,7 @@ fn a_source_file_torn_by_a_crash_is_left_behind_at_the_tear() {
 /// first (the dump by position reads up to it and they are written), then the resume by GTID.
 #[test]
 fn a_torn_source_file_is_copied_up_to_the_tear_when_the_task_was_behind() {
-    let mut db = MariaDb::start(MariaDbOpts::default());
-    let srv = Server::start(fast_server_opts());
-    let id = start_copy_task(&srv, &db, "torn-behind");
-    db.sql("CREATE TABLE torn (id INT PRIMARY KEY) ENGINE=InnoDB");
-    wait_caught_up(&srv, &db, id);
+    let (mut db, srv, id) = torn_set_up("torn-behind");
     stop_task(&srv, id);
     for i in 1..=20 {
         db.sql(&format!("INSERT INTO torn VALUES ({i})"));

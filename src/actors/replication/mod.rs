@@ -338,11 +338,10 @@ async fn run_attempt(
     let parse_gtid = |text: &Option<String>| -> Result<Option<StartGtid>, ReplError> {
         text.as_deref().map(|t| StartGtid::parse(p.flavor, t).map_err(|e| ReplError::NoGtid(e.to_string()))).transpose()
     };
-    let (from, gtid_start) = match (&prepared.checkpoint, &p.start) {
+    let (from, gtid_start) = match (&prepared.checkpoint, &p.start, &past) {
         // Past a torn tail (see `ReplicationActor::started`): by GTID from the checkpoint, which
         // must still be in the torn file, on this source, at or before the tear.
-        (cp, _) if past.is_some() => {
-            let torn = past.as_ref().expect("checked");
+        (cp, _, Some(torn)) => {
             let cp = cp.as_ref().filter(|cp| {
                 prepared.refetch_from.is_none()
                     && cp.file == torn.file
@@ -361,7 +360,7 @@ async fn run_attempt(
             (DumpFrom::Gtid(g.clone()), Some(g))
         }
         // A cluster takeover re-fetches a file from its first event, by position in any mode.
-        (Some(_), _) if prepared.refetch_from.is_some() => {
+        (Some(_), _, None) if prepared.refetch_from.is_some() => {
             let r = prepared.refetch_from.as_ref().expect("checked");
             (DumpFrom::FilePos { file: r.name.clone(), pos: r.start_pos }, parse_gtid(&r.gtid_start)?)
         }
@@ -369,21 +368,21 @@ async fn run_attempt(
         // wrote the checkpoint the position is exact, while a GTID dump starts at the next file
         // when the checkpoint follows a file's last transaction: the rest of that file (the STOP
         // of a clean shutdown, a ROTATE) would be missing from a copy then sealed as complete.
-        (Some(cp), StartSpec::Gtid { .. }) if prepared.switched_from.is_some() => {
+        (Some(cp), StartSpec::Gtid { .. }, None) if prepared.switched_from.is_some() => {
             let g = parse_gtid(&cp.gtid_set)?.ok_or_else(|| {
                 ReplError::NoGtid(format!("the checkpoint at {}:{} has no GTID state", cp.file, cp.pos))
             })?;
             (DumpFrom::Gtid(g.clone()), Some(g))
         }
-        (Some(cp), _) => (DumpFrom::FilePos { file: cp.file.clone(), pos: cp.pos }, parse_gtid(&cp.gtid_set)?),
-        (None, StartSpec::Latest) => {
+        (Some(cp), _, None) => (DumpFrom::FilePos { file: cp.file.clone(), pos: cp.pos }, parse_gtid(&cp.gtid_set)?),
+        (None, StartSpec::Latest, None) => {
             let (file, pos, gtid) = dump::latest(&mut conn, &info).await?;
             (DumpFrom::FilePos { file, pos }, gtid)
         }
-        (None, StartSpec::FilePos { file, pos }) => (DumpFrom::FilePos { file: file.clone(), pos: *pos }, None),
-        (None, StartSpec::Gtid { gtid_set }) => (DumpFrom::Gtid(gtid_set.clone()), Some(gtid_set.clone())),
+        (None, StartSpec::FilePos { file, pos }, None) => (DumpFrom::FilePos { file: file.clone(), pos: *pos }, None),
+        (None, StartSpec::Gtid { gtid_set }, None) => (DumpFrom::Gtid(gtid_set.clone()), Some(gtid_set.clone())),
         // The supervisor never starts an archive-only task (`ControlError::ArchiveOnly`).
-        (None, StartSpec::ArchiveOnly) => {
+        (None, StartSpec::ArchiveOnly, None) => {
             return Err(ReplError::NoGtid("an ARCHIVE_ONLY task has no source to read from".into()));
         }
     };
@@ -439,9 +438,8 @@ async fn run_attempt(
                 TaskErrorCode::SourceBinlogPurged | TaskErrorCode::InvalidStartPosition
             ) =>
         {
-            let hint = match &prepared.switched_from {
-                _ if past.is_some() => {
-                    let torn = past.as_ref().expect("checked");
+            let hint = match (&past, &prepared.switched_from) {
+                (Some(torn), _) => {
                     format!(
                         ". The source's {} ends with an event that never ended at {} (it crashed while writing it), and \
                          the dump by GTID that was to go on past it was refused too: the source's GTID state does not \
@@ -449,7 +447,7 @@ async fn run_attempt(
                         torn.file, torn.at
                     )
                 }
-                Some(old) if matches!(from, DumpFrom::Gtid(_)) => format!(
+                (None, Some(old)) if matches!(from, DumpFrom::Gtid(_)) => format!(
                     ". This source replaced {old} and does not have the GTID state the task reached there: the \
                      failover may have lost transactions. To archive this source from here on, give the task a GTID \
                      start this source has (its gtid_binlog_pos when it was promoted) and start it; the recovery \

@@ -73,6 +73,11 @@ pub(super) struct Pump {
     pub(super) semi: Option<SemiSync>,
 }
 
+/// The writer's answer to a batch, as the attempt's error.
+fn written(answer: Result<Result<Option<Checkpoint>, WriterError>, MailboxError>) -> Result<(), ReplError> {
+    answer.map_err(|_| ReplError::WriterGone)?.map(|_| ()).map_err(ReplError::from)
+}
+
 /// How many already-buffered packets one turn of the streaming loop takes (see `Pump::run`).
 const DRAIN_AT_ONCE: usize = 64;
 
@@ -101,16 +106,14 @@ impl Pump {
 
     async fn write_what_arrived(&mut self, writer: &Addr<FileWriterActor>, in_flight: Option<InFlight>, log: &Logger) {
         if let Some(f) = in_flight
-            && let Err(e) = f.await.map_err(|_| ReplError::WriterGone).and_then(|r| r.map_err(ReplError::from))
+            && let Err(e) = written(f.await)
         {
             debug!(log, "the batch in flight when the source ended the stream was not written"; "error" => %e);
             return;
         }
         if !self.batch.is_empty() {
             let msg = self.cut_batch();
-            if let Err(e) =
-                writer.send(msg).await.map_err(|_| ReplError::WriterGone).and_then(|r| r.map_err(ReplError::from))
-            {
+            if let Err(e) = written(writer.send(msg).await) {
                 debug!(log, "the last events before the source ended the stream were not written"; "error" => %e);
             }
         }
