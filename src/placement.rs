@@ -1,8 +1,9 @@
 //! The coordinator's decisions (cluster mode), pure: what a round does (renew, repair, place),
 //! what a renewal's answer means for the leases this node holds (extend, lost), which held leases
-//! a round stops or gives up, and when a task's end releases its lease. How many tasks to claim
-//! is `cluster::claim_budget`. `actors::coordinator` gathers the facts and carries the decisions
-//! out; nothing here touches the store, a clock or an actor.
+//! a round stops or gives up, when a task's end releases its lease, and what becomes of a lease
+//! acquired while the node shuts down. How many tasks to claim is `cluster::claim_budget`.
+//! `actors::coordinator` gathers the facts and carries the decisions out; nothing here touches
+//! the store, a clock or an actor.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -79,6 +80,40 @@ pub fn releases_on_end(held: Option<i64>, ended: Option<i64>) -> bool {
     held.is_some_and(|h| ended.is_none_or(|e| e == h))
 }
 
+/// Where graceful shutdown stands when a round that acquired leases ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Not shutting down.
+    No,
+    /// `StopPlacing` came (the tasks are stopping), `Leave` has not released the leases yet.
+    Leaving,
+    /// `Leave` released what was held.
+    Left,
+}
+
+/// What becomes of a lease acquired by a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquiredLease {
+    /// Start the task under it.
+    Run,
+    /// Hold it without starting the task: `Leave` releases it with the others. (A round that
+    /// began before the shutdown claims as usual; starting its tasks now would run them on a node
+    /// whose supervisor is stopping everything, and a lease that nothing runs is renewed until
+    /// the process exits, then blocks the task for a whole TTL.)
+    HoldForLeave,
+    /// Release it at once: `Leave` has already released the rest.
+    GiveBack,
+}
+
+/// The fate of a lease a round acquired, by where shutdown stands when that round ends.
+pub fn acquired_lease(shutdown: Shutdown) -> AcquiredLease {
+    match shutdown {
+        Shutdown::No => AcquiredLease::Run,
+        Shutdown::Leaving => AcquiredLease::HoldForLeave,
+        Shutdown::Left => AcquiredLease::GiveBack,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +159,18 @@ mod tests {
                 RoundPlan { renew: *renew, repair: *repair, place: *place },
                 "row {i}: {facts:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_lease_acquired_during_shutdown_is_never_run_and_always_released() {
+        let table = [
+            (Shutdown::No, AcquiredLease::Run),
+            (Shutdown::Leaving, AcquiredLease::HoldForLeave),
+            (Shutdown::Left, AcquiredLease::GiveBack),
+        ];
+        for (shutdown, fate) in table {
+            assert_eq!(acquired_lease(shutdown), fate, "{shutdown:?}");
         }
     }
 

@@ -19,6 +19,10 @@
 //!   nothing while the source goes on; it notices the failing renewals within the TTL; once the
 //!   database is back the tasks run again without FAILED or TASK_ERROR, and the bucket is
 //!   byte-identical to the source.
+//! - `leaving_while_a_round_is_claiming_...`: a coordinator (in-process, on the real metadata
+//!   database) told to leave while a round that began before the shutdown is still claiming
+//!   starts nothing that round acquired and releases its lease before `Leave` answers (the round
+//!   is held in flight by another session's lock on the node's row).
 //! - `a_node_restarted_within_its_ttl_...`: a node killed and restarted at once, with the same
 //!   node id, while its leases are still live, does not keep them alive without running them:
 //!   within 2 x TTL it holds its tasks again under larger epochs, they stream, and the bucket is
@@ -45,6 +49,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
+use binlog_server::actors::cluster_link::LeaseCommand;
 use binlog_server::api::error::ErrorCode;
 use binlog_server::domain::{TaskError, TaskErrorCode, TaskState};
 use serde_json::json;
@@ -486,6 +491,132 @@ fn a_graceful_stop_hands_the_tasks_over_without_a_failure() {
             events(observer, *id).into_iter().filter(|(t, _)| t == "TASK_ERROR").collect();
         assert!(errors.is_empty(), "task {id} recorded errors: {errors:?}");
     }
+}
+
+/// Records what a coordinator asks of the supervisor (a real coordinator on a real metadata
+/// database; only the supervisor it talks to is this recorder).
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl actix::Actor for Recorder {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<LeaseCommand> for Recorder {
+    type Result = ();
+
+    fn handle(&mut self, msg: LeaseCommand, _: &mut actix::Context<Self>) {
+        let what = match msg {
+            LeaseCommand::Run { task, fence, .. } => format!("run task {} (epoch {})", task.id.0, fence.epoch),
+            LeaseCommand::Relinquish { id, reason } => format!("relinquish task {}: {reason}", id.0),
+            LeaseCommand::Stop(id) => format!("stop task {}", id.0),
+            LeaseCommand::Health { id, degraded } => format!("health task {}: degraded {degraded}", id.0),
+        };
+        self.0.lock().expect("recorder lock").push(what);
+    }
+}
+
+#[test]
+fn leaving_while_a_round_is_claiming_releases_what_that_round_acquired() {
+    use actix::Actor as _;
+    use binlog_server::actors::cluster_link::LocalEvent;
+    use binlog_server::actors::coordinator::{Coordinator, Leave, StopPlacing};
+    use binlog_server::config::{ClusterSettings, Settings};
+    use binlog_server::domain::{DesiredState, TaskId};
+    use binlog_server::meta::{MetaDsn, Store};
+    use binlog_server::secret::Secret;
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+
+    const NODE: &str = "node-leaving";
+    let meta = crate::common::cluster::MetaDb::start(false);
+    let store = Store::open(&MetaDsn::Mysql(Secret::new(meta.dsn.clone())), 4, binlog_server::clock::system())
+        .expect("open the metadata store");
+    let spec = crate::common::test_spec("leave-race").validate().expect("valid spec");
+    let id = store.create_task(&spec).expect("create").id;
+    store.set_desired_state(id, DesiredState::Running).expect("desired RUNNING");
+    store.register_node(NODE, "test", 0).expect("register the node");
+
+    // Another session holds the node's row: the coordinator's first round (heartbeat, then
+    // placement) waits at its heartbeat, in flight, until the test lets it go.
+    let mut holder = Command::new(crate::common::find_binary("mariadb").expect("mariadb client"))
+        .args(["--no-defaults", "--skip-reconnect", "-h127.0.0.1", &format!("-P{}", meta.db.port()), "-uroot"])
+        .args(["--batch", "--database=meta"])
+        .env_remove("MYSQL_PWD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the mariadb client");
+    let mut stdin = holder.stdin.take().expect("piped");
+    writeln!(stdin, "BEGIN; SELECT node_id FROM cluster_nodes WHERE node_id = '{NODE}' FOR UPDATE;")
+        .expect("write to the client");
+    stdin.flush().expect("flush");
+    poll_until(Duration::from_secs(10), "the holder to lock the node's row", || {
+        let n: usize = meta.db.query_value("SELECT COUNT(*) FROM information_schema.innodb_trx").parse().ok()?;
+        (n >= 1).then_some(())
+    });
+
+    let data = temp_dir("binlog-it-cluster-leave-");
+    let settings = Arc::new(Settings {
+        data_dir: data.path().to_path_buf(),
+        cluster: ClusterSettings {
+            node_id: NODE.into(),
+            lease_ttl_sec: 60,
+            lease_renew_interval_sec: 5,
+            max_tasks_per_node: 0,
+        },
+        ..Settings::default()
+    });
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let system = actix::System::new();
+    system.block_on(async {
+        let recorder = Recorder(asked.clone()).start();
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let coordinator = Coordinator::new(NODE.into(), store.clone(), settings, recorder.recipient(), &log).start();
+        // The round is in flight from the coordinator's start: wait until it waits for the row.
+        let db_port = meta.db.port();
+        tokio::task::spawn_blocking(move || {
+            poll_until(Duration::from_secs(10), "the coordinator's round to wait for the locked row", || {
+                let out = Command::new(crate::common::find_binary("mariadb").expect("mariadb client"))
+                    .args(["--no-defaults", "-h127.0.0.1", &format!("-P{db_port}"), "-uroot", "--batch"])
+                    .args(["--skip-column-names", "-e", "SELECT COUNT(*) FROM information_schema.innodb_trx"])
+                    .env_remove("MYSQL_PWD")
+                    .output()
+                    .ok()?;
+                let n: usize = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+                (n >= 2).then_some(())
+            })
+        })
+        .await
+        .expect("poll");
+        // Shutdown as the application does it: claim nothing more, (tasks stop), leave.
+        coordinator.send(StopPlacing).await.expect("StopPlacing delivered");
+        let leave = coordinator.send(Leave);
+        // Messages are handled in order: once this one is answered, Leave has been handled.
+        coordinator.send(LocalEvent::TaskEnded { id: TaskId(0), epoch: None }).await.expect("delivered");
+        // Let the round go on: it acquires the task's lease.
+        tokio::task::spawn_blocking(move || {
+            writeln!(stdin, "ROLLBACK;").expect("write to the client");
+            drop(stdin);
+            holder.wait().expect("the holder exits")
+        })
+        .await
+        .expect("join");
+        tokio::time::timeout(Duration::from_secs(20), leave)
+            .await
+            .expect("Leave answered within 20 s")
+            .expect("Leave delivered");
+    });
+
+    let lease = store.get_lease(id).expect("read the lease").expect(
+        "the round in flight acquired the task's lease (if it did not, this test proves nothing: the lock did not \
+         hold the round)",
+    );
+    assert_eq!((lease.owner.as_str(), lease.epoch), (NODE, 1), "{lease:?}");
+    assert!(!lease.live, "the node left, but the lease its last round acquired is still live: {lease:?}");
+    let asked = asked.lock().expect("recorder lock").clone();
+    assert!(!asked.iter().any(|a| a.starts_with("run ")), "a task was started on a node that was leaving: {asked:?}");
 }
 
 #[test]

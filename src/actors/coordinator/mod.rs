@@ -29,7 +29,9 @@ use crate::config::Settings;
 use crate::domain::{Mover, Task, TaskEventType, TaskId, TaskState};
 use crate::meta::leases::{Fence, Lease};
 use crate::meta::{Store, StoreError, Transition};
-use crate::placement::{RoundFacts, after_renewal, plan_round, releases_on_end, stops_here};
+use crate::placement::{
+    AcquiredLease, RoundFacts, Shutdown, acquired_lease, after_renewal, plan_round, releases_on_end, stops_here,
+};
 use claim::{PlaceLimits, place};
 
 /// Graceful shutdown, before the supervisor stops the tasks: claim nothing more.
@@ -41,6 +43,9 @@ pub struct StopPlacing;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Leave;
+
+/// How long `Leave` waits for a round in flight (the caller gives `Leave` 10 s in all).
+const LEAVE_ROUND_WAIT: Duration = Duration::from_secs(5);
 
 struct Held {
     epoch: i64,
@@ -63,7 +68,7 @@ pub struct Coordinator {
     round_started: Option<Instant>,
     last_repair: Option<Instant>,
     degraded: bool,
-    leaving: bool,
+    shutdown: Shutdown,
 }
 
 /// A renewal's answer: when it was sent, and the (task, epoch) leases held after it.
@@ -101,7 +106,7 @@ impl Coordinator {
             round_started: None,
             last_repair: None,
             degraded: false,
-            leaving: false,
+            shutdown: Shutdown::No,
         }
     }
 
@@ -141,7 +146,7 @@ impl Coordinator {
             last_repair: self.last_repair,
             renew_interval: self.renew_interval(),
             tick_period: self.tick_period(),
-            leaving: self.leaving,
+            leaving: self.shutdown != Shutdown::No,
         });
         let (renew_due, repair_due, placing) = (plan.renew, plan.repair, plan.place);
         self.round_started = Some(now);
@@ -261,9 +266,23 @@ impl Coordinator {
         for (task, epoch, sent) in out.acquired {
             let id = task.id;
             let guard = LeaseGuard::new(epoch, sent + validity);
-            self.held.insert(id, Held { epoch, guard: guard.clone() });
-            let fence = Fence { task_id: id, node_id: self.node_id.clone(), epoch };
-            self.supervisor.do_send(LeaseCommand::Run { task: Box::new(task), guard, fence });
+            match acquired_lease(self.shutdown) {
+                AcquiredLease::Run => {
+                    self.held.insert(id, Held { epoch, guard: guard.clone() });
+                    let fence = Fence { task_id: id, node_id: self.node_id.clone(), epoch };
+                    self.supervisor.do_send(LeaseCommand::Run { task: Box::new(task), guard, fence });
+                }
+                AcquiredLease::HoldForLeave => {
+                    info!(self.log, "lease acquired by a round that began before the shutdown; the task is not \
+                                     started here and the lease is released on leaving"; "task_id" => id.0, "epoch" => epoch);
+                    self.held.insert(id, Held { epoch, guard });
+                }
+                AcquiredLease::GiveBack => {
+                    info!(self.log, "lease acquired by a round that ended after the node left; released";
+                          "task_id" => id.0, "epoch" => epoch);
+                    self.settle(id, epoch, false);
+                }
+            }
         }
     }
 
@@ -361,32 +380,54 @@ impl Handler<StopPlacing> for Coordinator {
     type Result = ();
 
     fn handle(&mut self, _: StopPlacing, _: &mut Context<Self>) {
-        self.leaving = true;
+        if self.shutdown == Shutdown::No {
+            self.shutdown = Shutdown::Leaving;
+        }
     }
 }
 
 impl Handler<Leave> for Coordinator {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseActFuture<Self, ()>;
 
+    /// Waits for a round in flight first (at most `LEAVE_ROUND_WAIT`): one that began before
+    /// `StopPlacing` may still acquire leases, and they must be released with the others.
     fn handle(&mut self, _: Leave, _: &mut Context<Self>) -> Self::Result {
-        self.leaving = true;
-        let held: Vec<(TaskId, i64)> = self.held.drain().map(|(id, h)| (id, h.epoch)).collect();
-        let (store, node, log) = (self.store.clone(), self.node_id.clone(), self.log.clone());
-        Box::pin(async move {
-            let n = held.len();
-            let res = store
-                .call(move |s| {
-                    for (id, epoch) in held {
-                        s.release_lease(id, &node, epoch)?;
-                    }
-                    s.node_left(&node)
-                })
-                .await;
-            match res {
-                Ok(()) => info!(log, "left the cluster"; "leases_released" => n),
-                Err(e) => warn!(log, "could not release every lease (they will expire)"; "error" => %e),
+        if self.shutdown == Shutdown::No {
+            self.shutdown = Shutdown::Leaving;
+        }
+        let mut rounds = self.rounds.subscribe();
+        let in_flight = self.busy;
+        let log = self.log.clone();
+        let wait = async move {
+            if in_flight && tokio::time::timeout(LEAVE_ROUND_WAIT, rounds.changed()).await.is_err() {
+                warn!(
+                    log,
+                    "a cluster round still runs; leaving without it (a lease it acquires is released \
+                            when it ends, or expires)"
+                );
             }
-        })
+        };
+        Box::pin(wait.into_actor(self).then(|(), act, _| {
+            act.shutdown = Shutdown::Left;
+            let held: Vec<(TaskId, i64)> = act.held.drain().map(|(id, h)| (id, h.epoch)).collect();
+            let (store, node, log) = (act.store.clone(), act.node_id.clone(), act.log.clone());
+            async move {
+                let n = held.len();
+                let res = store
+                    .call(move |s| {
+                        for (id, epoch) in held {
+                            s.release_lease(id, &node, epoch)?;
+                        }
+                        s.node_left(&node)
+                    })
+                    .await;
+                match res {
+                    Ok(()) => info!(log, "left the cluster"; "leases_released" => n),
+                    Err(e) => warn!(log, "could not release every lease (they will expire)"; "error" => %e),
+                }
+            }
+            .into_actor(act)
+        }))
     }
 }
 
