@@ -140,6 +140,11 @@ pub struct Writer {
     /// `Prepare`, see [`direct::choose`]).
     direct_io: DirectIo,
     io: Option<IoChoice>,
+    /// A batch appending at least this many bytes is hashed on a thread of its own
+    /// ([`hashing::HASH_APART_MIN`]; tests lower it).
+    hash_apart_min: usize,
+    /// While such a batch is written: the digests of the files it seals, in order.
+    digests: Option<std::sync::mpsc::Receiver<Option<String>>>,
 }
 
 /// Bytes appended before the kernel is asked to start writing them back (see [`start_writeback`]).
@@ -148,6 +153,7 @@ const WRITEBACK_CHUNK: u64 = 1 << 20;
 mod actor;
 mod direct;
 mod fsync;
+mod hashing;
 mod messages;
 mod recovery;
 #[cfg(test)]
@@ -191,6 +197,8 @@ impl Writer {
             relay: None,
             direct_io: DirectIo::Off,
             io: None,
+            hash_apart_min: hashing::HASH_APART_MIN,
+            digests: None,
         }
     }
 

@@ -145,3 +145,95 @@ fn a_batch_is_answered_before_its_checkpoint_is_stored_and_the_timer_stores_it()
         assert!(matches!(err, WriterError::Store(_)), "{err:?}");
     });
 }
+
+/// The writer's `FileSealed` reports: (name, sha256).
+type SealedReports = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+/// Keeps the writer's `FileSealed` reports.
+struct Sealed(SealedReports);
+
+impl Actor for Sealed {
+    type Context = Context<Self>;
+}
+
+impl Handler<WriterEvent> for Sealed {
+    type Result = ();
+
+    fn handle(&mut self, ev: WriterEvent, _: &mut Context<Self>) {
+        if let WriterEvent::FileSealed { name, sha256, .. } = ev {
+            self.0.lock().unwrap().push((name.to_string(), sha256));
+        }
+    }
+}
+
+/// The digest recorded at sealing is the sha256 of the file on disk, whether the batch's bytes
+/// were hashed inline or on a thread of their own (`hashing`), with files created, appended to
+/// and sealed inside one batch and across batches.
+#[test]
+fn a_sealed_files_digest_is_that_of_its_bytes_hashed_inline_or_apart() {
+    use crate::binlog::stream::{GtidTracker, LocalFiles, StreamTracker};
+
+    // The fixture streamed twice, as two files: the second's artificial rotate seals the first.
+    let data = crate::binlog::fixture("mariadb-bin.000001");
+    let mut events = crate::binlog::stream::tests::stream_from_start("mariadb-bin.000001", &data);
+    events.extend(crate::binlog::stream::tests::stream_from_start("mariadb-bin.000002", &data));
+    let mut tracker = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mariadb, None), true);
+    let mut ops = Vec::new();
+    for ev in events {
+        tracker.on_event(ev, &mut ops).unwrap();
+    }
+    let seals = ops.iter().filter(|op| matches!(op, WriteOp::Seal { .. })).count();
+    assert!(seals >= 1, "the stream seals a file: {seals}");
+    // Three batches, cut across the ops: the first file is sealed in the second batch.
+    let third = ops.len() / 3;
+    let rest = ops.split_off(third);
+    let mut batches = vec![ops];
+    let mut rest = rest;
+    let tail = rest.split_off(rest.len() / 2);
+    batches.push(rest);
+    batches.push(tail);
+
+    for (apart, min) in [(false, usize::MAX), (true, 0)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
+        let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
+        let task = store.create_task(&crate::domain::test_spec("hash", "hash")).unwrap();
+        let data_dir = tmp.path().join("data");
+        let seen = SealedReports::default();
+        actix::System::new().block_on(async {
+            let log = Logger::root(slog::Discard, slog::o!());
+            let report = Sealed(seen.clone()).start().recipient();
+            let mut writer = Writer::new(task.id, &data_dir, store, log, report, Duration::from_secs(1));
+            writer.hash_apart_min = min;
+            writer
+                .prepare(Prepare {
+                    identity: SourceIdentity::from_stored("srv-1"),
+                    gtid_mode: false,
+                    flavor: Flavor::Mariadb,
+                })
+                .unwrap();
+            for ops in batches.clone() {
+                assert_eq!(hashing::hash_apart(&ops, min), apart && !ops.is_empty());
+                writer.write_batch(WriteBatch { ops, checkpoint: None }).unwrap();
+            }
+            // The reports are delivered on this system: let them arrive.
+            poll(|| seen.lock().unwrap().len() == seals).await;
+        });
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), seals, "apart {apart}: one report per sealed file");
+        for (name, sha) in seen {
+            let path = data_dir.join(task.id.0.to_string()).join("srv-1").join(&name);
+            let on_disk = hex::encode(Sha256::digest(fs::read(&path).unwrap()));
+            assert_eq!(sha.as_deref(), Some(on_disk.as_str()), "apart {apart}: {name}");
+        }
+    }
+}
+
+/// Polls `f` until it holds, for at most 10 s, yielding to the actor system in between.
+async fn poll(mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "condition not met within 10 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

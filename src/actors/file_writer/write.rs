@@ -2,8 +2,12 @@
 //! persisting durable checkpoints.
 
 use super::*;
+use hashing::{HashJobs, hash_apart};
 
 impl Writer {
+    /// Writes a batch. A large one (a catch-up's) has its bytes hashed on a thread of its own
+    /// while this one copies them out and waits for the disk (see [`hashing`]); a small one is
+    /// hashed here, as it is written.
     pub(super) fn write_batch(&mut self, batch: WriteBatch) -> Result<Option<Checkpoint>, WriterError> {
         self.fsync.check()?;
         self.check_lease()?;
@@ -11,6 +15,40 @@ impl Writer {
             // The timer's persist failed: the stream stops here, as when a batch's own did.
             return Err(e);
         }
+        if !hash_apart(&batch.ops, self.hash_apart_min) {
+            return self.apply_batch(batch);
+        }
+        let jobs = HashJobs::of(&batch.ops);
+        let start = self.open.as_mut().and_then(|o| o.hasher.take());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let spawned =
+                std::thread::Builder::new().name("binlog-hash".into()).spawn_scoped(scope, move || jobs.run(start, tx));
+            let hashing = match spawned {
+                Ok(h) => h,
+                Err(e) => {
+                    // No thread to be had: the digests of this batch's files are left to the
+                    // task (it reads a sealed file back when the writer could not hash it).
+                    warn!(self.log, "cannot start a hashing thread; sealed files of this batch are hashed later";
+                        "error" => %e);
+                    return self.apply_batch(batch);
+                }
+            };
+            self.digests = Some(rx);
+            let res = self.apply_batch(batch);
+            self.digests = None;
+            // A hashing thread that panicked leaves the digest to the task, as above.
+            let left = hashing.join().unwrap_or(None);
+            if res.is_ok()
+                && let Some(o) = self.open.as_mut()
+            {
+                o.hasher = left;
+            }
+            res
+        })
+    }
+
+    fn apply_batch(&mut self, batch: WriteBatch) -> Result<Option<Checkpoint>, WriterError> {
         let mut bytes = 0u64;
         for op in batch.ops {
             match op {
@@ -114,7 +152,8 @@ impl Writer {
             None => (&file).write_all(&head),
         }
         .map_err(|e| WriterError::io("write", &path, e))?;
-        let hasher = Sha256::new_with_prefix(&head);
+        // Hashed here unless a hashing thread takes this batch's bytes (it starts the digest itself).
+        let hasher = self.digests.is_none().then(|| Sha256::new_with_prefix(&head));
         let header_len = head.len() as u64;
         let inserted = self.store.insert_file(&FileRecord {
             task_id: self.task_id.0,
@@ -162,7 +201,7 @@ impl Writer {
             kicked: 0,
             summary,
             direct,
-            hasher: Some(hasher),
+            hasher,
         });
         Ok(())
     }
@@ -196,6 +235,12 @@ impl Writer {
         self.publish_durable();
         self.last_persist = Instant::now();
         info!(self.log, "file sealed"; "file" => %o.name, "size" => o.size, "end_pos" => end_pos);
+        // Asked last: the hashing thread, if this batch has one, had the fsync and the store
+        // write to catch up.
+        let sha256 = match &self.digests {
+            Some(rx) => rx.recv().unwrap_or(None),
+            None => o.hasher.take().map(|h| hex::encode(h.finalize())),
+        };
         // Never dropped (unlike progress reports): a sealed file enters the upload queue
         // only once the task hashes it.
         self.report.do_send(WriterEvent::FileSealed {
@@ -203,7 +248,7 @@ impl Writer {
             name: o.name.clone(),
             path: o.path.clone(),
             size: o.size,
-            sha256: o.hasher.take().map(|h| hex::encode(h.finalize())),
+            sha256,
         });
         Ok(())
     }
