@@ -237,3 +237,63 @@ async fn poll(mut f: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Only a batch that carries a checkpoint is fsynced: one without (the middle of a transaction
+/// larger than a batch) leaves its bytes to the next checkpoint's fsync, which covers the file.
+#[test]
+fn only_a_batch_with_a_checkpoint_is_fsynced() {
+    use crate::binlog::stream::{GtidTracker, LocalFiles, StreamTracker};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
+    let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
+    let task = store.create_task(&crate::domain::test_spec("sync", "sync")).unwrap();
+    let data = crate::binlog::fixture("mariadb-bin.000001");
+    let events = crate::binlog::stream::tests::stream_from_start("mariadb-bin.000001", &data);
+    let mut tracker = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mariadb, None), true);
+    // Each event its own batch; a batch carries a checkpoint when a transaction ended in it.
+    let mut batches = Vec::new();
+    let mut seen = 0;
+    for ev in events {
+        let mut ops = Vec::new();
+        tracker.on_event(ev, &mut ops).unwrap();
+        let checkpoint = (tracker.boundary_count() != seen).then(|| {
+            seen = tracker.boundary_count();
+            let b = tracker.boundary().expect("a boundary");
+            Checkpoint { source_identity: "srv-1".into(), file: b.file.clone(), pos: b.pos, gtid_set: None }
+        });
+        batches.push(WriteBatch { ops, checkpoint });
+    }
+    let with = batches.iter().filter(|b| b.checkpoint.is_some()).count();
+    let without = batches.iter().filter(|b| b.checkpoint.is_none() && !b.ops.is_empty()).count();
+    assert!(with >= 2 && without >= 2, "the fixture has both kinds: {with} with, {without} without");
+
+    actix::System::new().block_on(async {
+        let log = Logger::root(slog::Discard, slog::o!());
+        let report = Probe.start().recipient();
+        let data_dir = tmp.path().join("data");
+        let mut writer = Writer::new(task.id, &data_dir, store, log, report, Duration::from_secs(1));
+        writer
+            .prepare(Prepare {
+                identity: SourceIdentity::from_stored("srv-1"),
+                gtid_mode: false,
+                flavor: Flavor::Mariadb,
+            })
+            .unwrap();
+        for (i, b) in batches.into_iter().enumerate() {
+            let before = writer.fsync.data_syncs;
+            let had_checkpoint = b.checkpoint.clone();
+            let dirty = !b.ops.is_empty() || writer.open.as_ref().is_some_and(|o| o.dirty);
+            let durable = writer.write_batch(b).unwrap();
+            let synced = writer.fsync.data_syncs - before;
+            match had_checkpoint {
+                Some(cp) => {
+                    assert_eq!(synced, u64::from(dirty), "batch {i} has a checkpoint: fsynced");
+                    assert_eq!(durable.as_ref(), Some(&cp), "batch {i}");
+                    assert!(!writer.open.as_ref().expect("open").dirty, "batch {i}: nothing unsynced after it");
+                }
+                None => assert_eq!(synced, 0, "batch {i} has no checkpoint: not fsynced"),
+            }
+        }
+    });
+}
