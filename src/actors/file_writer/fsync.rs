@@ -37,8 +37,6 @@ pub(super) enum Scope {
 #[derive(Debug, Default)]
 pub(super) struct Fsync {
     pub(super) poisoned: bool,
-    /// Data fsyncs so far (of the open or a sealing file; tests look at it).
-    pub(super) data_syncs: u64,
 }
 
 impl Fsync {
@@ -48,10 +46,7 @@ impl Fsync {
             test_fsync_delay();
         }
         let synced = match scope {
-            Scope::Data => {
-                self.data_syncs += 1;
-                file.sync_data()
-            }
+            Scope::Data => file.sync_data(),
             Scope::All => file.sync_all(),
         };
         synced.map_err(|source| {

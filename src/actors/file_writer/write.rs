@@ -78,11 +78,7 @@ impl Writer {
         }
         let started = Instant::now();
         let mut synced = false;
-        // Only a checkpoint promises anything durable: a batch without one (the middle of a
-        // transaction larger than a batch) leaves its bytes to the fsync of the batch that ends
-        // the transaction, which covers the whole file (and a seal or a close syncs in any case).
-        if batch.checkpoint.is_some()
-            && let Some(o) = self.open.as_mut()
+        if let Some(o) = self.open.as_mut()
             && o.dirty
         {
             synced = true;
