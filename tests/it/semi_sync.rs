@@ -109,6 +109,13 @@ fn the_source_waits_for_our_acks_under_load_and_the_copy_stays_identical() {
         "the ack counter has the task's series"
     );
     assert!(metrics.contains("binlog_server_semi_sync_ack_seconds_count"), "the ack latency histogram");
+    // Fine enough around 1 ms to tell 1 from 2 ms (docs/guide/semi-sync.md).
+    for le in ["0.00075", "0.001", "0.0015", "0.002"] {
+        assert!(
+            metrics.contains(&format!("binlog_server_semi_sync_ack_seconds_bucket{{le=\"{le}\"}}")),
+            "the ack latency histogram has a bucket at {le} s"
+        );
+    }
 }
 
 #[test]
