@@ -122,6 +122,16 @@ impl Handler<PersistCheckpoint> for FileWriterActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, _: PersistCheckpoint, _: &mut Context<Self>) -> Self::Result {
+        // Most ticks (every `checkpoint_interval`, 200 ms, per task) have nothing to store: they
+        // are answered here, without a job on the pool, whose hand-off costs more than the check
+        // (1,000 idle tasks made 5,000 jobs a second). No job is in flight while a handler runs
+        // (each is atomic), so the lock is free; if it is not (a panic poisoned it), the job
+        // below says so.
+        if let Ok(mut w) = self.writer.try_lock()
+            && w.persist_idle()
+        {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
         let inner = self.run(|w| {
             w.persist_on_timer();
             Ok(())

@@ -359,6 +359,21 @@ impl Writer {
         Ok(self.durable.clone())
     }
 
+    /// `PersistCheckpoint` with nothing to do: the durable checkpoint is the stored one (or
+    /// there is none) and no failure of an earlier persist waits to be reported or cleared (or
+    /// the writer is poisoned and persists nothing). Notes the tick as `persist` does and says
+    /// true; false when the timer's job has work ([`Writer::persist_on_timer`]).
+    pub(super) fn persist_idle(&mut self) -> bool {
+        if self.fsync.poisoned {
+            return true;
+        }
+        if self.persist_error.is_some() || self.persist_failure.is_some() || self.durable != self.persisted {
+            return false;
+        }
+        self.last_persist = Instant::now();
+        true
+    }
+
     /// `PersistCheckpoint`: nobody waits for the answer, so a failure is said here (once per
     /// distinct error; a checkpoint that stops moving is never silent) and fails the next batch.
     fn persist_on_timer(&mut self) {

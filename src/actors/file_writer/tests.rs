@@ -122,14 +122,20 @@ fn a_batch_is_answered_before_its_checkpoint_is_stored_and_the_timer_stores_it()
         let mut batches = batches.into_iter();
         let stored = || store.get_checkpoint(task.id).unwrap().map(|(cp, _)| cp);
 
+        assert!(writer.persist_idle(), "nothing durable yet: the timer has nothing to do");
         assert_eq!(writer.write_batch(batches.next().unwrap()).unwrap().as_ref(), Some(&cps[0]));
         assert_eq!(stored().as_ref(), Some(&cps[0]), "the first checkpoint on a source is stored at once");
+        assert!(writer.persist_idle(), "the durable checkpoint is the stored one");
         // A persist is due (the last one is two intervals old), but it is the timer's.
         writer.last_persist = Instant::now() - 2 * interval;
         assert_eq!(writer.write_batch(batches.next().unwrap()).unwrap().as_ref(), Some(&cps[1]));
         assert_eq!(stored().as_ref(), Some(&cps[0]), "the answer did not wait for the metadata write");
+        assert!(!writer.persist_idle(), "the timer has a checkpoint to store");
         writer.persist_on_timer();
         assert_eq!(stored().as_ref(), Some(&cps[1]), "the timer stored it");
+        writer.last_persist = Instant::now() - 2 * interval;
+        assert!(writer.persist_idle(), "stored: nothing more to do");
+        assert!(writer.last_persist.elapsed() < interval, "an idle tick counts as a persist (as `persist` does)");
         // A timer far behind: the batch stores its checkpoint itself.
         writer.last_persist = Instant::now() - PERSIST_OVERDUE * interval;
         assert_eq!(writer.write_batch(batches.next().unwrap()).unwrap().as_ref(), Some(&cps[2]));
@@ -138,7 +144,9 @@ fn a_batch_is_answered_before_its_checkpoint_is_stored_and_the_timer_stores_it()
         // A timer persist that fails (the task's rows are gone) fails the next batch.
         assert_eq!(writer.write_batch(batches.next().unwrap()).unwrap().as_ref(), Some(&cps[3]));
         store.delete_task(task.id).unwrap();
+        assert!(!writer.persist_idle());
         writer.persist_on_timer();
+        assert!(!writer.persist_idle(), "a failed persist is retried by the timer's job, never skipped");
         let err = writer
             .write_batch(WriteBatch { ops: Vec::new(), checkpoint: None })
             .expect_err("the timer's failure reaches the stream");
