@@ -20,7 +20,8 @@
 #   BENCH_SCALE_SOURCES=4       mariadbd instances (tasks are spread round robin)
 #   BENCH_SCALE_TX_PER_S=5      write load per source (transactions per second, paced in SQL);
 #                               every streaming task of a source receives and fsyncs each of them
-#                               (1,000 tasks at 5 tx/s: 5,000 events and up to 5,000 fsyncs/s)
+#                               (1,000 tasks at 5 tx/s: 5,000 events and up to 5,000 fsyncs/s);
+#                               0: no load, the streams idle (heartbeats only)
 #   BENCH_SCALE_STEADY_S=15     window for RSS and CPU before the API load
 #   BENCH_SCALE_WRK_S=10        seconds per wrk run
 #   BENCH_SCALE_WRK_CONNS=4     wrk connections (one thread)
