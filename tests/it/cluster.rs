@@ -525,7 +525,7 @@ fn leaving_while_a_round_is_claiming_releases_what_that_round_acquired() {
     use binlog_server::meta::{MetaDsn, Store};
     use binlog_server::secret::Secret;
     use std::io::Write as _;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::sync::{Arc, Mutex};
 
     const NODE: &str = "node-leaving";
@@ -539,15 +539,7 @@ fn leaving_while_a_round_is_claiming_releases_what_that_round_acquired() {
 
     // Another session holds the node's row: the coordinator's first round (heartbeat, then
     // placement) waits at its heartbeat, in flight, until the test lets it go.
-    let mut holder = Command::new(crate::common::find_binary("mariadb").expect("mariadb client"))
-        .args(["--no-defaults", "--skip-reconnect", "-h127.0.0.1", &format!("-P{}", meta.db.port()), "-uroot"])
-        .args(["--batch", "--database=meta"])
-        .env_remove("MYSQL_PWD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the mariadb client");
+    let mut holder = meta.db.session("root", "", Some("meta"));
     let mut stdin = holder.stdin.take().expect("piped");
     writeln!(stdin, "BEGIN; SELECT node_id FROM cluster_nodes WHERE node_id = '{NODE}' FOR UPDATE;")
         .expect("write to the client");

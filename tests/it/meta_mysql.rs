@@ -275,7 +275,6 @@ fn a_lease_row_locked_by_a_frozen_node_neither_holds_up_a_claim_nor_outlives_the
     use binlog_server::meta::ConnTuning;
     use binlog_server::meta::leases::CLAIM_LOCK_WAIT_SEC;
     use std::io::Write;
-    use std::process::{Command, Stdio};
     use std::time::Instant;
 
     const TTL_SEC: u64 = 3;
@@ -297,16 +296,7 @@ fn a_lease_row_locked_by_a_frozen_node_neither_holds_up_a_claim_nor_outlives_the
 
     // node-a's session, tuned as cluster mode tunes it, runs its fence check and freezes before
     // the commit: the client stays connected and silent.
-    let mut frozen = Command::new(crate::common::find_binary("mariadb").expect("mariadb client"))
-        .args(["--no-defaults", "--skip-reconnect", "-h127.0.0.1", &format!("-P{}", meta.db.port()), "-u", META_USER])
-        .arg("--batch")
-        .arg(format!("--database={META_DB}"))
-        .env("MYSQL_PWD", META_PASSWORD)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the mariadb client");
+    let mut frozen = meta.db.session(META_USER, META_PASSWORD, Some(META_DB));
     let mut stdin = frozen.stdin.take().expect("piped");
     writeln!(
         stdin,

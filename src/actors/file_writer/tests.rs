@@ -21,6 +21,16 @@ fn record(name: &str, size: u64, sealed: bool, upload: UploadInfo) -> FileRecord
     }
 }
 
+/// A writer for `task`, prepared for source "srv-1" (MariaDB, no GTID mode) on an empty data dir.
+fn prepared(task: TaskId, data_dir: &Path, store: Store, report: Recipient<WriterEvent>, interval: Duration) -> Writer {
+    let log = Logger::root(slog::Discard, slog::o!());
+    let mut writer = Writer::new(task, data_dir, store, log, report, interval);
+    writer
+        .prepare(Prepare { identity: SourceIdentity::from_stored("srv-1"), gtid_mode: false, flavor: Flavor::Mariadb })
+        .unwrap();
+    writer
+}
+
 /// Takes the writer's reports and drops them (the tests here look at the disk and the store).
 struct Probe;
 
@@ -107,18 +117,9 @@ fn a_batch_is_answered_before_its_checkpoint_is_stored_and_the_timer_stores_it()
     let cps: Vec<Checkpoint> = batches.iter().map(|b| b.checkpoint.clone().unwrap()).collect();
 
     actix::System::new().block_on(async {
-        let log = Logger::root(slog::Discard, slog::o!());
-        let report = Probe.start().recipient();
-        let data_dir = tmp.path().join("data");
         let interval = Duration::from_secs(1);
-        let mut writer = Writer::new(task.id, &data_dir, store.clone(), log, report, interval);
-        writer
-            .prepare(Prepare {
-                identity: SourceIdentity::from_stored("srv-1"),
-                gtid_mode: false,
-                flavor: Flavor::Mariadb,
-            })
-            .unwrap();
+        let data_dir = tmp.path().join("data");
+        let mut writer = prepared(task.id, &data_dir, store.clone(), Probe.start().recipient(), interval);
         let mut batches = batches.into_iter();
         let stored = || store.get_checkpoint(task.id).unwrap().map(|(cp, _)| cp);
 
@@ -209,17 +210,9 @@ fn a_sealed_files_digest_is_that_of_its_bytes_hashed_inline_or_apart() {
         let data_dir = tmp.path().join("data");
         let seen = SealedReports::default();
         actix::System::new().block_on(async {
-            let log = Logger::root(slog::Discard, slog::o!());
             let report = Sealed(seen.clone()).start().recipient();
-            let mut writer = Writer::new(task.id, &data_dir, store, log, report, Duration::from_secs(1));
+            let mut writer = prepared(task.id, &data_dir, store, report, Duration::from_secs(1));
             writer.hash_apart_min = min;
-            writer
-                .prepare(Prepare {
-                    identity: SourceIdentity::from_stored("srv-1"),
-                    gtid_mode: false,
-                    flavor: Flavor::Mariadb,
-                })
-                .unwrap();
             for ops in batches.clone() {
                 assert_eq!(hashing::hash_apart(&ops, min), apart && !ops.is_empty());
                 writer.write_batch(WriteBatch { ops, checkpoint: None }).unwrap();

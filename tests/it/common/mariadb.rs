@@ -535,7 +535,25 @@ impl MariaDb {
         }
     }
 
+    /// A client session that stays open, reading SQL from its stdin (stdin, stdout and stderr
+    /// piped; no reconnect): for a test that holds a transaction open while it looks elsewhere.
+    pub fn session(&self, user: &str, password: &str, db: Option<&str>) -> std::process::Child {
+        self.client_command(user, password, db)
+            .arg("--skip-reconnect")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the mariadb client")
+    }
+
     fn client_output(&self, user: &str, password: &str, db: Option<&str>, sql: &str) -> Output {
+        let mut cmd = self.client_command(user, password, db);
+        cmd.arg("-e").arg(sql);
+        output_with_deadline(&mut cmd, CLIENT_TIMEOUT, "the mariadb client")
+    }
+
+    fn client_command(&self, user: &str, password: &str, db: Option<&str>) -> Command {
         let mut cmd = Command::new(&self.client);
         cmd.arg("--no-defaults")
             .arg("-h127.0.0.1")
@@ -553,8 +571,7 @@ impl MariaDb {
         if let Some(db) = db {
             cmd.arg(format!("--database={db}"));
         }
-        cmd.arg("-e").arg(sql);
-        output_with_deadline(&mut cmd, CLIENT_TIMEOUT, "the mariadb client")
+        cmd
     }
 }
 
