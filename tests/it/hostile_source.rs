@@ -466,6 +466,34 @@ fn handshake_abuse_is_refused() {
 }
 
 #[test]
+fn a_source_that_accepts_every_dump_and_then_says_nothing_is_failing_not_streaming() {
+    let mut arena = Arena::start();
+    // The rotate and the FDE a source opens each dump with, then no event and no heartbeat, on
+    // every connection: a source whose dump thread hangs (seen with MariaDB after a crash).
+    let id = arena.hostile(
+        "silent",
+        source(|s| {
+            let (_, opening) = Binlog::open(FILE);
+            for ev in &opening {
+                s.send_event(ev)?;
+            }
+            Ok(())
+        }),
+    );
+    // Each dump passes the grace for a refusal (RUNNING) and then times out. The attempts add
+    // up in one retry period, its error kept, instead of starting over at every accepted dump:
+    // the task is seen failing (and becomes stuck), not streaming a second at a time.
+    let first = arena.refused(id, "no event or heartbeat for", &[TaskErrorCode::SourceUnreachable]);
+    let later = poll_until(WAIT, "three failed attempts in one retry period", || {
+        let e = arena.srv.task(id).last_error?;
+        (e.attempts >= 3).then_some(e)
+    });
+    assert_eq!(later.since, first.since, "one retry period: {first:?} then {later:?}");
+    assert_eq!(later.code, TaskErrorCode::SourceUnreachable, "{later:?}");
+    arena.aftermath(&[FILE]);
+}
+
+#[test]
 fn a_source_stalling_mid_packet_is_given_up() {
     let mut arena = Arena::start();
     // Mid-event: a frame announcing 100 bytes, 10 sent, then nothing (heartbeat rule).

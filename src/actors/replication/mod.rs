@@ -110,10 +110,14 @@ pub enum ReplicationEvent {
         connection_id: u32,
         tls: bool,
     },
-    /// The dump was accepted and events flow.
+    /// The dump was accepted: `heard` when an event or a heartbeat arrived, not only the
+    /// grace for a refusal passed (then `Heard` follows once one does).
     Streaming {
         from: String,
+        heard: bool,
     },
+    /// The first event or heartbeat of an attempt already reported as `Streaming` unheard.
+    Heard,
     /// Semi-sync was asked for: whether this connection got it, and if not, why.
     SemiSync {
         active: bool,
@@ -418,7 +422,7 @@ async fn run_attempt(
         boundaries_sent: 0,
         progress: Progress::default(),
         last_progress: Instant::now(),
-        streaming_reported: false,
+        reported: pump::Reported::Nothing,
         from_text: from_text.clone(),
         semi: semi_sync.then(|| SemiSync {
             queue: AckQueue::default(),

@@ -67,10 +67,23 @@ pub(super) struct Pump {
     pub(super) boundaries_sent: u64,
     pub(super) progress: Progress,
     pub(super) last_progress: Instant,
-    pub(super) streaming_reported: bool,
+    /// How far the task was told this attempt got: accepted (RUNNING), and heard from.
+    pub(super) reported: Reported,
     pub(super) from_text: String,
     /// Set when the source accepted us as a semi-sync replica.
     pub(super) semi: Option<SemiSync>,
+}
+
+/// What an attempt has told its task about the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reported {
+    Nothing,
+    /// Nothing refused the dump within the grace (RUNNING), but nothing came either: the retry
+    /// period goes on, so a source that accepts dumps and then stays silent, again and again,
+    /// is a task retrying (and stuck), not one that streams a second at a time.
+    Accepted,
+    /// An event or a heartbeat arrived: the source does stream.
+    Heard,
 }
 
 /// The writer's answer to a batch, as the attempt's error.
@@ -158,11 +171,15 @@ impl Pump {
                         let seen = self.on_packet(pkt, &mut scratch)?;
                         // RUNNING once real events or a heartbeat flow: an impossible start
                         // position is refused only after the artificial rotate and the FDE.
-                        if !self.streaming_reported
+                        if self.reported != Reported::Heard
                             && matches!(seen, Some(Seen::Written { .. } | Seen::Heartbeat { .. }))
                         {
-                            self.streaming_reported = true;
-                            report.do_send(ReplicationEvent::Streaming { from: self.from_text.clone() });
+                            let msg = match self.reported {
+                                Reported::Nothing => ReplicationEvent::Streaming { from: self.from_text.clone(), heard: true },
+                                _ => ReplicationEvent::Heard,
+                            };
+                            self.reported = Reported::Heard;
+                            report.do_send(msg);
                         }
                         // Packets already in the read buffer are taken here, a few at a time,
                         // without a trip through this `select!` each (its timers cost more than
@@ -180,9 +197,9 @@ impl Pump {
                         taken += 1;
                     }
                 }
-                _ = tokio::time::sleep_until(accepted_at), if !self.streaming_reported => {
-                    self.streaming_reported = true;
-                    report.do_send(ReplicationEvent::Streaming { from: self.from_text.clone() });
+                _ = tokio::time::sleep_until(accepted_at), if self.reported == Reported::Nothing => {
+                    self.reported = Reported::Accepted;
+                    report.do_send(ReplicationEvent::Streaming { from: self.from_text.clone(), heard: false });
                 }
                 _ = tokio::time::sleep_until(delay_at.unwrap_or(silence_at)), if delay_at.is_some() && in_flight.is_none() => {}
                 _ = tokio::time::sleep_until(silence_at), if can_read => {

@@ -31,24 +31,38 @@ impl Handler<ReplicationEvent> for TaskActor {
                 self.status.source_version = Some(version);
                 self.status.tls = tls;
             }
-            ReplicationEvent::Streaming { from } => {
-                self.attempt = 0;
-                self.failures.streaming();
+            ReplicationEvent::Streaming { from, heard } => {
+                // Only a source heard from ends the retry period (backoff, attempts, the
+                // error's `since`): one that accepts each dump and then says nothing is retried
+                // ever more slowly and counts as stuck, its error kept, instead of looking
+                // healthy between two silences.
+                if heard {
+                    self.heard_from_source();
+                }
                 self.status.connected_since = Some(Utc::now());
                 self.status.streaming_from = Some(from.clone());
-                self.status.last_error = None;
                 let source = format!(
                     "{} ({})",
                     self.status.source_identity.as_deref().unwrap_or("?"),
                     self.status.source_version.as_deref().unwrap_or("?")
                 );
-                info!(self.ctx.log, "streaming"; "from" => &from, "source" => &source);
+                info!(self.ctx.log, "streaming"; "from" => &from, "source" => &source, "heard" => heard);
                 self.record(
                     TaskState::Running,
-                    LastError::Clear,
+                    if heard { LastError::Clear } else { LastError::Keep },
                     Some((TaskEventType::TaskRunning, format!("streaming from {from} on {source}"))),
                     ctx,
                 );
+            }
+            ReplicationEvent::Heard => {
+                // The error kept while the stream was only accepted is cleared in the store too.
+                let had_error = self.status.last_error.is_some();
+                self.heard_from_source();
+                if had_error && self.state == TaskState::Running {
+                    let from = self.status.streaming_from.clone().unwrap_or_default();
+                    let msg = format!("the source sends events again (streaming from {from})");
+                    self.record(TaskState::Running, LastError::Clear, Some((TaskEventType::TaskRunning, msg)), ctx);
+                }
             }
             ReplicationEvent::Switchover { old, new } => {
                 metrics().source_switchovers.with_label_values(&[&self.label]).inc();
@@ -108,6 +122,13 @@ impl Handler<ReplicationEvent> for TaskActor {
 }
 
 impl TaskActor {
+    /// The source sent an event or a heartbeat: the retry period is over.
+    fn heard_from_source(&mut self) {
+        self.attempt = 0;
+        self.failures.streaming();
+        self.status.last_error = None;
+    }
+
     /// RETRY_BACKOFF with `err` as the task's last error (stored, so every node's API shows
     /// it), and a new attempt after the backoff.
     fn retry_later(&mut self, err: TaskError, ctx: &mut Context<Self>) {
