@@ -45,11 +45,24 @@ fn replication(srv: &Server, id: i64) -> ReplicationDto {
     srv.replication(id)
 }
 
-/// Polls until the source counts one semi-sync client (our task) and the task says so.
+/// Polls until the source counts one semi-sync client (our task) and the task says so. A
+/// timeout shows what the source's threads were doing (its process list, and their stacks when
+/// `gdb` is installed) beside both logs.
 fn wait_semi_sync_client(srv: &Server, db: &MariaDb, id: i64) {
-    poll_until(WAIT, "the source to count binlog-server as its semi-sync client", || {
-        (status_u64(db, "Rpl_semi_sync_master_clients") == 1).then_some(())
+    let counted = crate::common::poll_until_or(WAIT, || {
+        (status_u64(db, "Rpl_semi_sync_master_clients") == 1).then_some(()).ok_or(())
     });
+    if counted.is_err() {
+        panic!(
+            "timed out after {WAIT:?} waiting for the source to count binlog-server as its semi-sync client\n\
+             the source's process list: {:?}\nits semi-sync status: {:?}\n{}\n{}\n--- the source's log ---\n{}",
+            db.sql("SELECT id, command, time, state, info FROM information_schema.processlist"),
+            db.sql("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_%'"),
+            db.thread_stacks(),
+            srv.diagnostics(),
+            db.log_tail(80),
+        );
+    }
     poll_until(WAIT, "the task to report semi-sync active", || {
         let r = replication(srv, id);
         r.semi_sync.active.then_some(r)

@@ -217,6 +217,20 @@ impl MariaDb {
         file_tail(&self.log_path(), lines)
     }
 
+    /// The stacks of the server's threads by `gdb` (for a test's failure message), or why there
+    /// are none.
+    pub fn thread_stacks(&self) -> String {
+        let Some(pid) = self.pid() else { return "no stacks: mariadbd is not running".into() };
+        match Command::new("gdb")
+            .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt"])
+            .stdin(Stdio::null())
+            .output()
+        {
+            Ok(out) => format!("--- mariadbd's threads (gdb) ---\n{}", String::from_utf8_lossy(&out.stdout)),
+            Err(e) => format!("no stacks: gdb: {e}"),
+        }
+    }
+
     /// The PID of the running server; `None` after `stop()`/`kill()`.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
