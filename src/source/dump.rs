@@ -160,11 +160,7 @@ pub async fn latest(
     conn: &mut SourceConn,
     info: &SourceInfo,
 ) -> Result<(BinlogFileName, u64, Option<StartGtid>), SourceError> {
-    let use_new = info.flavor == Flavor::Mysql && info.at_least((8, 2, 0));
-    let rows = conn.query(if use_new { "SHOW BINARY LOG STATUS" } else { "SHOW MASTER STATUS" }).await?;
-    let file = col(&rows, "File")?;
-    let file = BinlogFileName::parse(file).map_err(|e| SourceError::Protocol(e.to_string()))?;
-    let pos: u64 = col(&rows, "Position")?.parse().map_err(|_| SourceError::Protocol("bad Position".into()))?;
+    let (file, pos, rows) = master_status(conn, info).await?;
     let gtid = match info.flavor {
         Flavor::Mysql => rows
             .first("Executed_Gtid_Set")
@@ -200,7 +196,24 @@ pub async fn binary_logs(conn: &mut SourceConn) -> Result<Vec<(String, u64)>, So
 
 /// Semi-sync, asked for: reads whether the source offers it and, when it does, announces this
 /// connection as a semi-sync replica (before the dump; the source decides at the dump command).
-pub async fn announce_semi_sync(conn: &mut SourceConn) -> Result<semisync::Support, SourceError> {
+/// `SHOW MASTER STATUS` (`SHOW BINARY LOG STATUS` on MySQL 8.2+): the file the source writes,
+/// its end, and the rows (for the GTID column).
+async fn master_status(conn: &mut SourceConn, info: &SourceInfo) -> Result<(BinlogFileName, u64, Rows), SourceError> {
+    let use_new = info.flavor == Flavor::Mysql && info.at_least((8, 2, 0));
+    let rows = conn.query(if use_new { "SHOW BINARY LOG STATUS" } else { "SHOW MASTER STATUS" }).await?;
+    let file = col(&rows, "File")?;
+    let file = BinlogFileName::parse(file).map_err(|e| SourceError::Protocol(e.to_string()))?;
+    let pos: u64 = col(&rows, "Position")?.parse().map_err(|_| SourceError::Protocol("bad Position".into()))?;
+    Ok((file, pos, rows))
+}
+
+/// The binlog file the source writes now.
+pub async fn current_file(conn: &mut SourceConn, info: &SourceInfo) -> Result<BinlogFileName, SourceError> {
+    Ok(master_status(conn, info).await?.0)
+}
+
+/// Whether the source offers semi-sync (`semisync::support`), asked before announcing it.
+pub async fn semi_sync_support(conn: &mut SourceConn) -> Result<semisync::Support, SourceError> {
     let rows = conn.query("SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%'").await?;
     let name_i = rows.columns.iter().position(|c| c.eq_ignore_ascii_case("Variable_name")).unwrap_or(0);
     let value_i = rows.columns.iter().position(|c| c.eq_ignore_ascii_case("Value")).unwrap_or(1);
@@ -209,11 +222,12 @@ pub async fn announce_semi_sync(conn: &mut SourceConn) -> Result<semisync::Suppo
         .iter()
         .filter_map(|r| Some((r.get(name_i)?.clone()?, r.get(value_i)?.clone().unwrap_or_default())))
         .collect();
-    let support = semisync::support(&vars);
-    if let semisync::Support::Active { announce } = &support {
-        conn.execute(&format!("SET {announce} = 1")).await?;
-    }
-    Ok(support)
+    Ok(semisync::support(&vars))
+}
+
+/// Announces us a semi-sync replica (`announce` from `Support::Active`), before the dump.
+pub async fn announce_semi_sync(conn: &mut SourceConn, announce: &str) -> Result<(), SourceError> {
+    conn.execute(&format!("SET {announce} = 1")).await
 }
 
 /// Where to start the dump.

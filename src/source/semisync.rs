@@ -164,6 +164,46 @@ impl AckQueue {
     }
 }
 
+/// When a dump that asked for semi-sync announces it (`SET @rpl_semi_sync_slave = 1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announce {
+    /// Before this dump.
+    Now,
+    /// Not before this dump: it streams asynchronously, and once the durable checkpoint is in
+    /// this file (the source's current one when the dump began) or a later one, the dump ends
+    /// and the next one, from that checkpoint, announces semi-sync.
+    OnceIn(BinlogFileName),
+}
+
+/// Decides when a dump from `from` (`None`: by GTID, where the source picks the file) announces
+/// semi-sync, given the source's current binlog file (`None`: it could not be asked).
+///
+/// Only a dump that starts in the source's current file announces it at once. One that starts
+/// in an older file, or by GTID, may be refused the moment it starts (the torn tail a crashed
+/// source keeps, a GTID state it lacks); a semi-sync dump refused that fast hangs MariaDB
+/// 10.11's dump thread for good (it waits in `Ack_receiver::remove_slave` for an ack receiver
+/// that went back to sleep before seeing it: a lost wake-up), and every later dump with our
+/// server id then waits for that thread in `kill_zombie_dump_threads`, for ever. Commits only
+/// wait for an ack of events in the current file, so nothing is lost by announcing it there.
+pub fn announce_when(from: Option<&BinlogFileName>, current: Option<&BinlogFileName>) -> Announce {
+    match (from, current) {
+        (_, None) => Announce::Now,
+        (Some(from), Some(current)) if from >= current => Announce::Now,
+        (_, Some(current)) => Announce::OnceIn(current.clone()),
+    }
+}
+
+impl Announce {
+    /// Whether a dump that did not announce semi-sync should end now that `durable` (the file
+    /// of the durable checkpoint) is reached, so the next one announces it.
+    pub fn reached(&self, durable: &BinlogFileName) -> bool {
+        match self {
+            Announce::Now => false,
+            Announce::OnceIn(file) => durable >= file,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +241,36 @@ mod tests {
                 None => assert!(matches!(got, Err(SourceError::Protocol(_))), "{body:x?}: {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn announce_only_from_the_sources_current_file() {
+        let n = |s: &str| BinlogFileName::parse(s).unwrap();
+        let (f1, f2, f10) = (n("mariadb-bin.000001"), n("mariadb-bin.000002"), n("mariadb-bin.000010"));
+        let later = |f: &BinlogFileName| Announce::OnceIn(f.clone());
+        let cases = [
+            // In the current file (or, the source having rotated since, a later one): at once.
+            (Some(&f2), Some(&f2), Announce::Now),
+            (Some(&f10), Some(&f2), Announce::Now),
+            // Catching up an older file (a crashed source's torn one among them): later.
+            (Some(&f1), Some(&f2), later(&f2)),
+            // Numbers, not text: 000002 is older than 000010.
+            (Some(&f2), Some(&f10), later(&f10)),
+            // By GTID the source picks the file, and may refuse at once: later.
+            (None, Some(&f2), later(&f2)),
+            // The current file unknown (no privilege to ask): at once, as before.
+            (Some(&f1), None, Announce::Now),
+            (None, None, Announce::Now),
+        ];
+        for (from, current, want) in cases {
+            assert_eq!(announce_when(from, current), want, "from {from:?}, current {current:?}");
+        }
+        // The dump hands over once the durable checkpoint is in that file or a later one.
+        assert!(!later(&f2).reached(&f1));
+        assert!(later(&f2).reached(&f2));
+        assert!(later(&f2).reached(&f10));
+        assert!(!later(&f10).reached(&f2));
+        assert!(!Announce::Now.reached(&f10));
     }
 
     #[test]

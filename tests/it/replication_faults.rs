@@ -16,7 +16,7 @@ use crate::common::proxy::Proxy;
 use crate::common::replication::{
     IN_USE_FLAG_OFFSET, LoadGenerator, WAIT, api_checkpoint, assert_copy_matches_source, assert_each_gtid_once,
     create_task, fast_server_opts, first_difference, flush_and_catch_up, from_first_file, last_event_id,
-    last_event_type, local_dir, source_json, source_via, start_copy_task, start_task, stop_task, task_events,
+    last_event_type, local_dir, source_json, source_via, start_copy_task, start_task, stop_task, task_events, tear,
     wait_caught_up, wait_checkpoint_advances, wait_event_after, wait_failed, wait_running,
 };
 use crate::common::server::Server;
@@ -276,24 +276,6 @@ fn a_user_without_replication_slave_is_access_denied() {
     let TaskError { code, message, .. } = wait_failed(&srv, id);
     assert_eq!(code, TaskErrorCode::SourceAccessDenied, "{message}");
     assert!(srv.files(id).is_empty(), "nothing is written");
-}
-
-/// What a source killed in the middle of writing an event leaves in its file: the start of an
-/// event that never ended (here a GTID event header declaring 200 bytes, and 10 of them).
-fn tear(db: &MariaDb, file: &str, at: u64) -> usize {
-    let mut torn = Vec::new();
-    torn.extend_from_slice(&1_700_000_000u32.to_le_bytes());
-    torn.push(types::MARIA_GTID);
-    torn.extend_from_slice(&1u32.to_le_bytes());
-    torn.extend_from_slice(&200u32.to_le_bytes());
-    torn.extend_from_slice(&((at + 200) as u32).to_le_bytes());
-    torn.extend_from_slice(&0u16.to_le_bytes());
-    torn.extend_from_slice(&[7u8; 10]);
-    let path = db.binlog_dir().join(file);
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), at, "{file} ends where the tear goes");
-    use std::io::Write;
-    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&torn).unwrap();
-    torn.len()
 }
 
 /// After a source crash mid-write and its restart, the copy of the torn file (everything up to

@@ -15,7 +15,7 @@ use crate::common::poll_until;
 use crate::common::replication::{
     IN_USE_FLAG_OFFSET, LoadGenerator, WAIT, api_checkpoint, assert_copy_matches_source, create_task, fast_server_opts,
     first_difference, flush_and_catch_up, from_first_file, local_dir, meta_files, source_json, start_task, task_events,
-    wait_running,
+    tear, wait_caught_up, wait_running,
 };
 use crate::common::server::{Server, ServerOpts};
 
@@ -314,4 +314,42 @@ fn an_acknowledged_commit_survives_killing_the_server_and_the_source_together() 
         }
         assert!(ours == theirs, "{name}: differs from the source's file at {:?}", first_difference(&ours, &theirs));
     }
+}
+
+/// A semi-sync source killed while writing an event keeps the torn tail (`replication_faults`);
+/// the dump by position that reaches it is refused at once, the task resumes by GTID past it,
+/// and the source must count it as its semi-sync client again, round after round. (The RPO
+/// test above meets this only when a kill happens to tear the event after our checkpoint.)
+#[test]
+fn a_semi_sync_source_torn_by_a_crash_counts_us_again_past_each_tear() {
+    const ROUNDS: usize = 6;
+    let mut db = semi_sync_source(MariaDbOpts::default());
+    let srv = Server::start(fast_server_opts());
+    let id = start_semi_sync_task(&srv, &db, "semi-sync-torn");
+    db.sql("CREATE TABLE torn (id INT PRIMARY KEY) ENGINE=InnoDB");
+    let mut tears = Vec::new();
+    for round in 0..ROUNDS {
+        wait_semi_sync_client(&srv, &db, id);
+        db.sql(&format!("INSERT INTO torn VALUES ({round})"));
+        let end = wait_caught_up(&srv, &db, id);
+        db.kill();
+        tear(&db, &end.file, end.position);
+        tears.push(end.file);
+        db.restart();
+    }
+    wait_semi_sync_client(&srv, &db, id);
+    db.sql("INSERT INTO torn VALUES (1000)");
+    assert_eq!(db.status_value("Rpl_semi_sync_master_status"), "ON", "the last commit got our ack");
+    let said: Vec<String> =
+        task_events(&srv, id).into_iter().filter(|(_, t, _)| t == "SOURCE_TORN_TAIL").map(|(_, _, m)| m).collect();
+    for file in &tears {
+        assert!(
+            said.iter().any(|m| m.contains(&format!("source's {file} "))),
+            "no SOURCE_TORN_TAIL for {file}: {said:?}"
+        );
+    }
+    // Each catch-up past a tear was asynchronous and handed over in the source's current file.
+    let log = std::fs::read_to_string(srv.log_path()).expect("the server's log");
+    let handovers = log.matches("dumping again as a semi-sync replica").count();
+    assert!(handovers >= ROUNDS, "{handovers} hand-overs to a semi-sync dump for {ROUNDS} restarts");
 }

@@ -210,36 +210,41 @@ impl Actor for ReplicationActor {
         let report = self.report.clone();
         let me = ctx.address();
         let fut = async move {
-            let first = run_attempt(params.clone(), writer.clone(), report.clone(), me.clone(), None).await;
-            // A dump refused at a torn tail the source left after a crash is asked again once, by
-            // GTID from the checkpoint, in the same attempt; anything else ends the attempt.
-            let torn = first.as_ref().err().and_then(|e| e.source_error()).and_then(|e| torn_tail(params.flavor, e));
-            match torn {
-                Some(torn) => {
-                    warn!(params.log, "the source's file ends with an event that never ended (it crashed while writing \
-                                       it); resuming by GTID past it";
-                          "file" => %torn.file, "at" => torn.at);
-                    report.do_send(ReplicationEvent::TornTail { file: torn.file.to_string(), at: torn.at });
-                    run_attempt(params, writer, report, me, Some(torn)).await
-                }
-                None => first,
+            let mut past = None;
+            let mut torn_asked = false;
+            loop {
+                let e = match run_attempt(params.clone(), writer.clone(), report.clone(), me.clone(), past.take()).await
+                {
+                    // The copy reached the source's current file: dump again from its durable
+                    // checkpoint, now as a semi-sync replica (`semisync::announce_when`).
+                    Ok(()) => continue,
+                    Err(e) => e,
+                };
+                // A dump refused at a torn tail the source left after a crash is asked again once,
+                // by GTID from the checkpoint, in the same attempt; anything else ends the attempt.
+                let torn = if torn_asked { None } else { e.source_error().and_then(|e| torn_tail(params.flavor, e)) };
+                let Some(torn) = torn else { return e };
+                warn!(params.log, "the source's file ends with an event that never ended (it crashed while writing \
+                                   it); resuming by GTID past it";
+                      "file" => %torn.file, "at" => torn.at);
+                report.do_send(ReplicationEvent::TornTail { file: torn.file.to_string(), at: torn.at });
+                torn_asked = true;
+                past = Some(torn);
             }
         };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(|e: ReplError, act, ctx| {
             act.finished = true;
-            let ended = match res {
-                Ok(()) => {
-                    ReplicationEvent::Ended { error: None, code: None, retryable: true, crc_error: false, at: None }
-                }
-                Err(e) => {
-                    let FailureClass { code, retry } = e.classify();
-                    let retryable = retry == Retry::Retryable;
-                    let crc_error = code == TaskErrorCode::ChecksumMismatch;
-                    let at = e.at();
-                    ReplicationEvent::Ended { error: Some(e.to_string()), code: Some(code), retryable, crc_error, at }
-                }
-            };
-            act.report.do_send(ended);
+            let FailureClass { code, retry } = e.classify();
+            let retryable = retry == Retry::Retryable;
+            let crc_error = code == TaskErrorCode::ChecksumMismatch;
+            let at = e.at();
+            act.report.do_send(ReplicationEvent::Ended {
+                error: Some(e.to_string()),
+                code: Some(code),
+                retryable,
+                crc_error,
+                at,
+            });
             ctx.stop();
         }));
     }
@@ -394,7 +399,8 @@ async fn run_attempt(
         DumpFrom::FilePos { file, pos } => format!("{file}:{pos}"),
         DumpFrom::Gtid(g) => format!("GTID {g}"),
     };
-    let semi_sync = if p.semi_sync { announce_semi_sync(&p, &mut conn, &report).await? } else { false };
+    let (semi_sync, semi_later) =
+        if p.semi_sync { semi_sync_for(&p, &mut conn, &info, &from, &report).await? } else { (false, None) };
     dump::start_dump(&mut conn, &info, &p.replica, &from).await?;
     if semi_sync {
         conn.expect_semi_sync();
@@ -424,6 +430,7 @@ async fn run_attempt(
         last_progress: Instant::now(),
         reported: pump::Reported::Nothing,
         from_text: from_text.clone(),
+        semi_later,
         semi: semi_sync.then(|| SemiSync {
             queue: AckQueue::default(),
             // What the store says is durable already covers events the source re-sends.
@@ -466,22 +473,49 @@ async fn run_attempt(
 }
 
 /// Asks the source for semi-sync; says so (warning event) when it cannot be had, and streams
-/// asynchronously then. Returns whether the stream carries semi-sync headers.
-async fn announce_semi_sync(
+/// asynchronously then. Announces it before this dump only when the dump starts in the source's
+/// current file (`semisync::announce_when`); otherwise the dump streams asynchronously and hands
+/// over once the durable checkpoint reaches that file. Returns whether the stream carries
+/// semi-sync headers, and the hand-over point of an asynchronous one.
+async fn semi_sync_for(
     p: &ReplicationParams,
     conn: &mut SourceConn,
+    info: &dump::SourceInfo,
+    from: &DumpFrom,
     report: &Recipient<ReplicationEvent>,
-) -> Result<bool, ReplError> {
-    match dump::announce_semi_sync(conn).await? {
-        semisync::Support::Active { announce } => {
-            info!(p.log, "semi-synchronous replica: the source's commits wait for our fsync"; "announced" => announce);
-            report.do_send(ReplicationEvent::SemiSync { active: true, reason: None });
-            Ok(true)
-        }
+) -> Result<(bool, Option<semisync::Announce>), ReplError> {
+    let announce = match dump::semi_sync_support(conn).await? {
+        semisync::Support::Active { announce } => announce,
         semisync::Support::Unavailable { reason } => {
             warn!(p.log, "semi-sync requested but not available"; "reason" => &reason);
             report.do_send(ReplicationEvent::SemiSync { active: false, reason: Some(reason) });
-            Ok(false)
+            return Ok((false, None));
+        }
+    };
+    let current = match dump::current_file(conn, info).await {
+        Ok(f) => Some(f),
+        Err(e) => {
+            debug!(p.log, "cannot ask the source for its current binlog file; announcing semi-sync now"; "error" => %e);
+            None
+        }
+    };
+    let from_file = match from {
+        DumpFrom::FilePos { file, .. } => Some(file),
+        DumpFrom::Gtid(_) => None,
+    };
+    match semisync::announce_when(from_file, current.as_ref()) {
+        semisync::Announce::Now => {
+            dump::announce_semi_sync(conn, announce).await?;
+            info!(p.log, "semi-synchronous replica: the source's commits wait for our fsync"; "announced" => announce);
+            report.do_send(ReplicationEvent::SemiSync { active: true, reason: None });
+            Ok((true, None))
+        }
+        later @ semisync::Announce::OnceIn(_) => {
+            if let semisync::Announce::OnceIn(file) = &later {
+                info!(p.log, "catching up asynchronously; semi-sync from the source's current file on"; "file" => %file);
+            }
+            report.do_send(ReplicationEvent::SemiSync { active: false, reason: None });
+            Ok((false, Some(later)))
         }
     }
 }

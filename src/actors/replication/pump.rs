@@ -72,6 +72,9 @@ pub(super) struct Pump {
     pub(super) from_text: String,
     /// Set when the source accepted us as a semi-sync replica.
     pub(super) semi: Option<SemiSync>,
+    /// Semi-sync asked for but not announced (the dump began before the source's current
+    /// file): where the dump ends so that the next one announces it.
+    pub(super) semi_later: Option<semisync::Announce>,
 }
 
 /// What an attempt has told its task about the stream.
@@ -160,8 +163,16 @@ impl Pump {
                         quiet_since = Instant::now();
                     }
                     let durable = done.map_err(|_| ReplError::WriterGone)??;
-                    if let (Some(semi), Some(cp)) = (self.semi.as_mut(), durable) {
-                        semi.durable = Some(AckPos { file: cp.file, pos: cp.pos });
+                    if let Some(cp) = durable {
+                        // Durable in the source's current file: hand over to a semi-sync dump.
+                        if self.semi_later.as_ref().is_some_and(|l| l.reached(&cp.file)) {
+                            info!(p.log, "reached the source's current file; dumping again as a semi-sync replica";
+                                  "from" => format!("{}:{}", cp.file, cp.pos));
+                            return Ok(());
+                        }
+                        if let Some(semi) = self.semi.as_mut() {
+                            semi.durable = Some(AckPos { file: cp.file, pos: cp.pos });
+                        }
                     }
                 }
                 pkt = conn.read_packet(), if can_read => {

@@ -691,3 +691,20 @@ pub fn assert_each_gtid_once_after(srv: &Server, db: &MariaDb, id: i64, after: u
     assert!(theirs == ours, "mariadb-binlog reads other GTIDs from our files ({} vs {})", theirs.len(), ours.len());
     last
 }
+
+/// What a source killed in the middle of writing an event leaves in its file: the start of an
+/// event that never ended (here a GTID event header declaring 200 bytes, and 10 of them).
+pub fn tear(db: &MariaDb, file: &str, at: u64) -> usize {
+    let mut torn = Vec::new();
+    torn.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+    torn.push(types::MARIA_GTID);
+    torn.extend_from_slice(&1u32.to_le_bytes());
+    torn.extend_from_slice(&200u32.to_le_bytes());
+    torn.extend_from_slice(&((at + 200) as u32).to_le_bytes());
+    torn.extend_from_slice(&0u16.to_le_bytes());
+    torn.extend_from_slice(&[7u8; 10]);
+    let path = db.binlog_dir().join(file);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), at, "{file} ends where the tear goes");
+    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&torn).unwrap();
+    torn.len()
+}
