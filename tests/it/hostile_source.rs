@@ -484,12 +484,21 @@ fn a_source_that_accepts_every_dump_and_then_says_nothing_is_failing_not_streami
     // up in one retry period, its error kept, instead of starting over at every accepted dump:
     // the task is seen failing (and becomes stuck), not streaming a second at a time.
     let first = arena.refused(id, "no event or heartbeat for", &[TaskErrorCode::SourceUnreachable]);
+    // One that sends nothing at all after the dump request, not even the rotate: a blocked dump
+    // thread (MariaDB's hung semi-sync one holds every later dump), said as such.
+    let blocked = arena.hostile("unanswered", source(|_| Ok(())));
     let later = poll_until(WAIT, "three failed attempts in one retry period", || {
         let e = arena.srv.task(id).last_error?;
         (e.attempts >= 3).then_some(e)
     });
     assert_eq!(later.since, first.since, "one retry period: {first:?} then {later:?}");
     assert_eq!(later.code, TaskErrorCode::SourceUnreachable, "{later:?}");
+    arena.refused(blocked, "sent nothing for", &[TaskErrorCode::SourceUnreachable]);
+    let e = poll_until(WAIT, "the unanswered dump's attempts to add up", || {
+        let e = arena.srv.task(blocked).last_error?;
+        (e.attempts >= 2).then_some(e)
+    });
+    assert!(e.message.contains("not even the rotate") && e.message.contains("semi-sync"), "{e:?}");
     arena.aftermath(&[FILE]);
 }
 

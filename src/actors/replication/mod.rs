@@ -60,6 +60,12 @@ pub enum ReplError {
     Eof,
     #[error("no event or heartbeat for {0:?}: the connection is presumed dead")]
     Silence(Duration),
+    #[error(
+        "the source accepted the dump request and then sent nothing for {0:?}, not even the rotate event that opens \
+         every dump: its dump thread is blocked (a MariaDB whose semi-sync dump thread hung holds every later dump \
+         with the same server id; see docs/guide/semi-sync.md)"
+    )]
+    DumpUnanswered(Duration),
     #[error("the GTID position to resume from is unknown: {0}")]
     NoGtid(String),
     #[error("the file writer is gone")]
@@ -76,7 +82,9 @@ impl ReplError {
             } => FailureClass::retryable(TaskErrorCode::ChecksumMismatch),
             ReplError::Stream { .. } => FailureClass::retryable(TaskErrorCode::SourceProtocolError),
             ReplError::Writer(e) => e.classify(),
-            ReplError::Eof | ReplError::Silence(_) => FailureClass::retryable(TaskErrorCode::SourceUnreachable),
+            ReplError::Eof | ReplError::Silence(_) | ReplError::DumpUnanswered(_) => {
+                FailureClass::retryable(TaskErrorCode::SourceUnreachable)
+            }
             ReplError::NoGtid(_) => FailureClass::permanent(TaskErrorCode::InvalidStartPosition),
             ReplError::WriterGone => FailureClass::retryable(TaskErrorCode::InternalError),
         }
@@ -135,10 +143,10 @@ pub enum ReplicationEvent {
         new: String,
     },
     Progress(Progress),
-    /// The attempt is over (`None` only when stopped on request).
+    /// The attempt failed (an attempt stopped on request reports nothing).
     Ended {
-        error: Option<String>,
-        code: Option<TaskErrorCode>,
+        error: String,
+        code: TaskErrorCode,
         retryable: bool,
         crc_error: bool,
         /// Where in the source's binlog it failed (stream errors only).
@@ -238,13 +246,7 @@ impl Actor for ReplicationActor {
             let retryable = retry == Retry::Retryable;
             let crc_error = code == TaskErrorCode::ChecksumMismatch;
             let at = e.at();
-            act.report.do_send(ReplicationEvent::Ended {
-                error: Some(e.to_string()),
-                code: Some(code),
-                retryable,
-                crc_error,
-                at,
-            });
+            act.report.do_send(ReplicationEvent::Ended { error: e.to_string(), code, retryable, crc_error, at });
             ctx.stop();
         }));
     }
@@ -429,6 +431,7 @@ async fn run_attempt(
         progress: Progress::default(),
         last_progress: Instant::now(),
         reported: pump::Reported::Nothing,
+        received: false,
         from_text: from_text.clone(),
         semi_later,
         semi: semi_sync.then(|| SemiSync {

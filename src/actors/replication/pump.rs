@@ -69,6 +69,8 @@ pub(super) struct Pump {
     pub(super) last_progress: Instant,
     /// How far the task was told this attempt got: accepted (RUNNING), and heard from.
     pub(super) reported: Reported,
+    /// Whether any packet of the dump arrived (the rotate that opens every dump comes first).
+    pub(super) received: bool,
     pub(super) from_text: String,
     /// Set when the source accepted us as a semi-sync replica.
     pub(super) semi: Option<SemiSync>,
@@ -177,6 +179,7 @@ impl Pump {
                 }
                 pkt = conn.read_packet(), if can_read => {
                     let mut pkt = pkt?;
+                    self.received = true;
                     let mut taken = 1;
                     loop {
                         let seen = self.on_packet(pkt, &mut scratch)?;
@@ -215,7 +218,11 @@ impl Pump {
                 _ = tokio::time::sleep_until(delay_at.unwrap_or(silence_at)), if delay_at.is_some() && in_flight.is_none() => {}
                 _ = tokio::time::sleep_until(silence_at), if can_read => {
                     if conn.last_activity().max(quiet_since).elapsed() >= p.silence_timeout {
-                        return Err(ReplError::Silence(p.silence_timeout));
+                        return Err(if self.received {
+                            ReplError::Silence(p.silence_timeout)
+                        } else {
+                            ReplError::DumpUnanswered(p.silence_timeout)
+                        });
                     }
                 }
             }

@@ -13,7 +13,7 @@ use super::TaskActor;
 use crate::actors::file_writer::WriterEvent;
 use crate::actors::replication::ReplicationEvent;
 use crate::actors::upload::UploadNow;
-use crate::domain::{TaskError, TaskErrorCode, TaskEventType, TaskState};
+use crate::domain::{TaskError, TaskEventType, TaskState};
 use crate::meta::LastError;
 use crate::retry::{Failure, RetryPolicy, SourcePos, Verdict};
 use crate::telemetry::metrics::metrics;
@@ -101,8 +101,8 @@ impl Handler<ReplicationEvent> for TaskActor {
                     metrics().crc_errors.with_label_values(&[&self.label]).inc();
                 }
                 let failure = Failure {
-                    code: code.unwrap_or(TaskErrorCode::InternalError),
-                    message: error.unwrap_or_else(|| "replication ended".into()),
+                    code,
+                    message: error,
                     retryable,
                     at,
                     checkpoint: self
