@@ -353,3 +353,32 @@ fn a_semi_sync_source_torn_by_a_crash_counts_us_again_past_each_tear() {
     let handovers = log.matches("dumping again as a semi-sync replica").count();
     assert!(handovers >= ROUNDS, "{handovers} hand-overs to a semi-sync dump for {ROUNDS} restarts");
 }
+
+/// A semi-sync task started on a backlog of older files catches them up asynchronously, then,
+/// once its durable checkpoint is in the source's current file, dumps again as a semi-sync
+/// replica: the source counts it, its commits are acknowledged, and the copy is identical.
+#[test]
+fn a_backlog_is_caught_up_asynchronously_and_semi_sync_follows_in_the_current_file() {
+    let db = semi_sync_source(MariaDbOpts::default());
+    // The backlog is written with semi-sync off (no client could ack it), then it is on again.
+    db.sql("SET GLOBAL rpl_semi_sync_master_enabled = OFF");
+    db.sql("CREATE TABLE backlog (id INT PRIMARY KEY, v VARCHAR(100)) ENGINE=InnoDB");
+    for i in 0..3 {
+        db.sql(&format!("INSERT INTO backlog VALUES ({i}, REPEAT('b', 100))"));
+        db.flush_binary_logs();
+    }
+    db.sql("SET GLOBAL rpl_semi_sync_master_enabled = ON");
+    assert!(db.binlog_files().len() >= 4, "a backlog of older files: {:?}", db.binlog_files());
+    let srv = Server::start(fast_server_opts());
+    let id = start_semi_sync_task(&srv, &db, "semi-sync-backlog");
+    wait_semi_sync_client(&srv, &db, id);
+    let yes_tx = status_u64(&db, "Rpl_semi_sync_master_yes_tx");
+    db.sql("INSERT INTO backlog VALUES (100, 'acknowledged')");
+    assert_eq!(status_u64(&db, "Rpl_semi_sync_master_yes_tx"), yes_tx + 1, "the commit waited for our ack");
+    let log = std::fs::read_to_string(srv.log_path()).expect("the server's log");
+    assert!(log.contains("catching up asynchronously"), "the backlog was not caught up asynchronously");
+    assert!(log.contains("dumping again as a semi-sync replica"), "no hand-over to a semi-sync dump");
+    flush_and_catch_up(&srv, &db, id);
+    let copy = assert_copy_matches_source(&srv, &db, id);
+    assert!(copy.sealed.len() >= 4, "{copy:?}");
+}
