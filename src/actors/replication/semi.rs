@@ -41,12 +41,10 @@ pub(super) async fn semi_sync_for(
             report.do_send(ReplicationEvent::SemiSync { active: true, reason: None });
             Ok((true, None))
         }
-        later @ semisync::Announce::OnceIn(_) => {
-            if let semisync::Announce::OnceIn(file) = &later {
-                info!(p.log, "catching up asynchronously; semi-sync from the source's current file on"; "file" => %file);
-            }
+        semisync::Announce::OnceIn(file) => {
+            info!(p.log, "catching up asynchronously; semi-sync from the source's current file on"; "file" => %file);
             report.do_send(ReplicationEvent::SemiSync { active: false, reason: None });
-            Ok((false, Some(later)))
+            Ok((false, Some(semisync::Announce::OnceIn(file))))
         }
     }
 }
