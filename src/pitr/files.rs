@@ -83,6 +83,11 @@ impl SealedCopy {
         (rec.state == crate::meta::FileState::Sealed).then(|| SealedCopy { size: rec.size, sha256: rec.sha256.clone() })
     }
 
+    /// The same expectation with its size alone (the bytes are checked some other way).
+    pub fn size_only(&self) -> SealedCopy {
+        SealedCopy { size: self.size, sha256: None }
+    }
+
     /// The decision: what is wrong with a sealed file of `disk_size` bytes, whose sha256 is
     /// computed by `disk_sha256` only when the size agrees and a sha256 was recorded.
     pub fn mismatch(

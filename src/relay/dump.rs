@@ -240,8 +240,8 @@ struct OpenFile {
     server_id: u32,
 }
 
-/// A local file opened, and when sealed checked against its size and sha256, on the blocking
-/// pool: the one about to be sent, or the next one while this one is being sent.
+/// A local file opened, and when sealed checked (`check_on_pool`), on the blocking pool: the one
+/// about to be sent, or the next one while this one is being sent.
 struct Prefetch {
     file_name: crate::binlog::name::BinlogFileName,
     source_identity: String,
@@ -252,16 +252,43 @@ struct Prefetch {
 
 type Checked = Result<std::fs::File, crate::pitr::files::FileAccessError>;
 
-/// Opens a file (`open`) and, when the catalog calls it sealed, checks it against its size and
-/// sha256 (a whole file is hashed), on the blocking pool.
-fn check_on_pool(f: &FileRecord, open: impl FnOnce() -> Checked + Send + 'static) -> tokio::task::JoinHandle<Checked> {
+/// Opens a file (`open`) and, when the catalog calls it sealed, checks it on the blocking pool
+/// as [`plan::serve_check`] says: its size (its events are then checked one by one as they are
+/// sent, [`event_unchanged`]), or its size and sha256 (the whole file is hashed).
+fn check_on_pool(
+    f: &FileRecord,
+    from_bucket: bool,
+    open: impl FnOnce() -> Checked + Send + 'static,
+) -> tokio::task::JoinHandle<Checked> {
     let (expect, name) = (crate::pitr::files::SealedCopy::of(f), f.file_name.to_string());
     tokio::task::spawn_blocking(move || {
         let mut file = open()?;
         if let Some(expect) = &expect {
-            crate::pitr::files::verify_sealed(&mut file, &name, expect)?;
+            let crc = session::read_fde_at(&file)
+                .ok()
+                .and_then(|b| Fde::parse(&b).ok())
+                .is_some_and(|fde| fde.checksum.has_crc());
+            let expect = match plan::serve_check(crc, from_bucket) {
+                plan::ServeCheck::EachEvent => expect.size_only(),
+                plan::ServeCheck::WholeFile => expect.clone(),
+            };
+            crate::pitr::files::verify_sealed(&mut file, &name, &expect)?;
         }
         Ok(file)
+    })
+}
+
+/// An event read from `f` at source position `pos`, checked against its own CRC32 (the source's
+/// checksum, stored with it) before it is sent; a mismatch refuses the dump, naming the file and
+/// the position, before the event goes out.
+fn event_unchanged(f: &FileRecord, pos: u64, event: &[u8]) -> Result<(), DumpFailure> {
+    crate::binlog::event::verify_crc32(event).map_err(|e| {
+        let detail = format!("the event at position {pos} fails its CRC32: {e}");
+        DumpFailure::Refused(if f.state == crate::meta::FileState::Sealed {
+            crate::pitr::files::FileAccessError::Changed { name: f.file_name.to_string(), detail }.to_string()
+        } else {
+            format!("binlog file {} holds a corrupt event ({detail}); local storage changed or lost data", f.file_name)
+        })
     })
 }
 
@@ -279,7 +306,7 @@ impl Prefetch {
             file_name: f.file_name.clone(),
             source_identity: f.source_identity.clone(),
             expect: crate::pitr::files::SealedCopy::of(f),
-            checked: check_on_pool(f, move || crate::pitr::files::open_local(&task_dir, &path)),
+            checked: check_on_pool(f, false, move || crate::pitr::files::open_local(&task_dir, &path)),
         }
     }
 
@@ -322,18 +349,19 @@ struct Dumper<'a> {
 }
 
 impl Dumper<'_> {
-    /// Opens the current file; a sealed one only while it still has the size and sha256 it was
-    /// sealed with (read on a blocking thread: a whole file is hashed). The next sealed local
-    /// file is then opened and checked in the background (`Prefetch`), so that its hashing
-    /// overlaps the sending of this one instead of holding the dump up between the two.
+    /// Opens the current file; a sealed one only while it still has the size it was sealed with,
+    /// and, where its events carry no CRC32 (or it comes from the bucket), the sha256 (read on a
+    /// blocking thread: a whole file is hashed). The next sealed local file is then opened and
+    /// checked in the background (`Prefetch`), so that its check overlaps the sending of this
+    /// one instead of holding the dump up between the two.
     async fn open(&mut self, archive: &Archive) -> Result<(), DumpFailure> {
         use crate::pitr::files::FileAccessError;
         let f = &archive.files[self.index];
         let opened = match self.prefetch.take() {
             Some(p) if p.is_for(f) => checked(p.checked, f).await,
-            // Checked against the catalog like a local copy (size, sha256).
+            // A copy from the bucket: checked whole against the catalog's size and sha256.
             _ if f.upload.local_deleted_at.is_some() => match self.fetch_from_bucket(f).await {
-                Ok(file) => checked(check_on_pool(f, move || Ok(file)), f).await,
+                Ok(file) => checked(check_on_pool(f, true, move || Ok(file)), f).await,
                 Err(e) => Err(e),
             },
             _ => checked(Prefetch::start(archive, f).checked, f).await,
@@ -346,6 +374,10 @@ impl Dumper<'_> {
             .map_err(|e| DumpFailure::Refused(format!("cannot read the FDE of {}: {e}", f.file_name)))?;
         let fde =
             Fde::parse(&fde_bytes).map_err(|e| DumpFailure::Refused(format!("bad FDE in {}: {e}", f.file_name)))?;
+        if fde.checksum.has_crc() {
+            // Resent on its own by a dump that starts past it, with a new CRC: checked here.
+            event_unchanged(f, 4, &fde_bytes)?;
+        }
         let server_id = EventHeader::parse(&fde_bytes).map(|h| h.server_id).unwrap_or(0);
         self.file = Some(OpenFile { file: Arc::new(file), fde_bytes, fde, server_id });
         self.prefetch = archive
@@ -640,6 +672,9 @@ impl Dumper<'_> {
                         f.file_name
                     )));
                 }
+            }
+            if has_crc {
+                event_unchanged(f, plan::source_pos(f, ev_at), ev)?;
             }
             match self.filter(f, ev, ev_at, has_crc)? {
                 Some(out) => {

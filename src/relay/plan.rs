@@ -29,6 +29,25 @@ pub fn readable_len(file: &FileRecord, durable: Option<&Checkpoint>) -> Option<u
     }
 }
 
+/// How a file's bytes are known to be the ones stored before they are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServeCheck {
+    /// Each event against its own CRC32, the checksum the source computed, as it is read and
+    /// before it goes out; a sealed file's size against the catalog before its first byte. No
+    /// whole-file pass: a catch-up reads each file once.
+    EachEvent,
+    /// The whole file against the size and sha256 recorded at sealing, before its first byte
+    /// (events without checksums; or a copy fetched from the bucket, which another writer could
+    /// have replaced with a different, equally well-formed file).
+    WholeFile,
+}
+
+/// The check a sealed file gets before it is served: its events' own CRC32s when its FDE says
+/// they have them and the copy is the local one; the recorded sha256 otherwise.
+pub fn serve_check(events_have_crc: bool, from_bucket: bool) -> ServeCheck {
+    if events_have_crc && !from_bucket { ServeCheck::EachEvent } else { ServeCheck::WholeFile }
+}
+
 /// Where a dump starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartPlan {
@@ -441,6 +460,20 @@ pub(crate) mod tests {
             file("bin.000002", FileState::Sealed, 2000, Some("0-1-10")),
             file("bin.000003", FileState::Open, 5000, Some("0-1-20")),
         ]
+    }
+
+    #[test]
+    fn a_local_file_with_event_checksums_is_checked_event_by_event_and_any_other_whole() {
+        // (events have a CRC32, copy fetched from the bucket) -> check
+        let table = [
+            (true, false, ServeCheck::EachEvent),
+            (true, true, ServeCheck::WholeFile),
+            (false, false, ServeCheck::WholeFile),
+            (false, true, ServeCheck::WholeFile),
+        ];
+        for (crc, bucket, want) in table {
+            assert_eq!(serve_check(crc, bucket), want, "crc {crc}, from the bucket {bucket}");
+        }
     }
 
     #[test]

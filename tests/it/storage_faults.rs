@@ -264,8 +264,9 @@ fn a_corrupt_metadata_database_is_named_while_running_and_at_start() {
 const RELAY_USER: &str = "relay-sf";
 const RELAY_PASSWORD: &str = "relay-Sf-1";
 
-/// Reads `first` from the relay with `mariadb-binlog`: (success, stderr).
-fn read_from_relay(port: u16, first: &str) -> (bool, String) {
+/// Reads `first` from the relay with `mariadb-binlog`: (success, stderr, the bytes it wrote of
+/// `first`, if it wrote that file at all).
+fn read_from_relay(port: u16, first: &str) -> (bool, String, Option<Vec<u8>>) {
     let out_dir = temp_dir("relay-read-");
     let mut cmd = Command::new(require_binary("mariadb-binlog"));
     cmd.args(["--no-defaults", "--read-from-remote-server", "--raw", "--to-last-log", "--host=127.0.0.1"])
@@ -275,17 +276,47 @@ fn read_from_relay(port: u16, first: &str) -> (bool, String) {
         .arg(format!("--result-file={}/", out_dir.path().display()))
         .arg(first);
     let out = output_with_deadline(&mut cmd, WAIT, "mariadb-binlog from the relay");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let written = std::fs::read(out_dir.path().join(first)).ok();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned(), written)
+}
+
+/// The offset of an event about halfway through a binlog file with a body of at least 16 bytes,
+/// and its size.
+fn an_event_halfway(bytes: &[u8]) -> (usize, usize) {
+    let mut at = 4;
+    loop {
+        let size = u32::from_le_bytes(bytes[at + 9..at + 13].try_into().expect("4 bytes")) as usize;
+        assert!(size >= 19 && at + size <= bytes.len(), "an event at {at} of plausible size {size}");
+        if at >= bytes.len() / 2 && size >= 19 + 16 + 4 {
+            return (at, size);
+        }
+        at += size;
+    }
 }
 
 #[test]
 fn a_sealed_file_changed_on_disk_is_neither_downloaded_nor_relayed() {
-    let db = MariaDb::start(MariaDbOpts::default());
+    a_sealed_file_changed_on_disk("CRC32");
+}
+
+#[test]
+fn a_sealed_file_without_event_checksums_changed_on_disk_is_neither_downloaded_nor_relayed() {
+    a_sealed_file_changed_on_disk("NONE");
+}
+
+/// One byte inside an event's body flipped in a sealed file, its size unchanged. The download
+/// and the archive refuse it by its sha256. The relay, on a source with event checksums, sends
+/// the events before the changed one (the source's bytes) and refuses at it, naming its
+/// position, before any of it goes out; without event checksums it refuses by the sha256 before
+/// the file's first byte.
+fn a_sealed_file_changed_on_disk(checksum: &str) {
+    let db = MariaDb::start(MariaDbOpts::default().arg(format!("--binlog-checksum={checksum}")));
+    assert_eq!(db.query_value("SELECT @@global.binlog_checksum"), checksum);
     db.sql("CREATE TABLE s (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)");
     let relay_port = free_port();
     let srv =
         Server::start(fast_server_opts().env("BINLOG_SERVER_RELAY_LISTEN_ADDR", format!("127.0.0.1:{relay_port}")));
-    let id = start_copy_task(&srv, &db, "sealed-changed");
+    let id = start_copy_task(&srv, &db, &format!("sealed-changed-{}", checksum.to_lowercase()));
     let (status, body) = srv
         .put(&format!("/api/tasks/{id}/relay"), &json!({"users": [{"name": RELAY_USER, "password": RELAY_PASSWORD}]}));
     assert_eq!(status, 200, "{body}");
@@ -296,18 +327,20 @@ fn a_sealed_file_changed_on_disk_is_neither_downloaded_nor_relayed() {
         srv.files(id).into_iter().find(|f| f.state == FileState::Sealed && f.sha256.is_some())
     });
     let name = first.name.clone();
-    let (ok, stderr) = read_from_relay(relay_port, &name);
+    let source = std::fs::read(db.binlog_dir().join(&name)).expect("source file");
+    let (ok, stderr, written) = read_from_relay(relay_port, &name);
     assert!(ok, "the relay serves the intact file: {stderr}");
+    assert!(written.as_ref() == Some(&source), "the relay served the source's bytes");
     let download = format!("/api/tasks/{id}/files/{name}");
     let (status, _, served) = get_bytes(&srv, &download);
     assert_eq!(status, 200);
-    assert!(served == std::fs::read(db.binlog_dir().join(&name)).expect("source file"), "the intact file is served");
+    assert!(served == source, "the intact file is served");
 
-    // One byte inside an event's body flipped, the size unchanged: only the sha256 tells.
+    // One byte inside an event's body flipped, the size unchanged.
     let path = local_dir(&srv, id, &db).join(&name);
     let mut bytes = std::fs::read(&path).expect("read");
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x20;
+    let (event_at, event_size) = an_event_halfway(&bytes);
+    bytes[event_at + 19 + (event_size - 19 - 4) / 2] ^= 0x20;
     std::fs::write(&path, &bytes).expect("write");
 
     let r = srv.get_raw(&download);
@@ -321,7 +354,20 @@ fn a_sealed_file_changed_on_disk_is_neither_downloaded_nor_relayed() {
     let r = srv.get_raw(&format!("/api/tasks/{id}/replay/archive?{query}"));
     assert_eq!((r.status, r.error().code), (409, ErrorCode::FileChanged), "archive: {}", r.body);
 
-    let (ok, stderr) = read_from_relay(relay_port, &name);
+    let (ok, stderr, written) = read_from_relay(relay_port, &name);
     assert!(!ok, "the relay must not serve a changed file");
-    assert!(stderr.contains("changed on disk since it was sealed"), "mariadb-binlog shows why: {stderr}");
+    assert!(
+        stderr.contains(&format!("{name} changed on disk since it was sealed")),
+        "mariadb-binlog shows why: {stderr}"
+    );
+    let written = written.unwrap_or_default();
+    assert!(source.starts_with(&written), "what went out is the source's bytes ({} bytes)", written.len());
+    if checksum == "NONE" {
+        assert!(stderr.contains("sha256"), "refused by the file's sha256: {stderr}");
+        assert!(written.len() <= 4, "nothing of the file went out: {} bytes", written.len());
+    } else {
+        let at = format!("the event at position {event_at} fails its CRC32");
+        assert!(stderr.contains(&at), "refused at the changed event ({at}): {stderr}");
+        assert!(written.len() <= event_at, "nothing of the changed event went out: {} bytes", written.len());
+    }
 }
