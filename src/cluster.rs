@@ -136,13 +136,12 @@ pub fn adopt_task_dir(data_dir: &Path, task_id: i64, node_id: &str, epoch: i64) 
     let mut moved = None;
     if dir.exists() {
         std::fs::create_dir_all(layout.stale_dir())?;
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f").to_string();
-        let to = layout.stale_copy(TaskId(task_id), &stamp);
+        let to = layout.stale_copy_now(TaskId(task_id));
         std::fs::rename(&dir, &to)?;
         moved = Some(to);
     }
     std::fs::create_dir_all(&dir)?;
-    let tmp = dir.join(format!("{LEASE_MARKER}.tmp"));
+    let tmp = layout.lease_marker_tmp(TaskId(task_id));
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(want.as_bytes())?;

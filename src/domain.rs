@@ -486,14 +486,14 @@ impl RawTaskSpec {
 
         let server_public_key = match self.server_public_key.filter(|k| !k.trim().is_empty()) {
             None => None,
-            Some(pem) => match crate::source::rsa::public_key_bits(&pem) {
-                Ok(bits) if bits >= crate::source::rsa::MIN_BITS => Some(crate::source::rsa::normalize(&pem)),
+            Some(pem) => match crate::rsa_key::public_key_bits(&pem) {
+                Ok(bits) if bits >= crate::rsa_key::MIN_BITS => Some(crate::rsa_key::normalize(&pem)),
                 Ok(bits) => {
                     errs.push(FieldError {
                         field: "source.server_public_key",
                         message: format!(
                             "is a {bits}-bit key; at least {} bits are required",
-                            crate::source::rsa::MIN_BITS
+                            crate::rsa_key::MIN_BITS
                         ),
                     });
                     None

@@ -25,6 +25,8 @@ use crate::domain::TaskId;
 
 /// The embedded SQLite file.
 pub const META_DB: &str = "meta.db";
+/// The file in `data_dir` that keeps a generated secrets key (`meta::cipher`).
+pub const GENERATED_KEY_FILE: &str = "secrets.key";
 /// The file in `data_dir` that keeps a generated node id.
 pub const NODE_ID_FILE: &str = "node_id";
 /// The file in a task's directory naming the lease (`node epoch`) its files were written under.
@@ -57,7 +59,7 @@ impl DataLayout {
     }
 
     pub fn secrets_key(&self) -> PathBuf {
-        self.root.join(crate::meta::cipher::GENERATED_KEY_FILE)
+        self.root.join(GENERATED_KEY_FILE)
     }
 
     pub fn node_id_file(&self) -> PathBuf {
@@ -74,9 +76,27 @@ impl DataLayout {
         self.task_dir(id).join(LEASE_MARKER)
     }
 
+    /// Where a new lease marker is written before it is renamed over the old one:
+    /// `{data_dir}/{task}/.lease.tmp`.
+    pub fn lease_marker_tmp(&self, id: TaskId) -> PathBuf {
+        self.task_dir(id).join(format!("{LEASE_MARKER}.tmp"))
+    }
+
     /// The folder of one source's files: `{data_dir}/{task}/{source_identity}`.
     pub fn source_dir(&self, id: TaskId, source_identity: &str) -> PathBuf {
-        self.task_dir(id).join(source_identity)
+        Self::source_dir_in(&self.task_dir(id), source_identity)
+    }
+
+    /// [`source_dir`](Self::source_dir) for code that holds a task's directory only (the
+    /// writer, a relay dump): `{task_dir}/{source_identity}`.
+    pub fn source_dir_in(task_dir: &Path, source_identity: &str) -> PathBuf {
+        task_dir.join(source_identity)
+    }
+
+    /// [`binlog_file`](Self::binlog_file) for code that holds a task's directory only:
+    /// `{task_dir}/{source_identity}/{file_name}`.
+    pub fn binlog_file_in(task_dir: &Path, source_identity: &str, file_name: &str) -> PathBuf {
+        Self::source_dir_in(task_dir, source_identity).join(file_name)
     }
 
     /// A path inside a task's directory given relative to it (`{source}/{file}`, as `doctor`
@@ -93,7 +113,7 @@ impl DataLayout {
 
     /// One binlog file: `{data_dir}/{task}/{source_identity}/{file_name}`.
     pub fn binlog_file(&self, id: TaskId, source_identity: &str, file_name: &str) -> PathBuf {
-        self.source_dir(id, source_identity).join(file_name)
+        Self::binlog_file_in(&self.task_dir(id), source_identity, file_name)
     }
 
     pub fn stale_dir(&self) -> PathBuf {
@@ -103,6 +123,12 @@ impl DataLayout {
     /// Where a task's untrusted copies go, stamped `stamp`: `{data_dir}/.stale/{task}-{stamp}`.
     pub fn stale_copy(&self, id: TaskId, stamp: &str) -> PathBuf {
         self.stale_dir().join(format!("{}-{stamp}", id.0))
+    }
+
+    /// [`stale_copy`](Self::stale_copy) stamped with the time now, to the microsecond
+    /// (`20261206T081500.123456`).
+    pub fn stale_copy_now(&self, id: TaskId) -> PathBuf {
+        self.stale_copy(id, &chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f").to_string())
     }
 
     /// The folder one `doctor --repair` run moves things into, stamped `stamp`:

@@ -20,7 +20,7 @@ pub mod rate_limit;
 pub mod relay;
 pub mod summary;
 pub mod tasks;
-pub mod tls;
+pub use crate::tls_cert as tls;
 pub mod ui;
 pub mod yaml;
 

@@ -18,8 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use crate::secret::Secret;
 
 const PREFIX: &str = "enc:v1:";
-/// The file name of the generated key inside `data_dir`.
-pub const GENERATED_KEY_FILE: &str = "secrets.key";
+pub use crate::layout::GENERATED_KEY_FILE;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CipherError {

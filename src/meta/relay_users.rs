@@ -1,5 +1,5 @@
 //! Relay users: who may pull which task's binlog through the relay listener. Only the protocol's
-//! password hashes are stored (`relay::auth::UserHashes`); a name belongs to one task.
+//! password hashes are stored (`relay_auth::UserHashes`); a name belongs to one task.
 
 use diesel::prelude::*;
 
@@ -8,7 +8,7 @@ use crate::meta::StoreError;
 use crate::meta::models::now_naive;
 use crate::meta::schema::relay_users;
 use crate::meta::store::Store;
-use crate::relay::auth::UserHashes;
+use crate::relay_auth::UserHashes;
 
 /// A relay user as stored.
 #[derive(Debug, Clone)]

@@ -839,7 +839,7 @@ pub(crate) mod tests {
         let a = store.create_task(&spec("busy-a")).unwrap().id;
         let b = store.create_task(&spec("busy-b")).unwrap().id;
         let rounds = 300;
-        let hashes = crate::relay::auth::UserHashes::from_password("pw");
+        let hashes = crate::relay_auth::UserHashes::from_password("pw");
         let relay_writer = |id: TaskId, tag: &'static str| {
             let (store, h) = (store.clone(), hashes.clone());
             std::thread::spawn(move || -> Result<(), String> {

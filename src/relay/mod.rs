@@ -13,7 +13,7 @@
 //! or return a password or a stored hash. It runs on its own thread, so a slow client never
 //! slows replication from the source: each client has its own socket buffers and backpressure.
 
-pub mod auth;
+pub use crate::relay_auth as auth;
 pub mod clients;
 pub mod dump;
 pub mod events;
@@ -33,9 +33,9 @@ use slog::{Logger, info, warn};
 
 pub use hub::CheckpointHub;
 
-use crate::api::rate_limit::RateLimiter;
 use crate::config::RelaySettings;
 use crate::meta::Store;
+use crate::rate_limit::RateLimiter;
 
 /// Server error codes the relay answers with.
 pub mod codes {

@@ -322,7 +322,7 @@ pub struct Archive {
 
 impl Archive {
     pub fn path(&self, f: &FileRecord) -> std::path::PathBuf {
-        crate::actors::file_writer::Writer::identity_dir(&self.task_dir, &f.source_identity).join(f.file_name.as_str())
+        crate::layout::DataLayout::binlog_file_in(&self.task_dir, &f.source_identity, f.file_name.as_str())
     }
 
     pub fn facts(&self) -> Facts {

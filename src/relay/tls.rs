@@ -16,10 +16,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::api::tls::{ReloadingCert, TlsError};
 use crate::config::RelayTlsSettings;
 use crate::source::SourceError;
 use crate::source::packet::PacketIo;
+use crate::tls_cert::{ReloadingCert, TlsError};
 
 /// The settings relay certificate errors name.
 pub const RELAY_TLS: &str = "relay.tls";

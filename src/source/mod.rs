@@ -9,7 +9,7 @@
 pub mod conn;
 pub mod dump;
 pub mod packet;
-pub mod rsa;
+pub use crate::rsa_key as rsa;
 pub mod semisync;
 pub mod tls;
 

@@ -11,6 +11,7 @@ mod api;
 mod api_abuse;
 mod api_fuzz;
 mod cli;
+mod code_map;
 mod meta_mysql;
 mod security;
 

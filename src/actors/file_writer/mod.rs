@@ -112,6 +112,7 @@ impl OpenLocal {
 
 pub struct Writer {
     task_id: TaskId,
+    layout: crate::layout::DataLayout,
     task_dir: PathBuf,
     store: Store,
     log: Logger,
@@ -175,9 +176,11 @@ impl Writer {
         report: Recipient<WriterEvent>,
         checkpoint_interval: Duration,
     ) -> Self {
+        let layout = crate::layout::DataLayout::new(data_dir);
         Writer {
             task_id,
-            task_dir: crate::layout::DataLayout::new(data_dir).task_dir(task_id),
+            task_dir: layout.task_dir(task_id),
+            layout,
             store,
             log,
             report,
@@ -275,11 +278,6 @@ impl Writer {
             Some(f) if f.source_identity == cp.source_identity => (&cp.file, cp.pos) < (&f.file, f.pos),
             _ => false,
         }
-    }
-
-    /// The folder of one source's files.
-    pub fn identity_dir(task_dir: &Path, identity: &str) -> PathBuf {
-        task_dir.join(identity)
     }
 
     fn ident(&self) -> Result<&SourceIdentity, WriterError> {

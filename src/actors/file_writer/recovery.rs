@@ -30,7 +30,7 @@ impl Writer {
             switched_from = Some(cp.source_identity.clone());
         }
         self.identity = Some(msg.identity.clone());
-        let dir = Self::identity_dir(&self.task_dir, msg.identity.as_str());
+        let dir = crate::layout::DataLayout::source_dir_in(&self.task_dir, msg.identity.as_str());
         fs::create_dir_all(&dir).map_err(|e| WriterError::io("create directory", &dir, e))?;
         self.fsync.dir(&self.task_dir)?;
         self.decide_io(&dir)?;
@@ -181,7 +181,7 @@ impl Writer {
     /// this checkpoint. `reconcile::plan` decides; this carries it out.
     pub(super) fn recover_tail(&mut self, flavor: Flavor) -> Result<(), WriterError> {
         let Some(cp) = self.durable.clone() else { return Ok(()) };
-        let dir = Self::identity_dir(&self.task_dir, &cp.source_identity);
+        let dir = crate::layout::DataLayout::source_dir_in(&self.task_dir, &cp.source_identity);
         if !dir.is_dir() {
             return Ok(());
         }
@@ -262,16 +262,12 @@ impl Writer {
 
     /// Where a takeover sets aside the copies it fetches again: `{data_dir}/.stale/{task}-{time}`.
     pub(super) fn layout_stale_dir(&self) -> PathBuf {
-        self.task_dir.parent().unwrap_or(&self.task_dir).join(crate::layout::STALE_DIR).join(format!(
-            "{}-{}",
-            self.task_id.0,
-            chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f")
-        ))
+        self.layout.stale_copy_now(self.task_id)
     }
 
     /// GTID switchover: the old source's open file is kept up to the checkpoint and sealed.
     pub(super) fn seal_partial(&mut self, cp: &Checkpoint) -> Result<(), WriterError> {
-        let dir = Self::identity_dir(&self.task_dir, &cp.source_identity);
+        let dir = crate::layout::DataLayout::source_dir_in(&self.task_dir, &cp.source_identity);
         let rows = self.store.list_files(self.task_id)?;
         if let Some(rec) = rows
             .iter()
