@@ -202,7 +202,10 @@ fn a_sealed_files_digest_is_that_of_its_bytes_hashed_inline_or_apart() {
     batches.push(rest);
     batches.push(tail);
 
-    for (apart, min) in [(false, usize::MAX), (true, 0)] {
+    // Per batch, hashed apart (on a thread) or inline: all one way, all the other, and mixed (the
+    // thread continues the inline digest so far, and gives it back to the next small batch).
+    let patterns = [[false, false, false], [true, true, true], [false, true, false], [true, false, true]];
+    for apart in patterns {
         let tmp = tempfile::tempdir().unwrap();
         let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
         let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
@@ -212,20 +215,20 @@ fn a_sealed_files_digest_is_that_of_its_bytes_hashed_inline_or_apart() {
         actix::System::new().block_on(async {
             let report = Sealed(seen.clone()).start().recipient();
             let mut writer = prepared(task.id, &data_dir, store, report, Duration::from_secs(1));
-            writer.hash_apart_min = min;
-            for ops in batches.clone() {
-                assert_eq!(hashing::hash_apart(&ops, min), apart && !ops.is_empty());
+            for (ops, apart) in batches.clone().into_iter().zip(apart) {
+                writer.hash_apart_min = if apart { 0 } else { usize::MAX };
+                assert_eq!(hashing::hash_apart(&ops, writer.hash_apart_min), apart && !ops.is_empty());
                 writer.write_batch(WriteBatch { ops, checkpoint: None }).unwrap();
             }
             // The reports are delivered on this system: let them arrive.
             poll(|| seen.lock().unwrap().len() == seals).await;
         });
         let seen = seen.lock().unwrap().clone();
-        assert_eq!(seen.len(), seals, "apart {apart}: one report per sealed file");
+        assert_eq!(seen.len(), seals, "apart {apart:?}: one report per sealed file");
         for (name, sha) in seen {
             let path = data_dir.join(task.id.0.to_string()).join("srv-1").join(&name);
             let on_disk = hex::encode(Sha256::digest(fs::read(&path).unwrap()));
-            assert_eq!(sha.as_deref(), Some(on_disk.as_str()), "apart {apart}: {name}");
+            assert_eq!(sha.as_deref(), Some(on_disk.as_str()), "apart {apart:?}: {name}");
         }
     }
 }
