@@ -82,7 +82,8 @@ impl Writer {
         }
         self.store.delete_file_rows(self.task_id, &identity, &plan.forget)?;
         if !plan.set_aside.is_empty() {
-            let aside = self.layout_stale_dir();
+            // A takeover's untrusted copies: `{data_dir}/.stale/{task}-{time}`.
+            let aside = self.layout.stale_copy_now(self.task_id);
             fs::create_dir_all(&aside).map_err(|e| WriterError::io("create", &aside, e))?;
             for name in &plan.set_aside {
                 let (from, to) = (dir.join(name), aside.join(name));
@@ -258,11 +259,6 @@ impl Writer {
         let _ =
             self.report.try_send(WriterEvent::Checkpointed { checkpoint: recovered, fsync: Duration::ZERO, bytes: 0 });
         Ok(())
-    }
-
-    /// Where a takeover sets aside the copies it fetches again: `{data_dir}/.stale/{task}-{time}`.
-    pub(super) fn layout_stale_dir(&self) -> PathBuf {
-        self.layout.stale_copy_now(self.task_id)
     }
 
     /// GTID switchover: the old source's open file is kept up to the checkpoint and sealed.
