@@ -1,29 +1,66 @@
-//! The sha256 of a large batch's bytes, computed on a thread of its own while the writer's thread
-//! copies the same bytes out and waits for the disk.
+//! How a batch's bytes are hashed, and the sha256 of a large batch's bytes computed on a thread
+//! of its own while the writer's thread copies the same bytes out and waits for the disk.
 //!
-//! The writer records each file's digest at sealing from the bytes it wrote (no read-back). On
-//! a catch-up's large batches the digest is a third of the writer's turn per batch (0.6 CPU-s
-//! per GiB against the copy, the writes and the fsync), and the writer's turn is what bounds a
-//! catch-up (docs/performance.md). A thread per large batch takes the digest off that turn: it
-//! reads the batch's own buffers (`Bytes`, shared, not copied) in the batch's order, and hands
-//! over the digest of each file the batch seals, in order; the writer asks for one only after
-//! it has synced and recorded that file. A small batch (streaming) is hashed inline: a thread
-//! would cost more than its bytes' digest.
+//! The task records each sealed file's digest before the file enters the upload queue. Where it
+//! comes from is [`hashing`]'s decision, per batch:
+//! - a small batch (streaming) is hashed inline, as it is written: its digest costs less than a
+//!   thread, and the file needs no read-back at sealing;
+//! - a large batch (a catch-up's) written through the page cache (the default) is not hashed
+//!   here: the task reads each file it seals back after sealing, from the page cache, off the
+//!   writer's turn. Hashing it on the write path, even on a thread of its own, cost bulk
+//!   catch-up 15-20% of its speed on a 2-core machine (docs/performance.md, 2026-12-06, seventh
+//!   and eighth sessions): the writer's turn is what bounds a catch-up, and the digest competes
+//!   with it for the cores while the read-back waits until the file is durable;
+//! - a large batch written with O_DIRECT (`writer.direct_io`) is hashed on a thread of its own
+//!   ([`HashJobs`]): a read-back would come from the disk. The thread reads the batch's own
+//!   buffers (`Bytes`, shared, not copied) in the batch's order, and hands over the digest of
+//!   each file the batch seals, in order; the writer asks for one only after it has synced and
+//!   recorded that file.
 //!
-//! What is hashed is decided by the ops alone, so both ways give the same digests (the unit
-//! test writes the same batches both ways and compares them with the files on disk).
+//! What is hashed is decided by the ops alone, so every way gives the same digests (the unit
+//! test writes the same batches each way and compares them with the files on disk).
 
 use super::*;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender};
 
 use bytes::Bytes;
 
 /// Batches appending fewer bytes are hashed inline.
 pub(super) const HASH_APART_MIN: usize = 1 << 20;
 
-/// Whether a batch's bytes are hashed on a thread of its own: it appends at least `min` bytes.
-pub(super) fn hash_apart(ops: &[WriteOp], min: usize) -> bool {
-    appended(ops) >= min.max(1)
+/// How a batch's bytes are hashed (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hashing {
+    /// As they are written, on the writer's thread.
+    Inline,
+    /// On a thread of their own, beside the writer's ([`HashJobs`]).
+    Apart,
+    /// Not by the writer: the task reads each file the batch seals back after sealing (as it does
+    /// a file the writer resumed). The open file's digest so far is dropped.
+    AfterSealing,
+}
+
+/// How a batch is hashed: inline when it appends fewer than `min` bytes (streaming); a larger one
+/// on a thread of its own when the writer bypasses the page cache (`direct`: a read-back would
+/// come from the disk), else after sealing, read back from the page cache.
+pub(super) fn hashing(ops: &[WriteOp], min: usize, direct: bool) -> Hashing {
+    match (appended(ops) >= min.max(1), direct) {
+        (false, _) => Hashing::Inline,
+        (true, true) => Hashing::Apart,
+        (true, false) => Hashing::AfterSealing,
+    }
+}
+
+/// Where the digests of the batch being written come from.
+#[derive(Debug, Default)]
+pub(super) enum BatchDigests {
+    /// The open file's own hasher, fed as the bytes are written.
+    #[default]
+    Inline,
+    /// The hashing thread's, one per file the batch seals, in order.
+    Apart(Receiver<Option<String>>),
+    /// None: the task reads the files the batch seals back.
+    AfterSealing,
 }
 
 fn appended(ops: &[WriteOp]) -> usize {
@@ -95,14 +132,29 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_is_hashed_apart_from_the_threshold_on() {
+    fn a_large_batch_is_hashed_apart_with_o_direct_and_after_sealing_through_the_page_cache() {
+        use Hashing::*;
         let ops = [append(&[1; 600]), WriteOp::Seal { end_pos: 0, gtid: None }, append(&[2; 400])];
-        // (threshold, apart?)
-        let table = [(0, true), (1, true), (999, true), (1000, true), (1001, false), (usize::MAX, false)];
-        for (min, apart) in table {
-            assert_eq!(hash_apart(&ops, min), apart, "threshold {min}");
+        // (threshold, O_DIRECT, how): the batch appends 1,000 bytes.
+        let table = [
+            (0, false, AfterSealing),
+            (0, true, Apart),
+            (1, false, AfterSealing),
+            (999, true, Apart),
+            (1000, false, AfterSealing),
+            (1000, true, Apart),
+            (1001, false, Inline),
+            (1001, true, Inline),
+            (usize::MAX, false, Inline),
+            (usize::MAX, true, Inline),
+        ];
+        for (min, direct, how) in table {
+            assert_eq!(hashing(&ops, min, direct), how, "threshold {min}, O_DIRECT {direct}");
         }
-        assert!(!hash_apart(&[WriteOp::Seal { end_pos: 0, gtid: None }], 0), "nothing appended, nothing to hash");
+        for direct in [false, true] {
+            let seal_only = [WriteOp::Seal { end_pos: 0, gtid: None }];
+            assert_eq!(hashing(&seal_only, 0, direct), Inline, "nothing appended, nothing to hash apart");
+        }
     }
 
     #[test]

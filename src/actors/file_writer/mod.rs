@@ -141,11 +141,14 @@ pub struct Writer {
     /// `Prepare`, see [`direct::choose`]).
     direct_io: DirectIo,
     io: Option<IoChoice>,
-    /// A batch appending at least this many bytes is hashed on a thread of its own
+    /// A batch appending at least this many bytes is not hashed inline
     /// ([`hashing::HASH_APART_MIN`]; tests lower it).
     hash_apart_min: usize,
-    /// While such a batch is written: the digests of the files it seals, in order.
-    digests: Option<std::sync::mpsc::Receiver<Option<String>>>,
+    /// Whether such a batch is hashed on a thread of its own rather than read back after
+    /// sealing: set from the I/O choice (O_DIRECT: on); tests set it.
+    hash_large_on_write: bool,
+    /// While a batch is written: where the digests of the files it seals come from.
+    digests: hashing::BatchDigests,
 }
 
 /// Bytes appended before the kernel is asked to start writing them back (see [`start_writeback`]).
@@ -201,7 +204,8 @@ impl Writer {
             direct_io: DirectIo::Off,
             io: None,
             hash_apart_min: hashing::HASH_APART_MIN,
-            digests: None,
+            hash_large_on_write: false,
+            digests: hashing::BatchDigests::Inline,
         }
     }
 
@@ -237,6 +241,7 @@ impl Writer {
             IoChoice::Direct => debug!(self.log, "writing binlog files with O_DIRECT"; "dir" => %dir.display()),
             IoChoice::Buffered { why: None } => {}
         }
+        self.hash_large_on_write = choice == IoChoice::Direct;
         self.io = Some(choice);
         Ok(())
     }

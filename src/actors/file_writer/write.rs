@@ -2,12 +2,13 @@
 //! persisting durable checkpoints.
 
 use super::*;
-use hashing::{HashJobs, hash_apart};
+use hashing::{BatchDigests, HashJobs, Hashing, hashing};
 
 impl Writer {
-    /// Writes a batch. A large one (a catch-up's) has its bytes hashed on a thread of its own
-    /// while this one copies them out and waits for the disk (see [`hashing`]); a small one is
-    /// hashed here, as it is written.
+    /// Writes a batch, its bytes hashed as [`hashing`] decides: a small one (streaming) here, as
+    /// it is written; a large one (a catch-up's) on a thread of its own while this one copies the
+    /// bytes out and waits for the disk when files are written with O_DIRECT, else not at all
+    /// (the task reads each file it seals back after sealing).
     pub(super) fn write_batch(&mut self, batch: WriteBatch) -> Result<Option<Checkpoint>, WriterError> {
         self.fsync.check()?;
         self.check_lease()?;
@@ -15,30 +16,47 @@ impl Writer {
             // The timer's persist failed: the stream stops here, as when a batch's own did.
             return Err(e);
         }
-        if !hash_apart(&batch.ops, self.hash_apart_min) {
-            return self.apply_batch(batch);
+        match hashing(&batch.ops, self.hash_apart_min, self.hash_large_on_write) {
+            Hashing::Inline => self.apply_batch(batch),
+            Hashing::AfterSealing => {
+                // The open file's digest so far is of no use any more: it is read back whole.
+                if let Some(o) = self.open.as_mut() {
+                    o.hasher = None;
+                }
+                self.digests = BatchDigests::AfterSealing;
+                let res = self.apply_batch(batch);
+                self.digests = BatchDigests::Inline;
+                res
+            }
+            Hashing::Apart => self.apply_batch_hashed_apart(batch),
         }
+    }
+
+    fn apply_batch_hashed_apart(&mut self, batch: WriteBatch) -> Result<Option<Checkpoint>, WriterError> {
         let jobs = HashJobs::of(&batch.ops);
         let start = self.open.as_mut().and_then(|o| o.hasher.take());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::scope(|scope| {
             let spawned =
                 std::thread::Builder::new().name("binlog-hash".into()).spawn_scoped(scope, move || jobs.run(start, tx));
-            let hashing = match spawned {
+            let thread = match spawned {
                 Ok(h) => h,
                 Err(e) => {
                     // No thread to be had: the digests of this batch's files are left to the
                     // task (it reads a sealed file back when the writer could not hash it).
                     warn!(self.log, "cannot start a hashing thread; sealed files of this batch are hashed later";
                         "error" => %e);
-                    return self.apply_batch(batch);
+                    self.digests = BatchDigests::AfterSealing;
+                    let res = self.apply_batch(batch);
+                    self.digests = BatchDigests::Inline;
+                    return res;
                 }
             };
-            self.digests = Some(rx);
+            self.digests = BatchDigests::Apart(rx);
             let res = self.apply_batch(batch);
-            self.digests = None;
+            self.digests = BatchDigests::Inline;
             // A hashing thread that panicked leaves the digest to the task, as above.
-            let left = hashing.join().unwrap_or(None);
+            let left = thread.join().unwrap_or(None);
             if res.is_ok()
                 && let Some(o) = self.open.as_mut()
             {
@@ -152,8 +170,9 @@ impl Writer {
             None => (&file).write_all(&head),
         }
         .map_err(|e| WriterError::io("write", &path, e))?;
-        // Hashed here unless a hashing thread takes this batch's bytes (it starts the digest itself).
-        let hasher = self.digests.is_none().then(|| Sha256::new_with_prefix(&head));
+        // Hashed here when this batch is hashed inline (a hashing thread starts the digest itself;
+        // a file begun in a batch hashed after sealing is read back whole).
+        let hasher = matches!(self.digests, BatchDigests::Inline).then(|| Sha256::new_with_prefix(&head));
         let header_len = head.len() as u64;
         let inserted = self.store.insert_file(&FileRecord {
             task_id: self.task_id.0,
@@ -238,8 +257,9 @@ impl Writer {
         // Asked last: the hashing thread, if this batch has one, had the fsync and the store
         // write to catch up.
         let sha256 = match &self.digests {
-            Some(rx) => rx.recv().unwrap_or(None),
-            None => o.hasher.take().map(|h| hex::encode(h.finalize())),
+            BatchDigests::Apart(rx) => rx.recv().unwrap_or(None),
+            BatchDigests::Inline => o.hasher.take().map(|h| hex::encode(h.finalize())),
+            BatchDigests::AfterSealing => None,
         };
         // Never dropped (unlike progress reports): a sealed file enters the upload queue
         // only once the task hashes it.
