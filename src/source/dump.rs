@@ -194,8 +194,6 @@ pub async fn binary_logs(conn: &mut SourceConn) -> Result<Vec<(String, u64)>, So
         .collect())
 }
 
-/// Semi-sync, asked for: reads whether the source offers it and, when it does, announces this
-/// connection as a semi-sync replica (before the dump; the source decides at the dump command).
 /// `SHOW MASTER STATUS` (`SHOW BINARY LOG STATUS` on MySQL 8.2+): the file the source writes,
 /// its end, and the rows (for the GTID column).
 async fn master_status(conn: &mut SourceConn, info: &SourceInfo) -> Result<(BinlogFileName, u64, Rows), SourceError> {
