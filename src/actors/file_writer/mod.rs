@@ -113,7 +113,6 @@ impl OpenLocal {
 pub struct Writer {
     task_id: TaskId,
     layout: crate::layout::DataLayout,
-    task_dir: PathBuf,
     store: Store,
     log: Logger,
     report: Recipient<WriterEvent>,
@@ -182,7 +181,6 @@ impl Writer {
         let layout = crate::layout::DataLayout::new(data_dir);
         Writer {
             task_id,
-            task_dir: layout.task_dir(task_id),
             layout,
             store,
             log,

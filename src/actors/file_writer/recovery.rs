@@ -30,9 +30,9 @@ impl Writer {
             switched_from = Some(cp.source_identity.clone());
         }
         self.identity = Some(msg.identity.clone());
-        let dir = crate::layout::DataLayout::source_dir_in(&self.task_dir, msg.identity.as_str());
+        let dir = self.layout.source_dir(self.task_id, msg.identity.as_str());
         fs::create_dir_all(&dir).map_err(|e| WriterError::io("create directory", &dir, e))?;
-        self.fsync.dir(&self.task_dir)?;
+        self.fsync.dir(&self.layout.task_dir(self.task_id))?;
         self.decide_io(&dir)?;
 
         // The checkpoint speaks for this folder only when it was taken on this source.
@@ -182,7 +182,7 @@ impl Writer {
     /// this checkpoint. `reconcile::plan` decides; this carries it out.
     pub(super) fn recover_tail(&mut self, flavor: Flavor) -> Result<(), WriterError> {
         let Some(cp) = self.durable.clone() else { return Ok(()) };
-        let dir = crate::layout::DataLayout::source_dir_in(&self.task_dir, &cp.source_identity);
+        let dir = self.layout.source_dir(self.task_id, &cp.source_identity);
         if !dir.is_dir() {
             return Ok(());
         }
@@ -263,7 +263,7 @@ impl Writer {
 
     /// GTID switchover: the old source's open file is kept up to the checkpoint and sealed.
     pub(super) fn seal_partial(&mut self, cp: &Checkpoint) -> Result<(), WriterError> {
-        let dir = crate::layout::DataLayout::source_dir_in(&self.task_dir, &cp.source_identity);
+        let dir = self.layout.source_dir(self.task_id, &cp.source_identity);
         let rows = self.store.list_files(self.task_id)?;
         if let Some(rec) = rows
             .iter()

@@ -150,7 +150,7 @@ impl Writer {
             return Err(WriterError::Invariant(format!("creating {name} while {} is still open", o.name)));
         }
         let identity = self.ident()?.to_string();
-        let dir = crate::layout::DataLayout::source_dir_in(&self.task_dir, &identity);
+        let dir = self.layout.source_dir(self.task_id, &identity);
         let path = dir.join(name.as_str());
         let (file, mut direct) = if self.direct() {
             let file = direct::open_direct(&path, true).map_err(|e| WriterError::io("create", &path, e))?;
