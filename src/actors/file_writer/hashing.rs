@@ -8,9 +8,10 @@
 //! - a large batch (a catch-up's) written through the page cache (the default) is not hashed
 //!   here: the task reads each file it seals back after sealing, from the page cache, off the
 //!   writer's turn. Hashing it on the write path, even on a thread of its own, cost bulk
-//!   catch-up 15-20% of its speed on a 2-core machine (docs/performance.md, 2026-12-06, seventh
-//!   and eighth sessions): the writer's turn is what bounds a catch-up, and the digest competes
-//!   with it for the cores while the read-back waits until the file is durable;
+//!   catch-up 15-20% of its speed on a 2-core machine with a fast page cache, and nothing
+//!   measurable on a slower one (docs/performance.md, 2026-12-06, seventh and eighth sessions):
+//!   where the writer's turn bounds a catch-up, the digest competes with it for the cores, while
+//!   the read-back waits until the file is durable;
 //! - a large batch written with O_DIRECT (`writer.direct_io`) is hashed on a thread of its own
 //!   ([`HashJobs`]): a read-back would come from the disk. The thread reads the batch's own
 //!   buffers (`Bytes`, shared, not copied) in the batch's order, and hands over the digest of
