@@ -280,8 +280,8 @@ def run_ours(db, backlog, root, syscalls_out=None, perf_out=None, binary=None):
             raise SystemExit(f"the API checkpoint {cp} is not the source's position {target_file}:{target_pos}")
         time.sleep(0.02)
     api_s = time.monotonic() - t0
-    # The work is done when every sealed file's sha256 is recorded too (the writer hashes a
-    # catch-up's bytes after sealing, reading them back): our CPU is counted until then.
+    # The work is done when every sealed file's sha256 is recorded too (a catch-up's sealed
+    # files are read back and hashed after sealing): our CPU is counted until then.
     hashed_deadline = time.monotonic() + HASHED_TIMEOUT
     while True:
         status, page = server.request("GET", f"/api/tasks/{task_id}/files")
