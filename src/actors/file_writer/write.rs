@@ -18,18 +18,21 @@ impl Writer {
         }
         match hashing(&batch.ops, self.hash_apart_min, self.hash_large_on_write) {
             Hashing::Inline => self.apply_batch(batch),
-            Hashing::AfterSealing => {
-                // The open file's digest so far is of no use any more: it is read back whole.
-                if let Some(o) = self.open.as_mut() {
-                    o.hasher = None;
-                }
-                self.digests = BatchDigests::AfterSealing;
-                let res = self.apply_batch(batch);
-                self.digests = BatchDigests::Inline;
-                res
-            }
+            Hashing::AfterSealing => self.apply_batch_hashed_after_sealing(batch),
             Hashing::Apart => self.apply_batch_hashed_apart(batch),
         }
+    }
+
+    /// Writes a batch without hashing it: the task reads each file it seals back.
+    fn apply_batch_hashed_after_sealing(&mut self, batch: WriteBatch) -> Result<Option<Checkpoint>, WriterError> {
+        // The open file's digest so far is of no use any more: it is read back whole.
+        if let Some(o) = self.open.as_mut() {
+            o.hasher = None;
+        }
+        self.digests = BatchDigests::AfterSealing;
+        let res = self.apply_batch(batch);
+        self.digests = BatchDigests::Inline;
+        res
     }
 
     fn apply_batch_hashed_apart(&mut self, batch: WriteBatch) -> Result<Option<Checkpoint>, WriterError> {
@@ -46,10 +49,7 @@ impl Writer {
                     // task (it reads a sealed file back when the writer could not hash it).
                     warn!(self.log, "cannot start a hashing thread; sealed files of this batch are hashed later";
                         "error" => %e);
-                    self.digests = BatchDigests::AfterSealing;
-                    let res = self.apply_batch(batch);
-                    self.digests = BatchDigests::Inline;
-                    return res;
+                    return self.apply_batch_hashed_after_sealing(batch);
                 }
             };
             self.digests = BatchDigests::Apart(rx);
