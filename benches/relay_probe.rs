@@ -16,6 +16,13 @@
 //! (line-buffered, so a SIGTERM from the script loses nothing written) until it is stopped or
 //! `--seconds` pass. Run without `--port` (as `cargo test --all-targets` does) it does nothing
 //! and exits 0; `--list` (nextest's probe) lists no tests.
+//!
+//! `--drain` (no `--out`): the catch-up client instead. It asks for a non-blocking dump
+//! (`BINLOG_DUMP_NON_BLOCK`), reads to the server's end as fast as it can, writes nothing, and
+//! prints one JSON line: the events and bytes received (artificial events and heartbeats left
+//! out) and a CRC32 over those events' bytes, so that two servers' streams can be compared.
+//! It measures what a server sends when the client costs little (mariadb-binlog, which writes
+//! every event with its own system call, is the bound of a pull through it).
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -26,15 +33,18 @@ use binlog_server::binlog::name::BinlogFileName;
 use binlog_server::domain::TlsMode;
 use binlog_server::secret::Secret;
 use binlog_server::source::conn::{ConnectParams, SourceConn, parse_err_packet};
-use binlog_server::source::dump::{DumpFrom, ReplicaParams, inspect, start_dump};
+use binlog_server::source::dump::{BINLOG_DUMP_NON_BLOCK, DumpFrom, ReplicaParams, inspect, start_dump_flagged};
 
 const USAGE: &str = "usage: relay_probe --port PORT --user USER --password PW --file NAME --pos POS --out FILE.csv \
-                     [--host H] [--server-id N] [--seconds S]";
+                     [--host H] [--server-id N] [--seconds S]\n       relay_probe --drain --port PORT --user USER --password PW --file NAME --pos POS";
 
 const XID_EVENT: u8 = 16;
 const QUERY_EVENT: u8 = 2;
 const MARIADB_GTID_EVENT: u8 = 162;
 const HEADER: usize = 19;
+const HEARTBEAT_EVENT: u8 = 27;
+/// LOG_EVENT_ARTIFICIAL_F: an event the server made up for this dump (not in its files).
+const ARTIFICIAL: u16 = 0x20;
 
 struct Args {
     host: String,
@@ -45,12 +55,14 @@ struct Args {
     pos: u64,
     server_id: u32,
     seconds: f64,
-    out: String,
+    /// The arrival CSV; `None` with `--drain`.
+    out: Option<String>,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
     let (mut host, mut port, mut user, mut password) = ("127.0.0.1".to_string(), None, None, String::new());
     let (mut file, mut pos, mut server_id, mut seconds, mut out) = (None, 4u64, 900u32, 3600.0f64, None);
+    let mut drain = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
@@ -66,6 +78,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--server-id" => server_id = val("--server-id")?.parse().map_err(|e| format!("--server-id: {e}"))?,
             "--seconds" => seconds = val("--seconds")?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--out" => out = Some(val("--out")?),
+            "--drain" => drain = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other if other.starts_with('-') => return Err(format!("unknown option {other}\n{USAGE}")),
             _ => {} // a libtest filter when run by `cargo test`
@@ -74,7 +87,9 @@ fn parse_args() -> Result<Option<Args>, String> {
     let Some(port) = port else { return Ok(None) };
     let user = user.ok_or_else(|| format!("--user is required\n{USAGE}"))?;
     let file = file.ok_or_else(|| format!("--file is required\n{USAGE}"))?;
-    let out = out.ok_or_else(|| format!("--out is required\n{USAGE}"))?;
+    if drain == out.is_some() {
+        return Err(format!("give exactly one of --out and --drain\n{USAGE}"));
+    }
     Ok(Some(Args { host, port, user, password, file, pos, server_id, seconds, out }))
 }
 
@@ -118,6 +133,32 @@ fn classify(pkt: &[u8]) -> Seen {
     }
 }
 
+/// What `--drain` received: every event the server's files hold from the start position on.
+#[derive(Default)]
+struct Drained {
+    events: u64,
+    bytes: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl Drained {
+    /// Counts one packet (OK byte, then the event); artificial events and heartbeats are the
+    /// server's own and differ between servers, so they are left out.
+    fn add(&mut self, pkt: &[u8]) {
+        if pkt.len() < 1 + HEADER || pkt[0] != 0 {
+            return;
+        }
+        let ev = &pkt[1..];
+        let flags = u16::from_le_bytes([ev[17], ev[18]]);
+        if ev[4] == HEARTBEAT_EVENT || flags & ARTIFICIAL != 0 {
+            return;
+        }
+        self.events += 1;
+        self.bytes += ev.len() as u64;
+        self.crc.update(ev);
+    }
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let params = ConnectParams {
         host: args.host.clone(),
@@ -136,10 +177,12 @@ async fn run(args: Args) -> Result<(), String> {
     let file = BinlogFileName::parse(&args.file).map_err(|e| format!("--file: {e}"))?;
     let replica =
         ReplicaParams { server_id: args.server_id, replica_uuid: String::new(), heartbeat: Duration::from_secs(1) };
-    start_dump(&mut conn, &info, &replica, &DumpFrom::FilePos { file, pos: args.pos })
+    let flags = if args.out.is_none() { BINLOG_DUMP_NON_BLOCK } else { 0 };
+    start_dump_flagged(&mut conn, &info, &replica, &DumpFrom::FilePos { file, pos: args.pos }, flags)
         .await
         .map_err(|e| format!("dump: {e}"))?;
-    let out = std::fs::File::create(&args.out).map_err(|e| format!("{}: {e}", args.out))?;
+    let Some(out) = args.out.as_deref() else { return drain(&mut conn).await };
+    let out = std::fs::File::create(out).map_err(|e| format!("{out}: {e}"))?;
     let mut out = std::io::LineWriter::new(out);
     writeln!(out, "gtid,arrival_ns").map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
@@ -172,6 +215,28 @@ async fn run(args: Args) -> Result<(), String> {
             break; // EOF: a non-blocking dump ended
         }
     }
+    Ok(())
+}
+
+/// `--drain`: reads a non-blocking dump to its EOF and prints what came.
+async fn drain(conn: &mut SourceConn) -> Result<(), String> {
+    let started = Instant::now();
+    let mut got = Drained::default();
+    loop {
+        let pkt = conn.read_packet().await.map_err(|e| format!("reading the stream: {e}"))?;
+        match pkt.first() {
+            Some(0xFF) => return Err(format!("the server ended the dump: {}", parse_err_packet(&pkt))),
+            Some(0xFE) if pkt.len() < 9 => break,
+            _ => got.add(&pkt),
+        }
+    }
+    println!(
+        "{{\"events\":{},\"bytes\":{},\"crc32\":\"{:08x}\",\"elapsed_s\":{:.6}}}",
+        got.events,
+        got.bytes,
+        got.crc.finalize(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -31,12 +31,18 @@ makes its bulk profile), binlog-server caught up on it, then `mariadb-binlog
 --read-from-remote-server --raw --to-last-log` pulls the whole backlog from the relay and from the
 source, interleaved in pairs. mariadb-binlog rather than a fresh mariadbd replica: it is the same
 dump protocol, its output is the files themselves, so byte identity with the source's own files
-is checked directly, and the client's own cost is small and the same both ways (a replica would
-add its relay-log writing and its SQL thread, the same on both sides, to a figure about the
-server side). See docs/performance.md for how to read the output.
+is checked directly, and the client's own cost is the same both ways (a replica would add its
+relay-log writing and its SQL thread, the same on both sides, to a figure about the server side).
+But mariadb-binlog writes every event with its own system call: on a 2-core machine it spends
+about a core and is then the bound of both pulls. So each pair also has a second client, the
+probe in `--drain` mode (BENCH_RELAY_CATCHUP_CLIENTS): a non-blocking dump read to its end by the
+crate's replica client, nothing written, the events' count, bytes and CRC32 compared between
+relay and source. It shows what each server can send; mariadb-binlog shows what a real client
+gets. See docs/performance.md for how to read the output.
 """
 
 import csv
+import json
 import os
 import resource
 import select
@@ -368,11 +374,35 @@ def pull(port, user, password, first, out_dir, serving_pid):
     }
 
 
+def drain(port, user, password, first, serving_pid):
+    """The probe's `--drain` pull: a non-blocking dump read to its end, nothing written."""
+    argv = [os.environ["BENCH_PROBE_BIN"], "--drain", "--port", str(port), "--user", user, "--password", password,
+            "--file", first, "--pos", "4", "--server-id", str(PROBE_SERVER_ID + 1)]
+    quiet = wait_quiet()
+    ru0, c0 = resource.getrusage(resource.RUSAGE_CHILDREN), proc_cpu(serving_pid)
+    t0 = time.monotonic()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
+    elapsed = time.monotonic() - t0
+    ru1, c1 = resource.getrusage(resource.RUSAGE_CHILDREN), proc_cpu(serving_pid)
+    if r.returncode != 0:
+        raise SystemExit(f"the drain probe from port {port} failed ({r.returncode}):\n{r.stderr}")
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    return {
+        "elapsed_s": elapsed, "serving_cpu_s": c1[0] - c0[0],
+        "client_cpu_s": (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime), "quiet": quiet,
+        "argv": [a if a != password else "..." for a in argv], "stream": got,
+    }
+
+
 def catchup(root, out_root, results):
     mib = env_int("BENCH_RELAY_BACKLOG_MIB", 1024)
     runs = env_int("BENCH_RUNS", 5)
-    say(f"\n== catch-up: a {mib} MiB bulk backlog (catchup.py's bulk profile) pulled by mariadb-binlog --raw "
-        f"--to-last-log from the relay and from the source, {runs} interleaved pair(s)")
+    clients = env_list("BENCH_RELAY_CATCHUP_CLIENTS", ["mariadb-binlog", "drain"])
+    for c in clients:
+        if c not in ("mariadb-binlog", "drain"):
+            raise SystemExit(f"BENCH_RELAY_CATCHUP_CLIENTS: unknown client {c!r} (mariadb-binlog, drain)")
+    say(f"\n== catch-up: a {mib} MiB bulk backlog (catchup.py's bulk profile) pulled from the relay and from the "
+        f"source by {' and '.join(clients)}, {runs} interleaved pair(s) each")
     db = MariaDB(root / "cu-source", SOURCE_ARGS).start()
     backlog = generate(db, "bulk", mib * MIB)
     say(f"backlog: {backlog['bytes'] / MIB:.0f} MiB in {len(backlog['files'])} files, {backlog['events']} events, "
@@ -386,45 +416,62 @@ def catchup(root, out_root, results):
     # and, byte for byte, what the other side sent.
     want = digests([db.datadir / name for name, _ in backlog["files"]], mask_flag=active)
     sent = {}
-    per = {m: [] for m in MODES}
+    per = {c: {m: [] for m in MODES} for c in clients}
+    streams = {}
     for i in range(runs):
         order = MODES if i % 2 == 0 else MODES[::-1]
-        for mode in order:
-            out_dir = out_root / f"cu-{i + 1}-{mode}"
-            if mode == "relay":
-                res = pull(relay_port, RELAY_USER, RELAY_PASSWORD, backlog["first"], out_dir, server.proc.pid)
-            else:
-                res = pull(db.port, REPL_USER, REPL_PASSWORD, backlog["first"], out_dir, db.proc.pid)
-            paths = sorted(out_dir.iterdir())
-            got, raw = digests(paths, mask_flag=active), digests(paths)
-            if got != want:
-                bad = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
-                raise SystemExit(f"catch-up from the {mode}: files differ from the source's own: {bad} (kept {out_dir})")
-            sent.setdefault(mode, raw)
-            other = sent.get("source" if mode == "relay" else "relay")
-            if raw != sent[mode] or (other is not None and raw != other):
-                raise SystemExit(f"catch-up from the {mode}: not byte-identical to the other pulls (kept {out_dir})")
-            shutil.rmtree(out_dir)
-            res["mib_s"] = backlog["bytes"] / MIB / res["elapsed_s"]
-            per[mode].append(res)
-            say(f"pair {i + 1} {mode:>6}: {res['elapsed_s']:.2f} s, {res['mib_s']:.0f} MiB/s, serving process "
-                f"{res['serving_cpu_s']:.2f} cpu-s, mariadb-binlog {res['client_cpu_s']:.2f} cpu-s; identical to the source's files and to every other pull; "
-                f"machine busy {res['quiet'][0]:.0f}% before")
-    say(f"command: MYSQL_PWD=... {shell_join(per['relay'][0]['argv'])}")
+        for client in clients:
+            for mode in order:
+                port, user, password, pid = ((relay_port, RELAY_USER, RELAY_PASSWORD, server.proc.pid) if mode == "relay"
+                                             else (db.port, REPL_USER, REPL_PASSWORD, db.proc.pid))
+                if client == "drain":
+                    res = drain(port, user, password, backlog["first"], pid)
+                    st = res["stream"]
+                    streams.setdefault(mode, st)
+                    other = streams.get("source" if mode == "relay" else "relay")
+                    for seen in (streams[mode], other):
+                        if seen is not None and {k: st[k] for k in ("events", "bytes", "crc32")} != \
+                                {k: seen[k] for k in ("events", "bytes", "crc32")}:
+                            raise SystemExit(f"drain from the {mode}: {st} differs from an earlier pull's {seen}")
+                    check = f"{st['events']} events, {st['bytes'] / MIB:.0f} MiB, crc32 {st['crc32']} as every other drain"
+                else:
+                    out_dir = out_root / f"cu-{i + 1}-{mode}"
+                    res = pull(port, user, password, backlog["first"], out_dir, pid)
+                    paths = sorted(out_dir.iterdir())
+                    got, raw = digests(paths, mask_flag=active), digests(paths)
+                    if got != want:
+                        bad = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+                        raise SystemExit(f"catch-up from the {mode}: files differ from the source's own: {bad} "
+                                         f"(kept {out_dir})")
+                    sent.setdefault(mode, raw)
+                    other = sent.get("source" if mode == "relay" else "relay")
+                    if raw != sent[mode] or (other is not None and raw != other):
+                        raise SystemExit(f"catch-up from the {mode}: not byte-identical to the other pulls (kept {out_dir})")
+                    shutil.rmtree(out_dir)
+                    check = "identical to the source's files and to every other pull"
+                res["mib_s"] = backlog["bytes"] / MIB / res["elapsed_s"]
+                per[client][mode].append(res)
+                say(f"pair {i + 1} {client:>14} {mode:>6}: {res['elapsed_s']:.2f} s, {res['mib_s']:.0f} MiB/s, serving "
+                    f"process {res['serving_cpu_s']:.2f} cpu-s, client {res['client_cpu_s']:.2f} cpu-s; {check}; "
+                    f"machine busy {res['quiet'][0]:.0f}% before")
+    for client in clients:
+        say(f"command ({client}): MYSQL_PWD=... {shell_join(per[client]['relay'][0]['argv'])}")
     server.stop()
     db.stop()
     gib = backlog["bytes"] / (1024 * MIB)
     results["catchup"] = {"backlog": {k: v for k, v in backlog.items() if k != "files"}, "runs": per}
-    say("\n== catch-up summary: median [min - max] over pairs")
-    for mode in MODES:
-        rate = [r["mib_s"] for r in per[mode]]
-        cpu = [r["serving_cpu_s"] / gib for r in per[mode]]
-        cl = [r["client_cpu_s"] / gib for r in per[mode]]
-        who = "binlog-server" if mode == "relay" else "mariadbd"
-        say(f"{mode:>7}: {median(rate):.0f} MiB/s [{min(rate):.0f}-{max(rate):.0f}]; serving process ({who}) "
-            f"{median(cpu):.2f} cpu-s/GiB [{min(cpu):.2f}-{max(cpu):.2f}]; mariadb-binlog {median(cl):.2f} cpu-s/GiB")
-    ratio = [a["mib_s"] / b["mib_s"] for a, b in zip(per["relay"], per["source"])]
-    say(f"relay / source throughput: {median(ratio):.2f}x [{min(ratio):.2f}-{max(ratio):.2f}]")
+    for client in clients:
+        say(f"\n== catch-up summary, client {client}: median [min - max] over pairs")
+        for mode in MODES:
+            rate = [r["mib_s"] for r in per[client][mode]]
+            cpu = [r["serving_cpu_s"] / gib for r in per[client][mode]]
+            cl = [r["client_cpu_s"] / gib for r in per[client][mode]]
+            who = "binlog-server" if mode == "relay" else "mariadbd"
+            say(f"{mode:>7}: {median(rate):.0f} MiB/s [{min(rate):.0f}-{max(rate):.0f}]; serving process ({who}) "
+                f"{median(cpu):.2f} cpu-s/GiB [{min(cpu):.2f}-{max(cpu):.2f}]; client {median(cl):.2f} cpu-s/GiB "
+                f"[{min(cl):.2f}-{max(cl):.2f}]")
+        ratio = [a["mib_s"] / b["mib_s"] for a, b in zip(per[client]["relay"], per[client]["source"])]
+        say(f"relay / source throughput ({client}): {median(ratio):.2f}x [{min(ratio):.2f}-{max(ratio):.2f}]")
 
 
 def main():

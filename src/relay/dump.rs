@@ -23,9 +23,8 @@ use crate::relay::query::Session;
 use crate::relay::session::{self, Archive, Io, load_archive};
 use crate::relay::{RelayContext, events, proto};
 use crate::source::SourceError;
+use crate::source::dump::BINLOG_DUMP_NON_BLOCK;
 
-/// `BINLOG_DUMP_NON_BLOCK`: stop at the end instead of waiting for more.
-pub const BINLOG_DUMP_NON_BLOCK: u16 = 1;
 /// Bytes read from a file at a time.
 const READ_CHUNK: usize = 256 * 1024;
 /// Framed bytes gathered before a socket write.

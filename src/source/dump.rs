@@ -257,6 +257,18 @@ pub async fn start_dump(
     params: &ReplicaParams,
     from: &DumpFrom,
 ) -> Result<(), SourceError> {
+    start_dump_flagged(conn, info, params, from, 0).await
+}
+
+/// `start_dump` with more COM_BINLOG_DUMP flags for a dump by file and position (e.g.
+/// `BINLOG_DUMP_NON_BLOCK`, which the bench probe uses to end at the source's last event).
+pub async fn start_dump_flagged(
+    conn: &mut SourceConn,
+    info: &SourceInfo,
+    params: &ReplicaParams,
+    from: &DumpFrom,
+    extra_flags: u16,
+) -> Result<(), SourceError> {
     let new_names = info.flavor == Flavor::Mysql && info.at_least((8, 0, 26));
     // Declares us checksum-aware, so events come exactly as stored, each file's with its own
     // checksum setting. The announced value only decides whether the dump's first event (the
@@ -301,7 +313,7 @@ pub async fn start_dump(
             if *pos > u64::from(u32::MAX) {
                 return Err(SourceError::InvalidStart(format!("position {pos} does not fit COM_BINLOG_DUMP")));
             }
-            com_binlog_dump(params.server_id, dump_flags(info.flavor), file.as_str(), *pos as u32)
+            com_binlog_dump(params.server_id, dump_flags(info.flavor) | extra_flags, file.as_str(), *pos as u32)
         }
         // MariaDB takes the GTID position from @slave_connect_state and an empty file name.
         (Flavor::Mariadb, DumpFrom::Gtid(_)) => com_binlog_dump(params.server_id, dump_flags(info.flavor), "", 4),
@@ -325,6 +337,10 @@ pub fn com_register_slave(server_id: u32) -> Vec<u8> {
     p.extend_from_slice(&0u32.to_le_bytes()); // master id
     p
 }
+
+/// COM_BINLOG_DUMP flag `BINLOG_DUMP_NON_BLOCK`: the source ends the dump with an EOF packet at
+/// its last event instead of waiting for more.
+pub const BINLOG_DUMP_NON_BLOCK: u16 = 1;
 
 /// COM_BINLOG_DUMP flags. MariaDB needs BINLOG_SEND_ANNOTATE_ROWS_EVENT (2): without it the
 /// source silently leaves its ANNOTATE_ROWS events out, and our copy would have holes. (For
