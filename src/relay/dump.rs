@@ -249,31 +249,35 @@ struct Prefetch {
     checked: tokio::task::JoinHandle<Checked>,
 }
 
-type Checked = Result<std::fs::File, crate::pitr::files::FileAccessError>;
+type Checked = Result<Opened, crate::pitr::files::FileAccessError>;
 
-/// Opens a file (`open`) and, when the catalog calls it sealed, checks it on the blocking pool
-/// as [`plan::serve_check`] says: its size (its events are then checked one by one as they are
-/// sent, [`event_unchanged`]), or its size and sha256 (the whole file is hashed).
+/// A file opened by [`check_on_pool`], with its FDE as read there (read once per file).
+struct Opened {
+    file: std::fs::File,
+    fde: std::io::Result<Vec<u8>>,
+}
+
+/// Opens a file (`open`), reads its FDE and, when the catalog calls it sealed, checks it on the
+/// blocking pool as [`plan::serve_check`] says: its size (its events are then checked one by one
+/// as they are sent, [`event_unchanged`]), or its size and sha256 (the whole file is hashed).
 fn check_on_pool(
     f: &FileRecord,
     from_bucket: bool,
-    open: impl FnOnce() -> Checked + Send + 'static,
+    open: impl FnOnce() -> Result<std::fs::File, crate::pitr::files::FileAccessError> + Send + 'static,
 ) -> tokio::task::JoinHandle<Checked> {
     let (expect, name) = (crate::pitr::files::SealedCopy::of(f), f.file_name.to_string());
     tokio::task::spawn_blocking(move || {
         let mut file = open()?;
+        let fde = session::read_fde_at(&file);
         if let Some(expect) = &expect {
-            let crc = session::read_fde_at(&file)
-                .ok()
-                .and_then(|b| Fde::parse(&b).ok())
-                .is_some_and(|fde| fde.checksum.has_crc());
+            let crc = fde.as_ref().ok().and_then(|b| Fde::parse(b).ok()).is_some_and(|fde| fde.checksum.has_crc());
             let expect = match plan::serve_check(crc, from_bucket) {
                 plan::ServeCheck::EachEvent => expect.size_only(),
                 plan::ServeCheck::WholeFile => expect.clone(),
             };
             crate::pitr::files::verify_sealed(&mut file, &name, &expect)?;
         }
-        Ok(file)
+        Ok(Opened { file, fde })
     })
 }
 
@@ -365,12 +369,12 @@ impl Dumper<'_> {
             },
             _ => checked(Prefetch::start(archive, f).checked, f).await,
         };
-        let file = opened.map_err(|e| match e {
+        let Opened { file, fde } = opened.map_err(|e| match e {
             FileAccessError::Changed { .. } => DumpFailure::Refused(e.to_string()),
             e => DumpFailure::Refused(format!("cannot open binlog file {}: {e}", f.file_name)),
         })?;
-        let fde_bytes = session::read_fde_at(&file)
-            .map_err(|e| DumpFailure::Refused(format!("cannot read the FDE of {}: {e}", f.file_name)))?;
+        let fde_bytes =
+            fde.map_err(|e| DumpFailure::Refused(format!("cannot read the FDE of {}: {e}", f.file_name)))?;
         let fde =
             Fde::parse(&fde_bytes).map_err(|e| DumpFailure::Refused(format!("bad FDE in {}: {e}", f.file_name)))?;
         if fde.checksum.has_crc() {
