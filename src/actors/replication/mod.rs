@@ -349,6 +349,8 @@ async fn run_attempt(
     let parse_gtid = |text: &Option<String>| -> Result<Option<StartGtid>, ReplError> {
         text.as_deref().map(|t| StartGtid::parse(p.flavor, t).map_err(|e| ReplError::NoGtid(e.to_string()))).transpose()
     };
+    // The source's current file, when the start below already asked for it (LATEST).
+    let mut source_current = None;
     let (from, gtid_start) = match (&prepared.checkpoint, &p.start, &past) {
         // Past a torn tail (see `ReplicationActor::started`): by GTID from the checkpoint, which
         // must still be in the torn file, on this source, at or before the tear.
@@ -388,6 +390,7 @@ async fn run_attempt(
         (Some(cp), _, None) => (DumpFrom::FilePos { file: cp.file.clone(), pos: cp.pos }, parse_gtid(&cp.gtid_set)?),
         (None, StartSpec::Latest, None) => {
             let (file, pos, gtid) = dump::latest(&mut conn, &info).await?;
+            source_current = Some(file.clone());
             (DumpFrom::FilePos { file, pos }, gtid)
         }
         (None, StartSpec::FilePos { file, pos }, None) => (DumpFrom::FilePos { file: file.clone(), pos: *pos }, None),
@@ -401,8 +404,11 @@ async fn run_attempt(
         DumpFrom::FilePos { file, pos } => format!("{file}:{pos}"),
         DumpFrom::Gtid(g) => format!("GTID {g}"),
     };
-    let (semi_sync, semi_later) =
-        if p.semi_sync { semi_sync_for(&p, &mut conn, &info, &from, &report).await? } else { (false, None) };
+    let (semi_sync, semi_later) = if p.semi_sync {
+        semi_sync_for(&p, &mut conn, &info, &from, source_current, &report).await?
+    } else {
+        (false, None)
+    };
     dump::start_dump(&mut conn, &info, &p.replica, &from).await?;
     if semi_sync {
         conn.expect_semi_sync();

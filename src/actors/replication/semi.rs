@@ -6,13 +6,15 @@ use super::*;
 /// Asks the source for semi-sync; says so (warning event) when it cannot be had, and streams
 /// asynchronously then. Announces it before this dump only when the dump starts in the source's
 /// current file (`semisync::announce_when`); otherwise the dump streams asynchronously and hands
-/// over once the durable checkpoint reaches that file. Returns whether the stream carries
-/// semi-sync headers, and the hand-over point of an asynchronous one.
+/// over once the durable checkpoint reaches that file. `current`: the source's current file when
+/// the caller has just asked for it (a LATEST start), so it is not asked twice. Returns whether
+/// the stream carries semi-sync headers, and the hand-over point of an asynchronous one.
 pub(super) async fn semi_sync_for(
     p: &ReplicationParams,
     conn: &mut SourceConn,
     info: &dump::SourceInfo,
     from: &DumpFrom,
+    current: Option<crate::binlog::name::BinlogFileName>,
     report: &Recipient<ReplicationEvent>,
 ) -> Result<(bool, Option<semisync::Announce>), ReplError> {
     let announce = match dump::semi_sync_support(conn).await? {
@@ -23,12 +25,15 @@ pub(super) async fn semi_sync_for(
             return Ok((false, None));
         }
     };
-    let current = match dump::current_file(conn, info).await {
-        Ok(f) => Some(f),
-        Err(e) => {
-            debug!(p.log, "cannot ask the source for its current binlog file; announcing semi-sync now"; "error" => %e);
-            None
-        }
+    let current = match current {
+        Some(f) => Some(f),
+        None => match dump::current_file(conn, info).await {
+            Ok(f) => Some(f),
+            Err(e) => {
+                debug!(p.log, "cannot ask the source for its current binlog file; announcing semi-sync now"; "error" => %e);
+                None
+            }
+        },
     };
     let from_file = match from {
         DumpFrom::FilePos { file, .. } => Some(file),
