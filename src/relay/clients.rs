@@ -43,7 +43,8 @@ impl Clients {
         let (id, task) = (client.connection_id, client.task_id);
         metrics().relay_clients.with_label_values(&[&task.to_string()]).inc();
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).insert(id, client);
-        ClientGuard { clients: self.clone(), id, task }
+        let bytes_sent = metrics().relay_bytes_sent.with_label_values(&[&task.to_string()]);
+        ClientGuard { clients: self.clone(), id, task, bytes_sent }
     }
 
     /// The clients of `task`, oldest connection first.
@@ -58,6 +59,8 @@ pub struct ClientGuard {
     clients: Clients,
     id: u32,
     task: i64,
+    /// The task's `binlog_server_relay_bytes_sent_total`, looked up once.
+    bytes_sent: prometheus::IntCounter,
 }
 
 impl ClientGuard {
@@ -69,7 +72,7 @@ impl ClientGuard {
 
     /// Counts bytes sent to the client (its entry and the task's metric).
     pub fn sent(&self, bytes: u64, file: &str, pos: u64) {
-        metrics().relay_bytes_sent.with_label_values(&[&self.task.to_string()]).inc_by(bytes);
+        self.bytes_sent.inc_by(bytes);
         self.update(|c| {
             c.bytes_sent += bytes;
             if c.file.as_deref() != Some(file) {
