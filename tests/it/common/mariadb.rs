@@ -221,14 +221,7 @@ impl MariaDb {
     /// are none.
     pub fn thread_stacks(&self) -> String {
         let Some(pid) = self.pid() else { return "no stacks: mariadbd is not running".into() };
-        match Command::new("gdb")
-            .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt"])
-            .stdin(Stdio::null())
-            .output()
-        {
-            Ok(out) => format!("--- mariadbd's threads (gdb) ---\n{}", String::from_utf8_lossy(&out.stdout)),
-            Err(e) => format!("no stacks: gdb: {e}"),
-        }
+        super::thread_stacks(pid, "mariadbd")
     }
 
     /// The PID of the running server; `None` after `stop()`/`kill()`.

@@ -167,6 +167,19 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// The stacks of every thread of process `pid` by `gdb` (for a test's failure message, taken
+/// before the process is killed), or why there are none.
+pub fn thread_stacks(pid: u32, name: &str) -> String {
+    match Command::new("gdb")
+        .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt"])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) => format!("--- {name}'s threads (gdb) ---\n{}", String::from_utf8_lossy(&out.stdout)),
+        Err(e) => format!("no stacks of {name}: gdb: {e}"),
+    }
+}
+
 /// SIGKILLs `child` and reaps it, so its PID is gone when this returns.
 pub fn kill_and_reap(child: &mut Child) -> ExitStatus {
     // An error here means the child already exited; wait() below reaps it either way.

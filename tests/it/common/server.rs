@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::{
     append_file, file_len, file_tail, free_port, kill_and_reap, output_with_deadline, pid_listens_on, poll_until,
-    read_from, send_signal, temp_dir, wait_child,
+    read_from, send_signal, temp_dir, thread_stacks, wait_child,
 };
 
 /// Path of the server binary cargo built for this test run.
@@ -495,9 +495,11 @@ impl Server {
         match wait_child(&mut child, STOP_TIMEOUT) {
             Some(status) => status,
             None => {
+                // Where it hangs, read before the kill.
+                let stacks = thread_stacks(child.id(), "binlog-server");
                 kill_and_reap(&mut child);
                 panic!(
-                    "binlog-server (pid {}) did not exit within {STOP_TIMEOUT:?} of SIGTERM; killed it\n{}",
+                    "binlog-server (pid {}) did not exit within {STOP_TIMEOUT:?} of SIGTERM; killed it\n{}\n{stacks}",
                     child.id(),
                     self.reported_diagnostics()
                 );
