@@ -260,8 +260,8 @@ pub async fn start_dump(
     start_dump_flagged(conn, info, params, from, 0).await
 }
 
-/// `start_dump` with more COM_BINLOG_DUMP flags for a dump by file and position (e.g.
-/// `BINLOG_DUMP_NON_BLOCK`, which the bench probe uses to end at the source's last event).
+/// `start_dump` with more COM_BINLOG_DUMP flags (e.g. `BINLOG_DUMP_NON_BLOCK`, which the bench
+/// probe uses to end at the source's last event); a MySQL GTID dump takes none.
 pub async fn start_dump_flagged(
     conn: &mut SourceConn,
     info: &SourceInfo,
@@ -316,7 +316,9 @@ pub async fn start_dump_flagged(
             com_binlog_dump(params.server_id, dump_flags(info.flavor) | extra_flags, file.as_str(), *pos as u32)
         }
         // MariaDB takes the GTID position from @slave_connect_state and an empty file name.
-        (Flavor::Mariadb, DumpFrom::Gtid(_)) => com_binlog_dump(params.server_id, dump_flags(info.flavor), "", 4),
+        (Flavor::Mariadb, DumpFrom::Gtid(_)) => {
+            com_binlog_dump(params.server_id, dump_flags(info.flavor) | extra_flags, "", 4)
+        }
         (Flavor::Mysql, DumpFrom::Gtid(StartGtid::Mysql(set))) => com_binlog_dump_gtid(params.server_id, set),
         (Flavor::Mysql, DumpFrom::Gtid(StartGtid::Mariadb(_))) => {
             return Err(SourceError::InvalidStart("a MariaDB GTID position cannot start a MySQL dump".into()));
