@@ -306,7 +306,14 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         }
     };
     info!(log, "listening"; "addr" => %addr, "scheme" => scheme, "data_dir" => %settings.data_dir.display(), "version" => env!("CARGO_PKG_VERSION"));
-    let server_task = tokio::spawn(server);
+    // The HTTP server runs on a thread of its own: actix-server stops on the thread that polls
+    // it, with blocking waits (its accept thread's join, its workers' replies), and a stop that
+    // hangs there must not keep the tasks from flushing, fsyncing and saving their checkpoints.
+    let http_thread = actix_rt::Arbiter::new();
+    let (http_done_tx, http_done) = tokio::sync::oneshot::channel();
+    http_thread.spawn(async move {
+        let _ = http_done_tx.send(server.await);
+    });
     // The listener is bound and the store open: a service manager may start what depends on us.
     notify(&log, &notifier, |n| n.ready(&format!("listening on {addr}")));
 
@@ -326,7 +333,13 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         None => info!(log, "shutdown requested: stopping HTTP, then tasks"),
     }
     notify(&log, &notifier, |n| n.stopping("stopping HTTP, then tasks"));
-    handle.stop(true).await;
+    #[cfg(debug_assertions)]
+    test_stall_http_thread(&http_thread).await;
+    let http_stopped = tokio::time::timeout(HTTP_STOP_LIMIT, handle.stop(true)).await.is_ok();
+    if !http_stopped {
+        error!(log, "the HTTP server did not stop in time: stopping the tasks without it";
+            "waited_sec" => HTTP_STOP_LIMIT.as_secs());
+    }
     reloader.abort();
     if let Some(c) = &coordinator {
         // Claim nothing more while the tasks stop; release their leases once they have.
@@ -341,12 +354,39 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
     if let Some(c) = &coordinator {
         let _ = tokio::time::timeout(Duration::from_secs(10), c.send(crate::actors::coordinator::Leave)).await;
     }
-    let _ = server_task.await;
+    if http_stopped {
+        match tokio::time::timeout(HTTP_STOP_LIMIT, http_done).await {
+            Ok(Ok(Err(e))) => warn!(log, "the HTTP server stopped with an error"; "error" => %e),
+            Ok(_) => {}
+            Err(_) => error!(log, "the HTTP server's thread did not finish; exiting without it"),
+        }
+    }
+    // A thread stuck in the HTTP server's stop is not joined: the process exits without it.
+    http_thread.stop();
     if let Some(e) = meta_fault {
         return Err(e.into());
     }
     info!(log, "bye");
     Ok(())
+}
+
+/// How long the shutdown waits for the HTTP server to stop (its workers get 2 s for requests in
+/// flight) before it stops the tasks without it.
+const HTTP_STOP_LIMIT: Duration = Duration::from_secs(10);
+
+/// Debug builds only (never in a release binary): `BINLOG_TEST_HTTP_STOP_STALL=1` blocks the HTTP
+/// server's thread when the shutdown begins, as a hang inside the HTTP server's own stop would,
+/// so integration tests can show that the tasks still stop in order and the process exits.
+#[cfg(debug_assertions)]
+async fn test_stall_http_thread(http_thread: &actix_rt::Arbiter) {
+    if std::env::var("BINLOG_TEST_HTTP_STOP_STALL").is_ok_and(|v| v == "1") {
+        let (stalled_tx, stalled) = tokio::sync::oneshot::channel();
+        http_thread.spawn_fn(move || {
+            let _ = stalled_tx.send(());
+            std::thread::sleep(Duration::from_secs(3600));
+        });
+        let _ = stalled.await;
+    }
 }
 
 /// Sends a notification to the service manager; a failure is logged, never fatal.

@@ -1,7 +1,8 @@
 //! A task's life cycle against a live source: a stop leaves no dump thread behind on the source,
 //! a hundred start/stop cycles leak no connection, thread or file handle and keep the copy
-//! exact, start and stop requests leave a keep-alive HTTP connection usable, and two tasks on
-//! one source register distinct server ids and stream side by side.
+//! exact, start and stop requests leave a keep-alive HTTP connection usable, two tasks on one
+//! source register distinct server ids and stream side by side, and a shutdown whose HTTP stop
+//! hangs still stops the tasks in order.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,8 +14,8 @@ use serde_json::json;
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_USER};
 use crate::common::replication::{
     assert_copy_matches_source, assert_each_gtid_once, binlog_dump_threads, create_task, fast_server_opts,
-    flush_and_catch_up, start_copy_task, start_task, stop_task, task_events, user_sessions, wait_caught_up,
-    wait_running,
+    flush_and_catch_up, local_dir, meta_checkpoint, meta_query, start_copy_task, start_task, stop_task, task_events,
+    user_sessions, wait_caught_up, wait_running,
 };
 use crate::common::server::{Server, ServerOpts};
 use crate::common::{free_port, poll_until};
@@ -236,4 +237,47 @@ fn start_and_stop_leave_a_keep_alive_connection_usable() {
              instead of answering the next request: a keep-alive client fails its next request"
         );
     }
+}
+
+/// A hang inside the HTTP server's own stop (its thread blocked when the shutdown begins, by the
+/// debug-build hook `BINLOG_TEST_HTTP_STOP_STALL`) does not keep the tasks from stopping in order:
+/// SIGTERM still ends with the task stopped, its open file flushed to the checkpoint it saved, and
+/// the process exits (cleanly) once the HTTP server's limit has passed, saying why.
+#[test]
+fn a_hung_http_stop_does_not_keep_the_tasks_from_stopping_in_order() {
+    let db = MariaDb::start(MariaDbOpts::default());
+    db.sql("CREATE TABLE hung (id INT PRIMARY KEY, v TEXT)");
+    let mut srv = Server::start(fast_server_opts().env("BINLOG_TEST_HTTP_STOP_STALL", "1"));
+    let id = start_copy_task(&srv, &db, "hung-http");
+    wait_running(&srv, id);
+    for i in 0..20 {
+        db.sql(&format!("INSERT INTO hung VALUES ({i}, REPEAT('h', 500))"));
+    }
+    let source = wait_caught_up(&srv, &db, id);
+
+    let started = Instant::now();
+    let exit = srv.stop();
+    let took = started.elapsed();
+    assert!(exit.success(), "SIGTERM with a hung HTTP stop must still exit cleanly: {exit}\n{}", srv.diagnostics());
+
+    let log = srv.log_text();
+    let line_of = |what: &str| {
+        log.lines().position(|l| l.contains(what)).unwrap_or_else(|| panic!("the log says {what:?}:\n{log}"))
+    };
+    let hung = line_of("the HTTP server did not stop in time");
+    let stopped = line_of("all tasks stopped");
+    let bye = line_of("bye");
+    assert!(hung < stopped && stopped < bye, "in that order (lines {hung}, {stopped}, {bye}):\n{log}");
+    assert!(took >= Duration::from_secs(9), "the HTTP server was given its limit first (took {took:?})");
+
+    // What the task left is what an orderly stop leaves: STOPPED, the checkpoint at the source's
+    // end, the open file flushed up to it.
+    let data = srv.data_dir();
+    let state = meta_query(&data, &format!("SELECT state FROM tasks WHERE id = {id}"));
+    assert_eq!(state, vec![vec!["STOPPED".to_string()]], "the task's state after the stop");
+    let cp = meta_checkpoint(&data, id).expect("a checkpoint was saved");
+    assert_eq!((cp.file_name.as_str(), cp.pos), (source.file.as_str(), source.position), "checkpoint: {cp:?}");
+    let open = local_dir(&srv, id, &db).join(&source.file);
+    let len = std::fs::metadata(&open).unwrap_or_else(|e| panic!("{}: {e}", open.display())).len();
+    assert_eq!(len, source.position, "{} flushed up to the checkpoint", open.display());
 }
