@@ -191,6 +191,7 @@ pub async fn run(
         skipped_to: None,
         out: Vec::with_capacity(WRITE_BATCH + 1024),
         rbuf: Vec::new(),
+        ahead: None,
         prefetch: None,
         file: None,
         first_event_checked: start.offset == 4,
@@ -344,6 +345,8 @@ struct Dumper<'a> {
     out: Vec<u8>,
     /// The read buffer, kept from one read to the next.
     rbuf: Vec<u8>,
+    /// The next chunk of the file being sent, read on the blocking pool while this one is sent.
+    ahead: Option<ReadAhead>,
     /// The next file, being opened and checked while this one is sent.
     prefetch: Option<Prefetch>,
     file: Option<OpenFile>,
@@ -633,8 +636,20 @@ impl Dumper<'_> {
         // page cache, and reading them in place costs less than a trip to the blocking pool
         // (which every client of a task makes on every checkpoint when following live).
         let inline = f.state != crate::meta::FileState::Sealed && want <= INLINE_READ_MAX;
-        let (mut buf, read) = read_at(file.clone(), at, want, std::mem::take(&mut self.rbuf), inline).await;
+        let (mut buf, read) = match self.ahead.take() {
+            Some(a) if a.serves(&file, at, want) => a.bytes().await,
+            _ => read_at(file.clone(), at, want, std::mem::take(&mut self.rbuf), inline).await,
+        };
         let mut got = read.map_err(cannot_read)?;
+        // While these events are checked and sent, the next chunk is read (catch-up only: at the
+        // live tail a read is a few bytes, made in place).
+        if !inline {
+            let next = at + complete_events_len(&buf[..got]) as u64;
+            if next > at && next < limit {
+                let len = ((limit - next) as usize).min(READ_CHUNK);
+                self.ahead = Some(ReadAhead::start(file.clone(), next, len, std::mem::take(&mut self.rbuf)));
+            }
+        }
         let mut used = 0usize;
         loop {
             let rest = &buf[used..got];
@@ -709,6 +724,48 @@ impl Dumper<'_> {
     }
 }
 
+/// A read of the next chunk of a file, started before the current chunk is sent.
+struct ReadAhead {
+    file: Arc<std::fs::File>,
+    at: u64,
+    len: usize,
+    job: tokio::task::JoinHandle<(Vec<u8>, std::io::Result<usize>)>,
+}
+
+impl ReadAhead {
+    fn start(file: Arc<std::fs::File>, at: u64, len: usize, buf: Vec<u8>) -> ReadAhead {
+        let job = tokio::task::spawn_blocking({
+            let file = file.clone();
+            move || read_blocking(&file, at, len, buf)
+        });
+        ReadAhead { file, at, len, job }
+    }
+
+    /// Whether it read what a read of `want` bytes at `at` of `file` asks for, or a first part of
+    /// it (never more: bytes past the durable end must not be sent).
+    fn serves(&self, file: &Arc<std::fs::File>, at: u64, want: usize) -> bool {
+        Arc::ptr_eq(&self.file, file) && self.at == at && self.len <= want
+    }
+
+    async fn bytes(self) -> (Vec<u8>, std::io::Result<usize>) {
+        self.job.await.unwrap_or_else(|e| (Vec::new(), Err(std::io::Error::other(e))))
+    }
+}
+
+/// How many bytes at the start of `buf` are whole events (by their headers' sizes; a size that
+/// is not plausible ends the count, and the sending loop then says what is wrong).
+fn complete_events_len(buf: &[u8]) -> usize {
+    let mut end = 0usize;
+    while let Some(h) = buf.get(end..end + HEADER_LEN) {
+        let size = u32::from_le_bytes([h[9], h[10], h[11], h[12]]) as usize;
+        if size < HEADER_LEN || end + size > buf.len() {
+            break;
+        }
+        end += size;
+    }
+    end
+}
+
 fn current_task(archive: &Archive) -> TaskId {
     TaskId(archive.files.first().map_or(0, |f| f.task_id))
 }
@@ -730,27 +787,30 @@ async fn read_at(
     buf: Vec<u8>,
     inline: bool,
 ) -> (Vec<u8>, std::io::Result<usize>) {
-    fn read(file: &std::fs::File, offset: u64, len: usize, mut buf: Vec<u8>) -> (Vec<u8>, std::io::Result<usize>) {
-        if buf.len() < len {
-            buf.resize(len, 0);
-        }
-        let mut got = 0;
-        while got < len {
-            match file.read_at(&mut buf[got..len], offset + got as u64) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return (buf, Err(e)),
-            }
-        }
-        (buf, Ok(got))
-    }
     if inline {
-        return read(&file, offset, len, buf);
+        return read_blocking(&file, offset, len, buf);
     }
-    tokio::task::spawn_blocking(move || read(&file, offset, len, buf))
+    tokio::task::spawn_blocking(move || read_blocking(&file, offset, len, buf))
         .await
         .unwrap_or_else(|e| (Vec::new(), Err(std::io::Error::other(e))))
+}
+
+/// Reads up to `len` bytes at `offset` into `buf` (grown to `len` if shorter); short only at the
+/// end of file.
+fn read_blocking(file: &std::fs::File, offset: u64, len: usize, mut buf: Vec<u8>) -> (Vec<u8>, std::io::Result<usize>) {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    let mut got = 0;
+    while got < len {
+        match file.read_at(&mut buf[got..len], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (buf, Err(e)),
+        }
+    }
+    (buf, Ok(got))
 }
 
 #[cfg(test)]
@@ -807,5 +867,33 @@ mod tests {
         let mut bad = crate::source::dump::com_binlog_dump_gtid(1, &GtidSet::new());
         bad.truncate(bad.len() - 1);
         assert!(DumpRequest::parse_gtid(&bad).unwrap_err().contains("GTID set"));
+    }
+
+    /// An event of `size` bytes (a header naming its size, then filler).
+    fn event(size: usize) -> Vec<u8> {
+        let mut e = vec![0xAB; size];
+        e[9..13].copy_from_slice(&(size as u32).to_le_bytes());
+        e
+    }
+
+    #[test]
+    fn only_whole_events_count_towards_the_next_read() {
+        let (a, b, c) = (event(19), event(300), event(4096));
+        let all: Vec<u8> = [a.clone(), b.clone(), c.clone()].concat();
+        let mut bad = event(HEADER_LEN);
+        bad[9..13].copy_from_slice(&3u32.to_le_bytes());
+        let cases: Vec<(&str, Vec<u8>, usize)> = vec![
+            ("nothing", vec![], 0),
+            ("a header cut short", all[..10].to_vec(), 0),
+            ("one event", a.clone(), 19),
+            ("three events", all.clone(), 19 + 300 + 4096),
+            ("the last one cut", all[..all.len() - 1].to_vec(), 19 + 300),
+            ("the last one's header only", all[..19 + 300 + HEADER_LEN].to_vec(), 19 + 300),
+            ("an event larger than the buffer", c[..1000].to_vec(), 0),
+            ("an implausible size ends the count", [a.clone(), bad.clone(), a.clone()].concat(), 19),
+        ];
+        for (what, buf, want) in cases {
+            assert_eq!(complete_events_len(&buf), want, "{what}");
+        }
     }
 }

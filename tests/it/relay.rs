@@ -235,6 +235,12 @@ fn mariadb_binlog_reads_the_same_bytes_from_the_relay_as_from_the_source() {
     let load = LoadGenerator::start(&source, "raw", 3);
     wait_for_files(&source, 3);
     load.stop();
+    // Files read in many chunks (the relay reads the next while it sends one), with events that
+    // straddle chunk boundaries, and one event larger than a chunk (a single 600 KB row).
+    source.sql(&format!("CREATE TABLE {TEST_DB}.wide (id INT AUTO_INCREMENT PRIMARY KEY, v LONGTEXT)"));
+    source.sql(&format!("INSERT INTO {TEST_DB}.wide (v) SELECT REPEAT(MD5(seq), 1 + seq % 97) FROM seq_1_to_1500"));
+    source.sql(&format!("INSERT INTO {TEST_DB}.wide (v) VALUES (REPEAT('L', 600000))"));
+    source.sql(&format!("INSERT INTO {TEST_DB}.wide (v) SELECT REPEAT(MD5(seq), 1 + seq % 89) FROM seq_1_to_1500"));
     flush_and_catch_up(&srv, &source, id);
 
     let names = |d: &Path| {
@@ -268,6 +274,8 @@ fn mariadb_binlog_reads_the_same_bytes_from_the_relay_as_from_the_source() {
         }
     };
     assert!(files.len() >= 3, "{files:?}");
+    let largest = files.iter().map(|f| std::fs::metadata(from_relay.path().join(f)).unwrap().len()).max();
+    assert!(largest.is_some_and(|n| n > 4 * 256 * 1024), "a file of several read chunks was served: {largest:?}");
     // The sealed ones are also the source's own files, byte for byte.
     for f in &files[..files.len() - 1] {
         let on_source = std::fs::read(source.binlog_dir().join(f)).unwrap();
