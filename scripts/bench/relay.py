@@ -38,7 +38,12 @@ about a core and is then the bound of both pulls. So each pair also has a second
 probe in `--drain` mode (BENCH_RELAY_CATCHUP_CLIENTS): a non-blocking dump read to its end by the
 crate's replica client, nothing written, the events' count, bytes and CRC32 compared between
 relay and source. It shows what each server can send; mariadb-binlog shows what a real client
-gets. See docs/performance.md for how to read the output.
+gets. A third client, `replica` (not run by default), is what issue 18 names: a fresh mariadbd
+replica (IO thread only, relay log not synced, as in the fan-out fleet) pointed at the first
+file, timed from START SLAVE IO_THREAD until the size of its relay logs covers the backlog and
+SHOW SLAVE STATUS says it read up to the source's end position (no IO error); its relay logs are
+removed (RESET SLAVE ALL) before each pull, and its "client" CPU is the replica mariadbd's.
+See docs/performance.md for how to read the output.
 """
 
 import csv
@@ -394,13 +399,52 @@ def drain(port, user, password, first, serving_pid):
     }
 
 
+CATCHUP_REPLICA_SERVER_ID = 950
+
+
+def replica_pull(replica, port, user, password, first, end, nbytes, serving_pid):
+    """A fresh replica's IO thread pulls the backlog from `port`: seconds until it read up to `end`."""
+    replica.sql(f"""
+        STOP SLAVE; RESET SLAVE ALL;
+        CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={port}, MASTER_USER='{user}',
+          MASTER_PASSWORD='{password}', MASTER_USE_GTID=no, MASTER_LOG_FILE='{first}',
+          MASTER_LOG_POS=4, MASTER_CONNECT_RETRY=1;
+    """)
+    def relay_logs():
+        return sum(p.stat().st_size for p in replica.datadir.iterdir()
+                   if "relay-bin." in p.name and p.name.rsplit(".", 1)[-1].isdigit())
+    quiet = wait_quiet()
+    c0, r0 = proc_cpu(serving_pid), proc_cpu(replica.proc.pid)
+    t0 = time.monotonic()
+    replica.sql("START SLAVE IO_THREAD")
+    # The relay logs hold every event sent (with the replica's own format descriptions, less the
+    # source files' 4-byte headers), so their size passing the backlog's less 64 KiB is the end
+    # within a few events (~50 us at these speeds); polled on the file system, which costs the
+    # replica nothing. SHOW SLAVE STATUS then confirms the end position, untimed.
+    poll_until(600, "the replica's relay logs to cover the backlog",
+               lambda: relay_logs() >= nbytes - 64 * 1024 or None, interval=0.005)
+    elapsed = time.monotonic() - t0
+    c1, r1 = proc_cpu(serving_pid), proc_cpu(replica.proc.pid)
+    st = slave_status(replica)
+    if st.get("Last_IO_Errno", "0") != "0":
+        raise SystemExit(f"replica from port {port}: IO error {st.get('Last_IO_Errno')}: {st.get('Last_IO_Error')}")
+    poll_until(60, f"the replica to report {end[0]}:{end[1]} read",
+               lambda: (slave_status(replica).get("Master_Log_File"),
+                        int(slave_status(replica).get("Read_Master_Log_Pos") or 0)) == end or None, interval=0.05)
+    replica.sql("STOP SLAVE")
+    return {
+        "elapsed_s": elapsed, "serving_cpu_s": c1[0] - c0[0], "client_cpu_s": r1[0] - r0[0], "quiet": quiet,
+        "argv": ["START", "SLAVE", "IO_THREAD", f"(MASTER_PORT={port}, MASTER_LOG_FILE='{first}', MASTER_LOG_POS=4)"],
+    }
+
+
 def catchup(root, out_root, results):
     mib = env_int("BENCH_RELAY_BACKLOG_MIB", 1024)
     runs = env_int("BENCH_RUNS", 5)
     clients = env_list("BENCH_RELAY_CATCHUP_CLIENTS", ["mariadb-binlog", "drain"])
     for c in clients:
-        if c not in ("mariadb-binlog", "drain"):
-            raise SystemExit(f"BENCH_RELAY_CATCHUP_CLIENTS: unknown client {c!r} (mariadb-binlog, drain)")
+        if c not in ("mariadb-binlog", "drain", "replica"):
+            raise SystemExit(f"BENCH_RELAY_CATCHUP_CLIENTS: unknown client {c!r} (mariadb-binlog, drain, replica)")
     say(f"\n== catch-up: a {mib} MiB bulk backlog (catchup.py's bulk profile) pulled from the relay and from the "
         f"source by {' and '.join(clients)}, {runs} interleaved pair(s) each")
     db = MariaDB(root / "cu-source", SOURCE_ARGS).start()
@@ -412,6 +456,9 @@ def catchup(root, out_root, results):
     wait_checkpoint(server, task_id, backlog["target"], timeout=1800)
     say(f"binlog-server caught up in {time.monotonic() - t:.1f} s (not the measurement)")
     active = backlog["files"][-1][0]
+    replica = None
+    if "replica" in clients:
+        replica = MariaDB(root / "cu-replica", REPLICA_ARGS + [f"--server-id={CATCHUP_REPLICA_SERVER_ID}"]).start()
     # What each pull must equal: the source's own files (the active one but for its in-use flag),
     # and, byte for byte, what the other side sent.
     want = digests([db.datadir / name for name, _ in backlog["files"]], mask_flag=active)
@@ -424,7 +471,11 @@ def catchup(root, out_root, results):
             for mode in order:
                 port, user, password, pid = ((relay_port, RELAY_USER, RELAY_PASSWORD, server.proc.pid) if mode == "relay"
                                              else (db.port, REPL_USER, REPL_PASSWORD, db.proc.pid))
-                if client == "drain":
+                if client == "replica":
+                    res = replica_pull(replica, port, user, password, backlog["first"], tuple(backlog["target"]),
+                                       backlog["bytes"], pid)
+                    check = f"read up to {backlog['target'][0]}:{backlog['target'][1]}, no IO error"
+                elif client == "drain":
                     res = drain(port, user, password, backlog["first"], pid)
                     st = res["stream"]
                     streams.setdefault(mode, st)
@@ -456,6 +507,8 @@ def catchup(root, out_root, results):
                     f"machine busy {res['quiet'][0]:.0f}% before")
     for client in clients:
         say(f"command ({client}): MYSQL_PWD=... {shell_join(per[client]['relay'][0]['argv'])}")
+    if replica is not None:
+        replica.stop()
     server.stop()
     db.stop()
     gib = backlog["bytes"] / (1024 * MIB)

@@ -12,7 +12,8 @@
 # `mariadb-binlog --read-from-remote-server --raw --to-last-log` pulling it all from the relay and
 # from the source in interleaved pairs, each pull checked byte for byte against the source's files;
 # and the same pairs with the probe's `--drain` client (a non-blocking dump read to its end, nothing
-# written: what each server can send when the client is not the bound).
+# written: what each server can send when the client is not the bound); with `replica` among the
+# clients also a fresh mariadbd replica's IO thread pulling it all (what issue 18 names).
 #
 # Environment (all optional):
 #   BENCH_RELAY_PARTS="fanout catchup"  which parts to run
@@ -21,7 +22,8 @@
 #   BENCH_RELAY_SECONDS=10              length of each fan-out run
 #   BENCH_RELAY_WARMUP_S=1              first seconds of each fan-out run not counted
 #   BENCH_RELAY_BACKLOG_MIB=1024        catch-up backlog size
-#   BENCH_RELAY_CATCHUP_CLIENTS="mariadb-binlog drain"  catch-up clients (both by default)
+#   BENCH_RELAY_CATCHUP_CLIENTS="mariadb-binlog drain"  catch-up clients: mariadb-binlog, drain,
+#                                       replica (the first two by default)
 #   BENCH_RUNS=5                        fan-out runs per set-up and size; catch-up pairs
 #   BENCH_QUIET_WAIT_S=120, BENCH_QUIET_IDLE_PCT=60  wait for an idle machine before each run
 #   BENCH_SERVER_BIN, BENCH_LOAD_BIN, BENCH_PROBE_BIN  existing binaries (skip the builds)
