@@ -403,7 +403,8 @@ CATCHUP_REPLICA_SERVER_ID = 950
 
 
 def replica_pull(replica, port, user, password, first, end, nbytes, serving_pid):
-    """A fresh replica's IO thread pulls the backlog from `port`: seconds until it read up to `end`."""
+    """A fresh replica's IO thread pulls the backlog from `port`: seconds until its relay logs
+    hold it (then checked to have read up to `end`)."""
     replica.sql(f"""
         STOP SLAVE; RESET SLAVE ALL;
         CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={port}, MASTER_USER='{user}',
@@ -419,7 +420,7 @@ def replica_pull(replica, port, user, password, first, end, nbytes, serving_pid)
     replica.sql("START SLAVE IO_THREAD")
     # The relay logs hold every event sent (with the replica's own format descriptions, less the
     # source files' 4-byte headers), so their size passing the backlog's less 64 KiB is the end
-    # within a few events (~50 us at these speeds); polled on the file system, which costs the
+    # within a few events (~0.1 ms at these speeds); polled on the file system, which costs the
     # replica nothing. SHOW SLAVE STATUS then confirms the end position, untimed.
     poll_until(600, "the replica's relay logs to cover the backlog",
                lambda: relay_logs() >= nbytes - 64 * 1024 or None, interval=0.005)
@@ -428,9 +429,10 @@ def replica_pull(replica, port, user, password, first, end, nbytes, serving_pid)
     st = slave_status(replica)
     if st.get("Last_IO_Errno", "0") != "0":
         raise SystemExit(f"replica from port {port}: IO error {st.get('Last_IO_Errno')}: {st.get('Last_IO_Error')}")
-    poll_until(60, f"the replica to report {end[0]}:{end[1]} read",
-               lambda: (slave_status(replica).get("Master_Log_File"),
-                        int(slave_status(replica).get("Read_Master_Log_Pos") or 0)) == end or None, interval=0.05)
+    def read_up_to():
+        st = slave_status(replica)
+        return (st.get("Master_Log_File"), int(st.get("Read_Master_Log_Pos") or 0))
+    poll_until(60, f"the replica to report {end[0]}:{end[1]} read", lambda: read_up_to() == end or None, interval=0.05)
     replica.sql("STOP SLAVE")
     return {
         "elapsed_s": elapsed, "serving_cpu_s": c1[0] - c0[0], "client_cpu_s": r1[0] - r0[0], "quiet": quiet,

@@ -724,7 +724,8 @@ impl Dumper<'_> {
     }
 }
 
-/// A read of the next chunk of a file, started before the current chunk is sent.
+/// A read on the blocking pool: of the next chunk of a file, started before the current chunk
+/// is sent, or one the dump waits for at once ([`read_at`]).
 struct ReadAhead {
     file: Arc<std::fs::File>,
     at: u64,
@@ -790,9 +791,7 @@ async fn read_at(
     if inline {
         return read_blocking(&file, offset, len, buf);
     }
-    tokio::task::spawn_blocking(move || read_blocking(&file, offset, len, buf))
-        .await
-        .unwrap_or_else(|e| (Vec::new(), Err(std::io::Error::other(e))))
+    ReadAhead::start(file, offset, len, buf).bytes().await
 }
 
 /// Reads up to `len` bytes at `offset` into `buf` (grown to `len` if shorter); short only at the
