@@ -129,15 +129,20 @@ def relay_clients(server, task_id):
 # Fan-out.
 
 
+def repoint(replica, port, user, password, start, extra=""):
+    """Stops the replica, drops its relay logs and points it at `start` (file, pos) on `port`."""
+    replica.sql(f"""
+        STOP SLAVE; RESET SLAVE ALL;
+        CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={port}, MASTER_USER='{user}',
+          MASTER_PASSWORD='{password}', MASTER_USE_GTID=no, MASTER_LOG_FILE='{start[0]}',
+          MASTER_LOG_POS={start[1]}, MASTER_CONNECT_RETRY=1{extra};
+    """)
+
+
 def point_replicas(replicas, port, user, password, start):
     def one(r):
-        r.sql(f"""
-            STOP SLAVE; RESET SLAVE ALL;
-            CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={port}, MASTER_USER='{user}',
-              MASTER_PASSWORD='{password}', MASTER_USE_GTID=no, MASTER_LOG_FILE='{start[0]}',
-              MASTER_LOG_POS={start[1]}, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1;
-            START SLAVE IO_THREAD;
-        """)
+        repoint(r, port, user, password, start, ", MASTER_HEARTBEAT_PERIOD=1")
+        r.sql("START SLAVE IO_THREAD")
     with ThreadPoolExecutor(max_workers=4) as ex:
         list(ex.map(one, replicas))
     for r in replicas:
@@ -405,12 +410,8 @@ CATCHUP_REPLICA_SERVER_ID = 950
 def replica_pull(replica, port, user, password, first, end, nbytes, serving_pid):
     """A fresh replica's IO thread pulls the backlog from `port`: seconds until its relay logs
     hold it (then checked to have read up to `end`)."""
-    replica.sql(f"""
-        STOP SLAVE; RESET SLAVE ALL;
-        CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={port}, MASTER_USER='{user}',
-          MASTER_PASSWORD='{password}', MASTER_USE_GTID=no, MASTER_LOG_FILE='{first}',
-          MASTER_LOG_POS=4, MASTER_CONNECT_RETRY=1;
-    """)
+    repoint(replica, port, user, password, (first, 4))
+
     def relay_logs():
         return sum(p.stat().st_size for p in replica.datadir.iterdir()
                    if "relay-bin." in p.name and p.name.rsplit(".", 1)[-1].isdigit())
@@ -426,13 +427,7 @@ def replica_pull(replica, port, user, password, first, end, nbytes, serving_pid)
                lambda: relay_logs() >= nbytes - 64 * 1024 or None, interval=0.005)
     elapsed = time.monotonic() - t0
     c1, r1 = proc_cpu(serving_pid), proc_cpu(replica.proc.pid)
-    st = slave_status(replica)
-    if st.get("Last_IO_Errno", "0") != "0":
-        raise SystemExit(f"replica from port {port}: IO error {st.get('Last_IO_Errno')}: {st.get('Last_IO_Error')}")
-    def read_up_to():
-        st = slave_status(replica)
-        return (st.get("Master_Log_File"), int(st.get("Read_Master_Log_Pos") or 0))
-    poll_until(60, f"the replica to report {end[0]}:{end[1]} read", lambda: read_up_to() == end or None, interval=0.05)
+    replicas_reached([replica], end, timeout=60)
     replica.sql("STOP SLAVE")
     return {
         "elapsed_s": elapsed, "serving_cpu_s": c1[0] - c0[0], "client_cpu_s": r1[0] - r0[0], "quiet": quiet,
