@@ -36,6 +36,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// not mistaken for a hang.
 const STOP_TIMEOUT: Duration = Duration::from_secs(45);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Below the server's limit for its HTTP server's stop (`HTTP_STOP_LIMIT`, 10 s): see `stop()`.
+const HTTP_STACKS_AFTER: Duration = Duration::from_secs(7);
+/// The server's error line when that limit passed.
+const HTTP_STOP_HUNG: &str = "the HTTP server did not stop in time";
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 const PORT_ATTEMPTS: usize = 5;
 /// How long `wait_for_state` polls.
@@ -489,11 +493,40 @@ impl Server {
     }
 
     /// Graceful stop: SIGTERM, then wait (with a deadline) for the exit status.
+    ///
+    /// A stop that outlasts [`HTTP_STACKS_AFTER`] has its threads' stacks taken while the HTTP
+    /// server's own stop may still hang (the server gives it 10 s, then stops the tasks without
+    /// it); when the log then says it did not stop in time, and the test did not make it hang
+    /// (`BINLOG_TEST_HTTP_STOP_STALL`), the stop fails with those stacks: such a hang would
+    /// otherwise pass as a shutdown 10 s slower, with nothing saying where it hung.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("stop(): the server is not running");
+        let log_start = file_len(&self.log_path()) as usize;
         send_signal(child.id(), "TERM");
-        match wait_child(&mut child, STOP_TIMEOUT) {
-            Some(status) => status,
+        let mut stacks_while_stopping = None;
+        let exited = match wait_child(&mut child, HTTP_STACKS_AFTER) {
+            Some(status) => Some(status),
+            None => {
+                stacks_while_stopping = Some(thread_stacks(child.id(), "binlog-server"));
+                wait_child(&mut child, STOP_TIMEOUT.saturating_sub(HTTP_STACKS_AFTER))
+            }
+        };
+        match exited {
+            Some(status) => {
+                let stall_asked = self.opts.env.iter().any(|(k, v)| k == "BINLOG_TEST_HTTP_STOP_STALL" && v == "1");
+                let log = std::fs::read(self.log_path()).unwrap_or_default();
+                let since = String::from_utf8_lossy(log.get(log_start..).unwrap_or_default());
+                if !stall_asked && since.contains(HTTP_STOP_HUNG) {
+                    let stacks = stacks_while_stopping.unwrap_or_else(|| "(no stacks: it exited first)".into());
+                    panic!(
+                        "binlog-server (pid {}) exited, but its HTTP server's stop hung: the log says {HTTP_STOP_HUNG:?}\n{}\n\
+                         stacks taken {HTTP_STACKS_AFTER:?} after SIGTERM:\n{stacks}",
+                        child.id(),
+                        self.reported_diagnostics()
+                    );
+                }
+                status
+            }
             None => {
                 // Where it hangs, read before the kill.
                 let stacks = thread_stacks(child.id(), "binlog-server");
