@@ -269,7 +269,27 @@ def machine_facts(data_path):
         "rustc": _cmd(["rustc", "--version"]),
         "commit": git + (" (+ local changes)" if dirty else ""),
         "loadavg": _read("/proc/loadavg").strip(),
+        "page reporting": page_reporting(),
     }
+
+
+def page_reporting():
+    """Whether this (virtual) machine hands freed memory back to its host (virtio-balloon's free
+    page reporting). Where it does, memory the kernel freed a few seconds ago is no longer backed
+    by the host, and the first write to each page costs a host fault: about 2.2 s of system time
+    per GiB on the 2026-12-06 machines, charged to whichever process fills the page cache with
+    new data then. A catch-up run that lands on such memory shows up as a slow mode at about
+    twice the CPU-s per GiB, for every tool alike (docs/performance.md, 2026-12-06, eleventh
+    session)."""
+    order = _read("/sys/module/page_reporting/parameters/page_reporting_order").strip()
+    if not order:
+        return "none (no page_reporting module)"
+    if not os.path.isdir("/sys/bus/virtio/drivers/virtio_balloon"):
+        return f"off (no virtio_balloon driver; page_reporting_order {order})"
+    if int(order) > 10:
+        return f"off (page_reporting_order {order}, above the largest block order)"
+    return (f"on: freed blocks of order >= {order} go back to the host (first writes into them pay a host "
+            f"fault; runs may be bimodal)")
 
 
 def print_facts(facts):
