@@ -78,14 +78,14 @@ pub fn discard() -> Logger {
 /// system call each, dozens per line, on the log thread; here a line is one write, and a rotating
 /// file never splits a line across two files. A line is written out as soon as its newline
 /// arrives (nothing waits in the buffer for later lines), on `flush`, when the buffer would pass
-/// [`LINE_BUFFER_MAX`] (a piece that large goes straight through), and on drop.
+/// `LINE_BUFFER_MAX` (a piece that large goes straight through), and on drop.
 pub struct LineBuffered<W: Write> {
     inner: W,
     buf: Vec<u8>,
 }
 
 /// A line longer than this is written out in parts, as it comes.
-pub const LINE_BUFFER_MAX: usize = 64 * 1024;
+const LINE_BUFFER_MAX: usize = 64 * 1024;
 
 impl<W: Write> LineBuffered<W> {
     pub fn new(inner: W) -> Self {
