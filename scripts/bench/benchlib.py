@@ -425,6 +425,48 @@ class RssSampler:
 # Log timestamps.
 
 
+def histogram_buckets(server, name):
+    """One of binlog-server's histograms from `/metrics`: {upper bound s: cumulative count}."""
+    with urllib.request.urlopen(server.url("/metrics"), timeout=30) as r:
+        text = r.read().decode()
+    out = {}
+    prefix = f'{name}_bucket{{le="'
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            le, _, count = line[len(prefix):].partition('"} ')
+            out[float(le)] = int(count)
+    return out
+
+
+def bucket_percentile(before, after, q):
+    """The upper bound of the bucket that holds the q-th percentile of what was added between two
+    scrapes of a cumulative histogram (None when nothing was added)."""
+    delta = sorted((le, after[le] - before.get(le, 0)) for le in after)
+    total = delta[-1][1] if delta else 0
+    if total == 0:
+        return None
+    for le, n in delta:
+        if n >= total * q / 100:
+            return le
+    return delta[-1][0]
+
+
+# The live path's histograms: a batch's first event read -> its fsync returned; a durable checkpoint
+# published -> its first bytes written to a waiting relay client; an event that asked for a
+# semi-sync ack -> the ack sent.
+DURABLE_HIST = "binlog_server_durable_seconds"
+RELAY_DELAY_HIST = "binlog_server_relay_send_delay_seconds"
+ACK_HIST = "binlog_server_semi_sync_ack_seconds"
+
+
+def live_histograms(server):
+    return {name: histogram_buckets(server, name) for name in (DURABLE_HIST, RELAY_DELAY_HIST, ACK_HIST)}
+
+
+def fmt_le(le_s):
+    return "-" if le_s is None else f"<= {le_s * 1000:g} ms"
+
+
 def parse_ts_ns(ts):
     """RFC 3339 UTC ('2026-11-24T13:19:22.462637599Z') -> Unix nanoseconds."""
     ts = ts.rstrip("Z")

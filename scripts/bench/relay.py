@@ -62,9 +62,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    REPL_PASSWORD, REPL_USER, LogTail, MariaDB, Server, cleanup, env_int, env_list, finish, free_port, machine_facts,
-    median, output_root, percentile, poll_until, print_facts, proc_cpu, run_main, say, shell_join, stop_process,
-    wait_quiet, work_dir,
+    DURABLE_HIST, RELAY_DELAY_HIST, REPL_PASSWORD, REPL_USER, LogTail, MariaDB, Server, bucket_percentile, cleanup,
+    env_int, env_list, finish, fmt_le, free_port, live_histograms, machine_facts, median, output_root, percentile,
+    poll_until, print_facts, proc_cpu, run_main, say, shell_join, stop_process, wait_quiet, work_dir,
 )
 from catchup import generate  # noqa: E402
 
@@ -228,6 +228,7 @@ def fanout_run(ctx, mode, n, rate, seconds, warmup_s, root):
     log = LogTail(server.log_path)
     log.skip_to_end()
     cpu0_srv, cpu0_db = proc_cpu(server.proc.pid), proc_cpu(db.proc.pid)
+    hist0 = live_histograms(server) if mode != "source" else None
     out = root / "load.csv"
     r = subprocess.run(load_argv(db, rate, seconds, out), capture_output=True, text=True, timeout=seconds + 600)
     if r.returncode != 0:
@@ -246,6 +247,14 @@ def fanout_run(ctx, mode, n, rate, seconds, warmup_s, root):
         if frozen:
             os.kill(frozen.proc.pid, signal.SIGCONT)
     cpu1_srv, cpu1_db = proc_cpu(server.proc.pid), proc_cpu(db.proc.pid)
+    # Where our share goes, by binlog-server's own histograms: a batch's first event read -> its
+    # fsync returned, and the checkpoint published -> its bytes written to each waiting client.
+    stages = {}
+    if hist0 is not None:
+        hist1 = live_histograms(server)
+        for key, name in (("durable", DURABLE_HIST), ("send_delay", RELAY_DELAY_HIST)):
+            for q in (50, 99):
+                stages[f"{key}_p{q}_le_s"] = bucket_percentile(hist0[name], hist1[name], q)
     # binlog-server's fsyncs during the run: the relay sends nothing past the durable checkpoint,
     # so each transaction waits for the fsync that covers it.
     fsync_ms = sorted(int(x.get("fsync_us", 0)) / 1000 for x in log.read() if x.get("msg") == "checkpoint durable")
@@ -264,7 +273,7 @@ def fanout_run(ctx, mode, n, rate, seconds, warmup_s, root):
         "sent_p50_ms": percentile(sent, 50), "sent_p99_ms": percentile(sent, 99),
         "server_cpu_s": cpu1_srv[0] - cpu0_srv[0], "source_cpu_s": cpu1_db[0] - cpu0_db[0],
         "fsyncs": len(fsync_ms), "fsync_p50_ms": percentile(fsync_ms, 50), "fsync_p99_ms": percentile(fsync_ms, 99),
-        "replicas_caught_up_s": caught_s, "relay_clients": clients, "quiet": quiet,
+        "replicas_caught_up_s": caught_s, "relay_clients": clients, "quiet": quiet, **stages,
     }
 
 
@@ -305,7 +314,10 @@ def fanout(root, out_root, results):
                 res = fanout_run(ctx, mode, n, rate, seconds, warmup_s, out_root / f"fan-{n}-{i + 1}-{mode}")
                 per[mode].append(res)
                 cl = (f", relay clients {res['relay_clients']}; {res['fsyncs']} fsyncs, p50 {res['fsync_p50_ms']:.2f} "
-                      f"ms, p99 {res['fsync_p99_ms']:.2f} ms" if mode != "source" else "")
+                      f"ms, p99 {res['fsync_p99_ms']:.2f} ms; received -> fsynced p50 "
+                      f"{fmt_le(res['durable_p50_le_s'])}, p99 {fmt_le(res['durable_p99_le_s'])}; published -> sent "
+                      f"to each waiting client p50 {fmt_le(res['send_delay_p50_le_s'])}, p99 "
+                      f"{fmt_le(res['send_delay_p99_le_s'])}" if mode != "source" else "")
                 say(f"{n:>2} replica(s) run {i + 1} {mode:>6}: achieved {res['achieved_rate']:.0f}/s, commit -> "
                     f"arrival p50 {res['p50_ms']:.3f} ms, p99 {res['p99_ms']:.3f} ms, max {res['max_ms']:.1f} ms; "
                     f"cpu binlog-server {res['server_cpu_s']:.2f} s, source {res['source_cpu_s']:.2f} s; replicas at "

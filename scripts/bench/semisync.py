@@ -21,17 +21,16 @@ slow commit counts). See docs/performance.md for how to read the figures.
 
 import csv
 import os
-import re
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    REPL_PASSWORD, REPL_USER, MariaDB, Server, env_int, env_list, finish, machine_facts, median, output_root,
-    percentile, poll_until, print_facts, run_main, say, shell_join, wait_quiet, work_dir,
+    ACK_HIST, DURABLE_HIST, REPL_PASSWORD, REPL_USER, MariaDB, Server, bucket_percentile, env_int, env_list, finish,
+    fmt_le, live_histograms, machine_facts, median, output_root, percentile, poll_until, print_facts, run_main, say,
+    shell_join, wait_quiet, work_dir,
 )
 
 MODES = ["async", "binlog", "replica"]
@@ -99,31 +98,6 @@ def set_up(mode, root):
     return db, procs
 
 
-def ack_buckets(server):
-    """binlog-server's `binlog_server_semi_sync_ack_seconds` histogram: {upper bound s: count}."""
-    with urllib.request.urlopen(server.url("/metrics"), timeout=30) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r'binlog_server_semi_sync_ack_seconds_bucket\{le="([^"]+)"\} (\d+)', line)
-        if m:
-            out[float(m.group(1))] = int(m.group(2))
-    return out
-
-
-def bucket_percentile(before, after, q):
-    """The upper bound of the bucket that holds the q-th percentile of what was added between two
-    scrapes of a cumulative histogram (None when nothing was added)."""
-    delta = sorted((le, after[le] - before.get(le, 0)) for le in after)
-    total = delta[-1][1] if delta else 0
-    if total == 0:
-        return None
-    for le, n in delta:
-        if n >= total * q / 100:
-            return le
-    return delta[-1][0]
-
-
 def one_run(mode, rate, seconds, warmup_s, root):
     db, procs = set_up(mode, root)
     server = procs[1] if mode in ("binlog", "binlog-b") else None
@@ -135,7 +109,7 @@ def one_run(mode, rate, seconds, warmup_s, root):
         if mode != "async":
             db.sql("FLUSH STATUS")  # the source's semi-sync averages below cover this run only
         no_tx = status(db, "Rpl_semi_sync_master_no_tx") if mode != "async" else 0
-        acks_before = ack_buckets(server) if server else None
+        hist_before = live_histograms(server) if server else None
         out = root / "load.csv"
         r = subprocess.run(load_argv(db, rate, seconds, out), capture_output=True, text=True, timeout=seconds + 600)
         if r.returncode != 0:
@@ -158,10 +132,13 @@ def one_run(mode, rate, seconds, warmup_s, root):
             res["source_tx_avg_wait_us"] = status(db, "Rpl_semi_sync_master_tx_avg_wait_time")
             res["source_net_avg_wait_us"] = status(db, "Rpl_semi_sync_master_net_avg_wait_time")
         if server:
-            # Our share: event received -> ack sent, as binlog-server's histogram buckets hold it.
-            after = ack_buckets(server)
-            res["ack_p50_le_s"] = bucket_percentile(acks_before, after, 50)
-            res["ack_p99_le_s"] = bucket_percentile(acks_before, after, 99)
+            # Our share: event received -> ack sent, as binlog-server's histogram buckets hold it, and
+            # the part of it until the fsync returned.
+            after = live_histograms(server)
+            res["ack_p50_le_s"] = bucket_percentile(hist_before[ACK_HIST], after[ACK_HIST], 50)
+            res["ack_p99_le_s"] = bucket_percentile(hist_before[ACK_HIST], after[ACK_HIST], 99)
+            res["durable_p50_le_s"] = bucket_percentile(hist_before[DURABLE_HIST], after[DURABLE_HIST], 50)
+            res["durable_p99_le_s"] = bucket_percentile(hist_before[DURABLE_HIST], after[DURABLE_HIST], 99)
         return res
     finally:
         for p in reversed(procs):
@@ -199,8 +176,9 @@ def main():
                          f"tx {res['source_tx_avg_wait_us']} us, net {res['source_net_avg_wait_us']} us"
                          if mode != "async" else "")
                 if "ack_p50_le_s" in res:
-                    le = {k: ("-" if res[k] is None else f"<= {res[k] * 1000:g} ms") for k in ("ack_p50_le_s", "ack_p99_le_s")}
-                    extra += f"; ours (event -> ack sent) p50 {le['ack_p50_le_s']}, p99 {le['ack_p99_le_s']}"
+                    extra += (f"; ours (event -> ack sent) p50 {fmt_le(res['ack_p50_le_s'])}, p99 "
+                              f"{fmt_le(res['ack_p99_le_s'])}, of which received -> fsynced p50 "
+                              f"{fmt_le(res['durable_p50_le_s'])}, p99 {fmt_le(res['durable_p99_le_s'])}")
                 say(f"rate {rate}/s run {i + 1} {mode:>7}: achieved {res['achieved_rate']:.0f}/s, commit p50 "
                     f"{res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} ms, max {res['max_ms']:.1f} ms{extra}")
         results["rates"][rate] = per

@@ -190,6 +190,7 @@ pub async fn run(
         clear_fde_created: start.clear_fde_created,
         skipped_to: None,
         out: Vec::with_capacity(WRITE_BATCH + 1024),
+        woken_by: None,
         rbuf: Vec::new(),
         ahead: None,
         prefetch: None,
@@ -343,6 +344,9 @@ struct Dumper<'a> {
     /// before it waits, so the replica's position moves past what it already has.
     skipped_to: Option<u64>,
     out: Vec<u8>,
+    /// When the durable checkpoint this dump was woken by was published: the next bytes that go
+    /// out are its (`relay_send_delay_seconds`).
+    woken_by: Option<std::time::Instant>,
     /// The read buffer, kept from one read to the next.
     rbuf: Vec<u8>,
     /// The next chunk of the file being sent, read on the blocking pool while this one is sent.
@@ -431,6 +435,9 @@ impl Dumper<'_> {
         if !self.out.is_empty() {
             let out = std::mem::take(&mut self.out);
             io.write_framed(&out).await?;
+            if let Some(at) = self.woken_by.take() {
+                crate::telemetry::metrics::metrics().relay_send_delay_seconds.observe(at.elapsed().as_secs_f64());
+            }
             self.client.sent(out.len() as u64, &self.at.0, self.at.1);
             self.out = out;
             self.out.clear();
@@ -442,7 +449,7 @@ impl Dumper<'_> {
         &mut self,
         io: &mut Io,
         archive: &mut Archive,
-        rx: &mut tokio::sync::watch::Receiver<Option<crate::meta::Checkpoint>>,
+        rx: &mut tokio::sync::watch::Receiver<Option<super::hub::Published>>,
         start_pos: u64,
         non_block: bool,
     ) -> Result<(), DumpFailure> {
@@ -515,12 +522,16 @@ impl Dumper<'_> {
             }
             // Wait: a new durable checkpoint, the heartbeat period, or the client leaving.
             let beat_at = self.heartbeat.map(|p| last_write + p);
+            // Nothing of the checkpoint that woke us was left to send (or it went out above).
+            self.woken_by = None;
             tokio::select! {
                 changed = rx.changed() => {
                     if changed.is_err() {
                         return Err(DumpFailure::Refused("the task was deleted".into()));
                     }
-                    let cp = rx.borrow_and_update().clone();
+                    let published = rx.borrow_and_update().clone();
+                    self.woken_by = published.as_ref().map(|p| p.at);
+                    let cp = published.map(|p| p.checkpoint);
                     let same_file = matches!((&cp, archive.durable.as_ref()), (Some(a), Some(b)) if a.file == b.file && a.source_identity == b.source_identity);
                     if same_file {
                         archive.durable = cp;

@@ -373,7 +373,7 @@ impl Archive {
 /// Loads the task's archive: the catalog, the durable checkpoint (the writer's, else the
 /// stored one, which is never ahead of it) and the newest file's FDE.
 pub async fn load_archive(ctx: &RelayContext, task: TaskId) -> Result<Archive, StoreError> {
-    let published = ctx.hub.subscribe(task).borrow().clone();
+    let published = ctx.hub.subscribe(task).borrow().clone().map(|p| p.checkpoint);
     let task_dir = crate::layout::DataLayout::new(&ctx.data_dir).task_dir(task);
     let dir = task_dir.clone();
     ctx.store

@@ -53,6 +53,18 @@ pub struct Metrics {
     /// the ack (which waits for the fsync).
     pub semi_sync_acks: IntCounterVec,
     pub semi_sync_ack_seconds: Histogram,
+    /// From reading the first event of a write batch off the source's socket to the fsync that
+    /// makes it durable having returned (what a semi-sync ack or a relay client waits for).
+    pub durable_seconds: Histogram,
+    /// Relay: from a new durable checkpoint (published right after its fsync) to its first bytes
+    /// written to the socket of a client that was waiting for it.
+    pub relay_send_delay_seconds: Histogram,
+}
+
+/// Buckets for the live path's latencies: finer around 1 ms (what an ack adds to a commit on a
+/// healthy set-up, and the goals docs/performance.md measures against).
+fn live_buckets() -> Vec<f64> {
+    vec![0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -164,12 +176,25 @@ impl Metrics {
                     "binlog_server_semi_sync_ack_seconds",
                     "Semi-sync: from receiving an event that asked for an ack to sending the ack (after its fsync).",
                 )
-                // Finer around 1 ms, what an ack adds to a commit on a healthy set-up (and the goal
-                // docs/performance.md measures against).
-                .buckets(vec![
-                    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                    0.25, 1.0,
-                ]),
+                .buckets(live_buckets()),
+            )
+            .expect("valid metric"),
+            durable_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "binlog_server_durable_seconds",
+                    "From reading the first event of a write batch off the source's socket to its fsync having \
+                     returned (the checkpoint durable).",
+                )
+                .buckets(live_buckets()),
+            )
+            .expect("valid metric"),
+            relay_send_delay_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "binlog_server_relay_send_delay_seconds",
+                    "Relay: from a new durable checkpoint to its first bytes written to the socket of a client \
+                     waiting for it.",
+                )
+                .buckets(live_buckets()),
             )
             .expect("valid metric"),
         };
@@ -183,7 +208,7 @@ impl Metrics {
     }
 
     fn collectors(&self) -> Vec<&dyn Collector> {
-        let ours: [&dyn Collector; 22] = [
+        let ours: [&dyn Collector; 24] = [
             &self.tasks,
             &self.tasks_stuck,
             &self.events,
@@ -206,6 +231,8 @@ impl Metrics {
             &self.relay_bytes_sent,
             &self.semi_sync_acks,
             &self.semi_sync_ack_seconds,
+            &self.durable_seconds,
+            &self.relay_send_delay_seconds,
         ];
         ours.into_iter().chain(self.process.as_deref()).collect()
     }
@@ -441,6 +468,8 @@ mod tests {
             "binlog_server_recovery_breaks",
             "binlog_server_semi_sync_acks_total",
             "binlog_server_semi_sync_ack_seconds",
+            "binlog_server_durable_seconds",
+            "binlog_server_relay_send_delay_seconds",
             "process_cpu_seconds_total",
             "process_resident_memory_bytes",
             "process_open_fds",

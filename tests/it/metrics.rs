@@ -9,7 +9,7 @@ use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
 use crate::common::poll_until;
 use crate::common::server::{Server, ServerOpts};
 
-const FAMILIES: [&str; 22] = [
+const FAMILIES: [&str; 24] = [
     "binlog_server_tasks",
     "binlog_server_events_total",
     "binlog_server_bytes_written_total",
@@ -28,6 +28,8 @@ const FAMILIES: [&str; 22] = [
     "binlog_server_cluster_nodes_online",
     "binlog_server_recovery_window_oldest_timestamp_seconds",
     "binlog_server_recovery_breaks",
+    "binlog_server_durable_seconds",
+    "binlog_server_relay_send_delay_seconds",
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",
     "process_open_fds",
@@ -92,6 +94,12 @@ fn every_family_is_present_and_values_move_while_streaming() {
     assert_eq!(sample(&text, "binlog_server_tasks{state=\"RUNNING\"}"), Some(1.0), "{text}");
     let fsyncs = sample(&text, "binlog_server_fsync_duration_seconds_count").expect("fsync histogram");
     assert!(fsyncs > 0.0, "fsyncs are timed: {text}");
+    // Every batch made from the stream is timed from its first event's arrival to its fsync.
+    let durable = sample(&text, "binlog_server_durable_seconds_count").expect("durable histogram");
+    assert!(
+        durable > 0.0 && durable <= fsyncs,
+        "received -> durable is timed per fsynced batch: {durable} of {fsyncs}"
+    );
     poll_until(Duration::from_secs(30), "the lag gauge", || {
         sample(&scrape(&srv), &format!("binlog_server_replication_lag_seconds{label}"))
     });

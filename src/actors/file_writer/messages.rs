@@ -145,6 +145,9 @@ pub struct WriterLease {
 pub struct WriteBatch {
     pub ops: Vec<WriteOp>,
     pub checkpoint: Option<Checkpoint>,
+    /// When the batch's first event was read off the source's socket (the
+    /// `binlog_server_durable_seconds` histogram); `None` for batches not made from a stream.
+    pub received: Option<std::time::Instant>,
 }
 
 /// Persist the durable checkpoint now if it is newer than the stored one (the task's timer). A

@@ -110,7 +110,7 @@ fn a_batch_is_answered_before_its_checkpoint_is_stored_and_the_timer_stores_it()
                 pos: b.pos,
                 gtid_set: tracker.gtid().snapshot(),
             };
-            batches.push(WriteBatch { ops: std::mem::take(&mut ops), checkpoint: Some(checkpoint) });
+            batches.push(WriteBatch { ops: std::mem::take(&mut ops), checkpoint: Some(checkpoint), received: None });
         }
     }
     assert!(batches.len() >= 4, "the fixture has at least four transactions: {}", batches.len());
@@ -149,7 +149,7 @@ fn a_batch_is_answered_before_its_checkpoint_is_stored_and_the_timer_stores_it()
         writer.persist_on_timer();
         assert!(!writer.persist_idle(), "a failed persist is retried by the timer's job, never skipped");
         let err = writer
-            .write_batch(WriteBatch { ops: Vec::new(), checkpoint: None })
+            .write_batch(WriteBatch { ops: Vec::new(), checkpoint: None, received: None })
             .expect_err("the timer's failure reaches the stream");
         assert!(matches!(err, WriterError::Store(_)), "{err:?}");
     });
@@ -240,7 +240,7 @@ fn a_sealed_files_digest_is_that_of_its_bytes_hashed_inline_or_apart_and_none_af
                 writer.hash_apart_min = if how == I { usize::MAX } else { 0 };
                 writer.hash_large_on_write = how == A;
                 assert_eq!(hashing::hashing(&ops, writer.hash_apart_min, writer.hash_large_on_write), how);
-                writer.write_batch(WriteBatch { ops, checkpoint: None }).unwrap();
+                writer.write_batch(WriteBatch { ops, checkpoint: None, received: None }).unwrap();
             }
             // The reports are delivered on this system: let them arrive.
             poll(|| seen.lock().unwrap().len() == seals).await;

@@ -109,7 +109,11 @@ impl Writer {
         }
         let fsync = started.elapsed();
         if synced {
-            crate::telemetry::metrics::metrics().fsync.observe(fsync.as_secs_f64());
+            let m = crate::telemetry::metrics::metrics();
+            m.fsync.observe(fsync.as_secs_f64());
+            if let Some(received) = batch.received {
+                m.durable_seconds.observe(received.elapsed().as_secs_f64());
+            }
         }
         if let Some(cp) = batch.checkpoint {
             // Only now, with the fsync returned, is the checkpoint durable.

@@ -261,7 +261,8 @@ impl Pump {
         } else {
             None
         };
-        WriteBatch { ops: self.batch.take(), checkpoint }
+        let received = self.batch.since;
+        WriteBatch { ops: self.batch.take(), checkpoint, received }
     }
 
     /// Sends the ack the durable checkpoint now owes the source, if any (never beyond it: see
