@@ -66,6 +66,7 @@ if in_level test; then
     sqlite3                # tests read the embedded metadata database (ciphertext at rest)
     chromium               # the UI's browser test (playwright-core drives Debian's chromium)
     adduser                # the package test installs the .deb, whose postinst adds the user
+    gdb                    # a hung server's thread stacks in a failing test's message
   )
   if ! { command -v node && command -v npm; } >/dev/null 2>&1; then apt_wanted+=(nodejs npm); fi
   if ! python3 -m pip --version >/dev/null 2>&1; then apt_wanted+=(python3-pip); fi
