@@ -24,7 +24,11 @@ negative from the source (a source sends the binlog to its dump threads before t
 to the client). The mariadbd replicas run only their IO thread (START SLAVE IO_THREAD): they pull
 and write their relay logs like a real replica but do not apply, so 20 of them do not drown the
 machine's 2 cores in SQL threads; after each run the script checks that every one of them read up
-to the source's end position with no IO error.
+to the source's end position with no IO error. Each relay run also prints where our share went,
+from binlog-server's own histograms scraped before and after it (bucket bounds, not exact
+figures): a batch's first event read -> its fsync returned (`binlog_server_durable_seconds`), and
+the checkpoint published -> its bytes written to each waiting client
+(`binlog_server_relay_send_delay_seconds`).
 
 Catch-up. A second source with a bulk backlog of BENCH_RELAY_BACKLOG_MIB (made the way catchup.py
 makes its bulk profile), binlog-server caught up on it, then `mariadb-binlog
