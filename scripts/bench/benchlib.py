@@ -422,7 +422,7 @@ class RssSampler:
 
 
 # ---------------------------------------------------------------------------------------------
-# Log timestamps.
+# binlog-server's histograms, from /metrics.
 
 
 def histogram_buckets(server, name):
@@ -465,6 +465,10 @@ def live_histograms(server):
 
 def fmt_le(le_s):
     return "-" if le_s is None else f"<= {le_s * 1000:g} ms"
+
+
+# ---------------------------------------------------------------------------------------------
+# Log timestamps.
 
 
 def parse_ts_ns(ts):
