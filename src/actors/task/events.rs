@@ -165,19 +165,22 @@ impl TaskActor {
         let log = self.ctx.log.clone();
         ctx.spawn(
             async move {
-                let res = store
-                    .call(move |s| {
-                        // Hashed as the writer wrote it, or else read back.
-                        let digest = match written {
-                            Some(d) => d,
-                            None => sha256_file(&path).map_err(|e| crate::meta::StoreError::Io {
-                                what: format!("cannot read {}", path.display()),
-                                source: e,
-                            })?,
-                        };
-                        s.set_file_sha256(id, &identity, &name, &digest)
+                // Hashed as the writer wrote it, or else read back.
+                let digest = match written {
+                    Some(d) => Ok(d),
+                    None => read_back(read_back_permits(), move || {
+                        sha256_file(&path).map_err(|e| crate::meta::StoreError::Io {
+                            what: format!("cannot read {}", path.display()),
+                            source: e,
+                        })
                     })
-                    .await;
+                    .await
+                    .and_then(|r| r),
+                };
+                let res = match digest {
+                    Ok(d) => store.call(move |s| s.set_file_sha256(id, &identity, &name, &d)).await,
+                    Err(e) => Err(e),
+                };
                 if let Err(e) = res {
                     warn!(log, "could not record a sealed file's sha256"; "error" => %e);
                 }
@@ -221,8 +224,93 @@ impl Handler<WriterEvent> for TaskActor {
     }
 }
 
+/// How many sealed files are read back for their digest at the same time, process-wide, on a
+/// machine with `cores` CPUs: each read holds a blocking thread and a 1 MiB buffer, and many
+/// tasks sealing at once (a thousand catching up after an outage) would otherwise run hundreds of
+/// them side by side (tokio's blocking pool takes up to 512), for no more CPU than the cores give.
+pub fn read_back_parallelism(cores: usize) -> usize {
+    cores.clamp(1, 4)
+}
+
+fn read_back_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(read_back_parallelism(cores))
+    })
+}
+
+/// Runs `job` (a file read back) on the blocking pool once `permits` has a permit for it.
+async fn read_back<T: Send + 'static>(
+    permits: &tokio::sync::Semaphore,
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, crate::meta::StoreError> {
+    let _permit = permits.acquire().await.expect("the semaphore is never closed");
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|e| crate::meta::StoreError::Unavailable(format!("the read-back of a sealed file failed: {e}")))
+}
+
 /// The sha256 of a file, streamed (the digest the catalog records at sealing, and that serving
 /// and uploading check against).
 pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
     crate::pitr::files::sha256_of(std::fs::File::open(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn read_backs_run_one_per_core_up_to_four() {
+        for (cores, want) in [(0, 1), (1, 1), (2, 2), (4, 4), (64, 4)] {
+            assert_eq!(read_back_parallelism(cores), want, "{cores} cores");
+        }
+    }
+
+    /// Many read-backs queued at once: two run (the permits), the others wait, and once let go
+    /// every one of them runs.
+    #[test]
+    fn read_backs_beyond_the_permits_wait_their_turn() {
+        let permits = Arc::new(tokio::sync::Semaphore::new(2));
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let runner = {
+            let (permits, now, most, gate) = (permits.clone(), now.clone(), most.clone(), gate.clone());
+            std::thread::spawn(move || {
+                let jobs = (0..12).map(|i| {
+                    let (now, most, gate) = (now.clone(), most.clone(), gate.clone());
+                    read_back(&permits, move || {
+                        let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(at_once, Ordering::SeqCst);
+                        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                        while !gate.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                            std::thread::yield_now();
+                        }
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        i
+                    })
+                });
+                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                rt.block_on(futures_util::future::join_all(jobs))
+            })
+        };
+        // Two start; for a while no third does (the blocking pool would take all twelve at once).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while now.load(Ordering::SeqCst) < 2 {
+            assert!(std::time::Instant::now() < deadline, "two read-backs should be running");
+            std::thread::yield_now();
+        }
+        let watch_until = std::time::Instant::now() + Duration::from_millis(300);
+        while std::time::Instant::now() < watch_until {
+            assert!(now.load(Ordering::SeqCst) <= 2, "more read-backs at once than permits");
+            std::thread::yield_now();
+        }
+        gate.store(true, Ordering::SeqCst);
+        let done: Vec<usize> = runner.join().unwrap().into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(done, (0..12).collect::<Vec<_>>());
+        assert_eq!(most.load(Ordering::SeqCst), 2, "two at a time, not fewer and not more");
+    }
 }
