@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
-use crate::common::poll_until;
 use crate::common::server::{Server, ServerOpts};
+use crate::common::{metric_sample as sample, poll_until};
 
 const FAMILIES: [&str; 24] = [
     "binlog_server_tasks",
@@ -40,11 +40,6 @@ fn scrape(srv: &Server) -> String {
     let r = srv.get_raw("/metrics");
     assert_eq!(r.status, 200, "{}", r.body);
     r.body
-}
-
-/// The value of the first sample whose line starts with `prefix` (name and labels).
-fn sample(text: &str, prefix: &str) -> Option<f64> {
-    text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
 }
 
 #[test]

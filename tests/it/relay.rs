@@ -161,10 +161,7 @@ fn mariadb_replicas_follow_the_relay_by_gtid_and_by_position() {
     assert!(text.contains(&format!("binlog_server_relay_bytes_sent_total{{task=\"{id}\"}}")), "relay bytes counter");
     // The replicas waited for new durable checkpoints while the load ran: how long each waited
     // for its bytes after one was published is timed.
-    let waited = text
-        .lines()
-        .find_map(|l| l.strip_prefix("binlog_server_relay_send_delay_seconds_count "))
-        .and_then(|v| v.trim().parse::<f64>().ok());
+    let waited = crate::common::metric_sample(text, "binlog_server_relay_send_delay_seconds_count ");
     assert!(waited.is_some_and(|n| n > 0.0), "relay send delays observed: {waited:?}");
 
     // A restarted replica resumes by GTID; writes made meanwhile arrive through the relay.

@@ -32,6 +32,12 @@ use std::time::{Duration, Instant};
 /// Environment variable that keeps the temp dirs of harness processes after the test.
 pub const KEEP_ENV: &str = "BINLOG_TEST_KEEP";
 
+/// The value of the first sample in a `/metrics` text whose line starts with `prefix` (name and
+/// labels).
+pub fn metric_sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
+
 /// Calls `f` until it returns `Some`, for at most `timeout`; panics naming `what` on timeout.
 ///
 /// The short sleeps between calls are the polling interval, not synchronisation: the condition
