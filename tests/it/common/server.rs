@@ -36,6 +36,11 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// not mistaken for a hang.
 const STOP_TIMEOUT: Duration = Duration::from_secs(45);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an idle pooled HTTP connection may be reused: under the server's default keep-alive
+/// (`http.keep_alive_sec`, 5 s). ureq's own default is 15 s, and a request sent on a connection
+/// the server closes at that moment gets no response ("Peer disconnected": a cluster test failed
+/// so once).
+const POOLED_CONNECTION_MAX_IDLE: Duration = Duration::from_secs(2);
 /// Below the server's limit for its HTTP server's stop (`HTTP_STOP_LIMIT`, 10 s): see `stop()`.
 const HTTP_STACKS_AFTER: Duration = Duration::from_secs(7);
 /// The server's error line when that limit passed.
@@ -225,8 +230,11 @@ impl Server {
         if let Some(yaml) = &opts.config_yaml {
             std::fs::write(dir.path().join("config.yaml"), yaml).expect("write config.yaml");
         }
-        let config =
-            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(HTTP_TIMEOUT)).build();
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(HTTP_TIMEOUT))
+            .max_idle_age(POOLED_CONNECTION_MAX_IDLE)
+            .build();
         let mut server = Server { opts, dir, port: 0, child: None, agent: config.into(), logs_reported: false };
         server.launch_on_free_port();
         server
