@@ -74,6 +74,38 @@ pub struct SourceConn {
     max_event_packet: usize,
 }
 
+/// The source's socket as another thread sees it (a duplicated descriptor: the socket stays open
+/// while a handle is held, even after the connection is dropped). Its only use is one write of a
+/// framed semi-sync ack while the stream task writes nothing (it waits for the answer to the
+/// batch that ack belongs to), so the two never interleave bytes.
+#[derive(Debug, Clone)]
+pub struct AckSocket(std::sync::Arc<std::net::TcpStream>);
+
+impl AckSocket {
+    fn of(stream: &TcpStream) -> Option<AckSocket> {
+        use std::os::fd::AsFd as _;
+        stream.as_fd().try_clone_to_owned().ok().map(|fd| AckSocket(std::sync::Arc::new(fd.into())))
+    }
+
+    /// Writes as much of `frame` as the socket takes without waiting (it is non-blocking, as
+    /// tokio keeps it) and answers how many bytes went out: all of them unless the send buffer
+    /// is full or the connection failed, where the stream task sends the rest itself and meets
+    /// the error there (`SourceConn::finish_semi_sync_ack`).
+    pub fn send_now(&self, frame: &[u8]) -> usize {
+        use std::io::Write as _;
+        let mut sent = 0;
+        while sent < frame.len() {
+            match (&*self.0).write(&frame[sent..]) {
+                Ok(0) => break,
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        sent
+    }
+}
+
 /// A text result set: column names and rows of nullable strings.
 #[derive(Debug, Clone, Default)]
 pub struct Rows {
@@ -402,6 +434,25 @@ impl SourceConn {
         })?
     }
 
+    /// Sends the rest of a framed semi-sync ack ([`crate::source::semisync::ack_frame`]) that
+    /// [`AckSocket::send_now`] could not send whole, within the command timeout.
+    pub async fn finish_semi_sync_ack(&mut self, rest: &[u8]) -> Result<(), SourceError> {
+        let timeout = self.command_timeout;
+        tokio::time::timeout(timeout, self.io.write_framed(rest)).await.map_err(|_| {
+            SourceError::Timeout(format!("sending a semi-sync ack: the source took no data for {timeout:?}"))
+        })?
+    }
+
+    /// A second handle on this connection's socket, for a semi-sync ack sent by another thread
+    /// (the writer's, right after its fsync). `None` over TLS (the ack must go through the TLS
+    /// stream) or when the descriptor cannot be duplicated.
+    pub fn ack_socket(&self) -> Option<AckSocket> {
+        match self.io.stream() {
+            Transport::Plain(s) => AckSocket::of(s),
+            Transport::Tls(_) | Transport::Upgrading => None,
+        }
+    }
+
     /// Reads the next packet of a binlog stream.
     pub async fn read_packet(&mut self) -> Result<Bytes, SourceError> {
         self.io.read_packet().await
@@ -586,6 +637,36 @@ pub fn parse_server_version(v: &[u8]) -> Option<(u16, u16, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The writer's thread writes a semi-sync ack through this handle: it must never block there
+    /// (a source that stops reading would hold the writer, and every task on its thread), and a
+    /// frame the socket takes whole arrives as it was.
+    #[test]
+    fn an_ack_socket_sends_what_the_socket_takes_and_never_blocks() {
+        use std::io::Read as _;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = rt.block_on(TcpStream::connect(addr)).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        let socket = AckSocket::of(&stream).expect("a plain socket can be shared");
+
+        let frame = crate::source::semisync::ack_frame(
+            &crate::binlog::name::BinlogFileName::parse("mariadb-bin.000003").unwrap(),
+            4242,
+        );
+        assert_eq!(socket.send_now(&frame), frame.len(), "a small frame goes out whole");
+        let mut got = vec![0u8; frame.len()];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(got, frame);
+
+        // A peer that reads nothing: the write takes what fits and returns, it does not wait.
+        let big = vec![7u8; 64 << 20];
+        let started = std::time::Instant::now();
+        let n = socket.send_now(&big);
+        assert!(n > 0 && n < big.len(), "a partial write of a frame the buffers cannot hold: {n}");
+        assert!(started.elapsed() < Duration::from_secs(5), "returned without waiting for the peer");
+    }
 
     #[test]
     fn server_versions_parse_without_panicking_on_unicode_digits() {

@@ -134,6 +134,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
         self.write_framed(&out).await
     }
 
+    pub fn stream(&self) -> &S {
+        &self.stream
+    }
+
     pub fn stream_mut(&mut self) -> &mut S {
         &mut self.stream
     }

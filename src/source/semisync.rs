@@ -58,6 +58,17 @@ pub fn ack_packet(file: &BinlogFileName, pos: u64) -> Vec<u8> {
     p
 }
 
+/// [`ack_packet`] framed for the wire, ready for one socket write: the 3-byte payload length and
+/// sequence id 0 in front (an ack is far below the 16 MiB packet limit: always one frame).
+pub fn ack_frame(file: &BinlogFileName, pos: u64) -> Vec<u8> {
+    let payload = ack_packet(file, pos);
+    let mut frame = Vec::with_capacity(4 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes()[..3]);
+    frame.push(0);
+    frame.extend_from_slice(&payload);
+    frame
+}
+
 /// What a task that asked for semi-sync gets from this source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Support {
@@ -317,6 +328,21 @@ mod tests {
         assert_eq!(&p[1..9], &[0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01]);
         assert_eq!(&p[9..], b"mysql-bin.000042", "the name, without a terminating NUL");
         assert_eq!(p.len(), 1 + 8 + 16);
+    }
+
+    #[test]
+    fn ack_frame_is_the_packet_behind_a_header_with_sequence_zero() {
+        let file = name("mariadb-bin.000007");
+        let frame = ack_frame(&file, 1234);
+        let payload = ack_packet(&file, 1234);
+        assert_eq!(&frame[..3], &(payload.len() as u32).to_le_bytes()[..3], "the payload's length");
+        assert_eq!(frame[3], 0, "sequence id 0, as the source's ack receiver expects");
+        assert_eq!(&frame[4..], &payload[..]);
+        // The same bytes as the stream task's own framing of an out-of-band packet.
+        let mut io = crate::source::packet::PacketIo::new(std::io::Cursor::new(Vec::<u8>::new()), 1 << 20);
+        let mut framed = Vec::new();
+        io.frame_into(&payload, &mut framed);
+        assert_eq!(frame, framed);
     }
 
     #[test]

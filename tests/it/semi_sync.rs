@@ -11,13 +11,13 @@ use binlog_server::meta::FileState;
 use serde_json::Value;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
-use crate::common::poll_until;
 use crate::common::replication::{
     IN_USE_FLAG_OFFSET, LoadGenerator, WAIT, api_checkpoint, assert_copy_matches_source, create_task, fast_server_opts,
     first_difference, flush_and_catch_up, from_first_file, local_dir, meta_files, source_json, start_task, task_events,
     tear, wait_caught_up, wait_running,
 };
 use crate::common::server::{Server, ServerOpts};
+use crate::common::{poll_until, temp_dir};
 
 /// Long enough that the source never falls back to asynchronous during a test: a commit that
 /// returns did get its ack.
@@ -129,6 +129,57 @@ fn the_source_waits_for_our_acks_under_load_and_the_copy_stays_identical() {
             "the ack latency histogram has a bucket at {le} s"
         );
     }
+    // Over plain TCP every ack left from the writer's thread, right after its fsync: none had
+    // to wait for the stream task (the TLS test below shows that path).
+    let log = srv.log_text();
+    assert!(
+        !log.contains(STREAM_TASK_ACK),
+        "an ack went through the stream task on a plain connection:\n{}",
+        log.lines().filter(|l| l.contains(STREAM_TASK_ACK)).take(5).collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// binlog-server's debug line for an ack the stream task sent itself (not the writer's thread).
+const STREAM_TASK_ACK: &str = "semi-sync ack sent by the stream task";
+
+/// Over TLS the writer's thread cannot write to the socket: the stream task sends each ack,
+/// after the same fsync, and every commit still waits for its ack.
+#[test]
+fn over_tls_the_stream_task_sends_the_acks() {
+    let pki = temp_dir("semi-sync-tls");
+    let (ca, cert, key) = crate::tls::make_pki(pki.path(), "semi", "IP:127.0.0.1");
+    let db = semi_sync_source(
+        MariaDbOpts::default()
+            .arg(format!("--ssl-ca={}", ca.display()))
+            .arg(format!("--ssl-cert={}", cert.display()))
+            .arg(format!("--ssl-key={}", key.display())),
+    );
+    let srv = Server::start(fast_server_opts());
+    let mut source = source_json(&db);
+    source["semi_sync"] = Value::Bool(true);
+    source["tls_mode"] = Value::String("required".into());
+    let id = create_task(&srv, "semi-sync-tls", source, from_first_file(&db));
+    start_task(&srv, id);
+    wait_running(&srv, id);
+    wait_semi_sync_client(&srv, &db, id);
+    assert!(replication(&srv, id).tls, "the task's connection is encrypted");
+    let no_tx = status_u64(&db, "Rpl_semi_sync_master_no_tx");
+    let yes_tx = status_u64(&db, "Rpl_semi_sync_master_yes_tx");
+
+    db.sql("CREATE TABLE over_tls (id INT PRIMARY KEY) ENGINE=InnoDB");
+    for i in 0..20 {
+        db.sql(&format!("INSERT INTO over_tls VALUES ({i})"));
+    }
+    assert_eq!(status_u64(&db, "Rpl_semi_sync_master_no_tx"), no_tx, "no commit went through without our ack");
+    assert!(status_u64(&db, "Rpl_semi_sync_master_yes_tx") - yes_tx >= 21, "each commit got its ack");
+    assert_eq!(db.status_value("Rpl_semi_sync_master_status"), "ON");
+    poll_until(WAIT, "the acks to show in /replication", || {
+        (replication(&srv, id).semi_sync.acks_sent >= 21).then_some(())
+    });
+    let log = srv.log_text();
+    let line =
+        log.lines().find(|l| l.contains(STREAM_TASK_ACK)).unwrap_or_else(|| panic!("no ack through the stream task"));
+    assert!(line.contains("encrypted"), "{line}");
 }
 
 #[test]

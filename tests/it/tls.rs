@@ -21,7 +21,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA and a server certificate signed by it for `san` (e.g. `IP:127.0.0.1`).
-fn make_pki(dir: &Path, prefix: &str, san: &str) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn make_pki(dir: &Path, prefix: &str, san: &str) -> (PathBuf, PathBuf, PathBuf) {
     let ca_key = format!("{prefix}-ca.key");
     let ca = format!("{prefix}-ca.pem");
     openssl(

@@ -148,6 +148,30 @@ pub struct WriteBatch {
     /// When the batch's first event was read off the source's socket (the
     /// `binlog_server_durable_seconds` histogram); `None` for batches not made from a stream.
     pub received: Option<std::time::Instant>,
+    /// Run on the writer's thread the moment `checkpoint` is durable (after the fsync, before
+    /// anything else: the metadata write, the report to the task, the answer); dropped unrun when
+    /// the batch fails or has no checkpoint. A semi-sync ack goes out here, so that the source's
+    /// commit waiting for it does not also wait for this answer to reach the stream task.
+    pub after_durable: Option<AfterDurable>,
+}
+
+/// See [`WriteBatch::after_durable`].
+pub struct AfterDurable(Box<dyn FnOnce() + Send>);
+
+impl AfterDurable {
+    pub fn new(f: impl FnOnce() + Send + 'static) -> Self {
+        AfterDurable(Box::new(f))
+    }
+
+    pub(super) fn run(self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for AfterDurable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AfterDurable")
+    }
 }
 
 /// Persist the durable checkpoint now if it is newer than the stored one (the task's timer). A

@@ -82,19 +82,11 @@ fn a_checkpoint_inside_a_sealed_file_is_refused_and_the_file_is_left_whole() {
     assert_eq!(fs::metadata(dir.join("bin.000001")).unwrap().len(), 1000, "the sealed file is left whole");
 }
 
-/// A batch's answer (what a semi-sync ack and the relay wait for) does not wait for the metadata
-/// write: only the first checkpoint on a source is stored inline; later ones are stored by the
-/// timer's `PersistCheckpoint`, whose failure fails the next batch instead of going unnoticed.
-#[test]
-fn a_batch_is_answered_before_its_checkpoint_is_stored_and_the_timer_stores_it() {
+/// Batches as the pump cuts them from the fixture `mariadb-bin.000001` (source "srv-1"): the ops
+/// of the events up to each transaction boundary, and that boundary as the checkpoint.
+fn fixture_batches() -> Vec<WriteBatch> {
     use crate::binlog::stream::{GtidTracker, LocalFiles, StreamTracker};
 
-    let tmp = tempfile::tempdir().unwrap();
-    let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
-    let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
-    let task = store.create_task(&crate::domain::test_spec("timer", "timer")).unwrap();
-
-    // Batches as the pump cuts them: the ops of the events up to a boundary, and that boundary.
     let data = crate::binlog::fixture("mariadb-bin.000001");
     let events = crate::binlog::stream::tests::stream_from_start("mariadb-bin.000001", &data);
     let mut tracker = StreamTracker::new(LocalFiles::default(), GtidTracker::new(Flavor::Mariadb, None), true);
@@ -110,9 +102,72 @@ fn a_batch_is_answered_before_its_checkpoint_is_stored_and_the_timer_stores_it()
                 pos: b.pos,
                 gtid_set: tracker.gtid().snapshot(),
             };
-            batches.push(WriteBatch { ops: std::mem::take(&mut ops), checkpoint: Some(checkpoint), received: None });
+            let ops = std::mem::take(&mut ops);
+            batches.push(WriteBatch { ops, checkpoint: Some(checkpoint), received: None, after_durable: None });
         }
     }
+    batches
+}
+
+/// What a semi-sync ack sent from the writer's thread relies on: `after_durable` runs once, after
+/// the batch's bytes are written and fsynced (here: in the file, up to the checkpoint), before
+/// the answer; and never for a batch that failed or has no checkpoint.
+#[test]
+fn after_durable_runs_once_the_checkpoint_is_written_and_never_for_a_failed_batch() {
+    use std::sync::{Arc, Mutex};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
+    let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
+    let task = store.create_task(&crate::domain::test_spec("after", "after")).unwrap();
+    let mut batches = fixture_batches().into_iter();
+    // What each hook saw when it ran: the length of the open file then.
+    let ran: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let hook = |path: PathBuf| {
+        let ran = Arc::clone(&ran);
+        Some(AfterDurable::new(move || ran.lock().unwrap().push(fs::metadata(&path).map(|m| m.len()).unwrap_or(0))))
+    };
+
+    actix::System::new().block_on(async {
+        let data_dir = tmp.path().join("data");
+        let mut writer = prepared(task.id, &data_dir, store.clone(), Probe.start().recipient(), Duration::from_secs(1));
+        let file = data_dir.join(task.id.0.to_string()).join("srv-1").join("mariadb-bin.000001");
+        for _ in 0..2 {
+            let mut batch = batches.next().unwrap();
+            let cp = batch.checkpoint.clone().unwrap();
+            batch.after_durable = hook(file.clone());
+            let before = ran.lock().unwrap().len();
+            assert_eq!(writer.write_batch(batch).unwrap().as_ref(), Some(&cp));
+            let seen = ran.lock().unwrap().clone();
+            assert_eq!(seen.len(), before + 1, "ran once, before the answer");
+            assert!(seen[before] >= cp.pos, "ran with the file written up to the checkpoint: {seen:?} / {cp:?}");
+        }
+        // No checkpoint in the batch: nothing became durable that a hook could wait for.
+        let mut batch = batches.next().unwrap();
+        batch.checkpoint = None;
+        batch.after_durable = hook(file.clone());
+        writer.write_batch(batch).unwrap();
+        assert_eq!(ran.lock().unwrap().len(), 2, "no checkpoint, no run");
+        // A failed batch (the writer poisoned by an earlier fsync failure): never run.
+        writer.fsync.poisoned = true;
+        let mut batch = batches.next().unwrap();
+        batch.after_durable = hook(file.clone());
+        assert!(matches!(writer.write_batch(batch), Err(WriterError::Poisoned)));
+        assert_eq!(ran.lock().unwrap().len(), 2, "a failed batch's hook is dropped unrun");
+    });
+}
+
+/// A batch's answer (what a semi-sync ack and the relay wait for) does not wait for the metadata
+/// write: only the first checkpoint on a source is stored inline; later ones are stored by the
+/// timer's `PersistCheckpoint`, whose failure fails the next batch instead of going unnoticed.
+#[test]
+fn a_batch_is_answered_before_its_checkpoint_is_stored_and_the_timer_stores_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
+    let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
+    let task = store.create_task(&crate::domain::test_spec("timer", "timer")).unwrap();
+
+    let batches = fixture_batches();
     assert!(batches.len() >= 4, "the fixture has at least four transactions: {}", batches.len());
     let cps: Vec<Checkpoint> = batches.iter().map(|b| b.checkpoint.clone().unwrap()).collect();
 
@@ -149,7 +204,7 @@ fn a_batch_is_answered_before_its_checkpoint_is_stored_and_the_timer_stores_it()
         writer.persist_on_timer();
         assert!(!writer.persist_idle(), "a failed persist is retried by the timer's job, never skipped");
         let err = writer
-            .write_batch(WriteBatch { ops: Vec::new(), checkpoint: None, received: None })
+            .write_batch(WriteBatch { ops: Vec::new(), checkpoint: None, received: None, after_durable: None })
             .expect_err("the timer's failure reaches the stream");
         assert!(matches!(err, WriterError::Store(_)), "{err:?}");
     });
@@ -240,7 +295,7 @@ fn a_sealed_files_digest_is_that_of_its_bytes_hashed_inline_or_apart_and_none_af
                 writer.hash_apart_min = if how == I { usize::MAX } else { 0 };
                 writer.hash_large_on_write = how == A;
                 assert_eq!(hashing::hashing(&ops, writer.hash_apart_min, writer.hash_large_on_write), how);
-                writer.write_batch(WriteBatch { ops, checkpoint: None, received: None }).unwrap();
+                writer.write_batch(WriteBatch { ops, checkpoint: None, received: None, after_durable: None }).unwrap();
             }
             // The reports are delivered on this system: let them arrive.
             poll(|| seen.lock().unwrap().len() == seals).await;

@@ -116,7 +116,11 @@ impl Writer {
             }
         }
         if let Some(cp) = batch.checkpoint {
-            // Only now, with the fsync returned, is the checkpoint durable.
+            // Only now, with the fsync returned, is the checkpoint durable: what waits for that
+            // on the source (a semi-sync ack its commit waits for) goes first.
+            if let Some(then) = batch.after_durable {
+                then.run();
+            }
             debug!(self.log, "checkpoint durable";
                 "file" => %cp.file, "pos" => cp.pos, "gtid" => cp.gtid_set.as_deref().unwrap_or(""),
                 "bytes" => bytes, "fsync_us" => fsync.as_micros() as u64);

@@ -449,6 +449,8 @@ async fn run_attempt(
                 .filter(|c| c.source_identity == info.identity.as_str())
                 .map(|c| AckPos { file: c.file.clone(), pos: c.pos }),
             label: p.task_id.to_string(),
+            socket: conn.ack_socket(),
+            owed: None,
         }),
     };
     pump.run(&p, &mut conn, &writer, &report).await.map_err(|e| match e {

@@ -1,7 +1,12 @@
 //! The streaming loop of one connection: packets in, batches to the writer, semi-sync acks out
-//! after the writer's fsync answer, progress reports.
+//! after the writer's fsync (from the writer's thread, or here on its answer), progress reports.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use super::*;
+use crate::actors::file_writer::AfterDurable;
+use crate::source::conn::AckSocket;
 
 /// A semi-sync stream's acks: the requests not answered yet and what is durable.
 pub(super) struct SemiSync {
@@ -10,6 +15,40 @@ pub(super) struct SemiSync {
     pub(super) durable: Option<AckPos>,
     /// The metrics label (task id).
     pub(super) label: String,
+    /// The source's socket for the writer's thread (`None` over TLS): see [`OwedAck`].
+    pub(super) socket: Option<AckSocket>,
+    /// The ack cut with the batch in flight, owed once its fsync returns.
+    pub(super) owed: Option<OwedAck>,
+}
+
+/// An ack owed by the batch in flight: the last request its checkpoint covers (the rule is
+/// `AckQueue::covered_by`'s, applied to the checkpoint the batch makes durable). The writer's
+/// thread sends it the moment that fsync returns ([`WriteBatch::after_durable`]), without the
+/// hop back to this task first; what it could not send (over TLS, or a full socket buffer) this
+/// task sends on the writer's answer. Either way after the fsync, and one batch is in flight at
+/// a time, so acks leave in order and only one thread writes to the socket at once.
+pub(super) struct OwedAck {
+    ack: semisync::Ack,
+    send: Arc<AckSend>,
+}
+
+/// The part of an owed ack the writer's thread shares.
+struct AckSend {
+    frame: Vec<u8>,
+    /// Bytes of `frame` written by the writer's thread.
+    written: AtomicUsize,
+    /// When the writer's thread wrote the whole frame.
+    sent_at: OnceLock<Instant>,
+}
+
+impl AckSend {
+    fn send_on(&self, socket: &AckSocket) {
+        let n = socket.send_now(&self.frame);
+        self.written.store(n, Ordering::Release);
+        if n == self.frame.len() {
+            let _ = self.sent_at.set(Instant::now());
+        }
+    }
 }
 
 /// A batch being accumulated: coalesced small events, pass-through large ones.
@@ -227,7 +266,11 @@ impl Pump {
                 }
             }
             // Acks go out here, between reads, as soon as the writer's answer covers them: the
-            // read above is cancel-safe, so nothing on the socket holds an ack back.
+            // read above is cancel-safe, so nothing on the socket holds an ack back. The one the
+            // batch owed was sent by the writer's thread already, unless it could not be.
+            if in_flight.is_none() {
+                self.finish_owed_ack(conn, &p.log).await?;
+            }
             self.send_ack(conn).await?;
             if !can_read && self.batch.bytes < p.fsync_max_bytes {
                 quiet_since = Instant::now();
@@ -262,23 +305,73 @@ impl Pump {
             None
         };
         let received = self.batch.since;
-        WriteBatch { ops: self.batch.take(), checkpoint, received }
+        let after_durable = checkpoint.as_ref().and_then(|cp| self.owe_ack(cp));
+        WriteBatch { ops: self.batch.take(), checkpoint, received, after_durable }
     }
 
-    /// Sends the ack the durable checkpoint now owes the source, if any (never beyond it: see
-    /// `AckQueue::covered_by`).
+    /// The ack the batch about to be cut owes once `checkpoint` is durable, if any: remembered
+    /// in `semi.owed`, and handed to the writer's thread to send right after the fsync when the
+    /// connection allows it (see [`OwedAck`]).
+    fn owe_ack(&mut self, checkpoint: &Checkpoint) -> Option<AfterDurable> {
+        let semi = self.semi.as_mut()?;
+        let ack = semi.queue.covered_by(&AckPos { file: checkpoint.file.clone(), pos: checkpoint.pos })?;
+        let send = Arc::new(AckSend {
+            frame: semisync::ack_frame(&ack.at.file, ack.at.pos),
+            written: AtomicUsize::new(0),
+            sent_at: OnceLock::new(),
+        });
+        let hook = semi.socket.clone().map(|socket| {
+            let send = Arc::clone(&send);
+            AfterDurable::new(move || send.send_on(&socket))
+        });
+        semi.owed = Some(OwedAck { ack, send });
+        hook
+    }
+
+    /// On the writer's answer: counts the owed ack the writer's thread sent, or sends what it
+    /// could not (all of it over TLS; the rest of a frame a full socket buffer cut).
+    async fn finish_owed_ack(&mut self, conn: &mut SourceConn, log: &Logger) -> Result<(), ReplError> {
+        let Some(semi) = self.semi.as_mut() else { return Ok(()) };
+        let Some(OwedAck { ack, send }) = semi.owed.take() else { return Ok(()) };
+        let sent_at = match send.sent_at.get() {
+            Some(at) => *at,
+            None => {
+                let written = send.written.load(Ordering::Acquire);
+                let why = match semi.socket {
+                    None => "the connection is encrypted",
+                    Some(_) => "the writer's thread could not send it whole",
+                };
+                debug!(log, "semi-sync ack sent by the stream task";
+                    "why" => why, "at" => %ack.at, "written_by_writer" => written, "of" => send.frame.len());
+                conn.finish_semi_sync_ack(&send.frame[written..]).await?;
+                Instant::now()
+            }
+        };
+        self.acked(ack, sent_at);
+        Ok(())
+    }
+
+    /// Counts an ack that went out at `sent_at`.
+    fn acked(&mut self, ack: semisync::Ack, sent_at: Instant) {
+        let Some(semi) = self.semi.as_ref() else { return };
+        let m = crate::telemetry::metrics::metrics();
+        m.semi_sync_acks.with_label_values(&[&semi.label]).inc();
+        for t in &ack.received {
+            m.semi_sync_ack_seconds.observe(sent_at.saturating_duration_since(*t).as_secs_f64());
+        }
+        self.progress.acks_sent += 1;
+        self.progress.last_ack_pos = Some(ack.at.to_string());
+    }
+
+    /// Sends an ack for requests the durable checkpoint already covers without a batch of
+    /// their own (events a source re-sends at or below the stored checkpoint), if any (never
+    /// beyond it: see `AckQueue::covered_by`). A batch's own ack is `owe_ack`'s.
     pub(super) async fn send_ack(&mut self, conn: &mut SourceConn) -> Result<(), ReplError> {
         let Some(semi) = self.semi.as_mut() else { return Ok(()) };
         let Some(durable) = semi.durable.as_ref() else { return Ok(()) };
         let Some(ack) = semi.queue.covered_by(durable) else { return Ok(()) };
         conn.send_semi_sync_ack(&ack.at.file, ack.at.pos).await?;
-        let m = crate::telemetry::metrics::metrics();
-        m.semi_sync_acks.with_label_values(&[&semi.label]).inc();
-        for t in &ack.received {
-            m.semi_sync_ack_seconds.observe(t.elapsed().as_secs_f64());
-        }
-        self.progress.acks_sent += 1;
-        self.progress.last_ack_pos = Some(ack.at.to_string());
+        self.acked(ack, Instant::now());
         Ok(())
     }
 
