@@ -90,7 +90,7 @@ impl AckSocket {
     /// Writes as much of `frame` as the socket takes without waiting (it is non-blocking, as
     /// tokio keeps it) and answers how many bytes went out: all of them unless the send buffer
     /// is full or the connection failed, where the stream task sends the rest itself and meets
-    /// the error there (`SourceConn::finish_semi_sync_ack`).
+    /// the error there (`SourceConn::send_semi_sync_ack`).
     pub fn send_now(&self, frame: &[u8]) -> usize {
         use std::io::Write as _;
         let mut sent = 0;
@@ -420,25 +420,12 @@ impl SourceConn {
         self.io.expect_semi_sync();
     }
 
-    /// Sends a semi-sync ack for `pos` in `file`, within the command timeout. Called between
-    /// reads (`read_packet` is cancel-safe), so an ack never waits for the next event.
-    pub async fn send_semi_sync_ack(
-        &mut self,
-        file: &crate::binlog::name::BinlogFileName,
-        pos: u64,
-    ) -> Result<(), SourceError> {
-        let packet = crate::source::semisync::ack_packet(file, pos);
+    /// Sends a framed semi-sync ack ([`crate::source::semisync::ack_frame`]), or the rest of one
+    /// that [`AckSocket::send_now`] could not send whole, within the command timeout. Called
+    /// between reads (`read_packet` is cancel-safe), so an ack never waits for the next event.
+    pub async fn send_semi_sync_ack(&mut self, frame: &[u8]) -> Result<(), SourceError> {
         let timeout = self.command_timeout;
-        tokio::time::timeout(timeout, self.io.write_out_of_band(&packet)).await.map_err(|_| {
-            SourceError::Timeout(format!("sending a semi-sync ack: the source took no data for {timeout:?}"))
-        })?
-    }
-
-    /// Sends the rest of a framed semi-sync ack ([`crate::source::semisync::ack_frame`]) that
-    /// [`AckSocket::send_now`] could not send whole, within the command timeout.
-    pub async fn finish_semi_sync_ack(&mut self, rest: &[u8]) -> Result<(), SourceError> {
-        let timeout = self.command_timeout;
-        tokio::time::timeout(timeout, self.io.write_framed(rest)).await.map_err(|_| {
+        tokio::time::timeout(timeout, self.io.write_framed(frame)).await.map_err(|_| {
             SourceError::Timeout(format!("sending a semi-sync ack: the source took no data for {timeout:?}"))
         })?
     }

@@ -123,17 +123,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
         }
     }
 
-    /// Writes one packet outside the command/response sequence (a semi-sync ack): sequence id
-    /// 0, and the sequence expected from the source is left alone.
-    pub async fn write_out_of_band(&mut self, payload: &[u8]) -> Result<(), SourceError> {
-        let mut out = Vec::with_capacity(payload.len() + 4);
-        let seq = self.seq;
-        self.seq = 0;
-        self.frame_into(payload, &mut out);
-        self.seq = seq;
-        self.write_framed(&out).await
-    }
-
     pub fn stream(&self) -> &S {
         &self.stream
     }
@@ -510,8 +499,9 @@ mod tests {
             io.seq = 5;
             io.expect_semi_sync();
             assert_eq!(&io.read_packet().await.unwrap()[..], b"\x00\xef\x01e1");
-            // The ack goes out with sequence id 0 and leaves the read side's sequence alone.
-            io.write_out_of_band(b"\xefack").await.unwrap();
+            // An ack goes out as a frame of its own (sequence id 0, `semisync::ack_frame`) and
+            // leaves the read side's sequence alone.
+            io.write_framed(b"\x04\x00\x00\x00\xefack").await.unwrap();
             assert_eq!(io.seq, 6);
             assert_eq!(&io.read_packet().await.unwrap()[..], b"\x00\xef\x00e2");
             assert_eq!(&io.read_packet().await.unwrap()[..], b"\x00\xef\x00e3");

@@ -343,7 +343,7 @@ impl Pump {
                 };
                 debug!(log, "semi-sync ack sent by the stream task";
                     "why" => why, "at" => %ack.at, "written_by_writer" => written, "of" => send.frame.len());
-                conn.finish_semi_sync_ack(&send.frame[written..]).await?;
+                conn.send_semi_sync_ack(&send.frame[written..]).await?;
                 Instant::now()
             }
         };
@@ -370,7 +370,7 @@ impl Pump {
         let Some(semi) = self.semi.as_mut() else { return Ok(()) };
         let Some(durable) = semi.durable.as_ref() else { return Ok(()) };
         let Some(ack) = semi.queue.covered_by(durable) else { return Ok(()) };
-        conn.send_semi_sync_ack(&ack.at.file, ack.at.pos).await?;
+        conn.send_semi_sync_ack(&semisync::ack_frame(&ack.at.file, ack.at.pos)).await?;
         self.acked(ack, Instant::now());
         Ok(())
     }
