@@ -490,6 +490,21 @@ def gtid_seq(gtid, domain=0):
     return None
 
 
+def fsync_times_ms(records):
+    """The writer's fsyncs (ms, sorted) in binlog-server's debug log records: one "checkpoint
+    durable" line per batch that moved the checkpoint. Unlike the fsync histogram, this keeps a
+    single slow one: one 100 ms fsync among 10,000 is not in any p99, but a commit p99 that jumps
+    by 100 ms is often just that."""
+    return sorted(int(x.get("fsync_us", 0)) / 1000 for x in records if x.get("msg") == "checkpoint durable")
+
+
+def fmt_fsync_tail(fsync_ms):
+    """'slowest fsync X ms, N over 10 ms' for a run's fsync times."""
+    if not fsync_ms:
+        return "no fsync in the log"
+    return f"slowest fsync {fsync_ms[-1]:.1f} ms, {sum(f > 10 for f in fsync_ms)} over 10 ms"
+
+
 class LogTail:
     """Reads a JSON-lines log file incrementally."""
 

@@ -67,8 +67,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     DURABLE_HIST, RELAY_DELAY_HIST, REPL_PASSWORD, REPL_USER, LogTail, MariaDB, Server, bucket_percentile, cleanup,
-    env_int, env_list, finish, fmt_le, free_port, live_histograms, machine_facts, median, output_root, percentile,
-    poll_until, print_facts, proc_cpu, run_main, say, shell_join, stop_process, wait_quiet, work_dir,
+    env_int, env_list, finish, fmt_fsync_tail, fmt_le, free_port, fsync_times_ms, live_histograms, machine_facts,
+    median, output_root, percentile, poll_until, print_facts, proc_cpu, run_main, say, shell_join, stop_process,
+    wait_quiet, work_dir,
 )
 from catchup import generate  # noqa: E402
 
@@ -261,7 +262,7 @@ def fanout_run(ctx, mode, n, rate, seconds, warmup_s, root):
                 stages[f"{key}_p{q}_le_s"] = bucket_percentile(hist0[name], hist1[name], q)
     # binlog-server's fsyncs during the run: the relay sends nothing past the durable checkpoint,
     # so each transaction waits for the fsync that covers it.
-    fsync_ms = sorted(int(x.get("fsync_us", 0)) / 1000 for x in log.read() if x.get("msg") == "checkpoint durable")
+    fsync_ms = fsync_times_ms(log.read())
     end = db.settle(quiet=0.5)
     caught_s = replicas_reached(replicas, end)
     stop_process(probe, "relay_probe")
@@ -277,6 +278,7 @@ def fanout_run(ctx, mode, n, rate, seconds, warmup_s, root):
         "sent_p50_ms": percentile(sent, 50), "sent_p99_ms": percentile(sent, 99),
         "server_cpu_s": cpu1_srv[0] - cpu0_srv[0], "source_cpu_s": cpu1_db[0] - cpu0_db[0],
         "fsyncs": len(fsync_ms), "fsync_p50_ms": percentile(fsync_ms, 50), "fsync_p99_ms": percentile(fsync_ms, 99),
+        "fsync_tail": fmt_fsync_tail(fsync_ms),
         "replicas_caught_up_s": caught_s, "relay_clients": clients, "quiet": quiet, **stages,
     }
 
@@ -318,7 +320,7 @@ def fanout(root, out_root, results):
                 res = fanout_run(ctx, mode, n, rate, seconds, warmup_s, out_root / f"fan-{n}-{i + 1}-{mode}")
                 per[mode].append(res)
                 cl = (f", relay clients {res['relay_clients']}; {res['fsyncs']} fsyncs, p50 {res['fsync_p50_ms']:.2f} "
-                      f"ms, p99 {res['fsync_p99_ms']:.2f} ms; received -> fsynced p50 "
+                      f"ms, p99 {res['fsync_p99_ms']:.2f} ms, {res['fsync_tail']}; received -> fsynced p50 "
                       f"{fmt_le(res['durable_p50_le_s'])}, p99 {fmt_le(res['durable_p99_le_s'])}; published -> sent "
                       f"to each waiting client p50 {fmt_le(res['send_delay_p50_le_s'])}, p99 "
                       f"{fmt_le(res['send_delay_p99_le_s'])}" if mode != "source" else "")

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     ACK_HIST, DURABLE_HIST, REPL_PASSWORD, REPL_USER, MariaDB, Server, bucket_percentile, env_int, env_list, finish,
-    fmt_le, live_histograms, machine_facts, median, output_root, percentile, poll_until, print_facts, run_main, say,
+    LogTail, fmt_fsync_tail, fmt_le, fsync_times_ms, live_histograms, machine_facts, median, output_root, percentile, poll_until, print_facts, run_main, say,
     shell_join, wait_quiet, work_dir,
 )
 
@@ -110,6 +110,9 @@ def one_run(mode, rate, seconds, warmup_s, root):
             db.sql("FLUSH STATUS")  # the source's semi-sync averages below cover this run only
         no_tx = status(db, "Rpl_semi_sync_master_no_tx") if mode != "async" else 0
         hist_before = live_histograms(server) if server else None
+        log = LogTail(server.log_path) if server else None
+        if log:
+            log.skip_to_end()
         out = root / "load.csv"
         r = subprocess.run(load_argv(db, rate, seconds, out), capture_output=True, text=True, timeout=seconds + 600)
         if r.returncode != 0:
@@ -139,6 +142,7 @@ def one_run(mode, rate, seconds, warmup_s, root):
             res["ack_p99_le_s"] = bucket_percentile(hist_before[ACK_HIST], after[ACK_HIST], 99)
             res["durable_p50_le_s"] = bucket_percentile(hist_before[DURABLE_HIST], after[DURABLE_HIST], 50)
             res["durable_p99_le_s"] = bucket_percentile(hist_before[DURABLE_HIST], after[DURABLE_HIST], 99)
+            res["fsync_tail"] = fmt_fsync_tail(fsync_times_ms(log.read()))
         return res
     finally:
         for p in reversed(procs):
@@ -178,7 +182,8 @@ def main():
                 if "ack_p50_le_s" in res:
                     extra += (f"; ours (event -> ack sent) p50 {fmt_le(res['ack_p50_le_s'])}, p99 "
                               f"{fmt_le(res['ack_p99_le_s'])}, of which received -> fsynced p50 "
-                              f"{fmt_le(res['durable_p50_le_s'])}, p99 {fmt_le(res['durable_p99_le_s'])}")
+                              f"{fmt_le(res['durable_p50_le_s'])}, p99 {fmt_le(res['durable_p99_le_s'])}; "
+                              f"{res['fsync_tail']}")
                 say(f"rate {rate}/s run {i + 1} {mode:>7}: achieved {res['achieved_rate']:.0f}/s, commit p50 "
                     f"{res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} ms, max {res['max_ms']:.1f} ms{extra}")
         results["rates"][rate] = per
