@@ -27,15 +27,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-
-def env_int(name, default):
-    v = os.environ.get(name, "")
-    return int(v) if v else default
-
-
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(len(s) * p))] * 1e3
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fsync_layout import env_int, pct  # noqa: E402
 
 
 def arrivals(n, rate, seed):
