@@ -1,6 +1,7 @@
 //! Semi-synchronous replication against a real MariaDB primary (`rpl_semi_sync_master_enabled`,
 //! `wait_point=AFTER_SYNC`, a long timeout): binlog-server is a semi-sync client the source waits
-//! for, its acks follow the fsync (a commit cannot return before it), the copy stays
+//! for, its acks follow the fsync (a commit cannot return before it; sent from the writer's
+//! thread, or by the stream task over TLS), the copy stays
 //! byte-identical, a source without semi-sync is streamed asynchronously with a warning, and an
 //! acknowledged commit survives binlog-server and the source dying together (RPO 0).
 
