@@ -31,6 +31,14 @@ fn prepared(task: TaskId, data_dir: &Path, store: Store, report: Recipient<Write
     writer
 }
 
+/// A SQLite metadata store in `dir` holding one task named `name`.
+fn store_with_task(dir: &Path, name: &str) -> (Store, crate::domain::Task) {
+    let dsn = crate::meta::MetaDsn::Sqlite(dir.join("meta.db"));
+    let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
+    let task = store.create_task(&crate::domain::test_spec(name, name)).unwrap();
+    (store, task)
+}
+
 /// Takes the writer's reports and drops them (the tests here look at the disk and the store).
 struct Probe;
 
@@ -48,9 +56,7 @@ impl Handler<WriterEvent> for Probe {
 fn a_checkpoint_inside_a_sealed_file_is_refused_and_the_file_is_left_whole() {
     let tmp = tempfile::tempdir().unwrap();
     let data_dir = tmp.path().join("data");
-    let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
-    let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
-    let task = store.create_task(&crate::domain::test_spec("sealed", "sealed")).unwrap();
+    let (store, task) = store_with_task(tmp.path(), "sealed");
     let sealed = FileRecord { task_id: task.id.0, ..record("bin.000001", 1000, true, UploadInfo::default()) };
     store.insert_file(&sealed).unwrap();
     // A damaged catalog: the checkpoint points into the middle of a sealed file.
@@ -117,9 +123,7 @@ fn after_durable_runs_once_the_checkpoint_is_written_and_never_for_a_failed_batc
     use std::sync::{Arc, Mutex};
 
     let tmp = tempfile::tempdir().unwrap();
-    let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
-    let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
-    let task = store.create_task(&crate::domain::test_spec("after", "after")).unwrap();
+    let (store, task) = store_with_task(tmp.path(), "after");
     let mut batches = fixture_batches().into_iter();
     // What each hook saw when it ran: the length of the open file then.
     let ran: Arc<Mutex<Vec<u64>>> = Arc::default();
@@ -163,9 +167,7 @@ fn after_durable_runs_once_the_checkpoint_is_written_and_never_for_a_failed_batc
 #[test]
 fn a_batch_is_answered_before_its_checkpoint_is_stored_and_the_timer_stores_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
-    let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
-    let task = store.create_task(&crate::domain::test_spec("timer", "timer")).unwrap();
+    let (store, task) = store_with_task(tmp.path(), "timer");
 
     let batches = fixture_batches();
     assert!(batches.len() >= 4, "the fixture has at least four transactions: {}", batches.len());
@@ -283,9 +285,7 @@ fn a_sealed_files_digest_is_that_of_its_bytes_hashed_inline_or_apart_and_none_af
     for how in patterns {
         let none_for = read_back(&how);
         let tmp = tempfile::tempdir().unwrap();
-        let dsn = crate::meta::MetaDsn::Sqlite(tmp.path().join("meta.db"));
-        let store = Store::open(&dsn, 2, crate::clock::system()).unwrap();
-        let task = store.create_task(&crate::domain::test_spec("hash", "hash")).unwrap();
+        let (store, task) = store_with_task(tmp.path(), "hash");
         let data_dir = tmp.path().join("data");
         let seen = SealedReports::default();
         actix::System::new().block_on(async {
