@@ -210,6 +210,86 @@ def output_root(root):
     return d
 
 
+def peer_root(root, name):
+    """Where a mariadbd that stands for another machine keeps its files (the source the load
+    commits to, the replicas of the relay's fleet): BENCH_PEERS_DIR (e.g. /dev/shm) or the work dir.
+    On the real topology those have disks of their own. Beside us on one disk, their writes that
+    nobody syncs (the source's binlog with sync_binlog=0: about 0.5 MiB/s at 1k tx/s) pile up as
+    dirty pages that the kernel writes back in one burst once they are 30 s old
+    (vm.dirty_expire_centisecs), and whatever fsync runs then waits behind the burst: ours, not
+    theirs (they sync nothing on the commit path). binlog-server's debug log goes there too (see
+    `Server`). Remove a per-run one with `drop_dir`."""
+    base = os.environ.get("BENCH_PEERS_DIR")
+    if not base:
+        return Path(root) / name
+    Path(root).mkdir(parents=True, exist_ok=True)
+    return work_dir(f"binlog-bench-{name}.", base)
+
+
+def drop_dir(d):
+    """Removes a work dir made by `work_dir` now, not at exit (kept with BENCH_KEEP=1)."""
+    d = Path(d)
+    if keep() or d not in cleanup().dirs:
+        return
+    cleanup().dirs.remove(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def peers_where():
+    """One line for a report: where the peers' files are (see `peer_root`)."""
+    base = os.environ.get("BENCH_PEERS_DIR")
+    if not base:
+        return "the source's (and any fleet's) files and binlog-server's debug log: in the work dir, on the disk under test"
+    df = _cmd(["df", "-hT", base]).splitlines()
+    return (f"the source's (and any fleet's) files and binlog-server's debug log: under {base} "
+            f"({' '.join(df[-1].split()) if len(df) > 1 else '?'})")
+
+
+def sync_before_run():
+    """Before a measured run: writes back what earlier runs and the set-up left unwritten
+    (`os.sync`), unless BENCH_SYNC_BEFORE_RUN=0. Otherwise their files, dirty in the page cache
+    until 30 s old (vm.dirty_expire_centisecs), are written back in a burst during a later run, and
+    whichever set-up fsyncs on its commit path then waits behind it: a stall of tens of ms that
+    belongs to an earlier run. Answers the seconds it took (0.0 when switched off)."""
+    if env_int("BENCH_SYNC_BEFORE_RUN", 1) == 0:
+        return 0.0
+    t = time.monotonic()
+    os.sync()
+    return time.monotonic() - t
+
+
+def dirty_kib():
+    """Dirty plus Writeback from /proc/meminfo, KiB: page-cache data not yet on the disk."""
+    m = {}
+    for line in _read("/proc/meminfo").splitlines():
+        k, _, v = line.partition(":")
+        if k in ("Dirty", "Writeback"):
+            m[k] = int(v.split()[0])
+    return m.get("Dirty", 0) + m.get("Writeback", 0)
+
+
+class DirtySampler:
+    """Samples `dirty_kib()` every `interval` seconds in a thread, for the line of a run: how much
+    unwritten data the machine held at the start and at most (a burst written back during a run
+    stalls every fsync on the disk)."""
+
+    def __init__(self, interval=0.25):
+        self.interval = interval
+        self.samples = [dirty_kib()]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self.samples.append(dirty_kib())
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return f"dirty {self.samples[0] / 1024:.1f} MiB at the start, {max(self.samples) / 1024:.1f} at most"
+
+
 def poll_until(timeout, what, f, interval=0.02):
     deadline = time.monotonic() + timeout
     while True:
@@ -693,7 +773,11 @@ class Server:
         self.root = Path(root)
         self.binary = binary or server_binary()
         self.data = self.root / "data"
-        self.log_path = self.root / "server.log"
+        # Benches log at debug (a line per batch: each fsync's time), about 0.25 MiB/s at 1k tx/s,
+        # where the default level writes next to nothing: under BENCH_PEERS_DIR, like the peers'
+        # files, so that its writeback does not stall the fsyncs being measured (see peer_root).
+        peers = os.environ.get("BENCH_PEERS_DIR")
+        self.log_path = (work_dir("binlog-bench-log.", peers) if peers else self.root) / "server.log"
         self.port = None
         self.proc = None
         self.extra_env = dict(extra_env or {})

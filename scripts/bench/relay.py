@@ -28,7 +28,10 @@ to the source's end position with no IO error. Each relay run also prints where 
 from binlog-server's own histograms scraped before and after it (bucket bounds, not exact
 figures): a batch's first event read -> its fsync returned (`binlog_server_durable_seconds`), and
 the checkpoint published -> its bytes written to each waiting client
-(`binlog_server_relay_send_delay_seconds`).
+(`binlog_server_relay_send_delay_seconds`). BENCH_PEERS_DIR (e.g. /dev/shm) puts the source's and
+the fleet's files there instead of on the disk under test (benchlib.peer_root says why); each run
+starts with what was left unwritten written back (benchlib.sync_before_run; BENCH_SYNC_BEFORE_RUN=0
+skips it), and its line says how much unwritten data the machine held at its start and at most.
 
 Catch-up. A second source with a bulk backlog of BENCH_RELAY_BACKLOG_MIB (made the way catchup.py
 makes its bulk profile), binlog-server caught up on it, then `mariadb-binlog
@@ -66,10 +69,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    DURABLE_HIST, RELAY_DELAY_HIST, REPL_PASSWORD, REPL_USER, LogTail, MariaDB, Server, bucket_percentile, cleanup,
-    env_int, env_list, finish, fmt_fsync_tail, fmt_le, free_port, fsync_times_ms, live_histograms, machine_facts,
-    median, output_root, percentile, poll_until, print_facts, proc_cpu, run_main, say, shell_join, stop_process,
-    wait_quiet, work_dir,
+    DURABLE_HIST, RELAY_DELAY_HIST, REPL_PASSWORD, REPL_USER, DirtySampler, LogTail, MariaDB, Server, bucket_percentile,
+    cleanup, env_int, env_list, finish, fmt_fsync_tail, fmt_le, free_port, fsync_times_ms, live_histograms, machine_facts,
+    median, output_root, peer_root, peers_where, percentile, poll_until, print_facts, proc_cpu, run_main, say,
+    shell_join, stop_process, sync_before_run, wait_quiet, work_dir,
 )
 from catchup import generate  # noqa: E402
 
@@ -229,13 +232,16 @@ def fanout_run(ctx, mode, n, rate, seconds, warmup_s, root):
     frozen = replicas[0] if mode == FROZEN else None
     if frozen:
         os.kill(frozen.proc.pid, signal.SIGSTOP)
+    sync_before_run()
     quiet = wait_quiet()
     log = LogTail(server.log_path)
     log.skip_to_end()
     cpu0_srv, cpu0_db = proc_cpu(server.proc.pid), proc_cpu(db.proc.pid)
     hist0 = live_histograms(server) if mode != "source" else None
     out = root / "load.csv"
+    dirty = DirtySampler()
     r = subprocess.run(load_argv(db, rate, seconds, out), capture_output=True, text=True, timeout=seconds + 600)
+    dirty = dirty.stop()
     if r.returncode != 0:
         raise SystemExit(f"load generator failed:\n{r.stderr}")
     rows = list(csv.DictReader(open(out)))
@@ -279,7 +285,7 @@ def fanout_run(ctx, mode, n, rate, seconds, warmup_s, root):
         "server_cpu_s": cpu1_srv[0] - cpu0_srv[0], "source_cpu_s": cpu1_db[0] - cpu0_db[0],
         "fsyncs": len(fsync_ms), "fsync_p50_ms": percentile(fsync_ms, 50), "fsync_p99_ms": percentile(fsync_ms, 99),
         "fsync_tail": fmt_fsync_tail(fsync_ms),
-        "replicas_caught_up_s": caught_s, "relay_clients": clients, "quiet": quiet, **stages,
+        "replicas_caught_up_s": caught_s, "relay_clients": clients, "quiet": quiet, "dirty": dirty, **stages,
     }
 
 
@@ -292,7 +298,8 @@ def fanout(root, out_root, results):
     say(f"== fan-out: {rate} tx/s for {seconds} s per run (first {warmup_s} s not counted), {runs} run(s) per "
         f"set-up and fleet size {sizes}, set-ups in rotating order")
     say(f"source: {shell_join(SOURCE_ARGS)}; replicas: {shell_join(REPLICA_ARGS)}, IO thread only")
-    db = MariaDB(root / "fan-source", SOURCE_ARGS).start()
+    say(peers_where())
+    db = MariaDB(peer_root(root, "fan-source"), SOURCE_ARGS).start()
     server, task_id, relay_port = start_relay_server(root / "fan-server", db)
     say(f"binlog-server: {server.command_line()}")
     say(f"relay on 127.0.0.1:{relay_port}; load: {os.environ['BENCH_LOAD_BIN']} --rate {rate} --seconds {seconds}")
@@ -303,7 +310,7 @@ def fanout(root, out_root, results):
     fleet_size = max(sizes) - 1
     t = time.monotonic()
     # One after the other: mariadb-install-db run in parallel collide on their temporary tables.
-    fleet = [MariaDB(root / f"replica-{i}", REPLICA_ARGS + [f"--server-id={10 + i}"]).start() for i in range(fleet_size)]
+    fleet = [MariaDB(peer_root(root, f"replica-{i}"), REPLICA_ARGS + [f"--server-id={10 + i}"]).start() for i in range(fleet_size)]
     say(f"{fleet_size} replica mariadbd started in {time.monotonic() - t:.0f} s\n")
     ctx = {"db": db, "server": server, "task_id": task_id, "relay_port": relay_port, "fleet": fleet,
            "task_stopped": False}
@@ -328,7 +335,7 @@ def fanout(root, out_root, results):
                     f"arrival p50 {res['p50_ms']:.3f} ms, p99 {res['p99_ms']:.3f} ms, max {res['max_ms']:.1f} ms; "
                     f"cpu binlog-server {res['server_cpu_s']:.2f} s, source {res['source_cpu_s']:.2f} s; replicas at "
                     f"the end after {res['replicas_caught_up_s']:.1f} s{cl}; machine busy {res['quiet'][0]:.0f}% "
-                    f"before")
+                    f"before; {res['dirty']}")
         per_size[n] = per
     for r in fleet:
         r.stop()

@@ -17,6 +17,13 @@ Run through scripts/bench/run.sh semisync, which builds the release binary and t
 The load is lag_load's: single-row InnoDB transactions at a fixed rate, open loop; the commit
 latency of a transaction is from when it was due to when its COMMIT returned (queueing behind a
 slow commit counts). See docs/performance.md for how to read the figures.
+
+BENCH_PEERS_DIR (e.g. /dev/shm) puts the source's files there instead of on the disk under test,
+as on the real topology, where the source has a disk of its own (see benchlib.peer_root: its
+unsynced binlog, written back in a burst once 30 s old, stalls every fsync on the disk, and only
+the set-ups that fsync on the commit path wait for it). Each run starts with what earlier runs
+left unwritten written back (benchlib.sync_before_run; BENCH_SYNC_BEFORE_RUN=0 skips it), and its
+line says how much unwritten data the machine held at its start and at most.
 """
 
 import csv
@@ -28,7 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    ACK_HIST, DURABLE_HIST, REPL_PASSWORD, REPL_USER, MariaDB, Server, bucket_percentile, env_int, env_list, finish,
+    ACK_HIST, DURABLE_HIST, REPL_PASSWORD, REPL_USER, DirtySampler, MariaDB, Server, bucket_percentile, drop_dir,
+    env_int, env_list, finish, peer_root, peers_where, sync_before_run,
     LogTail, fmt_fsync_tail, fmt_le, fsync_times_ms, live_histograms, machine_facts, median, output_root, percentile, poll_until, print_facts, run_main, say,
     shell_join, wait_quiet, work_dir,
 )
@@ -62,9 +70,9 @@ def load_argv(db, rate, seconds, out):
 
 
 def set_up(mode, root):
-    """A fresh source, and its semi-sync replica for `binlog`, `binlog-b` and `replica`; returns what
-    to stop."""
-    db = MariaDB(root / "source", source_args(mode != "async")).start()
+    """A fresh source (where `peer_root` says), and its semi-sync replica for `binlog`, `binlog-b`
+    and `replica` (in the work dir: on the disk under test); returns what to stop."""
+    db = MariaDB(peer_root(root, "source"), source_args(mode != "async")).start()
     procs = [db]
     if mode in ("binlog", "binlog-b"):
         binary = os.environ["BENCH_SERVER_BIN_B"] if mode == "binlog-b" else None
@@ -105,6 +113,7 @@ def one_run(mode, rate, seconds, warmup_s, root):
         r = subprocess.run(load_argv(db, 200, 2, root / "warmup.csv"), capture_output=True, text=True, timeout=300)
         if r.returncode != 0:
             raise SystemExit(f"load generator failed:\n{r.stderr}")
+        sync_before_run()
         quiet = wait_quiet()[1]
         if mode != "async":
             db.sql("FLUSH STATUS")  # the source's semi-sync averages below cover this run only
@@ -114,7 +123,9 @@ def one_run(mode, rate, seconds, warmup_s, root):
         if log:
             log.skip_to_end()
         out = root / "load.csv"
+        dirty = DirtySampler()
         r = subprocess.run(load_argv(db, rate, seconds, out), capture_output=True, text=True, timeout=seconds + 600)
+        dirty = dirty.stop()
         if r.returncode != 0:
             raise SystemExit(f"load generator failed:\n{r.stderr}")
         rows = list(csv.DictReader(open(out)))
@@ -124,7 +135,7 @@ def one_run(mode, rate, seconds, warmup_s, root):
         res = {
             "mode": mode, "rate": rate, "measured_tx": len(lat), "achieved_rate": len(rows) / span,
             "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99), "max_ms": lat[-1],
-            "quiet_wait_s": quiet,
+            "quiet_wait_s": quiet, "dirty": dirty,
         }
         if mode != "async":
             res["no_tx_during_run"] = status(db, "Rpl_semi_sync_master_no_tx") - no_tx
@@ -147,6 +158,9 @@ def one_run(mode, rate, seconds, warmup_s, root):
     finally:
         for p in reversed(procs):
             p.stop()
+        drop_dir(db.root)
+        if server:
+            drop_dir(server.log_path.parent)
 
 
 def main():
@@ -160,6 +174,7 @@ def main():
     print_facts(facts)
     say(f"binlog-server: {os.environ.get('BENCH_SERVER_BIN')}")
     say(f"source: {shell_join(source_args(True))} (async: without the rpl_semi_sync_* options)")
+    say(peers_where())
     say(f"load generator: {os.environ['BENCH_LOAD_BIN']} --rate RATE --seconds {seconds} --workers max(4, RATE/250)")
     out_root = output_root(root)
     say(f"{runs} run(s) of {seconds} s per rate and set-up, set-ups interleaved; first {warmup_s} s not counted\n")
@@ -185,7 +200,8 @@ def main():
                               f"{fmt_le(res['durable_p50_le_s'])}, p99 {fmt_le(res['durable_p99_le_s'])}; "
                               f"{res['fsync_tail']}")
                 say(f"rate {rate}/s run {i + 1} {mode:>7}: achieved {res['achieved_rate']:.0f}/s, commit p50 "
-                    f"{res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} ms, max {res['max_ms']:.1f} ms{extra}")
+                    f"{res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} ms, max {res['max_ms']:.1f} ms{extra}; "
+                    f"{res['dirty']}")
         results["rates"][rate] = per
 
     say("\n== summary: commit latency (due -> COMMIT returned), median over runs of each run's percentile "
