@@ -222,7 +222,7 @@ def peer_root(root, name):
     base = os.environ.get("BENCH_PEERS_DIR")
     if not base:
         return Path(root) / name
-    Path(root).mkdir(parents=True, exist_ok=True)
+    Path(root).mkdir(parents=True, exist_ok=True)  # the run's own files (load.csv ...) stay there
     return work_dir(f"binlog-bench-{name}.", base)
 
 
@@ -250,12 +250,9 @@ def sync_before_run():
     (`os.sync`), unless BENCH_SYNC_BEFORE_RUN=0. Otherwise their files, dirty in the page cache
     until 30 s old (vm.dirty_expire_centisecs), are written back in a burst during a later run, and
     whichever set-up fsyncs on its commit path then waits behind it: a stall of tens of ms that
-    belongs to an earlier run. Answers the seconds it took (0.0 when switched off)."""
-    if env_int("BENCH_SYNC_BEFORE_RUN", 1) == 0:
-        return 0.0
-    t = time.monotonic()
-    os.sync()
-    return time.monotonic() - t
+    belongs to an earlier run."""
+    if env_int("BENCH_SYNC_BEFORE_RUN", 1) != 0:
+        os.sync()
 
 
 def dirty_kib():

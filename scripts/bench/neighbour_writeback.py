@@ -22,8 +22,6 @@ import tempfile
 import threading
 import time
 
-MIB = 1 << 20
-
 
 def env_num(name, default):
     v = os.environ.get(name, "")

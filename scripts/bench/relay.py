@@ -29,7 +29,8 @@ from binlog-server's own histograms scraped before and after it (bucket bounds, 
 figures): a batch's first event read -> its fsync returned (`binlog_server_durable_seconds`), and
 the checkpoint published -> its bytes written to each waiting client
 (`binlog_server_relay_send_delay_seconds`). BENCH_PEERS_DIR (e.g. /dev/shm) puts the source's and
-the fleet's files there instead of on the disk under test (benchlib.peer_root says why); each run
+the fleet's files, and binlog-server's debug log, there instead of on the disk under test
+(benchlib.peer_root says why); each run
 starts with what was left unwritten written back (benchlib.sync_before_run; BENCH_SYNC_BEFORE_RUN=0
 skips it), and its line says how much unwritten data the machine held at its start and at most.
 

@@ -18,12 +18,13 @@ The load is lag_load's: single-row InnoDB transactions at a fixed rate, open loo
 latency of a transaction is from when it was due to when its COMMIT returned (queueing behind a
 slow commit counts). See docs/performance.md for how to read the figures.
 
-BENCH_PEERS_DIR (e.g. /dev/shm) puts the source's files there instead of on the disk under test,
-as on the real topology, where the source has a disk of its own (see benchlib.peer_root: its
-unsynced binlog, written back in a burst once 30 s old, stalls every fsync on the disk, and only
-the set-ups that fsync on the commit path wait for it). Each run starts with what earlier runs
-left unwritten written back (benchlib.sync_before_run; BENCH_SYNC_BEFORE_RUN=0 skips it), and its
-line says how much unwritten data the machine held at its start and at most.
+BENCH_PEERS_DIR (e.g. /dev/shm) puts the source's files (and binlog-server's debug log) there
+instead of on the disk under test, as on the real topology, where the source has a disk of its
+own (see benchlib.peer_root: its unsynced binlog, written back in a burst once 30 s old, stalls
+every fsync on the disk, and only the set-ups that fsync on the commit path wait for it). Each
+run starts with what earlier runs left unwritten written back (benchlib.sync_before_run;
+BENCH_SYNC_BEFORE_RUN=0 skips it), and its line says how much unwritten data the machine held at
+its start and at most.
 """
 
 import csv
