@@ -19,23 +19,16 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import DirtySampler, env_int, percentile  # noqa: E402
 
 
-def env_num(name, default):
+def env_float(name, default):
     v = os.environ.get(name, "")
-    return type(default)(v) if v else default
-
-
-def dirty_kib():
-    m = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in ("Dirty", "Writeback"):
-                m[k] = int(v.split()[0])
-    return m.get("Dirty", 0) + m.get("Writeback", 0)
+    return float(v) if v else default
 
 
 NEIGHBOUR = """
@@ -53,27 +46,16 @@ while time.monotonic() - t0 < secs:
 """
 
 
-def pct(xs, p):
-    return xs[min(len(xs) - 1, int(len(xs) * p / 100))]
-
-
 def one_round(directory, with_neighbour, rate, seconds, mib_s):
     fd, path = tempfile.mkstemp(prefix="nw-loop-", dir=directory)
     npath = os.path.join(directory, f"nw-neighbour-{os.getpid()}")
     neighbour = None
-    peak = [dirty_kib()]
-    stop = threading.Event()
-
-    def sample():
-        while not stop.wait(0.25):
-            peak.append(dirty_kib())
-
-    sampler = threading.Thread(target=sample, daemon=True)
+    dirty = None
     try:
         os.sync()  # what earlier rounds left unwritten is not this round's
         if with_neighbour:
             neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR, npath, str(mib_s), str(seconds + 2)])
-        sampler.start()
+        dirty = DirtySampler()
         record = b"r" * 400
         durs, slow = [], []
         start = time.monotonic()
@@ -91,11 +73,11 @@ def one_round(directory, with_neighbour, rate, seconds, mib_s):
             if ms > 10:
                 slow.append(f"{ms:.1f} ms at {t - start:.1f} s")
         durs.sort()
-        stop.set()
-        sampler.join()
-        return durs, slow, max(peak) / 1024
+        dirty.stop()
+        return durs, slow, max(dirty.samples) / 1024
     finally:
-        stop.set()
+        if dirty:
+            dirty.stop()
         if neighbour:
             neighbour.kill()
             neighbour.wait()
@@ -107,10 +89,10 @@ def one_round(directory, with_neighbour, rate, seconds, mib_s):
 
 def main():
     directory = sys.argv[1] if len(sys.argv) > 1 else (os.environ.get("BENCH_TMPDIR") or tempfile.gettempdir())
-    rate = env_num("BENCH_NW_RATE", 1000)
-    seconds = env_num("BENCH_NW_SECONDS", 40)
-    mib_s = env_num("BENCH_NW_MIB_S", 0.5)
-    runs = env_num("BENCH_RUNS", 2)
+    rate = env_int("BENCH_NW_RATE", 1000)
+    seconds = env_int("BENCH_NW_SECONDS", 40)
+    mib_s = env_float("BENCH_NW_MIB_S", 0.5)
+    runs = env_int("BENCH_RUNS", 2)
     with open("/proc/sys/vm/dirty_expire_centisecs") as f:
         expire = int(f.read()) / 100
     with open("/proc/sys/vm/dirty_writeback_centisecs") as f:
@@ -120,8 +102,8 @@ def main():
     for i in range(runs):
         for mode in (["alone", "neighbour"] if i % 2 == 0 else ["neighbour", "alone"]):
             durs, slow, peak_mib = one_round(directory, mode == "neighbour", rate, seconds, mib_s)
-            print(f"round {i + 1} {mode:>9}: {len(durs)} fdatasyncs, p50 {pct(durs, 50):.3f} ms, p99 "
-                  f"{pct(durs, 99):.3f}, p99.9 {pct(durs, 99.9):.3f}, max {durs[-1]:.1f}; unwritten at most "
+            print(f"round {i + 1} {mode:>9}: {len(durs)} fdatasyncs, p50 {percentile(durs, 50):.3f} ms, p99 "
+                  f"{percentile(durs, 99):.3f}, p99.9 {percentile(durs, 99.9):.3f}, max {durs[-1]:.1f}; unwritten at most "
                   f"{peak_mib:.1f} MiB; over 10 ms: {', '.join(slow) if slow else 'none'}", flush=True)
 
 
