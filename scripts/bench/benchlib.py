@@ -205,9 +205,14 @@ def output_root(root):
     if not base:
         return root
     d = work_dir("binlog-bench-out.", base)
-    df = _cmd(["df", "-hT", str(d)]).splitlines()
-    say(f"binlog files are written to {d} ({' '.join(df[-1].split()) if len(df) > 1 else '?'})")
+    say(f"binlog files are written to {d} ({df_line(d)})")
     return d
+
+
+def df_line(path):
+    """`df -hT` of the filesystem holding `path`, on one line (or "?")."""
+    df = _cmd(["df", "-hT", str(path)]).splitlines()
+    return " ".join(df[-1].split()) if len(df) > 1 else "?"
 
 
 def peer_root(root, name):
@@ -240,9 +245,7 @@ def peers_where():
     base = os.environ.get("BENCH_PEERS_DIR")
     if not base:
         return "the source's (and any fleet's) files and binlog-server's debug log: in the work dir, on the disk under test"
-    df = _cmd(["df", "-hT", base]).splitlines()
-    return (f"the source's (and any fleet's) files and binlog-server's debug log: under {base} "
-            f"({' '.join(df[-1].split()) if len(df) > 1 else '?'})")
+    return f"the source's (and any fleet's) files and binlog-server's debug log: under {base} ({df_line(base)})"
 
 
 def sync_before_run():

@@ -23,6 +23,14 @@ use crate::source::SourceError;
 /// Largest payload of a single packet; a payload of exactly this size continues.
 pub const MAX_PACKET_CHUNK: usize = 0xFF_FFFF;
 
+/// A packet's 4-byte header: the payload length (3 bytes, little-endian, at most
+/// [`MAX_PACKET_CHUNK`]) and the sequence id.
+pub fn push_header(out: &mut Vec<u8>, len: usize, seq: u8) {
+    debug_assert!(len <= MAX_PACKET_CHUNK);
+    out.extend_from_slice(&(len as u32).to_le_bytes()[..3]);
+    out.push(seq);
+}
+
 /// How much the read buffer asks the socket for at a time.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -280,8 +288,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
         let mut rest = payload;
         loop {
             let n = rest.len().min(MAX_PACKET_CHUNK);
-            out.extend_from_slice(&(n as u32).to_le_bytes()[..3]);
-            out.push(self.seq);
+            push_header(out, n, self.seq);
             self.seq = self.seq.wrapping_add(1);
             out.extend_from_slice(&rest[..n]);
             rest = &rest[n..];
@@ -303,8 +310,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
             let room = MAX_PACKET_CHUNK - usize::from(first);
             let n = rest.len().min(room);
             let chunk = n + usize::from(first);
-            out.extend_from_slice(&(chunk as u32).to_le_bytes()[..3]);
-            out.push(self.seq);
+            push_header(out, chunk, self.seq);
             self.seq = self.seq.wrapping_add(1);
             if first {
                 out.push(status);

@@ -50,7 +50,7 @@ pub fn strip_header(body: &Bytes) -> Result<Stripped, SourceError> {
 
 /// The ack packet: the magic byte, the 8-byte little-endian position, the file name (no NUL).
 /// It travels as a packet with sequence id 0, as the source's ack receiver expects.
-pub fn ack_packet(file: &BinlogFileName, pos: u64) -> Vec<u8> {
+fn ack_packet(file: &BinlogFileName, pos: u64) -> Vec<u8> {
     let mut p = Vec::with_capacity(1 + 8 + file.as_str().len());
     p.push(MAGIC);
     p.extend_from_slice(&pos.to_le_bytes());
@@ -63,8 +63,7 @@ pub fn ack_packet(file: &BinlogFileName, pos: u64) -> Vec<u8> {
 pub fn ack_frame(file: &BinlogFileName, pos: u64) -> Vec<u8> {
     let payload = ack_packet(file, pos);
     let mut frame = Vec::with_capacity(4 + payload.len());
-    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes()[..3]);
-    frame.push(0);
+    crate::source::packet::push_header(&mut frame, payload.len(), 0);
     frame.extend_from_slice(&payload);
     frame
 }
