@@ -12,7 +12,9 @@ Run through scripts/bench/run.sh semisync, which builds the release binary and t
              it acks only after its relay log is synced, as binlog-server acks after its fsync
              (the like-for-like reference);
   binlog-b   with BENCH_SERVER_BIN_B set: binlog as above, with that second binlog-server binary
-             (an A/B of two builds in one session, interleaved with the others).
+             (an A/B of two builds in one session, interleaved with the others); with
+             BENCH_SERVER_B_ENV set (e.g. "BINLOG_SERVER_LOG_LEVEL=info"), binlog as above with those
+             settings over the bench's (the same binary unless BENCH_SERVER_BIN_B names another).
 
 The load is lag_load's: single-row InnoDB transactions at a fixed rate, open loop; the commit
 latency of a transaction is from when it was due to when its COMMIT returned (queueing behind a
@@ -70,14 +72,26 @@ def load_argv(db, rate, seconds, out):
             "--rate", str(rate), "--seconds", str(seconds), "--out", str(out), "--workers", str(workers_for(rate))]
 
 
+def server_b_env():
+    """BENCH_SERVER_B_ENV's BINLOG_SERVER_* settings for set-up binlog-b ({} when unset)."""
+    env = {}
+    for item in os.environ.get("BENCH_SERVER_B_ENV", "").split():
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("BINLOG_SERVER_"):
+            raise SystemExit(f"BENCH_SERVER_B_ENV: {item!r} is not BINLOG_SERVER_NAME=value")
+        env[key] = value
+    return env
+
+
 def set_up(mode, root):
     """A fresh source (where `peer_root` says), and its semi-sync replica for `binlog`, `binlog-b`
     and `replica` (in the work dir: on the disk under test); returns what to stop."""
     db = MariaDB(peer_root(root, "source"), source_args(mode != "async")).start()
     procs = [db]
     if mode in ("binlog", "binlog-b"):
-        binary = os.environ["BENCH_SERVER_BIN_B"] if mode == "binlog-b" else None
-        server = Server(root / "server", binary=binary).start()
+        binary = os.environ.get("BENCH_SERVER_BIN_B") if mode == "binlog-b" else None
+        extra_env = server_b_env() if mode == "binlog-b" else None
+        server = Server(root / "server", extra_env=extra_env, binary=binary).start()
         procs.append(server)
         body = {
             "name": "semi", "cluster_key": "semi",
@@ -180,9 +194,11 @@ def main():
     out_root = output_root(root)
     say(f"{runs} run(s) of {seconds} s per rate and set-up, set-ups interleaved; first {warmup_s} s not counted\n")
     modes = (MODES + (["replica-sync"] if env_int("BENCH_SEMI_REPLICA_SYNC", 0) else [])
-             + (["binlog-b"] if os.environ.get("BENCH_SERVER_BIN_B") else []))
+             + (["binlog-b"] if os.environ.get("BENCH_SERVER_BIN_B") or server_b_env() else []))
     if "binlog-b" in modes:
-        say(f"binlog-server B (set-up binlog-b): {os.environ['BENCH_SERVER_BIN_B']}")
+        b_env = " ".join(f"{k}={v}" for k, v in sorted(server_b_env().items()))
+        say(f"binlog-server B (set-up binlog-b): {os.environ.get('BENCH_SERVER_BIN_B') or 'the same binary'}"
+            + (f" with {b_env}" if b_env else ""))
     results = {"machine": facts, "rates": {}}
     for rate in rates:
         per = {m: [] for m in modes}

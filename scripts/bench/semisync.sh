@@ -22,6 +22,8 @@
 #   BENCH_RUNS=5                   runs per rate and set-up
 #   BENCH_SERVER_BIN, BENCH_LOAD_BIN  existing binaries (skip the builds)
 #   BENCH_SERVER_BIN_B             a second binlog-server binary: a fourth set-up, binlog-b (A/B)
+#   BENCH_SERVER_B_ENV             BINLOG_SERVER_NAME=value ... for binlog-b (the same binary unless
+#                                  BENCH_SERVER_BIN_B is set): e.g. BINLOG_SERVER_LOG_LEVEL=info
 #   BENCH_SEMI_REPLICA_SYNC=0      1 adds replica-sync: the mariadbd replica with sync_relay_log=1
 #                                  (it acks after syncing its relay log, as we ack after our fsync)
 #   BENCH_KEEP=0                   1 keeps the work dir (logs, per-commit CSV files)
