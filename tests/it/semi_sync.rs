@@ -209,6 +209,24 @@ fn a_commit_does_not_return_before_our_fsync() {
     }
     assert_eq!(status_u64(&db, "Rpl_semi_sync_master_yes_tx") - yes_tx, 3, "each commit got its ack (no timeout)");
     assert_eq!(db.status_value("Rpl_semi_sync_master_status"), "ON");
+
+    // A fsync over a second is said in the log, with how long it took; once per quiet period,
+    // not once per batch (four slow batches at least: the table, then three rows).
+    let slow: Vec<String> = poll_until(WAIT, "the slow fsync to be logged", || {
+        let lines: Vec<String> =
+            srv.log_text().lines().filter(|l| l.contains("slow fsync:")).map(String::from).collect();
+        (!lines.is_empty()).then_some(lines)
+    });
+    assert_eq!(slow.len(), 1, "one warning per quiet period: {slow:?}");
+    let took_ms: u64 = slow[0]
+        .split("took_ms")
+        .nth(1)
+        .map(|rest| {
+            rest.chars().skip_while(|c| !c.is_ascii_digit()).take_while(char::is_ascii_digit).collect::<String>()
+        })
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("no took_ms in {:?}", slow[0]));
+    assert!(took_ms >= FSYNC_DELAY.as_millis() as u64, "took_ms {took_ms} in {:?}", slow[0]);
 }
 
 #[test]

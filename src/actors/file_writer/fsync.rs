@@ -79,3 +79,80 @@ pub(super) fn test_fsync_delay() {
         std::thread::sleep(*d);
     }
 }
+
+/// A batch's write-out and data fsync that took at least this long is said in the log: every
+/// thing waiting for it waited as long (a semi-sync source's commits, relay clients, the
+/// checkpoint). Healthy disks take well under 10 ms.
+pub(super) const SLOW_FSYNC: Duration = Duration::from_secs(1);
+
+/// At most one slow-fsync warning per task in this long; the ones held back in between are
+/// counted, with the slowest, in the next warning.
+pub(super) const SLOW_FSYNC_QUIET: Duration = Duration::from_secs(60);
+
+/// Which slow fsyncs are said, and what the warning carries ([`SlowFsyncs::observe`]).
+#[derive(Debug, Default)]
+pub(super) struct SlowFsyncs {
+    last_said: Option<Instant>,
+    held: u64,
+    held_slowest: Duration,
+}
+
+/// A slow fsync to say: how long it took, and how many slow ones were held back since the last
+/// warning (and the slowest of them).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct SlowFsyncNote {
+    pub(super) took: Duration,
+    pub(super) held: u64,
+    pub(super) held_slowest: Duration,
+}
+
+impl SlowFsyncs {
+    /// A fsync that took `took`, returning at `now`: `Some` when it is to be said now.
+    pub(super) fn observe(&mut self, took: Duration, now: Instant) -> Option<SlowFsyncNote> {
+        if took < SLOW_FSYNC {
+            return None;
+        }
+        if self.last_said.is_some_and(|t| now.saturating_duration_since(t) < SLOW_FSYNC_QUIET) {
+            self.held += 1;
+            self.held_slowest = self.held_slowest.max(took);
+            return None;
+        }
+        self.last_said = Some(now);
+        let note = SlowFsyncNote { took, held: self.held, held_slowest: self.held_slowest };
+        self.held = 0;
+        self.held_slowest = Duration::ZERO;
+        Some(note)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_fsyncs_are_said_at_most_once_a_quiet_period_with_the_ones_held_back() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let note = |took: u64, held: u64, slowest: u64| {
+            Some(SlowFsyncNote { took: ms(took), held, held_slowest: ms(slowest) })
+        };
+        // (seconds after t0, how long the fsync took in ms, what is said)
+        let table: &[(u64, u64, Option<SlowFsyncNote>)] = &[
+            (0, 5, None),                    // a healthy fsync: nothing
+            (1, 999, None),                  // just under the line
+            (2, 1000, note(1000, 0, 0)),     // the first slow one is said at once
+            (3, 4000, None),                 // held back: within the quiet period
+            (30, 1500, None),                // held back
+            (61, 2, None),                   // a healthy one says nothing, even after the period
+            (62, 1200, note(1200, 2, 4000)), // the period is over: said, with the two held back
+            (63, 1300, None),                // a new period began at 62
+            (122, 1100, note(1100, 1, 1300)),
+            (200, 3000, note(3000, 0, 0)),
+        ];
+        let mut s = SlowFsyncs::default();
+        for (at, took, want) in table {
+            let got = s.observe(ms(*took), t0 + Duration::from_secs(*at));
+            assert_eq!(&got, want, "at {at} s, took {took} ms");
+        }
+    }
+}

@@ -124,6 +124,8 @@ pub struct Writer {
     last_persist: Instant,
     loaded: bool,
     fsync: Fsync,
+    /// Which slow fsyncs are said in the log ([`fsync::SLOW_FSYNC`]).
+    slow_fsyncs: SlowFsyncs,
     /// Cluster mode: checked before every write; `None` standalone.
     lease: Option<WriterLease>,
     /// While a takeover re-fetches files, the stored checkpoint (ahead of what is rewritten) is
@@ -167,7 +169,7 @@ pub use actor::{FileWriterActor, WriterPool};
 pub use messages::*;
 
 use direct::{DirectTail, IoChoice};
-use fsync::{Fsync, Scope, start_writeback};
+use fsync::{Fsync, SLOW_FSYNC_QUIET, Scope, SlowFsyncs, start_writeback};
 
 impl Writer {
     pub fn new(
@@ -193,6 +195,7 @@ impl Writer {
             last_persist: Instant::now(),
             loaded: false,
             fsync: Fsync::default(),
+            slow_fsyncs: SlowFsyncs::default(),
             lease: None,
             floor: None,
             rebuild: None,
