@@ -210,7 +210,7 @@ fn a_commit_does_not_return_before_our_fsync() {
     assert_eq!(status_u64(&db, "Rpl_semi_sync_master_yes_tx") - yes_tx, 3, "each commit got its ack (no timeout)");
     assert_eq!(db.status_value("Rpl_semi_sync_master_status"), "ON");
 
-    // A fsync over a second is said in the log, with how long it took; once per quiet period,
+    // An fsync of a second or more is said in the log, with how long it took; once per quiet period,
     // not once per batch (four slow batches at least: the table, then three rows).
     let slow: Vec<String> = poll_until(WAIT, "the slow fsync to be logged", || {
         let lines: Vec<String> =

@@ -107,7 +107,7 @@ pub(super) struct SlowFsyncNote {
 }
 
 impl SlowFsyncs {
-    /// A fsync that took `took`, returning at `now`: `Some` when it is to be said now.
+    /// An fsync that took `took`, returning at `now`: `Some` when it is to be said now.
     pub(super) fn observe(&mut self, took: Duration, now: Instant) -> Option<SlowFsyncNote> {
         if took < SLOW_FSYNC {
             return None;
