@@ -86,7 +86,7 @@ pub(super) fn test_fsync_delay() {
 pub(super) const SLOW_FSYNC: Duration = Duration::from_secs(1);
 
 /// At most one slow-fsync warning per task in this long; the ones held back in between are
-/// counted, with the slowest, in the next warning.
+/// counted, with the slowest, and told by the first fsync after it (slow or not).
 pub(super) const SLOW_FSYNC_QUIET: Duration = Duration::from_secs(60);
 
 /// Which slow fsyncs are said, and what the warning carries ([`SlowFsyncs::observe`]).
@@ -97,28 +97,37 @@ pub(super) struct SlowFsyncs {
     held_slowest: Duration,
 }
 
-/// A slow fsync to say: how long it took, and how many slow ones were held back since the last
-/// warning (and the slowest of them).
+/// What to say about an fsync.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct SlowFsyncNote {
-    pub(super) took: Duration,
-    pub(super) held: u64,
-    pub(super) held_slowest: Duration,
+pub(super) enum SlowFsyncNote {
+    /// This fsync was slow; `held` more were held back since the last warning (the slowest of
+    /// them `held_slowest`).
+    Slow { took: Duration, held: u64, held_slowest: Duration },
+    /// This fsync was not slow, but the quiet period is over and `held` slow ones were held back
+    /// in it: told now rather than never.
+    HeldBack { held: u64, held_slowest: Duration },
 }
 
 impl SlowFsyncs {
-    /// An fsync that took `took`, returning at `now`: `Some` when it is to be said now.
+    /// An fsync that took `took`, returning at `now`: `Some` when something is to be said now.
     pub(super) fn observe(&mut self, took: Duration, now: Instant) -> Option<SlowFsyncNote> {
-        if took < SLOW_FSYNC {
-            return None;
-        }
+        let slow = took >= SLOW_FSYNC;
         if self.last_said.is_some_and(|t| now.saturating_duration_since(t) < SLOW_FSYNC_QUIET) {
-            self.held += 1;
-            self.held_slowest = self.held_slowest.max(took);
+            if slow {
+                self.held += 1;
+                self.held_slowest = self.held_slowest.max(took);
+            }
             return None;
         }
+        let (held, held_slowest) = (self.held, self.held_slowest);
+        let note = if slow {
+            SlowFsyncNote::Slow { took, held, held_slowest }
+        } else if held > 0 {
+            SlowFsyncNote::HeldBack { held, held_slowest }
+        } else {
+            return None;
+        };
         self.last_said = Some(now);
-        let note = SlowFsyncNote { took, held: self.held, held_slowest: self.held_slowest };
         self.held = 0;
         self.held_slowest = Duration::ZERO;
         Some(note)
@@ -133,21 +142,23 @@ mod tests {
     fn slow_fsyncs_are_said_at_most_once_a_quiet_period_with_the_ones_held_back() {
         let ms = Duration::from_millis;
         let t0 = Instant::now();
-        let note = |took: u64, held: u64, slowest: u64| {
-            Some(SlowFsyncNote { took: ms(took), held, held_slowest: ms(slowest) })
+        let slow = |took: u64, held: u64, slowest: u64| {
+            Some(SlowFsyncNote::Slow { took: ms(took), held, held_slowest: ms(slowest) })
         };
+        let held_back = |held: u64, slowest: u64| Some(SlowFsyncNote::HeldBack { held, held_slowest: ms(slowest) });
         // (seconds after t0, how long the fsync took in ms, what is said)
         let table: &[(u64, u64, Option<SlowFsyncNote>)] = &[
-            (0, 5, None),                    // a healthy fsync: nothing
-            (1, 999, None),                  // just under the line
-            (2, 1000, note(1000, 0, 0)),     // the first slow one is said at once
-            (3, 4000, None),                 // held back: within the quiet period
-            (30, 1500, None),                // held back
-            (61, 2, None),                   // a healthy one says nothing, even after the period
-            (62, 1200, note(1200, 2, 4000)), // the period is over: said, with the two held back
-            (63, 1300, None),                // a new period began at 62
-            (122, 1100, note(1100, 1, 1300)),
-            (200, 3000, note(3000, 0, 0)),
+            (0, 5, None),                     // a healthy fsync: nothing
+            (1, 999, None),                   // just under the line
+            (2, 1000, slow(1000, 0, 0)),      // the first slow one is said at once
+            (3, 4000, None),                  // held back: within the quiet period
+            (30, 1500, None),                 // held back
+            (61, 2, None),                    // healthy, and the period (from 2) is not over
+            (62, 2, held_back(2, 4000)),      // the period is over: the two held back are told
+            (63, 1300, None),                 // a new period began at 62
+            (122, 1100, slow(1100, 1, 1300)), // slow after the period: said, with the one held
+            (200, 3000, slow(3000, 0, 0)),
+            (300, 5, None), // the period is over and nothing was held back: nothing
         ];
         let mut s = SlowFsyncs::default();
         for (at, took, want) in table {

@@ -169,7 +169,7 @@ pub use actor::{FileWriterActor, WriterPool};
 pub use messages::*;
 
 use direct::{DirectTail, IoChoice};
-use fsync::{Fsync, SLOW_FSYNC_QUIET, Scope, SlowFsyncs, start_writeback};
+use fsync::{Fsync, SLOW_FSYNC_QUIET, Scope, SlowFsyncNote, SlowFsyncs, start_writeback};
 
 impl Writer {
     pub fn new(

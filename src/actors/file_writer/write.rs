@@ -114,13 +114,21 @@ impl Writer {
             if let Some(received) = batch.received {
                 m.durable_seconds.observe(received.elapsed().as_secs_f64());
             }
-            if let Some(n) = self.slow_fsyncs.observe(fsync, Instant::now()) {
-                let file = self.open.as_ref().map(|o| o.name.to_string()).unwrap_or_default();
-                warn!(self.log, "slow fsync: the disk took a second or more to make a batch durable; everything waiting \
-                                 for it (a semi-sync source's commits, relay clients, the checkpoint) waited as long";
-                    "file" => file, "took_ms" => n.took.as_millis() as u64, "bytes" => bytes,
-                    "held_back" => n.held, "held_back_slowest_ms" => n.held_slowest.as_millis() as u64,
-                    "said_at_most_every_s" => SLOW_FSYNC_QUIET.as_secs());
+            match self.slow_fsyncs.observe(fsync, Instant::now()) {
+                Some(SlowFsyncNote::Slow { took, held, held_slowest }) => {
+                    let file = self.open.as_ref().map(|o| o.name.to_string()).unwrap_or_default();
+                    warn!(self.log, "slow fsync: the disk took a second or more to make a batch durable; everything \
+                                     waiting for it (a semi-sync source's commits, relay clients, the checkpoint) waited as long";
+                        "file" => file, "took_ms" => took.as_millis() as u64, "bytes" => bytes,
+                        "held_back" => held, "held_back_slowest_ms" => held_slowest.as_millis() as u64,
+                        "said_at_most_every_s" => SLOW_FSYNC_QUIET.as_secs());
+                }
+                Some(SlowFsyncNote::HeldBack { held, held_slowest }) => {
+                    warn!(self.log, "slow fsyncs held back since the last slow-fsync warning (a second or more each)";
+                        "held_back" => held, "held_back_slowest_ms" => held_slowest.as_millis() as u64,
+                        "said_at_most_every_s" => SLOW_FSYNC_QUIET.as_secs());
+                }
+                None => {}
             }
         }
         if let Some(cp) = batch.checkpoint {
