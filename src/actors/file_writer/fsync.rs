@@ -80,8 +80,8 @@ pub(super) fn test_fsync_delay() {
     }
 }
 
-/// A batch's write-out and data fsync that took at least this long is said in the log: every
-/// thing waiting for it waited as long (a semi-sync source's commits, relay clients, the
+/// A batch's write-out and data fsync that took at least this long is said in the log:
+/// everything waiting for it waited as long (a semi-sync source's commits, relay clients, the
 /// checkpoint). Healthy disks take well under 10 ms.
 pub(super) const SLOW_FSYNC: Duration = Duration::from_secs(1);
 
