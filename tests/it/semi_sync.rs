@@ -186,11 +186,15 @@ fn over_tls_the_stream_task_sends_the_acks() {
 #[test]
 fn a_commit_does_not_return_before_our_fsync() {
     const FSYNC_DELAY: Duration = Duration::from_millis(1500);
+    // Longer than the test's slow batches take (about 6 s), so that they all fall in one.
+    const QUIET: Duration = Duration::from_secs(20);
     let db = semi_sync_source(MariaDbOpts::default());
     // A debug-build hook: every data fsync of the writer takes at least FSYNC_DELAY.
     let srv = Server::start(
         fast_server_opts()
             .env("BINLOG_TEST_FSYNC_DELAY_MS", FSYNC_DELAY.as_millis().to_string())
+            // Another debug-build hook: one slow-fsync warning per QUIET (60 s in a release).
+            .env("BINLOG_TEST_SLOW_FSYNC_QUIET_MS", QUIET.as_millis().to_string())
             // Heartbeats must not count the slow fsync as a dead source.
             .env("BINLOG_SERVER_REPLICATION_HEARTBEAT_PERIOD_MS", "1000"),
     );
@@ -227,6 +231,24 @@ fn a_commit_does_not_return_before_our_fsync() {
         .and_then(|digits| digits.parse().ok())
         .unwrap_or_else(|| panic!("no took_ms in {:?}", slow[0]));
     assert!(took_ms >= FSYNC_DELAY.as_millis() as u64, "took_ms {took_ms} in {:?}", slow[0]);
+
+    // The ones held back are told once the quiet period is over, with the source idle: by the
+    // writer's timer, not by a next fsync (every data fsync here is slow, so one would have made
+    // a second "slow fsync:" line instead).
+    let held = poll_until(QUIET + WAIT, "the held-back slow fsyncs to be told", || {
+        srv.log_text().lines().find(|l| l.contains("slow fsyncs held back")).map(String::from)
+    });
+    // slog's text format: "... message, key: value, key: value".
+    let field = |line: &str, key: &str| -> u64 {
+        line.split(", ")
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix(": ")?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+    };
+    // At least the three rows' batches came after the one said (and the table's, unless it was).
+    assert!(field(&held, "held_back") >= 3, "{held}");
+    assert!(field(&held, "held_back_slowest_ms") >= FSYNC_DELAY.as_millis() as u64, "{held}");
+    let said = srv.log_text().lines().filter(|l| l.contains("slow fsync:")).count();
+    assert_eq!(said, 1, "no fsync told them: no second slow-fsync warning");
 }
 
 #[test]

@@ -90,8 +90,10 @@ pub(super) const SLOW_FSYNC: Duration = Duration::from_secs(1);
 pub(super) const SLOW_FSYNC_QUIET: Duration = Duration::from_secs(60);
 
 /// Which slow fsyncs are said, and what the warning carries ([`SlowFsyncs::observe`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct SlowFsyncs {
+    /// [`SLOW_FSYNC_QUIET`] (shorter only in debug builds' tests: [`SlowFsyncs::new`]).
+    pub(super) quiet: Duration,
     last_said: Option<Instant>,
     held: u64,
     held_slowest: Duration,
@@ -109,10 +111,25 @@ pub(super) enum SlowFsyncNote {
 }
 
 impl SlowFsyncs {
+    /// One warning per `quiet` at most.
+    pub(super) fn with_quiet(quiet: Duration) -> SlowFsyncs {
+        SlowFsyncs { quiet, last_said: None, held: 0, held_slowest: Duration::ZERO }
+    }
+
+    /// The writer's: [`SLOW_FSYNC_QUIET`]; debug builds only (never a release binary) take
+    /// `BINLOG_TEST_SLOW_FSYNC_QUIET_MS` instead, so an integration test sees a quiet period end.
+    pub(super) fn new() -> SlowFsyncs {
+        #[cfg(debug_assertions)]
+        if let Some(ms) = std::env::var("BINLOG_TEST_SLOW_FSYNC_QUIET_MS").ok().and_then(|v| v.parse().ok()) {
+            return SlowFsyncs::with_quiet(Duration::from_millis(ms));
+        }
+        SlowFsyncs::with_quiet(SLOW_FSYNC_QUIET)
+    }
+
     /// An fsync that took `took`, returning at `now`: `Some` when something is to be said now.
     pub(super) fn observe(&mut self, took: Duration, now: Instant) -> Option<SlowFsyncNote> {
         let slow = took >= SLOW_FSYNC;
-        if self.last_said.is_some_and(|t| now.saturating_duration_since(t) < SLOW_FSYNC_QUIET) {
+        if self.last_said.is_some_and(|t| now.saturating_duration_since(t) < self.quiet) {
             if slow {
                 self.held += 1;
                 self.held_slowest = self.held_slowest.max(took);
@@ -127,6 +144,20 @@ impl SlowFsyncs {
         } else {
             return None;
         };
+        self.last_said = Some(now);
+        self.held = 0;
+        self.held_slowest = Duration::ZERO;
+        Some(note)
+    }
+
+    /// The writer's timer tick at `now`, with no fsync: slow fsyncs held back in a quiet period
+    /// that is over are told now, so a task that fell idle after them (or whose next fsync is
+    /// stuck) does not keep them to itself until its next fsync returns.
+    pub(super) fn tick(&mut self, now: Instant) -> Option<SlowFsyncNote> {
+        if self.held == 0 || self.last_said.is_some_and(|t| now.saturating_duration_since(t) < self.quiet) {
+            return None;
+        }
+        let note = SlowFsyncNote::HeldBack { held: self.held, held_slowest: self.held_slowest };
         self.last_said = Some(now);
         self.held = 0;
         self.held_slowest = Duration::ZERO;
@@ -160,10 +191,42 @@ mod tests {
             (200, 3000, slow(3000, 0, 0)),
             (300, 5, None), // the period is over and nothing was held back: nothing
         ];
-        let mut s = SlowFsyncs::default();
+        let mut s = SlowFsyncs::with_quiet(SLOW_FSYNC_QUIET);
         for (at, took, want) in table {
             let got = s.observe(ms(*took), t0 + Duration::from_secs(*at));
             assert_eq!(&got, want, "at {at} s, took {took} ms");
+        }
+    }
+
+    /// The timer's side: what was held back is told once the quiet period is over, without an
+    /// fsync; an fsync and a tick never tell the same ones twice.
+    #[test]
+    fn held_back_slow_fsyncs_are_told_by_the_timer_once_the_quiet_period_is_over() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let held_back = |held: u64, slowest: u64| Some(SlowFsyncNote::HeldBack { held, held_slowest: ms(slowest) });
+        // (seconds after t0, Some(ms): an fsync that took that long, None: a tick; what is said)
+        let table: &[(u64, Option<u64>, Option<SlowFsyncNote>)] = &[
+            (0, None, None), // nothing ever slow: a tick says nothing
+            (1, Some(1200), Some(SlowFsyncNote::Slow { took: ms(1200), held: 0, held_slowest: ms(0) })),
+            (2, None, None),                    // nothing held back
+            (5, Some(2500), None),              // held back
+            (9, Some(1000), None),              // held back
+            (60, None, None),                   // the period (from 1) is not over: 59 s
+            (61, None, held_back(2, 2500)),     // over: told by the tick
+            (62, None, None),                   // told once
+            (70, Some(3000), None),             // a new period began at 61: held back
+            (121, Some(5), held_back(1, 3000)), // the fsync after the period tells it ...
+            (200, None, None),                  // ... and the tick has nothing left to tell
+        ];
+        let mut s = SlowFsyncs::with_quiet(SLOW_FSYNC_QUIET);
+        for (at, fsync, want) in table {
+            let now = t0 + Duration::from_secs(*at);
+            let got = match fsync {
+                Some(took) => s.observe(ms(*took), now),
+                None => s.tick(now),
+            };
+            assert_eq!(&got, want, "at {at} s, fsync {fsync:?}");
         }
     }
 }

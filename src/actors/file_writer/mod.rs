@@ -169,7 +169,7 @@ pub use actor::{FileWriterActor, WriterPool};
 pub use messages::*;
 
 use direct::{DirectTail, IoChoice};
-use fsync::{Fsync, SLOW_FSYNC_QUIET, Scope, SlowFsyncNote, SlowFsyncs, start_writeback};
+use fsync::{Fsync, Scope, SlowFsyncNote, SlowFsyncs, start_writeback};
 
 impl Writer {
     pub fn new(
@@ -195,7 +195,7 @@ impl Writer {
             last_persist: Instant::now(),
             loaded: false,
             fsync: Fsync::default(),
-            slow_fsyncs: SlowFsyncs::default(),
+            slow_fsyncs: SlowFsyncs::new(),
             lease: None,
             floor: None,
             rebuild: None,
@@ -368,6 +368,7 @@ impl Writer {
     /// the writer is poisoned and persists nothing). Notes the tick as `persist` does and says
     /// true; false when the timer's job has work ([`Writer::persist_on_timer`]).
     pub(super) fn persist_idle(&mut self) -> bool {
+        self.tell_held_back_slow_fsyncs();
         if self.fsync.poisoned {
             return true;
         }
@@ -378,9 +379,18 @@ impl Writer {
         true
     }
 
+    /// On each timer tick: slow fsyncs held back in a quiet period that is over are said now
+    /// (`SlowFsyncs::tick`), not only when the next fsync returns.
+    fn tell_held_back_slow_fsyncs(&mut self) {
+        if let Some(note) = self.slow_fsyncs.tick(Instant::now()) {
+            self.tell_slow_fsyncs(note, 0);
+        }
+    }
+
     /// `PersistCheckpoint`: nobody waits for the answer, so a failure is said here (once per
     /// distinct error; a checkpoint that stops moving is never silent) and fails the next batch.
     fn persist_on_timer(&mut self) {
+        self.tell_held_back_slow_fsyncs();
         if self.fsync.poisoned {
             return;
         }

@@ -114,21 +114,8 @@ impl Writer {
             if let Some(received) = batch.received {
                 m.durable_seconds.observe(received.elapsed().as_secs_f64());
             }
-            match self.slow_fsyncs.observe(fsync, Instant::now()) {
-                Some(SlowFsyncNote::Slow { took, held, held_slowest }) => {
-                    let file = self.open.as_ref().map(|o| o.name.to_string()).unwrap_or_default();
-                    warn!(self.log, "slow fsync: the disk took a second or more to make a batch durable; everything \
-                                     waiting for it (a semi-sync source's commits, relay clients, the checkpoint) waited as long";
-                        "file" => file, "took_ms" => took.as_millis() as u64, "bytes" => bytes,
-                        "held_back" => held, "held_back_slowest_ms" => held_slowest.as_millis() as u64,
-                        "said_at_most_every_s" => SLOW_FSYNC_QUIET.as_secs());
-                }
-                Some(SlowFsyncNote::HeldBack { held, held_slowest }) => {
-                    warn!(self.log, "slow fsyncs held back since the last slow-fsync warning (a second or more each)";
-                        "held_back" => held, "held_back_slowest_ms" => held_slowest.as_millis() as u64,
-                        "said_at_most_every_s" => SLOW_FSYNC_QUIET.as_secs());
-                }
-                None => {}
+            if let Some(note) = self.slow_fsyncs.observe(fsync, Instant::now()) {
+                self.tell_slow_fsyncs(note, bytes);
             }
         }
         if let Some(cp) = batch.checkpoint {
@@ -295,6 +282,25 @@ impl Writer {
             sha256,
         });
         Ok(())
+    }
+
+    /// Says what `SlowFsyncs` decided (`bytes`: the batch's, for a slow fsync).
+    pub(super) fn tell_slow_fsyncs(&self, note: SlowFsyncNote, bytes: u64) {
+        match note {
+            SlowFsyncNote::Slow { took, held, held_slowest } => {
+                let file = self.open.as_ref().map(|o| o.name.to_string()).unwrap_or_default();
+                warn!(self.log, "slow fsync: the disk took a second or more to make a batch durable; everything \
+                                 waiting for it (a semi-sync source's commits, relay clients, the checkpoint) waited as long";
+                    "file" => file, "took_ms" => took.as_millis() as u64, "bytes" => bytes,
+                    "held_back" => held, "held_back_slowest_ms" => held_slowest.as_millis() as u64,
+                    "said_at_most_every_s" => self.slow_fsyncs.quiet.as_secs());
+            }
+            SlowFsyncNote::HeldBack { held, held_slowest } => {
+                warn!(self.log, "slow fsyncs held back since the last slow-fsync warning (a second or more each)";
+                    "held_back" => held, "held_back_slowest_ms" => held_slowest.as_millis() as u64,
+                    "said_at_most_every_s" => self.slow_fsyncs.quiet.as_secs());
+            }
+        }
     }
 
     pub(super) fn persist(&mut self) -> Result<(), WriterError> {
