@@ -329,6 +329,8 @@ string_enum!(
         TaskLeaseDegraded => "TASK_LEASE_DEGRADED",
         SemiSyncUnavailable => "SEMI_SYNC_UNAVAILABLE",
         SourceTornTail => "SOURCE_TORN_TAIL",
+        WriterStalled => "WRITER_STALLED",
+        WriterStallEnded => "WRITER_STALL_ENDED",
     }
 );
 

@@ -22,7 +22,7 @@ use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::pitr::get_bytes;
 use crate::common::replication::{
     IN_USE_FLAG_OFFSET, api_checkpoint, assert_copy_matches_source, fast_server_opts, flush_and_catch_up, local_dir,
-    start_copy_task, start_task, wait_caught_up, wait_failed, wait_running,
+    start_copy_task, start_task, task_events, wait_caught_up, wait_event_after, wait_failed, wait_running,
 };
 use crate::common::server::{Server, run_cli};
 use crate::common::{free_port, output_with_deadline, poll_until, require_binary, temp_dir};
@@ -370,4 +370,57 @@ fn a_sealed_file_changed_on_disk(checksum: &str) {
         assert!(stderr.contains(&at), "refused at the changed event ({at}): {stderr}");
         assert!(written.len() <= event_at, "nothing of the changed event went out: {} bytes", written.len());
     }
+}
+
+/// A disk that hangs: the slow-fsync warning comes only once an fsync returns, and a hung one
+/// never does. A batch that has not returned is said while it lasts (a warning and a
+/// WRITER_STALLED event), and so is its end. Debug-build hooks: every data fsync takes
+/// FSYNC_DELAY, and a batch counts as stalled after STALL (10 s in a release).
+#[test]
+fn a_writer_batch_that_does_not_return_is_said_while_it_lasts() {
+    const FSYNC_DELAY: Duration = Duration::from_secs(3);
+    const STALL: Duration = Duration::from_secs(1);
+    let db = MariaDb::start(MariaDbOpts::default());
+    db.sql("CREATE TABLE h (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)");
+    let srv = Server::start(
+        fast_server_opts()
+            .env("BINLOG_TEST_FSYNC_DELAY_MS", FSYNC_DELAY.as_millis().to_string())
+            .env("BINLOG_TEST_WRITER_STALL_MS", STALL.as_millis().to_string())
+            // Heartbeats must not count the slow fsync as a dead source.
+            .env("BINLOG_SERVER_REPLICATION_HEARTBEAT_PERIOD_MS", "1000"),
+    );
+    let id = start_copy_task(&srv, &db, "hung-disk");
+    let (stalled_at, stalled) = wait_event_after(&srv, id, "WRITER_STALLED", 0);
+    assert!(
+        stalled.contains("has not returned for") && stalled.contains("durable checkpoint"),
+        "the event says what it means: {stalled}"
+    );
+    let (_, ended) = wait_event_after(&srv, id, "WRITER_STALL_ENDED", stalled_at);
+    let after: u64 = ended
+        .split("after about ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no duration in {ended:?}"));
+    assert!(after >= STALL.as_secs(), "{ended}");
+
+    // Said while the batch lasted: before the fsync returned and was called slow.
+    let log = srv.log_text();
+    let said = log.find("writer stalled:").expect("a warning in the log");
+    let returned = log.find("slow fsync:").expect("the slow fsync, once it returned");
+    assert!(said < returned, "the stall was said before the fsync returned");
+    assert!(log.contains("writer stall ended:"), "and its end");
+
+    // A stall loses nothing: the task goes on once the disk answers.
+    insert_rows(&db, "h", 10);
+    flush_and_catch_up(&srv, &db, id);
+    assert_copy_matches_source(&srv, &db, id);
+
+    // Every batch stalled here: each stall is logged, but recorded as an event once per ten
+    // minutes (a disk on which every batch stalls must not fill the events table).
+    let logged = srv.log_text().matches("writer stalled:").count();
+    assert!(logged >= 2, "the later batches stalled too: {logged} warnings");
+    let events = task_events(&srv, id);
+    let recorded = |kind: &str| events.iter().filter(|e| e.1 == kind).count();
+    assert_eq!((recorded("WRITER_STALLED"), recorded("WRITER_STALL_ENDED")), (1, 1), "{events:?}");
 }

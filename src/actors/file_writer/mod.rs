@@ -126,6 +126,8 @@ pub struct Writer {
     fsync: Fsync,
     /// Which slow fsyncs are said in the log ([`fsync::SLOW_FSYNC`]).
     slow_fsyncs: SlowFsyncs,
+    /// When the batch in progress began, for the task's stall watch ([`stall`]).
+    busy: Busy,
     /// Cluster mode: checked before every write; `None` standalone.
     lease: Option<WriterLease>,
     /// While a takeover re-fetches files, the stored checkpoint (ahead of what is rewritten) is
@@ -161,12 +163,14 @@ mod fsync;
 mod hashing;
 mod messages;
 mod recovery;
+mod stall;
 #[cfg(test)]
 mod tests;
 mod write;
 
 pub use actor::{FileWriterActor, WriterPool};
 pub use messages::*;
+pub use stall::{Busy, StallNote, StallWatch};
 
 use direct::{DirectTail, IoChoice};
 use fsync::{Fsync, Scope, SlowFsyncNote, SlowFsyncs, start_writeback};
@@ -196,6 +200,7 @@ impl Writer {
             loaded: false,
             fsync: Fsync::default(),
             slow_fsyncs: SlowFsyncs::new(),
+            busy: Busy::default(),
             lease: None,
             floor: None,
             rebuild: None,
@@ -249,6 +254,13 @@ impl Writer {
 
     fn direct(&self) -> bool {
         self.io == Some(IoChoice::Direct)
+    }
+
+    /// Marks each batch (and the final flush) in `busy` while it runs, for the task's
+    /// [`StallWatch`].
+    pub fn with_busy(mut self, busy: Busy) -> Self {
+        self.busy = busy;
+        self
     }
 
     /// Publishes each durable checkpoint to the relay (`relay::hub`).
@@ -414,6 +426,8 @@ impl Writer {
 
     /// `CloseFiles`: writes out and fsyncs what is open, persists the durable checkpoint, closes.
     fn close_files(&mut self) -> Result<Option<Checkpoint>, WriterError> {
+        let busy = self.busy.clone();
+        let _busy = busy.begin();
         if self.check_lease().is_err() {
             // The lease is gone: nothing more is written or persisted under it.
             self.open = None;

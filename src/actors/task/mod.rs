@@ -22,7 +22,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use slog::{Logger, error, info, warn};
 
-use crate::actors::file_writer::{CloseFiles, FileWriterActor, PersistCheckpoint, Writer};
+use crate::actors::file_writer::{Busy, CloseFiles, FileWriterActor, PersistCheckpoint, StallWatch, Writer};
 use crate::actors::replication::{ReplicationActor, ReplicationParams, StopReplication, replica_uuid};
 use crate::actors::upload::{StopUploads, UploadActor, UploadParams};
 use crate::config::Settings;
@@ -123,6 +123,10 @@ pub struct TaskActor {
     relinquished: bool,
     /// The failure policy's memory: the current retry period and the repeated failure.
     failures: RetryState,
+    /// When the writer's batch in progress began (the writer marks it), and what was said
+    /// about it: a batch that does not return is said while it lasts (`watch_writer`).
+    writer_busy: Busy,
+    stall: StallWatch,
 }
 
 impl TaskActor {
@@ -149,6 +153,8 @@ impl TaskActor {
             degraded: None,
             relinquished: false,
             failures: RetryState::default(),
+            writer_busy: Busy::default(),
+            stall: StallWatch::new(),
         }
     }
 
@@ -277,7 +283,10 @@ impl Actor for TaskActor {
         let lease = self.ctx.lease.clone();
         let relay = self.ctx.relay.publisher(id);
         let direct_io = s.writer.direct_io;
-        let w = Writer::new(id, &data_dir, store, log, report, interval).with_relay(relay).with_direct_io(direct_io);
+        let w = Writer::new(id, &data_dir, store, log, report, interval)
+            .with_relay(relay)
+            .with_direct_io(direct_io)
+            .with_busy(self.writer_busy.clone());
         let w = match lease {
             Some(guard) => w.with_lease(crate::actors::file_writer::WriterLease { guard }),
             None => w,
@@ -289,7 +298,10 @@ impl Actor for TaskActor {
                 let _ = w.try_send(PersistCheckpoint);
             }
         });
-        ctx.run_interval(Duration::from_secs(1), |act, _| act.refresh_gauges());
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            act.refresh_gauges();
+            act.watch_writer(ctx);
+        });
         // Sealed files whose sha256 is still missing (a crash interrupted hashing).
         let store = self.ctx.store.clone();
         let data_dir = s.data_dir.clone();

@@ -4,10 +4,12 @@
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use slog::{info, warn};
 
 use super::TaskActor;
+use crate::actors::file_writer::StallNote;
 use crate::actors::replication::Progress;
-use crate::domain::{TaskError, TaskState};
+use crate::domain::{TaskError, TaskEventType, TaskState};
 use crate::meta::Checkpoint;
 use crate::telemetry::metrics::metrics;
 
@@ -73,6 +75,44 @@ impl TaskActor {
             self.status.last_event_time = DateTime::from_timestamp(i64::from(p.last_event_ts), 0);
         }
         self.refresh_gauges();
+    }
+
+    /// Carries out `StallWatch::observe` on the writer's mark: a batch that has not returned for
+    /// `WRITER_STALL` is a warning and (at most once per `STALL_EVENTS_EVERY`) a task event, and
+    /// so is its end.
+    pub(super) fn watch_writer(&mut self, ctx: &mut Context<Self>) {
+        let Some(note) = self.stall.observe(self.writer_busy.since(), std::time::Instant::now()) else {
+            return;
+        };
+        let (kind, message, event) = match note {
+            StallNote::Stalled { for_, event } => {
+                let message = format!(
+                    "the writer's batch (write-out and fsync) has not returned for {} s: the disk is hanging or \
+                     failing; the durable checkpoint does not move, and a semi-sync source's commits and the \
+                     relay's clients wait for it",
+                    for_.as_secs()
+                );
+                warn!(self.ctx.log, "writer stalled: {message}"; "stalled_s" => for_.as_secs());
+                (TaskEventType::WriterStalled, message, event)
+            }
+            StallNote::Returned { after, event } => {
+                let message = format!("the writer's stalled batch returned after about {} s", after.as_secs());
+                info!(self.ctx.log, "writer stall ended: {message}"; "after_s" => after.as_secs());
+                (TaskEventType::WriterStallEnded, message, event)
+            }
+        };
+        if !event || self.relinquished {
+            return;
+        }
+        let (id, store, log) = (self.id(), self.ctx.store.clone(), self.ctx.log.clone());
+        ctx.spawn(
+            async move {
+                if let Err(e) = store.call(move |s| s.append_event(id, kind, &message)).await {
+                    warn!(log, "cannot record the writer-stall event"; "error" => %e);
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     /// Lag and checkpoint age, from what the actor knows now (also on a 1 s tick: an idle
