@@ -26,6 +26,7 @@ pub struct Metrics {
     pub bytes_written: IntCounterVec,
     pub lag: GaugeVec,
     pub checkpoint_age: GaugeVec,
+    pub writer_busy: GaugeVec,
     pub fsync: Histogram,
     pub reconnects: IntCounterVec,
     pub crc_errors: IntCounterVec,
@@ -97,6 +98,15 @@ impl Metrics {
             .expect("valid metric"),
             checkpoint_age: GaugeVec::new(
                 opts("checkpoint_age_seconds", "Seconds since the task's durable checkpoint last advanced."),
+                &["task"],
+            )
+            .expect("valid metric"),
+            writer_busy: GaugeVec::new(
+                opts(
+                    "writer_busy_seconds",
+                    "Seconds the writer's batch in progress (write-out and fsync) has been running, read once a \
+                     second; 0 between batches. 10 or more: the disk is hanging (WRITER_STALLED).",
+                ),
                 &["task"],
             )
             .expect("valid metric"),
@@ -208,13 +218,14 @@ impl Metrics {
     }
 
     fn collectors(&self) -> Vec<&dyn Collector> {
-        let ours: [&dyn Collector; 24] = [
+        let ours: [&dyn Collector; 25] = [
             &self.tasks,
             &self.tasks_stuck,
             &self.events,
             &self.bytes_written,
             &self.lag,
             &self.checkpoint_age,
+            &self.writer_busy,
             &self.fsync,
             &self.reconnects,
             &self.crc_errors,
@@ -244,6 +255,7 @@ impl Metrics {
         let _ = self.bytes_written.remove_label_values(&[&t]);
         let _ = self.lag.remove_label_values(&[&t]);
         let _ = self.checkpoint_age.remove_label_values(&[&t]);
+        let _ = self.writer_busy.remove_label_values(&[&t]);
         let _ = self.crc_errors.remove_label_values(&[&t]);
         let _ = self.upload_backlog.remove_label_values(&[&t]);
         let _ = self.upload_failures.remove_label_values(&[&t]);
@@ -455,6 +467,7 @@ mod tests {
             "binlog_server_bytes_written_total",
             "binlog_server_replication_lag_seconds",
             "binlog_server_checkpoint_age_seconds",
+            "binlog_server_writer_busy_seconds",
             "binlog_server_fsync_duration_seconds",
             "binlog_server_reconnects_total",
             "binlog_server_crc_errors_total",

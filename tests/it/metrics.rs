@@ -9,12 +9,13 @@ use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
 use crate::common::server::{Server, ServerOpts};
 use crate::common::{metric_sample as sample, poll_until};
 
-const FAMILIES: [&str; 24] = [
+const FAMILIES: [&str; 25] = [
     "binlog_server_tasks",
     "binlog_server_events_total",
     "binlog_server_bytes_written_total",
     "binlog_server_replication_lag_seconds",
     "binlog_server_checkpoint_age_seconds",
+    "binlog_server_writer_busy_seconds",
     "binlog_server_fsync_duration_seconds",
     "binlog_server_reconnects_total",
     "binlog_server_crc_errors_total",

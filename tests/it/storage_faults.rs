@@ -390,6 +390,13 @@ fn a_writer_batch_that_does_not_return_is_said_while_it_lasts() {
             .env("BINLOG_SERVER_REPLICATION_HEARTBEAT_PERIOD_MS", "1000"),
     );
     let id = start_copy_task(&srv, &db, "hung-disk");
+    // The gauge an alert reads: how long the batch in progress has been running.
+    let series = format!("binlog_server_writer_busy_seconds{{task=\"{id}\"}}");
+    let busy = poll_until(WAIT, "the writer's busy gauge to show the slow batch", || {
+        let r = srv.get_raw("/metrics");
+        crate::common::metric_sample(&r.body, &series).filter(|v| *v >= STALL.as_secs_f64())
+    });
+    assert!(busy < (FSYNC_DELAY * 3).as_secs_f64(), "{busy}");
     let (stalled_at, stalled) = wait_event_after(&srv, id, "WRITER_STALLED", 0);
     assert!(
         stalled.contains("has not returned for") && stalled.contains("durable checkpoint"),

@@ -331,6 +331,7 @@ impl Actor for TaskActor {
         // Lag and age mean nothing for a task that does not run; counters stay.
         let _ = metrics().lag.remove_label_values(&[&self.label]);
         let _ = metrics().checkpoint_age.remove_label_values(&[&self.label]);
+        let _ = metrics().writer_busy.remove_label_values(&[&self.label]);
         let epoch = self.ctx.lease.as_ref().map(|l| l.epoch());
         self.ctx.supervisor.do_send(TaskExited { id: self.id(), actor: ctx.address(), epoch });
     }

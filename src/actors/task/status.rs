@@ -81,7 +81,10 @@ impl TaskActor {
     /// `WRITER_STALL` is a warning and (at most once per `STALL_EVENTS_EVERY`) a task event, and
     /// so is its end.
     pub(super) fn watch_writer(&mut self, ctx: &mut Context<Self>) {
-        let Some(note) = self.stall.observe(self.writer_busy.since(), std::time::Instant::now()) else {
+        let (since, now) = (self.writer_busy.since(), std::time::Instant::now());
+        let busy_for = since.map_or(0.0, |s| now.saturating_duration_since(s).as_secs_f64());
+        metrics().writer_busy.with_label_values(&[&self.label]).set(busy_for);
+        let Some(note) = self.stall.observe(since, now) else {
             return;
         };
         let (kind, message, event) = match note {
