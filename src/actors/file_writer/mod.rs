@@ -126,7 +126,7 @@ pub struct Writer {
     fsync: Fsync,
     /// Which slow fsyncs are said in the log ([`fsync::SLOW_FSYNC`]).
     slow_fsyncs: SlowFsyncs,
-    /// When the batch in progress began, for the task's stall watch ([`stall`]).
+    /// When the batch (or checkpoint store) in progress began, for the task's stall watch ([`stall`]).
     busy: Busy,
     /// Cluster mode: checked before every write; `None` standalone.
     lease: Option<WriterLease>,
@@ -256,8 +256,8 @@ impl Writer {
         self.io == Some(IoChoice::Direct)
     }
 
-    /// Marks each batch (and the final flush) in `busy` while it runs, for the task's
-    /// [`StallWatch`].
+    /// Marks each batch, the timer's checkpoint store and the final flush in `busy` while it
+    /// runs, for the task's [`StallWatch`].
     pub fn with_busy(mut self, busy: Busy) -> Self {
         self.busy = busy;
         self
@@ -406,6 +406,9 @@ impl Writer {
         if self.fsync.poisoned {
             return;
         }
+        // A store write that hangs (SQLite on a hung disk) holds every batch behind it.
+        let busy = self.busy.clone();
+        let _busy = busy.begin();
         match self.persist() {
             Err(e) => {
                 let msg = e.to_string();

@@ -1,7 +1,8 @@
 //! A writer's batch that does not return (a disk that hangs, a write blocked behind a device
 //! that is gone) is said while it lasts: the slow-fsync warning ([`super::fsync::SlowFsyncs`])
 //! comes only when the fsync returns, and a hung one never does. The writer marks when each
-//! batch (and the final flush) began ([`Busy`]); the task's one-second timer asks
+//! batch began, and each store of the checkpoint on the timer and the final flush ([`Busy`]: a
+//! hung store write holds every batch behind it); the task's one-second timer asks
 //! [`StallWatch::observe`] what to say and carries it out (a warning and a task event).
 
 use std::sync::Arc;

@@ -90,9 +90,9 @@ impl TaskActor {
         let (kind, message, event) = match note {
             StallNote::Stalled { for_, event } => {
                 let message = format!(
-                    "the writer's batch (write-out and fsync) has not returned for {} s: the disk is hanging or \
-                     failing; the durable checkpoint does not move, and a semi-sync source's commits and the \
-                     relay's clients wait for it",
+                    "the writer's batch (write-out and fsync, or the checkpoint's store) has not returned for {} s: \
+                     the disk (or the metadata store) is hanging or failing; the durable checkpoint does not \
+                     move, and a semi-sync source's commits and the relay's clients wait for it",
                     for_.as_secs()
                 );
                 warn!(self.ctx.log, "writer stalled: {message}"; "stalled_s" => for_.as_secs());
