@@ -222,14 +222,13 @@ fn a_commit_does_not_return_before_our_fsync() {
         (!lines.is_empty()).then_some(lines)
     });
     assert_eq!(slow.len(), 1, "one warning per quiet period: {slow:?}");
-    let took_ms: u64 = slow[0]
-        .split("took_ms")
-        .nth(1)
-        .map(|rest| {
-            rest.chars().skip_while(|c| !c.is_ascii_digit()).take_while(char::is_ascii_digit).collect::<String>()
-        })
-        .and_then(|digits| digits.parse().ok())
-        .unwrap_or_else(|| panic!("no took_ms in {:?}", slow[0]));
+    // slog's text format: "... message, key: value, key: value".
+    let field = |line: &str, key: &str| -> u64 {
+        line.split(", ")
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix(": ")?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+    };
+    let took_ms = field(&slow[0], "took_ms");
     assert!(took_ms >= FSYNC_DELAY.as_millis() as u64, "took_ms {took_ms} in {:?}", slow[0]);
 
     // The ones held back are told once the quiet period is over, with the source idle: by the
@@ -238,12 +237,6 @@ fn a_commit_does_not_return_before_our_fsync() {
     let held = poll_until(QUIET + WAIT, "the held-back slow fsyncs to be told", || {
         srv.log_text().lines().find(|l| l.contains("slow fsyncs held back")).map(String::from)
     });
-    // slog's text format: "... message, key: value, key: value".
-    let field = |line: &str, key: &str| -> u64 {
-        line.split(", ")
-            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix(": ")?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-    };
     // At least the three rows' batches came after the one said (and the table's, unless it was).
     assert!(field(&held, "held_back") >= 3, "{held}");
     assert!(field(&held, "held_back_slowest_ms") >= FSYNC_DELAY.as_millis() as u64, "{held}");

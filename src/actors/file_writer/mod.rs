@@ -407,8 +407,7 @@ impl Writer {
             return;
         }
         // A store write that hangs (SQLite on a hung disk) holds every batch behind it.
-        let busy = self.busy.clone();
-        let _busy = busy.begin();
+        let _busy = self.busy.begin();
         match self.persist() {
             Err(e) => {
                 let msg = e.to_string();
@@ -429,8 +428,7 @@ impl Writer {
 
     /// `CloseFiles`: writes out and fsyncs what is open, persists the durable checkpoint, closes.
     fn close_files(&mut self) -> Result<Option<Checkpoint>, WriterError> {
-        let busy = self.busy.clone();
-        let _busy = busy.begin();
+        let _busy = self.busy.begin();
         if self.check_lease().is_err() {
             // The lease is gone: nothing more is written or persisted under it.
             self.open = None;

@@ -29,11 +29,11 @@ pub struct Busy(Arc<AtomicU64>);
 
 impl Busy {
     /// Marks a batch begun now, until the guard is dropped.
-    pub(super) fn begin(&self) -> BusyGuard<'_> {
+    pub(super) fn begin(&self) -> BusyGuard {
         let since = Instant::now().saturating_duration_since(*EPOCH).as_nanos() as u64;
         // 0 means idle: a batch begun in the epoch's first nanosecond counts from the next one.
         self.0.store(since.max(1), Ordering::Release);
-        BusyGuard(self)
+        BusyGuard(self.clone())
     }
 
     /// When the batch in progress began (`None`: the writer is between batches).
@@ -46,9 +46,9 @@ impl Busy {
 }
 
 /// Clears the mark when the batch is over (however it ends: answered, failed or panicked).
-pub(super) struct BusyGuard<'a>(&'a Busy);
+pub(super) struct BusyGuard(Busy);
 
-impl Drop for BusyGuard<'_> {
+impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.0.0.store(0, Ordering::Release);
     }

@@ -10,8 +10,7 @@ impl Writer {
     /// bytes out and waits for the disk when files are written with O_DIRECT, else not at all
     /// (the task reads each file it seals back after sealing).
     pub(super) fn write_batch(&mut self, batch: WriteBatch) -> Result<Option<Checkpoint>, WriterError> {
-        let busy = self.busy.clone();
-        let _busy = busy.begin();
+        let _busy = self.busy.begin();
         self.fsync.check()?;
         self.check_lease()?;
         if let Some(e) = self.persist_failure.take() {
