@@ -391,8 +391,9 @@ impl Writer {
         true
     }
 
-    /// On each timer tick: slow fsyncs held back in a quiet period that is over are said now
-    /// (`SlowFsyncs::tick`), not only when the next fsync returns.
+    /// On each timer tick (from `persist_idle`, which every tick calls first): slow fsyncs held
+    /// back in a quiet period that is over are said now (`SlowFsyncs::tick`), not only when the
+    /// next fsync returns.
     fn tell_held_back_slow_fsyncs(&mut self) {
         if let Some(note) = self.slow_fsyncs.tick(Instant::now()) {
             self.tell_slow_fsyncs(note, 0);
@@ -402,7 +403,6 @@ impl Writer {
     /// `PersistCheckpoint`: nobody waits for the answer, so a failure is said here (once per
     /// distinct error; a checkpoint that stops moving is never silent) and fails the next batch.
     fn persist_on_timer(&mut self) {
-        self.tell_held_back_slow_fsyncs();
         if self.fsync.poisoned {
             return;
         }
