@@ -531,6 +531,10 @@ pub struct ReplicationDto {
     pub retry_in_ms: Option<u64>,
     pub last_error: Option<TaskError>,
     pub semi_sync: SemiSyncDto,
+    /// Set while the writer's batch (write-out and fsync, or the checkpoint's store) has not
+    /// returned for 10 s or more: since when it runs. The disk (or the metadata store) is
+    /// hanging; nothing becomes durable meanwhile. Null otherwise.
+    pub writer_stalled_since: Option<DateTime<Utc>>,
 }
 
 /// Semi-synchronous replication of a task (`source.semi_sync`).
@@ -582,6 +586,7 @@ impl ReplicationDto {
                 acks_sent: r.semi_sync.acks_sent,
                 last_ack_pos: r.semi_sync.last_ack_pos.clone(),
             },
+            writer_stalled_since: r.writer_stalled_since,
         }
     }
 }

@@ -4,11 +4,11 @@
 //
 //   UI_BASE_URL      http://127.0.0.1:PORT of binlog-server
 //   UI_OUT_DIR       where screenshots go
-//   UI_SCENARIO      lifecycle (default) | auth | switchover | stuck | import | relay | semisync
+//   UI_SCENARIO      lifecycle (default) | auth | switchover | stuck | import | relay | semisync | stall
 //   UI_SOURCE_HOST, UI_SOURCE_PORT, UI_SOURCE_USER, UI_SOURCE_PASSWORD, UI_START_FILE  (lifecycle)
 //   UI_TOKEN         the bearer token (auth)
 //   UI_TASK_ID       a task that followed a GTID switchover (switchover), a task read through
-//                    the relay (relay)
+//                    the relay (relay), a task whose writer's batches hang for seconds (stall)
 //   UI_RELAY_USER, UI_RELAY_FILE  the relay client's user and the file it started from (relay)
 //   UI_STUCK_TASK, UI_FAILED_TASK  names of a stuck and a FAILED task the test set up (stuck)
 //   CHROMIUM         the browser binary (default /usr/bin/chromium)
@@ -406,6 +406,28 @@ async function stuck(browser) {
   await context.close();
 }
 
+/** A writer whose batch has not returned (a hung disk): a red callout on the task's page while it
+ * lasts, gone once the batch returns. */
+async function stall(browser) {
+  const id = env('UI_TASK_ID');
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  const problems = [];
+  watch(page, problems);
+
+  await page.goto(`${BASE}/ui/#/tasks/${id}`);
+  const title = page.getByRole('heading', { name: 'Writer stalled' });
+  await eventually('the stalled-writer callout', () => title.isVisible());
+  const text = await page.locator('.callout.bad').filter({ has: title }).textContent();
+  check(/has not returned since .+: the disk or the metadata store is hanging/.test(text), `the task page shows the stalled writer: "${text}"`);
+  await shot(page, 'w1-detail-writer-stalled');
+  // The fault delays every batch with bytes; once the backlog is written the writer idles.
+  await eventually('the callout to go', async () => !(await title.isVisible()), 90_000);
+  check(!(await title.isVisible()), 'and stops showing it once the batch returned');
+  check(problems.length === 0, `no script error or blocked asset: ${JSON.stringify(problems)}`);
+  await context.close();
+}
+
 /** Import: task definitions pasted as YAML; one bad item refuses the list, then all are created. */
 async function importYaml(browser) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
@@ -515,6 +537,7 @@ try {
   else if (SCENARIO === 'import') await importYaml(browser);
   else if (SCENARIO === 'relay') await relayClients(browser);
   else if (SCENARIO === 'semisync') await semiSync(browser);
+  else if (SCENARIO === 'stall') await stall(browser);
   else throw new Error(`unknown UI_SCENARIO ${SCENARIO}`);
 } catch (e) {
   // What the browser showed when it failed, for the report.

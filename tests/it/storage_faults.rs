@@ -389,6 +389,7 @@ fn a_writer_batch_that_does_not_return_is_said_while_it_lasts() {
             // Heartbeats must not count the slow fsync as a dead source.
             .env("BINLOG_SERVER_REPLICATION_HEARTBEAT_PERIOD_MS", "1000"),
     );
+    let started = chrono::Utc::now();
     let id = start_copy_task(&srv, &db, "hung-disk");
     // The gauge an alert reads: how long the batch in progress has been running.
     let series = format!("binlog_server_writer_busy_seconds{{task=\"{id}\"}}");
@@ -397,6 +398,11 @@ fn a_writer_batch_that_does_not_return_is_said_while_it_lasts() {
         crate::common::metric_sample(&r.body, &series).filter(|v| *v >= STALL.as_secs_f64())
     });
     assert!(busy < (FSYNC_DELAY * 3).as_secs_f64(), "{busy}");
+    // What the API and the task page show while it lasts: since when the batch runs.
+    let since =
+        poll_until(WAIT, "/replication to show the stalled writer", || srv.replication(id).writer_stalled_since);
+    let seen = chrono::Utc::now();
+    assert!(since >= started && since <= seen - STALL, "stalled since {since}, task started {started}, seen {seen}");
     let (stalled_at, stalled) = wait_event_after(&srv, id, "WRITER_STALLED", 0);
     assert!(
         stalled.contains("has not returned for") && stalled.contains("durable checkpoint"),
@@ -422,6 +428,10 @@ fn a_writer_batch_that_does_not_return_is_said_while_it_lasts() {
     insert_rows(&db, "h", 10);
     flush_and_catch_up(&srv, &db, id);
     assert_copy_matches_source(&srv, &db, id);
+    // Nothing left to write: the last stalled batch has returned, and the API says so.
+    poll_until(WAIT, "/replication to stop showing a stalled writer", || {
+        srv.replication(id).writer_stalled_since.is_none().then_some(())
+    });
 
     // Every batch stalled here: each stall is logged, but recorded as an event once per ten
     // minutes (a disk on which every batch stalls must not fill the events table).

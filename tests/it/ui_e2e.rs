@@ -6,7 +6,8 @@
 //! switchover scenario shows a task that followed a failover, its recovery window continuous
 //! through the switchover; the stuck scenario checks that a task retrying for too long is first
 //! on the dashboard and marked; the relay scenario lists a `mariadb-binlog` reading the task
-//! through the relay on the task's page. Screenshots
+//! through the relay on the task's page; the stall scenario shows a writer whose batch hangs as
+//! a callout on the task's page while it lasts. Screenshots
 //! of every view go to `$CARGO_TARGET_TMPDIR/ui-e2e/<scenario>/` (the path is printed). Without
 //! chromium, node or `tests/e2e/node_modules` the tests say so and pass without running:
 //! `scripts/setup-deps.sh test` installs all three, so `make test` and CI run them.
@@ -199,6 +200,29 @@ fn ui_puts_a_stuck_task_first_on_the_dashboard() {
     );
     assert_screenshots(&stdout, &dir, &["s1-dashboard-stuck", "s2-detail-stuck"]);
     assert!(stdout.contains("ok - the stuck task is first, marked STUCK"), "{stdout}");
+}
+
+/// A writer whose batch does not return (a hung disk, made here by the debug build's fsync delay)
+/// is a red callout on the task's page while it lasts, and the callout goes once it returns.
+#[test]
+fn ui_shows_a_stalled_writer_while_it_lasts() {
+    if skip() {
+        return;
+    }
+    let db = MariaDb::start(MariaDbOpts::default());
+    let srv = Server::start(
+        fast_server_opts()
+            .env("BINLOG_TEST_FSYNC_DELAY_MS", "8000")
+            .env("BINLOG_TEST_WRITER_STALL_MS", "1000")
+            // Heartbeats must not count the slow fsync as a dead source.
+            .env("BINLOG_SERVER_REPLICATION_HEARTBEAT_PERIOD_MS", "1000"),
+    );
+    let id = create_task(&srv, "hung-disk", source_json(&db), from_first_file(&db));
+    start_task(&srv, id);
+    let (stdout, dir) = run_spec(&srv, "stall", &[("UI_TASK_ID", id.to_string())]);
+    assert_screenshots(&stdout, &dir, &["w1-detail-writer-stalled"]);
+    assert!(stdout.contains("ok - the task page shows the stalled writer"), "{stdout}");
+    assert!(stdout.contains("ok - and stops showing it once the batch returned"), "{stdout}");
 }
 
 #[test]

@@ -39,6 +39,9 @@ pub struct RuntimeStatus {
     pub retry_in_ms: Option<u64>,
     pub last_error: Option<TaskError>,
     pub semi_sync: SemiSyncStatus,
+    /// Since when the writer's batch in progress has not returned, once it is said to be stalled
+    /// (`WRITER_STALL`); `None` again when it returns.
+    pub writer_stalled_since: Option<DateTime<Utc>>,
 }
 
 /// Semi-sync as the running task has it (`requested` comes from the task's settings).
@@ -96,11 +99,14 @@ impl TaskActor {
                     for_.as_secs()
                 );
                 warn!(self.ctx.log, "writer stalled: {message}"; "stalled_s" => for_.as_secs());
+                let for_ = chrono::Duration::from_std(for_).unwrap_or(chrono::Duration::MAX);
+                self.status.writer_stalled_since = Utc::now().checked_sub_signed(for_);
                 (TaskEventType::WriterStalled, message, event)
             }
             StallNote::Returned { after, event } => {
                 let message = format!("the writer's stalled batch returned after about {} s", after.as_secs());
                 info!(self.ctx.log, "writer stall ended: {message}"; "after_s" => after.as_secs());
+                self.status.writer_stalled_since = None;
                 (TaskEventType::WriterStallEnded, message, event)
             }
         };

@@ -32,6 +32,7 @@ export function mount(el, params, ctx) {
   const deleteBtn = h('button', { type: 'button', class: 'danger', disabled: true, onclick: remove }, 'Delete');
   const actionError = h('p', { class: 'field-error', role: 'alert', hidden: true });
   const lastError = h('div');
+  const stall = h('div');
   const status = h('div');
   const checkpoint = h('div');
   const chart = h('div', { class: 'chart-box' });
@@ -51,6 +52,7 @@ export function mount(el, params, ctx) {
       h('div', { class: 'actions', role: 'group', 'aria-label': 'Task actions' }, startBtn, stopBtn, editLink, deleteBtn)),
     actionError,
     lastError,
+    stall,
     h('div', { class: 'detail-grid' },
       section('Status', 'd-status', status),
       section('Checkpoint', 'd-checkpoint', checkpoint),
@@ -128,6 +130,15 @@ export function mount(el, params, ctx) {
       : null));
 
     const r = repl || {};
+    // A batch that has not returned for 10 s: the disk (or the metadata store) hangs.
+    const stalledSince = t.active ? r.writer_stalled_since : null;
+    replaceIfChanged(stall, JSON.stringify(stalledSince || null), () => (stalledSince
+      ? h('div', { class: 'callout bad', role: 'alert' },
+        h('h2', null, 'Writer stalled'),
+        h('p', null, 'The writer\'s write-out and fsync (or the checkpoint\'s store) has not returned since ',
+          timeEl(stalledSince), ': the disk or the metadata store is hanging. Nothing becomes durable until it returns; ',
+          'a semi-sync source\'s commits and the relay\'s clients wait for it.'))
+      : null));
     const ss = r.semi_sync;
     replaceIfChanged(status, JSON.stringify([t.state, t.desired_state, r.lag_seconds?.toFixed(1), r.caught_up, r.connected_since, r.streaming_from, r.events_written, r.bytes_written, r.reconnects, r.crc_errors, r.tls, r.source_version, r.last_event_time, ss]), () => dl([
       ['State', stateBadge(t.state)],
@@ -297,7 +308,7 @@ function semiSync(ss) {
 }
 
 function eventTone(type) {
-  if (/ERROR|FAILED/.test(type)) return 'bad';
+  if (/ERROR|FAILED|STALLED/.test(type)) return 'bad';
   if (/RETRY|BACKOFF/.test(type)) return 'warn';
   if (/RUNNING|STARTED|CREATED/.test(type)) return 'good';
   return '';
