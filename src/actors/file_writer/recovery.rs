@@ -128,7 +128,8 @@ impl Writer {
                     let at = resume.len - partial.len() as u64;
                     f.read_exact_at(&mut partial, at).map_err(|e| WriterError::io("read", &path, e))?;
                     f = direct::open_direct(&path, false).map_err(|e| WriterError::io("open", &path, e))?;
-                    direct = Some(DirectTail::new(resume.len, &partial));
+                    let cached = direct::open_cached(&path).map_err(|e| WriterError::io("open", &path, e))?;
+                    direct = Some(DirectTail::new(resume.len, &partial, cached));
                 }
                 local.open = Some(OpenFile {
                     name: resume.name.clone(),

@@ -166,7 +166,8 @@ impl Writer {
         let path = dir.join(name.as_str());
         let (file, mut direct) = if self.direct() {
             let file = direct::open_direct(&path, true).map_err(|e| WriterError::io("create", &path, e))?;
-            (file, Some(DirectTail::new(0, &[])))
+            let cached = direct::open_cached(&path).map_err(|e| WriterError::io("open", &path, e))?;
+            (file, Some(DirectTail::new(0, &[], cached)))
         } else {
             let file = OpenOptions::new()
                 .create_new(true)
