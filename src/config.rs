@@ -502,8 +502,10 @@ impl Default for WriterSettings {
             fsync_max_delay_ms: 2,
             fsync_max_bytes: 8 << 20,
             checkpoint_interval_ms: 200,
-            // Off by default: O_DIRECT lowers catch-up's CPU per GiB but adds to every live
-            // commit's latency (each flush waits for the device; docs/performance.md, 2026-12-04).
+            // Off by default: O_DIRECT lowered catch-up's CPU per GiB on one machine (2026-12-04)
+            // and made catch-up slower at the same CPU on another (2026-12-07, seventeenth
+            // session); since small flushes go through the cache it no longer adds to live
+            // commit latency (docs/performance.md).
             direct_io: DirectIo::Off,
             // 1,000 tasks streaming on 2 cores, one run each: 68% of a core with 16 threads, 85%
             // with 64, 106% with 512, 112% with a thread per task (docs/performance.md,

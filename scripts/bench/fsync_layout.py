@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """What a streaming batch's fdatasync costs by file layout, alone: small records (the size of a
 few sysbench transactions) each closed by fdatasync, (a) appended to a growing file, as the writer
-does (the new size makes every fdatasync commit the filesystem journal as well), and (b) written
-over a file already filled with zeros (a preallocated log: nothing but the data is flushed).
-The two are interleaved record by record, so a noisy machine hits both alike.
+does (the new size makes every fdatasync commit the filesystem journal as well), (b) written
+over a file already filled with zeros (a preallocated log: nothing but the data is flushed),
+(c) appended with O_DIRECT as `writer.direct_io` wrote every flush until 2026-12-07: the last
+4 KiB block zero-padded, then the padding cut (two length changes per record), and (d) the same
+without the cut (not an option for the writer, whose file must end where the source's bytes do:
+what the cut costs). (c) and (d) are left out where the directory refuses O_DIRECT. The
+layouts are interleaved record by record, so a noisy machine hits all alike.
 
     python3 scripts/bench/fsync_layout.py [DIR]
 
@@ -14,10 +18,13 @@ process appends to without fsync meanwhile (sources and replicas writing binlogs
 at BENCH_FSYNC_NEIGHBOUR_MBS=10 MB/s in all. Prints p50/p90/p99/p99.9/max per layout and round;
 the files are removed after each round.
 """
+import mmap
 import os
 import sys
 import tempfile
 import time
+
+ALIGN = 4096
 
 
 def env_int(name, default):
@@ -58,33 +65,71 @@ def neighbours(directory, files, mbs, stop_r):
             os.unlink(p)
 
 
-def one_round(directory, records, size, gap):
-    rec = b"x" * size
-    fa, pa = tempfile.mkstemp(prefix="fsync-append-", dir=directory)
-    fb, pb = tempfile.mkstemp(prefix="fsync-overwrite-", dir=directory)
+class Layout:
+    """One file written record by record in one way (see the module's doc)."""
+
+    def __init__(self, directory, kind, records, size):
+        self.kind, self.size, self.off, self.lat = kind, size, 0, []
+        flags = os.O_RDWR | (os.O_DIRECT if kind.startswith("direct") else 0)
+        fd, self.path = tempfile.mkstemp(prefix=f"fsync-{kind.split()[0]}-", dir=directory)
+        os.close(fd)
+        self.fd = os.open(self.path, flags)
+        if kind.startswith("overwrite"):
+            os.write(self.fd, b"\0" * (records * size + 4096))
+        os.fsync(self.fd)
+        # O_DIRECT wants an aligned buffer: an anonymous mapping is page-aligned.
+        self.block = mmap.mmap(-1, 2 * ALIGN)
+        self.rec = b"x" * size
+
+    def write(self):
+        t = time.perf_counter()
+        end = self.off + self.size
+        if self.kind.startswith("direct"):
+            base = self.off // ALIGN * ALIGN
+            length = (end - base + ALIGN - 1) // ALIGN * ALIGN
+            os.pwritev(self.fd, [memoryview(self.block)[:length]], base)
+            if self.kind.startswith("direct, cut"):
+                os.ftruncate(self.fd, end)
+        else:
+            os.pwrite(self.fd, self.rec, self.off)
+        os.fdatasync(self.fd)
+        self.lat.append(time.perf_counter() - t)
+        self.off = end
+
+    def close(self):
+        os.close(self.fd)
+        os.unlink(self.path)
+
+
+KINDS = ["append (growing file)", "overwrite (zero-filled file)",
+         "direct, cut (O_DIRECT, padded block then cut)", "direct, no cut (O_DIRECT, padded block)"]
+
+
+def odirect_ok(directory):
+    fd, path = tempfile.mkstemp(prefix="fsync-probe-", dir=directory)
+    os.close(fd)
     try:
-        os.fsync(fa)
-        os.write(fb, b"\0" * (records * size + 4096))
-        os.fsync(fb)
-        append, overwrite, off = [], [], 0
-        for _ in range(records):
-            t = time.perf_counter()
-            os.pwrite(fa, rec, off)
-            os.fdatasync(fa)
-            append.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            os.pwrite(fb, rec, off)
-            os.fdatasync(fb)
-            overwrite.append(time.perf_counter() - t)
-            off += size
+        os.close(os.open(path, os.O_RDWR | os.O_DIRECT))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.unlink(path)
+
+
+def one_round(directory, records, size, gap, kinds):
+    layouts = [Layout(directory, k, records, size) for k in kinds]
+    try:
+        for i in range(records):
+            # Each record's order rotates, so that no layout always goes first.
+            for j in range(len(layouts)):
+                layouts[(i + j) % len(layouts)].write()
             if gap:
                 time.sleep(gap)
-        return append, overwrite
+        return [(lay.kind, lay.lat) for lay in layouts]
     finally:
-        os.close(fa)
-        os.close(fb)
-        os.unlink(pa)
-        os.unlink(pb)
+        for lay in layouts:
+            lay.close()
 
 
 def main():
@@ -96,8 +141,10 @@ def main():
     gap = env_int("BENCH_FSYNC_GAP_MS", 1) / 1000
     n_neigh = env_int("BENCH_FSYNC_NEIGHBOURS", 0)
     mbs = env_int("BENCH_FSYNC_NEIGHBOUR_MBS", 10)
+    kinds = KINDS if odirect_ok(directory) else KINDS[:2]
     print(f"dir {directory}: {runs} round(s) of {records} records of {size} B, each + fdatasync, "
-          f"{gap * 1e3:.0f} ms apart; {n_neigh} neighbour file(s) at {mbs} MB/s")
+          f"{gap * 1e3:.0f} ms apart; {n_neigh} neighbour file(s) at {mbs} MB/s"
+          + ("" if kinds == KINDS else "; O_DIRECT refused here: the direct layouts are left out"))
     for r in range(1, runs + 1):
         child, stop_w = None, None
         if n_neigh:
@@ -111,12 +158,12 @@ def main():
                     os._exit(0)
             os.close(stop_r)
         try:
-            append, overwrite = one_round(directory, records, size, gap)
+            results = one_round(directory, records, size, gap, kinds)
         finally:
             if child:
                 os.close(stop_w)
                 os.waitpid(child, 0)
-        for name, lat in (("append (growing file)", append), ("overwrite (zero-filled file)", overwrite)):
+        for name, lat in results:
             print(f"round {r} {name}: p50 {pct(lat, .5):.3f} p90 {pct(lat, .9):.3f} p99 {pct(lat, .99):.3f} "
                   f"p99.9 {pct(lat, .999):.3f} max {max(lat) * 1e3:.2f} ms")
 

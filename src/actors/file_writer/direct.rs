@@ -14,10 +14,11 @@
 //! go direct: the bytes not yet in the file are written through the page cache, exactly them, at
 //! their offset, by a second, buffered handle of the same file ([`flush_way`]). A direct write of
 //! the padded block followed by the cut changes the file's length twice per batch, and the
-//! `sync_data` then has two metadata updates to make durable besides the bytes: measured on
-//! this project's disk, 0.35 against 0.21 ms per 400-byte batch at the median (0.55 against 0.38
-//! at p99), every commit of a semi-sync source waiting for it (docs/performance.md, 2026-12-07,
-//! seventeenth session). Large batches (a catch-up's) still bypass the cache. The two handles
+//! `sync_data` then has more metadata to make durable besides the bytes: measured on this
+//! project's disk, 0.33-0.34 against 0.19-0.20 ms per 400-byte record at the median (0.53-0.67
+//! against 0.34-0.40 at p99; `scripts/bench/fsync_layout.py`), every commit of a semi-sync source
+//! waiting for it (docs/performance.md, 2026-12-07, seventeenth session). Large batches (a
+//! catch-up's) still bypass the cache. The two handles
 //! are coherent: a direct write flushes and drops the cached pages it covers, and the
 //! `sync_data` of either handle makes the whole file's data durable.
 //!
@@ -384,7 +385,7 @@ mod tests {
         r.append(&f, &big).unwrap();
         want.extend_from_slice(&big);
         let end = r.flush(&f).unwrap();
-        assert!(end > r.size() && end % ALIGN as u64 == 0, "a large one: padded ({end})");
+        assert!(end > r.size() && end.is_multiple_of(ALIGN as u64), "a large one: padded ({end})");
         f.set_len(r.size()).unwrap();
         assert_eq!(fs::read(&path).unwrap(), want);
     }
