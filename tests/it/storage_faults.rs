@@ -403,6 +403,13 @@ fn a_writer_batch_that_does_not_return_is_said_while_it_lasts() {
         poll_until(WAIT, "/replication to show the stalled writer", || srv.replication(id).writer_stalled_since);
     let seen = chrono::Utc::now();
     assert!(since >= started && since <= seen - STALL, "stalled since {since}, task started {started}, seen {seen}");
+    // The checkpoint-age alert's gauge counts it too, though the stream is caught up (the
+    // source is quiet and its heartbeats still arrive): nothing became durable meanwhile.
+    let age = format!("binlog_server_checkpoint_age_seconds{{task=\"{id}\"}}");
+    poll_until(WAIT, "the checkpoint age to count the hung batch", || {
+        let r = srv.get_raw("/metrics");
+        crate::common::metric_sample(&r.body, &age).filter(|v| *v >= STALL.as_secs_f64())
+    });
     let (stalled_at, stalled) = wait_event_after(&srv, id, "WRITER_STALLED", 0);
     assert!(
         stalled.contains("has not returned for") && stalled.contains("durable checkpoint"),

@@ -139,15 +139,32 @@ impl TaskActor {
             if let Some(lag) = self.status.lag_seconds {
                 m.lag.with_label_values(&[&self.label]).set(lag);
             }
-            // Caught up means nothing is waiting to be made durable: the checkpoint is current.
-            let age = match (self.status.caught_up, self.status.checkpoint_at) {
-                (true, _) => 0.0,
-                (false, Some(at)) => (now - at).num_milliseconds().max(0) as f64 / 1000.0,
-                (false, None) => 0.0,
-            };
+            let busy_for = self
+                .writer_busy
+                .since()
+                .map_or(0.0, |s| std::time::Instant::now().saturating_duration_since(s).as_secs_f64());
+            let age = checkpoint_age(self.status.caught_up, self.status.checkpoint_at, now, busy_for);
             m.checkpoint_age.with_label_values(&[&self.label]).set(age);
         }
     }
+}
+
+/// The `checkpoint_age` gauge: seconds since the durable checkpoint moved, 0 when caught up
+/// (the source's heartbeat says we received everything: nothing waits to be made durable), but
+/// never less than how long the writer's batch in progress has run (`writer_busy_for`, seconds):
+/// nothing became durable meanwhile. A hung disk under a quiet source is caught up (the stream
+/// still reads heartbeats) yet falls behind, and the gauge's alert must see it.
+pub(super) fn checkpoint_age(
+    caught_up: bool,
+    checkpoint_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    writer_busy_for: f64,
+) -> f64 {
+    let since_moved = match (caught_up, checkpoint_at) {
+        (false, Some(at)) => (now - at).num_milliseconds().max(0) as f64 / 1000.0,
+        (true, _) | (false, None) => 0.0,
+    };
+    since_moved.max(writer_busy_for)
 }
 
 impl Handler<GetStatus> for TaskActor {
@@ -162,5 +179,32 @@ impl Handler<GetStatus> for TaskActor {
             s.lag_seconds = Some((Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
         }
         MessageResult(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkpoint_age_is_never_less_than_the_batch_in_progress_has_run() {
+        let now = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        let ago = |s: i64| Some(now - chrono::Duration::seconds(s));
+        // (caught up, checkpoint moved, writer busy for s, age)
+        let table = [
+            (true, ago(3600), 0.0, 0.0),     // caught up and idle: nothing waits
+            (true, ago(3600), 0.002, 0.002), // a healthy batch: milliseconds
+            (true, ago(3600), 42.0, 42.0),   // a hung disk under a quiet source
+            (true, None, 12.5, 12.5),        // ... before the first checkpoint
+            (false, ago(30), 0.0, 30.0),     // behind: since the checkpoint moved
+            (false, ago(30), 0.5, 30.0),     // the batch in flight changes nothing
+            (false, ago(5), 700.0, 700.0),   // a batch hung longer than the checkpoint is old
+            (false, None, 0.0, 0.0),         // no checkpoint yet, nothing running
+            (false, ago(-5), 0.0, 0.0),      // a clock step back: never negative
+        ];
+        for (caught_up, at, busy, want) in table {
+            let got = checkpoint_age(caught_up, at, now, busy);
+            assert!((got - want).abs() < 1e-9, "caught up {caught_up}, moved {at:?}, busy {busy} s: {got} != {want}");
+        }
     }
 }
