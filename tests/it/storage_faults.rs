@@ -391,25 +391,27 @@ fn a_writer_batch_that_does_not_return_is_said_while_it_lasts() {
     );
     let started = chrono::Utc::now();
     let id = start_copy_task(&srv, &db, "hung-disk");
+    // A gauge of the task once it reaches the stall's length.
+    let gauge_reaches_stall = |family: &str, what: &str| {
+        let series = format!("{family}{{task=\"{id}\"}}");
+        poll_until(WAIT, what, || {
+            let r = srv.get_raw("/metrics");
+            crate::common::metric_sample(&r.body, &series).filter(|v| *v >= STALL.as_secs_f64())
+        })
+    };
     // The gauge an alert reads: how long the batch in progress has been running.
-    let series = format!("binlog_server_writer_busy_seconds{{task=\"{id}\"}}");
-    let busy = poll_until(WAIT, "the writer's busy gauge to show the slow batch", || {
-        let r = srv.get_raw("/metrics");
-        crate::common::metric_sample(&r.body, &series).filter(|v| *v >= STALL.as_secs_f64())
-    });
+    let busy =
+        gauge_reaches_stall("binlog_server_writer_busy_seconds", "the writer's busy gauge to show the slow batch");
     assert!(busy < (FSYNC_DELAY * 3).as_secs_f64(), "{busy}");
     // What the API and the task page show while it lasts: since when the batch runs.
     let since =
         poll_until(WAIT, "/replication to show the stalled writer", || srv.replication(id).writer_stalled_since);
     let seen = chrono::Utc::now();
     assert!(since >= started && since <= seen - STALL, "stalled since {since}, task started {started}, seen {seen}");
-    // The checkpoint-age alert's gauge counts it too, though the stream is caught up (the
-    // source is quiet and its heartbeats still arrive): nothing became durable meanwhile.
-    let age = format!("binlog_server_checkpoint_age_seconds{{task=\"{id}\"}}");
-    poll_until(WAIT, "the checkpoint age to count the hung batch", || {
-        let r = srv.get_raw("/metrics");
-        crate::common::metric_sample(&r.body, &age).filter(|v| *v >= STALL.as_secs_f64())
-    });
+    // The checkpoint-age alert's gauge counts it too: nothing became durable meanwhile, though
+    // the stream is caught up (the source is quiet, its heartbeats still arrive) or has no
+    // checkpoint yet, where the gauge said 0 before.
+    gauge_reaches_stall("binlog_server_checkpoint_age_seconds", "the checkpoint age to count the hung batch");
     let (stalled_at, stalled) = wait_event_after(&srv, id, "WRITER_STALLED", 0);
     assert!(
         stalled.contains("has not returned for") && stalled.contains("durable checkpoint"),

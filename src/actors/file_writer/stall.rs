@@ -45,6 +45,12 @@ impl Busy {
     }
 }
 
+/// How long a batch begun at `since` (`Busy::since`; `None`: between batches) has run at `now`,
+/// in seconds: the busy gauge, and the floor of the checkpoint's age.
+pub fn busy_seconds(since: Option<Instant>, now: Instant) -> f64 {
+    since.map_or(0.0, |s| now.saturating_duration_since(s).as_secs_f64())
+}
+
 /// Clears the mark when the batch is over (however it ends: answered, failed or panicked).
 pub(super) struct BusyGuard(Busy);
 
@@ -166,8 +172,12 @@ mod tests {
             let _g = busy.begin();
             let since = busy.since().expect("marked while the batch runs");
             assert!(since >= before - Duration::from_millis(1) && since <= Instant::now(), "{since:?}");
+            let later = since + Duration::from_millis(1500);
+            assert!((busy_seconds(Some(since), later) - 1.5).abs() < 1e-9);
+            assert_eq!(busy_seconds(Some(later), since), 0.0, "never negative");
         }
         assert_eq!(busy.since(), None, "cleared when the guard is dropped");
+        assert_eq!(busy_seconds(busy.since(), Instant::now()), 0.0, "between batches");
         let b = busy.clone();
         let panicked = std::panic::catch_unwind(move || {
             let _g = b.begin();

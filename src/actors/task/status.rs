@@ -7,7 +7,7 @@ use serde::Serialize;
 use slog::{info, warn};
 
 use super::TaskActor;
-use crate::actors::file_writer::StallNote;
+use crate::actors::file_writer::{StallNote, busy_seconds};
 use crate::actors::replication::Progress;
 use crate::domain::{TaskError, TaskEventType, TaskState};
 use crate::meta::Checkpoint;
@@ -85,8 +85,7 @@ impl TaskActor {
     /// so is its end.
     pub(super) fn watch_writer(&mut self, ctx: &mut Context<Self>) {
         let (since, now) = (self.writer_busy.since(), std::time::Instant::now());
-        let busy_for = since.map_or(0.0, |s| now.saturating_duration_since(s).as_secs_f64());
-        metrics().writer_busy.with_label_values(&[&self.label]).set(busy_for);
+        metrics().writer_busy.with_label_values(&[&self.label]).set(busy_seconds(since, now));
         let Some(note) = self.stall.observe(since, now) else {
             return;
         };
@@ -139,10 +138,7 @@ impl TaskActor {
             if let Some(lag) = self.status.lag_seconds {
                 m.lag.with_label_values(&[&self.label]).set(lag);
             }
-            let busy_for = self
-                .writer_busy
-                .since()
-                .map_or(0.0, |s| std::time::Instant::now().saturating_duration_since(s).as_secs_f64());
+            let busy_for = busy_seconds(self.writer_busy.since(), std::time::Instant::now());
             let age = checkpoint_age(self.status.caught_up, self.status.checkpoint_at, now, busy_for);
             m.checkpoint_age.with_label_values(&[&self.label]).set(age);
         }
