@@ -14,8 +14,8 @@ use serde_json::Value;
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::replication::{
     IN_USE_FLAG_OFFSET, LoadGenerator, WAIT, api_checkpoint, assert_copy_matches_source, create_task, fast_server_opts,
-    first_difference, flush_and_catch_up, from_first_file, local_dir, meta_files, source_json, start_task, task_events,
-    tear, wait_caught_up, wait_running,
+    first_difference, flush_and_catch_up, from_first_file, local_dir, meta_files, slow_disk_server_opts, source_json,
+    start_task, task_events, tear, wait_caught_up, wait_running,
 };
 use crate::common::server::{Server, ServerOpts};
 use crate::common::{poll_until, temp_dir};
@@ -189,14 +189,10 @@ fn a_commit_does_not_return_before_our_fsync() {
     // Longer than the test's slow batches take (about 6 s), so that they all fall in one.
     const QUIET: Duration = Duration::from_secs(20);
     let db = semi_sync_source(MariaDbOpts::default());
-    // A debug-build hook: every data fsync of the writer takes at least FSYNC_DELAY.
+    // Every data fsync of the writer takes at least FSYNC_DELAY; another debug-build hook: one
+    // slow-fsync warning per QUIET (60 s in a release).
     let srv = Server::start(
-        fast_server_opts()
-            .env("BINLOG_TEST_FSYNC_DELAY_MS", FSYNC_DELAY.as_millis().to_string())
-            // Another debug-build hook: one slow-fsync warning per QUIET (60 s in a release).
-            .env("BINLOG_TEST_SLOW_FSYNC_QUIET_MS", QUIET.as_millis().to_string())
-            // Heartbeats must not count the slow fsync as a dead source.
-            .env("BINLOG_SERVER_REPLICATION_HEARTBEAT_PERIOD_MS", "1000"),
+        slow_disk_server_opts(FSYNC_DELAY).env("BINLOG_TEST_SLOW_FSYNC_QUIET_MS", QUIET.as_millis().to_string()),
     );
     let id = start_semi_sync_task(&srv, &db, "semi-sync-fsync");
     wait_semi_sync_client(&srv, &db, id);

@@ -22,7 +22,8 @@ use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::pitr::get_bytes;
 use crate::common::replication::{
     IN_USE_FLAG_OFFSET, api_checkpoint, assert_copy_matches_source, fast_server_opts, flush_and_catch_up, local_dir,
-    start_copy_task, start_task, task_events, wait_caught_up, wait_event_after, wait_failed, wait_running,
+    slow_disk_server_opts, start_copy_task, start_task, task_events, wait_caught_up, wait_event_after, wait_failed,
+    wait_running,
 };
 use crate::common::server::{Server, run_cli};
 use crate::common::{free_port, output_with_deadline, poll_until, require_binary, temp_dir};
@@ -383,11 +384,7 @@ fn a_writer_batch_that_does_not_return_is_said_while_it_lasts() {
     let db = MariaDb::start(MariaDbOpts::default());
     db.sql("CREATE TABLE h (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)");
     let srv = Server::start(
-        fast_server_opts()
-            .env("BINLOG_TEST_FSYNC_DELAY_MS", FSYNC_DELAY.as_millis().to_string())
-            .env("BINLOG_TEST_WRITER_STALL_MS", STALL.as_millis().to_string())
-            // Heartbeats must not count the slow fsync as a dead source.
-            .env("BINLOG_SERVER_REPLICATION_HEARTBEAT_PERIOD_MS", "1000"),
+        slow_disk_server_opts(FSYNC_DELAY).env("BINLOG_TEST_WRITER_STALL_MS", STALL.as_millis().to_string()),
     );
     let started = chrono::Utc::now();
     let id = start_copy_task(&srv, &db, "hung-disk");

@@ -22,8 +22,9 @@ use binlog_server::api::dto::TaskPage;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts, REPL_PASSWORD, REPL_USER};
 use crate::common::replication::{
-    WAIT, create_task, fail_over, fast_server_opts, from_first_file, primary_replica_proxy, source_json,
-    start_copy_task, start_gtid_task_via, start_task, wait_caught_up, wait_failed, wait_following, wait_running,
+    WAIT, create_task, fail_over, fast_server_opts, from_first_file, primary_replica_proxy, slow_disk_server_opts,
+    source_json, start_copy_task, start_gtid_task_via, start_task, wait_caught_up, wait_failed, wait_following,
+    wait_running,
 };
 use crate::common::server::Server;
 use crate::common::{find_binary, free_port, output_with_deadline, poll_until, temp_dir};
@@ -210,13 +211,7 @@ fn ui_shows_a_stalled_writer_while_it_lasts() {
         return;
     }
     let db = MariaDb::start(MariaDbOpts::default());
-    let srv = Server::start(
-        fast_server_opts()
-            .env("BINLOG_TEST_FSYNC_DELAY_MS", "8000")
-            .env("BINLOG_TEST_WRITER_STALL_MS", "1000")
-            // Heartbeats must not count the slow fsync as a dead source.
-            .env("BINLOG_SERVER_REPLICATION_HEARTBEAT_PERIOD_MS", "1000"),
-    );
+    let srv = Server::start(slow_disk_server_opts(Duration::from_secs(8)).env("BINLOG_TEST_WRITER_STALL_MS", "1000"));
     let id = create_task(&srv, "hung-disk", source_json(&db), from_first_file(&db));
     start_task(&srv, id);
     let (stdout, dir) = run_spec(&srv, "stall", &[("UI_TASK_ID", id.to_string())]);

@@ -46,6 +46,15 @@ pub fn fast_server_opts() -> ServerOpts {
         .env("BINLOG_SERVER_REPLICATION_HEARTBEAT_PERIOD_MS", "200")
 }
 
+/// [`fast_server_opts`] on a slow disk: every data fsync of the writer takes at least
+/// `fsync_delay` (a debug-build hook), with heartbeats slow enough not to count the wait as a
+/// dead source.
+pub fn slow_disk_server_opts(fsync_delay: Duration) -> ServerOpts {
+    fast_server_opts()
+        .env("BINLOG_TEST_FSYNC_DELAY_MS", fsync_delay.as_millis().to_string())
+        .env("BINLOG_SERVER_REPLICATION_HEARTBEAT_PERIOD_MS", "1000")
+}
+
 /// The `source` object of a task body for `db`, as the `repl` user.
 pub fn source_json(db: &MariaDb) -> Value {
     json!({"host": db.host(), "port": db.port(), "user": REPL_USER, "password": REPL_PASSWORD, "flavor": "mariadb"})
