@@ -22,11 +22,23 @@ pub struct LiveTask {
     pub lag_seconds: Option<f64>,
     /// Bytes per second over the rate window; `None` until two samples exist.
     pub bytes_per_second: Option<f64>,
+    /// `binlog_server_writer_busy_seconds`: how long the writer's batch in progress has run
+    /// (0 between batches); `None` before the task's timer first set it.
+    pub writer_busy_seconds: Option<f64>,
 }
 
-/// How urgent a task is, lower first: stuck, failed, retrying, with an error, the rest.
-pub fn urgency(task: &Task, now: DateTime<Utc>, alert_after: chrono::Duration) -> u8 {
-    if is_stuck(task.state, task.last_error.as_ref(), now, alert_after) {
+impl LiveTask {
+    /// Whether the writer's batch in progress has run `stall` or longer: the disk (or the
+    /// metadata store) hangs, and nothing becomes durable until it returns.
+    pub fn writer_stalled(&self, stall: Duration) -> bool {
+        self.writer_busy_seconds.is_some_and(|s| s >= stall.as_secs_f64())
+    }
+}
+
+/// How urgent a task is, lower first: stuck or with a stalled writer (both need a look now),
+/// failed, retrying, with an error, the rest.
+pub fn urgency(task: &Task, writer_stalled: bool, now: DateTime<Utc>, alert_after: chrono::Duration) -> u8 {
+    if writer_stalled || is_stuck(task.state, task.last_error.as_ref(), now, alert_after) {
         return 0;
     }
     match task.state {
@@ -44,6 +56,8 @@ pub fn urgency(task: &Task, now: DateTime<Utc>, alert_after: chrono::Duration) -
 pub struct UrgentTask<'a> {
     pub task: &'a Task,
     pub stuck: bool,
+    /// Its writer's batch has run for the stall threshold or longer (see [`LiveTask::writer_stalled`]).
+    pub writer_stalled: bool,
     pub live: LiveTask,
 }
 
@@ -57,11 +71,21 @@ pub struct Summary<'a> {
     pub stuck: i64,
     /// FAILED, RETRY_BACKOFF and LEASE_DEGRADED.
     pub failing: i64,
-    /// Up to `URGENT_LIMIT` tasks: stuck first, then failed, retrying, with an error, starting or
-    /// stopping, running (by lag, worst first), stopped; failing the longest first within a rank.
+    /// Active tasks whose writer's batch has not returned for the stall threshold.
+    pub writers_stalled: i64,
+    /// Up to `URGENT_LIMIT` tasks: stuck or with a stalled writer first, then failed, retrying,
+    /// with an error, starting or stopping, running (by lag, worst first), stopped; failing the
+    /// longest first within a rank.
     pub urgent: Vec<UrgentTask<'a>>,
     /// The task with the largest measured lag.
     pub worst_lag: Option<(&'a Task, f64)>,
+}
+
+/// What makes a task need a look: `alert_after` retrying (stuck), `writer_stall` in one batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Alerts {
+    pub alert_after: chrono::Duration,
+    pub writer_stall: Duration,
 }
 
 /// Builds the summary from every task row and what this process measures per task.
@@ -69,20 +93,22 @@ pub fn summarize<'a>(
     tasks: &'a [Task],
     live: &BTreeMap<i64, LiveTask>,
     now: DateTime<Utc>,
-    alert_after: chrono::Duration,
+    alerts: Alerts,
 ) -> Summary<'a> {
     let mut by_state: BTreeMap<&'static str, i64> = TaskState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-    let (mut active, mut stuck, mut failing) = (0, 0, 0);
+    let (mut active, mut stuck, mut failing, mut writers_stalled) = (0, 0, 0, 0);
     let mut ranked: Vec<(u8, &Task, LiveTask)> = Vec::with_capacity(tasks.len());
     let mut worst_lag: Option<(&Task, f64)> = None;
     for t in tasks {
         *by_state.entry(t.state.as_str()).or_default() += 1;
         active += i64::from(t.state.is_active());
         failing += i64::from(matches!(t.state, TaskState::Failed | TaskState::RetryBackoff | TaskState::LeaseDegraded));
-        let rank = urgency(t, now, alert_after);
-        stuck += i64::from(rank == 0);
         // A stopped task's last gauge value is history, not lag.
         let l = if t.state.is_active() { live.get(&t.id.0).copied().unwrap_or_default() } else { LiveTask::default() };
+        let stalled = l.writer_stalled(alerts.writer_stall);
+        writers_stalled += i64::from(stalled);
+        stuck += i64::from(is_stuck(t.state, t.last_error.as_ref(), now, alerts.alert_after));
+        let rank = urgency(t, stalled, now, alerts.alert_after);
         if let Some(lag) = l.lag_seconds
             && worst_lag.is_none_or(|(_, w)| lag > w)
         {
@@ -107,9 +133,14 @@ pub fn summarize<'a>(
     let urgent = ranked
         .into_iter()
         .take(URGENT_LIMIT)
-        .map(|(rank, task, live)| UrgentTask { task, stuck: rank == 0, live })
+        .map(|(_, task, live)| UrgentTask {
+            task,
+            stuck: is_stuck(task.state, task.last_error.as_ref(), now, alerts.alert_after),
+            writer_stalled: live.writer_stalled(alerts.writer_stall),
+            live,
+        })
         .collect();
-    Summary { total: tasks.len() as i64, by_state, active, stuck, failing, urgent, worst_lag }
+    Summary { total: tasks.len() as i64, by_state, active, stuck, failing, writers_stalled, urgent, worst_lag }
 }
 
 /// Cumulative counters of one task at one moment.
@@ -217,23 +248,64 @@ mod tests {
             task(7, "failed-longer", TaskState::Failed, Some(50), now),
         ];
         let live: BTreeMap<i64, LiveTask> = [
-            (2, LiveTask { lag_seconds: Some(1.0), bytes_per_second: None }),
-            (6, LiveTask { lag_seconds: Some(42.0), bytes_per_second: Some(10.0) }),
-            (1, LiveTask { lag_seconds: Some(999.0), bytes_per_second: None }),
+            (2, LiveTask { lag_seconds: Some(1.0), ..LiveTask::default() }),
+            (6, LiveTask { lag_seconds: Some(42.0), bytes_per_second: Some(10.0), writer_busy_seconds: Some(0.2) }),
+            (1, LiveTask { lag_seconds: Some(999.0), ..LiveTask::default() }),
         ]
         .into();
-        let s = summarize(&tasks, &live, now, alert);
+        let s = summarize(&tasks, &live, now, alerts(alert));
         let order: Vec<&str> = s.urgent.iter().map(|u| u.task.spec.name.as_str()).collect();
         assert_eq!(
             order,
             ["stuck", "failed-longer", "failed", "retrying", "running-high-lag", "running-low-lag", "stopped"]
         );
         assert!(s.urgent[0].stuck && !s.urgent[1].stuck);
-        assert_eq!((s.total, s.active, s.stuck, s.failing), (7, 4, 1, 4));
+        assert_eq!((s.total, s.active, s.stuck, s.failing, s.writers_stalled), (7, 4, 1, 4, 0));
         assert_eq!(s.by_state["FAILED"], 2);
         assert_eq!(s.by_state["STARTING"], 0, "every state is listed");
         let (worst, lag) = s.worst_lag.expect("a lag");
         assert_eq!((worst.id, lag), (TaskId(6), 42.0), "a stopped task's stale gauge is no lag");
+    }
+
+    fn alerts(alert_after: chrono::Duration) -> Alerts {
+        Alerts { alert_after, writer_stall: Duration::from_secs(10) }
+    }
+
+    /// A running task whose disk hangs looks healthy by its state and its lag (the heartbeats
+    /// still arrive): its writer's busy seconds put it first, beside the stuck ones, and count it.
+    #[test]
+    fn a_stalled_writer_needs_a_look_first_and_is_counted() {
+        let now = Utc::now();
+        let tasks = vec![
+            task(1, "failed", TaskState::Failed, Some(5), now),
+            task(2, "busy-but-fine", TaskState::Running, None, now),
+            task(3, "stalled", TaskState::Running, None, now),
+            task(4, "stalled-at-the-line", TaskState::Running, None, now),
+            task(5, "stuck", TaskState::RetryBackoff, Some(900), now),
+            task(6, "stopped-stale-gauge", TaskState::Stopped, None, now),
+            task(7, "idle", TaskState::Running, None, now),
+        ];
+        let busy = |s: f64| LiveTask { lag_seconds: Some(0.0), writer_busy_seconds: Some(s), ..LiveTask::default() };
+        let live: BTreeMap<i64, LiveTask> =
+            [(2, busy(9.9)), (3, busy(600.0)), (4, busy(10.0)), (6, busy(3600.0)), (7, busy(0.0))].into();
+        let s = summarize(&tasks, &live, now, alerts(chrono::Duration::seconds(300)));
+        let order: Vec<(&str, bool, bool)> =
+            s.urgent.iter().map(|u| (u.task.spec.name.as_str(), u.stuck, u.writer_stalled)).collect();
+        assert_eq!(
+            order,
+            [
+                ("stuck", true, false),
+                ("stalled", false, true),
+                ("stalled-at-the-line", false, true),
+                ("failed", false, false),
+                ("busy-but-fine", false, false),
+                ("idle", false, false),
+                ("stopped-stale-gauge", false, false),
+            ]
+        );
+        assert_eq!((s.stuck, s.writers_stalled), (1, 2), "a stopped task's last gauge value is no stall");
+        // Not measured yet (the task's timer has not run): no stall.
+        assert!(!LiveTask::default().writer_stalled(Duration::from_secs(10)));
     }
 
     #[test]
@@ -241,7 +313,7 @@ mod tests {
         let now = Utc::now();
         let tasks: Vec<Task> =
             (1..=1000).map(|i| task(i, &format!("t{i:04}"), TaskState::Running, None, now)).collect();
-        let s = summarize(&tasks, &BTreeMap::new(), now, chrono::Duration::seconds(300));
+        let s = summarize(&tasks, &BTreeMap::new(), now, alerts(chrono::Duration::seconds(300)));
         assert_eq!((s.urgent.len(), s.total), (URGENT_LIMIT, 1000));
     }
 

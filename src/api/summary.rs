@@ -13,6 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::actors::ControlError;
+use crate::actors::file_writer::stall_threshold;
 use crate::api::ApiState;
 use crate::api::dto::TaskDto;
 use crate::api::error::ApiError;
@@ -27,8 +28,9 @@ type Result<T> = std::result::Result<T, ApiError>;
 pub struct SummaryDto {
     pub generated_at: DateTime<Utc>,
     pub tasks: TaskCountsDto,
-    /// Up to 50 tasks, most urgent first: stuck, failed, retrying, with an error, starting or
-    /// stopping, running (worst lag first), stopped; failing the longest first within each.
+    /// Up to 50 tasks, most urgent first: stuck or with a stalled writer, failed, retrying, with
+    /// an error, starting or stopping, running (worst lag first), stopped; failing the longest
+    /// first within each.
     pub urgent: Vec<UrgentTaskDto>,
     /// The running task with the largest replication lag this node measured.
     pub worst_lag: Option<LagDto>,
@@ -50,6 +52,9 @@ pub struct TaskCountsDto {
     pub stuck: i64,
     /// FAILED, RETRY_BACKOFF and LEASE_DEGRADED.
     pub failing: i64,
+    /// Active tasks whose writer's batch (write-out and fsync, or the checkpoint's store) has
+    /// not returned for 10 s or longer: the disk or the metadata store hangs.
+    pub writers_stalled: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -59,6 +64,11 @@ pub struct UrgentTaskDto {
     pub lag_seconds: Option<f64>,
     /// Null until two samples are at least a second apart.
     pub bytes_per_second: Option<f64>,
+    /// How long the writer's batch in progress has run (0 between batches); null when not
+    /// running here or not measured yet.
+    pub writer_busy_seconds: Option<f64>,
+    /// That batch has run for 10 s or longer: nothing becomes durable until it returns.
+    pub writer_stalled: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -121,17 +131,21 @@ pub async fn summary(state: web::Data<ApiState>) -> Result<HttpResponse> {
         false => NodesDto { mode: "standalone".into(), total: 1, alive: 1 },
     };
 
-    let (lags, counters) = metrics().task_snapshot();
-    let rates = state.rates.lock().map(|mut m| m.observe(Instant::now(), counters)).unwrap_or_default();
+    let snap = metrics().task_snapshot();
+    let rates = state.rates.lock().map(|mut m| m.observe(Instant::now(), snap.counters)).unwrap_or_default();
     let mut live: BTreeMap<i64, LiveTask> = BTreeMap::new();
-    for (id, lag) in lags {
+    for (id, lag) in snap.lag {
         live.entry(id).or_default().lag_seconds = Some(lag);
+    }
+    for (id, busy) in snap.writer_busy {
+        live.entry(id).or_default().writer_busy_seconds = Some(busy);
     }
     for (id, bps) in &rates.per_task_bytes {
         live.entry(*id).or_default().bytes_per_second = Some(*bps);
     }
     let ctx = state.dto_context();
-    let s = overview::summarize(&tasks, &live, ctx.now, state.alert_after);
+    let alerts = overview::Alerts { alert_after: state.alert_after, writer_stall: stall_threshold() };
+    let s = overview::summarize(&tasks, &live, ctx.now, alerts);
     Ok(HttpResponse::Ok().json(SummaryDto {
         generated_at: ctx.now,
         tasks: TaskCountsDto {
@@ -140,6 +154,7 @@ pub async fn summary(state: web::Data<ApiState>) -> Result<HttpResponse> {
             active: s.active,
             stuck: s.stuck,
             failing: s.failing,
+            writers_stalled: s.writers_stalled,
         },
         urgent: s
             .urgent
@@ -148,6 +163,8 @@ pub async fn summary(state: web::Data<ApiState>) -> Result<HttpResponse> {
                 task: TaskDto::from_task(u.task, &ctx),
                 lag_seconds: u.live.lag_seconds,
                 bytes_per_second: u.live.bytes_per_second,
+                writer_busy_seconds: u.live.writer_busy_seconds,
+                writer_stalled: u.writer_stalled,
             })
             .collect(),
         worst_lag: s.worst_lag.map(|(t, lag)| LagDto { task_id: t.id.0, name: t.spec.name.clone(), lag_seconds: lag }),

@@ -17,6 +17,16 @@ use prometheus::{
 
 use crate::domain::{TaskId, TaskState};
 
+/// What [`Metrics::task_snapshot`] reads, per task id.
+#[derive(Debug, Default)]
+pub struct TaskSnapshot {
+    /// `binlog_server_replication_lag_seconds`.
+    pub lag: BTreeMap<i64, f64>,
+    /// `binlog_server_writer_busy_seconds`.
+    pub writer_busy: BTreeMap<i64, f64>,
+    pub counters: BTreeMap<i64, crate::overview::Counters>,
+}
+
 /// The service's metric families.
 pub struct Metrics {
     pub tasks: IntGaugeVec,
@@ -271,9 +281,9 @@ impl Metrics {
         }
     }
 
-    /// Per task id: the replication lag gauge, and the events and bytes counters, as this
-    /// process has them now (for `/api/summary`).
-    pub fn task_snapshot(&self) -> (BTreeMap<i64, f64>, BTreeMap<i64, crate::overview::Counters>) {
+    /// Per task id: the replication lag and writer-busy gauges, and the events and bytes
+    /// counters, as this process has them now (for `/api/summary`).
+    pub fn task_snapshot(&self) -> TaskSnapshot {
         fn by_task(c: &dyn Collector, value: impl Fn(&prometheus::proto::Metric) -> f64) -> BTreeMap<i64, f64> {
             let mut out = BTreeMap::new();
             for family in c.collect() {
@@ -287,6 +297,7 @@ impl Metrics {
             out
         }
         let lag = by_task(&self.lag, |m| m.get_gauge().get_value());
+        let writer_busy = by_task(&self.writer_busy, |m| m.get_gauge().get_value());
         let events = by_task(&self.events, |m| m.get_counter().get_value());
         let bytes = by_task(&self.bytes_written, |m| m.get_counter().get_value());
         let mut counters: BTreeMap<i64, crate::overview::Counters> = BTreeMap::new();
@@ -296,7 +307,7 @@ impl Metrics {
         for (id, n) in bytes {
             counters.entry(id).or_default().bytes = n as u64;
         }
-        (lag, counters)
+        TaskSnapshot { lag, writer_busy, counters }
     }
 
     /// Sets the per-state task counts (the other states to 0).

@@ -190,7 +190,8 @@ async function lifecycle(browser) {
   await eventually('two dashboard refreshes', () => apiCalls.filter((p) => p === '/api/summary').length >= 2);
   page.off('request', onRequest);
   check(apiCalls.every((p) => p === '/api/summary'), `each dashboard refresh is one /api/summary request: ${JSON.stringify(apiCalls)}`);
-  check(/^1 of 1|^1$/.test((await page.locator('.summary-card').nth(5).locator('.value').textContent()).trim()), 'the nodes card shows this node');
+  const nodesCard = page.locator('.summary-card').filter({ has: page.getByRole('heading', { name: 'Nodes' }) });
+  check(/^1 of 1|^1$/.test((await nodesCard.locator('.value').textContent()).trim()), 'the nodes card shows this node');
   await shot(page, '06-dashboard');
 
   // A phone-sized screen: nothing wider than the viewport but the scrollable tables.
@@ -406,8 +407,8 @@ async function stuck(browser) {
   await context.close();
 }
 
-/** A writer whose batch has not returned (a hung disk): a red callout on the task's page while it
- * lasts, gone once the batch returns. */
+/** A writer whose batch has not returned (a hung disk): counted on the dashboard and marked in its
+ * urgent list, a red callout on the task's page while it lasts, gone once the batch returns. */
 async function stall(browser) {
   const id = env('UI_TASK_ID');
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
@@ -415,11 +416,28 @@ async function stall(browser) {
   const problems = [];
   watch(page, problems);
 
+  // The dashboard: the task's state (RUNNING) and lag look healthy; the stall is what says not.
+  await page.goto(`${BASE}/ui/#/`);
+  const card = page.locator('.summary-card').filter({ has: page.getByRole('heading', { name: 'Writers stalled' }) });
+  const row = page.getByRole('row').filter({ hasText: 'hung-disk' });
+  // Read together, in one look: the page refreshes every 2 s and the batch returns in the end.
+  const seen = await eventually('the stalled-writers card to count one', async () => {
+    if ((await card.locator('.value').textContent()) !== '1') return null;
+    return { card: await card.textContent(), tone: await card.getAttribute('class'), row: await row.textContent(),
+      badge: await row.locator('.badge.writer-stalled').count() };
+  });
+  check(/hung-disk for .+ s/.test(seen.card) && seen.tone.includes('tone-bad'),
+    `the dashboard counts the stalled writer and names its task: "${seen.card}"`);
+  check(/RUNNING/.test(seen.row) && seen.badge === 1, `the urgent list marks the task: "${seen.row}"`);
+  await shot(page, 'w0-dashboard-writer-stalled');
+
   await page.goto(`${BASE}/ui/#/tasks/${id}`);
   const title = page.getByRole('heading', { name: 'Writer stalled' });
   await eventually('the stalled-writer callout', () => title.isVisible());
   const text = await page.locator('.callout.bad').filter({ has: title }).textContent();
   check(/has not returned since .+: the disk or the metadata store is hanging/.test(text), `the task page shows the stalled writer: "${text}"`);
+  const lag = await page.locator('dt', { hasText: /^Lag$/ }).locator('xpath=following-sibling::dd[1]').textContent();
+  check(!/\(caught up\)/.test(lag), `the lag line does not call a stalled task caught up: "${lag}"`);
   await shot(page, 'w1-detail-writer-stalled');
   // The fault delays every batch with bytes; once the backlog is written the writer idles.
   await eventually('the callout to go', async () => !(await title.isVisible()), 90_000);

@@ -374,8 +374,8 @@ fn a_sealed_file_changed_on_disk(checksum: &str) {
 }
 
 /// A disk that hangs: the slow-fsync warning comes only once an fsync returns, and a hung one
-/// never does. A batch that has not returned is said while it lasts (a warning and a
-/// WRITER_STALLED event), and so is its end. Debug-build hooks: every data fsync takes
+/// never does. A batch that has not returned is said while it lasts (a warning, a
+/// WRITER_STALLED event, `/replication`, the gauges, the dashboard's summary), and so is its end. Debug-build hooks: every data fsync takes
 /// FSYNC_DELAY, and a batch counts as stalled after STALL (10 s in a release).
 #[test]
 fn a_writer_batch_that_does_not_return_is_said_while_it_lasts() {
@@ -405,6 +405,15 @@ fn a_writer_batch_that_does_not_return_is_said_while_it_lasts() {
         poll_until(WAIT, "/replication to show the stalled writer", || srv.replication(id).writer_stalled_since);
     let seen = chrono::Utc::now();
     assert!(since >= started && since <= seen - STALL, "stalled since {since}, task started {started}, seen {seen}");
+    // The dashboard's summary counts it and lists the task first, though its state is RUNNING
+    // and its lag looks healthy.
+    let urgent = poll_until(WAIT, "/api/summary to count the stalled writer", || {
+        let (_, s) = srv.get("/api/summary");
+        (s["tasks"]["writers_stalled"] == 1).then(|| s["urgent"][0].clone())
+    });
+    assert_eq!(urgent["task"]["id"], id, "{urgent}");
+    assert_eq!(urgent["writer_stalled"], true, "{urgent}");
+    assert!(urgent["writer_busy_seconds"].as_f64().is_some_and(|b| b >= STALL.as_secs_f64()), "{urgent}");
     // The checkpoint-age alert's gauge counts it too: nothing became durable meanwhile, though
     // the stream is caught up (the source is quiet, its heartbeats still arrive) or has no
     // checkpoint yet, where the gauge said 0 before.
@@ -437,6 +446,10 @@ fn a_writer_batch_that_does_not_return_is_said_while_it_lasts() {
     // Nothing left to write: the last stalled batch has returned, and the API says so.
     poll_until(WAIT, "/replication to stop showing a stalled writer", || {
         srv.replication(id).writer_stalled_since.is_none().then_some(())
+    });
+    poll_until(WAIT, "/api/summary to stop counting a stalled writer", || {
+        let (_, s) = srv.get("/api/summary");
+        (s["tasks"]["writers_stalled"] == 0 && s["urgent"][0]["writer_stalled"] == false).then_some(())
     });
 
     // Every batch stalled here: each stall is logged, but recorded as an event once per ten

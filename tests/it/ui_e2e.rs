@@ -204,19 +204,24 @@ fn ui_puts_a_stuck_task_first_on_the_dashboard() {
 }
 
 /// A writer whose batch does not return (a hung disk, made here by the debug build's fsync delay)
-/// is a red callout on the task's page while it lasts, and the callout goes once it returns.
+/// is counted on the dashboard and marked in its urgent list (the task's state and lag look
+/// healthy), is a red callout on the task's page while it lasts, and the callout goes once it
+/// returns. Each batch's fsync takes 15 s: long enough for both pages to see the same stall.
 #[test]
 fn ui_shows_a_stalled_writer_while_it_lasts() {
     if skip() {
         return;
     }
     let db = MariaDb::start(MariaDbOpts::default());
-    let srv = Server::start(slow_disk_server_opts(Duration::from_secs(8)).env("BINLOG_TEST_WRITER_STALL_MS", "1000"));
+    let srv = Server::start(slow_disk_server_opts(Duration::from_secs(15)).env("BINLOG_TEST_WRITER_STALL_MS", "1000"));
     let id = create_task(&srv, "hung-disk", source_json(&db), from_first_file(&db));
     start_task(&srv, id);
     let (stdout, dir) = run_spec(&srv, "stall", &[("UI_TASK_ID", id.to_string())]);
-    assert_screenshots(&stdout, &dir, &["w1-detail-writer-stalled"]);
+    assert_screenshots(&stdout, &dir, &["w0-dashboard-writer-stalled", "w1-detail-writer-stalled"]);
+    assert!(stdout.contains("ok - the dashboard counts the stalled writer and names its task"), "{stdout}");
+    assert!(stdout.contains("ok - the urgent list marks the task"), "{stdout}");
     assert!(stdout.contains("ok - the task page shows the stalled writer"), "{stdout}");
+    assert!(stdout.contains("ok - the lag line does not call a stalled task caught up"), "{stdout}");
     assert!(stdout.contains("ok - and stops showing it once the batch returned"), "{stdout}");
 }
 

@@ -170,7 +170,7 @@ mod write;
 
 pub use actor::{FileWriterActor, WriterPool};
 pub use messages::*;
-pub use stall::{Busy, StallNote, StallWatch, busy_seconds};
+pub use stall::{Busy, StallNote, StallWatch, busy_seconds, stall_threshold};
 
 use direct::{DirectTail, IoChoice};
 use fsync::{Fsync, Scope, SlowFsyncNote, SlowFsyncs, start_writeback};

@@ -19,6 +19,17 @@ pub const WRITER_STALL: Duration = Duration::from_secs(10);
 /// task; every stall is still logged.
 pub const STALL_EVENTS_EVERY: Duration = Duration::from_secs(600);
 
+/// How long a batch runs before it is said to be stalled: [`WRITER_STALL`]; debug builds only
+/// (never a release binary) take `BINLOG_TEST_WRITER_STALL_MS` instead, so an integration test
+/// need not hang a disk that long. The task's watch and the service's summary use the same one.
+pub fn stall_threshold() -> Duration {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("BINLOG_TEST_WRITER_STALL_MS").ok().and_then(|v| v.parse().ok()) {
+        return Duration::from_millis(ms);
+    }
+    WRITER_STALL
+}
+
 /// The instants [`Busy`] stores are counted from here (an `Instant` has no integer form).
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
@@ -86,14 +97,9 @@ impl StallWatch {
         StallWatch { stall, said: None, recorded_at: None }
     }
 
-    /// [`WRITER_STALL`]; debug builds only (never a release binary) take
-    /// `BINLOG_TEST_WRITER_STALL_MS` instead, so an integration test need not hang a disk that long.
+    /// A watch with [`stall_threshold`].
     pub fn new() -> StallWatch {
-        #[cfg(debug_assertions)]
-        if let Some(ms) = std::env::var("BINLOG_TEST_WRITER_STALL_MS").ok().and_then(|v| v.parse().ok()) {
-            return StallWatch::with_stall(Duration::from_millis(ms));
-        }
-        StallWatch::with_stall(WRITER_STALL)
+        StallWatch::with_stall(stall_threshold())
     }
 
     /// The writer's batch in progress began at `busy_since` (`None`: between batches); `Some`

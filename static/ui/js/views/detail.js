@@ -140,14 +140,14 @@ export function mount(el, params, ctx) {
           'a semi-sync source\'s commits and the relay\'s clients wait for it.'))
       : null));
     const ss = r.semi_sync;
-    replaceIfChanged(status, JSON.stringify([t.state, t.desired_state, r.lag_seconds?.toFixed(1), r.caught_up, r.connected_since, r.streaming_from, r.events_written, r.bytes_written, r.reconnects, r.crc_errors, r.tls, r.source_version, r.last_event_time, ss]), () => dl([
+    replaceIfChanged(status, JSON.stringify([t.state, t.desired_state, r.lag_seconds?.toFixed(1), r.caught_up, stalledSince || null, r.connected_since, r.streaming_from, r.events_written, r.bytes_written, r.reconnects, r.crc_errors, r.tls, r.source_version, r.last_event_time, ss]), () => dl([
       ['State', stateBadge(t.state)],
       ['Asked for', t.desired_state],
       ['Source', `${t.source.host}:${t.source.port} (${t.source.flavor}${r.source_version ? ` ${r.source_version}` : ''})`],
       ['Connected since', t.active && r.connected_since ? timeEl(r.connected_since) : null],
       ['TLS', t.active && r.connected_since ? (r.tls ? 'yes' : 'no') : null],
       ['Streaming from', r.streaming_from],
-      ['Lag', t.active ? `${seconds(r.lag_seconds)}${r.caught_up ? ' (caught up)' : ''}` : null],
+      ['Lag', t.active ? lagText(r, stalledSince) : null],
       ['Last event', r.last_event_time ? timeEl(r.last_event_time) : null],
       ['Written', r.events_written != null ? `${number(r.events_written)} events, ${bytes(r.bytes_written)}` : null],
       ['Reconnects', r.reconnects != null ? number(r.reconnects) : null],
@@ -302,6 +302,15 @@ function section(title, id, ...content) {
 }
 
 // What /replication says of semi-sync: acknowledging, or asked for and why not.
+/**
+ * The lag line. Lag is about what arrived: during a writer stall everything may have arrived
+ * (the heartbeats say caught up) and nothing of it is durable yet, so it says that instead.
+ */
+function lagText(r, stalledSince) {
+  if (!r.caught_up) return seconds(r.lag_seconds);
+  return `${seconds(r.lag_seconds)} ${stalledSince ? '(everything received, not yet durable: the writer is stalled)' : '(caught up)'}`;
+}
+
 function semiSync(ss) {
   if (ss.active) return `active, ${number(ss.acks_sent)} acks${ss.last_ack_pos ? `, last at ${ss.last_ack_pos}` : ''}`;
   return `asked for, not active${ss.unavailable_reason ? `: ${ss.unavailable_reason}` : ''}`;
