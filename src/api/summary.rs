@@ -1,8 +1,8 @@
 //! `GET /api/summary`: everything the dashboard shows, in one request and a few queries however
 //! many tasks there are (every task row in one query, two upload counts, one oldest-event query,
-//! the node list in cluster mode). What is urgent is decided by `overview::summarize`; lag and
-//! rates are this process's own measurements (its metrics), so in cluster mode they cover the
-//! tasks this node runs.
+//! the node list in cluster mode). What is urgent is decided by `overview::summarize`; lag,
+//! rates and stalled writers are this process's own measurements (its metrics), so in cluster
+//! mode they cover the tasks this node runs.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
