@@ -35,10 +35,10 @@ impl LiveTask {
     }
 }
 
-/// How urgent a task is, lower first: stuck or with a stalled writer (both need a look now),
-/// failed, retrying, with an error, the rest.
-pub fn urgency(task: &Task, writer_stalled: bool, now: DateTime<Utc>, alert_after: chrono::Duration) -> u8 {
-    if writer_stalled || is_stuck(task.state, task.last_error.as_ref(), now, alert_after) {
+/// How urgent a task is, lower first: stuck or with a stalled writer (`needs_look`: both need a
+/// look now), failed, retrying, with an error, the rest.
+pub fn urgency(task: &Task, needs_look: bool) -> u8 {
+    if needs_look {
         return 0;
     }
     match task.state {
@@ -97,7 +97,7 @@ pub fn summarize<'a>(
 ) -> Summary<'a> {
     let mut by_state: BTreeMap<&'static str, i64> = TaskState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     let (mut active, mut stuck, mut failing, mut writers_stalled) = (0, 0, 0, 0);
-    let mut ranked: Vec<(u8, &Task, LiveTask)> = Vec::with_capacity(tasks.len());
+    let mut ranked: Vec<(u8, UrgentTask<'a>)> = Vec::with_capacity(tasks.len());
     let mut worst_lag: Option<(&Task, f64)> = None;
     for t in tasks {
         *by_state.entry(t.state.as_str()).or_default() += 1;
@@ -105,19 +105,23 @@ pub fn summarize<'a>(
         failing += i64::from(matches!(t.state, TaskState::Failed | TaskState::RetryBackoff | TaskState::LeaseDegraded));
         // A stopped task's last gauge value is history, not lag.
         let l = if t.state.is_active() { live.get(&t.id.0).copied().unwrap_or_default() } else { LiveTask::default() };
-        let stalled = l.writer_stalled(alerts.writer_stall);
-        writers_stalled += i64::from(stalled);
-        stuck += i64::from(is_stuck(t.state, t.last_error.as_ref(), now, alerts.alert_after));
-        let rank = urgency(t, stalled, now, alerts.alert_after);
+        let u = UrgentTask {
+            task: t,
+            stuck: is_stuck(t.state, t.last_error.as_ref(), now, alerts.alert_after),
+            writer_stalled: l.writer_stalled(alerts.writer_stall),
+            live: l,
+        };
+        stuck += i64::from(u.stuck);
+        writers_stalled += i64::from(u.writer_stalled);
         if let Some(lag) = l.lag_seconds
             && worst_lag.is_none_or(|(_, w)| lag > w)
         {
             worst_lag = Some((t, lag));
         }
-        ranked.push((rank, t, l));
+        ranked.push((urgency(t, u.stuck || u.writer_stalled), u));
     }
     let since = |t: &Task| t.last_error.as_ref().map(|e| e.since);
-    ranked.sort_by(|(ra, a, la), (rb, b, lb)| {
+    ranked.sort_by(|(ra, UrgentTask { task: a, live: la, .. }), (rb, UrgentTask { task: b, live: lb, .. })| {
         ra.cmp(rb)
             // Failing for longer first (None, no error, sorts last).
             .then_with(|| match (since(a), since(b)) {
@@ -130,16 +134,7 @@ pub fn summarize<'a>(
             .then_with(|| a.spec.name.cmp(&b.spec.name))
             .then_with(|| a.id.0.cmp(&b.id.0))
     });
-    let urgent = ranked
-        .into_iter()
-        .take(URGENT_LIMIT)
-        .map(|(_, task, live)| UrgentTask {
-            task,
-            stuck: is_stuck(task.state, task.last_error.as_ref(), now, alerts.alert_after),
-            writer_stalled: live.writer_stalled(alerts.writer_stall),
-            live,
-        })
-        .collect();
+    let urgent = ranked.into_iter().take(URGENT_LIMIT).map(|(_, u)| u).collect();
     Summary { total: tasks.len() as i64, by_state, active, stuck, failing, writers_stalled, urgent, worst_lag }
 }
 
