@@ -208,6 +208,7 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         queries: crate::queries::TaskQueries::new(query_store.clone(), &settings, objects),
         server_id_base: settings.replication.server_id_base,
         alert_after: crate::retry::RetryPolicy::from_settings(&settings.retry).alert_after,
+        writer_stall: settings.writer.stall_after(),
         http_registry,
         data_dir: settings.data_dir.clone(),
         relay_clients,

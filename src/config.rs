@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -494,6 +495,17 @@ pub struct WriterSettings {
     /// The most writers that write and fsync at the same time; every task's writer runs its
     /// work on this shared pool of threads (see `actors::file_writer::actor`).
     pub threads: usize,
+    /// A writer's batch (write-out and fsync, or the checkpoint's store) still running after this
+    /// many seconds is said to be stalled: a warning, a `WRITER_STALLED` event, the dashboard
+    /// (see `actors::file_writer::stall`).
+    pub stall_after_sec: u64,
+}
+
+impl WriterSettings {
+    /// `stall_after_sec` as a duration.
+    pub fn stall_after(&self) -> Duration {
+        Duration::from_secs(self.stall_after_sec)
+    }
 }
 
 impl Default for WriterSettings {
@@ -511,6 +523,9 @@ impl Default for WriterSettings {
             // with 64, 106% with 512, 112% with a thread per task (docs/performance.md,
             // 2026-12-05, where longer runs compare 16 with a thread per task).
             threads: 16,
+            // Healthy disks take milliseconds and a slow one a second or two (the slow-fsync
+            // warning's line); ten seconds without an answer is a hang, not slowness.
+            stall_after_sec: 10,
         }
     }
 }
@@ -1124,6 +1139,12 @@ impl Settings {
         if w.threads == 0 || w.threads > 1024 {
             return Err(invalid("writer.threads", "must be between 1 and 1024"));
         }
+        if w.stall_after_sec == 0 || w.stall_after_sec > 86_400 {
+            return Err(invalid(
+                "writer.stall_after_sec",
+                "must be between 1 and 86400 (0 would call every batch stalled)",
+            ));
+        }
         self.validate_cluster()
     }
 
@@ -1421,6 +1442,19 @@ mod tests {
                 (Ok(s), true) => assert_eq!(s.writer.threads.to_string(), value),
                 (Err(e), false) => assert!(e.0.contains("writer.threads"), "{value}: {}", e.0),
                 (got, _) => panic!("{value}: {:?}", got.map(|s| s.writer.threads).map_err(|e| e.0)),
+            }
+        }
+    }
+
+    #[test]
+    fn writer_stall_after_sec_between_1_and_86400() {
+        assert_eq!(load(None, &[], Purpose::Serve).unwrap().writer.stall_after(), Duration::from_secs(10));
+        for (value, ok) in [("0", false), ("1", true), ("30", true), ("86400", true), ("86401", false)] {
+            let got = load(None, &env(&[("BINLOG_SERVER_WRITER_STALL_AFTER_SEC", value)]), Purpose::Serve);
+            match (got, ok) {
+                (Ok(s), true) => assert_eq!(s.writer.stall_after_sec.to_string(), value),
+                (Err(e), false) => assert!(e.0.contains("writer.stall_after_sec"), "{value}: {}", e.0),
+                (got, _) => panic!("{value}: {:?}", got.map(|s| s.writer.stall_after_sec).map_err(|e| e.0)),
             }
         }
     }

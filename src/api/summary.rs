@@ -13,7 +13,6 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::actors::ControlError;
-use crate::actors::file_writer::stall_threshold;
 use crate::api::ApiState;
 use crate::api::dto::TaskDto;
 use crate::api::error::ApiError;
@@ -53,7 +52,8 @@ pub struct TaskCountsDto {
     /// FAILED, RETRY_BACKOFF and LEASE_DEGRADED.
     pub failing: i64,
     /// Active tasks whose writer's batch (write-out and fsync, or the checkpoint's store) has
-    /// not returned for 10 s or longer: the disk or the metadata store hangs.
+    /// not returned for `writer.stall_after_sec` (10 s by default) or longer: the disk or the
+    /// metadata store hangs.
     pub writers_stalled: i64,
 }
 
@@ -67,7 +67,8 @@ pub struct UrgentTaskDto {
     /// How long the writer's batch in progress has run (0 between batches); null when not
     /// running here or not measured yet.
     pub writer_busy_seconds: Option<f64>,
-    /// That batch has run for 10 s or longer: nothing becomes durable until it returns.
+    /// That batch has run for `writer.stall_after_sec` or longer: nothing becomes durable until
+    /// it returns.
     pub writer_stalled: bool,
 }
 
@@ -144,7 +145,7 @@ pub async fn summary(state: web::Data<ApiState>) -> Result<HttpResponse> {
         live.entry(*id).or_default().bytes_per_second = Some(*bps);
     }
     let ctx = state.dto_context();
-    let alerts = overview::Alerts { alert_after: state.alert_after, writer_stall: stall_threshold() };
+    let alerts = overview::Alerts { alert_after: state.alert_after, writer_stall: state.writer_stall };
     let s = overview::summarize(&tasks, &live, ctx.now, alerts);
     Ok(HttpResponse::Ok().json(SummaryDto {
         generated_at: ctx.now,

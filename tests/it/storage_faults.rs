@@ -375,8 +375,9 @@ fn a_sealed_file_changed_on_disk(checksum: &str) {
 
 /// A disk that hangs: the slow-fsync warning comes only once an fsync returns, and a hung one
 /// never does. A batch that has not returned is said while it lasts (a warning, a
-/// WRITER_STALLED event, `/replication`, the gauges, the dashboard's summary), and so is its end. Debug-build hooks: every data fsync takes
-/// FSYNC_DELAY, and a batch counts as stalled after STALL (10 s in a release).
+/// WRITER_STALLED event, `/replication`, the gauges, the dashboard's summary), and so is its
+/// end. A debug-build hook makes every data fsync take FSYNC_DELAY; a batch counts as stalled
+/// after STALL (`writer.stall_after_sec`, 10 s by default).
 #[test]
 fn a_writer_batch_that_does_not_return_is_said_while_it_lasts() {
     const FSYNC_DELAY: Duration = Duration::from_secs(3);
@@ -384,7 +385,7 @@ fn a_writer_batch_that_does_not_return_is_said_while_it_lasts() {
     let db = MariaDb::start(MariaDbOpts::default());
     db.sql("CREATE TABLE h (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)");
     let srv = Server::start(
-        slow_disk_server_opts(FSYNC_DELAY).env("BINLOG_TEST_WRITER_STALL_MS", STALL.as_millis().to_string()),
+        slow_disk_server_opts(FSYNC_DELAY).env("BINLOG_SERVER_WRITER_STALL_AFTER_SEC", STALL.as_secs().to_string()),
     );
     let started = chrono::Utc::now();
     let id = start_copy_task(&srv, &db, "hung-disk");

@@ -213,7 +213,8 @@ fn ui_shows_a_stalled_writer_while_it_lasts() {
         return;
     }
     let db = MariaDb::start(MariaDbOpts::default());
-    let srv = Server::start(slow_disk_server_opts(Duration::from_secs(15)).env("BINLOG_TEST_WRITER_STALL_MS", "1000"));
+    let srv =
+        Server::start(slow_disk_server_opts(Duration::from_secs(15)).env("BINLOG_SERVER_WRITER_STALL_AFTER_SEC", "1"));
     let id = create_task(&srv, "hung-disk", source_json(&db), from_first_file(&db));
     start_task(&srv, id);
     let (stdout, dir) = run_spec(&srv, "stall", &[("UI_TASK_ID", id.to_string())]);

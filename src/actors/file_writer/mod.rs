@@ -170,7 +170,7 @@ mod write;
 
 pub use actor::{FileWriterActor, WriterPool};
 pub use messages::*;
-pub use stall::{Busy, StallNote, StallWatch, busy_seconds, stall_threshold};
+pub use stall::{Busy, StallNote, StallWatch, busy_seconds};
 
 use direct::{DirectTail, IoChoice};
 use fsync::{Fsync, Scope, SlowFsyncNote, SlowFsyncs, start_writeback};

@@ -10,25 +10,10 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// A batch's write-out and fsync still running after this long is said to be stalled. Healthy
-/// disks take milliseconds; a slow one a second or two (`SLOW_FSYNC`).
-pub const WRITER_STALL: Duration = Duration::from_secs(10);
-
 /// A disk on which every batch stalls would otherwise add two task events per batch for as long
 /// as it lasts: the events of a stall (and its end) are recorded at most once in this long per
 /// task; every stall is still logged.
 pub const STALL_EVENTS_EVERY: Duration = Duration::from_secs(600);
-
-/// How long a batch runs before it is said to be stalled: [`WRITER_STALL`]; debug builds only
-/// (never a release binary) take `BINLOG_TEST_WRITER_STALL_MS` instead, so an integration test
-/// need not hang a disk that long. The task's watch and the service's summary use the same one.
-pub fn stall_threshold() -> Duration {
-    #[cfg(debug_assertions)]
-    if let Some(ms) = std::env::var("BINLOG_TEST_WRITER_STALL_MS").ok().and_then(|v| v.parse().ok()) {
-        return Duration::from_millis(ms);
-    }
-    WRITER_STALL
-}
 
 /// The instants [`Busy`] stores are counted from here (an `Instant` has no integer form).
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -92,14 +77,9 @@ pub struct StallWatch {
 }
 
 impl StallWatch {
-    /// A batch running `stall` or longer is stalled.
+    /// A batch running `stall` (`writer.stall_after_sec`) or longer is stalled.
     pub fn with_stall(stall: Duration) -> StallWatch {
         StallWatch { stall, said: None, recorded_at: None }
-    }
-
-    /// A watch with [`stall_threshold`].
-    pub fn new() -> StallWatch {
-        StallWatch::with_stall(stall_threshold())
     }
 
     /// The writer's batch in progress began at `busy_since` (`None`: between batches); `Some`
@@ -122,12 +102,6 @@ impl StallWatch {
             return Some(StallNote::Stalled { for_, event });
         }
         None
-    }
-}
-
-impl Default for StallWatch {
-    fn default() -> Self {
-        StallWatch::new()
     }
 }
 
@@ -162,7 +136,7 @@ mod tests {
             (620, Some(600), stalled(20, true)), // 609 s after the last event: recorded again
             (621, None, returned(21, true)),
         ];
-        let mut w = StallWatch::with_stall(WRITER_STALL);
+        let mut w = StallWatch::with_stall(Duration::from_secs(10));
         for (tick, busy, want) in table {
             let got = w.observe(busy.map(at), at(*tick));
             assert_eq!(&got, want, "tick at {tick} s, busy since {busy:?}");

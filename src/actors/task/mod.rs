@@ -133,6 +133,7 @@ impl TaskActor {
     pub fn new(task: Task, ctx: TaskContext) -> Self {
         let state = task.state;
         let label = task.id.0.to_string();
+        let stall_after = ctx.settings.writer.stall_after();
         TaskActor {
             task,
             ctx,
@@ -154,7 +155,7 @@ impl TaskActor {
             relinquished: false,
             failures: RetryState::default(),
             writer_busy: Busy::default(),
-            stall: StallWatch::new(),
+            stall: StallWatch::with_stall(stall_after),
         }
     }
 

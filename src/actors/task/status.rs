@@ -40,7 +40,7 @@ pub struct RuntimeStatus {
     pub last_error: Option<TaskError>,
     pub semi_sync: SemiSyncStatus,
     /// Since when the writer's batch in progress has not returned, once it is said to be stalled
-    /// (`WRITER_STALL`); `None` again when it returns.
+    /// (`writer.stall_after_sec`); `None` again when it returns.
     pub writer_stalled_since: Option<DateTime<Utc>>,
 }
 
@@ -81,7 +81,7 @@ impl TaskActor {
     }
 
     /// Carries out `StallWatch::observe` on the writer's mark: a batch that has not returned for
-    /// `WRITER_STALL` is a warning and (at most once per `STALL_EVENTS_EVERY`) a task event, and
+    /// `writer.stall_after_sec` is a warning and (at most once per `STALL_EVENTS_EVERY`) a task event, and
     /// so is its end.
     pub(super) fn watch_writer(&mut self, ctx: &mut Context<Self>) {
         let (since, now) = (self.writer_busy.since(), std::time::Instant::now());

@@ -66,7 +66,7 @@ export function mount(el, _params, ctx) {
       ], shown.map(({ task: t, lag_seconds: lag, bytes_per_second: tbps, writer_stalled: ws }) => [
         h('a', { href: `#/tasks/${t.id}` }, t.name),
         [taskStateBadges(t), ws ? [' ', h('span', { class: 'badge bad writer-stalled',
-          title: 'The writer\'s write-out and fsync (or the checkpoint\'s store) has not returned for 10 s or longer' }, 'WRITER STALLED')] : null],
+          title: 'The writer\'s write-out and fsync (or the checkpoint\'s store) has not returned for writer.stall_after_sec (10 s by default) or longer' }, 'WRITER STALLED')] : null],
         t.active ? seconds(lag) : '—',
         tbps !== null ? rate(tbps) : '—',
         lastErrorCell(t.last_error),

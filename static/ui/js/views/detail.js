@@ -130,7 +130,7 @@ export function mount(el, params, ctx) {
       : null));
 
     const r = repl || {};
-    // A batch that has not returned for 10 s: the disk (or the metadata store) hangs.
+    // A batch that has not returned for writer.stall_after_sec (10 s by default): the disk (or the metadata store) hangs.
     const stalledSince = t.active ? r.writer_stalled_since : null;
     replaceIfChanged(stall, JSON.stringify(stalledSince || null), () => (stalledSince
       ? h('div', { class: 'callout bad', role: 'alert' },
