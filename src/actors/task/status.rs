@@ -81,8 +81,8 @@ impl TaskActor {
     }
 
     /// Carries out `StallWatch::observe` on the writer's mark: a batch that has not returned for
-    /// `writer.stall_after_sec` is a warning and (at most once per `STALL_EVENTS_EVERY`) a task event, and
-    /// so is its end.
+    /// `writer.stall_after_sec` is a warning and (at most once per `STALL_EVENTS_EVERY`) a task
+    /// event, and so is its end.
     pub(super) fn watch_writer(&mut self, ctx: &mut Context<Self>) {
         let (since, now) = (self.writer_busy.since(), std::time::Instant::now());
         metrics().writer_busy.with_label_values(&[&self.label]).set(busy_seconds(since, now));
