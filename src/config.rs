@@ -1433,30 +1433,32 @@ mod tests {
         assert_eq!(s.writer.direct_io, DirectIo::Auto);
     }
 
-    #[test]
-    fn writer_threads_between_1_and_1024() {
-        assert_eq!(load(None, &[], Purpose::Serve).unwrap().writer.threads, 16);
-        for (value, ok) in [("0", false), ("1", true), ("4", true), ("1024", true), ("1025", false)] {
-            let got = load(None, &env(&[("BINLOG_SERVER_WRITER_THREADS", value)]), Purpose::Serve);
-            match (got, ok) {
-                (Ok(s), true) => assert_eq!(s.writer.threads.to_string(), value),
-                (Err(e), false) => assert!(e.0.contains("writer.threads"), "{value}: {}", e.0),
-                (got, _) => panic!("{value}: {:?}", got.map(|s| s.writer.threads).map_err(|e| e.0)),
+    /// Each `(value, ok)` of `key` set through its environment variable: taken as it is, or
+    /// refused with an error naming `key`. `get` reads the setting back.
+    fn check_env_values(key: &str, var: &str, cases: &[(&str, bool)], get: impl Fn(&Settings) -> String) {
+        for &(value, ok) in cases {
+            match (load(None, &env(&[(var, value)]), Purpose::Serve), ok) {
+                (Ok(s), true) => assert_eq!(get(&s), value),
+                (Err(e), false) => assert!(e.0.contains(key), "{value}: {}", e.0),
+                (got, _) => panic!("{value}: {:?}", got.map(|s| get(&s)).map_err(|e| e.0)),
             }
         }
     }
 
     #[test]
+    fn writer_threads_between_1_and_1024() {
+        assert_eq!(load(None, &[], Purpose::Serve).unwrap().writer.threads, 16);
+        let cases = [("0", false), ("1", true), ("4", true), ("1024", true), ("1025", false)];
+        check_env_values("writer.threads", "BINLOG_SERVER_WRITER_THREADS", &cases, |s| s.writer.threads.to_string());
+    }
+
+    #[test]
     fn writer_stall_after_sec_between_1_and_86400() {
         assert_eq!(load(None, &[], Purpose::Serve).unwrap().writer.stall_after(), Duration::from_secs(10));
-        for (value, ok) in [("0", false), ("1", true), ("30", true), ("86400", true), ("86401", false)] {
-            let got = load(None, &env(&[("BINLOG_SERVER_WRITER_STALL_AFTER_SEC", value)]), Purpose::Serve);
-            match (got, ok) {
-                (Ok(s), true) => assert_eq!(s.writer.stall_after_sec.to_string(), value),
-                (Err(e), false) => assert!(e.0.contains("writer.stall_after_sec"), "{value}: {}", e.0),
-                (got, _) => panic!("{value}: {:?}", got.map(|s| s.writer.stall_after_sec).map_err(|e| e.0)),
-            }
-        }
+        let cases = [("0", false), ("1", true), ("30", true), ("86400", true), ("86401", false)];
+        check_env_values("writer.stall_after_sec", "BINLOG_SERVER_WRITER_STALL_AFTER_SEC", &cases, |s| {
+            s.writer.stall_after_sec.to_string()
+        });
     }
 
     #[test]
