@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::StallAfter;
 use crate::secret::Secret;
 
 /// Prefix of every environment variable the service reads.
@@ -499,12 +500,19 @@ pub struct WriterSettings {
     /// many seconds is said to be stalled: a warning, a `WRITER_STALLED` event, the dashboard
     /// (see `actors::file_writer::stall`).
     pub stall_after_sec: u64,
+    /// A writer's start (crash recovery and reconciling the local files with the checkpoint,
+    /// before the task streams) still running after this many seconds is said to be stalled, as
+    /// a batch is: longer than a batch's, since a start may read a whole open file back.
+    pub start_stall_after_sec: u64,
 }
 
 impl WriterSettings {
-    /// `stall_after_sec` as a duration.
-    pub fn stall_after(&self) -> Duration {
-        Duration::from_secs(self.stall_after_sec)
+    /// `stall_after_sec` and `start_stall_after_sec` as durations.
+    pub fn stall_after(&self) -> StallAfter {
+        StallAfter {
+            batch: Duration::from_secs(self.stall_after_sec),
+            start: Duration::from_secs(self.start_stall_after_sec),
+        }
     }
 }
 
@@ -526,6 +534,10 @@ impl Default for WriterSettings {
             // Healthy disks take milliseconds and a slow one a second or two (the slow-fsync
             // warning's line); ten seconds without an answer is a hang, not slowness.
             stall_after_sec: 10,
+            // A start reads back what lies past the stored checkpoint and, to resume the open
+            // file's summary, that file (up to `max_binlog_size`, 1 GiB): a minute is 17 MB/s,
+            // a disk too slow (or hung) to stream from anyway.
+            start_stall_after_sec: 60,
         }
     }
 }
@@ -1145,6 +1157,12 @@ impl Settings {
                 "must be between 1 and 86400 (0 would call every batch stalled)",
             ));
         }
+        if w.start_stall_after_sec == 0 || w.start_stall_after_sec > 86_400 {
+            return Err(invalid(
+                "writer.start_stall_after_sec",
+                "must be between 1 and 86400 (0 would call every start stalled)",
+            ));
+        }
         self.validate_cluster()
     }
 
@@ -1453,11 +1471,15 @@ mod tests {
     }
 
     #[test]
-    fn writer_stall_after_sec_between_1_and_86400() {
-        assert_eq!(load(None, &[], Purpose::Serve).unwrap().writer.stall_after(), Duration::from_secs(10));
+    fn writer_stall_thresholds_between_1_and_86400() {
+        let defaults = load(None, &[], Purpose::Serve).unwrap().writer.stall_after();
+        assert_eq!(defaults, StallAfter { batch: Duration::from_secs(10), start: Duration::from_secs(60) });
         let cases = [("0", false), ("1", true), ("30", true), ("86400", true), ("86401", false)];
         check_env_values("writer.stall_after_sec", "BINLOG_SERVER_WRITER_STALL_AFTER_SEC", &cases, |s| {
-            s.writer.stall_after_sec.to_string()
+            s.writer.stall_after().batch.as_secs().to_string()
+        });
+        check_env_values("writer.start_stall_after_sec", "BINLOG_SERVER_WRITER_START_STALL_AFTER_SEC", &cases, |s| {
+            s.writer.stall_after().start.as_secs().to_string()
         });
     }
 

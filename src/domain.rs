@@ -334,6 +334,17 @@ string_enum!(
     }
 );
 
+/// How long a writer's work may run before it is said to be stalled, by kind: a batch
+/// (`writer.stall_after_sec`: write-out and fsync, the checkpoint's store, the final flush) and
+/// its start (`writer.start_stall_after_sec`: crash recovery and the local files' reconciliation
+/// before streaming, which may read a whole open file back). Read by the task's stall watch and
+/// by the dashboard's summary alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StallAfter {
+    pub batch: std::time::Duration,
+    pub start: std::time::Duration,
+}
+
 /// Raw (unvalidated) task input: the API's body and the store's columns both convert to this.
 #[derive(Debug, Clone, Default)]
 pub struct RawTaskSpec {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Task, TaskState};
+use crate::domain::{StallAfter, Task, TaskState};
 use crate::retry::is_stuck;
 
 /// Tasks the summary lists, most urgent first (the rest are counted).
@@ -25,13 +25,18 @@ pub struct LiveTask {
     /// `binlog_server_writer_busy_seconds`: how long the writer's batch in progress has run
     /// (0 between batches); `None` before the task's timer first set it.
     pub writer_busy_seconds: Option<f64>,
+    /// `binlog_server_writer_start_seconds`: how long the writer's start (crash recovery and
+    /// reconciling the local files, before streaming) has run (0 otherwise); `None` as above.
+    pub writer_start_seconds: Option<f64>,
 }
 
 impl LiveTask {
-    /// Whether the writer's batch in progress has run `stall` or longer: the disk (or the
-    /// metadata store) hangs, and nothing becomes durable until it returns.
-    pub fn writer_stalled(&self, stall: Duration) -> bool {
-        self.writer_busy_seconds.is_some_and(|s| s >= stall.as_secs_f64())
+    /// Whether the writer's batch in progress has run `after.batch` or longer, or its start
+    /// `after.start` or longer: the disk (or the metadata store) hangs, and nothing becomes
+    /// durable (or the task does not stream) until it returns.
+    pub fn writer_stalled(&self, after: StallAfter) -> bool {
+        let reached = |secs: Option<f64>, stall: Duration| secs.is_some_and(|s| s >= stall.as_secs_f64());
+        reached(self.writer_busy_seconds, after.batch) || reached(self.writer_start_seconds, after.start)
     }
 }
 
@@ -71,7 +76,7 @@ pub struct Summary<'a> {
     pub stuck: i64,
     /// FAILED, RETRY_BACKOFF and LEASE_DEGRADED.
     pub failing: i64,
-    /// Active tasks whose writer's batch has not returned for the stall threshold.
+    /// Active tasks whose writer's batch or start has not returned for its stall threshold.
     pub writers_stalled: i64,
     /// Up to `URGENT_LIMIT` tasks: stuck or with a stalled writer first, then failed, retrying,
     /// with an error, starting or stopping, running (by lag, worst first), stopped; failing the
@@ -81,11 +86,12 @@ pub struct Summary<'a> {
     pub worst_lag: Option<(&'a Task, f64)>,
 }
 
-/// What makes a task need a look: `alert_after` retrying (stuck), `writer_stall` in one batch.
+/// What makes a task need a look: `alert_after` retrying (stuck), its writer's work running
+/// as long as `writer_stall` says (stalled).
 #[derive(Debug, Clone, Copy)]
 pub struct Alerts {
     pub alert_after: chrono::Duration,
-    pub writer_stall: Duration,
+    pub writer_stall: StallAfter,
 }
 
 /// Builds the summary from every task row and what this process measures per task.
@@ -244,7 +250,15 @@ mod tests {
         ];
         let live: BTreeMap<i64, LiveTask> = [
             (2, LiveTask { lag_seconds: Some(1.0), ..LiveTask::default() }),
-            (6, LiveTask { lag_seconds: Some(42.0), bytes_per_second: Some(10.0), writer_busy_seconds: Some(0.2) }),
+            (
+                6,
+                LiveTask {
+                    lag_seconds: Some(42.0),
+                    bytes_per_second: Some(10.0),
+                    writer_busy_seconds: Some(0.2),
+                    writer_start_seconds: Some(0.0),
+                },
+            ),
             (1, LiveTask { lag_seconds: Some(999.0), ..LiveTask::default() }),
         ]
         .into();
@@ -262,12 +276,15 @@ mod tests {
         assert_eq!((worst.id, lag), (TaskId(6), 42.0), "a stopped task's stale gauge is no lag");
     }
 
+    const STALL: StallAfter = StallAfter { batch: Duration::from_secs(10), start: Duration::from_secs(60) };
+
     fn alerts(alert_after: chrono::Duration) -> Alerts {
-        Alerts { alert_after, writer_stall: Duration::from_secs(10) }
+        Alerts { alert_after, writer_stall: STALL }
     }
 
     /// A running task whose disk hangs looks healthy by its state and its lag (the heartbeats
-    /// still arrive): its writer's busy seconds put it first, beside the stuck ones, and count it.
+    /// still arrive), and a starting one like any other: its writer's busy (or start) seconds put
+    /// it first, beside the stuck ones, and count it.
     #[test]
     fn a_stalled_writer_needs_a_look_first_and_is_counted() {
         let now = Utc::now();
@@ -279,10 +296,25 @@ mod tests {
             task(5, "stuck", TaskState::RetryBackoff, Some(900), now),
             task(6, "stopped-stale-gauge", TaskState::Stopped, None, now),
             task(7, "idle", TaskState::Running, None, now),
+            task(8, "start-stalled", TaskState::Starting, None, now),
+            task(9, "starting-slowly", TaskState::Starting, None, now),
+            task(10, "start-stalled-retrying", TaskState::RetryBackoff, Some(20), now),
         ];
         let busy = |s: f64| LiveTask { lag_seconds: Some(0.0), writer_busy_seconds: Some(s), ..LiveTask::default() };
-        let live: BTreeMap<i64, LiveTask> =
-            [(2, busy(9.9)), (3, busy(600.0)), (4, busy(10.0)), (6, busy(3600.0)), (7, busy(0.0))].into();
+        let start =
+            |s: f64| LiveTask { writer_busy_seconds: Some(0.0), writer_start_seconds: Some(s), ..LiveTask::default() };
+        let live: BTreeMap<i64, LiveTask> = [
+            (2, busy(9.9)),
+            (3, busy(600.0)),
+            (4, busy(10.0)),
+            (6, busy(3600.0)),
+            (7, busy(0.0)),
+            (8, start(60.0)),
+            // 30 s: a batch would be stalled, a start (which may read a file back) is not yet.
+            (9, start(30.0)),
+            (10, start(61.0)),
+        ]
+        .into();
         let s = summarize(&tasks, &live, now, alerts(chrono::Duration::seconds(300)));
         let order: Vec<(&str, bool, bool)> =
             s.urgent.iter().map(|u| (u.task.spec.name.as_str(), u.stuck, u.writer_stalled)).collect();
@@ -290,17 +322,20 @@ mod tests {
             order,
             [
                 ("stuck", true, false),
+                ("start-stalled-retrying", false, true),
                 ("stalled", false, true),
                 ("stalled-at-the-line", false, true),
+                ("start-stalled", false, true),
                 ("failed", false, false),
+                ("starting-slowly", false, false),
                 ("busy-but-fine", false, false),
                 ("idle", false, false),
                 ("stopped-stale-gauge", false, false),
             ]
         );
-        assert_eq!((s.stuck, s.writers_stalled), (1, 2), "a stopped task's last gauge value is no stall");
+        assert_eq!((s.stuck, s.writers_stalled), (1, 4), "a stopped task's last gauge value is no stall");
         // Not measured yet (the task's timer has not run): no stall.
-        assert!(!LiveTask::default().writer_stalled(Duration::from_secs(10)));
+        assert!(!LiveTask::default().writer_stalled(STALL));
     }
 
     #[test]

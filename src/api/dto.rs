@@ -532,9 +532,13 @@ pub struct ReplicationDto {
     pub last_error: Option<TaskError>,
     pub semi_sync: SemiSyncDto,
     /// Set while the writer's batch (write-out and fsync, or the checkpoint's store) has not
-    /// returned for 10 s or more: since when it runs. The disk (or the metadata store) is
-    /// hanging; nothing becomes durable meanwhile. Null otherwise.
+    /// returned for `writer.stall_after_sec` (10 s) or more, or its start (crash recovery and
+    /// reconciling the local files, before streaming) for `writer.start_stall_after_sec` (60 s):
+    /// since when it runs. The disk (or the metadata store) is hanging; nothing becomes durable
+    /// meanwhile. Null otherwise.
     pub writer_stalled_since: Option<DateTime<Utc>>,
+    /// What has stalled, with `writer_stalled_since`: `BATCH` or `START`. Null otherwise.
+    pub writer_stalled_in: Option<crate::actors::file_writer::Work>,
 }
 
 /// Semi-synchronous replication of a task (`source.semi_sync`).
@@ -587,6 +591,7 @@ impl ReplicationDto {
                 last_ack_pos: r.semi_sync.last_ack_pos.clone(),
             },
             writer_stalled_since: r.writer_stalled_since,
+            writer_stalled_in: r.writer_stalled_in,
         }
     }
 }

@@ -44,8 +44,9 @@ pub struct ApiState {
     pub server_id_base: u32,
     /// `retry.alert_after_sec`: a task retrying for longer is shown as stuck.
     pub alert_after: chrono::Duration,
-    /// `writer.stall_after_sec`: a task whose writer's batch runs longer is shown as stalled.
-    pub writer_stall: std::time::Duration,
+    /// `writer.stall_after_sec` and `writer.start_stall_after_sec`: a task whose writer's batch
+    /// or start runs longer is shown as stalled.
+    pub writer_stall: crate::domain::StallAfter,
     /// Where actix-web-prom records the HTTP families (rendered after ours at `/metrics`).
     pub http_registry: prometheus::Registry,
     /// Where task files live (downloads check every path is inside it).

@@ -52,8 +52,9 @@ pub struct TaskCountsDto {
     /// FAILED, RETRY_BACKOFF and LEASE_DEGRADED.
     pub failing: i64,
     /// Active tasks whose writer's batch (write-out and fsync, or the checkpoint's store) has
-    /// not returned for `writer.stall_after_sec` (10 s by default) or longer: the disk or the
-    /// metadata store hangs.
+    /// not returned for `writer.stall_after_sec` (10 s by default) or longer, or whose writer's
+    /// start (crash recovery and reconciling the local files) has not for
+    /// `writer.start_stall_after_sec` (60 s): the disk or the metadata store hangs.
     pub writers_stalled: i64,
 }
 
@@ -67,8 +68,12 @@ pub struct UrgentTaskDto {
     /// How long the writer's batch in progress has run (0 between batches); null when not
     /// running here or not measured yet.
     pub writer_busy_seconds: Option<f64>,
-    /// That batch has run for `writer.stall_after_sec` or longer: nothing becomes durable until
-    /// it returns.
+    /// How long the writer's start (crash recovery and reconciling the local files, before the
+    /// task streams) has run (0 when not starting); null when not running here or not measured
+    /// yet.
+    pub writer_start_seconds: Option<f64>,
+    /// That batch has run for `writer.stall_after_sec` or longer (nothing becomes durable until
+    /// it returns), or that start for `writer.start_stall_after_sec` (the task streams nothing).
     pub writer_stalled: bool,
 }
 
@@ -141,6 +146,9 @@ pub async fn summary(state: web::Data<ApiState>) -> Result<HttpResponse> {
     for (id, busy) in snap.writer_busy {
         live.entry(id).or_default().writer_busy_seconds = Some(busy);
     }
+    for (id, start) in snap.writer_start {
+        live.entry(id).or_default().writer_start_seconds = Some(start);
+    }
     for (id, bps) in &rates.per_task_bytes {
         live.entry(*id).or_default().bytes_per_second = Some(*bps);
     }
@@ -165,6 +173,7 @@ pub async fn summary(state: web::Data<ApiState>) -> Result<HttpResponse> {
                 lag_seconds: u.live.lag_seconds,
                 bytes_per_second: u.live.bytes_per_second,
                 writer_busy_seconds: u.live.writer_busy_seconds,
+                writer_start_seconds: u.live.writer_start_seconds,
                 writer_stalled: u.writer_stalled,
             })
             .collect(),

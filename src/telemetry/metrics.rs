@@ -24,6 +24,8 @@ pub struct TaskSnapshot {
     pub lag: BTreeMap<i64, f64>,
     /// `binlog_server_writer_busy_seconds`.
     pub writer_busy: BTreeMap<i64, f64>,
+    /// `binlog_server_writer_start_seconds`.
+    pub writer_start: BTreeMap<i64, f64>,
     pub counters: BTreeMap<i64, crate::overview::Counters>,
 }
 
@@ -37,6 +39,7 @@ pub struct Metrics {
     pub lag: GaugeVec,
     pub checkpoint_age: GaugeVec,
     pub writer_busy: GaugeVec,
+    pub writer_start: GaugeVec,
     pub fsync: Histogram,
     pub reconnects: IntCounterVec,
     pub crc_errors: IntCounterVec,
@@ -115,7 +118,18 @@ impl Metrics {
                 opts(
                     "writer_busy_seconds",
                     "Seconds the writer's batch in progress (write-out and fsync) has been running, read once a \
-                     second; 0 between batches. 10 or more: the disk is hanging (WRITER_STALLED).",
+                     second; 0 between batches. writer.stall_after_sec (10) or more: the disk is hanging \
+                     (WRITER_STALLED).",
+                ),
+                &["task"],
+            )
+            .expect("valid metric"),
+            writer_start: GaugeVec::new(
+                opts(
+                    "writer_start_seconds",
+                    "Seconds the writer's start (crash recovery and reconciling the local files, before the task \
+                     streams) has been running, read once a second; 0 otherwise. writer.start_stall_after_sec (60) \
+                     or more: the disk is hanging or very slow (WRITER_STALLED).",
                 ),
                 &["task"],
             )
@@ -228,7 +242,7 @@ impl Metrics {
     }
 
     fn collectors(&self) -> Vec<&dyn Collector> {
-        let ours: [&dyn Collector; 25] = [
+        let ours: [&dyn Collector; 26] = [
             &self.tasks,
             &self.tasks_stuck,
             &self.events,
@@ -236,6 +250,7 @@ impl Metrics {
             &self.lag,
             &self.checkpoint_age,
             &self.writer_busy,
+            &self.writer_start,
             &self.fsync,
             &self.reconnects,
             &self.crc_errors,
@@ -266,6 +281,7 @@ impl Metrics {
         let _ = self.lag.remove_label_values(&[&t]);
         let _ = self.checkpoint_age.remove_label_values(&[&t]);
         let _ = self.writer_busy.remove_label_values(&[&t]);
+        let _ = self.writer_start.remove_label_values(&[&t]);
         let _ = self.crc_errors.remove_label_values(&[&t]);
         let _ = self.upload_backlog.remove_label_values(&[&t]);
         let _ = self.upload_failures.remove_label_values(&[&t]);
@@ -281,7 +297,7 @@ impl Metrics {
         }
     }
 
-    /// Per task id: the replication lag and writer-busy gauges, and the events and bytes
+    /// Per task id: the replication lag, writer-busy and writer-start gauges, and the events and bytes
     /// counters, as this process has them now (for `/api/summary`).
     pub fn task_snapshot(&self) -> TaskSnapshot {
         fn by_task(c: &dyn Collector, value: impl Fn(&prometheus::proto::Metric) -> f64) -> BTreeMap<i64, f64> {
@@ -298,6 +314,7 @@ impl Metrics {
         }
         let lag = by_task(&self.lag, |m| m.get_gauge().get_value());
         let writer_busy = by_task(&self.writer_busy, |m| m.get_gauge().get_value());
+        let writer_start = by_task(&self.writer_start, |m| m.get_gauge().get_value());
         let events = by_task(&self.events, |m| m.get_counter().get_value());
         let bytes = by_task(&self.bytes_written, |m| m.get_counter().get_value());
         let mut counters: BTreeMap<i64, crate::overview::Counters> = BTreeMap::new();
@@ -307,7 +324,7 @@ impl Metrics {
         for (id, n) in bytes {
             counters.entry(id).or_default().bytes = n as u64;
         }
-        TaskSnapshot { lag, writer_busy, counters }
+        TaskSnapshot { lag, writer_busy, writer_start, counters }
     }
 
     /// Sets the per-state task counts (the other states to 0).
@@ -479,6 +496,7 @@ mod tests {
             "binlog_server_replication_lag_seconds",
             "binlog_server_checkpoint_age_seconds",
             "binlog_server_writer_busy_seconds",
+            "binlog_server_writer_start_seconds",
             "binlog_server_fsync_duration_seconds",
             "binlog_server_reconnects_total",
             "binlog_server_crc_errors_total",

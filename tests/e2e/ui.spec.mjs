@@ -5,10 +5,12 @@
 //   UI_BASE_URL      http://127.0.0.1:PORT of binlog-server
 //   UI_OUT_DIR       where screenshots go
 //   UI_SCENARIO      lifecycle (default) | auth | switchover | stuck | import | relay | semisync | stall
+//                    | startstall
 //   UI_SOURCE_HOST, UI_SOURCE_PORT, UI_SOURCE_USER, UI_SOURCE_PASSWORD, UI_START_FILE  (lifecycle)
 //   UI_TOKEN         the bearer token (auth)
 //   UI_TASK_ID       a task that followed a GTID switchover (switchover), a task read through
-//                    the relay (relay), a task whose writer's batches hang for seconds (stall)
+//                    the relay (relay), a task whose writer's batches hang for seconds (stall),
+//                    a task whose writer's start hangs for seconds (startstall)
 //   UI_RELAY_USER, UI_RELAY_FILE  the relay client's user and the file it started from (relay)
 //   UI_STUCK_TASK, UI_FAILED_TASK  names of a stuck and a FAILED task the test set up (stuck)
 //   CHROMIUM         the browser binary (default /usr/bin/chromium)
@@ -447,6 +449,42 @@ async function stall(browser) {
   await context.close();
 }
 
+/** A writer whose start has not returned (a disk that hangs while the task recovers its local
+ * files): the task stays STARTING, the dashboard counts it as a stalled writer "starting for ...",
+ * its page says the start stalled, and both stop once it returns. */
+async function startStall(browser) {
+  const id = env('UI_TASK_ID');
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  const problems = [];
+  watch(page, problems);
+
+  await page.goto(`${BASE}/ui/#/`);
+  const card = page.locator('.summary-card').filter({ has: page.getByRole('heading', { name: 'Writers stalled' }) });
+  const row = page.getByRole('row').filter({ hasText: 'hung-start' });
+  const seen = await eventually('the stalled-writers card to count one', async () => {
+    if ((await card.locator('.value').textContent()) !== '1') return null;
+    return { card: await card.textContent(), tone: await card.getAttribute('class'), row: await row.textContent(),
+      badge: await row.locator('.badge.writer-stalled').count() };
+  });
+  check(/hung-start starting for .+ s/.test(seen.card) && seen.tone.includes('tone-bad'),
+    `the dashboard names the task whose start stalled: "${seen.card}"`);
+  check(/STARTING/.test(seen.row) && seen.badge === 1, `the urgent list marks the starting task: "${seen.row}"`);
+  await shot(page, 'ws0-dashboard-start-stalled');
+
+  await page.goto(`${BASE}/ui/#/tasks/${id}`);
+  const title = page.getByRole('heading', { name: 'Writer stalled while starting', exact: true });
+  await eventually('the stalled-start callout', () => title.isVisible());
+  const text = await page.locator('.callout.bad').filter({ has: title }).textContent();
+  check(/start \(crash recovery .+\) has not returned since .+ The task streams nothing until it returns/.test(text),
+    `the task page says the start stalled: "${text}"`);
+  await shot(page, 'ws1-detail-start-stalled');
+  await eventually('the callout to go', async () => !(await title.isVisible()), 90_000);
+  check(!(await title.isVisible()), 'and stops showing it once the start returned');
+  check(problems.length === 0, `no script error or blocked asset: ${JSON.stringify(problems)}`);
+  await context.close();
+}
+
 /** Import: task definitions pasted as YAML; one bad item refuses the list, then all are created. */
 async function importYaml(browser) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
@@ -557,6 +595,7 @@ try {
   else if (SCENARIO === 'relay') await relayClients(browser);
   else if (SCENARIO === 'semisync') await semiSync(browser);
   else if (SCENARIO === 'stall') await stall(browser);
+  else if (SCENARIO === 'startstall') await startStall(browser);
   else throw new Error(`unknown UI_SCENARIO ${SCENARIO}`);
 } catch (e) {
   // What the browser showed when it failed, for the report.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use binlog_server::actors::file_writer::Work;
 use binlog_server::api::dto::FileDto;
 use binlog_server::api::error::ErrorCode;
 use binlog_server::domain::{TaskError, TaskErrorCode, TaskState};
@@ -460,4 +461,69 @@ fn a_writer_batch_that_does_not_return_is_said_while_it_lasts() {
     let events = task_events(&srv, id);
     let recorded = |kind: &str| events.iter().filter(|e| e.1 == kind).count();
     assert_eq!((recorded("WRITER_STALLED"), recorded("WRITER_STALL_ENDED")), (1, 1), "{events:?}");
+}
+
+/// A writer's start that does not return (the disk hangs while the writer reconciles the local
+/// files, before the task streams; here a debug-build hook holds `Prepare`) is said as a stalled
+/// start, on its own threshold, while the task stays STARTING: the gauge, `/replication`, the
+/// dashboard's summary and the task's events. Once it returns the task streams and loses nothing.
+#[test]
+fn a_writer_start_that_does_not_return_is_said_while_it_lasts() {
+    const START_DELAY: Duration = Duration::from_secs(8);
+    const STALL: Duration = Duration::from_secs(1);
+    let db = MariaDb::start(MariaDbOpts::default());
+    db.sql("CREATE TABLE h (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)");
+    insert_rows(&db, "h", 10);
+    let srv = Server::start(
+        fast_server_opts()
+            .env("BINLOG_TEST_WRITER_START_DELAY_MS", START_DELAY.as_millis().to_string())
+            .env("BINLOG_SERVER_WRITER_START_STALL_AFTER_SEC", STALL.as_secs().to_string()),
+    );
+    let id = start_copy_task(&srv, &db, "hung-start");
+    let series = format!("binlog_server_writer_start_seconds{{task=\"{id}\"}}");
+    let start = poll_until(WAIT, "the writer's start gauge to show the slow start", || {
+        crate::common::metric_sample(&srv.get_raw("/metrics").body, &series).filter(|v| *v >= STALL.as_secs_f64())
+    });
+    assert!(start < START_DELAY.as_secs_f64() + 2.0, "{start}");
+    let r = poll_until(WAIT, "/replication to show the stalled start", || {
+        let r = srv.replication(id);
+        r.writer_stalled_since.is_some().then_some(r)
+    });
+    assert_eq!(r.writer_stalled_in, Some(Work::Start), "{r:?}");
+    // The dashboard counts it and lists it first, though STARTING says nothing by itself.
+    let urgent = poll_until(WAIT, "/api/summary to count the stalled start", || {
+        let (_, s) = srv.get("/api/summary");
+        (s["tasks"]["writers_stalled"] == 1).then(|| s["urgent"][0].clone())
+    });
+    assert_eq!(urgent["task"]["id"], id, "{urgent}");
+    assert_eq!(urgent["task"]["state"], "STARTING", "{urgent}");
+    assert_eq!(urgent["writer_stalled"], true, "{urgent}");
+    assert!(urgent["writer_start_seconds"].as_f64().is_some_and(|b| b >= STALL.as_secs_f64()), "{urgent}");
+    assert_eq!(urgent["writer_busy_seconds"].as_f64(), Some(0.0), "no batch runs yet: {urgent}");
+    let (stalled_at, stalled) = wait_event_after(&srv, id, "WRITER_STALLED", 0);
+    assert!(
+        stalled.contains("the writer's start") && stalled.contains("streams nothing"),
+        "the event says what stalled: {stalled}"
+    );
+    let (_, ended) = wait_event_after(&srv, id, "WRITER_STALL_ENDED", stalled_at);
+    assert!(ended.contains("stalled start returned"), "{ended}");
+
+    // Once it returns, the task streams and loses nothing.
+    wait_running(&srv, id);
+    insert_rows(&db, "h", 10);
+    flush_and_catch_up(&srv, &db, id);
+    assert_copy_matches_source(&srv, &db, id);
+    let r = poll_until(WAIT, "/replication to stop showing a stalled writer", || {
+        let r = srv.replication(id);
+        r.writer_stalled_since.is_none().then_some(r)
+    });
+    assert_eq!(r.writer_stalled_in, None, "{r:?}");
+    poll_until(WAIT, "/api/summary to stop counting a stalled writer", || {
+        let (_, s) = srv.get("/api/summary");
+        (s["tasks"]["writers_stalled"] == 0 && s["urgent"][0]["writer_start_seconds"] == 0.0).then_some(())
+    });
+    // Only the start was said: the batches (at the 10 s default) never stalled.
+    let log = srv.log_text();
+    assert_eq!(log.matches("writer stalled:").count(), 1, "one stall, the start's");
+    assert!(!log.contains("the writer's batch"), "no batch was called stalled");
 }

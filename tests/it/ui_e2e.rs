@@ -226,6 +226,32 @@ fn ui_shows_a_stalled_writer_while_it_lasts() {
     assert!(stdout.contains("ok - and stops showing it once the batch returned"), "{stdout}");
 }
 
+/// A writer whose start hangs (debug-build hook: `Prepare` held 20 s; said after 1 s): the
+/// dashboard names it "starting for ...", marked WRITER STALLED beside STARTING, and the task page
+/// says the start stalled, until it returns.
+#[test]
+fn ui_shows_a_stalled_start_while_it_lasts() {
+    if skip() {
+        return;
+    }
+    let db = MariaDb::start(MariaDbOpts::default());
+    let srv = Server::start(
+        fast_server_opts()
+            .env("BINLOG_TEST_WRITER_START_DELAY_MS", "20000")
+            .env("BINLOG_SERVER_WRITER_START_STALL_AFTER_SEC", "1"),
+    );
+    let id = create_task(&srv, "hung-start", source_json(&db), from_first_file(&db));
+    start_task(&srv, id);
+    let (stdout, dir) = run_spec(&srv, "startstall", &[("UI_TASK_ID", id.to_string())]);
+    assert_screenshots(&stdout, &dir, &["ws0-dashboard-start-stalled", "ws1-detail-start-stalled"]);
+    assert!(stdout.contains("ok - the dashboard names the task whose start stalled"), "{stdout}");
+    assert!(stdout.contains("ok - the urgent list marks the starting task"), "{stdout}");
+    assert!(stdout.contains("ok - the task page says the start stalled"), "{stdout}");
+    assert!(stdout.contains("ok - and stops showing it once the start returned"), "{stdout}");
+    // And the task streams once it has.
+    wait_running(&srv, id);
+}
+
 #[test]
 fn ui_asks_for_the_token_when_auth_is_on() {
     if skip() {

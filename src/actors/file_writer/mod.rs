@@ -170,7 +170,7 @@ mod write;
 
 pub use actor::{FileWriterActor, WriterPool};
 pub use messages::*;
-pub use stall::{Busy, StallNote, StallWatch, busy_seconds};
+pub use stall::{Busy, Mark, StallNote, StallWatch, Work, busy_seconds};
 
 use direct::{DirectTail, IoChoice};
 use fsync::{Fsync, Scope, SlowFsyncNote, SlowFsyncs, start_writeback};
@@ -257,7 +257,7 @@ impl Writer {
     }
 
     /// Marks each batch, the timer's checkpoint store and the final flush in `busy` while it
-    /// runs, for the task's [`StallWatch`].
+    /// runs, and `Recover` and `Prepare` as a start, for the task's [`StallWatch`].
     pub fn with_busy(mut self, busy: Busy) -> Self {
         self.busy = busy;
         self
@@ -371,6 +371,7 @@ fn has_transactions(f: &mut File, len: u64) -> io::Result<bool> {
 impl Writer {
     /// `Recover`: loads the local state and answers the durable checkpoint.
     fn recover(&mut self, msg: Recover) -> Result<Option<Checkpoint>, WriterError> {
+        let _busy = self.busy.begin(Work::Start);
         self.load(msg.flavor)?;
         Ok(self.durable.clone())
     }
@@ -407,7 +408,7 @@ impl Writer {
             return;
         }
         // A store write that hangs (SQLite on a hung disk) holds every batch behind it.
-        let _busy = self.busy.begin();
+        let _busy = self.busy.begin(Work::Batch);
         match self.persist() {
             Err(e) => {
                 let msg = e.to_string();
@@ -428,7 +429,7 @@ impl Writer {
 
     /// `CloseFiles`: writes out and fsyncs what is open, persists the durable checkpoint, closes.
     fn close_files(&mut self) -> Result<Option<Checkpoint>, WriterError> {
-        let _busy = self.busy.begin();
+        let _busy = self.busy.begin(Work::Batch);
         if self.check_lease().is_err() {
             // The lease is gone: nothing more is written or persisted under it.
             self.open = None;

@@ -6,6 +6,9 @@ use std::os::unix::fs::FileExt as _;
 
 impl Writer {
     pub(super) fn prepare(&mut self, msg: Prepare) -> Result<Prepared, WriterError> {
+        let _busy = self.busy.begin(Work::Start);
+        #[cfg(debug_assertions)]
+        test_start_delay();
         // Whatever happened before (a dropped connection mid-transaction, a full disk), start
         // again from the last durable boundary: close the file without syncing it (everything
         // past the checkpoint is truncated below; everything before it is already durable).
@@ -328,5 +331,15 @@ impl Writer {
             return Ok(SummaryBuilder::resume(rec.summary.clone(), has_crc));
         }
         summary::rebuild(reader, rec.start_pos, rec.header_len, len, rec.summary.gtid_start.clone())
+    }
+}
+
+/// Debug builds only (never in a release binary): `BINLOG_TEST_WRITER_START_DELAY_MS` makes every
+/// `Prepare` take at least that long (a disk that hangs while the writer reconciles the local
+/// files), so an integration test sees a stalled start said while it lasts.
+#[cfg(debug_assertions)]
+fn test_start_delay() {
+    if let Some(ms) = std::env::var("BINLOG_TEST_WRITER_START_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+        std::thread::sleep(Duration::from_millis(ms));
     }
 }

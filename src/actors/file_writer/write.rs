@@ -10,7 +10,7 @@ impl Writer {
     /// bytes out and waits for the disk when files are written with O_DIRECT, else not at all
     /// (the task reads each file it seals back after sealing).
     pub(super) fn write_batch(&mut self, batch: WriteBatch) -> Result<Option<Checkpoint>, WriterError> {
-        let _busy = self.busy.begin();
+        let _busy = self.busy.begin(Work::Batch);
         self.fsync.check()?;
         self.check_lease()?;
         if let Some(e) = self.persist_failure.take() {

@@ -123,8 +123,8 @@ pub struct TaskActor {
     relinquished: bool,
     /// The failure policy's memory: the current retry period and the repeated failure.
     failures: RetryState,
-    /// When the writer's batch in progress began (the writer marks it), and what was said
-    /// about it: a batch that does not return is said while it lasts (`watch_writer`).
+    /// What the writer is busy with and since when (the writer marks it), and what was said
+    /// about it: a batch or start that does not return is said while it lasts (`watch_writer`).
     writer_busy: Busy,
     stall: StallWatch,
 }
@@ -333,6 +333,7 @@ impl Actor for TaskActor {
         let _ = metrics().lag.remove_label_values(&[&self.label]);
         let _ = metrics().checkpoint_age.remove_label_values(&[&self.label]);
         let _ = metrics().writer_busy.remove_label_values(&[&self.label]);
+        let _ = metrics().writer_start.remove_label_values(&[&self.label]);
         let epoch = self.ctx.lease.as_ref().map(|l| l.epoch());
         self.ctx.supervisor.do_send(TaskExited { id: self.id(), actor: ctx.address(), epoch });
     }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use slog::{info, warn};
 
 use super::TaskActor;
-use crate::actors::file_writer::{StallNote, busy_seconds};
+use crate::actors::file_writer::{StallNote, Work, busy_seconds};
 use crate::actors::replication::Progress;
 use crate::domain::{TaskError, TaskEventType, TaskState};
 use crate::meta::Checkpoint;
@@ -40,8 +40,11 @@ pub struct RuntimeStatus {
     pub last_error: Option<TaskError>,
     pub semi_sync: SemiSyncStatus,
     /// Since when the writer's batch in progress has not returned, once it is said to be stalled
-    /// (`writer.stall_after_sec`); `None` again when it returns.
+    /// (`writer.stall_after_sec`), or its start (`writer.start_stall_after_sec`); `None` again
+    /// when it returns.
     pub writer_stalled_since: Option<DateTime<Utc>>,
+    /// What that stalled work is (set with `writer_stalled_since`).
+    pub writer_stalled_in: Option<Work>,
 }
 
 /// Semi-sync as the running task has it (`requested` comes from the task's settings).
@@ -81,31 +84,48 @@ impl TaskActor {
     }
 
     /// Carries out `StallWatch::observe` on the writer's mark: a batch that has not returned for
-    /// `writer.stall_after_sec` is a warning and (at most once per `STALL_EVENTS_EVERY`) a task
-    /// event, and so is its end.
+    /// `writer.stall_after_sec`, or a start for `writer.start_stall_after_sec`, is a warning and
+    /// (at most once per `STALL_EVENTS_EVERY`) a task event, and so is its end.
     pub(super) fn watch_writer(&mut self, ctx: &mut Context<Self>) {
-        let (since, now) = (self.writer_busy.since(), std::time::Instant::now());
-        metrics().writer_busy.with_label_values(&[&self.label]).set(busy_seconds(since, now));
-        let Some(note) = self.stall.observe(since, now) else {
+        let (mark, now) = (self.writer_busy.mark(), std::time::Instant::now());
+        let running = |work| busy_seconds(mark.filter(|m| m.work == work).map(|m| m.since), now);
+        let m = metrics();
+        m.writer_busy.with_label_values(&[&self.label]).set(running(Work::Batch));
+        m.writer_start.with_label_values(&[&self.label]).set(running(Work::Start));
+        let Some(note) = self.stall.observe(mark, now) else {
             return;
         };
         let (kind, message, event) = match note {
-            StallNote::Stalled { for_, event } => {
-                let message = format!(
-                    "the writer's batch (write-out and fsync, or the checkpoint's store) has not returned for {} s: \
-                     the disk (or the metadata store) is hanging or failing; the durable checkpoint does not \
-                     move, and a semi-sync source's commits and the relay's clients wait for it",
-                    for_.as_secs()
-                );
+            StallNote::Stalled { work, for_, event } => {
+                let message = match work {
+                    Work::Batch => format!(
+                        "the writer's batch (write-out and fsync, or the checkpoint's store) has not returned for {} s: \
+                         the disk (or the metadata store) is hanging or failing; the durable checkpoint does not \
+                         move, and a semi-sync source's commits and the relay's clients wait for it",
+                        for_.as_secs()
+                    ),
+                    Work::Start => format!(
+                        "the writer's start (crash recovery and reconciling the local files with the durable \
+                         checkpoint, before streaming) has not returned for {} s: the disk (or the metadata store) \
+                         is hanging, failing or very slow; the task streams nothing until it returns",
+                        for_.as_secs()
+                    ),
+                };
                 warn!(self.ctx.log, "writer stalled: {message}"; "stalled_s" => for_.as_secs());
                 let for_ = chrono::Duration::from_std(for_).unwrap_or(chrono::Duration::MAX);
                 self.status.writer_stalled_since = Utc::now().checked_sub_signed(for_);
+                self.status.writer_stalled_in = Some(work);
                 (TaskEventType::WriterStalled, message, event)
             }
-            StallNote::Returned { after, event } => {
-                let message = format!("the writer's stalled batch returned after about {} s", after.as_secs());
+            StallNote::Returned { work, after, event } => {
+                let what = match work {
+                    Work::Batch => "batch",
+                    Work::Start => "start",
+                };
+                let message = format!("the writer's stalled {what} returned after about {} s", after.as_secs());
                 info!(self.ctx.log, "writer stall ended: {message}"; "after_s" => after.as_secs());
                 self.status.writer_stalled_since = None;
+                self.status.writer_stalled_in = None;
                 (TaskEventType::WriterStallEnded, message, event)
             }
         };

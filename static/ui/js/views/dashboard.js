@@ -66,7 +66,7 @@ export function mount(el, _params, ctx) {
       ], shown.map(({ task: t, lag_seconds: lag, bytes_per_second: tbps, writer_stalled: ws }) => [
         h('a', { href: `#/tasks/${t.id}` }, t.name),
         [taskStateBadges(t), ws ? [' ', h('span', { class: 'badge bad writer-stalled',
-          title: 'The writer\'s write-out and fsync (or the checkpoint\'s store) has not returned for writer.stall_after_sec (10 s by default) or longer' }, 'WRITER STALLED')] : null],
+          title: 'The writer\'s write-out and fsync (or the checkpoint\'s store) has not returned for writer.stall_after_sec (10 s by default) or longer, or its start (crash recovery of the local files) for writer.start_stall_after_sec (60 s)' }, 'WRITER STALLED')] : null],
         t.active ? seconds(lag) : '—',
         tbps !== null ? rate(tbps) : '—',
         lastErrorCell(t.last_error),
@@ -86,8 +86,10 @@ function firstStalled(urgent) {
 function stalledLink(u, count) {
   if (!u) return `${count} task${count === 1 ? '' : 's'}`;
   const more = count > 1 ? ` and ${count - 1} more` : '';
+  // A stalled start (crash recovery before streaming) or a stalled batch: whichever runs.
+  const starting = (u.writer_start_seconds || 0) > (u.writer_busy_seconds || 0);
   return [h('a', { href: `#/tasks/${u.task.id}` }, u.task.name),
-    ` for ${seconds(u.writer_busy_seconds)}${more}`];
+    starting ? ` starting for ${seconds(u.writer_start_seconds)}${more}` : ` for ${seconds(u.writer_busy_seconds)}${more}`];
 }
 
 function card(title, value, sub, tone) {

@@ -130,14 +130,19 @@ export function mount(el, params, ctx) {
       : null));
 
     const r = repl || {};
-    // A batch that has not returned for writer.stall_after_sec (10 s by default): the disk (or the metadata store) hangs.
+    // A batch that has not returned for writer.stall_after_sec (10 s by default), or a start for
+    // writer.start_stall_after_sec (60 s): the disk (or the metadata store) hangs.
     const stalledSince = t.active ? r.writer_stalled_since : null;
-    replaceIfChanged(stall, JSON.stringify(stalledSince || null), () => (stalledSince
+    const stalledStart = r.writer_stalled_in === 'START';
+    replaceIfChanged(stall, JSON.stringify([stalledSince || null, stalledStart]), () => (stalledSince
       ? h('div', { class: 'callout bad', role: 'alert' },
-        h('h2', null, 'Writer stalled'),
-        h('p', null, 'The writer\'s write-out and fsync (or the checkpoint\'s store) has not returned since ',
-          timeEl(stalledSince), ': the disk or the metadata store is hanging. Nothing becomes durable until it returns; ',
-          'a semi-sync source\'s commits and the relay\'s clients wait for it.'))
+        h('h2', null, stalledStart ? 'Writer stalled while starting' : 'Writer stalled'),
+        stalledStart
+          ? h('p', null, 'The writer\'s start (crash recovery and reconciling the local files with the durable checkpoint) has not returned since ',
+            timeEl(stalledSince), ': the disk or the metadata store is hanging or very slow. The task streams nothing until it returns.')
+          : h('p', null, 'The writer\'s write-out and fsync (or the checkpoint\'s store) has not returned since ',
+            timeEl(stalledSince), ': the disk or the metadata store is hanging. Nothing becomes durable until it returns; ',
+            'a semi-sync source\'s commits and the relay\'s clients wait for it.'))
       : null));
     const ss = r.semi_sync;
     replaceIfChanged(status, JSON.stringify([t.state, t.desired_state, r.lag_seconds?.toFixed(1), r.caught_up, stalledSince || null, r.connected_since, r.streaming_from, r.events_written, r.bytes_written, r.reconnects, r.crc_errors, r.tls, r.source_version, r.last_event_time, ss]), () => dl([
