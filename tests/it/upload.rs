@@ -481,4 +481,48 @@ mod retention {
         assert_eq!(f.local(), vec![2]);
         assert!(f.store.get_checkpoint(f.id).unwrap().is_some());
     }
+
+    /// An object counts as uploaded only once the bucket reports our size, sha256 and MD5 ETag
+    /// (`ObjectStore::verify`, called before the catalog marks it uploaded): against a real S3
+    /// server, an object as sent passes; one whose size, sha256 metadata or ETag is not what was
+    /// sent, one missing, and one replaced in the bucket by other bytes of the same size are
+    /// refused, each naming what differs.
+    #[test]
+    fn verify_refuses_an_object_the_bucket_does_not_hold_as_sent() {
+        use binlog_server::upload::{UploadError, Uploaded};
+        let s3 = S3Server::start(false);
+        let rt = runtime();
+        let objects = objects(&s3);
+        let dir = temp_dir("binlog-it-verify-");
+        let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
+        std::fs::write(&ours, vec![b'a'; 1000]).unwrap();
+        std::fs::write(&theirs, vec![b'b'; 1000]).unwrap();
+        let sha = binlog_server::actors::task::sha256_file(&ours).expect("sha256");
+        let key = objects.object_key("verify", IDENTITY, &name(1));
+        let sent = rt.block_on(objects.upload_file(&ours, &key, &sha)).expect("upload");
+        rt.block_on(objects.verify(&sent)).expect("the object as sent passes");
+
+        let refused = |u: &Uploaded| match rt.block_on(objects.verify(u)) {
+            Err(UploadError::Verify(m)) => m,
+            other => panic!("not refused as unverified: {other:?} for {u:?}"),
+        };
+        let cases = [
+            (Uploaded { size: 1001, ..sent.clone() }, "the bucket holds 1000 bytes, we sent 1001"),
+            (Uploaded { sha256: "0".repeat(64), ..sent.clone() }, "sha256 metadata is"),
+            (Uploaded { expected_etag: "0".repeat(32), ..sent.clone() }, "ETag is"),
+            (
+                Uploaded { key: objects.object_key("verify", IDENTITY, &name(2)), ..sent.clone() },
+                "is not in the bucket",
+            ),
+        ];
+        for (claim, want) in &cases {
+            let m = refused(claim);
+            assert!(m.contains(want), "{want:?} not in {m:?}");
+        }
+        // Other bytes of the same size under the key (another writer, a bucket that lost ours).
+        let their_sha = binlog_server::actors::task::sha256_file(&theirs).expect("sha256");
+        rt.block_on(objects.upload_file(&theirs, &key, &their_sha)).expect("overwrite");
+        let m = refused(&sent);
+        assert!(m.contains("sha256 metadata is") && m.contains(&their_sha), "{m}");
+    }
 }

@@ -37,6 +37,10 @@ pub(super) enum Scope {
 #[derive(Debug, Default)]
 pub(super) struct Fsync {
     pub(super) poisoned: bool,
+    /// Unit tests only: the next data fsync fails with EIO without syncing, as a dying disk's
+    /// does (an in-memory fake of the fault; see `file_writer::tests`).
+    #[cfg(test)]
+    pub(super) fail_next_data: bool,
 }
 
 impl Fsync {
@@ -44,6 +48,12 @@ impl Fsync {
         #[cfg(debug_assertions)]
         if matches!(scope, Scope::Data) {
             test_fsync_delay();
+        }
+        #[cfg(test)]
+        if matches!(scope, Scope::Data) && std::mem::take(&mut self.fail_next_data) {
+            self.poisoned = true;
+            let source = io::Error::from_raw_os_error(libc::EIO);
+            return Err(WriterError::Fsync { path: path.display().to_string(), source });
         }
         let synced = match scope {
             Scope::Data => file.sync_data(),
@@ -168,6 +178,36 @@ impl SlowFsyncs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failed fsync is never retried: the kernel may have dropped the pages it could not write,
+    /// and a second fsync would report success over lost bytes. A real failing `fdatasync` (a
+    /// pipe, which the kernel cannot sync: EINVAL) poisons the writer: the error names the file,
+    /// every later check refuses to write on, a later fsync (even one that succeeds) does not
+    /// clear it, and the failure is permanent (the task goes FAILED; nothing retries the batch).
+    #[test]
+    fn a_failed_fsync_poisons_the_writer_and_is_never_retried() {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        let pipe = File::from(std::os::fd::OwnedFd::from(writer));
+        let mut fsync = Fsync::default();
+        assert!(fsync.check().is_ok());
+        let err = fsync.file(&pipe, Path::new("/data/t/1/mariadb-bin.000001"), Scope::Data).unwrap_err();
+        match &err {
+            WriterError::Fsync { path, source } => {
+                assert_eq!(path, "/data/t/1/mariadb-bin.000001");
+                assert_eq!(source.raw_os_error(), Some(libc::EINVAL), "{source}");
+            }
+            other => panic!("not an fsync error: {other:?}"),
+        }
+        assert!(fsync.poisoned);
+        assert!(matches!(fsync.check(), Err(WriterError::Poisoned)), "nothing more is written");
+        let good = tempfile::tempfile().expect("a file");
+        fsync.file(&good, Path::new("other"), Scope::All).expect("another file's fsync works");
+        assert!(matches!(fsync.check(), Err(WriterError::Poisoned)), "and does not clear the poison");
+        let permanent = crate::retry::FailureClass::permanent(crate::domain::TaskErrorCode::LocalStorageError);
+        assert_eq!(err.classify(), permanent, "the task fails; the batch is not retried");
+        assert_eq!(WriterError::Poisoned.classify(), permanent);
+        drop(reader);
+    }
 
     #[test]
     fn slow_fsyncs_are_said_at_most_once_a_quiet_period_with_the_ones_held_back() {

@@ -161,6 +161,62 @@ fn after_durable_runs_once_the_checkpoint_is_written_and_never_for_a_failed_batc
     });
 }
 
+/// A failed fsync is never retried and nothing it covered is trusted afterwards: the batch fails
+/// (permanently), the open file is cut back to the durable checkpoint (so that recovery at the
+/// next start cannot read back bytes the kernel may have failed to write), later batches are
+/// refused, and both a new start of this writer and a fresh one (a restarted task) resume from
+/// the stored checkpoint, then write the same bytes again. The fault is a fake (the next data
+/// fsync fails with EIO); `fsync::tests` shows a real failing `fdatasync` poisoning alike.
+#[test]
+fn a_failed_fsync_cuts_back_to_the_checkpoint_and_nothing_past_it_is_trusted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, task) = store_with_task(tmp.path(), "eio");
+    let cps: Vec<Checkpoint> = fixture_batches().iter().map(|b| b.checkpoint.clone().unwrap()).collect();
+    assert!(cps.len() >= 3, "the fixture has three transactions or more");
+    // The n-th batch, anew each time (a batch is consumed by the writer).
+    let batch = |n: usize| fixture_batches().into_iter().nth(n).unwrap();
+    let prepare =
+        || Prepare { identity: SourceIdentity::from_stored("srv-1"), gtid_mode: false, flavor: Flavor::Mariadb };
+
+    actix::System::new().block_on(async {
+        let data_dir = tmp.path().join("data");
+        let file = data_dir.join(task.id.0.to_string()).join("srv-1").join("mariadb-bin.000001");
+        let mut writer = prepared(task.id, &data_dir, store.clone(), Probe.start().recipient(), Duration::from_secs(1));
+        // The first checkpoint on a source is stored with its batch.
+        assert_eq!(writer.write_batch(batch(0)).unwrap().as_ref(), Some(&cps[0]));
+        let len_at_cp0 = fs::metadata(&file).unwrap().len();
+        assert_eq!(store.get_checkpoint(task.id).unwrap().map(|(c, _)| c).as_ref(), Some(&cps[0]));
+
+        writer.fsync.fail_next_data = true;
+        let err = writer.write_batch(batch(1)).expect_err("the fsync failed");
+        assert!(matches!(err, WriterError::Fsync { .. }), "{err:?}");
+        assert_eq!(err.classify(), FailureClass::permanent(TaskErrorCode::LocalStorageError), "never retried");
+        assert_eq!(fs::metadata(&file).unwrap().len(), len_at_cp0, "cut back to the durable checkpoint");
+        assert_eq!(writer.durable.as_ref(), Some(&cps[0]), "the checkpoint did not move");
+        assert!(matches!(writer.write_batch(batch(1)), Err(WriterError::Poisoned)), "nothing more is written");
+
+        // A restarted task: a fresh writer's crash recovery finds nothing past the checkpoint.
+        let log = Logger::root(slog::Discard, slog::o!());
+        let mut fresh =
+            Writer::new(task.id, &data_dir, store.clone(), log, Probe.start().recipient(), Duration::from_secs(1));
+        assert_eq!(fresh.prepare(prepare()).unwrap().checkpoint.as_ref(), Some(&cps[0]));
+        drop(fresh);
+        // This writer's own next start reloads the stored checkpoint and writes on from it.
+        assert_eq!(writer.prepare(prepare()).unwrap().checkpoint.as_ref(), Some(&cps[0]));
+        assert_eq!(writer.write_batch(batch(1)).unwrap().as_ref(), Some(&cps[1]));
+        assert_eq!(writer.write_batch(batch(2)).unwrap().as_ref(), Some(&cps[2]));
+    });
+    let data = crate::binlog::fixture("mariadb-bin.000001");
+    let file = tmp.path().join("data").join(task.id.0.to_string()).join("srv-1").join("mariadb-bin.000001");
+    let written = fs::read(&file).unwrap();
+    assert_eq!(written.len() as u64, cps[2].pos, "written up to the last checkpoint");
+    // The source's bytes again, none twice; only the FDE's in-use flag (byte 21, set in the
+    // fixture, a source's open file) is never carried by a copy.
+    let mut want = data[..written.len()].to_vec();
+    want[21] &= !1;
+    assert!(written == want, "differ at {:?}", (0..want.len()).filter(|&i| written[i] != want[i]).collect::<Vec<_>>());
+}
+
 /// A batch's answer (what a semi-sync ack and the relay wait for) does not wait for the metadata
 /// write: only the first checkpoint on a source is stored inline; later ones are stored by the
 /// timer's `PersistCheckpoint`, whose failure fails the next batch instead of going unnoticed.
