@@ -319,6 +319,49 @@ fn packet_chains_beyond_max_event_bytes_are_refused() {
     arena.aftermath(&[FILE]);
 }
 
+/// A bad checksum never reaches disk, end to end: the source sends a good transaction, then
+/// one with a bit flipped in its SQL text (its CRC32 no longer matches, as after a bad NIC, bad
+/// memory or a rotten sector in the source's file). The task retries with CHECKSUM_MISMATCH
+/// naming both CRCs and counts each refusal; the copy holds the good transaction, checkpointed
+/// (everything before the refused event is written before the attempt ends), and not one byte
+/// of the flipped one.
+#[test]
+fn an_event_whose_checksum_does_not_match_never_reaches_disk() {
+    let mut arena = Arena::start();
+    let good_end = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let end = good_end.clone();
+    let id = arena.hostile(
+        "flipped",
+        stream(move |b| {
+            let good = ddl(b);
+            end.store(b.pos, std::sync::atomic::Ordering::SeqCst);
+            let mut bad = b.next(events::QUERY, &events::query_body("CREATE TABLE flipped (a INT)"));
+            let at = bad.len() - 4 - 3; // inside the SQL text, before the CRC
+            bad[at] ^= 0x01;
+            vec![good, bad]
+        }),
+    );
+    let e = arena.refused(id, "CRC32 mismatch: stored", &[TaskErrorCode::ChecksumMismatch]);
+    assert!(e.message.contains("computed"), "{e:?}");
+    assert!(arena.srv.replication(id).crc_errors >= 1, "the refusal is counted");
+    // The good transaction is durable: the checkpoint is at its end.
+    let good_end = u64::from(good_end.load(std::sync::atomic::Ordering::SeqCst));
+    let cp = poll_until(WAIT, "the good transaction's checkpoint", || {
+        api_checkpoint(&arena.srv, id).filter(|(_, pos)| *pos == good_end)
+    });
+    assert_eq!(cp.0, FILE);
+    let copy: Vec<PathBuf> = walk(&arena.srv.data_dir().join(id.to_string()))
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == FILE))
+        .collect();
+    assert_eq!(copy.len(), 1, "one copy of {FILE}: {copy:?}");
+    let bytes = std::fs::read(&copy[0]).expect("read the copy");
+    assert_eq!(bytes.len() as u64, good_end, "the copy ends with the good transaction");
+    assert!(bytes.windows(b"CREATE TABLE t (a INT)".len()).any(|w| w == b"CREATE TABLE t (a INT)"), "the good one");
+    assert!(!bytes.windows(b"TABLE flipped".len()).any(|w| w == b"TABLE flipped"), "the flipped event reached disk");
+    arena.aftermath(&[FILE]);
+}
+
 #[test]
 fn log_positions_that_lie_are_refused() {
     let mut arena = Arena::start();

@@ -151,11 +151,15 @@ impl Pump {
     ) -> Result<(), ReplError> {
         let mut in_flight: Option<InFlight> = None;
         let res = self.stream(p, conn, writer, report, &mut in_flight).await;
-        // The source ended the stream itself (an error packet, or the end of a shutdown): every
-        // event before that arrived whole and was checked, so it is written before the attempt
-        // ends. A resume then starts after it, and a decision about where the source's stream
-        // stopped (`source::torn_tail`) is made on a checkpoint that reached that point.
-        if let Err(ReplError::Source(SourceError::Server { .. }) | ReplError::Eof) = &res {
+        // The source ended the stream itself (an error packet, or the end of a shutdown), or sent
+        // an event we refuse (a CRC32 mismatch, a position or size that lies: `ReplError::Stream`,
+        // raised before the tracker takes any of that event's bytes): every event before that
+        // arrived whole and was checked, so it is written before the attempt ends. A resume then
+        // starts after it; the copy reaches the point where the source's stream went wrong (a
+        // corrupted event in the source's file would otherwise hold back, at every attempt, the
+        // transactions read with it), and a decision about where the source's stream stopped
+        // (`source::torn_tail`) is made on a checkpoint that reached that point.
+        if let Err(ReplError::Source(SourceError::Server { .. }) | ReplError::Eof | ReplError::Stream { .. }) = &res {
             self.write_what_arrived(writer, in_flight.take(), &p.log).await;
         }
         res
@@ -165,13 +169,13 @@ impl Pump {
         if let Some(f) = in_flight
             && let Err(e) = written(f.await)
         {
-            debug!(log, "the batch in flight when the source ended the stream was not written"; "error" => %e);
+            debug!(log, "the batch in flight when the stream ended was not written"; "error" => %e);
             return;
         }
         if !self.batch.is_empty() {
             let msg = self.cut_batch();
             if let Err(e) = written(writer.send(msg).await) {
-                debug!(log, "the last events before the source ended the stream were not written"; "error" => %e);
+                debug!(log, "the last events before the stream ended were not written"; "error" => %e);
             }
         }
     }
