@@ -1027,6 +1027,45 @@ pub mod contract {
         fenced_b.save_checkpoint(id, &cp(300)).expect("the new holder writes");
         assert_eq!(store.checkpoint_writer(id).expect("writer"), Some(("node-b".into(), 2)));
 
+        // Catalog rows and upload marks are fenced alike: the holder's go through; every file
+        // write of a stale owner is refused and changes nothing (nor the checkpoint a seal moves).
+        let file = |name: &str| FileRecord {
+            task_id: id.0,
+            source_identity: "srv-1".into(),
+            file_name: BinlogFileName::parse(name).expect("name"),
+            state: FileState::Open,
+            start_pos: 4,
+            header_len: 4,
+            end_pos: None,
+            size: 4,
+            sha256: None,
+            created_at: chrono::Utc::now(),
+            sealed_at: None,
+            upload: Default::default(),
+            summary: Default::default(),
+        };
+        fenced_b.insert_file(&file("bin.000001")).expect("the holder records a file");
+        let before = store.list_files(id).expect("files");
+        let one = || vec!["bin.000001".to_string()];
+        let stale = [
+            ("insert_file", fenced_a.insert_file(&file("bin.000002"))),
+            (
+                "seal_file",
+                fenced_a.seal_file(id, "srv-1", "bin.000001", 500, 500, &FileSummary::default(), Some(&cp(600))),
+            ),
+            ("set_file_sha256", fenced_a.set_file_sha256(id, "srv-1", "bin.000001", &"0".repeat(64))),
+            ("mark_uploading", fenced_a.mark_uploading(id, "srv-1", "bin.000001", "key")),
+            ("mark_uploaded", fenced_a.mark_uploaded(id, "srv-1", "bin.000001", chrono::Utc::now())),
+            ("mark_upload_failed", fenced_a.mark_upload_failed(id, "srv-1", "bin.000001", 1, "e", chrono::Utc::now())),
+            ("delete_file_rows", fenced_a.delete_file_rows(id, "srv-1", &one())),
+        ];
+        for (what, res) in stale {
+            assert!(matches!(res, Err(StoreError::Fenced(_))), "a stale owner's {what}: {res:?}");
+        }
+        assert_eq!(store.list_files(id).expect("files"), before, "the catalog is as the holder left it");
+        assert_eq!(store.get_checkpoint(id).expect("cp").map(|(c, _)| c.pos), Some(300));
+        fenced_b.delete_file_rows(id, "srv-1", &one()).expect("the holder's file writes pass");
+
         // Expiry by the database's clock: a short lease runs out without anyone releasing it.
         assert!(store.acquire_lease(id, "node-b", 200).expect("renew own").is_some());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

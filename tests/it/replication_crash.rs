@@ -238,6 +238,49 @@ fn a_torn_tail_left_by_a_crash_is_cut_back_to_the_checkpoint() {
     assert_each_gtid_once(&srv, &db, id);
 }
 
+/// A crash between a file's seal (its last fsync) and the catalog transaction that marks it
+/// SEALED and moves the checkpoint past it (debug-build hook: the process aborts right there,
+/// once). The catalog still has the file OPEN with the checkpoint inside it, the durability
+/// invariants hold, and after the restart the file is sealed once, byte-identical to the
+/// source's, and the copy goes on without a gap or a duplicate.
+#[test]
+fn a_crash_between_a_seal_and_its_catalog_record_loses_nothing() {
+    let db = MariaDb::start(MariaDbOpts::default());
+    let scratch = crate::common::temp_dir("binlog-it-seal-crash-");
+    let armed = scratch.path().join("armed");
+    let mut srv =
+        Server::start(fast_server_opts().env("BINLOG_TEST_ABORT_BEFORE_SEAL_RECORD", armed.display().to_string()));
+    let id = start_copy_task(&srv, &db, "seal-crash");
+    wait_running(&srv, id);
+    let load = LoadGenerator::start(&db, "seal_load", 3);
+    wait_checkpoint_advances(&srv, id);
+    load.stop();
+    let end = wait_caught_up(&srv, &db, id);
+    // The source rotates: our writer seals its file and dies before recording it.
+    std::fs::write(&armed, b"").expect("arm the hook");
+    db.sql("FLUSH BINARY LOGS");
+    crate::common::poll_until(Duration::from_secs(60), "the server to abort before recording the seal", || {
+        (!srv.is_running()).then_some(())
+    });
+    assert!(!armed.exists(), "it aborted at the hook, not elsewhere");
+    srv.kill9();
+    assert_durable_after_kill(&srv, &db, id, 1);
+    let row = meta_files(&srv.data_dir(), id).into_iter().find(|r| r.file_name == end.file).expect("the file's row");
+    assert_eq!(row.state, "OPEN", "the seal was not recorded: {row:?}");
+    let cp = meta_checkpoint(&srv.data_dir(), id).expect("a persisted checkpoint");
+    assert_eq!(cp.file_name, end.file, "the checkpoint has not left the file: {cp:?}");
+
+    srv.restart();
+    wait_running(&srv, id);
+    let load = LoadGenerator::start(&db, "seal_load", 4);
+    wait_checkpoint_moves(&srv, id, Some(&(end.file.clone(), end.position)));
+    load.stop();
+    flush_and_catch_up(&srv, &db, id);
+    let copy = assert_copy_matches_source(&srv, &db, id);
+    assert!(copy.sealed.contains(&end.file), "{} must be sealed and identical: {copy:?}", end.file);
+    assert_each_gtid_once(&srv, &db, id);
+}
+
 /// `writer.direct_io: on` (O_DIRECT, off by default): a copy under a rotating load, the server
 /// killed with SIGKILL in the middle, restarted, then caught up: every sealed file is the
 /// source's, with the sha256 the writer recorded as it wrote (or read back, for the file it

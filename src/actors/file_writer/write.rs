@@ -258,6 +258,8 @@ impl Writer {
         // A takeover re-fetching files behind the stored checkpoint seals them without moving it.
         let behind = self.below_floor(&cp);
         let stored = (!behind).then_some(&cp);
+        #[cfg(debug_assertions)]
+        test_abort_before_seal_record();
         self.store.seal_file(self.task_id, &identity, o.name.as_str(), end_pos, o.size, o.summary.summary(), stored)?;
         self.durable = Some(cp.clone());
         if !behind {
@@ -335,5 +337,18 @@ impl Writer {
         }
         self.last_persist = Instant::now();
         Ok(())
+    }
+}
+
+/// Debug builds only (never in a release binary): with `BINLOG_TEST_ABORT_BEFORE_SEAL_RECORD` set
+/// to a path, once a test has created that file (arming it), the next seal removes it and aborts
+/// the process between the file's last fsync and the catalog transaction that marks it SEALED
+/// (a crash at that point, once), so an integration test can show the restart loses nothing.
+#[cfg(debug_assertions)]
+fn test_abort_before_seal_record() {
+    if let Some(armed) = std::env::var_os("BINLOG_TEST_ABORT_BEFORE_SEAL_RECORD")
+        && std::fs::remove_file(&armed).is_ok()
+    {
+        std::process::abort();
     }
 }
