@@ -947,6 +947,25 @@ pub mod contract {
         .expect("contract spec is valid")
     }
 
+    /// A new OPEN file of source "srv-1" (4 bytes: the magic), as the writer records it.
+    fn open_file(task: TaskId, name: &str, created_at: chrono::DateTime<chrono::Utc>) -> FileRecord {
+        FileRecord {
+            task_id: task.0,
+            source_identity: "srv-1".into(),
+            file_name: BinlogFileName::parse(name).expect("name"),
+            state: FileState::Open,
+            start_pos: 4,
+            header_len: 4,
+            end_pos: None,
+            size: 4,
+            sha256: None,
+            created_at,
+            sealed_at: None,
+            upload: Default::default(),
+            summary: Default::default(),
+        }
+    }
+
     /// Leases and fencing (MySQL/MariaDB only: cluster mode's backend). Uses the database's
     /// clock, so the waits are real: the TTLs here are short.
     pub fn run_lease_contract(store: &Store) {
@@ -1029,21 +1048,7 @@ pub mod contract {
 
         // Catalog rows and upload marks are fenced alike: the holder's go through; every file
         // write of a stale owner is refused and changes nothing (nor the checkpoint a seal moves).
-        let file = |name: &str| FileRecord {
-            task_id: id.0,
-            source_identity: "srv-1".into(),
-            file_name: BinlogFileName::parse(name).expect("name"),
-            state: FileState::Open,
-            start_pos: 4,
-            header_len: 4,
-            end_pos: None,
-            size: 4,
-            sha256: None,
-            created_at: chrono::Utc::now(),
-            sealed_at: None,
-            upload: Default::default(),
-            summary: Default::default(),
-        };
+        let file = |name: &str| open_file(id, name, chrono::Utc::now());
         fenced_b.insert_file(&file("bin.000001")).expect("the holder records a file");
         let before = store.list_files(id).expect("files");
         let one = || vec!["bin.000001".to_string()];
@@ -1218,21 +1223,7 @@ pub mod contract {
         assert_eq!(store.get_checkpoint(a.id).expect("cp").map(|c| c.0), Some(cp.clone()));
 
         let now = chrono::Utc::now();
-        let rec = FileRecord {
-            task_id: a.id.0,
-            source_identity: "srv-1".into(),
-            file_name: BinlogFileName::parse("bin.000001").expect("name"),
-            state: FileState::Open,
-            start_pos: 4,
-            header_len: 4,
-            end_pos: None,
-            size: 4,
-            sha256: None,
-            created_at: now,
-            sealed_at: None,
-            upload: Default::default(),
-            summary: Default::default(),
-        };
+        let rec = open_file(a.id, "bin.000001", now);
         store.insert_file(&rec).expect("insert file");
         assert!(store.insert_file(&rec).is_err(), "a file is recorded once");
         let partial = FileSummary {

@@ -410,6 +410,19 @@ async function stuck(browser) {
   await context.close();
 }
 
+/** The dashboard once its "Writers stalled" card counts one: the card's text and tone, and the
+ * urgent row of `taskName` with its WRITER STALLED badges, read together in one look (the page
+ * refreshes every 2 s and the stall ends in the end). */
+async function stalledOnDashboard(page, taskName) {
+  const card = page.locator('.summary-card').filter({ has: page.getByRole('heading', { name: 'Writers stalled' }) });
+  const row = page.getByRole('row').filter({ hasText: taskName });
+  return eventually('the stalled-writers card to count one', async () => {
+    if ((await card.locator('.value').textContent()) !== '1') return null;
+    return { card: await card.textContent(), tone: await card.getAttribute('class'), row: await row.textContent(),
+      badge: await row.locator('.badge.writer-stalled').count() };
+  });
+}
+
 /** A writer whose batch has not returned (a hung disk): counted on the dashboard and marked in its
  * urgent list, a red callout on the task's page while it lasts, gone once the batch returns. */
 async function stall(browser) {
@@ -421,14 +434,7 @@ async function stall(browser) {
 
   // The dashboard: the task's state (RUNNING) and lag look healthy; the stall is what says not.
   await page.goto(`${BASE}/ui/#/`);
-  const card = page.locator('.summary-card').filter({ has: page.getByRole('heading', { name: 'Writers stalled' }) });
-  const row = page.getByRole('row').filter({ hasText: 'hung-disk' });
-  // Read together, in one look: the page refreshes every 2 s and the batch returns in the end.
-  const seen = await eventually('the stalled-writers card to count one', async () => {
-    if ((await card.locator('.value').textContent()) !== '1') return null;
-    return { card: await card.textContent(), tone: await card.getAttribute('class'), row: await row.textContent(),
-      badge: await row.locator('.badge.writer-stalled').count() };
-  });
+  const seen = await stalledOnDashboard(page, 'hung-disk');
   check(/hung-disk for .+ s/.test(seen.card) && seen.tone.includes('tone-bad'),
     `the dashboard counts the stalled writer and names its task: "${seen.card}"`);
   check(/RUNNING/.test(seen.row) && seen.badge === 1, `the urgent list marks the task: "${seen.row}"`);
@@ -460,13 +466,7 @@ async function startStall(browser) {
   watch(page, problems);
 
   await page.goto(`${BASE}/ui/#/`);
-  const card = page.locator('.summary-card').filter({ has: page.getByRole('heading', { name: 'Writers stalled' }) });
-  const row = page.getByRole('row').filter({ hasText: 'hung-start' });
-  const seen = await eventually('the stalled-writers card to count one', async () => {
-    if ((await card.locator('.value').textContent()) !== '1') return null;
-    return { card: await card.textContent(), tone: await card.getAttribute('class'), row: await row.textContent(),
-      badge: await row.locator('.badge.writer-stalled').count() };
-  });
+  const seen = await stalledOnDashboard(page, 'hung-start');
   check(/hung-start starting for .+ s/.test(seen.card) && seen.tone.includes('tone-bad'),
     `the dashboard names the task whose start stalled: "${seen.card}"`);
   check(/STARTING/.test(seen.row) && seen.badge === 1, `the urgent list marks the starting task: "${seen.row}"`);
