@@ -186,10 +186,10 @@ fn invariant_rows(doc: &str) -> Vec<(String, String)> {
 fn check_enforced(cell: &str, tree: &Tree) -> Result<(), String> {
     let mut problems = Vec::new();
     let mut names_a_test = false;
+    let is_path =
+        |t: &str| t.split("::").all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
     for token in cell.split('`').skip(1).step_by(2) {
         let token = token.trim().trim_end_matches("()");
-        let is_path =
-            |t: &str| t.split("::").all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
         if token.contains("...") || token.contains('…') {
             problems.push(format!("`{token}` is cut short: name it whole"));
         } else if token.ends_with(".rs") || token.ends_with(".md") || token.contains('/') {
