@@ -82,6 +82,12 @@ impl Cipher {
                 f.write_all(text.as_bytes())
                     .and_then(|_| f.sync_all())
                     .map_err(|e| CipherError::KeyFile(format!("{}: {e}", path.display())))?;
+                // The file's name too: a key lost in a power cut would leave every password
+                // stored with it undecryptable, and the next start would make another key.
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| CipherError::KeyFile(format!("fsync {}: {e}", dir.display())))?;
                 Cipher::from_text(&text)
             }
             Err(e) => Err(CipherError::KeyFile(format!("{}: {e}", path.display()))),

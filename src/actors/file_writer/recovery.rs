@@ -35,7 +35,11 @@ impl Writer {
         self.identity = Some(msg.identity.clone());
         let dir = self.layout.source_dir(self.task_id, msg.identity.as_str());
         fs::create_dir_all(&dir).map_err(|e| WriterError::io("create directory", &dir, e))?;
+        // Both new names must survive a power cut before any checkpoint points below them: the
+        // source's folder in the task's, the task's in the data dir (a file's own fsync, or its
+        // folder's, does not make the folder's name durable).
         self.fsync.dir(&self.layout.task_dir(self.task_id))?;
+        self.fsync.dir(self.layout.root())?;
         self.decide_io(&dir)?;
 
         // The checkpoint speaks for this folder only when it was taken on this source.
