@@ -24,6 +24,7 @@ mod import_api;
 mod metrics;
 mod pitr;
 mod pitr_failover;
+mod power_cut;
 mod relay;
 mod relay_mysql;
 mod replica_source;

@@ -24,7 +24,7 @@ use crate::common::{poll_until, temp_dir};
 /// returns did get its ack.
 const SOURCE_TIMEOUT_MS: u64 = 600_000;
 
-fn semi_sync_source(opts: MariaDbOpts) -> MariaDb {
+pub(crate) fn semi_sync_source(opts: MariaDbOpts) -> MariaDb {
     MariaDb::start(opts.semi_sync_primary(SOURCE_TIMEOUT_MS))
 }
 
@@ -33,7 +33,7 @@ fn status_u64(db: &MariaDb, name: &str) -> u64 {
 }
 
 /// Creates and starts a task with `source.semi_sync` on, copying `db` from its first file.
-fn start_semi_sync_task(srv: &Server, db: &MariaDb, key: &str) -> i64 {
+pub(crate) fn start_semi_sync_task(srv: &Server, db: &MariaDb, key: &str) -> i64 {
     let mut source = source_json(db);
     source["semi_sync"] = Value::Bool(true);
     let id = create_task(srv, key, source, from_first_file(db));
@@ -49,7 +49,7 @@ fn replication(srv: &Server, id: i64) -> ReplicationDto {
 /// Polls until the source counts one semi-sync client (our task) and the task says so. A
 /// timeout shows what the source's threads were doing (its process list, and their stacks when
 /// `gdb` is installed) beside both logs.
-fn wait_semi_sync_client(srv: &Server, db: &MariaDb, id: i64) {
+pub(crate) fn wait_semi_sync_client(srv: &Server, db: &MariaDb, id: i64) {
     let counted = crate::common::poll_until_or(WAIT, || {
         (status_u64(db, "Rpl_semi_sync_master_clients") == 1).then_some(()).ok_or(())
     });
@@ -313,7 +313,7 @@ fn bytes_below_checkpoint(srv: &Server, id: i64, dir: &std::path::Path, cp: &(St
     out
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
@@ -371,20 +371,27 @@ fn an_acknowledged_commit_survives_killing_the_server_and_the_source_together() 
     );
     assert!(recovered_past > 0, "the checkpoint never had to be recovered: the test shows nothing");
     eprintln!("{recovered_past} of {ROUNDS} restarts reported a checkpoint past the one stored before the kill");
-    // And the copy goes on, byte for byte, from the recovered checkpoints. (A file the source
-    // was killed in keeps the in-use flag of its format description set on the source's disk;
-    // copies built from the stream have it cleared.)
+    // And the copy goes on, byte for byte, from the recovered checkpoints.
     wait_semi_sync_client(&srv, &db, id);
     flush_and_catch_up(&srv, &db, id);
     let sealed: Vec<String> =
         srv.files(id).into_iter().filter(|f| f.state == FileState::Sealed).map(|f| f.name.clone()).collect();
     assert_eq!(sealed, db.binlog_files().into_iter().map(|(n, _)| n).take(sealed.len()).collect::<Vec<_>>());
     assert!(sealed.len() > ROUNDS, "every source restart adds a file: {sealed:?}");
-    // A source killed in the middle of writing an event keeps that torn tail in its file; the
-    // task resumed past it (SOURCE_TORN_TAIL, see replication_faults), so such a copy is the
-    // source's file up to the tear.
+    assert_sealed_copies_match(&srv, &db, id, &dir);
+}
+
+/// Every SEALED local file in `dir` equals the source's. A file the source was killed in keeps
+/// the in-use flag of its format description set on the source's disk (copies built from the
+/// stream have it cleared); a source killed in the middle of writing an event keeps that torn
+/// tail in its file, and the task resumed past it (SOURCE_TORN_TAIL, see replication_faults), so
+/// such a copy is the source's file up to the tear.
+pub(crate) fn assert_sealed_copies_match(srv: &Server, db: &MariaDb, id: i64, dir: &std::path::Path) {
+    let sealed: Vec<String> =
+        srv.files(id).into_iter().filter(|f| f.state == FileState::Sealed).map(|f| f.name.clone()).collect();
+    assert!(!sealed.is_empty(), "no file was sealed");
     let torn: Vec<String> =
-        task_events(&srv, id).into_iter().filter(|(_, t, _)| t == "SOURCE_TORN_TAIL").map(|(_, _, m)| m).collect();
+        task_events(srv, id).into_iter().filter(|(_, t, _)| t == "SOURCE_TORN_TAIL").map(|(_, _, m)| m).collect();
     for name in &sealed {
         let ours = std::fs::read(dir.join(name)).expect("our copy");
         let mut theirs = std::fs::read(db.binlog_dir().join(name)).expect("the source's file");

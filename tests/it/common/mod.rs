@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod fake_source;
 pub mod mariadb;
 pub mod pitr;
+pub mod power_cut;
 pub mod proxy;
 pub mod replication;
 pub mod s3;

@@ -251,9 +251,13 @@ impl Server {
         format!("{scheme}://127.0.0.1:{}{path}", self.port)
     }
 
-    /// The server's data dir (`BINLOG_SERVER_DATA_DIR`).
+    /// The server's data dir (`BINLOG_SERVER_DATA_DIR`): `<temp>/data`, unless the test set
+    /// that variable itself (a data dir on a disk of its own).
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        match self.opts.env.iter().rev().find(|(k, _)| k == "BINLOG_SERVER_DATA_DIR") {
+            Some((_, dir)) => PathBuf::from(dir),
+            None => self.dir.path().join("data"),
+        }
     }
 
     /// The temp dir holding the data dir, the logs and the config file.
