@@ -16,8 +16,8 @@ use crate::common::replication::{
 use crate::common::server::Server;
 use crate::common::{free_port, output_with_deadline, require_binary, temp_dir};
 
-const RELAY_USER: &str = "relay1";
-const RELAY_PASSWORD: &str = "relay-Pw-1";
+pub(crate) const RELAY_USER: &str = "relay1";
+pub(crate) const RELAY_PASSWORD: &str = "relay-Pw-1";
 const DEADLINE: Duration = Duration::from_secs(90);
 
 /// binlog-server with the relay on a free loopback port; returns it and the port.
@@ -31,7 +31,7 @@ fn relay_server_with(opts: crate::common::server::ServerOpts) -> (Server, u16) {
     (srv, port)
 }
 
-fn grant(srv: &Server, id: i64) {
+pub(crate) fn grant(srv: &Server, id: i64) {
     let (status, body) = srv
         .put(&format!("/api/tasks/{id}/relay"), &json!({"users": [{"name": RELAY_USER, "password": RELAY_PASSWORD}]}));
     assert_eq!(status, 200, "PUT relay users: {body}");
@@ -391,7 +391,7 @@ fn mariadb_binlog_stop_never_tails_the_relay_live() {
 
 /// `mariadb-binlog --read-from-remote-server --raw --to-last-log` with extra client options;
 /// returns (success, stderr).
-fn remote_raw_with(port: u16, first: &str, dir: &Path, extra: &[String]) -> (bool, String) {
+pub(crate) fn remote_raw_with(port: u16, first: &str, dir: &Path, extra: &[String]) -> (bool, String) {
     let mut cmd = Command::new(require_binary("mariadb-binlog"));
     cmd.args(["--no-defaults", "--read-from-remote-server", "--raw", "--to-last-log", "--host=127.0.0.1"])
         .arg(format!("--port={port}"))

@@ -97,6 +97,13 @@ impl Writer {
                 fs::rename(&from, &to).map_err(|e| WriterError::io("rename", &from, e))?;
                 info!(self.log, "set a copy aside to fetch the file again"; "file" => %from.display(), "to" => %to.display());
             }
+            // The copies' new names, and the folders holding them, survive a power cut (their
+            // old names go with the source folder's fsync below).
+            self.fsync.dir(&aside)?;
+            if let Some(stale) = aside.parent() {
+                self.fsync.dir(stale)?;
+            }
+            self.fsync.dir(self.layout.root())?;
         }
 
         let mut local = LocalFiles { open: None, sealed: plan.sealed };

@@ -129,14 +129,19 @@ impl Handler<DeleteTask> for Supervisor {
             // Files are the product: a delete keeps them unless asked, moved where nothing will
             // mistake them for a live task's (ids are not reused, but MySQL 5.7 can reuse one).
             if dir.exists() {
+                let sync = |d: &std::path::Path| std::fs::File::open(d).and_then(|f| f.sync_all());
                 let res = if msg.purge_files {
                     std::fs::remove_dir_all(&dir)
                 } else {
                     std::fs::create_dir_all(layout.deleted_dir()).and_then(|_| {
                         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S").to_string();
-                        std::fs::rename(&dir, layout.deleted_copy(id, &stamp))
+                        std::fs::rename(&dir, layout.deleted_copy(id, &stamp))?;
+                        sync(&layout.deleted_dir())
                     })
-                };
+                }
+                // The move (or removal) must survive a power cut, or the folder comes back where
+                // a task of this id keeps its files.
+                .and_then(|()| sync(layout.root()));
                 if let Err(e) = res {
                     warn!(log, "task deleted but its files could not be moved"; "task_id" => id.0, "dir" => %dir.display(), "error" => %e);
                 }
