@@ -22,7 +22,8 @@ use crate::common::server::{Server, ServerOpts};
 use crate::common::{free_port, poll_until, temp_dir};
 use crate::relay::{grant, remote_raw_with};
 use crate::semi_sync::{
-    assert_sealed_copies_match, contains, semi_sync_source, start_semi_sync_task, wait_semi_sync_client,
+    assert_sealed_copies_match, commit_a_marker_under_load, contains, semi_sync_source, start_semi_sync_task,
+    wait_semi_sync_client,
 };
 
 /// The server on `disk`, its metadata database in `meta` (off the disk).
@@ -80,10 +81,7 @@ fn an_acknowledged_commit_survives_a_power_cut() {
     let mut missing = Vec::new();
     for round in 0..ROUNDS {
         wait_semi_sync_client(&srv, &db, id);
-        let load = LoadGenerator::start(&db, "cut_load", round as u64);
-        poll_until(WAIT, "the load to commit", || (load.sent() > 20).then_some(()));
-        let marker = format!("power-cut-marker-{round}-{:x}", std::process::id());
-        db.sql(&format!("INSERT INTO rpo VALUES ({round}, '{marker}')"));
+        let (load, marker) = commit_a_marker_under_load(&db, "rpo", round);
         // The commit returned: the source had our ack. Our power goes, the source dies.
         srv.kill9();
         disk.cut();

@@ -317,6 +317,17 @@ pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Starts a load on `{table}_load`, and once it commits, commits a row of its own into `table`
+/// (`id INT PRIMARY KEY, marker VARCHAR(64)`): when that returns, a semi-sync source had our ack
+/// for it. Returns the load (still running) and the marker the row holds.
+pub(crate) fn commit_a_marker_under_load(db: &MariaDb, table: &str, round: usize) -> (LoadGenerator, String) {
+    let load = LoadGenerator::start(db, &format!("{table}_load"), round as u64);
+    poll_until(WAIT, "the load to commit", || (load.sent() > 20).then_some(()));
+    let marker = format!("{table}-marker-{round}-{:x}", std::process::id());
+    db.sql(&format!("INSERT INTO {table} VALUES ({round}, '{marker}')"));
+    (load, marker)
+}
+
 /// RPO 0 (issue 17): a commit that returned was acknowledged, so it survives binlog-server and
 /// the source dying together. The stored checkpoint lags the fsync by up to a minute
 /// (`writer.checkpoint_interval_ms`), so every acknowledged transaction past it must be recovered
@@ -335,10 +346,7 @@ fn an_acknowledged_commit_survives_killing_the_server_and_the_source_together() 
     for round in 0..ROUNDS {
         wait_semi_sync_client(&srv, &db, id);
         let stored_before = api_checkpoint(&srv, id);
-        let load = LoadGenerator::start(&db, "rpo_load", round as u64);
-        poll_until(WAIT, "the load to commit", || (load.sent() > 20).then_some(()));
-        let marker = format!("rpo-marker-{round}-{:x}", std::process::id());
-        db.sql(&format!("INSERT INTO rpo VALUES ({round}, '{marker}')"));
+        let (load, marker) = commit_a_marker_under_load(&db, "rpo", round);
         // The commit returned: the source got our ack. Both die now.
         srv.kill9();
         db.kill();
