@@ -35,11 +35,15 @@ fn server_on(disk: &PowerCutDisk, meta: &tempfile::TempDir, opts: ServerOpts) ->
 }
 
 /// The crash and the reboot: the server dies (SIGKILL, reaped), the power goes at that instant,
-/// comes back, and the server starts again on what the disk kept.
-fn cut_and_restart(srv: &mut Server, disk: &mut PowerCutDisk) {
+/// comes back, and the server starts again on what the disk kept: what was durable, and with
+/// `keep_seed` a random part of what was appended since (`PowerCutDisk::power_on_keeping_some`).
+fn cut_and_restart(srv: &mut Server, disk: &mut PowerCutDisk, keep_seed: Option<u64>) {
     srv.kill9();
     disk.cut();
-    disk.power_on();
+    match keep_seed {
+        Some(seed) => disk.power_on_keeping_some(seed),
+        None => disk.power_on(),
+    }
     srv.restart();
 }
 
@@ -125,17 +129,35 @@ fn an_acknowledged_commit_survives_a_power_cut() {
 /// Without semi-sync, under a load that keeps the writer busy: the power goes at random moments
 /// of the stream, and after each reboot the task comes back RUNNING by itself (its checkpoint
 /// never named a byte the cut took: that would be refused as lost data and fail the task), and
-/// the copy ends byte-identical to the source's files. The cuts must have taken something back,
-/// or the test showed nothing.
+/// the copy ends byte-identical to the source's files. Every other cut keeps a random part of
+/// what was appended and not synced, as a disk that wrote some of it back by itself: a torn
+/// tail for recovery. The cuts must have taken something back, or the test showed nothing.
 #[test]
 fn a_power_cut_mid_stream_loses_nothing_the_checkpoint_claimed() {
+    cut_mid_stream(slow_disk_server_opts(SLOW_FSYNC), None);
+}
+
+/// The same with `writer.direct_io: on`: the open file is written in zero-padded 4 KiB blocks
+/// with O_DIRECT, the padding cut before each fsync; a cut that keeps part of what was written
+/// may leave a padded block behind.
+#[test]
+fn with_direct_io_a_power_cut_mid_stream_loses_nothing_the_checkpoint_claimed() {
+    let opts = slow_disk_server_opts(SLOW_FSYNC).env("BINLOG_SERVER_WRITER_DIRECT_IO", "on");
+    cut_mid_stream(opts, Some("writing binlog files with O_DIRECT"));
+}
+
+/// Every data fsync of the writer waits this long first (a debug-build hook): written bytes then
+/// wait for their fsync long enough that cuts land between the two, and must take them back.
+const SLOW_FSYNC: Duration = Duration::from_millis(20);
+
+/// [`a_power_cut_mid_stream_loses_nothing_the_checkpoint_claimed`] with the server run as `opts`
+/// say; `log` is a line its log must have (what the set-up is meant to show).
+fn cut_mid_stream(opts: ServerOpts, log: Option<&str>) {
     const ROUNDS: u64 = 8;
     let mut disk = PowerCutDisk::mount();
     let meta = temp_dir("binlog-it-power-cut-meta-");
     let db = MariaDb::start(MariaDbOpts::default().max_binlog_size("256K"));
-    // Every data fsync waits 20 ms first (a debug-build hook): written bytes then wait for their
-    // fsync long enough that cuts land between the two, and must take them back.
-    let mut srv = server_on(&disk, &meta, slow_disk_server_opts(Duration::from_millis(20)));
+    let mut srv = server_on(&disk, &meta, opts);
     let id = create_task(&srv, "power-cut-stream", source_json(&db), from_first_file(&db));
     start_task(&srv, id);
     wait_running(&srv, id);
@@ -147,13 +169,17 @@ fn a_power_cut_mid_stream_loses_nothing_the_checkpoint_claimed() {
         poll_until(WAIT, "the load to commit and the task to follow", || {
             (load.sent() > after && api_checkpoint(&srv, id) != before).then_some(())
         });
-        cut_and_restart(&mut srv, &mut disk);
+        // Every other cut, the disk also keeps a random part of what was appended and not yet
+        // synced (recovery then finds a torn tail, or an O_DIRECT block's padding).
+        let keep = (round % 2 == 1).then(|| u64::from(std::process::id()) << 8 | round);
+        cut_and_restart(&mut srv, &mut disk, keep);
         wait_running(&srv, id);
         load.stop(); // the source stays up: a failed load panics here
     }
     let stats = disk.stats();
-    eprintln!("{ROUNDS} power cuts mid-stream: {stats:?}");
+    eprintln!("{ROUNDS} power cuts mid-stream (seeds: process id << 8 | round): {stats:?}");
     assert!(stats.bytes_lost + stats.names_lost > 0, "no cut took anything back: the test showed nothing: {stats:?}");
+    assert!(stats.bytes_kept_unsynced > 0, "no cut kept part of an unsynced append: no torn tail was shown: {stats:?}");
     let lost: Vec<String> = task_events(&srv, id)
         .into_iter()
         .filter(|(_, _, m)| m.contains("lost data"))
@@ -163,6 +189,9 @@ fn a_power_cut_mid_stream_loses_nothing_the_checkpoint_claimed() {
     flush_and_catch_up(&srv, &db, id);
     let copy = assert_copy_matches_source(&srv, &db, id);
     assert!(!copy.sealed.is_empty(), "no file was sealed: {copy:?}");
+    if let Some(line) = log {
+        assert!(srv.log_text().contains(line), "the log never says {line:?}");
+    }
 }
 
 /// The key that encrypts stored source passwords is made on the first start, in the data dir: a
@@ -179,7 +208,7 @@ fn the_secrets_key_survives_a_power_cut_before_any_task_starts() {
     let key = disk.path().join("secrets.key");
     let made = std::fs::read(&key).expect("the first start makes the key in the data dir");
     let id = create_task(&srv, "power-cut-key", source_json(&db), from_first_file(&db));
-    cut_and_restart(&mut srv, &mut disk);
+    cut_and_restart(&mut srv, &mut disk, None);
     assert_eq!(std::fs::read(&key).ok(), Some(made), "the key is not the one the first start made");
     start_task(&srv, id);
     wait_running(&srv, id);
@@ -205,7 +234,7 @@ fn a_deleted_tasks_folder_does_not_come_back_after_a_power_cut() {
     assert!(kept_files > 0);
     assert_eq!(srv.delete(&format!("/api/tasks/{kept}")).0, 204);
     assert_eq!(srv.delete(&format!("/api/tasks/{purged}?purge_files=true")).0, 204);
-    cut_and_restart(&mut srv, &mut disk);
+    cut_and_restart(&mut srv, &mut disk, None);
     for id in [kept, purged] {
         let dir = disk.path().join(id.to_string());
         assert!(!dir.exists(), "task {id}'s deleted folder came back after the cut: {}", dir.display());
@@ -234,8 +263,8 @@ fn a_relay_client_never_holds_a_byte_a_power_cut_took_back() {
     let db = MariaDb::start(MariaDbOpts::default().max_binlog_size("256K"));
     let first = db.binlog_files()[0].0.clone();
     let relay_port = free_port();
-    let opts = slow_disk_server_opts(Duration::from_millis(20))
-        .env("BINLOG_SERVER_RELAY_LISTEN_ADDR", format!("127.0.0.1:{relay_port}"));
+    let opts =
+        slow_disk_server_opts(SLOW_FSYNC).env("BINLOG_SERVER_RELAY_LISTEN_ADDR", format!("127.0.0.1:{relay_port}"));
     let mut srv = server_on(&disk, &meta, opts);
     let id = create_task(&srv, "power-cut-relay", source_json(&db), from_first_file(&db));
     grant(&srv, id);

@@ -9,7 +9,9 @@
 //! as on a machine that died, and what was not durable is gone. [`PowerCutDisk::power_on`]
 //! unmounts, keeps only what was durable at the cut, and mounts it again, so the next process
 //! reads exactly what a machine would find after the reboot (no page cache survives: files are
-//! served with `direct_io`, and the mount itself is new).
+//! served with `direct_io`, and the mount itself is new). [`PowerCutDisk::power_on_keeping_some`]
+//! also keeps a random part of each unsynced append, as a disk that wrote some of it back by
+//! itself before the power went (what a real disk may do): recovery then meets a torn tail.
 //!
 //! This is what a `kill -9` cannot show: the kernel keeps a killed process's unsynced writes.
 //! Mounting needs `/dev/fuse` and root (which the suite's package test needs too): the mount is
@@ -65,6 +67,8 @@ pub struct CutStats {
     /// since their directory's last sync.
     pub bytes_lost: u64,
     pub names_lost: u64,
+    /// Unsynced bytes a cut kept ([`PowerCutDisk::power_on_keeping_some`]).
+    pub bytes_kept_unsynced: u64,
 }
 
 struct Model {
@@ -182,11 +186,30 @@ impl Model {
         Ok(())
     }
 
-    /// Power back on: every node holds only what was durable.
-    fn restore_durable(&mut self) {
+    /// Power back on: every node holds what was durable. With `seed`, each file whose unsynced
+    /// change is an append also keeps a part of it (a random length, from the seed), as a disk
+    /// that wrote some of it back on its own before the power went: a torn tail, padding left by
+    /// an O_DIRECT block; names stay as synced either way.
+    fn restore(&mut self, seed: Option<u64>) {
+        let mut rng = seed.map(|s| s | 1);
         for node in self.nodes.values_mut() {
             match &mut node.body {
                 Body::File { data, durable, dirty_from } => {
+                    let appended = data.len() > durable.len() && data.starts_with(durable);
+                    let keep = match rng.as_mut() {
+                        Some(x) if appended => {
+                            // xorshift64: reproducible from the seed the test prints.
+                            *x ^= *x << 13;
+                            *x ^= *x >> 7;
+                            *x ^= *x << 17;
+                            durable.len() + (*x % (data.len() - durable.len() + 1) as u64) as usize
+                        }
+                        _ => durable.len(),
+                    };
+                    if keep > durable.len() {
+                        self.stats.bytes_kept_unsynced += (keep - durable.len()) as u64;
+                        durable.extend_from_slice(&data[durable.len()..keep]);
+                    }
                     let unlike = data.iter().enumerate().filter(|(i, b)| durable.get(*i) != Some(*b)).count();
                     self.stats.bytes_lost += unlike as u64;
                     data.clone_from(durable);
@@ -472,10 +495,21 @@ impl PowerCutDisk {
     /// The power comes back: the disk is unmounted (stop or kill every process that has files
     /// open on it first), keeps only what was durable at the cut, and is mounted again.
     pub fn power_on(&mut self) {
+        self.restart(None);
+    }
+
+    /// As [`PowerCutDisk::power_on`], but each file that was appended to since its last sync
+    /// keeps a random part of what was appended (from `seed`): a disk that had written some of
+    /// it back by itself. Real disks do; what recovery then finds is a torn tail.
+    pub fn power_on_keeping_some(&mut self, seed: u64) {
+        self.restart(Some(seed));
+    }
+
+    fn restart(&mut self, seed: Option<u64>) {
         if let Some(session) = self.session.take() {
             session.join();
         }
-        self.model.lock().expect("never poisoned").restore_durable();
+        self.model.lock().expect("never poisoned").restore(seed);
         self.mount_model();
     }
 
@@ -526,7 +560,7 @@ mod tests {
         let c = m.add(ROOT, OsStr::new("c"), new_file(), 0o644).unwrap();
         m.sync(ROOT).unwrap(); // c's name is durable, its bytes are not
         m.write(c, 0, b"lost").unwrap();
-        m.restore_durable();
+        m.restore(None);
         let data = |m: &Model, ino| m.data(ino).unwrap().to_vec();
         assert_eq!(data(&m, a), b"hello");
         assert_eq!(m.child(dir, OsStr::new("a")), Ok(a));
@@ -537,9 +571,26 @@ mod tests {
         // "hello" became "Jello world": 7 bytes unlike the synced ones; c's 4; b's bytes were synced
         // (its name was not).
         assert_eq!((stats.bytes_lost, stats.names_lost), (7 + 4, 1), "{stats:?}");
+        // Kept in part: an append keeps a prefix of what was appended, an overwrite nothing.
+        let mut p = Model::new();
+        let f = p.add(ROOT, OsStr::new("f"), new_file(), 0o644).unwrap();
+        p.sync(ROOT).unwrap();
+        p.write(f, 0, b"durable").unwrap();
+        p.sync(f).unwrap();
+        p.write(f, 7, b" and appended").unwrap();
+        let g = p.add(ROOT, OsStr::new("g"), new_file(), 0o644).unwrap();
+        p.sync(ROOT).unwrap();
+        p.write(g, 0, b"synced").unwrap();
+        p.sync(g).unwrap();
+        p.write(g, 0, b"S").unwrap();
+        p.restore(Some(7));
+        let kept = data(&p, f);
+        assert!(kept.starts_with(b"durable") && b"durable and appended".starts_with(&kept[..]), "{kept:?}");
+        assert_eq!(data(&p, g), b"synced", "an overwrite is not an append: nothing of it kept");
+        assert_eq!(p.stats.bytes_kept_unsynced, (kept.len() - 7) as u64);
         // A truncation is a change like any other until synced.
         m.truncate(a, 2).unwrap();
-        m.restore_durable();
+        m.restore(None);
         assert_eq!(data(&m, a), b"hello");
     }
 }
