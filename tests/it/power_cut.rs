@@ -22,8 +22,8 @@ use crate::common::server::{Server, ServerOpts};
 use crate::common::{free_port, poll_until, temp_dir};
 use crate::relay::{grant, remote_raw_with};
 use crate::semi_sync::{
-    assert_sealed_copies_match, commit_a_marker_under_load, contains, semi_sync_source, start_semi_sync_task,
-    wait_semi_sync_client,
+    assert_sealed_copies_match, bytes_below_checkpoint, commit_a_marker_under_load, contains, semi_sync_source,
+    start_semi_sync_task, wait_semi_sync_client,
 };
 
 /// The server on `disk`, its metadata database in `meta` (off the disk).
@@ -45,23 +45,6 @@ fn cut_and_restart(srv: &mut Server, disk: &mut PowerCutDisk, keep_seed: Option<
         None => disk.power_on(),
     }
     srv.restart();
-}
-
-/// What our files hold up to the checkpoint `(file, pos)`, for a task that copies from the
-/// source's first file (local offsets are source positions): every file before the checkpoint's
-/// whole, the checkpoint's up to its position. `Err` names a catalogued file the disk lacks.
-fn bytes_below_checkpoint(srv: &Server, id: i64, dir: &std::path::Path, cp: &(String, u64)) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    for f in srv.files(id) {
-        let path = dir.join(&f.name);
-        let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if f.name == cp.0 {
-            out.extend_from_slice(&data[..(cp.1 as usize).min(data.len())]);
-            break;
-        }
-        out.extend_from_slice(&data);
-    }
-    Ok(out)
 }
 
 /// RPO 0 through a power cut (issue 17's promise: an ack is sent only after the fsync that
@@ -97,7 +80,7 @@ fn an_acknowledged_commit_survives_a_power_cut() {
         let deadline = Instant::now() + Duration::from_secs(20);
         let (covered, cp, why) = poll_until(WAIT, "the restarted server to report a checkpoint", || {
             let cp = api_checkpoint(&srv, id);
-            let below = cp.as_ref().map(|cp| bytes_below_checkpoint(&srv, id, &dir, cp));
+            let below = cp.as_ref().map(|cp| bytes_below_checkpoint(meta.path(), id, &dir, cp));
             let covered = matches!(&below, Some(Ok(bytes)) if contains(bytes, marker.as_bytes()));
             let why = match below {
                 Some(Err(e)) => e,

@@ -296,13 +296,19 @@ fn the_setting_round_trips_through_the_api() {
     assert!(!plain.source.semi_sync, "default off: {plain:?}");
 }
 
-/// What our local files hold up to the checkpoint `(file, pos)`: every file before it whole,
-/// the checkpoint's file up to the checkpoint's offset.
-fn bytes_below_checkpoint(srv: &Server, id: i64, dir: &std::path::Path, cp: &(String, u64)) -> Vec<u8> {
+/// What our local files in `dir` hold up to the checkpoint `(file, pos)`: every file before it
+/// whole, the checkpoint's file up to the checkpoint's offset, as the catalog in
+/// `{meta_dir}/meta.db` maps them. `Err` names a catalogued file that is not there.
+pub(crate) fn bytes_below_checkpoint(
+    meta_dir: &std::path::Path,
+    id: i64,
+    dir: &std::path::Path,
+    cp: &(String, u64),
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    for row in meta_files(&srv.data_dir(), id) {
+    for row in meta_files(meta_dir, id) {
         let path = dir.join(&row.file_name);
-        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         if row.file_name == cp.0 {
             let end = (row.local_offset(cp.1) as usize).min(data.len());
             out.extend_from_slice(&data[..end]);
@@ -310,7 +316,7 @@ fn bytes_below_checkpoint(srv: &Server, id: i64, dir: &std::path::Path, cp: &(St
         }
         out.extend_from_slice(&data);
     }
-    out
+    Ok(out)
 }
 
 pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -356,8 +362,10 @@ fn an_acknowledged_commit_survives_killing_the_server_and_the_source_together() 
         let deadline = Instant::now() + Duration::from_secs(20);
         let found = poll_until(WAIT, "the restarted server to report a checkpoint", || {
             let cp = api_checkpoint(&srv, id);
-            let covered =
-                cp.as_ref().is_some_and(|cp| contains(&bytes_below_checkpoint(&srv, id, &dir, cp), marker.as_bytes()));
+            let covered = cp.as_ref().is_some_and(|cp| {
+                let below = bytes_below_checkpoint(&srv.data_dir(), id, &dir, cp);
+                contains(&below.unwrap_or_else(|e| panic!("{e}")), marker.as_bytes())
+            });
             (covered || Instant::now() >= deadline).then_some((covered, cp))
         });
         match found {
