@@ -23,7 +23,7 @@ use crate::common::{output_with_deadline, poll_until, require_binary, temp_dir};
 
 /// `mariadb-binlog --read-from-remote-server --raw --to-last-log` of `db` from its first file
 /// into `dir`: what a script-based archive holds (the live file copied as far as it was written).
-fn raw_archive(db: &MariaDb, dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn raw_archive(db: &MariaDb, dir: &Path) -> Vec<PathBuf> {
     let first = db.binlog_files()[0].0.clone();
     let mut cmd = Command::new(require_binary("mariadb-binlog"));
     cmd.args(["--no-defaults", "--read-from-remote-server", "--raw", "--to-last-log", "--host=127.0.0.1"])
@@ -40,7 +40,7 @@ fn raw_archive(db: &MariaDb, dir: &Path) -> Vec<PathBuf> {
 }
 
 /// A source with a few small files and some transactions in each.
-fn busy_source(opts: MariaDbOpts, table: &str) -> MariaDb {
+pub(crate) fn busy_source(opts: MariaDbOpts, table: &str) -> MariaDb {
     let db = MariaDb::start(opts.max_binlog_size("16384"));
     db.sql(&format!("CREATE TABLE {table} (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)"));
     for i in 0..12 {

@@ -11,15 +11,18 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::power_cut::PowerCutDisk;
 use crate::common::replication::{
     LoadGenerator, WAIT, api_checkpoint, assert_copy_matches_source, create_task, fast_server_opts, first_difference,
-    flush_and_catch_up, from_first_file, local_dir, slow_disk_server_opts, source_identity, source_json, start_task,
-    task_events, wait_running,
+    flush_and_catch_up, from_first_file, local_dir, meta_files, slow_disk_server_opts, source_identity, source_json,
+    start_task, task_events, wait_running,
 };
-use crate::common::server::{Server, ServerOpts};
+use crate::common::server::{Server, ServerOpts, run_cli};
 use crate::common::{free_port, poll_until, temp_dir};
+use crate::import::{busy_source, raw_archive};
 use crate::relay::{grant, remote_raw_with};
 use crate::semi_sync::{
     assert_sealed_copies_match, bytes_below_checkpoint, commit_a_marker_under_load, contains, semi_sync_source,
@@ -291,4 +294,41 @@ fn a_relay_client_never_holds_a_byte_a_power_cut_took_back() {
     let stats = disk.stats();
     eprintln!("{ROUNDS} power cuts after a relay dump: {stats:?}, {compared} files compared");
     assert!(stats.bytes_lost > 0, "no cut took back anything: the test showed nothing: {stats:?}");
+}
+
+/// `binlog-server import` reports an archive imported only once every file is fsynced, renamed
+/// into the task's folder, the folder fsynced, and its catalogue row written: a power cut the
+/// moment it returns keeps every file, whole, where the catalogue says.
+#[test]
+fn an_import_that_returned_survives_a_power_cut() {
+    let mut disk = PowerCutDisk::mount();
+    let meta = temp_dir("binlog-it-power-cut-meta-");
+    let db = busy_source(MariaDbOpts::default(), "imported");
+    let archive = temp_dir("binlog-it-power-cut-archive-");
+    let raw = raw_archive(&db, archive.path());
+    let mut srv = server_on(&disk, &meta, fast_server_opts());
+    let id = create_task(&srv, "power-cut-import", source_json(&db), json!({"mode": "ARCHIVE_ONLY"}));
+    let dsn = format!("sqlite://{}", meta.path().join("meta.db").display());
+    let data = disk.path().display().to_string();
+    let (code, out, err) = run_cli(
+        &["import", "--task", &id.to_string(), &archive.path().display().to_string()],
+        &[("BINLOG_SERVER_DATA_DIR", &data), ("BINLOG_SERVER_META_DSN", &dsn)],
+    );
+    assert_eq!(code, 0, "the import: {out}{err}");
+    cut_and_restart(&mut srv, &mut disk, None);
+    let folder = local_dir(&srv, id, &db);
+    let rows = meta_files(meta.path(), id);
+    assert_eq!(rows.len(), raw.len(), "every archive file is catalogued: {rows:?}");
+    for r in &rows {
+        let ours = std::fs::read(folder.join(&r.file_name))
+            .unwrap_or_else(|e| panic!("{} is catalogued but the power cut took it: {e}", r.file_name));
+        let theirs = std::fs::read(archive.path().join(&r.file_name)).expect("the archive's file");
+        assert!(
+            ours == theirs,
+            "{} differs after the power cut at {:?}",
+            r.file_name,
+            first_difference(&ours, &theirs)
+        );
+    }
+    assert!(disk.stats().file_syncs >= raw.len() as u64, "{:?}", disk.stats());
 }
