@@ -185,6 +185,8 @@ impl Writer {
         self.loaded = true;
         self.fsync.poisoned = false;
         if !after_fsync_failure && self.floor.is_none() {
+            #[cfg(debug_assertions)]
+            test_recover_delay();
             self.recover_tail(flavor)?;
         }
         Ok(())
@@ -342,6 +344,16 @@ impl Writer {
             return Ok(SummaryBuilder::resume(rec.summary.clone(), has_crc));
         }
         summary::rebuild(reader, rec.start_pos, rec.header_len, len, rec.summary.gtid_start.clone())
+    }
+}
+
+/// Debug builds only (never in a release binary): `BINLOG_TEST_RECOVER_DELAY_MS` makes crash
+/// recovery (the first `Recover` after a start) wait that long before it reads the tail, so an
+/// integration test can arm a power cut at recovery's truncation once the server answers.
+#[cfg(debug_assertions)]
+fn test_recover_delay() {
+    if let Some(ms) = std::env::var("BINLOG_TEST_RECOVER_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+        std::thread::sleep(Duration::from_millis(ms));
     }
 }
 

@@ -76,6 +76,9 @@ struct Model {
     next_ino: u64,
     /// The power is off: every operation fails with EIO.
     cut: bool,
+    /// Armed by [`PowerCutDisk::cut_at_next_shrink`]: the next truncation that shortens a file
+    /// kills its caller and cuts the power, before it is done.
+    cut_at_shrink: bool,
     stats: CutStats,
 }
 
@@ -86,7 +89,13 @@ impl Model {
             perm: 0o755,
             mtime: SystemTime::now(),
         };
-        Model { nodes: HashMap::from([(ROOT, root)]), next_ino: ROOT + 1, cut: false, stats: CutStats::default() }
+        Model {
+            nodes: HashMap::from([(ROOT, root)]),
+            next_ino: ROOT + 1,
+            cut: false,
+            cut_at_shrink: false,
+            stats: CutStats::default(),
+        }
     }
 
     fn attr(&self, ino: u64) -> Option<FileAttr> {
@@ -263,7 +272,7 @@ impl Filesystem for PowerCutFs {
 
     fn setattr(
         &mut self,
-        _req: &Request<'_>,
+        req: &Request<'_>,
         ino: u64,
         mode: Option<u32>,
         _uid: Option<u32>,
@@ -281,6 +290,15 @@ impl Filesystem for PowerCutFs {
     ) {
         let mut m = try_reply!(reply, self.live());
         if let Some(size) = size {
+            let shrinks = m.data(ino).is_ok_and(|d| (size as usize) < d.len());
+            if shrinks && std::mem::take(&mut m.cut_at_shrink) {
+                // The power goes now, in the middle of this call: its caller dies with it.
+                m.cut = true;
+                // SAFETY: kill(2) on the calling thread's id (the kernel signals its process);
+                // no memory is shared.
+                unsafe { libc::kill(req.pid() as libc::pid_t, libc::SIGKILL) };
+                return reply.error(libc::EIO);
+            }
             try_reply!(reply, m.truncate(ino, size as usize));
         }
         let node = try_reply!(reply, m.nodes.get_mut(&ino).ok_or(libc::ENOENT));
@@ -511,6 +529,24 @@ impl PowerCutDisk {
         }
         self.model.lock().expect("never poisoned").restore(seed);
         self.mount_model();
+    }
+
+    /// Arms a cut at the next truncation that shortens a file (crash recovery cutting a torn
+    /// tail, reconciliation cutting a file back to its checkpoint): the process calling it is
+    /// SIGKILLed and the power goes before the truncation is done. [`PowerCutDisk::was_cut`]
+    /// tells when it happened; [`PowerCutDisk::disarm`] takes it back.
+    pub fn cut_at_next_shrink(&self) {
+        self.model.lock().expect("never poisoned").cut_at_shrink = true;
+    }
+
+    /// Takes back [`PowerCutDisk::cut_at_next_shrink`] if it has not fired.
+    pub fn disarm(&self) {
+        self.model.lock().expect("never poisoned").cut_at_shrink = false;
+    }
+
+    /// Whether the power is off (a cut not yet followed by a power-on).
+    pub fn was_cut(&self) -> bool {
+        self.model.lock().expect("never poisoned").cut
     }
 
     /// Syncs seen and what the cuts so far dropped.
