@@ -12,6 +12,8 @@
 //! served with `direct_io`, and the mount itself is new). [`PowerCutDisk::power_on_keeping_some`]
 //! also keeps a random part of each unsynced append, as a disk that wrote some of it back by
 //! itself before the power went (what a real disk may do): recovery then meets a torn tail.
+//! [`PowerCutDisk::cut_at_next_shrink`] cuts at an operation instead of at a kill: the next
+//! truncation that shortens a file SIGKILLs its caller and the power goes before it is done.
 //!
 //! This is what a `kill -9` cannot show: the kernel keeps a killed process's unsynced writes.
 //! Mounting needs `/dev/fuse` and root (which the suite's package test needs too): the mount is
