@@ -50,6 +50,38 @@ fn cut_and_restart(srv: &mut Server, disk: &mut PowerCutDisk, keep_seed: Option<
     srv.restart();
 }
 
+/// Starts a load on `table` and waits until it committed more than `commits` and the task's
+/// checkpoint moved: a cut then lands in a stream in progress. Returns the load, still running.
+fn load_until_the_task_follows(
+    srv: &Server,
+    db: &MariaDb,
+    id: i64,
+    table: &str,
+    round: u64,
+    commits: u64,
+) -> LoadGenerator {
+    let load = LoadGenerator::start(db, table, round);
+    let before = api_checkpoint(srv, id);
+    poll_until(WAIT, "the load to commit and the task to follow", || {
+        (load.sent() > commits && api_checkpoint(srv, id) != before).then_some(())
+    });
+    load
+}
+
+/// After the cuts: the task never said it lost data, and once caught up its copy is the
+/// source's, byte for byte, with at least one file sealed.
+fn assert_whole_after_the_cuts(srv: &Server, db: &MariaDb, id: i64) {
+    let lost: Vec<String> = task_events(srv, id)
+        .into_iter()
+        .filter(|(_, _, m)| m.contains("lost data"))
+        .map(|(_, t, m)| format!("{t}: {m}"))
+        .collect();
+    assert!(lost.is_empty(), "the task says it lost data: {lost:?}");
+    flush_and_catch_up(srv, db, id);
+    let copy = assert_copy_matches_source(srv, db, id);
+    assert!(!copy.sealed.is_empty(), "no file was sealed: {copy:?}");
+}
+
 /// RPO 0 through a power cut (issue 17's promise: an ack is sent only after the fsync that
 /// covers it): the moment a commit returns on the semi-sync source, the power of binlog-server's
 /// disk goes and the source dies too; binlog-server restarts on what its disk kept, the source
@@ -148,13 +180,9 @@ fn cut_mid_stream(opts: ServerOpts, log: Option<&str>) {
     start_task(&srv, id);
     wait_running(&srv, id);
     for round in 0..ROUNDS {
-        let load = LoadGenerator::start(&db, "cut_stream", round);
         // Somewhere in the stream: after 30 to 170 commits of this round.
         let after = 30 + (round * 37 + u64::from(std::process::id())) % 140;
-        let before = api_checkpoint(&srv, id);
-        poll_until(WAIT, "the load to commit and the task to follow", || {
-            (load.sent() > after && api_checkpoint(&srv, id) != before).then_some(())
-        });
+        let load = load_until_the_task_follows(&srv, &db, id, "cut_stream", round, after);
         // Every other cut, the disk also keeps a random part of what was appended and not yet
         // synced (recovery then finds a torn tail, or an O_DIRECT block's padding).
         let keep = (round % 2 == 1).then(|| u64::from(std::process::id()) << 8 | round);
@@ -166,15 +194,7 @@ fn cut_mid_stream(opts: ServerOpts, log: Option<&str>) {
     eprintln!("{ROUNDS} power cuts mid-stream (seeds: process id << 8 | round): {stats:?}");
     assert!(stats.bytes_lost + stats.names_lost > 0, "no cut took anything back: the test showed nothing: {stats:?}");
     assert!(stats.bytes_kept_unsynced > 0, "no cut kept part of an unsynced append: no torn tail was shown: {stats:?}");
-    let lost: Vec<String> = task_events(&srv, id)
-        .into_iter()
-        .filter(|(_, _, m)| m.contains("lost data"))
-        .map(|(_, t, m)| format!("{t}: {m}"))
-        .collect();
-    assert!(lost.is_empty(), "the task says it lost data: {lost:?}");
-    flush_and_catch_up(&srv, &db, id);
-    let copy = assert_copy_matches_source(&srv, &db, id);
-    assert!(!copy.sealed.is_empty(), "no file was sealed: {copy:?}");
+    assert_whole_after_the_cuts(&srv, &db, id);
     if let Some(line) = log {
         assert!(srv.log_text().contains(line), "the log never says {line:?}");
     }
@@ -202,11 +222,7 @@ fn a_power_cut_while_recovery_cuts_a_torn_tail_loses_nothing() {
     let state = |id: i64| meta_query(meta.path(), &format!("SELECT state FROM tasks WHERE id = {id}"));
     let mut interrupted = 0;
     for round in 0..ROUNDS {
-        let load = LoadGenerator::start(&db, "cut_recovery", round);
-        let before = api_checkpoint(&srv, id);
-        poll_until(WAIT, "the load to commit and the task to follow", || {
-            (load.sent() > 50 && api_checkpoint(&srv, id) != before).then_some(())
-        });
+        let load = load_until_the_task_follows(&srv, &db, id, "cut_recovery", round, 50);
         srv.kill9();
         disk.cut();
         disk.power_on_keeping_some(u64::from(std::process::id()) << 8 | round);
@@ -229,14 +245,7 @@ fn a_power_cut_while_recovery_cuts_a_torn_tail_loses_nothing() {
     let stats = disk.stats();
     eprintln!("{ROUNDS} power cuts, {interrupted} of them cut again during recovery: {stats:?}");
     assert!(interrupted > 0, "no start had a tail to cut: the test showed nothing: {stats:?}");
-    let lost: Vec<String> = task_events(&srv, id)
-        .into_iter()
-        .filter(|(_, _, m)| m.contains("lost data"))
-        .map(|(_, t, m)| format!("{t}: {m}"))
-        .collect();
-    assert!(lost.is_empty(), "the task says it lost data: {lost:?}");
-    flush_and_catch_up(&srv, &db, id);
-    assert_copy_matches_source(&srv, &db, id);
+    assert_whole_after_the_cuts(&srv, &db, id);
 }
 
 /// The key that encrypts stored source passwords is made on the first start, in the data dir: a
@@ -318,11 +327,7 @@ fn a_relay_client_never_holds_a_byte_a_power_cut_took_back() {
     let dir = local_dir(&srv, id, &db);
     let mut compared = 0;
     for round in 0..ROUNDS {
-        let load = LoadGenerator::start(&db, "cut_relay", round);
-        let before = api_checkpoint(&srv, id);
-        poll_until(WAIT, "the load to commit and the task to follow", || {
-            (load.sent() > 50 && api_checkpoint(&srv, id) != before).then_some(())
-        });
+        let load = load_until_the_task_follows(&srv, &db, id, "cut_relay", round, 50);
         let out = temp_dir("binlog-it-power-cut-relay-");
         let (ok, stderr) = remote_raw_with(relay_port, &first, out.path(), &[]);
         assert!(ok, "round {round}: mariadb-binlog from the relay: {stderr}");
