@@ -9,7 +9,8 @@
 //! as on a machine that died, and what was not durable is gone. [`PowerCutDisk::power_on`]
 //! unmounts, keeps only what was durable at the cut, and mounts it again, so the next process
 //! reads exactly what a machine would find after the reboot (no page cache survives: files are
-//! served with `direct_io`, and the mount itself is new). [`PowerCutDisk::power_on_keeping_some`]
+//! served with `direct_io`, except SQLite's `*-shm` index, see `Node::page_cache`, and the mount
+//! itself is new). [`PowerCutDisk::power_on_keeping_some`]
 //! also keeps a random part of each unsynced append, as a disk that wrote some of it back by
 //! itself before the power went (what a real disk may do): recovery then meets a torn tail.
 //! [`PowerCutDisk::cut_at_next_shrink`] cuts at an operation instead of at a kill: the next
@@ -56,6 +57,11 @@ struct Node {
     body: Body,
     perm: u16,
     mtime: SystemTime,
+    /// Served through the page cache instead of `direct_io`: SQLite's shared-memory index
+    /// (`*-shm`), which it maps with `mmap(MAP_SHARED)` (refused on a `direct_io` file) and never
+    /// syncs (it rebuilds it from the WAL after a crash). Its bytes reach the model when the
+    /// kernel writes them back; a cut keeps none of them, as for any unsynced file.
+    page_cache: bool,
 }
 
 /// What a cut dropped, and how much was made durable before it.
@@ -90,6 +96,7 @@ impl Model {
             body: Body::Dir { entries: BTreeMap::new(), durable: BTreeMap::new() },
             perm: 0o755,
             mtime: SystemTime::now(),
+            page_cache: false,
         };
         Model {
             nodes: HashMap::from([(ROOT, root)]),
@@ -144,9 +151,18 @@ impl Model {
         }
         let ino = self.next_ino;
         self.next_ino += 1;
-        self.nodes.insert(ino, Node { body, perm, mtime: SystemTime::now() });
+        let page_cache = name.as_encoded_bytes().ends_with(b"-shm");
+        self.nodes.insert(ino, Node { body, perm, mtime: SystemTime::now(), page_cache });
         self.entries(dir)?.insert(name.to_owned(), ino);
         Ok(ino)
+    }
+
+    /// `direct_io` for every file but SQLite's shared memory (see [`Node::page_cache`]).
+    fn open_flags(&self, ino: u64) -> u32 {
+        match self.nodes.get(&ino) {
+            Some(n) if n.page_cache => 0,
+            _ => DIRECT_IO,
+        }
     }
 
     fn data(&self, ino: u64) -> Result<&[u8], i32> {
@@ -338,7 +354,7 @@ impl Filesystem for PowerCutFs {
         let body = Body::File { data: Vec::new(), durable: Vec::new(), dirty_from: 0 };
         let ino = try_reply!(reply, m.add(parent, name, body, (mode & !umask & 0o7777) as u16));
         let attr = try_reply!(reply, m.attr(ino).ok_or(libc::ENOENT));
-        reply.created(&TTL, &attr, 0, 0, DIRECT_IO);
+        reply.created(&TTL, &attr, 0, 0, m.open_flags(ino));
     }
 
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
@@ -385,7 +401,7 @@ impl Filesystem for PowerCutFs {
     fn open(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
         let m = try_reply!(reply, self.live());
         try_reply!(reply, m.attr(ino).ok_or(libc::ENOENT));
-        reply.opened(0, DIRECT_IO);
+        reply.opened(0, m.open_flags(ino));
     }
 
     fn read(
