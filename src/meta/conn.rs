@@ -95,6 +95,37 @@ pub enum MetaConnection {
     Mysql(MysqlConnection),
 }
 
+/// Whether a commit must be on disk when it returns (SQLite; a MySQL store's commits are as
+/// durable as that server's settings make them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The write-ahead log is synced before the commit returns (`synchronous = FULL`): what the
+    /// API answered, the catalog's files, seals, uploads and imports, relay users, leases.
+    /// Unsynced, a power cut can take a commit back after it returned: in the default set-up the
+    /// database shares the data dir's disk, and a file whose catalog row a cut took is a file
+    /// the next start removes as unknown.
+    Synced,
+    /// The commit may be lost to a power cut (never half applied): it is synced with the next
+    /// `Synced` commit or WAL checkpoint (`synchronous = NORMAL`). Only for the periodic
+    /// checkpoint of the open file, which can fall behind but never run ahead of the data:
+    /// crash recovery rebuilds it from the file's durable tail. An fsync per checkpoint would
+    /// be five a second per streaming task.
+    Lazy,
+}
+
+impl MetaConnection {
+    /// Sets how this connection's commits reach the disk, until it is set again.
+    pub fn set_durability(&mut self, d: Durability) -> Result<(), diesel::result::Error> {
+        match self {
+            MetaConnection::Sqlite(c) => c.batch_execute(match d {
+                Durability::Synced => "PRAGMA synchronous = FULL;",
+                Durability::Lazy => "PRAGMA synchronous = NORMAL;",
+            }),
+            MetaConnection::Mysql(_) => Ok(()),
+        }
+    }
+}
+
 /// Per-connection session settings beyond what every connection gets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnTuning {
@@ -143,11 +174,11 @@ impl ManageConnection for MetaConnManager {
                     c.batch_execute("PRAGMA busy_timeout = 15000;").map_err(r2d2::Error::QueryError)?;
                     return Ok(MetaConnection::Sqlite(c));
                 }
-                // WAL lets readers run beside the writer; NORMAL skips the fsync per commit,
-                // which is safe for us: a lost checkpoint update only means re-fetching bytes
-                // the source still has (the checkpoint can fall behind, never run ahead).
+                // WAL lets readers run beside the writer. FULL syncs the log at every commit: a
+                // commit that returned survives a power cut. Each checkout sets it again
+                // (`Durability`): only the periodic checkpoint commits unsynced.
                 c.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                      PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
@@ -248,6 +279,16 @@ pub fn build_pool(dsn: &MetaDsn, size: u32, tuning: ConnTuning) -> Result<MetaPo
         use std::os::unix::fs::OpenOptionsExt as _;
         std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map_err(|e| {
             StoreError::Unavailable(format!("cannot create the metadata database {}: {e}", path.display()))
+        })?;
+        // Its name survives a power cut before the first commit does (SQLite syncs its log's
+        // folder once, not the database's): a name the cut took would make the next start a
+        // first start, every task forgotten.
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::File::open(folder).and_then(|d| d.sync_all()).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot fsync {} after creating the metadata database: {e}",
+                folder.display()
+            ))
         })?;
     }
     r2d2::Pool::builder()

@@ -10,7 +10,8 @@ use crate::domain::{DesiredState, Mover, Task, TaskError, TaskEventType, TaskId,
 use crate::meta::StoreError;
 use crate::meta::cipher::{self, Cipher, CipherError};
 use crate::meta::conn::{
-    ConnTuning, MetaConnection, MetaDsn, MetaPool, build_pool, connect_without_writing, migrate_up, migration_status,
+    ConnTuning, Durability, MetaConnection, MetaDsn, MetaPool, build_pool, connect_without_writing, migrate_up,
+    migration_status,
 };
 use crate::meta::leases::Fence;
 use crate::meta::models::{
@@ -223,8 +224,17 @@ impl Store {
         &self.clock
     }
 
+    /// A connection whose commits are synced before they return ([`Durability::Synced`]).
     pub(super) fn conn(&self) -> Result<Conn, StoreError> {
-        Ok(self.pool.get()?)
+        self.conn_with(Durability::Synced)
+    }
+
+    /// A connection whose commits reach the disk as `durability` says. Set at every checkout,
+    /// whatever the connection's last user set.
+    pub(super) fn conn_with(&self, durability: Durability) -> Result<Conn, StoreError> {
+        let mut conn = self.pool.get()?;
+        conn.set_durability(durability)?;
+        Ok(conn)
     }
 
     /// The same database through a pool of its own, of `size` connections: the API's reads go
@@ -253,12 +263,21 @@ impl Store {
         }
     }
 
-    /// Runs a write in one transaction, behind the fence when there is one.
+    /// Runs a write in one transaction, behind the fence when there is one, synced.
     pub(super) fn write_tx<T>(
         &self,
         f: impl FnOnce(&mut MetaConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn()?;
+        self.write_tx_with(Durability::Synced, f)
+    }
+
+    /// [`Store::write_tx`], its commit as durable as `durability` says.
+    fn write_tx_with<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut MetaConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn_with(durability)?;
         if self.fence.is_none() {
             return f(&mut conn);
         }
@@ -648,14 +667,16 @@ impl Store {
         Ok(())
     }
 
-    /// Persists a checkpoint. Callers guarantee the bytes up to it are fsynced.
+    /// Persists a checkpoint. Callers guarantee the bytes up to it are fsynced. Not synced
+    /// itself ([`Durability::Lazy`]): a power cut may take it back, never put it ahead.
     pub fn save_checkpoint(&self, id: TaskId, cp: &Checkpoint) -> Result<(), StoreError> {
-        self.write_tx(|conn| self.write_checkpoint(conn, id, Some(cp)))
+        self.write_tx_with(Durability::Lazy, |conn| self.write_checkpoint(conn, id, Some(cp)))
     }
 
     /// Persists a checkpoint inside the open file together with that file's catalog size (the
     /// local bytes up to the checkpoint) and summary (what those bytes hold), in one
-    /// transaction, so readers never see one moved without the others.
+    /// transaction, so readers never see one moved without the others. Not synced, as
+    /// [`Store::save_checkpoint`].
     pub fn save_checkpoint_in_open_file(
         &self,
         id: TaskId,
@@ -663,7 +684,7 @@ impl Store {
         size: u64,
         summary: &FileSummary,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn_with(Durability::Lazy)?;
         conn.transaction(|c| {
             self.check_fence(c)?;
             self.write_checkpoint(c, id, Some(cp))?;
@@ -825,6 +846,42 @@ pub(crate) mod tests {
         assert_eq!(reads.get_task(id).unwrap().spec.name, "task own-pool");
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
         drop(held);
+    }
+
+    /// Every checkout sets how its commits reach the disk, whatever the connection's last user
+    /// left: a connection a lazy checkpoint write used must not make the next commit (a task
+    /// the API created, a file's catalog row) lazy too. SQLite's `synchronous`: 1 NORMAL, 2 FULL.
+    #[test]
+    fn every_checkout_sets_its_own_durability() {
+        #[derive(diesel::QueryableByName)]
+        struct Sync {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            synchronous: i32,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // One connection: every checkout below gets the same one.
+        let store = Store::open(&MetaDsn::Sqlite(dir.path().join("meta.db")), 1, crate::clock::system()).unwrap();
+        let level = |conn: &mut Conn| -> i32 {
+            diesel::sql_query("PRAGMA synchronous").get_result::<Sync>(&mut **conn).unwrap().synchronous
+        };
+        for (first, then, want) in [
+            (Durability::Lazy, Durability::Synced, 2),
+            (Durability::Synced, Durability::Lazy, 1),
+            (Durability::Lazy, Durability::Lazy, 1),
+            (Durability::Synced, Durability::Synced, 2),
+        ] {
+            let mut c = store.conn_with(first).unwrap();
+            assert_eq!(level(&mut c), if first == Durability::Synced { 2 } else { 1 }, "{first:?}");
+            drop(c);
+            let mut c = store.conn_with(then).unwrap();
+            assert_eq!(level(&mut c), want, "{first:?} then {then:?}");
+        }
+        // The plain checkout is synced, and so is the writes' helper.
+        drop(store.conn_with(Durability::Lazy).unwrap());
+        assert_eq!(level(&mut store.conn().unwrap()), 2);
+        drop(store.conn_with(Durability::Lazy).unwrap());
+        let got = store.write_tx(|c| Ok(diesel::sql_query("PRAGMA synchronous").get_result::<Sync>(c)?.synchronous));
+        assert_eq!(got.unwrap(), 2);
     }
 
     /// On SQLite, a transaction that reads before it writes is refused the write lock at once

@@ -1,16 +1,21 @@
 //! Power cuts: the data dir on a disk that drops, at the cut, everything not made durable by an
 //! fsync (file bytes) or a directory fsync (names): `common::power_cut`. A `kill -9` alone cannot
-//! show this, the kernel keeps a killed process's unsynced writes. The metadata database is kept
-//! off that disk, on the machine's own: it survives the cut whole, so every checkpoint it holds
-//! is one the data must still back (the hardest case for the data: the store written after the
-//! fsync, never before).
+//! show this, the kernel keeps a killed process's unsynced writes. In most tests the metadata
+//! database is kept off that disk, on the machine's own (`server_on`): it survives the cut whole,
+//! so every checkpoint it holds is one the data must still back (the hardest case for the data:
+//! the store written after the fsync, never before). The tests that say so put it where the
+//! default set-up does, `meta.db` in the data dir (`server_with_its_metadata_on`): the cut then
+//! takes what SQLite had not synced as well.
 //!
 //! The cut happens the instant the server is killed: the disk serves every write straight to
-//! its model (no page cache between them), so a process that is dead can add nothing, and what
-//! it had synced is all that stays.
+//! its model (no page cache between them; SQLite's shared-memory index, which it maps and never
+//! syncs, is the one exception, and no cut keeps it), so a process that is dead can add
+//! nothing, and what it had synced is all that stays.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use binlog_server::domain::{DesiredState, TaskState};
 use serde_json::json;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
@@ -23,18 +28,24 @@ use crate::common::replication::{
 use crate::common::server::{Server, ServerOpts, run_cli};
 use crate::common::{free_port, poll_until, temp_dir};
 use crate::import::{busy_source, raw_archive};
-use crate::relay::{grant, remote_raw_with};
+use crate::relay::{RELAY_USER, grant, remote_raw_with};
 use crate::semi_sync::{
     assert_sealed_copies_match, bytes_below_checkpoint, commit_a_marker_under_load, contains, semi_sync_source,
     start_semi_sync_task, wait_semi_sync_client,
 };
 
 /// The server on `disk`, its metadata database in `meta` (off the disk).
-fn server_on(disk: &PowerCutDisk, meta: &tempfile::TempDir, opts: ServerOpts) -> Server {
+fn server_on(disk: &PowerCutDisk, meta: &Path, opts: ServerOpts) -> Server {
     Server::start(
         opts.env("BINLOG_SERVER_DATA_DIR", disk.path().display().to_string())
-            .env("BINLOG_SERVER_META_DSN", format!("sqlite://{}", meta.path().join("meta.db").display())),
+            .env("BINLOG_SERVER_META_DSN", format!("sqlite://{}", meta.join("meta.db").display())),
     )
+}
+
+/// The server on `disk` as the default set-up has it: its metadata database (`meta.db`) in the
+/// data dir, on the same disk, so that a cut also takes what SQLite had not synced.
+fn server_with_its_metadata_on(disk: &PowerCutDisk, opts: ServerOpts) -> Server {
+    Server::start(opts.env("BINLOG_SERVER_DATA_DIR", disk.path().display().to_string()))
 }
 
 /// The crash and the reboot: the server dies (SIGKILL, reaped), the power goes at that instant,
@@ -90,13 +101,31 @@ fn assert_whole_after_the_cuts(srv: &Server, db: &MariaDb, id: i64) {
 /// from the files' durable tails.
 #[test]
 fn an_acknowledged_commit_survives_a_power_cut() {
+    let meta = temp_dir("binlog-it-power-cut-meta-");
+    acknowledged_commits_survive_power_cuts("power-cut-rpo", Some(meta.path()));
+}
+
+/// The same in the default set-up, the metadata database on the same disk: the cut also takes
+/// the catalog rows SQLite had not synced (a file's row, its seal, the checkpoint). Recovery must
+/// still find every acknowledged transaction: a file the catalog lost is a file it removes.
+#[test]
+fn an_acknowledged_commit_survives_a_power_cut_that_takes_the_metadata_too() {
+    acknowledged_commits_survive_power_cuts("power-cut-rpo-meta", None);
+}
+
+/// [`an_acknowledged_commit_survives_a_power_cut`] with the metadata database in `meta` (off the
+/// disk), or on the disk with `None`.
+fn acknowledged_commits_survive_power_cuts(key: &str, meta: Option<&Path>) {
     const ROUNDS: usize = 10;
     let mut disk = PowerCutDisk::mount();
-    let meta = temp_dir("binlog-it-power-cut-meta-");
     let mut db = semi_sync_source(MariaDbOpts::default().max_binlog_size("256K"));
-    let mut srv =
-        server_on(&disk, &meta, fast_server_opts().env("BINLOG_SERVER_WRITER_CHECKPOINT_INTERVAL_MS", "60000"));
-    let id = start_semi_sync_task(&srv, &db, "power-cut-rpo");
+    let opts = fast_server_opts().env("BINLOG_SERVER_WRITER_CHECKPOINT_INTERVAL_MS", "60000");
+    let mut srv = match meta {
+        Some(meta) => server_on(&disk, meta, opts),
+        None => server_with_its_metadata_on(&disk, opts),
+    };
+    let meta = meta.unwrap_or(disk.path()).to_path_buf();
+    let id = start_semi_sync_task(&srv, &db, key);
     let dir = local_dir(&srv, id, &db);
     assert!(dir.starts_with(disk.path()), "{}", dir.display());
     db.sql("CREATE TABLE rpo (id INT PRIMARY KEY, marker VARCHAR(64)) ENGINE=InnoDB");
@@ -115,7 +144,7 @@ fn an_acknowledged_commit_survives_a_power_cut() {
         let deadline = Instant::now() + Duration::from_secs(20);
         let (covered, cp, why) = poll_until(WAIT, "the restarted server to report a checkpoint", || {
             let cp = api_checkpoint(&srv, id);
-            let below = cp.as_ref().map(|cp| bytes_below_checkpoint(meta.path(), id, &dir, cp));
+            let below = cp.as_ref().map(|cp| bytes_below_checkpoint(&meta, id, &dir, cp));
             let covered = matches!(&below, Some(Ok(bytes)) if contains(bytes, marker.as_bytes()));
             let why = match below {
                 Some(Err(e)) => e,
@@ -175,7 +204,7 @@ fn cut_mid_stream(opts: ServerOpts, log: Option<&str>) {
     let mut disk = PowerCutDisk::mount();
     let meta = temp_dir("binlog-it-power-cut-meta-");
     let db = MariaDb::start(MariaDbOpts::default().max_binlog_size("256K"));
-    let mut srv = server_on(&disk, &meta, opts);
+    let mut srv = server_on(&disk, meta.path(), opts);
     let id = create_task(&srv, "power-cut-stream", source_json(&db), from_first_file(&db));
     start_task(&srv, id);
     wait_running(&srv, id);
@@ -215,7 +244,7 @@ fn a_power_cut_while_recovery_cuts_a_torn_tail_loses_nothing() {
     // recovery can be cut: the harness's restart would otherwise see it die in start-up. (The
     // cut is armed before the restart; nothing before recovery shortens a file.)
     let opts = slow_disk_server_opts(SLOW_FSYNC).env("BINLOG_TEST_RECOVER_DELAY_MS", "1000");
-    let mut srv = server_on(&disk, &meta, opts);
+    let mut srv = server_on(&disk, meta.path(), opts);
     let id = create_task(&srv, "power-cut-recovery", source_json(&db), from_first_file(&db));
     start_task(&srv, id);
     wait_running(&srv, id);
@@ -258,7 +287,8 @@ fn the_secrets_key_survives_a_power_cut_before_any_task_starts() {
     let db = MariaDb::start(MariaDbOpts::default());
     // A configured node id: no `node_id` file is written (whose own directory fsync would
     // otherwise sync the key's name by the way).
-    let mut srv = server_on(&disk, &meta, fast_server_opts().env("BINLOG_SERVER_CLUSTER_NODE_ID", "power-cut-node"));
+    let mut srv =
+        server_on(&disk, meta.path(), fast_server_opts().env("BINLOG_SERVER_CLUSTER_NODE_ID", "power-cut-node"));
     let key = disk.path().join("secrets.key");
     let made = std::fs::read(&key).expect("the first start makes the key in the data dir");
     let id = create_task(&srv, "power-cut-key", source_json(&db), from_first_file(&db));
@@ -276,7 +306,7 @@ fn a_deleted_tasks_folder_does_not_come_back_after_a_power_cut() {
     let mut disk = PowerCutDisk::mount();
     let meta = temp_dir("binlog-it-power-cut-meta-");
     let db = MariaDb::start(MariaDbOpts::default());
-    let mut srv = server_on(&disk, &meta, fast_server_opts());
+    let mut srv = server_on(&disk, meta.path(), fast_server_opts());
     let kept = create_task(&srv, "power-cut-deleted", source_json(&db), from_first_file(&db));
     let purged = create_task(&srv, "power-cut-purged", source_json(&db), from_first_file(&db));
     for id in [kept, purged] {
@@ -303,6 +333,54 @@ fn a_deleted_tasks_folder_does_not_come_back_after_a_power_cut() {
     assert_eq!(moved, kept_files, "every file of the deleted task is in {}", aside[0].display());
 }
 
+/// What the API answered as done is done after a power cut, in the default set-up (the metadata
+/// database in the data dir, on the same disk): a task created, a task stopped, a task deleted,
+/// relay users granted and a grant revoked (a revoked user must not be able to log in again).
+/// SQLite commits each of them in its write-ahead log; the cut takes whatever it had not synced.
+#[test]
+fn what_the_api_answered_survives_a_power_cut() {
+    let mut disk = PowerCutDisk::mount();
+    let db = MariaDb::start(MariaDbOpts::default());
+    let mut srv = server_with_its_metadata_on(&disk, fast_server_opts());
+    let stopped = create_task(&srv, "power-cut-api-stopped", source_json(&db), from_first_file(&db));
+    let deleted = create_task(&srv, "power-cut-api-deleted", source_json(&db), from_first_file(&db));
+    let revoked = create_task(&srv, "power-cut-api-revoked", source_json(&db), from_first_file(&db));
+    start_task(&srv, stopped);
+    flush_and_catch_up(&srv, &db, stopped);
+    grant(&srv, stopped);
+    let relay_users = |id: i64, users: serde_json::Value| {
+        let (status, body) = srv.put(&format!("/api/tasks/{id}/relay"), &json!({ "users": users }));
+        assert_eq!(status, 200, "PUT relay users of task {id}: {body}");
+    };
+    relay_users(revoked, json!([{"name": "revoked1", "password": "revoked-password"}]));
+    relay_users(revoked, json!([]));
+    assert_eq!(srv.stop_task(stopped).state, TaskState::Stopped);
+    assert_eq!(srv.delete(&format!("/api/tasks/{deleted}")).0, 204);
+    let created = create_task(&srv, "power-cut-api-created", source_json(&db), from_first_file(&db));
+    cut_and_restart(&mut srv, &mut disk, None);
+    let (status, body) = srv.get(&format!("/api/tasks/{created}"));
+    assert_eq!(status, 200, "the task created before the cut is gone: {body}");
+    let (status, body) = srv.get(&format!("/api/tasks/{deleted}"));
+    assert_eq!(status, 404, "the task deleted before the cut is back: {body}");
+    let task = srv.task(stopped);
+    assert_eq!(
+        (task.state, task.desired_state),
+        (TaskState::Stopped, DesiredState::Stopped),
+        "the task stopped before the cut is not stopped"
+    );
+    let users = |id: i64| {
+        let (status, body) = srv.get(&format!("/api/tasks/{id}/relay"));
+        assert_eq!(status, 200, "GET relay users of task {id}: {body}");
+        body["users"].clone()
+    };
+    assert_eq!(users(stopped), json!([RELAY_USER]), "the relay grant made before the cut is gone");
+    assert_eq!(users(revoked), json!([]), "the relay user revoked before the cut is back");
+    // And the stopped task goes on from where the cut left it.
+    start_task(&srv, stopped);
+    flush_and_catch_up(&srv, &db, stopped);
+    assert_copy_matches_source(&srv, &db, stopped);
+}
+
 /// The relay serves a task's files to replicas and `mariadb-binlog`, never past the durable
 /// checkpoint (issue 18): bytes past it may be taken back by a crash, and a client that had them
 /// would hold transactions the archive no longer has. Under load, with fsyncs slowed 20 ms (the
@@ -319,7 +397,7 @@ fn a_relay_client_never_holds_a_byte_a_power_cut_took_back() {
     let relay_port = free_port();
     let opts =
         slow_disk_server_opts(SLOW_FSYNC).env("BINLOG_SERVER_RELAY_LISTEN_ADDR", format!("127.0.0.1:{relay_port}"));
-    let mut srv = server_on(&disk, &meta, opts);
+    let mut srv = server_on(&disk, meta.path(), opts);
     let id = create_task(&srv, "power-cut-relay", source_json(&db), from_first_file(&db));
     grant(&srv, id);
     start_task(&srv, id);
@@ -361,27 +439,27 @@ fn a_relay_client_never_holds_a_byte_a_power_cut_took_back() {
 }
 
 /// `binlog-server import` reports an archive imported only once every file is fsynced, renamed
-/// into the task's folder, the folder fsynced, and its catalogue row written: a power cut the
-/// moment it returns keeps every file, whole, where the catalogue says.
+/// into the task's folder, the folder fsynced, and its catalogue row durably written: a power cut
+/// the moment it returns keeps every file, whole, where the catalogue says. The metadata database
+/// is on the same disk (the default set-up): a catalogue row the cut took back would leave the
+/// files unknown, and the next start removes unknown files.
 #[test]
 fn an_import_that_returned_survives_a_power_cut() {
     let mut disk = PowerCutDisk::mount();
-    let meta = temp_dir("binlog-it-power-cut-meta-");
     let db = busy_source(MariaDbOpts::default(), "imported");
     let archive = temp_dir("binlog-it-power-cut-archive-");
     let raw = raw_archive(&db, archive.path());
-    let mut srv = server_on(&disk, &meta, fast_server_opts());
+    let mut srv = server_with_its_metadata_on(&disk, fast_server_opts());
     let id = create_task(&srv, "power-cut-import", source_json(&db), json!({"mode": "ARCHIVE_ONLY"}));
-    let dsn = format!("sqlite://{}", meta.path().join("meta.db").display());
     let data = disk.path().display().to_string();
     let (code, out, err) = run_cli(
         &["import", "--task", &id.to_string(), &archive.path().display().to_string()],
-        &[("BINLOG_SERVER_DATA_DIR", &data), ("BINLOG_SERVER_META_DSN", &dsn)],
+        &[("BINLOG_SERVER_DATA_DIR", &data)],
     );
     assert_eq!(code, 0, "the import: {out}{err}");
     cut_and_restart(&mut srv, &mut disk, None);
     let folder = local_dir(&srv, id, &db);
-    let rows = meta_files(meta.path(), id);
+    let rows = meta_files(disk.path(), id);
     assert_eq!(rows.len(), raw.len(), "every archive file is catalogued: {rows:?}");
     for r in &rows {
         let ours = std::fs::read(folder.join(&r.file_name))
