@@ -37,6 +37,12 @@ pub enum Seen {
         id: FileId,
         header_ok: bool,
     },
+    /// At start only ([`look`]): a file with no bytes, and no write-ahead log beside it that
+    /// holds any (SQLite in WAL mode leaves the database file empty until its first WAL
+    /// checkpoint, the commits in `-wal`): a database that never had a commit.
+    Empty {
+        id: FileId,
+    },
     Unreadable(String),
 }
 
@@ -45,6 +51,11 @@ pub enum Seen {
 pub enum MetaFault {
     /// At start: no metadata file, but task directories with binlog files.
     MissingWithTasks {
+        task_dirs: Vec<String>,
+    },
+    /// At start: a metadata file that never had a commit (lost to a power cut before its first
+    /// one was synced, say), but task directories with binlog files.
+    EmptyWithTasks {
         task_dirs: Vec<String>,
     },
     /// While running: the file the store opened is no longer at its path.
@@ -61,6 +72,8 @@ pub fn judge_at_start(seen: &Seen, task_dirs: &[String]) -> Result<(), MetaFault
     match seen {
         Seen::Missing if task_dirs.is_empty() => Ok(()),
         Seen::Missing => Err(MetaFault::MissingWithTasks { task_dirs: task_dirs.to_vec() }),
+        Seen::Empty { .. } if task_dirs.is_empty() => Ok(()),
+        Seen::Empty { .. } => Err(MetaFault::EmptyWithTasks { task_dirs: task_dirs.to_vec() }),
         Seen::File { header_ok: true, .. } => Ok(()),
         Seen::File { header_ok: false, .. } => Err(MetaFault::NotSqlite),
         Seen::Unreadable(e) => Err(MetaFault::Unreadable(e.clone())),
@@ -72,7 +85,8 @@ pub fn judge_at_start(seen: &Seen, task_dirs: &[String]) -> Result<(), MetaFault
 pub fn judge_running(opened: FileId, seen: &Seen) -> Result<(), MetaFault> {
     match seen {
         Seen::Missing => Err(MetaFault::Deleted),
-        Seen::File { id, .. } if *id != opened => Err(MetaFault::Replaced),
+        Seen::File { id, .. } | Seen::Empty { id } if *id != opened => Err(MetaFault::Replaced),
+        Seen::Empty { .. } => Ok(()),
         Seen::File { header_ok: false, .. } => Err(MetaFault::NotSqlite),
         Seen::File { .. } => Ok(()),
         Seen::Unreadable(e) => Err(MetaFault::Unreadable(e.clone())),
@@ -95,6 +109,14 @@ impl fmt::Display for MetaFileError {
                 f,
                 "the metadata database {path} does not exist, but {} holds task directories ({}): starting would \
                  create an empty catalog that knows none of their binlog files, so binlog-server refuses to start",
+                self.data_dir.display(),
+                task_dirs.join(", ")
+            )?,
+            MetaFault::EmptyWithTasks { task_dirs } => write!(
+                f,
+                "the metadata database {path} is empty (never a commit, no write-ahead log: lost before its first \
+                 commit reached the disk, or emptied), but {} holds task directories ({}): starting would create an \
+                 empty catalog that knows none of their binlog files, so binlog-server refuses to start",
                 self.data_dir.display(),
                 task_dirs.join(", ")
             )?,
@@ -134,10 +156,20 @@ pub fn look(path: &Path) -> Seen {
         Ok(id) => id,
         Err(seen) => return seen,
     };
-    match std::fs::File::open(path) {
+    let seen = match std::fs::File::open(path) {
         Ok(file) => header_of(&file, id),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Seen::Missing,
-        Err(e) => Seen::Unreadable(e.to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Seen::Missing,
+        Err(e) => return Seen::Unreadable(e.to_string()),
+    };
+    let bytes = |p: &Path| std::fs::metadata(p).map(|m| m.len());
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    match (seen, bytes(path), bytes(Path::new(&wal))) {
+        (Seen::File { id, header_ok: true }, Ok(0), Ok(0)) => Seen::Empty { id },
+        (Seen::File { id, header_ok: true }, Ok(0), Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Seen::Empty { id }
+        }
+        (seen, ..) => seen,
     }
 }
 
@@ -243,9 +275,11 @@ mod tests {
     #[test]
     fn at_start_a_missing_catalog_is_refused_only_beside_task_directories() {
         let dirs = vec!["1".to_string(), "7".to_string()];
-        let cases: [(Seen, &[String], Result<(), MetaFault>); 6] = [
+        let cases: [(Seen, &[String], Result<(), MetaFault>); 8] = [
             (Seen::Missing, &[], Ok(())),
             (Seen::Missing, &dirs, Err(MetaFault::MissingWithTasks { task_dirs: dirs.clone() })),
+            (Seen::Empty { id: A }, &[], Ok(())),
+            (Seen::Empty { id: A }, &dirs, Err(MetaFault::EmptyWithTasks { task_dirs: dirs.clone() })),
             (Seen::File { id: A, header_ok: true }, &dirs, Ok(())),
             (Seen::File { id: A, header_ok: false }, &[], Err(MetaFault::NotSqlite)),
             (Seen::File { id: A, header_ok: false }, &dirs, Err(MetaFault::NotSqlite)),
@@ -260,6 +294,8 @@ mod tests {
     fn while_running_the_opened_file_must_stay_at_its_path() {
         let cases = [
             (Seen::File { id: A, header_ok: true }, Ok(())),
+            (Seen::Empty { id: A }, Ok(())),
+            (Seen::Empty { id: B }, Err(MetaFault::Replaced)),
             (Seen::Missing, Err(MetaFault::Deleted)),
             (Seen::File { id: B, header_ok: true }, Err(MetaFault::Replaced)),
             (Seen::File { id: B, header_ok: false }, Err(MetaFault::Replaced)),
@@ -275,6 +311,7 @@ mod tests {
     fn every_message_names_the_file_and_the_way_back() {
         let faults = [
             MetaFault::MissingWithTasks { task_dirs: vec!["3".into()] },
+            MetaFault::EmptyWithTasks { task_dirs: vec!["3".into()] },
             MetaFault::Deleted,
             MetaFault::Replaced,
             MetaFault::NotSqlite,
@@ -305,7 +342,13 @@ mod tests {
         let p = dir.path().join("meta.db");
         assert_eq!(look(&p), Seen::Missing);
         std::fs::write(&p, b"").unwrap();
-        assert!(matches!(look(&p), Seen::File { header_ok: true, .. }), "an empty file is a new database");
+        assert!(matches!(look(&p), Seen::Empty { .. }), "an empty file, no WAL: never a commit");
+        let wal = dir.path().join("meta.db-wal");
+        std::fs::write(&wal, b"").unwrap();
+        assert!(matches!(look(&p), Seen::Empty { .. }), "an empty file, an empty WAL: never a commit");
+        std::fs::write(&wal, b"the commits of a database whose file SQLite has not written yet").unwrap();
+        assert!(matches!(look(&p), Seen::File { header_ok: true, .. }), "an empty file beside a WAL: its commits");
+        std::fs::remove_file(&wal).unwrap();
         let mut page = SQLITE_MAGIC.to_vec();
         page.resize(4096, 0);
         std::fs::write(&p, &page).unwrap();

@@ -214,10 +214,20 @@ fn a_deleted_metadata_database_stops_the_server_and_a_restored_backup_resumes() 
     assert!(!meta.exists(), "no empty catalog was created");
     assert_untouched(&dir, &sealed);
 
-    // The recovery steps work: the lost database's -wal/-shm out, the backup in, start again.
+    // An empty file in its place, with no write-ahead log: a database that never had a commit
+    // (as one lost to a power cut before its first commit was synced): refused alike.
     for ext in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(data.join(format!("meta.db{ext}")));
     }
+    std::fs::write(&meta, b"").expect("an empty meta.db");
+    let (code, out) = serve_refused(&data);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("is empty") && out.contains("refuses to start"), "{out}");
+    assert_names_way_back(&out, &meta);
+    assert_eq!(std::fs::metadata(&meta).map(|m| m.len()).ok(), Some(0), "nothing was written into it");
+    assert_untouched(&dir, &sealed);
+
+    // The recovery steps work: the lost database's -wal/-shm out, the backup in, start again.
     std::fs::copy(&backup_file, &meta).expect("restore the backup");
     srv.restart();
     wait_running(&srv, id);
