@@ -181,7 +181,15 @@ fn acknowledged_commits_survive_power_cuts(key: &str, meta: Option<&Path>) {
 /// tail for recovery. The cuts must have taken something back, or the test showed nothing.
 #[test]
 fn a_power_cut_mid_stream_loses_nothing_the_checkpoint_claimed() {
-    cut_mid_stream(slow_disk_server_opts(SLOW_FSYNC), None);
+    cut_mid_stream(slow_disk_server_opts(SLOW_FSYNC), None, false);
+}
+
+/// The same in the default set-up, the metadata database on the same disk: each cut also takes
+/// what SQLite had not synced: the stored checkpoint (written unsynced) falls back to where the
+/// last synced commit left it, while the files' rows and seals (synced) stay.
+#[test]
+fn with_the_metadata_on_the_disk_a_power_cut_mid_stream_loses_nothing() {
+    cut_mid_stream(slow_disk_server_opts(SLOW_FSYNC), None, true);
 }
 
 /// The same with `writer.direct_io: on`: the open file is written in zero-padded 4 KiB blocks
@@ -190,7 +198,7 @@ fn a_power_cut_mid_stream_loses_nothing_the_checkpoint_claimed() {
 #[test]
 fn with_direct_io_a_power_cut_mid_stream_loses_nothing_the_checkpoint_claimed() {
     let opts = slow_disk_server_opts(SLOW_FSYNC).env("BINLOG_SERVER_WRITER_DIRECT_IO", "on");
-    cut_mid_stream(opts, Some("writing binlog files with O_DIRECT"));
+    cut_mid_stream(opts, Some("writing binlog files with O_DIRECT"), false);
 }
 
 /// Every data fsync of the writer waits this long first (a debug-build hook): written bytes then
@@ -198,13 +206,17 @@ fn with_direct_io_a_power_cut_mid_stream_loses_nothing_the_checkpoint_claimed() 
 const SLOW_FSYNC: Duration = Duration::from_millis(20);
 
 /// [`a_power_cut_mid_stream_loses_nothing_the_checkpoint_claimed`] with the server run as `opts`
-/// say; `log` is a line its log must have (what the set-up is meant to show).
-fn cut_mid_stream(opts: ServerOpts, log: Option<&str>) {
+/// say, its metadata database on the cut disk with `meta_on_the_disk`; `log` is a line its log
+/// must have (what the set-up is meant to show).
+fn cut_mid_stream(opts: ServerOpts, log: Option<&str>, meta_on_the_disk: bool) {
     const ROUNDS: u64 = 8;
     let mut disk = PowerCutDisk::mount();
     let meta = temp_dir("binlog-it-power-cut-meta-");
     let db = MariaDb::start(MariaDbOpts::default().max_binlog_size("256K"));
-    let mut srv = server_on(&disk, meta.path(), opts);
+    let mut srv = match meta_on_the_disk {
+        true => server_with_its_metadata_on(&disk, opts),
+        false => server_on(&disk, meta.path(), opts),
+    };
     let id = create_task(&srv, "power-cut-stream", source_json(&db), from_first_file(&db));
     start_task(&srv, id);
     wait_running(&srv, id);
