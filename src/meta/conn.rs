@@ -100,16 +100,16 @@ pub enum MetaConnection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
     /// The write-ahead log is synced before the commit returns (`synchronous = FULL`): what the
-    /// API answered, the catalog's files, seals, uploads and imports, relay users, leases.
+    /// API answered, the catalog's files, seals, uploads and imports, relay users.
     /// Unsynced, a power cut can take a commit back after it returned: in the default set-up the
     /// database shares the data dir's disk, and a file whose catalog row a cut took is a file
     /// the next start removes as unknown.
     Synced,
     /// The commit may be lost to a power cut (never half applied): it is synced with the next
-    /// `Synced` commit or WAL checkpoint (`synchronous = NORMAL`). Only for the periodic
-    /// checkpoint of the open file, which can fall behind but never run ahead of the data:
-    /// crash recovery rebuilds it from the file's durable tail. An fsync per checkpoint would
-    /// be five a second per streaming task.
+    /// `Synced` commit or WAL checkpoint (`synchronous = NORMAL`). Only for the writer's
+    /// periodic checkpoint, which can fall behind but never run ahead of the data: crash
+    /// recovery rebuilds it from the files' durable tails. An fsync per checkpoint would be five
+    /// a second per streaming task.
     Lazy,
 }
 

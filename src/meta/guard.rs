@@ -161,15 +161,17 @@ pub fn look(path: &Path) -> Seen {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Seen::Missing,
         Err(e) => return Seen::Unreadable(e.to_string()),
     };
-    let bytes = |p: &Path| std::fs::metadata(p).map(|m| m.len());
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
-    match (seen, bytes(path), bytes(Path::new(&wal))) {
-        (Seen::File { id, header_ok: true }, Ok(0), Ok(0)) => Seen::Empty { id },
-        (Seen::File { id, header_ok: true }, Ok(0), Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+    let holds_nothing = |p: &Path| match std::fs::metadata(p) {
+        Ok(m) => m.len() == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    match seen {
+        Seen::File { id, header_ok: true } if holds_nothing(path) && holds_nothing(Path::new(&wal)) => {
             Seen::Empty { id }
         }
-        (seen, ..) => seen,
+        seen => seen,
     }
 }
 
