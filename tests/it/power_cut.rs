@@ -347,7 +347,8 @@ fn a_deleted_tasks_folder_does_not_come_back_after_a_power_cut() {
 
 /// What the API answered as done is done after a power cut, in the default set-up (the metadata
 /// database in the data dir, on the same disk): a task created, a task stopped, a task deleted,
-/// relay users granted and a grant revoked (a revoked user must not be able to log in again).
+/// relay users granted and a grant revoked (a revoked user must not come back: the relay logs
+/// users in by these rows).
 /// SQLite commits each of them in its write-ahead log; the cut takes whatever it had not synced.
 #[test]
 fn what_the_api_answered_survives_a_power_cut() {
