@@ -49,6 +49,10 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<(Store, Option<MetaWatc
         .map_err(|e| damaged(&e))?
         .with_cipher(cipher);
     store.check_and_encrypt_secrets().map_err(|e| damaged(&e))?;
+    if let MetaDsn::Sqlite(path) = &dsn {
+        let known = store.count_by_state().map_err(|e| damaged(&e))?.iter().map(|(_, n)| n).sum();
+        guard::check_catalog(path, &settings.data_dir, known)?;
+    }
     let watch = match &dsn {
         // Held open for the life of the process (`guard::HeldFile`): the store's connections
         // exist now, and an open and close of the file would drop their locks.

@@ -58,6 +58,11 @@ pub enum MetaFault {
     EmptyWithTasks {
         task_dirs: Vec<String>,
     },
+    /// Once open: a catalog that knows no task (a database that lost its commits, or another
+    /// one), but task directories with binlog files.
+    NoTaskWithTasks {
+        task_dirs: Vec<String>,
+    },
     /// While running: the file the store opened is no longer at its path.
     Deleted,
     /// While running: another file is at the path now.
@@ -78,6 +83,16 @@ pub fn judge_at_start(seen: &Seen, task_dirs: &[String]) -> Result<(), MetaFault
         Seen::File { header_ok: false, .. } => Err(MetaFault::NotSqlite),
         Seen::Unreadable(e) => Err(MetaFault::Unreadable(e.clone())),
     }
+}
+
+/// The decision once the catalog is open: a catalog that knows no task may not run beside task
+/// directories. (One that knows some tasks and not a directory's is left to `doctor`: a power cut
+/// between a delete's commit and its folder's move leaves such a folder.)
+pub fn judge_catalog(tasks_known: i64, task_dirs: &[String]) -> Result<(), MetaFault> {
+    if tasks_known == 0 && !task_dirs.is_empty() {
+        return Err(MetaFault::NoTaskWithTasks { task_dirs: task_dirs.to_vec() });
+    }
+    Ok(())
 }
 
 /// The decision while running: whether the file at the path is still the one the store opened,
@@ -117,6 +132,14 @@ impl fmt::Display for MetaFileError {
                 "the metadata database {path} is empty (never a commit, no write-ahead log: lost before its first \
                  commit reached the disk, or emptied), but {} holds task directories ({}): starting would create an \
                  empty catalog that knows none of their binlog files, so binlog-server refuses to start",
+                self.data_dir.display(),
+                task_dirs.join(", ")
+            )?,
+            MetaFault::NoTaskWithTasks { task_dirs } => write!(
+                f,
+                "the metadata database {path} knows no task, but {} holds task directories ({}): a catalog that \
+                 lost its commits (as a power cut could with binlog-server before 2026-12-07) or another database; \
+                 running would forget their binlog files, so binlog-server refuses to start",
                 self.data_dir.display(),
                 task_dirs.join(", ")
             )?,
@@ -262,6 +285,15 @@ pub fn check_at_start(path: &Path, data_dir: &Path) -> Result<(), MetaFileError>
     })
 }
 
+/// The check once a SQLite catalog is open: it must know a task when task directories exist.
+pub fn check_catalog(path: &Path, data_dir: &Path, tasks_known: i64) -> Result<(), MetaFileError> {
+    judge_catalog(tasks_known, &task_dirs(data_dir)).map_err(|fault| MetaFileError {
+        path: path.to_path_buf(),
+        data_dir: data_dir.to_path_buf(),
+        fault,
+    })
+}
+
 /// Whether a SQLite error text means a damaged database file (SQLITE_CORRUPT, SQLITE_NOTADB).
 pub fn is_corruption(message: &str) -> bool {
     message.contains("database disk image is malformed") || message.contains("file is not a database")
@@ -293,6 +325,20 @@ mod tests {
     }
 
     #[test]
+    fn an_open_catalog_that_knows_no_task_is_refused_only_beside_task_directories() {
+        let dirs = vec!["1".to_string(), "7".to_string()];
+        let cases: [(i64, &[String], Result<(), MetaFault>); 4] = [
+            (0, &[], Ok(())),
+            (0, &dirs, Err(MetaFault::NoTaskWithTasks { task_dirs: dirs.clone() })),
+            (1, &dirs, Ok(())),
+            (3, &[], Ok(())),
+        ];
+        for (known, dirs, want) in cases {
+            assert_eq!(judge_catalog(known, dirs), want, "{known} tasks beside {dirs:?}");
+        }
+    }
+
+    #[test]
     fn while_running_the_opened_file_must_stay_at_its_path() {
         let cases = [
             (Seen::File { id: A, header_ok: true }, Ok(())),
@@ -314,6 +360,7 @@ mod tests {
         let faults = [
             MetaFault::MissingWithTasks { task_dirs: vec!["3".into()] },
             MetaFault::EmptyWithTasks { task_dirs: vec!["3".into()] },
+            MetaFault::NoTaskWithTasks { task_dirs: vec!["3".into()] },
             MetaFault::Deleted,
             MetaFault::Replaced,
             MetaFault::NotSqlite,

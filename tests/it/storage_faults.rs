@@ -227,6 +227,20 @@ fn a_deleted_metadata_database_stops_the_server_and_a_restored_backup_resumes() 
     assert_eq!(std::fs::metadata(&meta).map(|m| m.len()).ok(), Some(0), "nothing was written into it");
     assert_untouched(&dir, &sealed);
 
+    // A database that knows no task (one that lost its commits, as a power cut could leave it
+    // before every commit was synced, or another one): refused alike, once open.
+    let other = temp_dir("meta-no-task-");
+    let other_db = other.path().join("meta.db");
+    let (code, stdout, stderr) =
+        run_cli(&["migrate", "up", "--meta-dsn", &format!("sqlite://{}", other_db.display())], &[]);
+    assert_eq!(code, 0, "migrate up: {stdout}{stderr}");
+    std::fs::copy(&other_db, &meta).expect("a catalog with no task in place");
+    let (code, out) = serve_refused(&data);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("knows no task") && out.contains("refuses to start"), "{out}");
+    assert_names_way_back(&out, &meta);
+    assert_untouched(&dir, &sealed);
+
     // The recovery steps work: the lost database's -wal/-shm out, the backup in, start again.
     std::fs::copy(&backup_file, &meta).expect("restore the backup");
     srv.restart();
