@@ -8,7 +8,7 @@
 //! {data_dir}/{task}/.lease                  cluster mode: the lease its files were written under
 //! {data_dir}/{task}/{source}/               the files of one source of a task
 //! {data_dir}/{task}/{source}/{file}         one binlog file (FileRecord::local_path)
-//! {data_dir}/.stale/{task}-{time}           copies a takeover set aside (kept, never read)
+//! {data_dir}/.stale/{task}-{time}           what a takeover or a task's start set aside (kept, never read)
 //! {data_dir}/.stale/doctor-{time}/          what `doctor --repair` set aside
 //! {data_dir}/.deleted/{task}-{time}         a deleted task's files, unless purged
 //! {data_dir}/.import/{task}                 staging of `binlog-server import`

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::binlog::event::MAGIC;
 use crate::binlog::name::BinlogFileName;
 use crate::binlog::tail::Tail;
 use crate::meta::{Checkpoint, FileRecord, FileState};
@@ -39,16 +40,22 @@ pub struct Facts<'a> {
 
 /// What to do, in this order: remove, forget, set aside, then either fetch again from
 /// `refetch_from` or resume `open` (cut back to `truncate_to`).
+///
+/// A file that holds a byte beyond what its creation wrote is never deleted here, only set
+/// aside: the catalog can be older than the folder (a restored `meta.db` backup) and the source
+/// may have purged what the file holds, so its bytes may be the only ones left.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
-    /// Files to delete, each with the reason (for the log).
+    /// Files to delete, each with the reason (for the log): none holds a byte that is not
+    /// elsewhere (a file's creation, the bucket's copy).
     pub remove: Vec<(String, Removal)>,
     /// Catalog rows to delete: files after the checkpoint, or, without a checkpoint, every file
     /// that was not sealed.
     pub forget: Vec<String>,
-    /// Copies to move to `.stale/` before the files are fetched again: should the source no
-    /// longer have them, these bytes may be the only ones left.
-    pub set_aside: Vec<String>,
+    /// Files to move to `.stale/`, each with the reason: the stream will not use them (they are
+    /// fetched again, or the catalog does not know them), but should the source no longer have
+    /// what they hold, these bytes may be the only ones left.
+    pub set_aside: Vec<(String, Aside)>,
     /// The checkpoint's file, appended to from its durable length.
     pub open: Option<Resume>,
     /// The open file holds more than the checkpoint covers (a torn tail, a partial transaction):
@@ -79,12 +86,27 @@ pub struct TailScan {
 /// Why a file is deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Removal {
-    /// Written after the checkpoint (or never sealed, without one): its bytes were never durable.
+    /// After the checkpoint (or never sealed, without one), holding nothing but what its
+    /// creation wrote (the magic and the format description the source sends again), or what
+    /// the tail read back after a crash found no complete transaction in.
     BeyondCheckpoint,
-    /// Not in the catalog: a leftover of an interrupted create.
-    Unknown,
+    /// Not in the catalog and holding no event (at most the magic): an interrupted create.
+    Empty,
     /// A short local copy of a file the bucket holds: readers fetch the bucket's.
     ShortCopyOfBucketFile,
+}
+
+/// Why a file is set aside rather than used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aside {
+    /// A takeover's copy, untrusted: the file is fetched again from the source.
+    Refetch,
+    /// After the checkpoint, holding events: fetched again from the source, which may no
+    /// longer have them (a catalog restored from a backup older than the folder).
+    BeyondCheckpoint,
+    /// Not in the catalog, holding events: an older catalog than the folder (a restored
+    /// backup), or files someone put there.
+    Unknown,
 }
 
 /// The checkpoint's file, resumed.
@@ -130,6 +152,7 @@ pub enum Refusal {
 /// - with one, the files after the checkpoint's file go, and the checkpoint's file is resumed
 ///   and cut back to the checkpoint, unless it was sealed exactly there;
 /// - whatever the catalog does not know goes;
+/// - "goes" is "set aside" for a file holding events (see [`Plan`]), "removed" otherwise;
 /// - in cluster mode, from the first catalogued file this node does not hold in full and the
 ///   bucket does not hold either, the files are fetched again (see [`first_missing`]).
 ///
@@ -140,8 +163,17 @@ pub enum Refusal {
 /// it never adopts a tail.
 pub fn plan(facts: Facts<'_>) -> Result<Plan, Refusal> {
     let mut plan = plan_at_checkpoint(facts)?;
-    if let (Some(tail), Some(scan), Some(cp)) = (facts.tail, tail_to_scan(facts), facts.checkpoint) {
-        adopt_tail(&mut plan, &facts, cp, &scan, tail);
+    if let (Some(tail), Some(scan), Some(cp)) = (facts.tail, tail_to_scan(facts), facts.checkpoint)
+        && !adopt_tail(&mut plan, &facts, cp, &scan, tail)
+        && scan.whole_file
+        && tail.name == scan.name
+    {
+        // Read back whole and found holding no complete transaction: nothing to keep.
+        let name = scan.name.as_str();
+        if plan.set_aside.iter().any(|(n, _)| n == name) {
+            plan.set_aside.retain(|(n, _)| n != name);
+            plan.remove.push((name.to_string(), Removal::BeyondCheckpoint));
+        }
     }
     Ok(plan)
 }
@@ -181,20 +213,22 @@ pub fn tail_to_scan(facts: Facts<'_>) -> Option<TailScan> {
     }
 }
 
-/// Keeps the complete transactions `tail` found past the checkpoint (see [`plan`]).
-fn adopt_tail(plan: &mut Plan, facts: &Facts<'_>, cp: &Checkpoint, scan: &TailScan, tail: &Tail) {
+/// Keeps the complete transactions `tail` found past the checkpoint (see [`plan`]); whether it
+/// did.
+fn adopt_tail(plan: &mut Plan, facts: &Facts<'_>, cp: &Checkpoint, scan: &TailScan, tail: &Tail) -> bool {
     if tail.name != scan.name || tail.pos <= scan.pos || tail.len <= scan.offset {
-        return;
+        return false;
     }
-    let Some(&have) = facts.on_disk.get(tail.name.as_str()) else { return };
+    let Some(&have) = facts.on_disk.get(tail.name.as_str()) else { return false };
     if tail.len > have {
-        return;
+        return false;
     }
-    let Some(rec) = facts.rows.iter().find(|r| r.file_name == tail.name) else { return };
+    let Some(rec) = facts.rows.iter().find(|r| r.file_name == tail.name) else { return false };
     if scan.whole_file {
         let name = tail.name.as_str();
         plan.forget.retain(|n| n != name);
         plan.remove.retain(|(n, _)| n != name);
+        plan.set_aside.retain(|(n, _)| n != name);
     }
     plan.truncate_to = (have > tail.len).then_some(tail.len);
     plan.open =
@@ -205,6 +239,7 @@ fn adopt_tail(plan: &mut Plan, facts: &Facts<'_>, cp: &Checkpoint, scan: &TailSc
         pos: tail.pos,
         gtid_set: tail.gtid.clone(),
     });
+    true
 }
 
 /// The plan as far as the stored checkpoint goes (see [`plan`]).
@@ -226,14 +261,21 @@ fn plan_at_checkpoint(facts: Facts<'_>) -> Result<Plan, Refusal> {
             None => return Err(Refusal::UnrecordedFile { file: cp.file.clone(), pos: cp.pos }),
         },
     };
-    for name in &plan.forget {
-        if on_disk.contains_key(name) {
-            plan.remove.push((name.clone(), Removal::BeyondCheckpoint));
+    for r in rows.iter().filter(|r| plan.forget.iter().any(|n| r.file_name.as_str() == n)) {
+        let name = r.file_name.to_string();
+        match on_disk.get(&name) {
+            Some(&len) if len > r.header_len => plan.set_aside.push((name, Aside::BeyondCheckpoint)),
+            Some(_) => plan.remove.push((name, Removal::BeyondCheckpoint)),
+            None => {}
         }
     }
     let known: BTreeSet<String> = rows.iter().map(|r| r.file_name.to_string()).collect();
-    for name in on_disk.keys().filter(|n| !known.contains(*n)) {
-        plan.remove.push((name.clone(), Removal::Unknown));
+    for (name, &len) in on_disk.iter().filter(|(n, _)| !known.contains(*n)) {
+        if len > MAGIC.len() as u64 {
+            plan.set_aside.push((name.clone(), Aside::Unknown));
+        } else {
+            plan.remove.push((name.clone(), Removal::Empty));
+        }
     }
 
     let Some(cp) = checkpoint else {
@@ -248,8 +290,13 @@ fn plan_at_checkpoint(facts: Facts<'_>) -> Result<Plan, Refusal> {
         let (missing, short_copies) = first_missing(&keep, want, on_disk);
         plan.remove.extend(short_copies.into_iter().map(|n| (n, Removal::ShortCopyOfBucketFile)));
         if let Some(j) = missing {
-            plan.set_aside =
-                keep[j..].iter().map(|r| r.file_name.to_string()).filter(|n| on_disk.contains_key(n)).collect();
+            plan.set_aside.extend(
+                keep[j..]
+                    .iter()
+                    .map(|r| r.file_name.to_string())
+                    .filter(|n| on_disk.contains_key(n))
+                    .map(|n| (n, Aside::Refetch)),
+            );
             plan.sealed.extend(keep[..j].iter().map(|r| r.file_name.clone()));
             let from = keep[j];
             plan.refetch_from = Some(RefetchFrom {
@@ -377,6 +424,10 @@ mod tests {
         ns.iter().map(|&n| name(n).to_string()).collect()
     }
 
+    fn aside(ns: &[u32], why: Aside) -> Vec<(String, Aside)> {
+        ns.iter().map(|&n| (name(n).to_string(), why)).collect()
+    }
+
     fn set(ns: &[u32]) -> BTreeSet<BinlogFileName> {
         ns.iter().map(|&n| name(n)).collect()
     }
@@ -418,14 +469,16 @@ mod tests {
                 want: Ok(Plan::default()),
             },
             Row {
-                what: "no checkpoint here (a switchover's history): sealed files kept, the rest forgotten",
-                rows: vec![sealed(1, 100), open(2, 50)],
+                what: "no checkpoint here (a switchover's history): sealed files kept, the rest forgotten \
+                       (set aside when it holds events)",
+                rows: vec![sealed(1, 100), open(2, 50), open(3, 4)],
                 cp: None,
-                disk: vec![(1, 100), (2, 50)],
+                disk: vec![(1, 100), (2, 50), (3, 4)],
                 refetch: false,
                 want: Ok(Plan {
-                    remove: vec![(name(2).to_string(), Removal::BeyondCheckpoint)],
-                    forget: names(&[2]),
+                    remove: vec![(name(3).to_string(), Removal::BeyondCheckpoint)],
+                    forget: names(&[2, 3]),
+                    set_aside: aside(&[2], Aside::BeyondCheckpoint),
                     sealed: set(&[1]),
                     ..Plan::default()
                 }),
@@ -447,19 +500,47 @@ mod tests {
                 want: Ok(Plan { open: resume(1, 200), truncate_to: Some(200), ..Plan::default() }),
             },
             Row {
-                what: "kill -9 after a rotate: the file after the checkpoint and its row go, and a leftover",
+                what: "kill -9 after a rotate: the file after the checkpoint goes aside, its row goes; an \
+                       empty leftover is removed",
                 rows: vec![open(1, 200), open(2, 4)],
                 cp: Some(cp(1, 150)),
                 disk: vec![(1, 200), (2, 90), (7, 4)],
                 refetch: false,
                 want: Ok(Plan {
-                    remove: vec![
-                        (name(2).to_string(), Removal::BeyondCheckpoint),
-                        (name(7).to_string(), Removal::Unknown),
-                    ],
+                    remove: vec![(name(7).to_string(), Removal::Empty)],
                     forget: names(&[2]),
+                    set_aside: aside(&[2], Aside::BeyondCheckpoint),
                     open: resume(1, 150),
                     truncate_to: Some(150),
+                    ..Plan::default()
+                }),
+            },
+            Row {
+                what: "a file after the checkpoint holding only what its creation wrote: removed",
+                rows: vec![open(1, 200), FileRecord { header_len: 120, ..open(2, 120) }],
+                cp: Some(cp(1, 200)),
+                disk: vec![(1, 200), (2, 120)],
+                refetch: false,
+                want: Ok(Plan {
+                    remove: vec![(name(2).to_string(), Removal::BeyondCheckpoint)],
+                    forget: names(&[2]),
+                    open: resume(1, 200),
+                    ..Plan::default()
+                }),
+            },
+            Row {
+                what: "a catalog older than the folder (a restored backup): the files it does not know are \
+                       set aside, never removed",
+                rows: vec![sealed(1, 100), open(2, 200)],
+                cp: Some(cp(2, 150)),
+                disk: vec![(1, 100), (2, 700), (3, 800), (4, 60), (5, 0)],
+                refetch: false,
+                want: Ok(Plan {
+                    remove: vec![(name(5).to_string(), Removal::Empty)],
+                    set_aside: aside(&[3, 4], Aside::Unknown),
+                    open: resume(2, 150),
+                    truncate_to: Some(150),
+                    sealed: set(&[1]),
                     ..Plan::default()
                 }),
             },
@@ -559,7 +640,7 @@ mod tests {
                 disk: vec![(3, 100), (4, 300)],
                 refetch: true,
                 want: Ok(Plan {
-                    set_aside: names(&[3, 4]),
+                    set_aside: aside(&[3, 4], Aside::Refetch),
                     refetch_from: Some(RefetchFrom { name: name(2), start_pos: 4, gtid_start: None }),
                     sealed: set(&[1]),
                     ..Plan::default()
@@ -578,7 +659,7 @@ mod tests {
                 disk: vec![(2, 300)],
                 refetch: true,
                 want: Ok(Plan {
-                    set_aside: names(&[2]),
+                    set_aside: aside(&[2], Aside::Refetch),
                     refetch_from: Some(RefetchFrom { name: name(1), start_pos: 4, gtid_start: None }),
                     ..Plan::default()
                 }),
@@ -677,7 +758,7 @@ mod tests {
                 scan: scan(3, true, 4),
                 tail: Some(tail(3, 650, Some("0-1-20"))),
                 want: Plan {
-                    remove: vec![(name(9).to_string(), Removal::Unknown)],
+                    remove: vec![(name(9).to_string(), Removal::Empty)],
                     open: resume(3, 650),
                     truncate_to: Some(650),
                     sealed: set(&[1, 2]),
@@ -776,7 +857,7 @@ mod tests {
                 scan: None,
                 tail: Some(tail(2, 400, None)),
                 want: Plan {
-                    set_aside: names(&[2]),
+                    set_aside: aside(&[2], Aside::Refetch),
                     refetch_from: Some(RefetchFrom { name: name(1), start_pos: 4, gtid_start: None }),
                     ..Plan::default()
                 },

@@ -186,15 +186,7 @@ fn a_deleted_metadata_database_stops_the_server_and_a_restored_backup_resumes() 
     flush_and_catch_up(&srv, &db, id);
     let data = srv.data_dir();
     let meta = data.join("meta.db");
-    // The operator's backup, taken while running (sqlite3's online backup).
-    let backup = temp_dir("meta-backup-");
-    let backup_file = backup.path().join("meta.db");
-    let out = output_with_deadline(
-        Command::new(require_binary("sqlite3")).arg(&meta).arg(format!(".backup '{}'", backup_file.display())),
-        WAIT,
-        "sqlite3 .backup",
-    );
-    assert!(out.status.success(), "sqlite3 .backup: {}", String::from_utf8_lossy(&out.stderr));
+    let (_backup, backup_file) = backup_meta(&meta);
     insert_rows(&db, "m", 50);
     flush_and_catch_up(&srv, &db, id);
     let sealed = sealed_copies(&srv, id, &db);
@@ -242,12 +234,137 @@ fn a_deleted_metadata_database_stops_the_server_and_a_restored_backup_resumes() 
     assert_untouched(&dir, &sealed);
 
     // The recovery steps work: the lost database's -wal/-shm out, the backup in, start again.
-    std::fs::copy(&backup_file, &meta).expect("restore the backup");
+    restore_meta(&backup_file, &meta);
     srv.restart();
     wait_running(&srv, id);
     insert_rows(&db, "m", 10);
     flush_and_catch_up(&srv, &db, id);
     assert_copy_matches_source(&srv, &db, id);
+}
+
+/// The operator's backup of `meta` (sqlite3's online backup, taken while the server runs):
+/// the folder holding it, and the file.
+fn backup_meta(meta: &Path) -> (tempfile::TempDir, PathBuf) {
+    let backup = temp_dir("meta-backup-");
+    let file = backup.path().join("meta.db");
+    let out = output_with_deadline(
+        Command::new(require_binary("sqlite3")).arg(meta).arg(format!(".backup '{}'", file.display())),
+        WAIT,
+        "sqlite3 .backup",
+    );
+    assert!(out.status.success(), "sqlite3 .backup: {}", String::from_utf8_lossy(&out.stderr));
+    (backup, file)
+}
+
+/// The doctor guide's way back, with the server stopped: the lost database's `-wal` and `-shm`
+/// out, the backup in.
+fn restore_meta(backup: &Path, meta: &Path) {
+    for ext in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(meta.with_file_name(format!("meta.db{ext}")));
+    }
+    std::fs::copy(backup, meta).expect("restore the backup");
+}
+
+/// Every file named `name` under `dir`, at any depth.
+fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if e.file_name() == name {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A restored `meta.db` backup older than what the source still keeps: the binlog files written
+/// since the backup are not in its catalog, and the source has purged them, so this disk holds the
+/// only copies. Starting on the backup (the doctor guide's way back) must not delete them: they
+/// are set aside in `.stale/`, the task says what the source lacks, and importing the set-aside
+/// copies back gives the archive every file, byte for byte.
+#[test]
+fn a_restored_backup_older_than_the_sources_binlogs_deletes_no_file() {
+    let db = MariaDb::start(MariaDbOpts::default());
+    db.sql("CREATE TABLE r (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)");
+    let mut srv = Server::start(fast_server_opts());
+    let id = start_copy_task(&srv, &db, "meta-old-backup");
+    insert_rows(&db, "r", 50);
+    flush_and_catch_up(&srv, &db, id);
+    let data = srv.data_dir();
+    let meta = data.join("meta.db");
+    let (_backup, backup_file) = backup_meta(&meta);
+    for _ in 0..3 {
+        insert_rows(&db, "r", 50);
+        flush_and_catch_up(&srv, &db, id);
+    }
+    let sealed = sealed_copies(&srv, id, &db);
+    assert!(sealed.len() >= 4, "files sealed before and after the backup: {}", sealed.len());
+    srv.stop();
+
+    // The source lets its history go: every file but the one it writes now.
+    let current = db.master_status().expect("binlog on").file;
+    db.sql(&format!("PURGE BINARY LOGS TO '{current}'"));
+    assert_eq!(db.binlog_files().len(), 1, "the source keeps only {current}");
+
+    restore_meta(&backup_file, &meta);
+    srv.restart();
+    let err = wait_failed(&srv, id);
+    let log = srv.log_text();
+    assert_eq!(err.code, TaskErrorCode::SourceBinlogPurged, "{err:?}");
+    // Nothing the disk held is gone: each sealed file is still here, in the task's folder or set
+    // aside, byte for byte.
+    for (name, bytes) in &sealed {
+        let copies = files_named(&data, name);
+        assert!(
+            copies.iter().any(|p| std::fs::read(p).is_ok_and(|b| b == *bytes)),
+            "{name} is gone from {} ({copies:?}); the task: {err:?}\n{log}",
+            data.display()
+        );
+    }
+    assert!(log.contains("set aside a file the catalog does not know"), "{log}");
+
+    // The way back: import the set-aside copies into the (failed, so stopped) task, start it.
+    let aside: Vec<PathBuf> = std::fs::read_dir(data.join(".stale"))
+        .expect("a .stale folder")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{id}-"))))
+        .collect();
+    assert_eq!(aside.len(), 1, "one set-aside folder for the task: {aside:?}");
+    let data_arg = data.display().to_string();
+    let (code, stdout, stderr) = run_cli(
+        &["import", "--task", &id.to_string(), &aside[0].display().to_string()],
+        &[("BINLOG_SERVER_DATA_DIR", &data_arg)],
+    );
+    assert_eq!(code, 0, "import the set-aside copies: {stdout}{stderr}");
+    let restored: Vec<&String> = sealed.iter().map(|(n, _)| n).filter(|n| aside[0].join(n).exists()).collect();
+    assert!(restored.len() >= 2, "the backup knew none of the last files: {restored:?}");
+    for name in restored {
+        assert!(stdout.contains(&format!("imported {name} (SEALED")), "{name} imported as sealed: {stdout}");
+    }
+    start_task(&srv, id);
+    wait_running(&srv, id);
+    insert_rows(&db, "r", 10);
+    flush_and_catch_up(&srv, &db, id);
+    // Every file the source once had is in the archive as it was; what the source still has too.
+    let dir = local_dir(&srv, id, &db);
+    assert_untouched(&dir, &sealed);
+    let mut compared = 0;
+    for (name, _) in db.binlog_files() {
+        let ours = srv.files(id).into_iter().find(|f| f.name == name);
+        if ours.is_some_and(|f| f.state == FileState::Sealed) {
+            let theirs = std::fs::read(db.binlog_dir().join(&name)).expect("the source's file");
+            assert!(std::fs::read(dir.join(&name)).is_ok_and(|b| b == theirs), "{name} differs from the source's");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 1, "the file the import ended in was completed from the source and sealed");
 }
 
 /// Overwrites the first bytes of `path` in place (same inode, same size).

@@ -35,7 +35,7 @@ use crate::binlog::summary::{self, SummaryBuilder};
 use crate::config::DirectIo;
 use crate::domain::TaskId;
 use crate::meta::{Checkpoint, FileRecord, FileState, Store, StoreError};
-use crate::reconcile::{self, Facts, Removal};
+use crate::reconcile::{self, Aside, Facts, Removal};
 use crate::source::dump::SourceIdentity;
 use crate::telemetry::tracing::span;
 use opentelemetry::KeyValue;

@@ -51,8 +51,9 @@ impl Writer {
         Ok(Prepared { checkpoint, local, switched_from, refetch_from: self.rebuild.clone() })
     }
 
-    /// Makes `dir` agree with the checkpoint, as `reconcile::plan` decides (files after it
-    /// removed, the checkpoint's file cut back to it, leftovers removed, a takeover's missing files
+    /// Makes `dir` agree with the checkpoint, as `reconcile::plan` decides (files after it and
+    /// files the catalog does not know set aside, or removed when they hold no event, the
+    /// checkpoint's file cut back to it, a takeover's missing files
     /// set aside to be fetched again). Returns what we hold.
     pub(super) fn reconcile(&mut self, dir: &Path, cp: Option<&Checkpoint>) -> Result<LocalFiles, WriterError> {
         let identity = self.ident()?.to_string();
@@ -76,8 +77,8 @@ impl Writer {
                     Removal::BeyondCheckpoint => {
                         info!(self.log, "removed file beyond the checkpoint"; "file" => %p.display())
                     }
-                    Removal::Unknown => {
-                        warn!(self.log, "removed a file the catalog does not know"; "file" => %p.display())
+                    Removal::Empty => {
+                        info!(self.log, "removed an empty file the catalog does not know"; "file" => %p.display())
                     }
                     Removal::ShortCopyOfBucketFile => {
                         warn!(self.log, "removed a short local copy of a file the bucket holds"; "file" => %p.display())
@@ -89,13 +90,23 @@ impl Writer {
         }
         self.store.delete_file_rows(self.task_id, &identity, &plan.forget)?;
         if !plan.set_aside.is_empty() {
-            // A takeover's untrusted copies: `{data_dir}/.stale/{task}-{time}`.
+            // Kept, never read: `{data_dir}/.stale/{task}-{time}`.
             let aside = self.layout.stale_copy_now(self.task_id);
             fs::create_dir_all(&aside).map_err(|e| WriterError::io("create", &aside, e))?;
-            for name in &plan.set_aside {
+            for (name, why) in &plan.set_aside {
                 let (from, to) = (dir.join(name), aside.join(name));
                 fs::rename(&from, &to).map_err(|e| WriterError::io("rename", &from, e))?;
-                info!(self.log, "set a copy aside to fetch the file again"; "file" => %from.display(), "to" => %to.display());
+                let (from, to) = (from.display(), to.display());
+                match why {
+                    Aside::Refetch => info!(self.log, "set a copy aside to fetch the file again";
+                        "file" => %from, "to" => %to),
+                    Aside::BeyondCheckpoint => warn!(self.log, "set aside a file beyond the checkpoint (fetched \
+                        again from the source; should the source no longer have it, import it back from there)";
+                        "file" => %from, "to" => %to),
+                    Aside::Unknown => warn!(self.log, "set aside a file the catalog does not know (a metadata \
+                        database older than the files, or a file put there; should the source no longer have \
+                        it, import it back from there)"; "file" => %from, "to" => %to),
+                }
             }
             // The copies' new names, and the folders holding them, survive a power cut (their
             // old names go with the source folder's fsync below).
