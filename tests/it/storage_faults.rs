@@ -22,9 +22,9 @@ use serde_json::json;
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
 use crate::common::pitr::get_bytes;
 use crate::common::replication::{
-    IN_USE_FLAG_OFFSET, api_checkpoint, assert_copy_matches_source, fast_server_opts, flush_and_catch_up, local_dir,
-    slow_disk_server_opts, start_copy_task, start_task, task_events, wait_caught_up, wait_event_after, wait_failed,
-    wait_running,
+    IN_USE_FLAG_OFFSET, api_checkpoint, assert_copy_matches_source, create_task, fast_server_opts, flush_and_catch_up,
+    from_first_file, local_dir, slow_disk_server_opts, source_json, start_copy_task, start_task, task_events,
+    wait_caught_up, wait_event_after, wait_failed, wait_running,
 };
 use crate::common::server::{Server, run_cli};
 use crate::common::{free_port, output_with_deadline, poll_until, require_binary, temp_dir};
@@ -299,12 +299,17 @@ fn a_restored_backup_older_than_the_sources_binlogs_deletes_no_file() {
     let data = srv.data_dir();
     let meta = data.join("meta.db");
     let (_backup, backup_file) = backup_meta(&meta);
+    // A task created after the backup: the restored catalog will not know it, and will hand its
+    // id out again.
+    let later = start_copy_task(&srv, &db, "meta-after-backup");
     for _ in 0..3 {
         insert_rows(&db, "r", 50);
         flush_and_catch_up(&srv, &db, id);
     }
+    wait_caught_up(&srv, &db, later);
     let sealed = sealed_copies(&srv, id, &db);
     assert!(sealed.len() >= 4, "files sealed before and after the backup: {}", sealed.len());
+    let later_sealed = sealed_copies(&srv, later, &db);
     srv.stop();
 
     // The source lets its history go: every file but the one it writes now.
@@ -319,8 +324,9 @@ fn a_restored_backup_older_than_the_sources_binlogs_deletes_no_file() {
     assert_eq!(err.code, TaskErrorCode::SourceBinlogPurged, "{err:?}");
     // Nothing the disk held is gone: each sealed file is still here, in the task's folder or set
     // aside, byte for byte.
+    // (Task `later`'s folder holds copies of the same source's files: not looked in.)
     for (name, bytes) in &sealed {
-        let copies = files_named(&data, name);
+        let copies = [files_named(&data.join(id.to_string()), name), files_named(&data.join(".stale"), name)].concat();
         assert!(
             copies.iter().any(|p| std::fs::read(p).is_ok_and(|b| b == *bytes)),
             "{name} is gone from {} ({copies:?}); the task: {err:?}\n{log}",
@@ -365,6 +371,27 @@ fn a_restored_backup_older_than_the_sources_binlogs_deletes_no_file() {
         }
     }
     assert!(compared >= 1, "the file the import ended in was completed from the source and sealed");
+
+    // A task created now gets the id of the one created after the backup: that task's folder is
+    // set aside whole, not mixed into the new task's.
+    let new = create_task(&srv, "meta-new-after-restore", source_json(&db), from_first_file(&db));
+    assert_eq!(new, later, "the restored catalog hands the id out again");
+    let leftover: Vec<PathBuf> = std::fs::read_dir(data.join(".stale"))
+        .expect("a .stale folder")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{later}-"))))
+        .collect();
+    assert_eq!(leftover.len(), 1, "the earlier task {later}'s folder set aside: {leftover:?}");
+    let identity = local_dir(&srv, later, &db).file_name().expect("a source folder").to_owned();
+    for (name, bytes) in &later_sealed {
+        let kept = std::fs::read(leftover[0].join(&identity).join(name));
+        assert!(kept.is_ok_and(|b| b == *bytes), "the earlier task's {name} kept as it was");
+        assert!(!local_dir(&srv, later, &db).join(name).exists(), "{name} is not in the new task's folder");
+    }
+    assert!(srv.log_text().contains("a new task's folder held files of a task this catalog does not know"));
+    start_task(&srv, new);
+    wait_caught_up(&srv, &db, new);
 }
 
 /// Overwrites the first bytes of `path` in place (same inode, same size).

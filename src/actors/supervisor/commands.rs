@@ -10,6 +10,7 @@ use crate::actors::cluster_link::LocalEvent;
 use crate::actors::task::WakeUploads;
 use crate::actors::upload::UploadNow;
 use crate::domain::{DesiredState, Mover, Task, TaskEventType, TaskId, TaskSpec, TaskState};
+use crate::layout::DataLayout;
 use crate::meta::{LastError, StoreError, Transition};
 use crate::telemetry::tracing::span;
 
@@ -24,7 +25,12 @@ impl Handler<CreateTask> for Supervisor {
     fn handle(&mut self, msg: CreateTask, _: &mut Context<Self>) -> Self::Result {
         let key = msg.0.cluster_key.clone();
         let max_tasks = self.settings.max_tasks;
-        let fut = self.call(move |s| s.create_task_within(&msg.0, max_tasks));
+        let (layout, log) = (self.layout(), self.log.clone());
+        let fut = self.call(move |s| {
+            let task = s.create_task_within(&msg.0, max_tasks)?;
+            set_aside_leftover_folder(&layout, task.id, &log);
+            Ok(task)
+        });
         Box::pin(fut.into_actor(self).map(move |res, act, _| {
             let task = res.map_err(|e| match e {
                 StoreError::Duplicate(_) => ControlError::AlreadyExists(key),
@@ -33,6 +39,31 @@ impl Handler<CreateTask> for Supervisor {
             act.sync_archive(task.id, Some(&task));
             Ok(task)
         }))
+    }
+}
+
+/// A new task's folder is its own: one already there was left by a task this catalog does not
+/// know (created after the `meta.db` backup the catalog was restored from, which hands its id out
+/// again; or a MySQL 5.7 store reusing an id after a restart). It is moved to
+/// `{data_dir}/.stale/{task}-{time}`, never deleted and never mixed with the new task's files.
+/// A failed move is logged: the task's start then sets aside what it does not know, file by file.
+fn set_aside_leftover_folder(layout: &DataLayout, id: TaskId, log: &slog::Logger) {
+    let dir = layout.task_dir(id);
+    if !dir.exists() {
+        return;
+    }
+    let to = layout.stale_copy_now(id);
+    let sync = |d: &std::path::Path| std::fs::File::open(d).and_then(|f| f.sync_all());
+    let moved = std::fs::create_dir_all(layout.stale_dir())
+        .and_then(|()| std::fs::rename(&dir, &to))
+        .and_then(|()| sync(&layout.stale_dir()))
+        .and_then(|()| sync(layout.root()));
+    match moved {
+        Ok(()) => warn!(log, "a new task's folder held files of a task this catalog does not know (a metadata \
+                              database restored from an older backup?); set aside";
+            "task_id" => id.0, "dir" => %dir.display(), "to" => %to.display()),
+        Err(e) => warn!(log, "a new task's folder holds files of a task this catalog does not know, and could not \
+                              be set aside"; "task_id" => id.0, "dir" => %dir.display(), "error" => %e),
     }
 }
 
@@ -47,7 +78,14 @@ impl Handler<CreateTasks> for Supervisor {
     fn handle(&mut self, msg: CreateTasks, _: &mut Context<Self>) -> Self::Result {
         let keys = msg.0.iter().map(|s| s.cluster_key.as_str()).collect::<Vec<_>>().join(", ");
         let max_tasks = self.settings.max_tasks;
-        let fut = self.call(move |s| s.create_tasks_within(&msg.0, max_tasks));
+        let (layout, log) = (self.layout(), self.log.clone());
+        let fut = self.call(move |s| {
+            let tasks = s.create_tasks_within(&msg.0, max_tasks)?;
+            for t in &tasks {
+                set_aside_leftover_folder(&layout, t.id, &log);
+            }
+            Ok(tasks)
+        });
         Box::pin(fut.into_actor(self).map(move |res, act, _| {
             let tasks = res.map_err(|e| match e {
                 // Another client took a key between the handler's check and this transaction.
