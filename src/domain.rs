@@ -331,6 +331,7 @@ string_enum!(
         SourceTornTail => "SOURCE_TORN_TAIL",
         WriterStalled => "WRITER_STALLED",
         WriterStallEnded => "WRITER_STALL_ENDED",
+        FilesSetAside => "FILES_SET_ASIDE",
     }
 );
 

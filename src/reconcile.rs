@@ -72,6 +72,31 @@ pub struct Plan {
     pub recovered: Option<Checkpoint>,
 }
 
+/// The task event that says what a start set aside (`Plan::set_aside`, moved to `folder`), why,
+/// and how to put it back.
+pub fn set_aside_note(task_id: i64, folder: &std::path::Path, aside: &[(String, Aside)]) -> String {
+    let mut parts = Vec::new();
+    for (why, said) in [
+        (Aside::Unknown, "not in the catalog (a metadata database older than the files?)"),
+        (Aside::BeyondCheckpoint, "after the checkpoint"),
+        (Aside::Refetch, "copies a takeover does not trust"),
+    ] {
+        let names: Vec<&str> = aside.iter().filter(|(_, w)| *w == why).map(|(n, _)| n.as_str()).collect();
+        if !names.is_empty() {
+            parts.push(format!("{} {said}", names.join(", ")));
+        }
+    }
+    format!(
+        "{} file(s) moved to {}: {}. They are fetched again from the source; should it no longer have them, \
+         `binlog-server import --task {task_id} {}` puts them back (kept, never read: remove the folder once the \
+         task streams past them)",
+        aside.len(),
+        folder.display(),
+        parts.join("; "),
+        folder.display()
+    )
+}
+
 /// The tail [`plan`] wants read back before it decides (see [`tail_to_scan`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TailScan {
@@ -677,6 +702,25 @@ mod tests {
             let got = run(&row.rows, row.cp.as_ref(), &row.disk, row.refetch);
             assert_eq!(got, row.want, "{}", row.what);
         }
+    }
+
+    #[test]
+    fn the_set_aside_note_names_every_file_its_reason_and_the_way_back() {
+        let folder = std::path::Path::new("/d/.stale/7-20261207T190350.705569");
+        let mut moved = aside(&[3, 4], Aside::Unknown);
+        moved.extend(aside(&[2], Aside::BeyondCheckpoint));
+        let note = set_aside_note(7, folder, &moved);
+        for part in [
+            "3 file(s) moved to /d/.stale/7-20261207T190350.705569",
+            "bin.000003, bin.000004 not in the catalog",
+            "bin.000002 after the checkpoint",
+            "binlog-server import --task 7 /d/.stale/7-20261207T190350.705569",
+        ] {
+            assert!(note.contains(part), "{part:?} in {note}");
+        }
+        assert!(!note.contains("takeover"), "{note}");
+        let note = set_aside_note(7, folder, &aside(&[5], Aside::Refetch));
+        assert!(note.starts_with("1 file(s) moved") && note.contains("bin.000005 copies a takeover"), "{note}");
     }
 
     fn tail(n: u32, len: u64, gtid: Option<&str>) -> Tail {

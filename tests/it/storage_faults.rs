@@ -334,6 +334,12 @@ fn a_restored_backup_older_than_the_sources_binlogs_deletes_no_file() {
         );
     }
     assert!(log.contains("set aside a file the catalog does not know"), "{log}");
+    let said: Vec<String> =
+        task_events(&srv, id).into_iter().filter(|(_, t, _)| t == "FILES_SET_ASIDE").map(|(_, _, m)| m).collect();
+    assert!(
+        said.len() == 1 && said[0].contains("not in the catalog") && said[0].contains("binlog-server import --task"),
+        "one FILES_SET_ASIDE event saying why and the way back: {said:?}"
+    );
 
     // The way back: import the set-aside copies into the (failed, so stopped) task, start it.
     let aside: Vec<PathBuf> = std::fs::read_dir(data.join(".stale"))
@@ -390,6 +396,9 @@ fn a_restored_backup_older_than_the_sources_binlogs_deletes_no_file() {
         assert!(!local_dir(&srv, later, &db).join(name).exists(), "{name} is not in the new task's folder");
     }
     assert!(srv.log_text().contains("a new task's folder held files of a task this catalog does not know"));
+    let said: Vec<String> =
+        task_events(&srv, new).into_iter().filter(|(_, t, _)| t == "FILES_SET_ASIDE").map(|(_, _, m)| m).collect();
+    assert!(said.len() == 1 && said[0].contains("moved whole to"), "the new task says so: {said:?}");
     start_task(&srv, new);
     wait_caught_up(&srv, &db, new);
 }

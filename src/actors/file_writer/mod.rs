@@ -33,7 +33,7 @@ use crate::binlog::name::BinlogFileName;
 use crate::binlog::stream::{GtidTracker, LocalFiles, OpenFile, WriteOp};
 use crate::binlog::summary::{self, SummaryBuilder};
 use crate::config::DirectIo;
-use crate::domain::TaskId;
+use crate::domain::{TaskEventType, TaskId};
 use crate::meta::{Checkpoint, FileRecord, FileState, Store, StoreError};
 use crate::reconcile::{self, Aside, Facts, Removal};
 use crate::source::dump::SourceIdentity;

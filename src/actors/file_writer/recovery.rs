@@ -115,6 +115,10 @@ impl Writer {
                 self.fsync.dir(stale)?;
             }
             self.fsync.dir(self.layout.root())?;
+            let note = reconcile::set_aside_note(self.task_id.0, &aside, &plan.set_aside);
+            if let Err(e) = self.store.append_event(self.task_id, TaskEventType::FilesSetAside, &note) {
+                warn!(self.log, "the files set aside could not be recorded as a task event"; "error" => %e, "note" => &note);
+            }
         }
 
         let mut local = LocalFiles { open: None, sealed: plan.sealed };

@@ -11,7 +11,7 @@ use crate::actors::task::WakeUploads;
 use crate::actors::upload::UploadNow;
 use crate::domain::{DesiredState, Mover, Task, TaskEventType, TaskId, TaskSpec, TaskState};
 use crate::layout::DataLayout;
-use crate::meta::{LastError, StoreError, Transition};
+use crate::meta::{LastError, Store, StoreError, Transition};
 use crate::telemetry::tracing::span;
 
 /// Creates a task (STOPPED).
@@ -28,7 +28,7 @@ impl Handler<CreateTask> for Supervisor {
         let (layout, log) = (self.layout(), self.log.clone());
         let fut = self.call(move |s| {
             let task = s.create_task_within(&msg.0, max_tasks)?;
-            set_aside_leftover_folder(&layout, task.id, &log);
+            set_aside_leftover_folder(s, &layout, task.id, &log);
             Ok(task)
         });
         Box::pin(fut.into_actor(self).map(move |res, act, _| {
@@ -47,7 +47,7 @@ impl Handler<CreateTask> for Supervisor {
 /// again; or a MySQL 5.7 store reusing an id after a restart). It is moved to
 /// `{data_dir}/.stale/{task}-{time}`, never deleted and never mixed with the new task's files.
 /// A failed move is logged: the task's start then sets aside what it does not know, file by file.
-fn set_aside_leftover_folder(layout: &DataLayout, id: TaskId, log: &slog::Logger) {
+fn set_aside_leftover_folder(store: &Store, layout: &DataLayout, id: TaskId, log: &slog::Logger) {
     let dir = layout.task_dir(id);
     if !dir.exists() {
         return;
@@ -59,9 +59,20 @@ fn set_aside_leftover_folder(layout: &DataLayout, id: TaskId, log: &slog::Logger
         .and_then(|()| sync(&layout.stale_dir()))
         .and_then(|()| sync(layout.root()));
     match moved {
-        Ok(()) => warn!(log, "a new task's folder held files of a task this catalog does not know (a metadata \
-                              database restored from an older backup?); set aside";
-            "task_id" => id.0, "dir" => %dir.display(), "to" => %to.display()),
+        Ok(()) => {
+            warn!(log, "a new task's folder held files of a task this catalog does not know (a metadata \
+                        database restored from an older backup?); set aside";
+                "task_id" => id.0, "dir" => %dir.display(), "to" => %to.display());
+            let note = format!(
+                "the folder {} held files of a task this catalog does not know (a metadata database restored \
+                 from an older backup?): moved whole to {} (kept, never read)",
+                dir.display(),
+                to.display()
+            );
+            if let Err(e) = store.append_event(id, TaskEventType::FilesSetAside, &note) {
+                warn!(log, "the folder set aside could not be recorded as a task event"; "task_id" => id.0, "error" => %e);
+            }
+        }
         Err(e) => warn!(log, "a new task's folder holds files of a task this catalog does not know, and could not \
                               be set aside"; "task_id" => id.0, "dir" => %dir.display(), "error" => %e),
     }
@@ -82,7 +93,7 @@ impl Handler<CreateTasks> for Supervisor {
         let fut = self.call(move |s| {
             let tasks = s.create_tasks_within(&msg.0, max_tasks)?;
             for t in &tasks {
-                set_aside_leftover_folder(&layout, t.id, &log);
+                set_aside_leftover_folder(s, &layout, t.id, &log);
             }
             Ok(tasks)
         });
