@@ -46,8 +46,9 @@ pub struct Facts<'a> {
 /// may have purged what the file holds, so its bytes may be the only ones left.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
-    /// Files to delete, each with the reason (for the log): none holds a byte that is not
-    /// elsewhere (a file's creation, the bucket's copy).
+    /// Files to delete, each with the reason (for the log): none holds a complete event or
+    /// transaction that is not elsewhere (the source resends a file's header; the bucket holds a
+    /// short copy's file).
     pub remove: Vec<(String, Removal)>,
     /// Catalog rows to delete: files after the checkpoint, or, without a checkpoint, every file
     /// that was not sealed.
@@ -87,9 +88,9 @@ pub fn set_aside_note(task_id: i64, folder: &std::path::Path, aside: &[(String, 
         }
     }
     format!(
-        "{} file(s) moved to {}: {}. They are fetched again from the source; should it no longer have them, \
-         `binlog-server import --task {task_id} {}` puts them back (kept, never read: remove the folder once the \
-         task streams past them)",
+        "{} file(s) moved to {}: {}. What the task still needs of them is fetched again from the source; should \
+         it no longer have it, `binlog-server import --task {task_id} {}` puts them back (kept, never read: \
+         remove the folder once the task streams past them)",
         aside.len(),
         folder.display(),
         parts.join("; "),
