@@ -65,6 +65,11 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<(Store, Option<MetaWatc
     Ok((store, watch))
 }
 
+/// The task directories of `data_dir` whose id is not among `known` (`doctor`'s orphan rule).
+fn orphan_task_dirs(known: &[crate::domain::TaskId], data_dir: &std::path::Path) -> Vec<String> {
+    crate::doctor::orphan_task_dirs(known, &guard::task_dirs(data_dir)).iter().map(|f| f.task_id.to_string()).collect()
+}
+
 /// The SQLite file a running server watches: the one its store opened.
 #[derive(Debug, Clone)]
 pub struct MetaWatch {
@@ -138,6 +143,19 @@ async fn serve(settings: Settings, log: Logger) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || open_store(&s)).await.context("metadata start-up")??
     };
     info!(log, "metadata store ready"; "meta" => %store.dsn());
+    let orphans = {
+        let (s, dir) = (store.clone(), settings.data_dir.clone());
+        tokio::task::spawn_blocking(move || s.task_ids().map(|ids| orphan_task_dirs(&ids, &dir)))
+            .await
+            .context("metadata start-up")??
+    };
+    if !orphans.is_empty() {
+        warn!(log, "the data directory holds task directories the catalog does not know (tasks created after the \
+                    backup this metadata database was restored from, or whose delete could not move them); a task \
+                    created with such an id moves the folder to .stale first; `binlog-server doctor` lists them, \
+                    `doctor --repair` moves them to .stale";
+            "task_dirs" => orphans.join(", "), "data_dir" => %settings.data_dir.display());
+    }
 
     let objects = if settings.upload.enabled {
         let o = crate::upload::ObjectStore::new(&settings.upload).map_err(|e| anyhow::anyhow!("upload: {e}"))?;

@@ -123,6 +123,11 @@ fn load_checkpoint(
     }
 }
 
+fn load_task_ids(conn: &mut MetaConnection) -> Result<Vec<TaskId>, StoreError> {
+    let ids: Vec<i64> = tasks::table.select(tasks::id).order(tasks::id.asc()).load(conn)?;
+    Ok(ids.into_iter().map(TaskId).collect())
+}
+
 fn load_files(conn: &mut MetaConnection, id: TaskId) -> Result<Vec<FileRecord>, StoreError> {
     let rows: Vec<FileRow> = binlog_files::table
         .filter(binlog_files::task_id.eq(id.0))
@@ -159,8 +164,7 @@ impl CatalogReader {
 
     /// Every task id, ascending (no secrets are read).
     pub fn task_ids(&mut self) -> Result<Vec<TaskId>, StoreError> {
-        let ids: Vec<i64> = tasks::table.select(tasks::id).order(tasks::id.asc()).load(&mut self.conn)?;
-        Ok(ids.into_iter().map(TaskId).collect())
+        load_task_ids(&mut self.conn)
     }
 
     pub fn list_files(&mut self, id: TaskId) -> Result<Vec<FileRecord>, StoreError> {
@@ -497,6 +501,11 @@ impl Store {
     }
 
     /// How many tasks are in each state.
+    /// Every task id, ascending.
+    pub fn task_ids(&self) -> Result<Vec<TaskId>, StoreError> {
+        load_task_ids(&mut *self.conn()?)
+    }
+
     pub fn count_by_state(&self) -> Result<Vec<(TaskState, i64)>, StoreError> {
         let mut conn = self.conn()?;
         let rows: Vec<(String, i64)> =

@@ -322,6 +322,11 @@ fn a_restored_backup_older_than_the_sources_binlogs_deletes_no_file() {
     let err = wait_failed(&srv, id);
     let log = srv.log_text();
     assert_eq!(err.code, TaskErrorCode::SourceBinlogPurged, "{err:?}");
+    let orphans = log.lines().find(|l| l.contains("task directories the catalog does not know"));
+    assert!(
+        orphans.is_some_and(|l| l.contains(&format!("task_dirs: {later}"))),
+        "the start names task {later}'s folder: {orphans:?}"
+    );
     // Nothing the disk held is gone: each sealed file is still here, in the task's folder or set
     // aside, byte for byte.
     // (Task `later`'s folder holds copies of the same source's files: not looked in.)
