@@ -116,8 +116,10 @@ pub enum Removal {
     /// creation wrote (the magic and the format description the source sends again), or what
     /// the tail read back after a crash found no complete transaction in.
     BeyondCheckpoint,
-    /// Not in the catalog and holding no event (at most the magic): an interrupted create.
-    Empty,
+    /// Not in the catalog and no longer than the header of this source's files (the magic and
+    /// the format description, which the source sends again): a create interrupted before its
+    /// catalog row was written.
+    InterruptedCreate,
     /// A short local copy of a file the bucket holds: readers fetch the bucket's.
     ShortCopyOfBucketFile,
 }
@@ -296,11 +298,12 @@ fn plan_at_checkpoint(facts: Facts<'_>) -> Result<Plan, Refusal> {
         }
     }
     let known: BTreeSet<String> = rows.iter().map(|r| r.file_name.to_string()).collect();
+    let header = rows.iter().map(|r| r.header_len).max().unwrap_or(0).max(MAGIC.len() as u64);
     for (name, &len) in on_disk.iter().filter(|(n, _)| !known.contains(*n)) {
-        if len > MAGIC.len() as u64 {
+        if len > header {
             plan.set_aside.push((name.clone(), Aside::Unknown));
         } else {
-            plan.remove.push((name.clone(), Removal::Empty));
+            plan.remove.push((name.clone(), Removal::InterruptedCreate));
         }
     }
 
@@ -533,7 +536,7 @@ mod tests {
                 disk: vec![(1, 200), (2, 90), (7, 4)],
                 refetch: false,
                 want: Ok(Plan {
-                    remove: vec![(name(7).to_string(), Removal::Empty)],
+                    remove: vec![(name(7).to_string(), Removal::InterruptedCreate)],
                     forget: names(&[2]),
                     set_aside: aside(&[2], Aside::BeyondCheckpoint),
                     open: resume(1, 150),
@@ -555,6 +558,20 @@ mod tests {
                 }),
             },
             Row {
+                what: "a create interrupted before its row: a file no longer than the source's files' header \
+                       is removed, a longer one set aside",
+                rows: vec![FileRecord { header_len: 120, ..open(1, 300) }],
+                cp: Some(cp(1, 300)),
+                disk: vec![(1, 300), (2, 120), (3, 121)],
+                refetch: false,
+                want: Ok(Plan {
+                    remove: vec![(name(2).to_string(), Removal::InterruptedCreate)],
+                    set_aside: aside(&[3], Aside::Unknown),
+                    open: Some(Resume { name: name(1), start_pos: 4, header_len: 120, len: 300 }),
+                    ..Plan::default()
+                }),
+            },
+            Row {
                 what: "a catalog older than the folder (a restored backup): the files it does not know are \
                        set aside, never removed",
                 rows: vec![sealed(1, 100), open(2, 200)],
@@ -562,7 +579,7 @@ mod tests {
                 disk: vec![(1, 100), (2, 700), (3, 800), (4, 60), (5, 0)],
                 refetch: false,
                 want: Ok(Plan {
-                    remove: vec![(name(5).to_string(), Removal::Empty)],
+                    remove: vec![(name(5).to_string(), Removal::InterruptedCreate)],
                     set_aside: aside(&[3, 4], Aside::Unknown),
                     open: resume(2, 150),
                     truncate_to: Some(150),
@@ -803,7 +820,7 @@ mod tests {
                 scan: scan(3, true, 4),
                 tail: Some(tail(3, 650, Some("0-1-20"))),
                 want: Plan {
-                    remove: vec![(name(9).to_string(), Removal::Empty)],
+                    remove: vec![(name(9).to_string(), Removal::InterruptedCreate)],
                     open: resume(3, 650),
                     truncate_to: Some(650),
                     sealed: set(&[1, 2]),

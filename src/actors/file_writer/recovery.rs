@@ -77,8 +77,9 @@ impl Writer {
                     Removal::BeyondCheckpoint => {
                         info!(self.log, "removed file beyond the checkpoint"; "file" => %p.display())
                     }
-                    Removal::Empty => {
-                        info!(self.log, "removed an empty file the catalog does not know"; "file" => %p.display())
+                    Removal::InterruptedCreate => {
+                        info!(self.log, "removed a file the catalog does not know that holds no more than a file's \
+                                         header (a create interrupted before its catalog row)"; "file" => %p.display())
                     }
                     Removal::ShortCopyOfBucketFile => {
                         warn!(self.log, "removed a short local copy of a file the bucket holds"; "file" => %p.display())
