@@ -631,6 +631,12 @@ fn a_node_restarted_within_its_ttl_after_a_crash_runs_its_tasks_again_under_new_
     let taken = wait_taken_over_by(srv, &leases, &nodes[0], takeover_deadline());
     eprintln!("tasks running again {:.1?} after kill -9 and restart: {taken:?}", killed.elapsed());
     assert_acquired_events(srv, &taken);
+    // Its folders were written under the crashed process's leases: set aside, and said.
+    for id in taken.keys() {
+        let said: Vec<String> =
+            events(srv, *id).into_iter().filter(|(t, _)| t == "FILES_SET_ASIDE").map(|(_, m)| m).collect();
+        assert!(said.iter().any(|m| m.contains("under another lease")), "task {id}: {said:?}");
+    }
     let mark = source.master_status().expect("binlog on");
     wait_new_owners_write(srv, &taken, &mark.file, &mut |_, _| ());
     finish_and_compare(&cluster, srv, &source, &tasks, load);

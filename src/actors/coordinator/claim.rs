@@ -90,7 +90,15 @@ fn claim(
         }
         match adopt_task_dir(data_dir, id.0, node, acq.epoch) {
             Ok(Some(moved)) => {
-                info!(log, "files from another lease moved aside"; "task_id" => id.0, "to" => %moved.display())
+                info!(log, "files from another lease moved aside"; "task_id" => id.0, "to" => %moved.display());
+                let note = format!(
+                    "this node's folder of the task, written under another lease, moved whole to {} (kept, never \
+                     read): what neither this node nor the bucket holds is fetched again from the source",
+                    moved.display()
+                );
+                if let Err(e) = s.append_event(id, TaskEventType::FilesSetAside, &note) {
+                    warn!(log, "the folder set aside could not be recorded as a task event"; "task_id" => id.0, "error" => %e);
+                }
             }
             Ok(None) => {}
             Err(e) => {
