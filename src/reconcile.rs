@@ -168,9 +168,15 @@ pub enum Refusal {
     InsideSealedFile { file: BinlogFileName, end_pos: Option<u64>, pos: u64 },
     #[error("the checkpoint is at {pos} in {file}, before the file's first event at {start_pos}")]
     BeforeFileStart { file: BinlogFileName, pos: u64, start_pos: u64 },
-    #[error("{file} holds {have} bytes but the checkpoint says {want} are durable; local storage lost data")]
+    #[error(
+        "{file} holds {have} bytes but the checkpoint says {want} are durable; local storage lost data (or the \
+         data directory was restored from an older copy than the metadata database)"
+    )]
     Short { file: BinlogFileName, have: u64, want: u64 },
-    #[error("{file} is missing but the checkpoint says {want} bytes of it are durable; local storage lost data")]
+    #[error(
+        "{file} is missing but the checkpoint says {want} bytes of it are durable; local storage lost data (or \
+         the data directory was restored from an older copy than the metadata database)"
+    )]
     Missing { file: BinlogFileName, want: u64 },
 }
 
