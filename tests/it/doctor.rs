@@ -12,13 +12,13 @@ use binlog_server::meta::FileState;
 use serde_json::Value;
 
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
-use crate::common::poll_until;
 use crate::common::replication::{
     WAIT, fast_server_opts, flush_and_catch_up, meta_checkpoint, meta_files, source_identity, start_copy_task,
     wait_running,
 };
 use crate::common::s3::S3Server;
 use crate::common::server::{Server, ServerOpts, run_cli};
+use crate::common::{files_named, poll_until};
 
 /// Every file under `dir` with its bytes (the data dir is small: a few binlog files and meta.db).
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -159,12 +159,6 @@ fn doctor_names_each_kind_of_damage_and_changes_nothing() {
     assert!(err.contains("no task 999"), "{err}");
 }
 
-/// Every path under `dir` whose file name is `name` (the `.stale/doctor-<time>/` folder's name is
-/// the doctor's clock, not ours).
-fn find_named(dir: &Path, name: &str) -> Vec<PathBuf> {
-    snapshot(dir).into_keys().filter(|p| p.file_name().is_some_and(|n| n == name)).collect()
-}
-
 #[test]
 fn doctor_repair_restores_from_the_bucket_moves_orphans_aside_and_refuses_beside_a_server() {
     let db = MariaDb::start(MariaDbOpts::default().max_binlog_size("16384"));
@@ -229,14 +223,14 @@ fn doctor_repair_restores_from_the_bucket_moves_orphans_aside_and_refuses_beside
     assert!(out.contains("3 repaired, 0 not repaired; after the repair: all well"), "{out}");
     assert!(std::fs::read(&victim_path).unwrap() == original, "restored byte-identical to what was sealed");
     assert!(s3.get(&key) == original, "and to the bucket's copy");
-    let aside = find_named(&data.join(".stale"), &name);
+    let aside = files_named(&data.join(".stale"), &name);
     assert_eq!(aside.len(), 1, "the bad copy is kept in .stale: {aside:?}");
     assert!(std::fs::read(&aside[0]).unwrap() == flipped, "the bad copy, as it was");
-    let stray = find_named(&data.join(".stale"), "stray.bin");
+    let stray = files_named(&data.join(".stale"), "stray.bin");
     assert_eq!(stray.len(), 1, "the orphan moved, not deleted: {stray:?}");
     assert!(stray[0].to_string_lossy().contains(&format!("/{id}/{identity}/stray.bin")), "{stray:?}");
     assert!(!dir.join("stray.bin").exists() && !data.join("999").exists(), "moved out of the way");
-    let left = find_named(&data.join(".stale"), "left.bin");
+    let left = files_named(&data.join(".stale"), "left.bin");
     assert!(left.len() == 1 && left[0].ends_with("999/left.bin"), "the orphan task directory moved whole: {left:?}");
     assert_eq!(std::fs::read(&left[0]).unwrap(), b"left behind");
 

@@ -27,7 +27,7 @@ use crate::common::replication::{
     wait_caught_up, wait_event_after, wait_failed, wait_running,
 };
 use crate::common::server::{Server, run_cli};
-use crate::common::{free_port, output_with_deadline, poll_until, require_binary, temp_dir};
+use crate::common::{files_named, free_port, output_with_deadline, poll_until, require_binary, temp_dir};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -263,24 +263,6 @@ fn restore_meta(backup: &Path, meta: &Path) {
         let _ = std::fs::remove_file(meta.with_file_name(format!("meta.db{ext}")));
     }
     std::fs::copy(backup, meta).expect("restore the backup");
-}
-
-/// Every file named `name` under `dir`, at any depth.
-fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if e.file_name() == name {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// A restored `meta.db` backup older than what the source still keeps: the binlog files written

@@ -53,12 +53,7 @@ fn set_aside_leftover_folder(store: &Store, layout: &DataLayout, id: TaskId, log
         return;
     }
     let to = layout.stale_copy_now(id);
-    let sync = |d: &std::path::Path| std::fs::File::open(d).and_then(|f| f.sync_all());
-    let moved = std::fs::create_dir_all(layout.stale_dir())
-        .and_then(|()| std::fs::rename(&dir, &to))
-        .and_then(|()| sync(&layout.stale_dir()))
-        .and_then(|()| sync(layout.root()));
-    match moved {
+    match move_folder(layout, &dir, &to) {
         Ok(()) => {
             warn!(log, "a new task's folder held files of a task this catalog does not know (a metadata \
                         database restored from an older backup?); set aside";
@@ -76,6 +71,20 @@ fn set_aside_leftover_folder(store: &Store, layout: &DataLayout, id: TaskId, log
         Err(e) => warn!(log, "a new task's folder holds files of a task this catalog does not know, and could not \
                               be set aside"; "task_id" => id.0, "dir" => %dir.display(), "error" => %e),
     }
+}
+
+/// Moves a task's folder `dir` to `to` (its parent created if need be) so that the move survives
+/// a power cut: the new name by its folder's fsync, the old name's absence by the data dir's.
+fn move_folder(layout: &DataLayout, dir: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    let parent = to.parent().unwrap_or(layout.root());
+    std::fs::create_dir_all(parent)?;
+    std::fs::rename(dir, to)?;
+    sync_dir(parent)?;
+    sync_dir(layout.root())
+}
+
+fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(dir).and_then(|f| f.sync_all())
 }
 
 /// Creates several tasks (STOPPED) in one metadata transaction: all or none.
@@ -178,19 +187,14 @@ impl Handler<DeleteTask> for Supervisor {
             // Files are the product: a delete keeps them unless asked, moved where nothing will
             // mistake them for a live task's (ids are not reused, but MySQL 5.7 can reuse one).
             if dir.exists() {
-                let sync = |d: &std::path::Path| std::fs::File::open(d).and_then(|f| f.sync_all());
-                let res = if msg.purge_files {
-                    std::fs::remove_dir_all(&dir)
-                } else {
-                    std::fs::create_dir_all(layout.deleted_dir()).and_then(|_| {
-                        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S").to_string();
-                        std::fs::rename(&dir, layout.deleted_copy(id, &stamp))?;
-                        sync(&layout.deleted_dir())
-                    })
-                }
                 // The move (or removal) must survive a power cut, or the folder comes back where
                 // a task of this id keeps its files.
-                .and_then(|()| sync(layout.root()));
+                let res = if msg.purge_files {
+                    std::fs::remove_dir_all(&dir).and_then(|()| sync_dir(layout.root()))
+                } else {
+                    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S").to_string();
+                    move_folder(&layout, &dir, &layout.deleted_copy(id, &stamp))
+                };
                 if let Err(e) = res {
                     warn!(log, "task deleted but its files could not be moved"; "task_id" => id.0, "dir" => %dir.display(), "error" => %e);
                 }
