@@ -22,12 +22,12 @@ use serde_json::json;
 use crate::common::fake_source::events::{self, Binlog};
 use crate::common::fake_source::{FakeSource, Greeting, Session, SourceFacts, caps};
 use crate::common::mariadb::{MariaDb, MariaDbOpts};
-use crate::common::poll_until;
 use crate::common::replication::{
     WAIT, api_checkpoint, create_task, fast_server_opts, source_via, start_copy_task, start_task,
     wait_checkpoint_moves, wait_running,
 };
 use crate::common::server::Server;
+use crate::common::{poll_until, walk};
 
 /// The file every fake dump is about.
 const FILE: &str = "mysql-bin.000001";
@@ -141,23 +141,6 @@ impl Arena {
         wait_checkpoint_moves(&self.srv, self.healthy, before.as_ref());
         assert_eq!(self.srv.task(self.healthy).state, TaskState::Running);
     }
-}
-
-/// Every path under `dir` (files and directories).
-fn walk(dir: &Path) -> BTreeSet<PathBuf> {
-    let mut out = BTreeSet::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p.clone());
-            }
-            out.insert(p);
-        }
-    }
-    out
 }
 
 /// The metadata store's own files (the SQLite database and its journal) at the top level.

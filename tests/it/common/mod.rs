@@ -238,25 +238,29 @@ pub fn read_from(path: &Path, offset: u64) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// The size of a file, 0 if it does not exist yet.
-/// Every file named `name` under `dir`, at any depth.
-pub fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
+/// Every path under `dir` (files and directories).
+pub fn walk(dir: &Path) -> std::collections::BTreeSet<PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
-                stack.push(p);
-            } else if e.file_name() == name {
-                out.push(p);
+                todo.push(p.clone());
             }
+            out.insert(p);
         }
     }
     out
 }
 
+/// Every file named `name` under `dir`, at any depth.
+pub fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    walk(dir).into_iter().filter(|p| p.is_file() && p.file_name().is_some_and(|n| n == name)).collect()
+}
+
+/// The size of a file, 0 if it does not exist yet.
 pub fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
