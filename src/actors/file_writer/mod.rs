@@ -334,15 +334,21 @@ fn files_in(dir: &Path) -> Result<BTreeMap<String, u64>, WriterError> {
 
 /// The first event of the file at `path` (its format description) and its bytes from `offset`
 /// to the end.
+///
+/// A file cut inside its format description (a power cut right after its creation keeps part of
+/// the unsynced header) is no error: the format description comes back as short as it is, and
+/// the scan finds nothing complete in it.
 fn read_tail(path: &Path, offset: u64) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    use crate::binlog::event::HEADER_LEN;
     let mut f = File::open(path)?;
-    let mut head = [0u8; 4 + crate::binlog::event::HEADER_LEN];
-    f.read_exact(&mut head)?;
-    let size = u32::from_le_bytes([head[13], head[14], head[15], head[16]]) as usize;
-    let mut fde = head[4..].to_vec();
-    if size > fde.len() && size <= 1 << 20 {
-        fde.resize(size, 0);
-        f.read_exact(&mut fde[crate::binlog::event::HEADER_LEN..])?;
+    let mut head = Vec::with_capacity(4 + HEADER_LEN);
+    (&mut f).take((4 + HEADER_LEN) as u64).read_to_end(&mut head)?;
+    let mut fde = head.get(4..).unwrap_or_default().to_vec();
+    if let Some(size) = head.get(13..17) {
+        let size = u32::from_le_bytes([size[0], size[1], size[2], size[3]]) as usize;
+        if size > fde.len() && size <= 1 << 20 {
+            (&mut f).take((size - HEADER_LEN) as u64).read_to_end(&mut fde)?;
+        }
     }
     f.seek(SeekFrom::Start(offset))?;
     let mut tail = Vec::new();
