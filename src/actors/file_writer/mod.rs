@@ -344,9 +344,9 @@ fn read_tail(path: &Path, offset: u64) -> io::Result<(Vec<u8>, Vec<u8>)> {
     let mut head = Vec::with_capacity(4 + HEADER_LEN);
     (&mut f).take((4 + HEADER_LEN) as u64).read_to_end(&mut head)?;
     let mut fde = head.get(4..).unwrap_or_default().to_vec();
-    if let Some(size) = head.get(13..17) {
-        let size = u32::from_le_bytes([size[0], size[1], size[2], size[3]]) as usize;
-        if size > fde.len() && size <= 1 << 20 {
+    if head.len() == 4 + HEADER_LEN {
+        let size = u32::from_le_bytes([head[13], head[14], head[15], head[16]]) as usize;
+        if size > HEADER_LEN && size <= 1 << 20 {
             (&mut f).take((size - HEADER_LEN) as u64).read_to_end(&mut fde)?;
         }
     }
